@@ -1,0 +1,99 @@
+//! A function as the manifest declares it, validated and with variables resolved.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// One function of an app: its code, runtime, limits and triggers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSpec {
+    /// The key under `functions:` in the manifest.
+    pub name: String,
+    /// `file.export` for node and python; for `provided` runtimes the value is passed
+    /// to the bootstrap as `_HANDLER`.
+    pub handler: String,
+    /// 1-based line of the `handler` key, so later checks (missing file) can point at it.
+    pub handler_line: usize,
+    /// Which runtime runs the function.
+    pub runtime: Runtime,
+    /// Memory limit in MB (`memorySize`), default 1024 as in the Serverless Framework.
+    pub memory_mb: u32,
+    /// Invocation deadline (`timeout`), default 6 seconds as in the Serverless Framework.
+    pub timeout: Duration,
+    /// Provider environment merged with the function's own (the function wins).
+    pub environment: BTreeMap<String, String>,
+    /// At most this many instances at once (`reservedConcurrency`); `None` is unbounded.
+    pub reserved_concurrency: Option<u32>,
+    /// Instances started at boot and kept warm (`provisionedConcurrency`).
+    pub provisioned_concurrency: u32,
+    /// `http` and `httpApi` events of the function.
+    pub http_routes: Vec<HttpRoute>,
+}
+
+/// A runtime named in the manifest (`nodejs20.x`, `python3.12`, `provided.al2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `nodejsNN.x`, with NN the major version.
+    Node {
+        /// The major Node.js version named, for example 20.
+        major: u32,
+    },
+    /// `python3.N`, with N the minor version.
+    Python {
+        /// The minor Python 3 version named, for example 12.
+        minor: u32,
+    },
+    /// `provided`, `provided.al2` or `provided.al2023`: the function's own `bootstrap`.
+    Provided,
+}
+
+/// Which API Gateway flavour a route belongs to; it decides the event shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiKind {
+    /// `http` events: API Gateway REST API, proxy integration payload 1.0.
+    Rest,
+    /// `httpApi` events: API Gateway HTTP API, payload format 2.0.
+    Http,
+}
+
+/// The method a route matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HttpMethod {
+    /// `ANY` or `*`: every method.
+    Any,
+    /// One method, upper case (`GET`, `POST`, ...).
+    Named(String),
+}
+
+/// One HTTP route of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRoute {
+    /// The API flavour, which decides the event format.
+    pub api: ApiKind,
+    /// The method matched.
+    pub method: HttpMethod,
+    /// The path template, always starting with `/`, with `{param}` and `{proxy+}` segments.
+    /// `*` alone (an `httpApi: '*'` catch-all) is kept as `*`.
+    pub path: String,
+    /// `cors: true`: answer preflight requests and add CORS headers to responses.
+    pub cors: bool,
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Runtime::Node { major } => write!(f, "nodejs{major}.x"),
+            Runtime::Python { minor } => write!(f, "python3.{minor}"),
+            Runtime::Provided => f.write_str("provided"),
+        }
+    }
+}
+
+impl fmt::Display for HttpMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpMethod::Any => f.write_str("ANY"),
+            HttpMethod::Named(method) => f.write_str(method),
+        }
+    }
+}

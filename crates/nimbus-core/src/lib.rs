@@ -1,0 +1,15 @@
+//! The vocabulary of nimbus: functions, runtimes, invocations, outcomes, faults, the
+//! manifest schema and the `Executor` trait.
+//!
+//! This crate does no IO: it has no tokio, hyper or wasmtime, reads no files and no
+//! environment. Callers hand it text and values; it hands back validated types.
+#![warn(missing_docs)]
+
+pub mod function;
+pub mod invocation;
+pub mod manifest;
+
+pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
+pub use invocation::{
+    BoxFuture, Executor, Fault, Invocation, InvocationReport, InvokeError, Outcome,
+};

@@ -1,0 +1,183 @@
+//! The app manifest: `nimbus.yaml` or `serverless.yml`, in the Serverless Framework v3 shape.
+//!
+//! [`parse`] reads the YAML with saphyr into a positioned tree (`tree`), substitutes
+//! `${source:address}` variables as values are read (`vars`), and validates the service,
+//! provider and functions (`schema`, `routes`). It collects every problem instead of
+//! stopping at the first, so one run of `nimbus deploy` shows all of them.
+//!
+//! Keys that nimbus does not model are never dropped silently: each one becomes a
+//! warning in [`Manifest::warnings`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::FunctionSpec;
+
+use self::tree::{Node, Pos};
+
+mod lenient;
+mod routes;
+mod schema;
+mod tree;
+mod vars;
+
+#[cfg(test)]
+mod tests;
+
+/// A parsed, validated manifest with every variable resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// `service` (or `service.name`).
+    pub service: String,
+    /// `--stage`, else `provider.stage`, else `dev`.
+    pub stage: String,
+    /// `--region`, else `provider.region`, else `us-east-1`.
+    pub region: String,
+    /// The functions, in manifest order.
+    pub functions: Vec<FunctionSpec>,
+    /// Keys nimbus read but does not model (plugins, custom, resources, unknown events...),
+    /// in source order.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A problem found in a manifest, pointing at the key responsible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The manifest file name as given to `parse`.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// Dotted key path, for example `functions.api.events[0].httpApi.path`; empty for
+    /// problems with the document as a whole (such as malformed YAML).
+    pub key: String,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// Values for `${env:..}` and `${opt:..}` variables; core reads no environment itself.
+#[derive(Debug, Clone, Default)]
+pub struct Variables {
+    /// The process environment.
+    pub env: BTreeMap<String, String>,
+    /// CLI options such as `stage` and `region`.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Parses and validates a manifest. `file` is only used in diagnostics.
+///
+/// On success the manifest carries its warnings; on failure every error found is
+/// returned, sorted by position (warnings are then left out).
+pub fn parse(source: &str, file: &str, vars: &Variables) -> Result<Manifest, Vec<Diagnostic>> {
+    let loaded = match tree::load(source) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            return Err(errors
+                .into_iter()
+                .map(|e| diagnostic(file, e.pos, &e.key, e.message))
+                .collect());
+        }
+    };
+    let Some(root) = loaded.root else {
+        return Err(vec![diagnostic(
+            file,
+            Pos { line: 1, column: 1 },
+            "",
+            "the manifest is empty; it needs at least `service`, `provider.runtime` and `functions`",
+        )]);
+    };
+    let mut cx = Cx {
+        file,
+        vars,
+        root: &root,
+        errors: Vec::new(),
+        warnings: loaded
+            .warnings
+            .into_iter()
+            .map(|w| diagnostic(file, w.pos, &w.key, w.message))
+            .collect(),
+        self_memo: HashMap::new(),
+        self_stack: Vec::new(),
+    };
+    let res = cx.manifest();
+    let errors = sorted(cx.errors);
+    match res {
+        Some(mut manifest) if errors.is_empty() => {
+            manifest.warnings = sorted(cx.warnings);
+            Ok(manifest)
+        }
+        // Every path that gives up reports why first; this guard keeps a bug from
+        // turning into an error list that explains nothing.
+        _ if errors.is_empty() => Err(vec![diagnostic(
+            file,
+            Pos { line: 1, column: 1 },
+            "",
+            "the manifest was rejected without a reason; this is a bug in nimbus",
+        )]),
+        _ => Err(errors),
+    }
+}
+
+/// The state of one `parse`: where diagnostics go, and the cache for `${self:..}`.
+struct Cx<'a> {
+    file: &'a str,
+    vars: &'a Variables,
+    /// The document as written, for `${self:..}` lookups.
+    root: &'a Node,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    /// `${self:path}` results by path; `None` when resolving failed (already reported).
+    self_memo: HashMap<String, Option<Node>>,
+    /// The `${self:..}` paths being resolved right now, to report cycles.
+    self_stack: Vec<String>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+        self.errors.push(diagnostic(self.file, pos, key, message));
+    }
+
+    fn warn(&mut self, pos: Pos, key: &str, message: impl Into<String>) {
+        self.warnings.push(diagnostic(self.file, pos, key, message));
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.key.is_empty() {
+            write!(f, "{}: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn diagnostic(file: &str, pos: Pos, key: &str, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        file: file.to_owned(),
+        line: pos.line,
+        column: pos.column,
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Sorts by position and drops exact repeats: a value read both directly and through
+/// `${self:..}` would otherwise report the same problem twice.
+fn sorted(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    diagnostics.sort_by(|a, b| {
+        (a.line, a.column, &a.key, &a.message).cmp(&(b.line, b.column, &b.key, &b.message))
+    });
+    diagnostics.dedup();
+    diagnostics
+}
+
+/// `parent.child`, or `child` at the top level.
+fn join_key(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_owned()
+    } else {
+        format!("{parent}.{child}")
+    }
+}

@@ -1,0 +1,610 @@
+//! The Serverless Framework v3 schema as nimbus models it: service, provider and functions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::{FunctionSpec, HttpRoute, Runtime};
+
+use super::routes::RouteTable;
+use super::tree::{Entry, Node, Pos, Value};
+use super::{Cx, Manifest, join_key};
+
+/// Memory limit when neither the function nor the provider sets `memorySize`, as in the
+/// Serverless Framework.
+const DEFAULT_MEMORY_MB: u32 = 1024;
+/// Deadline when neither the function nor the provider sets `timeout`, as in the
+/// Serverless Framework.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// The runtimes nimbus runs, by their manifest names.
+const RUNTIMES: &[(&str, Runtime)] = &[
+    ("nodejs18.x", Runtime::Node { major: 18 }),
+    ("nodejs20.x", Runtime::Node { major: 20 }),
+    ("nodejs22.x", Runtime::Node { major: 22 }),
+    ("python3.9", Runtime::Python { minor: 9 }),
+    ("python3.10", Runtime::Python { minor: 10 }),
+    ("python3.11", Runtime::Python { minor: 11 }),
+    ("python3.12", Runtime::Python { minor: 12 }),
+    ("python3.13", Runtime::Python { minor: 13 }),
+    ("provided", Runtime::Provided),
+    ("provided.al2", Runtime::Provided),
+    ("provided.al2023", Runtime::Provided),
+];
+
+/// What the manifest says about a runtime, so that a bad provider runtime is reported
+/// once rather than once per function.
+#[derive(Clone, Copy)]
+enum RuntimeSetting {
+    Unset,
+    Invalid,
+    Set(Runtime),
+}
+
+/// Provider settings that functions inherit.
+struct Provider {
+    runtime: RuntimeSetting,
+    environment: BTreeMap<String, String>,
+    memory_mb: u32,
+    timeout: Duration,
+    /// `provider.httpApi.cors`, the CORS setting of every `httpApi` route.
+    http_api_cors: bool,
+    stage: Option<String>,
+    region: Option<String>,
+}
+
+impl Cx<'_> {
+    /// Reads the whole document. `None` means errors were reported.
+    pub(super) fn manifest(&mut self) -> Option<Manifest> {
+        let root = self.root;
+        let Value::Map(entries) = &root.value else {
+            let message = format!(
+                "the manifest must be a mapping with `service`, `provider` and `functions`, got {}",
+                root.describe()
+            );
+            self.error(root.pos, "", message);
+            return None;
+        };
+        let mut service = None;
+        let mut provider_node = None;
+        let mut functions_entry = None;
+        let mut service_seen = false;
+        for entry in entries {
+            let key = entry.key.as_str();
+            match key {
+                "service" => {
+                    service_seen = true;
+                    service = self.service(&entry.value);
+                }
+                "provider" => provider_node = Some(&entry.value),
+                "functions" => functions_entry = Some(entry),
+                // The CLI version constraint means nothing to nimbus.
+                "frameworkVersion" => {}
+                "custom" => self.warn(
+                    entry.key_pos,
+                    key,
+                    "not modelled by nimbus except through `${self:custom...}` variables; ignored",
+                ),
+                "plugins" => self.warn(
+                    entry.key_pos,
+                    key,
+                    "Serverless plugins do not run under nimbus; ignored",
+                ),
+                "resources" => self.warn(
+                    entry.key_pos,
+                    key,
+                    "CloudFormation resources are not created by nimbus; ignored",
+                ),
+                _ => self.warn(entry.key_pos, key, "not modelled by nimbus; ignored"),
+            }
+        }
+        if !service_seen {
+            self.error(
+                Pos { line: 1, column: 1 },
+                "service",
+                "missing `service`; name the service, as in `service: shop`",
+            );
+        }
+        let provider = self.provider(provider_node);
+        let functions = self.functions(functions_entry, &provider);
+        let stage = match self.vars.options.get("stage") {
+            Some(stage) => stage.clone(),
+            None => provider.stage.clone().unwrap_or_else(|| "dev".to_owned()),
+        };
+        let region = match self.vars.options.get("region") {
+            Some(region) => region.clone(),
+            None => provider
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+        };
+        Some(Manifest {
+            service: service?,
+            stage,
+            region,
+            functions,
+            warnings: Vec::new(),
+        })
+    }
+
+    fn service(&mut self, node: &Node) -> Option<String> {
+        let node = self.read(node, "service");
+        let (node, key) = match &node.value {
+            Value::Map(_) => match node.get("name") {
+                Some(entry) => (self.read(&entry.value, "service.name"), "service.name"),
+                None => {
+                    self.error(node.pos, "service", "missing `name`");
+                    return None;
+                }
+            },
+            _ => (node, "service"),
+        };
+        let name = self.string(&node, key, "a service name")?;
+        if !is_name(&name) {
+            let message =
+                format!("service name {name:?} may only contain letters, digits, `-` and `_`");
+            self.error(node.pos, key, message);
+            return None;
+        }
+        Some(name)
+    }
+
+    fn provider(&mut self, node: Option<&Node>) -> Provider {
+        let mut provider = Provider {
+            runtime: RuntimeSetting::Unset,
+            environment: BTreeMap::new(),
+            memory_mb: DEFAULT_MEMORY_MB,
+            timeout: DEFAULT_TIMEOUT,
+            http_api_cors: false,
+            stage: None,
+            region: None,
+        };
+        let Some(node) = node else { return provider };
+        let node = self.read(node, "provider");
+        let entries = match node.value {
+            Value::Map(entries) => entries,
+            Value::Null | Value::Invalid => return provider,
+            _ => {
+                let message = format!("expected a mapping, got {}", node.describe());
+                self.error(node.pos, "provider", message);
+                return provider;
+            }
+        };
+        for entry in &entries {
+            let key = join_key("provider", &entry.key);
+            match entry.key.as_str() {
+                "name" => {
+                    let value = self.read(&entry.value, &key);
+                    if let Some(name) = self.string(&value, &key, "a provider name")
+                        && name != "aws"
+                    {
+                        let message =
+                            format!("nimbus reads manifests for the `aws` provider, not {name:?}");
+                        self.error(value.pos, &key, message);
+                    }
+                }
+                "runtime" => provider.runtime = self.runtime(&entry.value, &key),
+                "stage" => {
+                    let value = self.read(&entry.value, &key);
+                    provider.stage = self.string(&value, &key, "a stage name");
+                }
+                "region" => {
+                    let value = self.read(&entry.value, &key);
+                    provider.region = self.string(&value, &key, "a region name");
+                }
+                "environment" => provider.environment = self.environment(&entry.value, &key),
+                "memorySize" => {
+                    if let Some(mb) = self.memory_mb(&entry.value, &key) {
+                        provider.memory_mb = mb;
+                    }
+                }
+                "timeout" => {
+                    if let Some(timeout) = self.timeout(&entry.value, &key) {
+                        provider.timeout = timeout;
+                    }
+                }
+                "httpApi" => provider.http_api_cors = self.provider_http_api(&entry.value, &key),
+                _ => self.warn(entry.key_pos, &key, "not modelled by nimbus; ignored"),
+            }
+        }
+        provider
+    }
+
+    /// `provider.httpApi`; only `cors` is modelled.
+    fn provider_http_api(&mut self, node: &Node, key: &str) -> bool {
+        let node = self.read(node, key);
+        let entries = match node.value {
+            Value::Map(entries) => entries,
+            Value::Null | Value::Invalid => return false,
+            _ => {
+                let message = format!("expected a mapping, got {}", node.describe());
+                self.error(node.pos, key, message);
+                return false;
+            }
+        };
+        let mut cors = false;
+        for entry in &entries {
+            let entry_key = join_key(key, &entry.key);
+            match entry.key.as_str() {
+                "cors" => cors = self.cors(entry, &entry_key),
+                _ => self.warn(entry.key_pos, &entry_key, "not modelled by nimbus; ignored"),
+            }
+        }
+        cors
+    }
+
+    fn functions(&mut self, entry: Option<&Entry>, provider: &Provider) -> Vec<FunctionSpec> {
+        let Some(entry) = entry else {
+            self.error(
+                Pos { line: 1, column: 1 },
+                "functions",
+                "missing `functions`; declare at least one function",
+            );
+            return Vec::new();
+        };
+        let node = self.read(&entry.value, "functions");
+        let entries = match node.value {
+            Value::Map(entries) if !entries.is_empty() => entries,
+            Value::Map(_) | Value::Null => {
+                self.error(
+                    entry.key_pos,
+                    "functions",
+                    "`functions` is empty; declare at least one function",
+                );
+                return Vec::new();
+            }
+            Value::Invalid => return Vec::new(),
+            _ => {
+                let message = format!(
+                    "expected a mapping from function names to functions, got {}",
+                    node.describe()
+                );
+                self.error(node.pos, "functions", message);
+                return Vec::new();
+            }
+        };
+        let mut routes = RouteTable::default();
+        let mut functions = Vec::new();
+        for entry in &entries {
+            if let Some(function) = self.function(entry, provider, &mut routes) {
+                functions.push(function);
+            }
+        }
+        functions
+    }
+
+    fn function(
+        &mut self,
+        entry: &Entry,
+        provider: &Provider,
+        routes: &mut RouteTable,
+    ) -> Option<FunctionSpec> {
+        let name = entry.key.as_str();
+        let key = join_key("functions", name);
+        let n_errors = self.errors.len();
+        if !is_name(name) {
+            let message =
+                format!("function name {name:?} may only contain letters, digits, `-` and `_`");
+            self.error(entry.key_pos, &key, message);
+        }
+        let node = self.read(&entry.value, &key);
+        let fields = match node.value {
+            Value::Map(fields) => fields,
+            Value::Null => Vec::new(),
+            Value::Invalid => return None,
+            _ => {
+                let message = format!(
+                    "expected a mapping with at least `handler`, got {}",
+                    node.describe()
+                );
+                self.error(node.pos, &key, message);
+                return None;
+            }
+        };
+        let mut handler = None;
+        let mut runtime = RuntimeSetting::Unset;
+        let mut environment = provider.environment.clone();
+        let mut memory_mb = provider.memory_mb;
+        let mut timeout = provider.timeout;
+        let mut reserved_concurrency = None;
+        let mut provisioned = None;
+        let mut http_routes: Vec<HttpRoute> = Vec::new();
+        for field in &fields {
+            let field_key = join_key(&key, &field.key);
+            match field.key.as_str() {
+                "handler" => {
+                    let value = self.read(&field.value, &field_key);
+                    match self.string(&value, &field_key, "a handler such as `src/api.handler`") {
+                        Some(text) if text.is_empty() => {
+                            self.error(
+                                value.pos,
+                                &field_key,
+                                "the handler is empty; set it to `file.export`",
+                            );
+                        }
+                        Some(text) => handler = Some((text, field.key_pos.line)),
+                        None => {}
+                    }
+                }
+                "runtime" => runtime = self.runtime(&field.value, &field_key),
+                // The function's variables win over the provider's.
+                "environment" => environment.extend(self.environment(&field.value, &field_key)),
+                "memorySize" => {
+                    memory_mb = self
+                        .memory_mb(&field.value, &field_key)
+                        .unwrap_or(memory_mb);
+                }
+                "timeout" => timeout = self.timeout(&field.value, &field_key).unwrap_or(timeout),
+                "reservedConcurrency" => {
+                    reserved_concurrency = self.reserved_concurrency(&field.value, &field_key);
+                }
+                "provisionedConcurrency" => {
+                    let value = self.read(&field.value, &field_key);
+                    provisioned = self
+                        .whole_number(&value, &field_key, "a whole number of instances")
+                        .map(|n_instances| (n_instances, value.pos));
+                }
+                "events" => {
+                    http_routes = self.events(
+                        &field.value,
+                        &field_key,
+                        name,
+                        provider.http_api_cors,
+                        routes,
+                    );
+                }
+                // Documentation only; nothing to do with it.
+                "description" => {}
+                _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
+            }
+        }
+        if !fields.iter().any(|field| field.key == "handler") {
+            let message = format!(
+                "function `{name}` has no `handler`; set it to `file.export`, as in `handler: src/{name}.handler`"
+            );
+            self.error(entry.key_pos, &join_key(&key, "handler"), message);
+        }
+        let runtime = match (runtime, provider.runtime) {
+            (RuntimeSetting::Set(runtime), _)
+            | (RuntimeSetting::Unset, RuntimeSetting::Set(runtime)) => Some(runtime),
+            (RuntimeSetting::Unset, RuntimeSetting::Unset) => {
+                let message = format!(
+                    "function `{name}` has no runtime; set `runtime` on it or under `provider`"
+                );
+                self.error(entry.key_pos, &join_key(&key, "runtime"), message);
+                None
+            }
+            (RuntimeSetting::Invalid, _) | (RuntimeSetting::Unset, RuntimeSetting::Invalid) => None,
+        };
+        let provisioned_concurrency = match (provisioned, reserved_concurrency) {
+            (Some((n_instances, pos)), Some(reserved)) if n_instances > u64::from(reserved) => {
+                let message = format!(
+                    "provisionedConcurrency {n_instances} exceeds reservedConcurrency {reserved}"
+                );
+                self.error(pos, &join_key(&key, "provisionedConcurrency"), message);
+                0
+            }
+            (Some((n_instances, pos)), _) => match u32::try_from(n_instances) {
+                Ok(n_instances) => n_instances,
+                Err(_) => {
+                    self.error(pos, &join_key(&key, "provisionedConcurrency"), "too large");
+                    0
+                }
+            },
+            (None, _) => 0,
+        };
+        if self.errors.len() > n_errors {
+            return None;
+        }
+        let (handler, handler_line) = handler?;
+        Some(FunctionSpec {
+            name: name.to_owned(),
+            handler,
+            handler_line,
+            runtime: runtime?,
+            memory_mb,
+            timeout,
+            environment,
+            reserved_concurrency,
+            provisioned_concurrency,
+            http_routes,
+        })
+    }
+
+    fn runtime(&mut self, node: &Node, key: &str) -> RuntimeSetting {
+        let node = self.read(node, key);
+        let Some(name) = self.string(&node, key, "a runtime name") else {
+            return RuntimeSetting::Invalid;
+        };
+        match RUNTIMES.iter().find(|(known, _)| *known == name) {
+            Some((_, runtime)) => RuntimeSetting::Set(*runtime),
+            None => {
+                let names: Vec<&str> = RUNTIMES.iter().map(|(known, _)| *known).collect();
+                let message = format!(
+                    "unknown runtime {name:?}; nimbus supports {}",
+                    names.join(", ")
+                );
+                self.error(node.pos, key, message);
+                RuntimeSetting::Invalid
+            }
+        }
+    }
+
+    /// A mapping of variable names to text; numbers and booleans are written as text.
+    fn environment(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
+        let node = self.read(node, key);
+        let entries = match node.value {
+            Value::Map(entries) => entries,
+            Value::Null | Value::Invalid => return BTreeMap::new(),
+            _ => {
+                let message = format!(
+                    "expected a mapping of variable names to values, got {}",
+                    node.describe()
+                );
+                self.error(node.pos, key, message);
+                return BTreeMap::new();
+            }
+        };
+        let mut environment = BTreeMap::new();
+        for entry in &entries {
+            let entry_key = join_key(key, &entry.key);
+            if !is_env_name(&entry.key) {
+                let message = format!(
+                    "environment variable name {:?} must be letters, digits and `_`, not starting with a digit",
+                    entry.key
+                );
+                self.error(entry.key_pos, &entry_key, message);
+            }
+            let value = self.read(&entry.value, &entry_key);
+            let text = match value.value {
+                Value::Str(s) => s,
+                Value::Int(i) => i.to_string(),
+                Value::Float(f) => f.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Invalid => continue,
+                Value::Null | Value::Seq(_) | Value::Map(_) => {
+                    let message = format!("expected a string, got {}", value.describe());
+                    self.error(value.pos, &entry_key, message);
+                    continue;
+                }
+            };
+            environment.insert(entry.key.clone(), text);
+        }
+        environment
+    }
+
+    fn memory_mb(&mut self, node: &Node, key: &str) -> Option<u32> {
+        let node = self.read(node, key);
+        let mb = self.whole_number(&node, key, "a whole number of MB")?;
+        match u32::try_from(mb) {
+            Ok(mb) if mb > 0 => Some(mb),
+            _ => {
+                self.error(node.pos, key, format!("memorySize {mb} MB is out of range"));
+                None
+            }
+        }
+    }
+
+    /// Seconds, whole or not (`timeout: 0.5`).
+    fn timeout(&mut self, node: &Node, key: &str) -> Option<Duration> {
+        let node = self.read(node, key);
+        let seconds = match &node.value {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(s) => s.trim().parse::<f64>().ok(),
+            Value::Invalid => return None,
+            _ => None,
+        };
+        let Some(seconds) = seconds else {
+            let message = format!("expected a number of seconds, got {}", node.describe());
+            self.error(node.pos, key, message);
+            return None;
+        };
+        match Duration::try_from_secs_f64(seconds) {
+            Ok(timeout) if !timeout.is_zero() => Some(timeout),
+            _ => {
+                let message =
+                    format!("timeout must be a positive number of seconds, got {seconds}");
+                self.error(node.pos, key, message);
+                None
+            }
+        }
+    }
+
+    /// `reservedConcurrency`. Zero is an error: on AWS it disables the function, which
+    /// nimbus users express by removing the function instead.
+    fn reserved_concurrency(&mut self, node: &Node, key: &str) -> Option<u32> {
+        let node = self.read(node, key);
+        let n_instances = self.whole_number(&node, key, "a whole number of instances")?;
+        match u32::try_from(n_instances) {
+            Ok(0) => {
+                self.error(
+                    node.pos,
+                    key,
+                    "reservedConcurrency 0 would throttle every invocation; remove the key or the function",
+                );
+                None
+            }
+            Ok(n_instances) => Some(n_instances),
+            Err(_) => {
+                self.error(
+                    node.pos,
+                    key,
+                    format!("reservedConcurrency {n_instances} is too large"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A non-negative whole number; text holding one is accepted too, because values
+    /// from `${env:..}` are always text.
+    pub(super) fn whole_number(&mut self, node: &Node, key: &str, what: &str) -> Option<u64> {
+        let number = match &node.value {
+            Value::Int(i) => u64::try_from(*i).ok(),
+            Value::Str(s) => s.trim().parse::<u64>().ok(),
+            Value::Invalid => return None,
+            _ => None,
+        };
+        if number.is_none() {
+            self.error(
+                node.pos,
+                key,
+                format!("expected {what}, got {}", node.describe()),
+            );
+        }
+        number
+    }
+
+    /// A string, or an error naming what was expected.
+    pub(super) fn string(&mut self, node: &Node, key: &str, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Invalid => None,
+            _ => {
+                self.error(
+                    node.pos,
+                    key,
+                    format!("expected {what}, got {}", node.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `cors: true | false`, or a mapping of CORS options, which nimbus treats as `true`.
+    pub(super) fn cors(&mut self, entry: &Entry, key: &str) -> bool {
+        let node = self.read(&entry.value, key);
+        match &node.value {
+            Value::Bool(cors) => *cors,
+            Value::Str(s) if s == "true" || s == "false" => s == "true",
+            Value::Map(_) => {
+                self.warn(
+                    entry.key_pos,
+                    key,
+                    "CORS options are not modelled by nimbus; treated as `cors: true`",
+                );
+                true
+            }
+            Value::Invalid => false,
+            _ => {
+                let message = format!("expected true or false, got {}", node.describe());
+                self.error(node.pos, key, message);
+                false
+            }
+        }
+    }
+}
+
+/// Function and service names end up in URLs, paths and metric labels.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.starts_with(|c: char| c.is_ascii_digit())
+        && !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}

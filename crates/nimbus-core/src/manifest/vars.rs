@@ -1,0 +1,432 @@
+//! `${source:address, fallback}` variables, substituted in string values as they are read.
+//!
+//! The sources follow the Serverless Framework v3: `env`, `opt`, `self` and `sls:stage`.
+//! Any other source (`ssm`, `cf`, `s3`, `file(..)`, ...) needs a fallback, because
+//! nimbus has no AWS account or file system to ask. A text such as CloudFormation's
+//! `${AWS::Region}` or `${MyBucket}` is not a variable and is kept as written.
+
+use super::tree::{Entry, Node, Pos, Value};
+use super::{Cx, join_key};
+
+/// The result of looking a variable up.
+enum Lookup {
+    Found(Node),
+    /// Not available from this source; a fallback may still provide a value.
+    Missing(String),
+    /// An error was reported already.
+    Failed,
+}
+
+/// A piece of a string value: text as written, or the body of a `${..}` variable.
+enum Segment {
+    Text(String),
+    Var(String),
+}
+
+impl Cx<'_> {
+    /// `node` with the variables in its own scalar substituted. Mappings and sequences
+    /// come back as written, except those produced by `${self:..}`, which are complete;
+    /// read their children with `read` as well.
+    pub(super) fn read(&mut self, node: &Node, key: &str) -> Node {
+        match &node.value {
+            Value::Str(text) if !node.resolved && text.contains("${") => {
+                self.interpolate(text, node.pos, key)
+            }
+            _ => node.clone(),
+        }
+    }
+
+    /// `node` with variables substituted everywhere inside it.
+    fn read_deep(&mut self, node: &Node, key: &str) -> Node {
+        let mut node = self.read(node, key);
+        if node.resolved {
+            return node;
+        }
+        node.value = match node.value {
+            Value::Seq(items) => Value::Seq(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(item_idx, item)| self.read_deep(item, &format!("{key}[{item_idx}]")))
+                    .collect(),
+            ),
+            Value::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|entry| Entry {
+                        value: self.read_deep(&entry.value, &join_key(key, &entry.key)),
+                        ..entry
+                    })
+                    .collect(),
+            ),
+            other => other,
+        };
+        node.resolved = true;
+        node
+    }
+
+    /// `--stage`, else `provider.stage`, else `dev`: the value of `${sls:stage}`.
+    /// `None` when `provider.stage` is broken; that is reported where it is read.
+    pub(super) fn stage(&mut self, pos: Pos, key: &str) -> Option<String> {
+        if let Some(stage) = self.vars.options.get("stage") {
+            return Some(stage.clone());
+        }
+        match self.lookup_self("provider.stage", pos, key) {
+            Lookup::Found(node) => match node.value {
+                Value::Str(stage) => Some(stage),
+                Value::Int(i) => Some(i.to_string()),
+                Value::Null => Some("dev".to_owned()),
+                _ => None,
+            },
+            Lookup::Missing(_) => Some("dev".to_owned()),
+            Lookup::Failed => None,
+        }
+    }
+
+    /// Substitutes every variable in `text`. A text that is exactly one variable takes
+    /// the type of the value it refers to, so `memorySize: ${self:custom.mem}` stays a number.
+    fn interpolate(&mut self, text: &str, pos: Pos, key: &str) -> Node {
+        let invalid = Node {
+            value: Value::Invalid,
+            pos,
+            resolved: true,
+        };
+        let segments = match split_template(text) {
+            Ok(segments) => segments,
+            Err(message) => {
+                self.error(pos, key, message);
+                return invalid;
+            }
+        };
+        if let [Segment::Var(body)] = segments.as_slice() {
+            return match self.lookup(body, pos, key) {
+                Lookup::Found(mut node) => {
+                    // Problems with the value belong to the key that used the variable.
+                    node.pos = pos;
+                    node.resolved = true;
+                    node
+                }
+                Lookup::Missing(why) => {
+                    self.error(pos, key, format!("cannot resolve `${{{body}}}`: {why}"));
+                    invalid
+                }
+                Lookup::Failed => invalid,
+            };
+        }
+        let mut out = String::new();
+        let mut failed = false;
+        for segment in segments {
+            match segment {
+                Segment::Text(text) => out.push_str(&text),
+                Segment::Var(body) => match self.lookup(&body, pos, key) {
+                    Lookup::Found(node) => match &node.value {
+                        Value::Str(s) => out.push_str(s),
+                        Value::Int(i) => out.push_str(&i.to_string()),
+                        Value::Float(f) => out.push_str(&f.to_string()),
+                        Value::Bool(b) => out.push_str(&b.to_string()),
+                        Value::Invalid => failed = true,
+                        Value::Null | Value::Seq(_) | Value::Map(_) => {
+                            let message = format!(
+                                "`${{{body}}}` is {} and cannot be part of a string",
+                                node.describe()
+                            );
+                            self.error(pos, key, message);
+                            failed = true;
+                        }
+                    },
+                    Lookup::Missing(why) => {
+                        self.error(pos, key, format!("cannot resolve `${{{body}}}`: {why}"));
+                        failed = true;
+                    }
+                    Lookup::Failed => failed = true,
+                },
+            }
+        }
+        if failed {
+            invalid
+        } else {
+            Node {
+                value: Value::Str(out),
+                pos,
+                resolved: true,
+            }
+        }
+    }
+
+    /// Looks up `address, fallback, fallback...`, the body of one `${..}`.
+    fn lookup(&mut self, body: &str, pos: Pos, key: &str) -> Lookup {
+        let parts = split_commas(body);
+        let Some((address, fallbacks)) = parts.split_first() else {
+            return Lookup::Missing("empty variable".to_owned());
+        };
+        let why = match self.lookup_address(address.trim(), pos, key) {
+            Lookup::Missing(why) => why,
+            found_or_failed => return found_or_failed,
+        };
+        for fallback in fallbacks {
+            match self.fallback(fallback.trim(), pos, key) {
+                Lookup::Missing(_) => continue,
+                found_or_failed => return found_or_failed,
+            }
+        }
+        if fallbacks.is_empty() {
+            Lookup::Missing(why)
+        } else {
+            Lookup::Missing(format!("{why}, and no fallback resolved"))
+        }
+    }
+
+    fn lookup_address(&mut self, address: &str, pos: Pos, key: &str) -> Lookup {
+        // The address may itself hold variables: `${env:${opt:stage}_DATABASE_URL}`.
+        let address = if address.contains("${") {
+            let node = self.interpolate(address, pos, key);
+            match node.value {
+                Value::Str(s) => s,
+                Value::Int(i) => i.to_string(),
+                Value::Invalid => return Lookup::Failed,
+                _ => {
+                    let message =
+                        format!("a variable address must be text, got {}", node.describe());
+                    self.error(pos, key, message);
+                    return Lookup::Failed;
+                }
+            }
+        } else {
+            address.to_owned()
+        };
+        let Some((source, name)) = address.split_once(':') else {
+            return Lookup::Missing(format!(
+                "`{address}` names no source such as `env:` or `self:`"
+            ));
+        };
+        let (source, name) = (source.trim(), name.trim());
+        match source {
+            "env" => match self.vars.env.get(name) {
+                Some(value) => found_text(value, pos),
+                None => Lookup::Missing(format!(
+                    "environment variable `{name}` is not set; set it or give a default: `${{env:{name}, 'value'}}`"
+                )),
+            },
+            "opt" => match self.vars.options.get(name) {
+                Some(value) => found_text(value, pos),
+                None => Lookup::Missing(format!(
+                    "option `--{name}` was not given; pass it or give a default: `${{opt:{name}, 'value'}}`"
+                )),
+            },
+            "sls" if name == "stage" => match self.stage(pos, key) {
+                Some(stage) => found_text(&stage, pos),
+                None => Lookup::Failed,
+            },
+            "sls" => Lookup::Missing(format!(
+                "nimbus only resolves `${{sls:stage}}`, not `{name}`"
+            )),
+            "self" => self.lookup_self(name, pos, key),
+            _ => Lookup::Missing(format!(
+                "nimbus cannot resolve `{source}` variables here; give a default: `${{{address}, 'value'}}`"
+            )),
+        }
+    }
+
+    /// One fallback: a quoted text, a number, a boolean, `null`, or another variable.
+    fn fallback(&mut self, text: &str, pos: Pos, key: &str) -> Lookup {
+        let quoted = text.len() >= 2
+            && ((text.starts_with('\'') && text.ends_with('\''))
+                || (text.starts_with('"') && text.ends_with('"')));
+        if quoted {
+            return found_text(&text[1..text.len() - 1], pos);
+        }
+        if let Some(body) = text
+            .strip_prefix("${")
+            .and_then(|rest| rest.strip_suffix('}'))
+        {
+            return self.lookup(body, pos, key);
+        }
+        let value = if let Ok(i) = text.parse::<i64>() {
+            Value::Int(i)
+        } else if let Some(f) = text.parse::<f64>().ok().filter(|f| f.is_finite()) {
+            Value::Float(f)
+        } else if text == "true" || text == "false" {
+            Value::Bool(text == "true")
+        } else if text == "null" {
+            Value::Null
+        } else if is_variable(text) {
+            // Serverless v3 also accepts a bare `self:provider.stage` as a fallback.
+            return self.lookup(text, pos, key);
+        } else {
+            let message =
+                format!("cannot read the default `{text}`; quote text defaults, as in 'value'");
+            self.error(pos, key, message);
+            return Lookup::Failed;
+        };
+        Lookup::Found(Node {
+            value,
+            pos,
+            resolved: true,
+        })
+    }
+
+    /// `${self:a.b.c}`: the value at that path of this document, itself resolved.
+    fn lookup_self(&mut self, path: &str, pos: Pos, key: &str) -> Lookup {
+        if path.is_empty() {
+            return Lookup::Missing("`self:` needs a path such as `custom.name`".to_owned());
+        }
+        if let Some(memo) = self.self_memo.get(path) {
+            return memo.clone().map_or(Lookup::Failed, Lookup::Found);
+        }
+        if let Some(start) = self.self_stack.iter().position(|seen| seen == path) {
+            let mut cycle = self.self_stack[start..].to_vec();
+            cycle.push(path.to_owned());
+            self.error(pos, key, format!("variable cycle: {}", cycle.join(" -> ")));
+            return Lookup::Failed;
+        }
+        self.self_stack.push(path.to_owned());
+        let res = self.walk_self(path);
+        self.self_stack.pop();
+        match &res {
+            Lookup::Found(node) => {
+                self.self_memo.insert(path.to_owned(), Some(node.clone()));
+            }
+            Lookup::Failed => {
+                self.self_memo.insert(path.to_owned(), None);
+            }
+            Lookup::Missing(_) => {}
+        }
+        res
+    }
+
+    fn walk_self(&mut self, path: &str) -> Lookup {
+        let mut node = self.root.clone();
+        let mut node_key = String::new();
+        for segment in path.split('.') {
+            let current = self.read(&node, &node_key);
+            let next = match &current.value {
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|entry| entry.key == segment)
+                    .map(|entry| entry.value.clone()),
+                Value::Seq(items) => segment
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|item_idx| items.get(item_idx))
+                    .cloned(),
+                Value::Invalid => return Lookup::Failed,
+                _ => None,
+            };
+            let Some(next) = next else {
+                return Lookup::Missing(format!("`{path}` is not in the manifest"));
+            };
+            node_key = match current.value {
+                Value::Seq(_) => format!("{node_key}[{segment}]"),
+                _ => join_key(&node_key, segment),
+            };
+            node = next;
+        }
+        let mut node = self.read_deep(&node, &node_key);
+        // `${self:service}` is the name even when written as `service: {name: ..}`.
+        if path == "service"
+            && let Some(name) = node.get("name")
+        {
+            node = name.value.clone();
+        }
+        match node.value {
+            Value::Invalid => Lookup::Failed,
+            _ => Lookup::Found(node),
+        }
+    }
+}
+
+fn found_text(text: &str, pos: Pos) -> Lookup {
+    Lookup::Found(Node {
+        value: Value::Str(text.to_owned()),
+        pos,
+        resolved: true,
+    })
+}
+
+/// Whether `body` (the text between `${` and `}`) is a variable: `source:address` where
+/// the source is a word or `word(..)`. `AWS::Region` and plain names are not.
+fn is_variable(body: &str) -> bool {
+    let Some((source, address)) = body.trim().split_once(':') else {
+        return false;
+    };
+    let word_end = source.find('(').unwrap_or(source.len());
+    let word = &source[..word_end];
+    !address.starts_with(':')
+        && word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && word.chars().all(|c| c.is_ascii_alphanumeric())
+        && (word_end == source.len() || source.ends_with(')'))
+}
+
+/// Splits a string value into text and `${..}` variables.
+fn split_template(text: &str) -> Result<Vec<Segment>, String> {
+    let mut segments = Vec::new();
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        plain.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = closing_brace(after) else {
+            return Err(format!("unclosed `${{` in {text:?}"));
+        };
+        let body = &after[..end];
+        if is_variable(body) {
+            if !plain.is_empty() {
+                segments.push(Segment::Text(std::mem::take(&mut plain)));
+            }
+            segments.push(Segment::Var(body.to_owned()));
+        } else {
+            plain.push_str("${");
+            plain.push_str(body);
+            plain.push('}');
+        }
+        rest = &after[end + 1..];
+    }
+    plain.push_str(rest);
+    if !plain.is_empty() {
+        segments.push(Segment::Text(plain));
+    }
+    Ok(segments)
+}
+
+/// The byte index of the `}` that closes a variable body, skipping nested braces and
+/// quoted fallbacks.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote = None;
+    for (idx, c) in body.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '{') => depth += 1,
+            (None, '}') if depth == 0 => return Some(idx),
+            (None, '}') => depth -= 1,
+            (None, _) => {}
+        }
+    }
+    None
+}
+
+/// Splits a variable body at the commas that separate its address from fallbacks.
+fn split_commas(body: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut quote = None;
+    let mut start = 0;
+    for (idx, c) in body.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '{') => depth += 1,
+            (None, '}') => depth = depth.saturating_sub(1),
+            (None, ',') if depth == 0 => {
+                parts.push(&body[start..idx]);
+                start = idx + 1;
+            }
+            (None, _) => {}
+        }
+    }
+    parts.push(&body[start..]);
+    parts
+}

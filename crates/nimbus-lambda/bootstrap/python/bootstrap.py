@@ -1,0 +1,450 @@
+"""nimbus Python runtime bootstrap.
+
+Speaks the AWS Lambda Runtime API (2018-06-01) to the endpoint in
+AWS_LAMBDA_RUNTIME_API and runs the handler named by _HANDLER from
+LAMBDA_TASK_ROOT. Standard library only (Python 3.9-3.13).
+
+Started as: python3 -u /path/to/bootstrap.py
+"""
+
+import decimal
+import http.client
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+
+API_PREFIX = "/2018-06-01/runtime"
+ERROR_HEADERS = {
+    "Content-Type": "application/json",
+    "Lambda-Runtime-Function-Error-Type": "Unhandled",
+}
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+# ---------------------------------------------------------------------------
+# Runtime API client: one persistent HTTP/1.1 connection.
+
+
+class RuntimeClient:
+    def __init__(self, address):
+        host, _, port = address.rpartition(":")
+        if not host:
+            host, port = address, "80"
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        self.host = host
+        self.port = int(port or 80)
+        self.conn = None
+
+    def _connect(self):
+        conn = http.client.HTTPConnection(self.host, self.port)  # no timeout: /next long-polls
+        conn.connect()
+        try:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self.conn = conn
+        return conn
+
+    def request(self, method, path, body=None, headers=None):
+        """Returns (status, headers, body bytes). Retries on a dropped connection."""
+        last_exc = None
+        for attempt in range(3):
+            conn = self.conn
+            fresh = conn is None
+            try:
+                if conn is None:
+                    conn = self._connect()
+                conn.request(method, path, body=body, headers=headers or {})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.will_close:
+                    conn.close()
+                    self.conn = None
+                return resp.status, resp, data
+            except (http.client.HTTPException, OSError) as exc:
+                last_exc = exc
+                try:
+                    if conn is not None:
+                        conn.close()
+                except Exception:
+                    pass
+                self.conn = None
+                if fresh:
+                    time.sleep(0.02 * (attempt + 1))
+        raise last_exc
+
+    def next(self):
+        return self.request("GET", API_PREFIX + "/invocation/next")
+
+    def post_response(self, request_id, body):
+        return self.request(
+            "POST", API_PREFIX + "/invocation/" + request_id + "/response", body, JSON_HEADERS
+        )
+
+    def post_error(self, request_id, error):
+        return self.request(
+            "POST",
+            API_PREFIX + "/invocation/" + request_id + "/error",
+            to_json_bytes_safe(error),
+            ERROR_HEADERS,
+        )
+
+    def post_init_error(self, error):
+        return self.request("POST", API_PREFIX + "/init/error", to_json_bytes_safe(error), ERROR_HEADERS)
+
+
+# ---------------------------------------------------------------------------
+# JSON helpers
+
+
+def _default(obj):
+    if isinstance(obj, decimal.Decimal):
+        if obj.is_nan():
+            return None
+        if obj == obj.to_integral_value():
+            return int(obj)
+        return float(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
+def to_json_bytes(obj):
+    return json.dumps(obj, default=_default).encode("utf-8")
+
+
+def to_json_bytes_safe(obj):
+    try:
+        return to_json_bytes(obj)
+    except Exception:
+        return b'{"errorType":"Runtime.SerializationError","errorMessage":"error could not be serialised","stackTrace":[]}'
+
+
+def make_error(message, error_type, stack_trace=None, request_id=None):
+    err = {
+        "errorMessage": message if message is not None else "",
+        "errorType": error_type,
+        "stackTrace": stack_trace if stack_trace is not None else [],
+    }
+    if request_id is not None:
+        err["requestId"] = request_id
+    return err
+
+
+_THIS_FILE = os.path.abspath(__file__)
+_IMPORTLIB_FILE = os.path.abspath(importlib.__file__)
+
+
+def _user_frame(frame):
+    fn = frame.filename
+    return not (fn.startswith("<frozen ") or fn == _THIS_FILE or fn == _IMPORTLIB_FILE)
+
+
+def error_from_exception(exc, request_id=None, skip_frames=0):
+    etype = type(exc)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)[skip_frames:] if _user_frame(f)]
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<exception str() failed>"
+    return make_error(message, etype.__name__, traceback.format_list(frames), request_id)
+
+
+# ---------------------------------------------------------------------------
+# Logging
+
+
+_current_request_id = None
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = _current_request_id
+        return True
+
+
+def setup_logging():
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
+    if level:
+        try:
+            root.setLevel(level.upper())
+        except (ValueError, TypeError):
+            pass
+
+
+def log_error(error):
+    # Same idea as the official runtime: the error also goes to the function log.
+    try:
+        sys.stdout.write("[ERROR] %s: %s\n" % (error.get("errorType"), error.get("errorMessage")))
+        for line in error.get("stackTrace") or []:
+            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        sys.stdout.flush()
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# Context
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, data):
+        self.cognito_identity_id = data.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = data.get("cognitoIdentityPoolId")
+
+    def __repr__(self):
+        return "CognitoIdentity([cognito_identity_id=%s,cognito_identity_pool_id=%s])" % (
+            self.cognito_identity_id,
+            self.cognito_identity_pool_id,
+        )
+
+
+class Client:
+    __slots__ = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
+
+    def __init__(self, data):
+        self.installation_id = data.get("installation_id")
+        self.app_title = data.get("app_title")
+        self.app_version_name = data.get("app_version_name")
+        self.app_version_code = data.get("app_version_code")
+        self.app_package_name = data.get("app_package_name")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, data):
+        client = data.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+        self.custom = data.get("custom")
+        self.env = data.get("env")
+
+
+def _json_header(value):
+    if not value:
+        return None
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+_FUNCTION_NAME = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+_FUNCTION_VERSION = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+_LOG_GROUP = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+_LOG_STREAM = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+try:
+    _MEMORY_MB = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+except ValueError:
+    _MEMORY_MB = 128
+
+
+class LambdaContext:
+    def __init__(self, request_id, deadline_ms, invoked_function_arn, identity, client_context):
+        self.aws_request_id = request_id
+        self.log_group_name = _LOG_GROUP
+        self.log_stream_name = _LOG_STREAM
+        self.function_name = _FUNCTION_NAME
+        self.memory_limit_in_mb = _MEMORY_MB
+        self.function_version = _FUNCTION_VERSION
+        self.invoked_function_arn = invoked_function_arn
+        self._deadline_ms = deadline_ms
+        idata = _json_header(identity)
+        self.identity = CognitoIdentity(idata) if idata is not None else CognitoIdentity({})
+        cdata = _json_header(client_context)
+        self.client_context = ClientContext(cdata) if cdata is not None else None
+
+    def get_remaining_time_in_millis(self):
+        return int(max(self._deadline_ms - time.time() * 1000, 0))
+
+    def log(self, msg):
+        sys.stdout.write(str(msg))
+        sys.stdout.flush()
+
+    def __repr__(self):
+        return (
+            "LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,function_name=%s,"
+            "memory_limit_in_mb=%s,function_version=%s,invoked_function_arn=%s,client_context=%s,identity=%s])"
+            % (
+                self.aws_request_id,
+                self.log_group_name,
+                self.log_stream_name,
+                self.function_name,
+                self.memory_limit_in_mb,
+                self.function_version,
+                self.invoked_function_arn,
+                self.client_context,
+                self.identity,
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# Handler loading
+
+
+class InitFault(Exception):
+    def __init__(self, error):
+        super().__init__(error.get("errorMessage"))
+        self.error = error
+
+
+def load_handler(handler):
+    try:
+        modname, fname = handler.rsplit(".", 1)
+        if not modname or not fname:
+            raise ValueError("not enough values to unpack (expected 2, got 1)")
+    except ValueError as e:
+        raise InitFault(make_error("Bad handler '%s': %s" % (handler, e), "Runtime.MalformedHandlerName"))
+
+    modname = modname.replace("/", ".")
+    if modname.split(".")[0] in sys.builtin_module_names:
+        raise InitFault(
+            make_error("Cannot use built-in module %s as a handler module" % modname, "Runtime.BuiltInModuleConflict")
+        )
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as e:
+        raise InitFault(make_error("Unable to import module '%s': %s" % (modname, e), "Runtime.ImportModuleError"))
+    except SyntaxError as e:
+        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
+        raise InitFault(
+            make_error("Syntax error in module '%s': %s" % (modname, e), "Runtime.UserCodeSyntaxError", trace)
+        )
+    # Any other exception raised at import propagates and is reported with its
+    # own class name (as the official runtime does).
+
+    fn = getattr(module, fname, None)
+    if fn is None:
+        raise InitFault(make_error("Handler '%s' missing on module '%s'" % (fname, modname), "Runtime.HandlerNotFound"))
+    if not callable(fn):
+        raise InitFault(
+            make_error("Handler '%s' on module '%s' is not callable" % (fname, modname), "Runtime.HandlerNotFound")
+        )
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Main loop
+
+
+def handle_one(client, request_handler, status, resp, body):
+    global _current_request_id
+    request_id = resp.getheader("Lambda-Runtime-Aws-Request-Id") or ""
+    _current_request_id = request_id
+    trace_id = resp.getheader("Lambda-Runtime-Trace-Id")
+    if trace_id is not None:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+    try:
+        deadline_ms = int(resp.getheader("Lambda-Runtime-Deadline-Ms") or 0)
+    except ValueError:
+        deadline_ms = 0
+    if deadline_ms <= 0:
+        deadline_ms = int(time.time() * 1000) + 900000
+
+    context = LambdaContext(
+        request_id,
+        deadline_ms,
+        resp.getheader("Lambda-Runtime-Invoked-Function-Arn"),
+        resp.getheader("Lambda-Runtime-Cognito-Identity"),
+        resp.getheader("Lambda-Runtime-Client-Context"),
+    )
+
+    try:
+        event = json.loads(body) if body else None
+    except ValueError as e:
+        error = make_error("Unable to unmarshal input: %s" % e, "Runtime.UnmarshalError", [], request_id)
+        log_error(error)
+        client.post_error(request_id, error)
+        return
+
+    try:
+        result = request_handler(event, context)
+    except Exception as e:
+        error = error_from_exception(e, request_id, skip_frames=1)
+        log_error(error)
+        client.post_error(request_id, error)
+        return
+
+    try:
+        payload = to_json_bytes(result)
+    except Exception as e:
+        error = make_error("Unable to marshal response: %s" % e, "Runtime.MarshalError", [], request_id)
+        log_error(error)
+        client.post_error(request_id, error)
+        return
+
+    st, _, rbody = client.post_response(request_id, payload)
+    if st >= 400:
+        sys.stdout.write(
+            "[ERROR] Runtime API rejected response for %s: %s %s\n" % (request_id, st, rbody[:500].decode("utf-8", "replace"))
+        )
+
+
+def main():
+    client = RuntimeClient(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    # Running as a script put the bootstrap's own folder at sys.path[0]; user
+    # code should see LAMBDA_TASK_ROOT there instead.
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and sys.path[0] in ("", here):
+        sys.path[0] = task_root
+    else:
+        sys.path.insert(0, task_root)
+    setup_logging()
+
+    try:
+        request_handler = load_handler(os.environ.get("_HANDLER", ""))
+    except InitFault as f:
+        error = f.error
+    except Exception as e:
+        error = error_from_exception(e)
+    else:
+        error = None
+    if error is not None:
+        log_error(error)
+        try:
+            client.post_init_error(error)
+        except Exception:
+            pass
+        sys.exit(1)
+
+    while True:
+        try:
+            status, resp, body = client.next()
+        except Exception as e:
+            sys.stdout.write("[ERROR] Runtime API unreachable: %s\n" % e)
+            sys.exit(1)
+        if status != 200:
+            sys.stdout.write("[ERROR] Runtime API /next returned %s\n" % status)
+            sys.exit(1)
+        try:
+            handle_one(client, request_handler, status, resp, body)
+        except (http.client.HTTPException, OSError) as e:
+            sys.stdout.write("[ERROR] Runtime API unreachable: %s\n" % e)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+//! Where a function's code is and how its runtime starts: the handler file checks and
+//! the command line of each runtime.
+
+use std::path::{Path, PathBuf};
+
+use nimbus_core::{FunctionSpec, Runtime};
+
+pub(crate) const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.mjs");
+pub(crate) const NODE_BOOTSTRAP_FILE: &str = "bootstrap.mjs";
+pub(crate) const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
+pub(crate) const PYTHON_BOOTSTRAP_FILE: &str = "bootstrap.py";
+
+/// How an instance of a function is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    /// `node <runtime_dir>/bootstrap.mjs`, loading the handler module from the app folder.
+    Node,
+    /// `python3 <runtime_dir>/bootstrap.py`.
+    Python,
+    /// The function's own `bootstrap` executable.
+    Provided(PathBuf),
+}
+
+/// The handler of a function points at nothing that can run.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CodeError {
+    /// What is missing and what to do.
+    pub message: String,
+}
+
+/// Checks that the handler of `spec` exists under `app_dir` and says how to start it.
+pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeError> {
+    match spec.runtime {
+        Runtime::Node { .. } => {
+            let module = handler_module(spec)?;
+            let candidates: Vec<String> = ["js", "mjs", "cjs"]
+                .iter()
+                .map(|ext| format!("{module}.{ext}"))
+                .collect();
+            if candidates.iter().any(|c| app_dir.join(c).is_file()) {
+                return Ok(Code::Node);
+            }
+            Err(CodeError {
+                message: format!(
+                    "handler file not found: looked for {} in {}",
+                    candidates.join(", "),
+                    app_dir.display()
+                ),
+            })
+        }
+        Runtime::Python { .. } => {
+            let module = handler_module(spec)?;
+            let file = format!("{module}.py");
+            if app_dir.join(&file).is_file() {
+                return Ok(Code::Python);
+            }
+            Err(CodeError {
+                message: format!(
+                    "handler file not found: looked for {file} in {}",
+                    app_dir.display()
+                ),
+            })
+        }
+        Runtime::Provided => {
+            // As on Lambda the handler of a custom runtime is only a string for the
+            // bootstrap; when it names an executable file we run that, else `bootstrap`.
+            let named = app_dir.join(&spec.handler);
+            let candidates = [named, app_dir.join("bootstrap")];
+            for candidate in candidates.iter() {
+                if is_executable(candidate) {
+                    return Ok(Code::Provided(candidate.clone()));
+                }
+            }
+            Err(CodeError {
+                message: format!(
+                    "no bootstrap executable: looked for {} and {}; build your custom runtime there and make it executable",
+                    candidates[0].display(),
+                    candidates[1].display()
+                ),
+            })
+        }
+    }
+}
+
+/// Warnings for runtimes whose named version differs from the interpreter on this machine.
+pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let wants_node = specs
+        .iter()
+        .find(|s| matches!(s.runtime, Runtime::Node { .. }));
+    let wants_python = specs
+        .iter()
+        .find(|s| matches!(s.runtime, Runtime::Python { .. }));
+    if let Some(spec) = wants_node {
+        match crate::spawn::interpreter_version("node") {
+            Some(found) => {
+                let found_major = found
+                    .trim_start_matches('v')
+                    .split('.')
+                    .next()
+                    .unwrap_or("");
+                if let Runtime::Node { major } = spec.runtime
+                    && found_major != major.to_string()
+                {
+                    warnings.push(format!(
+                        "{} asks for {}, but node on this machine is {found}; running it with that",
+                        spec.name, spec.runtime
+                    ));
+                }
+            }
+            None => warnings.push(format!(
+                "{} needs node, which is not on PATH: install Node.js to run it",
+                spec.name
+            )),
+        }
+    }
+    if let Some(spec) = wants_python {
+        match crate::spawn::interpreter_version("python3") {
+            Some(found) => {
+                let found_minor = found
+                    .trim_start_matches("Python ")
+                    .split('.')
+                    .nth(1)
+                    .unwrap_or("");
+                if let Runtime::Python { minor } = spec.runtime
+                    && found_minor != minor.to_string()
+                {
+                    warnings.push(format!(
+                        "{} asks for {}, but python3 on this machine is {found}; running it with that",
+                        spec.name, spec.runtime
+                    ));
+                }
+            }
+            None => warnings.push(format!(
+                "{} needs python3, which is not on PATH: install Python 3 to run it",
+                spec.name
+            )),
+        }
+    }
+    warnings
+}
+
+fn handler_module(spec: &FunctionSpec) -> Result<&str, CodeError> {
+    match spec.handler.rsplit_once('.') {
+        Some((module, export)) if !module.is_empty() && !export.is_empty() => Ok(module),
+        _ => Err(CodeError {
+            message: format!(
+                "handler {:?} must be file.export, for example src/api.handler",
+                spec.handler
+            ),
+        }),
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,266 @@
+//! One instance: a runtime process, its Runtime API endpoint and the task watching it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::runtime_api::{Dispatch, Init, RuntimeApi};
+use crate::spawn::{self, ProcessSpec};
+
+/// Why an instance process ended.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Exit {
+    /// It went over its memory limit and was stopped.
+    OutOfMemory,
+    /// nimbus stopped it (timeout, idle, shutdown).
+    Stopped,
+    /// It exited by itself; the text describes the status.
+    Exited(String),
+}
+
+/// State of an instance shared between the pool, the invocation and the watch task.
+pub(crate) struct InstanceState {
+    pub(crate) id: u64,
+    pub(crate) pid: u32,
+    /// Set while an invocation is in flight; memory is watched closely only then.
+    pub(crate) busy: AtomicBool,
+    pub(crate) max_rss_kib: AtomicU64,
+    stop_requested: AtomicBool,
+    oom: AtomicBool,
+    exit_rx: watch::Receiver<Option<Exit>>,
+}
+
+/// A started instance, owned by the pool while idle and by an invocation while busy.
+/// Dropping it stops the process.
+pub(crate) struct Instance {
+    pub(crate) state: Arc<InstanceState>,
+    pub(crate) api: Arc<RuntimeApi>,
+    pub(crate) next_tx: mpsc::Sender<Dispatch>,
+    pub(crate) last_used: Instant,
+    server_task: tokio::task::JoinHandle<()>,
+}
+
+/// What starting an instance produced.
+pub(crate) enum Started {
+    Ready(Instance, Duration),
+    /// The runtime reported an init error (`/runtime/init/error`) with this body.
+    InitFailed(bytes::Bytes),
+    /// The process ended or hung before asking for work.
+    Died(String),
+}
+
+pub(crate) struct StartConfig<'a> {
+    pub(crate) id: u64,
+    pub(crate) function: &'a str,
+    pub(crate) function_arn: String,
+    pub(crate) memory_mb: u32,
+    pub(crate) init_timeout: Duration,
+}
+
+impl Instance {
+    /// Starts a process with `process` (its env completed with `AWS_LAMBDA_RUNTIME_API`)
+    /// and waits until it asks for its first invocation.
+    pub(crate) async fn start(
+        cfg: StartConfig<'_>,
+        mut process: ProcessSpec<'_>,
+    ) -> std::io::Result<Started> {
+        let started_at = Instant::now();
+        let (addr, api, next_tx, init_rx, server_task) =
+            RuntimeApi::start(cfg.function_arn).await?;
+        process
+            .env
+            .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), addr.to_string()));
+        let mut child = match spawn::spawn_instance(process) {
+            Ok(child) => child,
+            Err(e) => {
+                server_task.abort();
+                return Err(e);
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let state = Arc::new(InstanceState {
+            id: cfg.id,
+            pid,
+            busy: AtomicBool::new(false),
+            max_rss_kib: AtomicU64::new(0),
+            stop_requested: AtomicBool::new(false),
+            oom: AtomicBool::new(false),
+            exit_rx,
+        });
+        let mut readers = tokio::task::JoinSet::new();
+        if let Some(stdout) = child.stdout.take() {
+            readers.spawn(forward_lines(
+                stdout,
+                cfg.function.to_owned(),
+                state.clone(),
+            ));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            readers.spawn(forward_lines(
+                stderr,
+                cfg.function.to_owned(),
+                state.clone(),
+            ));
+        }
+        tokio::spawn(watch_process(
+            child,
+            readers,
+            state.clone(),
+            u64::from(cfg.memory_mb) * 1024,
+            exit_tx,
+        ));
+        let instance = Instance {
+            state,
+            api,
+            next_tx,
+            last_used: Instant::now(),
+            server_task,
+        };
+        let mut exit_rx = instance.state.exit_rx.clone();
+        let started = tokio::select! {
+            biased;
+            init = init_rx => match init {
+                Ok(Init::Ready) => Started::Ready(instance, started_at.elapsed()),
+                Ok(Init::Failed(body)) => Started::InitFailed(body),
+                Err(_) => Started::Died("runtime API stopped".to_owned()),
+            },
+            exit = exit_rx.wait_for(Option::is_some) => {
+                let detail = match exit.as_deref() {
+                    Ok(Some(Exit::Exited(detail))) => detail.clone(),
+                    Ok(Some(Exit::OutOfMemory)) => "out of memory during init".to_owned(),
+                    _ => "stopped during init".to_owned(),
+                };
+                Started::Died(format!("{detail} before asking for an invocation"))
+            }
+            () = tokio::time::sleep(cfg.init_timeout) => Started::Died(format!(
+                "init did not finish within {:.2} seconds",
+                cfg.init_timeout.as_secs_f64()
+            )),
+        };
+        Ok(started)
+    }
+
+    /// Waits until the process has ended and says why.
+    pub(crate) async fn exited(&self) -> Exit {
+        let mut exit_rx = self.state.exit_rx.clone();
+        match exit_rx.wait_for(Option::is_some).await {
+            Ok(exit) => exit.clone().unwrap_or(Exit::Stopped),
+            Err(_) => Exit::Stopped,
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.state.exit_rx.borrow().is_none()
+    }
+}
+
+impl InstanceState {
+    /// Stops the process (and its process group).
+    pub(crate) fn stop(&self) {
+        if self.exit_rx.borrow().is_none() {
+            self.stop_requested.store(true, Ordering::Release);
+            spawn::kill_group(self.pid);
+        }
+    }
+
+    /// Resolves once the process has ended.
+    pub(crate) async fn wait_exit(&self) {
+        let mut exit_rx = self.exit_rx.clone();
+        let _ = exit_rx.wait_for(Option::is_some).await;
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.state.stop();
+        self.server_task.abort();
+    }
+}
+
+/// Waits for the process to end while watching its memory; publishes why it ended.
+async fn watch_process(
+    mut child: tokio::process::Child,
+    mut readers: tokio::task::JoinSet<()>,
+    state: Arc<InstanceState>,
+    limit_kib: u64,
+    exit_tx: watch::Sender<Option<Exit>>,
+) {
+    // Memory is sampled often while an invocation runs and rarely while idle: an idle
+    // runtime does not grow, and a scaled-down pool should cost nothing.
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut n_ticks: u64 = 0;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = tick.tick() => {
+                n_ticks += 1;
+                if !state.busy.load(Ordering::Acquire) && !n_ticks.is_multiple_of(50) {
+                    continue;
+                }
+                let Some((rss, hwm)) = spawn::memory_kib(state.pid) else { continue };
+                state.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
+                if rss > limit_kib {
+                    state.oom.store(true, Ordering::Release);
+                    spawn::kill_group(state.pid);
+                }
+            }
+        }
+    };
+    // Let the log readers drain, so a last line (such as V8's heap message) is seen.
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    // Whatever the runtime started in its group goes with it.
+    spawn::kill_group(state.pid);
+    let exit = if state.oom.load(Ordering::Acquire) {
+        Exit::OutOfMemory
+    } else if state.stop_requested.load(Ordering::Acquire) {
+        Exit::Stopped
+    } else {
+        Exit::Exited(match status {
+            Ok(status) => describe(status),
+            Err(e) => format!("waiting for the process failed: {e}"),
+        })
+    };
+    let _ = exit_tx.send(Some(exit));
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => status.to_string(),
+    }
+}
+
+/// Forwards each output line of an instance to the log, flagging V8 heap exhaustion.
+async fn forward_lines(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    function: String,
+    state: Arc<InstanceState>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        // Node aborts with this message when `--max-old-space-size` is exhausted: the
+        // same memory limit, reached by the heap before the resident-size watch saw it.
+        if line.contains("JavaScript heap out of memory") || line.contains("Reached heap limit") {
+            state.oom.store(true, Ordering::Release);
+        }
+        tracing::info!(target: "nimbus::function", function = %function, instance = state.id, "{line}");
+    }
+}
+
+/// Sends an invocation's reply channel pair; here so the pool does not import oneshot.
+pub(crate) fn reply_channel() -> (
+    oneshot::Sender<crate::runtime_api::Reply>,
+    oneshot::Receiver<crate::runtime_api::Reply>,
+) {
+    oneshot::channel()
+}

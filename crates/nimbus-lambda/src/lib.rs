@@ -1,0 +1,55 @@
+//! The executor for process runtimes (Node.js, Python, `provided`): each instance is an
+//! OS process that speaks the AWS Lambda Runtime API to a loopback endpoint of its own.
+//!
+//! This crate owns child processes and nothing else: it does not route HTTP, does not
+//! limit concurrency (the caller does) and keeps no state on disk beyond the bootstrap
+//! files it writes into the runtime folder it is given.
+
+mod code;
+mod instance;
+mod pool;
+mod runtime_api;
+mod spawn;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use code::{Code, CodeError, resolve_code, runtime_version_warnings};
+pub use pool::LambdaExecutor;
+
+/// Settings shared by every function of an app.
+#[derive(Debug, Clone)]
+pub struct LambdaConfig {
+    /// The app folder: `LAMBDA_TASK_ROOT` and the working directory of every instance.
+    pub app_dir: PathBuf,
+    /// Where the shipped bootstraps are written (`.nimbus/runtime` under the app).
+    pub runtime_dir: PathBuf,
+    /// `service` from the manifest; part of the Lambda function name.
+    pub service: String,
+    /// The stage; part of the Lambda function name.
+    pub stage: String,
+    /// `AWS_REGION` given to functions.
+    pub region: String,
+    /// An idle instance is stopped after this long (scale to zero).
+    pub idle_timeout: Duration,
+    /// The longest an instance may take to start before its first invocation.
+    pub init_timeout: Duration,
+}
+
+/// Writes the shipped Node.js and Python bootstraps into `cfg.runtime_dir`.
+pub fn install_bootstraps(cfg: &LambdaConfig) -> std::io::Result<()> {
+    std::fs::create_dir_all(&cfg.runtime_dir)?;
+    for (name, text) in [
+        (code::NODE_BOOTSTRAP_FILE, code::NODE_BOOTSTRAP),
+        (code::PYTHON_BOOTSTRAP_FILE, code::PYTHON_BOOTSTRAP),
+    ] {
+        let path = cfg.runtime_dir.join(name);
+        // Only rewrite when changed, so a running sibling process never reads a half file.
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    Ok(())
+}

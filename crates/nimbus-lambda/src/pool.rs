@@ -1,0 +1,452 @@
+//! The instance pool of one function: scale from zero, warm reuse, provisioned
+//! instances, idle scale-down, deadlines and memory limits.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use nimbus_core::{
+    BoxFuture, Executor, FunctionSpec, Invocation, InvocationReport, InvokeError, Outcome, Runtime,
+};
+
+use crate::LambdaConfig;
+use crate::code::{Code, NODE_BOOTSTRAP_FILE, PYTHON_BOOTSTRAP_FILE};
+use crate::instance::{Exit, Instance, InstanceState, StartConfig, Started};
+use crate::runtime_api::{Dispatch, Reply};
+use crate::spawn::ProcessSpec;
+
+/// The executor of one process-runtime function.
+pub struct LambdaExecutor {
+    pool: Arc<Pool>,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+struct Pool {
+    spec: FunctionSpec,
+    code: Code,
+    cfg: LambdaConfig,
+    /// `service-stage-function`, the name the function has on Lambda.
+    lambda_name: String,
+    function_arn: String,
+    /// Idle instances, most recently used last: reuse takes from the end, so the least
+    /// recently used ones age out first and the pool shrinks under falling load.
+    idle: Mutex<Vec<Instance>>,
+    /// Every live instance, idle or busy, so shutdown can stop them all.
+    all: Mutex<HashMap<u64, Arc<InstanceState>>>,
+    next_instance_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// The result of taking an instance for an invocation.
+enum Acquired {
+    Warm(Instance),
+    Cold(Instance, Duration),
+    /// Start-up failed; this outcome goes back to the invoker.
+    Failed(Outcome),
+}
+
+/// How many times an invocation is handed to a fresh instance when the one it was given
+/// died before picking it up (for example, right after reporting an uncaught error).
+const MAX_DELIVERY_ATTEMPTS: usize = 3;
+
+impl LambdaExecutor {
+    /// Creates the pool and starts its `provisionedConcurrency` instances.
+    pub async fn start(
+        spec: FunctionSpec,
+        code: Code,
+        cfg: LambdaConfig,
+    ) -> Result<LambdaExecutor, InvokeError> {
+        let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
+        let function_arn = format!(
+            "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
+            cfg.region
+        );
+        let pool = Arc::new(Pool {
+            spec,
+            code,
+            cfg,
+            lambda_name,
+            function_arn,
+            idle: Mutex::new(Vec::new()),
+            all: Mutex::new(HashMap::new()),
+            next_instance_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        });
+        pool.replenish_provisioned().await?;
+        let reaper = tokio::spawn(reap(Arc::downgrade(&pool)));
+        Ok(LambdaExecutor { pool, reaper })
+    }
+
+    /// Instances alive now, idle and busy.
+    pub fn n_instances(&self) -> usize {
+        self.pool.all.lock().map(|all| all.len()).unwrap_or(0)
+    }
+}
+
+impl Executor for LambdaExecutor {
+    fn invoke(
+        &self,
+        invocation: Invocation,
+    ) -> BoxFuture<'_, Result<InvocationReport, InvokeError>> {
+        Box::pin(self.pool.clone().invoke(invocation))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.reaper.abort();
+            self.pool.shutdown().await;
+        })
+    }
+}
+
+impl Drop for LambdaExecutor {
+    fn drop(&mut self) {
+        self.reaper.abort();
+    }
+}
+
+impl Pool {
+    async fn invoke(
+        self: Arc<Self>,
+        invocation: Invocation,
+    ) -> Result<InvocationReport, InvokeError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (instance, cold_start, init_duration) = match self.acquire().await? {
+                Acquired::Warm(instance) => (instance, false, None),
+                Acquired::Cold(instance, init) => (instance, true, Some(init)),
+                Acquired::Failed(outcome) => {
+                    return Ok(InvocationReport {
+                        outcome,
+                        cold_start: true,
+                        init_duration: None,
+                        duration: Duration::ZERO,
+                        max_memory_mb: 0,
+                    });
+                }
+            };
+            let n_delivered = instance.api.n_delivered.load(Ordering::Acquire);
+            let started = Instant::now();
+            let (outcome, keep) = self.run_on(&instance, invocation.clone()).await;
+            let undelivered = matches!(outcome, Outcome::Crashed(_))
+                && instance.api.n_delivered.load(Ordering::Acquire) == n_delivered;
+            let max_memory_mb = (instance.state.max_rss_kib.load(Ordering::Acquire) / 1024) as u32;
+            self.release(instance, keep);
+            if undelivered && attempt < MAX_DELIVERY_ATTEMPTS {
+                continue;
+            }
+            return Ok(InvocationReport {
+                outcome,
+                cold_start,
+                init_duration,
+                duration: started.elapsed(),
+                max_memory_mb,
+            });
+        }
+    }
+
+    /// Hands `invocation` to `instance` and waits for its reply, its death or the
+    /// deadline. The bool says whether the instance can serve again.
+    async fn run_on(&self, instance: &Instance, invocation: Invocation) -> (Outcome, bool) {
+        let timeout = self.spec.timeout;
+        let (reply_tx, reply_rx) = crate::instance::reply_channel();
+        instance.state.busy.store(true, Ordering::Release);
+        let dispatch = Dispatch {
+            invocation,
+            deadline: SystemTime::now() + timeout,
+            reply: reply_tx,
+        };
+        if instance.next_tx.send(dispatch).await.is_err() {
+            return (Outcome::Crashed("instance stopped".to_owned()), false);
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::select! {
+            biased;
+            reply = reply_rx => match reply {
+                Ok(Reply::Response(body)) => (Outcome::Ok(body.to_vec()), true),
+                Ok(Reply::Error(body)) => (Outcome::Error(body.to_vec()), true),
+                Err(_) => (self.exit_outcome(instance.exited().await), false),
+            },
+            exit = instance.exited() => (self.exit_outcome(exit), false),
+            () = deadline => {
+                // Lambda stops the sandbox of a timed-out invocation; so do we.
+                instance.state.stop();
+                (Outcome::Timeout(timeout), false)
+            }
+        }
+    }
+
+    fn exit_outcome(&self, exit: Exit) -> Outcome {
+        match exit {
+            Exit::OutOfMemory => Outcome::OutOfMemory {
+                limit_mb: self.spec.memory_mb,
+            },
+            Exit::Stopped => Outcome::Crashed("instance stopped".to_owned()),
+            Exit::Exited(detail) => Outcome::Crashed(detail),
+        }
+    }
+
+    async fn acquire(&self) -> Result<Acquired, InvokeError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(InvokeError::ShuttingDown {
+                function: self.spec.name.clone(),
+            });
+        }
+        loop {
+            let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            match idle {
+                Some(instance) if instance.is_alive() => return Ok(Acquired::Warm(instance)),
+                Some(dead) => self.forget(dead),
+                None => break,
+            }
+        }
+        match self.start_instance("on-demand").await? {
+            Started::Ready(instance, init) => Ok(Acquired::Cold(instance, init)),
+            // As on Lambda, an init error is the invocation's error.
+            Started::InitFailed(body) => Ok(Acquired::Failed(Outcome::Error(body.to_vec()))),
+            Started::Died(detail) => Ok(Acquired::Failed(Outcome::Crashed(detail))),
+        }
+    }
+
+    fn release(&self, mut instance: Instance, keep: bool) {
+        instance.state.busy.store(false, Ordering::Release);
+        if keep && instance.is_alive() && !self.shutting_down.load(Ordering::Acquire) {
+            instance.last_used = Instant::now();
+            if let Ok(mut idle) = self.idle.lock() {
+                idle.push(instance);
+                return;
+            }
+        }
+        self.forget(instance);
+    }
+
+    /// Drops an instance (which stops its process) and removes it from the registry.
+    fn forget(&self, instance: Instance) {
+        if let Ok(mut all) = self.all.lock() {
+            all.remove(&instance.state.id);
+        }
+        drop(instance);
+    }
+
+    async fn start_instance(&self, initialization_type: &str) -> Result<Started, InvokeError> {
+        let id = self.next_instance_id.fetch_add(1, Ordering::Relaxed);
+        let (program, args) = self.command();
+        let env = self.environment(id, initialization_type);
+        let process = ProcessSpec {
+            program: &program,
+            args,
+            cwd: &self.cfg.app_dir,
+            env,
+        };
+        let start_cfg = StartConfig {
+            id,
+            function: &self.spec.name,
+            function_arn: self.function_arn.clone(),
+            memory_mb: self.spec.memory_mb,
+            init_timeout: self.cfg.init_timeout,
+        };
+        let started =
+            Instance::start(start_cfg, process)
+                .await
+                .map_err(|e| InvokeError::Platform {
+                    function: self.spec.name.clone(),
+                    source: Box::new(std::io::Error::new(
+                        e.kind(),
+                        format!("starting {}: {e}", program.display()),
+                    )),
+                })?;
+        if let Started::Ready(instance, _) = &started {
+            if let Ok(mut all) = self.all.lock() {
+                all.insert(id, instance.state.clone());
+            }
+            // A shutdown that began while this instance started must still stop it.
+            if self.shutting_down.load(Ordering::Acquire) {
+                instance.state.stop();
+            }
+        }
+        Ok(started)
+    }
+
+    fn command(&self) -> (PathBuf, Vec<String>) {
+        let runtime_dir = &self.cfg.runtime_dir;
+        match &self.code {
+            Code::Node => {
+                // Lambda's Node.js runtime caps the V8 heap below the function's memory so
+                // that the heap limit, not the kernel, stops a runaway allocation.
+                let heap_mb = (u64::from(self.spec.memory_mb) * 9 / 10).max(16);
+                (
+                    PathBuf::from("node"),
+                    vec![
+                        format!("--max-old-space-size={heap_mb}"),
+                        runtime_dir.join(NODE_BOOTSTRAP_FILE).display().to_string(),
+                    ],
+                )
+            }
+            Code::Python => (
+                PathBuf::from("python3"),
+                vec![
+                    "-u".to_owned(),
+                    runtime_dir
+                        .join(PYTHON_BOOTSTRAP_FILE)
+                        .display()
+                        .to_string(),
+                ],
+            ),
+            Code::Provided(bootstrap) => (bootstrap.clone(), Vec::new()),
+        }
+    }
+
+    /// The Lambda environment of an instance, then the function's own variables.
+    fn environment(&self, instance_id: u64, initialization_type: &str) -> Vec<(String, String)> {
+        let spec = &self.spec;
+        let execution_env = match spec.runtime {
+            Runtime::Provided => None,
+            runtime => Some(format!("AWS_Lambda_{runtime}")),
+        };
+        let mut env = vec![
+            ("_HANDLER".to_owned(), spec.handler.clone()),
+            (
+                "LAMBDA_TASK_ROOT".to_owned(),
+                self.cfg.app_dir.display().to_string(),
+            ),
+            (
+                "LAMBDA_RUNTIME_DIR".to_owned(),
+                self.cfg.runtime_dir.display().to_string(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_NAME".to_owned(),
+                self.lambda_name.clone(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_owned(),
+                spec.memory_mb.to_string(),
+            ),
+            (
+                "AWS_LAMBDA_FUNCTION_VERSION".to_owned(),
+                "$LATEST".to_owned(),
+            ),
+            (
+                "AWS_LAMBDA_INITIALIZATION_TYPE".to_owned(),
+                initialization_type.to_owned(),
+            ),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME".to_owned(),
+                format!("/aws/lambda/{}", self.lambda_name),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME".to_owned(),
+                format!("[$LATEST]{instance_id:032x}"),
+            ),
+            ("AWS_REGION".to_owned(), self.cfg.region.clone()),
+            ("AWS_DEFAULT_REGION".to_owned(), self.cfg.region.clone()),
+            ("TZ".to_owned(), ":UTC".to_owned()),
+            ("NIMBUS_STAGE".to_owned(), self.cfg.stage.clone()),
+        ];
+        if let Some(execution_env) = execution_env {
+            env.push(("AWS_EXECUTION_ENV".to_owned(), execution_env));
+        }
+        env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    /// Starts provisioned instances until `provisionedConcurrency` are alive.
+    async fn replenish_provisioned(&self) -> Result<(), InvokeError> {
+        let wanted = self.spec.provisioned_concurrency as usize;
+        while !self.shutting_down.load(Ordering::Acquire) && self.n_alive() < wanted {
+            match self.start_instance("provisioned-concurrency").await? {
+                Started::Ready(instance, _) => self.release(instance, true),
+                Started::InitFailed(body) => {
+                    tracing::warn!(function = %self.spec.name, "provisioned instance failed to start: {}", String::from_utf8_lossy(&body));
+                    break;
+                }
+                Started::Died(detail) => {
+                    tracing::warn!(function = %self.spec.name, "provisioned instance failed to start: {detail}");
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn n_alive(&self) -> usize {
+        self.all.lock().map(|all| all.len()).unwrap_or(0)
+    }
+
+    /// Stops idle instances unused for the idle timeout, keeping the provisioned ones.
+    fn reap_idle(&self) {
+        let keep = self.spec.provisioned_concurrency as usize;
+        let now = Instant::now();
+        let expired: Vec<Instance> = {
+            let Ok(mut idle) = self.idle.lock() else {
+                return;
+            };
+            idle.retain(|i| i.is_alive() || !self.unregister(i));
+            let n_removable = idle.len().saturating_sub(keep);
+            let mut expired = Vec::new();
+            // The front holds the least recently used instances.
+            let mut idx = 0;
+            while idx < idle.len() && expired.len() < n_removable {
+                if now.duration_since(idle[idx].last_used) >= self.cfg.idle_timeout {
+                    expired.push(idle.remove(idx));
+                } else {
+                    idx += 1;
+                }
+            }
+            expired
+        };
+        for instance in expired {
+            tracing::debug!(function = %self.spec.name, instance = instance.state.id, "stopping idle instance");
+            self.forget(instance);
+        }
+    }
+
+    /// Removes a dead instance from the registry; returns true (for `retain`).
+    fn unregister(&self, instance: &Instance) -> bool {
+        if let Ok(mut all) = self.all.lock() {
+            all.remove(&instance.state.id);
+        }
+        true
+    }
+
+    async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let idle: Vec<Instance> = self
+            .idle
+            .lock()
+            .map(|mut idle| idle.drain(..).collect())
+            .unwrap_or_default();
+        drop(idle);
+        let states: Vec<Arc<InstanceState>> = self
+            .all
+            .lock()
+            .map(|all| all.values().cloned().collect())
+            .unwrap_or_default();
+        for state in &states {
+            state.stop();
+        }
+        for state in &states {
+            let _ = tokio::time::timeout(Duration::from_secs(2), state.wait_exit()).await;
+        }
+    }
+}
+
+async fn reap(pool: std::sync::Weak<Pool>) {
+    let period = match pool.upgrade() {
+        Some(pool) => {
+            (pool.cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10))
+        }
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        pool.reap_idle();
+        if let Err(e) = pool.replenish_provisioned().await {
+            tracing::warn!(function = %pool.spec.name, "keeping provisioned instances warm: {e}");
+        }
+    }
+}

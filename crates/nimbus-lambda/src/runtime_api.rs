@@ -1,0 +1,284 @@
+//! The AWS Lambda Runtime API (version 2018-06-01) served to one instance on loopback.
+//!
+//! Each instance gets its own listener, because the API has no notion of which sandbox
+//! is calling: `AWS_LAMBDA_RUNTIME_API` is only a host and port.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use nimbus_core::Invocation;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+/// Lambda's limit for a synchronous response payload.
+const MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// One invocation handed to the instance.
+pub(crate) struct Dispatch {
+    pub(crate) invocation: Invocation,
+    pub(crate) deadline: SystemTime,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// What the runtime posted back for an invocation.
+pub(crate) enum Reply {
+    Response(Bytes),
+    Error(Bytes),
+}
+
+/// How the instance's start-up ended, as the runtime reported it.
+pub(crate) enum Init {
+    /// The runtime asked for its first invocation.
+    Ready,
+    /// The runtime posted `/runtime/init/error` with this body.
+    Failed(Bytes),
+}
+
+pub(crate) struct RuntimeApi {
+    next_rx: Mutex<mpsc::Receiver<Dispatch>>,
+    current: std::sync::Mutex<Option<(String, oneshot::Sender<Reply>)>>,
+    init_tx: std::sync::Mutex<Option<oneshot::Sender<Init>>>,
+    function_arn: String,
+    /// How many invocations the runtime has picked up, so the pool can tell whether an
+    /// instance that died had received its invocation.
+    pub(crate) n_delivered: AtomicU64,
+}
+
+impl RuntimeApi {
+    /// Binds a loopback listener and serves the Runtime API on it until the returned
+    /// task is aborted.
+    pub(crate) async fn start(
+        function_arn: String,
+    ) -> std::io::Result<(
+        SocketAddr,
+        Arc<RuntimeApi>,
+        mpsc::Sender<Dispatch>,
+        oneshot::Receiver<Init>,
+        tokio::task::JoinHandle<()>,
+    )> {
+        // The Runtime API is for the instance alone: loopback only, never a public address.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let (next_tx, next_rx) = mpsc::channel(1);
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = Arc::new(RuntimeApi {
+            next_rx: Mutex::new(next_rx),
+            current: std::sync::Mutex::new(None),
+            init_tx: std::sync::Mutex::new(Some(init_tx)),
+            function_arn,
+            n_delivered: AtomicU64::new(0),
+        });
+        let task = tokio::spawn(serve(listener, api.clone()));
+        Ok((addr, api, next_tx, init_rx, task))
+    }
+}
+
+async fn serve(listener: TcpListener, api: Arc<RuntimeApi>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of file descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let api = api.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let api = api.clone();
+                async move { Ok::<_, Infallible>(handle(&api, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn handle(api: &RuntimeApi, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(rest) = req.uri().path().strip_prefix(PREFIX) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "UnknownPath",
+            "not a Runtime API path",
+        );
+    };
+    let rest = rest.to_owned();
+    match (req.method(), rest.as_str()) {
+        (&Method::GET, "invocation/next") => next(api).await,
+        (&Method::POST, "init/error") => {
+            let body = match read_body(req).await {
+                Ok(body) => body,
+                Err(res) => return res,
+            };
+            if let Some(tx) = take(&api.init_tx) {
+                let _ = tx.send(Init::Failed(body));
+            }
+            accepted()
+        }
+        (&Method::POST, path) => {
+            let Some((request_id, kind)) = path
+                .strip_prefix("invocation/")
+                .and_then(|p| p.rsplit_once('/'))
+            else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "UnknownPath",
+                    "not a Runtime API path",
+                );
+            };
+            let request_id = request_id.to_owned();
+            let is_response = match kind {
+                "response" => true,
+                "error" => false,
+                _ => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "UnknownPath",
+                        "not a Runtime API path",
+                    );
+                }
+            };
+            let body = match read_body(req).await {
+                Ok(body) => body,
+                Err(_) if is_response => {
+                    // Lambda answers an oversize response with this error to the invoker.
+                    let body = Bytes::from_static(
+                        br#"{"errorType":"Function.ResponseSizeTooLarge","errorMessage":"Response payload size exceeded maximum allowed payload size (6291556 bytes)."}"#,
+                    );
+                    complete(api, &request_id, Reply::Error(body));
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "RequestEntityTooLarge",
+                        "response payload over 6 MB",
+                    );
+                }
+                Err(res) => return res,
+            };
+            let reply = if is_response {
+                Reply::Response(body)
+            } else {
+                Reply::Error(body)
+            };
+            if complete(api, &request_id, reply) {
+                accepted()
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestID",
+                    "no invocation in progress with this request id",
+                )
+            }
+        }
+        _ => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "method not allowed",
+        ),
+    }
+}
+
+async fn next(api: &RuntimeApi) -> Response<Full<Bytes>> {
+    if let Some(tx) = take(&api.init_tx) {
+        let _ = tx.send(Init::Ready);
+    }
+    let dispatch = {
+        let mut rx = api.next_rx.lock().await;
+        rx.recv().await
+    };
+    let Some(dispatch) = dispatch else {
+        // The instance is being stopped; it gets no more work.
+        return error(StatusCode::GONE, "InstanceStopping", "instance is stopping");
+    };
+    let deadline_ms = dispatch
+        .deadline
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let invocation = dispatch.invocation;
+    let res = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .header("lambda-runtime-aws-request-id", &invocation.request_id)
+        .header("lambda-runtime-deadline-ms", deadline_ms.to_string())
+        .header("lambda-runtime-invoked-function-arn", &api.function_arn)
+        .header("lambda-runtime-trace-id", &invocation.trace_id)
+        .body(Full::new(Bytes::from(invocation.payload)));
+    let res = match res {
+        Ok(res) => res,
+        Err(_) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal",
+                "bad header value",
+            );
+        }
+    };
+    if let Ok(mut current) = api.current.lock() {
+        *current = Some((invocation.request_id, dispatch.reply));
+    }
+    api.n_delivered.fetch_add(1, Ordering::Release);
+    res
+}
+
+/// Hands the runtime's reply to the waiting invocation; false when the id is unknown.
+fn complete(api: &RuntimeApi, request_id: &str, reply: Reply) -> bool {
+    let Ok(mut current) = api.current.lock() else {
+        return false;
+    };
+    match current.take() {
+        Some((id, tx)) if id == request_id => {
+            let _ = tx.send(reply);
+            true
+        }
+        other => {
+            *current = other;
+            false
+        }
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(_) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "payload over 6 MB",
+        )),
+    }
+}
+
+fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock().ok().and_then(|mut s| s.take())
+}
+
+fn accepted() -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from_static(br#"{"status":"OK"}"#)));
+    *res.status_mut() = StatusCode::ACCEPTED;
+    res
+}
+
+fn error(status: StatusCode, error_type: &str, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "errorType": error_type, "errorMessage": message });
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = status;
+    res
+}

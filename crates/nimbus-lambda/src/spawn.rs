@@ -1,0 +1,78 @@
+//! The one place nimbus starts and signals processes.
+
+use std::path::Path;
+use std::process::Stdio;
+
+/// A process to start: program, arguments, working directory and the full environment.
+pub(crate) struct ProcessSpec<'a> {
+    pub(crate) program: &'a Path,
+    pub(crate) args: Vec<String>,
+    pub(crate) cwd: &'a Path,
+    pub(crate) env: Vec<(String, String)>,
+}
+
+/// Starts an instance process in a process group of its own, so that stopping it also
+/// stops anything it started, with piped stdout/stderr and a clean environment.
+pub(crate) fn spawn_instance(spec: ProcessSpec<'_>) -> std::io::Result<tokio::process::Child> {
+    let mut cmd = tokio::process::Command::new(spec.program);
+    cmd.args(&spec.args)
+        .current_dir(spec.cwd)
+        // Functions see only the Lambda environment, never the host's secrets; PATH and
+        // LANG are kept so interpreters and custom runtimes find their tools.
+        .env_clear()
+        .envs(
+            std::env::vars_os()
+                .filter(|(k, _)| k == "PATH" || k == "LANG" || k == "HOME")
+                .collect::<Vec<_>>(),
+        )
+        .envs(spec.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd.spawn()
+}
+
+/// Sends SIGKILL to the process group led by `pid`.
+pub(crate) fn kill_group(pid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions; a
+    // negative pid addresses the process group created by `process_group(0)` above.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}
+
+/// `<program> --version`, trimmed, or `None` when the program cannot be run.
+pub(crate) fn interpreter_version(program: &str) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    // Python 3 before 3.4 printed its version to stderr; take whichever has text.
+    let text = if output.stdout.is_empty() {
+        output.stderr
+    } else {
+        output.stdout
+    };
+    Some(String::from_utf8_lossy(&text).trim().to_owned())
+}
+
+/// Resident set size and its peak of a process, in KiB, from `/proc/<pid>/status`.
+pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
+}

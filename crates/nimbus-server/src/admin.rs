@@ -1,0 +1,120 @@
+//! The control API on loopback: Lambda's Invoke API shape, behind a bearer token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode};
+use nimbus_core::{Invocation, Outcome};
+
+use crate::ServerConfig;
+use crate::error::ApiError;
+use crate::functions::Functions;
+
+/// Lambda's synchronous payload limit applies to direct invocations too.
+const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
+
+struct Admin {
+    functions: Arc<Functions>,
+    token: String,
+}
+
+pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
+    let admin = Arc::new(Admin {
+        functions,
+        token: cfg.admin_token.clone(),
+    });
+    Router::new()
+        // The path of Lambda's Invoke API, so tools that speak it find their way.
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .route("/functions", get(list))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
+        .with_state(admin)
+}
+
+async fn invoke(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin.authorize(&headers)?;
+    let Some(function) = admin.functions.get(&name) else {
+        return Err(ApiError::client(
+            StatusCode::NOT_FOUND,
+            format!("Function not found: {name}"),
+        ));
+    };
+    let payload = if body.is_empty() {
+        Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    if serde_json::from_slice::<serde_json::Value>(&payload).is_err() {
+        return Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "the event must be JSON",
+        ));
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let invocation = Invocation {
+        request_id: request_id.clone(),
+        payload: payload.to_vec(),
+        trace_id: crate::gateway::new_trace_id(),
+    };
+    let report = function.invoke(invocation).await?;
+    let outcome = &report.outcome;
+    let mut res = (StatusCode::OK, outcome.payload(&request_id)).into_response();
+    let headers = res.headers_mut();
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    };
+    set("content-type", "application/json".to_owned());
+    set("x-amz-request-id", request_id);
+    set("x-amz-executed-version", "$LATEST".to_owned());
+    set("x-nimbus-outcome", outcome.label().to_owned());
+    set("x-nimbus-cold-start", report.cold_start.to_string());
+    if !matches!(outcome, Outcome::Ok(_)) {
+        // As Lambda's Invoke API: status 200, the error in the body, flagged by this header.
+        set("x-amz-function-error", "Unhandled".to_owned());
+    }
+    Ok(res)
+}
+
+async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Response, ApiError> {
+    admin.authorize(&headers)?;
+    let names: Vec<&str> = admin
+        .functions
+        .list
+        .iter()
+        .map(|f| f.spec.name.as_str())
+        .collect();
+    let body = serde_json::json!({ "functions": names }).to_string();
+    Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+impl Admin {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(token) if constant_time_eq(token.as_bytes(), self.token.as_bytes()) => Ok(()),
+            _ => Err(ApiError::client(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            )),
+        }
+    }
+}
+
+/// Compares without an early exit, so the token cannot be guessed byte by byte by timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

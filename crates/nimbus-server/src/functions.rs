@@ -1,0 +1,171 @@
+//! The functions a server serves, each with its concurrency limit, and the one path every
+//! invocation takes: limit, invoke, log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nimbus_core::{Executor, FunctionSpec, Invocation, InvocationReport, InvokeError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+use crate::{ServedFunction, ServerConfig};
+
+pub(crate) struct Functions {
+    pub(crate) list: Vec<Function>,
+    by_name: HashMap<String, usize>,
+}
+
+pub(crate) struct Function {
+    pub(crate) spec: FunctionSpec,
+    executor: Arc<dyn Executor>,
+    limiter: Option<Limiter>,
+}
+
+/// `reservedConcurrency` as a semaphore with a short, bounded wait in front of it.
+struct Limiter {
+    permits: Arc<Semaphore>,
+    n_waiting: AtomicUsize,
+    max_waiting: usize,
+    wait: Duration,
+}
+
+impl Functions {
+    pub(crate) fn new(served: Vec<ServedFunction>, cfg: &ServerConfig) -> Functions {
+        let list: Vec<Function> = served
+            .into_iter()
+            .map(|f| Function {
+                limiter: f.spec.reserved_concurrency.map(|n| Limiter {
+                    permits: Arc::new(Semaphore::new(n as usize)),
+                    n_waiting: AtomicUsize::new(0),
+                    max_waiting: cfg.max_queued,
+                    wait: cfg.queue_wait,
+                }),
+                spec: f.spec,
+                executor: f.executor,
+            })
+            .collect();
+        let by_name = list
+            .iter()
+            .enumerate()
+            .map(|(idx, f)| (f.spec.name.clone(), idx))
+            .collect();
+        Functions { list, by_name }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Function> {
+        self.by_name.get(name).map(|&idx| &self.list[idx])
+    }
+
+    pub(crate) fn route_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for function in &self.list {
+            for route in &function.spec.http_routes {
+                lines.push(format!(
+                    "{:<7} {} -> {}",
+                    route.method.to_string(),
+                    route.path,
+                    function.spec.name
+                ));
+            }
+        }
+        lines
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        for function in &self.list {
+            function.executor.shutdown().await;
+        }
+    }
+}
+
+impl Function {
+    /// Invokes the function within its concurrency limit. Throttling and platform
+    /// failures are errors; a failing function is an `Outcome` in the report.
+    pub(crate) async fn invoke(
+        &self,
+        invocation: Invocation,
+    ) -> Result<InvocationReport, ApiError> {
+        let _permit = match &self.limiter {
+            Some(limiter) => Some(limiter.acquire().await.ok_or_else(|| {
+                tracing::info!(function = %self.spec.name, request_id = %invocation.request_id, "throttled: reservedConcurrency {} reached", limiter_size(self));
+                ApiError::throttled()
+            })?),
+            None => None,
+        };
+        let request_id = invocation.request_id.clone();
+        let report = match self.executor.invoke(invocation).await {
+            Ok(report) => report,
+            Err(InvokeError::ShuttingDown { .. }) => {
+                return Err(ApiError::client(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: shutting down",
+                ));
+            }
+            Err(e) => {
+                return Err(ApiError::platform(format!(
+                    "invoking {}: {}",
+                    self.spec.name,
+                    error_chain(&e)
+                )));
+            }
+        };
+        let outcome = &report.outcome;
+        tracing::debug!(
+            function = %self.spec.name,
+            "REPORT RequestId: {request_id} Duration: {:.2} ms Billed Duration: {} ms Memory Size: {} MB Max Memory Used: {} MB{} Outcome: {}",
+            report.duration.as_secs_f64() * 1000.0,
+            report.duration.as_millis().max(1),
+            self.spec.memory_mb,
+            report.max_memory_mb,
+            report
+                .init_duration
+                .map(|d| format!(" Init Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+                .unwrap_or_default(),
+            outcome.label(),
+        );
+        if outcome.fault().is_some() {
+            tracing::warn!(
+                function = %self.spec.name,
+                request_id = %request_id,
+                outcome = outcome.label(),
+                "{}",
+                String::from_utf8_lossy(&outcome.payload(&request_id))
+            );
+        }
+        Ok(report)
+    }
+}
+
+fn limiter_size(function: &Function) -> u32 {
+    function.spec.reserved_concurrency.unwrap_or(0)
+}
+
+impl Limiter {
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        // The queue in front of a busy function is bounded in length and in time, so a
+        // burst is smoothed but never piles up unboundedly (Lambda itself throttles at once).
+        if self.n_waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.n_waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let res = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned()).await;
+        self.n_waiting.fetch_sub(1, Ordering::AcqRel);
+        res.ok().and_then(Result::ok)
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

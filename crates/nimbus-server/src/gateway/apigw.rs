@@ -1,0 +1,702 @@
+//! API Gateway's Lambda proxy events and responses, so Lambda handlers run unchanged.
+
+// REST APIs (`http` events) use the proxy integration format 1.0:
+// https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html
+// HTTP APIs (`httpApi` events) use payload format 2.0:
+// https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use nimbus_core::ApiKind;
+use percent_encoding::percent_decode;
+use serde_json::{Map, Value, json};
+
+use super::routes::RouteMatch;
+
+/// What an event says about the request beyond the request itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EventContext<'a> {
+    /// `requestContext.requestId` (and `extendedRequestId` for REST APIs).
+    pub(crate) request_id: &'a str,
+    /// The REST API stage, for example `dev`. HTTP API events always name the `$default`
+    /// stage, the only one the Serverless Framework deploys `httpApi` routes to.
+    pub(crate) stage: &'a str,
+    /// The client's address, without port.
+    pub(crate) source_ip: &'a str,
+    /// When the gateway received the request.
+    pub(crate) time: SystemTime,
+    /// `requestContext.accountId`; AWS's documentation uses `123456789012`.
+    pub(crate) account_id: &'a str,
+    /// `requestContext.apiId`.
+    pub(crate) api_id: &'a str,
+    /// The `Host` header, or `127.0.0.1:<port>` when the client sent none.
+    pub(crate) domain_name: &'a str,
+}
+
+/// Why a function's payload is not a response API Gateway accepts; the gateway answers
+/// 502 `{"message": "Internal server error"}` as API Gateway does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadResponse {
+    message: String,
+}
+
+/// `Access-Control-Allow-Headers` of the Serverless Framework's `cors: true`.
+const CORS_DEFAULT_HEADERS: [&str; 7] = [
+    "Content-Type",
+    "X-Amz-Date",
+    "Authorization",
+    "X-Api-Key",
+    "X-Amz-Security-Token",
+    "X-Amz-User-Agent",
+    "X-Amzn-Trace-Id",
+];
+
+const CORS_DEFAULT_METHODS: [&str; 7] =
+    ["OPTIONS", "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"];
+
+/// How long browsers may cache a preflight answer. Short, so that route changes during
+/// development take effect quickly.
+const CORS_MAX_AGE_SECS: &str = "600";
+
+/// The event API Gateway would send the route's function for this request, as JSON.
+pub(crate) fn build_event(
+    m: &RouteMatch<'_>,
+    parts: &http::request::Parts,
+    body: &[u8],
+    ctx: &EventContext<'_>,
+) -> Vec<u8> {
+    let event = match m.route.api {
+        ApiKind::Rest => rest_event(m, parts, body, ctx),
+        ApiKind::Http => http_event(m, parts, body, ctx),
+    };
+    serde_json::to_vec(&event).expect("a serde_json::Value always serializes")
+}
+
+/// Turns a function's result into the HTTP response API Gateway would send.
+pub(crate) fn map_response(
+    api: ApiKind,
+    payload: &[u8],
+) -> Result<http::Response<Bytes>, BadResponse> {
+    let Ok(value) = serde_json::from_slice::<Value>(payload) else {
+        return Err(BadResponse::new("the function's result is not JSON"));
+    };
+    match api {
+        ApiKind::Rest => {
+            let Value::Object(object) = value else {
+                return Err(BadResponse::new(
+                    "the function's result is not a JSON object",
+                ));
+            };
+            response_from_object(api, &object)
+        }
+        ApiKind::Http => match value {
+            Value::Object(object) if object.contains_key("statusCode") => {
+                response_from_object(api, &object)
+            }
+            // Payload 2.0 infers a response from any other valid JSON: status 200,
+            // `application/json`, and the result as the body, where a JSON string stands
+            // for its own text ("Lambda function response for format 2.0").
+            Value::String(text) => Ok(inferred_response(Bytes::from(text))),
+            _ => Ok(inferred_response(Bytes::copy_from_slice(payload))),
+        },
+    }
+}
+
+/// The gateway's answer to a CORS preflight (`OPTIONS`) request for a `cors: true` route,
+/// with the Serverless Framework's defaults for `cors: true`.
+pub(crate) fn preflight_response(request_headers: &HeaderMap) -> http::Response<Bytes> {
+    let mut methods = CORS_DEFAULT_METHODS.join(",");
+    if let Some(requested) = header_str(request_headers, header::ACCESS_CONTROL_REQUEST_METHOD) {
+        let requested = requested.trim();
+        if !requested.is_empty()
+            && !CORS_DEFAULT_METHODS
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(requested))
+        {
+            methods.push(',');
+            methods.push_str(requested);
+        }
+    }
+    let mut allow_headers = CORS_DEFAULT_HEADERS.join(",");
+    if let Some(requested) = header_str(request_headers, header::ACCESS_CONTROL_REQUEST_HEADERS) {
+        for name in requested
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+        {
+            let known = allow_headers
+                .split(',')
+                .any(|h| h.eq_ignore_ascii_case(name));
+            if !known {
+                allow_headers.push(',');
+                allow_headers.push_str(name);
+            }
+        }
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    // The values come from a `HeaderValue` or from constants, so they stay valid.
+    if let Ok(value) = HeaderValue::from_str(&methods) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&allow_headers) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value);
+    }
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static(CORS_MAX_AGE_SECS),
+    );
+    let mut response = http::Response::new(Bytes::new());
+    *response.status_mut() = http::StatusCode::NO_CONTENT;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Adds `Access-Control-Allow-Origin: *` to a `cors: true` route's response unless the
+/// function set it. HTTP APIs do this themselves; for REST APIs AWS leaves it to the
+/// function, and nimbus adds it too so that browsers accept the answer to a preflight
+/// the gateway approved.
+pub(crate) fn add_cors_headers(headers: &mut HeaderMap) {
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+}
+
+impl BadResponse {
+    fn new(message: impl Into<String>) -> BadResponse {
+        BadResponse {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for BadResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BadResponse {}
+
+/// Proxy integration input format 1.0 ("Input format of a Lambda function for proxy
+/// integration").
+fn rest_event(
+    m: &RouteMatch<'_>,
+    parts: &http::request::Parts,
+    body: &[u8],
+    ctx: &EventContext<'_>,
+) -> Value {
+    let path = parts.uri.path();
+    let query = parse_query(parts.uri.query().unwrap_or_default());
+
+    // Single-value maps hold the last value, as API Gateway's example shows for a
+    // repeated query parameter. hyper hands us lower-case header names.
+    let mut headers = Map::new();
+    let mut multi_headers: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers.insert(name.as_str().to_owned(), Value::from(value.clone()));
+        multi_headers
+            .entry(name.as_str())
+            .or_default()
+            .push(Value::from(value));
+    }
+    let mut query_params = Map::new();
+    let mut multi_query: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for (key, value) in &query {
+        query_params.insert(key.clone(), Value::from(value.as_str()));
+        multi_query
+            .entry(key.as_str())
+            .or_default()
+            .push(Value::from(value.as_str()));
+    }
+
+    let (body, is_base64) = match event_body(body, rest_body_is_binary(&parts.headers)) {
+        None => (Value::Null, false),
+        Some((body, is_base64)) => (body, is_base64),
+    };
+    let user_agent = header_str(&parts.headers, header::USER_AGENT);
+
+    json!({
+        "resource": m.route.path,
+        "path": path,
+        "httpMethod": parts.method.as_str(),
+        "headers": object_or_null(headers),
+        "multiValueHeaders": object_or_null(into_object(multi_headers)),
+        "queryStringParameters": object_or_null(query_params),
+        "multiValueQueryStringParameters": object_or_null(into_object(multi_query)),
+        "pathParameters": object_or_null(path_params(m)),
+        "stageVariables": null,
+        "requestContext": {
+            "accountId": ctx.account_id,
+            "apiId": ctx.api_id,
+            "domainName": ctx.domain_name,
+            "domainPrefix": domain_prefix(ctx.domain_name),
+            "extendedRequestId": ctx.request_id,
+            "httpMethod": parts.method.as_str(),
+            "identity": {
+                "accessKey": null,
+                "accountId": null,
+                "apiKey": null,
+                "apiKeyId": null,
+                "caller": null,
+                "cognitoAuthenticationProvider": null,
+                "cognitoAuthenticationType": null,
+                "cognitoIdentityId": null,
+                "cognitoIdentityPoolId": null,
+                "principalOrgId": null,
+                "sourceIp": ctx.source_ip,
+                "user": null,
+                "userAgent": user_agent,
+                "userArn": null,
+            },
+            "path": format!("/{}{}", ctx.stage, path),
+            "protocol": protocol(parts.version),
+            "requestId": ctx.request_id,
+            "requestTime": clf_time(ctx.time),
+            "requestTimeEpoch": epoch_millis(ctx.time),
+            "resourceId": resource_id(&m.route.path),
+            "resourcePath": m.route.path,
+            "stage": ctx.stage,
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    })
+}
+
+/// HTTP API payload format 2.0. Optional fields are left out when empty, as API Gateway
+/// does.
+fn http_event(
+    m: &RouteMatch<'_>,
+    parts: &http::request::Parts,
+    body: &[u8],
+    ctx: &EventContext<'_>,
+) -> Value {
+    let path = parts.uri.path();
+    let raw_query = parts.uri.query().unwrap_or_default();
+    let route_key = match (&m.route.method, m.route.path.as_str()) {
+        (_, "*") => "$default".to_owned(),
+        (method, path) => format!("{method} {path}"),
+    };
+
+    // Cookie headers go to `cookies`, one entry per cookie; other repeated headers and
+    // query parameters are joined with commas.
+    let mut cookies = Vec::new();
+    let mut headers = Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        if name == header::COOKIE {
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| Value::from(c.to_owned())),
+            );
+            continue;
+        }
+        append_joined(&mut headers, name.as_str(), &value);
+    }
+    let mut query_params = Map::new();
+    for (key, value) in parse_query(raw_query) {
+        append_joined(&mut query_params, &key, &value);
+    }
+
+    let user_agent = header_str(&parts.headers, header::USER_AGENT).unwrap_or_default();
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": ctx.account_id,
+            "apiId": ctx.api_id,
+            "domainName": ctx.domain_name,
+            "domainPrefix": domain_prefix(ctx.domain_name),
+            "http": {
+                "method": parts.method.as_str(),
+                "path": path,
+                "protocol": protocol(parts.version),
+                "sourceIp": ctx.source_ip,
+                "userAgent": user_agent,
+            },
+            "requestId": ctx.request_id,
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": clf_time(ctx.time),
+            "timeEpoch": epoch_millis(ctx.time),
+        },
+        "isBase64Encoded": false,
+    });
+    let Value::Object(fields) = &mut event else {
+        unreachable!("json! with braces builds an object");
+    };
+    if !cookies.is_empty() {
+        fields.insert("cookies".to_owned(), Value::Array(cookies));
+    }
+    if !query_params.is_empty() {
+        fields.insert(
+            "queryStringParameters".to_owned(),
+            Value::Object(query_params),
+        );
+    }
+    let path_params = path_params(m);
+    if !path_params.is_empty() {
+        fields.insert("pathParameters".to_owned(), Value::Object(path_params));
+    }
+    if let Some((body, is_base64)) = event_body(body, !http_body_is_text(&parts.headers)) {
+        fields.insert("body".to_owned(), body);
+        fields.insert("isBase64Encoded".to_owned(), Value::Bool(is_base64));
+    }
+    event
+}
+
+/// The response object of format 1.0 ("Output format of a Lambda function for proxy
+/// integration") or 2.0, which adds `cookies` and drops `multiValueHeaders`.
+fn response_from_object(
+    api: ApiKind,
+    object: &Map<String, Value>,
+) -> Result<http::Response<Bytes>, BadResponse> {
+    let status = object
+        .get("statusCode")
+        .and_then(Value::as_u64)
+        .and_then(|code| u16::try_from(code).ok())
+        .filter(|code| (100..=599).contains(code))
+        .and_then(|code| http::StatusCode::from_u16(code).ok())
+        .ok_or_else(|| BadResponse::new("statusCode must be an integer 100-599"))?;
+
+    let is_base64 = match object.get("isBase64Encoded") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(BadResponse::new("isBase64Encoded must be a boolean")),
+    };
+    let body = match object.get("body") {
+        None | Some(Value::Null) => Bytes::new(),
+        Some(Value::String(text)) if is_base64 => match BASE64.decode(text) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(_) => return Err(BadResponse::new("body is not valid base64")),
+        },
+        Some(Value::String(text)) => Bytes::from(text.clone()),
+        Some(_) => return Err(BadResponse::new("body must be a string")),
+    };
+
+    let mut headers = HeaderMap::new();
+    // A header the function set to null is suppressed, default content type included.
+    let mut suppressed_content_type = false;
+    // Where both maps name a header, the values from `multiValueHeaders` win.
+    if api == ApiKind::Rest {
+        for (name, values) in object_field(object, "multiValueHeaders")? {
+            let name = header_name(name)?;
+            let values = match values {
+                Value::Array(values) => values,
+                Value::Null => {
+                    suppressed_content_type |= name == header::CONTENT_TYPE;
+                    continue;
+                }
+                _ => {
+                    return Err(BadResponse::new(format!(
+                        "multiValueHeaders.{name} must be an array"
+                    )));
+                }
+            };
+            for value in values {
+                if let Some(value) = header_value(&name, value)? {
+                    headers.append(name.clone(), value);
+                }
+            }
+        }
+    }
+    for (name, value) in object_field(object, "headers")? {
+        let name = header_name(name)?;
+        if headers.contains_key(&name) {
+            continue;
+        }
+        match header_value(&name, value)? {
+            Some(value) => {
+                headers.insert(name, value);
+            }
+            None => suppressed_content_type |= name == header::CONTENT_TYPE,
+        }
+    }
+    if api == ApiKind::Http {
+        match object.get("cookies") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(cookies)) => {
+                for cookie in cookies {
+                    let value = cookie
+                        .as_str()
+                        .and_then(|c| HeaderValue::from_str(c).ok())
+                        .ok_or_else(|| BadResponse::new("cookies must be strings"))?;
+                    headers.append(header::SET_COOKIE, value);
+                }
+            }
+            Some(_) => return Err(BadResponse::new("cookies must be an array of strings")),
+        }
+    }
+    if !headers.contains_key(header::CONTENT_TYPE) && !suppressed_content_type {
+        // REST APIs answer `application/json` when the function names no content type;
+        // HTTP APIs answer `text/plain; charset=utf-8` for the object form.
+        let default = match api {
+            ApiKind::Rest => "application/json",
+            ApiKind::Http => "text/plain; charset=utf-8",
+        };
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(default));
+    }
+
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+fn inferred_response(body: Bytes) -> http::Response<Bytes> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// An optional object field of the response; `null` counts as absent.
+fn object_field<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<impl Iterator<Item = (&'a String, &'a Value)>, BadResponse> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None.into_iter().flatten()),
+        Some(Value::Object(map)) => Ok(Some(map.iter()).into_iter().flatten()),
+        Some(_) => Err(BadResponse::new(format!("{field} must be an object"))),
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, BadResponse> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| BadResponse::new(format!("{name:?} is not a valid header name")))
+}
+
+/// A response header value; numbers and booleans are written out as JavaScript would.
+/// `None` for null, which leaves the header out.
+fn header_value(name: &HeaderName, value: &Value) -> Result<Option<HeaderValue>, BadResponse> {
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(BadResponse::new(format!(
+                "the value of header {name} must be a string"
+            )));
+        }
+    };
+    HeaderValue::from_str(&text)
+        .map(Some)
+        .map_err(|_| BadResponse::new(format!("the value of header {name} is not valid")))
+}
+
+/// The event's `body` and `isBase64Encoded`, or `None` when there is no body. A body
+/// that is not UTF-8 is always base64-encoded, so that no byte is lost.
+fn event_body(body: &[u8], binary: bool) -> Option<(Value, bool)> {
+    if body.is_empty() {
+        return None;
+    }
+    Some(match std::str::from_utf8(body) {
+        Ok(text) if !binary => (Value::from(text), false),
+        _ => (Value::from(BASE64.encode(body)), true),
+    })
+}
+
+/// REST APIs base64-encode only bodies whose content type is one of the API's
+/// `binaryMediaTypes`. nimbus treats the usual binary types as configured, and
+/// base64-encodes any body that is not UTF-8, which AWS would mangle.
+fn rest_body_is_binary(headers: &HeaderMap) -> bool {
+    let content_type = media_type(headers);
+    matches!(
+        content_type.as_str(),
+        "application/octet-stream" | "application/pdf" | "application/zip" | "application/gzip"
+    ) || ["image/", "audio/", "video/", "font/"]
+        .iter()
+        .any(|prefix| content_type.starts_with(prefix))
+}
+
+/// HTTP APIs pass the body as text only for `text/*`, JSON, XML and JavaScript; every
+/// other body, including one without a content type or a form post, arrives
+/// base64-encoded. AWS does not list the types; this split was observed against AWS
+/// (ministackorg/ministack pull request 766).
+fn http_body_is_text(headers: &HeaderMap) -> bool {
+    let content_type = media_type(headers);
+    content_type.starts_with("text/")
+        || matches!(
+            content_type.as_str(),
+            "application/json" | "application/xml" | "application/javascript"
+        )
+}
+
+/// The request's media type, lower case and without parameters; empty when absent.
+fn media_type(headers: &HeaderMap) -> String {
+    header_str(headers, header::CONTENT_TYPE)
+        .and_then(|ct| ct.split(';').next())
+        .map(|ct| ct.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Splits a query string into decoded pairs, in order. `+` is a space, as in HTML forms;
+/// a key without `=` has the empty value.
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode_query_component(key);
+            (!key.is_empty()).then(|| (key, decode_query_component(value)))
+        })
+        .collect()
+}
+
+fn decode_query_component(text: &str) -> String {
+    let text = text.replace('+', " ");
+    percent_decode(text.as_bytes())
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn append_joined(map: &mut Map<String, Value>, key: &str, value: &str) {
+    match map.get_mut(key) {
+        Some(Value::String(joined)) => {
+            joined.push(',');
+            joined.push_str(value);
+        }
+        _ => {
+            map.insert(key.to_owned(), Value::from(value));
+        }
+    }
+}
+
+fn path_params(m: &RouteMatch<'_>) -> Map<String, Value> {
+    m.path_params
+        .iter()
+        .map(|(name, value)| (name.clone(), Value::from(value.as_str())))
+        .collect()
+}
+
+fn into_object(map: BTreeMap<&str, Vec<Value>>) -> Map<String, Value> {
+    map.into_iter()
+        .map(|(key, values)| (key.to_owned(), Value::Array(values)))
+        .collect()
+}
+
+fn object_or_null(map: Map<String, Value>) -> Value {
+    if map.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(map)
+    }
+}
+
+/// `id` for `id.execute-api.us-east-1.amazonaws.com`; an IP address, or a name without
+/// dots, is its own prefix. The port is dropped.
+fn domain_prefix(domain_name: &str) -> &str {
+    let host = match domain_name.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => domain_name,
+    };
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host;
+    }
+    host.split('.').next().unwrap_or(host)
+}
+
+/// A stable stand-in for the id API Gateway gives a REST resource (a path, whatever the
+/// method): six base-36 digits of an FNV-1a hash of the path template.
+fn resource_id(path: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in path.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..6)
+        .map(|_| {
+            let digit = digits[(hash % 36) as usize];
+            hash /= 36;
+            char::from(digit)
+        })
+        .collect()
+}
+
+fn protocol(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn epoch_millis(time: SystemTime) -> u64 {
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    u64::try_from(millis).unwrap_or(u64::MAX)
+}
+
+/// The request time in Common Log Format, `12/Mar/2020:19:03:58 +0000`, as both
+/// payload formats write it.
+fn clf_time(time: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    let secs_of_day = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+        MONTHS[usize::from(month - 1)],
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60,
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01, after Howard Hinnant's
+/// `civil_from_days` (http://howardhinnant.github.io/date_algorithms.html).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let day = doy - (153 * mp + 2) / 5 + 1; // [1, 31]
+    let month = if mp < 10 { mp + 3 } else { mp - 9 }; // [1, 12]
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    // The ranges above make both casts lossless.
+    (year, month as u8, day as u8)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! The record a running `nimbus up` leaves in the app's state folder, and the client
+//! `nimbus invoke` uses to reach it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+
+/// Where a running app can be reached. Written as `.nimbus/up.json` (format version 1).
+pub(crate) struct UpRecord {
+    pub(crate) pid: u32,
+    pub(crate) gateway: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) token: String,
+}
+
+/// The answer of a direct invocation.
+pub(crate) struct Invoked {
+    pub(crate) payload: Bytes,
+    pub(crate) function_error: bool,
+}
+
+impl UpRecord {
+    pub(crate) fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("up.json")
+    }
+
+    pub(crate) fn write(&self, state_dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("creating state folder {}", state_dir.display()))?;
+        let record = serde_json::json!({
+            "version": 1,
+            "pid": self.pid,
+            "gateway": self.gateway.to_string(),
+            "admin": self.admin.to_string(),
+            "token": self.token,
+        });
+        let path = Self::path(state_dir);
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, record.to_string())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        // The record holds the control token: only the owner may read it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Reads the record, or `None` when no app is running here.
+    pub(crate) fn read(state_dir: &Path) -> Option<UpRecord> {
+        let text = std::fs::read_to_string(Self::path(state_dir)).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some(UpRecord {
+            pid: u32::try_from(value.get("pid")?.as_u64()?).ok()?,
+            gateway: value.get("gateway")?.as_str()?.parse().ok()?,
+            admin: value.get("admin")?.as_str()?.parse().ok()?,
+            token: value.get("token")?.as_str()?.to_owned(),
+        })
+    }
+
+    /// Invokes `function` through the running app's control API.
+    pub(crate) async fn invoke(&self, function: &str, payload: Vec<u8>) -> anyhow::Result<Invoked> {
+        let stream = tokio::net::TcpStream::connect(self.admin)
+            .await
+            .with_context(|| format!("connecting to the running app at {}", self.admin))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let req = http::Request::post(format!("/2015-03-31/functions/{function}/invocations"))
+            .header(http::header::HOST, self.admin.to_string())
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(payload)))?;
+        let res = sender.send_request(req).await?;
+        let status = res.status();
+        let function_error = res.headers().contains_key("x-amz-function-error");
+        let body = res.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            anyhow::bail!("the running app answered {status}: {message}");
+        }
+        Ok(Invoked {
+            payload: body,
+            function_error,
+        })
+    }
+}

@@ -1,0 +1,62 @@
+//! The `nimbus` command: run a folder of Lambda-style functions as a local serverless
+//! platform.
+
+mod app;
+mod commands;
+mod control;
+mod duration;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+/// Serverless on your own machine: run a Serverless Framework app's functions on HTTP
+/// requests, scaling each from zero and back.
+#[derive(clap::Parser)]
+#[command(name = "nimbus", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    Up(commands::up::UpCommand),
+    Invoke(commands::invoke::InvokeCommand),
+    Validate(commands::validate::ValidateCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let res = match cli.command {
+        Command::Up(cmd) => cmd.execute(),
+        Command::Invoke(cmd) => cmd.execute(),
+        Command::Validate(cmd) => cmd.execute(),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+/// A multi-threaded tokio runtime for commands that serve or invoke.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

@@ -1,0 +1,250 @@
+//! A tiny harness: write an app into a temp folder, run `nimbus up` on it, talk HTTP.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+
+pub(crate) const NIMBUS: &str = env!("CARGO_BIN_EXE_nimbus");
+
+/// An app folder in a fresh temp dir.
+pub(crate) struct TestApp {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Writes `files` (relative path, contents) into a new temp folder.
+    pub(crate) fn new(files: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("creating app folders");
+            }
+            std::fs::write(&path, text).expect("writing an app file");
+        }
+        TestApp { dir }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `nimbus <args>` to completion in this app folder.
+    pub(crate) fn nimbus(&self, args: &[&str]) -> Output {
+        let output = Command::new(NIMBUS)
+            .args(args)
+            .current_dir(self.path())
+            .output()
+            .expect("running nimbus");
+        Output {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+pub(crate) struct Output {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+/// A running `nimbus up`. Dropping it kills the process.
+pub(crate) struct TestServer {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    stderr_path: PathBuf,
+    _stderr_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts `nimbus up <dir> --port 0 <extra>` and waits for its banner.
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> TestServer {
+        let stderr_dir = tempfile::tempdir().expect("creating a temp dir");
+        let stderr_path = stderr_dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("creating stderr log");
+        let mut child = Command::new(NIMBUS)
+            .arg("up")
+            .arg(dir)
+            .args(["--port", "0"])
+            .args(extra)
+            .env("NIMBUS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting nimbus up");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        break rest.trim().parse().expect("banner address");
+                    }
+                }
+                _ => {
+                    let _ = child.wait();
+                    panic!(
+                        "nimbus up exited before listening; stderr:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        TestServer {
+            child,
+            addr,
+            stderr_path,
+            _stderr_dir: stderr_dir,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server logged so far.
+    pub(crate) fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> Response {
+        self.request("GET", path, &[], Vec::new()).await
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Response {
+        request(self.addr, method, path, headers, body).await
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the process to exit.
+    pub(crate) fn interrupt(mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), libc::SIGINT);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for nimbus") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nimbus did not stop after Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // SIGTERM lets nimbus stop its instances; SIGKILL after a grace period.
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn signal(pid: u32, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).expect("pid fits");
+    // SAFETY: kill(2) on a pid this test started.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub(crate) fn process_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => !status.lines().any(|l| {
+            l.starts_with("State:") && (l.contains("Z (zombie)") || l.contains("X (dead)"))
+        }),
+        Err(_) => false,
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One HTTP/1.1 request on a new connection.
+pub(crate) async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting to nimbus");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .expect("building a request");
+    let res = sender.send_request(req).await.expect("sending a request");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("reading a body")
+        .to_bytes();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `nimbus` binary, real node and python3 processes, real HTTP
+//! over loopback.
+
+mod harness;
+
+mod cli;
+mod gateway;
+mod hello;
+mod manifest;
+mod pool;
+mod provided;
