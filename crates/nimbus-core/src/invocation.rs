@@ -145,3 +145,31 @@ impl Outcome {
             .into_bytes()
     }
 }
+
+/// Which output stream a function wrote a line to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output (console.log, print).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line a function wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct LogLine<'a> {
+    /// The function's name in the manifest.
+    pub function: &'a str,
+    /// The invocation in flight when the line was written, if any (init code has none).
+    pub request_id: Option<&'a str>,
+    /// Where it was written.
+    pub stream: LogStream,
+    /// The line, without its newline.
+    pub text: &'a str,
+}
+
+/// Where executors send the lines functions write; the binary decides what to do with them.
+pub trait LogSink: Send + Sync {
+    /// Records one line. Called on the invocation path: implementations must not block.
+    fn log(&self, line: LogLine<'_>);
+}

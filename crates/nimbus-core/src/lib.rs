@@ -11,5 +11,6 @@ pub mod manifest;
 
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
 pub use invocation::{
-    BoxFuture, Executor, Fault, Invocation, InvocationReport, InvokeError, Outcome,
+    BoxFuture, Executor, Fault, Invocation, InvocationReport, InvokeError, LogLine, LogSink,
+    LogStream, Outcome,
 };

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use nimbus_core::{LogLine, LogSink, LogStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::runtime_api::{Dispatch, Init, RuntimeApi};
@@ -58,6 +59,7 @@ pub(crate) struct StartConfig<'a> {
     pub(crate) function_arn: String,
     pub(crate) memory_mb: u32,
     pub(crate) init_timeout: Duration,
+    pub(crate) log_sink: Arc<dyn LogSink>,
 }
 
 impl Instance {
@@ -92,19 +94,26 @@ impl Instance {
             exit_rx,
         });
         let mut readers = tokio::task::JoinSet::new();
-        if let Some(stdout) = child.stdout.take() {
-            readers.spawn(forward_lines(
-                stdout,
-                cfg.function.to_owned(),
-                state.clone(),
-            ));
-        }
-        if let Some(stderr) = child.stderr.take() {
-            readers.spawn(forward_lines(
-                stderr,
-                cfg.function.to_owned(),
-                state.clone(),
-            ));
+        let streams: [(Option<Box<dyn AsyncRead + Send + Unpin>>, LogStream); 2] = [
+            (
+                child.stdout.take().map(|s| Box::new(s) as _),
+                LogStream::Stdout,
+            ),
+            (
+                child.stderr.take().map(|s| Box::new(s) as _),
+                LogStream::Stderr,
+            ),
+        ];
+        for (pipe, stream) in streams {
+            let Some(pipe) = pipe else { continue };
+            let output = Output {
+                function: cfg.function.to_owned(),
+                stream,
+                state: state.clone(),
+                api: api.clone(),
+                sink: cfg.log_sink.clone(),
+            };
+            readers.spawn(forward_lines(pipe, output));
         }
         tokio::spawn(watch_process(
             child,
@@ -240,20 +249,32 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Forwards each output line of an instance to the log, flagging V8 heap exhaustion.
-async fn forward_lines(
-    stream: impl tokio::io::AsyncRead + Unpin,
+/// One output stream of an instance and where its lines go.
+struct Output {
     function: String,
+    stream: LogStream,
     state: Arc<InstanceState>,
-) {
+    api: Arc<RuntimeApi>,
+    sink: Arc<dyn LogSink>,
+}
+
+/// Forwards each output line of an instance to the log sink, tagged with the invocation
+/// in flight, and flags V8 heap exhaustion.
+async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, output: Output) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         // Node aborts with this message when `--max-old-space-size` is exhausted: the
         // same memory limit, reached by the heap before the resident-size watch saw it.
         if line.contains("JavaScript heap out of memory") || line.contains("Reached heap limit") {
-            state.oom.store(true, Ordering::Release);
+            output.state.oom.store(true, Ordering::Release);
         }
-        tracing::info!(target: "nimbus::function", function = %function, instance = state.id, "{line}");
+        let request_id = output.api.current_request_id();
+        output.sink.log(LogLine {
+            function: &output.function,
+            request_id: request_id.as_deref(),
+            stream: output.stream,
+            text: &line,
+        });
     }
 }
 

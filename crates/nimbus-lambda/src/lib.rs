@@ -12,13 +12,16 @@ mod runtime_api;
 mod spawn;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use nimbus_core::LogSink;
 
 pub use code::{Code, CodeError, resolve_code, runtime_version_warnings};
 pub use pool::LambdaExecutor;
 
 /// Settings shared by every function of an app.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LambdaConfig {
     /// The app folder: `LAMBDA_TASK_ROOT` and the working directory of every instance.
     pub app_dir: PathBuf,
@@ -34,6 +37,8 @@ pub struct LambdaConfig {
     pub idle_timeout: Duration,
     /// The longest an instance may take to start before its first invocation.
     pub init_timeout: Duration,
+    /// Receives every line instances write to stdout and stderr.
+    pub log_sink: Arc<dyn LogSink>,
 }
 
 /// Writes the shipped Node.js and Python bootstraps into `cfg.runtime_dir`.

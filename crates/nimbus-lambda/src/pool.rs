@@ -247,6 +247,7 @@ impl Pool {
             function_arn: self.function_arn.clone(),
             memory_mb: self.spec.memory_mb,
             init_timeout: self.cfg.init_timeout,
+            log_sink: self.cfg.log_sink.clone(),
         };
         let started =
             Instance::start(start_cfg, process)

@@ -82,6 +82,14 @@ impl RuntimeApi {
     }
 }
 
+impl RuntimeApi {
+    /// The request id of the invocation the runtime is working on, if any.
+    pub(crate) fn current_request_id(&self) -> Option<String> {
+        let current = self.current.lock().ok()?;
+        current.as_ref().map(|(id, _)| id.clone())
+    }
+}
+
 async fn serve(listener: TcpListener, api: Arc<RuntimeApi>) {
     let mut connections = tokio::task::JoinSet::new();
     loop {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_core::manifest::{self, Diagnostic, Manifest};
+use nimbus_core::{LogLine, LogSink, LogStream};
 use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
 
 /// The manifest names nimbus looks for, in order.
@@ -120,6 +121,7 @@ impl App {
             region: self.manifest.region.clone(),
             idle_timeout,
             init_timeout: Duration::from_secs(10),
+            log_sink: Arc::new(TracingLogSink),
         }
     }
 
@@ -139,5 +141,22 @@ impl App {
             .await
             .with_context(|| format!("starting function {}", spec.name))?;
         Ok(Arc::new(executor))
+    }
+}
+
+/// Sends function output to the process log, tagged with function and request id.
+struct TracingLogSink;
+
+impl LogSink for TracingLogSink {
+    fn log(&self, line: LogLine<'_>) {
+        let request_id = line.request_id.unwrap_or("-");
+        match line.stream {
+            LogStream::Stdout => {
+                tracing::info!(function = line.function, request_id, "{}", line.text);
+            }
+            LogStream::Stderr => {
+                tracing::warn!(function = line.function, request_id, "{}", line.text);
+            }
+        }
     }
 }
