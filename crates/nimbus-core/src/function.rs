@@ -28,6 +28,9 @@ pub struct FunctionSpec {
     pub provisioned_concurrency: u32,
     /// `http` and `httpApi` events of the function.
     pub http_routes: Vec<HttpRoute>,
+    /// `allowedOutboundHosts`: the `host` or `host:port` a wasm function may send HTTP
+    /// requests to; empty denies every outbound request.
+    pub allowed_outbound_hosts: Vec<String>,
 }
 
 /// A runtime named in the manifest (`nodejs20.x`, `python3.12`, `provided.al2`).
@@ -45,6 +48,8 @@ pub enum Runtime {
     },
     /// `provided`, `provided.al2` or `provided.al2023`: the function's own `bootstrap`.
     Provided,
+    /// `wasm`: a WebAssembly component, invoked in-process; `handler` is its `.wasm` path.
+    Wasm,
 }
 
 /// Which API Gateway flavour a route belongs to; it decides the event shape.
@@ -85,6 +90,7 @@ impl fmt::Display for Runtime {
             Runtime::Node { major } => write!(f, "nodejs{major}.x"),
             Runtime::Python { minor } => write!(f, "python3.{minor}"),
             Runtime::Provided => f.write_str("provided"),
+            Runtime::Wasm => f.write_str("wasm"),
         }
     }
 }

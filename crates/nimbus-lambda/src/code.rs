@@ -80,6 +80,10 @@ pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeErr
                 ),
             })
         }
+        // The caller routes wasm functions to nimbus-wasm; reaching here is its mistake.
+        Runtime::Wasm => Err(CodeError {
+            message: "a wasm function has no process code; nimbus-wasm invokes it".to_owned(),
+        }),
     }
 }
 

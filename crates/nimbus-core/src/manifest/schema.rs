@@ -29,6 +29,7 @@ const RUNTIMES: &[(&str, Runtime)] = &[
     ("provided", Runtime::Provided),
     ("provided.al2", Runtime::Provided),
     ("provided.al2023", Runtime::Provided),
+    ("wasm", Runtime::Wasm),
 ];
 
 /// What the manifest says about a runtime, so that a bad provider runtime is reported
@@ -308,6 +309,7 @@ impl Cx<'_> {
         let mut reserved_concurrency = None;
         let mut provisioned = None;
         let mut http_routes: Vec<HttpRoute> = Vec::new();
+        let mut allowed_outbound_hosts = None;
         for field in &fields {
             let field_key = join_key(&key, &field.key);
             match field.key.as_str() {
@@ -352,6 +354,10 @@ impl Cx<'_> {
                         routes,
                     );
                 }
+                "allowedOutboundHosts" => {
+                    allowed_outbound_hosts =
+                        Some((self.outbound_hosts(&field.value, &field_key), field.key_pos));
+                }
                 // Documentation only; nothing to do with it.
                 "description" => {}
                 _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
@@ -392,6 +398,18 @@ impl Cx<'_> {
             },
             (None, _) => 0,
         };
+        let allowed_outbound_hosts = match allowed_outbound_hosts {
+            Some((_, pos)) if runtime.is_some_and(|r| r != Runtime::Wasm) => {
+                self.warn(
+                    pos,
+                    &join_key(&key, "allowedOutboundHosts"),
+                    "only wasm functions are limited to allowedOutboundHosts; ignored",
+                );
+                Vec::new()
+            }
+            Some((hosts, _)) => hosts,
+            None => Vec::new(),
+        };
         if self.errors.len() > n_errors {
             return None;
         }
@@ -407,7 +425,53 @@ impl Cx<'_> {
             reserved_concurrency,
             provisioned_concurrency,
             http_routes,
+            allowed_outbound_hosts,
         })
+    }
+
+    /// `allowedOutboundHosts`: a list of `host`, `host:port` or `http(s)://host[:port]`,
+    /// kept as `host` or `host:port`.
+    fn outbound_hosts(&mut self, node: &Node, key: &str) -> Vec<String> {
+        let node = self.read(node, key);
+        let items = match node.value {
+            Value::Seq(items) => items,
+            Value::Null | Value::Invalid => return Vec::new(),
+            _ => {
+                let message = format!(
+                    "expected a list of hosts such as `api.example.com` or `127.0.0.1:8080`, got {}",
+                    node.describe()
+                );
+                self.error(node.pos, key, message);
+                return Vec::new();
+            }
+        };
+        let mut hosts = Vec::new();
+        for (host_idx, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{host_idx}]");
+            let item = self.read(item, &item_key);
+            let Some(text) = self.string(&item, &item_key, "a host such as `api.example.com`")
+            else {
+                continue;
+            };
+            let host = text
+                .trim()
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/');
+            let valid = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.:[]*".contains(c));
+            if valid {
+                hosts.push(host.to_ascii_lowercase());
+            } else {
+                let message = format!(
+                    "{text:?} is not a host; write `host`, `host:port` or `http://host:port`"
+                );
+                self.error(item.pos, &item_key, message);
+            }
+        }
+        hosts
     }
 
     fn runtime(&mut self, node: &Node, key: &str) -> RuntimeSetting {

@@ -59,7 +59,17 @@ fn summary(manifest: &super::Manifest) -> String {
                 function.reserved_concurrency, function.provisioned_concurrency
             );
         }
-        if function.runtime != crate::Runtime::Provided {
+        if !function.allowed_outbound_hosts.is_empty() {
+            let _ = writeln!(
+                out,
+                "  outbound {}",
+                function.allowed_outbound_hosts.join(", ")
+            );
+        }
+        if !matches!(
+            function.runtime,
+            crate::Runtime::Provided | crate::Runtime::Wasm
+        ) {
             // Display collapses runtimes; print the exact variant for node and python.
             let _ = writeln!(out, "  {:?}", function.runtime);
         }
@@ -241,6 +251,7 @@ fn every_supported_runtime_parses() {
           p13: { handler: h.h, runtime: python3.13 }
           b1: { handler: h, runtime: provided }
           b2: { handler: h, runtime: provided.al2 }
+          w: { handler: target/w.wasm, runtime: wasm }
         ",
         expect![[r#"
             service s, stage dev, region us-east-1
@@ -260,6 +271,55 @@ fn every_supported_runtime_parses() {
               Python { minor: 13 }
             function b1: provided h (line 10), 1024 MB, 6s
             function b2: provided h (line 11), 1024 MB, 6s
+            function w: wasm target/w.wasm (line 12), 1024 MB, 6s
+        "#]],
+    );
+}
+
+#[test]
+fn wasm_functions_list_allowed_outbound_hosts() {
+    check(
+        "
+        service: s
+        provider: { runtime: wasm, memorySize: 64 }
+        functions:
+          api:
+            handler: app.wasm
+            allowedOutboundHosts: [api.example.com, '127.0.0.1:8080', 'http://Example.org:81/']
+          closed: { handler: closed.wasm }
+          node:
+            handler: h.h
+            runtime: nodejs20.x
+            allowedOutboundHosts: [api.example.com]
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function api: wasm app.wasm (line 5), 64 MB, 6s
+              outbound api.example.com, 127.0.0.1:8080, example.org:81
+            function closed: wasm closed.wasm (line 7), 64 MB, 6s
+            function node: nodejs20.x h.h (line 9), 64 MB, 6s
+              Node { major: 20 }
+            warning serverless.yml:11:5: functions.node.allowedOutboundHosts: only wasm functions are limited to allowedOutboundHosts; ignored
+        "#]],
+    );
+}
+
+#[test]
+fn malformed_allowed_outbound_hosts_are_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: wasm }
+        functions:
+          bad:
+            handler: bad.wasm
+            allowedOutboundHosts: ['http://x/path', 3]
+          notalist: { handler: n.wasm, allowedOutboundHosts: api.example.com }
+        ",
+        expect![[r#"
+            serverless.yml:6:28: functions.bad.allowedOutboundHosts[0]: "http://x/path" is not a host; write `host`, `host:port` or `http://host:port`
+            serverless.yml:6:45: functions.bad.allowedOutboundHosts[1]: expected a host such as `api.example.com`, got number 3
+            serverless.yml:7:54: functions.notalist.allowedOutboundHosts: expected a list of hosts such as `api.example.com` or `127.0.0.1:8080`, got string "api.example.com"
         "#]],
     );
 }
@@ -574,9 +634,9 @@ fn all_errors_are_collected_across_functions() {
             serverless.yml:3:3: functions.no-handler.handler: function `no-handler` has no `handler`; set it to `file.export`, as in `handler: src/no-handler.handler`
             serverless.yml:5:3: functions.no-runtime.runtime: function `no-runtime` has no runtime; set `runtime` on it or under `provider`
             serverless.yml:7:3: functions.bad runtime name: function name "bad runtime name" may only contain letters, digits, `-` and `_`
-            serverless.yml:9:14: functions.bad runtime name.runtime: unknown runtime "java17"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023
-            serverless.yml:10:44: functions.old-node.runtime: unknown runtime "nodejs12.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023
-            serverless.yml:11:40: functions.ruby.runtime: unknown runtime "ruby3.2"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023
+            serverless.yml:9:14: functions.bad runtime name.runtime: unknown runtime "java17"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
+            serverless.yml:10:44: functions.old-node.runtime: unknown runtime "nodejs12.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
+            serverless.yml:11:40: functions.ruby.runtime: unknown runtime "ruby3.2"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
             serverless.yml:12:3: functions.empty.handler: function `empty` has no `handler`; set it to `file.export`, as in `handler: src/empty.handler`
             serverless.yml:12:3: functions.empty.runtime: function `empty` has no runtime; set `runtime` on it or under `provider`
             serverless.yml:13:29: functions.empty-handler.handler: the handler is empty; set it to `file.export`
@@ -595,7 +655,7 @@ fn a_bad_provider_runtime_is_reported_once() {
           b: { handler: b.handler }
         ",
         expect![[r#"
-            serverless.yml:2:22: provider.runtime: unknown runtime "go1.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023
+            serverless.yml:2:22: provider.runtime: unknown runtime "go1.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
         "#]],
     );
 }
