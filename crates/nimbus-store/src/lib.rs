@@ -1,0 +1,214 @@
+//! Embedded storage for nimbus: one SQLite file, `nimbus.db`, in the app's state folder.
+//!
+//! Today it keeps observability records (invocations, log lines, spans) written by `nimbus up`
+//! and read by CLI commands such as `nimbus logs`; queues, KV and buckets will join them here.
+//! Writes go through a bounded queue to one writer thread, so recording never waits on the disk.
+//!
+//! It is not a general database layer: callers see records and queries, never SQL or connections.
+//! It is the only crate that touches the data dir. It exports nothing over the network and knows
+//! nothing of executors, the gateway or Prometheus; metrics are counted in memory elsewhere.
+
+mod db;
+mod error;
+mod telemetry;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use rusqlite::Connection;
+
+pub use error::StoreError;
+pub use telemetry::{
+    InvocationQuery, InvocationRecord, LogQuery, LogRecord, SpanRecord, StoredLog,
+};
+
+use telemetry::writer::{Drops, Record, Writer};
+
+/// A handle to the store; clones share one writer thread and one set of read connections.
+///
+/// The writer thread stops, after committing everything queued, when the last clone is dropped.
+/// That drop waits for the commit, so drop the last clone where blocking briefly is fine (shutdown).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// `None` for a store opened read-only.
+    writer: Option<Writer>,
+    readers: Readers,
+    drops: Arc<Drops>,
+}
+
+/// Idle read-only connections, so concurrent queries do not queue behind one another.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// More idle readers than this are closed after use.
+const MAX_IDLE_READERS: usize = 4;
+
+impl Store {
+    /// Opens (creating if needed) `<state_dir>/nimbus.db`, WAL mode, runs migrations, starts the writer thread.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_capacity(state_dir, telemetry::writer::QUEUE_CAPACITY)
+    }
+
+    fn open_with_capacity(state_dir: &Path, capacity: usize) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::CreateDir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+        let path = db::file_path(state_dir);
+        let conn = db::open_read_write(&path)?;
+        let drops = Arc::new(Drops::new());
+        let writer = Writer::start(conn, Arc::clone(&drops), capacity)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                readers: Readers::new(path.clone(), None),
+                path,
+                writer: Some(writer),
+                drops,
+            }),
+        })
+    }
+
+    /// Opens an existing store for reading only, for CLI commands like `nimbus logs` while `nimbus up` writes.
+    ///
+    /// A missing file is `StoreError::Missing`. Records sent to a read-only store are counted as dropped.
+    pub fn open_read_only(state_dir: &Path) -> Result<Store, StoreError> {
+        let path = db::file_path(state_dir);
+        let conn = db::open_read_only(&path)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                readers: Readers::new(path.clone(), Some(conn)),
+                path,
+                writer: None,
+                drops: Arc::new(Drops::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Queues an invocation record; never waits on the disk (see `n_dropped`).
+    pub fn record_invocation(&self, record: InvocationRecord) {
+        self.send(Record::Invocation(Box::new(record)));
+    }
+
+    /// Queues a log line; never waits on the disk (see `n_dropped`).
+    pub fn record_log(&self, record: LogRecord) {
+        self.send(Record::Log(Box::new(record)));
+    }
+
+    /// Queues a span; never waits on the disk (see `n_dropped`).
+    pub fn record_span(&self, span: SpanRecord) {
+        self.send(Record::Span(Box::new(span)));
+    }
+
+    /// How many records were dropped because the writer's queue was full or storing them failed.
+    pub fn n_dropped(&self) -> u64 {
+        self.inner.drops.n_dropped()
+    }
+
+    /// Blocks until everything sent before this call is committed (and visible to readers).
+    pub fn flush(&self) {
+        if let Some(writer) = &self.inner.writer
+            && let Err(err) = writer.flush()
+        {
+            tracing::error!(error = %err, "flushing the store");
+        }
+    }
+
+    /// Deletes invocations, logs and spans that started before `older_than`; returns how many.
+    ///
+    /// Runs on the writer thread after everything already queued, and blocks until done.
+    pub fn prune(&self, older_than: SystemTime) -> Result<u64, StoreError> {
+        let Some(writer) = &self.inner.writer else {
+            return Err(StoreError::ReadOnly);
+        };
+        writer.prune(older_than)
+    }
+
+    /// Invocations matching `query`, newest first.
+    pub fn invocations(
+        &self,
+        query: &InvocationQuery,
+    ) -> Result<Vec<InvocationRecord>, StoreError> {
+        self.inner
+            .readers
+            .with(|conn| telemetry::query_invocations(conn, query))
+    }
+
+    /// Log lines matching `query`, oldest first (by id).
+    pub fn logs(&self, query: &LogQuery) -> Result<Vec<StoredLog>, StoreError> {
+        self.inner
+            .readers
+            .with(|conn| telemetry::query_logs(conn, query))
+    }
+
+    /// The spans of one trace, by start time.
+    pub fn spans(&self, trace_id: &str) -> Result<Vec<SpanRecord>, StoreError> {
+        self.inner
+            .readers
+            .with(|conn| telemetry::query_spans(conn, trace_id))
+    }
+
+    fn send(&self, record: Record) {
+        match &self.inner.writer {
+            Some(writer) => writer.send(record),
+            None => self.inner.drops.add(1, &"the store was opened read-only"),
+        }
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("read_only", &self.inner.writer.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Readers {
+    fn new(path: PathBuf, first: Option<Connection>) -> Readers {
+        Readers {
+            path,
+            idle: Mutex::new(first.into_iter().collect()),
+        }
+    }
+
+    /// Runs `f` on an idle read connection, opening one if none is idle.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave the list inconsistent, so ignore poisoning.
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => db::open_reader(&self.path)?,
+        };
+        let res = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,516 @@
+//! Observability records (invocations, log lines, spans): their tables, inserts and queries.
+
+pub(crate) mod writer;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, Row, ToSql};
+
+use crate::StoreError;
+
+/// One invocation of a function, as `nimbus invocations` and `nimbus cost` see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvocationRecord {
+    /// The request id given to the function (`context.awsRequestId`).
+    pub request_id: String,
+    /// The function invoked.
+    pub function: String,
+    /// The deployment invoked: `"$LATEST"` until versions exist.
+    pub version: String,
+    /// What caused the invocation: `"http"`, `"invoke"`, `"queue"`, `"cron"`, ...
+    pub trigger: String,
+    /// When the invocation started (after any queueing for a permit).
+    pub start: SystemTime,
+    /// How long the handler ran.
+    pub duration: Duration,
+    /// The billed duration in milliseconds: `duration` rounded up to the next millisecond.
+    pub billed_ms: u64,
+    /// The configured memory size.
+    pub memory_mb: u32,
+    /// The most memory the instance used during this invocation.
+    pub max_memory_mb: u32,
+    /// Whether this invocation started a new instance.
+    pub cold_start: bool,
+    /// How long the instance took to initialise, for cold starts.
+    pub init_duration: Option<Duration>,
+    /// `"ok"`, `"error"`, `"timeout"`, `"throttled"`, `"out-of-memory"` or `"crashed"`.
+    pub outcome: String,
+    /// The error type a failing function reported (`errorType`).
+    pub error_type: Option<String>,
+    /// The error message a failing function reported (`errorMessage`).
+    pub error_message: Option<String>,
+    /// The W3C trace id (32 hex digits) the invocation ran under.
+    pub trace_id: String,
+}
+
+/// Which invocations `Store::invocations` returns, newest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InvocationQuery {
+    /// Only this function's invocations.
+    pub function: Option<String>,
+    /// Only invocations whose outcome is not `"ok"`.
+    pub failed_only: bool,
+    /// Only invocations that started at or after this time.
+    pub since: Option<SystemTime>,
+    /// At most this many (the newest ones).
+    pub limit: Option<usize>,
+}
+
+/// One line of function or platform output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    /// When the line was written.
+    pub time: SystemTime,
+    /// The function that wrote it, or that the platform line is about.
+    pub function: String,
+    /// The invocation it belongs to, when known (lines written during init have none).
+    pub request_id: Option<String>,
+    /// `"INFO"`, `"WARN"`, `"ERROR"`, `"DEBUG"`, ...
+    pub level: String,
+    /// `"stdout"`, `"stderr"` or `"platform"` (START, END and REPORT lines).
+    pub stream: String,
+    /// The line itself, without its trailing newline.
+    pub message: String,
+    /// The JSON object text when the line was a JSON log line.
+    pub fields: Option<String>,
+}
+
+/// A log line with its position in the store, for paging and `nimbus logs -f`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredLog {
+    /// Increases with every line stored; pass the last one seen as `LogQuery::after_id` to follow.
+    pub id: i64,
+    /// The line.
+    pub record: LogRecord,
+}
+
+/// Which log lines `Store::logs` returns, oldest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LogQuery {
+    /// Only this function's lines.
+    pub function: Option<String>,
+    /// Only this invocation's lines.
+    pub request_id: Option<String>,
+    /// Only lines written at or after this time.
+    pub since: Option<SystemTime>,
+    /// Only lines stored after the line with this id.
+    pub after_id: Option<i64>,
+    /// At most this many, counted from the oldest match; page on with `after_id`.
+    pub limit: Option<usize>,
+}
+
+/// One span of a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRecord {
+    /// The W3C trace id: 32 hex digits.
+    pub trace_id: String,
+    /// The span id: 16 hex digits.
+    pub span_id: String,
+    /// The parent span's id; `None` for a root span.
+    pub parent_span_id: Option<String>,
+    /// What the span covers, e.g. `"GET /hello"` or `"invoke hello"`.
+    pub name: String,
+    /// `"server"`, `"internal"`, `"client"`, `"consumer"` or `"producer"`.
+    pub kind: String,
+    /// When the span started.
+    pub start: SystemTime,
+    /// When the span ended.
+    pub end: SystemTime,
+    /// Key-value attributes, in the order they were set.
+    pub attributes: Vec<(String, String)>,
+    /// `"ok"` or `"error"`.
+    pub status: String,
+}
+
+/// Schema version 1: the telemetry tables.
+///
+/// Times are integer microseconds since the Unix epoch (`*_us`), durations integer microseconds.
+/// `INTEGER PRIMARY KEY` makes `id` the rowid, so it increases with insertion order and needs no index of its own.
+pub(crate) const SCHEMA_V1: &str = "
+CREATE TABLE invocations (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    function TEXT NOT NULL,
+    version TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    billed_ms INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    max_memory_mb INTEGER NOT NULL,
+    cold_start INTEGER NOT NULL,
+    init_duration_us INTEGER,
+    outcome TEXT NOT NULL,
+    error_type TEXT,
+    error_message TEXT,
+    trace_id TEXT NOT NULL
+);
+-- `nimbus invocations FN --since 1h`: one range of this index, already in time order.
+CREATE INDEX invocations_function_start ON invocations (function, start_us);
+-- `nimbus invocations FN --failed`: failures are rare, so this partial index stays small and
+-- saves walking every successful invocation in the range.
+CREATE INDEX invocations_failed ON invocations (function, start_us) WHERE outcome <> 'ok';
+-- `nimbus cost --since 30d`, `nimbus invocations` across all functions, and prune.
+CREATE INDEX invocations_start ON invocations (start_us);
+CREATE INDEX invocations_request_id ON invocations (request_id);
+CREATE INDEX invocations_trace_id ON invocations (trace_id);
+
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    request_id TEXT,
+    level TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    message TEXT NOT NULL,
+    fields TEXT
+);
+-- `nimbus logs FN --since 10m`. Following (`-f`) pages on id instead, a range of the rowid.
+CREATE INDEX logs_function_time ON logs (function, time_us);
+-- `nimbus logs --request ID`; init and platform lines without a request id stay out of it.
+CREATE INDEX logs_request_id ON logs (request_id) WHERE request_id IS NOT NULL;
+-- `nimbus logs --since 10m` across all functions, and prune.
+CREATE INDEX logs_time ON logs (time_us);
+
+CREATE TABLE spans (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    -- A JSON array of [key, value] pairs, which keeps order and duplicates.
+    attributes TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+-- `nimbus trace ID`, already in start order.
+CREATE INDEX spans_trace_start ON spans (trace_id, start_us);
+-- Prune.
+CREATE INDEX spans_start ON spans (start_us);
+";
+
+const INSERT_INVOCATION: &str = "INSERT INTO invocations (
+    request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,
+    max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+const INSERT_LOG: &str = "INSERT INTO logs (
+    time_us, function, request_id, level, stream, message, fields
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+const INSERT_SPAN: &str = "INSERT INTO spans (
+    trace_id, span_id, parent_span_id, name, kind, start_us, end_us, attributes, status
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// Microseconds since the Unix epoch, negative before it; saturates past the year 294,000.
+pub(crate) fn unix_micros(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => micros(after),
+        Err(before) => micros(before.duration()).saturating_neg(),
+    }
+}
+
+fn time_from_micros(us: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(us.unsigned_abs());
+    if us >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn duration_from_micros(idx: usize, us: i64) -> rusqlite::Result<Duration> {
+    u64::try_from(us)
+        .map(Duration::from_micros)
+        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, us))
+}
+
+pub(crate) fn insert_invocation(
+    conn: &Connection,
+    record: &InvocationRecord,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(INSERT_INVOCATION)?;
+    stmt.execute((
+        &record.request_id,
+        &record.function,
+        &record.version,
+        &record.trigger,
+        unix_micros(record.start),
+        micros(record.duration),
+        i64::try_from(record.billed_ms).unwrap_or(i64::MAX),
+        record.memory_mb,
+        record.max_memory_mb,
+        record.cold_start,
+        record.init_duration.map(micros),
+        &record.outcome,
+        &record.error_type,
+        &record.error_message,
+        &record.trace_id,
+    ))?;
+    Ok(())
+}
+
+pub(crate) fn insert_log(conn: &Connection, record: &LogRecord) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(INSERT_LOG)?;
+    stmt.execute((
+        unix_micros(record.time),
+        &record.function,
+        &record.request_id,
+        &record.level,
+        &record.stream,
+        &record.message,
+        &record.fields,
+    ))?;
+    Ok(())
+}
+
+pub(crate) fn insert_span(conn: &Connection, span: &SpanRecord) -> rusqlite::Result<()> {
+    // Serialising a list of string pairs cannot fail; fall back to an empty list rather than lose the span.
+    let attributes = serde_json::to_string(&span.attributes).unwrap_or_else(|_| "[]".to_owned());
+    let mut stmt = conn.prepare_cached(INSERT_SPAN)?;
+    stmt.execute((
+        &span.trace_id,
+        &span.span_id,
+        &span.parent_span_id,
+        &span.name,
+        &span.kind,
+        unix_micros(span.start),
+        unix_micros(span.end),
+        attributes,
+        &span.status,
+    ))?;
+    Ok(())
+}
+
+/// Deletes every record that started before `cutoff`; returns how many.
+pub(crate) fn prune(conn: &Connection, cutoff: SystemTime) -> rusqlite::Result<u64> {
+    let cutoff_us = unix_micros(cutoff);
+    let mut n_deleted = 0;
+    for sql in [
+        "DELETE FROM invocations WHERE start_us < ?1",
+        "DELETE FROM logs WHERE time_us < ?1",
+        "DELETE FROM spans WHERE start_us < ?1",
+    ] {
+        n_deleted += conn.prepare_cached(sql)?.execute([cutoff_us])? as u64;
+    }
+    Ok(n_deleted)
+}
+
+pub(crate) fn query_invocations(
+    conn: &Connection,
+    query: &InvocationQuery,
+) -> Result<Vec<InvocationRecord>, StoreError> {
+    let (sql, params) = invocations_sql(query);
+    let query_err = |source| StoreError::Query {
+        what: "invocations",
+        source,
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(query_err)?;
+    let rows = stmt
+        .query_map(params.bind(), invocation_from_row)
+        .map_err(query_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(query_err)
+}
+
+fn invocations_sql(query: &InvocationQuery) -> (String, Params) {
+    let mut sql = String::from(
+        "SELECT request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,
+            max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id
+        FROM invocations WHERE 1",
+    );
+    let mut params = Params::default();
+    if let Some(function) = &query.function {
+        sql.push_str(&format!(
+            " AND function = ?{}",
+            params.push(function.clone())
+        ));
+    }
+    if query.failed_only {
+        // Written exactly as in the partial index's WHERE clause so SQLite can use it.
+        sql.push_str(" AND outcome <> 'ok'");
+    }
+    if let Some(since) = query.since {
+        sql.push_str(&format!(
+            " AND start_us >= ?{}",
+            params.push(unix_micros(since))
+        ));
+    }
+    sql.push_str(" ORDER BY start_us DESC, id DESC");
+    push_limit(&mut sql, &mut params, query.limit);
+    (sql, params)
+}
+
+pub(crate) fn query_logs(
+    conn: &Connection,
+    query: &LogQuery,
+) -> Result<Vec<StoredLog>, StoreError> {
+    let (sql, params) = logs_sql(query);
+    let query_err = |source| StoreError::Query {
+        what: "logs",
+        source,
+    };
+    let mut stmt = conn.prepare_cached(&sql).map_err(query_err)?;
+    let rows = stmt
+        .query_map(params.bind(), |row| {
+            Ok(StoredLog {
+                id: row.get(0)?,
+                record: LogRecord {
+                    time: time_from_micros(row.get(1)?),
+                    function: row.get(2)?,
+                    request_id: row.get(3)?,
+                    level: row.get(4)?,
+                    stream: row.get(5)?,
+                    message: row.get(6)?,
+                    fields: row.get(7)?,
+                },
+            })
+        })
+        .map_err(query_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(query_err)
+}
+
+fn logs_sql(query: &LogQuery) -> (String, Params) {
+    let mut sql = String::from(
+        "SELECT id, time_us, function, request_id, level, stream, message, fields FROM logs WHERE 1",
+    );
+    let mut params = Params::default();
+    // Lines are stored in about the order they were written, so a range of ids is a range of time.
+    // When following (`after_id`), the lines after the last one seen are few and at the end of the
+    // table, and without a function or request filter the wanted lines are the tail of the table:
+    // in both cases walk the rowid. The unary `+` keeps SQLite from choosing an index on the
+    // filtered column instead, which would visit every line since `since` and sort them by id.
+    let walk_ids =
+        query.after_id.is_some() || (query.function.is_none() && query.request_id.is_none());
+    let column = |name: &str| {
+        if walk_ids {
+            format!("+{name}")
+        } else {
+            name.to_owned()
+        }
+    };
+    if let Some(after_id) = query.after_id {
+        sql.push_str(&format!(" AND id > ?{}", params.push(after_id)));
+    }
+    if let Some(function) = &query.function {
+        sql.push_str(&format!(
+            " AND {} = ?{}",
+            column("function"),
+            params.push(function.clone())
+        ));
+    }
+    if let Some(request_id) = &query.request_id {
+        sql.push_str(&format!(
+            " AND {} = ?{}",
+            column("request_id"),
+            params.push(request_id.clone())
+        ));
+    }
+    if let Some(since) = query.since {
+        let since_idx = params.push(unix_micros(since));
+        sql.push_str(&format!(" AND {} >= ?{since_idx}", column("time_us")));
+        if walk_ids && query.after_id.is_none() {
+            // Exact, not a guess: no line written since `since` has an id below the smallest such id.
+            // `INDEXED BY`: otherwise SQLite finds the minimum by walking ids from the oldest line.
+            sql.push_str(&format!(
+                " AND id >= (SELECT MIN(id) FROM logs INDEXED BY logs_time WHERE time_us >= ?{since_idx})"
+            ));
+        }
+    }
+    sql.push_str(" ORDER BY id");
+    push_limit(&mut sql, &mut params, query.limit);
+    (sql, params)
+}
+
+pub(crate) fn query_spans(
+    conn: &Connection,
+    trace_id: &str,
+) -> Result<Vec<SpanRecord>, StoreError> {
+    let query_err = |source| StoreError::Query {
+        what: "spans",
+        source,
+    };
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT trace_id, span_id, parent_span_id, name, kind, start_us, end_us, attributes, status
+            FROM spans WHERE trace_id = ?1 ORDER BY start_us, id",
+        )
+        .map_err(query_err)?;
+    let rows = stmt
+        .query_map([trace_id], |row| {
+            let attributes: String = row.get(7)?;
+            let attributes = serde_json::from_str(&attributes).map_err(|err| {
+                rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(err))
+            })?;
+            Ok(SpanRecord {
+                trace_id: row.get(0)?,
+                span_id: row.get(1)?,
+                parent_span_id: row.get(2)?,
+                name: row.get(3)?,
+                kind: row.get(4)?,
+                start: time_from_micros(row.get(5)?),
+                end: time_from_micros(row.get(6)?),
+                attributes,
+                status: row.get(8)?,
+            })
+        })
+        .map_err(query_err)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(query_err)
+}
+
+fn invocation_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
+    let billed_ms: i64 = row.get(6)?;
+    let init_duration_us: Option<i64> = row.get(10)?;
+    Ok(InvocationRecord {
+        request_id: row.get(0)?,
+        function: row.get(1)?,
+        version: row.get(2)?,
+        trigger: row.get(3)?,
+        start: time_from_micros(row.get(4)?),
+        duration: duration_from_micros(5, row.get(5)?)?,
+        billed_ms: u64::try_from(billed_ms)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(6, billed_ms))?,
+        memory_mb: row.get(7)?,
+        max_memory_mb: row.get(8)?,
+        cold_start: row.get(9)?,
+        init_duration: init_duration_us
+            .map(|us| duration_from_micros(10, us))
+            .transpose()?,
+        outcome: row.get(11)?,
+        error_type: row.get(12)?,
+        error_message: row.get(13)?,
+        trace_id: row.get(14)?,
+    })
+}
+
+fn push_limit(sql: &mut String, params: &mut Params, limit: Option<usize>) {
+    if let Some(limit) = limit {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        sql.push_str(&format!(" LIMIT ?{}", params.push(limit)));
+    }
+}
+
+/// Positional parameters of a query built from optional filters.
+#[derive(Default)]
+struct Params(Vec<Box<dyn ToSql>>);
+
+impl Params {
+    /// Adds a parameter and returns its 1-based position for `?N`.
+    fn push(&mut self, value: impl ToSql + 'static) -> usize {
+        self.0.push(Box::new(value));
+        self.0.len()
+    }
+
+    fn bind(&self) -> impl rusqlite::Params + '_ {
+        rusqlite::params_from_iter(self.0.iter())
+    }
+}
+
+#[cfg(test)]
+mod tests;
