@@ -94,6 +94,20 @@ pub trait Executor: Send + Sync {
 
     /// Stops every instance; invocations in flight end as `Crashed`.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+
+    /// Instances alive now, for metrics and `nimbus top`.
+    fn stats(&self) -> ExecutorStats {
+        ExecutorStats::default()
+    }
+}
+
+/// A snapshot of an executor's instances.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecutorStats {
+    /// Instances started and not stopped, busy or idle.
+    pub n_instances: usize,
+    /// Instances running an invocation now.
+    pub n_busy: usize,
 }
 
 impl Outcome {

@@ -8,9 +8,10 @@
 pub mod function;
 pub mod invocation;
 pub mod manifest;
+pub mod time;
 
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
 pub use invocation::{
-    BoxFuture, Executor, Fault, Invocation, InvocationReport, InvokeError, LogLine, LogSink,
-    LogStream, Outcome,
+    BoxFuture, Executor, ExecutorStats, Fault, Invocation, InvocationReport, InvokeError, LogLine,
+    LogSink, LogStream, Outcome,
 };

@@ -133,7 +133,15 @@ impl Instance {
         let started = tokio::select! {
             biased;
             init = init_rx => match init {
-                Ok(Init::Ready) => Started::Ready(instance, started_at.elapsed()),
+                Ok(Init::Ready) => {
+                    let init = started_at.elapsed();
+                    // One sample after init, so even invocations shorter than the watch
+                    // interval report the memory the instance holds.
+                    if let Some((rss, hwm)) = spawn::memory_kib(instance.state.pid) {
+                        instance.state.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
+                    }
+                    Started::Ready(instance, init)
+                }
                 Ok(Init::Failed(body)) => Started::InitFailed(body),
                 Err(_) => Started::Died("runtime API stopped".to_owned()),
             },
@@ -268,7 +276,10 @@ async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, output: Output
         if line.contains("JavaScript heap out of memory") || line.contains("Reached heap limit") {
             output.state.oom.store(true, Ordering::Release);
         }
-        let request_id = output.api.current_request_id();
+        // Lambda's runtimes put the request id in their log prefix; trust it over timing.
+        let request_id = prefixed_request_id(&line)
+            .map(str::to_owned)
+            .or_else(|| output.api.last_request_id());
         output.sink.log(LogLine {
             function: &output.function,
             request_id: request_id.as_deref(),
@@ -276,6 +287,20 @@ async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, output: Output
             text: &line,
         });
     }
+}
+
+/// The request id in a Node.js (`time\tid\tLEVEL\tmsg`) or Python logging
+/// (`[LEVEL]\ttime\tid\tmsg`) line prefix.
+fn prefixed_request_id(line: &str) -> Option<&str> {
+    let mut fields = line.splitn(4, '\t');
+    let first = fields.next()?;
+    let id = if first.starts_with('[') {
+        fields.nth(1)?
+    } else {
+        fields.next()?
+    };
+    // A UUID: 36 characters of hex digits and dashes.
+    (id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then_some(id)
 }
 
 /// Sends an invocation's reply channel pair; here so the pool does not import oneshot.

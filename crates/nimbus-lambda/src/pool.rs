@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use nimbus_core::{
-    BoxFuture, Executor, FunctionSpec, Invocation, InvocationReport, InvokeError, Outcome, Runtime,
+    BoxFuture, Executor, ExecutorStats, FunctionSpec, Invocation, InvocationReport, InvokeError,
+    Outcome, Runtime,
 };
 
 use crate::LambdaConfig;
@@ -98,6 +99,19 @@ impl Executor for LambdaExecutor {
             self.reaper.abort();
             self.pool.shutdown().await;
         })
+    }
+
+    fn stats(&self) -> ExecutorStats {
+        let Ok(all) = self.pool.all.lock() else {
+            return ExecutorStats::default();
+        };
+        ExecutorStats {
+            n_instances: all.len(),
+            n_busy: all
+                .values()
+                .filter(|state| state.busy.load(Ordering::Acquire))
+                .count(),
+        }
     }
 }
 

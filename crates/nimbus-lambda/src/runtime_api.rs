@@ -51,6 +51,7 @@ pub(crate) struct RuntimeApi {
     /// How many invocations the runtime has picked up, so the pool can tell whether an
     /// instance that died had received its invocation.
     pub(crate) n_delivered: AtomicU64,
+    last_request_id: std::sync::Mutex<Option<String>>,
 }
 
 impl RuntimeApi {
@@ -76,6 +77,7 @@ impl RuntimeApi {
             init_tx: std::sync::Mutex::new(Some(init_tx)),
             function_arn,
             n_delivered: AtomicU64::new(0),
+            last_request_id: std::sync::Mutex::new(None),
         });
         let task = tokio::spawn(serve(listener, api.clone()));
         Ok((addr, api, next_tx, init_rx, task))
@@ -83,10 +85,10 @@ impl RuntimeApi {
 }
 
 impl RuntimeApi {
-    /// The request id of the invocation the runtime is working on, if any.
-    pub(crate) fn current_request_id(&self) -> Option<String> {
-        let current = self.current.lock().ok()?;
-        current.as_ref().map(|(id, _)| id.clone())
+    /// The request id of the invocation the runtime picked up last, if any. Output read
+    /// after the runtime answered still belongs to it, as in a Lambda log stream.
+    pub(crate) fn last_request_id(&self) -> Option<String> {
+        self.last_request_id.lock().ok()?.clone()
     }
 }
 
@@ -236,6 +238,9 @@ async fn next(api: &RuntimeApi) -> Response<Full<Bytes>> {
             );
         }
     };
+    if let Ok(mut last) = api.last_request_id.lock() {
+        last.clone_from(&Some(invocation.request_id.clone()));
+    }
     if let Ok(mut current) = api.current.lock() {
         *current = Some((invocation.request_id, dispatch.reply));
     }

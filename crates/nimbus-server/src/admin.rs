@@ -8,11 +8,12 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
-use nimbus_core::{Invocation, Outcome};
+use nimbus_core::Outcome;
 
 use crate::ServerConfig;
 use crate::error::ApiError;
-use crate::functions::Functions;
+use crate::functions::{Functions, InvokeRequest};
+use crate::telemetry::Trigger;
 
 /// Lambda's synchronous payload limit applies to direct invocations too.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -31,6 +32,7 @@ pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
         // The path of Lambda's Invoke API, so tools that speak it find their way.
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
         .route("/functions", get(list))
+        .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(admin)
 }
@@ -60,12 +62,15 @@ async fn invoke(
         ));
     }
     let request_id = uuid::Uuid::new_v4().to_string();
-    let invocation = Invocation {
-        request_id: request_id.clone(),
-        payload: payload.to_vec(),
-        trace_id: crate::gateway::new_trace_id(),
-    };
-    let report = function.invoke(invocation).await?;
+    let trace = crate::gateway::incoming_trace(&headers);
+    let report = function
+        .invoke(InvokeRequest {
+            request_id: request_id.clone(),
+            payload: payload.to_vec(),
+            trace: trace.clone(),
+            trigger: Trigger::Invoke,
+        })
+        .await?;
     let outcome = &report.outcome;
     let mut res = (StatusCode::OK, outcome.payload(&request_id)).into_response();
     let headers = res.headers_mut();
@@ -79,6 +84,7 @@ async fn invoke(
     set("x-amz-executed-version", "$LATEST".to_owned());
     set("x-nimbus-outcome", outcome.label().to_owned());
     set("x-nimbus-cold-start", report.cold_start.to_string());
+    set("x-nimbus-trace-id", trace.trace_id);
     if !matches!(outcome, Outcome::Ok(_)) {
         // As Lambda's Invoke API: status 200, the error in the body, flagged by this header.
         set("x-amz-function-error", "Unhandled".to_owned());
@@ -88,14 +94,46 @@ async fn invoke(
 
 async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Response, ApiError> {
     admin.authorize(&headers)?;
-    let names: Vec<&str> = admin
+    let functions: Vec<serde_json::Value> = admin
         .functions
         .list
         .iter()
-        .map(|f| f.spec.name.as_str())
+        .map(|f| {
+            let stats = f.executor.stats();
+            serde_json::json!({
+                "name": f.spec.name,
+                "runtime": f.spec.runtime.to_string(),
+                "memoryMb": f.spec.memory_mb,
+                "instances": stats.n_instances,
+                "busy": stats.n_busy,
+            })
+        })
         .collect();
-    let body = serde_json::json!({ "functions": names }).to_string();
+    let body = serde_json::json!({ "functions": functions }).to_string();
     Ok(([(http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Prometheus text exposition (scrape it with `authorization: { credentials: <token> }`).
+async fn metrics(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin.authorize(&headers)?;
+    let functions = &admin.functions;
+    let text = functions.telemetry.metrics.render(
+        functions
+            .list
+            .iter()
+            .map(|f| (f.spec.name.as_str(), f.executor.stats())),
+    );
+    Ok((
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 impl Admin {

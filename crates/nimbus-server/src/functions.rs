@@ -4,23 +4,28 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nimbus_core::{Executor, FunctionSpec, Invocation, InvocationReport, InvokeError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::telemetry::trace::{self, TraceContext};
+use crate::telemetry::{Finished, FunctionMetrics, Telemetry, Trigger};
 use crate::{ServedFunction, ServerConfig};
 
 pub(crate) struct Functions {
     pub(crate) list: Vec<Function>,
     by_name: HashMap<String, usize>,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 pub(crate) struct Function {
     pub(crate) spec: FunctionSpec,
-    executor: Arc<dyn Executor>,
+    pub(crate) executor: Arc<dyn Executor>,
     limiter: Option<Limiter>,
+    metrics: FunctionMetrics,
+    telemetry: Arc<Telemetry>,
 }
 
 /// `reservedConcurrency` as a semaphore with a short, bounded wait in front of it.
@@ -32,7 +37,11 @@ struct Limiter {
 }
 
 impl Functions {
-    pub(crate) fn new(served: Vec<ServedFunction>, cfg: &ServerConfig) -> Functions {
+    pub(crate) fn new(
+        served: Vec<ServedFunction>,
+        cfg: &ServerConfig,
+        telemetry: Arc<Telemetry>,
+    ) -> Functions {
         let list: Vec<Function> = served
             .into_iter()
             .map(|f| Function {
@@ -42,6 +51,8 @@ impl Functions {
                     max_waiting: cfg.max_queued,
                     wait: cfg.queue_wait,
                 }),
+                metrics: telemetry.metrics.function(&f.spec.name),
+                telemetry: telemetry.clone(),
                 spec: f.spec,
                 executor: f.executor,
             })
@@ -51,7 +62,11 @@ impl Functions {
             .enumerate()
             .map(|(idx, f)| (f.spec.name.clone(), idx))
             .collect();
-        Functions { list, by_name }
+        Functions {
+            list,
+            by_name,
+            telemetry,
+        }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Function> {
@@ -80,22 +95,50 @@ impl Functions {
     }
 }
 
+/// One invocation to make, before the function's limit and executor see it.
+pub(crate) struct InvokeRequest {
+    pub(crate) request_id: String,
+    pub(crate) payload: Vec<u8>,
+    /// The trace, with the caller's span as parent.
+    pub(crate) trace: TraceContext,
+    pub(crate) trigger: Trigger,
+}
+
 impl Function {
-    /// Invokes the function within its concurrency limit. Throttling and platform
-    /// failures are errors; a failing function is an `Outcome` in the report.
-    pub(crate) async fn invoke(
-        &self,
-        invocation: Invocation,
-    ) -> Result<InvocationReport, ApiError> {
+    /// Invokes the function within its concurrency limit and records it. Throttling and
+    /// platform failures are errors; a failing function is an `Outcome` in the report.
+    pub(crate) async fn invoke(&self, req: InvokeRequest) -> Result<InvocationReport, ApiError> {
+        let telemetry = &*self.telemetry;
         let _permit = match &self.limiter {
-            Some(limiter) => Some(limiter.acquire().await.ok_or_else(|| {
-                tracing::info!(function = %self.spec.name, request_id = %invocation.request_id, "throttled: reservedConcurrency {} reached", limiter_size(self));
-                ApiError::throttled()
-            })?),
+            Some(limiter) => match limiter.acquire().await {
+                Some(permit) => Some(permit),
+                None => {
+                    tracing::info!(function = %self.spec.name, request_id = %req.request_id, "throttled: reservedConcurrency {} reached", limiter_size(self));
+                    telemetry.throttled(
+                        &self.spec,
+                        &self.metrics,
+                        &req.request_id,
+                        req.trigger,
+                        &req.trace,
+                    );
+                    return Err(ApiError::throttled());
+                }
+            },
             None => None,
         };
+        let span_id = trace::new_span_id();
+        let invocation = Invocation {
+            request_id: req.request_id,
+            payload: req.payload,
+            trace_id: req.trace.xray_header(&span_id),
+        };
         let request_id = invocation.request_id.clone();
-        let report = match self.executor.invoke(invocation).await {
+        telemetry.started(&self.spec.name, &request_id);
+        let start = SystemTime::now();
+        self.metrics.concurrent.inc();
+        let res = self.executor.invoke(invocation).await;
+        self.metrics.concurrent.dec();
+        let report = match res {
             Ok(report) => report,
             Err(InvokeError::ShuttingDown { .. }) => {
                 return Err(ApiError::client(
@@ -111,20 +154,19 @@ impl Function {
                 )));
             }
         };
-        let outcome = &report.outcome;
-        tracing::debug!(
-            function = %self.spec.name,
-            "REPORT RequestId: {request_id} Duration: {:.2} ms Billed Duration: {} ms Memory Size: {} MB Max Memory Used: {} MB{} Outcome: {}",
-            report.duration.as_secs_f64() * 1000.0,
-            report.duration.as_millis().max(1),
-            self.spec.memory_mb,
-            report.max_memory_mb,
-            report
-                .init_duration
-                .map(|d| format!(" Init Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
-                .unwrap_or_default(),
-            outcome.label(),
+        telemetry.finished(
+            &self.spec,
+            &self.metrics,
+            Finished {
+                request_id: &request_id,
+                trigger: req.trigger,
+                start,
+                trace: &req.trace,
+                span_id: &span_id,
+                report: &report,
+            },
         );
+        let outcome = &report.outcome;
         if outcome.fault().is_some() {
             tracing::warn!(
                 function = %self.spec.name,

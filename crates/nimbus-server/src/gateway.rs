@@ -14,12 +14,15 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use nimbus_core::{HttpMethod, Invocation, Outcome};
+use nimbus_core::{HttpMethod, Outcome};
+use nimbus_store::SpanRecord;
 
 use crate::ServerConfig;
 use crate::error::ApiError;
-use crate::functions::Functions;
+use crate::functions::{Functions, InvokeRequest};
 use crate::gateway::routes::RouteTable;
+use crate::telemetry::Trigger;
+use crate::telemetry::trace::{self, TraceContext};
 
 /// API Gateway's and Lambda's limit for a synchronous request payload.
 const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
@@ -47,21 +50,64 @@ pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
     Router::new().fallback(handle).with_state(gateway)
 }
 
-/// A new X-Ray style trace header value (`Root=1-<epoch hex>-<96 random bits>`), the
-/// form Lambda puts in `Lambda-Runtime-Trace-Id`.
-pub(crate) fn new_trace_id() -> String {
-    let epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("Root=1-{epoch:08x}-{};Sampled=0", &random[..24])
+/// The trace a request belongs to: its W3C `traceparent`, else its X-Ray
+/// `X-Amzn-Trace-Id`, else a new one.
+pub(crate) fn incoming_trace(headers: &http::HeaderMap) -> TraceContext {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header("traceparent")
+        .and_then(TraceContext::from_traceparent)
+        .or_else(|| header("x-amzn-trace-id").and_then(TraceContext::from_xray))
+        .unwrap_or_else(TraceContext::new_root)
 }
 
 async fn handle(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
+) -> Response {
+    let start = SystemTime::now();
+    let trace = incoming_trace(req.headers());
+    let span_id = trace::new_span_id();
+    let method = req.method().clone();
+    let mut route_key = None;
+    let mut res = match serve(&gateway, peer, req, &trace, &span_id, &mut route_key).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    };
+    let status = res.status().as_u16();
+    let route_label = route_key.as_deref().unwrap_or("none");
+    gateway
+        .functions
+        .telemetry
+        .metrics
+        .http_request(route_label, status);
+    if let Ok(value) = http::HeaderValue::from_str(&trace.trace_id) {
+        res.headers_mut().insert("x-nimbus-trace-id", value);
+    }
+    gateway.functions.telemetry.span(SpanRecord {
+        trace_id: trace.trace_id.clone(),
+        span_id,
+        parent_span_id: trace.parent_span_id.clone(),
+        name: route_key.unwrap_or_else(|| format!("{method} (no route)")),
+        kind: "server".to_owned(),
+        start,
+        end: SystemTime::now(),
+        attributes: vec![
+            ("http.request.method".to_owned(), method.to_string()),
+            ("http.response.status_code".to_owned(), status.to_string()),
+        ],
+        status: if status >= 500 { "error" } else { "ok" }.to_owned(),
+    });
+    res
+}
+
+async fn serve(
+    gateway: &Gateway,
+    peer: SocketAddr,
+    req: Request,
+    trace: &TraceContext,
+    span_id: &str,
+    route_key: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
@@ -80,6 +126,7 @@ async fn handle(
     let Some(matched) = matched else {
         return Err(ApiError::client(StatusCode::NOT_FOUND, "Not Found"));
     };
+    *route_key = Some(format!("{} {}", matched.route.method, matched.route.path));
     let declared_len = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -121,18 +168,14 @@ async fn handle(
     let event = apigw::build_event(&matched, &parts, &body, &ctx);
     let api = matched.route.api;
     let cors = matched.route.cors;
-    let trace_id = parts
-        .headers
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .unwrap_or_else(new_trace_id);
-    let invocation = Invocation {
-        request_id: request_id.clone(),
-        payload: event,
-        trace_id,
-    };
-    let report = function.invoke(invocation).await?;
+    let report = function
+        .invoke(InvokeRequest {
+            request_id: request_id.clone(),
+            payload: event,
+            trace: trace.child_of(span_id),
+            trigger: Trigger::Http,
+        })
+        .await?;
     let mut res = match &report.outcome {
         Outcome::Ok(payload) => match apigw::map_response(api, payload) {
             Ok(res) => res.map(Body::from).into_response(),

@@ -9,6 +9,7 @@ mod admin;
 mod error;
 mod functions;
 mod gateway;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::functions::Functions;
+pub use crate::telemetry::{Telemetry, TelemetryConfig, TraceContext};
 
 /// A function and the executor that invokes it.
 pub struct ServedFunction {
@@ -64,7 +66,11 @@ pub struct ShutdownTrigger(watch::Sender<bool>);
 
 impl Server {
     /// Binds the gateway (at `cfg.gateway_addr`) and the control API (loopback, any port).
-    pub async fn bind(cfg: ServerConfig, functions: Vec<ServedFunction>) -> anyhow::Result<Server> {
+    pub async fn bind(
+        cfg: ServerConfig,
+        functions: Vec<ServedFunction>,
+        telemetry: Arc<Telemetry>,
+    ) -> anyhow::Result<Server> {
         let gateway = TcpListener::bind(cfg.gateway_addr)
             .await
             .with_context(|| format!("binding the gateway to {}", cfg.gateway_addr))?;
@@ -72,7 +78,7 @@ impl Server {
         let admin = TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("binding the control API on 127.0.0.1")?;
-        let functions = Arc::new(Functions::new(functions, &cfg));
+        let functions = Arc::new(Functions::new(functions, &cfg, telemetry));
         Ok(Server {
             cfg,
             functions,
@@ -138,6 +144,9 @@ impl Server {
             services.abort_all();
         }
         functions.shutdown().await;
+        let telemetry = functions.telemetry.clone();
+        // The store writes on its own thread; wait for it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use nimbus_core::manifest::{self, Diagnostic, Manifest};
 use nimbus_core::{LogLine, LogSink, LogStream};
 use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
+use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
 
 /// The manifest names nimbus looks for, in order.
 const MANIFEST_NAMES: [&str; 4] = [
@@ -23,8 +24,19 @@ pub(crate) struct App {
     pub(crate) dir: PathBuf,
     pub(crate) manifest: Manifest,
     /// The code of each function, in `manifest.functions` order.
-    pub(crate) codes: Vec<Code>,
+    pub(crate) codes: Vec<FunctionCode>,
+    /// The wasm engine, when the app has wasm functions.
+    pub(crate) wasm_engine: Option<WasmEngine>,
 }
+
+/// What runs a function: a process runtime or a compiled wasm component.
+pub(crate) enum FunctionCode {
+    Process(Code),
+    Wasm(WasmComponent),
+}
+
+/// How many wasm instances may be alive at once across the app's functions.
+const MAX_WASM_INSTANCES: u32 = 1000;
 
 /// CLI values that feed manifest variables.
 pub(crate) struct LoadOptions {
@@ -74,9 +86,23 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
     }
     let mut errors = Vec::new();
     let mut codes = Vec::new();
+    let mut wasm_engine = None;
     for spec in &manifest.functions {
+        if spec.runtime == nimbus_core::Runtime::Wasm {
+            match load_component(&dir, spec, &mut wasm_engine) {
+                Ok(component) => codes.push(FunctionCode::Wasm(component)),
+                Err(message) => errors.push(Diagnostic {
+                    file: file_name.clone(),
+                    line: spec.handler_line,
+                    column: 1,
+                    key: format!("functions.{}.handler", spec.name),
+                    message,
+                }),
+            }
+            continue;
+        }
         match nimbus_lambda::resolve_code(&dir, spec) {
-            Ok(code) => codes.push(code),
+            Ok(code) => codes.push(FunctionCode::Process(code)),
             Err(e) => errors.push(Diagnostic {
                 file: file_name.clone(),
                 line: spec.handler_line,
@@ -96,7 +122,40 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
         dir,
         manifest,
         codes,
+        wasm_engine,
     })
+}
+
+/// Compiles (or loads from `.nimbus/wasm-cache`) the component of a wasm function,
+/// starting the engine on first use.
+fn load_component(
+    dir: &Path,
+    spec: &nimbus_core::FunctionSpec,
+    engine: &mut Option<WasmEngine>,
+) -> Result<WasmComponent, String> {
+    let engine = match engine {
+        Some(engine) => engine,
+        None => engine.insert(
+            WasmEngine::new(&WasmEngineConfig {
+                cache_dir: dir.join(".nimbus").join("wasm-cache"),
+                max_instances: MAX_WASM_INSTANCES,
+            })
+            .map_err(|e| e.message)?,
+        ),
+    };
+    let started = std::time::Instant::now();
+    let component = engine
+        .load(&dir.join(&spec.handler))
+        .map_err(|e| e.message)?;
+    if component.compiled_now {
+        tracing::info!(
+            function = spec.name,
+            "compiled {} in {} ms (cached in .nimbus/wasm-cache)",
+            spec.handler,
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(component)
 }
 
 fn report_errors(errors: &[Diagnostic]) -> anyhow::Error {
@@ -112,7 +171,11 @@ fn report_errors(errors: &[Diagnostic]) -> anyhow::Error {
 }
 
 impl App {
-    pub(crate) fn lambda_config(&self, idle_timeout: Duration) -> LambdaConfig {
+    pub(crate) fn lambda_config(
+        &self,
+        idle_timeout: Duration,
+        log_sink: Arc<dyn LogSink>,
+    ) -> LambdaConfig {
         LambdaConfig {
             app_dir: self.dir.clone(),
             runtime_dir: self.state_dir().join("runtime"),
@@ -121,7 +184,7 @@ impl App {
             region: self.manifest.region.clone(),
             idle_timeout,
             init_timeout: Duration::from_secs(10),
-            log_sink: Arc::new(TracingLogSink),
+            log_sink,
         }
     }
 
@@ -135,9 +198,28 @@ impl App {
         &self,
         idx: usize,
         cfg: &LambdaConfig,
-    ) -> anyhow::Result<Arc<LambdaExecutor>> {
+    ) -> anyhow::Result<Arc<dyn nimbus_core::Executor>> {
         let spec = &self.manifest.functions[idx];
-        let executor = LambdaExecutor::start(spec.clone(), self.codes[idx].clone(), cfg.clone())
+        let code = match &self.codes[idx] {
+            FunctionCode::Process(code) => code.clone(),
+            FunctionCode::Wasm(component) => {
+                let engine = self
+                    .wasm_engine
+                    .as_ref()
+                    .expect("load starts the engine for every wasm function");
+                // The same app-wide settings as process functions get.
+                let wasm_cfg = nimbus_wasm::WasmConfig {
+                    service: cfg.service.clone(),
+                    stage: cfg.stage.clone(),
+                    region: cfg.region.clone(),
+                    log_sink: cfg.log_sink.clone(),
+                };
+                let executor = WasmExecutor::new(engine, spec.clone(), component, wasm_cfg)
+                    .with_context(|| format!("starting function {}", spec.name))?;
+                return Ok(Arc::new(executor));
+            }
+        };
+        let executor = LambdaExecutor::start(spec.clone(), code, cfg.clone())
             .await
             .with_context(|| format!("starting function {}", spec.name))?;
         Ok(Arc::new(executor))
@@ -145,7 +227,7 @@ impl App {
 }
 
 /// Sends function output to the process log, tagged with function and request id.
-struct TracingLogSink;
+pub(crate) struct TracingLogSink;
 
 impl LogSink for TracingLogSink {
     fn log(&self, line: LogLine<'_>) {

@@ -1,5 +1,21 @@
 //! One module per subcommand.
 
+pub(crate) mod cost;
+pub(crate) mod invocations;
 pub(crate) mod invoke;
+pub(crate) mod logs;
+pub(crate) mod top;
+pub(crate) mod trace;
 pub(crate) mod up;
 pub(crate) mod validate;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// Opens the app's store for reading, for the commands that show what `nimbus up` kept.
+pub(crate) fn open_store(dir: &Path) -> anyhow::Result<nimbus_store::Store> {
+    let state_dir = dir.join(".nimbus");
+    nimbus_store::Store::open_read_only(&state_dir)
+        .with_context(|| format!("opening the records of {}", dir.display()))
+}

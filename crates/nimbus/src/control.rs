@@ -17,6 +17,13 @@ pub(crate) struct UpRecord {
     pub(crate) token: String,
 }
 
+/// A function of a running app and its instances.
+pub(crate) struct FunctionStatus {
+    pub(crate) name: String,
+    pub(crate) instances: u64,
+    pub(crate) busy: u64,
+}
+
 /// The answer of a direct invocation.
 pub(crate) struct Invoked {
     pub(crate) payload: Bytes,
@@ -63,24 +70,9 @@ impl UpRecord {
 
     /// Invokes `function` through the running app's control API.
     pub(crate) async fn invoke(&self, function: &str, payload: Vec<u8>) -> anyhow::Result<Invoked> {
-        let stream = tokio::net::TcpStream::connect(self.admin)
-            .await
-            .with_context(|| format!("connecting to the running app at {}", self.admin))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
-        let req = http::Request::post(format!("/2015-03-31/functions/{function}/invocations"))
-            .header(http::header::HOST, self.admin.to_string())
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
-            )
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(payload)))?;
-        let res = sender.send_request(req).await?;
-        let status = res.status();
-        let function_error = res.headers().contains_key("x-amz-function-error");
-        let body = res.into_body().collect().await?.to_bytes();
+        let path = format!("/2015-03-31/functions/{function}/invocations");
+        let (status, headers, body) = self.request(http::Method::POST, &path, payload).await?;
+        let function_error = headers.contains_key("x-amz-function-error");
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -92,5 +84,52 @@ impl UpRecord {
             payload: body,
             function_error,
         })
+    }
+
+    /// The running app's functions and their instances.
+    pub(crate) async fn functions(&self) -> anyhow::Result<Vec<FunctionStatus>> {
+        let (status, _, body) = self
+            .request(http::Method::GET, "/functions", Vec::new())
+            .await?;
+        anyhow::ensure!(status.is_success(), "the running app answered {status}");
+        let value: serde_json::Value = serde_json::from_slice(&body)?;
+        let functions = value["functions"].as_array().cloned().unwrap_or_default();
+        Ok(functions
+            .iter()
+            .map(|f| FunctionStatus {
+                name: f["name"].as_str().unwrap_or_default().to_owned(),
+                instances: f["instances"].as_u64().unwrap_or(0),
+                busy: f["busy"].as_u64().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)> {
+        let stream = tokio::net::TcpStream::connect(self.admin)
+            .await
+            .with_context(|| format!("connecting to the running app at {}", self.admin))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, self.admin.to_string())
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token),
+            )
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))?;
+        let res = sender.send_request(req).await?;
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await?.to_bytes();
+        Ok((status, headers, body))
     }
 }

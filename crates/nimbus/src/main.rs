@@ -24,6 +24,11 @@ enum Command {
     Up(commands::up::UpCommand),
     Invoke(commands::invoke::InvokeCommand),
     Validate(commands::validate::ValidateCommand),
+    Logs(commands::logs::LogsCommand),
+    Invocations(commands::invocations::InvocationsCommand),
+    Cost(commands::cost::CostCommand),
+    Trace(commands::trace::TraceCommand),
+    Top(commands::top::TopCommand),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,11 @@ fn main() -> ExitCode {
         Command::Up(cmd) => cmd.execute(),
         Command::Invoke(cmd) => cmd.execute(),
         Command::Validate(cmd) => cmd.execute(),
+        Command::Logs(cmd) => cmd.execute(),
+        Command::Invocations(cmd) => cmd.execute(),
+        Command::Cost(cmd) => cmd.execute(),
+        Command::Trace(cmd) => cmd.execute(),
+        Command::Top(cmd) => cmd.execute(),
     };
     match res {
         Ok(code) => code,

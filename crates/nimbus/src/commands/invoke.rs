@@ -3,10 +3,11 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use nimbus_core::{Executor as _, Invocation, Outcome};
+use nimbus_core::{Invocation, Outcome};
 
 use crate::app::{self, LoadOptions};
 use crate::control::UpRecord;
@@ -101,7 +102,7 @@ impl InvokeCommand {
                 names.join(", ")
             );
         };
-        let cfg = app.lambda_config(Duration::from_secs(60));
+        let cfg = app.lambda_config(Duration::from_secs(60), Arc::new(app::TracingLogSink));
         nimbus_lambda::install_bootstraps(&cfg).with_context(|| {
             format!(
                 "writing runtime bootstraps to {}",

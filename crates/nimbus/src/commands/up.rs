@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use nimbus_server::{ServedFunction, Server, ServerConfig, Shutdown};
+use nimbus_server::{ServedFunction, Server, ServerConfig, Shutdown, Telemetry, TelemetryConfig};
 
 use crate::app::{self, LoadOptions};
 use crate::control::UpRecord;
@@ -41,6 +41,19 @@ pub(crate) struct UpCommand {
     /// How many requests may wait per function before 429 at once.
     #[arg(long, default_value_t = 100)]
     max_queued: usize,
+    /// Keep invocation records, logs and spans in .nimbus/nimbus.db (off: metrics only).
+    #[arg(long, value_enum, default_value = "on")]
+    telemetry: Switch,
+    /// Delete records, logs and spans older than this.
+    #[arg(long, default_value = "7d", value_parser = duration::parse)]
+    retention: Duration,
+}
+
+/// On or off, for flags that read better as words.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Switch {
+    On,
+    Off,
 }
 
 impl UpCommand {
@@ -68,7 +81,24 @@ impl UpCommand {
                 record.gateway
             );
         }
-        let lambda_cfg = app.lambda_config(self.idle_timeout);
+        let store = match self.telemetry {
+            Switch::On => Some(
+                nimbus_store::Store::open(&state_dir)
+                    .with_context(|| format!("opening the store in {}", state_dir.display()))?,
+            ),
+            Switch::Off => None,
+        };
+        if let Some(store) = &store {
+            spawn_pruner(store.clone(), self.retention);
+        }
+        let telemetry = Arc::new(Telemetry::new(TelemetryConfig {
+            store,
+            otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|v| !v.is_empty()),
+            echo_function_output: true,
+        }));
+        let lambda_cfg = app.lambda_config(self.idle_timeout, telemetry.clone());
         nimbus_lambda::install_bootstraps(&lambda_cfg).with_context(|| {
             format!(
                 "writing runtime bootstraps to {}",
@@ -98,7 +128,7 @@ impl UpCommand {
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
             drain_timeout: longest_timeout + Duration::from_secs(1),
         };
-        let server = Server::bind(cfg.clone(), served).await?;
+        let server = Server::bind(cfg.clone(), served, telemetry).await?;
         let gateway = server.gateway_addr()?;
         let record = UpRecord {
             pid: std::process::id(),
@@ -125,6 +155,28 @@ impl UpCommand {
         tracing::info!("stopped");
         res
     }
+}
+
+/// Applies the retention limit now and every ten minutes.
+fn spawn_pruner(store: nimbus_store::Store, retention: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                store.prune(std::time::SystemTime::now() - retention)
+            })
+            .await;
+            match res {
+                Ok(Ok(n_deleted)) if n_deleted > 0 => {
+                    tracing::debug!("retention: deleted {n_deleted} old records");
+                }
+                Ok(Err(e)) => tracing::warn!("applying retention: {e}"),
+                _ => {}
+            }
+        }
+    });
 }
 
 fn print_banner(

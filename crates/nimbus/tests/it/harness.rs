@@ -67,6 +67,11 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// Starts `nimbus up <dir> --port 0 <extra>` and waits for its banner.
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(dir, extra, &[])
+    }
+
+    /// As `start`, with extra environment variables for nimbus.
+    pub(crate) fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
         let stderr_dir = tempfile::tempdir().expect("creating a temp dir");
         let stderr_path = stderr_dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("creating stderr log");
@@ -76,6 +81,7 @@ impl TestServer {
             .args(["--port", "0"])
             .args(extra)
             .env("NIMBUS_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -106,6 +112,30 @@ impl TestServer {
             stderr_path,
             _stderr_dir: stderr_dir,
         }
+    }
+
+    /// A request to the control API, with the token from `.nimbus/up.json` unless
+    /// `token` overrides it.
+    pub(crate) async fn admin(
+        &self,
+        app_dir: &Path,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> Response {
+        let text =
+            std::fs::read_to_string(app_dir.join(".nimbus/up.json")).expect("reading up.json");
+        let record: serde_json::Value = serde_json::from_str(&text).expect("up.json is JSON");
+        let addr: SocketAddr = record["admin"]
+            .as_str()
+            .expect("admin address")
+            .parse()
+            .expect("address");
+        let token = token
+            .map(str::to_owned)
+            .unwrap_or_else(|| record["token"].as_str().expect("token").to_owned());
+        let auth = format!("Bearer {token}");
+        request(addr, method, path, &[("authorization", &auth)], Vec::new()).await
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -232,6 +262,38 @@ pub(crate) async fn request(
     }
     let req = req
         .body(Full::new(Bytes::from(body)))
+        .expect("building a request");
+    let res = sender.send_request(req).await.expect("sending a request");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .expect("reading a body")
+        .to_bytes();
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A GET on an already connected stream, so a test can open many connections before
+/// sending any request.
+pub(crate) async fn request_on(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> Response {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("HTTP handshake");
+    tokio::spawn(connection);
+    let req = http::Request::builder()
+        .uri(path)
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
         .expect("building a request");
     let res = sender.send_request(req).await.expect("sending a request");
     let status = res.status().as_u16();

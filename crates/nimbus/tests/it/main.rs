@@ -7,5 +7,7 @@ mod cli;
 mod gateway;
 mod hello;
 mod manifest;
+mod observe;
 mod pool;
 mod provided;
+mod wasm;

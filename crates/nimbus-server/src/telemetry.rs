@@ -1,0 +1,304 @@
+//! What nimbus records about every invocation: metrics, logs with START/END/REPORT lines,
+//! invocation records, and trace spans (kept in the store, exported over OTLP when asked).
+
+mod logs;
+mod metrics;
+mod otlp;
+pub(crate) mod trace;
+
+use std::time::{Duration, SystemTime};
+
+use nimbus_core::{FunctionSpec, InvocationReport, LogLine, LogSink, LogStream, Outcome};
+use nimbus_store::{InvocationRecord, LogRecord, SpanRecord, Store};
+use tokio::sync::mpsc;
+
+pub(crate) use metrics::FunctionMetrics;
+pub use trace::TraceContext;
+
+/// Settings of telemetry, decided by the binary.
+pub struct TelemetryConfig {
+    /// Where invocation records, logs and spans are kept; `None` keeps none (metrics stay).
+    pub store: Option<Store>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: spans are also sent there (OTLP/HTTP, JSON).
+    pub otlp_endpoint: Option<String>,
+    /// Also write function output to the process log.
+    pub echo_function_output: bool,
+}
+
+/// The sink of everything observable. One per server; shared with executors as their
+/// `LogSink`.
+pub struct Telemetry {
+    pub(crate) metrics: metrics::Metrics,
+    store: Option<Store>,
+    otlp: Option<mpsc::Sender<SpanRecord>>,
+    echo: bool,
+}
+
+/// What caused an invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    Http,
+    Invoke,
+}
+
+/// The facts of one finished invocation.
+pub(crate) struct Finished<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) trigger: Trigger,
+    pub(crate) start: SystemTime,
+    pub(crate) trace: &'a TraceContext,
+    pub(crate) span_id: &'a str,
+    pub(crate) report: &'a InvocationReport,
+}
+
+impl Telemetry {
+    /// Starts telemetry; spawns the OTLP exporter when an endpoint is set (call it inside
+    /// the tokio runtime).
+    pub fn new(cfg: TelemetryConfig) -> Telemetry {
+        Telemetry {
+            metrics: metrics::Metrics::new(),
+            store: cfg.store,
+            otlp: cfg.otlp_endpoint.map(otlp::spawn_exporter),
+            echo: cfg.echo_function_output,
+        }
+    }
+
+    pub(crate) fn started(&self, function: &str, request_id: &str) {
+        self.platform_line(
+            function,
+            request_id,
+            format!("START RequestId: {request_id} Version: $LATEST"),
+        );
+    }
+
+    pub(crate) fn finished(
+        &self,
+        spec: &FunctionSpec,
+        metrics: &FunctionMetrics,
+        done: Finished<'_>,
+    ) {
+        let report = done.report;
+        let duration_ms = report.duration.as_secs_f64() * 1000.0;
+        // Lambda bills each invocation's duration rounded up to the millisecond.
+        let billed_ms = (duration_ms.ceil() as u64).max(1);
+        let gb_seconds = billed_ms as f64 / 1000.0 * f64::from(spec.memory_mb) / 1024.0;
+        metrics.finished(
+            &report.outcome,
+            report.cold_start,
+            report.duration.as_secs_f64(),
+            gb_seconds,
+        );
+        if self.store.is_none() && self.otlp.is_none() {
+            return;
+        }
+        let request_id = done.request_id;
+        self.platform_line(
+            &spec.name,
+            request_id,
+            format!("END RequestId: {request_id}"),
+        );
+        let init = report
+            .init_duration
+            .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
+        self.platform_line(
+            &spec.name,
+            request_id,
+            format!(
+                "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed_ms} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}",
+                spec.memory_mb, report.max_memory_mb
+            ),
+        );
+        let (error_type, error_message) = error_fields(&report.outcome, request_id);
+        self.record_invocation(InvocationRecord {
+            request_id: request_id.to_owned(),
+            function: spec.name.clone(),
+            version: "$LATEST".to_owned(),
+            trigger: done.trigger.as_str().to_owned(),
+            start: done.start,
+            duration: report.duration,
+            billed_ms,
+            memory_mb: spec.memory_mb,
+            max_memory_mb: report.max_memory_mb,
+            cold_start: report.cold_start,
+            init_duration: report.init_duration,
+            outcome: report.outcome.label().to_owned(),
+            error_type,
+            error_message,
+            trace_id: done.trace.trace_id.clone(),
+        });
+        let mut attributes = vec![
+            ("faas.invocation_id".to_owned(), request_id.to_owned()),
+            ("faas.name".to_owned(), spec.name.clone()),
+            (
+                "faas.trigger".to_owned(),
+                done.trigger.otel_name().to_owned(),
+            ),
+            ("faas.coldstart".to_owned(), report.cold_start.to_string()),
+            (
+                "nimbus.outcome".to_owned(),
+                report.outcome.label().to_owned(),
+            ),
+        ];
+        attributes.push((
+            "faas.max_memory".to_owned(),
+            (u64::from(spec.memory_mb) * 1024 * 1024).to_string(),
+        ));
+        self.span(SpanRecord {
+            trace_id: done.trace.trace_id.clone(),
+            span_id: done.span_id.to_owned(),
+            parent_span_id: done.trace.parent_span_id.clone(),
+            name: spec.name.clone(),
+            kind: "internal".to_owned(),
+            start: done.start,
+            end: done.start + report.duration.max(Duration::from_micros(1)),
+            attributes,
+            status: if matches!(report.outcome, Outcome::Ok(_)) {
+                "ok"
+            } else {
+                "error"
+            }
+            .to_owned(),
+        });
+    }
+
+    pub(crate) fn throttled(
+        &self,
+        spec: &FunctionSpec,
+        metrics: &FunctionMetrics,
+        request_id: &str,
+        trigger: Trigger,
+        trace: &TraceContext,
+    ) {
+        metrics.throttled();
+        self.record_invocation(InvocationRecord {
+            request_id: request_id.to_owned(),
+            function: spec.name.clone(),
+            version: "$LATEST".to_owned(),
+            trigger: trigger.as_str().to_owned(),
+            start: SystemTime::now(),
+            duration: Duration::ZERO,
+            billed_ms: 0,
+            memory_mb: spec.memory_mb,
+            max_memory_mb: 0,
+            cold_start: false,
+            init_duration: None,
+            outcome: "throttled".to_owned(),
+            error_type: Some("TooManyRequestsException".to_owned()),
+            error_message: Some(format!(
+                "Rate Exceeded: reservedConcurrency {} reached",
+                spec.reserved_concurrency.unwrap_or(0)
+            )),
+            trace_id: trace.trace_id.clone(),
+        });
+    }
+
+    /// Records a finished span locally and, when configured, exports it.
+    pub(crate) fn span(&self, span: SpanRecord) {
+        if let Some(otlp) = &self.otlp {
+            // A full export queue drops the span from export only; it is still kept locally.
+            let _ = otlp.try_send(span.clone());
+        }
+        if let Some(store) = &self.store {
+            store.record_span(span);
+        }
+    }
+
+    /// Waits until records sent so far are on disk.
+    pub fn flush(&self) {
+        if let Some(store) = &self.store {
+            store.flush();
+        }
+    }
+
+    fn record_invocation(&self, record: InvocationRecord) {
+        if let Some(store) = &self.store {
+            store.record_invocation(record);
+        }
+    }
+
+    fn platform_line(&self, function: &str, request_id: &str, message: String) {
+        tracing::debug!(function, request_id, "{message}");
+        if let Some(store) = &self.store {
+            store.record_log(LogRecord {
+                time: SystemTime::now(),
+                function: function.to_owned(),
+                request_id: Some(request_id.to_owned()),
+                level: "INFO".to_owned(),
+                stream: "platform".to_owned(),
+                message,
+                fields: None,
+            });
+        }
+    }
+}
+
+impl LogSink for Telemetry {
+    fn log(&self, line: LogLine<'_>) {
+        let parsed = logs::parse_line(line.text, line.stream);
+        if let Some(fields) = &parsed.fields {
+            for sample in logs::emf_samples(fields) {
+                self.metrics.custom(line.function, &sample);
+            }
+        }
+        if self.echo {
+            let request_id = line.request_id.unwrap_or("-");
+            match parsed.level {
+                "ERROR" | "FATAL" => {
+                    tracing::warn!(function = line.function, request_id, "{}", line.text)
+                }
+                _ => tracing::info!(function = line.function, request_id, "{}", line.text),
+            }
+        }
+        if let Some(store) = &self.store {
+            store.record_log(LogRecord {
+                time: SystemTime::now(),
+                function: line.function.to_owned(),
+                request_id: line.request_id.map(str::to_owned),
+                level: parsed.level.to_owned(),
+                stream: match line.stream {
+                    LogStream::Stdout => "stdout",
+                    LogStream::Stderr => "stderr",
+                }
+                .to_owned(),
+                message: parsed.message.to_owned(),
+                fields: parsed
+                    .fields
+                    .map(|fields| serde_json::Value::Object(fields).to_string()),
+            });
+        }
+    }
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Invoke => "invoke",
+        }
+    }
+
+    /// OpenTelemetry's `faas.trigger` value.
+    fn otel_name(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Invoke => "other",
+        }
+    }
+}
+
+/// `errorType` and `errorMessage` of a failed outcome.
+fn error_fields(outcome: &Outcome, request_id: &str) -> (Option<String>, Option<String>) {
+    if matches!(outcome, Outcome::Ok(_)) {
+        return (None, None);
+    }
+    let payload = outcome.payload(request_id);
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&payload) else {
+        return (
+            Some("Unknown".to_owned()),
+            Some(String::from_utf8_lossy(&payload).into_owned()),
+        );
+    };
+    let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    (text("errorType"), text("errorMessage"))
+}

@@ -1,0 +1,468 @@
+//! Observability through the real binary: metrics, logs, invocation records, traces, cost.
+
+use std::time::Duration;
+
+use crate::harness::{TestApp, TestServer};
+
+const OBSERVED_JS: &str = r#"
+let count = 0;
+exports.handler = async (event, context) => {
+  count += 1;
+  const q = event.queryStringParameters || {};
+  console.log(`handling ${q.tag || 'plain'} #${count}`);
+  console.log(JSON.stringify({ level: 'warn', msg: 'structured', count }));
+  if (q.emf) {
+    console.log(JSON.stringify({
+      _aws: { Timestamp: Date.now(), CloudWatchMetrics: [{ Namespace: 'shop', Dimensions: [['Service']], Metrics: [{ Name: 'Orders', Unit: 'Count' }] }] },
+      Service: 'cart',
+      Orders: Number(q.emf),
+    }));
+  }
+  if (q.sleep) await new Promise((resolve) => setTimeout(resolve, Number(q.sleep)));
+  if (q.loop) { for (;;) {} }
+  if (q.fail) throw new Error('asked to fail');
+  return { statusCode: 200, body: JSON.stringify({ trace: process.env._X_AMZN_TRACE_ID }) };
+};
+"#;
+
+fn app() -> TestApp {
+    let manifest = r#"
+service: observed
+provider:
+  runtime: nodejs20.x
+  memorySize: 256
+  timeout: 1
+functions:
+  node:
+    handler: observed.handler
+    reservedConcurrency: 1
+    events:
+      - httpApi: GET /node
+"#;
+    TestApp::new(&[("nimbus.yaml", manifest), ("observed.js", OBSERVED_JS)])
+}
+
+/// The value of the sample `name{labels...}` in a Prometheus text exposition.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(series, _)| {
+            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, ""));
+            series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_by_exactly_the_expected_amounts() {
+    let app = app();
+    let server = TestServer::start(app.path(), &["--queue-wait", "50ms"]);
+    let dir = app.path();
+    let res = server.admin(dir, "GET", "/metrics", Some("wrong")).await;
+    assert_eq!(res.status, 401, "no metrics without the token");
+    let before = server.admin(dir, "GET", "/metrics", None).await.text();
+    assert_eq!(
+        metric(
+            &before,
+            "nimbus_invocations_total",
+            &[("function", "node"), ("outcome", "ok")]
+        ),
+        0.0
+    );
+
+    // 3 ok (1 cold, 2 warm), 1 error, 1 timeout, then 1 ok on a new instance (cold).
+    for _ in 0..3 {
+        assert_eq!(server.get("/node?emf=2").await.status, 200);
+    }
+    assert_eq!(server.get("/node?fail=1").await.status, 502);
+    assert_eq!(server.get("/node?loop=1").await.status, 504);
+    assert_eq!(server.get("/node").await.status, 200);
+    // Two at once at reservedConcurrency 1: one runs, one is throttled after 50 ms.
+    let addr = server.addr;
+    let slow = tokio::spawn(crate::harness::request(
+        addr,
+        "GET",
+        "/node?sleep=400",
+        &[],
+        Vec::new(),
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.get("/node").await.status, 429);
+    assert_eq!(slow.await.expect("joining").status, 200);
+
+    let after = server.admin(dir, "GET", "/metrics", None).await.text();
+    let node = ("function", "node");
+    let check = |name: &str, labels: &[(&str, &str)], expected: f64| {
+        assert_eq!(
+            metric(&after, name, labels),
+            expected,
+            "{name} {labels:?}\n{after}"
+        );
+    };
+    check("nimbus_invocations_total", &[node, ("outcome", "ok")], 5.0);
+    check(
+        "nimbus_invocations_total",
+        &[node, ("outcome", "error")],
+        1.0,
+    );
+    check(
+        "nimbus_invocations_total",
+        &[node, ("outcome", "timeout")],
+        1.0,
+    );
+    check(
+        "nimbus_invocations_total",
+        &[node, ("outcome", "throttled")],
+        1.0,
+    );
+    check("nimbus_invocation_errors_total", &[node], 2.0);
+    check("nimbus_timeouts_total", &[node], 1.0);
+    check("nimbus_throttles_total", &[node], 1.0);
+    check("nimbus_cold_starts_total", &[node], 2.0);
+    check("nimbus_invocation_duration_seconds_count", &[node], 7.0);
+    check("nimbus_concurrent_executions", &[node], 0.0);
+    check("nimbus_instances", &[node, ("state", "warm")], 1.0);
+    check("nimbus_instances", &[node, ("state", "busy")], 0.0);
+    check(
+        "nimbus_http_requests_total",
+        &[("route", "GET /node"), ("status", "200")],
+        5.0,
+    );
+    check(
+        "nimbus_http_requests_total",
+        &[("route", "GET /node"), ("status", "502")],
+        1.0,
+    );
+    check(
+        "nimbus_http_requests_total",
+        &[("route", "GET /node"), ("status", "504")],
+        1.0,
+    );
+    check(
+        "nimbus_http_requests_total",
+        &[("route", "GET /node"), ("status", "429")],
+        1.0,
+    );
+    check(
+        "nimbus_custom_metric_sum_total",
+        &[node, ("metric", "Orders"), ("Service", "cart")],
+        6.0,
+    );
+    check(
+        "nimbus_custom_metric_samples_total",
+        &[node, ("metric", "Orders"), ("Service", "cart")],
+        3.0,
+    );
+}
+
+/// Runs a nimbus command in the app folder until `accept` likes its stdout (records are
+/// written in the background, a moment after the response).
+async fn nimbus_until(app: &TestApp, args: &[&str], accept: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        let out = app.nimbus(args);
+        assert_eq!(out.code, Some(0), "nimbus {args:?}: {}", out.stderr);
+        if accept(&out.stdout) {
+            return out.stdout;
+        }
+        last = out.stdout;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nimbus {args:?} never printed what was expected; last:\n{last}");
+}
+
+#[tokio::test]
+async fn logs_are_found_by_request_id_with_start_end_and_report_lines() {
+    let app = app();
+    let server = TestServer::start(app.path(), &[]);
+    let first = server.get("/node?tag=first").await;
+    let second = server.get("/node?tag=second").await;
+    let request_id = second
+        .header("apigw-requestid")
+        .expect("request id header")
+        .to_owned();
+    let other_id = first
+        .header("apigw-requestid")
+        .expect("request id header")
+        .to_owned();
+    let logs = nimbus_until(&app, &["logs", "node", "--request", &request_id], |out| {
+        out.contains("REPORT")
+    })
+    .await;
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(
+        lines[0].contains(&format!("START RequestId: {request_id}")),
+        "{logs}"
+    );
+    assert!(logs.contains("handling second #2"), "{logs}");
+    assert!(
+        !logs.contains("handling first"),
+        "only this invocation's lines:\n{logs}"
+    );
+    assert!(!logs.contains(&other_id));
+    assert!(
+        logs.contains(&format!("END RequestId: {request_id}")),
+        "{logs}"
+    );
+    let report = lines
+        .iter()
+        .find(|l| l.contains("REPORT"))
+        .expect("REPORT line");
+    for field in [
+        "Duration:",
+        "Billed Duration:",
+        "Memory Size: 256 MB",
+        "Max Memory Used:",
+    ] {
+        assert!(report.contains(field), "{report}");
+    }
+    assert!(
+        !report.contains("Init Duration"),
+        "a warm invocation has no init: {report}"
+    );
+
+    let json = app
+        .nimbus(&["logs", "--request", &request_id, "--json"])
+        .stdout;
+    let structured: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .filter(|v: &serde_json::Value| v.get("fields").is_some())
+        .collect();
+    assert_eq!(structured.len(), 1, "{json}");
+    assert_eq!(structured[0]["fields"]["msg"], "structured");
+    assert_eq!(structured[0]["level"], "WARN");
+
+    let records = app.nimbus(&["invocations", "node", "--json"]).stdout;
+    let records: Vec<serde_json::Value> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["requestId"], request_id.as_str(), "newest first");
+    assert_eq!(records[0]["coldStart"], false);
+    assert_eq!(records[1]["coldStart"], true);
+    assert!(records[1]["initDurationMs"].as_f64().is_some());
+    assert_eq!(records[0]["memoryMb"], 256);
+    assert_eq!(records[0]["trigger"], "http");
+}
+
+#[tokio::test]
+async fn failed_invocations_are_listed_with_their_errors() {
+    let app = app();
+    let server = TestServer::start(app.path(), &[]);
+    assert_eq!(server.get("/node").await.status, 200);
+    assert_eq!(server.get("/node?fail=1").await.status, 502);
+    let failed = nimbus_until(&app, &["invocations", "--failed", "--json"], |out| {
+        !out.is_empty()
+    })
+    .await;
+    let records: Vec<serde_json::Value> = failed
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 1, "{failed}");
+    assert_eq!(records[0]["outcome"], "error");
+    assert_eq!(records[0]["errorType"], "Error");
+    assert_eq!(records[0]["errorMessage"], "asked to fail");
+    let top = app.nimbus(&["top", "--once"]);
+    assert_eq!(top.code, Some(0), "{}", top.stderr);
+    let row = top
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("node"))
+        .expect("a row for node");
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[4], "1", "one error in the last minute: {row}");
+    assert_eq!(columns[6], "1", "one warm instance: {row}");
+}
+
+#[tokio::test]
+async fn one_trace_spans_the_gateway_and_the_function_and_is_exported_over_otlp() {
+    use http_body_util::BodyExt as _;
+    // A collector on loopback that keeps what it receives.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind collector");
+    let collector = listener.local_addr().expect("collector address");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let path = req.uri().path().to_owned();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            if path == "/v1/traces"
+                                && let Ok(value) = serde_json::from_slice(&body)
+                            {
+                                let _ = tx.send(value);
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from_static(b"{}")),
+                            ))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let app = app();
+    let endpoint = format!("http://{collector}");
+    let server = TestServer::start_with_env(
+        app.path(),
+        &[],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)],
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = server
+        .request(
+            "GET",
+            "/node",
+            &[("traceparent", &format!("00-{trace_id}-00f067aa0ba902b7-01"))],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("x-nimbus-trace-id"), Some(trace_id));
+    let seen = res.json()["trace"]
+        .as_str()
+        .expect("_X_AMZN_TRACE_ID")
+        .to_owned();
+    assert!(
+        seen.starts_with("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent="),
+        "{seen}"
+    );
+
+    let tree = nimbus_until(&app, &["trace", trace_id], |out| out.lines().count() >= 3).await;
+    let lines: Vec<&str> = tree.lines().collect();
+    assert!(lines[1].starts_with("  GET /node"), "{tree}");
+    assert!(lines[1].contains("[server]"), "{tree}");
+    assert!(
+        lines[2].starts_with("    node [internal]"),
+        "the function span is the gateway span's child:\n{tree}"
+    );
+    let function_span = lines[2]
+        .split("span=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("span id");
+    assert!(
+        seen.contains(&format!("Parent={function_span}")),
+        "the function sees its own span as parent: {seen} vs {tree}"
+    );
+
+    // Both spans reach the collector, with the caller's span as the gateway span's parent.
+    let mut exported = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while exported.len() < 2 {
+        let batch = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("spans exported within 10 s")
+            .expect("collector alive");
+        for span in batch["resourceSpans"][0]["scopeSpans"][0]["spans"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            exported.push(span);
+        }
+    }
+    assert!(
+        exported.iter().all(|s| s["traceId"] == trace_id),
+        "{exported:?}"
+    );
+    assert!(
+        exported
+            .iter()
+            .any(|s| s["parentSpanId"] == "00f067aa0ba902b7" && s["kind"] == 2),
+        "{exported:?}"
+    );
+}
+
+#[tokio::test]
+async fn cost_matches_a_hand_computation_of_the_recorded_workload() {
+    let app = app();
+    let server = TestServer::start(app.path(), &[]);
+    for _ in 0..20 {
+        assert_eq!(server.get("/node").await.status, 200);
+    }
+    let records = nimbus_until(&app, &["invocations", "--json", "--limit", "1000"], |out| {
+        out.lines().count() == 20
+    })
+    .await;
+    let gb_seconds: f64 = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .map(|r| {
+            r["billedMs"].as_f64().expect("billed") / 1000.0
+                * r["memoryMb"].as_f64().expect("memory")
+                / 1024.0
+        })
+        .sum();
+    let expected = 20.0 * 0.20 / 1_000_000.0 + gb_seconds * 0.000_016_666_7;
+    let cost = app.nimbus(&["cost", "--json"]);
+    assert_eq!(cost.code, Some(0), "{}", cost.stderr);
+    let cost: serde_json::Value = serde_json::from_str(cost.stdout.trim()).expect("json");
+    let total = &cost["total"];
+    assert_eq!(total["requests"], 20.0);
+    assert!((total["gbSeconds"].as_f64().expect("gb-s") - gb_seconds).abs() < 1e-12);
+    assert!(
+        (total["cost"].as_f64().expect("cost") - expected).abs() < 1e-15,
+        "{cost} vs {expected}"
+    );
+    assert_eq!(cost["functions"][0]["peakConcurrency"], 1);
+    // Sequential requests at 256 MB need 0.25 GB always on: 0.25 * $0.012 * 730 h.
+    assert!(
+        (cost["functions"][0]["monthlyAlwaysOn"]
+            .as_f64()
+            .expect("always on")
+            - 0.25 * 0.012 * 730.0)
+            .abs()
+            < 1e-9
+    );
+
+    std::fs::write(
+        app.path().join("prices.json"),
+        r#"{"requestPerMillion": 1.0, "gbSecond": 0.0}"#,
+    )
+    .expect("write prices");
+    let custom = app.nimbus(&["cost", "--json", "--prices", "prices.json"]);
+    let custom: serde_json::Value = serde_json::from_str(custom.stdout.trim()).expect("json");
+    assert!((custom["total"]["cost"].as_f64().expect("cost") - 20.0 / 1_000_000.0).abs() < 1e-15);
+
+    std::fs::write(app.path().join("bad.json"), r#"{"perRequest": 1}"#).expect("write prices");
+    let bad = app.nimbus(&["cost", "--prices", "bad.json"]);
+    assert_eq!(bad.code, Some(1));
+    assert!(
+        bad.stderr.contains("unknown key \"perRequest\""),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
+fn commands_on_an_app_never_served_say_what_to_do() {
+    let app = app();
+    let out = app.nimbus(&["logs"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("nimbus up"), "{}", out.stderr);
+}
