@@ -5,9 +5,11 @@
 //! environment. Callers hand it text and values; it hands back validated types.
 #![warn(missing_docs)]
 
+pub mod events;
 pub mod function;
 pub mod invocation;
 pub mod manifest;
+pub mod schedule;
 pub mod time;
 
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
