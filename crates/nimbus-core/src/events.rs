@@ -162,8 +162,9 @@ pub struct AsyncConfig {
     pub on_success: Option<Destination>,
     /// Where a failed invocation's record goes (`destinations.onFailure`).
     pub on_failure: Option<Destination>,
-    /// The function's dead-letter queue (`onError`), used when there is no `on_failure`.
-    pub dead_letter_queue: Option<String>,
+    /// The function's dead-letter queue or topic (`onError`), used when there is no
+    /// `on_failure`; always a [`Destination::Queue`] or a [`Destination::Topic`].
+    pub dead_letter: Option<Destination>,
 }
 
 /// A destination of an asynchronous invocation record.
@@ -195,7 +196,7 @@ impl Default for AsyncConfig {
             maximum_event_age: Duration::from_secs(6 * 3600),
             on_success: None,
             on_failure: None,
-            dead_letter_queue: None,
+            dead_letter: None,
         }
     }
 }

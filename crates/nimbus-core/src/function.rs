@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::events::{AsyncConfig, EventSource, Grant};
+
 /// One function of an app: its code, runtime, limits and triggers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
@@ -31,6 +33,13 @@ pub struct FunctionSpec {
     /// `allowedOutboundHosts`: the `host` or `host:port` a wasm function may send HTTP
     /// requests to; empty denies every outbound request.
     pub allowed_outbound_hosts: Vec<String>,
+    /// `sqs`, `sns`, `s3` and `schedule` events of the function, in manifest order.
+    pub events: Vec<EventSource>,
+    /// Retries and destinations of asynchronous invocations.
+    pub async_config: AsyncConfig,
+    /// What the function may reach: the provider's IAM statements, its own, and those its
+    /// events imply (receiving from its `sqs` queues).
+    pub grants: Vec<Grant>,
 }
 
 /// A runtime named in the manifest (`nodejs20.x`, `python3.12`, `provided.al2`).

@@ -2,8 +2,10 @@
 //!
 //! [`parse`] reads the YAML with saphyr into a positioned tree (`tree`), substitutes
 //! `${source:address}` variables as values are read (`vars`), and validates the service,
-//! provider and functions (`schema`, `routes`). It collects every problem instead of
-//! stopping at the first, so one run of `nimbus deploy` shows all of them.
+//! provider and functions (`schema`, `routes`), the queues, topics, buckets and KV
+//! namespaces the app declares (`resources`, `references`), and the functions' event
+//! sources, asynchronous destinations and grants (`sources`, `access`). It collects every
+//! problem instead of stopping at the first, so one run of `nimbus deploy` shows all of them.
 //!
 //! Keys that nimbus does not model are never dropped silently: each one becomes a
 //! warning in [`Manifest::warnings`].
@@ -12,12 +14,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::FunctionSpec;
+use crate::events::AppResources;
 
 use self::tree::{Node, Pos};
 
+mod access;
 mod lenient;
+mod references;
+mod resources;
 mod routes;
 mod schema;
+mod sources;
 mod tree;
 mod vars;
 
@@ -35,8 +42,12 @@ pub struct Manifest {
     pub region: String,
     /// The functions, in manifest order.
     pub functions: Vec<FunctionSpec>,
-    /// Keys nimbus read but does not model (plugins, custom, resources, unknown events...),
-    /// in source order.
+    /// Queues, topics, buckets and KV namespaces: those declared under `queues:`,
+    /// `topics:`, `buckets:`, `kv:` and `resources`, and those `sns` and `s3` events
+    /// declare implicitly.
+    pub resources: AppResources,
+    /// Keys nimbus read but does not model (plugins, custom, CloudFormation resources of
+    /// other types, unknown events, Deny statements...), in source order.
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -99,6 +110,7 @@ pub fn parse(source: &str, file: &str, vars: &Variables) -> Result<Manifest, Vec
             .collect(),
         self_memo: HashMap::new(),
         self_stack: Vec::new(),
+        app: resources::App::default(),
     };
     let res = cx.manifest();
     let errors = sorted(cx.errors);
@@ -131,6 +143,8 @@ struct Cx<'a> {
     self_memo: HashMap<String, Option<Node>>,
     /// The `${self:..}` paths being resolved right now, to report cycles.
     self_stack: Vec<String>,
+    /// What the app declares, for resolving references from events and grants.
+    app: resources::App,
 }
 
 impl Cx<'_> {

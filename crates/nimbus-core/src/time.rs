@@ -19,7 +19,7 @@ pub fn rfc3339_millis(time: SystemTime) -> String {
 }
 
 /// The proleptic Gregorian date `days` after 1970-01-01, after Howard Hinnant's
-/// `civil_from_days` (http://howardhinnant.github.io/date_algorithms.html).
+/// `civil_from_days` (<http://howardhinnant.github.io/date_algorithms.html>).
 pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

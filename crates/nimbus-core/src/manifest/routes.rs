@@ -1,7 +1,9 @@
-//! Function events: `http` and `httpApi` become routes; other event types are warned about.
+//! Function events: `http` and `httpApi` become routes; `sqs`, `sns`, `s3` and `schedule`
+//! become event sources (`sources`); other event types are warned about.
 
 use std::collections::HashMap;
 
+use crate::events::EventSource;
 use crate::{ApiKind, HttpMethod, HttpRoute};
 
 use super::tree::{Entry, Node, Pos, Value};
@@ -33,6 +35,7 @@ impl Cx<'_> {
         function: &str,
         http_api_cors: bool,
         routes: &mut RouteTable,
+        sources: &mut Vec<EventSource>,
     ) -> Vec<HttpRoute> {
         let node = self.read(node, key);
         let items = match node.value {
@@ -45,6 +48,7 @@ impl Cx<'_> {
             }
         };
         let mut http_routes = Vec::new();
+        let mut n_schedules = 0;
         for (event_idx, item) in items.iter().enumerate() {
             let item_key = format!("{key}[{event_idx}]");
             let item = self.read(item, &item_key);
@@ -80,6 +84,15 @@ impl Cx<'_> {
             let route = match entry.key.as_str() {
                 "http" => self.route(&entry.value, &event_key, ApiKind::Rest, false),
                 "httpApi" => self.route(&entry.value, &event_key, ApiKind::Http, http_api_cors),
+                "sqs" | "sns" | "s3" | "schedule" => {
+                    sources.extend(self.event_source(
+                        entry,
+                        &event_key,
+                        function,
+                        &mut n_schedules,
+                    ));
+                    continue;
+                }
                 other => {
                     let message = format!("`{other}` events are not yet served by nimbus; ignored");
                     self.warn(entry.key_pos, &event_key, message);

@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::events::{AsyncConfig, EventSource, Grant};
 use crate::{FunctionSpec, HttpRoute, Runtime};
 
+use super::references::is_intrinsic;
+use super::resources::Sections;
 use super::routes::RouteTable;
 use super::tree::{Entry, Node, Pos, Value};
 use super::{Cx, Manifest, join_key};
@@ -51,6 +54,10 @@ struct Provider {
     http_api_cors: bool,
     stage: Option<String>,
     region: Option<String>,
+    /// `iam` and `iamRoleStatements`, read once the service and stage are known (Lambda
+    /// ARNs in them name functions as `service-stage-function`).
+    iam: Vec<(Node, String)>,
+    iam_role_statements: Vec<(Node, String)>,
 }
 
 impl Cx<'_> {
@@ -69,6 +76,7 @@ impl Cx<'_> {
         let mut provider_node = None;
         let mut functions_entry = None;
         let mut service_seen = false;
+        let mut sections = Sections::default();
         for entry in entries {
             let key = entry.key.as_str();
             match key {
@@ -90,11 +98,11 @@ impl Cx<'_> {
                     key,
                     "Serverless plugins do not run under nimbus; ignored",
                 ),
-                "resources" => self.warn(
-                    entry.key_pos,
-                    key,
-                    "CloudFormation resources are not created by nimbus; ignored",
-                ),
+                "resources" => sections.resources = Some(entry),
+                "queues" => sections.queues = Some(entry),
+                "topics" => sections.topics = Some(entry),
+                "buckets" => sections.buckets = Some(entry),
+                "kv" => sections.kv = Some(entry),
                 _ => self.warn(entry.key_pos, key, "not modelled by nimbus; ignored"),
             }
         }
@@ -105,8 +113,8 @@ impl Cx<'_> {
                 "missing `service`; name the service, as in `service: shop`",
             );
         }
+        self.declarations(&sections);
         let provider = self.provider(provider_node);
-        let functions = self.functions(functions_entry, &provider);
         let stage = match self.vars.options.get("stage") {
             Some(stage) => stage.clone(),
             None => provider.stage.clone().unwrap_or_else(|| "dev".to_owned()),
@@ -118,11 +126,29 @@ impl Cx<'_> {
                 .clone()
                 .unwrap_or_else(|| "us-east-1".to_owned()),
         };
+        self.app.service = service.clone().unwrap_or_default();
+        self.app.stage = stage.clone();
+        if let Some(entry) = functions_entry {
+            let node = self.read(&entry.value, "functions");
+            if let Value::Map(entries) = &node.value {
+                self.app.function_names = entries.iter().map(|e| e.key.clone()).collect();
+            }
+        }
+        let mut provider_grants = Vec::new();
+        for (node, key) in &provider.iam {
+            provider_grants.extend(self.provider_iam(node, key));
+        }
+        for (node, key) in &provider.iam_role_statements {
+            provider_grants.extend(self.statements(node, key));
+        }
+        let functions = self.functions(functions_entry, &provider, &provider_grants);
+        self.check_destinations();
         Some(Manifest {
             service: service?,
             stage,
             region,
             functions,
+            resources: std::mem::take(&mut self.app.resources),
             warnings: Vec::new(),
         })
     }
@@ -158,6 +184,8 @@ impl Cx<'_> {
             http_api_cors: false,
             stage: None,
             region: None,
+            iam: Vec::new(),
+            iam_role_statements: Vec::new(),
         };
         let Some(node) = node else { return provider };
         let node = self.read(node, "provider");
@@ -204,6 +232,11 @@ impl Cx<'_> {
                     }
                 }
                 "httpApi" => provider.http_api_cors = self.provider_http_api(&entry.value, &key),
+                "iam" => provider.iam.push((entry.value.clone(), key)),
+                // The Serverless Framework v2 spelling of `iam.role.statements`.
+                "iamRoleStatements" => provider
+                    .iam_role_statements
+                    .push((entry.value.clone(), key)),
                 _ => self.warn(entry.key_pos, &key, "not modelled by nimbus; ignored"),
             }
         }
@@ -233,7 +266,12 @@ impl Cx<'_> {
         cors
     }
 
-    fn functions(&mut self, entry: Option<&Entry>, provider: &Provider) -> Vec<FunctionSpec> {
+    fn functions(
+        &mut self,
+        entry: Option<&Entry>,
+        provider: &Provider,
+        provider_grants: &[Grant],
+    ) -> Vec<FunctionSpec> {
         let Some(entry) = entry else {
             self.error(
                 Pos { line: 1, column: 1 },
@@ -266,7 +304,7 @@ impl Cx<'_> {
         let mut routes = RouteTable::default();
         let mut functions = Vec::new();
         for entry in &entries {
-            if let Some(function) = self.function(entry, provider, &mut routes) {
+            if let Some(function) = self.function(entry, provider, provider_grants, &mut routes) {
                 functions.push(function);
             }
         }
@@ -277,6 +315,7 @@ impl Cx<'_> {
         &mut self,
         entry: &Entry,
         provider: &Provider,
+        provider_grants: &[Grant],
         routes: &mut RouteTable,
     ) -> Option<FunctionSpec> {
         let name = entry.key.as_str();
@@ -310,8 +349,16 @@ impl Cx<'_> {
         let mut provisioned = None;
         let mut http_routes: Vec<HttpRoute> = Vec::new();
         let mut allowed_outbound_hosts = None;
+        let mut events: Vec<EventSource> = Vec::new();
+        let mut async_config = AsyncConfig::default();
+        // Every function gets the provider's grants; its own statements (the
+        // serverless-iam-roles-per-function plugin's `iamRoleStatements`) add to them.
+        let mut grants: Vec<Grant> = provider_grants.to_vec();
         for field in &fields {
             let field_key = join_key(&key, &field.key);
+            if self.async_field(field, &field_key, &mut async_config) {
+                continue;
+            }
             match field.key.as_str() {
                 "handler" => {
                     let value = self.read(&field.value, &field_key);
@@ -352,7 +399,11 @@ impl Cx<'_> {
                         name,
                         provider.http_api_cors,
                         routes,
+                        &mut events,
                     );
+                }
+                "iamRoleStatements" => {
+                    grants.extend(self.statements(&field.value, &field_key));
                 }
                 "allowedOutboundHosts" => {
                     allowed_outbound_hosts =
@@ -426,6 +477,9 @@ impl Cx<'_> {
             provisioned_concurrency,
             http_routes,
             allowed_outbound_hosts,
+            grants: with_event_grants(grants, &events),
+            events,
+            async_config,
         })
     }
 
@@ -525,6 +579,14 @@ impl Cx<'_> {
                 Value::Float(f) => f.to_string(),
                 Value::Bool(b) => b.to_string(),
                 Value::Invalid => continue,
+                // `{ Ref: OrdersQueue }` or `!GetAtt OrdersQueue.Arn`: the resource's ARN
+                // (a bucket's `Ref`, its name), which nimbus's clients accept as well as names.
+                Value::Map(entries) if matches!(entries.as_slice(), [intrinsic] if is_intrinsic(&intrinsic.key)) => {
+                    match self.reference_text(&entry.value, &entry_key, "a string") {
+                        Some((text, _)) => text,
+                        None => continue,
+                    }
+                }
                 Value::Null | Value::Seq(_) | Value::Map(_) => {
                     let message = format!("expected a string, got {}", value.describe());
                     self.error(value.pos, &entry_key, message);
@@ -657,6 +719,26 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// `grants` plus what the function's events imply: consuming each of its `sqs` queues.
+fn with_event_grants(mut grants: Vec<Grant>, events: &[EventSource]) -> Vec<Grant> {
+    for event in events {
+        if let EventSource::Sqs(sqs) = event {
+            let grant = Grant {
+                actions: vec![
+                    "sqs:ReceiveMessage".to_owned(),
+                    "sqs:DeleteMessage".to_owned(),
+                    "sqs:ChangeMessageVisibility".to_owned(),
+                ],
+                resources: vec![format!("queue:{}", sqs.queue)],
+            };
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
+    }
+    grants
 }
 
 /// Function and service names end up in URLs, paths and metric labels.

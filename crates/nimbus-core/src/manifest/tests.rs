@@ -6,6 +6,7 @@ use std::fmt::Write;
 use expect_test::{Expect, expect};
 
 use super::{Variables, parse};
+use crate::events::{AsyncConfig, EventSource};
 
 /// Parses `yaml` (dedented) with a fixed environment and no CLI options.
 fn check(yaml: &str, expect: Expect) {
@@ -84,11 +85,122 @@ fn summary(manifest: &super::Manifest) -> String {
                 route.api, route.method, route.path
             );
         }
+        for event in &function.events {
+            let _ = writeln!(out, "  {}", event_summary(event));
+        }
+        if function.async_config != AsyncConfig::default() {
+            let config = &function.async_config;
+            let _ = writeln!(
+                out,
+                "  async retries {}, max age {:?}, on success {:?}, on failure {:?}, dead letter {:?}",
+                config.maximum_retry_attempts,
+                config.maximum_event_age,
+                config.on_success,
+                config.on_failure,
+                config.dead_letter
+            );
+        }
+        for grant in &function.grants {
+            let _ = writeln!(
+                out,
+                "  grant {} on {}",
+                grant.actions.join(","),
+                grant.resources.join(",")
+            );
+        }
+    }
+    let resources = &manifest.resources;
+    for queue in &resources.queues {
+        let _ = write!(
+            out,
+            "queue {}: visibility {}s, delay {}s, retention {}s",
+            queue.name,
+            queue.visibility_timeout.as_secs(),
+            queue.delay.as_secs(),
+            queue.retention.as_secs()
+        );
+        if queue.content_based_deduplication {
+            let _ = write!(out, ", content-based deduplication");
+        }
+        if let Some(redrive) = &queue.redrive {
+            let _ = write!(
+                out,
+                ", dead letters to {} after {} receives",
+                redrive.dead_letter_queue, redrive.max_receive_count
+            );
+        }
+        let _ = writeln!(out);
+    }
+    for topic in &resources.topics {
+        let _ = writeln!(out, "topic {}", topic.name);
+        for subscription in &topic.subscriptions {
+            let _ = write!(out, "  subscription {:?}", subscription.endpoint);
+            if let Some(policy) = &subscription.filter_policy {
+                let _ = write!(out, " filter {policy} on {:?}", subscription.filter_scope);
+            }
+            if subscription.raw_message_delivery {
+                let _ = write!(out, " raw");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    if !resources.buckets.is_empty() {
+        let _ = writeln!(out, "buckets {}", resources.buckets.join(", "));
+    }
+    if !resources.kv_namespaces.is_empty() {
+        let _ = writeln!(out, "kv {}", resources.kv_namespaces.join(", "));
     }
     for warning in &manifest.warnings {
         let _ = writeln!(out, "warning {warning}");
     }
     out
+}
+
+fn event_summary(event: &EventSource) -> String {
+    match event {
+        EventSource::Sqs(sqs) => {
+            let mut line = format!(
+                "sqs {} batch {} window {}s",
+                sqs.queue,
+                sqs.batch_size,
+                sqs.maximum_batching_window.as_secs()
+            );
+            if sqs.report_batch_item_failures {
+                line.push_str(" report-failures");
+            }
+            if let Some(n) = sqs.maximum_concurrency {
+                let _ = write!(line, " concurrency {n}");
+            }
+            if !sqs.enabled {
+                line.push_str(" disabled");
+            }
+            line
+        }
+        EventSource::Sns(sns) => {
+            let mut line = format!("sns {}", sns.topic);
+            if let Some(policy) = &sns.filter_policy {
+                let _ = write!(line, " filter {policy} on {:?}", sns.filter_scope);
+            }
+            line
+        }
+        EventSource::S3(s3) => format!(
+            "s3 {} {} prefix {:?} suffix {:?}",
+            s3.bucket,
+            s3.events.join(","),
+            s3.prefix,
+            s3.suffix
+        ),
+        EventSource::Schedule(schedule) => {
+            let mut line = format!("schedule {} {}", schedule.name, schedule.expression);
+            if !schedule.enabled {
+                line.push_str(" disabled");
+            }
+            if let Some(input) = &schedule.input {
+                let _ = write!(line, " input {input}");
+            }
+            line
+        }
+    }
 }
 
 /// Strips the indentation common to all lines, and a first empty line, so cases can be
@@ -133,6 +245,8 @@ fn parses_the_shop_example() {
             reservedConcurrency: 100
             events:
               - sqs: { arn: order-queue, batchSize: 10 }
+        queues:
+          order-queue: {}
         "#,
         expect![[r#"
             service shop, stage dev, region us-east-1
@@ -152,8 +266,10 @@ fn parses_the_shop_example() {
               Node { major: 20 }
               env DATABASE_URL="sqlite://shop.db"
               env STAGE="dev"
+              sqs order-queue batch 10 window 0s
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:order-queue
+            queue order-queue: visibility 30s, delay 0s, retention 345600s
             warning serverless.yml:18:40: functions.hello.events[1].httpApi.path: a `{` inside a flow mapping or list is not valid YAML and other tools reject it; nimbus read the value as a string, but quote it
-            warning serverless.yml:23:9: functions.process-order.events[0].sqs: `sqs` events are not yet served by nimbus; ignored
         "#]],
     );
 }
@@ -403,7 +519,6 @@ fn unmodelled_top_level_keys_warn() {
               Node { major: 20 }
             warning serverless.yml:2:1: plugins: Serverless plugins do not run under nimbus; ignored
             warning serverless.yml:3:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
-            warning serverless.yml:4:1: resources: CloudFormation resources are not created by nimbus; ignored
             warning serverless.yml:5:1: package: not modelled by nimbus; ignored
             warning serverless.yml:6:1: outputs: not modelled by nimbus; ignored
             warning serverless.yml:7:1: useDotenv: not modelled by nimbus; ignored
@@ -438,7 +553,6 @@ fn unmodelled_provider_and_function_keys_warn() {
               Node { major: 20 }
               route Rest GET /a cors
               route Http GET /b cors
-            warning serverless.yml:5:3: provider.iamRoleStatements: not modelled by nimbus; ignored
             warning serverless.yml:6:3: provider.vpc: not modelled by nimbus; ignored
             warning serverless.yml:7:14: provider.httpApi.cors: CORS options are not modelled by nimbus; treated as `cors: true`
             warning serverless.yml:7:47: provider.httpApi.payload: not modelled by nimbus; ignored
@@ -456,16 +570,17 @@ fn unmodelled_provider_and_function_keys_warn() {
 }
 
 #[test]
-fn other_event_types_warn() {
+fn event_sources_are_read_and_other_event_types_warn() {
     check(
         "
         service: s
         provider: { runtime: python3.11 }
+        queues: [q]
         functions:
           f:
             handler: f.handler
             events:
-              - sqs: arn:aws:sqs:q
+              - sqs: arn:aws:sqs:us-east-1:123456789012:q
               - sns: topic
               - s3: bucket
               - schedule: rate(1 minute)
@@ -477,17 +592,21 @@ fn other_event_types_warn() {
         ",
         expect![[r#"
             service s, stage dev, region us-east-1
-            function f: python3.11 f.handler (line 5), 1024 MB, 6s
+            function f: python3.11 f.handler (line 6), 1024 MB, 6s
               Python { minor: 11 }
-            warning serverless.yml:7:9: functions.f.events[0].sqs: `sqs` events are not yet served by nimbus; ignored
-            warning serverless.yml:8:9: functions.f.events[1].sns: `sns` events are not yet served by nimbus; ignored
-            warning serverless.yml:9:9: functions.f.events[2].s3: `s3` events are not yet served by nimbus; ignored
-            warning serverless.yml:10:9: functions.f.events[3].schedule: `schedule` events are not yet served by nimbus; ignored
-            warning serverless.yml:11:9: functions.f.events[4].stream: `stream` events are not yet served by nimbus; ignored
-            warning serverless.yml:12:9: functions.f.events[5].alb: `alb` events are not yet served by nimbus; ignored
-            warning serverless.yml:13:9: functions.f.events[6].websocket: `websocket` events are not yet served by nimbus; ignored
-            warning serverless.yml:14:9: functions.f.events[7].eventBridge: `eventBridge` events are not yet served by nimbus; ignored
-            warning serverless.yml:15:9: functions.f.events[8].cloudwatchLog: `cloudwatchLog` events are not yet served by nimbus; ignored
+              sqs q batch 10 window 0s
+              sns topic
+              s3 bucket s3:ObjectCreated:* prefix None suffix None
+              schedule f-schedule-1 rate(1 minute)
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:q
+            queue q: visibility 30s, delay 0s, retention 345600s
+            topic topic
+            buckets bucket
+            warning serverless.yml:12:9: functions.f.events[4].stream: `stream` events are not yet served by nimbus; ignored
+            warning serverless.yml:13:9: functions.f.events[5].alb: `alb` events are not yet served by nimbus; ignored
+            warning serverless.yml:14:9: functions.f.events[6].websocket: `websocket` events are not yet served by nimbus; ignored
+            warning serverless.yml:15:9: functions.f.events[7].eventBridge: `eventBridge` events are not yet served by nimbus; ignored
+            warning serverless.yml:16:9: functions.f.events[8].cloudwatchLog: `cloudwatchLog` events are not yet served by nimbus; ignored
         "#]],
     );
 }
@@ -979,8 +1098,8 @@ fn variables_in_ignored_sections_are_not_resolved() {
             service s, stage dev, region us-east-1
             function f: nodejs20.x f.handler (line 6), 1024 MB, 6s
               Node { major: 20 }
-            warning serverless.yml:2:34: provider.iam: not modelled by nimbus; ignored
-            warning serverless.yml:3:1: resources: CloudFormation resources are not created by nimbus; ignored
+            warning serverless.yml:2:41: provider.iam.role: an existing role is not modelled by nimbus; grant access with `iam.role.statements`; ignored
+            warning serverless.yml:4:3: resources.Outputs: CloudFormation outputs are not modelled by nimbus; `${cf:..}` references resolve by logical id; ignored
             warning serverless.yml:6:28: functions.f.vpc: not modelled by nimbus; ignored
         "#]],
     );
@@ -1166,15 +1285,858 @@ fn fallbacks_keep_their_type() {
 fn mangled_manifests_never_panic() {
     let base = "service: shop\nprovider:\n  name: aws\n  runtime: nodejs20.x\n  stage: ${opt:stage, ${env:X, 'd'}}\n  environment: { DATABASE_URL: \"${env:DATABASE_URL, 'sqlite://shop.db'}\", STAGE: ${sls:stage} }\ncustom: { a: '${self:custom.b}', b: [1, {c: x}] , s: |\n    {x\n}\nfunctions:\n  api:\n    handler: src/api.handler\n    events:\n      - http: { path: \"/{proxy+}\", method: ANY, cors: true }\n      - httpApi: { method: POST, path: /items/{id}, x: ${self:custom.a} } # c\n  é: { handler: 'it''s', runtime: python3.12, events: [ {httpApi: '*'} ] }\n";
     let vars = Variables::default();
+    check_mangled(base, &vars);
+    let events = "service: shop\nprovider:\n  runtime: nodejs20.x\n  iam: { role: { statements: [{ Effect: Allow, Action: [sqs:*], Resource: [!GetAtt Q.Arn, !Sub '${Bkt}/*', { Fn::Join: ['', [a, !Ref T]] }] }] } }\nqueues: { jobs.fifo: { deadLetterQueue: { name: dlq.fifo, maxReceiveCount: 2 } } }\ntopics: { t: { subscriptions: [{ queue: jobs.fifo }, { http: 'http://x' }] } }\nbuckets: [images]\nkv: [s]\nfunctions:\n  f:\n    handler: f.h\n    destinations: { onSuccess: g, onFailure: { type: sqs, arn: !GetAtt Q.Arn } }\n    events:\n      - sqs: { arn: ${cf:s.QArn}, batchSize: 3 }\n      - sns: { topicName: t, filterPolicy: { a: [1] } }\n      - s3: { bucket: images, rules: [{ prefix: a/ }] }\n      - schedule: { rate: [rate(1 hour), cron(0 0 L * ? *)], input: '{}' }\n  g: { handler: g.h }\nresources:\n  Resources:\n    Q: { Type: AWS::SQS::Queue, Properties: { RedrivePolicy: { deadLetterTargetArn: !GetAtt Q.Arn, maxReceiveCount: 1 } } }\n    T: { Type: AWS::SNS::Topic, Properties: { Subscription: [{ Protocol: sqs, Endpoint: !Ref Q }] } }\n    Bkt: { Type: AWS::S3::Bucket }\n";
+    if let Err(errors) = parse(events, "f", &vars) {
+        panic!("the unmangled manifest parses: {errors:?}");
+    }
+    check_mangled(events, &vars);
+}
+
+fn check_mangled(base: &str, vars: &Variables) {
     let chars: Vec<char> = base.chars().collect();
     let inserts = ['{', '}', '"', '\n'];
     for idx in 0..=chars.len() {
         let cut: String = chars[..idx].iter().collect();
-        let _ = parse(&cut, "f", &vars);
+        let _ = parse(&cut, "f", vars);
         for c in inserts {
             let mut s: Vec<char> = chars.clone();
             s.insert(idx, c);
-            let _ = parse(&s.iter().collect::<String>(), "f", &vars);
+            let _ = parse(&s.iter().collect::<String>(), "f", vars);
         }
     }
+}
+
+#[test]
+fn queues_section_declares_queues_and_dead_letter_queues() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        queues:
+          orders:
+            visibilityTimeout: 60
+            delaySeconds: 5
+            messageRetentionPeriod: 86400
+            deadLetterQueue: { name: orders-dlq, maxReceiveCount: 3 }
+          payments.fifo:
+            fifo: true
+            contentBasedDeduplication: true
+            deadLetterQueue: { name: payments-dlq.fifo, maxReceiveCount: 5 }
+          plain:
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sqs: orders
+              - sqs:
+                  arn: arn:aws:sqs:us-east-1:123456789012:payments.fifo
+                  batchSize: 1
+                  maximumBatchingWindow: 2
+                  functionResponseType: ReportBatchItemFailures
+                  maximumConcurrency: 5
+                  enabled: false
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 16), 1024 MB, 6s
+              Node { major: 20 }
+              sqs orders batch 10 window 0s
+              sqs payments.fifo batch 1 window 2s report-failures concurrency 5 disabled
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:orders
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:payments.fifo
+            queue orders: visibility 60s, delay 5s, retention 86400s, dead letters to orders-dlq after 3 receives
+            queue payments.fifo: visibility 30s, delay 0s, retention 345600s, content-based deduplication, dead letters to payments-dlq.fifo after 5 receives
+            queue plain: visibility 30s, delay 0s, retention 345600s
+            queue orders-dlq: visibility 30s, delay 0s, retention 345600s
+            queue payments-dlq.fifo: visibility 30s, delay 0s, retention 345600s
+        "#]],
+    );
+}
+
+#[test]
+fn queues_section_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        queues:
+          orders: { fifo: true, visibilityTimeout: 50000, delaySeconds: -1 }
+          jobs.fifo: { fifo: false }
+          plain: { contentBasedDeduplication: true, deadLetterQueue: { name: dlq } }
+          events.fifo: { deadLetterQueue: { name: not-fifo, maxReceiveCount: 2000 } }
+          'bad name': {}
+          dup: {}
+          other: { deadLetterQueue: plain, retries: 3 }
+        functions:
+          f: { handler: f.handler }
+        resources:
+          Resources:
+            Dup: { Type: AWS::SQS::Queue, Properties: { QueueName: dup } }
+        ",
+        expect![[r#"
+            serverless.yml:4:13: queues.orders.fifo: a FIFO queue's name must end in .fifo; name it `orders.fifo`
+            serverless.yml:4:44: queues.orders.visibilityTimeout: 50000 is out of range; expected 0 to 43200
+            serverless.yml:4:65: queues.orders.delaySeconds: expected a whole number of seconds, got number -1
+            serverless.yml:5:16: queues.jobs.fifo.fifo: queue `jobs.fifo` ends in .fifo, which makes it a FIFO queue; remove `fifo: false`
+            serverless.yml:6:12: queues.plain.contentBasedDeduplication: contentBasedDeduplication needs a FIFO queue (a name ending in .fifo)
+            serverless.yml:6:62: queues.plain.deadLetterQueue: missing `maxReceiveCount`
+            serverless.yml:7:43: queues.events.fifo.deadLetterQueue.name: the dead-letter queue of a FIFO queue must be FIFO too; `not-fifo` does not end in .fifo
+            serverless.yml:7:70: queues.events.fifo.deadLetterQueue.maxReceiveCount: 2000 is out of range; expected 1 to 1000
+            serverless.yml:8:3: queues.bad name: queue name "bad name" is invalid; use 1 to 80 letters, digits, `-` and `_`, with an optional .fifo suffix
+            serverless.yml:9:3: queues.dup: queue `dup` is already declared at line 15
+            serverless.yml:10:29: queues.other.deadLetterQueue: expected a mapping with `name` and `maxReceiveCount`, got string "plain"
+        "#]],
+    );
+}
+
+#[test]
+fn cloudformation_queues_topics_and_buckets_are_declared() {
+    check(
+        "
+        service: shop
+        provider: { runtime: nodejs20.x }
+        functions:
+          worker:
+            handler: w.handler
+            events:
+              - sqs: { arn: { Fn::GetAtt: [OrdersQueue, Arn] }, batchSize: 5 }
+              - sqs: !GetAtt JobsQueue.Arn
+              - sqs: { arn: { Ref: OrdersDlq } }
+              - sqs: ${cf:shop-infra.OrdersQueueArn}
+              - sqs: arn:aws:sqs:${AWS::Region}:${AWS::AccountId}:orders
+              - sqs: JobsQueue
+        resources:
+          Resources:
+            OrdersQueue:
+              Type: AWS::SQS::Queue
+              Properties:
+                QueueName: orders
+                VisibilityTimeout: 120
+                DelaySeconds: 10
+                MessageRetentionPeriod: 600
+                RedrivePolicy:
+                  deadLetterTargetArn: { Fn::GetAtt: [OrdersDlq, Arn] }
+                  maxReceiveCount: 4
+            OrdersDlq:
+              Type: AWS::SQS::Queue
+              DependsOn: OrdersQueue
+            JobsQueue:
+              Type: AWS::SQS::Queue
+              Properties:
+                FifoQueue: true
+                ContentBasedDeduplication: true
+                RedrivePolicy: { deadLetterTargetArn: arn:aws:sqs:us-east-1:123:jobs-dlq.fifo, maxReceiveCount: 2 }
+            Events:
+              Type: AWS::SNS::Topic
+              Properties:
+                TopicName: events
+                Subscription:
+                  - { Protocol: sqs, Endpoint: !GetAtt OrdersQueue.Arn }
+                  - { Protocol: https, Endpoint: 'https://example.com/hook' }
+            AuditSubscription:
+              Type: AWS::SNS::Subscription
+              Properties:
+                TopicArn: !Ref Events
+                Protocol: sqs
+                Endpoint: { Fn::GetAtt: [JobsQueue, Arn] }
+                FilterPolicy: { kind: [audit] }
+                FilterPolicyScope: MessageBody
+                RawMessageDelivery: true
+            Images:
+              Type: AWS::S3::Bucket
+              Properties: { BucketName: shop-images }
+            Uploads:
+              Type: AWS::S3::Bucket
+            Table:
+              Type: AWS::DynamoDB::Table
+              Properties: { TableName: t }
+          Outputs:
+            OrdersQueueArn: { Value: !GetAtt OrdersQueue.Arn }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function worker: nodejs20.x w.handler (line 5), 1024 MB, 6s
+              Node { major: 20 }
+              sqs orders batch 5 window 0s
+              sqs JobsQueue.fifo batch 10 window 0s
+              sqs OrdersDlq batch 10 window 0s
+              sqs orders batch 10 window 0s
+              sqs orders batch 10 window 0s
+              sqs JobsQueue.fifo batch 10 window 0s
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:orders
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:JobsQueue.fifo
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:OrdersDlq
+            queue orders: visibility 120s, delay 10s, retention 600s, dead letters to OrdersDlq after 4 receives
+            queue OrdersDlq: visibility 30s, delay 0s, retention 345600s
+            queue JobsQueue.fifo: visibility 30s, delay 0s, retention 345600s, content-based deduplication, dead letters to jobs-dlq.fifo after 2 receives
+            queue jobs-dlq.fifo: visibility 30s, delay 0s, retention 345600s
+            topic events
+              subscription Queue("orders")
+              subscription Http("https://example.com/hook")
+              subscription Queue("JobsQueue.fifo") filter {"kind":["audit"]} on MessageBody raw
+            buckets shop-images, uploads
+            warning serverless.yml:56:13: resources.Resources.Table.Type: `AWS::DynamoDB::Table` resources are not modelled by nimbus; ignored
+            warning serverless.yml:58:3: resources.Outputs: CloudFormation outputs are not modelled by nimbus; `${cf:..}` references resolve by logical id; ignored
+        "#]],
+    );
+}
+
+#[test]
+fn cloudformation_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sqs: { Fn::GetAtt: [Missing, Arn] }
+              - sqs: { Fn::GetAtt: [Table, Arn] }
+              - sqs: { Fn::GetAtt: [Orders, QueueUrl2] }
+              - sqs: { Fn::ImportValue: orders-arn }
+              - sqs: arn:aws:sns:us-east-1:1:topic
+        resources:
+          Resources:
+            Orders:
+              Type: AWS::SQS::Queue
+              Properties: { QueueName: orders, FifoQueue: true, VisibilityTimeout: 99999, KmsMasterKeyId: k }
+            Named.fifo:
+              Type: AWS::SQS::Queue
+              Properties: { QueueName: named.fifo, ContentBasedDeduplication: true }
+            Redriven:
+              Type: AWS::SQS::Queue
+              Properties: { RedrivePolicy: { maxReceiveCount: 3 } }
+            NoType: { Properties: {} }
+            Table: { Type: AWS::DynamoDB::Table }
+            Sub:
+              Type: AWS::SNS::Subscription
+              Properties: { TopicArn: { Ref: Nope }, Protocol: email, Endpoint: a@b.c }
+            Topic:
+              Type: AWS::SNS::Topic
+              Properties:
+                Subscription: [{ Protocol: sqs, Endpoint: arn:aws:sqs:us-east-1:1:undeclared }, { Protocol: http, Endpoint: 'ftp://x' }]
+            BadBucket:
+              Type: AWS::S3::Bucket
+              Properties: { BucketName: Bad_Bucket }
+        ",
+        expect![[r#"
+            serverless.yml:7:14: functions.f.events[0].sqs.Fn::GetAtt: `Missing` is not declared under `resources.Resources`
+            serverless.yml:8:14: functions.f.events[1].sqs.Fn::GetAtt: `Table` is a `AWS::DynamoDB::Table` resource, which nimbus does not model
+            serverless.yml:9:14: functions.f.events[2].sqs.Fn::GetAtt: nimbus does not model the `QueueUrl2` attribute of `Orders`; use `Arn`
+            serverless.yml:10:14: functions.f.events[3].sqs.Fn::ImportValue: nimbus does not evaluate `Fn::ImportValue`; write the name or ARN, or use Ref, Fn::GetAtt, Fn::Sub or Fn::Join
+            serverless.yml:11:14: functions.f.events[4].sqs: expected a queue ARN such as `arn:aws:sqs:us-east-1:123456789012:orders`, got "arn:aws:sns:us-east-1:1:topic"
+            serverless.yml:16:40: resources.Resources.Orders.Properties.FifoQueue: a FIFO queue's name must end in .fifo, as in `orders.fifo`
+            serverless.yml:16:76: resources.Resources.Orders.Properties.VisibilityTimeout: 99999 is out of range; expected 0 to 43200
+            serverless.yml:17:5: resources.Resources.Named.fifo.Properties: queue `named.fifo` ends in .fifo; set `FifoQueue: true`
+            serverless.yml:19:44: resources.Resources.Named.fifo.Properties.ContentBasedDeduplication: ContentBasedDeduplication needs `FifoQueue: true`
+            serverless.yml:22:36: resources.Resources.Redriven.Properties.RedrivePolicy: missing `deadLetterTargetArn`
+            serverless.yml:23:5: resources.Resources.NoType: missing `Type`, as in `Type: AWS::SQS::Queue`
+            serverless.yml:27:31: resources.Resources.Sub.Properties.TopicArn.Ref: `Nope` is not declared under `resources.Resources`
+            serverless.yml:31:51: resources.Resources.Topic.Properties.Subscription[0].Endpoint: queue `undeclared` is not declared; add it under `queues:` or `resources`
+            serverless.yml:31:117: resources.Resources.Topic.Properties.Subscription[1].Endpoint: expected an http:// URL, got "ftp://x"
+            serverless.yml:32:5: resources.Resources.BadBucket: bucket name "Bad_Bucket" is invalid; use 3 to 63 lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit
+        "#]],
+    );
+}
+
+#[test]
+fn sqs_event_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        queues: [orders]
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sqs: unknown
+              - sqs: { arn: orders, batchSize: 11, maximumBatchingWindow: 301 }
+              - sqs: { arn: orders, functionResponseType: Partial, maximumConcurrency: 1, enabled: maybe }
+              - sqs: { batchSize: 1, filterPatterns: [] }
+              - sqs: 42
+              - sqs: ${cf:other-stack.UnknownQueue}
+        ",
+        expect![[r#"
+            serverless.yml:8:14: functions.f.events[0].sqs: queue `unknown` is not declared; add it under `queues:` or `resources`
+            serverless.yml:9:40: functions.f.events[1].sqs.batchSize: 11 is out of range; expected 1 to 10
+            serverless.yml:9:67: functions.f.events[1].sqs.maximumBatchingWindow: 301 is out of range; expected 0 to 300
+            serverless.yml:10:51: functions.f.events[2].sqs.functionResponseType: expected `ReportBatchItemFailures`, got "Partial"
+            serverless.yml:10:80: functions.f.events[2].sqs.maximumConcurrency: 1 is out of range; expected 2 to 1000
+            serverless.yml:10:92: functions.f.events[2].sqs.enabled: expected true or false, got string "maybe"
+            serverless.yml:11:14: functions.f.events[3].sqs: missing `arn`; name the queue, as in `arn: orders`
+            serverless.yml:12:14: functions.f.events[4].sqs: expected a name, an ARN, `{ Ref: LogicalId }` or `{ Fn::GetAtt: [LogicalId, Arn] }`, got number 42
+            serverless.yml:13:14: functions.f.events[5].sqs: queue `UnknownQueue` is not declared; add it under `queues:` or `resources`
+        "#]],
+    );
+}
+
+#[test]
+fn sns_events_declare_their_topics() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        topics:
+          events:
+            subscriptions:
+              - queue: audit
+              - http: http://127.0.0.1:9000/hook
+                filterPolicy: { kind: [order, refund], amount: [{ numeric: ['>', 100] }] }
+                rawMessageDelivery: true
+              - { https: 'https://example.com/x', filterPolicyScope: MessageBody, filterPolicy: '{\"a\": [1]}' }
+          alerts:
+        queues: [audit]
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sns: events
+              - sns: arn:aws:sns:us-east-1:123456789012:orders
+              - sns: { topicName: refunds, filterPolicy: { kind: [refund] }, filterPolicyScope: MessageBody, displayName: Refunds }
+              - sns: { arn: arn:aws:sns:us-east-1:1:orders, topicName: ignored }
+          g:
+            handler: g.handler
+            events:
+              - sns: refunds
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 15), 1024 MB, 6s
+              Node { major: 20 }
+              sns events
+              sns orders
+              sns refunds filter {"kind":["refund"]} on MessageBody
+              sns orders
+            function g: nodejs20.x g.handler (line 22), 1024 MB, 6s
+              Node { major: 20 }
+              sns refunds
+            queue audit: visibility 30s, delay 0s, retention 345600s
+            topic events
+              subscription Queue("audit")
+              subscription Http("http://127.0.0.1:9000/hook") filter {"amount":[{"numeric":[">",100]}],"kind":["order","refund"]} on MessageAttributes raw
+              subscription Http("https://example.com/x") filter {"a":[1]} on MessageBody
+            topic alerts
+            topic orders
+            topic refunds
+        "#]],
+    );
+}
+
+#[test]
+fn sns_and_topic_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        topics:
+          events:
+            subscriptions:
+              - queue: missing
+              - { http: 'https://x' }
+              - { queue: q, http: 'http://x' }
+              - {}
+              - { email: a@b.c }
+            owner: me
+          bad topic:
+        queues: [q]
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sns: { filterPolicy: [x] }
+              - sns: { topicName: t, filterPolicyScope: Body }
+              - sns: arn:aws:sqs:us-east-1:1:q
+              - sns: { topicName: t2, redrivePolicy: {} }
+        ",
+        expect![[r#"
+            serverless.yml:6:16: topics.events.subscriptions[0].queue: queue `missing` is not declared; add it under `queues:` or `resources`
+            serverless.yml:7:17: topics.events.subscriptions[1].http: expected an http:// URL, got "https://x"
+            serverless.yml:8:9: topics.events.subscriptions[2]: a subscription names exactly one of `queue`, `http` or `https`
+            serverless.yml:9:9: topics.events.subscriptions[3]: a subscription names exactly one of `queue`, `http` or `https`
+            serverless.yml:10:9: topics.events.subscriptions[4]: a subscription names exactly one of `queue`, `http` or `https`
+            serverless.yml:12:3: topics.bad topic: topic name "bad topic" is invalid; use 1 to 256 letters, digits, `-` and `_`, with an optional .fifo suffix
+            serverless.yml:18:14: functions.f.events[0].sns: an `sns` event needs `topicName` or `arn`
+            serverless.yml:18:30: functions.f.events[0].sns.filterPolicy: expected a filter policy mapping such as `{ kind: [order] }`, got a sequence
+            serverless.yml:19:49: functions.f.events[1].sns.filterPolicyScope: expected `MessageAttributes` or `MessageBody`, got "Body"
+            serverless.yml:20:14: functions.f.events[2].sns: expected a topic ARN such as `arn:aws:sns:us-east-1:123456789012:events`, got "arn:aws:sqs:us-east-1:1:q"
+        "#]],
+    );
+}
+
+#[test]
+fn s3_events_declare_their_buckets() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        buckets: [images]
+        functions:
+          thumbnail:
+            handler: t.handler
+            events:
+              - s3: images
+              - s3: { bucket: uploads, event: 's3:ObjectRemoved:*', rules: [{ prefix: in/ }, { suffix: .jpg }] }
+              - s3: { bucket: legacy, existing: true, event: 's3:ObjectCreated:Put' }
+              - s3: { bucket: arn:aws:s3:::archive, event: ['s3:ObjectCreated:Copy', 's3:ObjectRemoved:DeleteMarkerCreated'] }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function thumbnail: nodejs20.x t.handler (line 6), 1024 MB, 6s
+              Node { major: 20 }
+              s3 images s3:ObjectCreated:* prefix None suffix None
+              s3 uploads s3:ObjectRemoved:* prefix Some("in/") suffix Some(".jpg")
+              s3 legacy s3:ObjectCreated:Put prefix None suffix None
+              s3 archive s3:ObjectCreated:Copy,s3:ObjectRemoved:DeleteMarkerCreated prefix None suffix None
+            buckets images, uploads, legacy, archive
+        "#]],
+    );
+}
+
+#[test]
+fn s3_event_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - s3: { bucket: a, event: 's3:ObjectRestore:*' }
+              - s3: { bucket: b-b-b, rules: [{ prefix: x }, { prefix: y }, { glob: '*.png' }] }
+              - s3: { event: 's3:ObjectCreated:*' }
+              - s3: UPPER
+              - s3: { bucket: c-c-c, existing: yes please }
+        ",
+        expect![[r#"
+            serverless.yml:7:23: functions.f.events[0].s3.bucket: bucket name "a" is invalid; use 3 to 63 lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit
+            serverless.yml:7:33: functions.f.events[0].s3.event: unknown S3 event "s3:ObjectRestore:*"; nimbus raises s3:ObjectCreated:*, s3:ObjectCreated:Put, s3:ObjectCreated:Post, s3:ObjectCreated:Copy, s3:ObjectCreated:CompleteMultipartUpload, s3:ObjectRemoved:*, s3:ObjectRemoved:Delete, s3:ObjectRemoved:DeleteMarkerCreated
+            serverless.yml:8:55: functions.f.events[1].s3.rules[1].prefix: S3 allows one `prefix` rule per event
+            serverless.yml:8:70: functions.f.events[1].s3.rules[2].glob: unknown rule `glob`; a rule is `prefix: ...` or `suffix: ...`
+            serverless.yml:9:13: functions.f.events[2].s3: missing `bucket`; name the bucket, as in `bucket: images`
+            serverless.yml:10:13: functions.f.events[3].s3: bucket name "UPPER" is invalid; use 3 to 63 lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit
+            serverless.yml:11:40: functions.f.events[4].s3.existing: expected true or false, got string "yes please"
+        "#]],
+    );
+}
+
+#[test]
+fn schedule_events() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          tick:
+            handler: t.handler
+            events:
+              - schedule: rate(5 minutes)
+              - schedule: cron(0 12 * * ? *)
+              - schedule:
+                  rate: [rate(1 hour), 'cron(0 8 ? * MON-FRI *)']
+                  name: office
+                  enabled: false
+                  input: { job: report, ids: [1, 2] }
+                  description: Office hours
+              - schedule: { rate: rate(1 day), input: '{\"from\": \"json\"}' }
+          tock:
+            handler: t.handler
+            events:
+              - schedule: rate(2 days)
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function tick: nodejs20.x t.handler (line 5), 1024 MB, 6s
+              Node { major: 20 }
+              schedule tick-schedule-1 rate(5 minutes)
+              schedule tick-schedule-2 cron(0 12 * * ? *)
+              schedule office rate(1 hour) disabled input {"ids":[1,2],"job":"report"}
+              schedule office-2 cron(0 8 ? * MON-FRI *) disabled input {"ids":[1,2],"job":"report"}
+              schedule tick-schedule-5 rate(1 day) input {"from":"json"}
+            function tock: nodejs20.x t.handler (line 17), 1024 MB, 6s
+              Node { major: 20 }
+              schedule tock-schedule-1 rate(2 days)
+        "#]],
+    );
+}
+
+#[test]
+fn malformed_schedules_are_errors_at_their_line() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - schedule: rate(5 minute)
+              - schedule: cron(0 12 * * *)
+              - schedule:
+                  rate:
+                    - rate(1 hour)
+                    - cron(0 25 * * ? *)
+                  input: '{not json'
+                  inputTransformer: {}
+              - schedule: { enabled: true }
+              - schedule: every day
+              - schedule: { rate: rate(1 hour), name: dup }
+              - schedule: { rate: rate(2 hours), name: dup }
+        ",
+        expect![[r#"
+            serverless.yml:7:19: functions.f.events[0].schedule: `rate(5 minute)`: EventBridge wants a singular unit for 1 and a plural one otherwise; write `rate(5 minutes)`
+            serverless.yml:8:19: functions.f.events[1].schedule: `cron(0 12 * * *)` has 5 fields; an EventBridge cron has 6: minutes hours day-of-month month day-of-week year, as in `cron(0 12 * * ? *)`
+            serverless.yml:12:15: functions.f.events[2].schedule.rate[1]: cron field 2 (hours) `25`: 25 is out of range; expected 0-23, * or a-b/n
+            serverless.yml:13:18: functions.f.events[2].schedule.input: `input` text must be JSON: key must be a string at line 1 column 2
+            serverless.yml:15:19: functions.f.events[3].schedule: missing `rate`; write `rate: rate(5 minutes)` or `rate: cron(0 12 * * ? *)`
+            serverless.yml:16:19: functions.f.events[4].schedule: `every day` is not a schedule expression; write `rate(5 minutes)` or `cron(0 12 * * ? *)`
+            serverless.yml:18:48: functions.f.events[6].schedule.name: schedule name `dup` is already used at line 17
+        "#]],
+    );
+}
+
+#[test]
+fn buckets_and_kv_sections() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        buckets:
+          images: {}
+          docs: { versioning: true }
+        kv: [sessions, cache]
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 8), 1024 MB, 6s
+              Node { major: 20 }
+            buckets images, docs
+            kv sessions, cache
+            warning serverless.yml:5:11: buckets.docs.versioning: not modelled by nimbus; ignored
+        "#]],
+    );
+}
+
+#[test]
+fn bucket_and_kv_section_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        buckets: [ab, images, images, x..y]
+        kv: sessions
+        queues: 7
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            serverless.yml:3:11: buckets[0]: bucket name "ab" is invalid; use 3 to 63 lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit
+            serverless.yml:3:23: buckets[2]: bucket `images` is already declared at line 3
+            serverless.yml:3:31: buckets[3]: bucket name "x..y" is invalid; use 3 to 63 lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit
+            serverless.yml:4:5: kv: expected a list of names or a mapping from names to settings, got string "sessions"
+            serverless.yml:5:9: queues: expected a list of names or a mapping from names to settings, got number 7
+        "#]],
+    );
+}
+
+#[test]
+fn iam_statements_become_grants() {
+    check(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          iam:
+            role:
+              statements:
+                - Effect: Allow
+                  Action: [sqs:SendMessage, sqs:GetQueueUrl]
+                  Resource:
+                    - arn:aws:sqs:*:*:orders
+                    - { Fn::GetAtt: [JobsQueue, Arn] }
+                - Effect: Allow
+                  Action: s3:*
+                  Resource:
+                    - arn:aws:s3:::images/*
+                    - arn:aws:s3:::images
+                    - { Fn::Join: ['', [{ Fn::GetAtt: [Uploads, Arn] }, '/*']] }
+                    - !Sub 'arn:aws:s3:::${Uploads}/in/*'
+                - Effect: Allow
+                  Action: [kv:Get*, kv:Put]
+                  Resource: [kv:sessions, arn:nimbus:kv:::cache, queue:jobs]
+                - Effect: Allow
+                  Action: lambda:InvokeFunction
+                  Resource: arn:aws:lambda:us-east-1:123:function:shop-dev-worker
+                - Effect: Allow
+                  Action: sns:Publish
+                  Resource: { Ref: Events }
+                - Effect: Deny
+                  Action: '*'
+                  Resource: '*'
+                - Effect: Allow
+                  Action: dynamodb:*
+                  Resource: arn:aws:dynamodb:us-east-1:123:table/t
+            deploymentRole: arn:aws:iam::123:role/deploy
+          iamRoleStatements:
+            - { Effect: Allow, Action: 'kv:*', Resource: '*', Sid: old-style }
+        functions:
+          api:
+            handler: a.handler
+            iamRoleStatements:
+              - { Effect: Allow, Action: sqs:SendMessage, Resource: arn:aws:sqs:us-east-1:123:jobs }
+              - { Effect: Allow, Action: s3:GetObject, Resource: '*', Condition: { StringEquals: {} } }
+          worker:
+            handler: w.handler
+            events:
+              - sqs: jobs
+        resources:
+          Resources:
+            JobsQueue: { Type: AWS::SQS::Queue, Properties: { QueueName: jobs } }
+            Uploads: { Type: AWS::S3::Bucket }
+            Events: { Type: AWS::SNS::Topic }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function api: nodejs20.x a.handler (line 39), 1024 MB, 6s
+              Node { major: 20 }
+              grant sqs:SendMessage,sqs:GetQueueUrl on queue:orders,queue:jobs
+              grant s3:* on bucket:images/*,bucket:images,bucket:uploads/*,bucket:uploads/in/*
+              grant kv:Get*,kv:Put on kv:sessions,kv:cache,queue:jobs
+              grant lambda:InvokeFunction on function:worker
+              grant sns:Publish on topic:Events
+              grant kv:* on *
+              grant sqs:SendMessage on queue:jobs
+            function worker: nodejs20.x w.handler (line 44), 1024 MB, 6s
+              Node { major: 20 }
+              sqs jobs batch 10 window 0s
+              grant sqs:SendMessage,sqs:GetQueueUrl on queue:orders,queue:jobs
+              grant s3:* on bucket:images/*,bucket:images,bucket:uploads/*,bucket:uploads/in/*
+              grant kv:Get*,kv:Put on kv:sessions,kv:cache,queue:jobs
+              grant lambda:InvokeFunction on function:worker
+              grant sns:Publish on topic:Events
+              grant kv:* on *
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:jobs
+            queue jobs: visibility 30s, delay 0s, retention 345600s
+            topic Events
+            buckets uploads
+            warning serverless.yml:28:19: provider.iam.role.statements[5].Effect: Deny statements are not modelled by nimbus, which grants only what Allow statements list; this statement is ignored
+            warning serverless.yml:33:21: provider.iam.role.statements[6].Resource: "arn:aws:dynamodb:us-east-1:123:table/t" is not a resource nimbus models; ignored
+            warning serverless.yml:34:5: provider.iam.deploymentRole: not modelled by nimbus; ignored
+            warning serverless.yml:42:63: functions.api.iamRoleStatements[1].Condition: not modelled by nimbus; this statement is ignored
+        "#]],
+    );
+}
+
+#[test]
+fn iam_statement_errors() {
+    check(
+        "
+        service: s
+        provider:
+          runtime: nodejs20.x
+          iamRoleStatements:
+            - { Effect: Permit, Action: x, Resource: '*' }
+            - { Action: x }
+            - { Effect: Allow, Action: 7, Resource: { Ref: Nope } }
+            - just text
+          iam: { role: { statements: {}, managedPolicies: [arn] } }
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            serverless.yml:5:17: provider.iamRoleStatements[0].Effect: expected `Allow` or `Deny`, got "Permit"
+            serverless.yml:6:7: provider.iamRoleStatements[1]: missing `Effect`
+            serverless.yml:6:7: provider.iamRoleStatements[1]: missing `Resource`
+            serverless.yml:7:32: provider.iamRoleStatements[2].Action: expected an action such as `sqs:SendMessage` or a list of them, got number 7
+            serverless.yml:7:45: provider.iamRoleStatements[2].Resource.Ref: `Nope` is not declared under `resources.Resources`
+            serverless.yml:8:7: provider.iamRoleStatements[3]: expected a statement with `Effect`, `Action` and `Resource`, got string "just text"
+            serverless.yml:9:30: provider.iam.role.statements: expected a list of IAM statements, got a mapping
+        "#]],
+    );
+}
+
+#[test]
+fn async_invocation_config_and_destinations() {
+    check(
+        "
+        service: shop
+        provider: { runtime: nodejs20.x }
+        queues: [failures]
+        functions:
+          resize:
+            handler: r.handler
+            maximumRetryAttempts: 0
+            maximumEventAge: 3600
+            destinations:
+              onSuccess: notify
+              onFailure: arn:aws:sqs:us-east-1:123:failures
+          notify:
+            handler: n.handler
+            destinations:
+              onSuccess: arn:aws:lambda:us-east-1:123:function:shop-dev-resize
+              onFailure: { type: sns, arn: arn:aws:sns:us-east-1:123:alerts }
+            onError: arn:aws:sqs:us-east-1:123:failures
+          alert:
+            handler: a.handler
+            events:
+              - sns: alerts
+            onError: { Ref: AlertsDlq }
+        resources:
+          Resources:
+            AlertsDlq: { Type: AWS::SNS::Topic, Properties: { TopicName: alerts-dlq } }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function resize: nodejs20.x r.handler (line 6), 1024 MB, 6s
+              Node { major: 20 }
+              async retries 0, max age 3600s, on success Some(Function("notify")), on failure Some(Queue("failures")), dead letter None
+            function notify: nodejs20.x n.handler (line 13), 1024 MB, 6s
+              Node { major: 20 }
+              async retries 2, max age 21600s, on success Some(Function("resize")), on failure Some(Topic("alerts")), dead letter Some(Queue("failures"))
+            function alert: nodejs20.x a.handler (line 19), 1024 MB, 6s
+              Node { major: 20 }
+              sns alerts
+              async retries 2, max age 21600s, on success None, on failure None, dead letter Some(Topic("alerts-dlq"))
+            queue failures: visibility 30s, delay 0s, retention 345600s
+            topic alerts-dlq
+            topic alerts
+        "#]],
+    );
+}
+
+#[test]
+fn async_invocation_errors() {
+    check(
+        "
+        service: shop
+        provider: { runtime: nodejs20.x }
+        functions:
+          f:
+            handler: f.handler
+            maximumRetryAttempts: 3
+            maximumEventAge: 59
+            destinations:
+              onSuccess: nowhere
+              onFailure: arn:aws:sqs:us-east-1:123:undeclared
+              onTimeout: x
+            onError: worker
+          g:
+            handler: g.handler
+            destinations:
+              onSuccess: { type: eventBus, arn: arn:aws:events:x }
+              onFailure: arn:aws:dynamodb:us-east-1:1:table/t
+            onError: arn:aws:sns:us-east-1:1:undeclared-topic
+        ",
+        expect![[r#"
+            serverless.yml:6:27: functions.f.maximumRetryAttempts: 3 is out of range; expected 0 to 2
+            serverless.yml:7:22: functions.f.maximumEventAge: 59 is out of range; expected 60 to 21600
+            serverless.yml:9:18: functions.f.destinations.onSuccess: function `nowhere` is not a function of this app
+            serverless.yml:10:18: functions.f.destinations.onFailure: queue `undeclared` is not declared; add it under `queues:` or `resources`
+            serverless.yml:12:14: functions.f.onError: `onError` takes an SQS queue or SNS topic ARN, not a function
+            serverless.yml:16:26: functions.g.destinations.onSuccess.type: EventBridge destinations are not modelled by nimbus; use sqs, sns or function
+            serverless.yml:17:18: functions.g.destinations.onFailure: expected an SQS, SNS or Lambda function ARN, got "arn:aws:dynamodb:us-east-1:1:table/t"
+            serverless.yml:18:14: functions.g.onError: topic `undeclared-topic` is not declared; add it under `topics:` or `resources`, or subscribe a function to it
+        "#]],
+    );
+}
+
+#[test]
+fn environment_values_may_reference_resources() {
+    check(
+        "
+        service: s
+        provider:
+          runtime: nodejs20.x
+          environment:
+            ORDERS: !Ref Orders
+            ORDERS_ARN: !GetAtt Orders.Arn
+            IMAGES: { Ref: Images }
+            TOPIC: !Sub '${Events}'
+            REGION: !Ref AWS::Region
+        functions:
+          f:
+            handler: f.handler
+            environment: { JOINED: !Join [',', [a, b]] }
+        resources:
+          Resources:
+            Orders: { Type: AWS::SQS::Queue }
+            Images: { Type: AWS::S3::Bucket, Properties: { BucketName: images } }
+            Events: { Type: AWS::SNS::Topic }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 12), 1024 MB, 6s
+              Node { major: 20 }
+              env IMAGES="images"
+              env JOINED="a,b"
+              env ORDERS="arn:aws:sqs:*:*:Orders"
+              env ORDERS_ARN="arn:aws:sqs:*:*:Orders"
+              env REGION="*"
+              env TOPIC="arn:aws:sns:*:*:Events"
+            queue Orders: visibility 30s, delay 0s, retention 345600s
+            topic Events
+            buckets images
+        "#]],
+    );
+}
+
+#[test]
+fn short_form_tags_are_read_as_cloudformation_long_forms() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f:
+            handler: f.handler
+            environment: { LOCAL: !!str 12, Q: !GetAtt [Orders, QueueName] }
+            events:
+              - sqs: !Ref Orders
+              - sqs: !Sub 'arn:aws:sqs:${AWS::Region}:${AWS::AccountId}:${Orders.QueueName}'
+              - sqs: !Join [':', [arn, aws, sqs, !Ref 'AWS::Region', '123', orders]]
+        resources:
+          Resources:
+            Orders: { Type: AWS::SQS::Queue, Properties: { QueueName: orders } }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 5), 1024 MB, 6s
+              Node { major: 20 }
+              env LOCAL="12"
+              env Q="orders"
+              sqs orders batch 10 window 0s
+              sqs orders batch 10 window 0s
+              sqs orders batch 10 window 0s
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:orders
+            queue orders: visibility 30s, delay 0s, retention 345600s
+        "#]],
+    );
+}
+
+#[test]
+fn unresolvable_intrinsics_are_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x, environment: { BAD: !Ref Nope } }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sqs: !Base64 orders
+              - sqs: !Sub '${Missing.Arn}'
+              - sqs: { Fn::Join: [x] }
+        ",
+        expect![[r#"
+            serverless.yml:2:59: provider.environment.BAD.Ref: `Nope` is not declared under `resources.Resources`
+            serverless.yml:7:22: functions.f.events[0].sqs.Fn::Base64: nimbus does not evaluate `Fn::Base64`; write the name or ARN, or use Ref, Fn::GetAtt, Fn::Sub or Fn::Join
+            serverless.yml:8:19: functions.f.events[1].sqs.Fn::Sub: `Missing` is not declared under `resources.Resources`
+            serverless.yml:9:14: functions.f.events[2].sqs.Fn::Join: expected `[separator, [parts...]]`
+        "#]],
+    );
 }

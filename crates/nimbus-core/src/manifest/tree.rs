@@ -201,9 +201,23 @@ impl Converter<'_> {
                 }
                 convert_scalar(scalar)
             }
-            // Tags such as CloudFormation's `!Ref` only appear in sections nimbus ignores;
-            // the tagged value itself is kept.
-            YamlData::Tagged(_, inner) => return self.convert(inner, key),
+            // CloudFormation's short forms (`!Ref X`, `!GetAtt X.Arn`, `!Sub ...`) become
+            // their long forms (`{ Ref: X }`, `{ Fn::GetAtt: X.Arn }`), as CloudFormation
+            // reads them. Any other tag is dropped and the tagged value kept.
+            YamlData::Tagged(tag, inner) => {
+                let inner = self.convert(inner, key);
+                return match intrinsic_name(&tag.handle, &tag.suffix) {
+                    Some(name) => Node::new(
+                        Value::Map(vec![Entry {
+                            key: name,
+                            key_pos: pos,
+                            value: inner,
+                        }]),
+                        pos,
+                    ),
+                    None => inner,
+                };
+            }
             YamlData::Sequence(items) => Value::Seq(
                 items
                     .iter()
@@ -290,6 +304,35 @@ impl Converter<'_> {
             }
         }
         Value::Map(entries)
+    }
+}
+
+/// The long-form key of a CloudFormation short-form tag: `Ref`, `Condition` or `Fn::<name>`.
+fn intrinsic_name(handle: &str, suffix: &str) -> Option<String> {
+    const FUNCTIONS: &[&str] = &[
+        "And",
+        "Base64",
+        "Cidr",
+        "Equals",
+        "FindInMap",
+        "GetAtt",
+        "GetAZs",
+        "If",
+        "ImportValue",
+        "Join",
+        "Not",
+        "Or",
+        "Select",
+        "Split",
+        "Sub",
+    ];
+    if handle != "!" {
+        return None;
+    }
+    match suffix {
+        "Ref" | "Condition" => Some(suffix.to_owned()),
+        _ if FUNCTIONS.contains(&suffix) => Some(format!("Fn::{suffix}")),
+        _ => None,
     }
 }
 

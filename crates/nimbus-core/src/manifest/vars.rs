@@ -37,7 +37,7 @@ impl Cx<'_> {
     }
 
     /// `node` with variables substituted everywhere inside it.
-    fn read_deep(&mut self, node: &Node, key: &str) -> Node {
+    pub(super) fn read_deep(&mut self, node: &Node, key: &str) -> Node {
         let mut node = self.read(node, key);
         if node.resolved {
             return node;

@@ -1,0 +1,368 @@
+//! References to declared resources: names, ARNs, `${cf:..}` outputs and the CloudFormation
+//! intrinsics `Ref`, `Fn::GetAtt`, `Fn::Sub` and `Fn::Join`.
+//!
+//! `${cf:stack.Output}` references resolve by taking the output's name (with or without an
+//! `Arn`, `Url` or `Name` suffix) as a logical id or, failing that, as the resource's name,
+//! since nimbus has no stack outputs to look up.
+
+use std::collections::HashMap;
+
+use super::resources::{Kind, Logical};
+use super::tree::{Entry, Node, Pos, Value};
+use super::{Cx, join_key};
+
+/// The parts of an ARN, `arn:partition:service:region:account:resource`.
+pub(super) struct Arn<'a> {
+    pub(super) service: &'a str,
+    pub(super) resource: &'a str,
+}
+
+const REFERENCE: &str =
+    "a name, an ARN, `{ Ref: LogicalId }` or `{ Fn::GetAtt: [LogicalId, Arn] }`";
+
+impl Cx<'_> {
+    /// A queue reference: a name, `arn:aws:sqs:REGION:ACCOUNT:name`, `Ref` or
+    /// `Fn::GetAtt` of a declared queue, or `${cf:stack.Output}`. The queue's name and
+    /// the reference's position; whether it is declared is left to the caller.
+    pub(super) fn queue_reference(&mut self, node: &Node, key: &str) -> Option<(String, Pos)> {
+        self.named_reference(node, key, Kind::Queue, "sqs")
+    }
+
+    /// A topic reference, like [`Self::queue_reference`] with `arn:aws:sns:..`.
+    pub(super) fn topic_reference(&mut self, node: &Node, key: &str) -> Option<(String, Pos)> {
+        self.named_reference(node, key, Kind::Topic, "sns")
+    }
+
+    /// A bucket reference: a name, `arn:aws:s3:::name` or `Ref` of a declared bucket.
+    pub(super) fn bucket_reference(&mut self, node: &Node, key: &str) -> Option<(String, Pos)> {
+        self.named_reference(node, key, Kind::Bucket, "s3")
+    }
+
+    fn named_reference(
+        &mut self,
+        node: &Node,
+        key: &str,
+        kind: Kind,
+        service: &str,
+    ) -> Option<(String, Pos)> {
+        let (text, pos) = self.reference_text(node, key, REFERENCE)?;
+        let name = if text.starts_with("arn:") {
+            match parse_arn(&text) {
+                Some(arn) if arn.service == service && !arn.resource.is_empty() => {
+                    arn.resource.to_owned()
+                }
+                _ => {
+                    let message = format!(
+                        "expected a {} ARN such as `{}`, got {text:?}",
+                        kind.noun(),
+                        match kind {
+                            Kind::Queue => "arn:aws:sqs:us-east-1:123456789012:orders",
+                            Kind::Topic => "arn:aws:sns:us-east-1:123456789012:events",
+                            _ => "arn:aws:s3:::images",
+                        }
+                    );
+                    self.error(pos, key, message);
+                    return None;
+                }
+            }
+        } else {
+            text
+        };
+        // A plain name that is no declared resource but is a logical id names that resource.
+        let declared = match kind {
+            Kind::Queue => self.app.resources.queues.iter().any(|q| q.name == name),
+            Kind::Topic => self.app.resources.topics.iter().any(|t| t.name == name),
+            Kind::Bucket => self.app.resources.buckets.contains(&name),
+            Kind::Kv => true,
+        };
+        let by_logical_id = match (kind, self.app.logical_ids.get(&name)) {
+            (Kind::Queue, Some(Logical::Queue(real)))
+            | (Kind::Topic, Some(Logical::Topic(real)))
+            | (Kind::Bucket, Some(Logical::Bucket(real)))
+                if !declared =>
+            {
+                Some(real.clone())
+            }
+            _ => None,
+        };
+        let name = by_logical_id.unwrap_or(name);
+        if name.contains('*') {
+            let message = format!(
+                "a {} reference cannot hold a wildcard or an unresolved `${{..}}`: {name:?}",
+                kind.noun()
+            );
+            self.error(pos, key, message);
+            return None;
+        }
+        Some((name, pos))
+    }
+
+    /// The text a string or CloudFormation intrinsic stands for: `Ref`, `Fn::GetAtt`,
+    /// `Fn::Sub` and `Fn::Join` of declared resources evaluate to their ARNs (a bucket's
+    /// `Ref` to its name), with `*` for the region and account nimbus does not have.
+    pub(super) fn reference_text(
+        &mut self,
+        node: &Node,
+        key: &str,
+        what: &str,
+    ) -> Option<(String, Pos)> {
+        if let Value::Str(text) = &node.value
+            && !node.resolved
+            && let Some(output) = cf_output(text)
+        {
+            // Outputs are usually named after their resource (`OrdersQueueArn` for
+            // `OrdersQueue`), so the name without an `Arn`, `Url` or `Name` suffix is tried too.
+            let candidates = ["", "Arn", "Url", "Name"]
+                .iter()
+                .filter_map(|suffix| output.strip_suffix(suffix).filter(|id| !id.is_empty()));
+            let resolved = candidates
+                .filter_map(|id| self.app.logical_ids.get(id).and_then(Logical::arn))
+                .next()
+                .unwrap_or_else(|| output.to_owned());
+            return Some((resolved, node.pos));
+        }
+        let node = self.read(node, key);
+        let text = match &node.value {
+            Value::Str(text) => Some(without_placeholders(text)),
+            Value::Map(entries) if entries.len() == 1 && is_intrinsic(&entries[0].key) => {
+                self.intrinsic(&entries[0], node.pos, key)
+            }
+            Value::Invalid => None,
+            _ => {
+                let message = format!("expected {what}, got {}", node.describe());
+                self.error(node.pos, key, message);
+                None
+            }
+        };
+        text.map(|text| (text, node.pos))
+    }
+
+    fn intrinsic(&mut self, entry: &Entry, pos: Pos, key: &str) -> Option<String> {
+        let entry_key = join_key(key, &entry.key);
+        let value = self.read(&entry.value, &entry_key);
+        let res = match (entry.key.as_str(), &value.value) {
+            ("Ref", Value::Str(id)) => self.ref_value(id),
+            ("Fn::GetAtt", Value::Str(path)) => match path.split_once('.') {
+                Some((id, attribute)) => self.get_att(id, attribute),
+                None => Err(format!("expected `LogicalId.Attribute`, got {path:?}")),
+            },
+            ("Fn::GetAtt", Value::Seq(parts)) => match parts.as_slice() {
+                [
+                    Node {
+                        value: Value::Str(id),
+                        ..
+                    },
+                    Node {
+                        value: Value::Str(attribute),
+                        ..
+                    },
+                ] => self.get_att(id, attribute),
+                _ => Err("expected `[LogicalId, Attribute]`".to_owned()),
+            },
+            ("Fn::Sub", Value::Str(template)) => self.sub(template, &HashMap::new()),
+            ("Fn::Sub", Value::Seq(parts)) => match parts.as_slice() {
+                [
+                    Node {
+                        value: Value::Str(template),
+                        ..
+                    },
+                    vars,
+                ] => {
+                    let vars_key = format!("{entry_key}[1]");
+                    let mut values = HashMap::new();
+                    for var in self
+                        .mapping(vars, &vars_key, "a mapping of variables")
+                        .unwrap_or_default()
+                    {
+                        let var_key = join_key(&vars_key, &var.key);
+                        if let Some((text, _)) = self.reference_text(&var.value, &var_key, "text") {
+                            values.insert(var.key.clone(), text);
+                        }
+                    }
+                    self.sub(template, &values)
+                }
+                _ => Err("expected a template, or `[template, { variables }]`".to_owned()),
+            },
+            ("Fn::Join", Value::Seq(parts)) => match parts.as_slice() {
+                [
+                    Node {
+                        value: Value::Str(separator),
+                        ..
+                    },
+                    Node {
+                        value: Value::Seq(items),
+                        ..
+                    },
+                ] => {
+                    let mut texts = Vec::new();
+                    for (item_idx, item) in items.iter().enumerate() {
+                        let item_key = format!("{entry_key}[1][{item_idx}]");
+                        texts.push(self.reference_text(item, &item_key, "text")?.0);
+                    }
+                    Ok(texts.join(separator))
+                }
+                _ => Err("expected `[separator, [parts...]]`".to_owned()),
+            },
+            ("Ref" | "Fn::GetAtt" | "Fn::Sub" | "Fn::Join", Value::Invalid) => return None,
+            ("Ref" | "Fn::GetAtt" | "Fn::Sub" | "Fn::Join", _) => {
+                Err(format!("unexpected {}", value.describe()))
+            }
+            (other, _) => Err(format!(
+                "nimbus does not evaluate `{other}`; write the name or ARN, or use Ref, Fn::GetAtt, Fn::Sub or Fn::Join"
+            )),
+        };
+        match res {
+            Ok(text) => Some(text),
+            Err(message) => {
+                self.error(pos, &entry_key, message);
+                None
+            }
+        }
+    }
+
+    fn ref_value(&self, id: &str) -> Result<String, String> {
+        if id == "AWS::Partition" {
+            return Ok("aws".to_owned());
+        }
+        if id.starts_with("AWS::") {
+            return Ok("*".to_owned());
+        }
+        match self.app.logical_ids.get(id) {
+            // `Ref` of a bucket is its name; of a topic its ARN; of a queue its URL, which
+            // nimbus stands in for with the ARN, so that either identifies the queue.
+            Some(Logical::Bucket(name)) => Ok(name.clone()),
+            Some(logical @ (Logical::Queue(_) | Logical::Topic(_))) => {
+                Ok(logical.arn().unwrap_or_default())
+            }
+            Some(Logical::Other(resource_type)) => Err(format!(
+                "`{id}` is a `{resource_type}` resource, which nimbus does not model"
+            )),
+            None => Err(format!(
+                "`{id}` is not declared under `resources.Resources`"
+            )),
+        }
+    }
+
+    fn get_att(&self, id: &str, attribute: &str) -> Result<String, String> {
+        let logical = match self.app.logical_ids.get(id) {
+            Some(logical) => logical,
+            None => {
+                return Err(format!(
+                    "`{id}` is not declared under `resources.Resources`"
+                ));
+            }
+        };
+        match (logical, attribute) {
+            (Logical::Queue(_), "Arn" | "QueueUrl")
+            | (Logical::Topic(_), "TopicArn")
+            | (Logical::Bucket(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
+            (Logical::Queue(name), "QueueName") | (Logical::Topic(name), "TopicName") => {
+                Ok(name.clone())
+            }
+            (Logical::Other(resource_type), _) => Err(format!(
+                "`{id}` is a `{resource_type}` resource, which nimbus does not model"
+            )),
+            (_, other) => Err(format!(
+                "nimbus does not model the `{other}` attribute of `{id}`; use `Arn`"
+            )),
+        }
+    }
+
+    /// `Fn::Sub`: `${LogicalId}`, `${LogicalId.Attribute}`, `${AWS::Region}` and the
+    /// template's own variables; `${!Literal}` stays `${Literal}`.
+    fn sub(&self, template: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+        let mut out = String::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(format!("unterminated `${{` in {template:?}"));
+            };
+            let name = &after[..end];
+            if let Some(literal) = name.strip_prefix('!') {
+                out.push_str(&format!("${{{literal}}}"));
+            } else if let Some(value) = vars.get(name) {
+                out.push_str(value);
+            } else if let Some((id, attribute)) = name.split_once('.') {
+                out.push_str(&self.get_att(id, attribute)?);
+            } else {
+                out.push_str(&self.ref_value(name)?);
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+/// `arn:partition:service:region:account:resource`; the resource may hold `:` and `/`.
+pub(super) fn parse_arn(text: &str) -> Option<Arn<'_>> {
+    let mut parts = text.splitn(6, ':');
+    let (
+        Some("arn"),
+        Some(_partition),
+        Some(service),
+        Some(_region),
+        Some(_account),
+        Some(resource),
+    ) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    )
+    else {
+        return None;
+    };
+    Some(Arn { service, resource })
+}
+
+/// `Ref` or `Fn::..`, the keys of CloudFormation intrinsic functions.
+pub(super) fn is_intrinsic(key: &str) -> bool {
+    key == "Ref" || key.starts_with("Fn::")
+}
+
+/// Whether `node` is a `${cf:stack.Output}` reference, which only resource references
+/// resolve (reading it as a variable would fail).
+pub(super) fn is_cf_reference(node: &Node) -> bool {
+    matches!(&node.value, Value::Str(text) if !node.resolved && cf_output(text).is_some())
+}
+
+/// The output name of a text that is exactly `${cf:stack.Output}` (or `${cf(region):..}`)
+/// without a fallback.
+fn cf_output(text: &str) -> Option<&str> {
+    let body = text.trim().strip_prefix("${cf")?.strip_suffix('}')?;
+    let (_, address) = body.split_once(':')?;
+    if address.contains(',') || address.contains("${") {
+        return None;
+    }
+    address
+        .rsplit('.')
+        .next()
+        .map(str::trim)
+        .filter(|output| !output.is_empty())
+}
+
+/// CloudFormation placeholders left in plain text (`${AWS::Region}`) stand for any value.
+fn without_placeholders(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find('}') {
+            Some(end) => {
+                out.push('*');
+                rest = &rest[start + end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
