@@ -108,4 +108,164 @@ pub enum StoreError {
     /// The writer thread is gone; only possible if it panicked.
     #[error("the store's writer thread has stopped")]
     WriterStopped,
+    /// A write to the queues, buckets, KV or schedules failed in SQLite; nothing of it was committed.
+    #[error("writing {what} to the store")]
+    Write {
+        /// What was being written: "messages", "an object", "a KV entry", ...
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A file of a bucket could not be written, read or removed.
+    #[error("{action} object file {}", path.display())]
+    ObjectFile {
+        /// "writing", "reading", "removing", ...
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A queue was named that no manifest declared.
+    #[error(
+        "queue `{queue}` does not exist: declare it in the manifest (`queues:` or an AWS::SQS::Queue resource)"
+    )]
+    UnknownQueue {
+        /// The name given.
+        queue: String,
+    },
+    /// A queue's declaration breaks an SQS rule.
+    #[error("queue `{queue}` is declared wrongly: {reason}")]
+    InvalidQueue {
+        /// The queue's name.
+        queue: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A message (body plus attribute names, types and values) is over SQS's limit.
+    #[error(
+        "message of {size} bytes (body and attributes) is over the limit of {limit} bytes: send a reference to the data (e.g. a bucket key) instead"
+    )]
+    MessageTooLarge {
+        /// The message's size in bytes.
+        size: usize,
+        /// The limit, 262,144 bytes.
+        limit: usize,
+    },
+    /// A message breaks an SQS rule other than its size.
+    #[error("invalid message for queue `{queue}`: {reason}")]
+    InvalidMessage {
+        /// The queue it was sent to.
+        queue: String,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// A parameter of a call is out of its range (`max` of a receive, a visibility timeout, a list limit).
+    #[error("invalid parameter: {reason}")]
+    InvalidParameter {
+        /// What is wrong and the allowed range.
+        reason: String,
+    },
+    /// A receipt handle is malformed, or is not the latest one of a message still in the queue
+    /// (SQS's `ReceiptHandleIsInvalid`).
+    #[error(
+        "receipt handle `{receipt_handle}` is not valid for queue `{queue}`: the message was deleted, moved or received again since; receive it again to get a new handle"
+    )]
+    InvalidReceiptHandle {
+        /// The queue.
+        queue: String,
+        /// The handle given.
+        receipt_handle: String,
+    },
+    /// Change of visibility of a message that is not in flight (SQS's `MessageNotInflight`).
+    #[error(
+        "message in queue `{queue}` is not in flight (its visibility timeout has expired): receive it again before changing its visibility"
+    )]
+    MessageNotInFlight {
+        /// The queue.
+        queue: String,
+    },
+    /// A bucket name breaks the S3 naming rules.
+    #[error("invalid bucket name `{bucket}`: {reason}")]
+    InvalidBucketName {
+        /// The name given.
+        bucket: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A bucket was named that no manifest declared.
+    #[error(
+        "bucket `{bucket}` does not exist: declare it in the manifest (`buckets:` or an AWS::S3::Bucket resource)"
+    )]
+    UnknownBucket {
+        /// The name given.
+        bucket: String,
+    },
+    /// An object key or a KV key or namespace breaks the key rules.
+    #[error("invalid key `{key}`: {reason}")]
+    InvalidKey {
+        /// The key given (cut to 200 characters).
+        key: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A KV value, KV metadata or object metadata is over its limit.
+    #[error("{what} of {size} bytes is over the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// "KV value", "KV metadata" or "object metadata".
+        what: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A KV expiration is not far enough in the future, or metadata is not JSON.
+    #[error("invalid {what}: {reason}")]
+    InvalidValue {
+        /// "KV expiration", "KV metadata" or "object metadata".
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A list cursor was not one this store handed out.
+    #[error(
+        "invalid list cursor `{cursor}`: pass the cursor of the previous page unchanged, or none to start over"
+    )]
+    InvalidCursor {
+        /// The cursor given.
+        cursor: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the caller's input is at fault (bad name, size, key, handle, parameter): a 4xx,
+    /// not a failure of the platform.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UnknownQueue { .. }
+                | StoreError::InvalidQueue { .. }
+                | StoreError::MessageTooLarge { .. }
+                | StoreError::InvalidMessage { .. }
+                | StoreError::InvalidParameter { .. }
+                | StoreError::InvalidReceiptHandle { .. }
+                | StoreError::MessageNotInFlight { .. }
+                | StoreError::InvalidBucketName { .. }
+                | StoreError::UnknownBucket { .. }
+                | StoreError::InvalidKey { .. }
+                | StoreError::ValueTooLarge { .. }
+                | StoreError::InvalidValue { .. }
+                | StoreError::InvalidCursor { .. }
+        )
+    }
+
+    /// Whether the thing named does not exist (a 404 rather than a 400).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UnknownQueue { .. } | StoreError::UnknownBucket { .. }
+        )
+    }
 }

@@ -1,15 +1,26 @@
 //! Embedded storage for nimbus: one SQLite file, `nimbus.db`, in the app's state folder.
 //!
-//! Today it keeps observability records (invocations, log lines, spans) written by `nimbus up`
-//! and read by CLI commands such as `nimbus logs`; queues, KV and buckets will join them here.
-//! Writes go through a bounded queue to one writer thread, so recording never waits on the disk.
+//! It keeps observability records (invocations, log lines, spans) written by `nimbus up` and read
+//! by CLI commands such as `nimbus logs`; those writes go through a bounded queue to one writer
+//! thread, so recording never waits on the disk.
+//!
+//! It also keeps the durable services of the events issue: queues with SQS semantics
+//! (`queues.rs`), buckets (`buckets.rs`, object bytes as files beside the database), KV
+//! namespaces (`kv.rs`) and schedule fire times (`schedules.rs`). Their calls are synchronous
+//! (call them from `spawn_blocking`) and every mutating call has committed when it returns, so an
+//! accepted message, object or key survives a kill -9 of the process (see `durable.rs`).
 //!
 //! It is not a general database layer: callers see records and queries, never SQL or connections.
 //! It is the only crate that touches the data dir. It exports nothing over the network and knows
 //! nothing of executors, the gateway or Prometheus; metrics are counted in memory elsewhere.
 
+mod buckets;
 mod db;
+mod durable;
 mod error;
+mod kv;
+mod queues;
+mod schedules;
 mod telemetry;
 
 use std::fmt;
@@ -19,7 +30,20 @@ use std::time::SystemTime;
 
 use rusqlite::Connection;
 
+pub use buckets::{
+    MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, ObjectEvents, ObjectList,
+    ObjectMeta,
+};
 pub use error::StoreError;
+pub use kv::{
+    KvEntry, KvKey, KvList, MAX_KV_KEY_BYTES, MAX_KV_LIST_LIMIT, MAX_KV_METADATA_BYTES,
+    MAX_KV_VALUE_BYTES, MIN_KV_EXPIRATION_AHEAD,
+};
+pub use queues::{
+    DEDUPLICATION_WINDOW, MAX_DELAY, MAX_MESSAGE_BATCH, MAX_MESSAGE_BYTES, MAX_RETENTION,
+    MAX_VISIBILITY_TIMEOUT, MIN_RETENTION, MessageAttribute, NewMessage, QueueStats,
+    ReceivedMessage, SentMessage,
+};
 pub use telemetry::{
     InvocationQuery, InvocationRecord, LogQuery, LogRecord, SpanRecord, StoredLog,
 };
@@ -37,8 +61,12 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    /// The state folder; buckets keep their files in `buckets/` inside it.
+    state_dir: PathBuf,
     /// `None` for a store opened read-only.
     writer: Option<Writer>,
+    /// The connection the durable services write through; `None` for a store opened read-only.
+    services: Option<durable::Services>,
     readers: Readers,
     drops: Arc<Drops>,
 }
@@ -65,13 +93,16 @@ impl Store {
         })?;
         let path = db::file_path(state_dir);
         let conn = db::open_read_write(&path)?;
+        let services = durable::Services::open(&path)?;
         let drops = Arc::new(Drops::new());
         let writer = Writer::start(conn, Arc::clone(&drops), capacity)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 readers: Readers::new(path.clone(), None),
                 path,
+                state_dir: state_dir.to_owned(),
                 writer: Some(writer),
+                services: Some(services),
                 drops,
             }),
         })
@@ -87,7 +118,9 @@ impl Store {
             inner: Arc::new(Inner {
                 readers: Readers::new(path.clone(), Some(conn)),
                 path,
+                state_dir: state_dir.to_owned(),
                 writer: None,
+                services: None,
                 drops: Arc::new(Drops::new()),
             }),
         })

@@ -213,7 +213,7 @@ pub(crate) fn unix_micros(time: SystemTime) -> i64 {
     }
 }
 
-fn time_from_micros(us: i64) -> SystemTime {
+pub(crate) fn time_from_micros(us: i64) -> SystemTime {
     let magnitude = Duration::from_micros(us.unsigned_abs());
     if us >= 0 {
         UNIX_EPOCH + magnitude
@@ -222,7 +222,7 @@ fn time_from_micros(us: i64) -> SystemTime {
     }
 }
 
-fn micros(duration: Duration) -> i64 {
+pub(crate) fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
