@@ -76,17 +76,17 @@ impl Store {
     /// another thread would look left behind too.
     pub fn ensure_bucket(&self, name: &str) -> Result<(), StoreError> {
         check_bucket_name(name)?;
-        let dir = self.bucket_dir(name);
-        fs::create_dir_all(&dir).map_err(|source| StoreError::ObjectFile {
-            action: "creating the folder of",
-            path: dir.clone(),
-            source,
-        })?;
         self.write("a bucket", |tx| {
             tx.prepare_cached("INSERT OR IGNORE INTO buckets (name) VALUES (?1)")
                 .and_then(|mut stmt| stmt.execute([name]))
                 .map_err(write_err("a bucket"))?;
             Ok(())
+        })?;
+        let dir = self.bucket_dir(name);
+        fs::create_dir_all(&dir).map_err(|source| StoreError::ObjectFile {
+            action: "creating the folder of",
+            path: dir.clone(),
+            source,
         })?;
         self.remove_orphan_files(name, &dir)
     }

@@ -41,3 +41,46 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use nimbus_core::events::QueueSpec;
+
+    use crate::{NewMessage, Store, StoreError};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    #[test]
+    fn fire_records_the_time_and_enqueues_in_one_commit() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let fired_at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        {
+            let store = Store::open(dir.path())?;
+            store.ensure_queue(&QueueSpec::with_defaults("invocations"))?;
+            assert_eq!(store.schedule_last_fired("nightly")?, None);
+            store.fire_schedule(
+                "nightly",
+                fired_at,
+                vec![("invocations".to_owned(), NewMessage::new("{}"))],
+            )?;
+            // A fire whose message cannot be enqueued records nothing.
+            let err = store
+                .fire_schedule(
+                    "nightly",
+                    fired_at + Duration::from_secs(60),
+                    vec![("missing".to_owned(), NewMessage::new("{}"))],
+                )
+                .unwrap_err();
+            assert!(matches!(err, StoreError::UnknownQueue { .. }), "{err}");
+        }
+        let store = Store::open(dir.path())?;
+        assert_eq!(store.schedule_last_fired("nightly")?, Some(fired_at));
+        assert_eq!(store.queue_stats("invocations")?.visible, 1);
+        let later = fired_at + Duration::from_secs(120);
+        store.fire_schedule("nightly", later, vec![])?;
+        assert_eq!(store.schedule_last_fired("nightly")?, Some(later));
+        Ok(())
+    }
+}

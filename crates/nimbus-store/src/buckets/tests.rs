@@ -1,1 +1,326 @@
-//! Tests.
+//! Tests of buckets through the store's public API, on temporary state folders.
+
+use std::path::Path;
+
+use nimbus_core::events::QueueSpec;
+
+use crate::{NewMessage, ObjectMeta, Store, StoreError};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn open() -> Result<(tempfile::TempDir, Store), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    store.ensure_bucket("images")?;
+    Ok((dir, store))
+}
+
+/// The names of the files in a bucket's folder, sorted.
+fn files(state_dir: &Path, bucket: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state_dir.join("buckets").join(bucket))
+        .expect("the bucket folder exists")
+        .map(|entry| {
+            entry
+                .expect("a readable folder")
+                .file_name()
+                .into_string()
+                .expect("UTF-8")
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn keys(objects: &[ObjectMeta]) -> Vec<&str> {
+    objects.iter().map(|meta| meta.key.as_str()).collect()
+}
+
+#[test]
+fn put_get_head_list_delete_round_trip() -> TestResult {
+    let (dir, store) = open()?;
+    let meta = store.put_object(
+        "images",
+        "cats/tom.png",
+        b"hello",
+        Some("image/png"),
+        vec![],
+    )?;
+    assert_eq!(meta.size, 5);
+    assert_eq!(meta.etag, "5d41402abc4b2a76b9719d911017c592");
+    assert_eq!(meta.content_type.as_deref(), Some("image/png"));
+    assert_eq!(meta.sequencer.len(), 16);
+
+    let (got, data) = store
+        .get_object("images", "cats/tom.png")?
+        .ok_or("object missing")?;
+    assert_eq!(got, meta);
+    assert_eq!(data, b"hello");
+    assert_eq!(
+        store.head_object("images", "cats/tom.png")?,
+        Some(meta.clone())
+    );
+    assert_eq!(store.head_object("images", "cats/nobody.png")?, None);
+    assert_eq!(store.get_object("images", "cats/nobody.png")?, None);
+    // The file is named by a random id, not by the key.
+    let names = files(dir.path(), "images");
+    assert_eq!(names.len(), 1);
+    assert!(!names[0].contains("tom"), "{names:?}");
+
+    let list = store.list_objects("images", None, None, 1000)?;
+    assert_eq!(keys(&list.objects), ["cats/tom.png"]);
+    assert!(!list.is_truncated);
+
+    let deleted = store
+        .delete_object("images", "cats/tom.png", vec![])?
+        .ok_or("nothing deleted")?;
+    assert!(deleted.sequencer > meta.sequencer, "{deleted:?}");
+    assert_eq!(store.get_object("images", "cats/tom.png")?, None);
+    assert_eq!(store.delete_object("images", "cats/tom.png", vec![])?, None);
+    assert!(files(dir.path(), "images").is_empty());
+    Ok(())
+}
+
+#[test]
+fn keys_and_bucket_names_are_checked() -> TestResult {
+    let (_dir, store) = open()?;
+    for key in [
+        "..",
+        "../etc/passwd",
+        "a/../../b",
+        "a/./b",
+        ".",
+        "a/..",
+        "a\\..\\b",
+        "",
+        "nul\0byte",
+    ] {
+        let err = store
+            .put_object("images", key, b"x", None, vec![])
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidKey { .. }),
+            "{key:?}: {err}"
+        );
+        assert!(err.is_client_error());
+    }
+    let err = store
+        .put_object("images", &"k".repeat(1025), b"x", None, vec![])
+        .unwrap_err();
+    assert!(err.to_string().contains("1 to 1024 bytes"), "{err}");
+    let err = store.get_object("images", "../x").unwrap_err();
+    assert!(
+        err.to_string().contains("no path segment `.` or `..`"),
+        "{err}"
+    );
+    // Dots inside a segment are fine, and so are spaces, unicode and leading slashes.
+    for key in [
+        "a..b",
+        "..a/b..",
+        "/leading",
+        "ünïcode key.txt",
+        &"k".repeat(1024),
+    ] {
+        store.put_object("images", key, b"x", None, vec![])?;
+        assert!(store.get_object("images", key)?.is_some(), "{key}");
+    }
+
+    for name in [
+        "ab",
+        "Images",
+        "has_underscore",
+        "-dash",
+        "dot.",
+        "a..b",
+        "192.168.1.1",
+        "xn--abc",
+    ] {
+        let err = store.ensure_bucket(name).unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidBucketName { .. }),
+            "{name}: {err}"
+        );
+    }
+    store.ensure_bucket("my.bucket-2")?;
+    let err = store
+        .put_object("undeclared", "k", b"x", None, vec![])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownBucket { .. }), "{err}");
+    assert!(err.is_not_found());
+    let err = store.get_object("undeclared", "k").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("bucket `undeclared` does not exist"),
+        "{err}"
+    );
+    assert_eq!(store.list_buckets()?, ["images", "my.bucket-2"]);
+    Ok(())
+}
+
+#[test]
+fn overwrite_replaces_content_and_removes_the_old_file() -> TestResult {
+    let (dir, store) = open()?;
+    let first = store.put_object("images", "k", b"first", None, vec![])?;
+    let first_files = files(dir.path(), "images");
+    let second = store.put_object("images", "k", b"second version", Some("text/plain"), vec![])?;
+    let second_files = files(dir.path(), "images");
+    assert_eq!(second_files.len(), 1);
+    assert_ne!(first_files, second_files);
+    assert!(second.sequencer > first.sequencer);
+    assert_eq!(second.size, 14);
+    let (meta, data) = store.get_object("images", "k")?.ok_or("missing")?;
+    assert_eq!(data, b"second version");
+    assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
+    Ok(())
+}
+
+#[test]
+fn put_commits_its_event_messages_with_the_object() -> TestResult {
+    let (dir, store) = open()?;
+    store.ensure_queue(&QueueSpec::with_defaults("uploads"))?;
+    store.put_object(
+        "images",
+        "a.png",
+        b"png",
+        None,
+        vec![("uploads".to_owned(), NewMessage::new("created a.png"))],
+    )?;
+    // Events made from the stored metadata carry the sequencer.
+    let meta = store.put_object_with(
+        "images",
+        "b.png",
+        b"png",
+        None,
+        Some(r#"{"owner":"tom"}"#),
+        &mut |meta| {
+            vec![(
+                "uploads".to_owned(),
+                NewMessage::new(format!(
+                    "created {} {} {}",
+                    meta.key, meta.etag, meta.sequencer
+                )),
+            )]
+        },
+    )?;
+    assert_eq!(meta.metadata.as_deref(), Some(r#"{"owner":"tom"}"#));
+    store.delete_object(
+        "images",
+        "a.png",
+        vec![("uploads".to_owned(), NewMessage::new("removed a.png"))],
+    )?;
+    let received = store.receive_messages("uploads", 10, None)?;
+    let bodies: Vec<&str> = received.iter().map(|msg| msg.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        [
+            "created a.png".to_owned(),
+            format!("created b.png {} {}", meta.etag, meta.sequencer),
+            "removed a.png".to_owned()
+        ]
+    );
+
+    // An event that cannot be enqueued fails the put: no object, no file, no message.
+    let err = store
+        .put_object(
+            "images",
+            "c.png",
+            b"png",
+            None,
+            vec![("no-such-queue".to_owned(), NewMessage::new("created c.png"))],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownQueue { .. }), "{err}");
+    assert_eq!(store.head_object("images", "c.png")?, None);
+    assert_eq!(files(dir.path(), "images").len(), 1);
+    // Likewise a delete whose event fails keeps the object.
+    let err = store
+        .delete_object(
+            "images",
+            "b.png",
+            vec![("no-such-queue".to_owned(), NewMessage::new("removed"))],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnknownQueue { .. }), "{err}");
+    assert!(store.get_object("images", "b.png")?.is_some());
+    Ok(())
+}
+
+#[test]
+fn list_pages_by_prefix_and_start_after() -> TestResult {
+    let (_dir, store) = open()?;
+    store.ensure_bucket("other")?;
+    store.put_object("other", "a/1", b"x", None, vec![])?;
+    for key in ["a/1", "a/2", "a/3", "a0", "b/1", "a/", "Z"] {
+        store.put_object("images", key, b"x", None, vec![])?;
+    }
+    let all = store.list_objects("images", None, None, 1000)?;
+    assert_eq!(
+        keys(&all.objects),
+        ["Z", "a/", "a/1", "a/2", "a/3", "a0", "b/1"]
+    );
+
+    let page = store.list_objects("images", Some("a/"), None, 2)?;
+    assert_eq!(keys(&page.objects), ["a/", "a/1"]);
+    assert!(page.is_truncated);
+    assert_eq!(page.next_start_after.as_deref(), Some("a/1"));
+    let page = store.list_objects("images", Some("a/"), page.next_start_after.as_deref(), 2)?;
+    assert_eq!(keys(&page.objects), ["a/2", "a/3"]);
+    // Exactly full: S3 reports truncation only when another key matches.
+    assert!(!page.is_truncated);
+    assert_eq!(page.next_start_after, None);
+
+    let after = store.list_objects("images", None, Some("a0"), 1000)?;
+    assert_eq!(keys(&after.objects), ["b/1"]);
+    let none = store.list_objects("images", Some("c"), None, 1000)?;
+    assert!(none.objects.is_empty() && !none.is_truncated);
+    Ok(())
+}
+
+#[test]
+fn ensure_bucket_removes_files_left_by_a_crash() -> TestResult {
+    let (dir, store) = open()?;
+    store.put_object("images", "kept", b"kept", None, vec![])?;
+    let bucket_dir = dir.path().join("buckets").join("images");
+    std::fs::write(
+        bucket_dir.join(".tmp-0123456789abcdef0123456789abcdef"),
+        b"half",
+    )?;
+    std::fs::write(
+        bucket_dir.join("0123456789abcdef0123456789abcdef"),
+        b"renamed, not committed",
+    )?;
+    std::fs::write(bucket_dir.join("README"), b"not ours: left alone")?;
+    drop(store);
+
+    let store = Store::open(dir.path())?;
+    store.ensure_bucket("images")?;
+    let names = files(dir.path(), "images");
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"README".to_owned()));
+    let (_, data) = store.get_object("images", "kept")?.ok_or("missing")?;
+    assert_eq!(data, b"kept");
+    Ok(())
+}
+
+#[test]
+fn reopened_store_keeps_objects() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let meta = {
+        let store = Store::open(dir.path())?;
+        store.ensure_bucket("docs")?;
+        store.put_object(
+            "docs",
+            "report.pdf",
+            &[7; 100_000],
+            Some("application/pdf"),
+            vec![],
+        )?
+    };
+    let store = Store::open(dir.path())?;
+    store.ensure_bucket("docs")?;
+    let (got, data) = store.get_object("docs", "report.pdf")?.ok_or("missing")?;
+    assert_eq!(got, meta);
+    assert_eq!(data, vec![7; 100_000]);
+    let next = store.put_object("docs", "other", b"x", None, vec![])?;
+    assert!(next.sequencer > meta.sequencer);
+    Ok(())
+}
