@@ -301,7 +301,7 @@ async fn infinite_loop_times_out_while_other_requests_to_the_function_are_served
         let res = server.get("/h/echo").await;
         assert_eq!(res.status, 200, "{}", res.text());
         assert!(
-            started.elapsed() < Duration::from_millis(500),
+            started.elapsed() < Duration::from_secs(1),
             "an echo took {:?} beside looping guests",
             started.elapsed()
         );
