@@ -10,6 +10,23 @@ pub(crate) const NODE_BOOTSTRAP_FILE: &str = "bootstrap.mjs";
 pub(crate) const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
 pub(crate) const PYTHON_BOOTSTRAP_FILE: &str = "bootstrap.py";
 
+/// The clients of nimbus's services that functions load as `require('nimbus')` and
+/// `import nimbus`, with their paths under the runtime folder.
+pub(crate) const CLIENTS: [(&str, &str); 3] = [
+    (
+        "node_modules/nimbus/index.js",
+        include_str!("../bootstrap/node/node_modules/nimbus/index.js"),
+    ),
+    (
+        "node_modules/nimbus/package.json",
+        include_str!("../bootstrap/node/node_modules/nimbus/package.json"),
+    ),
+    (
+        "python/nimbus.py",
+        include_str!("../bootstrap/python/nimbus.py"),
+    ),
+];
+
 /// How an instance of a function is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Code {

@@ -41,14 +41,21 @@ pub struct LambdaConfig {
     pub log_sink: Arc<dyn LogSink>,
 }
 
-/// Writes the shipped Node.js and Python bootstraps into `cfg.runtime_dir`.
+/// Writes the shipped Node.js and Python bootstraps and service clients into
+/// `cfg.runtime_dir`.
 pub fn install_bootstraps(cfg: &LambdaConfig) -> std::io::Result<()> {
     std::fs::create_dir_all(&cfg.runtime_dir)?;
-    for (name, text) in [
+    let files = [
         (code::NODE_BOOTSTRAP_FILE, code::NODE_BOOTSTRAP),
         (code::PYTHON_BOOTSTRAP_FILE, code::PYTHON_BOOTSTRAP),
-    ] {
+    ]
+    .into_iter()
+    .chain(code::CLIENTS);
+    for (name, text) in files {
         let path = cfg.runtime_dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         // Only rewrite when changed, so a running sibling process never reads a half file.
         if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
             let tmp = path.with_extension("tmp");

@@ -363,6 +363,16 @@ impl Pool {
         if let Some(execution_env) = execution_env {
             env.push(("AWS_EXECUTION_ENV".to_owned(), execution_env));
         }
+        // `require('nimbus')` and `import nimbus` find the shipped service clients here.
+        let runtime_dir = &self.cfg.runtime_dir;
+        env.push((
+            "NODE_PATH".to_owned(),
+            runtime_dir.join("node_modules").display().to_string(),
+        ));
+        env.push((
+            "PYTHONPATH".to_owned(),
+            runtime_dir.join("python").display().to_string(),
+        ));
         env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
     }

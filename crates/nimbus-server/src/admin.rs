@@ -1,4 +1,5 @@
-//! The control API on loopback: Lambda's Invoke API shape, behind a bearer token.
+//! The control API on loopback, behind bearer tokens: Lambda's Invoke API, the function
+//! list, metrics, and (from `api.rs`) the services.
 
 use std::sync::Arc;
 
@@ -11,7 +12,9 @@ use http::{HeaderMap, StatusCode};
 use nimbus_core::Outcome;
 
 use crate::ServerConfig;
+use crate::api::Api;
 use crate::error::ApiError;
+use crate::events::Events;
 use crate::functions::{Functions, InvokeRequest};
 use crate::telemetry::Trigger;
 
@@ -20,12 +23,18 @@ const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 struct Admin {
     functions: Arc<Functions>,
+    api: Arc<Api>,
     token: String,
 }
 
-pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
+pub(crate) fn router(functions: Arc<Functions>, events: Arc<Events>, cfg: &ServerConfig) -> Router {
+    let api = Arc::new(Api {
+        events,
+        admin_token: cfg.admin_token.clone(),
+    });
     let admin = Arc::new(Admin {
         functions,
+        api: api.clone(),
         token: cfg.admin_token.clone(),
     });
     Router::new()
@@ -35,6 +44,7 @@ pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(admin)
+        .merge(crate::api::routes(api))
 }
 
 async fn invoke(
@@ -43,10 +53,16 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin.authorize(&headers)?;
+    // Functions may invoke the functions they are granted (`lambda:InvokeFunction`).
+    admin.api.authorize(
+        &headers,
+        "lambda:InvokeFunction",
+        &format!("function:{name}"),
+    )?;
     let Some(function) = admin.functions.get(&name) else {
-        return Err(ApiError::client(
+        return Err(ApiError::typed(
             StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
             format!("Function not found: {name}"),
         ));
     };
@@ -61,8 +77,41 @@ async fn invoke(
             "the event must be JSON",
         ));
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
     let trace = crate::gateway::incoming_trace(&headers);
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    match invocation_type {
+        "RequestResponse" => {}
+        "Event" => {
+            let payload = String::from_utf8_lossy(&payload).into_owned();
+            let sent = admin
+                .api
+                .events
+                .invoke_async(&name, payload, &trace, "event")
+                .await?;
+            let body = serde_json::json!({ "messageId": sent.message_id }).to_string();
+            // Lambda's Invoke API answers an accepted `Event` invocation with 202.
+            return Ok((
+                StatusCode::ACCEPTED,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response());
+        }
+        "DryRun" => return Ok(StatusCode::NO_CONTENT.into_response()),
+        other => {
+            return Err(ApiError::typed(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                format!(
+                    "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
+                ),
+            ));
+        }
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
     let report = function
         .invoke(InvokeRequest {
             request_id: request_id.clone(),
@@ -153,6 +202,6 @@ impl Admin {
 }
 
 /// Compares without an early exit, so the token cannot be guessed byte by byte by timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -25,6 +25,20 @@ impl ApiError {
         }
     }
 
+    /// A client error with an AWS-style error type (`QueueDoesNotExist`, `AccessDenied`).
+    pub(crate) fn typed(
+        status: StatusCode,
+        error_type: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            fault: Fault::Client,
+            status,
+            message: message.into(),
+            error_type: Some(error_type),
+        }
+    }
+
     pub(crate) fn throttled() -> ApiError {
         ApiError {
             fault: Fault::Client,
@@ -51,7 +65,11 @@ impl IntoResponse for ApiError {
             Fault::Function => tracing::warn!(status = %self.status, "{}", self.message),
             Fault::Client => tracing::debug!(status = %self.status, "{}", self.message),
         }
-        let body = serde_json::json!({ "message": self.message }).to_string();
+        let mut body = serde_json::json!({ "message": self.message });
+        if let Some(error_type) = self.error_type {
+            body["type"] = serde_json::Value::String(error_type.to_owned());
+        }
+        let body = body.to_string();
         let mut res = (self.status, body).into_response();
         let headers = res.headers_mut();
         headers.insert(
@@ -65,5 +83,28 @@ impl IntoResponse for ApiError {
             );
         }
         res
+    }
+}
+
+impl From<nimbus_store::StoreError> for ApiError {
+    fn from(e: nimbus_store::StoreError) -> ApiError {
+        use nimbus_store::StoreError;
+        let message = e.to_string();
+        let (status, error_type) = match &e {
+            StoreError::UnknownQueue { .. } => (StatusCode::NOT_FOUND, "QueueDoesNotExist"),
+            StoreError::UnknownBucket { .. } => (StatusCode::NOT_FOUND, "NoSuchBucket"),
+            StoreError::MessageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "MessageTooLong"),
+            StoreError::ValueTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "ValueTooLarge"),
+            StoreError::InvalidReceiptHandle { .. } => {
+                (StatusCode::BAD_REQUEST, "ReceiptHandleIsInvalid")
+            }
+            StoreError::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKey"),
+            _ if e.is_not_found() => (StatusCode::NOT_FOUND, "NotFound"),
+            _ if e.is_client_error() => (StatusCode::BAD_REQUEST, "InvalidParameterValue"),
+            _ => {
+                return ApiError::platform(format!("{:#}", anyhow::Error::from(e)));
+            }
+        };
+        ApiError::typed(status, error_type, message)
     }
 }

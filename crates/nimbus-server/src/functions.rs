@@ -22,6 +22,8 @@ pub(crate) struct Functions {
 
 pub(crate) struct Function {
     pub(crate) spec: FunctionSpec,
+    /// The function's own control-API token.
+    pub(crate) token: String,
     pub(crate) executor: Arc<dyn Executor>,
     limiter: Option<Limiter>,
     metrics: FunctionMetrics,
@@ -55,6 +57,7 @@ impl Functions {
                 telemetry: telemetry.clone(),
                 spec: f.spec,
                 executor: f.executor,
+                token: f.token,
             })
             .collect();
         let by_name = list
@@ -73,19 +76,11 @@ impl Functions {
         self.by_name.get(name).map(|&idx| &self.list[idx])
     }
 
-    pub(crate) fn route_lines(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        for function in &self.list {
-            for route in &function.spec.http_routes {
-                lines.push(format!(
-                    "{:<7} {} -> {}",
-                    route.method.to_string(),
-                    route.path,
-                    function.spec.name
-                ));
-            }
-        }
-        lines
+    /// The function whose control-API token this is.
+    pub(crate) fn by_token(&self, token: &str) -> Option<&Function> {
+        self.list
+            .iter()
+            .find(|f| crate::admin::constant_time_eq(f.token.as_bytes(), token.as_bytes()))
     }
 
     pub(crate) async fn shutdown(&self) {

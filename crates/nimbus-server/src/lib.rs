@@ -1,12 +1,16 @@
-//! The HTTP face of nimbus: the API Gateway-compatible gateway that turns requests into
-//! events, the loopback control API (`nimbus invoke` against a running app), the
-//! per-function concurrency limits, and graceful shutdown.
+//! The HTTP face of nimbus and its event machinery: the API Gateway-compatible gateway,
+//! the loopback control API (Lambda's Invoke API, queues, topics, buckets, KV, metrics),
+//! the triggers that turn queue messages, topic publishes, object changes, schedules and
+//! asynchronous invocations into invocations, per-function concurrency limits, telemetry
+//! and graceful shutdown.
 //!
 //! This crate never sees a process or a Wasm engine: functions arrive as
 //! `Arc<dyn Executor>` values, so it is tested with a fake executor.
 
 mod admin;
+mod api;
 mod error;
+mod events;
 mod functions;
 mod gateway;
 mod telemetry;
@@ -16,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nimbus_core::events::AppResources;
 use nimbus_core::{Executor, FunctionSpec};
+use nimbus_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -29,6 +35,32 @@ pub struct ServedFunction {
     pub spec: FunctionSpec,
     /// Runs its invocations.
     pub executor: Arc<dyn Executor>,
+    /// The bearer token the function's code uses on the control API (`NIMBUS_TOKEN`);
+    /// it allows what the function's grants allow.
+    pub token: String,
+}
+
+/// Everything a server serves.
+pub struct App {
+    /// The functions.
+    pub functions: Vec<ServedFunction>,
+    /// Where metrics, logs, records and spans go.
+    pub telemetry: Arc<Telemetry>,
+    /// Queues, topics, buckets, KV and schedules, on the store.
+    pub events: EventsConfig,
+}
+
+/// The event machinery's settings.
+pub struct EventsConfig {
+    /// The durable store of messages, objects, keys and schedule state.
+    pub store: Store,
+    /// Declared queues, topics, buckets and KV namespaces.
+    pub resources: AppResources,
+    /// `AWS_REGION`, as it appears in ARNs of events.
+    pub region: String,
+    /// The delay before the first retry of a failed asynchronous invocation, doubling
+    /// after (Lambda waits about a minute, then two).
+    pub async_retry_delay: Duration,
 }
 
 /// Validated settings of a server.
@@ -52,7 +84,6 @@ pub struct ServerConfig {
 /// A bound, not yet running server.
 pub struct Server {
     cfg: ServerConfig,
-    functions: Arc<Functions>,
     gateway: TcpListener,
     admin: TcpListener,
 }
@@ -66,11 +97,7 @@ pub struct ShutdownTrigger(watch::Sender<bool>);
 
 impl Server {
     /// Binds the gateway (at `cfg.gateway_addr`) and the control API (loopback, any port).
-    pub async fn bind(
-        cfg: ServerConfig,
-        functions: Vec<ServedFunction>,
-        telemetry: Arc<Telemetry>,
-    ) -> anyhow::Result<Server> {
+    pub async fn bind(cfg: ServerConfig) -> anyhow::Result<Server> {
         let gateway = TcpListener::bind(cfg.gateway_addr)
             .await
             .with_context(|| format!("binding the gateway to {}", cfg.gateway_addr))?;
@@ -78,10 +105,8 @@ impl Server {
         let admin = TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("binding the control API on 127.0.0.1")?;
-        let functions = Arc::new(Functions::new(functions, &cfg, telemetry));
         Ok(Server {
             cfg,
-            functions,
             gateway,
             admin,
         })
@@ -97,22 +122,23 @@ impl Server {
         Ok(self.admin.local_addr()?)
     }
 
-    /// The route table as `METHOD path -> function` lines, for the start-up banner.
-    pub fn route_lines(&self) -> Vec<String> {
-        self.functions.route_lines()
-    }
-
-    /// Serves until `shutdown`, then drains in-flight requests (up to the drain timeout)
-    /// and stops every instance.
-    pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
+    /// Serves `app` until `shutdown`, then drains in-flight requests (up to the drain
+    /// timeout), stops the triggers and every instance.
+    pub async fn run(self, app: App, shutdown: Shutdown) -> anyhow::Result<()> {
         let Server {
             cfg,
-            functions,
             gateway,
             admin,
         } = self;
+        let functions = Arc::new(Functions::new(app.functions, &cfg, app.telemetry));
+        let events = Arc::new(
+            events::Events::start(functions.clone(), app.events)
+                .await
+                .context("starting queues, topics, buckets and schedules")?,
+        );
+        let triggers = events.clone().spawn_triggers(shutdown.clone());
         let gateway_app = gateway::router(functions.clone(), &cfg);
-        let admin_app = admin::router(functions.clone(), &cfg);
+        let admin_app = admin::router(functions.clone(), events.clone(), &cfg);
         let mut services = tokio::task::JoinSet::new();
         for (listener, app) in [(gateway, gateway_app), (admin, admin_app)] {
             let mut shutdown = shutdown.clone();
@@ -143,12 +169,29 @@ impl Server {
             );
             services.abort_all();
         }
+        events::stop_triggers(triggers).await;
         functions.shutdown().await;
         let telemetry = functions.telemetry.clone();
         // The store writes on its own thread; wait for it off the async workers.
         let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
         Ok(())
     }
+}
+
+/// The route table as `METHOD path -> function` lines, for the start-up banner.
+pub fn route_lines(specs: &[FunctionSpec]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for spec in specs {
+        for route in &spec.http_routes {
+            lines.push(format!(
+                "{:<7} {} -> {}",
+                route.method.to_string(),
+                route.path,
+                spec.name
+            ));
+        }
+    }
+    lines
 }
 
 impl Shutdown {

@@ -39,6 +39,12 @@ pub struct Telemetry {
 pub(crate) enum Trigger {
     Http,
     Invoke,
+    /// An asynchronous invocation (`X-Amz-Invocation-Type: Event`, a destination).
+    Event,
+    Sqs,
+    Sns,
+    S3,
+    Schedule,
 }
 
 /// The facts of one finished invocation.
@@ -275,6 +281,11 @@ impl Trigger {
         match self {
             Trigger::Http => "http",
             Trigger::Invoke => "invoke",
+            Trigger::Event => "event",
+            Trigger::Sqs => "sqs",
+            Trigger::Sns => "sns",
+            Trigger::S3 => "s3",
+            Trigger::Schedule => "schedule",
         }
     }
 
@@ -282,7 +293,9 @@ impl Trigger {
     fn otel_name(self) -> &'static str {
         match self {
             Trigger::Http => "http",
-            Trigger::Invoke => "other",
+            Trigger::Sqs | Trigger::Sns | Trigger::S3 => "pubsub",
+            Trigger::Schedule => "timer",
+            Trigger::Invoke | Trigger::Event => "other",
         }
     }
 }

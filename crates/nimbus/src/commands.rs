@@ -4,6 +4,7 @@ pub(crate) mod cost;
 pub(crate) mod invocations;
 pub(crate) mod invoke;
 pub(crate) mod logs;
+pub(crate) mod resources;
 pub(crate) mod top;
 pub(crate) mod trace;
 pub(crate) mod up;

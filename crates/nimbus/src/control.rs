@@ -104,11 +104,22 @@ impl UpRecord {
             .collect())
     }
 
-    async fn request(
+    pub(crate) async fn request(
         &self,
         method: http::Method,
         path: &str,
         body: Vec<u8>,
+    ) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)> {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    /// A request to the control API with extra headers.
+    pub(crate) async fn request_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Vec<u8>,
+        headers: &[(&str, String)],
     ) -> anyhow::Result<(http::StatusCode, http::HeaderMap, Bytes)> {
         let stream = tokio::net::TcpStream::connect(self.admin)
             .await
@@ -124,7 +135,17 @@ impl UpRecord {
                 http::header::AUTHORIZATION,
                 format!("Bearer {}", self.token),
             )
-            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+                    .map_or("application/json", |(_, value)| value.as_str()),
+            );
+        let req = headers
+            .iter()
+            .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+            .fold(req, |req, (name, value)| req.header(*name, value.as_str()))
             .body(Full::new(Bytes::from(body)))?;
         let res = sender.send_request(req).await?;
         let status = res.status();

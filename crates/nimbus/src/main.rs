@@ -29,6 +29,10 @@ enum Command {
     Cost(commands::cost::CostCommand),
     Trace(commands::trace::TraceCommand),
     Top(commands::top::TopCommand),
+    Queue(commands::resources::QueueCommand),
+    Topic(commands::resources::TopicCommand),
+    Bucket(commands::resources::BucketCommand),
+    Kv(commands::resources::KvCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,10 @@ fn main() -> ExitCode {
         Command::Cost(cmd) => cmd.execute(),
         Command::Trace(cmd) => cmd.execute(),
         Command::Top(cmd) => cmd.execute(),
+        Command::Queue(cmd) => cmd.execute(),
+        Command::Topic(cmd) => cmd.execute(),
+        Command::Bucket(cmd) => cmd.execute(),
+        Command::Kv(cmd) => cmd.execute(),
     };
     match res {
         Ok(code) => code,

@@ -30,6 +30,10 @@ pub(crate) struct InvokeCommand {
     /// Stage, for `${opt:stage}` and `${sls:stage}`.
     #[arg(long)]
     stage: Option<String>,
+    /// Queue the event for asynchronous invocation (Lambda's `Event` type) in the
+    /// running app, with its retries and destinations; prints the message id.
+    #[arg(long = "async")]
+    asynchronous: bool,
 }
 
 impl InvokeCommand {
@@ -45,6 +49,9 @@ impl InvokeCommand {
                 "the event is not valid JSON ({e}); pass it with --data '{{...}}' or --file event.json"
             );
         }
+        if self.asynchronous {
+            return self.invoke_async(payload);
+        }
         let (payload, function_error) = crate::runtime()?.block_on(self.invoke(payload))?;
         let mut out = std::io::stdout().lock();
         out.write_all(&payload)?;
@@ -54,6 +61,35 @@ impl InvokeCommand {
             eprintln!("error: {} returned an error (see above)", self.function);
             return Ok(ExitCode::FAILURE);
         }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn invoke_async(&self, payload: Vec<u8>) -> anyhow::Result<ExitCode> {
+        let state_dir = self
+            .dir
+            .canonicalize()
+            .with_context(|| format!("opening app folder {}", self.dir.display()))?
+            .join(".nimbus");
+        let Some(record) = UpRecord::read(&state_dir) else {
+            anyhow::bail!("--async needs the app running: start it with `nimbus up` first");
+        };
+        let path = format!("/2015-03-31/functions/{}/invocations", self.function);
+        let headers = [("x-amz-invocation-type", "Event".to_owned())];
+        let (status, _, body) = crate::runtime()?.block_on(record.request_with(
+            http::Method::POST,
+            &path,
+            payload,
+            &headers,
+        ))?;
+        if status != http::StatusCode::ACCEPTED {
+            anyhow::bail!(
+                "the running app answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(&body)?;
+        writeln!(out)?;
         Ok(ExitCode::SUCCESS)
     }
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use nimbus_server::{ServedFunction, Server, ServerConfig, Shutdown, Telemetry, TelemetryConfig};
+use nimbus_server::{
+    EventsConfig, ServedFunction, Server, ServerConfig, Shutdown, Telemetry, TelemetryConfig,
+};
 
 use crate::app::{self, LoadOptions};
 use crate::control::UpRecord;
@@ -44,6 +46,10 @@ pub(crate) struct UpCommand {
     /// Keep invocation records, logs and spans in .nimbus/nimbus.db (off: metrics only).
     #[arg(long, value_enum, default_value = "on")]
     telemetry: Switch,
+    /// Wait this long before retrying a failed asynchronous invocation, doubling after
+    /// (Lambda waits about a minute).
+    #[arg(long, default_value = "1m", value_parser = duration::parse)]
+    async_retry_delay: Duration,
     /// Delete records, logs and spans older than this.
     #[arg(long, default_value = "7d", value_parser = duration::parse)]
     retention: Duration,
@@ -63,7 +69,7 @@ impl UpCommand {
     }
 
     async fn run(self) -> anyhow::Result<()> {
-        let app = app::load(
+        let mut app = app::load(
             &self.dir,
             &LoadOptions {
                 stage: self.stage.clone(),
@@ -81,38 +87,22 @@ impl UpCommand {
                 record.gateway
             );
         }
-        let store = match self.telemetry {
-            Switch::On => Some(
-                nimbus_store::Store::open(&state_dir)
-                    .with_context(|| format!("opening the store in {}", state_dir.display()))?,
-            ),
+        let store = nimbus_store::Store::open(&state_dir)
+            .with_context(|| format!("opening the store in {}", state_dir.display()))?;
+        let telemetry_store = match self.telemetry {
+            Switch::On => {
+                spawn_pruner(store.clone(), self.retention);
+                Some(store.clone())
+            }
             Switch::Off => None,
         };
-        if let Some(store) = &store {
-            spawn_pruner(store.clone(), self.retention);
-        }
         let telemetry = Arc::new(Telemetry::new(TelemetryConfig {
-            store,
+            store: telemetry_store,
             otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .ok()
                 .filter(|v| !v.is_empty()),
             echo_function_output: true,
         }));
-        let lambda_cfg = app.lambda_config(self.idle_timeout, telemetry.clone());
-        nimbus_lambda::install_bootstraps(&lambda_cfg).with_context(|| {
-            format!(
-                "writing runtime bootstraps to {}",
-                lambda_cfg.runtime_dir.display()
-            )
-        })?;
-        let mut served = Vec::new();
-        for (idx, spec) in app.manifest.functions.iter().enumerate() {
-            let executor = app.start_executor(idx, &lambda_cfg).await?;
-            served.push(ServedFunction {
-                spec: spec.clone(),
-                executor,
-            });
-        }
         let longest_timeout = app
             .manifest
             .functions
@@ -128,12 +118,39 @@ impl UpCommand {
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
             drain_timeout: longest_timeout + Duration::from_secs(1),
         };
-        let server = Server::bind(cfg.clone(), served, telemetry).await?;
+        // Bind first: functions learn the control API's address from their environment.
+        let server = Server::bind(cfg.clone()).await?;
         let gateway = server.gateway_addr()?;
+        let admin = server.admin_addr()?;
+        let mut tokens = Vec::new();
+        for spec in &mut app.manifest.functions {
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            spec.environment
+                .insert("NIMBUS_API".to_owned(), format!("http://{admin}"));
+            spec.environment
+                .insert("NIMBUS_TOKEN".to_owned(), token.clone());
+            tokens.push(token);
+        }
+        let lambda_cfg = app.lambda_config(self.idle_timeout, telemetry.clone());
+        nimbus_lambda::install_bootstraps(&lambda_cfg).with_context(|| {
+            format!(
+                "writing runtime bootstraps to {}",
+                lambda_cfg.runtime_dir.display()
+            )
+        })?;
+        let mut served = Vec::new();
+        for ((idx, spec), token) in app.manifest.functions.iter().enumerate().zip(tokens) {
+            let executor = app.start_executor(idx, &lambda_cfg).await?;
+            served.push(ServedFunction {
+                spec: spec.clone(),
+                executor,
+                token,
+            });
+        }
         let record = UpRecord {
             pid: std::process::id(),
             gateway,
-            admin: server.admin_addr()?,
+            admin,
             token: cfg.admin_token.clone(),
         };
         record.write(&state_dir)?;
@@ -141,8 +158,18 @@ impl UpCommand {
             &app.manifest.service,
             &app.manifest.stage,
             gateway,
-            &server.route_lines(),
+            &nimbus_server::route_lines(&app.manifest.functions),
         )?;
+        let served_app = nimbus_server::App {
+            functions: served,
+            telemetry,
+            events: EventsConfig {
+                store,
+                resources: app.manifest.resources.clone(),
+                region: app.manifest.region.clone(),
+                async_retry_delay: self.async_retry_delay,
+            },
+        };
 
         let (trigger, shutdown) = Shutdown::new();
         let trigger = Arc::new(trigger);
@@ -150,7 +177,7 @@ impl UpCommand {
             wait_for_stop_signal().await;
             trigger.trigger();
         });
-        let res = server.run(shutdown).await;
+        let res = server.run(served_app, shutdown).await;
         let _ = std::fs::remove_file(UpRecord::path(&state_dir));
         tracing::info!("stopped");
         res

@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod events;
 mod gateway;
 mod hello;
 mod manifest;

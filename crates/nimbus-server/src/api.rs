@@ -1,0 +1,739 @@
+//! The services API on the control port: queues, topics, buckets and KV, for users (the
+//! admin token) and for functions (their own token, limited to their grants). See
+//! docs/api.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, StatusCode, Uri};
+use nimbus_store::{MessageAttribute, NewMessage};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::events::{Events, Publish};
+use crate::gateway::incoming_trace;
+
+/// KV values may be up to 25 MiB, objects up to this much per request.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) struct Api {
+    pub(crate) events: Arc<Events>,
+    pub(crate) admin_token: String,
+}
+
+pub(crate) fn routes(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/queues", get(list_queues))
+        .route("/v1/queues/{queue}/messages", post(send_message))
+        .route("/v1/queues/{queue}/receive", post(receive_messages))
+        .route("/v1/queues/{queue}/delete", post(delete_message))
+        .route("/v1/queues/{queue}/visibility", post(change_visibility))
+        .route("/v1/queues/{queue}/purge", post(purge_queue))
+        .route("/v1/topics/{topic}/publish", post(publish))
+        .route("/v1/buckets/{bucket}/objects", get(list_objects))
+        .route(
+            "/v1/buckets/{bucket}/objects/{*key}",
+            get(get_object)
+                .head(head_object)
+                .put(put_object)
+                .delete(delete_object),
+        )
+        .route("/v1/kv/{namespace}/keys", get(kv_list))
+        .route(
+            "/v1/kv/{namespace}/keys/{*key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+impl Api {
+    /// Resolves the bearer token to a caller and checks that it may do `action` on
+    /// `resource` (`queue:orders`, `bucket:images/a.png`, `kv:sessions`, ...).
+    /// The operator's token allows everything; a function's token what its grants allow.
+    pub(crate) fn authorize(
+        &self,
+        headers: &HeaderMap,
+        action: &str,
+        resource: &str,
+    ) -> Result<(), ApiError> {
+        let token = bearer(headers).ok_or_else(unauthorized)?;
+        if crate::admin::constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+            return Ok(());
+        }
+        let Some(function) = self.events.functions.by_token(token) else {
+            return Err(unauthorized());
+        };
+        if function
+            .spec
+            .grants
+            .iter()
+            .any(|grant| grant.allows(action, resource))
+        {
+            return Ok(());
+        }
+        Err(ApiError::typed(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!(
+                "function `{}` may not {action} on {resource}; grant it in provider.iam.role.statements",
+                function.spec.name
+            ),
+        ))
+    }
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::client(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+}
+
+fn json_body(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::typed(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValue",
+            format!("the body must be a JSON object: {e}"),
+        )
+    })
+}
+
+fn json_response(status: StatusCode, value: Value) -> Response {
+    (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::typed(
+        StatusCode::BAD_REQUEST,
+        "InvalidParameterValue",
+        message.into(),
+    )
+}
+
+/// `{"k": {"dataType": "String", "value": "v"}}` or `{"k": "v"}` / `{"k": 3}`.
+pub(crate) fn attributes(
+    value: Option<&Value>,
+) -> Result<BTreeMap<String, MessageAttribute>, ApiError> {
+    let mut attributes = BTreeMap::new();
+    let Some(value) = value else {
+        return Ok(attributes);
+    };
+    let Some(object) = value.as_object() else {
+        return Err(bad_request("attributes must be an object"));
+    };
+    for (name, attribute) in object {
+        if name.starts_with("nimbus.") || name == crate::events::TRACE_ATTRIBUTE {
+            return Err(bad_request(format!("attribute name {name:?} is reserved")));
+        }
+        let (data_type, value) = match attribute {
+            Value::String(text) => ("String".to_owned(), text.clone()),
+            Value::Number(number) => ("Number".to_owned(), number.to_string()),
+            Value::Object(typed) => {
+                let data_type = typed
+                    .get("dataType")
+                    .or_else(|| typed.get("DataType"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("String");
+                let value = typed
+                    .get("value")
+                    .or_else(|| typed.get("stringValue"))
+                    .or_else(|| typed.get("StringValue"))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    })
+                    .ok_or_else(|| bad_request(format!("attribute {name:?} has no value")))?;
+                (data_type.to_owned(), value)
+            }
+            other => ("String".to_owned(), other.to_string()),
+        };
+        attributes.insert(name.clone(), MessageAttribute { data_type, value });
+    }
+    Ok(attributes)
+}
+
+async fn list_queues(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "sqs:ListQueues", "queue:*")?;
+    let queues = api
+        .events
+        .store(|store| {
+            let mut out = Vec::new();
+            for name in store.list_queues()? {
+                if name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+                    continue;
+                }
+                let stats = store.queue_stats(&name)?;
+                out.push(json!({
+                    "name": name,
+                    "visible": stats.visible,
+                    "inFlight": stats.in_flight,
+                    "delayed": stats.delayed,
+                    "oldestAgeSeconds": stats.oldest_age.map(|age| age.as_secs_f64()),
+                }));
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, json!({ "queues": queues })))
+}
+
+async fn send_message(
+    State(api): State<Arc<Api>>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "sqs:SendMessage", &format!("queue:{queue}"))?;
+    let request = json_body(&body)?;
+    let Some(text) = request.get("body").and_then(Value::as_str) else {
+        return Err(bad_request("`body` (a string) is required"));
+    };
+    let delay = match request.get("delaySeconds") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            Some(Duration::from_secs(value.as_u64().ok_or_else(|| {
+                bad_request("delaySeconds must be a whole number")
+            })?))
+        }
+    };
+    let mut message = NewMessage {
+        body: text.to_owned(),
+        delay,
+        attributes: attributes(request.get("attributes"))?,
+        group_id: request
+            .get("groupId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        deduplication_id: request
+            .get("deduplicationId")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    // Carry the sender's trace, so the consumer's invocation joins it.
+    let trace = incoming_trace(&headers);
+    message.attributes.insert(
+        crate::events::TRACE_ATTRIBUTE.to_owned(),
+        MessageAttribute {
+            data_type: "String".to_owned(),
+            value: trace.xray_header(&crate::telemetry::trace::new_span_id()),
+        },
+    );
+    let sent = api.events.send(&queue, message).await?;
+    let mut value = json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body });
+    if let Some(sequence) = sent.sequence_number {
+        value["sequenceNumber"] = json!(sequence);
+    }
+    Ok(json_response(StatusCode::OK, value))
+}
+
+async fn receive_messages(
+    State(api): State<Arc<Api>>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "sqs:ReceiveMessage", &format!("queue:{queue}"))?;
+    let request = json_body(&body)?;
+    let max = request
+        .get("maxMessages")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    if !(1..=10).contains(&max) {
+        return Err(bad_request("maxMessages must be 1 to 10"));
+    }
+    let visibility = request
+        .get("visibilityTimeout")
+        .and_then(Value::as_f64)
+        .map(Duration::from_secs_f64);
+    let name = queue.clone();
+    let messages = api
+        .events
+        .store(move |store| store.receive_messages(&name, max as usize, visibility))
+        .await?;
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .iter()
+                .filter(|(k, _)| !k.starts_with("nimbus."))
+                .map(|(k, a)| (k.clone(), json!({ "dataType": a.data_type, "value": a.value })))
+                .collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "md5OfBody": m.md5_of_body,
+                "attributes": attributes,
+                "receiveCount": m.receive_count,
+                "sentTimestamp": m.sent_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "groupId": m.group_id,
+                "sequenceNumber": m.sequence_number,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "messages": messages }),
+    ))
+}
+
+fn receipt_handle(request: &Value) -> Result<String, ApiError> {
+    request
+        .get("receiptHandle")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| bad_request("`receiptHandle` is required"))
+}
+
+async fn delete_message(
+    State(api): State<Arc<Api>>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "sqs:DeleteMessage", &format!("queue:{queue}"))?;
+    let handle = receipt_handle(&json_body(&body)?)?;
+    api.events
+        .store(move |store| store.delete_message(&queue, &handle))
+        .await?;
+    Ok(json_response(StatusCode::OK, json!({})))
+}
+
+async fn change_visibility(
+    State(api): State<Arc<Api>>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(
+        &headers,
+        "sqs:ChangeMessageVisibility",
+        &format!("queue:{queue}"),
+    )?;
+    let request = json_body(&body)?;
+    let handle = receipt_handle(&request)?;
+    let timeout = request
+        .get("visibilityTimeout")
+        .and_then(Value::as_f64)
+        .filter(|t| (0.0..=43_200.0).contains(t))
+        .ok_or_else(|| bad_request("visibilityTimeout must be 0 to 43200 seconds"))?;
+    api.events
+        .store(move |store| {
+            store.change_visibility(&queue, &handle, Duration::from_secs_f64(timeout))
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, json!({})))
+}
+
+async fn purge_queue(
+    State(api): State<Arc<Api>>,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "sqs:PurgeQueue", &format!("queue:{queue}"))?;
+    let purged = api
+        .events
+        .store(move |store| store.purge_queue(&queue))
+        .await?;
+    Ok(json_response(StatusCode::OK, json!({ "purged": purged })))
+}
+
+async fn publish(
+    State(api): State<Arc<Api>>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "sns:Publish", &format!("topic:{topic}"))?;
+    if !api.events.resources.topics.iter().any(|t| t.name == topic) {
+        return Err(ApiError::typed(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "topic `{topic}` does not exist; declare it under topics: or give a function an sns event"
+            ),
+        ));
+    }
+    let request = json_body(&body)?;
+    let Some(message) = request.get("message").and_then(Value::as_str) else {
+        return Err(bad_request("`message` (a string) is required"));
+    };
+    // SNS's limit for a message with its attributes.
+    if message.len() > 256 * 1024 {
+        return Err(ApiError::typed(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "MessageTooLong",
+            "the message is over 256 KiB",
+        ));
+    }
+    let publish = Publish {
+        message: message.to_owned(),
+        subject: request
+            .get("subject")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        attributes: attributes(request.get("attributes"))?,
+    };
+    let trace = incoming_trace(&headers);
+    let message_id = api.events.publish(&topic, publish, &trace).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "messageId": message_id }),
+    ))
+}
+
+/// Decodes `a=1&b=x%20y` into pairs.
+pub(crate) fn query(uri: &Uri) -> HashMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |text: &str| {
+                percent_encoding::percent_decode_str(&text.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn object_resource(bucket: &str, key: &str) -> String {
+    format!("bucket:{bucket}/{key}")
+}
+
+fn http_date(time: SystemTime) -> String {
+    // RFC 9110 IMF-fixdate, as S3 writes Last-Modified.
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let (year, month, day) = nimbus_core::time::civil_from_days(i64::try_from(days).unwrap_or(0));
+    let rem = secs % 86_400;
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[usize::from(month.saturating_sub(1)).min(11)],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn object_headers(meta: &nimbus_store::ObjectMeta) -> Vec<(http::HeaderName, String)> {
+    vec![
+        (
+            http::header::CONTENT_TYPE,
+            meta.content_type
+                .clone()
+                .unwrap_or_else(|| "application/octet-stream".to_owned()),
+        ),
+        (http::header::ETAG, format!("\"{}\"", meta.etag)),
+        (http::header::LAST_MODIFIED, http_date(meta.last_modified)),
+        (http::header::CONTENT_LENGTH, meta.size.to_string()),
+    ]
+}
+
+fn with_headers(
+    status: StatusCode,
+    headers: Vec<(http::HeaderName, String)>,
+    body: Vec<u8>,
+) -> Response {
+    let mut res = (status, body).into_response();
+    for (name, value) in headers {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, value);
+        }
+    }
+    res
+}
+
+fn no_such_key(bucket: &str, key: &str) -> ApiError {
+    ApiError::typed(
+        StatusCode::NOT_FOUND,
+        "NoSuchKey",
+        format!("no object `{key}` in bucket `{bucket}`"),
+    )
+}
+
+async fn put_object(
+    State(api): State<Arc<Api>>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "s3:PutObject", &object_resource(&bucket, &key))?;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let trace = incoming_trace(&headers);
+    let meta = api
+        .events
+        .put_object(&bucket, &key, body.to_vec(), content_type, &trace)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "key": meta.key, "size": meta.size, "eTag": meta.etag }),
+    ))
+}
+
+async fn get_object(
+    State(api): State<Arc<Api>>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "s3:GetObject", &object_resource(&bucket, &key))?;
+    let (b, k) = (bucket.clone(), key.clone());
+    match api
+        .events
+        .store(move |store| store.get_object(&b, &k))
+        .await?
+    {
+        Some((meta, data)) => Ok(with_headers(StatusCode::OK, object_headers(&meta), data)),
+        None => Err(no_such_key(&bucket, &key)),
+    }
+}
+
+async fn head_object(
+    State(api): State<Arc<Api>>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "s3:GetObject", &object_resource(&bucket, &key))?;
+    let (b, k) = (bucket.clone(), key.clone());
+    match api
+        .events
+        .store(move |store| store.head_object(&b, &k))
+        .await?
+    {
+        Some(meta) => Ok(with_headers(
+            StatusCode::OK,
+            object_headers(&meta),
+            Vec::new(),
+        )),
+        None => Err(no_such_key(&bucket, &key)),
+    }
+}
+
+async fn delete_object(
+    State(api): State<Arc<Api>>,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "s3:DeleteObject", &object_resource(&bucket, &key))?;
+    let trace = incoming_trace(&headers);
+    api.events.delete_object(&bucket, &key, &trace).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_objects(
+    State(api): State<Arc<Api>>,
+    Path(bucket): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "s3:ListBucket", &format!("bucket:{bucket}"))?;
+    let params = query(&uri);
+    let max_keys = match params.get("maxKeys") {
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| bad_request("maxKeys must be a whole number"))?
+            .clamp(1, 1000),
+        None => 1000,
+    };
+    let prefix = params.get("prefix").cloned();
+    let start_after = params.get("startAfter").cloned();
+    let list = api
+        .events
+        .store(move |store| {
+            store.list_objects(&bucket, prefix.as_deref(), start_after.as_deref(), max_keys)
+        })
+        .await?;
+    let objects: Vec<Value> = list
+        .objects
+        .iter()
+        .map(|m| json!({ "key": m.key, "size": m.size, "eTag": m.etag, "lastModified": nimbus_core::time::rfc3339_millis(m.last_modified) }))
+        .collect();
+    let mut value = json!({ "objects": objects, "isTruncated": list.is_truncated });
+    if let Some(next) = list.next_start_after {
+        value["nextStartAfter"] = json!(next);
+    }
+    Ok(json_response(StatusCode::OK, value))
+}
+
+async fn kv_get(
+    State(api): State<Arc<Api>>,
+    Path((namespace, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "kv:Get", &format!("kv:{namespace}"))?;
+    let (ns, k) = (namespace.clone(), key.clone());
+    match api.events.store(move |store| store.kv_get(&ns, &k)).await? {
+        Some(entry) => {
+            let mut headers = vec![(
+                http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            )];
+            if let Some(metadata) = entry.metadata {
+                headers.push((http::HeaderName::from_static("x-nimbus-metadata"), metadata));
+            }
+            if let Some(expiration) = entry.expiration {
+                let secs = expiration
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                headers.push((
+                    http::HeaderName::from_static("x-nimbus-expiration"),
+                    secs.to_string(),
+                ));
+            }
+            Ok(with_headers(StatusCode::OK, headers, entry.value))
+        }
+        None => Err(ApiError::typed(
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+            format!("no key `{key}` in namespace `{namespace}`"),
+        )),
+    }
+}
+
+async fn kv_put(
+    State(api): State<Arc<Api>>,
+    Path((namespace, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "kv:Put", &format!("kv:{namespace}"))?;
+    let params = query(&uri);
+    let now = SystemTime::now();
+    let expiration = match (params.get("expirationTtl"), params.get("expiration")) {
+        (Some(ttl), _) => {
+            let ttl: f64 = ttl
+                .parse()
+                .map_err(|_| bad_request("expirationTtl must be a number of seconds"))?;
+            Some(
+                now + Duration::try_from_secs_f64(ttl)
+                    .map_err(|_| bad_request("expirationTtl must be positive"))?,
+            )
+        }
+        (None, Some(at)) => {
+            let at: u64 = at
+                .parse()
+                .map_err(|_| bad_request("expiration must be seconds since the epoch"))?;
+            Some(UNIX_EPOCH + Duration::from_secs(at))
+        }
+        (None, None) => None,
+    };
+    let metadata = match headers.get("x-nimbus-metadata") {
+        Some(value) => {
+            let text = value
+                .to_str()
+                .map_err(|_| bad_request("X-Nimbus-Metadata must be JSON text"))?;
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| bad_request(format!("X-Nimbus-Metadata is not JSON: {e}")))?;
+            Some(text.to_owned())
+        }
+        None => None,
+    };
+    api.events
+        .store(move |store| store.kv_put(&namespace, &key, &body, expiration, metadata.as_deref()))
+        .await?;
+    Ok(json_response(StatusCode::OK, json!({})))
+}
+
+async fn kv_delete(
+    State(api): State<Arc<Api>>,
+    Path((namespace, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "kv:Delete", &format!("kv:{namespace}"))?;
+    api.events
+        .store(move |store| store.kv_delete(&namespace, &key))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn kv_list(
+    State(api): State<Arc<Api>>,
+    Path(namespace): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers, "kv:List", &format!("kv:{namespace}"))?;
+    let params = query(&uri);
+    let limit = match params.get("limit") {
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| bad_request("limit must be a whole number"))?
+            .clamp(1, 1000),
+        None => 1000,
+    };
+    let prefix = params.get("prefix").cloned();
+    let cursor = params.get("cursor").cloned();
+    let list = api
+        .events
+        .store(move |store| store.kv_list(&namespace, prefix.as_deref(), cursor.as_deref(), limit))
+        .await?;
+    let keys: Vec<Value> = list
+        .keys
+        .iter()
+        .map(|k| {
+            let mut key = json!({ "name": k.name });
+            if let Some(expiration) = k.expiration {
+                key["expiration"] = json!(
+                    expiration
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                );
+            }
+            if let Some(metadata) = k
+                .metadata
+                .as_deref()
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+            {
+                key["metadata"] = metadata;
+            }
+            key
+        })
+        .collect();
+    let mut value = json!({ "keys": keys, "list_complete": list.list_complete });
+    if let Some(cursor) = list.cursor {
+        value["cursor"] = json!(cursor);
+    }
+    Ok(json_response(StatusCode::OK, value))
+}

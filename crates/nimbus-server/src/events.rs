@@ -1,0 +1,463 @@
+//! The event machinery: queues, topics, buckets, KV and schedules on the store, and the
+//! triggers that turn them into invocations.
+//!
+//! Every event that must not be lost goes through a durable queue before any function
+//! sees it: an asynchronous invocation, a topic's fan-out and an object notification are
+//! committed to a queue in the same transaction as what caused them, and consumed from
+//! there with SQS semantics (at least once).
+
+mod filter;
+mod shapes;
+mod triggers;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nimbus_core::events::{
+    AppResources, Destination, EventSource, FilterScope, QueueSpec, S3Event, SnsEvent,
+    SubscriptionEndpoint,
+};
+use nimbus_store::{MessageAttribute, NewMessage, ObjectMeta, SentMessage, Store, StoreError};
+use tokio::sync::Notify;
+
+use crate::EventsConfig;
+use crate::functions::Functions;
+use crate::telemetry::TraceContext;
+
+pub(crate) use triggers::stop_triggers;
+
+/// Message attribute carrying the X-Ray trace header, as SQS's `AWSTraceHeader`.
+pub(crate) const TRACE_ATTRIBUTE: &str = "AWSTraceHeader";
+/// Message attributes nimbus uses on its internal queues.
+const REQUEST_ID_ATTRIBUTE: &str = "nimbus.requestId";
+const TRIGGER_ATTRIBUTE: &str = "nimbus.trigger";
+
+pub(crate) struct Events {
+    pub(crate) functions: Arc<Functions>,
+    pub(crate) store: Store,
+    pub(crate) resources: AppResources,
+    pub(crate) region: String,
+    pub(crate) async_retry_delay: Duration,
+    /// Wakes a queue's consumers when a message is sent to it.
+    wakers: HashMap<String, Arc<Notify>>,
+    /// Function subscribers of each topic.
+    sns_subscribers: HashMap<String, Vec<(usize, SnsEvent)>>,
+    /// Function notifications of each bucket.
+    s3_notifications: HashMap<String, Vec<(usize, S3Event)>>,
+}
+
+/// What happens to an object.
+enum ObjectChange {
+    Put {
+        data: Vec<u8>,
+        content_type: Option<String>,
+    },
+    Delete,
+}
+
+/// A message to publish to a topic.
+pub(crate) struct Publish {
+    pub(crate) message: String,
+    pub(crate) subject: Option<String>,
+    pub(crate) attributes: BTreeMap<String, MessageAttribute>,
+}
+
+impl Events {
+    /// Creates every declared queue and bucket (idempotently) and the internal queues.
+    pub(crate) async fn start(
+        functions: Arc<Functions>,
+        cfg: EventsConfig,
+    ) -> Result<Events, StoreError> {
+        let mut queues: Vec<QueueSpec> = cfg.resources.queues.clone();
+        for function in &functions.list {
+            // Asynchronous events wait here; if nimbus dies mid-invocation the event comes
+            // back after the function's timeout and is invoked again.
+            let mut spec = QueueSpec::with_defaults(&async_queue(&function.spec.name));
+            spec.visibility_timeout = function.spec.timeout + Duration::from_secs(10);
+            spec.retention =
+                function.spec.async_config.maximum_event_age + Duration::from_secs(3600);
+            queues.push(spec);
+        }
+        for topic in &cfg.resources.topics {
+            for (idx, subscription) in topic.subscriptions.iter().enumerate() {
+                if let SubscriptionEndpoint::Http(_) = subscription.endpoint {
+                    let mut spec = QueueSpec::with_defaults(&http_queue(&topic.name, idx));
+                    spec.visibility_timeout = Duration::from_secs(5);
+                    queues.push(spec);
+                }
+            }
+        }
+        let store = cfg.store.clone();
+        let buckets = cfg.resources.buckets.clone();
+        let to_create = queues.clone();
+        blocking(&store, move |store| {
+            for queue in &to_create {
+                store.ensure_queue(queue)?;
+            }
+            for bucket in &buckets {
+                store.ensure_bucket(bucket)?;
+            }
+            Ok(())
+        })
+        .await?;
+        let wakers = queues
+            .iter()
+            .map(|q| (q.name.clone(), Arc::new(Notify::new())))
+            .collect();
+        let mut sns_subscribers: HashMap<String, Vec<(usize, SnsEvent)>> = HashMap::new();
+        let mut s3_notifications: HashMap<String, Vec<(usize, S3Event)>> = HashMap::new();
+        for (idx, function) in functions.list.iter().enumerate() {
+            for event in &function.spec.events {
+                match event {
+                    EventSource::Sns(sns) => sns_subscribers
+                        .entry(sns.topic.clone())
+                        .or_default()
+                        .push((idx, sns.clone())),
+                    EventSource::S3(s3) => s3_notifications
+                        .entry(s3.bucket.clone())
+                        .or_default()
+                        .push((idx, s3.clone())),
+                    EventSource::Sqs(_) | EventSource::Schedule(_) => {}
+                }
+            }
+        }
+        Ok(Events {
+            functions,
+            store: cfg.store,
+            resources: cfg.resources,
+            region: cfg.region,
+            async_retry_delay: cfg.async_retry_delay,
+            wakers,
+            sns_subscribers,
+            s3_notifications,
+        })
+    }
+
+    /// Runs `op` on the store off the async workers.
+    pub(crate) async fn store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        blocking(&self.store, op).await
+    }
+
+    pub(crate) fn waker(&self, queue: &str) -> Option<Arc<Notify>> {
+        self.wakers.get(queue).cloned()
+    }
+
+    fn wake(&self, queue: &str) {
+        if let Some(waker) = self.wakers.get(queue) {
+            waker.notify_waiters();
+        }
+    }
+
+    /// Sends one message to a queue.
+    pub(crate) async fn send(
+        &self,
+        queue: &str,
+        message: NewMessage,
+    ) -> Result<SentMessage, StoreError> {
+        let name = queue.to_owned();
+        let sent = self
+            .store(move |store| store.send_message(&name, message))
+            .await?;
+        self.wake(queue);
+        Ok(sent)
+    }
+
+    /// Queues an event for asynchronous invocation of `function` (Lambda's `Event`
+    /// invocation type); returns the message id once it is durable.
+    pub(crate) async fn invoke_async(
+        &self,
+        function: &str,
+        payload: String,
+        trace: &TraceContext,
+        trigger: &str,
+    ) -> Result<SentMessage, StoreError> {
+        let message = internal_message(payload, trace, trigger);
+        self.send(&async_queue(function), message).await
+    }
+
+    /// Publishes to a topic: one durable delivery per matching subscriber, committed
+    /// together.
+    pub(crate) async fn publish(
+        &self,
+        topic: &str,
+        publish: Publish,
+        trace: &TraceContext,
+    ) -> Result<String, StoreError> {
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let topic_arn = format!("arn:aws:sns:{}:123456789012:{topic}", self.region);
+        let envelope = shapes::sns_envelope(&message_id, &topic_arn, &publish);
+        let body_json = serde_json::from_str::<serde_json::Value>(&publish.message).ok();
+        let attributes: BTreeMap<String, filter::Attribute<'_>> = publish
+            .attributes
+            .iter()
+            .map(|(k, a)| {
+                (
+                    k.clone(),
+                    filter::Attribute {
+                        data_type: &a.data_type,
+                        value: &a.value,
+                    },
+                )
+            })
+            .collect();
+        let accepts = |policy: &Option<serde_json::Value>, scope: FilterScope| match (policy, scope)
+        {
+            (None, _) => true,
+            (Some(policy), FilterScope::MessageAttributes) => {
+                filter::matches_attributes(policy, &attributes)
+            }
+            (Some(policy), FilterScope::MessageBody) => body_json
+                .as_ref()
+                .is_some_and(|body| filter::matches_body(policy, body)),
+        };
+        let mut sends = Vec::new();
+        for (idx, sns) in self.sns_subscribers.get(topic).into_iter().flatten() {
+            if !accepts(&sns.filter_policy, sns.filter_scope) {
+                continue;
+            }
+            let function = &self.functions.list[*idx].spec.name;
+            let subscription_arn = format!("{topic_arn}:{function}");
+            let event = shapes::sns_event(&envelope, &subscription_arn);
+            sends.push((
+                async_queue(function),
+                internal_message(event.to_string(), trace, "sns"),
+            ));
+        }
+        if let Some(spec) = self.resources.topics.iter().find(|t| t.name == topic) {
+            for (idx, subscription) in spec.subscriptions.iter().enumerate() {
+                if !accepts(&subscription.filter_policy, subscription.filter_scope) {
+                    continue;
+                }
+                let (queue, body, attributes) = match &subscription.endpoint {
+                    SubscriptionEndpoint::Queue(queue) if subscription.raw_message_delivery => (
+                        queue.clone(),
+                        publish.message.clone(),
+                        publish.attributes.clone(),
+                    ),
+                    SubscriptionEndpoint::Queue(queue) => {
+                        (queue.clone(), envelope.to_string(), BTreeMap::new())
+                    }
+                    SubscriptionEndpoint::Http(_) => (
+                        http_queue(topic, idx),
+                        envelope.to_string(),
+                        BTreeMap::new(),
+                    ),
+                };
+                let mut message = plain_message(body);
+                message.attributes = attributes;
+                message.attributes.insert(
+                    TRACE_ATTRIBUTE.to_owned(),
+                    string_attribute(&trace.xray_header(&crate::telemetry::trace::new_span_id())),
+                );
+                sends.push((queue, message));
+            }
+        }
+        let queues: Vec<String> = sends.iter().map(|(q, _)| q.clone()).collect();
+        if !sends.is_empty() {
+            self.store(move |store| store.send_many(sends)).await?;
+        }
+        for queue in &queues {
+            self.wake(queue);
+        }
+        Ok(message_id)
+    }
+
+    /// Stores an object and, in the same transaction, its `ObjectCreated` notifications.
+    pub(crate) async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+        content_type: Option<String>,
+        trace: &TraceContext,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.change_object(bucket, key, ObjectChange::Put { data, content_type }, trace)
+            .await
+            .map(|meta| meta.expect("a put always has metadata"))
+    }
+
+    /// Deletes an object and queues its `ObjectRemoved` notifications with it.
+    pub(crate) async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        trace: &TraceContext,
+    ) -> Result<Option<ObjectMeta>, StoreError> {
+        self.change_object(bucket, key, ObjectChange::Delete, trace)
+            .await
+    }
+
+    async fn change_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        change: ObjectChange,
+        trace: &TraceContext,
+    ) -> Result<Option<ObjectMeta>, StoreError> {
+        let event_name = match change {
+            ObjectChange::Put { .. } => "ObjectCreated:Put",
+            ObjectChange::Delete => "ObjectRemoved:Delete",
+        };
+        let targets = self.s3_targets(bucket, key, event_name);
+        let queues: Vec<String> = targets.iter().map(|f| async_queue(f)).collect();
+        let (bucket_name, key_name, region, trace) = (
+            bucket.to_owned(),
+            key.to_owned(),
+            self.region.clone(),
+            trace.clone(),
+        );
+        // The records carry the size, ETag and sequencer the store assigns, so they are
+        // made inside its transaction.
+        let mut events = move |meta: &ObjectMeta| -> Vec<(String, NewMessage)> {
+            let object = match event_name {
+                "ObjectCreated:Put" => Some((meta.size, meta.etag.as_str())),
+                _ => None,
+            };
+            let event = shapes::s3_event(
+                &region,
+                &meta.bucket,
+                &meta.key,
+                event_name,
+                object,
+                &meta.sequencer,
+            );
+            targets
+                .iter()
+                .map(|function| {
+                    (
+                        async_queue(function),
+                        internal_message(event.to_string(), &trace, "s3"),
+                    )
+                })
+                .collect()
+        };
+        let meta = self
+            .store(move |store| match change {
+                ObjectChange::Put { data, content_type } => store
+                    .put_object_with(
+                        &bucket_name,
+                        &key_name,
+                        &data,
+                        content_type.as_deref(),
+                        None,
+                        &mut events,
+                    )
+                    .map(Some),
+                ObjectChange::Delete => {
+                    store.delete_object_with(&bucket_name, &key_name, &mut events)
+                }
+            })
+            .await?;
+        for queue in &queues {
+            self.wake(queue);
+        }
+        Ok(meta)
+    }
+
+    /// The functions notified of `event_name` on this key.
+    fn s3_targets(&self, bucket: &str, key: &str, event_name: &str) -> Vec<String> {
+        let mut targets = Vec::new();
+        for (idx, s3) in self.s3_notifications.get(bucket).into_iter().flatten() {
+            let wanted = s3.events.iter().any(|pattern| {
+                let pattern = pattern.strip_prefix("s3:").unwrap_or(pattern);
+                nimbus_core::events::wildcard_match(pattern, event_name)
+            });
+            let in_rules = s3.prefix.as_deref().is_none_or(|p| key.starts_with(p))
+                && s3.suffix.as_deref().is_none_or(|s| key.ends_with(s));
+            if wanted && in_rules {
+                targets.push(self.functions.list[*idx].spec.name.clone());
+            }
+        }
+        targets
+    }
+
+    /// Sends a destination record (Lambda's `onSuccess`/`onFailure` shape).
+    pub(crate) async fn deliver(
+        &self,
+        destination: &Destination,
+        record: serde_json::Value,
+        trace: &TraceContext,
+    ) -> Result<(), StoreError> {
+        match destination {
+            Destination::Queue(queue) => {
+                self.send(queue, plain_message(record.to_string())).await?;
+            }
+            Destination::Topic(topic) => {
+                let publish = Publish {
+                    message: record.to_string(),
+                    subject: None,
+                    attributes: BTreeMap::new(),
+                };
+                self.publish(topic, publish, trace).await?;
+            }
+            Destination::Function(function) => {
+                self.invoke_async(function, record.to_string(), trace, "event")
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The prefix of nimbus's internal queues; the API hides them from listings.
+pub(crate) const INTERNAL_QUEUE_PREFIX: &str = "nimbus--";
+
+/// The internal queue holding a function's asynchronous events.
+pub(crate) fn async_queue(function: &str) -> String {
+    format!("{INTERNAL_QUEUE_PREFIX}async--{function}")
+}
+
+fn http_queue(topic: &str, idx: usize) -> String {
+    format!("{INTERNAL_QUEUE_PREFIX}http--{topic}--{idx}")
+}
+
+pub(crate) fn plain_message(body: String) -> NewMessage {
+    NewMessage {
+        body,
+        delay: None,
+        attributes: BTreeMap::new(),
+        group_id: None,
+        deduplication_id: None,
+    }
+}
+
+fn string_attribute(value: &str) -> MessageAttribute {
+    MessageAttribute {
+        data_type: "String".to_owned(),
+        value: value.to_owned(),
+    }
+}
+
+/// A message for an internal queue: the event, plus the request id every retry reuses
+/// (as Lambda keeps it across retries), the trace and what triggered it.
+fn internal_message(payload: String, trace: &TraceContext, trigger: &str) -> NewMessage {
+    let mut message = plain_message(payload);
+    let span = crate::telemetry::trace::new_span_id();
+    message.attributes.insert(
+        TRACE_ATTRIBUTE.to_owned(),
+        string_attribute(&trace.xray_header(&span)),
+    );
+    message.attributes.insert(
+        REQUEST_ID_ATTRIBUTE.to_owned(),
+        string_attribute(&uuid::Uuid::new_v4().to_string()),
+    );
+    message
+        .attributes
+        .insert(TRIGGER_ATTRIBUTE.to_owned(), string_attribute(trigger));
+    message
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Store,
+    op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || op(&store)).await {
+        Ok(res) => res,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

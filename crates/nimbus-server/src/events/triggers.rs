@@ -1,0 +1,556 @@
+//! The long-running consumers: SQS event source mappings, asynchronous invocation with
+//! retries and destinations, HTTP subscriptions of topics, and schedules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use nimbus_core::Outcome;
+use nimbus_core::events::{
+    Destination, EventSource, ScheduleEvent, SqsEvent, SubscriptionEndpoint,
+};
+use nimbus_store::ReceivedMessage;
+use tokio::task::JoinSet;
+
+use super::shapes::{self, DestinationRecord};
+use super::{
+    Events, REQUEST_ID_ATTRIBUTE, TRACE_ATTRIBUTE, TRIGGER_ATTRIBUTE, async_queue, http_queue,
+};
+use crate::Shutdown;
+use crate::functions::InvokeRequest;
+use crate::telemetry::{TraceContext, Trigger};
+
+/// How often an idle consumer looks again without being woken: delayed messages and
+/// expired visibility timeouts become receivable without a send to announce them.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+impl Events {
+    /// Starts every consumer; they stop at `shutdown`.
+    pub(crate) fn spawn_triggers(self: Arc<Self>, shutdown: Shutdown) -> JoinSet<()> {
+        let mut tasks = JoinSet::new();
+        for (idx, function) in self.functions.list.iter().enumerate() {
+            let reserved = function.spec.reserved_concurrency.map(|n| n as usize);
+            for event in &function.spec.events {
+                match event {
+                    EventSource::Sqs(sqs) if sqs.enabled => {
+                        // Lambda scales SQS pollers with the backlog; a fixed set of
+                        // consumers bounded by maximumConcurrency does the same job here.
+                        let n_consumers = sqs
+                            .maximum_concurrency
+                            .map(|n| n as usize)
+                            .or(reserved)
+                            .unwrap_or(5)
+                            .clamp(1, 50);
+                        for _ in 0..n_consumers {
+                            tasks.spawn(self.clone().consume_sqs(
+                                idx,
+                                sqs.clone(),
+                                shutdown.clone(),
+                            ));
+                        }
+                    }
+                    EventSource::Schedule(schedule) if schedule.enabled => {
+                        tasks.spawn(self.clone().run_schedule(
+                            idx,
+                            schedule.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            let n_async = reserved.unwrap_or(4).clamp(1, 16);
+            for _ in 0..n_async {
+                tasks.spawn(self.clone().consume_async(idx, shutdown.clone()));
+            }
+        }
+        tasks.spawn(self.clone().sweep(shutdown.clone()));
+        for topic in &self.resources.topics {
+            for (idx, subscription) in topic.subscriptions.iter().enumerate() {
+                if let SubscriptionEndpoint::Http(url) = &subscription.endpoint {
+                    tasks.spawn(self.clone().deliver_http(
+                        http_queue(&topic.name, idx),
+                        url.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+            }
+        }
+        tasks
+    }
+
+    /// Removes expired KV keys and messages past their retention once a minute; reads skip
+    /// them meanwhile, so this only frees space.
+    async fn sweep(self: Arc<Self>, mut shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                () = shutdown.wait() => return,
+            }
+            let res = self
+                .store(|store| Ok((store.kv_sweep_expired()?, store.sweep_expired_messages()?)))
+                .await;
+            if let Err(e) = res {
+                tracing::warn!("sweeping expired keys and messages: {e}");
+            }
+        }
+    }
+
+    /// Receives up to `max` messages, waiting (woken by sends) while the queue is empty.
+    /// `None` means shutdown.
+    async fn next_batch(
+        &self,
+        queue: &str,
+        max: usize,
+        window: Duration,
+        shutdown: &mut Shutdown,
+    ) -> Option<Vec<ReceivedMessage>> {
+        let waker = self.waker(queue);
+        loop {
+            // Register for a wake-up before looking, so a send between the look and the
+            // wait is not missed.
+            let notified = waker.as_ref().map(|w| w.clone().notified_owned());
+            let mut notified = notified.map(Box::pin);
+            if let Some(notified) = notified.as_mut() {
+                notified.as_mut().enable();
+            }
+            let name = queue.to_owned();
+            let mut batch = match self
+                .store(move |store| store.receive_messages(&name, max, None))
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(queue, "receiving messages: {e}");
+                    Vec::new()
+                }
+            };
+            if !batch.is_empty() && batch.len() < max && !window.is_zero() {
+                // maximumBatchingWindow: give the batch a moment to fill.
+                tokio::select! {
+                    () = tokio::time::sleep(window) => {}
+                    () = shutdown.wait() => {}
+                }
+                let name = queue.to_owned();
+                let more = max - batch.len();
+                if let Ok(extra) = self
+                    .store(move |store| store.receive_messages(&name, more, None))
+                    .await
+                {
+                    batch.extend(extra);
+                }
+            }
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+            tokio::select! {
+                () = async {
+                    match notified {
+                        Some(notified) => notified.await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+                () = shutdown.wait() => return None,
+            }
+        }
+    }
+
+    /// An SQS event source mapping: batches of messages to the function; a successful
+    /// invocation deletes its batch (or all but the reported failures).
+    async fn consume_sqs(self: Arc<Self>, idx: usize, sqs: SqsEvent, mut shutdown: Shutdown) {
+        let function = &self.functions.list[idx];
+        loop {
+            let Some(batch) = self
+                .next_batch(
+                    &sqs.queue,
+                    sqs.batch_size as usize,
+                    sqs.maximum_batching_window,
+                    &mut shutdown,
+                )
+                .await
+            else {
+                return;
+            };
+            let records: Vec<serde_json::Value> = batch
+                .iter()
+                .map(|m| shapes::sqs_record(m, &sqs.queue, &self.region))
+                .collect();
+            let payload = serde_json::json!({ "Records": records })
+                .to_string()
+                .into_bytes();
+            let trace = message_trace(&batch[0]);
+            let res = function
+                .invoke(InvokeRequest {
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                    payload,
+                    trace,
+                    trigger: Trigger::Sqs,
+                })
+                .await;
+            let to_delete: Vec<String> = match res {
+                Ok(report) => match &report.outcome {
+                    Outcome::Ok(response) if sqs.report_batch_item_failures => {
+                        match failed_items(response) {
+                            Some(failed) => batch
+                                .iter()
+                                .filter(|m| !failed.contains(&m.message_id))
+                                .map(|m| m.receipt_handle.clone())
+                                .collect(),
+                            // A malformed response fails the whole batch, as on Lambda.
+                            None => Vec::new(),
+                        }
+                    }
+                    Outcome::Ok(_) => batch.iter().map(|m| m.receipt_handle.clone()).collect(),
+                    // The batch becomes visible again after the visibility timeout.
+                    _ => Vec::new(),
+                },
+                Err(_) => {
+                    // Throttled or shutting down: give the messages back soon and back off.
+                    let handles: Vec<String> =
+                        batch.iter().map(|m| m.receipt_handle.clone()).collect();
+                    let queue = sqs.queue.clone();
+                    let _ = self
+                        .store(move |store| {
+                            for handle in &handles {
+                                let _ =
+                                    store.change_visibility(&queue, handle, Duration::from_secs(1));
+                            }
+                            Ok(())
+                        })
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Vec::new()
+                }
+            };
+            if !to_delete.is_empty() {
+                let queue = sqs.queue.clone();
+                if let Err(e) = self
+                    .store(move |store| store.delete_batch(&queue, &to_delete))
+                    .await
+                {
+                    tracing::warn!(queue = %sqs.queue, "deleting a processed batch: {e}");
+                }
+            }
+        }
+    }
+
+    /// Asynchronous invocation: one event at a time, retried with backoff up to
+    /// `maximumRetryAttempts`, dropped after `maximumEventAge`, then sent to the
+    /// function's destination or dead-letter queue.
+    async fn consume_async(self: Arc<Self>, idx: usize, mut shutdown: Shutdown) {
+        let function = &self.functions.list[idx];
+        let spec = &function.spec;
+        let queue = async_queue(&spec.name);
+        let function_arn = format!(
+            "arn:aws:lambda:{}:123456789012:function:{}",
+            self.region, spec.name
+        );
+        loop {
+            let Some(batch) = self
+                .next_batch(&queue, 1, Duration::ZERO, &mut shutdown)
+                .await
+            else {
+                return;
+            };
+            for message in batch {
+                let attribute = |name: &str| message.attributes.get(name).map(|a| a.value.clone());
+                let request_id = attribute(REQUEST_ID_ATTRIBUTE)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let trigger = match attribute(TRIGGER_ATTRIBUTE).as_deref() {
+                    Some("sns") => Trigger::Sns,
+                    Some("s3") => Trigger::S3,
+                    Some("schedule") => Trigger::Schedule,
+                    _ => Trigger::Event,
+                };
+                let trace = message_trace(&message);
+                let age = SystemTime::now()
+                    .duration_since(message.sent_at)
+                    .unwrap_or_default();
+                let record = |condition: &str, function_error: bool, response: Option<&[u8]>| {
+                    shapes::destination_record(&DestinationRecord {
+                        request_id: &request_id,
+                        function_arn: &function_arn,
+                        condition,
+                        approximate_invoke_count: message.receive_count,
+                        request_payload: &message.body,
+                        function_error,
+                        response_payload: response,
+                    })
+                };
+                if age > spec.async_config.maximum_event_age {
+                    self.fail_async(
+                        idx,
+                        &message,
+                        record("EventAgeExceeded", false, None),
+                        &trace,
+                        "EventAgeExceeded",
+                    )
+                    .await;
+                    self.delete(&queue, &message).await;
+                    continue;
+                }
+                let res = function
+                    .invoke(InvokeRequest {
+                        request_id: request_id.clone(),
+                        payload: message.body.clone().into_bytes(),
+                        trace: trace.clone(),
+                        trigger,
+                    })
+                    .await;
+                match res {
+                    Ok(report) if matches!(report.outcome, Outcome::Ok(_)) => {
+                        if let (Some(destination), Outcome::Ok(response)) =
+                            (&spec.async_config.on_success, &report.outcome)
+                        {
+                            let value = record("Success", false, Some(response));
+                            if let Err(e) = self.deliver(destination, value, &trace).await {
+                                tracing::warn!(function = %spec.name, "delivering to onSuccess: {e}");
+                            }
+                        }
+                        self.delete(&queue, &message).await;
+                    }
+                    Ok(report) => {
+                        let attempts = message.receive_count;
+                        if attempts <= spec.async_config.maximum_retry_attempts {
+                            let delay = self.async_retry_delay
+                                * 2u32.saturating_pow(attempts.saturating_sub(1));
+                            self.retry_later(&queue, &message, delay).await;
+                        } else {
+                            let response = report.outcome.payload(&request_id);
+                            let value = record("RetriesExhausted", true, Some(&response));
+                            self.fail_async(idx, &message, value, &trace, report.outcome.label())
+                                .await;
+                            self.delete(&queue, &message).await;
+                        }
+                    }
+                    // Throttled or stopping: try again shortly; the event is not lost.
+                    Err(_) => {
+                        self.retry_later(&queue, &message, Duration::from_secs(1))
+                            .await
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a failed asynchronous event to `onFailure`, else to the function's DLQ.
+    async fn fail_async(
+        &self,
+        idx: usize,
+        message: &ReceivedMessage,
+        record: serde_json::Value,
+        trace: &TraceContext,
+        error: &str,
+    ) {
+        let spec = &self.functions.list[idx].spec;
+        let res = match (
+            &spec.async_config.on_failure,
+            &spec.async_config.dead_letter,
+        ) {
+            (Some(destination), _) => self.deliver(destination, record, trace).await,
+            // A Lambda dead-letter queue or topic receives the event itself, with the
+            // error in attributes.
+            (None, Some(Destination::Topic(topic))) => {
+                let mut attributes = BTreeMap::new();
+                attributes.insert("ErrorCode".to_owned(), super::string_attribute(error));
+                let publish = super::Publish {
+                    message: message.body.clone(),
+                    subject: None,
+                    attributes,
+                };
+                self.publish(topic, publish, trace).await.map(|_| ())
+            }
+            (None, Some(Destination::Queue(queue) | Destination::Function(queue))) => {
+                let mut dlq_message = super::plain_message(message.body.clone());
+                dlq_message
+                    .attributes
+                    .insert("ErrorCode".to_owned(), super::string_attribute(error));
+                self.send(queue, dlq_message).await.map(|_| ())
+            }
+            (None, None) => {
+                tracing::warn!(function = %spec.name, "asynchronous event {} dropped after failing ({error}); set destinations.onFailure to keep it", message.message_id);
+                Ok(())
+            }
+        };
+        if let Err(e) = res {
+            tracing::warn!(function = %spec.name, "delivering a failed event: {e}");
+        }
+    }
+
+    async fn delete(&self, queue: &str, message: &ReceivedMessage) {
+        let (queue, handle) = (queue.to_owned(), message.receipt_handle.clone());
+        if let Err(e) = self
+            .store(move |store| store.delete_message(&queue, &handle))
+            .await
+        {
+            tracing::warn!("deleting a handled message: {e}");
+        }
+    }
+
+    async fn retry_later(&self, queue: &str, message: &ReceivedMessage, delay: Duration) {
+        let (queue, handle) = (queue.to_owned(), message.receipt_handle.clone());
+        if let Err(e) = self
+            .store(move |store| store.change_visibility(&queue, &handle, delay))
+            .await
+        {
+            tracing::warn!("scheduling a retry: {e}");
+        }
+    }
+
+    /// Delivers a topic's messages to an HTTP subscriber with a POST each, retrying
+    /// until it answers 2xx.
+    async fn deliver_http(self: Arc<Self>, queue: String, url: String, mut shutdown: Shutdown) {
+        loop {
+            let Some(batch) = self
+                .next_batch(&queue, 10, Duration::ZERO, &mut shutdown)
+                .await
+            else {
+                return;
+            };
+            for message in batch {
+                match post_json(&url, &message.body).await {
+                    Ok(()) => self.delete(&queue, &message).await,
+                    Err(e) => {
+                        tracing::warn!(url = %url, "delivering a topic message (attempt {}): {e:#}", message.receive_count)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fires a schedule at each slot; one missed while nimbus was down fires once at
+    /// start-up. The fire time and the queued invocation commit together.
+    async fn run_schedule(
+        self: Arc<Self>,
+        idx: usize,
+        schedule: ScheduleEvent,
+        mut shutdown: Shutdown,
+    ) {
+        let function = self.functions.list[idx].spec.name.clone();
+        let name = schedule.name.clone();
+        let last = {
+            let name = name.clone();
+            self.store(move |store| store.schedule_last_fired(&name))
+                .await
+        };
+        let mut last = match last {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::warn!(schedule = %name, "reading schedule state: {e}");
+                None
+            }
+        };
+        loop {
+            let now = SystemTime::now();
+            let due = match last {
+                // Missed slots collapse into one fire now.
+                Some(last) => schedule.expression.next_after(last).map(|due| due.max(now)),
+                None => schedule.expression.next_after(now),
+            };
+            let Some(due) = due else {
+                tracing::warn!(schedule = %name, "the schedule never fires again");
+                return;
+            };
+            let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.wait() => return,
+            }
+            let fired_at = SystemTime::now();
+            let event = match &schedule.input {
+                Some(input) => input.clone(),
+                None => shapes::scheduled_event(&self.region, &name, fired_at),
+            };
+            let trace = TraceContext::new_root();
+            let message = super::internal_message(event.to_string(), &trace, "schedule");
+            let sends = vec![(async_queue(&function), message)];
+            let schedule_name = name.clone();
+            match self
+                .store(move |store| store.fire_schedule(&schedule_name, fired_at, sends))
+                .await
+            {
+                Ok(()) => {
+                    self.wake(&async_queue(&function));
+                    last = Some(fired_at);
+                }
+                Err(e) => {
+                    tracing::warn!(schedule = %name, "firing: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Waits for every trigger to notice shutdown (bounded), then stops the stragglers.
+pub(crate) async fn stop_triggers(mut tasks: JoinSet<()>) {
+    let finished = tokio::time::timeout(Duration::from_secs(5), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tasks.abort_all();
+    }
+}
+
+/// The trace a message carries (`AWSTraceHeader`), continued; else a new one.
+fn message_trace(message: &ReceivedMessage) -> TraceContext {
+    message
+        .attributes
+        .get(TRACE_ATTRIBUTE)
+        .and_then(|a| TraceContext::from_xray(&a.value))
+        .unwrap_or_else(TraceContext::new_root)
+}
+
+/// The message ids of `{"batchItemFailures": [{"itemIdentifier": id}]}`; `None` when the
+/// response is not of that shape. An empty or null response means no failures.
+fn failed_items(response: &[u8]) -> Option<Vec<String>> {
+    let value: serde_json::Value = serde_json::from_slice(response).ok()?;
+    if value.is_null() {
+        return Some(Vec::new());
+    }
+    let Some(items) = value.get("batchItemFailures") else {
+        return Some(Vec::new());
+    };
+    if items.is_null() {
+        return Some(Vec::new());
+    }
+    items
+        .as_array()?
+        .iter()
+        .map(|item| {
+            item.get("itemIdentifier")
+                .and_then(|id| id.as_str())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// POSTs a JSON body to an `http://` URL on loopback or elsewhere.
+async fn post_json(url: &str, body: &str) -> anyhow::Result<()> {
+    use http_body_util::BodyExt as _;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("only http:// subscriptions are supported"))?;
+    let (authority, path) = match rest.split_once('/') {
+        Some((authority, path)) => (authority, format!("/{path}")),
+        None => (rest, "/".to_owned()),
+    };
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let req = http::Request::post(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=UTF-8")
+        .header("x-amz-sns-message-type", "Notification")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_owned(),
+        )))?;
+    let res = sender.send_request(req).await?;
+    let status = res.status();
+    let _ = res.into_body().collect().await;
+    anyhow::ensure!(status.is_success(), "the subscriber answered {status}");
+    Ok(())
+}
