@@ -114,6 +114,8 @@ pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
         .iter()
         .find(|s| matches!(s.runtime, Runtime::Python { .. }));
     if let Some(spec) = wants_node {
+        // Resolve the real executable now rather than on the first cold start.
+        crate::spawn::interpreter("node");
         match crate::spawn::interpreter_version("node") {
             Some(found) => {
                 let found_major = found
@@ -137,6 +139,7 @@ pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
         }
     }
     if let Some(spec) = wants_python {
+        crate::spawn::interpreter("python3");
         match crate::spawn::interpreter_version("python3") {
             Some(found) => {
                 let found_minor = found

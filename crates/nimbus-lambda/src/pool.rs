@@ -293,7 +293,7 @@ impl Pool {
                 // that the heap limit, not the kernel, stops a runaway allocation.
                 let heap_mb = (u64::from(self.spec.memory_mb) * 9 / 10).max(16);
                 (
-                    PathBuf::from("node"),
+                    crate::spawn::interpreter("node"),
                     vec![
                         format!("--max-old-space-size={heap_mb}"),
                         runtime_dir.join(NODE_BOOTSTRAP_FILE).display().to_string(),
@@ -301,7 +301,7 @@ impl Pool {
                 )
             }
             Code::Python => (
-                PathBuf::from("python3"),
+                crate::spawn::interpreter("python3"),
                 vec![
                     "-u".to_owned(),
                     runtime_dir

@@ -1,7 +1,9 @@
 //! The one place nimbus starts and signals processes.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Mutex, OnceLock};
 
 /// A process to start: program, arguments, working directory and the full environment.
 pub(crate) struct ProcessSpec<'a> {
@@ -44,6 +46,34 @@ pub(crate) fn kill_group(pid: u32) {
     unsafe {
         libc::kill(-pgid, libc::SIGKILL);
     }
+}
+
+/// The interpreter's real executable, found once per process: `python3` and `node` on
+/// PATH are often version-manager shims (pyenv, nvm) that cost hundreds of milliseconds
+/// per start, which every cold start would pay.
+pub(crate) fn interpreter(program: &'static str) -> PathBuf {
+    static RESOLVED: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
+    let cache = RESOLVED.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(path) = cache.lock().ok().and_then(|c| c.get(program).cloned()) {
+        return path;
+    }
+    let script = match program {
+        "node" => ["-e", "process.stdout.write(process.execPath)"],
+        _ => ["-c", "import sys; sys.stdout.write(sys.executable)"],
+    };
+    let resolved = std::process::Command::new(program)
+        .args(script)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(program));
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(program, resolved.clone());
+    }
+    resolved
 }
 
 /// `<program> --version`, trimmed, or `None` when the program cannot be run.

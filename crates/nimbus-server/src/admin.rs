@@ -59,7 +59,7 @@ async fn invoke(
         "lambda:InvokeFunction",
         &format!("function:{name}"),
     )?;
-    let Some(function) = admin.functions.get(&name) else {
+    let Some(function_idx) = admin.functions.index(&name) else {
         return Err(ApiError::typed(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
@@ -112,13 +112,17 @@ async fn invoke(
         }
     }
     let request_id = uuid::Uuid::new_v4().to_string();
-    let report = function
-        .invoke(InvokeRequest {
-            request_id: request_id.clone(),
-            payload: payload.to_vec(),
-            trace: trace.clone(),
-            trigger: Trigger::Invoke,
-        })
+    let report = admin
+        .functions
+        .invoke_detached(
+            function_idx,
+            InvokeRequest {
+                request_id: request_id.clone(),
+                payload: payload.to_vec(),
+                trace: trace.clone(),
+                trigger: Trigger::Invoke,
+            },
+        )
         .await?;
     let outcome = &report.outcome;
     let mut res = (StatusCode::OK, outcome.payload(&request_id)).into_response();

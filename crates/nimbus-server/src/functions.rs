@@ -72,8 +72,26 @@ impl Functions {
         }
     }
 
-    pub(crate) fn get(&self, name: &str) -> Option<&Function> {
-        self.by_name.get(name).map(|&idx| &self.list[idx])
+    /// Invokes function `idx` in a task of its own, so a client that goes away mid-request
+    /// neither cancels the invocation nor kills the instance serving it (on Lambda too an
+    /// invocation runs to its end); a panic in it becomes a platform error.
+    pub(crate) async fn invoke_detached(
+        self: &Arc<Self>,
+        idx: usize,
+        req: InvokeRequest,
+    ) -> Result<InvocationReport, ApiError> {
+        let functions = self.clone();
+        match tokio::spawn(async move { functions.list[idx].invoke(req).await }).await {
+            Ok(res) => res,
+            Err(e) => Err(ApiError::platform(format!(
+                "an invocation task failed: {e}"
+            ))),
+        }
+    }
+
+    /// The index of the function called `name`.
+    pub(crate) fn index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
     }
 
     /// The function whose control-API token this is.

@@ -148,7 +148,8 @@ async fn serve(
             ));
         }
     };
-    let function = &gateway.functions.list[matched.function_idx];
+    let function_idx = matched.function_idx;
+    let function = &gateway.functions.list[function_idx];
     let request_id = uuid::Uuid::new_v4().to_string();
     let host = parts
         .headers
@@ -168,13 +169,17 @@ async fn serve(
     let event = apigw::build_event(&matched, &parts, &body, &ctx);
     let api = matched.route.api;
     let cors = matched.route.cors;
-    let report = function
-        .invoke(InvokeRequest {
-            request_id: request_id.clone(),
-            payload: event,
-            trace: trace.child_of(span_id),
-            trigger: Trigger::Http,
-        })
+    let report = gateway
+        .functions
+        .invoke_detached(
+            function_idx,
+            InvokeRequest {
+                request_id: request_id.clone(),
+                payload: event,
+                trace: trace.child_of(span_id),
+                trigger: Trigger::Http,
+            },
+        )
         .await?;
     let mut res = match &report.outcome {
         Outcome::Ok(payload) => match apigw::map_response(api, payload) {

@@ -299,3 +299,25 @@ pub(crate) async fn wait_until(mut condition: impl FnMut() -> bool, what: &str) 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+// A client that gives up mid-request used to cancel the invocation and kill its instance.
+#[tokio::test]
+async fn a_client_that_goes_away_does_not_kill_the_instance() {
+    let app = app(NODE_FN);
+    let server = TestServer::start(app.path(), &[]);
+    let before = server.get("/node").await.json();
+    let addr = server.addr;
+    let abandoned = tokio::spawn(crate::harness::request(
+        addr,
+        "GET",
+        "/node?sleep=400",
+        &[],
+        Vec::new(),
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    abandoned.abort();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = server.get("/node").await.json();
+    assert_eq!(after["pid"], before["pid"], "the same warm instance");
+    assert_eq!(after["count"], 3, "the abandoned invocation ran to its end");
+}
