@@ -425,6 +425,17 @@ pub(crate) fn query(uri: &Uri) -> HashMap<String, String> {
         .collect()
 }
 
+/// A page size parameter: 1 to 1000, 1000 when absent (as S3 and Workers KV).
+fn page_size(params: &HashMap<String, String>, name: &str) -> Result<usize, ApiError> {
+    match params.get(name) {
+        Some(text) => Ok(text
+            .parse::<usize>()
+            .map_err(|_| bad_request(format!("{name} must be a whole number")))?
+            .clamp(1, 1000)),
+        None => Ok(1000),
+    }
+}
+
 fn object_resource(bucket: &str, key: &str) -> String {
     format!("bucket:{bucket}/{key}")
 }
@@ -567,13 +578,7 @@ async fn list_objects(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, "s3:ListBucket", &format!("bucket:{bucket}"))?;
     let params = query(&uri);
-    let max_keys = match params.get("maxKeys") {
-        Some(text) => text
-            .parse::<usize>()
-            .map_err(|_| bad_request("maxKeys must be a whole number"))?
-            .clamp(1, 1000),
-        None => 1000,
-    };
+    let max_keys = page_size(&params, "maxKeys")?;
     let prefix = params.get("prefix").cloned();
     let start_after = params.get("startAfter").cloned();
     let list = api
@@ -695,13 +700,7 @@ async fn kv_list(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers, "kv:List", &format!("kv:{namespace}"))?;
     let params = query(&uri);
-    let limit = match params.get("limit") {
-        Some(text) => text
-            .parse::<usize>()
-            .map_err(|_| bad_request("limit must be a whole number"))?
-            .clamp(1, 1000),
-        None => 1000,
-    };
+    let limit = page_size(&params, "limit")?;
     let prefix = params.get("prefix").cloned();
     let cursor = params.get("cursor").cloned();
     let list = api

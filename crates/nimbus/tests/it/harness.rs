@@ -249,6 +249,18 @@ pub(crate) async fn request(
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connecting to nimbus");
+    send(stream, addr, method, path, headers, body).await
+}
+
+/// One HTTP/1.1 request on a connected stream.
+async fn send(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Response {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("HTTP handshake");
@@ -286,27 +298,5 @@ pub(crate) async fn request_on(
     addr: SocketAddr,
     path: &str,
 ) -> Response {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake");
-    tokio::spawn(connection);
-    let req = http::Request::builder()
-        .uri(path)
-        .header("host", addr.to_string())
-        .body(Full::new(Bytes::new()))
-        .expect("building a request");
-    let res = sender.send_request(req).await.expect("sending a request");
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .expect("reading a body")
-        .to_bytes();
-    Response {
-        status,
-        headers,
-        body,
-    }
+    send(stream, addr, "GET", path, &[], Vec::new()).await
 }
