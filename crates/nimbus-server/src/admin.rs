@@ -16,7 +16,7 @@ use crate::api::Api;
 use crate::error::ApiError;
 use crate::events::Events;
 use crate::functions::{Functions, InvokeRequest};
-use crate::telemetry::Trigger;
+use crate::telemetry::{QueueDepth, Trigger};
 
 /// Lambda's synchronous payload limit applies to direct invocations too.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -173,6 +173,30 @@ async fn metrics(
 ) -> Result<Response, ApiError> {
     admin.authorize(&headers)?;
     let functions = &admin.functions;
+    let depths = admin
+        .api
+        .events
+        .store(|store| {
+            let mut depths = Vec::new();
+            for queue in store.list_queues()? {
+                if queue.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+                    continue;
+                }
+                let stats = store.queue_stats(&queue)?;
+                let depth = QueueDepth {
+                    visible: stats.visible,
+                    in_flight: stats.in_flight,
+                    delayed: stats.delayed,
+                    oldest_age_seconds: stats.oldest_age.map_or(0.0, |age| age.as_secs_f64()),
+                };
+                depths.push((queue, depth));
+            }
+            Ok(depths)
+        })
+        .await?;
+    for (queue, depth) in &depths {
+        functions.telemetry.metrics.set_queue(queue, depth);
+    }
     let text = functions.telemetry.metrics.render(
         functions
             .list

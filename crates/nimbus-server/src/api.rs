@@ -239,7 +239,7 @@ async fn send_message(
         crate::events::TRACE_ATTRIBUTE.to_owned(),
         MessageAttribute {
             data_type: "String".to_owned(),
-            value: trace.xray_header(&crate::telemetry::trace::new_span_id()),
+            value: trace.propagation_header(),
         },
     );
     let sent = api.events.send(&queue, message).await?;

@@ -251,7 +251,7 @@ impl Events {
                 message.attributes = attributes;
                 message.attributes.insert(
                     TRACE_ATTRIBUTE.to_owned(),
-                    string_attribute(&trace.xray_header(&crate::telemetry::trace::new_span_id())),
+                    string_attribute(&trace.propagation_header()),
                 );
                 sends.push((queue, message));
             }
@@ -436,10 +436,9 @@ fn string_attribute(value: &str) -> MessageAttribute {
 /// (as Lambda keeps it across retries), the trace and what triggered it.
 fn internal_message(payload: String, trace: &TraceContext, trigger: &str) -> NewMessage {
     let mut message = plain_message(payload);
-    let span = crate::telemetry::trace::new_span_id();
     message.attributes.insert(
         TRACE_ATTRIBUTE.to_owned(),
-        string_attribute(&trace.xray_header(&span)),
+        string_attribute(&trace.propagation_header()),
     );
     message.attributes.insert(
         REQUEST_ID_ATTRIBUTE.to_owned(),

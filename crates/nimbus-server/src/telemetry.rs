@@ -12,7 +12,7 @@ use nimbus_core::{FunctionSpec, InvocationReport, LogLine, LogSink, LogStream, O
 use nimbus_store::{InvocationRecord, LogRecord, SpanRecord, Store};
 use tokio::sync::mpsc;
 
-pub(crate) use metrics::FunctionMetrics;
+pub(crate) use metrics::{FunctionMetrics, QueueDepth};
 pub use trace::TraceContext;
 
 /// Settings of telemetry, decided by the binary.

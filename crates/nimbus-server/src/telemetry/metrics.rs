@@ -43,6 +43,16 @@ pub(crate) struct Metrics {
     http_requests: Family<Labels, Counter>,
     custom_sum: Family<Labels, FloatCounter>,
     custom_count: Family<Labels, Counter>,
+    queue_messages: Family<Labels, Gauge>,
+    queue_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
+}
+
+/// A queue's depth at scrape time.
+pub(crate) struct QueueDepth {
+    pub(crate) visible: u64,
+    pub(crate) in_flight: u64,
+    pub(crate) delayed: u64,
+    pub(crate) oldest_age_seconds: f64,
 }
 
 /// A function's metric handles, made once so the invocation path only touches atomics.
@@ -74,6 +84,8 @@ impl Metrics {
             http_requests: Family::default(),
             custom_sum: Family::default(),
             custom_count: Family::default(),
+            queue_messages: Family::default(),
+            queue_oldest_age: Family::default(),
             registry: Registry::default(),
         };
         // Names follow nimbus_<thing>_<unit>; the `_total` suffix is added by the encoder.
@@ -137,6 +149,16 @@ impl Metrics {
             "Values logged of custom EMF metrics",
             metrics.custom_count.clone(),
         );
+        registry.register(
+            "nimbus_queue_messages",
+            "Messages per queue by state (visible, in_flight, delayed); a dead-letter queue's visible messages are its depth",
+            metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "nimbus_queue_oldest_message_age_seconds",
+            "Age of the oldest message per queue",
+            metrics.queue_oldest_age.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -187,6 +209,25 @@ impl Metrics {
         );
         self.custom_sum.get_or_create(&labels).inc_by(sample.value);
         self.custom_count.get_or_create(&labels).inc();
+    }
+
+    /// Sets a queue's depth gauges (refreshed at each scrape).
+    pub(crate) fn set_queue(&self, queue: &str, depth: &QueueDepth) {
+        for (state, n) in [
+            ("visible", depth.visible),
+            ("in_flight", depth.in_flight),
+            ("delayed", depth.delayed),
+        ] {
+            self.queue_messages
+                .get_or_create(&vec![
+                    ("queue".to_owned(), queue.to_owned()),
+                    ("state".to_owned(), state.to_owned()),
+                ])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.queue_oldest_age
+            .get_or_create(&vec![("queue".to_owned(), queue.to_owned())])
+            .set(depth.oldest_age_seconds);
     }
 
     /// The text exposition, with instance gauges refreshed from the executors.

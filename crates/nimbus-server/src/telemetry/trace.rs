@@ -89,6 +89,15 @@ impl TraceContext {
         )
     }
 
+    /// The X-Ray header that carries this context as it is, for a message that crosses a
+    /// queue: whatever is caused by the message becomes a child of the span that sent it.
+    pub fn propagation_header(&self) -> String {
+        match &self.parent_span_id {
+            Some(parent) => self.xray_header(parent),
+            None => self.xray_header(&new_span_id()),
+        }
+    }
+
     /// The W3C header for a child of `span_id`.
     pub fn traceparent(&self, span_id: &str) -> String {
         format!("00-{}-{span_id}-0{}", self.trace_id, u8::from(self.sampled))

@@ -466,3 +466,106 @@ fn commands_on_an_app_never_served_say_what_to_do() {
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("nimbus up"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn one_trace_spans_gateway_function_queue_function_and_queues_have_depth_metrics() {
+    let manifest = r#"
+service: chain
+provider:
+  runtime: nodejs20.x
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: [sqs:SendMessage]
+          Resource: arn:aws:sqs:*:*:work
+queues:
+  work: {}
+  parked: {}
+functions:
+  front:
+    handler: chain.front
+    events:
+      - httpApi: GET /front
+  back:
+    handler: chain.back
+    events:
+      - sqs: { arn: work, batchSize: 1 }
+"#;
+    let chain_js = r#"
+const nimbus = require('nimbus');
+exports.front = async () => {
+  await nimbus.queue('work').send('from the front');
+  return { statusCode: 202, body: 'queued' };
+};
+exports.back = async (event) => {
+  console.log('back got ' + event.Records[0].body);
+};
+"#;
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("chain.js", chain_js)]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/front").await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let trace_id = res
+        .header("x-nimbus-trace-id")
+        .expect("trace id")
+        .to_owned();
+    let tree = nimbus_until(&app, &["trace", &trace_id], |out| {
+        out.contains("back [internal]")
+    })
+    .await;
+    let lines: Vec<&str> = tree.lines().collect();
+    assert!(lines[1].starts_with("  GET /front [server]"), "{tree}");
+    assert!(lines[2].starts_with("    front [internal]"), "{tree}");
+    assert!(
+        lines[3].starts_with("      back [internal]"),
+        "the consumer's span is a child of the sender's:\n{tree}"
+    );
+
+    let dir = app.path();
+    for body in ["a", "b"] {
+        let request = serde_json::json!({ "body": body }).to_string();
+        let text = std::fs::read_to_string(dir.join(".nimbus/up.json")).expect("up.json");
+        let record: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let admin = record["admin"]
+            .as_str()
+            .expect("admin")
+            .parse()
+            .expect("address");
+        let auth = format!("Bearer {}", record["token"].as_str().expect("token"));
+        let res = crate::harness::request(
+            admin,
+            "POST",
+            "/v1/queues/parked/messages",
+            &[("authorization", &auth)],
+            request.into_bytes(),
+        )
+        .await;
+        assert_eq!(res.status, 200);
+    }
+    let metrics = server.admin(dir, "GET", "/metrics", None).await.text();
+    assert_eq!(
+        metric(
+            &metrics,
+            "nimbus_queue_messages",
+            &[("queue", "parked"), ("state", "visible")]
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "nimbus_queue_messages",
+            &[("queue", "work"), ("state", "visible")]
+        ),
+        0.0
+    );
+    assert!(
+        metric(
+            &metrics,
+            "nimbus_queue_oldest_message_age_seconds",
+            &[("queue", "parked")]
+        ) >= 0.0
+    );
+}
