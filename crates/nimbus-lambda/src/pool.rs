@@ -79,11 +79,6 @@ impl LambdaExecutor {
         let reaper = tokio::spawn(reap(Arc::downgrade(&pool)));
         Ok(LambdaExecutor { pool, reaper })
     }
-
-    /// Instances alive now, idle and busy.
-    pub fn n_instances(&self) -> usize {
-        self.pool.all.lock().map(|all| all.len()).unwrap_or(0)
-    }
 }
 
 impl Executor for LambdaExecutor {
