@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use nimbus_core::{FunctionSpec, Runtime};
 
-pub(crate) const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.mjs");
-pub(crate) const NODE_BOOTSTRAP_FILE: &str = "bootstrap.mjs";
+pub(crate) const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.cjs");
+pub(crate) const NODE_BOOTSTRAP_FILE: &str = "bootstrap.cjs";
 pub(crate) const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
 pub(crate) const PYTHON_BOOTSTRAP_FILE: &str = "bootstrap.py";
 
@@ -30,7 +30,7 @@ pub(crate) const CLIENTS: [(&str, &str); 3] = [
 /// How an instance of a function is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Code {
-    /// `node <runtime_dir>/bootstrap.mjs`, loading the handler module from the app folder.
+    /// `node <runtime_dir>/bootstrap.cjs`, loading the handler module from the app folder.
     Node,
     /// `python3 <runtime_dir>/bootstrap.py`.
     Python,

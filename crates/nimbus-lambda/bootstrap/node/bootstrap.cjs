@@ -1,0 +1,534 @@
+// nimbus Node.js runtime bootstrap.
+//
+// Speaks the AWS Lambda Runtime API (2018-06-01) to the endpoint in
+// AWS_LAMBDA_RUNTIME_API and runs the handler named by _HANDLER from
+// LAMBDA_TASK_ROOT. Standard library only (Node 18-22).
+//
+// Started as: node --max-old-space-size=N /path/to/bootstrap.cjs
+//
+// CommonJS on purpose: an ES-module entry point costs ~10 ms of CPU at every cold start.
+// ES-module handlers still load, through dynamic import(). Only what the path to the
+// first /next needs is loaded up front; modules for error paths, ES-module handlers and
+// console formatting are required on first use.
+
+'use strict';
+
+const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
+
+let util; // node:util, loaded on first use (console formatting, error inspection)
+function lazyUtil() {
+  return util || (util = require('node:util'));
+}
+
+const API_PREFIX = '/2018-06-01/runtime';
+
+const env = process.env;
+const runtimeApi = env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
+const taskRoot = env.LAMBDA_TASK_ROOT || process.cwd();
+const handlerString = env._HANDLER || '';
+
+let apiHost = runtimeApi;
+let apiPort = 80;
+{
+  const idx = runtimeApi.lastIndexOf(':');
+  if (idx > 0 && !runtimeApi.endsWith(']')) {
+    apiHost = runtimeApi.slice(0, idx);
+    apiPort = Number(runtimeApi.slice(idx + 1)) || 80;
+  }
+  if (apiHost.startsWith('[') && apiHost.endsWith(']')) apiHost = apiHost.slice(1, -1);
+}
+
+// ---------------------------------------------------------------------------
+// Logging (Lambda text format: "<ISO time>\t<request id>\t<LEVEL>\t<message>")
+
+let currentRequestId; // undefined outside an invocation, like Lambda
+
+// util.format(...args) without loading node:util for the common case of string arguments.
+function formatArgs(args) {
+  if (args.length === 1 && typeof args[0] === 'string') return args[0];
+  if (args.length === 0) return '';
+  return lazyUtil().format(...args);
+}
+
+function writeLine(level, args) {
+  const line = `${new Date().toISOString()}\t${currentRequestId}\t${level}\t${formatArgs(args)}\n`;
+  try {
+    process.stdout.write(line);
+  } catch {
+    /* stdout gone: nothing sensible to do */
+  }
+}
+
+function patchConsole() {
+  const make = (level) => (...args) => writeLine(level, args);
+  console.log = make('INFO');
+  console.info = make('INFO');
+  console.warn = make('WARN');
+  console.error = make('ERROR');
+  console.debug = make('DEBUG');
+  console.trace = (...args) => {
+    const err = { name: 'Trace', message: formatArgs(args) };
+    Error.captureStackTrace(err, console.trace);
+    writeLine('TRACE', [err.stack]);
+  };
+  console.fatal = make('FATAL');
+}
+
+// ---------------------------------------------------------------------------
+// Runtime API client: one keep-alive socket.
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+
+function rawRequest(method, urlPath, body, extraHeaders) {
+  return new Promise((resolve, reject) => {
+    const headers = extraHeaders ? { ...extraHeaders } : {};
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      headers['Content-Length'] = Buffer.byteLength(body);
+    }
+    const req = http.request(
+      { host: apiHost, port: apiPort, method, path: urlPath, agent, headers },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+          resolve({ status: res.statusCode, headers: res.headers, body: buf.toString('utf8') });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', (err) => {
+      err.reusedSocket = req.reusedSocket;
+      reject(err);
+    });
+    req.setNoDelay?.(true);
+    if (body !== undefined) req.end(body);
+    else req.end();
+  });
+}
+
+async function request(method, urlPath, body, extraHeaders) {
+  // A kept-alive socket may have been closed by the server while idle; retry
+  // once on a fresh socket in that case (the request never reached the server).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await rawRequest(method, urlPath, body, extraHeaders);
+    } catch (err) {
+      const retriable =
+        err && (err.reusedSocket || attempt === 0) &&
+        (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNREFUSED');
+      if (!retriable || attempt >= 2) throw err;
+      if (err.code === 'ECONNREFUSED') await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+const ERROR_HEADERS = { 'Lambda-Runtime-Function-Error-Type': 'Unhandled' };
+
+function postResponse(requestId, body) {
+  return request('POST', `${API_PREFIX}/invocation/${requestId}/response`, body);
+}
+
+function postInvocationError(requestId, errorBody) {
+  return request('POST', `${API_PREFIX}/invocation/${requestId}/error`, safeStringify(errorBody), ERROR_HEADERS);
+}
+
+function postInitError(errorBody) {
+  return request('POST', `${API_PREFIX}/init/error`, safeStringify(errorBody), ERROR_HEADERS);
+}
+
+// ---------------------------------------------------------------------------
+// Error shapes
+
+function safeStringify(v) {
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return '{"errorType":"Runtime.SerializationError","errorMessage":"error could not be serialised"}';
+  }
+}
+
+function isErrorLike(e) {
+  return e instanceof Error || lazyUtil().types.isNativeError(e) ||
+    (e !== null && typeof e === 'object' && typeof e.message === 'string' && typeof e.stack === 'string');
+}
+
+function toErrorBody(e) {
+  try {
+    if (isErrorLike(e)) {
+      let errorType = e.name || (e.constructor && e.constructor.name) || 'Error';
+      if (typeof errorType !== 'string') errorType = 'Error';
+      const stack = typeof e.stack === 'string' ? e.stack.split('\n') : [];
+      return { errorType, errorMessage: String(e.message), stackTrace: stack };
+    }
+    let errorMessage;
+    if (typeof e === 'string') errorMessage = e;
+    else if (e === undefined) errorMessage = 'undefined';
+    else {
+      try {
+        errorMessage = JSON.stringify(e);
+      } catch {
+        errorMessage = undefined;
+      }
+      if (errorMessage === undefined) errorMessage = lazyUtil().inspect(e);
+    }
+    return { errorType: typeof e, errorMessage, stackTrace: [] };
+  } catch {
+    return {
+      errorType: 'handled',
+      errorMessage: 'error value could not be inspected (its name, message or stack threw)',
+      stackTrace: [],
+    };
+  }
+}
+
+function runtimeError(errorType, errorMessage, cause) {
+  const stack = cause && typeof cause.stack === 'string' ? cause.stack.split('\n') : [];
+  return { errorType, errorMessage, stackTrace: stack };
+}
+
+// ---------------------------------------------------------------------------
+// Handler loading
+
+class InitError extends Error {}
+
+function parseHandler(str) {
+  const base = path.basename(str);
+  const dot = base.indexOf('.');
+  if (!str || dot <= 0 || dot === base.length - 1) {
+    const e = new InitError(`Bad handler ${str}`);
+    e.body = runtimeError('Runtime.MalformedHandlerName', `Bad handler ${str}`);
+    throw e;
+  }
+  const dir = path.dirname(str);
+  const modName = base.slice(0, dot);
+  const exportName = base.slice(dot + 1);
+  return { modulePath: dir === '.' ? modName : path.join(dir, modName), exportName };
+}
+
+function isSyntaxError(e) {
+  return e && (e.name === 'SyntaxError' || e instanceof SyntaxError);
+}
+
+function importError(e) {
+  const err = new InitError(String(e && e.message));
+  err.body = runtimeError('Runtime.ImportModuleError', String(e), e);
+  return err;
+}
+
+function syntaxError(e) {
+  const err = new InitError(String(e && e.message));
+  err.body = runtimeError('Runtime.UserCodeSyntaxError', String(e), e);
+  return err;
+}
+
+function userRequire() {
+  return require('node:module').createRequire(path.join(taskRoot, '__nimbus_bootstrap__.js'));
+}
+
+async function importFile(file) {
+  try {
+    return await import(require('node:url').pathToFileURL(file).href);
+  } catch (e) {
+    if (isSyntaxError(e)) throw syntaxError(e);
+    if (e && (e.code === 'ERR_MODULE_NOT_FOUND' || e.code === 'ERR_UNSUPPORTED_DIR_IMPORT')) throw importError(e);
+    throw e; // exception at module top level: reported as-is (like Lambda)
+  }
+}
+
+async function requireOrImport(req, spec, file) {
+  try {
+    return req(spec);
+  } catch (e) {
+    if (e && (e.code === 'ERR_REQUIRE_ESM' || e.code === 'ERR_REQUIRE_ASYNC_MODULE') && file) {
+      return importFile(file);
+    }
+    if (isSyntaxError(e)) throw syntaxError(e);
+    if (e && e.code === 'MODULE_NOT_FOUND') throw importError(e);
+    throw e;
+  }
+}
+
+// "type" of the nearest package.json above `file` ("module" | "commonjs").
+function packageType(file) {
+  let dir = path.dirname(file);
+  for (;;) {
+    let text;
+    try {
+      text = fs.readFileSync(path.join(dir, 'package.json'), 'utf8');
+    } catch {
+      text = undefined;
+    }
+    if (text !== undefined) {
+      try {
+        return JSON.parse(text).type === 'module' ? 'module' : 'commonjs';
+      } catch {
+        return 'commonjs';
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return 'commonjs';
+    dir = parent;
+  }
+}
+
+async function loadHandler() {
+  const { modulePath, exportName } = parseHandler(handlerString);
+  const abs = path.resolve(taskRoot, modulePath);
+  const req = userRequire();
+
+  let mod;
+  let found = false;
+  for (const ext of ['.js', '.mjs', '.cjs']) {
+    const file = abs + ext;
+    let st;
+    try {
+      st = fs.statSync(file);
+    } catch {
+      continue;
+    }
+    if (!st.isFile()) continue;
+    found = true;
+    // ESM goes straight to import() (avoids require(esm) warnings on Node 22);
+    // everything else is required, falling back to import() if it is ESM after all.
+    if (ext === '.mjs' || (ext === '.js' && packageType(file) === 'module')) mod = await importFile(file);
+    else mod = await requireOrImport(req, file, file);
+    break;
+  }
+  if (!found) {
+    // Fall back to Node's own resolution (directories with index.js,
+    // packages in node_modules, ...).
+    const spec = modulePath.startsWith('.') || path.isAbsolute(modulePath) ? modulePath : `./${modulePath}`;
+    let resolved;
+    try {
+      resolved = req.resolve(spec);
+    } catch {
+      try {
+        resolved = req.resolve(modulePath);
+      } catch (e) {
+        const err = new InitError(`Cannot find module '${modulePath}'`);
+        err.body = runtimeError(
+          'Runtime.ImportModuleError',
+          `Error: Cannot find module '${modulePath}' (looked for ${abs}.js, .mjs, .cjs)`,
+        );
+        throw err;
+      }
+    }
+    mod = resolved.endsWith('.mjs') ? await importFile(resolved) : await requireOrImport(req, resolved, resolved);
+  }
+
+  let fn = mod == null ? undefined : mod[exportName];
+  // ESM namespace of a CommonJS module / default-export object.
+  if (fn === undefined && mod && mod.default && typeof mod.default === 'object') fn = mod.default[exportName];
+  const full = path.basename(handlerString);
+  if (fn === undefined || fn === null) {
+    const e = new InitError(`${full} is undefined or not exported`);
+    e.body = runtimeError('Runtime.HandlerNotFound', `${full} is undefined or not exported`);
+    throw e;
+  }
+  if (typeof fn !== 'function') {
+    const e = new InitError(`${full} is not a function`);
+    e.body = runtimeError('Runtime.HandlerNotFound', `${full} is not a function`);
+    throw e;
+  }
+  return fn;
+}
+
+// ---------------------------------------------------------------------------
+// Process-level failure handling
+
+let phase = 'init'; // 'init' | 'idle' | 'invoke'
+let activeInvocation = null; // { id, finish(kind, payload) }
+let dying = false;
+
+async function die(err) {
+  if (dying) return;
+  dying = true;
+  const body = err instanceof InitError && err.body ? err.body : toErrorBody(err);
+  try {
+    if (phase === 'init') {
+      writeLine('ERROR', [`Init Error ${safeStringify(body)}`]);
+      await withTimeout(postInitError(body), 2000);
+    } else if (phase === 'invoke' && activeInvocation) {
+      writeLine('ERROR', [`Uncaught Exception ${safeStringify(body)}`]);
+      const inv = activeInvocation;
+      activeInvocation = null;
+      inv.done = true;
+      await withTimeout(postInvocationError(inv.id, body), 2000);
+    } else {
+      writeLine('ERROR', [`Uncaught Exception ${safeStringify(body)}`]);
+    }
+  } catch {
+    /* ignore: exiting anyway */
+  }
+  process.exit(1);
+}
+
+function withTimeout(p, ms) {
+  let t;
+  return Promise.race([p, new Promise((r) => (t = setTimeout(r, ms)))]).finally(() => clearTimeout(t));
+}
+
+process.on('uncaughtException', (err) => void die(err));
+process.on('unhandledRejection', (reason) => void die(reason));
+
+// ---------------------------------------------------------------------------
+// Invocation
+
+const functionName = env.AWS_LAMBDA_FUNCTION_NAME;
+const functionVersion = env.AWS_LAMBDA_FUNCTION_VERSION;
+const memoryLimitInMB = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
+const logGroupName = env.AWS_LAMBDA_LOG_GROUP_NAME;
+const logStreamName = env.AWS_LAMBDA_LOG_STREAM_NAME;
+
+function parseJsonHeader(v) {
+  if (v === undefined) return undefined;
+  try {
+    return JSON.parse(v);
+  } catch {
+    return undefined;
+  }
+}
+
+function isThenable(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
+}
+
+function invoke(handler, next) {
+  const h = next.headers;
+  const requestId = h['lambda-runtime-aws-request-id'];
+  const deadlineHeader = Number(h['lambda-runtime-deadline-ms']);
+  const deadline = Number.isFinite(deadlineHeader) && deadlineHeader > 0 ? deadlineHeader : Date.now() + 900000;
+
+  const traceId = h['lambda-runtime-trace-id'];
+  if (traceId !== undefined) env._X_AMZN_TRACE_ID = traceId;
+  else delete env._X_AMZN_TRACE_ID;
+
+  currentRequestId = requestId;
+
+  return new Promise((resolve) => {
+    const inv = { id: requestId, done: false };
+    const finish = (isError, value) => {
+      if (inv.done) return;
+      inv.done = true;
+      activeInvocation = null;
+      resolve({ isError, value });
+    };
+    inv.finish = finish;
+    activeInvocation = inv;
+
+    const callback = (err, result) => {
+      if (err !== undefined && err !== null) finish(true, err);
+      else finish(false, result);
+    };
+
+    const context = {
+      callbackWaitsForEmptyEventLoop: true,
+      functionName,
+      functionVersion,
+      memoryLimitInMB,
+      invokedFunctionArn: h['lambda-runtime-invoked-function-arn'],
+      awsRequestId: requestId,
+      logGroupName,
+      logStreamName,
+      getRemainingTimeInMillis: () => deadline - Date.now(),
+      // Legacy Node.js 0.10-era API, still offered by the official runtime.
+      succeed: (result) => finish(false, result),
+      fail: (err) => finish(true, err == null ? 'handled' : err),
+      done: (err, result) => callback(err, result),
+    };
+    const identity = parseJsonHeader(h['lambda-runtime-cognito-identity']);
+    if (identity !== undefined) context.identity = identity;
+    const clientContext = parseJsonHeader(h['lambda-runtime-client-context']);
+    if (clientContext !== undefined) context.clientContext = clientContext;
+
+    let event;
+    try {
+      event = next.body.length === 0 ? null : JSON.parse(next.body);
+    } catch (e) {
+      finish(true, Object.assign(new Error(`Unable to unmarshal input: ${e.message}`), { name: 'Runtime.UnmarshalError' }));
+      return;
+    }
+
+    let ret;
+    try {
+      ret = handler(event, context, callback);
+    } catch (e) {
+      finish(true, e);
+      return;
+    }
+    if (isThenable(ret)) {
+      ret.then(
+        (v) => finish(false, v),
+        (e) => finish(true, e === undefined || e === null ? new Error(String(e)) : e),
+      );
+    } else if (ret !== undefined || handler.length < 3) {
+      // Plain (sync) return value. Handlers declaring a callback parameter
+      // that return nothing are expected to call the callback later.
+      finish(false, ret);
+    }
+  });
+}
+
+async function report(requestId, outcome) {
+  if (outcome.isError) {
+    const body = toErrorBody(outcome.value);
+    writeLine('ERROR', [`Invoke Error \t${safeStringify(body)}`]);
+    return postInvocationError(requestId, body);
+  }
+  let payload;
+  try {
+    payload = JSON.stringify(outcome.value === undefined ? null : outcome.value);
+    if (payload === undefined) payload = 'null'; // e.g. a function value
+  } catch (e) {
+    const body = toErrorBody(e);
+    writeLine('ERROR', [`Invoke Error \t${safeStringify(body)}`]);
+    return postInvocationError(requestId, body);
+  }
+  return postResponse(requestId, payload);
+}
+
+async function main() {
+  patchConsole();
+
+  let handler;
+  try {
+    handler = await loadHandler();
+  } catch (err) {
+    await die(err);
+    return;
+  }
+  phase = 'idle';
+
+  for (;;) {
+    let next;
+    try {
+      next = await request('GET', `${API_PREFIX}/invocation/next`);
+    } catch (err) {
+      writeLine('ERROR', [`Runtime API unreachable: ${err && err.message}`]);
+      process.exit(1);
+    }
+    if (next.status !== 200) {
+      writeLine('ERROR', [`Runtime API /next returned ${next.status}: ${next.body}`]);
+      process.exit(1);
+    }
+    const requestId = next.headers['lambda-runtime-aws-request-id'];
+    phase = 'invoke';
+    const outcome = await invoke(handler, next);
+    phase = 'idle';
+    try {
+      const res = await report(requestId, outcome);
+      if (res.status >= 400) {
+        writeLine('ERROR', [`Runtime API rejected result for ${requestId}: ${res.status} ${res.body}`]);
+      }
+    } catch (err) {
+      writeLine('ERROR', [`Runtime API unreachable: ${err && err.message}`]);
+      process.exit(1);
+    }
+  }
+}
+
+main();
