@@ -13,7 +13,8 @@
 # 3. idle memory: RSS of `nimbus up` with 1 and with N_IDLE wasm functions, never invoked.
 # Needs wrk, curl, and wasmtime-cli 48 (WASMTIME, default /work/tools/wasmtime/bin/wasmtime:
 #   cargo install wasmtime-cli --locked --version 48.0.8 --root /work/tools/wasmtime).
-# Only talks to 127.0.0.1.
+# Knobs: NIMBUS, WASMTIME, COMPONENT (a built wasm-hello.wasm), PORT, DURATION, REPS,
+# N_COLD, N_IDLE. Only talks to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,11 +59,14 @@ run_wrk() {
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
-echo "# $NIMBUS ($("$NIMBUS" --version)), $("$WASMTIME" --version), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+HAVE_WASMTIME=$([ -x "$WASMTIME" ] && echo yes || echo no)
+echo "# $NIMBUS ($("$NIMBUS" --version)), $([ "$HAVE_WASMTIME" = yes ] && "$WASMTIME" --version || echo "no wasmtime at $WASMTIME: nimbus only"), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "# $(nproc) cores, $(date -u +%FT%TZ), results in $OUT"
 
-(cd examples/wasm-hello && cargo build --quiet --release --target wasm32-wasip2)
-COMPONENT=$PWD/examples/wasm-hello/target/wasm32-wasip2/release/wasm-hello.wasm
+if [ -z "${COMPONENT:-}" ]; then
+  (cd examples/wasm-hello && cargo build --quiet --release --target wasm32-wasip2)
+  COMPONENT=$PWD/examples/wasm-hello/target/wasm32-wasip2/release/wasm-hello.wasm
+fi
 
 # An app with $2 functions f0..f(N-1), all on the hello component.
 make_app() { # dir n
@@ -93,27 +97,31 @@ grep -o 'Init Duration: [0-9.]*' "$OUT/cold.log" | awk '{ print $3 }' > "$OUT/co
 echo "nimbus cold: instantiation (Init Duration) p50/p99 ms: $(pcts < "$OUT/cold-init.txt") over $(wc -l < "$OUT/cold-init.txt") functions"
 echo "nimbus cold: first request, client time_total p50/p99 ms: $(pcts < "$OUT/cold-client.txt")"
 
-for rep in $(seq "$REPS"); do
+[ "$HAVE_WASMTIME" = yes ] && for rep in $(seq "$REPS"); do
   "$WASMTIME" serve -S cli=y --addr "127.0.0.1:$((PORT + 1))" "$COMPONENT" >/dev/null 2>&1 &
   W_PID=$!; PIDS+=("$W_PID")
   wait_listening "$((PORT + 1))"
   curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$((PORT + 1))/?name=Ada" | awk '{ print $1 * 1000 }'
   kill "$W_PID"; wait "$W_PID" 2>/dev/null || true
 done > "$OUT/cold-wasmtime.txt"
-echo "wasmtime serve: first request after start, client time_total ms: $(stats '%.3f' < "$OUT/cold-wasmtime.txt")"
+[ "$HAVE_WASMTIME" = yes ] && echo "wasmtime serve: first request after start, client time_total ms: $(stats '%.3f' < "$OUT/cold-wasmtime.txt")"
 
 # --- 2. warm throughput ----------------------------------------------------------------
 make_app "$OUT/warm" 1
 "$NIMBUS" up "$OUT/warm" --port "$PORT" >/dev/null 2>"$OUT/warm.log" &
 PIDS+=("$!")
 wait_up "http://127.0.0.1:$PORT/f0?name=Ada"
-"$WASMTIME" serve -S cli=y --addr "127.0.0.1:$((PORT + 1))" "$COMPONENT" >/dev/null 2>"$OUT/wasmtime.log" &
-PIDS+=("$!")
-wait_up "http://127.0.0.1:$((PORT + 1))/?name=Ada"
+if [ "$HAVE_WASMTIME" = yes ]; then
+  "$WASMTIME" serve -S cli=y --addr "127.0.0.1:$((PORT + 1))" "$COMPONENT" >/dev/null 2>"$OUT/wasmtime.log" &
+  PIDS+=("$!")
+  wait_up "http://127.0.0.1:$((PORT + 1))/?name=Ada"
+fi
 for conns in 1 32 64; do
   for rep in $(seq "$REPS"); do
     run_wrk nimbus "$conns" "http://127.0.0.1:$PORT/f0?name=Ada"
-    run_wrk wasmtime-serve "$conns" "http://127.0.0.1:$((PORT + 1))/?name=Ada"
+    if [ "$HAVE_WASMTIME" = yes ]; then
+      run_wrk wasmtime-serve "$conns" "http://127.0.0.1:$((PORT + 1))/?name=Ada"
+    fi
   done
 done | tee "$OUT/warm.txt"
 echo
