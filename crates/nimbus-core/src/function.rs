@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::events::{AsyncConfig, EventSource, Grant};
+use crate::policy::{RateLimit, RouteAuthorizer};
 
 /// One function of an app: its code, runtime, limits and triggers.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +81,7 @@ pub enum HttpMethod {
 }
 
 /// One HTTP route of a function.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpRoute {
     /// The API flavour, which decides the event format.
     pub api: ApiKind,
@@ -91,6 +92,20 @@ pub struct HttpRoute {
     pub path: String,
     /// `cors: true`: answer preflight requests and add CORS headers to responses.
     pub cors: bool,
+    /// `authorizer`: the authorizer every request must pass.
+    pub authorizer: Option<RouteAuthorizer>,
+    /// `private: true` (REST): requests need a valid `x-api-key`.
+    pub private: bool,
+    /// `rateLimit`, else `provider.rateLimit` (nimbus extension).
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl HttpRoute {
+    /// Whether the gateway checks anything before invoking: routes without policies
+    /// skip that step entirely.
+    pub fn has_policies(&self) -> bool {
+        self.private || self.authorizer.is_some() || self.rate_limit.is_some()
+    }
 }
 
 impl fmt::Display for Runtime {

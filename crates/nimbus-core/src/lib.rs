@@ -9,6 +9,7 @@ pub mod events;
 pub mod function;
 pub mod invocation;
 pub mod manifest;
+pub mod policy;
 pub mod schedule;
 pub mod time;
 

@@ -15,11 +15,13 @@ use std::fmt;
 
 use crate::FunctionSpec;
 use crate::events::AppResources;
+use crate::policy::GatewayPolicies;
 
 use self::tree::{Node, Pos};
 
 mod access;
 mod lenient;
+mod policy;
 mod references;
 mod resources;
 mod routes;
@@ -46,6 +48,8 @@ pub struct Manifest {
     /// `topics:`, `buckets:`, `kv:` and `resources`, and those `sns` and `s3` events
     /// declare implicitly.
     pub resources: AppResources,
+    /// Authorizers, API keys, the usage plan: what the gateway enforces app-wide.
+    pub policies: GatewayPolicies,
     /// Keys nimbus read but does not model (plugins, custom, CloudFormation resources of
     /// other types, unknown events, Deny statements...), in source order.
     pub warnings: Vec<Diagnostic>,
@@ -111,6 +115,7 @@ pub fn parse(source: &str, file: &str, vars: &Variables) -> Result<Manifest, Vec
         self_memo: HashMap::new(),
         self_stack: Vec::new(),
         app: resources::App::default(),
+        policy_names: policy::PolicyNames::default(),
     };
     let res = cx.manifest();
     let errors = sorted(cx.errors);
@@ -145,6 +150,8 @@ struct Cx<'a> {
     self_stack: Vec<String>,
     /// What the app declares, for resolving references from events and grants.
     app: resources::App,
+    /// The provider's authorizers, API keys and default rate limit, for routes.
+    policy_names: policy::PolicyNames,
 }
 
 impl Cx<'_> {

@@ -2,7 +2,10 @@
 //! integrations in front of the functions.
 
 mod apigw;
+mod policy;
 mod routes;
+
+pub(crate) use policy::Policies;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,10 +33,11 @@ const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 struct Gateway {
     functions: Arc<Functions>,
     routes: RouteTable,
+    policies: Policies,
     stage: String,
 }
 
-pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
+pub(crate) fn router(functions: Arc<Functions>, policies: Policies, cfg: &ServerConfig) -> Router {
     let routes = RouteTable::new(
         functions
             .list
@@ -45,6 +49,7 @@ pub(crate) fn router(functions: Arc<Functions>, cfg: &ServerConfig) -> Router {
     let gateway = Arc::new(Gateway {
         functions,
         routes,
+        policies,
         stage: cfg.stage.clone(),
     });
     Router::new().fallback(handle).with_state(gateway)
@@ -127,6 +132,18 @@ async fn serve(
         return Err(ApiError::client(StatusCode::NOT_FOUND, "Not Found"));
     };
     *route_key = Some(format!("{} {}", matched.route.method, matched.route.path));
+    let admitted = if matched.route.has_policies() {
+        match gateway
+            .policies
+            .admit(matched.route, &parts.headers, peer.ip())
+            .await
+        {
+            Ok(admitted) => admitted,
+            Err(denied) => return Ok(denied.into_response()),
+        }
+    } else {
+        policy::Admitted::default()
+    };
     let declared_len = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -165,6 +182,11 @@ async fn serve(
         account_id: "123456789012",
         api_id: "nimbus",
         domain_name: host,
+        authorizer: admitted.authorizer.as_ref(),
+        api_key: admitted
+            .api_key
+            .as_ref()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
     };
     let event = apigw::build_event(&matched, &parts, &body, &ctx);
     let api = matched.route.api;

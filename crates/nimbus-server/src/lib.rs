@@ -48,6 +48,8 @@ pub struct App {
     pub telemetry: Arc<Telemetry>,
     /// Queues, topics, buckets, KV and schedules, on the store.
     pub events: EventsConfig,
+    /// Authorizers, API keys (each with its value) and the usage plan; JWKS files read.
+    pub policies: nimbus_core::policy::GatewayPolicies,
 }
 
 /// The event machinery's settings.
@@ -130,6 +132,7 @@ impl Server {
             gateway,
             admin,
         } = self;
+        let policies = gateway::Policies::new(&app.policies).map_err(|e| anyhow::anyhow!(e))?;
         let functions = Arc::new(Functions::new(app.functions, &cfg, app.telemetry));
         let events = Arc::new(
             events::Events::start(functions.clone(), app.events)
@@ -137,7 +140,7 @@ impl Server {
                 .context("starting queues, topics, buckets and schedules")?,
         );
         let triggers = events.clone().spawn_triggers(shutdown.clone());
-        let gateway_app = gateway::router(functions.clone(), &cfg);
+        let gateway_app = gateway::router(functions.clone(), policies, &cfg);
         let admin_app = admin::router(functions.clone(), events.clone(), &cfg);
         let mut services = tokio::task::JoinSet::new();
         for (listener, app) in [(gateway, gateway_app), (admin, admin_app)] {

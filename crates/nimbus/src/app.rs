@@ -84,7 +84,8 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
     for warning in &manifest.warnings {
         eprintln!("warning: {warning}");
     }
-    let mut errors = Vec::new();
+    let mut manifest = manifest;
+    let mut errors = read_jwks_files(&dir, &file_name, &mut manifest);
     let mut codes = Vec::new();
     let mut wasm_engine = None;
     for spec in &manifest.functions {
@@ -124,6 +125,42 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
         codes,
         wasm_engine,
     })
+}
+
+/// Reads each authorizer's `jwksFile` (relative to the app folder) into the manifest, so
+/// the server gets the keys and a missing or malformed file is a manifest error.
+fn read_jwks_files(dir: &Path, file_name: &str, manifest: &mut Manifest) -> Vec<Diagnostic> {
+    use nimbus_core::policy::{AuthorizerKind, JwtKeys};
+    let mut errors = Vec::new();
+    for authorizer in &mut manifest.policies.authorizers {
+        let AuthorizerKind::Jwt(jwt) = &mut authorizer.kind;
+        let JwtKeys::JwksFile { path, line, key } = &jwt.keys else {
+            continue;
+        };
+        let full = dir.join(path);
+        let res = std::fs::read_to_string(&full)
+            .map_err(|e| format!("cannot read the JWKS file {}: {e}", full.display()))
+            .and_then(|text| {
+                let doc: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("the JWKS file {path} is not JSON: {e}"))?;
+                if doc["keys"].is_array() {
+                    Ok(text)
+                } else {
+                    Err(format!("the JWKS file {path} has no `keys` list"))
+                }
+            });
+        match res {
+            Ok(text) => jwt.keys = JwtKeys::Jwks(text),
+            Err(message) => errors.push(Diagnostic {
+                file: file_name.to_owned(),
+                line: *line,
+                column: 1,
+                key: key.clone(),
+                message,
+            }),
+        }
+    }
+    errors
 }
 
 /// Compiles (or loads from `.nimbus/wasm-cache`) the component of a wasm function,

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::events::EventSource;
+use crate::policy::{RateLimit, RouteAuthorizer};
 use crate::{ApiKind, HttpMethod, HttpRoute};
 
 use super::tree::{Entry, Node, Pos, Value};
@@ -17,6 +18,14 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPT
 #[derive(Default)]
 pub(super) struct RouteTable {
     seen: HashMap<String, FirstRoute>,
+}
+
+/// What a route enforces besides routing.
+#[derive(Default)]
+struct RoutePolicies {
+    authorizer: Option<RouteAuthorizer>,
+    private: bool,
+    rate_limit: Option<RateLimit>,
 }
 
 /// Where a route was declared first, for the duplicate-route error.
@@ -137,6 +146,10 @@ impl Cx<'_> {
             ApiKind::Rest => "GET hello/{id}",
             ApiKind::Http => "GET /hello/{id}",
         };
+        let mut policies = RoutePolicies {
+            rate_limit: self.policy_names.rate_limit,
+            ..RoutePolicies::default()
+        };
         let (method, path, cors) = match &node.value {
             Value::Str(text) if api == ApiKind::Http && text.trim() == "*" => {
                 (Some(HttpMethod::Any), Some("*".to_owned()), default_cors)
@@ -155,7 +168,9 @@ impl Cx<'_> {
                 let path = self.path(path, api, node.pos, key);
                 (method, path, default_cors)
             }
-            Value::Map(entries) => self.route_fields(entries, node.pos, key, api, default_cors)?,
+            Value::Map(entries) => {
+                self.route_fields(entries, node.pos, key, api, default_cors, &mut policies)?
+            }
             Value::Invalid => return None,
             _ => {
                 let message = format!(
@@ -172,12 +187,16 @@ impl Cx<'_> {
                 method: method?,
                 path: path?,
                 cors,
+                authorizer: policies.authorizer,
+                private: policies.private,
+                rate_limit: policies.rate_limit,
             },
             node.pos,
         ))
     }
 
-    /// The mapping form of an event: `{ method, path, cors }`.
+    /// The mapping form of an event: `{ method, path, cors, authorizer, private,
+    /// rateLimit }`.
     fn route_fields(
         &mut self,
         entries: &[Entry],
@@ -185,6 +204,7 @@ impl Cx<'_> {
         key: &str,
         api: ApiKind,
         default_cors: bool,
+        policies: &mut RoutePolicies,
     ) -> Option<(Option<HttpMethod>, Option<String>, bool)> {
         let mut method = None;
         let mut path = None;
@@ -213,16 +233,23 @@ impl Cx<'_> {
                     &entry_key,
                     "httpApi routes take CORS from `provider.httpApi.cors`; ignored",
                 ),
-                ("authorizer", _) => self.warn(
+                ("authorizer", ApiKind::Http) => {
+                    let names = std::mem::take(&mut self.policy_names.authorizers);
+                    policies.authorizer = self.route_authorizer(&entry.value, &entry_key, &names);
+                    self.policy_names.authorizers = names;
+                }
+                // A route behind an authorizer nimbus cannot check would be public, so
+                // this is an error rather than a warning.
+                ("authorizer", ApiKind::Rest) => self.error(
                     entry.key_pos,
                     &entry_key,
-                    "authorizers are not enforced by nimbus; this route is public",
+                    "authorizers of `http` events are not enforced by nimbus yet; use an `httpApi` event with a JWT authorizer, or `private: true` with API keys",
                 ),
-                ("private", ApiKind::Rest) => self.warn(
-                    entry.key_pos,
-                    &entry_key,
-                    "API keys are not enforced by nimbus; this route is public",
-                ),
+                ("private", ApiKind::Rest) => {
+                    let has_keys = self.policy_names.has_api_keys;
+                    policies.private = self.private(&entry.value, &entry_key, entry.key_pos, has_keys);
+                }
+                ("rateLimit", _) => policies.rate_limit = self.rate_limit(&entry.value, &entry_key),
                 _ => self.warn(entry.key_pos, &entry_key, "not modelled by nimbus; ignored"),
             }
         }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::events::{AsyncConfig, EventSource, Grant};
+use crate::policy::GatewayPolicies;
 use crate::{FunctionSpec, HttpRoute, Runtime};
 
 use super::references::is_intrinsic;
@@ -52,6 +53,8 @@ struct Provider {
     timeout: Duration,
     /// `provider.httpApi.cors`, the CORS setting of every `httpApi` route.
     http_api_cors: bool,
+    /// `provider.httpApi.authorizers` and `provider.apiGateway`.
+    policies: GatewayPolicies,
     stage: Option<String>,
     region: Option<String>,
     /// `iam` and `iamRoleStatements`, read once the service and stage are known (Lambda
@@ -114,7 +117,8 @@ impl Cx<'_> {
             );
         }
         self.declarations(&sections);
-        let provider = self.provider(provider_node);
+        let mut provider = self.provider(provider_node);
+        self.policy_names.has_api_keys = !provider.policies.api_keys.is_empty();
         let stage = match self.vars.options.get("stage") {
             Some(stage) => stage.clone(),
             None => provider.stage.clone().unwrap_or_else(|| "dev".to_owned()),
@@ -149,6 +153,7 @@ impl Cx<'_> {
             region,
             functions,
             resources: std::mem::take(&mut self.app.resources),
+            policies: std::mem::take(&mut provider.policies),
             warnings: Vec::new(),
         })
     }
@@ -182,6 +187,7 @@ impl Cx<'_> {
             memory_mb: DEFAULT_MEMORY_MB,
             timeout: DEFAULT_TIMEOUT,
             http_api_cors: false,
+            policies: GatewayPolicies::default(),
             stage: None,
             region: None,
             iam: Vec::new(),
@@ -231,7 +237,14 @@ impl Cx<'_> {
                         provider.timeout = timeout;
                     }
                 }
-                "httpApi" => provider.http_api_cors = self.provider_http_api(&entry.value, &key),
+                "httpApi" => self.provider_http_api(&entry.value, &key, &mut provider),
+                "apiGateway" => {
+                    let (keys, plan) = self.api_gateway(&entry.value, &key);
+                    provider.policies.api_keys = keys;
+                    provider.policies.usage_plan = plan;
+                }
+                // nimbus extension: the rate limit of every route without its own.
+                "rateLimit" => self.policy_names.rate_limit = self.rate_limit(&entry.value, &key),
                 "iam" => provider.iam.push((entry.value.clone(), key)),
                 // The Serverless Framework v2 spelling of `iam.role.statements`.
                 "iamRoleStatements" => provider
@@ -243,27 +256,28 @@ impl Cx<'_> {
         provider
     }
 
-    /// `provider.httpApi`; only `cors` is modelled.
-    fn provider_http_api(&mut self, node: &Node, key: &str) -> bool {
+    /// `provider.httpApi`: `cors` and `authorizers`.
+    fn provider_http_api(&mut self, node: &Node, key: &str, provider: &mut Provider) {
         let node = self.read(node, key);
         let entries = match node.value {
             Value::Map(entries) => entries,
-            Value::Null | Value::Invalid => return false,
+            Value::Null | Value::Invalid => return,
             _ => {
                 let message = format!("expected a mapping, got {}", node.describe());
                 self.error(node.pos, key, message);
-                return false;
+                return;
             }
         };
-        let mut cors = false;
         for entry in &entries {
             let entry_key = join_key(key, &entry.key);
             match entry.key.as_str() {
-                "cors" => cors = self.cors(entry, &entry_key),
+                "cors" => provider.http_api_cors = self.cors(entry, &entry_key),
+                "authorizers" => {
+                    provider.policies.authorizers = self.authorizers(&entry.value, &entry_key);
+                }
                 _ => self.warn(entry.key_pos, &entry_key, "not modelled by nimbus; ignored"),
             }
         }
-        cors
     }
 
     fn functions(

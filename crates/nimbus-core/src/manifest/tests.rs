@@ -84,6 +84,13 @@ fn summary(manifest: &super::Manifest) -> String {
                 "  route {:?} {} {}{cors}",
                 route.api, route.method, route.path
             );
+            if route.has_policies() {
+                let _ = writeln!(
+                    out,
+                    "    authorizer {:?}, private {}, rate limit {:?}",
+                    route.authorizer, route.private, route.rate_limit
+                );
+            }
         }
         for event in &function.events {
             let _ = writeln!(out, "  {}", event_summary(event));
@@ -544,8 +551,8 @@ fn unmodelled_provider_and_function_keys_warn() {
             name: custom-name
             tags: { team: a }
             events:
-              - http: { path: /a, method: GET, authorizer: aws_iam, private: true, cors: { origin: '*' } }
-              - httpApi: { method: GET, path: /b, authorizer: { name: jwt }, timeout: 3, cors: true }
+              - http: { path: /a, method: GET, cors: { origin: '*' } }
+              - httpApi: { method: GET, path: /b, timeout: 3, cors: true }
         ",
         expect![[r#"
             service s, stage dev, region us-east-1
@@ -559,12 +566,156 @@ fn unmodelled_provider_and_function_keys_warn() {
             warning serverless.yml:11:5: functions.f.layers: not modelled by nimbus; ignored
             warning serverless.yml:12:5: functions.f.name: not modelled by nimbus; ignored
             warning serverless.yml:13:5: functions.f.tags: not modelled by nimbus; ignored
-            warning serverless.yml:15:40: functions.f.events[0].http.authorizer: authorizers are not enforced by nimbus; this route is public
-            warning serverless.yml:15:61: functions.f.events[0].http.private: API keys are not enforced by nimbus; this route is public
-            warning serverless.yml:15:76: functions.f.events[0].http.cors: CORS options are not modelled by nimbus; treated as `cors: true`
-            warning serverless.yml:16:43: functions.f.events[1].httpApi.authorizer: authorizers are not enforced by nimbus; this route is public
-            warning serverless.yml:16:70: functions.f.events[1].httpApi.timeout: not modelled by nimbus; ignored
-            warning serverless.yml:16:82: functions.f.events[1].httpApi.cors: httpApi routes take CORS from `provider.httpApi.cors`; ignored
+            warning serverless.yml:15:40: functions.f.events[0].http.cors: CORS options are not modelled by nimbus; treated as `cors: true`
+            warning serverless.yml:16:43: functions.f.events[1].httpApi.timeout: not modelled by nimbus; ignored
+            warning serverless.yml:16:55: functions.f.events[1].httpApi.cors: httpApi routes take CORS from `provider.httpApi.cors`; ignored
+        "#]],
+    );
+}
+
+#[test]
+fn gateway_policies_are_read() {
+    let vars = Variables {
+        env: BTreeMap::from([("KEY".to_owned(), "from-env-0123456789abcdef".to_owned())]),
+        options: BTreeMap::new(),
+    };
+    let yaml = dedent(
+        "
+        service: s
+        provider:
+          runtime: nodejs20.x
+          rateLimit: { rate: 50 }
+          httpApi:
+            authorizers:
+              hs: { issuerUrl: https://i, audience: api, secret: s3cret }
+              rs: { type: jwt, identitySource: $request.header.X-Token, issuerUrl: https://i, audience: [a, b], jwksUrl: 'http://127.0.0.1:1/jwks' }
+          apiGateway:
+            apiKeys: [gen, { name: env, value: '${env:KEY}' }]
+            usagePlan:
+              quota: { limit: 1000, period: DAY }
+              throttle: { rateLimit: 2.5, burstLimit: 5 }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - httpApi: { method: GET, path: /a, authorizer: { name: hs, scopes: [read] }, rateLimit: { rate: 10, burst: 20, per: subject } }
+              - httpApi: GET /b
+              - http: { method: GET, path: /c, private: true }
+        ",
+    );
+    let manifest = match parse(&yaml, "serverless.yml", &vars) {
+        Ok(manifest) => manifest,
+        Err(errors) => panic!("{errors:?}"),
+    };
+    expect![[r#"
+        service s, stage dev, region us-east-1
+        function f: nodejs20.x f.handler (line 16), 1024 MB, 6s
+          Node { major: 20 }
+          route Http GET /a
+            authorizer Some(RouteAuthorizer { name: "hs", scopes: ["read"] }), private false, rate limit Some(RateLimit { rate: 10.0, burst: 20, per: Subject })
+          route Http GET /b
+            authorizer None, private false, rate limit Some(RateLimit { rate: 50.0, burst: 50, per: Ip })
+          route Rest GET /c
+            authorizer None, private true, rate limit Some(RateLimit { rate: 50.0, burst: 50, per: Ip })
+        GatewayPolicies {
+            authorizers: [
+                Authorizer {
+                    name: "hs",
+                    kind: Jwt(
+                        JwtAuthorizer {
+                            header: "authorization",
+                            issuer: "https://i",
+                            audience: [
+                                "api",
+                            ],
+                            keys: Secret(
+                                "s3cret",
+                            ),
+                        },
+                    ),
+                },
+                Authorizer {
+                    name: "rs",
+                    kind: Jwt(
+                        JwtAuthorizer {
+                            header: "x-token",
+                            issuer: "https://i",
+                            audience: [
+                                "a",
+                                "b",
+                            ],
+                            keys: JwksUrl(
+                                "http://127.0.0.1:1/jwks",
+                            ),
+                        },
+                    ),
+                },
+            ],
+            api_keys: [
+                ApiKey {
+                    name: "gen",
+                    value: None,
+                },
+                ApiKey {
+                    name: "env",
+                    value: Some(
+                        "from-env-0123456789abcdef",
+                    ),
+                },
+            ],
+            usage_plan: UsagePlan {
+                throttle: Some(
+                    RateLimit {
+                        rate: 2.5,
+                        burst: 5,
+                        per: ApiKey,
+                    },
+                ),
+                quota: Some(
+                    Quota {
+                        limit: 1000,
+                        period: Day,
+                    },
+                ),
+            },
+        }
+    "#]].assert_eq(&format!("{}{:#?}\n", summary(&manifest), manifest.policies));
+}
+
+#[test]
+fn bad_gateway_policies_are_errors() {
+    check(
+        "
+        service: s
+        provider:
+          runtime: nodejs20.x
+          httpApi:
+            authorizers:
+              a: { type: request, issuerUrl: https://i, audience: api, secret: s }
+              b: { issuerUrl: https://i, secret: s }
+              c: { issuerUrl: https://i, audience: api }
+              d: { issuerUrl: https://i, audience: api, jwksUrl: 'https://x/jwks' }
+          apiGateway:
+            apiKeys: [{ name: short, value: abc }]
+            usagePlan: { quota: { period: WEEK } }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - httpApi: { method: GET, path: /a, rateLimit: { rate: -1, per: everyone } }
+              - http: { method: GET, path: /b, authorizer: myFunction }
+        ",
+        expect![[r#"
+            serverless.yml:6:18: provider.httpApi.authorizers.a.type: nimbus enforces `jwt` authorizers only, not "request"; a route behind an authorizer nimbus cannot check would be public
+            serverless.yml:7:10: provider.httpApi.authorizers.b.audience: missing `audience`; a token's `aud` must name one of them
+            serverless.yml:8:10: provider.httpApi.authorizers.c: no keys to check signatures with: set `secret` (HS256), `jwksFile` or `jwksUrl`
+            serverless.yml:9:58: provider.httpApi.authorizers.d.jwksUrl: nimbus fetches JWKS over plain http:// only (for a local issuer); got "https://x/jwks"; use `jwksFile` for other issuers
+            serverless.yml:11:37: provider.apiGateway.apiKeys[0].value: an API key value has at least 20 characters, as on API Gateway
+            serverless.yml:12:25: provider.apiGateway.usagePlan.quota.limit: missing `limit`
+            serverless.yml:12:35: provider.apiGateway.usagePlan.quota.period: expected DAY or MONTH, got "WEEK"
+            serverless.yml:17:62: functions.f.events[0].httpApi.rateLimit.rate: expected a positive number of requests per second, got number -1
+            serverless.yml:17:71: functions.f.events[0].httpApi.rateLimit.per: expected ip, apiKey, subject or route, got "everyone"
+            serverless.yml:18:40: functions.f.events[1].http.authorizer: authorizers of `http` events are not enforced by nimbus yet; use an `httpApi` event with a JWT authorizer, or `private: true` with API keys
         "#]],
     );
 }

@@ -37,6 +37,10 @@ pub(crate) struct EventContext<'a> {
     pub(crate) api_id: &'a str,
     /// The `Host` header, or `127.0.0.1:<port>` when the client sent none.
     pub(crate) domain_name: &'a str,
+    /// `requestContext.authorizer`, from the route's authorizer.
+    pub(crate) authorizer: Option<&'a Value>,
+    /// The API key of a `private` route: (name, value), for `requestContext.identity`.
+    pub(crate) api_key: Option<(&'a str, &'a str)>,
 }
 
 /// Why a function's payload is not a response API Gateway accepts; the gateway answers
@@ -249,8 +253,8 @@ fn rest_event(
             "identity": {
                 "accessKey": null,
                 "accountId": null,
-                "apiKey": null,
-                "apiKeyId": null,
+                "apiKey": ctx.api_key.map(|(_, value)| value),
+                "apiKeyId": ctx.api_key.map(|(name, _)| name),
                 "caller": null,
                 "cognitoAuthenticationProvider": null,
                 "cognitoAuthenticationType": null,
@@ -344,6 +348,11 @@ fn http_event(
     let Value::Object(fields) = &mut event else {
         unreachable!("json! with braces builds an object");
     };
+    if let Some(authorizer) = ctx.authorizer
+        && let Some(Value::Object(request_context)) = fields.get_mut("requestContext")
+    {
+        request_context.insert("authorizer".to_owned(), authorizer.clone());
+    }
     if !cookies.is_empty() {
         fields.insert("cookies".to_owned(), Value::Array(cookies));
     }

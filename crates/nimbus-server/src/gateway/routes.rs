@@ -11,7 +11,7 @@ pub(crate) struct RouteTable {
 }
 
 /// The route selected for a request, with its path parameters.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct RouteMatch<'a> {
     /// Index of the function the route belongs to, as given to [`RouteTable::new`].
     pub(crate) function_idx: usize,

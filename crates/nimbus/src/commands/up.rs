@@ -154,11 +154,22 @@ impl UpCommand {
             token: cfg.admin_token.clone(),
         };
         record.write(&state_dir)?;
+        // A key declared without a value gets one for the life of this server.
+        let mut generated_keys = Vec::new();
+        for key in &mut app.manifest.policies.api_keys {
+            if key.value.is_none() {
+                let value = uuid::Uuid::new_v4().simple().to_string();
+                generated_keys.push(format!("api key {}: {value}", key.name));
+                key.value = Some(value);
+            }
+        }
+        let mut banner_lines = nimbus_server::route_lines(&app.manifest.functions);
+        banner_lines.extend(generated_keys);
         print_banner(
             &app.manifest.service,
             &app.manifest.stage,
             gateway,
-            &nimbus_server::route_lines(&app.manifest.functions),
+            &banner_lines,
         )?;
         let served_app = nimbus_server::App {
             functions: served,
@@ -169,6 +180,7 @@ impl UpCommand {
                 region: app.manifest.region.clone(),
                 async_retry_delay: self.async_retry_delay,
             },
+            policies: app.manifest.policies.clone(),
         };
 
         let (trigger, shutdown) = Shutdown::new();

@@ -30,6 +30,9 @@ fn check_event_bytes(route: &str, request: &str, extra_body: &[u8], expect: Expe
         method,
         path: words[2].to_owned(),
         cors: false,
+        authorizer: None,
+        private: false,
+        rate_limit: None,
     };
     let table = RouteTable::new(vec![(0, route)]);
 
@@ -63,6 +66,8 @@ fn check_event_bytes(route: &str, request: &str, extra_body: &[u8], expect: Expe
         account_id: "123456789012",
         api_id: "nimbus",
         domain_name: "localhost:3000",
+        authorizer: None,
+        api_key: None,
     };
     let event = build_event(&m, &parts, &body, &ctx);
     let event: serde_json::Value = serde_json::from_slice(&event).expect("event is JSON");

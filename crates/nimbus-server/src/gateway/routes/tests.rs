@@ -25,6 +25,9 @@ fn table(spec: &str) -> RouteTable {
                 method,
                 path: words[3].to_owned(),
                 cors: words.get(4) == Some(&"cors"),
+                authorizer: None,
+                private: false,
+                rate_limit: None,
             };
             (words[0].parse().expect("function index"), route)
         })

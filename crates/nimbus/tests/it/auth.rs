@@ -1,0 +1,483 @@
+//! Gateway policies through the real binary: JWT authorizers (HS256 secret, RS256 from a
+//! JWKS file and URL), API keys with a usage plan, and rate limits.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, TestServer};
+
+/// Answers with the request context it was given, so tests see the authorizer's claims.
+const ECHO_JS: &str = r#"
+exports.handler = async (event) => ({ statusCode: 200, body: JSON.stringify(event.requestContext) });
+"#;
+
+const SECRET: &str = "a-test-secret-of-reasonable-length";
+const ISSUER: &str = "https://issuer.test";
+const JWKS: &str = include_str!("../../../../tests/fixtures/jwt/jwks.json");
+const RSA_PEM: &str = include_str!("../../../../tests/fixtures/jwt/rsa-private.pem");
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Claims valid for an hour, for audience `api`, with `scope: read`.
+fn claims() -> Value {
+    json!({ "iss": ISSUER, "aud": "api", "sub": "user-1", "exp": now() + 3600, "scope": "read" })
+}
+
+fn hs256(claims: &Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("signing a token")
+}
+
+fn rs256(claims: &Value, kid: &str) -> String {
+    let body: String = RSA_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("the test key is base64");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &EncodingKey::from_rsa_der(&der)).expect("signing")
+}
+
+async fn get_with(server: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let res = server.request("GET", path, headers, Vec::new()).await;
+    let body = serde_json::from_slice(&res.body).unwrap_or(Value::Null);
+    (res.status, body)
+}
+
+async fn bearer(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    let auth = format!("Bearer {token}");
+    get_with(server, path, &[("authorization", &auth)]).await
+}
+
+fn jwt_app(jwks_url: &str) -> TestApp {
+    let manifest = format!(
+        r#"
+service: auth
+provider:
+  runtime: nodejs20.x
+  httpApi:
+    authorizers:
+      hs:
+        identitySource: $request.header.Authorization
+        issuerUrl: {ISSUER}
+        audience: [api, other]
+        secret: ${{env:JWT_SECRET}}
+      rsFile:
+        type: jwt
+        issuerUrl: {ISSUER}
+        audience: [api]
+        jwksFile: keys/jwks.json
+      rsUrl:
+        issuerUrl: {ISSUER}
+        audience: [api]
+        jwksUrl: {jwks_url}
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - httpApi: {{ method: GET, path: /hs, authorizer: {{ name: hs, scopes: [read, admin] }} }}
+      - httpApi: {{ method: GET, path: /admin, authorizer: {{ name: hs, scopes: [admin] }} }}
+      - httpApi: {{ method: GET, path: /rs, authorizer: {{ name: rsFile }} }}
+      - httpApi: {{ method: GET, path: /rs-url, authorizer: rsUrl }}
+      - httpApi: GET /public
+"#
+    );
+    TestApp::new(&[
+        ("nimbus.yaml", &manifest),
+        ("echo.js", ECHO_JS),
+        ("keys/jwks.json", JWKS),
+    ])
+}
+
+/// Serves the JWKS on 127.0.0.1 and counts how often it is fetched.
+async fn serve_jwks() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the JWKS server");
+    let addr = listener.local_addr().expect("address");
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{JWKS}",
+                JWKS.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    (format!("http://{addr}/.well-known/jwks.json"), fetches)
+}
+
+#[tokio::test]
+async fn jwt_authorizers_allow_valid_tokens_and_refuse_the_rest() {
+    let (jwks_url, fetches) = serve_jwks().await;
+    let app = jwt_app(&jwks_url);
+    let server = TestServer::start_with_env(app.path(), &[], &[("JWT_SECRET", SECRET)]);
+
+    // Allowed: the claims reach the function, as strings, with the scopes.
+    let (status, ctx) = bearer(&server, "/hs", &hs256(&claims(), SECRET)).await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["authorizer"]["jwt"]["claims"]["sub"], "user-1");
+    assert_eq!(ctx["authorizer"]["jwt"]["claims"]["iss"], ISSUER);
+    assert!(ctx["authorizer"]["jwt"]["claims"]["exp"].is_string());
+    assert_eq!(ctx["authorizer"]["jwt"]["scopes"], json!(["read"]));
+    // A public route needs nothing and gets no authorizer context.
+    let (status, ctx) = get_with(&server, "/public", &[]).await;
+    assert_eq!(status, 200);
+    assert!(ctx.get("authorizer").is_none(), "{ctx}");
+
+    // Denied with 401: no token, expired, not yet valid, wrong audience, wrong issuer,
+    // bad signature, garbage.
+    let (status, body) = get_with(&server, "/hs", &[]).await;
+    assert_eq!((status, body), (401, json!({ "message": "Unauthorized" })));
+    let mut expired = claims();
+    expired["exp"] = json!(now() - 120);
+    let mut early = claims();
+    early["nbf"] = json!(now() + 600);
+    let mut wrong_aud = claims();
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = claims();
+    wrong_iss["iss"] = json!("https://evil.test");
+    let cases = [
+        ("expired", hs256(&expired, SECRET)),
+        ("not yet valid", hs256(&early, SECRET)),
+        ("wrong audience", hs256(&wrong_aud, SECRET)),
+        ("wrong issuer", hs256(&wrong_iss, SECRET)),
+        ("bad signature", hs256(&claims(), "another-secret-entirely")),
+        ("RS256 at an HS256 authorizer", rs256(&claims(), "test-rsa")),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    for (what, token) in &cases {
+        let (status, body) = bearer(&server, "/hs", token).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["message"], "Unauthorized", "{what}");
+    }
+    // An audience list: `aud` may be a list that intersects it.
+    let mut multi_aud = claims();
+    multi_aud["aud"] = json!(["x", "other"]);
+    assert_eq!(
+        bearer(&server, "/hs", &hs256(&multi_aud, SECRET)).await.0,
+        200
+    );
+
+    // Denied with 403: a valid token without the route's scope; `scp` counts too.
+    let (status, body) = bearer(&server, "/admin", &hs256(&claims(), SECRET)).await;
+    assert_eq!((status, body), (403, json!({ "message": "Forbidden" })));
+    let mut admin = claims();
+    admin["scp"] = json!(["admin"]);
+    assert_eq!(
+        bearer(&server, "/admin", &hs256(&admin, SECRET)).await.0,
+        200
+    );
+
+    // RS256 with keys from a JWKS file.
+    let (status, ctx) = bearer(&server, "/rs", &rs256(&claims(), "test-rsa")).await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["authorizer"]["jwt"]["claims"]["sub"], "user-1");
+    assert_eq!(
+        bearer(&server, "/rs", &rs256(&claims(), "unknown-kid"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        bearer(&server, "/rs", &rs256(&expired, "test-rsa")).await.0,
+        401
+    );
+    assert_eq!(
+        bearer(&server, "/rs", &hs256(&claims(), SECRET)).await.0,
+        401
+    );
+
+    // RS256 with keys from a JWKS URL, fetched once and cached.
+    for _ in 0..3 {
+        let (status, ctx) = bearer(&server, "/rs-url", &rs256(&claims(), "test-rsa")).await;
+        assert_eq!(status, 200, "{ctx}");
+    }
+    assert_eq!(
+        bearer(&server, "/rs-url", &rs256(&wrong_aud, "test-rsa"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the JWKS is cached"
+    );
+}
+
+const KEY_A: &str = "key-a-0123456789abcdefghij";
+const KEY_B: &str = "key-b-0123456789abcdefghij";
+
+#[tokio::test]
+async fn api_keys_and_usage_plans_answer_403_and_429() {
+    let manifest = r#"
+service: keys
+provider:
+  runtime: nodejs20.x
+  apiGateway:
+    apiKeys:
+      - name: a
+        value: ${env:KEY_A}
+      - { name: b, value: key-b-0123456789abcdefghij }
+      - generated
+    usagePlan:
+      quota: { limit: 5, period: DAY }
+      throttle: { rateLimit: 5, burstLimit: 3 }
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - http: { method: GET, path: /private, private: true }
+      - http: GET /open
+"#;
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("echo.js", ECHO_JS)]);
+    let server = TestServer::start_with_env(app.path(), &[], &[("KEY_A", KEY_A)]);
+
+    let (status, body) = get_with(&server, "/private", &[]).await;
+    assert_eq!(
+        (status, body),
+        (403, json!({ "message": "Forbidden" })),
+        "no key"
+    );
+    let (status, body) = get_with(
+        &server,
+        "/private",
+        &[("x-api-key", "wrong-key-0123456789abc")],
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (403, json!({ "message": "Forbidden" })),
+        "unknown key"
+    );
+    assert_eq!(get_with(&server, "/open", &[]).await.0, 200, "public route");
+
+    // Key a: the burst of 3 passes, the 4th at once is throttled.
+    for n in 0..3 {
+        let (status, ctx) = get_with(&server, "/private", &[("x-api-key", KEY_A)]).await;
+        assert_eq!(status, 200, "request {n}: {ctx}");
+        assert_eq!(ctx["identity"]["apiKey"], KEY_A);
+        assert_eq!(ctx["identity"]["apiKeyId"], "a");
+    }
+    let res = server
+        .request("GET", "/private", &[("x-api-key", KEY_A)], Vec::new())
+        .await;
+    assert_eq!(res.status, 429);
+    assert_eq!(res.json(), json!({ "message": "Too Many Requests" }));
+    assert!(res.header("retry-after").is_some());
+
+    // Key b has its own bucket; its quota of 5 a day runs out at the 6th request.
+    let mut ok = 0;
+    for _ in 0..3 {
+        ok += u32::from(
+            get_with(&server, "/private", &[("x-api-key", KEY_B)])
+                .await
+                .0
+                == 200,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for _ in 0..2 {
+        ok += u32::from(
+            get_with(&server, "/private", &[("x-api-key", KEY_B)])
+                .await
+                .0
+                == 200,
+        );
+    }
+    assert_eq!(ok, 5);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, body) = get_with(&server, "/private", &[("x-api-key", KEY_B)]).await;
+    assert_eq!(
+        (status, body),
+        (429, json!({ "message": "Limit Exceeded" }))
+    );
+}
+
+#[tokio::test]
+async fn generated_api_keys_are_printed_at_start() {
+    let manifest = r#"
+service: keys
+provider:
+  runtime: nodejs20.x
+  apiGateway:
+    apiKeys: [generated]
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - http: { method: GET, path: /private, private: true }
+"#;
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("echo.js", ECHO_JS)]);
+    let mut child = std::process::Command::new(crate::harness::NIMBUS)
+        .args(["up", "--port", "0"])
+        .arg(app.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting nimbus up");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line_of_key = None;
+    use std::io::BufRead as _;
+    for line in std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take(10)
+    {
+        if line.contains("api key generated:") {
+            line_of_key = Some(line);
+            break;
+        }
+    }
+    crate::harness::signal(child.id(), libc::SIGTERM);
+    let _ = child.wait();
+    let line = line_of_key.expect("the generated key is printed");
+    assert!(
+        line.trim().len() > "api key generated: ".len() + 20,
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_within_ten_percent() {
+    let manifest = r#"
+service: limits
+provider:
+  runtime: nodejs20.x
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - httpApi: { method: GET, path: /limited, rateLimit: { rate: 20, burst: 5, per: route } }
+"#;
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("echo.js", ECHO_JS)]);
+    let server = std::sync::Arc::new(TestServer::start(app.path(), &[]));
+    // Warm the function so cold starts do not hold connections, then let the bucket refill.
+    assert_eq!(server.get("/limited").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Steady requests, one every 10 ms (5 times the rate), for about 3 s.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    let mut last_send = start;
+    while start.elapsed() < Duration::from_secs(3) {
+        ticker.tick().await;
+        last_send = Instant::now();
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let res = server.get("/limited").await;
+            (res.status, res.header("retry-after").map(str::to_owned))
+        }));
+    }
+    let elapsed = last_send.duration_since(start).as_secs_f64();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for task in tasks {
+        let (status, retry_after) = task.await.expect("request task");
+        match status {
+            200 => accepted += 1,
+            429 => {
+                refused += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"));
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    // The burst of 5 plus 20 a second over the time requests were sent. A burst of 5
+    // (250 ms of tokens) absorbs the arrival jitter of a loaded machine.
+    let expected = 5.0 + 20.0 * elapsed;
+    let accepted_f = f64::from(accepted);
+    assert!(
+        (accepted_f - expected).abs() <= expected * 0.10,
+        "accepted {accepted} (refused {refused}) over {elapsed:.2} s; expected {expected:.1} ± 10 %"
+    );
+    assert!(refused > accepted, "the limit refused most requests");
+}
+
+/// `nimbus validate` on a manifest; exit code and stderr.
+fn validate(manifest: &str) -> (Option<i32>, String) {
+    let app = TestApp::new(&[("serverless.yml", manifest), ("echo.js", ECHO_JS)]);
+    let out = app.nimbus(&["validate"]);
+    (out.code, out.stderr)
+}
+
+#[test]
+fn bad_auth_config_names_file_line_and_key() {
+    let manifest = r#"service: bad
+provider:
+  runtime: nodejs20.x
+  httpApi:
+    authorizers:
+      noIssuer:
+        audience: [api]
+        secret: s
+      fromFile:
+        issuerUrl: https://issuer.test
+        audience: [api]
+        jwksFile: missing/jwks.json
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - httpApi: { method: GET, path: /a, authorizer: { name: nobody } }
+      - http: { method: GET, path: /b, private: true }
+"#;
+    let (code, stderr) = validate(manifest);
+    assert_eq!(code, Some(1), "{stderr}");
+    for expected in [
+        "serverless.yml:7:9: provider.httpApi.authorizers.noIssuer.issuerUrl: missing `issuerUrl`",
+        "serverless.yml:17:",
+        "functions.echo.events[0].httpApi.authorizer.name: unknown authorizer `nobody`",
+        "functions.echo.events[1].http.private: a private route needs API keys",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "stderr lacks {expected:?}:\n{stderr}"
+        );
+    }
+    // The file is checked once the manifest itself is valid.
+    let manifest = r#"service: bad
+provider:
+  runtime: nodejs20.x
+  httpApi:
+    authorizers:
+      fromFile:
+        issuerUrl: https://issuer.test
+        audience: [api]
+        jwksFile: missing/jwks.json
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - httpApi: { method: GET, path: /a, authorizer: { name: fromFile } }
+"#;
+    let (code, stderr) = validate(manifest);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("serverless.yml:9:1: provider.httpApi.authorizers.fromFile.jwksFile: cannot read the JWKS file"),
+        "{stderr}"
+    );
+}
