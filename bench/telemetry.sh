@@ -36,7 +36,7 @@ echo "# $(nproc) cores, $(date -u +%FT%TZ), NIMBUS_LOG=$NIMBUS_LOG, results in $
 declare -A URL
 i=0
 for t in on off; do
-  mkdir -p "$OUT/app-$t"; cp examples/hello/* "$OUT/app-$t/"
+  mkdir -p "$OUT/app-$t"; find examples/hello -maxdepth 1 -type f -exec cp {} "$OUT/app-$t/" \;
   "$NIMBUS" up "$OUT/app-$t" --port $((PORT + i)) --telemetry "$t" 2>"$OUT/nimbus-$t.log" & PIDS+=($!)
   URL[$t]="http://127.0.0.1:$((PORT + i))$Q"
   i=$((i + 1))
