@@ -9,26 +9,7 @@ use crate::harness::{Response, TestApp, TestServer};
 
 /// Calls the app's control API with the admin token.
 async fn api(server: &TestServer, app: &Path, method: &str, path: &str, body: &str) -> Response {
-    let text = std::fs::read_to_string(app.join(".nimbus/up.json")).expect("reading up.json");
-    let record: serde_json::Value = serde_json::from_str(&text).expect("up.json");
-    let addr = record["admin"]
-        .as_str()
-        .expect("admin")
-        .parse()
-        .expect("address");
-    let auth = format!("Bearer {}", record["token"].as_str().expect("token"));
-    let _ = server;
-    crate::harness::request(
-        addr,
-        method,
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.as_bytes().to_vec(),
-    )
-    .await
+    server.admin_json(app, method, path, body).await
 }
 
 async fn send(server: &TestServer, app: &Path, queue: &str, body: &str) -> Response {

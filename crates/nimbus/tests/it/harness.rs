@@ -123,19 +123,18 @@ impl TestServer {
         path: &str,
         token: Option<&str>,
     ) -> Response {
-        let text =
-            std::fs::read_to_string(app_dir.join(".nimbus/up.json")).expect("reading up.json");
-        let record: serde_json::Value = serde_json::from_str(&text).expect("up.json is JSON");
-        let addr: SocketAddr = record["admin"]
-            .as_str()
-            .expect("admin address")
-            .parse()
-            .expect("address");
-        let token = token
-            .map(str::to_owned)
-            .unwrap_or_else(|| record["token"].as_str().expect("token").to_owned());
-        let auth = format!("Bearer {token}");
-        request(addr, method, path, &[("authorization", &auth)], Vec::new()).await
+        admin_request(app_dir, method, path, token, Vec::new()).await
+    }
+
+    /// A JSON request to the control API with the admin token.
+    pub(crate) async fn admin_json(
+        &self,
+        app_dir: &Path,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Response {
+        admin_request(app_dir, method, path, None, body.as_bytes().to_vec()).await
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -192,6 +191,32 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A request to the control API of the app in `app_dir`, found through its up.json.
+async fn admin_request(
+    app_dir: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Response {
+    let text = std::fs::read_to_string(app_dir.join(".nimbus/up.json")).expect("reading up.json");
+    let record: serde_json::Value = serde_json::from_str(&text).expect("up.json is JSON");
+    let addr: SocketAddr = record["admin"]
+        .as_str()
+        .expect("admin address")
+        .parse()
+        .expect("address");
+    let token = token
+        .map(str::to_owned)
+        .unwrap_or_else(|| record["token"].as_str().expect("token").to_owned());
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    request(addr, method, path, &headers, body).await
 }
 
 pub(crate) fn signal(pid: u32, signal: libc::c_int) {

@@ -525,22 +525,9 @@ exports.back = async (event) => {
     let dir = app.path();
     for body in ["a", "b"] {
         let request = serde_json::json!({ "body": body }).to_string();
-        let text = std::fs::read_to_string(dir.join(".nimbus/up.json")).expect("up.json");
-        let record: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let admin = record["admin"]
-            .as_str()
-            .expect("admin")
-            .parse()
-            .expect("address");
-        let auth = format!("Bearer {}", record["token"].as_str().expect("token"));
-        let res = crate::harness::request(
-            admin,
-            "POST",
-            "/v1/queues/parked/messages",
-            &[("authorization", &auth)],
-            request.into_bytes(),
-        )
-        .await;
+        let res = server
+            .admin_json(dir, "POST", "/v1/queues/parked/messages", &request)
+            .await;
         assert_eq!(res.status, 200);
     }
     let metrics = server.admin(dir, "GET", "/metrics", None).await.text();
