@@ -215,11 +215,7 @@ async fn metrics(
 
 impl Admin {
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match presented {
+        match crate::api::bearer(headers) {
             Some(token) if constant_time_eq(token.as_bytes(), self.token.as_bytes()) => Ok(()),
             _ => Err(ApiError::client(
                 StatusCode::UNAUTHORIZED,
