@@ -1,23 +1,29 @@
 //! Gateway policies as the manifest declares them: authorizers, API keys and usage plans
 //! (as API Gateway has them), and rate limits (a nimbus extension).
 
+use std::fmt;
 use std::time::Duration;
 
 /// What the gateway enforces besides routing, for the whole app.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GatewayPolicies {
-    /// `provider.httpApi.authorizers`, by name.
+    /// `provider.httpApi.authorizers`, by name: what `httpApi` routes name.
     pub authorizers: Vec<Authorizer>,
+    /// The Lambda authorizers `http` events declare, by name (the function's name unless
+    /// the event names the authorizer). As on API Gateway, where the Serverless Framework
+    /// makes one authorizer per name, routes naming the same authorizer share it.
+    pub rest_authorizers: Vec<Authorizer>,
     /// `provider.apiGateway.apiKeys`: the keys `private: true` routes accept.
     pub api_keys: Vec<ApiKey>,
     /// `provider.apiGateway.usagePlan`: throttle and quota per API key.
     pub usage_plan: UsagePlan,
 }
 
-/// A named authorizer of `provider.httpApi.authorizers`.
+/// A named authorizer: one of `provider.httpApi.authorizers`, or one an `http` event
+/// declares.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Authorizer {
-    /// The key under `authorizers:`, which routes refer to.
+    /// The key under `authorizers:` (or the REST authorizer's name), which routes refer to.
     pub name: String,
     /// How requests are checked.
     pub kind: AuthorizerKind,
@@ -28,6 +34,88 @@ pub struct Authorizer {
 pub enum AuthorizerKind {
     /// `type: jwt`: a bearer token checked against an issuer, audiences and keys.
     Jwt(JwtAuthorizer),
+    /// `type: request` (HTTP API) or an `http` event's `authorizer`: a function of the app
+    /// decides (API Gateway's Lambda authorizers).
+    Lambda(LambdaAuthorizer),
+}
+
+/// A Lambda authorizer: the function that decides, what it is sent and for how long its
+/// answer is reused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaAuthorizer {
+    /// The function invoked, by its name in this app (`functionName`, `functionArn`,
+    /// `name` or `arn`, resolved).
+    pub function: String,
+    /// What the function is sent and how its answer is read.
+    pub format: LambdaFormat,
+    /// `identitySource`: what a request must carry. A request missing one is refused with
+    /// 401 without invoking the function; the values are the cache key.
+    pub identity_sources: Vec<IdentitySource>,
+    /// `resultTtlInSeconds`: how long an answer is reused for the same identity; zero
+    /// disables the cache.
+    pub ttl: Duration,
+    /// `identityValidationExpression` (REST token authorizers): a token that does not
+    /// match is refused with 401 without invoking the function.
+    pub validation: Option<TokenPattern>,
+}
+
+/// The event a Lambda authorizer is sent and the answer it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LambdaFormat {
+    /// REST `type: token`: `{type: TOKEN, authorizationToken, methodArn}`; answers an IAM
+    /// policy.
+    RestToken,
+    /// REST `type: request`: the request in proxy payload 1.0 shape with `methodArn`;
+    /// answers an IAM policy.
+    RestRequest,
+    /// HTTP API `payloadVersion: '1.0'`: like REST `request`; answers an IAM policy.
+    HttpV1,
+    /// HTTP API `payloadVersion: '2.0'`; answers an IAM policy.
+    HttpV2Policy,
+    /// HTTP API `payloadVersion: '2.0'` with `enableSimpleResponses: true`; answers
+    /// `{isAuthorized, context}`.
+    HttpV2Simple,
+}
+
+/// Where a Lambda authorizer's identity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// A request header, by lower-case name (`$request.header.Authorization`,
+    /// `method.request.header.Authorization`).
+    Header(String),
+    /// A query string parameter; names are case-sensitive (`$request.querystring.token`).
+    Query(String),
+    /// A context variable (`$context.routeKey`, `context.resourcePath`); always present.
+    Context(ContextVariable),
+}
+
+/// The context variables an identity source may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextVariable {
+    /// `httpMethod`: the request's method.
+    HttpMethod,
+    /// `path`: the request's path.
+    Path,
+    /// `resourcePath` (REST): the route's path template.
+    ResourcePath,
+    /// `routeKey` (HTTP API): `METHOD /path`, the route's key; with it the cache holds
+    /// one answer per route.
+    RouteKey,
+    /// `identity.sourceIp`: the client's address.
+    SourceIp,
+    /// `stage`.
+    Stage,
+}
+
+/// A regular expression a token must match as a whole (`identityValidationExpression`).
+///
+/// API Gateway takes Java regular expressions; nimbus reads the common subset with
+/// ASCII classes, as Java does by default (`\w` is `[a-zA-Z0-9_]`).
+#[derive(Clone)]
+pub struct TokenPattern {
+    source: String,
+    /// Boxed: a DFA is large, and authorizers are moved around while the manifest is read.
+    regex: Box<regex_automata::dfa::regex::Regex>,
 }
 
 /// A JWT authorizer: where the token is, who must have issued it, for whom, and the keys
@@ -136,11 +224,93 @@ pub struct RouteAuthorizer {
     pub scopes: Vec<String>,
 }
 
+impl TokenPattern {
+    /// Compiles `source`; the error says why it is not a usable expression.
+    pub fn new(source: &str) -> Result<TokenPattern, String> {
+        use regex_automata::dfa::{dense, regex::Regex};
+        use regex_automata::{nfa::thompson, util::syntax};
+        // Bounded, so an expression cannot make a huge automaton.
+        const SIZE_LIMIT: usize = 1 << 20;
+        let regex = Regex::builder()
+            .syntax(syntax::Config::new().unicode(false).utf8(false))
+            .thompson(thompson::Config::new().utf8(false))
+            .dense(
+                dense::Config::new()
+                    .dfa_size_limit(Some(SIZE_LIMIT))
+                    .determinize_size_limit(Some(SIZE_LIMIT)),
+            )
+            .build(&format!("^(?:{source})$"))
+            .map_err(|e| {
+                // The build error's own text is generic ("error building NFA"); its
+                // innermost cause ends with what is wrong, after a picture of the
+                // expression as wrapped above.
+                let mut inner: &dyn std::error::Error = &e;
+                while let Some(cause) = inner.source() {
+                    inner = cause;
+                }
+                let text = inner.to_string();
+                let reason = text
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|line| !line.is_empty())
+                    .unwrap_or_default();
+                reason.strip_prefix("error: ").unwrap_or(reason).to_owned()
+            })?;
+        Ok(TokenPattern {
+            source: source.to_owned(),
+            regex: Box::new(regex),
+        })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the whole token matches, as Java's `String.matches` decides.
+    pub fn is_match(&self, token: &str) -> bool {
+        self.regex.is_match(token.as_bytes())
+    }
+}
+
+impl PartialEq for TokenPattern {
+    fn eq(&self, other: &TokenPattern) -> bool {
+        self.source == other.source
+    }
+}
+
+impl fmt::Debug for TokenPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TokenPattern").field(&self.source).finish()
+    }
+}
+
 impl RateLimit {
     /// How long a bucket with no request takes to refill; idle that long, it can be
     /// forgotten.
     pub fn refill_time(&self) -> Duration {
         Duration::from_secs_f64(f64::from(self.burst) / self.rate.max(f64::MIN_POSITIVE))
             .min(Duration::from_secs(86_400))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenPattern;
+
+    #[test]
+    fn token_patterns_match_whole_tokens_with_ascii_classes() {
+        let check = |pattern: &str, token: &str| match TokenPattern::new(pattern) {
+            Ok(pattern) => pattern.is_match(token),
+            Err(e) => panic!("{pattern}: {e}"),
+        };
+        assert!(check(r"^Bearer [-0-9a-zA-z\.]*$", "Bearer abc.def-1"));
+        assert!(check("Bearer .*", "Bearer x"));
+        assert!(!check("Bearer", "Bearer x"), "the whole token must match");
+        assert!(!check("x", "ax"), "the whole token must match");
+        assert!(check(r"\w+", "abc_9"));
+        assert!(!check(r"\w+", "é"), "\\w is ASCII, as in Java");
+        assert!(TokenPattern::new("(").is_err());
     }
 }

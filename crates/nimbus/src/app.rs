@@ -133,7 +133,9 @@ fn read_jwks_files(dir: &Path, file_name: &str, manifest: &mut Manifest) -> Vec<
     use nimbus_core::policy::{AuthorizerKind, JwtKeys};
     let mut errors = Vec::new();
     for authorizer in &mut manifest.policies.authorizers {
-        let AuthorizerKind::Jwt(jwt) = &mut authorizer.kind;
+        let AuthorizerKind::Jwt(jwt) = &mut authorizer.kind else {
+            continue;
+        };
         let JwtKeys::JwksFile { path, line, key } = &jwt.keys else {
             continue;
         };

@@ -246,7 +246,7 @@ impl Cx<'_> {
     }
 
     /// The manifest name of a deployed function name: `shop-dev-worker:live` → `worker`.
-    fn function_name_of<'n>(&self, deployed: &'n str) -> &'n str {
+    pub(super) fn function_name_of<'n>(&self, deployed: &'n str) -> &'n str {
         let deployed = deployed.split(':').next().unwrap_or(deployed);
         let prefix = format!("{}-{}-", self.app.service, self.app.stage);
         deployed.strip_prefix(&prefix).unwrap_or(deployed)

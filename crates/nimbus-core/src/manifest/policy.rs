@@ -2,6 +2,8 @@
 //! the usage plan), `provider.rateLimit`, and a route's `authorizer`, `private` and
 //! `rateLimit`.
 
+mod lambda;
+
 use crate::policy::{
     ApiKey, Authorizer, AuthorizerKind, JwtAuthorizer, JwtKeys, Quota, QuotaPeriod, RateLimit,
     RateLimitKey, RouteAuthorizer, UsagePlan,
@@ -15,6 +17,13 @@ use super::{Cx, join_key};
 pub(super) struct PolicyNames {
     /// Names of `provider.httpApi.authorizers`.
     pub(super) authorizers: Vec<String>,
+    /// Names of those that are Lambda authorizers (`type: request`).
+    pub(super) lambda_authorizers: Vec<String>,
+    /// Functions Lambda authorizers of `provider.httpApi.authorizers` name, resolved once
+    /// every function is known.
+    pending_functions: Vec<lambda::PendingFunction>,
+    /// The authorizers `http` events declare, by name.
+    rest_authorizers: Vec<lambda::DeclaredRestAuthorizer>,
     /// Whether `provider.apiGateway.apiKeys` declares any key.
     pub(super) has_api_keys: bool,
     /// `provider.rateLimit`, the default of every route.
@@ -42,32 +51,49 @@ impl Cx<'_> {
         authorizers
     }
 
+    /// One authorizer: `type: jwt` (the default) or `type: request`.
     fn authorizer(&mut self, entry: &Entry, key: &str) -> Option<AuthorizerKind> {
         let fields = self.policy_mapping(&entry.value, key)?;
+        if let Some(field) = fields.iter().find(|f| f.key == "type") {
+            let field_key = join_key(key, &field.key);
+            let value = self.read(&field.value, &field_key);
+            match self
+                .string(&value, &field_key, "an authorizer type")
+                .as_deref()
+            {
+                Some("jwt") => {}
+                Some("request") => {
+                    self.policy_names.lambda_authorizers.push(entry.key.clone());
+                    return self.http_lambda_authorizer(&entry.key, entry.value.pos, &fields, key);
+                }
+                Some(other) => {
+                    let message =
+                        format!("unknown authorizer type {other:?}; expected `jwt` or `request`");
+                    self.error(value.pos, &field_key, message);
+                    return None;
+                }
+                None => return None,
+            }
+        }
+        self.jwt_authorizer(entry, &fields, key)
+    }
+
+    fn jwt_authorizer(
+        &mut self,
+        entry: &Entry,
+        fields: &[Entry],
+        key: &str,
+    ) -> Option<AuthorizerKind> {
         let mut header = "authorization".to_owned();
         let mut issuer = None;
         let mut audience = Vec::new();
         let mut keys = Vec::new();
         let mut ok = true;
-        for field in &fields {
+        for field in fields {
             let field_key = join_key(key, &field.key);
             match field.key.as_str() {
-                "type" => {
-                    let value = self.read(&field.value, &field_key);
-                    match self
-                        .string(&value, &field_key, "an authorizer type")
-                        .as_deref()
-                    {
-                        Some("jwt") | None => {}
-                        Some(other) => {
-                            let message = format!(
-                                "nimbus enforces `jwt` authorizers only, not {other:?}; a route behind an authorizer nimbus cannot check would be public"
-                            );
-                            self.error(value.pos, &field_key, message);
-                            ok = false;
-                        }
-                    }
-                }
+                // Read by `authorizer`.
+                "type" => {}
                 "identitySource" => {
                     let value = self.read(&field.value, &field_key);
                     if let Some(text) = self.string(&value, &field_key, "an identity source") {
@@ -140,6 +166,15 @@ impl Cx<'_> {
                         }
                     }
                 }
+                "functionName"
+                | "functionArn"
+                | "resultTtlInSeconds"
+                | "enableSimpleResponses"
+                | "payloadVersion" => self.warn(
+                    field.key_pos,
+                    &field_key,
+                    "applies to `request` authorizers only; ignored",
+                ),
                 _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
             }
         }
@@ -422,6 +457,34 @@ impl Cx<'_> {
                                 .string(&value, &field_key, "an authorizer name")
                                 .map(|n| (n, value.pos, field_key));
                         }
+                        "type" => {
+                            let value = self.read(&field.value, &field_key);
+                            match self.string(&value, &field_key, "jwt or request").as_deref() {
+                                Some("jwt" | "request") | None => {}
+                                Some("aws_iam") => {
+                                    self.error(
+                                        value.pos,
+                                        &field_key,
+                                        "IAM authorization (`aws_iam`) is not enforced by nimbus; a route behind it would be public",
+                                    );
+                                    return None;
+                                }
+                                Some(other) => {
+                                    let message = format!(
+                                        "unknown authorizer type {other:?}; expected jwt or request"
+                                    );
+                                    self.error(value.pos, &field_key, message);
+                                }
+                            }
+                        }
+                        "id" => {
+                            self.error(
+                                field.key_pos,
+                                &field_key,
+                                "an authorizer outside this app (`id`) cannot be checked by nimbus; declare it under `provider.httpApi.authorizers`",
+                            );
+                            return None;
+                        }
                         "scopes" => {
                             let value = self.read_deep(&field.value, &field_key);
                             if let Value::Seq(items) = &value.value {
@@ -463,6 +526,16 @@ impl Cx<'_> {
                 "unknown authorizer `{name}`; name one of `provider.httpApi.authorizers` ({known})"
             );
             self.error(name_pos, &name_key, message);
+            return None;
+        }
+        if !scopes.is_empty() && self.policy_names.lambda_authorizers.contains(&name) {
+            self.error(
+                name_pos,
+                &join_key(key, "scopes"),
+                format!(
+                    "`{name}` is a Lambda authorizer, which decides by itself; scopes apply to JWT authorizers only"
+                ),
+            );
             return None;
         }
         Some(RouteAuthorizer { name, scopes })

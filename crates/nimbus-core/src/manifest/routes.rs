@@ -238,16 +238,13 @@ impl Cx<'_> {
                     policies.authorizer = self.route_authorizer(&entry.value, &entry_key, &names);
                     self.policy_names.authorizers = names;
                 }
-                // A route behind an authorizer nimbus cannot check would be public, so
-                // this is an error rather than a warning.
-                ("authorizer", ApiKind::Rest) => self.error(
-                    entry.key_pos,
-                    &entry_key,
-                    "authorizers of `http` events are not enforced by nimbus yet; use an `httpApi` event with a JWT authorizer, or `private: true` with API keys",
-                ),
+                ("authorizer", ApiKind::Rest) => {
+                    policies.authorizer = self.rest_authorizer(&entry.value, &entry_key);
+                }
                 ("private", ApiKind::Rest) => {
                     let has_keys = self.policy_names.has_api_keys;
-                    policies.private = self.private(&entry.value, &entry_key, entry.key_pos, has_keys);
+                    policies.private =
+                        self.private(&entry.value, &entry_key, entry.key_pos, has_keys);
                 }
                 ("rateLimit", _) => policies.rate_limit = self.rate_limit(&entry.value, &entry_key),
                 _ => self.warn(entry.key_pos, &entry_key, "not modelled by nimbus; ignored"),

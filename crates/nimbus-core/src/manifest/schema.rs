@@ -146,6 +146,7 @@ impl Cx<'_> {
             provider_grants.extend(self.statements(node, key));
         }
         let functions = self.functions(functions_entry, &provider, &provider_grants);
+        self.finish_authorizers(&mut provider.policies);
         self.check_destinations();
         Some(Manifest {
             service: service?,

@@ -651,6 +651,7 @@ fn gateway_policies_are_read() {
                     ),
                 },
             ],
+            rest_authorizers: [],
             api_keys: [
                 ApiKey {
                     name: "gen",
@@ -691,7 +692,7 @@ fn bad_gateway_policies_are_errors() {
           runtime: nodejs20.x
           httpApi:
             authorizers:
-              a: { type: request, issuerUrl: https://i, audience: api, secret: s }
+              a: { type: token, issuerUrl: https://i, audience: api, secret: s }
               b: { issuerUrl: https://i, secret: s }
               c: { issuerUrl: https://i, audience: api }
               d: { issuerUrl: https://i, audience: api, jwksUrl: 'https://x/jwks' }
@@ -704,9 +705,10 @@ fn bad_gateway_policies_are_errors() {
             events:
               - httpApi: { method: GET, path: /a, rateLimit: { rate: -1, per: everyone } }
               - http: { method: GET, path: /b, authorizer: myFunction }
+              - http: { method: GET, path: /c, authorizer: aws_iam }
         ",
         expect![[r#"
-            serverless.yml:6:18: provider.httpApi.authorizers.a.type: nimbus enforces `jwt` authorizers only, not "request"; a route behind an authorizer nimbus cannot check would be public
+            serverless.yml:6:18: provider.httpApi.authorizers.a.type: unknown authorizer type "token"; expected `jwt` or `request`
             serverless.yml:7:10: provider.httpApi.authorizers.b.audience: missing `audience`; a token's `aud` must name one of them
             serverless.yml:8:10: provider.httpApi.authorizers.c: no keys to check signatures with: set `secret` (HS256), `jwksFile` or `jwksUrl`
             serverless.yml:9:58: provider.httpApi.authorizers.d.jwksUrl: nimbus fetches JWKS over plain http:// only (for a local issuer); got "https://x/jwks"; use `jwksFile` for other issuers
@@ -715,7 +717,8 @@ fn bad_gateway_policies_are_errors() {
             serverless.yml:12:35: provider.apiGateway.usagePlan.quota.period: expected DAY or MONTH, got "WEEK"
             serverless.yml:17:62: functions.f.events[0].httpApi.rateLimit.rate: expected a positive number of requests per second, got number -1
             serverless.yml:17:71: functions.f.events[0].httpApi.rateLimit.per: expected ip, apiKey, subject or route, got "everyone"
-            serverless.yml:18:40: functions.f.events[1].http.authorizer: authorizers of `http` events are not enforced by nimbus yet; use an `httpApi` event with a JWT authorizer, or `private: true` with API keys
+            serverless.yml:18:52: functions.f.events[1].http.authorizer: unknown function `myFunction`; an authorizer is a function of this app, which nimbus invokes (declared: f)
+            serverless.yml:19:52: functions.f.events[2].http.authorizer: IAM authorization (`aws_iam`) is not enforced by nimbus; a route behind it would be public
         "#]],
     );
 }
@@ -2288,6 +2291,213 @@ fn unresolvable_intrinsics_are_errors() {
             serverless.yml:7:22: functions.f.events[0].sqs.Fn::Base64: nimbus does not evaluate `Fn::Base64`; write the name or ARN, or use Ref, Fn::GetAtt, Fn::Sub or Fn::Join
             serverless.yml:8:19: functions.f.events[1].sqs.Fn::Sub: `Missing` is not declared under `resources.Resources`
             serverless.yml:9:14: functions.f.events[2].sqs.Fn::Join: expected `[separator, [parts...]]`
+        "#]],
+    );
+}
+
+/// Parses `yaml` and prints the summary, then each authorizer on a line of its own.
+fn check_authorizers(yaml: &str, expect: Expect) {
+    let actual = match parse(&dedent(yaml), "serverless.yml", &Variables::default()) {
+        Ok(manifest) => {
+            let mut out = summary(&manifest);
+            for authorizer in &manifest.policies.authorizers {
+                let _ = writeln!(out, "httpApi {}: {:?}", authorizer.name, authorizer.kind);
+            }
+            for authorizer in &manifest.policies.rest_authorizers {
+                let _ = writeln!(out, "http {}: {:?}", authorizer.name, authorizer.kind);
+            }
+            out
+        }
+        Err(errors) => errors.iter().map(|e| format!("{e}\n")).collect(),
+    };
+    expect.assert_eq(&actual);
+}
+
+#[test]
+fn lambda_authorizers_are_read() {
+    check_authorizers(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          httpApi:
+            authorizers:
+              simple:
+                type: request
+                functionName: auth
+                identitySource: [$request.header.Authorization, $request.querystring.tenant, $context.routeKey]
+                enableSimpleResponses: true
+                managedExternally: false
+              policy:
+                type: request
+                functionArn: arn:aws:lambda:us-east-1:123456789012:function:shop-dev-auth
+                identitySource: $request.header.X-Token
+                resultTtlInSeconds: 0
+                payloadVersion: '2.0'
+              v1: { type: request, functionName: auth, payloadVersion: 1.0, identitySource: [$request.header.Authorization], resultTtlInSeconds: 60 }
+              uncached: { type: request, functionName: auth }
+        functions:
+          auth:
+            handler: auth.handler
+          api:
+            handler: api.handler
+            events:
+              - httpApi: { method: GET, path: /a, authorizer: { name: simple } }
+              - httpApi: { method: GET, path: /b, authorizer: policy }
+              - http: { method: GET, path: /c, authorizer: auth }
+              - http: { method: GET, path: /d, authorizer: { name: auth } }
+              - http:
+                  method: GET
+                  path: /e
+                  authorizer:
+                    name: byRequest
+                    arn: arn:aws:lambda:us-east-1:123456789012:function:shop-dev-auth
+                    type: REQUEST
+                    identitySource: method.request.header.Authorization, method.request.querystring.tenant, context.resourcePath
+                    resultTtlInSeconds: 0
+              - http:
+                  method: GET
+                  path: /f
+                  authorizer: { name: auth, resultTtlInSeconds: 30, identityValidationExpression: '^Bearer [-0-9a-zA-Z._]+$' }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function auth: nodejs20.x auth.handler (line 22), 1024 MB, 6s
+              Node { major: 20 }
+            function api: nodejs20.x api.handler (line 24), 1024 MB, 6s
+              Node { major: 20 }
+              route Http GET /a
+                authorizer Some(RouteAuthorizer { name: "simple", scopes: [] }), private false, rate limit None
+              route Http GET /b
+                authorizer Some(RouteAuthorizer { name: "policy", scopes: [] }), private false, rate limit None
+              route Rest GET /c
+                authorizer Some(RouteAuthorizer { name: "auth", scopes: [] }), private false, rate limit None
+              route Rest GET /d
+                authorizer Some(RouteAuthorizer { name: "auth", scopes: [] }), private false, rate limit None
+              route Rest GET /e
+                authorizer Some(RouteAuthorizer { name: "byRequest", scopes: [] }), private false, rate limit None
+              route Rest GET /f
+                authorizer Some(RouteAuthorizer { name: "auth", scopes: [] }), private false, rate limit None
+            warning serverless.yml:11:9: provider.httpApi.authorizers.simple.managedExternally: not modelled by nimbus; ignored
+            warning serverless.yml:42:23: functions.api.events[5].http.authorizer: the authorizer `auth` is declared differently at line 28; as on API Gateway (one authorizer per name), this last declaration applies to every route naming it
+            httpApi simple: Lambda(LambdaAuthorizer { function: "auth", format: HttpV2Simple, identity_sources: [Header("authorization"), Query("tenant"), Context(RouteKey)], ttl: 300s, validation: None })
+            httpApi policy: Lambda(LambdaAuthorizer { function: "auth", format: HttpV2Policy, identity_sources: [Header("x-token")], ttl: 0ns, validation: None })
+            httpApi v1: Lambda(LambdaAuthorizer { function: "auth", format: HttpV1, identity_sources: [Header("authorization")], ttl: 60s, validation: None })
+            httpApi uncached: Lambda(LambdaAuthorizer { function: "auth", format: HttpV2Policy, identity_sources: [], ttl: 0ns, validation: None })
+            http auth: Lambda(LambdaAuthorizer { function: "auth", format: RestToken, identity_sources: [Header("authorization")], ttl: 30s, validation: Some(TokenPattern("^Bearer [-0-9a-zA-Z._]+$")) })
+            http byRequest: Lambda(LambdaAuthorizer { function: "auth", format: RestRequest, identity_sources: [Header("authorization"), Query("tenant"), Context(ResourcePath)], ttl: 0ns, validation: None })
+        "#]],
+    );
+}
+
+#[test]
+fn bad_lambda_authorizers_are_errors() {
+    check_authorizers(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          httpApi:
+            authorizers:
+              noFunction: { type: request, functionName: nobody, identitySource: $request.header.Authorization }
+              both: { type: request, functionName: auth, functionArn: 'arn:aws:lambda:us-east-1:1:function:shop-dev-auth' }
+              missing: { type: request, identitySource: [$request.header.Authorization] }
+              badSource: { type: request, functionName: auth, identitySource: [$request.body.token, $stageVariables.key, $context.requestId] }
+              ttlNoSource: { type: request, functionName: auth, resultTtlInSeconds: 300 }
+              simpleV1: { type: request, functionName: auth, payloadVersion: '1.0', enableSimpleResponses: true }
+              badVersion: { type: request, functionName: auth, payloadVersion: 3, resultTtlInSeconds: 7200 }
+              notLambda: { type: request, functionArn: 'arn:aws:sqs:us-east-1:1:queue' }
+              withJwtKeys: { type: request, functionName: auth, issuerUrl: https://i, resultTtlInSeconds: 0 }
+        functions:
+          auth:
+            handler: auth.handler
+          api:
+            handler: api.handler
+            events:
+              - httpApi: { method: GET, path: /a, authorizer: { name: withJwtKeys, scopes: [read] } }
+              - httpApi: { method: GET, path: /b, authorizer: { id: abc123 } }
+              - httpApi: { method: GET, path: /c, authorizer: { type: aws_iam } }
+              - http: { method: GET, path: /d, authorizer: nobody }
+              - http: { method: GET, path: /e, authorizer: { name: auth, type: cognito_user_pools } }
+              - http: { method: GET, path: /f, authorizer: { name: auth, type: jwt } }
+              - http: { method: GET, path: /g, authorizer: { name: auth, identitySource: 'method.request.header.A, method.request.header.B' } }
+              - http: { method: GET, path: /h, authorizer: { name: auth, identityValidationExpression: 'Bearer (' } }
+              - http: { method: GET, path: /i, authorizer: { arn: 'arn:aws:cognito-idp:us-east-1:1:userpool/x' } }
+              - http: { method: GET, path: /j, authorizer: { authorizerId: abc, type: token } }
+              - http: { method: GET, path: /k, authorizer: { arn: 'arn:aws:lambda:us-east-1:1:function:other-dev-auth' } }
+              - http: { method: GET, path: /l, authorizer: { name: auth, identitySource: method.request.body.x } }
+        ",
+        expect![[r#"
+            serverless.yml:6:50: provider.httpApi.authorizers.noFunction.functionName: unknown function `nobody`; an authorizer is a function of this app, which nimbus invokes (declared: auth, api)
+            serverless.yml:7:63: provider.httpApi.authorizers.both.functionArn: set one of `functionName` and `functionArn`, not both
+            serverless.yml:8:16: provider.httpApi.authorizers.missing: missing `functionName`: name the function of this app that authorizes requests
+            serverless.yml:9:72: provider.httpApi.authorizers.badSource.identitySource[0]: expected `$request.header.NAME`, `$request.querystring.NAME` or `$context.NAME`, got "$request.body.token"
+            serverless.yml:9:93: provider.httpApi.authorizers.badSource.identitySource[1]: nimbus has no stage variables, so requests would never carry "$stageVariables.key"; use a header or a query string parameter
+            serverless.yml:9:114: provider.httpApi.authorizers.badSource.identitySource[2]: nimbus does not model the context variable "$context.requestId" as an identity source; use one of $context.routeKey, $context.httpMethod, $context.path, $context.identity.sourceIp, $context.stage
+            serverless.yml:10:57: provider.httpApi.authorizers.ttlNoSource.resultTtlInSeconds: caching needs `identitySource` (the cache key); set one, or `resultTtlInSeconds: 0`
+            serverless.yml:11:77: provider.httpApi.authorizers.simpleV1.enableSimpleResponses: simple responses need `payloadVersion: '2.0'`; with 1.0 the authorizer answers an IAM policy
+            serverless.yml:12:72: provider.httpApi.authorizers.badVersion.payloadVersion: expected '1.0' or '2.0', got number 3
+            serverless.yml:12:95: provider.httpApi.authorizers.badVersion.resultTtlInSeconds: 7200 is out of range; expected 0 to 3600
+            serverless.yml:13:48: provider.httpApi.authorizers.notLambda.functionArn: expected a Lambda function ARN such as `arn:aws:lambda:us-east-1:123456789012:function:shop-dev-auth`, got "arn:aws:sqs:us-east-1:1:queue"
+            serverless.yml:21:63: functions.api.events[0].httpApi.authorizer.scopes: `withJwtKeys` is a Lambda authorizer, which decides by itself; scopes apply to JWT authorizers only
+            serverless.yml:22:57: functions.api.events[1].httpApi.authorizer.id: an authorizer outside this app (`id`) cannot be checked by nimbus; declare it under `provider.httpApi.authorizers`
+            serverless.yml:23:63: functions.api.events[2].httpApi.authorizer.type: IAM authorization (`aws_iam`) is not enforced by nimbus; a route behind it would be public
+            serverless.yml:24:52: functions.api.events[3].http.authorizer: unknown function `nobody`; an authorizer is a function of this app, which nimbus invokes (declared: auth, api)
+            serverless.yml:25:72: functions.api.events[4].http.authorizer.type: Cognito user pool authorizers are not enforced by nimbus; a route behind one would be public
+            serverless.yml:26:72: functions.api.events[5].http.authorizer.type: unknown authorizer type "jwt"; expected token or request
+            serverless.yml:27:82: functions.api.events[6].http.authorizer.identitySource: a token authorizer reads one header, as in `method.request.header.Authorization`; got "method.request.header.A, method.request.header.B"
+            serverless.yml:28:96: functions.api.events[7].http.authorizer.identityValidationExpression: not a usable regular expression: unclosed group
+            serverless.yml:29:59: functions.api.events[8].http.authorizer.arn: Cognito user pool authorizers are not enforced by nimbus; a route behind one would be public
+            serverless.yml:30:54: functions.api.events[9].http.authorizer.authorizerId: an authorizer outside this app (`authorizerId`) cannot be checked by nimbus; a route behind it would be public
+            serverless.yml:31:59: functions.api.events[10].http.authorizer.arn: unknown function `other-dev-auth`; an authorizer is a function of this app, which nimbus invokes (declared: auth, api)
+            serverless.yml:32:82: functions.api.events[11].http.authorizer.identitySource: expected `method.request.header.NAME`, `method.request.querystring.NAME` or `context.NAME`, got "method.request.body.x"
+        "#]],
+    );
+}
+
+#[test]
+fn lambda_authorizer_warnings_name_the_key() {
+    check_authorizers(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          httpApi:
+            authorizers:
+              a: { type: request, functionName: auth, issuerUrl: https://i, name: custom-name }
+              j: { issuerUrl: https://i, audience: api, secret: s, functionName: auth }
+        functions:
+          auth:
+            handler: auth.handler
+          api:
+            handler: api.handler
+            events:
+              - http: { method: GET, path: /a, authorizer: { name: auth, type: request, resultTtlInSeconds: 0, identityValidationExpression: x, claims: [sub] } }
+              - http: { method: GET, path: /b, authorizer: { name: auth, resultTtlInSeconds: 10 } }
+              - http: { method: GET, path: /c, authorizer: { name: auth, resultTtlInSeconds: 20 } }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function auth: nodejs20.x auth.handler (line 10), 1024 MB, 6s
+              Node { major: 20 }
+            function api: nodejs20.x api.handler (line 12), 1024 MB, 6s
+              Node { major: 20 }
+              route Rest GET /a
+                authorizer Some(RouteAuthorizer { name: "auth", scopes: [] }), private false, rate limit None
+              route Rest GET /b
+                authorizer Some(RouteAuthorizer { name: "auth", scopes: [] }), private false, rate limit None
+              route Rest GET /c
+                authorizer Some(RouteAuthorizer { name: "auth", scopes: [] }), private false, rate limit None
+            warning serverless.yml:6:47: provider.httpApi.authorizers.a.issuerUrl: applies to `jwt` authorizers only; ignored
+            warning serverless.yml:6:69: provider.httpApi.authorizers.a.name: not modelled by nimbus; ignored
+            warning serverless.yml:7:60: provider.httpApi.authorizers.j.functionName: applies to `request` authorizers only; ignored
+            warning serverless.yml:14:134: functions.api.events[0].http.authorizer.identityValidationExpression: applies to token authorizers only (API Gateway ignores it for request authorizers); ignored
+            warning serverless.yml:14:137: functions.api.events[0].http.authorizer.claims: not modelled by nimbus; ignored
+            warning serverless.yml:15:52: functions.api.events[1].http.authorizer: the authorizer `auth` is declared differently at line 14; as on API Gateway (one authorizer per name), this last declaration applies to every route naming it
+            warning serverless.yml:16:52: functions.api.events[2].http.authorizer: the authorizer `auth` is declared differently at line 14; as on API Gateway (one authorizer per name), this last declaration applies to every route naming it
+            httpApi a: Lambda(LambdaAuthorizer { function: "auth", format: HttpV2Policy, identity_sources: [], ttl: 0ns, validation: None })
+            httpApi j: Jwt(JwtAuthorizer { header: "authorization", issuer: "https://i", audience: ["api"], keys: Secret("s") })
+            http auth: Lambda(LambdaAuthorizer { function: "auth", format: RestToken, identity_sources: [Header("authorization")], ttl: 20s, validation: None })
         "#]],
     );
 }

@@ -64,7 +64,9 @@ impl Policies {
     pub(crate) fn new(policies: &GatewayPolicies) -> Result<Policies, String> {
         let mut jwt = HashMap::new();
         for authorizer in &policies.authorizers {
-            let AuthorizerKind::Jwt(cfg) = &authorizer.kind;
+            let AuthorizerKind::Jwt(cfg) = &authorizer.kind else {
+                continue;
+            };
             let keys = match &cfg.keys {
                 JwtKeys::Secret(secret) => {
                     Keys::Secret(DecodingKey::from_secret(secret.as_bytes()))
