@@ -70,11 +70,12 @@ impl Telemetry {
     }
 
     pub(crate) fn started(&self, function: &str, request_id: &str) {
-        self.platform_line(
-            function,
-            request_id,
-            format!("START RequestId: {request_id} Version: $LATEST"),
-        );
+        // START/END/REPORT are not stored as lines: `Store::logs` makes them from the
+        // invocation record. They reach the process log at debug level only.
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let message = nimbus_store::start_message(request_id, "$LATEST");
+            tracing::debug!(function, request_id, "{message}");
+        }
     }
 
     pub(crate) fn finished(
@@ -94,29 +95,13 @@ impl Telemetry {
             report.duration.as_secs_f64(),
             gb_seconds,
         );
-        if self.store.is_none() && self.otlp.is_none() {
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
+        if self.store.is_none() && self.otlp.is_none() && !debug {
             return;
         }
         let request_id = done.request_id;
-        self.platform_line(
-            &spec.name,
-            request_id,
-            format!("END RequestId: {request_id}"),
-        );
-        let init = report
-            .init_duration
-            .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
-            .unwrap_or_default();
-        self.platform_line(
-            &spec.name,
-            request_id,
-            format!(
-                "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed_ms} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}",
-                spec.memory_mb, report.max_memory_mb
-            ),
-        );
         let (error_type, error_message) = error_fields(&report.outcome, request_id);
-        self.record_invocation(InvocationRecord {
+        let record = InvocationRecord {
             request_id: request_id.to_owned(),
             function: spec.name.clone(),
             version: "$LATEST".to_owned(),
@@ -132,40 +117,22 @@ impl Telemetry {
             error_type,
             error_message,
             trace_id: done.trace.trace_id.clone(),
-        });
-        let mut attributes = vec![
-            ("faas.invocation_id".to_owned(), request_id.to_owned()),
-            ("faas.name".to_owned(), spec.name.clone()),
-            (
-                "faas.trigger".to_owned(),
-                done.trigger.otel_name().to_owned(),
-            ),
-            ("faas.coldstart".to_owned(), report.cold_start.to_string()),
-            (
-                "nimbus.outcome".to_owned(),
-                report.outcome.label().to_owned(),
-            ),
-        ];
-        attributes.push((
-            "faas.max_memory".to_owned(),
-            (u64::from(spec.memory_mb) * 1024 * 1024).to_string(),
-        ));
-        self.span(SpanRecord {
-            trace_id: done.trace.trace_id.clone(),
-            span_id: done.span_id.to_owned(),
+            span_id: Some(done.span_id.to_owned()),
             parent_span_id: done.trace.parent_span_id.clone(),
-            name: spec.name.clone(),
-            kind: "internal".to_owned(),
-            start: done.start,
-            end: done.start + report.duration.max(Duration::from_micros(1)),
-            attributes,
-            status: if matches!(report.outcome, Outcome::Ok(_)) {
-                "ok"
-            } else {
-                "error"
+        };
+        if debug {
+            // START went out when the invocation started.
+            for line in nimbus_store::platform_lines(&record).iter().skip(1) {
+                tracing::debug!(function = spec.name, request_id, "{}", line.message);
             }
-            .to_owned(),
-        });
+        }
+        if let Some(otlp) = &self.otlp
+            && let Some(span) = nimbus_store::invocation_span(&record)
+        {
+            // A full export queue drops the span from export only; it is still kept locally.
+            let _ = otlp.try_send(span);
+        }
+        self.record_invocation(record);
     }
 
     pub(crate) fn throttled(
@@ -196,6 +163,8 @@ impl Telemetry {
                 spec.reserved_concurrency.unwrap_or(0)
             )),
             trace_id: trace.trace_id.clone(),
+            span_id: None,
+            parent_span_id: None,
         });
     }
 
@@ -220,21 +189,6 @@ impl Telemetry {
     fn record_invocation(&self, record: InvocationRecord) {
         if let Some(store) = &self.store {
             store.record_invocation(record);
-        }
-    }
-
-    fn platform_line(&self, function: &str, request_id: &str, message: String) {
-        tracing::debug!(function, request_id, "{message}");
-        if let Some(store) = &self.store {
-            store.record_log(LogRecord {
-                time: SystemTime::now(),
-                function: function.to_owned(),
-                request_id: Some(request_id.to_owned()),
-                level: "INFO".to_owned(),
-                stream: "platform".to_owned(),
-                message,
-                fields: None,
-            });
         }
     }
 }
@@ -286,16 +240,6 @@ impl Trigger {
             Trigger::Sns => "sns",
             Trigger::S3 => "s3",
             Trigger::Schedule => "schedule",
-        }
-    }
-
-    /// OpenTelemetry's `faas.trigger` value.
-    fn otel_name(self) -> &'static str {
-        match self {
-            Trigger::Http => "http",
-            Trigger::Sqs | Trigger::Sns | Trigger::S3 => "pubsub",
-            Trigger::Schedule => "timer",
-            Trigger::Invoke | Trigger::Event => "other",
         }
     }
 }

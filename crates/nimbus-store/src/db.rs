@@ -13,7 +13,11 @@ pub(crate) const FILE_NAME: &str = "nimbus.db";
 /// Schema migrations, in order; entry `i` takes the store from version `i` to version `i + 1`.
 ///
 /// Never edit an entry once it has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[telemetry::SCHEMA_V1, durable::SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[
+    telemetry::SCHEMA_V1,
+    durable::SCHEMA_V2,
+    telemetry::SCHEMA_V3,
+];
 
 /// The schema version this build reads and writes.
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

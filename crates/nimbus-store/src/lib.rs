@@ -45,7 +45,8 @@ pub use queues::{
     ReceivedMessage, SentMessage,
 };
 pub use telemetry::{
-    InvocationQuery, InvocationRecord, LogQuery, LogRecord, SpanRecord, StoredLog,
+    InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord, SpanRecord,
+    invocation_span, platform_lines, start_message,
 };
 
 use telemetry::writer::{Drops, Record, Writer};
@@ -180,8 +181,9 @@ impl Store {
             .with(|conn| telemetry::query_invocations(conn, query))
     }
 
-    /// Log lines matching `query`, oldest first (by id).
-    pub fn logs(&self, query: &LogQuery) -> Result<Vec<StoredLog>, StoreError> {
+    /// Log lines matching `query`, oldest first: what functions wrote, and the START/END/REPORT
+    /// lines of their invocations.
+    pub fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {
         self.inner
             .readers
             .with(|conn| telemetry::query_logs(conn, query))

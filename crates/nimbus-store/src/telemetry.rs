@@ -42,6 +42,11 @@ pub struct InvocationRecord {
     pub error_message: Option<String>,
     /// The W3C trace id (32 hex digits) the invocation ran under.
     pub trace_id: String,
+    /// The id of the invocation's own span (16 hex digits); `None` for an invocation that never
+    /// ran (throttled). The span itself is not stored: `Store::spans` makes it from this record.
+    pub span_id: Option<String>,
+    /// The span the invocation's span is a child of (the gateway's, a sender's), if any.
+    pub parent_span_id: Option<String>,
 }
 
 /// Which invocations `Store::invocations` returns, newest first.
@@ -76,13 +81,22 @@ pub struct LogRecord {
     pub fields: Option<String>,
 }
 
-/// A log line with its position in the store, for paging and `nimbus logs -f`.
+/// Where a reader of logs left off, for `nimbus logs -f`: lines come from two places (function
+/// output is stored as lines, START/END/REPORT are made from invocation records), so the position
+/// is one in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogCursor {
+    line_id: i64,
+    invocation_id: i64,
+}
+
+/// Log lines in time order, and where to continue from.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StoredLog {
-    /// Increases with every line stored; pass the last one seen as `LogQuery::after_id` to follow.
-    pub id: i64,
-    /// The line.
-    pub record: LogRecord,
+pub struct LogPage {
+    /// The lines, oldest first.
+    pub lines: Vec<LogRecord>,
+    /// Pass as `LogQuery::after` to get only lines stored since this page.
+    pub next: LogCursor,
 }
 
 /// Which log lines `Store::logs` returns, oldest first.
@@ -92,12 +106,11 @@ pub struct LogQuery {
     pub function: Option<String>,
     /// Only this invocation's lines.
     pub request_id: Option<String>,
-    /// Only lines written at or after this time.
+    /// Only lines written at or after this time; the START/END/REPORT lines of invocations that
+    /// started at or after it.
     pub since: Option<SystemTime>,
-    /// Only lines stored after the line with this id.
-    pub after_id: Option<i64>,
-    /// At most this many, counted from the oldest match; page on with `after_id`.
-    pub limit: Option<usize>,
+    /// Only lines stored after the page that returned this cursor.
+    pub after: Option<LogCursor>,
 }
 
 /// One span of a trace.
@@ -192,10 +205,26 @@ CREATE INDEX spans_trace_start ON spans (trace_id, start_us);
 CREATE INDEX spans_start ON spans (start_us);
 ";
 
+/// Schema version 3: an invocation keeps the ids of its span, from which `Store::spans` makes the
+/// span, and its START/END/REPORT lines are made from the record rather than stored as lines.
+///
+/// Three log rows and a span row less per invocation is most of what recording costs.
+pub(crate) const SCHEMA_V3: &str = "
+ALTER TABLE invocations ADD COLUMN span_id TEXT;
+ALTER TABLE invocations ADD COLUMN parent_span_id TEXT;
+DELETE FROM logs WHERE stream = 'platform';
+";
+
 const INSERT_INVOCATION: &str = "INSERT INTO invocations (
     request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,
-    max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id,
+    span_id, parent_span_id
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+/// The columns `invocation_from_row` reads, in its order.
+const INVOCATION_COLUMNS: &str = "request_id, function, version, trigger, start_us, duration_us,
+    billed_ms, memory_mb, max_memory_mb, cold_start, init_duration_us, outcome, error_type,
+    error_message, trace_id, span_id, parent_span_id";
 
 const INSERT_LOG: &str = "INSERT INTO logs (
     time_us, function, request_id, level, stream, message, fields
@@ -237,7 +266,7 @@ pub(crate) fn insert_invocation(
     record: &InvocationRecord,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(INSERT_INVOCATION)?;
-    stmt.execute((
+    stmt.execute(rusqlite::params![
         &record.request_id,
         &record.function,
         &record.version,
@@ -253,7 +282,9 @@ pub(crate) fn insert_invocation(
         &record.error_type,
         &record.error_message,
         &record.trace_id,
-    ))?;
+        &record.span_id,
+        &record.parent_span_id,
+    ])?;
     Ok(())
 }
 
@@ -320,11 +351,7 @@ pub(crate) fn query_invocations(
 }
 
 fn invocations_sql(query: &InvocationQuery) -> (String, Params) {
-    let mut sql = String::from(
-        "SELECT request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,
-            max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id
-        FROM invocations WHERE 1",
-    );
+    let mut sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE 1");
     let mut params = Params::default();
     if let Some(function) = &query.function {
         sql.push_str(&format!(
@@ -347,47 +374,65 @@ fn invocations_sql(query: &InvocationQuery) -> (String, Params) {
     (sql, params)
 }
 
-pub(crate) fn query_logs(
-    conn: &Connection,
-    query: &LogQuery,
-) -> Result<Vec<StoredLog>, StoreError> {
-    let (sql, params) = logs_sql(query);
+pub(crate) fn query_logs(conn: &Connection, query: &LogQuery) -> Result<LogPage, StoreError> {
     let query_err = |source| StoreError::Query {
         what: "logs",
         source,
     };
+    let after = query.after.unwrap_or_default();
+    let mut next = after;
+    // (time, rank, line): START lines sort before the function's lines of the same instant,
+    // END and REPORT after them; the sort is stable, so stored lines keep their order.
+    let mut lines: Vec<(SystemTime, u8, LogRecord)> = Vec::new();
+
+    let (sql, params) = logs_sql(query, after.line_id);
     let mut stmt = conn.prepare_cached(&sql).map_err(query_err)?;
-    let rows = stmt
-        .query_map(params.bind(), |row| {
-            Ok(StoredLog {
-                id: row.get(0)?,
-                record: LogRecord {
-                    time: time_from_micros(row.get(1)?),
-                    function: row.get(2)?,
-                    request_id: row.get(3)?,
-                    level: row.get(4)?,
-                    stream: row.get(5)?,
-                    message: row.get(6)?,
-                    fields: row.get(7)?,
-                },
-            })
-        })
-        .map_err(query_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(query_err)
+    let mut rows = stmt.query(params.bind()).map_err(query_err)?;
+    while let Some(row) = rows.next().map_err(query_err)? {
+        next.line_id = next.line_id.max(row.get(0).map_err(query_err)?);
+        let record = LogRecord {
+            time: time_from_micros(row.get(1).map_err(query_err)?),
+            function: row.get(2).map_err(query_err)?,
+            request_id: row.get(3).map_err(query_err)?,
+            level: row.get(4).map_err(query_err)?,
+            stream: row.get(5).map_err(query_err)?,
+            message: row.get(6).map_err(query_err)?,
+            fields: row.get(7).map_err(query_err)?,
+        };
+        lines.push((record.time, 1, record));
+    }
+
+    let (sql, params) = platform_sql(query, after.invocation_id);
+    let mut stmt = conn.prepare_cached(&sql).map_err(query_err)?;
+    let mut rows = stmt.query(params.bind()).map_err(query_err)?;
+    while let Some(row) = rows.next().map_err(query_err)? {
+        let record = invocation_from_row(row).map_err(query_err)?;
+        next.invocation_id = next.invocation_id.max(row.get(17).map_err(query_err)?);
+        let [start, end, report] = platform_lines(&record);
+        lines.push((start.time, 0, start));
+        lines.push((end.time, 2, end));
+        lines.push((report.time, 3, report));
+    }
+    lines.sort_by_key(|(time, rank, _)| (*time, *rank));
+    Ok(LogPage {
+        lines: lines.into_iter().map(|(_, _, line)| line).collect(),
+        next,
+    })
 }
 
-fn logs_sql(query: &LogQuery) -> (String, Params) {
+/// The stored lines (function output) matching `query`, stored after line `after_id`.
+fn logs_sql(query: &LogQuery, after_id: i64) -> (String, Params) {
     let mut sql = String::from(
         "SELECT id, time_us, function, request_id, level, stream, message, fields FROM logs WHERE 1",
     );
     let mut params = Params::default();
     // Lines are stored in about the order they were written, so a range of ids is a range of time.
-    // When following (`after_id`), the lines after the last one seen are few and at the end of the
+    // When following (`after`), the lines after the last one seen are few and at the end of the
     // table, and without a function or request filter the wanted lines are the tail of the table:
     // in both cases walk the rowid. The unary `+` keeps SQLite from choosing an index on the
     // filtered column instead, which would visit every line since `since` and sort them by id.
     let walk_ids =
-        query.after_id.is_some() || (query.function.is_none() && query.request_id.is_none());
+        query.after.is_some() || (query.function.is_none() && query.request_id.is_none());
     let column = |name: &str| {
         if walk_ids {
             format!("+{name}")
@@ -395,7 +440,7 @@ fn logs_sql(query: &LogQuery) -> (String, Params) {
             name.to_owned()
         }
     };
-    if let Some(after_id) = query.after_id {
+    if query.after.is_some() {
         sql.push_str(&format!(" AND id > ?{}", params.push(after_id)));
     }
     if let Some(function) = &query.function {
@@ -415,7 +460,7 @@ fn logs_sql(query: &LogQuery) -> (String, Params) {
     if let Some(since) = query.since {
         let since_idx = params.push(unix_micros(since));
         sql.push_str(&format!(" AND {} >= ?{since_idx}", column("time_us")));
-        if walk_ids && query.after_id.is_none() {
+        if walk_ids && query.after.is_none() {
             // Exact, not a guess: no line written since `since` has an id below the smallest such id.
             // `INDEXED BY`: otherwise SQLite finds the minimum by walking ids from the oldest line.
             sql.push_str(&format!(
@@ -424,8 +469,125 @@ fn logs_sql(query: &LogQuery) -> (String, Params) {
         }
     }
     sql.push_str(" ORDER BY id");
-    push_limit(&mut sql, &mut params, query.limit);
     (sql, params)
+}
+
+/// The invocations whose START/END/REPORT lines `query` wants, recorded after `after_id`.
+/// Throttled invocations never ran and have none.
+fn platform_sql(query: &LogQuery, after_id: i64) -> (String, Params) {
+    let mut sql =
+        format!("SELECT {INVOCATION_COLUMNS}, id FROM invocations WHERE outcome <> 'throttled'");
+    let mut params = Params::default();
+    // As for stored lines: when following, walk the few newest rowids.
+    let column = |name: &str| {
+        if query.after.is_some() {
+            format!("+{name}")
+        } else {
+            name.to_owned()
+        }
+    };
+    if query.after.is_some() {
+        sql.push_str(&format!(" AND id > ?{}", params.push(after_id)));
+    }
+    if let Some(function) = &query.function {
+        sql.push_str(&format!(
+            " AND {} = ?{}",
+            column("function"),
+            params.push(function.clone())
+        ));
+    }
+    if let Some(request_id) = &query.request_id {
+        sql.push_str(&format!(
+            " AND {} = ?{}",
+            column("request_id"),
+            params.push(request_id.clone())
+        ));
+    }
+    if let Some(since) = query.since {
+        sql.push_str(&format!(
+            " AND {} >= ?{}",
+            column("start_us"),
+            params.push(unix_micros(since))
+        ));
+    }
+    // No ORDER BY: the caller sorts the lines by time, and an order would keep SQLite from
+    // using the index on `start_us`.
+    (sql, params)
+}
+
+/// The message of Lambda's START line.
+pub fn start_message(request_id: &str, version: &str) -> String {
+    format!("START RequestId: {request_id} Version: {version}")
+}
+
+/// Lambda's START, END and REPORT lines of an invocation, made from its record.
+pub fn platform_lines(record: &InvocationRecord) -> [LogRecord; 3] {
+    let request_id = &record.request_id;
+    let end = record.start + record.duration;
+    let line = |time, message| LogRecord {
+        time,
+        function: record.function.clone(),
+        request_id: Some(request_id.clone()),
+        level: "INFO".to_owned(),
+        stream: "platform".to_owned(),
+        message,
+        fields: None,
+    };
+    let duration_ms = record.duration.as_secs_f64() * 1000.0;
+    let init = record
+        .init_duration
+        .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
+        .unwrap_or_default();
+    [
+        line(record.start, start_message(request_id, &record.version)),
+        line(end, format!("END RequestId: {request_id}")),
+        line(
+            end,
+            format!(
+                "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB{init}",
+                record.billed_ms, record.memory_mb, record.max_memory_mb
+            ),
+        ),
+    ]
+}
+
+/// The span of an invocation that ran, made from its record: named after the function, with
+/// OpenTelemetry's `faas.*` attributes.
+pub fn invocation_span(record: &InvocationRecord) -> Option<SpanRecord> {
+    let span_id = record.span_id.clone()?;
+    // OpenTelemetry's `faas.trigger` values.
+    let trigger = match record.trigger.as_str() {
+        "http" => "http",
+        "sqs" | "sns" | "s3" => "pubsub",
+        "schedule" => "timer",
+        _ => "other",
+    };
+    Some(SpanRecord {
+        trace_id: record.trace_id.clone(),
+        span_id,
+        parent_span_id: record.parent_span_id.clone(),
+        name: record.function.clone(),
+        kind: "internal".to_owned(),
+        start: record.start,
+        end: record.start + record.duration.max(Duration::from_micros(1)),
+        attributes: vec![
+            ("faas.invocation_id".to_owned(), record.request_id.clone()),
+            ("faas.name".to_owned(), record.function.clone()),
+            ("faas.trigger".to_owned(), trigger.to_owned()),
+            ("faas.coldstart".to_owned(), record.cold_start.to_string()),
+            ("nimbus.outcome".to_owned(), record.outcome.clone()),
+            (
+                "faas.max_memory".to_owned(),
+                (u64::from(record.memory_mb) * 1024 * 1024).to_string(),
+            ),
+        ],
+        status: if record.outcome == "ok" {
+            "ok"
+        } else {
+            "error"
+        }
+        .to_owned(),
+    })
 }
 
 pub(crate) fn query_spans(
@@ -461,7 +623,24 @@ pub(crate) fn query_spans(
             })
         })
         .map_err(query_err)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(query_err)
+    let mut spans = rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(query_err)?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations
+            WHERE trace_id = ?1 AND span_id IS NOT NULL"
+        ))
+        .map_err(query_err)?;
+    let invocations = stmt
+        .query_map([trace_id], invocation_from_row)
+        .map_err(query_err)?;
+    for record in invocations {
+        spans.extend(invocation_span(&record.map_err(query_err)?));
+    }
+    // Stable: spans that start together keep the order they were stored in.
+    spans.sort_by_key(|span| span.start);
+    Ok(spans)
 }
 
 fn invocation_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
@@ -486,6 +665,8 @@ fn invocation_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
         error_type: row.get(12)?,
         error_message: row.get(13)?,
         trace_id: row.get(14)?,
+        span_id: row.get(15)?,
+        parent_span_id: row.get(16)?,
     })
 }
 

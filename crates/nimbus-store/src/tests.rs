@@ -35,6 +35,8 @@ fn invocation(
         error_type: None,
         error_message: None,
         trace_id: format!("{:032x}", start_secs),
+        span_id: None,
+        parent_span_id: None,
     }
 }
 
@@ -71,11 +73,23 @@ fn request_ids(records: &[InvocationRecord]) -> Vec<&str> {
         .collect()
 }
 
+/// What functions wrote, without the START/END/REPORT lines made from invocation records.
+fn output(store: &Store, query: &LogQuery) -> Result<Vec<String>, StoreError> {
+    Ok(store
+        .logs(query)?
+        .lines
+        .into_iter()
+        .filter(|line| line.stream != "platform")
+        .map(|line| line.message)
+        .collect())
+}
+
 fn messages(store: &Store, query: &LogQuery) -> Result<Vec<String>, StoreError> {
     Ok(store
         .logs(query)?
+        .lines
         .into_iter()
-        .map(|log| log.record.message)
+        .map(|line| line.message)
         .collect())
 }
 
@@ -122,11 +136,10 @@ fn log_round_trips_with_json_fields() -> TestResult {
     store.record_log(log("hello", None, 6, "init done"));
     store.flush();
 
-    let found = store.logs(&LogQuery::default())?;
+    let found = store.logs(&LogQuery::default())?.lines;
     assert_eq!(found.len(), 2);
-    assert_eq!(found[0].record, record);
-    assert_eq!(found[1].record.request_id, None);
-    assert!(found[0].id < found[1].id);
+    assert_eq!(found[0], record);
+    assert_eq!(found[1].request_id, None);
     Ok(())
 }
 
@@ -238,45 +251,62 @@ fn invocations_filter_by_function_failure_and_since_newest_first() -> TestResult
 }
 
 #[test]
-fn logs_filter_by_function_request_since_and_after_id() -> TestResult {
+fn logs_filter_by_function_request_since_and_follow() -> TestResult {
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path())?;
     for (function, request_id, time, message) in [
         ("a", None, 10, "a init"),
         ("a", Some("r1"), 20, "a r1 one"),
         ("b", Some("r2"), 25, "b r2"),
+    ] {
+        store.record_log(log(function, request_id, time, message));
+    }
+    store.flush();
+    let first_page = store.logs(&LogQuery::default())?;
+    for (function, request_id, time, message) in [
         ("a", Some("r1"), 30, "a r1 two"),
         ("a", Some("r3"), 40, "a r3"),
     ] {
         store.record_log(log(function, request_id, time, message));
     }
+    // r1 ran from 20 s to 30 s: its START sorts before the lines of that instant, END and
+    // REPORT after them. A throttled invocation never ran and has no lines.
+    store.record_invocation(InvocationRecord {
+        duration: Duration::from_secs(10),
+        billed_ms: 10_000,
+        init_duration: Some(Duration::from_micros(150_250)),
+        ..invocation("a", "r1", 20, "ok")
+    });
+    store.record_invocation(invocation("a", "r9", 35, "throttled"));
     store.flush();
 
-    let all = store.logs(&LogQuery::default())?;
-    let id_of = |message: &str| {
-        all.iter()
-            .find(|log| log.record.message == message)
-            .map(|log| log.id)
-    };
     let check = |query: LogQuery, expected: &[&str]| -> Result<(), StoreError> {
         assert_eq!(messages(&store, &query)?, expected, "{query:?}");
         Ok(())
     };
+    let start = "START RequestId: r1 Version: $LATEST";
+    let end = "END RequestId: r1";
+    let report = "REPORT RequestId: r1\tDuration: 10000.00 ms\tBilled Duration: 10000 ms\tMemory Size: 128 MB\tMax Memory Used: 41 MB\tInit Duration: 150.25 ms";
     check(
         LogQuery::default(),
-        &["a init", "a r1 one", "b r2", "a r1 two", "a r3"],
+        &[
+            "a init", start, "a r1 one", "b r2", "a r1 two", end, report, "a r3",
+        ],
     )?;
     let function_a = || LogQuery {
         function: Some("a".to_owned()),
         ..LogQuery::default()
     };
-    check(function_a(), &["a init", "a r1 one", "a r1 two", "a r3"])?;
+    check(
+        function_a(),
+        &["a init", start, "a r1 one", "a r1 two", end, report, "a r3"],
+    )?;
     check(
         LogQuery {
             request_id: Some("r1".to_owned()),
             ..LogQuery::default()
         },
-        &["a r1 one", "a r1 two"],
+        &[start, "a r1 one", "a r1 two", end, report],
     )?;
     check(
         LogQuery {
@@ -285,38 +315,73 @@ fn logs_filter_by_function_request_since_and_after_id() -> TestResult {
         },
         &["b r2", "a r1 two", "a r3"],
     )?;
+    // Following: only what was stored after the first page, with and without other filters.
     check(
         LogQuery {
-            since: Some(at(20)),
-            limit: Some(2),
+            after: Some(first_page.next),
             ..function_a()
         },
-        &["a r1 one", "a r1 two"],
-    )?;
-    // Following: everything of `a` after the last line seen, with and without the other filters.
-    check(
-        LogQuery {
-            after_id: id_of("a r1 one"),
-            ..function_a()
-        },
-        &["a r1 two", "a r3"],
+        &[start, "a r1 two", end, report, "a r3"],
     )?;
     check(
         LogQuery {
-            after_id: id_of("a r1 one"),
+            after: Some(first_page.next),
             request_id: Some("r1".to_owned()),
             since: Some(at(10)),
             ..function_a()
         },
-        &["a r1 two"],
+        &[start, "a r1 two", end, report],
     )?;
+    let last_page = store.logs(&LogQuery {
+        after: Some(first_page.next),
+        ..LogQuery::default()
+    })?;
     check(
         LogQuery {
-            after_id: id_of("a r3"),
+            after: Some(last_page.next),
             ..LogQuery::default()
         },
         &[],
     )?;
+    Ok(())
+}
+
+#[test]
+fn an_invocation_with_a_span_id_is_a_span_of_its_trace() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let trace = format!("{:032x}", 20);
+    store.record_span(span(&trace, "00000000000000aa", None, 19));
+    store.record_invocation(InvocationRecord {
+        trigger: "sqs".to_owned(),
+        span_id: Some("00000000000000bb".to_owned()),
+        parent_span_id: Some("00000000000000aa".to_owned()),
+        ..invocation("a", "r1", 20, "error")
+    });
+    store.flush();
+    let spans = store.spans(&trace)?;
+    assert_eq!(spans.len(), 2);
+    let function_span = &spans[1];
+    assert_eq!(function_span.name, "a");
+    assert_eq!(function_span.kind, "internal");
+    assert_eq!(function_span.status, "error");
+    assert_eq!(
+        function_span.parent_span_id.as_deref(),
+        Some("00000000000000aa")
+    );
+    assert_eq!(function_span.end, at(20) + Duration::from_micros(12_345));
+    assert_eq!(
+        function_span.attributes,
+        [
+            ("faas.invocation_id", "r1"),
+            ("faas.name", "a"),
+            ("faas.trigger", "pubsub"),
+            ("faas.coldstart", "false"),
+            ("nimbus.outcome", "error"),
+            ("faas.max_memory", "134217728"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    );
     Ok(())
 }
 
@@ -332,11 +397,11 @@ fn flush_waits_until_records_sent_before_it_are_committed() -> TestResult {
         store.flush();
         // Visible to both the writing store's readers and another read-only store at once.
         assert_eq!(
-            store.logs(&LogQuery::default())?.len(),
+            store.logs(&LogQuery::default())?.lines.len(),
             round as usize * 100
         );
         assert_eq!(
-            reader.logs(&LogQuery::default())?.len(),
+            reader.logs(&LogQuery::default())?.lines.len(),
             round as usize * 100
         );
     }
@@ -382,7 +447,7 @@ fn prune_deletes_records_that_started_before_the_cutoff() -> TestResult {
     let invocations = store.invocations(&InvocationQuery::default())?;
     assert_eq!(request_ids(&invocations), ["r30", "r20"]);
     assert_eq!(
-        messages(&store, &LogQuery::default())?,
+        output(&store, &LogQuery::default())?,
         ["line 20", "line 30"]
     );
     assert!(store.spans(&format!("{:032x}", 10))?.is_empty());
@@ -411,14 +476,14 @@ fn read_only_store_sees_rows_committed_while_the_writer_runs() -> TestResult {
     });
     let mut last_len = 0;
     while last_len < 5001 {
-        let len = reader.logs(&LogQuery::default())?.len();
+        let len = reader.logs(&LogQuery::default())?.lines.len();
         assert!(
             len >= last_len,
             "a reader went back from {last_len} to {len} rows"
         );
         last_len = len;
         if thread.is_finished() && len < 5001 {
-            assert_eq!(reader.logs(&LogQuery::default())?.len(), 5001);
+            assert_eq!(reader.logs(&LogQuery::default())?.lines.len(), 5001);
             break;
         }
     }
@@ -432,7 +497,7 @@ fn read_only_store_opened_before_the_writer_sees_its_rows() -> TestResult {
     drop(Store::open(dir.path())?);
     // `nimbus logs -f` started before `nimbus up`, on a store left by an earlier run.
     let reader = Store::open_read_only(dir.path())?;
-    assert!(reader.logs(&LogQuery::default())?.is_empty());
+    assert!(reader.logs(&LogQuery::default())?.lines.is_empty());
 
     let store = Store::open(dir.path())?;
     store.record_log(log("a", None, 1, "hello"));
@@ -465,8 +530,9 @@ fn burst_of_20000_records_is_stored() -> TestResult {
 
     assert_eq!(store.n_dropped(), 0);
     let n_invocations = store.invocations(&InvocationQuery::default())?.len();
-    let n_logs = store.logs(&LogQuery::default())?.len();
-    assert_eq!((n_invocations, n_logs), (5000, 10_000));
+    let n_logs = store.logs(&LogQuery::default())?.lines.len();
+    // 10,000 lines written, and START, END and REPORT of each of 5,000 invocations.
+    assert_eq!((n_invocations, n_logs), (5000, 10_000 + 3 * 5000));
     assert_eq!(store.spans(&format!("{:032x}", 19_997))?.len(), 1);
     Ok(())
 }
@@ -481,7 +547,7 @@ fn full_queue_drops_records_and_counts_them() -> TestResult {
         store.record_log(log("a", None, idx, "line"));
     }
     store.flush();
-    let n_stored = store.logs(&LogQuery::default())?.len() as u64;
+    let n_stored = store.logs(&LogQuery::default())?.lines.len() as u64;
     assert_eq!(n_stored + store.n_dropped(), n_sent);
     Ok(())
 }
@@ -499,7 +565,7 @@ fn dropping_the_last_clone_commits_what_was_queued() -> TestResult {
     drop(clone);
 
     let reader = Store::open_read_only(dir.path())?;
-    assert_eq!(reader.logs(&LogQuery::default())?.len(), 1001);
+    assert_eq!(reader.logs(&LogQuery::default())?.lines.len(), 1001);
     Ok(())
 }
 
@@ -517,7 +583,7 @@ fn reopening_after_drop_keeps_data_and_appends() -> TestResult {
     store.flush();
     let invocations = store.invocations(&InvocationQuery::default())?;
     assert_eq!(request_ids(&invocations), ["second", "first"]);
-    assert_eq!(messages(&store, &LogQuery::default())?, ["first", "second"]);
+    assert_eq!(output(&store, &LogQuery::default())?, ["first", "second"]);
     Ok(())
 }
 
@@ -543,7 +609,7 @@ fn read_only_store_drops_records_and_refuses_to_prune() -> TestResult {
     reader.flush();
     assert_eq!(reader.n_dropped(), 1);
     assert!(matches!(reader.prune(at(0)), Err(StoreError::ReadOnly)));
-    assert!(reader.logs(&LogQuery::default())?.is_empty());
+    assert!(reader.logs(&LogQuery::default())?.lines.is_empty());
     Ok(())
 }
 

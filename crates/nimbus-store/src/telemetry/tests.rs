@@ -4,7 +4,9 @@ use expect_test::{Expect, expect};
 use rusqlite::Connection;
 
 use crate::db;
-use crate::telemetry::{InvocationQuery, LogQuery, invocations_sql, logs_sql};
+use crate::telemetry::{
+    InvocationQuery, LogCursor, LogQuery, invocations_sql, logs_sql, platform_sql,
+};
 
 /// Prints SQLite's plan for `sql`, one step a line.
 fn check_plan(conn: &Connection, sql: &str, params: impl rusqlite::Params, expect: Expect) {
@@ -79,7 +81,7 @@ fn log_and_span_queries_use_indexes() -> Result<(), Box<dyn std::error::Error>> 
     let function = || Some("hello".to_owned());
     let since = Some(std::time::UNIX_EPOCH);
     let check = |query: LogQuery, expect: Expect| {
-        let (sql, params) = logs_sql(&query);
+        let (sql, params) = logs_sql(&query, 41);
         check_plan(&conn, &sql, params.bind(), expect)
     };
     // nimbus logs FN --since 10m
@@ -98,7 +100,7 @@ fn log_and_span_queries_use_indexes() -> Result<(), Box<dyn std::error::Error>> 
         LogQuery {
             function: function(),
             since,
-            after_id: Some(41),
+            after: Some(LogCursor::default()),
             ..LogQuery::default()
         },
         expect!["SEARCH logs USING INTEGER PRIMARY KEY (rowid>?)"],
@@ -122,12 +124,56 @@ fn log_and_span_queries_use_indexes() -> Result<(), Box<dyn std::error::Error>> 
             SCALAR SUBQUERY 1
             SEARCH logs USING COVERING INDEX logs_time (time_us>?)"#]],
     );
+    // START/END/REPORT lines come from the invocations.
+    let check = |query: LogQuery, expect: Expect| {
+        let (sql, params) = platform_sql(&query, 41);
+        check_plan(&conn, &sql, params.bind(), expect)
+    };
+    check(
+        LogQuery {
+            function: function(),
+            since,
+            ..LogQuery::default()
+        },
+        expect![
+            "SEARCH invocations USING INDEX invocations_function_start (function=? AND start_us>?)"
+        ],
+    );
+    check(
+        LogQuery {
+            function: function(),
+            since,
+            after: Some(LogCursor::default()),
+            ..LogQuery::default()
+        },
+        expect!["SEARCH invocations USING INTEGER PRIMARY KEY (rowid>?)"],
+    );
+    check(
+        LogQuery {
+            request_id: Some("r".to_owned()),
+            ..LogQuery::default()
+        },
+        expect!["SEARCH invocations USING INDEX invocations_request_id (request_id=?)"],
+    );
+    check(
+        LogQuery {
+            since,
+            ..LogQuery::default()
+        },
+        expect!["SEARCH invocations USING INDEX invocations_start (start_us>?)"],
+    );
     // nimbus trace ID
     check_plan(
         &conn,
         "SELECT * FROM spans WHERE trace_id = ?1 ORDER BY start_us, id",
         ["0af7651916cd43dd8448eb211c80319c"],
         expect!["SEARCH spans USING INDEX spans_trace_start (trace_id=?)"],
+    );
+    check_plan(
+        &conn,
+        "SELECT * FROM invocations WHERE trace_id = ?1 AND span_id IS NOT NULL",
+        ["0af7651916cd43dd8448eb211c80319c"],
+        expect!["SEARCH invocations USING INDEX invocations_trace_id (trace_id=?)"],
     );
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -21,6 +21,13 @@ pub(crate) const QUEUE_CAPACITY: usize = 64 * 1024;
 /// The most records one transaction takes, so a backlog is committed in steps and flushes are not
 /// held back behind it for long.
 const MAX_BATCH: usize = 16 * 1024;
+
+/// The writer connection's page cache, in KiB.
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
+/// How long records may wait for others to share their transaction. `nimbus logs -f` and
+/// `nimbus invocations` see a record at most this late (plus the commit itself).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Work for the writer thread.
 pub(crate) enum Command {
@@ -66,6 +73,11 @@ impl Writer {
         drops: Arc<Drops>,
         capacity: usize,
     ) -> Result<Writer, StoreError> {
+        // A batch touches many index pages; with SQLite's default 2 MB cache a big one spills
+        // pages to the WAL before its commit, writing some of them twice.
+        if let Err(err) = conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB) {
+            tracing::debug!(error = %err, "sizing the writer's page cache");
+        }
         let (tx, rx) = sync_channel(capacity);
         let thread_drops = Arc::clone(&drops);
         let thread = std::thread::Builder::new()
@@ -164,6 +176,13 @@ fn run(mut conn: Connection, rx: Receiver<Command>, drops: &Drops) {
     let mut batch = Vec::new();
     // `recv` fails only once every sender is gone and the queue is empty, so nothing sent is lost.
     while let Ok(command) = rx.recv() {
+        // Let what arrives within `COMMIT_INTERVAL` of a record share its transaction: a
+        // commit rewrites every index page it touches, so committing per invocation would
+        // cost more than the records themselves. Sleeping rather than waiting on the
+        // channel spares the thread a wakeup per record. A flush or prune is served at once.
+        if matches!(command, Command::Record(_)) {
+            std::thread::sleep(COMMIT_INTERVAL);
+        }
         batch.push(command);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {

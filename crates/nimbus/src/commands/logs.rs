@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use nimbus_core::time::rfc3339_millis;
-use nimbus_store::{LogQuery, StoredLog};
+use nimbus_store::{LogQuery, LogRecord};
 
 use crate::duration;
 
@@ -39,19 +39,16 @@ impl LogsCommand {
             function: self.function.clone(),
             request_id: self.request_id.clone(),
             since: self.since.map(|since| SystemTime::now() - since),
-            after_id: None,
-            limit: None,
+            after: None,
         };
         let mut out = std::io::stdout().lock();
         loop {
-            let logs = store.logs(&query)?;
-            for log in &logs {
-                self.print(&mut out, log)?;
+            let page = store.logs(&query)?;
+            for record in &page.lines {
+                self.print(&mut out, record)?;
             }
             out.flush()?;
-            if let Some(last) = logs.last() {
-                query.after_id = Some(last.id);
-            }
+            query.after = Some(page.next);
             if !self.follow {
                 return Ok(ExitCode::SUCCESS);
             }
@@ -59,8 +56,7 @@ impl LogsCommand {
         }
     }
 
-    fn print(&self, out: &mut impl std::io::Write, log: &StoredLog) -> anyhow::Result<()> {
-        let record = &log.record;
+    fn print(&self, out: &mut impl std::io::Write, record: &LogRecord) -> anyhow::Result<()> {
         if self.json {
             let mut value = serde_json::json!({
                 "time": rfc3339_millis(record.time),
