@@ -1,5 +1,6 @@
 //! The vocabulary of nimbus: functions, runtimes, invocations, outcomes, faults, the
-//! manifest schema and the `Executor` trait.
+//! manifest schema, the `Executor` trait and the `Services` trait functions reach
+//! queues, topics, buckets and KV through.
 //!
 //! This crate does no IO: it has no tokio, hyper or wasmtime, reads no files and no
 //! environment. Callers hand it text and values; it hands back validated types.
@@ -11,6 +12,7 @@ pub mod invocation;
 pub mod manifest;
 pub mod policy;
 pub mod schedule;
+pub mod services;
 pub mod time;
 
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
