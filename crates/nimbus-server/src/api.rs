@@ -1,6 +1,6 @@
 //! The services API on the control port: queues, topics, buckets and KV, for users (the
 //! admin token) and for functions (their own token, limited to their grants). See
-//! docs/api.md.
+//! docs/api.md. Handlers turn HTTP into the operations of `services.rs` and back.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -12,12 +12,14 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri};
+use nimbus_core::services::Access;
 use nimbus_store::{MessageAttribute, NewMessage};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::events::{Events, Publish};
 use crate::gateway::incoming_trace;
+use crate::services::{self, Principal, bad_request};
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -54,38 +56,28 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
 }
 
 impl Api {
-    /// Resolves the bearer token to a caller and checks that it may do `action` on
-    /// `resource` (`queue:orders`, `bucket:images/a.png`, `kv:sessions`, ...).
-    /// The operator's token allows everything; a function's token what its grants allow.
+    /// Resolves the bearer token to a caller: the operator's token, or a function's.
+    pub(crate) fn principal(&self, headers: &HeaderMap) -> Result<Principal<'_>, ApiError> {
+        let token = bearer(headers).ok_or_else(unauthorized)?;
+        if crate::admin::constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+            return Ok(Principal::Operator);
+        }
+        match self.events.functions.by_token(token) {
+            Some(function) => Ok(Principal::Function(&function.spec)),
+            None => Err(unauthorized()),
+        }
+    }
+
+    /// Resolves the bearer token and checks that its holder may do `action` on
+    /// `resource` (`function:worker`, ...). The operator's token allows everything; a
+    /// function's token what its grants allow.
     pub(crate) fn authorize(
         &self,
         headers: &HeaderMap,
         action: &str,
         resource: &str,
     ) -> Result<(), ApiError> {
-        let token = bearer(headers).ok_or_else(unauthorized)?;
-        if crate::admin::constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
-            return Ok(());
-        }
-        let Some(function) = self.events.functions.by_token(token) else {
-            return Err(unauthorized());
-        };
-        if function
-            .spec
-            .grants
-            .iter()
-            .any(|grant| grant.allows(action, resource))
-        {
-            return Ok(());
-        }
-        Err(ApiError::typed(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            format!(
-                "function `{}` may not {action} on {resource}; grant it in provider.iam.role.statements",
-                function.spec.name
-            ),
-        ))
+        self.principal(headers)?.check(action, resource)
     }
 }
 
@@ -122,15 +114,8 @@ fn json_response(status: StatusCode, value: Value) -> Response {
         .into_response()
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::typed(
-        StatusCode::BAD_REQUEST,
-        "InvalidParameterValue",
-        message.into(),
-    )
-}
-
-/// `{"k": {"dataType": "String", "value": "v"}}` or `{"k": "v"}` / `{"k": 3}`.
+/// `{"k": {"dataType": "String", "value": "v"}}` or `{"k": "v"}` / `{"k": 3}`; the
+/// operations refuse reserved names.
 pub(crate) fn attributes(
     value: Option<&Value>,
 ) -> Result<BTreeMap<String, MessageAttribute>, ApiError> {
@@ -142,9 +127,6 @@ pub(crate) fn attributes(
         return Err(bad_request("attributes must be an object"));
     };
     for (name, attribute) in object {
-        if name.starts_with("nimbus.") || name == crate::events::TRACE_ATTRIBUTE {
-            return Err(bad_request(format!("attribute name {name:?} is reserved")));
-        }
         let (data_type, value) = match attribute {
             Value::String(text) => ("String".to_owned(), text.clone()),
             Value::Number(number) => ("Number".to_owned(), number.to_string()),
@@ -177,7 +159,9 @@ async fn list_queues(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "sqs:ListQueues", "queue:*")?;
+    let access = Access::queue_list();
+    api.principal(&headers)?
+        .check(access.action, &access.resource)?;
     let queues = api
         .events
         .store(|store| {
@@ -207,7 +191,7 @@ async fn send_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "sqs:SendMessage", &format!("queue:{queue}"))?;
+    let principal = api.principal(&headers)?;
     let request = json_body(&body)?;
     let Some(text) = request.get("body").and_then(Value::as_str) else {
         return Err(bad_request("`body` (a string) is required"));
@@ -220,7 +204,7 @@ async fn send_message(
             })?))
         }
     };
-    let mut message = NewMessage {
+    let message = NewMessage {
         body: text.to_owned(),
         delay,
         attributes: attributes(request.get("attributes"))?,
@@ -235,14 +219,7 @@ async fn send_message(
     };
     // Carry the sender's trace, so the consumer's invocation joins it.
     let trace = incoming_trace(&headers);
-    message.attributes.insert(
-        crate::events::TRACE_ATTRIBUTE.to_owned(),
-        MessageAttribute {
-            data_type: "String".to_owned(),
-            value: trace.propagation_header(),
-        },
-    );
-    let sent = api.events.send(&queue, message).await?;
+    let sent = services::send_message(&api.events, principal, &queue, message, &trace).await?;
     let mut value = json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body });
     if let Some(sequence) = sent.sequence_number {
         value["sequenceNumber"] = json!(sequence);
@@ -256,24 +233,21 @@ async fn receive_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "sqs:ReceiveMessage", &format!("queue:{queue}"))?;
+    let principal = api.principal(&headers)?;
     let request = json_body(&body)?;
     let max = request
         .get("maxMessages")
         .and_then(Value::as_u64)
         .unwrap_or(1);
-    if !(1..=10).contains(&max) {
-        return Err(bad_request("maxMessages must be 1 to 10"));
-    }
-    let visibility = request
-        .get("visibilityTimeout")
-        .and_then(Value::as_f64)
-        .map(Duration::from_secs_f64);
-    let name = queue.clone();
-    let messages = api
-        .events
-        .store(move |store| store.receive_messages(&name, max as usize, visibility))
-        .await?;
+    let visibility = match request.get("visibilityTimeout").and_then(Value::as_f64) {
+        Some(seconds) => Some(
+            Duration::try_from_secs_f64(seconds)
+                .map_err(|_| bad_request("visibilityTimeout must be 0 to 43200 seconds"))?,
+        ),
+        None => None,
+    };
+    let messages =
+        services::receive_messages(&api.events, principal, &queue, max, visibility).await?;
     let messages: Vec<Value> = messages
         .iter()
         .map(|m| {
@@ -316,11 +290,9 @@ async fn delete_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "sqs:DeleteMessage", &format!("queue:{queue}"))?;
+    let principal = api.principal(&headers)?;
     let handle = receipt_handle(&json_body(&body)?)?;
-    api.events
-        .store(move |store| store.delete_message(&queue, &handle))
-        .await?;
+    services::delete_message(&api.events, principal, &queue, handle).await?;
     Ok(json_response(StatusCode::OK, json!({})))
 }
 
@@ -330,11 +302,9 @@ async fn change_visibility(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(
-        &headers,
-        "sqs:ChangeMessageVisibility",
-        &format!("queue:{queue}"),
-    )?;
+    let access = Access::queue_change_visibility(&queue);
+    api.principal(&headers)?
+        .check(access.action, &access.resource)?;
     let request = json_body(&body)?;
     let handle = receipt_handle(&request)?;
     let timeout = request
@@ -355,7 +325,9 @@ async fn purge_queue(
     Path(queue): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "sqs:PurgeQueue", &format!("queue:{queue}"))?;
+    let access = Access::queue_purge(&queue);
+    api.principal(&headers)?
+        .check(access.action, &access.resource)?;
     let purged = api
         .events
         .store(move |store| store.purge_queue(&queue))
@@ -369,28 +341,11 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "sns:Publish", &format!("topic:{topic}"))?;
-    if !api.events.resources.topics.iter().any(|t| t.name == topic) {
-        return Err(ApiError::typed(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!(
-                "topic `{topic}` does not exist; declare it under topics: or give a function an sns event"
-            ),
-        ));
-    }
+    let principal = api.principal(&headers)?;
     let request = json_body(&body)?;
     let Some(message) = request.get("message").and_then(Value::as_str) else {
         return Err(bad_request("`message` (a string) is required"));
     };
-    // SNS's limit for a message with its attributes.
-    if message.len() > 256 * 1024 {
-        return Err(ApiError::typed(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "MessageTooLong",
-            "the message is over 256 KiB",
-        ));
-    }
     let publish = Publish {
         message: message.to_owned(),
         subject: request
@@ -400,7 +355,7 @@ async fn publish(
         attributes: attributes(request.get("attributes"))?,
     };
     let trace = incoming_trace(&headers);
-    let message_id = api.events.publish(&topic, publish, &trace).await?;
+    let message_id = services::publish(&api.events, principal, &topic, publish, &trace).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "messageId": message_id }),
@@ -427,17 +382,14 @@ pub(crate) fn query(uri: &Uri) -> HashMap<String, String> {
 
 /// A page size parameter: 1 to 1000, 1000 when absent (as S3 and Workers KV).
 fn page_size(params: &HashMap<String, String>, name: &str) -> Result<usize, ApiError> {
-    match params.get(name) {
-        Some(text) => Ok(text
-            .parse::<usize>()
-            .map_err(|_| bad_request(format!("{name} must be a whole number")))?
-            .clamp(1, 1000)),
-        None => Ok(1000),
-    }
-}
-
-fn object_resource(bucket: &str, key: &str) -> String {
-    format!("bucket:{bucket}/{key}")
+    let n = match params.get(name) {
+        Some(text) => Some(
+            text.parse::<usize>()
+                .map_err(|_| bad_request(format!("{name} must be a whole number")))?,
+        ),
+        None => None,
+    };
+    Ok(services::page_size(n))
 }
 
 fn http_date(time: SystemTime) -> String {
@@ -505,16 +457,22 @@ async fn put_object(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "s3:PutObject", &object_resource(&bucket, &key))?;
+    let principal = api.principal(&headers)?;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let trace = incoming_trace(&headers);
-    let meta = api
-        .events
-        .put_object(&bucket, &key, body.to_vec(), content_type, &trace)
-        .await?;
+    let meta = services::put_object(
+        &api.events,
+        principal,
+        &bucket,
+        &key,
+        body.to_vec(),
+        content_type,
+        &trace,
+    )
+    .await?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "key": meta.key, "size": meta.size, "eTag": meta.etag }),
@@ -526,13 +484,8 @@ async fn get_object(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "s3:GetObject", &object_resource(&bucket, &key))?;
-    let (b, k) = (bucket.clone(), key.clone());
-    match api
-        .events
-        .store(move |store| store.get_object(&b, &k))
-        .await?
-    {
+    let principal = api.principal(&headers)?;
+    match services::get_object(&api.events, principal, &bucket, &key).await? {
         Some((meta, data)) => Ok(with_headers(StatusCode::OK, object_headers(&meta), data)),
         None => Err(no_such_key(&bucket, &key)),
     }
@@ -543,7 +496,9 @@ async fn head_object(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "s3:GetObject", &object_resource(&bucket, &key))?;
+    let access = Access::bucket_get(&bucket, &key);
+    api.principal(&headers)?
+        .check(access.action, &access.resource)?;
     let (b, k) = (bucket.clone(), key.clone());
     match api
         .events
@@ -564,9 +519,9 @@ async fn delete_object(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "s3:DeleteObject", &object_resource(&bucket, &key))?;
+    let principal = api.principal(&headers)?;
     let trace = incoming_trace(&headers);
-    api.events.delete_object(&bucket, &key, &trace).await?;
+    services::delete_object(&api.events, principal, &bucket, &key, &trace).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -576,17 +531,20 @@ async fn list_objects(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "s3:ListBucket", &format!("bucket:{bucket}"))?;
+    let principal = api.principal(&headers)?;
     let params = query(&uri);
     let max_keys = page_size(&params, "maxKeys")?;
     let prefix = params.get("prefix").cloned();
     let start_after = params.get("startAfter").cloned();
-    let list = api
-        .events
-        .store(move |store| {
-            store.list_objects(&bucket, prefix.as_deref(), start_after.as_deref(), max_keys)
-        })
-        .await?;
+    let list = services::list_objects(
+        &api.events,
+        principal,
+        &bucket,
+        prefix,
+        start_after,
+        max_keys,
+    )
+    .await?;
     let objects: Vec<Value> = list
         .objects
         .iter()
@@ -604,9 +562,8 @@ async fn kv_get(
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "kv:Get", &format!("kv:{namespace}"))?;
-    let (ns, k) = (namespace.clone(), key.clone());
-    match api.events.store(move |store| store.kv_get(&ns, &k)).await? {
+    let principal = api.principal(&headers)?;
+    match services::kv_get(&api.events, principal, &namespace, &key).await? {
         Some(entry) => {
             let mut headers = vec![(
                 http::header::CONTENT_TYPE,
@@ -642,7 +599,7 @@ async fn kv_put(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "kv:Put", &format!("kv:{namespace}"))?;
+    let principal = api.principal(&headers)?;
     let params = query(&uri);
     let now = SystemTime::now();
     let expiration = match (params.get("expirationTtl"), params.get("expiration")) {
@@ -674,9 +631,16 @@ async fn kv_put(
         }
         None => None,
     };
-    api.events
-        .store(move |store| store.kv_put(&namespace, &key, &body, expiration, metadata.as_deref()))
-        .await?;
+    services::kv_put(
+        &api.events,
+        principal,
+        &namespace,
+        &key,
+        body,
+        expiration,
+        metadata,
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, json!({})))
 }
 
@@ -685,10 +649,8 @@ async fn kv_delete(
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "kv:Delete", &format!("kv:{namespace}"))?;
-    api.events
-        .store(move |store| store.kv_delete(&namespace, &key))
-        .await?;
+    let principal = api.principal(&headers)?;
+    services::kv_delete(&api.events, principal, &namespace, &key).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -698,15 +660,12 @@ async fn kv_list(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    api.authorize(&headers, "kv:List", &format!("kv:{namespace}"))?;
+    let principal = api.principal(&headers)?;
     let params = query(&uri);
     let limit = page_size(&params, "limit")?;
     let prefix = params.get("prefix").cloned();
     let cursor = params.get("cursor").cloned();
-    let list = api
-        .events
-        .store(move |store| store.kv_list(&namespace, prefix.as_deref(), cursor.as_deref(), limit))
-        .await?;
+    let list = services::kv_list(&api.events, principal, &namespace, prefix, cursor, limit).await?;
     let keys: Vec<Value> = list
         .keys
         .iter()

@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod functions;
 mod gateway;
+mod services;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -21,12 +22,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_core::events::AppResources;
+use nimbus_core::services::Services;
 use nimbus_core::{Executor, FunctionSpec};
 use nimbus_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::functions::Functions;
+use crate::services::ServicesHandle;
 pub use crate::telemetry::{Telemetry, TelemetryConfig, TraceContext};
 
 /// A function and the executor that invokes it.
@@ -88,6 +91,7 @@ pub struct Server {
     cfg: ServerConfig,
     gateway: TcpListener,
     admin: TcpListener,
+    services: Arc<ServicesHandle>,
 }
 
 /// Resolves when the owner asks the server to stop.
@@ -111,6 +115,7 @@ impl Server {
             cfg,
             gateway,
             admin,
+            services: Arc::new(ServicesHandle::new()),
         })
     }
 
@@ -124,6 +129,14 @@ impl Server {
         Ok(self.admin.local_addr()?)
     }
 
+    /// The queues, topics, buckets and KV of the app this server will run, for executors
+    /// to offer their functions (wasm imports). Calls are checked against the calling
+    /// function's grants, as on the services HTTP API; they fail as unavailable until
+    /// `run` starts and after it ends.
+    pub fn services(&self) -> Arc<dyn Services> {
+        self.services.clone()
+    }
+
     /// Serves `app` until `shutdown`, then drains in-flight requests (up to the drain
     /// timeout), stops the triggers and every instance.
     pub async fn run(self, app: App, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -131,6 +144,7 @@ impl Server {
             cfg,
             gateway,
             admin,
+            services,
         } = self;
         let policies = gateway::Policies::new(&app.policies).map_err(|e| anyhow::anyhow!(e))?;
         let functions = Arc::new(Functions::new(app.functions, &cfg, app.telemetry));
@@ -139,6 +153,7 @@ impl Server {
                 .await
                 .context("starting queues, topics, buckets and schedules")?,
         );
+        services.bind(&events);
         let triggers = events.clone().spawn_triggers(shutdown.clone());
         let gateway_app = gateway::router(functions.clone(), policies, &cfg);
         let admin_app = admin::router(functions.clone(), events.clone(), &cfg);
