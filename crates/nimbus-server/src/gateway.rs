@@ -132,12 +132,35 @@ async fn serve(
         return Err(ApiError::client(StatusCode::NOT_FOUND, "Not Found"));
     };
     *route_key = Some(format!("{} {}", matched.route.method, matched.route.path));
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let source_ip = peer.ip().to_string();
+    let ctx = apigw::EventContext {
+        request_id: &request_id,
+        stage: &gateway.stage,
+        source_ip: &source_ip,
+        time: SystemTime::now(),
+        account_id: policy::ACCOUNT_ID,
+        api_id: policy::API_ID,
+        domain_name: host,
+        authorizer: None,
+        api_key: None,
+    };
+    let trace = trace.child_of(span_id);
     let admitted = if matched.route.has_policies() {
-        match gateway
-            .policies
-            .admit(matched.route, &parts.headers, peer.ip())
-            .await
-        {
+        let req = policy::PolicyRequest {
+            matched: &matched,
+            parts: &parts,
+            peer: peer.ip(),
+            ctx: &ctx,
+            functions: &gateway.functions,
+            trace: &trace,
+        };
+        match gateway.policies.admit(&req).await {
             Ok(admitted) => admitted,
             Err(denied) => return Ok(denied.into_response()),
         }
@@ -167,26 +190,13 @@ async fn serve(
     };
     let function_idx = matched.function_idx;
     let function = &gateway.functions.list[function_idx];
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    let source_ip = peer.ip().to_string();
     let ctx = apigw::EventContext {
-        request_id: &request_id,
-        stage: &gateway.stage,
-        source_ip: &source_ip,
-        time: SystemTime::now(),
-        account_id: "123456789012",
-        api_id: "nimbus",
-        domain_name: host,
         authorizer: admitted.authorizer.as_ref(),
         api_key: admitted
             .api_key
             .as_ref()
             .map(|(name, value)| (name.as_str(), value.as_str())),
+        ..ctx
     };
     let event = apigw::build_event(&matched, &parts, &body, &ctx);
     let api = matched.route.api;
@@ -198,7 +208,7 @@ async fn serve(
             InvokeRequest {
                 request_id: request_id.clone(),
                 payload: event,
-                trace: trace.child_of(span_id),
+                trace,
                 trigger: Trigger::Http,
             },
         )

@@ -146,7 +146,8 @@ impl Server {
             admin,
             services,
         } = self;
-        let policies = gateway::Policies::new(&app.policies).map_err(|e| anyhow::anyhow!(e))?;
+        let policies = gateway::Policies::new(&app.policies, &app.events.region)
+            .map_err(|e| anyhow::anyhow!(e))?;
         let functions = Arc::new(Functions::new(app.functions, &cfg, app.telemetry));
         let events = Arc::new(
             events::Events::start(functions.clone(), app.events)

@@ -82,6 +82,34 @@ pub(crate) fn build_event(
     serde_json::to_vec(&event).expect("a serde_json::Value always serializes")
 }
 
+/// The event of `api`'s shape for a request without its body: what Lambda authorizers
+/// of the REQUEST type start from.
+pub(super) fn request_event(
+    api: ApiKind,
+    m: &RouteMatch<'_>,
+    parts: &http::request::Parts,
+    ctx: &EventContext<'_>,
+) -> Map<String, Value> {
+    let event = match api {
+        ApiKind::Rest => rest_event(m, parts, &[], ctx),
+        ApiKind::Http => http_event(m, parts, &[], ctx),
+    };
+    let Value::Object(mut fields) = event else {
+        unreachable!("json! with braces builds an object");
+    };
+    fields.remove("body");
+    fields.remove("isBase64Encoded");
+    fields
+}
+
+/// An HTTP API route's key: `GET /items/{id}`, or `$default` for the catch-all.
+pub(super) fn route_key(route: &nimbus_core::HttpRoute) -> String {
+    match (&route.method, route.path.as_str()) {
+        (_, "*") => "$default".to_owned(),
+        (method, path) => format!("{method} {path}"),
+    }
+}
+
 /// Turns a function's result into the HTTP response API Gateway would send.
 pub(crate) fn map_response(
     api: ApiKind,
@@ -233,7 +261,7 @@ fn rest_event(
     };
     let user_agent = header_str(&parts.headers, header::USER_AGENT);
 
-    json!({
+    let mut event = json!({
         "resource": m.route.path,
         "path": path,
         "httpMethod": parts.method.as_str(),
@@ -277,7 +305,15 @@ fn rest_event(
         },
         "body": body,
         "isBase64Encoded": is_base64,
-    })
+    });
+    // A Lambda authorizer's principal and context ("Output from an API Gateway Lambda
+    // authorizer").
+    if let Some(authorizer) = ctx.authorizer
+        && let Some(Value::Object(request_context)) = event.get_mut("requestContext")
+    {
+        request_context.insert("authorizer".to_owned(), authorizer.clone());
+    }
+    event
 }
 
 /// HTTP API payload format 2.0. Optional fields are left out when empty, as API Gateway
@@ -290,10 +326,7 @@ fn http_event(
 ) -> Value {
     let path = parts.uri.path();
     let raw_query = parts.uri.query().unwrap_or_default();
-    let route_key = match (&m.route.method, m.route.path.as_str()) {
-        (_, "*") => "$default".to_owned(),
-        (method, path) => format!("{method} {path}"),
-    };
+    let route_key = route_key(m.route);
 
     // Cookie headers go to `cookies`, one entry per cookie; other repeated headers and
     // query parameters are joined with commas.
@@ -568,7 +601,7 @@ fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 
 /// Splits a query string into decoded pairs, in order. `+` is a space, as in HTML forms;
 /// a key without `=` has the empty value.
-fn parse_query(query: &str) -> Vec<(String, String)> {
+pub(super) fn parse_query(query: &str) -> Vec<(String, String)> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())

@@ -1,24 +1,35 @@
-//! What the gateway checks before it invokes: API keys and the usage plan, JWT
+//! What the gateway checks before it invokes: API keys and the usage plan, JWT and Lambda
 //! authorizers, and rate limits. Only routes with policies come here (`has_policies`).
 //!
-//! Counters live in memory: a restart refills every bucket and resets every quota.
+//! Counters and cached authorizer answers live in memory: a restart refills every bucket,
+//! resets every quota and empties the cache.
+
+mod lambda;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use nimbus_core::HttpRoute;
+use nimbus_core::ApiKind;
 use nimbus_core::policy::{
     AuthorizerKind, GatewayPolicies, JwtAuthorizer, JwtKeys, Quota, QuotaPeriod, RateLimit,
     RateLimitKey, UsagePlan,
 };
 use serde_json::{Map, Value};
 
+use crate::functions::Functions;
+use crate::gateway::apigw::EventContext;
+use crate::gateway::routes::RouteMatch;
+use crate::telemetry::trace::TraceContext;
+
+/// `requestContext.accountId` and `apiId` of events, and so of method ARNs.
+pub(crate) const ACCOUNT_ID: &str = "123456789012";
+pub(crate) const API_ID: &str = "nimbus";
 /// At most this many token buckets are kept; past it, idle ones are forgotten first.
 const MAX_BUCKETS: usize = 65_536;
 /// A JWKS fetched from a URL is used this long before it is fetched again; an unknown
@@ -29,12 +40,31 @@ const JWKS_MIN_REFRESH: Duration = Duration::from_secs(30);
 /// The app's policies, ready to check requests against.
 pub(crate) struct Policies {
     jwt: HashMap<String, JwtVerifier>,
+    /// Lambda authorizers, by API (an `httpApi` route and an `http` route may name
+    /// different authorizers by the same name) and name.
+    lambda: HashMap<(ApiKind, String), lambda::Authorizer>,
+    answers: lambda::AnswerCache,
+    /// `arn:aws:execute-api:REGION:ACCOUNT:API`, the start of every method ARN.
+    arn_prefix: String,
     /// API key value → key name.
     api_keys: HashMap<String, String>,
     usage_plan: UsagePlan,
     buckets: Buckets,
     /// Per key name: the quota period (days or months since the epoch) and its count.
     quotas: Mutex<HashMap<String, (i64, u64)>>,
+}
+
+/// A request as the policies see it, before its body is read.
+pub(crate) struct PolicyRequest<'a> {
+    pub(crate) matched: &'a RouteMatch<'a>,
+    pub(crate) parts: &'a http::request::Parts,
+    pub(crate) peer: IpAddr,
+    /// What the function's event will say about the request (without an authorizer).
+    pub(crate) ctx: &'a EventContext<'a>,
+    /// Where authorizer functions are invoked.
+    pub(crate) functions: &'a Arc<Functions>,
+    /// The request's trace, with the gateway's span as parent.
+    pub(crate) trace: &'a TraceContext,
 }
 
 /// What a request that passed carries on into its event.
@@ -51,21 +81,53 @@ pub(crate) struct Admitted {
 pub(crate) enum Denied {
     /// No token, or one that does not verify: 401.
     Unauthorized,
-    /// A missing or unknown API key, or a token without the route's scopes: 403.
+    /// A missing or unknown API key, a token without the route's scopes, or an HTTP API
+    /// Lambda authorizer's refusal: 403.
     Forbidden,
+    /// A REST Lambda authorizer's policy does not allow the method: 403, worded as API
+    /// Gateway words it.
+    NotAllowed(Deny),
+    /// A Lambda authorizer failed, timed out or answered something malformed: 500, as
+    /// API Gateway answers (the log says why).
+    AuthorizerFailed(ApiKind),
     /// Over a throttle or rate limit: 429, retry after this many seconds.
     Throttled(u64),
     /// Over the usage plan's quota: 429.
     LimitExceeded,
 }
 
+/// Whether a policy refused a method explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deny {
+    /// A statement denies it.
+    Explicit,
+    /// No statement allows it.
+    Implicit,
+}
+
 impl Policies {
-    /// Builds the checkers; fails if a JWKS document does not parse.
-    pub(crate) fn new(policies: &GatewayPolicies) -> Result<Policies, String> {
+    /// Builds the checkers; fails if a JWKS document does not parse. `region` is the
+    /// app's, as method ARNs name it.
+    pub(crate) fn new(policies: &GatewayPolicies, region: &str) -> Result<Policies, String> {
         let mut jwt = HashMap::new();
-        for authorizer in &policies.authorizers {
-            let AuthorizerKind::Jwt(cfg) = &authorizer.kind else {
-                continue;
+        let mut lambda = HashMap::new();
+        let rest = policies.rest_authorizers.iter().map(|a| (ApiKind::Rest, a));
+        let http = policies.authorizers.iter().map(|a| (ApiKind::Http, a));
+        for (api, authorizer) in rest.chain(http) {
+            let cfg = match &authorizer.kind {
+                AuthorizerKind::Jwt(cfg) => cfg,
+                AuthorizerKind::Lambda(cfg) => {
+                    let key = (api, authorizer.name.clone());
+                    lambda.insert(
+                        key,
+                        lambda::Authorizer {
+                            name: authorizer.name.clone(),
+                            api,
+                            cfg: cfg.clone(),
+                        },
+                    );
+                    continue;
+                }
             };
             let keys = match &cfg.keys {
                 JwtKeys::Secret(secret) => {
@@ -103,6 +165,9 @@ impl Policies {
             .collect();
         Ok(Policies {
             jwt,
+            lambda,
+            answers: lambda::AnswerCache::default(),
+            arn_prefix: format!("arn:aws:execute-api:{region}:{}:{}", ACCOUNT_ID, API_ID),
             api_keys,
             usage_plan: policies.usage_plan.clone(),
             buckets: Buckets::default(),
@@ -112,12 +177,10 @@ impl Policies {
 
     /// Checks a request for `route` in API Gateway's order: API key, authorizer, usage
     /// plan, then the route's rate limit.
-    pub(crate) async fn admit(
-        &self,
-        route: &HttpRoute,
-        headers: &HeaderMap,
-        peer: IpAddr,
-    ) -> Result<Admitted, Denied> {
+    pub(crate) async fn admit(&self, req: &PolicyRequest<'_>) -> Result<Admitted, Denied> {
+        let route = req.matched.route;
+        let headers = &req.parts.headers;
+        let peer = req.peer;
         let mut admitted = Admitted::default();
         if route.private {
             let value = headers
@@ -128,8 +191,21 @@ impl Policies {
             admitted.api_key = Some((name.clone(), value.to_owned()));
         }
         let mut subject = None;
-        if let Some(authorizer) = &route.authorizer {
-            let verifier = self.jwt.get(&authorizer.name).ok_or(Denied::Unauthorized)?;
+        if let Some(authorizer) = &route.authorizer
+            && let Some(lambda) = self.lambda.get(&(route.api, authorizer.name.clone()))
+        {
+            let granted = lambda
+                .authorize(&self.answers, &self.arn_prefix, req)
+                .await?;
+            subject = granted.principal_id;
+            admitted.authorizer = Some(granted.event_authorizer);
+        } else if let Some(authorizer) = &route.authorizer {
+            // JWT authorizers are HTTP API ones; a REST route never names one.
+            let verifier = match route.api {
+                ApiKind::Http => self.jwt.get(&authorizer.name),
+                ApiKind::Rest => None,
+            }
+            .ok_or(Denied::Unauthorized)?;
             let claims = verifier.verify(headers).await?;
             let scopes = token_scopes(&claims);
             if !authorizer.scopes.is_empty()
@@ -195,18 +271,46 @@ impl Policies {
 
 impl IntoResponse for Denied {
     fn into_response(self) -> Response {
-        let (status, message) = match self {
-            Denied::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
-            Denied::Forbidden => (StatusCode::FORBIDDEN, "Forbidden"),
-            Denied::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "Too Many Requests"),
-            Denied::LimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "Limit Exceeded"),
+        // API Gateway's default gateway responses, body for body.
+        let (status, body) = match self {
+            Denied::Unauthorized => (StatusCode::UNAUTHORIZED, r#"{"message":"Unauthorized"}"#),
+            Denied::Forbidden => (StatusCode::FORBIDDEN, r#"{"message":"Forbidden"}"#),
+            Denied::NotAllowed(Deny::Explicit) => (
+                StatusCode::FORBIDDEN,
+                r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#,
+            ),
+            Denied::NotAllowed(Deny::Implicit) => (
+                StatusCode::FORBIDDEN,
+                r#"{"Message":"User is not authorized to access this resource"}"#,
+            ),
+            Denied::AuthorizerFailed(ApiKind::Http) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                r#"{"message":"Internal Server Error"}"#,
+            ),
+            Denied::AuthorizerFailed(ApiKind::Rest) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, r#"{"message":null}"#)
+            }
+            Denied::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Too Many Requests"}"#,
+            ),
+            Denied::LimitExceeded => (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"message":"Limit Exceeded"}"#,
+            ),
         };
         let mut res = (
             status,
             [(http::header::CONTENT_TYPE, "application/json")],
-            format!(r#"{{"message":"{message}"}}"#),
+            body,
         )
             .into_response();
+        if self == Denied::AuthorizerFailed(ApiKind::Rest) {
+            res.headers_mut().insert(
+                "x-amzn-errortype",
+                http::HeaderValue::from_static("AuthorizerConfigurationException"),
+            );
+        }
         if let Denied::Throttled(secs) = self {
             res.headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));

@@ -1,5 +1,6 @@
 //! Gateway policies through the real binary: JWT authorizers (HS256 secret, RS256 from a
-//! JWKS file and URL), API keys with a usage plan, and rate limits.
+//! JWKS file and URL), Lambda authorizers (HTTP API simple and IAM policy responses, REST
+//! TOKEN and REQUEST), API keys with a usage plan, and rate limits.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -484,4 +485,423 @@ functions:
         stderr.contains("serverless.yml:9:1: provider.httpApi.authorizers.fromFile.jwksFile: cannot read the JWKS file"),
         "{stderr}"
     );
+}
+
+/// Authorizers of the Lambda authorizer tests. `calls` counts the invocations of each
+/// function (one warm instance serves them all), so a test sees whether an answer came
+/// from the cache.
+const HTTP_AUTH_JS: &str = r#"
+let calls = 0;
+const policy = (principalId, effect, resource, context) => ({
+  principalId,
+  policyDocument: { Version: '2012-10-17', Statement: [{ Action: 'execute-api:Invoke', Effect: effect, Resource: resource }] },
+  context,
+});
+exports.simple = async (event) => {
+  calls += 1;
+  const token = event.headers.authorization;
+  return {
+    isAuthorized: token.startsWith('allow'),
+    context: { user: token, calls, type: event.type, routeArn: event.routeArn, identity: event.identitySource, roles: ['a', 'b'] },
+  };
+};
+exports.policy = async (event) => {
+  calls += 1;
+  const token = event.identitySource[0];
+  if (token === 'allow-all') return policy('user-1', 'Allow', 'arn:aws:execute-api:*:*:*/$default/GET/*', { calls });
+  if (token === 'allow-one') return policy('user-1', 'Allow', event.routeArn.replace(/\/items\/.*$/, '/items/1'), { calls });
+  return policy('user-1', 'Deny', event.routeArn, { calls });
+};
+exports.failing = async (event) => {
+  const token = event.headers.authorization;
+  if (token === 'throw') throw new Error('authorizer exploded');
+  if (token === 'slow') await new Promise((resolve) => setTimeout(resolve, 5000));
+  return { hello: 'world' };
+};
+"#;
+
+fn http_lambda_app() -> TestApp {
+    let manifest = r#"
+service: lauth
+provider:
+  runtime: nodejs20.x
+  httpApi:
+    authorizers:
+      simple:
+        type: request
+        functionName: simpleAuth
+        identitySource: $request.header.Authorization
+        enableSimpleResponses: true
+      policy:
+        type: request
+        functionName: policyAuth
+        identitySource: [$request.header.Authorization]
+        resultTtlInSeconds: 0
+        payloadVersion: '2.0'
+      failing:
+        type: request
+        functionName: failingAuth
+        identitySource: $request.header.Authorization
+        resultTtlInSeconds: 0
+        enableSimpleResponses: true
+functions:
+  simpleAuth:
+    handler: auth.simple
+  policyAuth:
+    handler: auth.policy
+  failingAuth:
+    handler: auth.failing
+    timeout: 1
+  echo:
+    handler: echo.handler
+    events:
+      - httpApi: { method: GET, path: /simple, authorizer: { name: simple } }
+      - httpApi: { method: GET, path: /items/{id}, authorizer: policy }
+      - httpApi: { method: GET, path: /failing, authorizer: { name: failing } }
+"#;
+    TestApp::new(&[
+        ("serverless.yml", manifest),
+        ("echo.js", ECHO_JS),
+        ("auth.js", HTTP_AUTH_JS),
+    ])
+}
+
+async fn with_auth(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
+    get_with(server, path, &[("authorization", token)]).await
+}
+
+/// How many invocation records `function` has, once the store has them all: waits
+/// (records are written in batches) until there are `expected`, then checks that no
+/// more arrive.
+async fn invocation_count(app: &TestApp, function: &str, expected: usize) -> usize {
+    let count = || {
+        let out = app.nimbus(&["invocations", function, "--json", "--limit", "1000"]);
+        out.stdout.lines().filter(|l| !l.trim().is_empty()).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    count()
+}
+
+#[tokio::test]
+async fn http_api_lambda_authorizers_allow_deny_and_cache_answers() {
+    let app = http_lambda_app();
+    let server = TestServer::start(app.path(), &[]);
+
+    // No identity: 401 without invoking the authorizer.
+    let (status, body) = get_with(&server, "/simple", &[]).await;
+    assert_eq!((status, body), (401, json!({ "message": "Unauthorized" })));
+
+    // Simple response, allowed: the context reaches the function as `lambda`, whatever
+    // its shape.
+    let (status, ctx) = with_auth(&server, "/simple", "allow-1").await;
+    assert_eq!(status, 200, "{ctx}");
+    let lambda = &ctx["authorizer"]["lambda"];
+    assert_eq!(lambda["user"], "allow-1");
+    assert_eq!(
+        lambda["calls"], 1,
+        "the request without identity invoked nothing"
+    );
+    assert_eq!(lambda["type"], "REQUEST");
+    assert_eq!(lambda["identity"], json!(["allow-1"]));
+    assert_eq!(lambda["roles"], json!(["a", "b"]));
+    assert_eq!(
+        lambda["routeArn"],
+        "arn:aws:execute-api:us-east-1:123456789012:nimbus/$default/GET/simple"
+    );
+    // The same token again: the cached answer, no invocation.
+    let (status, ctx) = with_auth(&server, "/simple", "allow-1").await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(
+        ctx["authorizer"]["lambda"]["calls"], 1,
+        "answered from the cache"
+    );
+    // Denied: 403; a denial is cached too.
+    for _ in 0..2 {
+        let (status, body) = with_auth(&server, "/simple", "deny-1").await;
+        assert_eq!((status, body), (403, json!({ "message": "Forbidden" })));
+    }
+    let (status, ctx) = with_auth(&server, "/simple", "allow-2").await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(
+        ctx["authorizer"]["lambda"]["calls"], 3,
+        "allow-1, deny-1, allow-2"
+    );
+
+    // IAM policy responses, not cached (`resultTtlInSeconds: 0`): matched against the
+    // route's ARN, with wildcards.
+    let (status, ctx) = with_auth(&server, "/items/1", "allow-one").await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["authorizer"]["lambda"]["calls"], 1);
+    let (status, body) = with_auth(&server, "/items/2", "allow-one").await;
+    assert_eq!((status, body), (403, json!({ "message": "Forbidden" })));
+    for expected_calls in [3, 4, 5] {
+        let (status, ctx) = with_auth(&server, "/items/7", "allow-all").await;
+        assert_eq!(status, 200, "{ctx}");
+        assert_eq!(
+            ctx["authorizer"]["lambda"]["calls"], expected_calls,
+            "a TTL of 0 invokes the authorizer every time"
+        );
+    }
+    let (status, body) = with_auth(&server, "/items/1", "deny").await;
+    assert_eq!((status, body), (403, json!({ "message": "Forbidden" })));
+
+    // The store agrees: 3 invocations of the cached authorizer, 6 of the other.
+    assert_eq!(invocation_count(&app, "simpleAuth", 3).await, 3);
+    assert_eq!(invocation_count(&app, "policyAuth", 6).await, 6);
+}
+
+#[tokio::test]
+async fn failing_http_api_authorizers_answer_500_and_say_why_in_the_log() {
+    let app = http_lambda_app();
+    let server = TestServer::start(app.path(), &[]);
+    let cases = [
+        ("throw", "the function failed: Error: authorizer exploded"),
+        ("garbage", "a simple response needs `isAuthorized`"),
+        ("slow", "the function timed out after 1.0 s"),
+    ];
+    for (token, why) in cases {
+        let (status, body) = with_auth(&server, "/failing", token).await;
+        assert_eq!(
+            (status, body),
+            (500, json!({ "message": "Internal Server Error" })),
+            "{token}"
+        );
+        let logs = server.logs();
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("authorizer `failing` failed") && l.contains(why)),
+            "no log line for {token} saying {why:?}:\n{logs}"
+        );
+    }
+}
+
+const REST_AUTH_JS: &str = r#"
+let calls = 0;
+const policy = (principalId, effect, resource, context) => ({
+  principalId,
+  policyDocument: { Version: '2012-10-17', Statement: [{ Action: 'execute-api:Invoke', Effect: effect, Resource: resource }] },
+  context,
+});
+exports.token = async (event) => {
+  calls += 1;
+  const token = event.authorizationToken.replace(/^Bearer /, '');
+  if (token === 'unauthorized') throw new Error('Unauthorized');
+  if (token === 'boom') throw new Error('token store unreachable');
+  const effect = token.startsWith('allow') ? 'Allow' : 'Deny';
+  return policy('user-' + token, effect, event.methodArn, { calls, admin: false, type: event.type });
+};
+exports.request = async (event) => {
+  calls += 1;
+  const user = event.headers['x-user'];
+  const effect = user === 'alice' ? 'Allow' : 'Deny';
+  return policy(user, effect, event.methodArn.replace(/GET\/.*$/, 'GET/*'), {
+    calls,
+    tenant: event.queryStringParameters.tenant,
+    type: event.type,
+    resource: event.resource,
+    path: event.path,
+  });
+};
+"#;
+
+fn rest_lambda_app() -> TestApp {
+    let manifest = r#"
+service: rauth
+provider:
+  runtime: nodejs20.x
+functions:
+  tokenAuth:
+    handler: auth.token
+  requestAuth:
+    handler: auth.request
+  echo:
+    handler: echo.handler
+    events:
+      - http: { method: GET, path: /token, authorizer: tokenAuth }
+      - http: { method: GET, path: /other, authorizer: tokenAuth }
+      - http:
+          method: GET
+          path: /validated
+          authorizer:
+            name: strict
+            arn: arn:aws:lambda:us-east-1:123456789012:function:rauth-dev-tokenAuth
+            identityValidationExpression: '^Bearer [a-z0-9-]+$'
+            resultTtlInSeconds: 0
+      - http:
+          method: GET
+          path: /request/{id}
+          authorizer:
+            name: requestAuth
+            type: request
+            identitySource: method.request.header.X-User, method.request.querystring.tenant
+            resultTtlInSeconds: 0
+"#;
+    TestApp::new(&[
+        ("serverless.yml", manifest),
+        ("echo.js", ECHO_JS),
+        ("auth.js", REST_AUTH_JS),
+    ])
+}
+
+#[tokio::test]
+async fn rest_token_authorizers_answer_with_iam_policies() {
+    let app = rest_lambda_app();
+    let server = TestServer::start(app.path(), &[]);
+
+    let (status, body) = get_with(&server, "/token", &[]).await;
+    assert_eq!((status, body), (401, json!({ "message": "Unauthorized" })));
+
+    // Allowed: the principal and the context reach the function, values as strings.
+    let (status, ctx) = with_auth(&server, "/token", "Bearer allow-1").await;
+    assert_eq!(status, 200, "{ctx}");
+    let authorizer = &ctx["authorizer"];
+    assert_eq!(authorizer["principalId"], "user-allow-1");
+    assert_eq!(authorizer["calls"], "1");
+    assert_eq!(authorizer["admin"], "false");
+    assert_eq!(authorizer["type"], "TOKEN");
+    assert!(authorizer["integrationLatency"].is_u64(), "{authorizer}");
+    // Cached for the default 300 s...
+    let (status, ctx) = with_auth(&server, "/token", "Bearer allow-1").await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["authorizer"]["calls"], "1", "answered from the cache");
+    assert_eq!(ctx["authorizer"]["integrationLatency"], 0);
+    // ...and, as on API Gateway, the cached policy is evaluated for each method: it
+    // names /token only, so /other is refused without a new invocation.
+    let res = server
+        .request(
+            "GET",
+            "/other",
+            &[("authorization", "Bearer allow-1")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(res.status, 403);
+    assert_eq!(
+        res.json(),
+        json!({ "Message": "User is not authorized to access this resource" })
+    );
+
+    // Deny: 403 with API Gateway's wording; the error "Unauthorized": 401.
+    let (status, body) = with_auth(&server, "/token", "Bearer deny-1").await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({ "Message": "User is not authorized to access this resource with an explicit deny" })
+        )
+    );
+    let (status, body) = with_auth(&server, "/token", "Bearer unauthorized").await;
+    assert_eq!((status, body), (401, json!({ "message": "Unauthorized" })));
+    // Any other error: 500, and a log line naming the authorizer.
+    let res = server
+        .request(
+            "GET",
+            "/token",
+            &[("authorization", "Bearer boom")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(res.status, 500);
+    assert_eq!(res.json(), json!({ "message": null }));
+    assert_eq!(
+        res.header("x-amzn-errortype"),
+        Some("AuthorizerConfigurationException")
+    );
+    let logs = server.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("authorizer `tokenAuth` failed")
+                && l.contains("token store unreachable")),
+        "{logs}"
+    );
+
+    // identityValidationExpression: a token that does not match is refused before the
+    // authorizer is invoked.
+    for token in ["Bearer ALLOW!", "allow-3"] {
+        let (status, body) = with_auth(&server, "/validated", token).await;
+        assert_eq!(
+            (status, body),
+            (401, json!({ "message": "Unauthorized" })),
+            "{token}"
+        );
+    }
+    let (status, ctx) = with_auth(&server, "/validated", "Bearer allow-3").await;
+    assert_eq!(status, 200, "{ctx}");
+    assert_eq!(ctx["authorizer"]["principalId"], "user-allow-3");
+
+    // allow-1, deny-1, unauthorized, boom, allow-3: the cache hit and the refused tokens
+    // invoked nothing.
+    assert_eq!(invocation_count(&app, "tokenAuth", 5).await, 5);
+}
+
+#[tokio::test]
+async fn rest_request_authorizers_see_the_request() {
+    let app = rest_lambda_app();
+    let server = TestServer::start(app.path(), &[]);
+    let alice = [("x-user", "alice")];
+
+    // Every identity source is required.
+    let (status, body) = get_with(&server, "/request/7", &alice).await;
+    assert_eq!((status, body), (401, json!({ "message": "Unauthorized" })));
+    let (status, body) = get_with(&server, "/request/7?tenant=t1", &[]).await;
+    assert_eq!((status, body), (401, json!({ "message": "Unauthorized" })));
+
+    for expected_calls in ["1", "2"] {
+        let (status, ctx) = get_with(&server, "/request/7?tenant=t1", &alice).await;
+        assert_eq!(status, 200, "{ctx}");
+        let authorizer = &ctx["authorizer"];
+        assert_eq!(authorizer["principalId"], "alice");
+        assert_eq!(authorizer["tenant"], "t1");
+        assert_eq!(authorizer["type"], "REQUEST");
+        assert_eq!(authorizer["resource"], "/request/{id}");
+        assert_eq!(authorizer["path"], "/request/7");
+        assert_eq!(
+            authorizer["calls"], expected_calls,
+            "no cache with a TTL of 0"
+        );
+    }
+    let (status, body) = get_with(&server, "/request/7?tenant=t1", &[("x-user", "bob")]).await;
+    assert_eq!(
+        (status, body),
+        (
+            403,
+            json!({ "Message": "User is not authorized to access this resource with an explicit deny" })
+        )
+    );
+}
+
+#[test]
+fn bad_lambda_authorizer_config_names_file_line_and_key() {
+    let manifest = r#"service: bad
+provider:
+  runtime: nodejs20.x
+  httpApi:
+    authorizers:
+      custom:
+        type: request
+        functionName: missingFn
+        identitySource: $request.body.token
+functions:
+  echo:
+    handler: echo.handler
+    events:
+      - httpApi: { method: GET, path: /a, authorizer: { name: custom } }
+      - http: { method: GET, path: /b, authorizer: { name: echo, type: magic } }
+"#;
+    let (code, stderr) = validate(manifest);
+    assert_eq!(code, Some(1), "{stderr}");
+    for expected in [
+        "serverless.yml:8:23: provider.httpApi.authorizers.custom.functionName: unknown function `missingFn`",
+        "serverless.yml:9:25: provider.httpApi.authorizers.custom.identitySource: expected `$request.header.NAME`",
+        "serverless.yml:15:72: functions.echo.events[1].http.authorizer.type: unknown authorizer type \"magic\"",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "stderr lacks {expected:?}:\n{stderr}"
+        );
+    }
 }

@@ -155,6 +155,13 @@ impl Cx<'_> {
             }
             return None;
         };
+        // Checked even when other fields are wrong, so one run reports every problem.
+        self.policy_names.pending_functions.push(PendingFunction {
+            authorizer: name.to_owned(),
+            reference,
+            pos,
+            key: function_key,
+        });
         let format = match (v1, simple) {
             (false, Some((true, _, _))) => LambdaFormat::HttpV2Simple,
             (false, _) => LambdaFormat::HttpV2Policy,
@@ -188,12 +195,6 @@ impl Cx<'_> {
         if !ok {
             return None;
         }
-        self.policy_names.pending_functions.push(PendingFunction {
-            authorizer: name.to_owned(),
-            reference,
-            pos,
-            key: function_key,
-        });
         Some(AuthorizerKind::Lambda(LambdaAuthorizer {
             // Set by `finish_authorizers` once every function is known.
             function: String::new(),
