@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::host::Host;
@@ -29,8 +29,15 @@ const MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 
 /// The export a wasi:http component has; any 0.2.x patch version.
 const HTTP_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
-/// The export a nimbus-world component has; any 0.1.x version.
-const NIMBUS_EXPORT_PREFIX: &str = "nimbus:function/handler@0.1.";
+/// The export a nimbus-world component has: any 0.2.x version, or 0.1.x for guests
+/// built before the world imported services (the handler's shape is the same).
+const NIMBUS_EXPORT_PREFIXES: [&str; 2] = [
+    "nimbus:function/handler@0.2.",
+    "nimbus:function/handler@0.1.",
+];
+
+/// What a component must export, for error messages.
+const EXPECTED_EXPORTS: &str = "expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.2";
 
 /// The one wasmtime engine of a process, shared by every wasm function.
 #[derive(Clone)]
@@ -66,7 +73,7 @@ pub struct WasmEngineConfig {
 pub enum World {
     /// `wasi:http/incoming-handler@0.2`: API Gateway events become HTTP requests.
     Http,
-    /// `nimbus:function/handler@0.1`: any event, as JSON text.
+    /// `nimbus:function/handler@0.2` (or 0.1): any event, as JSON text.
     Nimbus,
 }
 
@@ -116,8 +123,13 @@ impl WasmEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| {
+                crate::world::Function::add_to_linker::<Host, HasSelf<Host>>(&mut linker, |host| {
+                    host
+                })
+            })
             .map_err(|e| ComponentError {
-                message: format!("linking WASI into the wasm engine: {e}"),
+                message: format!("linking WASI and nimbus's services into the wasm engine: {e}"),
             })?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
@@ -173,7 +185,7 @@ impl WasmEngine {
         if let Err(e) = self.inner.linker.instantiate_pre(&component) {
             return Err(ComponentError {
                 message: format!(
-                    "the component imports something nimbus does not provide ({e}); nimbus provides wasi:cli, wasi:clocks, wasi:random, wasi:io, wasi:filesystem (no preopens), wasi:sockets (denied) and wasi:http 0.2"
+                    "the component imports something nimbus does not provide ({e}); nimbus provides wasi:cli, wasi:clocks, wasi:random, wasi:io, wasi:filesystem (no preopens), wasi:sockets (denied) and wasi:http 0.2, and nimbus:function 0.2 (queue, topic, bucket, kv)"
                 ),
             });
         }
@@ -267,7 +279,7 @@ impl Drop for EngineInner {
 
 /// Tells a core module and other files apart from a component before compiling.
 fn check_header(bytes: &[u8], path: &Path) -> Result<(), ComponentError> {
-    let expected = "expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.1";
+    let expected = EXPECTED_EXPORTS;
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
         return Err(ComponentError {
             message: format!("{expected}; {} is not WebAssembly at all", path.display()),
@@ -299,7 +311,7 @@ fn world_of(engine: &Engine, component: &Component) -> Result<World, ComponentEr
     if names.iter().any(|n| n.starts_with(HTTP_EXPORT_PREFIX)) {
         return Ok(World::Http);
     }
-    if names.iter().any(|n| n.starts_with(NIMBUS_EXPORT_PREFIX)) {
+    if nimbus_handler_export(engine, component).is_some() {
         return Ok(World::Nimbus);
     }
     let exports = if names.is_empty() {
@@ -308,10 +320,18 @@ fn world_of(engine: &Engine, component: &Component) -> Result<World, ComponentEr
         names.join(", ")
     };
     Err(ComponentError {
-        message: format!(
-            "expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.1; this component exports {exports}"
-        ),
+        message: format!("{EXPECTED_EXPORTS}; this component exports {exports}"),
     })
+}
+
+/// The full name of the handler interface a nimbus-world component exports
+/// (`nimbus:function/handler@0.2.0`), of any version this host invokes.
+pub(crate) fn nimbus_handler_export(engine: &Engine, component: &Component) -> Option<String> {
+    let ty = component.component_type();
+    ty.exports(engine)
+        .map(|(name, _)| name)
+        .find(|name| NIMBUS_EXPORT_PREFIXES.iter().any(|p| name.starts_with(p)))
+        .map(str::to_owned)
 }
 
 /// Writes through a temporary file, so a concurrent reader never sees half a file.

@@ -10,25 +10,19 @@ use nimbus_core::{
     LogStream, Outcome,
 };
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{ComponentExportIndex, InstancePre};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpView as _;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-use crate::engine::{WasmComponent, WasmEngine, World};
+use crate::engine::{WasmComponent, WasmEngine, World, nimbus_handler_export};
 use crate::host::{Host, LogPipe, MemoryLimiter, OutboundPolicy};
 use crate::proxy;
+use crate::services::ServiceContext;
+use crate::world::exports::nimbus::function::handler::{
+    Context as GuestContext, Error as GuestError,
+};
 use crate::{ComponentError, WasmConfig};
-
-mod nimbus_world {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "nimbus:function/function",
-        exports: { default: async },
-    });
-}
-
-use nimbus_world::exports::nimbus::function::handler::Context as GuestContext;
 
 /// Invokes one wasm function: a new instance per invocation, instantiated from a
 /// pre-linked `InstancePre`, bounded by the function's memory limit and timeout.
@@ -54,7 +48,15 @@ struct Shared {
 
 enum Entry {
     Http(ProxyPre<Host>),
-    Nimbus(nimbus_world::FunctionPre<Host>),
+    Nimbus(NimbusPre),
+}
+
+/// A nimbus-world component, linked, and its `handle` export. The export is looked up
+/// by the name the component gives it, so 0.1 guests (whose handler has the same shape)
+/// are invoked like 0.2 ones.
+struct NimbusPre {
+    pre: InstancePre<Host>,
+    handle: ComponentExportIndex,
 }
 
 /// How the guest part of an invocation ended, before it becomes an `Outcome`.
@@ -83,7 +85,21 @@ impl WasmExecutor {
         let entry = match component.world {
             World::Http => Entry::Http(ProxyPre::new(pre).map_err(link_error)?),
             World::Nimbus => {
-                Entry::Nimbus(nimbus_world::FunctionPre::new(pre).map_err(link_error)?)
+                let engine = &engine.inner.engine;
+                let handle = nimbus_handler_export(engine, &component.component)
+                    .and_then(|name| component.component.get_export_index(None, &name))
+                    .and_then(|handler| {
+                        component
+                            .component
+                            .get_export_index(Some(&handler), "handle")
+                    })
+                    .ok_or_else(|| ComponentError {
+                        message: format!(
+                            "the component of {} exports nimbus:function/handler without its `handle` function",
+                            spec.name
+                        ),
+                    })?;
+                Entry::Nimbus(NimbusPre { pre, handle })
             }
         };
         let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
@@ -248,6 +264,13 @@ impl Shared {
                 peak_bytes: 0,
                 denied: false,
             },
+            services: ServiceContext {
+                services: self.cfg.services.clone(),
+                function: self.function.clone(),
+                request_id: request_id.clone(),
+                trace_id: invocation.trace_id.as_str().into(),
+                log_sink: self.cfg.log_sink.clone(),
+            },
         };
         let mut store = Store::new(&self.engine.inner.engine, host);
         store.limiter(|host| &mut host.limiter);
@@ -260,7 +283,7 @@ impl Shared {
 
     async fn invoke_nimbus(
         &self,
-        pre: &nimbus_world::FunctionPre<Host>,
+        pre: &NimbusPre,
         store: &mut Store<Host>,
         invocation: &Invocation,
         deadline: tokio::time::Instant,
@@ -280,12 +303,15 @@ impl Shared {
         let mut init = None;
         let run = async {
             let t0 = Instant::now();
-            let instance = pre.instantiate_async(&mut *store).await?;
+            let instance = pre.pre.instantiate_async(&mut *store).await?;
             init = Some(t0.elapsed());
-            instance
-                .nimbus_function_handler()
-                .call_handle(&mut *store, &event, &ctx)
-                .await
+            let handle = instance
+                .get_typed_func::<(&str, &GuestContext), (Result<String, GuestError>,)>(
+                    &mut *store,
+                    &pre.handle,
+                )?;
+            let (res,) = handle.call_async(&mut *store, (&event, &ctx)).await?;
+            Ok::<_, wasmtime::Error>(res)
         };
         let end = match tokio::time::timeout_at(deadline, run).await {
             Err(_elapsed) => GuestEnd::Returned(Outcome::Timeout(self.spec.timeout)),
@@ -425,6 +451,13 @@ impl Shared {
                 limit_bytes: 0,
                 peak_bytes: 0,
                 denied: false,
+            },
+            services: ServiceContext {
+                services: self.cfg.services.clone(),
+                function: self.function.clone(),
+                request_id: "".into(),
+                trace_id: "".into(),
+                log_sink: self.cfg.log_sink.clone(),
             },
         };
         Store::new(&self.engine.inner.engine, host)

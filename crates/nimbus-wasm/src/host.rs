@@ -1,5 +1,6 @@
 //! What a store holds for one invocation: WASI state, the outbound HTTP policy, the
-//! memory limiter and the pipes that turn guest output into log lines.
+//! memory limiter, the services context and the pipes that turn guest output into log
+//! lines.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +15,8 @@ use wasmtime_wasi_http::{
     WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView, p2::bindings::http::types::ErrorCode,
 };
 
+use crate::services::ServiceContext;
+
 /// The longest line kept from guest output; longer lines are split.
 const MAX_LINE: usize = 8 * 1024;
 
@@ -24,6 +27,8 @@ pub(crate) struct Host {
     pub(crate) http: WasiHttpCtx,
     pub(crate) outbound: OutboundPolicy,
     pub(crate) limiter: MemoryLimiter,
+    /// The queues, topics, buckets and KV behind the `nimbus:function` imports.
+    pub(crate) services: ServiceContext,
 }
 
 /// Lets outgoing HTTP requests through only to the function's `allowedOutboundHosts`.

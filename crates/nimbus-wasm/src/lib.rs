@@ -4,7 +4,8 @@
 //! Two kinds of component are invoked: those exporting `wasi:http/incoming-handler@0.2`
 //! (any toolchain's HTTP components), which get API Gateway events turned back into HTTP
 //! requests, and those of the nimbus world (`nimbus:function/handler`, WIT in `wit/`),
-//! which get any event as JSON.
+//! which get any event as JSON. Either may import the nimbus world's services (queue,
+//! topic, bucket, kv), which go to the `Services` it is given.
 //!
 //! This crate is the only one that knows wasmtime. It does not route HTTP, does not
 //! limit concurrency beyond the engine's instance pool (the caller does), gives guests
@@ -14,10 +15,13 @@ mod engine;
 mod executor;
 mod host;
 mod proxy;
+mod services;
+mod world;
 
 use std::sync::Arc;
 
 use nimbus_core::LogSink;
+use nimbus_core::services::Services;
 
 pub use engine::{ComponentError, WasmComponent, WasmEngine, WasmEngineConfig, World};
 pub use executor::WasmExecutor;
@@ -33,4 +37,7 @@ pub struct WasmConfig {
     pub region: String,
     /// Receives every line guests write to stdout and stderr.
     pub log_sink: Arc<dyn LogSink>,
+    /// What the `nimbus:function` imports reach: queues, topics, buckets and KV, checked
+    /// against each function's grants.
+    pub services: Arc<dyn Services>,
 }

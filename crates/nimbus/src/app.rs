@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_core::manifest::{self, Diagnostic, Manifest};
+use nimbus_core::services::Services;
 use nimbus_core::{LogLine, LogSink, LogStream};
 use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
@@ -232,11 +233,13 @@ impl App {
         self.dir.join(".nimbus")
     }
 
-    /// Starts the executor of the function at `idx`.
+    /// Starts the executor of the function at `idx`. Wasm functions reach `services`
+    /// through their imports; process functions reach them over the control API.
     pub(crate) async fn start_executor(
         &self,
         idx: usize,
         cfg: &LambdaConfig,
+        services: Arc<dyn Services>,
     ) -> anyhow::Result<Arc<dyn nimbus_core::Executor>> {
         let spec = &self.manifest.functions[idx];
         let code = match &self.codes[idx] {
@@ -252,6 +255,7 @@ impl App {
                     stage: cfg.stage.clone(),
                     region: cfg.region.clone(),
                     log_sink: cfg.log_sink.clone(),
+                    services,
                 };
                 let executor = WasmExecutor::new(engine, spec.clone(), component, wasm_cfg)
                     .with_context(|| format!("starting function {}", spec.name))?;

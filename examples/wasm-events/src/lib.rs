@@ -1,7 +1,8 @@
 //! A nimbus-world function: one component that takes any event, HTTP or not, as the
-//! JSON a Lambda handler would get.
+//! JSON a Lambda handler would get, and counts HTTP visits in a KV namespace through the
+//! nimbus:function imports.
 
-use nimbus_function::{Context, Error, Handler};
+use nimbus_function::{Context, Error, Handler, kv};
 
 struct Events;
 
@@ -19,9 +20,17 @@ impl Handler for Events {
             "other"
         };
         if kind == "http" {
+            // Count visits in the app's KV namespace `visits` (granted in nimbus.yaml).
+            let visits = kv("visits");
+            let n = visits
+                .get_string("count")?
+                .and_then(|count| count.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            visits.put("count", n.to_string())?;
             // API Gateway events get a proxy response back.
             return Ok(format!(
-                r#"{{"statusCode":200,"headers":{{"content-type":"application/json"}},"body":"{{\"kind\":\"http\",\"requestId\":\"{}\"}}"}}"#,
+                r#"{{"statusCode":200,"headers":{{"content-type":"application/json"}},"body":"{{\"kind\":\"http\",\"requestId\":\"{}\",\"visits\":{n}}}"}}"#,
                 ctx.request_id
             ));
         }

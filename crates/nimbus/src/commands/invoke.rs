@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nimbus_core::services::NoServices;
 use nimbus_core::{Invocation, Outcome};
 
 use crate::app::{self, LoadOptions};
@@ -145,7 +146,9 @@ impl InvokeCommand {
                 cfg.runtime_dir.display()
             )
         })?;
-        let executor = app.start_executor(idx, &cfg).await?;
+        // No server runs here, so there are no services to reach (process functions get
+        // no NIMBUS_API here either).
+        let executor = app.start_executor(idx, &cfg, Arc::new(NoServices)).await?;
         let request_id = uuid::Uuid::new_v4().to_string();
         let invocation = Invocation {
             request_id: request_id.clone(),

@@ -140,7 +140,9 @@ impl UpCommand {
         })?;
         let mut served = Vec::new();
         for ((idx, spec), token) in app.manifest.functions.iter().enumerate().zip(tokens) {
-            let executor = app.start_executor(idx, &lambda_cfg).await?;
+            let executor = app
+                .start_executor(idx, &lambda_cfg, server.services())
+                .await?;
             served.push(ServedFunction {
                 spec: spec.clone(),
                 executor,

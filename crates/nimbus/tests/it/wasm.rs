@@ -1,5 +1,6 @@
 //! WebAssembly components: both worlds through the gateway and `nimbus invoke`, limits,
-//! traps, bad components, outbound HTTP, a JavaScript component, and a burst from zero.
+//! traps, bad components, outbound HTTP, a JavaScript component, a burst from zero, the
+//! services through WIT imports, and guests of the older 0.1 world.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,8 @@ use crate::harness::{TestApp, TestServer};
 struct Guests {
     http_behave: PathBuf,
     events_behave: PathBuf,
+    services_behave: PathBuf,
+    events_v0_1: PathBuf,
     wasm_hello: PathBuf,
     wasm_events: PathBuf,
 }
@@ -37,12 +40,16 @@ fn guests() -> &'static Guests {
         let guests = Guests {
             http_behave: out.join("http-behave.wasm"),
             events_behave: out.join("events_behave.wasm"),
+            services_behave: out.join("services_behave.wasm"),
+            events_v0_1: out.join("events_v0_1.wasm"),
             wasm_hello: out.join("wasm-hello.wasm"),
             wasm_events: out.join("wasm_events.wasm"),
         };
         for path in [
             &guests.http_behave,
             &guests.events_behave,
+            &guests.services_behave,
+            &guests.events_v0_1,
             &guests.wasm_hello,
             &guests.wasm_events,
         ] {
@@ -147,9 +154,11 @@ async fn nimbus_world_example_takes_http_and_any_other_event() {
     let res = server.get("/events").await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()["kind"], "http");
+    assert_eq!(res.json()["visits"], 1, "counted in KV");
     let res = server.request("POST", "/events", &[], b"{}".to_vec()).await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.json()["kind"], "http");
+    assert_eq!(res.json()["visits"], 2, "counted in KV");
     drop(server);
 
     let out = app.nimbus(&[
@@ -371,9 +380,9 @@ functions:
     let stderr = out.stderr.replace(&dir.display().to_string(), "APP");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     expect_test::expect![[r#"
-        error: nimbus.yaml:6:1: functions.core.handler: expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.1; APP/core.wasm is a core module: build with --target wasm32-wasip2 or wrap it with `wasm-tools component new`
-        error: nimbus.yaml:8:1: functions.empty.handler: expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.1; this component exports nothing
-        error: nimbus.yaml:10:1: functions.text.handler: expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.1; APP/text.wasm is not WebAssembly at all
+        error: nimbus.yaml:6:1: functions.core.handler: expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.2; APP/core.wasm is a core module: build with --target wasm32-wasip2 or wrap it with `wasm-tools component new`
+        error: nimbus.yaml:8:1: functions.empty.handler: expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.2; this component exports nothing
+        error: nimbus.yaml:10:1: functions.text.handler: expected a WebAssembly component exporting wasi:http/incoming-handler@0.2 or nimbus:function/handler@0.2; APP/text.wasm is not WebAssembly at all
         error: nimbus.yaml:12:1: functions.missing.handler: component not found: APP/missing.wasm; build it first (for Rust: cargo build --release --target wasm32-wasip2)
         error: the manifest has 4 errors; fix them and try again"#]].assert_eq(&errors.join("\n"));
 }
@@ -560,6 +569,301 @@ functions:
         "1,000 concurrent requests answered in {:?}",
         started.elapsed()
     );
+}
+
+const SERVICES_MANIFEST: &str = r#"
+service: svc
+provider:
+  runtime: wasm
+  memorySize: 64
+  timeout: 5
+queues:
+  orders: {}
+  secret: {}
+  audit: {}
+topics:
+  events:
+    subscriptions:
+      - queue: audit
+        rawMessageDelivery: true
+kv: [sessions, seen, other]
+buckets: [receipts]
+functions:
+  front:
+    handler: services-behave.wasm
+    iamRoleStatements:
+      - Effect: Allow
+        Action: [sqs:SendMessage]
+        Resource: arn:aws:sqs:*:*:orders
+      - Effect: Allow
+        Action: [sqs:ReceiveMessage, sqs:DeleteMessage]
+        Resource: queue:audit
+      - Effect: Allow
+        Action: [sns:Publish]
+        Resource: topic:events
+      - Effect: Allow
+        Action: ["kv:*"]
+        Resource: kv:sessions
+      - Effect: Allow
+        Action: [s3:PutObject, s3:GetObject, s3:ListBucket]
+        Resource: [arn:aws:s3:::receipts, arn:aws:s3:::receipts/*]
+    events:
+      - httpApi: POST /svc
+  back:
+    handler: services-behave.wasm
+    iamRoleStatements:
+      - Effect: Allow
+        Action: [kv:Put]
+        Resource: kv:seen
+    events:
+      - sqs: { arn: orders, batchSize: 1 }
+"#;
+
+fn services_app() -> TestApp {
+    let guests = guests();
+    wasm_app(
+        SERVICES_MANIFEST,
+        &[("services-behave.wasm", &guests.services_behave)],
+    )
+}
+
+/// Asks the `front` function to do `action` over HTTP.
+async fn svc(server: &TestServer, action: serde_json::Value) -> crate::harness::Response {
+    server
+        .request("POST", "/svc", JSON, action.to_string().into_bytes())
+        .await
+}
+
+#[tokio::test]
+async fn wasm_functions_reach_queues_topics_kv_and_buckets_through_their_imports() {
+    let app = services_app();
+    let dir = app.path();
+    let server = TestServer::start(dir, &[]);
+
+    // A send from one wasm function is consumed by another, in the sender's trace.
+    let res = svc(
+        &server,
+        serde_json::json!({ "action": "send", "body": "o1" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["md5OfBody"], "f1584b995a4770986ad75bb8d29e9734");
+    let trace_id = res
+        .header("x-nimbus-trace-id")
+        .expect("trace id")
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = server
+            .admin(dir, "GET", "/v1/kv/seen/keys/order/o1", None)
+            .await;
+        if got.status == 200 {
+            assert_eq!(got.text(), "o1");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer never stored the order: {} {}
+{}",
+            got.status,
+            got.text(),
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tree = nimbus_until(&app, &["trace", &trace_id], |out| {
+        out.contains("back [internal]")
+    })
+    .await;
+    let lines: Vec<&str> = tree.lines().collect();
+    assert!(lines[1].starts_with("  POST /svc [server]"), "{tree}");
+    assert!(lines[2].starts_with("    front [internal]"), "{tree}");
+    assert!(
+        lines[3].starts_with("      back [internal]"),
+        "the consumer's span is a child of the sender's:\n{tree}"
+    );
+
+    // KV: put with a TTL and metadata, get, list by prefix, delete.
+    let res = svc(
+        &server,
+        serde_json::json!({ "action": "kv", "key": "user1", "value": "alice" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let kv = res.json();
+    assert_eq!(kv["value"], "alice", "{kv}");
+    assert_eq!(kv["metadata"], r#"{"by":"wasm"}"#, "{kv}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let expiration = kv["expiration"].as_u64().expect("an expiration");
+    assert!(
+        (now + 3500..=now + 3700).contains(&expiration),
+        "{expiration} vs {now}"
+    );
+    assert_eq!(kv["listed"], serde_json::json!(["user1", "user1-plain"]));
+    assert_eq!(kv["afterDelete"], serde_json::Value::Null);
+    // The same key through the HTTP API: one store behind both.
+    let got = server
+        .admin(dir, "GET", "/v1/kv/sessions/keys/user1", None)
+        .await;
+    assert_eq!(got.text(), "alice");
+    assert_eq!(got.header("x-nimbus-metadata"), Some(r#"{"by":"wasm"}"#));
+
+    // Buckets: put, get back, list, and a missing key is none rather than an error.
+    let res = svc(
+        &server,
+        serde_json::json!({ "action": "put-object", "key": "r/1.txt", "body": "receipt" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let object = res.json();
+    assert_eq!(object["size"], 7, "{object}");
+    assert_eq!(object["body"], "receipt");
+    assert_eq!(object["contentType"], "text/plain");
+    assert_eq!(object["listed"], serde_json::json!(["r/1.txt"]));
+    assert_eq!(object["missing"], true);
+    let got = server
+        .admin(dir, "GET", "/v1/buckets/receipts/objects/r/1.txt", None)
+        .await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.text(), "receipt");
+    assert_eq!(
+        got.header("etag"),
+        Some(format!("\"{}\"", object["etag"].as_str().expect("etag")).as_str())
+    );
+
+    // Topics fan out; the subscribed queue is read back by the function.
+    let res = svc(
+        &server,
+        serde_json::json!({ "action": "publish", "message": "created" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = svc(
+        &server,
+        serde_json::json!({ "action": "receive", "queue": "audit" }),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.json()["messages"],
+        serde_json::json!([{ "body": "created", "from": null }])
+    );
+}
+
+#[tokio::test]
+async fn a_wasm_call_to_a_resource_not_granted_is_refused_and_logged() {
+    let app = services_app();
+    let dir = app.path();
+    let server = TestServer::start(dir, &[]);
+    let res = svc(
+        &server,
+        serde_json::json!({ "action": "send", "queue": "secret" }),
+    )
+    .await;
+    assert_eq!(res.status, 403, "{}", res.text());
+    let error = res.json();
+    assert_eq!(error["errorType"], "AccessDenied", "{error}");
+    assert_eq!(error["action"], "sqs:SendMessage");
+    assert_eq!(error["resource"], "queue:secret");
+    assert_eq!(
+        error["message"],
+        "function `front` may not sqs:SendMessage on queue:secret; grant it in provider.iam.role.statements"
+    );
+    wait_for_log(
+        &server,
+        "nimbus:function/queue.send refused (access denied): sqs:SendMessage on queue:secret",
+    );
+    let secret = server.admin(dir, "GET", "/v1/queues", None).await.json();
+    let secret = secret["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["name"] == "secret"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(secret["visible"], 0, "nothing was sent: {secret}");
+
+    // A KV namespace the function is not granted, through `nimbus invoke` (the control
+    // API): the function's error names the action and resource.
+    let out = app.nimbus(&[
+        "invoke",
+        "front",
+        "--data",
+        r#"{"action":"kv","namespace":"other"}"#,
+    ]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let error: serde_json::Value = serde_json::from_str(&out.stdout).expect("invoke prints JSON");
+    assert_eq!(error["errorType"], "AccessDenied", "{error}");
+    assert_eq!(
+        error["errorMessage"],
+        "kv:Put on kv:other: function `front` may not kv:Put on kv:other; grant it in provider.iam.role.statements"
+    );
+    // The consumer may write `seen` but not read `sessions`.
+    let out = app.nimbus(&["invoke", "back", "--data", r#"{"action":"kv"}"#]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stdout.contains("AccessDenied"), "{}", out.stdout);
+}
+
+#[test]
+fn a_guest_of_the_0_1_world_is_still_invoked_and_services_need_a_server() {
+    let guests = guests();
+    let manifest = r#"
+service: old
+provider: { runtime: wasm, memorySize: 64 }
+kv: [sessions]
+functions:
+  old:
+    handler: old.wasm
+  svc:
+    handler: services-behave.wasm
+    iamRoleStatements:
+      - { Effect: Allow, Action: ["kv:*"], Resource: kv:sessions }
+"#;
+    let app = wasm_app(
+        manifest,
+        &[
+            ("old.wasm", &guests.events_v0_1),
+            ("services-behave.wasm", &guests.services_behave),
+        ],
+    );
+    let out = app.nimbus(&["invoke", "old", "--data", r#"{"n":1}"#]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let result: serde_json::Value = serde_json::from_str(&out.stdout).expect("invoke prints JSON");
+    assert_eq!(result["world"], "0.1");
+    assert_eq!(result["functionName"], "old-dev-old");
+    let out = app.nimbus(&["invoke", "old", "--data", r#"{"fail":true}"#]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let error: serde_json::Value = serde_json::from_str(&out.stdout).expect("invoke prints JSON");
+    assert_eq!(error["errorType"], "OldError");
+
+    // Without `nimbus up` there is no store to reach: the call fails, saying so.
+    let out = app.nimbus(&["invoke", "svc", "--data", r#"{"action":"kv"}"#]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let error: serde_json::Value = serde_json::from_str(&out.stdout).expect("invoke prints JSON");
+    assert_eq!(error["errorType"], "Unavailable", "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only while `nimbus up` serves the app"),
+        "{error}"
+    );
+}
+
+/// Runs a nimbus command in the app folder until `accept` likes its stdout (records are
+/// written in the background, a moment after the response).
+async fn nimbus_until(app: &TestApp, args: &[&str], accept: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..200 {
+        let out = app.nimbus(args);
+        if out.code == Some(0) && accept(&out.stdout) {
+            return out.stdout;
+        }
+        last = format!("exit {:?}\n{}{}", out.code, out.stdout, out.stderr);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nimbus {args:?} never printed what was expected; last:\n{last}");
 }
 
 fn wait_for_log(server: &TestServer, needle: &str) {
