@@ -111,7 +111,7 @@ async fn invoke(
             ));
         }
     }
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::telemetry::trace::new_request_id();
     let report = admin
         .functions
         .invoke_detached(

@@ -442,7 +442,7 @@ fn internal_message(payload: String, trace: &TraceContext, trigger: &str) -> New
     );
     message.attributes.insert(
         REQUEST_ID_ATTRIBUTE.to_owned(),
-        string_attribute(&uuid::Uuid::new_v4().to_string()),
+        string_attribute(&crate::telemetry::trace::new_request_id()),
     );
     message
         .attributes

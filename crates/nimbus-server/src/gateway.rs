@@ -132,7 +132,7 @@ async fn serve(
         return Err(ApiError::client(StatusCode::NOT_FOUND, "Not Found"));
     };
     *route_key = Some(format!("{} {}", matched.route.method, matched.route.path));
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = crate::telemetry::trace::new_request_id();
     let host = parts
         .headers
         .get(http::header::HOST)

@@ -182,7 +182,7 @@ impl Events {
             let trace = message_trace(&batch[0]);
             let res = function
                 .invoke(InvokeRequest {
-                    request_id: uuid::Uuid::new_v4().to_string(),
+                    request_id: crate::telemetry::trace::new_request_id(),
                     payload,
                     trace,
                     trigger: Trigger::Sqs,
@@ -256,7 +256,7 @@ impl Events {
             for message in batch {
                 let attribute = |name: &str| message.attributes.get(name).map(|a| a.value.clone());
                 let request_id = attribute(REQUEST_ID_ATTRIBUTE)
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                    .unwrap_or_else(crate::telemetry::trace::new_request_id);
                 let trigger = match attribute(TRIGGER_ATTRIBUTE).as_deref() {
                     Some("sns") => Trigger::Sns,
                     Some("s3") => Trigger::S3,

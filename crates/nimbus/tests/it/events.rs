@@ -159,6 +159,12 @@ functions:
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    app.nimbus_until(&["invocations", "fail", "--json"], |out| {
+        out.lines().count() >= 2
+    })
+    .await;
+    // Anything beyond the second would have been committed with it or just after.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let records = app.nimbus(&["invocations", "fail", "--json"]).stdout;
     assert_eq!(
         records.lines().count(),
@@ -581,6 +587,12 @@ functions:
     assert_eq!(record["requestPayload"]["n"], 7);
     assert_eq!(record["responseContext"]["functionError"], "Unhandled");
     assert_eq!(record["responsePayload"]["errorMessage"], "nope 7");
+    app.nimbus_until(&["invocations", "flaky", "--json"], |out| {
+        out.lines().count() >= 2
+    })
+    .await;
+    // A third try would have been committed with the second or just after.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let records = app.nimbus(&["invocations", "flaky", "--json"]).stdout;
     let ids: BTreeSet<String> = records
         .lines()

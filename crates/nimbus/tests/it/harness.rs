@@ -48,6 +48,26 @@ impl TestApp {
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }
     }
+
+    /// Runs `nimbus <args>` until it succeeds and `accept` likes its stdout, and returns that
+    /// stdout: records are committed in batches, a moment after the response. Until they
+    /// land a command may also fail (`trace` exits 1 while no span of the trace is stored).
+    pub(crate) async fn nimbus_until(
+        &self,
+        args: &[&str],
+        accept: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut last = String::new();
+        for _ in 0..200 {
+            let out = self.nimbus(args);
+            if out.code == Some(0) && accept(&out.stdout) {
+                return out.stdout;
+            }
+            last = format!("exit {:?}\n{}{}", out.code, out.stdout, out.stderr);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nimbus {args:?} never printed what was expected; last:\n{last}");
+    }
 }
 
 pub(crate) struct Output {

@@ -160,23 +160,6 @@ async fn metrics_move_by_exactly_the_expected_amounts() {
     );
 }
 
-/// Runs a nimbus command in the app folder until `accept` likes its stdout (records are
-/// written in the background, a moment after the response).
-async fn nimbus_until(app: &TestApp, args: &[&str], accept: impl Fn(&str) -> bool) -> String {
-    // Until the record lands a command may also fail (`trace` exits 1 while no span of
-    // the trace is stored yet), so only the last attempt's outcome decides.
-    let mut last = String::new();
-    for _ in 0..200 {
-        let out = app.nimbus(args);
-        if out.code == Some(0) && accept(&out.stdout) {
-            return out.stdout;
-        }
-        last = format!("exit {:?}\n{}{}", out.code, out.stdout, out.stderr);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("nimbus {args:?} never printed what was expected; last:\n{last}");
-}
-
 #[tokio::test]
 async fn logs_are_found_by_request_id_with_start_end_and_report_lines() {
     let app = app();
@@ -191,10 +174,11 @@ async fn logs_are_found_by_request_id_with_start_end_and_report_lines() {
         .header("apigw-requestid")
         .expect("request id header")
         .to_owned();
-    let logs = nimbus_until(&app, &["logs", "node", "--request", &request_id], |out| {
-        out.contains("REPORT")
-    })
-    .await;
+    let logs = app
+        .nimbus_until(&["logs", "node", "--request", &request_id], |out| {
+            out.contains("REPORT")
+        })
+        .await;
     let lines: Vec<&str> = logs.lines().collect();
     assert!(
         lines[0].contains(&format!("START RequestId: {request_id}")),
@@ -239,7 +223,11 @@ async fn logs_are_found_by_request_id_with_start_end_and_report_lines() {
     assert_eq!(structured[0]["fields"]["msg"], "structured");
     assert_eq!(structured[0]["level"], "WARN");
 
-    let records = app.nimbus(&["invocations", "node", "--json"]).stdout;
+    let records = app
+        .nimbus_until(&["invocations", "node", "--json"], |out| {
+            out.lines().count() >= 2
+        })
+        .await;
     let records: Vec<serde_json::Value> = records
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
@@ -259,10 +247,11 @@ async fn failed_invocations_are_listed_with_their_errors() {
     let server = TestServer::start(app.path(), &[]);
     assert_eq!(server.get("/node").await.status, 200);
     assert_eq!(server.get("/node?fail=1").await.status, 502);
-    let failed = nimbus_until(&app, &["invocations", "--failed", "--json"], |out| {
-        !out.is_empty()
-    })
-    .await;
+    let failed = app
+        .nimbus_until(&["invocations", "--failed", "--json"], |out| {
+            !out.is_empty()
+        })
+        .await;
     let records: Vec<serde_json::Value> = failed
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
@@ -353,7 +342,9 @@ async fn one_trace_spans_the_gateway_and_the_function_and_is_exported_over_otlp(
         "{seen}"
     );
 
-    let tree = nimbus_until(&app, &["trace", trace_id], |out| out.lines().count() >= 3).await;
+    let tree = app
+        .nimbus_until(&["trace", trace_id], |out| out.lines().count() >= 3)
+        .await;
     let lines: Vec<&str> = tree.lines().collect();
     assert!(lines[1].starts_with("  GET /node"), "{tree}");
     assert!(lines[1].contains("[server]"), "{tree}");
@@ -406,10 +397,11 @@ async fn cost_matches_a_hand_computation_of_the_recorded_workload() {
     for _ in 0..20 {
         assert_eq!(server.get("/node").await.status, 200);
     }
-    let records = nimbus_until(&app, &["invocations", "--json", "--limit", "1000"], |out| {
-        out.lines().count() == 20
-    })
-    .await;
+    let records = app
+        .nimbus_until(&["invocations", "--json", "--limit", "1000"], |out| {
+            out.lines().count() == 20
+        })
+        .await;
     let gb_seconds: f64 = records
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
@@ -511,10 +503,9 @@ exports.back = async (event) => {
         .header("x-nimbus-trace-id")
         .expect("trace id")
         .to_owned();
-    let tree = nimbus_until(&app, &["trace", &trace_id], |out| {
-        out.contains("back [internal]")
-    })
-    .await;
+    let tree = app
+        .nimbus_until(&["trace", &trace_id], |out| out.contains("back [internal]"))
+        .await;
     let lines: Vec<&str> = tree.lines().collect();
     assert!(lines[1].starts_with("  GET /front [server]"), "{tree}");
     assert!(lines[2].starts_with("    front [internal]"), "{tree}");
