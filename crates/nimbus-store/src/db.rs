@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::{StoreError, durable, telemetry};
+use crate::{StoreError, durable, secrets, telemetry};
 
 /// The database file inside the app's state folder.
 pub(crate) const FILE_NAME: &str = "nimbus.db";
@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     telemetry::SCHEMA_V1,
     durable::SCHEMA_V2,
     telemetry::SCHEMA_V3,
+    secrets::SCHEMA_V4,
 ];
 
 /// The schema version this build reads and writes.
@@ -116,7 +117,7 @@ fn check_version(path: &Path, found: u32) -> Result<(), StoreError> {
 }
 
 /// Reads the schema version; a file without the `schema_version` table is at version 0.
-fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
     let has_table: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'",

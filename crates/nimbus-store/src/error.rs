@@ -237,6 +237,63 @@ pub enum StoreError {
         /// The cursor given.
         cursor: String,
     },
+    /// A secret's name or value breaks the rules; the value itself is never in the message.
+    #[error("invalid secret `{name}`: {reason}")]
+    InvalidSecret {
+        /// The name given (cut to 200 characters).
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The store holds secrets but the key they were encrypted with is gone.
+    #[error(
+        "the store holds {n_secrets} secret(s) but their key file {} is missing: restore it from a backup (the secrets cannot be read without it), or remove them with `nimbus secret rm`",
+        path.display()
+    )]
+    MissingSecretKey {
+        /// Where the key file should be.
+        path: PathBuf,
+        /// How many secrets need it.
+        n_secrets: u64,
+    },
+    /// The key file does not hold a key.
+    #[error(
+        "secret key file {} does not hold a key (64 hex digits): restore the original file",
+        path.display()
+    )]
+    InvalidSecretKey {
+        /// The key file.
+        path: PathBuf,
+    },
+    /// The key file could not be read or created.
+    #[error("{action} secret key file {}", path.display())]
+    SecretKeyFile {
+        /// "reading" or "creating".
+        action: &'static str,
+        /// The key file.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A secret did not decrypt: the key is not the one it was stored with, or the stored bytes
+    /// were altered.
+    #[error(
+        "secret `{name}` cannot be decrypted with the key in {}: it is not the key the secret was set with, or the store was altered; restore the original key file, or set the secret again",
+        key_path.display()
+    )]
+    Decrypt {
+        /// The secret's name.
+        name: String,
+        /// The key file used.
+        key_path: PathBuf,
+    },
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed: {reason}")]
+    Random {
+        /// What it reported.
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -258,6 +315,7 @@ impl StoreError {
                 | StoreError::ValueTooLarge { .. }
                 | StoreError::InvalidValue { .. }
                 | StoreError::InvalidCursor { .. }
+                | StoreError::InvalidSecret { .. }
         )
     }
 

@@ -10,6 +10,9 @@
 //! (call them from `spawn_blocking`) and every mutating call has committed when it returns, so an
 //! accepted message, object or key survives a kill -9 of the process (see `durable.rs`).
 //!
+//! It keeps the app's secrets too (`secrets.rs`): encrypted in the database under a key in
+//! `secrets.key` beside it, read back only for functions' environments.
+//!
 //! It is not a general database layer: callers see records and queries, never SQL or connections.
 //! It is the only crate that touches the data dir. It exports nothing over the network and knows
 //! nothing of executors, the gateway or Prometheus; metrics are counted in memory elsewhere.
@@ -21,6 +24,7 @@ mod error;
 mod kv;
 mod queues;
 mod schedules;
+mod secrets;
 mod telemetry;
 
 use std::fmt;
@@ -43,6 +47,9 @@ pub use queues::{
     DEDUPLICATION_WINDOW, MAX_DELAY, MAX_MESSAGE_BATCH, MAX_MESSAGE_BYTES, MAX_RETENTION,
     MAX_VISIBILITY_TIMEOUT, MIN_RETENTION, MessageAttribute, NewMessage, QueueStats,
     ReceivedMessage, SentMessage,
+};
+pub use secrets::{
+    MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SECRET_KEY_FILE, SecretInfo, Secrets,
 };
 pub use telemetry::{
     InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord, SpanRecord,
