@@ -1,7 +1,7 @@
 // Sends N messages to a nimbus queue through the control API as fast as CONC concurrent
 // keep-alive connections allow, then waits until the queue is empty (every message
 // received, processed and deleted). Prints one JSON line.
-//   node bench/events-send.js APP_DIR QUEUE N CONC [delayed]
+//   [BATCH=10] node bench/events-send.js APP_DIR QUEUE N CONC [delayed]
 // With `delayed`, each message is sent with a delaySeconds that makes it visible about
 // one second after the last send is expected to finish (at >= 1,000 sends/s), so the
 // consumers then face a backlog: drain_per_s is that backlog over the time it takes to
@@ -15,6 +15,8 @@ const [appDir, queue, nStr, concStr] = process.argv.slice(2);
 const N = Number(nStr);
 const CONC = Number(concStr);
 const DELAYED = process.argv[6] === 'delayed';
+// BATCH > 1: SendMessageBatch (POST .../messages/batch) of up to 10 messages per request.
+const BATCH = Math.min(10, Math.max(1, Number(process.env.BATCH || 1)));
 const up = JSON.parse(fs.readFileSync(path.join(appDir, '.nimbus/up.json'), 'utf8'));
 const admin = new URL(/^https?:/.test(up.admin) ? up.admin : `http://${up.admin}`);
 if (admin.hostname !== '127.0.0.1' && admin.hostname !== 'localhost') throw new Error(`not loopback: ${up.admin}`);
@@ -49,11 +51,20 @@ async function depth() {
   const tTarget = Date.now() + N + 1000; // ms; assumes >= 1,000 sends/s
   await Promise.all(Array.from({ length: CONC }, async () => {
     while (next < N) {
-      const i = next++;
-      const r = await call('POST', `/v1/queues/${queue}/messages`, JSON.stringify(DELAYED
-        ? { body: `{"i":${i}}`, delaySeconds: Math.max(0, Math.ceil((tTarget - Date.now()) / 1000)) }
-        : { body: `{"i":${i}}` }));
-      if (r.status !== 200) { errors++; if (errors < 5) console.error(r.status, r.body); }
+      const first = next;
+      next = Math.min(N, next + BATCH);
+      const entries = [];
+      for (let i = first; i < next; i++) {
+        entries.push(DELAYED
+          ? { id: `m${i}`, body: `{"i":${i}}`, delaySeconds: Math.max(0, Math.ceil((tTarget - Date.now()) / 1000)) }
+          : { id: `m${i}`, body: `{"i":${i}}` });
+      }
+      const r = BATCH === 1
+        ? await call('POST', `/v1/queues/${queue}/messages`, JSON.stringify(entries[0]))
+        : await call('POST', `/v1/queues/${queue}/messages/batch`, JSON.stringify({ entries }));
+      if (r.status !== 200 || (BATCH > 1 && JSON.parse(r.body).failed.length)) {
+        errors++; if (errors < 5) console.error(r.status, r.body);
+      }
     }
   }));
   const tSent = process.hrtime.bigint();
@@ -64,7 +75,7 @@ async function depth() {
   const tDone = process.hrtime.bigint();
   const s = (a, b) => Number(b - a) / 1e9;
   console.log(JSON.stringify({
-    queue, mode: DELAYED ? 'delayed' : 'live', n: N, conc: CONC, errors,
+    queue, mode: DELAYED ? 'delayed' : 'live', n: N, conc: CONC, batch: BATCH, errors,
     send_s: +s(t0, tSent).toFixed(3), send_per_s: Math.round(N / s(t0, tSent)),
     total_s: +s(t0, tDone).toFixed(3), e2e_per_s: Math.round(N / s(t0, tDone)),
     drain_after_send_s: +s(tSent, tDone).toFixed(3),

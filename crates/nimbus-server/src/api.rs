@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri};
 use nimbus_core::services::Access;
-use nimbus_store::{MessageAttribute, NewMessage};
+use nimbus_store::{MessageAttribute, NewMessage, SentMessage};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
@@ -33,6 +33,7 @@ pub(crate) fn routes(api: Arc<Api>) -> Router {
     Router::new()
         .route("/v1/queues", get(list_queues))
         .route("/v1/queues/{queue}/messages", post(send_message))
+        .route("/v1/queues/{queue}/messages/batch", post(send_message_batch))
         .route("/v1/queues/{queue}/receive", post(receive_messages))
         .route("/v1/queues/{queue}/delete", post(delete_message))
         .route("/v1/queues/{queue}/visibility", post(change_visibility))
@@ -185,14 +186,8 @@ async fn list_queues(
     Ok(json_response(StatusCode::OK, json!({ "queues": queues })))
 }
 
-async fn send_message(
-    State(api): State<Arc<Api>>,
-    Path(queue): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let request = json_body(&body)?;
+/// A message to send, from the JSON a client sent (one entry of a batch, or the whole body).
+fn new_message(request: &Value) -> Result<NewMessage, ApiError> {
     let Some(text) = request.get("body").and_then(Value::as_str) else {
         return Err(bad_request("`body` (a string) is required"));
     };
@@ -204,7 +199,7 @@ async fn send_message(
             })?))
         }
     };
-    let message = NewMessage {
+    Ok(NewMessage {
         body: text.to_owned(),
         delay,
         attributes: attributes(request.get("attributes"))?,
@@ -216,15 +211,88 @@ async fn send_message(
             .get("deduplicationId")
             .and_then(Value::as_str)
             .map(str::to_owned),
-    };
+    })
+}
+
+fn sent_json(sent: &SentMessage) -> Value {
+    let mut value = json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body });
+    if let Some(sequence) = &sent.sequence_number {
+        value["sequenceNumber"] = json!(sequence);
+    }
+    value
+}
+
+async fn send_message(
+    api: Api,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = api.principal(&headers)?;
+    let message = new_message(&json_body(&body)?)?;
     // Carry the sender's trace, so the consumer's invocation joins it.
     let trace = incoming_trace(&headers);
     let sent = services::send_message(&api.events, principal, &queue, message, &trace).await?;
-    let mut value = json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body });
-    if let Some(sequence) = sent.sequence_number {
-        value["sequenceNumber"] = json!(sequence);
+    Ok(json_response(StatusCode::OK, sent_json(&sent)))
+}
+
+/// SQS's SendMessageBatch: up to 10 entries, committed together; an entry that is invalid
+/// is reported under `failed` and the others are still sent.
+async fn send_message_batch(
+    api: Api,
+    Path(queue): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let principal = api.principal(&headers)?;
+    let request = json_body(&body)?;
+    let Some(entries) = request.get("entries").and_then(Value::as_array) else {
+        return Err(bad_request(
+            "`entries` (an array of 1 to 10 {id, body, ...} objects) is required",
+        ));
+    };
+    let mut ids: Vec<String> = Vec::with_capacity(entries.len());
+    let mut messages = Vec::with_capacity(entries.len());
+    for (idx, entry) in entries.iter().enumerate() {
+        let id = entry.get("id").and_then(Value::as_str).unwrap_or_default();
+        if !services::valid_batch_entry_id(id) {
+            return Err(bad_request(format!(
+                "entries[{idx}].id must be 1 to 80 letters, digits, `-` or `_`"
+            )));
+        }
+        if ids.iter().any(|seen| seen == id) {
+            return Err(ApiError::typed(
+                StatusCode::BAD_REQUEST,
+                "BatchEntryIdsNotDistinct",
+                format!("two entries have the id `{id}`"),
+            ));
+        }
+        ids.push(id.to_owned());
+        messages.push(new_message(entry));
     }
-    Ok(json_response(StatusCode::OK, value))
+    let trace = incoming_trace(&headers);
+    let results =
+        services::send_message_batch(&api.events, principal, &queue, messages, &trace).await?;
+    let (mut successful, mut failed) = (Vec::new(), Vec::new());
+    for (id, result) in ids.into_iter().zip(results) {
+        match result {
+            Ok(sent) => {
+                let mut value = sent_json(&sent);
+                value["id"] = json!(id);
+                successful.push(value);
+            }
+            Err(error) => failed.push(json!({
+                "id": id,
+                "code": error.error_type.unwrap_or("InternalError"),
+                "message": error.message,
+                "senderFault": error.status.is_client_error(),
+            })),
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "successful": successful, "failed": failed }),
+    ))
 }
 
 async fn receive_messages(

@@ -166,6 +166,20 @@ impl Events {
         Ok(sent)
     }
 
+    /// Sends up to 10 messages to a queue in one transaction: all are accepted or none.
+    pub(crate) async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<SentMessage>, StoreError> {
+        let name = queue.to_owned();
+        let sent = self
+            .store(move |store| store.send_batch(&name, messages))
+            .await?;
+        self.wake(queue);
+        Ok(sent)
+    }
+
     /// Queues an event for asynchronous invocation of `function` (Lambda's `Event`
     /// invocation type); returns the message id once it is durable.
     pub(crate) async fn invoke_async(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use nimbus_core::FunctionSpec;
+use nimbus_core::{Fault, FunctionSpec};
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
 use nimbus_store::{
     KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, ReceivedMessage,
@@ -94,6 +94,92 @@ pub(crate) async fn send_message(
         .send(queue, message)
         .await
         .map_err(|e| access.fail(e))
+}
+
+/// Whether `id` may name an entry of a batch: SQS's 1 to 80 letters, digits, `-` and `_`.
+pub(crate) fn valid_batch_entry_id(id: &str) -> bool {
+    (1..=80).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Sends up to 10 messages in one transaction, each carrying `trace`. Returns one result
+/// per message, in order: an entry that could not be parsed or that the store refuses (too
+/// long, a reserved attribute) fails alone, the others are sent. A missing queue or a
+/// refused grant fails the whole batch.
+pub(crate) async fn send_message_batch(
+    events: &Events,
+    principal: Principal<'_>,
+    queue: &str,
+    messages: Vec<Result<NewMessage, ApiError>>,
+    trace: &TraceContext,
+) -> Result<Vec<Result<SentMessage, ApiError>>, OpError> {
+    let access = Access::queue_send(queue);
+    principal.authorize(&access)?;
+    if !(1..=nimbus_store::MAX_MESSAGE_BATCH).contains(&messages.len()) {
+        return Err(access.fail(ApiError::typed(
+            StatusCode::BAD_REQUEST,
+            if messages.is_empty() {
+                "EmptyBatchRequest"
+            } else {
+                "TooManyEntriesInBatchRequest"
+            },
+            format!(
+                "a batch holds 1 to {} entries, not {}",
+                nimbus_store::MAX_MESSAGE_BATCH,
+                messages.len()
+            ),
+        )));
+    }
+    // `None`: valid, its result comes from the store below.
+    let mut results: Vec<Option<Result<SentMessage, ApiError>>> = Vec::new();
+    let mut valid = Vec::with_capacity(messages.len());
+    for message in messages {
+        let checked = message.and_then(|mut message| {
+            check_attributes(&access, &message.attributes).map_err(|e| e.error)?;
+            message.attributes.insert(
+                TRACE_ATTRIBUTE.to_owned(),
+                MessageAttribute {
+                    data_type: "String".to_owned(),
+                    value: trace.propagation_header(),
+                },
+            );
+            Ok(message)
+        });
+        match checked {
+            Ok(message) => {
+                valid.push(message);
+                results.push(None);
+            }
+            Err(error) => results.push(Some(Err(error))),
+        }
+    }
+    let mut sent = Vec::with_capacity(valid.len());
+    if !valid.is_empty() {
+        match events.send_batch(queue, valid.clone()).await {
+            Ok(all) => sent.extend(all.into_iter().map(Ok)),
+            Err(err) => {
+                let error = ApiError::from(err);
+                if error.status == StatusCode::NOT_FOUND || error.fault != Fault::Client {
+                    return Err(access.fail(error));
+                }
+                // Some entry was refused: send them one by one to find out which.
+                for message in valid {
+                    sent.push(events.send(queue, message).await.map_err(ApiError::from));
+                }
+            }
+        }
+    }
+    let mut sent = sent.into_iter();
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            result
+                .or_else(|| sent.next())
+                .unwrap_or_else(|| Err(ApiError::platform("the store answered fewer messages than sent")))
+        })
+        .collect())
 }
 
 /// Receives up to `max` (1 to 10) messages.

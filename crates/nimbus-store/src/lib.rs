@@ -29,7 +29,7 @@ mod telemetry;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use rusqlite::Connection;
@@ -79,14 +79,25 @@ struct Inner {
     drops: Arc<Drops>,
 }
 
-/// Idle read-only connections, so concurrent queries do not queue behind one another.
+/// Read-only connections, so concurrent queries do not queue behind one another.
+///
+/// At most `MAX_READERS` are open; they are kept open, because opening one parses the schema
+/// and loses the prepared statements, which costs more than a point read itself. A query
+/// finding all of them busy waits for one.
 struct Readers {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    pool: Mutex<ReaderPool>,
+    returned: Condvar,
 }
 
-/// More idle readers than this are closed after use.
-const MAX_IDLE_READERS: usize = 4;
+struct ReaderPool {
+    idle: Vec<Connection>,
+    n_open: usize,
+}
+
+/// More readers than the machine has cores only queue on the CPU; a few spare cover reads that
+/// wait on the disk.
+const MAX_READERS: usize = 8;
 
 impl Store {
     /// Opens (creating if needed) `<state_dir>/nimbus.db`, WAL mode, runs migrations, starts the writer thread.
@@ -222,33 +233,73 @@ impl fmt::Debug for Store {
 
 impl Readers {
     fn new(path: PathBuf, first: Option<Connection>) -> Readers {
+        let idle: Vec<Connection> = first.into_iter().collect();
         Readers {
             path,
-            idle: Mutex::new(first.into_iter().collect()),
+            pool: Mutex::new(ReaderPool {
+                n_open: idle.len(),
+                idle,
+            }),
+            returned: Condvar::new(),
         }
     }
 
-    /// Runs `f` on an idle read connection, opening one if none is idle.
+    /// Runs `f` on an idle read connection, opening one if none is idle and fewer than
+    /// `MAX_READERS` are open, else waiting for one.
     fn with<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // A panic while holding the lock cannot leave the list inconsistent, so ignore poisoning.
-        let idle = self
-            .idle
+        let conn = self.take()?;
+        // Should `f` panic, the connection is closed and its slot freed.
+        let slot = Slot(self);
+        let res = f(&conn);
+        std::mem::forget(slot);
+        // A panic while holding the lock cannot leave the pool inconsistent, so ignore poisoning.
+        self.pool
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => db::open_reader(&self.path)?,
-        };
-        let res = f(&conn);
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE_READERS {
-            idle.push(conn);
-        }
+            .idle
+            .push(conn);
+        self.returned.notify_one();
         res
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                return Ok(conn);
+            }
+            if pool.n_open < MAX_READERS {
+                pool.n_open += 1;
+                drop(pool);
+                return db::open_reader(&self.path).inspect_err(|_| {
+                    self.pool
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .n_open -= 1;
+                });
+            }
+            pool = self
+                .returned
+                .wait(pool)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// The pool slot of a connection in use; dropped only when its user panicked.
+struct Slot<'a>(&'a Readers);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .n_open -= 1;
+        self.0.returned.notify_one();
     }
 }
 

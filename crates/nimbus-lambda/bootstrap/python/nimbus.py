@@ -423,6 +423,29 @@ class Queue:
             ),
         )
 
+    def send_batch(self, entries):
+        """Sends up to 10 messages in one request and one commit. Each entry is a dict with
+        "body" and optionally "id" (default: its index), "delay_seconds", "attributes",
+        "group_id", "deduplication_id".
+        -> {"successful": [{"id", "messageId", "md5OfBody", ...}], "failed": [{"id", "code", "message", "senderFault"}]}"""
+        return _json(
+            "POST",
+            self._path + "/messages/batch",
+            {
+                "entries": [
+                    _defined(
+                        id=str(entry.get("id", idx)),
+                        body=_to_text(entry.get("body")),
+                        delaySeconds=entry.get("delay_seconds"),
+                        attributes=_to_attributes(entry.get("attributes")),
+                        groupId=entry.get("group_id"),
+                        deduplicationId=entry.get("deduplication_id"),
+                    )
+                    for idx, entry in enumerate(entries)
+                ]
+            },
+        )
+
     def receive(self, max_messages=None, visibility_timeout=None):
         """-> [{"messageId", "receiptHandle", "body", "attributes", "receiveCount", "sentTimestamp", "groupId"?}]"""
         r = _json(

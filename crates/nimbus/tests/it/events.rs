@@ -676,6 +676,150 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     assert_eq!(received["messages"][0]["body"], "keep me");
 }
 
+#[tokio::test]
+async fn a_batch_send_commits_the_valid_entries_and_reports_the_others() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("seen.txt");
+    let manifest = format!(
+        r#"
+service: batches
+provider:
+  runtime: nodejs20.x
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: [sqs:SendMessage]
+          Resource: arn:aws:sqs:*:*:jobs
+queues:
+  jobs: {{}}
+functions:
+  producer:
+    handler: producer.handler
+    events:
+      - httpApi: POST /jobs
+  worker:
+    handler: worker.handler
+    environment:
+      OUT: {out}
+    events:
+      - sqs: {{ arn: jobs, batchSize: 10, maximumBatchingWindow: 1 }}
+"#,
+        out = out.display()
+    );
+    let producer_js = r#"
+const nimbus = require('nimbus');
+exports.handler = async () => {
+  const res = await nimbus.queue('jobs').sendBatch([
+    { id: 'a', body: 'one' },
+    { id: 'b', body: { n: 2 }, attributes: { kind: 'json' } },
+    { id: 'c', body: 'reserved', attributes: { 'nimbus.sneaky': 'x' } },
+    { id: 'd', body: 'x'.repeat(256 * 1024 + 1) },
+    { id: 'e', body: 'three', delaySeconds: 1 },
+  ]);
+  return { statusCode: 200, body: JSON.stringify(res) };
+};
+"#;
+    let worker_js = r#"
+const fs = require('fs');
+exports.handler = async (event) => {
+  for (const r of event.Records) fs.appendFileSync(process.env.OUT, r.body + '\n');
+};
+"#;
+    let app = TestApp::new(&[
+        ("nimbus.yaml", &manifest),
+        ("producer.js", producer_js),
+        ("worker.js", worker_js),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.request("POST", "/jobs", &[], Vec::new()).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let answer = res.json();
+    let ids = |list: &str| -> Vec<String> {
+        answer[list]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|e| e["id"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(ids("successful"), ["a", "b", "e"], "{answer}");
+    assert_eq!(ids("failed"), ["c", "d"], "{answer}");
+    assert_eq!(answer["failed"][0]["senderFault"], true);
+    assert_eq!(answer["failed"][1]["code"], "MessageTooLong", "{answer}");
+    assert!(answer["successful"][0]["messageId"].is_string());
+
+    let mut seen = lines_when(&out, 3).await;
+    seen.sort();
+    assert_eq!(seen, ["one", "three", r#"{"n":2}"#]);
+
+    // Whole-request errors, through the control API.
+    let batch = |entries: serde_json::Value| serde_json::json!({ "entries": entries }).to_string();
+    for (queue, body, status, error_type) in [
+        (
+            "jobs",
+            batch(serde_json::json!([])),
+            400,
+            "EmptyBatchRequest",
+        ),
+        (
+            "jobs",
+            batch(
+                (0..11)
+                    .map(|i| serde_json::json!({"id": format!("m{i}"), "body": "x"}))
+                    .collect(),
+            ),
+            400,
+            "TooManyEntriesInBatchRequest",
+        ),
+        (
+            "jobs",
+            batch(serde_json::json!([{"id": "same", "body": "1"}, {"id": "same", "body": "2"}])),
+            400,
+            "BatchEntryIdsNotDistinct",
+        ),
+        (
+            "nope",
+            batch(serde_json::json!([{"id": "a", "body": "1"}])),
+            404,
+            "QueueDoesNotExist",
+        ),
+    ] {
+        let res = api(
+            &server,
+            app.path(),
+            "POST",
+            &format!("/v1/queues/{queue}/messages/batch"),
+            &body,
+        )
+        .await;
+        assert_eq!(res.status, status, "{}", res.text());
+        assert_eq!(res.json()["type"], error_type, "{}", res.text());
+    }
+    let res = api(
+        &server,
+        app.path(),
+        "POST",
+        "/v1/queues/jobs/messages/batch",
+        &batch(serde_json::json!([{"id": "has space", "body": "1"}])),
+    )
+    .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(res.text().contains("entries[0].id"), "{}", res.text());
+    // None of the refused requests sent anything.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        3
+    );
+}
+
 #[test]
 fn a_malformed_cron_is_a_manifest_error() {
     let manifest = "service: cron\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  tick:\n    handler: noop.handler\n    events:\n      - schedule: cron(0 12 * * * *)\n";
