@@ -25,6 +25,9 @@ pub struct FunctionSpec {
     pub timeout: Duration,
     /// Provider environment merged with the function's own (the function wins).
     pub environment: BTreeMap<String, String>,
+    /// The secrets (`${secret:NAME}`) whose values are in `environment`, by name, sorted.
+    /// Their values are never to be shown: executors' log sinks redact them.
+    pub secrets: Vec<String>,
     /// At most this many instances at once (`reservedConcurrency`); `None` is unbounded.
     pub reserved_concurrency: Option<u32>,
     /// Instances started at boot and kept warm (`provisionedConcurrency`).

@@ -1,17 +1,19 @@
 //! The app manifest: `nimbus.yaml` or `serverless.yml`, in the Serverless Framework v3 shape.
 //!
 //! [`parse`] reads the YAML with saphyr into a positioned tree (`tree`), substitutes
-//! `${source:address}` variables as values are read (`vars`), and validates the service,
-//! provider and functions (`schema`, `routes`), the queues, topics, buckets and KV
-//! namespaces the app declares (`resources`, `references`), and the functions' event
-//! sources, asynchronous destinations and grants (`sources`, `access`). It collects every
-//! problem instead of stopping at the first, so one run of `nimbus deploy` shows all of them.
+//! `${source:address}` variables as values are read (`vars`; `${secret:NAME}` only in
+//! `environment` values), and validates the service, provider and functions (`schema`,
+//! `routes`), the queues, topics, buckets and KV namespaces the app declares (`resources`,
+//! `references`), and the functions' event sources, asynchronous destinations and grants
+//! (`sources`, `access`). It collects every problem instead of stopping at the first, so
+//! one run of `nimbus deploy` shows all of them.
 //!
 //! Keys that nimbus does not model are never dropped silently: each one becomes a
 //! warning in [`Manifest::warnings`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::FunctionSpec;
 use crate::events::AppResources;
@@ -71,13 +73,35 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-/// Values for `${env:..}` and `${opt:..}` variables; core reads no environment itself.
+/// Values for `${env:..}`, `${opt:..}` and `${secret:..}` variables; core reads no
+/// environment or store itself.
 #[derive(Debug, Clone, Default)]
 pub struct Variables {
     /// The process environment.
     pub env: BTreeMap<String, String>,
     /// CLI options such as `stage` and `region`.
     pub options: BTreeMap<String, String>,
+    /// Where `${secret:NAME}` values come from; `None` when the app has no secrets, which
+    /// makes every `${secret:..}` unknown.
+    pub secrets: Option<Arc<dyn SecretResolver>>,
+}
+
+/// Looks up the values of `${secret:NAME}` variables; the binary implements it on the
+/// app's secret store.
+///
+/// A value it returns only ever lands in a function's `environment` (and so in
+/// `FunctionSpec::secrets`, by name): the parser never puts it in a diagnostic.
+pub trait SecretResolver: fmt::Debug + Send + Sync {
+    /// The value of the secret `name`; `Ok(None)` when no such secret is set, `Err` with a
+    /// message (never the value) when it exists but cannot be read.
+    fn resolve(&self, name: &str) -> Result<Option<String>, String>;
+}
+
+/// Secrets from a map, for tests and callers that hold the values already.
+impl SecretResolver for BTreeMap<String, String> {
+    fn resolve(&self, name: &str) -> Result<Option<String>, String> {
+        Ok(self.get(name).cloned())
+    }
 }
 
 /// Parses and validates a manifest. `file` is only used in diagnostics.
@@ -116,6 +140,7 @@ pub fn parse(source: &str, file: &str, vars: &Variables) -> Result<Manifest, Vec
         self_stack: Vec::new(),
         app: resources::App::default(),
         policy_names: policy::PolicyNames::default(),
+        secret_scope: None,
     };
     let res = cx.manifest();
     let errors = sorted(cx.errors);
@@ -152,6 +177,10 @@ struct Cx<'a> {
     app: resources::App,
     /// The provider's authorizers, API keys and default rate limit, for routes.
     policy_names: policy::PolicyNames,
+    /// The names of the secrets read while reading one `environment` value; `None` anywhere
+    /// else, where `${secret:..}` is an error, so a secret's value reaches only a function's
+    /// environment and never a route, a name or a diagnostic.
+    secret_scope: Option<Vec<String>>,
 }
 
 impl Cx<'_> {

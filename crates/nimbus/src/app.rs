@@ -77,6 +77,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
     let vars = manifest::Variables {
         env: std::env::vars().collect(),
         options,
+        secrets: None,
     };
     let manifest = match manifest::parse(&source, &file_name, &vars) {
         Ok(manifest) => manifest,

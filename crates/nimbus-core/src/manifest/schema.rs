@@ -1,6 +1,6 @@
 //! The Serverless Framework v3 schema as nimbus models it: service, provider and functions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::events::{AsyncConfig, EventSource, Grant};
@@ -45,10 +45,18 @@ enum RuntimeSetting {
     Set(Runtime),
 }
 
+/// Environment variables, and which of them hold secrets' values.
+#[derive(Clone, Default)]
+struct Environment {
+    values: BTreeMap<String, String>,
+    /// Variable name to the names of the secrets (`${secret:..}`) in its value.
+    secrets: BTreeMap<String, Vec<String>>,
+}
+
 /// Provider settings that functions inherit.
 struct Provider {
     runtime: RuntimeSetting,
-    environment: BTreeMap<String, String>,
+    environment: Environment,
     memory_mb: u32,
     timeout: Duration,
     /// `provider.httpApi.cors`, the CORS setting of every `httpApi` route.
@@ -61,6 +69,24 @@ struct Provider {
     /// ARNs in them name functions as `service-stage-function`).
     iam: Vec<(Node, String)>,
     iam_role_statements: Vec<(Node, String)>,
+}
+
+impl Environment {
+    /// Adds `other`'s variables, replacing those of the same name (a function's own
+    /// variables win over the provider's).
+    fn extend(&mut self, other: Environment) {
+        for name in other.values.keys() {
+            self.secrets.remove(name);
+        }
+        self.values.extend(other.values);
+        self.secrets.extend(other.secrets);
+    }
+
+    /// The secrets whose values are in the variables, sorted, each once.
+    fn secret_names(&self) -> Vec<String> {
+        let names: BTreeSet<&String> = self.secrets.values().flatten().collect();
+        names.into_iter().cloned().collect()
+    }
 }
 
 impl Cx<'_> {
@@ -184,7 +210,7 @@ impl Cx<'_> {
     fn provider(&mut self, node: Option<&Node>) -> Provider {
         let mut provider = Provider {
             runtime: RuntimeSetting::Unset,
-            environment: BTreeMap::new(),
+            environment: Environment::default(),
             memory_mb: DEFAULT_MEMORY_MB,
             timeout: DEFAULT_TIMEOUT,
             http_api_cors: false,
@@ -487,7 +513,8 @@ impl Cx<'_> {
             runtime: runtime?,
             memory_mb,
             timeout,
-            environment,
+            secrets: environment.secret_names(),
+            environment: environment.values,
             reserved_concurrency,
             provisioned_concurrency,
             http_routes,
@@ -563,21 +590,21 @@ impl Cx<'_> {
     }
 
     /// A mapping of variable names to text; numbers and booleans are written as text.
-    fn environment(&mut self, node: &Node, key: &str) -> BTreeMap<String, String> {
+    fn environment(&mut self, node: &Node, key: &str) -> Environment {
         let node = self.read(node, key);
         let entries = match node.value {
             Value::Map(entries) => entries,
-            Value::Null | Value::Invalid => return BTreeMap::new(),
+            Value::Null | Value::Invalid => return Environment::default(),
             _ => {
                 let message = format!(
                     "expected a mapping of variable names to values, got {}",
                     node.describe()
                 );
                 self.error(node.pos, key, message);
-                return BTreeMap::new();
+                return Environment::default();
             }
         };
-        let mut environment = BTreeMap::new();
+        let mut environment = Environment::default();
         for entry in &entries {
             let entry_key = join_key(key, &entry.key);
             if !is_env_name(&entry.key) {
@@ -587,7 +614,10 @@ impl Cx<'_> {
                 );
                 self.error(entry.key_pos, &entry_key, message);
             }
+            // Only here may `${secret:..}` be used; the scope collects the secrets it reads.
+            self.secret_scope = Some(Vec::new());
             let value = self.read(&entry.value, &entry_key);
+            let secrets = self.secret_scope.take().unwrap_or_default();
             let text = match value.value {
                 Value::Str(s) => s,
                 Value::Int(i) => i.to_string(),
@@ -608,7 +638,10 @@ impl Cx<'_> {
                     continue;
                 }
             };
-            environment.insert(entry.key.clone(), text);
+            if !secrets.is_empty() {
+                environment.secrets.insert(entry.key.clone(), secrets);
+            }
+            environment.values.insert(entry.key.clone(), text);
         }
         environment
     }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use expect_test::{Expect, expect};
 
@@ -27,6 +28,10 @@ fn check_with(options: &[(&str, &str)], yaml: &str, expect: Expect) {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        secrets: Some(Arc::new(BTreeMap::from([
+            ("DB_PASSWORD".to_owned(), "hunter2".to_owned()),
+            ("API_TOKEN".to_owned(), "tok_123".to_owned()),
+        ]))),
     };
     let actual = match parse(&dedent(yaml), "serverless.yml", &vars) {
         Ok(manifest) => summary(&manifest),
@@ -76,6 +81,9 @@ fn summary(manifest: &super::Manifest) -> String {
         }
         for (name, value) in &function.environment {
             let _ = writeln!(out, "  env {name}={value:?}");
+        }
+        if !function.secrets.is_empty() {
+            let _ = writeln!(out, "  secrets {}", function.secrets.join(", "));
         }
         for route in &function.http_routes {
             let cors = if route.cors { " cors" } else { "" };
@@ -578,6 +586,7 @@ fn gateway_policies_are_read() {
     let vars = Variables {
         env: BTreeMap::from([("KEY".to_owned(), "from-env-0123456789abcdef".to_owned())]),
         options: BTreeMap::new(),
+        secrets: None,
     };
     let yaml = dedent(
         "
@@ -1200,7 +1209,7 @@ fn unresolvable_variables_are_errors() {
             serverless.yml:5:8: provider.environment.A: cannot resolve `${env:NOT_SET}`: environment variable `NOT_SET` is not set; set it or give a default: `${env:NOT_SET, 'value'}`
             serverless.yml:6:8: provider.environment.B: cannot resolve `${opt:color}`: option `--color` was not given; pass it or give a default: `${opt:color, 'value'}`
             serverless.yml:7:8: provider.environment.C: cannot resolve `${self:custom.nope}`: `custom.nope` is not in the manifest
-            serverless.yml:8:8: provider.environment.D: cannot resolve `${ssm:/path/to/key}`: nimbus cannot resolve `ssm` variables here; give a default: `${ssm:/path/to/key, 'value'}`
+            serverless.yml:8:8: provider.environment.D: cannot resolve `${ssm:/path/to/key}`: nimbus cannot resolve `ssm` variables; keep the value as a nimbus secret (`nimbus secret set NAME`, then `${secret:NAME}`) or give a default: `${ssm:/path/to/key, 'value'}`
             serverless.yml:9:8: provider.environment.E: cannot resolve `${cf:stack.output}`: nimbus cannot resolve `cf` variables here; give a default: `${cf:stack.output, 'value'}`
             serverless.yml:10:8: provider.environment.F: cannot resolve `${file(./config.json):key}`: nimbus cannot resolve `file(./config.json)` variables here; give a default: `${file(./config.json):key, 'value'}`
             serverless.yml:11:8: provider.environment.G: cannot resolve `${env:NOT_SET, ${env:ALSO_NOT_SET}}`: environment variable `NOT_SET` is not set; set it or give a default: `${env:NOT_SET, 'value'}`, and no fallback resolved
@@ -1211,6 +1220,121 @@ fn unresolvable_variables_are_errors() {
             serverless.yml:18:40: functions.f.memorySize: cannot resolve `${self:custom.text}`: `custom.text` is not in the manifest
         "#]],
     );
+}
+
+#[test]
+fn secrets_resolve_in_environment_values() {
+    check(
+        "
+        service: s
+        provider:
+          runtime: nodejs20.x
+          environment:
+            DB_URL: 'postgres://app:${secret:DB_PASSWORD}@db/app'
+            TOKEN: ${secret:API_TOKEN}
+            FALLBACK: ${secret:NOT_SET, 'dev'}
+        functions:
+          f:
+            handler: f.handler
+          g:
+            handler: g.handler
+            environment: { DB_URL: plain, OWN: 'Bearer ${secret:API_TOKEN}' }
+          h:
+            handler: h.handler
+            environment: { DB_URL: plain, TOKEN: plain }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 10), 1024 MB, 6s
+              Node { major: 20 }
+              env DB_URL="postgres://app:hunter2@db/app"
+              env FALLBACK="dev"
+              env TOKEN="tok_123"
+              secrets API_TOKEN, DB_PASSWORD
+            function g: nodejs20.x g.handler (line 12), 1024 MB, 6s
+              Node { major: 20 }
+              env DB_URL="plain"
+              env FALLBACK="dev"
+              env OWN="Bearer tok_123"
+              env TOKEN="tok_123"
+              secrets API_TOKEN
+            function h: nodejs20.x h.handler (line 15), 1024 MB, 6s
+              Node { major: 20 }
+              env DB_URL="plain"
+              env FALLBACK="dev"
+              env TOKEN="plain"
+        "#]],
+    );
+}
+
+#[test]
+fn secrets_outside_environment_values_and_unknown_secrets_are_errors() {
+    check(
+        "
+        service: s
+        custom: { token: '${secret:API_TOKEN}' }
+        provider:
+          runtime: nodejs20.x
+          stage: ${secret:API_TOKEN}
+          environment:
+            A: ${secret:NOT_SET}
+            B: ${self:custom.token}
+            C: ${secret:}
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - httpApi: 'GET /${secret:DB_PASSWORD}'
+        ",
+        expect![[r#"
+            serverless.yml:2:18: custom.token: `${secret:API_TOKEN}` can only be used in an `environment` value, written there directly (not through `${self:..}`), so that a secret's value reaches only its functions
+            serverless.yml:5:10: provider.stage: `${secret:API_TOKEN}` can only be used in an `environment` value, written there directly (not through `${self:..}`), so that a secret's value reaches only its functions
+            serverless.yml:7:8: provider.environment.A: cannot resolve `${secret:NOT_SET}`: secret `NOT_SET` is not set; `nimbus secret set NOT_SET` creates it (the value is read from stdin)
+            serverless.yml:9:8: provider.environment.C: cannot resolve `${secret:}`: `secret:` needs a name, as in `${secret:DB_PASSWORD}`
+            serverless.yml:14:18: functions.f.events[0].httpApi: `${secret:DB_PASSWORD}` can only be used in an `environment` value, written there directly (not through `${self:..}`), so that a secret's value reaches only its functions
+        "#]],
+    );
+}
+
+#[test]
+fn secrets_that_cannot_be_read_or_without_a_store_are_errors() {
+    #[derive(Debug)]
+    struct Unreadable;
+    impl super::SecretResolver for Unreadable {
+        fn resolve(&self, name: &str) -> Result<Option<String>, String> {
+            Err(format!("no key to decrypt `{name}` with"))
+        }
+    }
+    let yaml = dedent(
+        "
+        service: s
+        provider:
+          runtime: nodejs20.x
+          environment: { A: '${secret:API_TOKEN}' }
+        functions:
+          f: { handler: f.handler }
+        ",
+    );
+    let mut actual = String::new();
+    for secrets in [
+        Some(Arc::new(Unreadable) as Arc<dyn super::SecretResolver>),
+        None,
+    ] {
+        let vars = Variables {
+            secrets,
+            ..Variables::default()
+        };
+        if let Err(errors) = parse(&yaml, "serverless.yml", &vars) {
+            for error in errors {
+                let _ = writeln!(actual, "{error}");
+            }
+        }
+    }
+    expect![[r#"
+        serverless.yml:4:21: provider.environment.A: cannot read secret `API_TOKEN`: no key to decrypt `API_TOKEN` with
+        serverless.yml:4:21: provider.environment.A: cannot resolve `${secret:API_TOKEN}`: secret `API_TOKEN` is not set; `nimbus secret set API_TOKEN` creates it (the value is read from stdin)
+    "#]]
+    .assert_eq(&actual);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! `${source:address, fallback}` variables, substituted in string values as they are read.
 //!
 //! The sources follow the Serverless Framework v3: `env`, `opt`, `self` and `sls:stage`.
+//! nimbus adds `secret`, the app's own secrets (`nimbus secret set`), where Serverless would
+//! use `ssm`; it is allowed only in `environment` values (see `Cx::secret_scope`).
 //! Any other source (`ssm`, `cf`, `s3`, `file(..)`, ...) needs a fallback, because
 //! nimbus has no AWS account or file system to ask. A text such as CloudFormation's
 //! `${AWS::Region}` or `${MyBucket}` is not a variable and is kept as written.
@@ -221,6 +223,10 @@ impl Cx<'_> {
                 "nimbus only resolves `${{sls:stage}}`, not `{name}`"
             )),
             "self" => self.lookup_self(name, pos, key),
+            "secret" => self.lookup_secret(name, pos, key),
+            "ssm" => Lookup::Missing(format!(
+                "nimbus cannot resolve `ssm` variables; keep the value as a nimbus secret (`nimbus secret set NAME`, then `${{secret:NAME}}`) or give a default: `${{{address}, 'value'}}`"
+            )),
             _ => Lookup::Missing(format!(
                 "nimbus cannot resolve `{source}` variables here; give a default: `${{{address}, 'value'}}`"
             )),
@@ -265,6 +271,42 @@ impl Cx<'_> {
         })
     }
 
+    /// `${secret:NAME}`: the secret's value, only inside an `environment` value.
+    /// No message here ever holds the value.
+    fn lookup_secret(&mut self, name: &str, pos: Pos, key: &str) -> Lookup {
+        if self.secret_scope.is_none() {
+            let message = format!(
+                "`${{secret:{name}}}` can only be used in an `environment` value, written there directly (not through `${{self:..}}`), so that a secret's value reaches only its functions"
+            );
+            self.error(pos, key, message);
+            return Lookup::Failed;
+        }
+        if name.is_empty() {
+            return Lookup::Missing(
+                "`secret:` needs a name, as in `${secret:DB_PASSWORD}`".to_owned(),
+            );
+        }
+        let res = match &self.vars.secrets {
+            Some(resolver) => resolver.resolve(name),
+            None => Ok(None),
+        };
+        match res {
+            Ok(Some(value)) => {
+                if let Some(used) = &mut self.secret_scope {
+                    used.push(name.to_owned());
+                }
+                found_text(&value, pos)
+            }
+            Ok(None) => Lookup::Missing(format!(
+                "secret `{name}` is not set; `nimbus secret set {name}` creates it (the value is read from stdin)"
+            )),
+            Err(message) => {
+                self.error(pos, key, format!("cannot read secret `{name}`: {message}"));
+                Lookup::Failed
+            }
+        }
+    }
+
     /// `${self:a.b.c}`: the value at that path of this document, itself resolved.
     fn lookup_self(&mut self, path: &str, pos: Pos, key: &str) -> Lookup {
         if path.is_empty() {
@@ -280,7 +322,11 @@ impl Cx<'_> {
             return Lookup::Failed;
         }
         self.self_stack.push(path.to_owned());
+        // What `${self:..}` refers to is read outside any `environment` value, so it resolves
+        // the same wherever it is used and its result can be cached.
+        let secret_scope = self.secret_scope.take();
         let res = self.walk_self(path);
+        self.secret_scope = secret_scope;
         self.self_stack.pop();
         match &res {
             Lookup::Found(node) => {
