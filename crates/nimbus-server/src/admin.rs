@@ -5,37 +5,26 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode};
 use nimbus_core::Outcome;
 
 use crate::ServerConfig;
-use crate::api::Api;
+use crate::api::{Api, ApiState};
 use crate::error::ApiError;
-use crate::events::Events;
-use crate::functions::{Functions, InvokeRequest};
+use crate::functions::InvokeRequest;
+use crate::generation::Current;
 use crate::telemetry::{QueueDepth, Trigger};
 
 /// Lambda's synchronous payload limit applies to direct invocations too.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
-struct Admin {
-    functions: Arc<Functions>,
-    api: Arc<Api>,
-    token: String,
-}
-
-pub(crate) fn router(functions: Arc<Functions>, events: Arc<Events>, cfg: &ServerConfig) -> Router {
-    let api = Arc::new(Api {
-        events,
+pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig) -> Router {
+    let state = Arc::new(ApiState {
+        current,
         admin_token: cfg.admin_token.clone(),
-    });
-    let admin = Arc::new(Admin {
-        functions,
-        api: api.clone(),
-        token: cfg.admin_token.clone(),
     });
     Router::new()
         // The path of Lambda's Invoke API, so tools that speak it find their way.
@@ -43,23 +32,23 @@ pub(crate) fn router(functions: Arc<Functions>, events: Arc<Events>, cfg: &Serve
         .route("/functions", get(list))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
-        .with_state(admin)
-        .merge(crate::api::routes(api))
+        .with_state(state.clone())
+        .merge(crate::api::routes(state))
 }
 
 async fn invoke(
-    State(admin): State<Arc<Admin>>,
+    api: Api,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // Functions may invoke the functions they are granted (`lambda:InvokeFunction`).
-    admin.api.authorize(
+    api.authorize(
         &headers,
         "lambda:InvokeFunction",
         &format!("function:{name}"),
     )?;
-    let Some(function_idx) = admin.functions.index(&name) else {
+    let Some(function_idx) = api.generation.functions.index(&name) else {
         return Err(ApiError::typed(
             StatusCode::NOT_FOUND,
             "ResourceNotFoundException",
@@ -86,8 +75,7 @@ async fn invoke(
         "RequestResponse" => {}
         "Event" => {
             let payload = String::from_utf8_lossy(&payload).into_owned();
-            let sent = admin
-                .api
+            let sent = api
                 .events
                 .invoke_async(&name, payload, &trace, "event")
                 .await?;
@@ -112,7 +100,8 @@ async fn invoke(
         }
     }
     let request_id = crate::telemetry::trace::new_request_id();
-    let report = admin
+    let report = api
+        .generation
         .functions
         .invoke_detached(
             function_idx,
@@ -145,9 +134,10 @@ async fn invoke(
     Ok(res)
 }
 
-async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Response, ApiError> {
-    admin.authorize(&headers)?;
-    let functions: Vec<serde_json::Value> = admin
+async fn list(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
+    api.authorize_operator(&headers)?;
+    let functions: Vec<serde_json::Value> = api
+        .generation
         .functions
         .list
         .iter()
@@ -167,14 +157,10 @@ async fn list(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Result<Res
 }
 
 /// Prometheus text exposition (scrape it with `authorization: { credentials: <token> }`).
-async fn metrics(
-    State(admin): State<Arc<Admin>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    admin.authorize(&headers)?;
-    let functions = &admin.functions;
-    let depths = admin
-        .api
+async fn metrics(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
+    api.authorize_operator(&headers)?;
+    let functions = &api.generation.functions;
+    let depths = api
         .events
         .store(|store| {
             let mut depths = Vec::new();
@@ -211,18 +197,6 @@ async fn metrics(
         text,
     )
         .into_response())
-}
-
-impl Admin {
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match crate::api::bearer(headers) {
-            Some(token) if constant_time_eq(token.as_bytes(), self.token.as_bytes()) => Ok(()),
-            _ => Err(ApiError::client(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token",
-            )),
-        }
-    }
 }
 
 /// Compares without an early exit, so the token cannot be guessed byte by byte by timing.

@@ -3,12 +3,13 @@
 //! docs/api.md. Handlers turn HTTP into the operations of `services.rs` and back.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri};
@@ -19,21 +20,50 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::events::{Events, Publish};
 use crate::gateway::incoming_trace;
+use crate::generation::{Current, Generation};
 use crate::services::{self, Principal, bad_request};
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-pub(crate) struct Api {
-    pub(crate) events: Arc<Events>,
+/// What every handler of the control port shares.
+pub(crate) struct ApiState {
+    pub(crate) current: Arc<Current>,
     pub(crate) admin_token: String,
 }
 
-pub(crate) fn routes(api: Arc<Api>) -> Router {
+/// The control port as one request sees it: the app generation current when it arrived
+/// (loaded once, kept to its end) and the shared state.
+pub(crate) struct Api {
+    pub(crate) generation: Arc<Generation>,
+    pub(crate) events: Arc<Events>,
+    state: Arc<ApiState>,
+}
+
+impl FromRequestParts<Arc<ApiState>> for Api {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        _parts: &mut http::request::Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Api, Infallible> {
+        let generation = state.current.load();
+        Ok(Api {
+            events: generation.events.clone(),
+            generation,
+            state: state.clone(),
+        })
+    }
+}
+
+pub(crate) fn routes(api: Arc<ApiState>) -> Router {
     Router::new()
         .route("/v1/queues", get(list_queues))
         .route("/v1/queues/{queue}/messages", post(send_message))
-        .route("/v1/queues/{queue}/messages/batch", post(send_message_batch))
+        .route(
+            "/v1/queues/{queue}/messages/batch",
+            post(send_message_batch),
+        )
         .route("/v1/queues/{queue}/receive", post(receive_messages))
         .route("/v1/queues/{queue}/delete", post(delete_message))
         .route("/v1/queues/{queue}/visibility", post(change_visibility))
@@ -60,10 +90,10 @@ impl Api {
     /// Resolves the bearer token to a caller: the operator's token, or a function's.
     pub(crate) fn principal(&self, headers: &HeaderMap) -> Result<Principal<'_>, ApiError> {
         let token = bearer(headers).ok_or_else(unauthorized)?;
-        if crate::admin::constant_time_eq(token.as_bytes(), self.admin_token.as_bytes()) {
+        if crate::admin::constant_time_eq(token.as_bytes(), self.state.admin_token.as_bytes()) {
             return Ok(Principal::Operator);
         }
-        match self.events.functions.by_token(token) {
+        match self.generation.functions.by_token(token) {
             Some(function) => Ok(Principal::Function(&function.spec)),
             None => Err(unauthorized()),
         }
@@ -79,6 +109,21 @@ impl Api {
         resource: &str,
     ) -> Result<(), ApiError> {
         self.principal(headers)?.check(action, resource)
+    }
+
+    /// Checks that the bearer token is the operator's.
+    pub(crate) fn authorize_operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match bearer(headers) {
+            Some(token)
+                if crate::admin::constant_time_eq(
+                    token.as_bytes(),
+                    self.state.admin_token.as_bytes(),
+                ) =>
+            {
+                Ok(())
+            }
+            _ => Err(unauthorized()),
+        }
     }
 }
 
@@ -156,10 +201,7 @@ pub(crate) fn attributes(
     Ok(attributes)
 }
 
-async fn list_queues(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+async fn list_queues(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
     let access = Access::queue_list();
     api.principal(&headers)?
         .check(access.action, &access.resource)?;
@@ -296,7 +338,7 @@ async fn send_message_batch(
 }
 
 async fn receive_messages(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(queue): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -353,7 +395,7 @@ fn receipt_handle(request: &Value) -> Result<String, ApiError> {
 }
 
 async fn delete_message(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(queue): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -365,7 +407,7 @@ async fn delete_message(
 }
 
 async fn change_visibility(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(queue): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -389,7 +431,7 @@ async fn change_visibility(
 }
 
 async fn purge_queue(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(queue): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -404,7 +446,7 @@ async fn purge_queue(
 }
 
 async fn publish(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(topic): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -520,7 +562,7 @@ fn no_such_key(bucket: &str, key: &str) -> ApiError {
 }
 
 async fn put_object(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -548,7 +590,7 @@ async fn put_object(
 }
 
 async fn get_object(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -560,7 +602,7 @@ async fn get_object(
 }
 
 async fn head_object(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -583,7 +625,7 @@ async fn head_object(
 }
 
 async fn delete_object(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -594,7 +636,7 @@ async fn delete_object(
 }
 
 async fn list_objects(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(bucket): Path<String>,
     headers: HeaderMap,
     uri: Uri,
@@ -626,7 +668,7 @@ async fn list_objects(
 }
 
 async fn kv_get(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -661,7 +703,7 @@ async fn kv_get(
 }
 
 async fn kv_put(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
@@ -713,7 +755,7 @@ async fn kv_put(
 }
 
 async fn kv_delete(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path((namespace, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -723,7 +765,7 @@ async fn kv_delete(
 }
 
 async fn kv_list(
-    State(api): State<Arc<Api>>,
+    api: Api,
     Path(namespace): Path<String>,
     headers: HeaderMap,
     uri: Uri,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use nimbus_core::{Executor, FunctionSpec, Invocation, InvocationReport, InvokeError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::error::ApiError;
 use crate::telemetry::trace::{self, TraceContext};
@@ -18,6 +18,10 @@ pub(crate) struct Functions {
     pub(crate) list: Vec<Function>,
     by_name: HashMap<String, usize>,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Dropped with the last reference to these functions (the generation, its
+    /// consumers, every detached invocation), which tells a replaced generation that
+    /// nothing can invoke its executors any more.
+    _released: oneshot::Sender<()>,
 }
 
 pub(crate) struct Function {
@@ -43,6 +47,7 @@ impl Functions {
         served: Vec<ServedFunction>,
         cfg: &ServerConfig,
         telemetry: Arc<Telemetry>,
+        released: oneshot::Sender<()>,
     ) -> Functions {
         let list: Vec<Function> = served
             .into_iter()
@@ -69,6 +74,7 @@ impl Functions {
             list,
             by_name,
             telemetry,
+            _released: released,
         }
     }
 
@@ -99,12 +105,6 @@ impl Functions {
         self.list
             .iter()
             .find(|f| crate::admin::constant_time_eq(f.token.as_bytes(), token.as_bytes()))
-    }
-
-    pub(crate) async fn shutdown(&self) {
-        for function in &self.list {
-            function.executor.shutdown().await;
-        }
     }
 }
 

@@ -20,36 +20,47 @@ use http_body_util::BodyExt;
 use nimbus_core::{HttpMethod, Outcome};
 use nimbus_store::SpanRecord;
 
-use crate::ServerConfig;
 use crate::error::ApiError;
-use crate::functions::{Functions, InvokeRequest};
+use crate::functions::InvokeRequest;
 use crate::gateway::routes::RouteTable;
+use crate::generation::{Current, Generation};
 use crate::telemetry::Trigger;
 use crate::telemetry::trace::{self, TraceContext};
+use crate::{App, ServerConfig};
 
 /// API Gateway's and Lambda's limit for a synchronous request payload.
 const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 
 struct Gateway {
-    functions: Arc<Functions>,
-    routes: RouteTable,
-    policies: Policies,
+    current: Arc<Current>,
     stage: String,
 }
 
-pub(crate) fn router(functions: Arc<Functions>, policies: Policies, cfg: &ServerConfig) -> Router {
-    let routes = RouteTable::new(
-        functions
-            .list
-            .iter()
-            .enumerate()
-            .flat_map(|(idx, f)| f.spec.http_routes.iter().map(move |r| (idx, r.clone())))
-            .collect(),
-    );
+/// The routes and policies of one generation of the app.
+pub(crate) struct Routing {
+    routes: RouteTable,
+    policies: Policies,
+}
+
+impl Routing {
+    /// The route table of `app`'s functions (indexed as `app.functions`) and its
+    /// policies; fails if a JWKS document does not parse.
+    pub(crate) fn new(app: &App) -> Result<Routing, String> {
+        let policies = Policies::new(&app.policies, &app.events.region)?;
+        let routes = RouteTable::new(
+            app.functions
+                .iter()
+                .enumerate()
+                .flat_map(|(idx, f)| f.spec.http_routes.iter().map(move |r| (idx, r.clone())))
+                .collect(),
+        );
+        Ok(Routing { routes, policies })
+    }
+}
+
+pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig) -> Router {
     let gateway = Arc::new(Gateway {
-        functions,
-        routes,
-        policies,
+        current,
         stage: cfg.stage.clone(),
     });
     Router::new().fallback(handle).with_state(gateway)
@@ -71,25 +82,34 @@ async fn handle(
     req: Request,
 ) -> Response {
     let start = SystemTime::now();
+    // The generation this request is served by, to its end, even if a reload swaps it.
+    let generation = gateway.current.load();
     let trace = incoming_trace(req.headers());
     let span_id = trace::new_span_id();
     let method = req.method().clone();
     let mut route_key = None;
-    let mut res = match serve(&gateway, peer, req, &trace, &span_id, &mut route_key).await {
+    let mut res = match serve(
+        &gateway,
+        &generation,
+        peer,
+        req,
+        &trace,
+        &span_id,
+        &mut route_key,
+    )
+    .await
+    {
         Ok(res) => res,
         Err(e) => e.into_response(),
     };
     let status = res.status().as_u16();
     let route_label = route_key.as_deref().unwrap_or("none");
-    gateway
-        .functions
-        .telemetry
-        .metrics
-        .http_request(route_label, status);
+    let telemetry = &generation.functions.telemetry;
+    telemetry.metrics.http_request(route_label, status);
     if let Ok(value) = http::HeaderValue::from_str(&trace.trace_id) {
         res.headers_mut().insert("x-nimbus-trace-id", value);
     }
-    gateway.functions.telemetry.span(SpanRecord {
+    telemetry.span(SpanRecord {
         trace_id: trace.trace_id.clone(),
         span_id,
         parent_span_id: trace.parent_span_id.clone(),
@@ -108,6 +128,7 @@ async fn handle(
 
 async fn serve(
     gateway: &Gateway,
+    generation: &Generation,
     peer: SocketAddr,
     req: Request,
     trace: &TraceContext,
@@ -116,7 +137,7 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let matched = gateway.routes.find(&parts.method, path);
+    let matched = generation.routing.routes.find(&parts.method, path);
     // With `cors: true` the Serverless Framework adds an OPTIONS method answering the
     // preflight; only a route that names OPTIONS itself reaches the function.
     let explicit_options = matched
@@ -124,7 +145,7 @@ async fn serve(
         .is_some_and(|m| m.route.method == HttpMethod::Named("OPTIONS".to_owned()));
     if parts.method == Method::OPTIONS
         && !explicit_options
-        && gateway.routes.allows_cors_preflight(path)
+        && generation.routing.routes.allows_cors_preflight(path)
     {
         return Ok(apigw::preflight_response(&parts.headers).map(Body::from));
     }
@@ -157,10 +178,10 @@ async fn serve(
             parts: &parts,
             peer: peer.ip(),
             ctx: &ctx,
-            functions: &gateway.functions,
+            functions: &generation.functions,
             trace: &trace,
         };
-        match gateway.policies.admit(&req).await {
+        match generation.routing.policies.admit(&req).await {
             Ok(admitted) => admitted,
             Err(denied) => return Ok(denied.into_response()),
         }
@@ -189,7 +210,7 @@ async fn serve(
         }
     };
     let function_idx = matched.function_idx;
-    let function = &gateway.functions.list[function_idx];
+    let function = &generation.functions.list[function_idx];
     let ctx = apigw::EventContext {
         authorizer: admitted.authorizer.as_ref(),
         api_key: admitted
@@ -201,7 +222,7 @@ async fn serve(
     let event = apigw::build_event(&matched, &parts, &body, &ctx);
     let api = matched.route.api;
     let cors = matched.route.cors;
-    let report = gateway
+    let report = generation
         .functions
         .invoke_detached(
             function_idx,

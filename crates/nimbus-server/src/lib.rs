@@ -1,8 +1,9 @@
 //! The HTTP face of nimbus and its event machinery: the API Gateway-compatible gateway,
 //! the loopback control API (Lambda's Invoke API, queues, topics, buckets, KV, metrics),
 //! the triggers that turn queue messages, topic publishes, object changes, schedules and
-//! asynchronous invocations into invocations, per-function concurrency limits, telemetry
-//! and graceful shutdown.
+//! asynchronous invocations into invocations, per-function concurrency limits, telemetry,
+//! reloads that swap the served app without dropping a request (`Reloader`), and
+//! graceful shutdown.
 //!
 //! This crate never sees a process or a Wasm engine: functions arrive as
 //! `Arc<dyn Executor>` values, so it is tested with a fake executor.
@@ -13,6 +14,7 @@ mod error;
 mod events;
 mod functions;
 mod gateway;
+mod generation;
 mod services;
 mod telemetry;
 
@@ -26,9 +28,9 @@ use nimbus_core::services::Services;
 use nimbus_core::{Executor, FunctionSpec};
 use nimbus_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::functions::Functions;
+use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 use crate::services::ServicesHandle;
 pub use crate::telemetry::{Telemetry, TelemetryConfig, TraceContext};
 
@@ -43,7 +45,9 @@ pub struct ServedFunction {
     pub token: String,
 }
 
-/// Everything a server serves.
+/// Everything a server serves. A reload hands the server a whole new `App`; pass it the
+/// same `telemetry` and `events.store`, which is what keeps metrics and durable state
+/// (queues, objects, KV, schedules) continuous across reloads.
 pub struct App {
     /// The functions.
     pub functions: Vec<ServedFunction>,
@@ -92,7 +96,13 @@ pub struct Server {
     gateway: TcpListener,
     admin: TcpListener,
     services: Arc<ServicesHandle>,
+    reloads: (ReloadTx, ReloadRx),
 }
+
+/// Swaps the app a running server serves, without dropping a request. Cloneable; get it
+/// from `Server::reloader` before `Server::run`.
+#[derive(Clone)]
+pub struct Reloader(ReloadTx);
 
 /// Resolves when the owner asks the server to stop.
 #[derive(Clone)]
@@ -116,6 +126,7 @@ impl Server {
             gateway,
             admin,
             services: Arc::new(ServicesHandle::new()),
+            reloads: mpsc::channel(4),
         })
     }
 
@@ -137,27 +148,29 @@ impl Server {
         self.services.clone()
     }
 
-    /// Serves `app` until `shutdown`, then drains in-flight requests (up to the drain
-    /// timeout), stops the triggers and every instance.
+    /// A handle that makes the running server serve another app (see
+    /// `Reloader::reload`).
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.reloads.0.clone())
+    }
+
+    /// Serves `app` (or what reloads replace it with) until `shutdown`, then drains
+    /// in-flight requests (up to the drain timeout), stops the triggers and every
+    /// instance.
     pub async fn run(self, app: App, shutdown: Shutdown) -> anyhow::Result<()> {
         let Server {
             cfg,
             gateway,
             admin,
             services,
+            reloads: (reloads_tx, mut reloads),
         } = self;
-        let policies = gateway::Policies::new(&app.policies, &app.events.region)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        let functions = Arc::new(Functions::new(app.functions, &cfg, app.telemetry));
-        let events = Arc::new(
-            events::Events::start(functions.clone(), app.events)
-                .await
-                .context("starting queues, topics, buckets and schedules")?,
-        );
-        services.bind(&events);
-        let triggers = events.clone().spawn_triggers(shutdown.clone());
-        let gateway_app = gateway::router(functions.clone(), policies, &cfg);
-        let admin_app = admin::router(functions.clone(), events.clone(), &cfg);
+        // Reloads come from `Reloader`s only; once they are all gone, none comes.
+        drop(reloads_tx);
+        let mut generations = Generations::start(app, &cfg).await?;
+        services.bind(&generations.current);
+        let gateway_app = gateway::router(generations.current.clone(), &cfg);
+        let admin_app = admin::router(generations.current.clone(), &cfg);
         let mut services = tokio::task::JoinSet::new();
         for (listener, app) in [(gateway, gateway_app), (admin, admin_app)] {
             let mut shutdown = shutdown.clone();
@@ -171,7 +184,21 @@ impl Server {
             });
         }
         let mut shutdown_signal = shutdown.clone();
-        shutdown_signal.wait().await;
+        loop {
+            let event = tokio::select! {
+                () = shutdown_signal.wait() => Event::Shutdown,
+                Some(reload) = reloads.recv() => Event::Reload(Box::new(reload)),
+                drained = generations.next_drained() => Event::Drained(drained),
+            };
+            match event {
+                Event::Shutdown => break,
+                Event::Reload(reload) => {
+                    let res = generations.reload(reload.app, &cfg).await;
+                    reload.done.send(res).ok();
+                }
+                Event::Drained(drained) => generations.retire(drained),
+            }
+        }
         tracing::info!("shutting down: draining in-flight requests");
         let drained = tokio::time::timeout(cfg.drain_timeout, async {
             while let Some(res) = services.join_next().await {
@@ -188,12 +215,40 @@ impl Server {
             );
             services.abort_all();
         }
-        events::stop_triggers(triggers).await;
-        functions.shutdown().await;
-        let telemetry = functions.telemetry.clone();
+        let telemetry = generations.current.load().functions.telemetry.clone();
+        generations.shutdown().await;
         // The store writes on its own thread; wait for it off the async workers.
         let _ = tokio::task::spawn_blocking(move || telemetry.flush()).await;
         Ok(())
+    }
+}
+
+/// What the run loop of a server waits for.
+enum Event {
+    Shutdown,
+    Reload(Box<Reload>),
+    Drained(generation::Drained),
+}
+
+impl Reloader {
+    /// Serves `app` instead of the app served now, without dropping a request: once this
+    /// returns `Ok`, new requests, events and service calls go to `app`'s functions,
+    /// while invocations already under way finish on the replaced app's executors. Those
+    /// are shut down once the replaced app has drained, except the ones `app` hands over
+    /// again (a function whose code did not change can keep its warm instances).
+    ///
+    /// Fails, and the served app keeps serving, when `app` cannot start (a JWKS that does
+    /// not parse, queues that cannot be created) or the server does not run; executors
+    /// of `app` that no served app uses are then shut down.
+    pub async fn reload(&self, app: App) -> anyhow::Result<()> {
+        let (done, answer) = oneshot::channel();
+        if self.0.send(Reload { app, done }).await.is_err() {
+            anyhow::bail!("the server is not running");
+        }
+        match answer.await {
+            Ok(res) => res,
+            Err(_) => anyhow::bail!("the server stopped before it took the new app"),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
 
 /// The manifest names nimbus looks for, in order.
-const MANIFEST_NAMES: [&str; 4] = [
+pub(crate) const MANIFEST_NAMES: [&str; 4] = [
     "nimbus.yaml",
     "nimbus.yml",
     "serverless.yml",
@@ -40,6 +40,7 @@ pub(crate) enum FunctionCode {
 const MAX_WASM_INSTANCES: u32 = 1000;
 
 /// CLI values that feed manifest variables.
+#[derive(Clone)]
 pub(crate) struct LoadOptions {
     pub(crate) stage: Option<String>,
     pub(crate) region: Option<String>,
@@ -47,6 +48,16 @@ pub(crate) struct LoadOptions {
 
 /// Loads the app in `dir`, printing warnings; every error is printed and makes it fail.
 pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
+    load_with_engine(dir, opts, None)
+}
+
+/// As `load`, compiling wasm functions with `engine` when given (a reload keeps the one
+/// engine of the process) rather than starting a new one.
+pub(crate) fn load_with_engine(
+    dir: &Path,
+    opts: &LoadOptions,
+    engine: Option<WasmEngine>,
+) -> anyhow::Result<App> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("opening app folder {}", dir.display()))?;
@@ -89,7 +100,7 @@ pub(crate) fn load(dir: &Path, opts: &LoadOptions) -> anyhow::Result<App> {
     let mut manifest = manifest;
     let mut errors = read_jwks_files(&dir, &file_name, &mut manifest);
     let mut codes = Vec::new();
-    let mut wasm_engine = None;
+    let mut wasm_engine = engine;
     for spec in &manifest.functions {
         if spec.runtime == nimbus_core::Runtime::Wasm {
             match load_component(&dir, spec, &mut wasm_engine) {

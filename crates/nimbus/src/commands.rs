@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod cost;
+pub(crate) mod dev;
 pub(crate) mod invocations;
 pub(crate) mod invoke;
 pub(crate) mod logs;

@@ -22,6 +22,7 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Command {
     Up(commands::up::UpCommand),
+    Dev(commands::dev::DevCommand),
     Invoke(commands::invoke::InvokeCommand),
     Validate(commands::validate::ValidateCommand),
     Logs(commands::logs::LogsCommand),
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     init_tracing();
     let res = match cli.command {
         Command::Up(cmd) => cmd.execute(),
+        Command::Dev(cmd) => cmd.execute(),
         Command::Invoke(cmd) => cmd.execute(),
         Command::Validate(cmd) => cmd.execute(),
         Command::Logs(cmd) => cmd.execute(),

@@ -1,6 +1,6 @@
 //! `ServicesHandle`: the `Services` executors hand to functions (wasm guests call it
-//! through their imports), made before the server runs and bound to its events when it
-//! does.
+//! through their imports), made before the server runs and bound to the app it serves
+//! when it does.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -16,12 +16,14 @@ use nimbus_store::{MessageAttribute, NewMessage, ObjectMeta};
 
 use super::Principal;
 use crate::events::{Events, Publish};
+use crate::generation::Current;
 use crate::telemetry::TraceContext;
 
-/// The services, as the calling function may use them. Holds the events weakly: they
-/// hold the functions, whose executors hold this.
+/// The services, as the calling function may use them. Each call uses the app
+/// generation current when it is made. Holds the generations weakly: they hold the
+/// functions, whose executors hold this.
 pub(crate) struct ServicesHandle {
-    events: OnceLock<Weak<Events>>,
+    current: OnceLock<Weak<Current>>,
 }
 
 /// What every call needs: the events, the caller's grants and its trace.
@@ -34,24 +36,25 @@ struct Call {
 impl ServicesHandle {
     pub(crate) fn new() -> ServicesHandle {
         ServicesHandle {
-            events: OnceLock::new(),
+            current: OnceLock::new(),
         }
     }
 
-    /// Serves calls from now on with `events`.
-    pub(crate) fn bind(&self, events: &Arc<Events>) {
-        if self.events.set(Arc::downgrade(events)).is_err() {
+    /// Serves calls from now on with the generation current at each call.
+    pub(crate) fn bind(&self, current: &Arc<Current>) {
+        if self.current.set(Arc::downgrade(current)).is_err() {
             tracing::warn!("the services were bound twice; keeping the first binding");
         }
     }
 
     fn call(&self, caller: ServiceCaller<'_>, access: Access) -> Result<Call, ServiceError> {
-        let Some(events) = self.events.get().and_then(Weak::upgrade) else {
+        let Some(current) = self.current.get().and_then(Weak::upgrade) else {
             return Err(access.error(
                 ServiceErrorKind::Unavailable,
                 "the services are not running: nimbus is starting or shutting down",
             ));
         };
+        let events = current.load().events.clone();
         let Some(function) = events.functions.index(caller.function) else {
             return Err(access.error(
                 ServiceErrorKind::Internal,

@@ -1,5 +1,6 @@
 //! `nimbus up`: serve an app until Ctrl-C.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use nimbus_core::services::Services;
+use nimbus_core::{Executor, FunctionSpec};
 use nimbus_server::{
     EventsConfig, ServedFunction, Server, ServerConfig, Shutdown, Telemetry, TelemetryConfig,
 };
@@ -62,20 +65,58 @@ pub(crate) enum Switch {
     Off,
 }
 
+/// Whether the folder is watched for changes (`nimbus dev`) or not (`nimbus up`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Up,
+    Dev,
+}
+
+/// Starts the executors of a loaded app and makes the `App` the server serves, keeping
+/// what must stay the same from one reload to the next.
+pub(crate) struct Launcher {
+    idle_timeout: Duration,
+    async_retry_delay: Duration,
+    /// The control API, which functions reach through `NIMBUS_API`.
+    admin: SocketAddr,
+    services: Arc<dyn Services>,
+    telemetry: Arc<Telemetry>,
+    store: nimbus_store::Store,
+    /// Each function's control-API token, by function name: a reload keeps it, so the
+    /// instances of a replaced version stay authorized while they finish.
+    tokens: HashMap<String, String>,
+    /// The value generated for each API key declared without one, by key name.
+    api_keys: HashMap<String, String>,
+}
+
+/// An app being served: as loaded (with the environment nimbus adds) and the executor
+/// of each of its functions, in manifest order.
+pub(crate) struct Launched {
+    pub(crate) app: app::App,
+    pub(crate) executors: Vec<Arc<dyn Executor>>,
+}
+
+/// What a launch made: the app to hand the server, and a line for each API key value it
+/// generated.
+pub(crate) struct Launch {
+    pub(crate) launched: Launched,
+    pub(crate) served: nimbus_server::App,
+    pub(crate) generated_keys: Vec<String>,
+}
+
 impl UpCommand {
     pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
-        crate::runtime()?.block_on(self.run())?;
+        crate::runtime()?.block_on(self.serve(Mode::Up))?;
         Ok(ExitCode::SUCCESS)
     }
 
-    async fn run(self) -> anyhow::Result<()> {
-        let mut app = app::load(
-            &self.dir,
-            &LoadOptions {
-                stage: self.stage.clone(),
-                region: self.region.clone(),
-            },
-        )?;
+    /// Serves the app until Ctrl-C; in `Mode::Dev`, reloads it when its folder changes.
+    pub(crate) async fn serve(self, mode: Mode) -> anyhow::Result<()> {
+        let opts = LoadOptions {
+            stage: self.stage.clone(),
+            region: self.region.clone(),
+        };
+        let app = app::load(&self.dir, &opts)?;
         let state_dir = app.state_dir();
         if let Some(record) = UpRecord::read(&state_dir)
             && process_alive(record.pid)
@@ -122,33 +163,24 @@ impl UpCommand {
         let server = Server::bind(cfg.clone()).await?;
         let gateway = server.gateway_addr()?;
         let admin = server.admin_addr()?;
-        let mut tokens = Vec::new();
-        for spec in &mut app.manifest.functions {
-            let token = uuid::Uuid::new_v4().simple().to_string();
-            spec.environment
-                .insert("NIMBUS_API".to_owned(), format!("http://{admin}"));
-            spec.environment
-                .insert("NIMBUS_TOKEN".to_owned(), token.clone());
-            tokens.push(token);
-        }
-        let lambda_cfg = app.lambda_config(self.idle_timeout, telemetry.clone());
+        let mut launcher = Launcher {
+            idle_timeout: self.idle_timeout,
+            async_retry_delay: self.async_retry_delay,
+            admin,
+            services: server.services(),
+            telemetry,
+            store,
+            tokens: HashMap::new(),
+            api_keys: HashMap::new(),
+        };
+        let lambda_cfg = app.lambda_config(self.idle_timeout, launcher.telemetry.clone());
         nimbus_lambda::install_bootstraps(&lambda_cfg).with_context(|| {
             format!(
                 "writing runtime bootstraps to {}",
                 lambda_cfg.runtime_dir.display()
             )
         })?;
-        let mut served = Vec::new();
-        for ((idx, spec), token) in app.manifest.functions.iter().enumerate().zip(tokens) {
-            let executor = app
-                .start_executor(idx, &lambda_cfg, server.services())
-                .await?;
-            served.push(ServedFunction {
-                spec: spec.clone(),
-                executor,
-                token,
-            });
-        }
+        let launch = launcher.launch(app, |_, _| None).await?;
         let record = UpRecord {
             pid: std::process::id(),
             gateway,
@@ -156,34 +188,15 @@ impl UpCommand {
             token: cfg.admin_token.clone(),
         };
         record.write(&state_dir)?;
-        // A key declared without a value gets one for the life of this server.
-        let mut generated_keys = Vec::new();
-        for key in &mut app.manifest.policies.api_keys {
-            if key.value.is_none() {
-                let value = uuid::Uuid::new_v4().simple().to_string();
-                generated_keys.push(format!("api key {}: {value}", key.name));
-                key.value = Some(value);
-            }
-        }
-        let mut banner_lines = nimbus_server::route_lines(&app.manifest.functions);
-        banner_lines.extend(generated_keys);
+        let launched = launch.launched;
+        let mut banner_lines = nimbus_server::route_lines(&launched.app.manifest.functions);
+        banner_lines.extend(launch.generated_keys);
         print_banner(
-            &app.manifest.service,
-            &app.manifest.stage,
+            &launched.app.manifest.service,
+            &launched.app.manifest.stage,
             gateway,
             &banner_lines,
         )?;
-        let served_app = nimbus_server::App {
-            functions: served,
-            telemetry,
-            events: EventsConfig {
-                store,
-                resources: app.manifest.resources.clone(),
-                region: app.manifest.region.clone(),
-                async_retry_delay: self.async_retry_delay,
-            },
-            policies: app.manifest.policies.clone(),
-        };
 
         let (trigger, shutdown) = Shutdown::new();
         let trigger = Arc::new(trigger);
@@ -191,10 +204,107 @@ impl UpCommand {
             wait_for_stop_signal().await;
             trigger.trigger();
         });
-        let res = server.run(served_app, shutdown).await;
+        let mut watchers = tokio::task::JoinSet::new();
+        if mode == Mode::Dev {
+            let session = super::dev::Session::new(opts, launcher, launched, server.reloader());
+            watchers.spawn(session.watch());
+        }
+        let res = server.run(launch.served, shutdown).await;
+        watchers.abort_all();
         let _ = std::fs::remove_file(UpRecord::path(&state_dir));
         tracing::info!("stopped");
         res
+    }
+}
+
+impl Launcher {
+    /// Starts an executor for each function of `app`, except where `keep` hands over a
+    /// running one for a function (by index and final spec). If one fails to start, those
+    /// started so far are shut down.
+    pub(crate) async fn launch(
+        &mut self,
+        mut app: app::App,
+        keep: impl Fn(usize, &FunctionSpec) -> Option<Arc<dyn Executor>>,
+    ) -> anyhow::Result<Launch> {
+        let mut tokens = Vec::new();
+        for spec in &mut app.manifest.functions {
+            let token = self
+                .tokens
+                .entry(spec.name.clone())
+                .or_insert_with(|| uuid::Uuid::new_v4().simple().to_string())
+                .clone();
+            spec.environment
+                .insert("NIMBUS_API".to_owned(), format!("http://{}", self.admin));
+            spec.environment
+                .insert("NIMBUS_TOKEN".to_owned(), token.clone());
+            tokens.push(token);
+        }
+        let lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());
+        let mut executors: Vec<Arc<dyn Executor>> = Vec::new();
+        let mut started: Vec<Arc<dyn Executor>> = Vec::new();
+        for (idx, spec) in app.manifest.functions.iter().enumerate() {
+            if let Some(executor) = keep(idx, spec) {
+                executors.push(executor);
+                continue;
+            }
+            match app
+                .start_executor(idx, &lambda_cfg, self.services.clone())
+                .await
+            {
+                Ok(executor) => {
+                    started.push(executor.clone());
+                    executors.push(executor);
+                }
+                Err(e) => {
+                    for executor in started {
+                        executor.shutdown().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        // A key declared without a value gets one for the life of this server.
+        let mut generated_keys = Vec::new();
+        for key in &mut app.manifest.policies.api_keys {
+            if key.value.is_none() {
+                let value = match self.api_keys.get(&key.name) {
+                    Some(value) => value.clone(),
+                    None => {
+                        let value = uuid::Uuid::new_v4().simple().to_string();
+                        generated_keys.push(format!("api key {}: {value}", key.name));
+                        self.api_keys.insert(key.name.clone(), value.clone());
+                        value
+                    }
+                };
+                key.value = Some(value);
+            }
+        }
+        let served = nimbus_server::App {
+            functions: app
+                .manifest
+                .functions
+                .iter()
+                .zip(executors.iter().zip(tokens))
+                .map(|(spec, (executor, token))| ServedFunction {
+                    spec: spec.clone(),
+                    executor: executor.clone(),
+                    token,
+                })
+                .collect(),
+            telemetry: self.telemetry.clone(),
+            events: EventsConfig {
+                store: self.store.clone(),
+                resources: app.manifest.resources.clone(),
+                region: app.manifest.region.clone(),
+                async_retry_delay: self.async_retry_delay,
+            },
+            policies: app.manifest.policies.clone(),
+        };
+        Ok(Launch {
+            launched: Launched { app, executors },
+            served,
+            generated_keys,
+        })
     }
 }
 

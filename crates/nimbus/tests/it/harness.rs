@@ -4,6 +4,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -76,12 +77,14 @@ pub(crate) struct Output {
     pub(crate) stderr: String,
 }
 
-/// A running `nimbus up`. Dropping it kills the process.
+/// A running `nimbus up` (or `nimbus dev`). Dropping it kills the process.
 pub(crate) struct TestServer {
     child: Child,
     pub(crate) addr: SocketAddr,
     stderr_path: PathBuf,
     _stderr_dir: tempfile::TempDir,
+    /// What it printed to stdout after the banner.
+    stdout: Arc<Mutex<String>>,
 }
 
 impl TestServer {
@@ -92,11 +95,22 @@ impl TestServer {
 
     /// As `start`, with extra environment variables for nimbus.
     pub(crate) fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_command("up", dir, extra, env)
+    }
+
+    /// Starts `nimbus <command> <dir> --port 0 <extra>` (`up` or `dev`) and waits for its
+    /// banner.
+    pub(crate) fn start_command(
+        command: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let stderr_dir = tempfile::tempdir().expect("creating a temp dir");
         let stderr_path = stderr_dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("creating stderr log");
         let mut child = Command::new(NIMBUS)
-            .arg("up")
+            .arg(command)
             .arg(dir)
             .args(["--port", "0"])
             .args(extra)
@@ -105,7 +119,7 @@ impl TestServer {
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .expect("starting nimbus up");
+            .unwrap_or_else(|e| panic!("starting nimbus {command}: {e}"));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
@@ -118,20 +132,35 @@ impl TestServer {
                 _ => {
                     let _ = child.wait();
                     panic!(
-                        "nimbus up exited before listening; stderr:\n{}",
+                        "nimbus {command} exited before listening; stderr:\n{}",
                         std::fs::read_to_string(&stderr_path).unwrap_or_default()
                     );
                 }
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let printed = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Ok(mut printed) = printed.lock() {
+                    printed.push_str(&line);
+                    printed.push('\n');
+                }
+            }
+        });
         TestServer {
             child,
             addr,
             stderr_path,
             _stderr_dir: stderr_dir,
+            stdout,
         }
+    }
+
+    /// What the server printed to stdout after its banner so far.
+    pub(crate) fn stdout(&self) -> String {
+        self.stdout.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// A request to the control API, with the token from `.nimbus/up.json` unless
