@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 use crate::services::ServicesHandle;
-pub use crate::telemetry::{Telemetry, TelemetryConfig, TraceContext};
+pub use crate::telemetry::{REDACTED, RedactingLogSink, Telemetry, TelemetryConfig, TraceContext};
 
 /// A function and the executor that invokes it.
 pub struct ServedFunction {

@@ -4,6 +4,7 @@
 mod logs;
 mod metrics;
 mod otlp;
+mod redact;
 pub(crate) mod trace;
 
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,7 @@ use nimbus_store::{InvocationRecord, LogRecord, SpanRecord, Store};
 use tokio::sync::mpsc;
 
 pub(crate) use metrics::{FunctionMetrics, QueueDepth};
+pub use redact::{REDACTED, RedactingLogSink};
 pub use trace::TraceContext;
 
 /// Settings of telemetry, decided by the binary.
