@@ -50,6 +50,7 @@ pub use queues::{
 };
 pub use secrets::{
     MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SECRET_KEY_FILE, SecretInfo, Secrets,
+    check_secret_name,
 };
 pub use telemetry::{
     InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord, SpanRecord,

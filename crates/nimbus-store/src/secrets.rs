@@ -266,6 +266,12 @@ impl fmt::Debug for Secrets {
     }
 }
 
+/// Checks a secret's name: letters, digits, `_`, `-` and `.`, at most 128 bytes. `set`
+/// checks it too; callers check first to fail before asking for a value.
+pub fn check_secret_name(name: &str) -> Result<(), StoreError> {
+    check_name(name)
+}
+
 /// Names are what `${secret:NAME}` can hold: letters, digits, `_`, `-` and `.`.
 fn check_name(name: &str) -> Result<(), StoreError> {
     let invalid = |reason| StoreError::InvalidSecret {

@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nimbus_core::manifest::{self, Diagnostic, Manifest};
 use nimbus_core::services::Services;
-use nimbus_core::{LogLine, LogSink, LogStream};
+use nimbus_core::{FunctionSpec, LogLine, LogSink, LogStream};
 use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
+use nimbus_server::RedactingLogSink;
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
+
+use crate::secrets::StoreSecrets;
 
 /// The manifest names nimbus looks for, in order.
 pub(crate) const MANIFEST_NAMES: [&str; 4] = [
@@ -28,6 +31,9 @@ pub(crate) struct App {
     pub(crate) codes: Vec<FunctionCode>,
     /// The wasm engine, when the app has wasm functions.
     pub(crate) wasm_engine: Option<WasmEngine>,
+    /// The values of the secrets the functions' environments hold, by name: executors hide
+    /// them from function output.
+    pub(crate) secret_values: BTreeMap<String, String>,
 }
 
 /// What runs a function: a process runtime or a compiled wasm component.
@@ -85,10 +91,11 @@ pub(crate) fn load_with_engine(
     if let Some(region) = &opts.region {
         options.insert("region".to_owned(), region.clone());
     }
+    let secrets = Arc::new(StoreSecrets::new(dir.join(".nimbus")));
     let vars = manifest::Variables {
         env: std::env::vars().collect(),
         options,
-        secrets: None,
+        secrets: Some(secrets.clone()),
     };
     let manifest = match manifest::parse(&source, &file_name, &vars) {
         Ok(manifest) => manifest,
@@ -137,6 +144,7 @@ pub(crate) fn load_with_engine(
         manifest,
         codes,
         wasm_engine,
+        secret_values: secrets.resolved(),
     })
 }
 
@@ -245,6 +253,19 @@ impl App {
         self.dir.join(".nimbus")
     }
 
+    /// `sink`, behind one that replaces the function's secret values with `****` when its
+    /// environment holds any; other functions' output goes straight to `sink`.
+    fn log_sink(&self, spec: &FunctionSpec, sink: &Arc<dyn LogSink>) -> Arc<dyn LogSink> {
+        if spec.secrets.is_empty() {
+            return sink.clone();
+        }
+        let values = spec
+            .secrets
+            .iter()
+            .filter_map(|name| self.secret_values.get(name).cloned());
+        Arc::new(RedactingLogSink::new(sink.clone(), values))
+    }
+
     /// Starts the executor of the function at `idx`. Wasm functions reach `services`
     /// through their imports; process functions reach them over the control API.
     pub(crate) async fn start_executor(
@@ -254,6 +275,7 @@ impl App {
         services: Arc<dyn Services>,
     ) -> anyhow::Result<Arc<dyn nimbus_core::Executor>> {
         let spec = &self.manifest.functions[idx];
+        let log_sink = self.log_sink(spec, &cfg.log_sink);
         let code = match &self.codes[idx] {
             FunctionCode::Process(code) => code.clone(),
             FunctionCode::Wasm(component) => {
@@ -266,7 +288,7 @@ impl App {
                     service: cfg.service.clone(),
                     stage: cfg.stage.clone(),
                     region: cfg.region.clone(),
-                    log_sink: cfg.log_sink.clone(),
+                    log_sink,
                     services,
                 };
                 let executor = WasmExecutor::new(engine, spec.clone(), component, wasm_cfg)
@@ -274,7 +296,11 @@ impl App {
                 return Ok(Arc::new(executor));
             }
         };
-        let executor = LambdaExecutor::start(spec.clone(), code, cfg.clone())
+        let cfg = LambdaConfig {
+            log_sink,
+            ..cfg.clone()
+        };
+        let executor = LambdaExecutor::start(spec.clone(), code, cfg)
             .await
             .with_context(|| format!("starting function {}", spec.name))?;
         Ok(Arc::new(executor))

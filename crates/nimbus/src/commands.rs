@@ -6,6 +6,7 @@ pub(crate) mod invocations;
 pub(crate) mod invoke;
 pub(crate) mod logs;
 pub(crate) mod resources;
+pub(crate) mod secret;
 pub(crate) mod top;
 pub(crate) mod trace;
 pub(crate) mod up;

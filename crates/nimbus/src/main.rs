@@ -5,6 +5,7 @@ mod app;
 mod commands;
 mod control;
 mod duration;
+mod secrets;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ enum Command {
     Topic(commands::resources::TopicCommand),
     Bucket(commands::resources::BucketCommand),
     Kv(commands::resources::KvCommand),
+    Secret(commands::secret::SecretCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Topic(cmd) => cmd.execute(),
         Command::Bucket(cmd) => cmd.execute(),
         Command::Kv(cmd) => cmd.execute(),
+        Command::Secret(cmd) => cmd.execute(),
     };
     match res {
         Ok(code) => code,

@@ -13,4 +13,5 @@ mod manifest;
 mod observe;
 mod pool;
 mod provided;
+mod secrets;
 mod wasm;
