@@ -279,3 +279,6 @@ async fn stop_unused(executors: Vec<Arc<dyn Executor>>, in_use: Vec<Arc<dyn Exec
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
