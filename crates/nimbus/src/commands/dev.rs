@@ -16,8 +16,10 @@ use tokio::sync::mpsc;
 use crate::app::{self, FunctionCode, LoadOptions};
 use crate::commands::up::{Launched, Launcher, Mode, UpCommand};
 
-/// Serve an app as `nimbus up` does, and reload it whenever its files change: new
-/// requests go to the new code while requests under way finish on the old.
+/// Serve an app as `nimbus up` does, reloading it whenever its files change.
+///
+/// New requests go to the new code while requests under way finish on the old; a
+/// manifest error is printed and the last good version keeps serving.
 #[derive(clap::Args)]
 pub(crate) struct DevCommand {
     #[command(flatten)]
@@ -183,7 +185,8 @@ impl Session {
         // stays the same from one reload to the next.
         let keep = |idx: usize, spec: &FunctionSpec| -> Option<Arc<dyn Executor>> {
             let previous_idx = candidates[idx]?;
-            let unchanged = same_settings && previous.app.manifest.functions[previous_idx] == *spec;
+            let unchanged = same_settings
+                && same_for_executor(&previous.app.manifest.functions[previous_idx], spec);
             unchanged.then(|| previous.executors[previous_idx].clone())
         };
         let launch = match self.launcher.launch(app, keep).await {
@@ -310,6 +313,21 @@ fn unchanged_code(
             unchanged.then_some(idx)
         })
         .collect()
+}
+
+/// Whether an executor started for `before` serves `after` as well: what only the server
+/// uses (routes, events, asynchronous settings, grants, the concurrency limit, and the
+/// line the handler is on) may change under running instances; anything else, known to
+/// the executor or added later, may not.
+fn same_for_executor(before: &FunctionSpec, after: &FunctionSpec) -> bool {
+    let mut before = before.clone();
+    before.handler_line = after.handler_line;
+    before.http_routes.clone_from(&after.http_routes);
+    before.events.clone_from(&after.events);
+    before.async_config.clone_from(&after.async_config);
+    before.grants.clone_from(&after.grants);
+    before.reserved_concurrency = after.reserved_concurrency;
+    before == *after
 }
 
 /// `./a/b.wasm` as `a/b.wasm`, to compare with watched paths.

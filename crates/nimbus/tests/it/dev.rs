@@ -150,6 +150,23 @@ async fn manifest_edits_add_and_remove_functions_and_a_broken_manifest_keeps_the
     })
     .await;
 
+    // A new route for `hello` only: its warm instance keeps serving.
+    let warm = server.get("/hello").await;
+    let with_route = format!("{MANIFEST}{BYE_FN}").replace(
+        "      - httpApi: GET /hello\n",
+        "      - httpApi: GET /hello\n      - httpApi: GET /hi\n",
+    );
+    write(&app, "nimbus.yaml", &with_route);
+    wait_for_answer(&server, "/hi", 200, "hi").await;
+    wait_for_output(&server, "the added route", |stdout, _| {
+        stdout.contains("nimbus: reload (nimbus.yaml): routes +GET /hi -> hello\n")
+    })
+    .await;
+    assert_eq!(
+        server.get("/hi").await.header("x-pid"),
+        warm.header("x-pid")
+    );
+
     // Not YAML at all: the parser's error, with its position.
     write(
         &app,
@@ -186,11 +203,13 @@ async fn manifest_edits_add_and_remove_functions_and_a_broken_manifest_keeps_the
     write(&app, "nimbus.yaml", MANIFEST);
     wait_for_answer(&server, "/bye", 404, r#"{"message":"Not Found"}"#).await;
     wait_for_output(&server, "the removed function", |stdout, _| {
-        stdout.contains("nimbus: reload (nimbus.yaml): removed bye; routes -GET /bye -> bye\n")
+        stdout.contains(
+            "nimbus: reload (nimbus.yaml): removed bye; routes -GET /bye -> bye, -GET /hi -> hello\n",
+        )
     })
     .await;
     assert_eq!(server.get("/hello").await.text(), "hi");
-    assert_eq!(n_reloads(&server.stdout()), 2, "{}", server.stdout());
+    assert_eq!(n_reloads(&server.stdout()), 3, "{}", server.stdout());
 }
 
 #[tokio::test]
