@@ -134,6 +134,17 @@ impl Events {
         })
     }
 
+    /// Runs a point read that never writes (`Store::kv_read`) on the calling worker: it takes
+    /// microseconds from the WAL and never waits for a writer, so the hop to the blocking
+    /// pool and back would cost more than the read. Anything that writes or scans goes
+    /// through `store`.
+    pub(crate) fn read_now<T>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        op(&self.store)
+    }
+
     /// Runs `op` on the store off the async workers.
     pub(crate) async fn store<T: Send + 'static>(
         &self,

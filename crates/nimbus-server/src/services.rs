@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use nimbus_core::{Fault, FunctionSpec};
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
+use nimbus_core::{Fault, FunctionSpec};
 use nimbus_store::{
     KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, ReceivedMessage,
     SentMessage,
@@ -175,9 +175,11 @@ pub(crate) async fn send_message_batch(
     Ok(results
         .into_iter()
         .map(|result| {
-            result
-                .or_else(|| sent.next())
-                .unwrap_or_else(|| Err(ApiError::platform("the store answered fewer messages than sent")))
+            result.or_else(|| sent.next()).unwrap_or_else(|| {
+                Err(ApiError::platform(
+                    "the store answered fewer messages than sent",
+                ))
+            })
         })
         .collect())
 }
@@ -331,10 +333,8 @@ pub(crate) async fn kv_get(
 ) -> Result<Option<KvEntry>, OpError> {
     let access = Access::kv_get(namespace);
     principal.authorize(&access)?;
-    let (namespace, key) = (namespace.to_owned(), key.to_owned());
     events
-        .store(move |store| store.kv_get(&namespace, &key))
-        .await
+        .read_now(|store| store.kv_read(namespace, key))
         .map_err(|e| access.fail(e))
 }
 

@@ -129,6 +129,19 @@ impl Store {
         }
     }
 
+    /// Reads a value without writing: an expired key is `None` and its row is left to
+    /// `kv_sweep_expired`. Never waits for a writer, so it may run on an async worker.
+    pub fn kv_read(&self, ns: &str, key: &str) -> Result<Option<KvEntry>, StoreError> {
+        check_namespace(ns)?;
+        check_key(key)?;
+        let now_us = now_us();
+        Ok(match self.read(|conn| kv_row(conn, ns, key))? {
+            Some((_, Some(expiration_us))) if expiration_us <= now_us => None,
+            Some((entry, _)) => Some(entry),
+            None => None,
+        })
+    }
+
     /// Deletes a key; returns whether it was there (expired or not).
     pub fn kv_delete(&self, ns: &str, key: &str) -> Result<bool, StoreError> {
         check_namespace(ns)?;

@@ -74,6 +74,12 @@ fn expired_keys_read_as_absent() -> TestResult {
         ["forever", "later", "soon"]
     );
     sleep(Duration::from_millis(1200));
+    // `kv_read` sees it gone but leaves the row; `kv_get` removes it.
+    assert_eq!(store.kv_read("cache", "soon")?, None);
+    assert_eq!(
+        store.kv_read("cache", "later")?.map(|e| e.value),
+        Some(b"v".to_vec())
+    );
     assert_eq!(store.kv_get("cache", "soon")?, None);
     assert_eq!(
         names(&store.kv_list("cache", None, None, 0)?),
