@@ -155,6 +155,11 @@ impl Generations {
         self.stopping.spawn(stop_unused(executors, in_use));
     }
 
+    /// Tells the current generation's consumers to stop after what they are doing.
+    pub(crate) fn stop_triggers(&self) {
+        self.live.stop.trigger();
+    }
+
     /// Stops every consumer (bounded), abandons draining, and shuts down every executor.
     pub(crate) async fn shutdown(mut self) {
         self.draining.abort_all();

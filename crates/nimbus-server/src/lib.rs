@@ -200,6 +200,9 @@ impl Server {
             }
         }
         tracing::info!("shutting down: draining in-flight requests");
+        // Consumers take no new message from here on, as the listeners take no new
+        // connection.
+        generations.stop_triggers();
         let drained = tokio::time::timeout(cfg.drain_timeout, async {
             while let Some(res) = services.join_next().await {
                 if let Ok(Err(e)) = res {
