@@ -1,5 +1,5 @@
 //! SNS subscription filter policies, on message attributes or on the JSON body
-//! (https://docs.aws.amazon.com/sns/latest/dg/sns-subscription-filter-policies.html).
+//! (<https://docs.aws.amazon.com/sns/latest/dg/sns-subscription-filter-policies.html>).
 
 use std::collections::BTreeMap;
 
