@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use nimbus_core::{HttpMethod, Outcome};
+use nimbus_core::{HttpMethod, Outcome, Runtime};
 use nimbus_store::SpanRecord;
 
 use crate::error::ApiError;
@@ -247,6 +247,14 @@ async fn serve(
             StatusCode::GATEWAY_TIMEOUT,
             [(http::header::CONTENT_TYPE, "application/json")],
             r#"{"message":"Endpoint request timed out"}"#,
+        )
+            .into_response(),
+        // A trapped wasm guest is the host's 500, as `wasmtime serve` and Spin answer it;
+        // a process runtime that dies is API Gateway's 502 for a failed integration.
+        Outcome::Crashed(_) if function.spec.runtime == Runtime::Wasm => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            r#"{"message":"Internal Server Error"}"#,
         )
             .into_response(),
         Outcome::Error(_) | Outcome::OutOfMemory { .. } | Outcome::Crashed(_) => {

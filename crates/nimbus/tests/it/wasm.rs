@@ -334,15 +334,15 @@ async fn infinite_loop_times_out_while_other_requests_to_the_function_are_served
 }
 
 #[tokio::test]
-async fn trap_answers_502_with_the_trap_logged_and_the_server_keeps_serving() {
+async fn trap_answers_500_with_the_trap_logged_and_the_server_keeps_serving() {
     let app = behave_app();
     let server = TestServer::start(app.path(), &[]);
     let res = server.get("/h/panic").await;
-    assert_eq!(res.status, 502, "{}", res.text());
+    assert_eq!(res.status, 500, "{}", res.text());
     let res = server
         .request("POST", "/e/x", JSON, br#"{"action":"panic"}"#.to_vec())
         .await;
-    assert_eq!(res.status, 502, "{}", res.text());
+    assert_eq!(res.status, 500, "{}", res.text());
     wait_for_log(&server, "wasm trap:");
     let logs = server.logs();
     assert!(
