@@ -218,16 +218,32 @@ fn load_component(
     Ok(component)
 }
 
+/// The errors a manifest and its code have, each as printed (`file:line:col: key: ...`);
+/// a server that checks a deployed bundle sends them back to the deployer.
+#[derive(Debug)]
+pub(crate) struct ManifestErrors(pub(crate) Vec<String>);
+
+impl std::fmt::Display for ManifestErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "the manifest has {n} error{}; fix {} and try again",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "it" } else { "them" }
+        )
+    }
+}
+
+impl std::error::Error for ManifestErrors {}
+
 fn report_errors(errors: &[Diagnostic]) -> anyhow::Error {
     for error in errors {
         eprintln!("error: {error}");
     }
-    let n = errors.len();
-    anyhow::anyhow!(
-        "the manifest has {n} error{}; fix {} and try again",
-        if n == 1 { "" } else { "s" },
-        if n == 1 { "it" } else { "them" }
-    )
+    anyhow::Error::new(ManifestErrors(
+        errors.iter().map(ToString::to_string).collect(),
+    ))
 }
 
 impl App {

@@ -1,12 +1,14 @@
 //! One module per subcommand.
 
 pub(crate) mod cost;
+pub(crate) mod deploy;
 pub(crate) mod dev;
 pub(crate) mod invocations;
 pub(crate) mod invoke;
 pub(crate) mod logs;
 pub(crate) mod resources;
 pub(crate) mod secret;
+pub(crate) mod server;
 pub(crate) mod top;
 pub(crate) mod trace;
 pub(crate) mod up;

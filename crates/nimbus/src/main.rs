@@ -2,6 +2,7 @@
 //! platform.
 
 mod app;
+mod bundle;
 mod commands;
 mod control;
 mod duration;
@@ -36,6 +37,12 @@ enum Command {
     Bucket(commands::resources::BucketCommand),
     Kv(commands::resources::KvCommand),
     Secret(commands::secret::SecretCommand),
+    Server(commands::server::ServerCommand),
+    Deploy(commands::deploy::DeployCommand),
+    Versions(commands::deploy::VersionsCommand),
+    Promote(commands::deploy::PromoteCommand),
+    Rollback(commands::deploy::RollbackCommand),
+    Alias(commands::deploy::AliasCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +63,12 @@ fn main() -> ExitCode {
         Command::Bucket(cmd) => cmd.execute(),
         Command::Kv(cmd) => cmd.execute(),
         Command::Secret(cmd) => cmd.execute(),
+        Command::Server(cmd) => cmd.execute(),
+        Command::Deploy(cmd) => cmd.execute(),
+        Command::Versions(cmd) => cmd.execute(),
+        Command::Promote(cmd) => cmd.execute(),
+        Command::Rollback(cmd) => cmd.execute(),
+        Command::Alias(cmd) => cmd.execute(),
     };
     match res {
         Ok(code) => code,

@@ -218,6 +218,28 @@ impl UpCommand {
 }
 
 impl Launcher {
+    /// A launcher for an app whose functions reach the control API at `admin` and the
+    /// in-process services through `services`, with its telemetry and durable store.
+    pub(crate) fn new(
+        idle_timeout: Duration,
+        async_retry_delay: Duration,
+        admin: SocketAddr,
+        services: Arc<dyn Services>,
+        telemetry: Arc<Telemetry>,
+        store: nimbus_store::Store,
+    ) -> Launcher {
+        Launcher {
+            idle_timeout,
+            async_retry_delay,
+            admin,
+            services,
+            telemetry,
+            store,
+            tokens: HashMap::new(),
+            api_keys: HashMap::new(),
+        }
+    }
+
     /// Starts an executor for each function of `app`, except where `keep` hands over a
     /// running one for a function (by index and final spec). If one fails to start, those
     /// started so far are shut down.
@@ -349,7 +371,7 @@ fn print_banner(
 }
 
 /// Ctrl-C or SIGTERM.
-async fn wait_for_stop_signal() {
+pub(crate) async fn wait_for_stop_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(e) => {

@@ -1,0 +1,473 @@
+//! `nimbus server` and `nimbus deploy`: tokens, numbered versions, `live` and other
+//! aliases, canaries, rollback, and deploys that drop no request.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{NIMBUS, Output, Response, TestApp, request, signal};
+
+/// A running `nimbus server` on a fresh state folder. Dropping it stops the process.
+struct Host {
+    child: Child,
+    gateway: SocketAddr,
+    admin: SocketAddr,
+    state: tempfile::TempDir,
+    stderr_path: PathBuf,
+}
+
+impl Host {
+    fn start() -> Host {
+        let state = tempfile::tempdir().expect("creating a temp dir");
+        let stderr_path = state.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).expect("creating stderr log");
+        let mut child = Command::new(NIMBUS)
+            .arg("server")
+            .arg("--state")
+            .arg(state.path().join("server"))
+            .args(["--port", "0", "--admin-port", "0", "--idle-timeout", "30s"])
+            .env("NIMBUS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting nimbus server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut address = |marker: &str| -> SocketAddr {
+            match lines.next() {
+                Some(Ok(line)) => line
+                    .split(marker)
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("unexpected banner line {line:?}"))
+                    .trim()
+                    .parse()
+                    .expect("banner address"),
+                _ => panic!(
+                    "nimbus server exited before listening; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                ),
+            }
+        };
+        let gateway = address("listening on http://");
+        let admin = address("admin API on http://");
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Host {
+            child,
+            gateway,
+            admin,
+            state,
+            stderr_path,
+        }
+    }
+
+    fn state_arg(&self) -> String {
+        self.state.path().join("server").display().to_string()
+    }
+
+    /// Runs `nimbus server token <args> --state DIR`.
+    fn token(&self, args: &[&str]) -> Output {
+        let state = self.state_arg();
+        let mut all = vec!["server", "token"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--state", &state]);
+        run(&all, None)
+    }
+
+    fn new_token(&self) -> String {
+        let out = self.token(&["create"]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        out.stdout.trim().to_owned()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.admin)
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        request(self.gateway, "GET", path, &[], Vec::new()).await
+    }
+
+    async fn admin(&self, method: &str, path: &str, token: Option<&str>) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        request(self.admin, method, path, &headers, b"{}".to_vec()).await
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        signal(self.child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str], dir: Option<&std::path::Path>) -> Output {
+    let mut command = Command::new(NIMBUS);
+    command.args(args).env_remove("NIMBUS_TOKEN");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let output = command.output().expect("running nimbus");
+    Output {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// An app `svc` whose one function answers `text` on GET /hello.
+fn app(text: &str) -> TestApp {
+    TestApp::new(&[("nimbus.yaml", MANIFEST), ("hello.js", &hello_js(text))])
+}
+
+const MANIFEST: &str = "service: svc
+provider:
+  runtime: nodejs20.x
+  memorySize: 128
+  timeout: 5
+functions:
+  hello:
+    handler: hello.handler
+    events:
+      - httpApi: GET /hello
+";
+
+fn hello_js(text: &str) -> String {
+    format!("exports.handler = async () => ({{ statusCode: 200, body: '{text}' }});\n")
+}
+
+/// Writes a new handler answering `text`, then deploys with `extra` flags.
+fn deploy(app: &TestApp, host: &Host, token: &str, text: &str, extra: &[&str]) -> Output {
+    std::fs::write(app.path().join("hello.js"), hello_js(text)).expect("writing the handler");
+    let url = host.url();
+    let mut args = vec!["deploy", ".", "--to", &url, "--token", token];
+    args.extend_from_slice(extra);
+    run(&args, Some(app.path()))
+}
+
+fn ok(out: &Output) {
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// `nimbus <command> --to URL --token T` run in the app folder.
+fn admin_command(app: &TestApp, host: &Host, token: &str, command: &[&str]) -> Output {
+    let url = host.url();
+    let mut args = command.to_vec();
+    args.extend_from_slice(&["--to", &url, "--token", token]);
+    run(&args, Some(app.path()))
+}
+
+#[tokio::test]
+async fn admin_calls_need_a_valid_token_and_change_nothing_without_one() {
+    let host = Host::start();
+    let token = host.new_token();
+    let revoked = host.new_token();
+    let listed = host.token(&["ls"]);
+    ok(&listed);
+    assert_eq!(listed.stdout.lines().count(), 2, "{}", listed.stdout);
+    let state =
+        std::fs::read_to_string(host.state.path().join("server/tokens.json")).expect("tokens.json");
+    assert!(!state.contains(&token), "tokens are stored hashed: {state}");
+    let app = app("v1");
+    ok(&deploy(&app, &host, &token, "v1", &[]));
+    ok(&deploy(&app, &host, &token, "v2", &["--canary", "50%"]));
+    // Revoked by id: the part between `nmb_` and the next `_`.
+    let revoked_id = revoked.split('_').nth(1).expect("token id");
+    ok(&host.token(&["revoke", revoked_id]));
+    let versions = |token: &str| {
+        let out = admin_command(&app, &host, token, &["versions"]);
+        ok(&out);
+        out.stdout
+    };
+    let before = versions(&token);
+    let calls = [
+        ("POST", "/v1/deployments?service=svc&stage=dev"),
+        ("GET", "/v1/apps"),
+        ("GET", "/v1/apps/svc/dev/versions"),
+        ("PUT", "/v1/apps/svc/dev/aliases/live"),
+        ("POST", "/v1/apps/svc/dev/promote"),
+        ("POST", "/v1/apps/svc/dev/rollback"),
+    ];
+    for (method, path) in calls {
+        for bad in [None, Some("nmb_nope_nope"), Some(revoked.as_str())] {
+            let res = host.admin(method, path, bad).await;
+            assert_eq!(
+                res.status,
+                401,
+                "{method} {path} with {bad:?}: {}",
+                res.text()
+            );
+        }
+    }
+    // The CLI says so too, and changes nothing.
+    for command in [
+        &["rollback"][..],
+        &["promote"],
+        &["alias", "set", "staging", "1"],
+    ] {
+        let out = admin_command(&app, &host, &revoked, command);
+        assert_eq!(out.code, Some(1), "{command:?}");
+        assert!(out.stderr.contains("401"), "{command:?}: {}", out.stderr);
+    }
+    let out = deploy(&app, &host, &revoked, "v3", &[]);
+    assert!(out.stderr.contains("401"), "{}", out.stderr);
+    assert_eq!(versions(&token), before);
+    assert_eq!(host.get("/svc/dev/hello").await.status, 200);
+    // Revoking the whole token works too.
+    ok(&host.token(&["revoke", &token]));
+    let res = host.admin("GET", "/v1/apps", Some(&token)).await;
+    assert_eq!(res.status, 401);
+}
+
+#[tokio::test]
+async fn live_follows_deploys_rollback_canary_and_promote() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = app("v1");
+    let out = deploy(&app, &host, &token, "v1", &[]);
+    ok(&out);
+    assert!(out.stdout.contains("version 1"), "{}", out.stdout);
+    ok(&deploy(&app, &host, &token, "v2", &[]));
+    let res = host.get("/svc/dev/hello").await;
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (200, "v2"),
+        "{}",
+        host.logs()
+    );
+    assert_eq!(res.header("x-nimbus-version"), Some("2"));
+
+    let out = admin_command(&app, &host, &token, &["rollback"]);
+    ok(&out);
+    assert_eq!(out.stdout.trim(), "live -> 1");
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "v1");
+
+    ok(&deploy(&app, &host, &token, "v3", &["--canary", "10%"]));
+    let mut n_canary = 0;
+    for _ in 0..1000 {
+        let res = host.get("/svc/dev/hello").await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        match res.text().as_str() {
+            "v3" => n_canary += 1,
+            "v1" => {}
+            other => panic!("unexpected answer {other}"),
+        }
+    }
+    assert!(
+        (50..=150).contains(&n_canary),
+        "{n_canary} of 1000 went to the canary"
+    );
+    let versions = admin_command(&app, &host, &token, &["versions"]);
+    ok(&versions);
+    let line = |v: &str| {
+        versions
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(v))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("1 ").contains("live (90%)"), "{}", versions.stdout);
+    assert!(line("3 ").contains("live (10%)"), "{}", versions.stdout);
+    assert!(!line("2 ").contains("live"), "{}", versions.stdout);
+
+    let out = admin_command(&app, &host, &token, &["promote"]);
+    ok(&out);
+    assert_eq!(out.stdout.trim(), "live -> 3");
+    for _ in 0..100 {
+        assert_eq!(host.get("/svc/dev/hello").await.text(), "v3");
+    }
+
+    // Another alias, by header or by path.
+    ok(&admin_command(
+        &app,
+        &host,
+        &token,
+        &["alias", "set", "staging", "2"],
+    ));
+    let res = request(
+        host.gateway,
+        "GET",
+        "/svc/dev/hello",
+        &[("x-nimbus-alias", "staging")],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(res.text(), "v2");
+    assert_eq!(host.get("/svc/dev@staging/hello").await.text(), "v2");
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "v3");
+    assert_eq!(host.get("/svc/dev@nope/hello").await.status, 404);
+    assert_eq!(host.get("/other/dev/hello").await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_under_steady_traffic_fail_no_request() {
+    let host = Arc::new(Host::start());
+    let token = host.new_token();
+    let app = Arc::new(app("v0"));
+    ok(&deploy(&app, &host, &token, "v0", &[]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (n_ok, n_failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let (host, stop, n_ok, n_failed, failures) = (
+            host.gateway,
+            stop.clone(),
+            n_ok.clone(),
+            n_failed.clone(),
+            failures.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let res = request(host, "GET", "/svc/dev/hello", &[], Vec::new()).await;
+                if res.status == 200 {
+                    n_ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    n_failed.fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut failures) = failures.lock() {
+                        failures.push(format!("{} {}", res.status, res.text()));
+                    }
+                }
+            }
+        }));
+    }
+    for version in 1..=5 {
+        let (app, host2, token) = (app.clone(), host.clone(), token.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            deploy(&app, &host2, &token, &format!("v{version}"), &[])
+        })
+        .await
+        .expect("deploy task");
+        ok(&out);
+    }
+    // Keep the load on while the last replaced version drains.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task");
+    }
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "v5");
+    let failed = n_failed.load(Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "{:?}\n{}",
+        failures.lock().map(|f| f.clone()).unwrap_or_default(),
+        host.logs()
+    );
+    assert!(n_ok.load(Ordering::Relaxed) > 50);
+    // Replaced versions are stopped once drained.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !host.logs().contains("version 4 drained; stopping it") {
+        assert!(Instant::now() < deadline, "{}", host.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_stages_of_one_app_answer_independently() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = app("a");
+    ok(&deploy(&app, &host, &token, "prod-1", &["--stage", "prod"]));
+    ok(&deploy(&app, &host, &token, "beta-1", &["--stage", "beta"]));
+    ok(&deploy(&app, &host, &token, "beta-2", &["--stage", "beta"]));
+    assert_eq!(host.get("/svc/prod/hello").await.text(), "prod-1");
+    assert_eq!(host.get("/svc/beta/hello").await.text(), "beta-2");
+    let out = admin_command(&app, &host, &token, &["rollback", "--stage", "beta"]);
+    ok(&out);
+    assert_eq!(host.get("/svc/beta/hello").await.text(), "beta-1");
+    assert_eq!(host.get("/svc/prod/hello").await.text(), "prod-1");
+    // Each stage keeps its own versions and state folder.
+    let prod = admin_command(&app, &host, &token, &["versions", "--stage", "prod"]);
+    ok(&prod);
+    assert_eq!(prod.stdout.lines().count(), 2, "{}", prod.stdout);
+    let apps = host.state.path().join("server/apps/svc");
+    assert!(apps.join("prod/state").is_dir());
+    assert!(apps.join("beta/state").is_dir());
+}
+
+#[tokio::test]
+async fn a_bad_manifest_is_refused_with_its_diagnostics_and_live_stays() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = app("v1");
+    ok(&deploy(&app, &host, &token, "v1", &[]));
+    let url = host.url();
+
+    // Caught before upload, with `nimbus validate`'s diagnostics.
+    std::fs::write(
+        app.path().join("nimbus.yaml"),
+        MANIFEST.replace("hello.handler", "missing.handler"),
+    )
+    .expect("writing the manifest");
+    let out = run(
+        &["deploy", ".", "--to", &url, "--token", &token],
+        Some(app.path()),
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("error: nimbus.yaml:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("functions.hello.handler"),
+        "{}",
+        out.stderr
+    );
+
+    // Valid here but not on the server (its environment lacks the variable): the server
+    // checks again and sends the diagnostics back.
+    std::fs::write(
+        app.path().join("nimbus.yaml"),
+        MANIFEST.replace(
+            "  timeout: 5\n",
+            "  timeout: 5\n  environment:\n    NEEDED: ${env:NIMBUS_TEST_ONLY_HERE}\n",
+        ),
+    )
+    .expect("writing the manifest");
+    let output = Command::new(NIMBUS)
+        .args(["deploy", ".", "--to", &url, "--token", &token])
+        .env("NIMBUS_TEST_ONLY_HERE", "1")
+        .current_dir(app.path())
+        .output()
+        .expect("running nimbus");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("422"), "{stderr}");
+    assert!(stderr.contains("NIMBUS_TEST_ONLY_HERE"), "{stderr}");
+    assert!(stderr.contains("error: nimbus.yaml:"), "{stderr}");
+
+    let versions = admin_command(
+        &app,
+        &host,
+        &token,
+        &["versions", "--service", "svc", "--stage", "dev"],
+    );
+    ok(&versions);
+    assert_eq!(versions.stdout.lines().count(), 2, "{}", versions.stdout);
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "v1");
+}
