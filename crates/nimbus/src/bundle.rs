@@ -27,10 +27,12 @@ pub(crate) fn pack(dir: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Unpacks a `.tar.gz` into `dest` (which must exist). Refuses absolute paths, `..`,
 /// links that point outside the bundle, and more than `MAX_UNPACKED_BYTES`; skips
-/// `.nimbus/` and anything that is not a file, a folder or a link.
+/// `.nimbus/` and anything that is not a file, a folder or a link. On error `dest` may
+/// hold part of the bundle: the caller removes it.
 pub(crate) fn unpack(bundle: &[u8], dest: &Path) -> anyhow::Result<()> {
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bundle));
     let mut total: u64 = 0;
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     for entry in archive.entries().context("reading the bundle")? {
         let mut entry = entry.context("reading the bundle")?;
         let path = entry
@@ -84,14 +86,31 @@ pub(crate) fn unpack(bundle: &[u8], dest: &Path) -> anyhow::Result<()> {
                     relative.display(),
                     link.display()
                 );
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                std::os::unix::fs::symlink(&link, &target)
-                    .with_context(|| format!("linking {}", relative.display()))?;
+                links.push((relative, link));
             }
             _ => {}
+        }
+    }
+    // Links come last, so no file or folder of the bundle is ever written through one.
+    let root = dest
+        .canonicalize()
+        .with_context(|| format!("opening {}", dest.display()))?;
+    for (relative, link) in links {
+        let target = dest.join(&relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::os::unix::fs::symlink(&link, &target)
+            .with_context(|| format!("linking {}", relative.display()))?;
+        // Lexically inside is not enough when the path goes through another link.
+        if let Ok(resolved) = target.canonicalize() {
+            anyhow::ensure!(
+                resolved.starts_with(&root),
+                "the bundle holds a link {} -> {} that leaves the app folder",
+                relative.display(),
+                link.display()
+            );
         }
     }
     Ok(())
@@ -227,6 +246,32 @@ mod tests {
             std::fs::symlink_metadata(dest.path().join("node_modules/dep.js"))
                 .expect("link")
                 .is_symlink()
+        );
+    }
+
+    #[test]
+    fn a_link_escaping_through_another_link_is_refused() {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (path, target) in [("s", "."), ("e", "s/..")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            header.set_mode(0o777);
+            builder
+                .append_link(&mut header, path, target)
+                .expect("append");
+        }
+        let bundle = builder.into_inner().expect("tar").finish().expect("gzip");
+        let outer = tempfile::tempdir().expect("temp dir");
+        let dest = outer.path().join("app");
+        std::fs::create_dir(&dest).expect("mkdir");
+        let err = unpack(&bundle, &dest).expect_err("refused");
+        assert!(
+            format!("{err:#}").contains("leaves the app folder"),
+            "{err:#}"
         );
     }
 

@@ -174,11 +174,19 @@ impl ServerCommand {
                 retiring: JoinSet::new(),
             }),
             client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
+                // Shorter than any server's keep-alive, so a pooled connection is rarely
+                // one the version is closing.
+                .pool_idle_timeout(Duration::from_secs(5))
                 .build_http(),
             rng: AtomicU64::new(seed),
         });
         host.restore().await;
+        if tokens::read(&state).map_or(true, |t| t.is_empty()) {
+            tracing::warn!(
+                "no admin token yet: `nimbus server token create --state {}` makes one",
+                state.display()
+            );
+        }
         {
             let mut out = std::io::stdout().lock();
             writeln!(

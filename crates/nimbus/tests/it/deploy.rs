@@ -22,7 +22,11 @@ struct Host {
 
 impl Host {
     fn start() -> Host {
-        let state = tempfile::tempdir().expect("creating a temp dir");
+        Host::start_in(tempfile::tempdir().expect("creating a temp dir"))
+    }
+
+    /// Starts a server on the state folder `state/server`.
+    fn start_in(state: tempfile::TempDir) -> Host {
         let stderr_path = state.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("creating stderr log");
         let mut child = Command::new(NIMBUS)
@@ -105,8 +109,19 @@ impl Host {
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
+impl Host {
+    /// Stops the server and hands back its state folder.
+    fn stop(mut self) -> tempfile::TempDir {
+        self.terminate();
+        let placeholder = tempfile::tempdir().expect("creating a temp dir");
+        std::mem::replace(&mut self.state, placeholder)
+    }
+
+    fn terminate(&mut self) {
+        // Signal only a process still running: its pid is not anyone else's yet.
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
         signal(self.child.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -117,6 +132,12 @@ impl Drop for Host {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.terminate();
     }
 }
 
@@ -469,5 +490,32 @@ async fn a_bad_manifest_is_refused_with_its_diagnostics_and_live_stays() {
     );
     ok(&versions);
     assert_eq!(versions.stdout.lines().count(), 2, "{}", versions.stdout);
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "v1");
+}
+
+#[tokio::test]
+async fn a_restarted_server_serves_what_its_aliases_point_at() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = app("v1");
+    ok(&deploy(&app, &host, &token, "v1", &[]));
+    ok(&deploy(&app, &host, &token, "v2", &[]));
+    ok(&admin_command(
+        &app,
+        &host,
+        &token,
+        &["alias", "set", "staging", "1"],
+    ));
+    let state = host.stop();
+    let host = Host::start_in(state);
+    assert_eq!(
+        host.get("/svc/dev/hello").await.text(),
+        "v2",
+        "{}",
+        host.logs()
+    );
+    assert_eq!(host.get("/svc/dev@staging/hello").await.text(), "v1");
+    let out = admin_command(&app, &host, &token, &["rollback"]);
+    ok(&out);
     assert_eq!(host.get("/svc/dev/hello").await.text(), "v1");
 }
