@@ -8,7 +8,9 @@
 #
 # wrk -t1 -c1 and -c32, -d10s --latency; REPS repetitions, on/off alternating (the order
 # flips every repetition); medians and (min–max). Each app is a copy of examples/hello in
-# a temporary folder, so the two servers have state folders of their own.
+# a temporary folder, so the two servers have state folders of their own. Besides req/s,
+# each run records the CPU time the server and its function processes used per request
+# (from /proc), which other load on the machine disturbs far less than req/s.
 # Needs wrk. Only talks to 127.0.0.1. Knobs: NIMBUS, PORT, DURATION, REPS, NIMBUS_LOG.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,11 +35,12 @@ stats() { sort -g | awk -v f="$1" '{ a[NR] = $1 } END {
 echo "# $NIMBUS ($("$NIMBUS" --version)), repo at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "# $(nproc) cores, $(date -u +%FT%TZ), NIMBUS_LOG=$NIMBUS_LOG, results in $OUT"
 
-declare -A URL
+declare -A URL PID
 i=0
 for t in on off; do
   mkdir -p "$OUT/app-$t"; find examples/hello -maxdepth 1 -type f -exec cp {} "$OUT/app-$t/" \;
   "$NIMBUS" up "$OUT/app-$t" --port $((PORT + i)) --telemetry "$t" 2>"$OUT/nimbus-$t.log" & PIDS+=($!)
+  PID[$t]=$!
   URL[$t]="http://127.0.0.1:$((PORT + i))$Q"
   i=$((i + 1))
 done
@@ -46,13 +49,28 @@ for t in on off; do
   for _ in 1 2; do wrk -t1 -c32 -d3s --timeout 10s "${URL[$t]}" >/dev/null; done # warm-up, scale-out
 done
 
+# CPU time (clock ticks) used so far by a server and its function processes: its own, that
+# of children it has reaped, and that of the live ones.
+cpu_ticks() { # pid
+  local total kid
+  total=$(awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat")
+  for kid in $(pgrep -P "$1"); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$kid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 run_wrk() { # telemetry conns
-  wrk -t1 -c"$2" -d"$DURATION" --timeout 10s --latency "${URL[$1]}" | awk -v t="$1" -v c="$2" '
+  local before after
+  before=$(cpu_ticks "${PID[$1]}")
+  wrk -t1 -c"$2" -d"$DURATION" --timeout 10s --latency "${URL[$1]}" > "$OUT/wrk.tmp"
+  after=$(cpu_ticks "${PID[$1]}")
+  awk -v t="$1" -v c="$2" -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
     $1 == "50%" { p50 = ms($2) }  $1 == "99%" { p99 = ms($2) }
     /^Requests\/sec/ { rps = $2 }
+    / requests in / { n = $1 }
     /Non-2xx|Socket errors/ { err = err $0 }
-    END { printf "%s %s %.0f %.3f %.3f %s\n", t, c, rps, p50, p99, (err ? "ERR:" err : "ok") }'
+    END { printf "%s %s %.0f %.3f %.3f %.1f %s\n", t, c, rps, p50, p99, ticks / hz * 1e6 / n, (err ? "ERR:" err : "ok") }' "$OUT/wrk.tmp"
 }
 for rep in $(seq "$REPS"); do
   order=(on off); [ $((rep % 2)) = 0 ] && order=(off on)
@@ -63,15 +81,19 @@ rows_on=$(sqlite3 "$OUT/app-on/.nimbus/nimbus.db" 'select count(*) from invocati
 echo "# invocation records written with telemetry on: $rows_on"
 
 echo
-echo "| telemetry | conns | req/s | p50 ms | p99 ms |"
-echo "|---|---|---|---|---|"
+echo "| telemetry | conns | req/s | p50 ms | p99 ms | CPU µs per request (nimbus + functions) |"
+echo "|---|---|---|---|---|---|"
 for c in 1 32; do for t in on off; do
   rows=$(awk -v t="$t" -v c="$c" '$1 == t && $2 == c' "$OUT/warm.txt")
-  echo "| $t | $c | $(cut -d' ' -f3 <<<"$rows" | stats %.0f) | $(cut -d' ' -f4 <<<"$rows" | stats %.3f) | $(cut -d' ' -f5 <<<"$rows" | stats %.2f) |"
+  echo "| $t | $c | $(cut -d' ' -f3 <<<"$rows" | stats %.0f) | $(cut -d' ' -f4 <<<"$rows" | stats %.3f) | $(cut -d' ' -f5 <<<"$rows" | stats %.2f) | $(cut -d' ' -f6 <<<"$rows" | stats %.0f) |"
 done; done
 for c in 1 32; do
   med() { awk -v t="$1" -v c="$c" '$1 == t && $2 == c { print $3 }' "$OUT/warm.txt" | stats %.0f | cut -d' ' -f1; }
   # paired per repetition: rows come in on/off pairs for the same rep and conns
   paired=$(awk -v c="$c" '$2 == c { r[$1] = $3; if (("on" in r) && ("off" in r)) { print (r["off"] - r["on"]) / r["off"] * 100; delete r } }' "$OUT/warm.txt" | stats %.1f)
   echo "telemetry cost at $c conns: $(awk -v a="$(med on)" -v b="$(med off)" 'BEGIN { printf "%.1f %%", (b - a) / b * 100 }') of req/s (medians); paired per repetition $paired % (target <= 5 %)"
+  # CPU per request is what throughput is made of on a saturated machine, and it does not
+  # move with other work competing for the cores the way req/s does.
+  cpu() { awk -v t="$1" -v c="$c" '$1 == t && $2 == c { print $6 }' "$OUT/warm.txt" | stats %.1f | cut -d' ' -f1; }
+  echo "telemetry cost at $c conns in CPU per request: $(awk -v a="$(cpu on)" -v b="$(cpu off)" 'BEGIN { printf "%.1f %%", (a - b) / b * 100 }') (medians: $(cpu on) vs $(cpu off) µs)"
 done
