@@ -30,7 +30,7 @@ const WAL_CHECKPOINT_PAGES: i64 = 4096;
 
 /// How long records may wait for others to share their transaction. `nimbus logs -f` and
 /// `nimbus invocations` see a record at most this late (plus the commit itself).
-const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+const COMMIT_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Work for the writer thread.
 pub(crate) enum Command {
