@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// The prefix of nimbus's own queues (asynchronous invocation, HTTP deliveries of topics);
+/// the services API hides them and a manifest may not declare a queue named so.
+pub const INTERNAL_QUEUE_PREFIX: &str = "nimbus--";
+
 /// The resources an app declares (a `queues:` / `topics:` / `buckets:` / `kv:` section,
 /// or CloudFormation `resources` of the types nimbus models).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -428,8 +428,7 @@ impl Events {
     }
 }
 
-/// The prefix of nimbus's internal queues; the API hides them from listings.
-pub(crate) const INTERNAL_QUEUE_PREFIX: &str = "nimbus--";
+pub(crate) use nimbus_core::events::INTERNAL_QUEUE_PREFIX;
 
 /// The internal queue holding a function's asynchronous events.
 pub(crate) fn async_queue(function: &str) -> String {

@@ -1000,8 +1000,18 @@ impl Cx<'_> {
                 key,
                 format!("{} name {name:?} is invalid; use {rule}", kind.noun()),
             );
+            return false;
         }
-        valid
+        if kind == Kind::Queue && name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+            let prefix = crate::events::INTERNAL_QUEUE_PREFIX;
+            self.error(
+                pos,
+                key,
+                format!("queue name {name:?} starts with `{prefix}`, which nimbus keeps for its own queues; choose another name"),
+            );
+            return false;
+        }
+        true
     }
 
     /// A destination's target, checked once every function has declared its topics.

@@ -502,6 +502,7 @@ impl Cx<'_> {
             Some((hosts, _)) => hosts,
             None => Vec::new(),
         };
+        self.check_visibility_timeouts(&events, timeout, entry.key_pos, &key);
         if self.errors.len() > n_errors {
             return None;
         }
@@ -741,6 +742,42 @@ impl Cx<'_> {
                     format!("expected {what}, got {}", node.describe()),
                 );
                 None
+            }
+        }
+    }
+
+    /// Warns about each `sqs` queue whose visibility timeout is shorter than the function's
+    /// timeout: a message still being processed would become visible again and be
+    /// delivered twice. AWS refuses such a mapping at deploy.
+    fn check_visibility_timeouts(
+        &mut self,
+        events: &[EventSource],
+        timeout: Duration,
+        pos: Pos,
+        key: &str,
+    ) {
+        for event in events {
+            let EventSource::Sqs(sqs) = event else {
+                continue;
+            };
+            let Some(queue) = self
+                .app
+                .resources
+                .queues
+                .iter()
+                .find(|q| q.name == sqs.queue)
+            else {
+                continue;
+            };
+            if queue.visibility_timeout < timeout {
+                let message = format!(
+                    "queue `{}` hides a received message for {}s, less than this function's timeout of {}s, so a message still being processed can be delivered again (AWS refuses this at deploy); give the queue a visibilityTimeout of at least {}s (AWS recommends 6 times the timeout)",
+                    queue.name,
+                    queue.visibility_timeout.as_secs_f64(),
+                    timeout.as_secs_f64(),
+                    timeout.as_secs_f64().ceil(),
+                );
+                self.warn(pos, key, message);
             }
         }
     }

@@ -1633,6 +1633,38 @@ fn queues_section_declares_queues_and_dead_letter_queues() {
 }
 
 #[test]
+fn a_queue_hiding_messages_for_less_than_its_consumers_timeout_is_a_warning() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        queues:
+          quick: { visibilityTimeout: 10 }
+          slow: { visibilityTimeout: 180 }
+        functions:
+          worker:
+            handler: f.handler
+            timeout: 30
+            events:
+              - sqs: quick
+              - sqs: slow
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function worker: nodejs20.x f.handler (line 8), 1024 MB, 30s
+              Node { major: 20 }
+              sqs quick batch 10 window 0s
+              sqs slow batch 10 window 0s
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:quick
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:slow
+            queue quick: visibility 10s, delay 0s, retention 345600s
+            queue slow: visibility 180s, delay 0s, retention 345600s
+            warning serverless.yml:7:3: functions.worker: queue `quick` hides a received message for 10s, less than this function's timeout of 30s, so a message still being processed can be delivered again (AWS refuses this at deploy); give the queue a visibilityTimeout of at least 30s (AWS recommends 6 times the timeout)
+        "#]],
+    );
+}
+
+#[test]
 fn queues_section_errors() {
     check(
         "
@@ -1646,6 +1678,7 @@ fn queues_section_errors() {
           'bad name': {}
           dup: {}
           other: { deadLetterQueue: plain, retries: 3 }
+          nimbus--async--f: {}
         functions:
           f: { handler: f.handler }
         resources:
@@ -1662,8 +1695,9 @@ fn queues_section_errors() {
             serverless.yml:7:43: queues.events.fifo.deadLetterQueue.name: the dead-letter queue of a FIFO queue must be FIFO too; `not-fifo` does not end in .fifo
             serverless.yml:7:70: queues.events.fifo.deadLetterQueue.maxReceiveCount: 2000 is out of range; expected 1 to 1000
             serverless.yml:8:3: queues.bad name: queue name "bad name" is invalid; use 1 to 80 letters, digits, `-` and `_`, with an optional .fifo suffix
-            serverless.yml:9:3: queues.dup: queue `dup` is already declared at line 15
+            serverless.yml:9:3: queues.dup: queue `dup` is already declared at line 16
             serverless.yml:10:29: queues.other.deadLetterQueue: expected a mapping with `name` and `maxReceiveCount`, got string "plain"
+            serverless.yml:11:3: queues.nimbus--async--f: queue name "nimbus--async--f" starts with `nimbus--`, which nimbus keeps for its own queues; choose another name
         "#]],
     );
 }
