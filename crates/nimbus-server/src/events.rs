@@ -177,18 +177,21 @@ impl Events {
         Ok(sent)
     }
 
-    /// Sends up to 10 messages to a queue in one transaction: all are accepted or none.
-    pub(crate) async fn send_batch(
+    /// Sends up to 10 messages to a queue in one transaction, one result per message (see
+    /// `Store::send_entries`).
+    pub(crate) async fn send_entries(
         &self,
         queue: &str,
         messages: Vec<NewMessage>,
-    ) -> Result<Vec<SentMessage>, StoreError> {
+    ) -> Result<Vec<Result<SentMessage, StoreError>>, StoreError> {
         let name = queue.to_owned();
-        let sent = self
-            .store(move |store| store.send_batch(&name, messages))
+        let results = self
+            .store(move |store| store.send_entries(&name, messages))
             .await?;
-        self.wake(queue);
-        Ok(sent)
+        if results.iter().any(Result::is_ok) {
+            self.wake(queue);
+        }
+        Ok(results)
     }
 
     /// Queues an event for asynchronous invocation of `function` (Lambda's `Event`

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
+use nimbus_core::FunctionSpec;
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
-use nimbus_core::{Fault, FunctionSpec};
 use nimbus_store::{
     KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, ReceivedMessage,
     SentMessage,
@@ -105,7 +105,7 @@ pub(crate) fn valid_batch_entry_id(id: &str) -> bool {
 }
 
 /// Sends up to 10 messages in one transaction, each carrying `trace`. Returns one result
-/// per message, in order: an entry that could not be parsed or that the store refuses (too
+/// per message, in order: an entry that could not be parsed or that the queue refuses (too
 /// long, a reserved attribute) fails alone, the others are sent. A missing queue or a
 /// refused grant fails the whole batch.
 pub(crate) async fn send_message_batch(
@@ -155,31 +155,25 @@ pub(crate) async fn send_message_batch(
             Err(error) => results.push(Some(Err(error))),
         }
     }
-    let mut sent = Vec::with_capacity(valid.len());
-    if !valid.is_empty() {
-        match events.send_batch(queue, valid.clone()).await {
-            Ok(all) => sent.extend(all.into_iter().map(Ok)),
-            Err(err) => {
-                let error = ApiError::from(err);
-                if error.status == StatusCode::NOT_FOUND || error.fault != Fault::Client {
-                    return Err(access.fail(error));
-                }
-                // Some entry was refused: send them one by one to find out which.
-                for message in valid {
-                    sent.push(events.send(queue, message).await.map_err(ApiError::from));
-                }
-            }
-        }
-    }
+    let sent = if valid.is_empty() {
+        Vec::new()
+    } else {
+        events
+            .send_entries(queue, valid)
+            .await
+            .map_err(|e| access.fail(e))?
+    };
     let mut sent = sent.into_iter();
     Ok(results
         .into_iter()
         .map(|result| {
-            result.or_else(|| sent.next()).unwrap_or_else(|| {
-                Err(ApiError::platform(
-                    "the store answered fewer messages than sent",
-                ))
-            })
+            result
+                .or_else(|| sent.next().map(|r| r.map_err(ApiError::from)))
+                .unwrap_or_else(|| {
+                    Err(ApiError::platform(
+                        "the store answered fewer messages than sent",
+                    ))
+                })
         })
         .collect())
 }

@@ -240,6 +240,37 @@ impl Store {
         )
     }
 
+    /// SQS's SendMessageBatch: up to 10 messages to one queue in one transaction, with one
+    /// result per message, in order. A message the queue refuses (too long, bad attributes,
+    /// a FIFO message without its ids) fails alone and the others are sent; a missing queue
+    /// or a failing write fails the whole batch and sends nothing.
+    pub fn send_entries(
+        &self,
+        queue: &str,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Vec<Result<SentMessage, StoreError>>, StoreError> {
+        if msgs.is_empty() || msgs.len() > MAX_MESSAGE_BATCH {
+            return Err(StoreError::InvalidParameter {
+                reason: format!(
+                    "a batch holds 1 to {MAX_MESSAGE_BATCH} messages, not {}",
+                    msgs.len()
+                ),
+            });
+        }
+        self.write("messages", |tx| {
+            let row = queue_row(tx, queue, write_err("messages"))?;
+            let now_us = now_us();
+            let mut results = Vec::with_capacity(msgs.len());
+            for msg in msgs {
+                match insert_message(tx, &row, msg, now_us) {
+                    Err(err) if !err.is_client_error() => return Err(err),
+                    result => results.push(result),
+                }
+            }
+            Ok(results)
+        })
+    }
+
     /// Sends messages to any queues in one transaction: all are accepted or none.
     ///
     /// This is the outbox of topic fan-out and asynchronous invocation. There is no limit on the

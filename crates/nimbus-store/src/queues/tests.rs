@@ -567,6 +567,41 @@ fn delete_batch_reports_each_handle() -> TestResult {
 }
 
 #[test]
+fn send_entries_sends_what_the_queue_accepts_in_one_transaction() -> TestResult {
+    let (_dir, store) = open()?;
+    store.ensure_queue(&spec("q"))?;
+    let too_long = NewMessage::new("x".repeat(crate::MAX_MESSAGE_BYTES + 1));
+    let results = store.send_entries(
+        "q",
+        vec![NewMessage::new("one"), too_long, NewMessage::new("two")],
+    )?;
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(
+        matches!(results[1], Err(StoreError::MessageTooLarge { .. })),
+        "{:?}",
+        results[1]
+    );
+    let received = store.receive_messages("q", 10, None)?;
+    assert_eq!(bodies(&received), ["one", "two"]);
+    // A missing queue or a wrong count sends nothing.
+    assert!(matches!(
+        store.send_entries("nope", vec![NewMessage::new("x")]),
+        Err(StoreError::UnknownQueue { .. })
+    ));
+    assert!(store.send_entries("q", Vec::new()).is_err());
+    assert!(
+        store
+            .send_entries(
+                "q",
+                (0..11).map(|i| NewMessage::new(format!("{i}"))).collect()
+            )
+            .is_err()
+    );
+    assert_eq!(store.queue_stats("q")?.visible, 0);
+    Ok(())
+}
+
+#[test]
 fn ensure_queue_is_idempotent_and_updates_config() -> TestResult {
     let (_dir, store) = open()?;
     store.ensure_queue(&spec("b"))?;
