@@ -109,6 +109,9 @@ async fn handle(
     if let Ok(value) = http::HeaderValue::from_str(&trace.trace_id) {
         res.headers_mut().insert("x-nimbus-trace-id", value);
     }
+    if !telemetry.keeps_spans() {
+        return res;
+    }
     telemetry.span(SpanRecord {
         trace_id: trace.trace_id.clone(),
         span_id,

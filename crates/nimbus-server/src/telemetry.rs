@@ -170,6 +170,12 @@ impl Telemetry {
         });
     }
 
+    /// Whether spans go anywhere (`--telemetry on` or an OTLP endpoint); when not, callers
+    /// need not build them.
+    pub(crate) fn keeps_spans(&self) -> bool {
+        self.store.is_some() || self.otlp.is_some()
+    }
+
     /// Records a finished span locally and, when configured, exports it.
     pub(crate) fn span(&self, span: SpanRecord) {
         if let Some(otlp) = &self.otlp {
