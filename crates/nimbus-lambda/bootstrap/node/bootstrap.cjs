@@ -13,7 +13,6 @@
 
 'use strict';
 
-const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -77,36 +76,123 @@ function patchConsole() {
 }
 
 // ---------------------------------------------------------------------------
-// Runtime API client: one keep-alive socket.
+// Runtime API client: one keep-alive socket to nimbus's own Runtime API.
+//
+// A small HTTP/1.1 client on node:net rather than node:http: every invocation makes two
+// requests, and node:http's client (agent, parser, streams) costs ~5x the CPU of the
+// handler itself, which a Lambda-style pool of single-request instances pays in every
+// process while its JIT warms up. nimbus's Runtime API always answers with a
+// Content-Length; any other framing is reported as an error.
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+const net = require('node:net');
+
+class ApiError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
+
+let socket = null; // the connected socket, or null
+let socketUsed = false; // whether `socket` has already carried a request
+let waiting = null; // { resolve, reject, reused } of the request in flight
+let received = []; // response bytes read so far
+let receivedLength = 0;
+let head = null; // { status, headers, length, bodyStart } once the response head is read
+
+function onSocketData(chunk) {
+  if (waiting === null) {
+    dropSocket(); // bytes nobody asked for: the connection can no longer be trusted
+    return;
+  }
+  received.push(chunk);
+  receivedLength += chunk.length;
+  if (head === null) {
+    const buf = received.length === 1 ? received[0] : Buffer.concat(received, receivedLength);
+    received = [buf];
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    head = parseHead(buf.toString('latin1', 0, end));
+    if (head === null) {
+      failRequest(new ApiError('Runtime API answered without a Content-Length', 'EPROTO'));
+      return;
+    }
+    head.bodyStart = end + 4;
+  }
+  if (receivedLength < head.bodyStart + head.length) return; // body not complete yet
+  const buf = received.length === 1 ? received[0] : Buffer.concat(received, receivedLength);
+  const { status, headers, bodyStart, length } = head;
+  const w = waiting;
+  waiting = null;
+  head = null;
+  received = [];
+  receivedLength = 0;
+  w.resolve({ status, headers, body: buf.toString('utf8', bodyStart, bodyStart + length) });
+}
+
+// "HTTP/1.1 200 OK\r\nname: value..." -> { status, headers (lower-case names), length }
+function parseHead(text) {
+  const lines = text.split('\r\n');
+  const status = Number(lines[0].slice(9, 12));
+  const headers = {};
+  for (let i = 1; i < lines.length; i++) {
+    const colon = lines[i].indexOf(':');
+    if (colon > 0) headers[lines[i].slice(0, colon).toLowerCase()] = lines[i].slice(colon + 1).trim();
+  }
+  const length = Number(headers['content-length']);
+  if (!(status >= 100) || !Number.isInteger(length) || length < 0) return null;
+  return { status, headers, length };
+}
+
+function failRequest(err) {
+  const w = waiting;
+  waiting = null;
+  dropSocket();
+  if (w) {
+    err.reusedSocket = w.reused;
+    w.reject(err);
+  }
+}
+
+function onSocketGone(err) {
+  failRequest(new ApiError(err ? err.message : 'Runtime API closed the connection', (err && err.code) || 'ECONNRESET'));
+}
+
+function dropSocket() {
+  if (socket) {
+    socket.removeAllListeners();
+    socket.on('error', () => {});
+    socket.destroy();
+  }
+  socket = null;
+  received = [];
+  receivedLength = 0;
+  head = null;
+}
 
 function rawRequest(method, urlPath, body, extraHeaders) {
   return new Promise((resolve, reject) => {
-    const headers = extraHeaders ? { ...extraHeaders } : {};
-    if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      headers['Content-Length'] = Buffer.byteLength(body);
+    if (waiting !== null) {
+      reject(new ApiError('a Runtime API request is already in flight', 'EBUSY'));
+      return;
     }
-    const req = http.request(
-      { host: apiHost, port: apiPort, method, path: urlPath, agent, headers },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const buf = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-          resolve({ status: res.statusCode, headers: res.headers, body: buf.toString('utf8') });
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', (err) => {
-      err.reusedSocket = req.reusedSocket;
-      reject(err);
-    });
-    req.setNoDelay?.(true);
-    if (body !== undefined) req.end(body);
-    else req.end();
+    if (socket === null) {
+      socket = net.connect({ host: apiHost, port: apiPort, noDelay: true });
+      socketUsed = false;
+      socket.on('data', onSocketData);
+      socket.on('error', onSocketGone);
+      socket.on('close', () => onSocketGone(null));
+    }
+    waiting = { resolve, reject, reused: socketUsed };
+    socketUsed = true;
+    let text = `${method} ${urlPath} HTTP/1.1\r\nHost: ${runtimeApi}\r\n`;
+    if (extraHeaders) for (const k in extraHeaders) text += `${k}: ${extraHeaders[k]}\r\n`;
+    if (body !== undefined) {
+      text += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+      socket.write(text + body);
+    } else {
+      socket.write(`${text}\r\n`);
+    }
   });
 }
 

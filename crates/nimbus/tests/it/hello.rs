@@ -146,3 +146,74 @@ functions:
         assert!(fn_name.starts_with("echo-test-"), "{fn_name}");
     }
 }
+
+const MIRROR_JS: &str = r#"
+exports.handler = async (event) => ({ statusCode: 200, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: event.body });
+"#;
+
+const MIRROR_PY: &str = r#"
+def handler(event, context):
+    return {"statusCode": 200, "headers": {"content-type": "text/plain; charset=utf-8"}, "body": event["body"]}
+"#;
+
+/// Both runtimes read the invocation and post the answer over their own Runtime API
+/// client: a multi-megabyte body of multi-byte characters, arriving in many socket reads
+/// that split characters, comes back byte for byte, request after request.
+#[tokio::test]
+async fn large_unicode_bodies_round_trip_through_node_and_python() {
+    let manifest = r#"
+service: mirror
+functions:
+  node:
+    handler: mirror.handler
+    runtime: nodejs20.x
+    events:
+      - httpApi: POST /node
+  py:
+    handler: mirror.handler
+    runtime: python3.12
+    events:
+      - httpApi: POST /py
+"#;
+    let app = TestApp::new(&[
+        ("nimbus.yaml", manifest),
+        ("mirror.js", MIRROR_JS),
+        ("mirror.py", MIRROR_PY),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    // ~2.5 MB: the event (body JSON-escaped) and the answer both stay under 6 MB.
+    let body = "héllo wörld ✓ 😀 \"quoted\" \\ new\nline ".repeat(60_000);
+    for path in ["/node", "/py"] {
+        for round in 0..3 {
+            let sent = format!("{round}{body}");
+            let res = server
+                .request(
+                    "POST",
+                    path,
+                    &[("content-type", "text/plain; charset=utf-8")],
+                    sent.clone().into_bytes(),
+                )
+                .await;
+            assert_eq!(res.status, 200, "{path} round {round}");
+            assert!(
+                res.text() == sent,
+                "{path} round {round}: {} bytes back for {} sent",
+                res.text().len(),
+                sent.len()
+            );
+        }
+        let small = server
+            .request(
+                "POST",
+                path,
+                &[("content-type", "text/plain")],
+                b"tiny".to_vec(),
+            )
+            .await;
+        assert_eq!(
+            small.text(),
+            "tiny",
+            "{path}: a small body after the large ones"
+        );
+    }
+}
