@@ -14,5 +14,6 @@ mod manifest;
 mod observe;
 mod pool;
 mod provided;
+mod runtimes;
 mod secrets;
 mod wasm;
