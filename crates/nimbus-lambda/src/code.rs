@@ -104,61 +104,51 @@ pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeErr
     }
 }
 
-/// Warnings for runtimes whose named version differs from the interpreter on this machine.
+/// Warnings for runtimes whose named version differs from the interpreter on this machine,
+/// one per runtime named, listing the functions that name it.
 pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
-    let mut warnings = Vec::new();
-    let wants_node = specs
-        .iter()
-        .find(|s| matches!(s.runtime, Runtime::Node { .. }));
-    let wants_python = specs
-        .iter()
-        .find(|s| matches!(s.runtime, Runtime::Python { .. }));
-    if let Some(spec) = wants_node {
-        // Resolve the real executable now rather than on the first cold start.
-        crate::spawn::interpreter("node");
-        match crate::spawn::interpreter_version("node") {
-            Some(found) => {
-                let found_major = found
-                    .trim_start_matches('v')
-                    .split('.')
-                    .next()
-                    .unwrap_or("");
-                if let Runtime::Node { major } = spec.runtime
-                    && found_major != major.to_string()
-                {
-                    warnings.push(format!(
-                        "{} asks for {}, but node on this machine is {found}; running it with that",
-                        spec.name, spec.runtime
-                    ));
-                }
-            }
-            None => warnings.push(format!(
-                "{} needs node, which is not on PATH: install Node.js to run it",
-                spec.name
-            )),
+    let mut by_runtime: Vec<(Runtime, Vec<&str>)> = Vec::new();
+    for spec in specs {
+        if !matches!(spec.runtime, Runtime::Node { .. } | Runtime::Python { .. }) {
+            continue;
+        }
+        match by_runtime.iter_mut().find(|(r, _)| *r == spec.runtime) {
+            Some((_, names)) => names.push(&spec.name),
+            None => by_runtime.push((spec.runtime, vec![&spec.name])),
         }
     }
-    if let Some(spec) = wants_python {
-        crate::spawn::interpreter("python3");
-        match crate::spawn::interpreter_version("python3") {
-            Some(found) => {
-                let found_minor = found
-                    .trim_start_matches("Python ")
-                    .split('.')
-                    .nth(1)
-                    .unwrap_or("");
-                if let Runtime::Python { minor } = spec.runtime
-                    && found_minor != minor.to_string()
-                {
-                    warnings.push(format!(
-                        "{} asks for {}, but python3 on this machine is {found}; running it with that",
-                        spec.name, spec.runtime
-                    ));
-                }
-            }
+    let mut warnings = Vec::new();
+    for (runtime, names) in by_runtime {
+        // (program, what to install, the version part the runtime names, that part of
+        // `program --version`)
+        let (program, install, wanted, found_part): (&str, &str, String, fn(&str) -> &str) =
+            match runtime {
+                Runtime::Node { major } => ("node", "Node.js", major.to_string(), |v| {
+                    v.trim_start_matches('v').split('.').next().unwrap_or("")
+                }),
+                Runtime::Python { minor } => ("python3", "Python 3", minor.to_string(), |v| {
+                    v.trim_start_matches("Python ")
+                        .split('.')
+                        .nth(1)
+                        .unwrap_or("")
+                }),
+                _ => continue,
+            };
+        let (s, them) = if names.len() > 1 {
+            ("", "them")
+        } else {
+            ("s", "it")
+        };
+        let names = names.join(", ");
+        // Resolve the real executable now rather than on the first cold start.
+        crate::spawn::interpreter(program);
+        match crate::spawn::interpreter_version(program) {
+            Some(found) if found_part(&found) != wanted => warnings.push(format!(
+                "{names} ask{s} for {runtime}, but {program} on this machine is {found}; running {them} with that"
+            )),
+            Some(_) => {}
             None => warnings.push(format!(
-                "{} needs python3, which is not on PATH: install Python 3 to run it",
-                spec.name
+                "{names} need{s} {program}, which is not on PATH: install {install} to run {them}"
             )),
         }
     }

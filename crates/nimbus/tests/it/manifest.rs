@@ -149,3 +149,77 @@ functions:
     assert_eq!(result["fromEnv"], "fallback");
     assert_eq!(result["mem"], "256");
 }
+
+/// `node --version` / `python3 --version` of this machine, as the runtimes see them.
+fn installed(program: &str) -> String {
+    let out = std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .expect("running --version");
+    String::from_utf8_lossy(if out.stdout.is_empty() {
+        &out.stderr
+    } else {
+        &out.stdout
+    })
+    .trim()
+    .to_owned()
+}
+
+#[test]
+fn a_runtime_version_other_than_the_machines_is_a_warning_naming_its_functions() {
+    let node = installed("node");
+    let node_major = node.trim_start_matches('v').split('.').next().unwrap_or("");
+    let other_node = if node_major == "18" {
+        "nodejs20.x"
+    } else {
+        "nodejs18.x"
+    };
+    // The machine's own version, when nimbus knows it as a runtime name.
+    let same_node = match node_major {
+        "18" | "20" | "22" => format!("nodejs{node_major}.x"),
+        _ => other_node.to_owned(),
+    };
+    let python = installed("python3");
+    let python_minor = python.split('.').nth(1).unwrap_or("");
+    let other_python = if python_minor == "9" {
+        "python3.12"
+    } else {
+        "python3.9"
+    };
+    let manifest = format!(
+        "service: versions\nfunctions:\n  a:\n    handler: ok.handler\n    runtime: {other_node}\n  b:\n    handler: ok.handler\n    runtime: {other_node}\n  c:\n    handler: ok.handler\n    runtime: {same_node}\n  p:\n    handler: ok.handler\n    runtime: {other_python}\n"
+    );
+    let app = TestApp::new(&[
+        ("nimbus.yaml", &manifest),
+        ("ok.js", OK_JS),
+        ("ok.py", "def handler(e, c):\n    return 1\n"),
+    ]);
+    let out = app.nimbus(&["validate"]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "a version difference is not an error: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: a, b ask for {other_node}, but node on this machine is {node}; running them with that"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "warning: p asks for {other_python}, but python3 on this machine is {python}; running it with that"
+        )),
+        "{}",
+        out.stderr
+    );
+    if same_node != other_node {
+        assert!(
+            !out.stderr.contains(&same_node),
+            "no warning for the machine's own version: {}",
+            out.stderr
+        );
+    }
+}
