@@ -8,7 +8,8 @@
 #    interleaved, REPS times; medians and (min–max) of req/s, p50, p99.
 # 2. cold: first request after scale-to-zero (nimbus up --idle-timeout 1s, wait 2.5 s,
 #    one curl), against node's own start-up (`node -e 0`, and a fresh bare-node.js
-#    process until it answers its first request).
+#    process until it answers its first request); the Python function's first request
+#    after scale-to-zero beside `python3 -c 0`.
 # Needs wrk, hyperfine, curl, node, python3. Only talks to 127.0.0.1.
 # Knobs: NIMBUS (binary), PORT (first of 3 ports), DURATION, REPS, COLD_N, NIMBUS_LOG.
 set -euo pipefail
@@ -118,6 +119,7 @@ PY
 
 echo
 CURL=(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "http://127.0.0.1:$((PORT + 2))$Q")
+CURL_PY=(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "http://127.0.0.1:$((PORT + 2))/python$Q")
 "$NIMBUS" up examples/hello --port $((PORT + 2)) --idle-timeout 1s 2>"$OUT/nimbus-cold.log" & NIMBUS_PID=$!; PIDS+=($!)
 wait_up "http://127.0.0.1:$((PORT + 2))$Q"
 for _ in $(seq "$COLD_N"); do # nimbus and bare node interleaved, as the load here drifts
@@ -126,11 +128,13 @@ for _ in $(seq "$COLD_N"); do # nimbus and bare node interleaved, as the load he
   alive=$(pgrep -c -P "$NIMBUS_PID" || true)
   read -r code cold < <("${CURL[@]}")
   read -r _ warm < <("${CURL[@]}") # a warm request over a fresh connection, for scale
-  echo "$alive $code $cold $warm" >>"$OUT/cold.txt"
+  read -r pycode pycold < <("${CURL_PY[@]}") # the Python function scaled to zero too
+  echo "$alive $code $cold $warm $pycode $pycold" >>"$OUT/cold.txt"
 done
 cleanup; PIDS=()
-awk '$1 != 0 || $2 != 200 { bad++ } END { if (bad) print "WARNING: " bad " cold runs had a live instance or non-200" }' "$OUT/cold.txt"
+awk '$1 != 0 || $2 != 200 || $5 != 200 { bad++ } END { if (bad) print "WARNING: " bad " cold runs had a live instance or non-200" }' "$OUT/cold.txt"
 hyperfine -N --warmup 3 --runs 30 --export-json "$OUT/node-e0.json" "${CLEAN_ENV[*]} node -e 0" >/dev/null 2>&1
+hyperfine -N --warmup 3 --runs 30 --export-json "$OUT/python-c0.json" "${CLEAN_ENV[*]} $(command -v python3) -c 0" >/dev/null 2>&1
 
 ms() { awk '{ print $1 * 1000 }'; }
 echo "| cold start, ms | p50 (min–max) |"
@@ -139,6 +143,8 @@ echo "| nimbus: first request after scale-to-zero (n=$COLD_N) | $(cut -d' ' -f3 
 echo "| nimbus: warm request, fresh connection (same curl) | $(cut -d' ' -f4 "$OUT/cold.txt" | ms | stats %.1f) |"
 echo "| node bench/bare-node.js, clean env: spawn to first response (n=$COLD_N) | $(ms <"$OUT/node-first.txt" | stats %.1f) |"
 echo "| node -e 0, clean env (hyperfine -N, n=30) | $(jq -r '.results[0].times[]' "$OUT/node-e0.json" | ms | stats %.1f) |"
+echo "| nimbus (Python): first request after scale-to-zero (n=$COLD_N) | $(cut -d' ' -f6 "$OUT/cold.txt" | ms | stats %.1f) |"
+echo "| python3 -c 0, clean env (hyperfine -N, n=30) | $(jq -r '.results[0].times[]' "$OUT/python-c0.json" | ms | stats %.1f) |"
 med() { ms | stats %.1f | cut -d' ' -f1; }
 cold=$(cut -d' ' -f3 "$OUT/cold.txt" | med); first=$(med <"$OUT/node-first.txt")
 echo "cold start overhead (p50 nimbus cold - p50 bare-node first response): $(awk -v a="$cold" -v b="$first" 'BEGIN { printf "%.1f ms", a - b }') (target <= 20 ms)"

@@ -7,7 +7,6 @@ LAMBDA_TASK_ROOT. Standard library only (Python 3.9-3.13).
 Started as: python3 -u /path/to/bootstrap.py
 """
 
-import decimal
 import importlib
 import json
 import logging
@@ -162,6 +161,10 @@ class RuntimeClient:
 
 
 def _default(obj):
+    # Only values json cannot encode get here, so decimal (~3 ms) is imported on first need
+    # rather than at every cold start.
+    import decimal
+
     if isinstance(obj, decimal.Decimal):
         if obj.is_nan():
             return None

@@ -71,6 +71,10 @@ def handler(event, context):
     calls += 1
     if event.get("fail"):
         raise Refused("refused " + event["fail"])
+    if event.get("decimals"):
+        import decimal
+
+        return {"price": decimal.Decimal("1.50"), "count": decimal.Decimal("3")}
     return {
         "style": "python",
         "calls": calls,
@@ -237,6 +241,11 @@ async fn python_handlers_get_the_context_and_report_errors_like_lambda() {
         );
         assert_context("py", &out["context"], 512);
     }
+    // DynamoDB hands Python handlers Decimals; they serialise as numbers, as on Lambda.
+    let (failed, out) = invoke(&server, &app, "py", json!({ "decimals": true })).await;
+    assert!(!failed, "{out}");
+    assert_eq!(out, json!({ "price": 1.5, "count": 3 }));
+
     let (failed, out) = invoke(&server, &app, "py", json!({ "fail": "y" })).await;
     assert!(failed);
     assert_eq!(out["errorType"], "Refused");
