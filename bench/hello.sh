@@ -148,4 +148,4 @@ echo "| python3 -c 0, clean env (hyperfine -N, n=30) | $(jq -r '.results[0].time
 med() { ms | stats %.1f | cut -d' ' -f1; }
 cold=$(cut -d' ' -f3 "$OUT/cold.txt" | med); first=$(med <"$OUT/node-first.txt")
 echo "cold start overhead (p50 nimbus cold - p50 bare-node first response): $(awk -v a="$cold" -v b="$first" 'BEGIN { printf "%.1f ms", a - b }') (target <= 20 ms)"
-echo "  paired, per iteration: $(paste -d' ' "$OUT/cold.txt" "$OUT/node-first.txt" | awk '{ print $3 - $5 }' | ms | stats %.1f) ms"
+echo "  paired, per iteration: $(paste -d' ' "$OUT/cold.txt" "$OUT/node-first.txt" | awk '{ print $3 - $7 }' | ms | stats %.1f) ms"
