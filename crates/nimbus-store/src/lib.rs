@@ -48,6 +48,7 @@ pub use queues::{
     MAX_VISIBILITY_TIMEOUT, MIN_RETENTION, MessageAttribute, NewMessage, QueueStats,
     ReceivedMessage, SentMessage,
 };
+pub use schedules::ScheduleFire;
 pub use secrets::{
     MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SECRET_KEY_FILE, SecretInfo, Secrets,
     check_secret_name,

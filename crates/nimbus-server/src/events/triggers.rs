@@ -9,7 +9,7 @@ use nimbus_core::Outcome;
 use nimbus_core::events::{
     Destination, EventSource, ScheduleEvent, SqsEvent, SubscriptionEndpoint,
 };
-use nimbus_store::ReceivedMessage;
+use nimbus_store::{ReceivedMessage, ScheduleFire};
 use tokio::task::JoinSet;
 
 use super::shapes::{self, DestinationRecord};
@@ -431,28 +431,27 @@ impl Events {
         let name = schedule.name.clone();
         let last = {
             let name = name.clone();
-            self.store(move |store| store.schedule_last_fired(&name))
+            self.store(move |store| store.schedule_anchor(&name, SystemTime::now()))
                 .await
         };
         let mut last = match last {
-            Ok(last) => last,
+            Ok(anchor) => Some(anchor),
             Err(e) => {
                 tracing::warn!(schedule = %name, "reading schedule state: {e}");
                 None
             }
         };
         loop {
-            let now = SystemTime::now();
-            let due = match last {
-                // Missed slots collapse into one fire now.
-                Some(last) => schedule.expression.next_after(last).map(|due| due.max(now)),
-                None => schedule.expression.next_after(now),
+            // The slot due next; missed slots collapse into one fire now.
+            let slot = match last {
+                Some(last) => schedule.expression.next_after(last),
+                None => schedule.expression.next_after(SystemTime::now()),
             };
-            let Some(due) = due else {
+            let Some(slot) = slot else {
                 tracing::warn!(schedule = %name, "the schedule never fires again");
                 return;
             };
-            let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
+            let wait = slot.duration_since(SystemTime::now()).unwrap_or_default();
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.wait() => return,
@@ -466,14 +465,17 @@ impl Events {
             let message = super::internal_message(event.to_string(), &trace, "schedule");
             let sends = vec![(async_queue(&function), message)];
             let schedule_name = name.clone();
+            // Other servers on this store (a canary's versions) race for the same slot;
+            // whichever claims it first fires it.
             match self
-                .store(move |store| store.fire_schedule(&schedule_name, fired_at, sends))
+                .store(move |store| store.fire_schedule(&schedule_name, slot, fired_at, sends))
                 .await
             {
-                Ok(()) => {
+                Ok(ScheduleFire::Fired) => {
                     self.wake(&async_queue(&function));
                     last = Some(fired_at);
                 }
+                Ok(ScheduleFire::AlreadyFired(at)) => last = Some(at.max(slot)),
                 Err(e) => {
                     tracing::warn!(schedule = %name, "firing: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -850,7 +850,7 @@ async fn a_schedule_missed_while_down_fires_once_at_start_up() {
         let store = nimbus_store::Store::open(&app.path().join(".nimbus")).expect("store");
         let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
         store
-            .fire_schedule("every-minute", ten_minutes_ago, Vec::new())
+            .fire_schedule("every-minute", ten_minutes_ago, ten_minutes_ago, Vec::new())
             .expect("seed schedule state");
     }
     let _server = TestServer::start(app.path(), &[]);
