@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::error::ApiError;
 use crate::telemetry::trace::{self, TraceContext};
-use crate::telemetry::{Finished, FunctionMetrics, Telemetry, Trigger};
+use crate::telemetry::{Finished, FunctionMetrics, Redactor, Telemetry, Trigger};
 use crate::{ServedFunction, ServerConfig};
 
 pub(crate) struct Functions {
@@ -29,6 +29,7 @@ pub(crate) struct Function {
     /// The function's own control-API token.
     pub(crate) token: String,
     pub(crate) executor: Arc<dyn Executor>,
+    redactor: Option<Arc<Redactor>>,
     limiter: Option<Limiter>,
     metrics: FunctionMetrics,
     telemetry: Arc<Telemetry>,
@@ -63,6 +64,7 @@ impl Functions {
                 spec: f.spec,
                 executor: f.executor,
                 token: f.token,
+                redactor: f.redactor,
             })
             .collect();
         let by_name = list
@@ -177,6 +179,7 @@ impl Function {
                 trace: &req.trace,
                 span_id: &span_id,
                 report: &report,
+                redactor: self.redactor.as_deref(),
             },
         );
         let outcome = &report.outcome;

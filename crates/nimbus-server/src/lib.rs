@@ -32,7 +32,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 use crate::services::ServicesHandle;
-pub use crate::telemetry::{REDACTED, RedactingLogSink, Telemetry, TelemetryConfig, TraceContext};
+pub use crate::telemetry::{
+    REDACTED, RedactingLogSink, Redactor, Telemetry, TelemetryConfig, TraceContext,
+};
 
 /// A function and the executor that invokes it.
 pub struct ServedFunction {
@@ -43,6 +45,9 @@ pub struct ServedFunction {
     /// The bearer token the function's code uses on the control API (`NIMBUS_TOKEN`);
     /// it allows what the function's grants allow.
     pub token: String,
+    /// Hides the function's secret values in what is recorded about its invocations (the
+    /// error message of a failed one); `None` when it has no secrets.
+    pub redactor: Option<Arc<Redactor>>,
 }
 
 /// Everything a server serves. A reload hands the server a whole new `App`; pass it the

@@ -14,7 +14,7 @@ use nimbus_store::{InvocationRecord, LogRecord, SpanRecord, Store};
 use tokio::sync::mpsc;
 
 pub(crate) use metrics::{FunctionMetrics, QueueDepth};
-pub use redact::{REDACTED, RedactingLogSink};
+pub use redact::{REDACTED, RedactingLogSink, Redactor};
 pub use trace::TraceContext;
 
 /// Settings of telemetry, decided by the binary.
@@ -57,6 +57,8 @@ pub(crate) struct Finished<'a> {
     pub(crate) trace: &'a TraceContext,
     pub(crate) span_id: &'a str,
     pub(crate) report: &'a InvocationReport,
+    /// The function's secret values, hidden in the recorded error message.
+    pub(crate) redactor: Option<&'a Redactor>,
 }
 
 impl Telemetry {
@@ -102,7 +104,12 @@ impl Telemetry {
             return;
         }
         let request_id = done.request_id;
-        let (error_type, error_message) = error_fields(&report.outcome, request_id);
+        let (error_type, mut error_message) = error_fields(&report.outcome, request_id);
+        if let (Some(redactor), Some(message)) = (done.redactor, &error_message)
+            && let Some(redacted) = redactor.redact(message)
+        {
+            error_message = Some(redacted);
+        }
         let record = InvocationRecord {
             request_id: request_id.to_owned(),
             function: spec.name.clone(),

@@ -10,7 +10,7 @@ use nimbus_core::manifest::{self, Diagnostic, Manifest};
 use nimbus_core::services::Services;
 use nimbus_core::{FunctionSpec, LogLine, LogSink, LogStream};
 use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
-use nimbus_server::RedactingLogSink;
+use nimbus_server::{RedactingLogSink, Redactor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
 
 use crate::secrets::StoreSecrets;
@@ -269,17 +269,26 @@ impl App {
         self.dir.join(".nimbus")
     }
 
-    /// `sink`, behind one that replaces the function's secret values with `****` when its
-    /// environment holds any; other functions' output goes straight to `sink`.
-    fn log_sink(&self, spec: &FunctionSpec, sink: &Arc<dyn LogSink>) -> Arc<dyn LogSink> {
+    /// What hides the function's secret values as `****` (in its output and in the
+    /// recorded error messages of its invocations); `None` when it has no secrets.
+    pub(crate) fn redactor(&self, spec: &FunctionSpec) -> Option<Arc<Redactor>> {
         if spec.secrets.is_empty() {
-            return sink.clone();
+            return None;
         }
         let values = spec
             .secrets
             .iter()
             .filter_map(|name| self.secret_values.get(name).cloned());
-        Arc::new(RedactingLogSink::new(sink.clone(), values))
+        Some(Arc::new(Redactor::new(values)))
+    }
+
+    /// `sink`, behind one that replaces the function's secret values with `****` when its
+    /// environment holds any; other functions' output goes straight to `sink`.
+    fn log_sink(&self, spec: &FunctionSpec, sink: &Arc<dyn LogSink>) -> Arc<dyn LogSink> {
+        match self.redactor(spec) {
+            Some(redactor) => Arc::new(RedactingLogSink::new(sink.clone(), redactor)),
+            None => sink.clone(),
+        }
     }
 
     /// Starts the executor of the function at `idx`. Wasm functions reach `services`

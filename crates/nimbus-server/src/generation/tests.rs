@@ -107,6 +107,7 @@ fn app(
                 spec: spec.clone(),
                 executor: executor.clone(),
                 token: format!("token-{}", spec.name),
+                redactor: None,
             })
             .collect(),
         telemetry: telemetry.clone(),

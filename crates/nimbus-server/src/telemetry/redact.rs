@@ -1,4 +1,5 @@
-//! `RedactingLogSink`: function output with the function's secret values replaced by `****`.
+//! Secret values hidden as `****`: in function output (`RedactingLogSink`) and in what is
+//! recorded about failed invocations (`Redactor`, applied to the stored error message).
 
 use std::sync::Arc;
 
@@ -7,23 +8,17 @@ use nimbus_core::{LogLine, LogSink};
 /// What a secret's value is replaced with.
 pub const REDACTED: &str = "****";
 
-/// A `LogSink` in front of another that replaces every secret value in a line with `****`
-/// before the line is stored or echoed.
-///
-/// Only functions whose environment holds secrets get one (the binary wraps their
-/// executor's sink), so the output of every other function pays nothing. For those that
-/// do, a line without a secret costs one substring search per value and no allocation.
-pub struct RedactingLogSink {
-    inner: Arc<dyn LogSink>,
+/// The texts one function must not leak: its secrets' values.
+pub struct Redactor {
     /// The texts to hide, longest first, so a value that contains another is hidden whole.
     values: Vec<String>,
 }
 
-impl RedactingLogSink {
-    /// Hides `values` from the lines passed on to `inner`. A value spanning several lines is
-    /// also hidden line by line (lines of 4 characters or more: shorter ones would hide
-    /// ordinary text), since executors hand over output one line at a time.
-    pub fn new(inner: Arc<dyn LogSink>, values: impl IntoIterator<Item = String>) -> Self {
+impl Redactor {
+    /// Hides `values`. A value spanning several lines is also hidden line by line (lines
+    /// of 4 characters or more: shorter ones would hide ordinary text), since executors
+    /// hand over output one line at a time.
+    pub fn new(values: impl IntoIterator<Item = String>) -> Self {
         let mut needles: Vec<String> = Vec::new();
         for value in values {
             if value.contains('\n') {
@@ -40,14 +35,11 @@ impl RedactingLogSink {
         needles.retain(|needle| !needle.is_empty());
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
-        RedactingLogSink {
-            inner,
-            values: needles,
-        }
+        Redactor { values: needles }
     }
 
     /// `text` with every value replaced; `None` when it holds none.
-    fn redact(&self, text: &str) -> Option<String> {
+    pub fn redact(&self, text: &str) -> Option<String> {
         let mut out: Option<String> = None;
         for value in &self.values {
             let current = out.as_deref().unwrap_or(text);
@@ -59,9 +51,27 @@ impl RedactingLogSink {
     }
 }
 
+/// A `LogSink` in front of another that replaces every secret value in a line with `****`
+/// before the line is stored or echoed.
+///
+/// Only functions whose environment holds secrets get one (the binary wraps their
+/// executor's sink), so the output of every other function pays nothing. For those that
+/// do, a line without a secret costs one substring search per value and no allocation.
+pub struct RedactingLogSink {
+    inner: Arc<dyn LogSink>,
+    redactor: Arc<Redactor>,
+}
+
+impl RedactingLogSink {
+    /// Hides what `redactor` hides from the lines passed on to `inner`.
+    pub fn new(inner: Arc<dyn LogSink>, redactor: Arc<Redactor>) -> Self {
+        RedactingLogSink { inner, redactor }
+    }
+}
+
 impl LogSink for RedactingLogSink {
     fn log(&self, line: LogLine<'_>) {
-        match self.redact(line.text) {
+        match self.redactor.redact(line.text) {
             Some(text) => self.inner.log(LogLine {
                 text: &text,
                 ..line
@@ -95,7 +105,9 @@ mod tests {
         let lines = Arc::new(Lines::default());
         let sink = RedactingLogSink::new(
             lines.clone(),
-            values.iter().map(|value| (*value).to_owned()),
+            Arc::new(Redactor::new(
+                values.iter().map(|value| (*value).to_owned()),
+            )),
         );
         sink.log(LogLine {
             function: "f",

@@ -311,6 +311,7 @@ impl Launcher {
                     spec: spec.clone(),
                     executor: executor.clone(),
                     token,
+                    redactor: app.redactor(spec),
                 })
                 .collect(),
             telemetry: self.telemetry.clone(),

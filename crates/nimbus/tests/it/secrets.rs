@@ -38,7 +38,8 @@ exports.handler = async () => ({
 "#;
 
 const LEAK_JS: &str = r#"
-exports.handler = async () => {
+exports.handler = async (event) => {
+  if (event.queryStringParameters?.fail) throw new Error(`login refused for ${process.env.DB_PASSWORD}`);
   console.log(`connecting with ${process.env.DB_PASSWORD} now`);
   console.error(`url is ${process.env.DB_URL}`);
   return { statusCode: 200, body: 'leaked' };
@@ -165,6 +166,20 @@ async fn functions_get_secrets_set_on_stdin_and_nothing_else_shows_them() {
     assert!(
         !echoed.contains(VALUE),
         "echoed logs hold the value:\n{echoed}"
+    );
+
+    // An error message holding the value is recorded with it hidden.
+    let res = server.get("/leak?fail=1").await;
+    assert_eq!(res.status, 502, "{}", res.text());
+    let failed = app
+        .nimbus_until(&["invocations", "leak", "--failed", "--json"], |out| {
+            out.contains("login refused")
+        })
+        .await;
+    assert!(failed.contains("login refused for ****"), "{failed}");
+    assert!(
+        !failed.contains(VALUE),
+        "the recorded error holds the value:\n{failed}"
     );
 
     let functions = server.admin(dir, "GET", "/functions", None).await;
