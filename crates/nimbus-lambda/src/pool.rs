@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,7 +37,12 @@ struct Pool {
     /// Every live instance, idle or busy, so shutdown can stop them all.
     all: Mutex<HashMap<u64, Arc<InstanceState>>>,
     next_instance_id: AtomicU64,
+    /// Instances being started on demand, counted against `reservedConcurrency`.
+    n_starting: AtomicUsize,
     shutting_down: AtomicBool,
+    /// Signalled when an instance goes back to `idle`, for invocations waiting on a cold
+    /// start: whichever comes first, the new instance or a freed one, serves them.
+    freed: tokio::sync::Notify,
 }
 
 /// The result of taking an instance for an invocation.
@@ -73,7 +78,9 @@ impl LambdaExecutor {
             idle: Mutex::new(Vec::new()),
             all: Mutex::new(HashMap::new()),
             next_instance_id: AtomicU64::new(1),
+            n_starting: AtomicUsize::new(0),
             shutting_down: AtomicBool::new(false),
+            freed: tokio::sync::Notify::new(),
         });
         pool.replenish_provisioned().await?;
         let reaper = tokio::spawn(reap(Arc::downgrade(&pool)));
@@ -124,7 +131,7 @@ impl Pool {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (instance, cold_start, init_duration) = match self.acquire().await? {
+            let (instance, cold_start, init_duration) = match self.clone().acquire().await? {
                 Acquired::Warm(instance) => (instance, false, None),
                 Acquired::Cold(instance, init) => (instance, true, Some(init)),
                 Acquired::Failed(outcome) => {
@@ -198,25 +205,112 @@ impl Pool {
         }
     }
 
-    async fn acquire(&self) -> Result<Acquired, InvokeError> {
+    async fn acquire(self: Arc<Self>) -> Result<Acquired, InvokeError> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err(InvokeError::ShuttingDown {
                 function: self.spec.name.clone(),
             });
         }
+        if let Some(instance) = self.take_idle() {
+            return Ok(Acquired::Warm(instance));
+        }
+        // No warm instance: start one, and serve the invocation on whichever is ready
+        // first, the new instance or one another invocation frees meanwhile. A handler
+        // that runs for a millisecond frees its instance long before a process starts, so
+        // a burst is served by the warm instances at once instead of each request waiting
+        // for its own cold start; an instance started for a request that did not wait for
+        // it joins the idle ones. Under `reservedConcurrency` no start goes beyond the
+        // limit (instances alive plus starting): the invocation waits for a freed one.
+        let mut starting: Option<tokio::sync::oneshot::Receiver<_>> = None;
+        loop {
+            let freed = self.freed.notified();
+            if let Some(instance) = self.take_idle() {
+                if let Some(mut started_rx) = starting {
+                    // The new instance, if it is ready already, goes to the idle ones.
+                    started_rx.close();
+                    if let Ok(Ok(Started::Ready(started, _))) = started_rx.try_recv() {
+                        self.release(started, true);
+                    }
+                }
+                return Ok(Acquired::Warm(instance));
+            }
+            if self.shutting_down.load(Ordering::Acquire) {
+                return Err(InvokeError::ShuttingDown {
+                    function: self.spec.name.clone(),
+                });
+            }
+            if starting.is_none() && self.may_start() {
+                starting = Some(self.clone().spawn_start());
+            }
+            let started = async {
+                match starting.as_mut() {
+                    Some(started_rx) => started_rx.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                started = started => {
+                    let Ok(started) = started else {
+                        return Ok(Acquired::Failed(Outcome::Crashed(
+                            "the instance start was abandoned".to_owned(),
+                        )));
+                    };
+                    return match started? {
+                        Started::Ready(instance, init) => Ok(Acquired::Cold(instance, init)),
+                        // As on Lambda, an init error is the invocation's error.
+                        Started::InitFailed(body) => {
+                            Ok(Acquired::Failed(Outcome::Error(body.to_vec())))
+                        }
+                        Started::Died(detail) => Ok(Acquired::Failed(Outcome::Crashed(detail))),
+                    };
+                }
+                () = freed => {}
+            }
+        }
+    }
+
+    /// Whether one more instance may start: always, unless `reservedConcurrency` caps the
+    /// instances alive plus those starting.
+    fn may_start(&self) -> bool {
+        let Some(limit) = self.spec.reserved_concurrency else {
+            return true;
+        };
+        let n_alive = self.all.lock().map(|all| all.len()).unwrap_or(0);
+        n_alive + self.n_starting.load(Ordering::Acquire) < limit as usize
+    }
+
+    /// Starts an on-demand instance in a task of its own. Its result goes to the returned
+    /// receiver; if that is gone (its invocation took a freed instance), a ready instance
+    /// joins the idle ones.
+    fn spawn_start(
+        self: Arc<Self>,
+    ) -> tokio::sync::oneshot::Receiver<Result<Started, InvokeError>> {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        self.n_starting.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(async move {
+            let started = self.start_instance("on-demand").await;
+            self.n_starting.fetch_sub(1, Ordering::AcqRel);
+            match started_tx.send(started) {
+                Err(Ok(Started::Ready(instance, _))) => self.release(instance, true),
+                // Capacity came back without an instance: a waiter may start one now.
+                Err(_) => self.freed.notify_waiters(),
+                Ok(()) => {}
+            }
+        });
+        started_rx
+    }
+
+    /// The most recently used live idle instance, if any; dead ones found on the way are
+    /// forgotten.
+    fn take_idle(&self) -> Option<Instance> {
         loop {
             let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
             match idle {
-                Some(instance) if instance.is_alive() => return Ok(Acquired::Warm(instance)),
+                Some(instance) if instance.is_alive() => return Some(instance),
                 Some(dead) => self.forget(dead),
-                None => break,
+                None => return None,
             }
-        }
-        match self.start_instance("on-demand").await? {
-            Started::Ready(instance, init) => Ok(Acquired::Cold(instance, init)),
-            // As on Lambda, an init error is the invocation's error.
-            Started::InitFailed(body) => Ok(Acquired::Failed(Outcome::Error(body.to_vec()))),
-            Started::Died(detail) => Ok(Acquired::Failed(Outcome::Crashed(detail))),
         }
     }
 
@@ -226,6 +320,8 @@ impl Pool {
             instance.last_used = Instant::now();
             if let Ok(mut idle) = self.idle.lock() {
                 idle.push(instance);
+                drop(idle);
+                self.freed.notify_one();
                 return;
             }
         }
@@ -238,6 +334,9 @@ impl Pool {
             all.remove(&instance.state.id);
         }
         drop(instance);
+        // One instance fewer: an invocation waiting at the `reservedConcurrency` limit may
+        // start one now (all are woken: one of them may be waiting on a start already).
+        self.freed.notify_waiters();
     }
 
     async fn start_instance(&self, initialization_type: &str) -> Result<Started, InvokeError> {

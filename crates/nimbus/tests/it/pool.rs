@@ -321,3 +321,70 @@ async fn a_client_that_goes_away_does_not_kill_the_instance() {
     assert_eq!(after["pid"], before["pid"], "the same warm instance");
     assert_eq!(after["count"], 3, "the abandoned invocation ran to its end");
 }
+
+/// A handler that answers at once, behind an init that takes 2 s.
+const SLOW_INIT_JS: &str = r#"
+Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000);
+let count = 0;
+exports.handler = async (event) => {
+  count += 1;
+  const q = event.queryStringParameters || {};
+  if (q.sleep) await new Promise((resolve) => setTimeout(resolve, Number(q.sleep)));
+  return { statusCode: 200, body: JSON.stringify({ pid: process.pid, count }) };
+};
+"#;
+
+/// A request that finds every instance busy starts a new one, but is served by whichever
+/// is ready first: here the warm instance, freed within milliseconds, long before the new
+/// one's 2 s init ends. The new instance then joins the pool warm.
+#[tokio::test]
+async fn a_request_takes_an_instance_freed_before_its_cold_start_ends() {
+    let manifest = "service: race\nprovider:\n  runtime: nodejs20.x\n  timeout: 10\nfunctions:\n  slow:\n    handler: slow.handler\n    events:\n      - httpApi: GET /slow\n";
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("slow.js", SLOW_INIT_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    let first = server.get("/slow").await.json();
+    let warm_pid = first["pid"].clone();
+
+    // Two at once: one finds the warm instance, the other starts a new one and takes the
+    // warm instance as soon as it is free.
+    let addr = server.addr;
+    let burst = futures_join_all(
+        (0..2).map(|_| crate::harness::request(addr, "GET", "/slow", &[], Vec::new())),
+    )
+    .await;
+    for res in &burst {
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.json()["pid"], warm_pid, "served by the warm instance");
+    }
+
+    // The instance started for the burst joins the pool: two slow requests now run on two
+    // instances without a new start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let pids = loop {
+        let pair = futures_join_all(
+            (0..2)
+                .map(|_| crate::harness::request(addr, "GET", "/slow?sleep=300", &[], Vec::new())),
+        )
+        .await;
+        let pids: BTreeSet<String> = pair.iter().map(|r| r.json()["pid"].to_string()).collect();
+        if pids.len() == 2 || std::time::Instant::now() > deadline {
+            break pids;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let records = app
+        .nimbus_until(&["invocations", "slow", "--json"], |out| {
+            out.lines().count() >= 5
+        })
+        .await;
+    let cold: Vec<&str> = records
+        .lines()
+        .filter(|l| l.contains("\"coldStart\":true"))
+        .collect();
+    assert_eq!(
+        cold.len(),
+        1,
+        "only the very first request was a cold start:\n{records}"
+    );
+}
