@@ -39,6 +39,8 @@ struct Pool {
     next_instance_id: AtomicU64,
     /// Instances being started on demand, counted against `reservedConcurrency`.
     n_starting: AtomicUsize,
+    /// How many on-demand starts may run at once.
+    max_starts: usize,
     shutting_down: AtomicBool,
     /// Signalled when an instance goes back to `idle`, for invocations waiting on a cold
     /// start: whichever comes first, the new instance or a freed one, serves them.
@@ -51,6 +53,16 @@ enum Acquired {
     Cold(Instance, Duration),
     /// Start-up failed; this outcome goes back to the invoker.
     Failed(Outcome),
+}
+
+/// On-demand starts one function may run at once: two per core. A burst from zero on
+/// 2 cores then starts 4 processes, serves the queue from the first ready ones and starts
+/// more as the earlier ones finish, instead of starting one process per request at once,
+/// all sharing the cores and all ready late.
+fn max_concurrent_starts() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .max(2)
 }
 
 /// How many times an invocation is handed to a fresh instance when the one it was given
@@ -79,6 +91,7 @@ impl LambdaExecutor {
             all: Mutex::new(HashMap::new()),
             next_instance_id: AtomicU64::new(1),
             n_starting: AtomicUsize::new(0),
+            max_starts: max_concurrent_starts(),
             shutting_down: AtomicBool::new(false),
             freed: tokio::sync::Notify::new(),
         });
@@ -219,8 +232,9 @@ impl Pool {
         // that runs for a millisecond frees its instance long before a process starts, so
         // a burst is served by the warm instances at once instead of each request waiting
         // for its own cold start; an instance started for a request that did not wait for
-        // it joins the idle ones. Under `reservedConcurrency` no start goes beyond the
-        // limit (instances alive plus starting): the invocation waits for a freed one.
+        // it joins the idle ones. When no start may begin (`max_starts` under way, or
+        // `reservedConcurrency` reached by instances alive plus starting), the invocation
+        // waits for a freed instance or a start slot.
         let mut starting: Option<tokio::sync::oneshot::Receiver<_>> = None;
         loop {
             let freed = self.freed.notified();
@@ -239,7 +253,7 @@ impl Pool {
                     function: self.spec.name.clone(),
                 });
             }
-            if starting.is_none() && self.may_start() {
+            if starting.is_none() && self.reserve_start() {
                 starting = Some(self.clone().spawn_start());
             }
             let started = async {
@@ -270,33 +284,50 @@ impl Pool {
         }
     }
 
-    /// Whether one more instance may start: always, unless `reservedConcurrency` caps the
-    /// instances alive plus those starting.
-    fn may_start(&self) -> bool {
-        let Some(limit) = self.spec.reserved_concurrency else {
-            return true;
-        };
-        let n_alive = self.all.lock().map(|all| all.len()).unwrap_or(0);
-        n_alive + self.n_starting.load(Ordering::Acquire) < limit as usize
+    /// Reserves a start if one more instance may start: at most `max_starts` at once
+    /// (processes starting together share the cores, so past a few per core each start
+    /// only delays the others), and under `reservedConcurrency` no more instances alive
+    /// plus starting than the limit.
+    fn reserve_start(&self) -> bool {
+        let limit = self.spec.reserved_concurrency.map(|n| n as usize);
+        let mut n_starting = self.n_starting.load(Ordering::Acquire);
+        loop {
+            if n_starting >= self.max_starts {
+                return false;
+            }
+            if let Some(limit) = limit {
+                let n_alive = self.all.lock().map(|all| all.len()).unwrap_or(0);
+                if n_alive + n_starting >= limit {
+                    return false;
+                }
+            }
+            match self.n_starting.compare_exchange(
+                n_starting,
+                n_starting + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(current) => n_starting = current,
+            }
+        }
     }
 
-    /// Starts an on-demand instance in a task of its own. Its result goes to the returned
-    /// receiver; if that is gone (its invocation took a freed instance), a ready instance
-    /// joins the idle ones.
+    /// Starts an on-demand instance (reserved with `reserve_start`) in a task of its own.
+    /// Its result goes to the returned receiver; if that is gone (its invocation took a
+    /// freed instance), a ready instance joins the idle ones.
     fn spawn_start(
         self: Arc<Self>,
     ) -> tokio::sync::oneshot::Receiver<Result<Started, InvokeError>> {
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-        self.n_starting.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             let started = self.start_instance("on-demand").await;
             self.n_starting.fetch_sub(1, Ordering::AcqRel);
-            match started_tx.send(started) {
-                Err(Ok(Started::Ready(instance, _))) => self.release(instance, true),
-                // Capacity came back without an instance: a waiter may start one now.
-                Err(_) => self.freed.notify_waiters(),
-                Ok(()) => {}
+            if let Err(Ok(Started::Ready(instance, _))) = started_tx.send(started) {
+                self.release(instance, true);
             }
+            // A start slot is free again: invocations waiting without one may start now.
+            self.freed.notify_waiters();
         });
         started_rx
     }

@@ -388,3 +388,34 @@ async fn a_request_takes_an_instance_freed_before_its_cold_start_ends() {
         "only the very first request was a cold start:\n{records}"
     );
 }
+
+/// A burst from zero does not start a process per request: at most two starts per core
+/// run at once, and the requests are served by the first instances ready.
+#[tokio::test]
+async fn a_burst_from_zero_starts_a_few_instances_not_one_per_request() {
+    let manifest = "service: burst\nprovider:\n  runtime: nodejs20.x\n  timeout: 20\nfunctions:\n  slow:\n    handler: slow.handler\n    events:\n      - httpApi: GET /slow\n";
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("slow.js", SLOW_INIT_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    let addr = server.addr;
+    let max_starts = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .max(2);
+    let n_requests = max_starts * 4;
+    let burst = futures_join_all(
+        (0..n_requests).map(|_| crate::harness::request(addr, "GET", "/slow", &[], Vec::new())),
+    )
+    .await;
+    let mut pids = BTreeSet::new();
+    for res in &burst {
+        assert_eq!(res.status, 200, "{}", res.text());
+        pids.insert(res.json()["pid"].to_string());
+    }
+    let max_starts = std::thread::available_parallelism()
+        .map_or(2, |n| n.get() * 2)
+        .max(2);
+    assert!(
+        pids.len() <= max_starts.min(23),
+        "{} instances served 24 requests (at most {max_starts} start at once)",
+        pids.len()
+    );
+}
