@@ -37,13 +37,15 @@ struct Pool {
     /// Every live instance, idle or busy, so shutdown can stop them all.
     all: Mutex<HashMap<u64, Arc<InstanceState>>>,
     next_instance_id: AtomicU64,
-    /// Instances being started on demand, counted against `reservedConcurrency`.
+    /// Instances being started on demand, counted against `max_starts` and
+    /// `reservedConcurrency`.
     n_starting: AtomicUsize,
     /// How many on-demand starts may run at once.
     max_starts: usize,
     shutting_down: AtomicBool,
-    /// Signalled when an instance goes back to `idle`, for invocations waiting on a cold
-    /// start: whichever comes first, the new instance or a freed one, serves them.
+    /// Signalled for invocations waiting in `acquire` when an instance goes back to `idle`
+    /// (one waiter), and when an instance is forgotten or a start ends (all: one of them
+    /// may start an instance now).
     freed: tokio::sync::Notify,
 }
 
