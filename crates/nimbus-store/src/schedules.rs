@@ -1,4 +1,5 @@
-//! When each schedule last fired, committed together with the invocations it enqueued.
+//! When each schedule last fired (before its first fire: when a server first ran it), committed
+//! together with the invocations it enqueued.
 //!
 //! Because the fire time and the messages commit in one transaction, a restart at any moment
 //! either sees both (the fire happened, so it is not repeated) or neither (it is fired again).
