@@ -118,6 +118,7 @@ pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
         }
     }
     let mut warnings = Vec::new();
+    let mut versions: std::collections::HashMap<&str, Option<String>> = Default::default();
     for (runtime, names) in by_runtime {
         // (program, what to install, the version part the runtime names, that part of
         // `program --version`)
@@ -140,10 +141,14 @@ pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
             ("s", "it")
         };
         let names = names.join(", ");
-        // Resolve the real executable now rather than on the first cold start.
-        crate::spawn::interpreter(program);
-        match crate::spawn::interpreter_version(program) {
-            Some(found) if found_part(&found) != wanted => warnings.push(format!(
+        // Once per program, however many of its versions the manifest names; resolving
+        // the real executable now spares the first cold start.
+        let found = versions.entry(program).or_insert_with(|| {
+            crate::spawn::interpreter(program);
+            crate::spawn::interpreter_version(program)
+        });
+        match found {
+            Some(found) if found_part(found) != wanted => warnings.push(format!(
                 "{names} ask{s} for {runtime}, but {program} on this machine is {found}; running {them} with that"
             )),
             Some(_) => {}
