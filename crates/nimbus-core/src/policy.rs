@@ -17,6 +17,24 @@ pub struct GatewayPolicies {
     pub api_keys: Vec<ApiKey>,
     /// `provider.apiGateway.usagePlan`: throttle and quota per API key.
     pub usage_plan: UsagePlan,
+    /// Whether REST (`http`) routes answer at `/{stage}/{path}`, `/{path}` or both.
+    pub stage_path: StagePath,
+}
+
+/// Where REST (`http`) routes answer. API Gateway serves a REST API at
+/// `https://{api}.execute-api.{region}.amazonaws.com/{stage}/{path}`, so the README of a
+/// REST app gives URLs with the stage in them, and serverless-offline serves them there by
+/// default; HTTP APIs (`httpApi`) use the `$default` stage, which has no path segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StagePath {
+    /// At `/{stage}/{path}` and at `/{path}` (nimbus's default).
+    #[default]
+    Optional,
+    /// Only at `/{stage}/{path}`, as on API Gateway (`custom.nimbus.stagePath: required`).
+    Required,
+    /// Only at `/{path}` (`custom.serverless-offline.noPrependStageInUrl: true`, or
+    /// `custom.nimbus.stagePath: off`).
+    Off,
 }
 
 /// A named authorizer: one of `provider.httpApi.authorizers`, or one an `http` event

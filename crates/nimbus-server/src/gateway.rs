@@ -40,6 +40,7 @@ struct Gateway {
 pub(crate) struct Routing {
     routes: RouteTable,
     policies: Policies,
+    stage_path: nimbus_core::policy::StagePath,
 }
 
 impl Routing {
@@ -54,7 +55,11 @@ impl Routing {
                 .flat_map(|(idx, f)| f.spec.http_routes.iter().map(move |r| (idx, r.clone())))
                 .collect(),
         );
-        Ok(Routing { routes, policies })
+        Ok(Routing {
+            routes,
+            policies,
+            stage_path: app.policies.stage_path,
+        })
     }
 }
 
@@ -140,7 +145,10 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
-    let matched = generation.routing.routes.find(&parts.method, path);
+    let routing = &generation.routing;
+    let matched = routing
+        .routes
+        .select(&parts.method, path, &gateway.stage, routing.stage_path);
     // With `cors: true` the Serverless Framework adds an OPTIONS method answering the
     // preflight; only a route that names OPTIONS itself reaches the function.
     let explicit_options = matched
@@ -148,7 +156,9 @@ async fn serve(
         .is_some_and(|m| m.route.method == HttpMethod::Named("OPTIONS".to_owned()));
     if parts.method == Method::OPTIONS
         && !explicit_options
-        && generation.routing.routes.allows_cors_preflight(path)
+        && routing
+            .routes
+            .allows_cors_preflight(path, &gateway.stage, routing.stage_path)
     {
         return Ok(apigw::preflight_response(&parts.headers).map(Body::from));
     }

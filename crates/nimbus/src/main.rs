@@ -2,6 +2,7 @@
 //! platform.
 
 mod app;
+mod banner;
 mod bundle;
 mod commands;
 mod control;

@@ -250,11 +250,20 @@ def setup_logging():
 
 
 def log_error(error):
-    # Same idea as the official runtime: the error also goes to the function log.
+    # As Lambda's Python runtime logs it: `[ERROR] Type: message`, then the traceback.
+    # Every line carries the runtime's `[ERROR]\ttime\trequest id\t` prefix, so the
+    # traceback is read at ERROR level line by line, not as plain INFO output.
     try:
-        sys.stdout.write("[ERROR] %s: %s\n" % (error.get("errorType"), error.get("errorMessage")))
-        for line in error.get("stackTrace") or []:
-            sys.stdout.write(line if line.endswith("\n") else line + "\n")
+        lines = ["%s: %s" % (error.get("errorType"), error.get("errorMessage"))]
+        stack = error.get("stackTrace") or []
+        if stack:
+            lines.append("Traceback (most recent call last):")
+        for entry in stack:
+            lines.extend(entry.rstrip("\n").split("\n"))
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000)
+        prefix = "[ERROR]\t%s\t%s\t" % (stamp, error.get("requestId") or _current_request_id or "-")
+        sys.stdout.write("".join(prefix + line + "\n" for line in lines))
         sys.stdout.flush()
     except Exception:
         pass

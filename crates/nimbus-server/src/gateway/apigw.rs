@@ -230,7 +230,13 @@ fn rest_event(
     body: &[u8],
     ctx: &EventContext<'_>,
 ) -> Value {
-    let path = parts.uri.path();
+    // At `/{stage}/items`, API Gateway's `path` is `/items` and `requestContext.path` the
+    // path as requested; at `/items` (as behind a custom domain) both are `/items`.
+    let request_path = parts.uri.path();
+    let path = match m.url_stage {
+        Some(stage) => super::routes::strip_stage(request_path, stage).unwrap_or(request_path),
+        None => request_path,
+    };
     let query = parse_query(parts.uri.query().unwrap_or_default());
 
     // Single-value maps hold the last value, as API Gateway's example shows for a
@@ -294,7 +300,7 @@ fn rest_event(
                 "userAgent": user_agent,
                 "userArn": null,
             },
-            "path": format!("/{}{}", ctx.stage, path),
+            "path": request_path,
             "protocol": protocol(parts.version),
             "requestId": ctx.request_id,
             "requestTime": clf_time(ctx.time),

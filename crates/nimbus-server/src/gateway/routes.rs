@@ -1,6 +1,7 @@
 //! The gateway's route table: which function's HTTP route a request path and method select.
 
-use nimbus_core::{HttpMethod, HttpRoute};
+use nimbus_core::policy::StagePath;
+use nimbus_core::{ApiKind, HttpMethod, HttpRoute};
 use percent_encoding::percent_decode_str;
 
 /// The `http` and `httpApi` routes of all functions, sorted so that the first route
@@ -20,6 +21,9 @@ pub(crate) struct RouteMatch<'a> {
     /// `{param}` values, percent-decoded, in template order. A greedy `{proxy+}`
     /// parameter holds the rest of the path without its leading slash.
     pub(crate) path_params: Vec<(String, String)>,
+    /// The stage the request named as its first path segment (`/dev/items` for the REST
+    /// route `/items`), if it did.
+    pub(crate) url_stage: Option<&'a str>,
 }
 
 #[derive(Debug)]
@@ -64,13 +68,74 @@ impl RouteTable {
         RouteTable { entries }
     }
 
-    /// The route API Gateway would select for `method` and `path` (without query), if any.
+    /// The route API Gateway would select for `method` and `path` (without query), if any,
+    /// with every route answering at its own path.
     pub(crate) fn find(&self, method: &http::Method, path: &str) -> Option<RouteMatch<'_>> {
+        self.find_where(method, path, |_| true)
+    }
+
+    /// The route a request selects when REST routes answer under their stage as
+    /// `stage_path` says. A path that starts with `/{stage}` is first tried as a REST path
+    /// without it, so `/dev/items` reaches the REST route `/items` even beside an
+    /// `httpApi` catch-all; HTTP API routes (the `$default` stage) never take the prefix.
+    pub(crate) fn select<'a>(
+        &'a self,
+        method: &http::Method,
+        path: &str,
+        stage: &'a str,
+        stage_path: StagePath,
+    ) -> Option<RouteMatch<'a>> {
+        let is_rest = |route: &HttpRoute| route.api == ApiKind::Rest;
+        if stage_path != StagePath::Off
+            && let Some(rest) = strip_stage(path, stage)
+            && let Some(mut matched) = self.find_where(method, rest, is_rest)
+        {
+            matched.url_stage = Some(stage);
+            return Some(matched);
+        }
+        match stage_path {
+            StagePath::Required => self.find_where(method, path, |route| !is_rest(route)),
+            StagePath::Optional | StagePath::Off => self.find(method, path),
+        }
+    }
+
+    /// Whether a route with `cors: true` matches `path` for some method, so an
+    /// `OPTIONS` preflight request to it should be answered by the gateway.
+    pub(crate) fn allows_cors_preflight(
+        &self,
+        path: &str,
+        stage: &str,
+        stage_path: StagePath,
+    ) -> bool {
+        let matches = |path: &str, accept: &dyn Fn(&HttpRoute) -> bool| {
+            let path = normalize(path);
+            self.entries.iter().any(|entry| {
+                entry.route.cors && accept(&entry.route) && entry.pattern.matches(path)
+            })
+        };
+        let is_rest = |route: &HttpRoute| route.api == ApiKind::Rest;
+        let staged = stage_path != StagePath::Off
+            && strip_stage(path, stage).is_some_and(|rest| matches(rest, &is_rest));
+        staged
+            || match stage_path {
+                StagePath::Required => matches(path, &|route| !is_rest(route)),
+                StagePath::Optional | StagePath::Off => matches(path, &|_| true),
+            }
+    }
+
+    fn find_where(
+        &self,
+        method: &http::Method,
+        path: &str,
+        accept: impl Fn(&HttpRoute) -> bool,
+    ) -> Option<RouteMatch<'_>> {
         let original = path;
         let path = normalize(path);
         // HEAD does not fall back to GET routes: API Gateway treats it as its own method.
         let entry = self.entries.iter().find(|entry| {
-            method_matches(&entry.route.method, method) && entry.pattern.matches(path)
+            method_matches(&entry.route.method, method)
+                && accept(&entry.route)
+                && entry.pattern.matches(path)
         })?;
         Some(RouteMatch {
             function_idx: entry.function_idx,
@@ -78,16 +143,21 @@ impl RouteTable {
             path_params: entry
                 .pattern
                 .params(original.strip_prefix('/').unwrap_or(original)),
+            url_stage: None,
         })
     }
+}
 
-    /// Whether a route with `cors: true` matches `path` for some method, so an
-    /// `OPTIONS` preflight request to it should be answered by the gateway.
-    pub(crate) fn allows_cors_preflight(&self, path: &str) -> bool {
-        let path = normalize(path);
-        self.entries
-            .iter()
-            .any(|entry| entry.route.cors && entry.pattern.matches(path))
+/// `path` without its leading `/{stage}` segment (`/` when nothing follows it), if it
+/// has one.
+pub(crate) fn strip_stage<'a>(path: &'a str, stage: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix('/')?.strip_prefix(stage)?;
+    if rest.is_empty() {
+        Some("/")
+    } else if rest.starts_with('/') {
+        Some(rest)
+    } else {
+        None
     }
 }
 

@@ -96,6 +96,7 @@ fn app(
         env: BTreeMap::new(),
         options: BTreeMap::new(),
         secrets: None,
+        ..manifest::Variables::default()
     };
     let manifest = manifest::parse(&yaml, "nimbus.yaml", &vars).expect("a valid manifest");
     App {

@@ -6,9 +6,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use nimbus_core::events::ScheduleEvent;
 use nimbus_core::services::Services;
 use nimbus_core::{Executor, FunctionSpec};
 use nimbus_server::{
@@ -16,6 +17,7 @@ use nimbus_server::{
 };
 
 use crate::app::{self, LoadOptions};
+use crate::banner;
 use crate::control::UpRecord;
 use crate::duration;
 
@@ -189,7 +191,15 @@ impl UpCommand {
         };
         record.write(&state_dir)?;
         let launched = launch.launched;
-        let mut banner_lines = nimbus_server::route_lines(&launched.app.manifest.functions);
+        // A schedule fires next at the slot after its stored anchor (the trigger reads the
+        // same anchor when it starts), or at once when that slot has passed.
+        let mut next_fire = |schedule: &ScheduleEvent| {
+            let now = SystemTime::now();
+            let anchor = launcher.store.schedule_anchor(&schedule.name, now).ok();
+            let next = schedule.expression.next_after(anchor.unwrap_or(now))?;
+            Some(next.max(now))
+        };
+        let mut banner_lines = banner::lines(&launched.app.manifest, gateway, &mut next_fire);
         banner_lines.extend(launch.generated_keys);
         print_banner(
             &launched.app.manifest.service,

@@ -14,7 +14,14 @@ pub(crate) struct ValidateCommand {
     /// Stage, for `${opt:stage}` and `${sls:stage}`.
     #[arg(long)]
     stage: Option<String>,
+    /// Region, for `${opt:region}` and `${aws:region}`.
+    #[arg(long)]
+    region: Option<String>,
 }
+
+/// The exit code when the manifest is valid but a function has events and nimbus serves
+/// none of them, so it would never be invoked (documented in README.md).
+const EXIT_UNSERVED: u8 = 2;
 
 impl ValidateCommand {
     pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
@@ -22,7 +29,7 @@ impl ValidateCommand {
             &self.dir,
             &LoadOptions {
                 stage: self.stage,
-                region: None,
+                region: self.region,
             },
         )?;
         let manifest = &app.manifest;
@@ -39,8 +46,73 @@ impl ValidateCommand {
             manifest.warnings.len(),
             plural(manifest.warnings.len()),
         );
-        Ok(ExitCode::SUCCESS)
+        println!("serves: {}", served_summary(manifest));
+        if !manifest.warnings.is_empty() {
+            println!(
+                "ignores: {} part{} of the manifest, each named in a warning above",
+                manifest.warnings.len(),
+                plural(manifest.warnings.len())
+            );
+        }
+        let unserved: Vec<String> = manifest
+            .functions
+            .iter()
+            .filter(|f| !f.ignored_events.is_empty() && f.http_routes.is_empty() && f.events.is_empty())
+            .map(|f| {
+                format!(
+                    "function `{}` has only events nimbus does not serve yet ({}); it would never be invoked",
+                    f.name,
+                    f.ignored_events.join(", ")
+                )
+            })
+            .collect();
+        if unserved.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for line in &unserved {
+            eprintln!("error: {line}");
+        }
+        Ok(ExitCode::from(EXIT_UNSERVED))
     }
+}
+
+/// One line: what nimbus runs of the app, by kind.
+fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
+    use nimbus_core::events::EventSource;
+    let mut counts = [0usize; 5];
+    for event in manifest.functions.iter().flat_map(|f| &f.events) {
+        let idx = match event {
+            EventSource::Sqs(_) => 0,
+            EventSource::Sns(_) => 1,
+            EventSource::S3(_) => 2,
+            EventSource::Schedule(_) => 3,
+        };
+        counts[idx] += 1;
+    }
+    counts[4] = manifest.functions.iter().map(|f| f.http_routes.len()).sum();
+    let mut parts = vec![format!("{} HTTP route{}", counts[4], plural(counts[4]))];
+    for (n, what) in [
+        (counts[0], "queue consumer"),
+        (counts[1], "topic subscription"),
+        (counts[2], "bucket notification"),
+        (counts[3], "schedule"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}{}", plural(n)));
+        }
+    }
+    let resources = &manifest.resources;
+    for (n, what) in [
+        (resources.queues.len(), "queue"),
+        (resources.topics.len(), "topic"),
+        (resources.buckets.len(), "bucket"),
+        (resources.kv_namespaces.len(), "KV namespace"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {what}{}", plural(n)));
+        }
+    }
+    parts.join(", ")
 }
 
 fn plural(n: usize) -> &'static str {

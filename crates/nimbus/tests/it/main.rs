@@ -16,4 +16,5 @@ mod pool;
 mod provided;
 mod runtimes;
 mod secrets;
+mod stage;
 mod wasm;

@@ -1,6 +1,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use expect_test::{Expect, expect};
+use nimbus_core::policy::StagePath;
 use nimbus_core::{ApiKind, HttpMethod, HttpRoute};
 
 use super::{EventContext, add_cors_headers, build_event, map_response, preflight_response};
@@ -56,7 +57,7 @@ fn check_event_bytes(route: &str, request: &str, extra_body: &[u8], expect: Expe
     body.extend_from_slice(extra_body);
 
     let m = table
-        .find(&parts.method, parts.uri.path())
+        .select(&parts.method, parts.uri.path(), "dev", StagePath::Optional)
         .expect("the route matches the request");
     let ctx = EventContext {
         request_id: "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
@@ -115,7 +116,7 @@ fn rest_get_with_query() {
     check_event(
         "rest GET /items/{id}",
         "
-        GET /items/42?tag=a&tag=b%20c&q=x+y&empty&=skipped HTTP/1.1
+        GET /dev/items/42?tag=a&tag=b%20c&q=x+y&empty&=skipped HTTP/1.1
         host: localhost:3000
         user-agent: curl/8.5.0
         accept: */*
@@ -255,7 +256,7 @@ fn rest_post_with_json_body() {
                   "userAgent": null,
                   "userArn": null
                 },
-                "path": "/dev/items",
+                "path": "/items",
                 "protocol": "HTTP/1.1",
                 "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
                 "requestTime": "04/Mar/2020:19:03:58 +0000",
@@ -327,7 +328,7 @@ fn rest_multi_value_headers_and_cookie() {
                   "userAgent": null,
                   "userArn": null
                 },
-                "path": "/dev/a/b%20c",
+                "path": "/a/b%20c",
                 "protocol": "HTTP/2.0",
                 "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
                 "requestTime": "04/Mar/2020:19:03:58 +0000",
@@ -392,7 +393,7 @@ fn rest_binary_body_is_base64() {
                   "userAgent": null,
                   "userArn": null
                 },
-                "path": "/dev/upload",
+                "path": "/upload",
                 "protocol": "HTTP/1.1",
                 "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
                 "requestTime": "04/Mar/2020:19:03:58 +0000",
@@ -456,7 +457,7 @@ fn rest_text_body_with_binary_content_type_is_base64() {
                   "userAgent": null,
                   "userArn": null
                 },
-                "path": "/dev/image",
+                "path": "/image",
                 "protocol": "HTTP/1.1",
                 "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
                 "requestTime": "04/Mar/2020:19:03:58 +0000",
@@ -521,7 +522,7 @@ fn rest_non_utf8_body_is_base64_whatever_the_content_type() {
                   "userAgent": null,
                   "userArn": null
                 },
-                "path": "/dev/form",
+                "path": "/form",
                 "protocol": "HTTP/1.1",
                 "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
                 "requestTime": "04/Mar/2020:19:03:58 +0000",

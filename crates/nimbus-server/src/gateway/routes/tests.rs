@@ -1,4 +1,5 @@
 use expect_test::{Expect, expect};
+use nimbus_core::policy::StagePath;
 use nimbus_core::{ApiKind, HttpMethod, HttpRoute};
 
 use super::RouteTable;
@@ -72,7 +73,146 @@ fn check(request: &str, expect: Expect) {
 }
 
 fn check_preflight(spec: &str, path: &str, expect: Expect) {
-    expect.assert_eq(&table(spec).allows_cors_preflight(path).to_string());
+    let table = table(spec);
+    expect.assert_eq(
+        &table
+            .allows_cors_preflight(path, "dev", StagePath::Optional)
+            .to_string(),
+    );
+}
+
+/// As `check_in`, with REST routes answering under the stage `dev` as `stage_path` says;
+/// a match under the stage is marked `(at /dev)`.
+fn check_staged(spec: &str, stage_path: StagePath, request: &str, expect: Expect) {
+    let (method, path) = request.split_once(' ').expect("METHOD /path");
+    let method = http::Method::from_bytes(method.as_bytes()).expect("method");
+    let table = table(spec);
+    let actual = match table.select(&method, path, "dev", stage_path) {
+        None => "no match".to_owned(),
+        Some(m) => {
+            let mut out = format!("fn {}: {} {}", m.function_idx, m.route.method, m.route.path);
+            for (name, value) in &m.path_params {
+                out.push_str(&format!(" {name}={value:?}"));
+            }
+            if let Some(stage) = m.url_stage {
+                out.push_str(&format!(" (at /{stage})"));
+            }
+            out
+        }
+    };
+    expect.assert_eq(&actual);
+}
+
+const STAGED: &str = "
+    0 rest GET /items/{id}
+    1 rest GET /
+    2 http GET /api/{proxy+}
+    3 http ANY *
+    4 rest GET /dev/literal
+";
+
+#[test]
+fn rest_route_answers_under_its_stage_and_without_it() {
+    let optional = StagePath::Optional;
+    check_staged(
+        STAGED,
+        optional,
+        "GET /dev/items/7",
+        expect![[r#"fn 0: GET /items/{id} id="7" (at /dev)"#]],
+    );
+    check_staged(
+        STAGED,
+        optional,
+        "GET /items/7",
+        expect![[r#"fn 0: GET /items/{id} id="7""#]],
+    );
+    check_staged(
+        STAGED,
+        optional,
+        "GET /dev",
+        expect![[r#"fn 1: GET / (at /dev)"#]],
+    );
+    check_staged(
+        STAGED,
+        optional,
+        "GET /dev/",
+        expect![[r#"fn 1: GET / (at /dev)"#]],
+    );
+    check_staged(
+        STAGED,
+        optional,
+        "GET /development/items/7",
+        expect![[r#"fn 3: ANY *"#]],
+    );
+    check_staged(
+        STAGED,
+        optional,
+        "GET /dev/literal",
+        expect![[r#"fn 4: GET /dev/literal"#]],
+    );
+}
+
+#[test]
+fn http_api_routes_never_take_the_stage() {
+    let optional = StagePath::Optional;
+    check_staged(
+        STAGED,
+        optional,
+        "GET /api/x",
+        expect![[r#"fn 2: GET /api/{proxy+} proxy="x""#]],
+    );
+    check_staged(
+        STAGED,
+        optional,
+        "GET /dev/api/x",
+        expect![[r#"fn 3: ANY *"#]],
+    );
+}
+
+#[test]
+fn required_stage_path_serves_rest_routes_only_under_the_stage() {
+    let required = StagePath::Required;
+    check_staged(
+        STAGED,
+        required,
+        "GET /dev/items/7",
+        expect![[r#"fn 0: GET /items/{id} id="7" (at /dev)"#]],
+    );
+    check_staged(
+        STAGED,
+        required,
+        "GET /items/7",
+        expect![[r#"fn 3: ANY *"#]],
+    );
+    check_staged(
+        "0 rest GET /items/{id}",
+        required,
+        "GET /items/7",
+        expect![[r#"no match"#]],
+    );
+    check_staged(
+        STAGED,
+        required,
+        "GET /api/x",
+        expect![[r#"fn 2: GET /api/{proxy+} proxy="x""#]],
+    );
+}
+
+#[test]
+fn stage_path_off_serves_rest_routes_only_at_their_own_path() {
+    let off = StagePath::Off;
+    check_staged(
+        "0 rest GET /items/{id}",
+        off,
+        "GET /dev/items/7",
+        expect![[r#"no match"#]],
+    );
+    check_staged(
+        STAGED,
+        off,
+        "GET /items/7",
+        expect![[r#"fn 0: GET /items/{id} id="7""#]],
+    );
 }
 
 #[test]
@@ -294,6 +434,16 @@ fn template_with_trailing_slash() {
 #[test]
 fn preflight_allowed_for_cors_route() {
     check_preflight(ROUTES, "/files/a", expect![[r#"true"#]]);
+}
+
+#[test]
+fn preflight_allowed_for_cors_route_under_its_stage() {
+    check_preflight(ROUTES, "/dev/files/a", expect![[r#"true"#]]);
+    check_preflight(
+        "0 http GET /files/{p+} cors",
+        "/dev/files/a",
+        expect![[r#"false"#]],
+    );
 }
 
 #[test]

@@ -493,7 +493,7 @@ fn rest_request_events_are_the_proxy_event_without_a_body() {
                   "userAgent": "curl/8",
                   "userArn": null
                 },
-                "path": "/dev/pets/42",
+                "path": "/pets/42",
                 "protocol": "HTTP/1.1",
                 "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
                 "requestTime": "04/Mar/2020:19:03:58 +0000",

@@ -1,0 +1,104 @@
+//! What `nimbus up` and `nimbus dev` print once serving: the URLs to call, the schedules
+//! with their next fire, the event sources wired, and the events nimbus does not serve.
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use nimbus_core::events::{EventSource, ScheduleEvent};
+use nimbus_core::manifest::Manifest;
+use nimbus_core::policy::StagePath;
+use nimbus_core::{ApiKind, HttpRoute};
+
+/// The banner's lines after `listening on`, each to be indented by the caller.
+/// `next_fire` says when a schedule fires next (it knows the schedule's stored anchor).
+pub(crate) fn lines(
+    manifest: &Manifest,
+    gateway: SocketAddr,
+    next_fire: &mut dyn FnMut(&ScheduleEvent) -> Option<SystemTime>,
+) -> Vec<String> {
+    let mut routes = Vec::new();
+    let mut sources = Vec::new();
+    let mut ignored = Vec::new();
+    for spec in &manifest.functions {
+        for route in &spec.http_routes {
+            let url = route_url(
+                route,
+                gateway,
+                &manifest.stage,
+                manifest.policies.stage_path,
+            );
+            routes.push(format!(
+                "{:<7} {url} -> {}",
+                route.method.to_string(),
+                spec.name
+            ));
+        }
+        for source in &spec.events {
+            sources.push(format!(
+                "{} -> {}",
+                source_text(source, next_fire),
+                spec.name
+            ));
+        }
+        for kind in &spec.ignored_events {
+            ignored.push(format!(
+                "`{kind}` event of {} (not yet served by nimbus)",
+                spec.name
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    if routes.is_empty() {
+        out.push("no HTTP routes".to_owned());
+    }
+    out.extend(routes);
+    if !sources.is_empty() {
+        out.push("events:".to_owned());
+        out.extend(sources.into_iter().map(|line| format!("  {line}")));
+    }
+    if !ignored.is_empty() {
+        out.push("not served:".to_owned());
+        out.extend(ignored.into_iter().map(|line| format!("  {line}")));
+    }
+    out
+}
+
+/// The URL to call for `route`: a REST route under its stage unless the stage path is
+/// off (noting the other form when both answer); an HTTP API route at its own path.
+fn route_url(route: &HttpRoute, gateway: SocketAddr, stage: &str, stage_path: StagePath) -> String {
+    let path = if route.path == "*" { "/*" } else { &route.path };
+    match (route.api, stage_path) {
+        (ApiKind::Http, _) | (ApiKind::Rest, StagePath::Off) => format!("http://{gateway}{path}"),
+        (ApiKind::Rest, StagePath::Required) => format!("http://{gateway}/{stage}{path}"),
+        (ApiKind::Rest, StagePath::Optional) => {
+            format!("http://{gateway}/{stage}{path} (also {path})")
+        }
+    }
+}
+
+fn source_text(
+    source: &EventSource,
+    next_fire: &mut dyn FnMut(&ScheduleEvent) -> Option<SystemTime>,
+) -> String {
+    match source {
+        EventSource::Sqs(sqs) => format!("sqs {} (batch {})", sqs.queue, sqs.batch_size),
+        EventSource::Sns(sns) => format!("sns {}", sns.topic),
+        EventSource::S3(s3) => format!("s3 {} ({})", s3.bucket, s3.events.join(", ")),
+        EventSource::Schedule(schedule) if !schedule.enabled => {
+            format!(
+                "schedule {} {} (disabled)",
+                schedule.name, schedule.expression
+            )
+        }
+        EventSource::Schedule(schedule) => {
+            let next = match next_fire(schedule) {
+                Some(at) => format!("next {}", nimbus_core::time::rfc3339_millis(at)),
+                None => "never fires again".to_owned(),
+            };
+            format!(
+                "schedule {} {} ({next})",
+                schedule.name, schedule.expression
+            )
+        }
+    }
+}
