@@ -44,6 +44,9 @@ pub struct FunctionSpec {
     /// What the function may reach: the provider's IAM statements, its own, and those its
     /// events imply (receiving from its `sqs` queues).
     pub grants: Vec<Grant>,
+    /// The types of the function's events that nimbus does not serve (`websocket`,
+    /// `alexaSkill`, ...), in manifest order; each is also a warning.
+    pub ignored_events: Vec<String>,
 }
 
 /// A runtime named in the manifest (`nodejs20.x`, `python3.12`, `provided.al2`).

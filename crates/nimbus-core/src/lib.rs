@@ -15,6 +15,10 @@ pub mod schedule;
 pub mod services;
 pub mod time;
 
+/// The AWS account id in the ARNs, events and `${aws:accountId}` nimbus fills in: the one
+/// AWS's own documentation uses, since nimbus has no account.
+pub const ACCOUNT_ID: &str = "123456789012";
+
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
 pub use invocation::{
     BoxFuture, Executor, ExecutorStats, Fault, Invocation, InvocationReport, InvokeError, LogLine,

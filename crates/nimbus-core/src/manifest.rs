@@ -22,6 +22,8 @@ use crate::policy::GatewayPolicies;
 use self::tree::{Node, Pos};
 
 mod access;
+mod constructs;
+mod custom;
 mod lenient;
 mod policy;
 mod references;
@@ -84,6 +86,27 @@ pub struct Variables {
     /// Where `${secret:NAME}` values come from; `None` when the app has no secrets, which
     /// makes every `${secret:..}` unknown.
     pub secrets: Option<Arc<dyn SecretResolver>>,
+    /// Where `${file(path)}` reads files from; `None` makes every file variable unknown.
+    pub files: Option<Arc<dyn FileSource>>,
+    /// `${sls:instanceId}`: the same for every variable of one run (the Framework uses the
+    /// time it started, in milliseconds).
+    pub instance_id: Option<String>,
+}
+
+/// Reads the files that `${file(path)}` variables name; the binary implements it on the
+/// app folder.
+pub trait FileSource: fmt::Debug + Send + Sync {
+    /// The text of `path`, relative to the manifest's folder; `Ok(None)` when no such file
+    /// exists, `Err` with a message when it cannot be read (or may not be: outside the app).
+    fn read(&self, path: &str) -> Result<Option<String>, String>;
+}
+
+/// Files from a map of path to text, for tests.
+impl FileSource for BTreeMap<String, String> {
+    fn read(&self, path: &str) -> Result<Option<String>, String> {
+        let path = path.strip_prefix("./").unwrap_or(path);
+        Ok(self.get(path).cloned())
+    }
 }
 
 /// Looks up the values of `${secret:NAME}` variables; the binary implements it on the

@@ -96,6 +96,8 @@ pub(crate) fn load_with_engine(
         env: std::env::vars().collect(),
         options,
         secrets: Some(secrets.clone()),
+        files: Some(Arc::new(AppFiles { dir: dir.clone() })),
+        instance_id: Some(instance_id()),
     };
     let manifest = match manifest::parse(&source, &file_name, &vars) {
         Ok(manifest) => manifest,
@@ -146,6 +148,42 @@ pub(crate) fn load_with_engine(
         wasm_engine,
         secret_values: secrets.resolved(),
     })
+}
+
+/// The files `${file(..)}` variables read: inside the app folder only, because a deployed
+/// bundle holds nothing else and a server must not read its own files for a client.
+#[derive(Debug)]
+struct AppFiles {
+    dir: PathBuf,
+}
+
+impl manifest::FileSource for AppFiles {
+    fn read(&self, path: &str) -> Result<Option<String>, String> {
+        let full = self.dir.join(path);
+        let real = match full.canonicalize() {
+            Ok(real) => real,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !real.starts_with(&self.dir) {
+            return Err(format!(
+                "it is outside the app folder {}; nimbus reads variable files only inside it (a deployed bundle holds nothing else)",
+                self.dir.display()
+            ));
+        }
+        std::fs::read_to_string(&real)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `${sls:instanceId}`: the Framework's is the time it started, in milliseconds.
+fn instance_id() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        .to_string()
 }
 
 /// Reads each authorizer's `jwksFile` (relative to the app folder) into the manifest, so

@@ -202,6 +202,15 @@ impl Cx<'_> {
         };
         let mut patterns = Vec::new();
         for (item, item_key) in items {
+            // A grant on a resource nimbus does not model yet (a DynamoDB table in most
+            // apps that keep data) is left out, not refused, so the app still runs.
+            if let Some((id, resource_type)) = self.unmodelled_target(&item, &item_key) {
+                let message = format!(
+                    "`{id}` is a `{resource_type}` resource, which nimbus does not model; this grant leaves it out"
+                );
+                self.warn(item.pos, &item_key, message);
+                continue;
+            }
             let Some((text, pos)) = self.reference_text(
                 &item,
                 &item_key,

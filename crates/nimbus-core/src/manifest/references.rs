@@ -108,16 +108,12 @@ impl Cx<'_> {
     ) -> Option<(String, Pos)> {
         if let Value::Str(text) = &node.value
             && !node.resolved
-            && let Some(output) = cf_output(text)
+            && let Some((stack, output)) = cf_output(text)
         {
-            // Outputs are usually named after their resource (`OrdersQueueArn` for
-            // `OrdersQueue`), so the name without an `Arn`, `Url` or `Name` suffix is tried too.
-            let candidates = ["", "Arn", "Url", "Name"]
-                .iter()
-                .filter_map(|suffix| output.strip_suffix(suffix).filter(|id| !id.is_empty()));
-            let resolved = candidates
-                .filter_map(|id| self.app.logical_ids.get(id).and_then(Logical::arn))
-                .next()
+            let resolved = self
+                .cf_logical(stack, output)
+                .and_then(Logical::arn)
+                .or_else(|| bare_attribute(output).then(|| stack.to_owned()))
                 .unwrap_or_else(|| output.to_owned());
             return Some((resolved, node.pos));
         }
@@ -135,6 +131,81 @@ impl Cx<'_> {
             }
         };
         text.map(|text| (text, node.pos))
+    }
+
+    /// What `${cf:stack.output}` stands for as a value: the ARN of the declared resource
+    /// the output (or the stack) is named after, or a declared resource's name when the
+    /// stack is named after it and the output is a bare attribute (`${cf:orders.Arn}`).
+    pub(super) fn cf_value(&self, address: &str) -> Option<String> {
+        let (stack, output) = address.rsplit_once('.')?;
+        let (stack, output) = (stack.trim(), output.trim());
+        if let Some(arn) = self.cf_logical(stack, output).and_then(Logical::arn) {
+            return Some(arn);
+        }
+        if !bare_attribute(output) {
+            return None;
+        }
+        let resources = &self.app.resources;
+        let logical = if resources.queues.iter().any(|q| q.name == stack) {
+            Logical::Queue(stack.to_owned())
+        } else if resources.topics.iter().any(|t| t.name == stack) {
+            Logical::Topic(stack.to_owned())
+        } else if resources.buckets.iter().any(|b| *b == stack) {
+            Logical::Bucket(stack.to_owned())
+        } else {
+            return None;
+        };
+        if output.ends_with("Name") {
+            Some(stack.to_owned())
+        } else {
+            logical.arn()
+        }
+    }
+
+    /// The resource a stack output refers to. Outputs are usually named after their
+    /// resource (`OrdersQueueArn` for `OrdersQueue`), so the name without an `Arn`, `Url` or
+    /// `Name` suffix is tried too; then the stack's own name, for stacks named after the
+    /// one resource they hold (`${cf:order-queue.Arn}`).
+    fn cf_logical(&self, stack: &str, output: &str) -> Option<&Logical> {
+        let candidates = ["", "Arn", "Url", "Name"]
+            .iter()
+            .filter_map(|suffix| output.strip_suffix(suffix).filter(|id| !id.is_empty()));
+        candidates
+            .chain(bare_attribute(output).then_some(stack))
+            .find_map(|id| {
+                self.app
+                    .logical_ids
+                    .get(id)
+                    .filter(|logical| logical.arn().is_some())
+            })
+    }
+
+    /// The logical id and type of the resource a `Ref` or `Fn::GetAtt` points at, when it
+    /// is one nimbus does not model (a DynamoDB table, a Kinesis stream, ...).
+    pub(super) fn unmodelled_target(&mut self, node: &Node, key: &str) -> Option<(String, String)> {
+        let node = self.read(node, key);
+        let Value::Map(entries) = &node.value else {
+            return None;
+        };
+        let [entry] = entries.as_slice() else {
+            return None;
+        };
+        let target = self.read(&entry.value, key);
+        let id = match (entry.key.as_str(), &target.value) {
+            ("Ref", Value::Str(id)) => id.clone(),
+            ("Fn::GetAtt", Value::Str(path)) => {
+                path.split('.').next().unwrap_or_default().to_owned()
+            }
+            ("Fn::GetAtt", Value::Seq(items)) => match items.first().map(|item| &item.value) {
+                Some(Value::Str(id)) => id.clone(),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        match self.app.logical_ids.get(&id) {
+            Some(Logical::Other(resource_type)) => Some((id, resource_type.clone())),
+            _ => None,
+        }
     }
 
     fn intrinsic(&mut self, entry: &Entry, pos: Pos, key: &str) -> Option<String> {
@@ -331,19 +402,35 @@ pub(super) fn is_cf_reference(node: &Node) -> bool {
     matches!(&node.value, Value::Str(text) if !node.resolved && cf_output(text).is_some())
 }
 
-/// The output name of a text that is exactly `${cf:stack.Output}` (or `${cf(region):..}`)
-/// without a fallback.
-fn cf_output(text: &str) -> Option<&str> {
+/// The stack and output names of a text that is exactly `${cf:stack.Output}` (or
+/// `${cf(region):..}`) without a fallback.
+fn cf_output(text: &str) -> Option<(&str, &str)> {
     let body = text.trim().strip_prefix("${cf")?.strip_suffix('}')?;
     let (_, address) = body.split_once(':')?;
     if address.contains(',') || address.contains("${") {
         return None;
     }
-    address
-        .rsplit('.')
-        .next()
-        .map(str::trim)
-        .filter(|output| !output.is_empty())
+    let (stack, output) = address.rsplit_once('.').unwrap_or(("", address));
+    let output = output.trim();
+    (!output.is_empty()).then_some((stack.trim(), output))
+}
+
+/// Whether a stack output's name is only an attribute (`Arn`, `QueueUrl`, ...), so the
+/// stack's name must say which resource it belongs to.
+fn bare_attribute(output: &str) -> bool {
+    [
+        "Arn",
+        "Url",
+        "Name",
+        "QueueArn",
+        "QueueUrl",
+        "QueueName",
+        "TopicArn",
+        "TopicName",
+        "BucketName",
+        "BucketArn",
+    ]
+    .contains(&output)
 }
 
 /// CloudFormation placeholders left in plain text (`${AWS::Region}`) stand for any value.

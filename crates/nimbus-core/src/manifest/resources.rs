@@ -924,7 +924,7 @@ impl Cx<'_> {
         }
     }
 
-    fn declare_simple(&mut self, kind: Kind, name: &str, pos: Pos, key: &str) {
+    pub(super) fn declare_simple(&mut self, kind: Kind, name: &str, pos: Pos, key: &str) {
         if self.check_name(kind, name, pos, key) && self.declare(kind, name, pos, key) {
             match kind {
                 Kind::Bucket => self.app.resources.buckets.push(name.to_owned()),
@@ -934,7 +934,7 @@ impl Cx<'_> {
         }
     }
 
-    fn declare_queue(&mut self, spec: QueueSpec, pos: Pos, key: &str) {
+    pub(super) fn declare_queue(&mut self, spec: QueueSpec, pos: Pos, key: &str) {
         if self.check_name(Kind::Queue, &spec.name, pos, key)
             && self.declare(Kind::Queue, &spec.name, pos, key)
         {

@@ -20,6 +20,15 @@ pub(super) struct RouteTable {
     seen: HashMap<String, FirstRoute>,
 }
 
+/// A function's events other than its routes.
+#[derive(Default)]
+pub(super) struct FunctionEvents {
+    /// `sqs`, `sns`, `s3` and `schedule` events.
+    pub(super) sources: Vec<EventSource>,
+    /// The types of the events nimbus does not serve.
+    pub(super) ignored: Vec<String>,
+}
+
 /// What a route enforces besides routing.
 #[derive(Default)]
 struct RoutePolicies {
@@ -44,7 +53,7 @@ impl Cx<'_> {
         function: &str,
         http_api_cors: bool,
         routes: &mut RouteTable,
-        sources: &mut Vec<EventSource>,
+        out: &mut FunctionEvents,
     ) -> Vec<HttpRoute> {
         let node = self.read(node, key);
         let items = match node.value {
@@ -94,7 +103,7 @@ impl Cx<'_> {
                 "http" => self.route(&entry.value, &event_key, ApiKind::Rest, false),
                 "httpApi" => self.route(&entry.value, &event_key, ApiKind::Http, http_api_cors),
                 "sqs" | "sns" | "s3" | "schedule" => {
-                    sources.extend(self.event_source(
+                    out.sources.extend(self.event_source(
                         entry,
                         &event_key,
                         function,
@@ -105,6 +114,7 @@ impl Cx<'_> {
                 other => {
                     let message = format!("`{other}` events are not yet served by nimbus; ignored");
                     self.warn(entry.key_pos, &event_key, message);
+                    out.ignored.push(other.to_owned());
                     continue;
                 }
             };

@@ -9,7 +9,7 @@ use crate::{FunctionSpec, HttpRoute, Runtime};
 
 use super::references::is_intrinsic;
 use super::resources::Sections;
-use super::routes::RouteTable;
+use super::routes::{FunctionEvents, RouteTable};
 use super::tree::{Entry, Node, Pos, Value};
 use super::{Cx, Manifest, join_key};
 
@@ -105,6 +105,8 @@ impl Cx<'_> {
         let mut provider_node = None;
         let mut functions_entry = None;
         let mut service_seen = false;
+        let mut custom = None;
+        let mut constructs = None;
         let mut sections = Sections::default();
         for entry in entries {
             let key = entry.key.as_str();
@@ -117,17 +119,23 @@ impl Cx<'_> {
                 "functions" => functions_entry = Some(entry),
                 // The CLI version constraint means nothing to nimbus.
                 "frameworkVersion" => {}
-                "custom" => self.warn(
-                    entry.key_pos,
-                    key,
-                    "not modelled by nimbus except through `${self:custom...}` variables; ignored",
-                ),
+                // Stage parameters, read through `${param:..}` variables.
+                "params" => {}
+                "custom" => {
+                    custom = Some(&entry.value);
+                    self.warn(
+                        entry.key_pos,
+                        key,
+                        "not modelled by nimbus except through `${self:custom...}` variables; ignored",
+                    );
+                }
                 "plugins" => self.warn(
                     entry.key_pos,
                     key,
                     "Serverless plugins do not run under nimbus; ignored",
                 ),
                 "resources" => sections.resources = Some(entry),
+                "constructs" => constructs = Some(entry),
                 "queues" => sections.queues = Some(entry),
                 "topics" => sections.topics = Some(entry),
                 "buckets" => sections.buckets = Some(entry),
@@ -144,6 +152,7 @@ impl Cx<'_> {
         }
         self.declarations(&sections);
         let mut provider = self.provider(provider_node);
+        provider.policies.stage_path = self.stage_path(custom);
         self.policy_names.has_api_keys = !provider.policies.api_keys.is_empty();
         let stage = match self.vars.options.get("stage") {
             Some(stage) => stage.clone(),
@@ -164,14 +173,57 @@ impl Cx<'_> {
                 self.app.function_names = entries.iter().map(|e| e.key.clone()).collect();
             }
         }
-        let mut provider_grants = Vec::new();
+        let workers = match constructs {
+            Some(entry) => self.constructs(entry),
+            None => Vec::new(),
+        };
+        self.app
+            .function_names
+            .extend(workers.iter().map(|worker| worker.name.clone()));
+        let construct_buckets = self.construct_buckets();
+        let mut provider_grants = self.construct_grants(&workers, &construct_buckets);
         for (node, key) in &provider.iam {
             provider_grants.extend(self.provider_iam(node, key));
         }
         for (node, key) in &provider.iam_role_statements {
             provider_grants.extend(self.statements(node, key));
         }
-        let functions = self.functions(functions_entry, &provider, &provider_grants);
+        let mut functions = self.functions(functions_entry, &provider, &provider_grants);
+        for worker in workers {
+            let entry = Entry {
+                key: worker.name.clone(),
+                key_pos: worker.pos,
+                value: worker.node.clone(),
+            };
+            let mut routes = RouteTable::default();
+            let Some(mut function) =
+                self.function(&entry, &provider, &provider_grants, &mut routes)
+            else {
+                continue;
+            };
+            if functions.iter().any(|f| f.name == function.name) {
+                let message = format!(
+                    "the worker of this construct is the function `{}`, which `functions` declares too; rename one",
+                    function.name
+                );
+                self.error(worker.pos, &entry.key, message);
+                continue;
+            }
+            let event = worker.event_source();
+            function.grants = with_event_grants(function.grants, std::slice::from_ref(&event));
+            function.events.push(event);
+            // Lift sets the queue's visibility timeout to six times its worker's timeout.
+            if let Some(queue) = self
+                .app
+                .resources
+                .queues
+                .iter_mut()
+                .find(|queue| queue.name == worker.event.queue)
+            {
+                queue.visibility_timeout = (function.timeout * 6).min(Duration::from_secs(43_200));
+            }
+            functions.push(function);
+        }
         self.finish_authorizers(&mut provider.policies);
         self.check_destinations();
         Some(Manifest {
@@ -390,7 +442,7 @@ impl Cx<'_> {
         let mut provisioned = None;
         let mut http_routes: Vec<HttpRoute> = Vec::new();
         let mut allowed_outbound_hosts = None;
-        let mut events: Vec<EventSource> = Vec::new();
+        let mut function_events = FunctionEvents::default();
         let mut async_config = AsyncConfig::default();
         // Every function gets the provider's grants; its own statements (the
         // serverless-iam-roles-per-function plugin's `iamRoleStatements`) add to them.
@@ -440,7 +492,7 @@ impl Cx<'_> {
                         name,
                         provider.http_api_cors,
                         routes,
-                        &mut events,
+                        &mut function_events,
                     );
                 }
                 "iamRoleStatements" => {
@@ -502,6 +554,10 @@ impl Cx<'_> {
             Some((hosts, _)) => hosts,
             None => Vec::new(),
         };
+        let FunctionEvents {
+            sources: events,
+            ignored: ignored_events,
+        } = function_events;
         self.check_visibility_timeouts(&events, timeout, entry.key_pos, &key);
         if self.errors.len() > n_errors {
             return None;
@@ -523,6 +579,7 @@ impl Cx<'_> {
             grants: with_event_grants(grants, &events),
             events,
             async_config,
+            ignored_events,
         })
     }
 

@@ -32,6 +32,18 @@ fn check_with(options: &[(&str, &str)], yaml: &str, expect: Expect) {
             ("DB_PASSWORD".to_owned(), "hunter2".to_owned()),
             ("API_TOKEN".to_owned(), "tok_123".to_owned()),
         ]))),
+        files: Some(Arc::new(BTreeMap::from([
+            (
+                "config.yml".to_owned(),
+                "memory: 512\ntable: ${self:service}-items\nnested: { list: [a, b] }\n".to_owned(),
+            ),
+            (
+                "config.prod.json".to_owned(),
+                r#"{"domain": "api.example.com"}"#.to_owned(),
+            ),
+            ("broken.yml".to_owned(), "a: [unclosed\n".to_owned()),
+        ]))),
+        instance_id: Some("1764800000000".to_owned()),
     };
     let actual = match parse(&dedent(yaml), "serverless.yml", &vars) {
         Ok(manifest) => summary(&manifest),
@@ -103,6 +115,9 @@ fn summary(manifest: &super::Manifest) -> String {
         for event in &function.events {
             let _ = writeln!(out, "  {}", event_summary(event));
         }
+        if !function.ignored_events.is_empty() {
+            let _ = writeln!(out, "  not served: {}", function.ignored_events.join(", "));
+        }
         if function.async_config != AsyncConfig::default() {
             let config = &function.async_config;
             let _ = writeln!(
@@ -164,6 +179,9 @@ fn summary(manifest: &super::Manifest) -> String {
     }
     if !resources.kv_namespaces.is_empty() {
         let _ = writeln!(out, "kv {}", resources.kv_namespaces.join(", "));
+    }
+    if manifest.policies.stage_path != crate::policy::StagePath::default() {
+        let _ = writeln!(out, "stage path {:?}", manifest.policies.stage_path);
     }
     for warning in &manifest.warnings {
         let _ = writeln!(out, "warning {warning}");
@@ -587,6 +605,7 @@ fn gateway_policies_are_read() {
         env: BTreeMap::from([("KEY".to_owned(), "from-env-0123456789abcdef".to_owned())]),
         options: BTreeMap::new(),
         secrets: None,
+        ..Variables::default()
     };
     let yaml = dedent(
         "
@@ -688,6 +707,7 @@ fn gateway_policies_are_read() {
                     },
                 ),
             },
+            stage_path: Optional,
         }
     "#]].assert_eq(&format!("{}{:#?}\n", summary(&manifest), manifest.policies));
 }
@@ -761,6 +781,7 @@ fn event_sources_are_read_and_other_event_types_warn() {
               sns topic
               s3 bucket s3:ObjectCreated:* prefix None suffix None
               schedule f-schedule-1 rate(1 minute)
+              not served: stream, alb, websocket, eventBridge, cloudwatchLog
               grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:q
             queue q: visibility 30s, delay 0s, retention 345600s
             topic topic
@@ -1210,12 +1231,11 @@ fn unresolvable_variables_are_errors() {
             serverless.yml:6:8: provider.environment.B: cannot resolve `${opt:color}`: option `--color` was not given; pass it or give a default: `${opt:color, 'value'}`
             serverless.yml:7:8: provider.environment.C: cannot resolve `${self:custom.nope}`: `custom.nope` is not in the manifest
             serverless.yml:8:8: provider.environment.D: cannot resolve `${ssm:/path/to/key}`: nimbus cannot resolve `ssm` variables; keep the value as a nimbus secret (`nimbus secret set NAME`, then `${secret:NAME}`) or give a default: `${ssm:/path/to/key, 'value'}`
-            serverless.yml:9:8: provider.environment.E: cannot resolve `${cf:stack.output}`: nimbus cannot resolve `cf` variables here; give a default: `${cf:stack.output, 'value'}`
-            serverless.yml:10:8: provider.environment.F: cannot resolve `${file(./config.json):key}`: nimbus cannot resolve `file(./config.json)` variables here; give a default: `${file(./config.json):key, 'value'}`
+            serverless.yml:9:8: provider.environment.E: cannot resolve `${cf:stack.output}`: nimbus has no CloudFormation stacks; `cf:stack.output` resolves only when the output (or the stack) names a queue, topic or bucket this app declares
+            serverless.yml:10:8: provider.environment.F: cannot resolve `${file(./config.json):key}`: file `./config.json` does not exist
             serverless.yml:11:8: provider.environment.G: cannot resolve `${env:NOT_SET, ${env:ALSO_NOT_SET}}`: environment variable `NOT_SET` is not set; set it or give a default: `${env:NOT_SET, 'value'}`, and no fallback resolved
             serverless.yml:12:8: provider.environment.H: cannot read the default `bare words`; quote text defaults, as in 'value'
             serverless.yml:13:8: provider.environment.I: `${self:custom}` is a mapping and cannot be part of a string
-            serverless.yml:14:8: provider.environment.J: cannot resolve `${sls:instanceId}`: nimbus only resolves `${sls:stage}`, not `instanceId`
             serverless.yml:15:8: provider.environment.K: unclosed `${` in "${env:UNCLOSED"
             serverless.yml:18:40: functions.f.memorySize: cannot resolve `${self:custom.text}`: `custom.text` is not in the manifest
         "#]],
@@ -2656,6 +2676,413 @@ fn lambda_authorizer_warnings_name_the_key() {
             httpApi a: Lambda(LambdaAuthorizer { function: "auth", format: HttpV2Policy, identity_sources: [], ttl: 0ns, validation: None })
             httpApi j: Jwt(JwtAuthorizer { header: "authorization", issuer: "https://i", audience: ["api"], keys: Secret("s") })
             http auth: Lambda(LambdaAuthorizer { function: "auth", format: RestToken, identity_sources: [Header("authorization")], ttl: 20s, validation: None })
+        "#]],
+    );
+}
+
+// Issue 11: the Framework fills `provider.stage` and `provider.region` before it resolves
+// anything, so the common `${opt:stage, self:provider.stage}` idiom resolves without them.
+#[test]
+fn provider_stage_and_region_have_their_defaults_before_variables_resolve() {
+    check(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          environment:
+            STAGE: ${opt:stage, self:provider.stage}
+            REGION: ${opt:region, self:provider.region}
+            TABLE: ${self:service}-${self:provider.stage}
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 9), 1024 MB, 6s
+              Node { major: 20 }
+              env REGION="us-east-1"
+              env STAGE="dev"
+              env TABLE="shop-dev"
+        "#]],
+    );
+    check_with(
+        &[("stage", "prod"), ("region", "eu-west-1")],
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          environment:
+            STAGE: ${self:provider.stage}
+            REGION: ${aws:region}
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            service shop, stage prod, region eu-west-1
+            function f: nodejs20.x f.handler (line 8), 1024 MB, 6s
+              Node { major: 20 }
+              env REGION="eu-west-1"
+              env STAGE="prod"
+        "#]],
+    );
+}
+
+#[test]
+fn sls_aws_and_param_sources_resolve_as_in_the_framework() {
+    check_with(
+        &[("stage", "prod")],
+        "
+        service: shop
+        params:
+          prod: { domain: api.example.com }
+          default: { domain: dev.example.com, retries: 3 }
+        provider:
+          runtime: nodejs20.x
+          region: eu-central-1
+          environment:
+            INSTANCE: ${sls:instanceId}
+            ACCOUNT: ${aws:accountId}
+            REGION: ${aws:region}
+            DOMAIN: ${param:domain}
+            RETRIES: ${param:retries}
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            service shop, stage prod, region eu-central-1
+            function f: nodejs20.x f.handler (line 15), 1024 MB, 6s
+              Node { major: 20 }
+              env ACCOUNT="123456789012"
+              env DOMAIN="api.example.com"
+              env INSTANCE="1764800000000"
+              env REGION="eu-central-1"
+              env RETRIES="3"
+        "#]],
+    );
+    check(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          environment:
+            A: ${param:missing}
+            B: ${sls:nope}
+            C: ${aws:nope}
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            serverless.yml:5:8: provider.environment.A: cannot resolve `${param:missing}`: parameter `missing` is set neither under `params.dev` nor under `params.default`
+            serverless.yml:6:8: provider.environment.B: cannot resolve `${sls:nope}`: the `sls` source has `stage` and `instanceId`, not `nope`
+            serverless.yml:7:8: provider.environment.C: cannot resolve `${aws:nope}`: the `aws` source has `region` and `accountId`, not `nope`
+        "#]],
+    );
+}
+
+#[test]
+fn file_variables_read_yaml_and_json_inside_the_app() {
+    check_with(
+        &[("stage", "prod")],
+        "
+        service: shop
+        custom: ${file(./config.yml)}
+        provider:
+          runtime: nodejs20.x
+          memorySize: ${file(./config.yml):memory}
+          environment:
+            TABLE: ${self:custom.table}
+            SECOND: ${file(./config.yml):nested.list.1}
+            DOMAIN: ${file(./config.${opt:stage}.json):domain}
+            FALLBACK: ${file(./missing.yml):x, 'none'}
+            ENABLED: ${strToBool(${env:FLAG, 'true'})}
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            service shop, stage prod, region us-east-1
+            function f: nodejs20.x f.handler (line 13), 512 MB, 6s
+              Node { major: 20 }
+              env DOMAIN="api.example.com"
+              env ENABLED="true"
+              env FALLBACK="none"
+              env SECOND="b"
+              env TABLE="shop-items"
+            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
+        "#]],
+    );
+    check(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          environment:
+            A: ${file(./missing.yml)}
+            B: ${file(./broken.yml):a}
+            C: ${file(./config.js):value}
+            D: ${file(./config.yml):nope}
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            serverless.yml:5:8: provider.environment.A: cannot resolve `${file(./missing.yml)}`: file `./missing.yml` does not exist
+            serverless.yml:6:8: provider.environment.B: `./broken.yml` is not valid YAML or JSON at 2:1: invalid YAML: while parsing a flow sequence, expected ',' or ']'
+            serverless.yml:7:8: provider.environment.C: nimbus does not run JavaScript variable files such as `./config.js`; write the values as YAML or JSON and point `file(..)` at that
+            serverless.yml:8:8: provider.environment.D: cannot resolve `${file(./config.yml):nope}`: `nope` is not in `./config.yml`
+        "#]],
+    );
+}
+
+// Issue 11: `${cf:order-queue.Arn}` names the stack after the queue; the output is only
+// the attribute.
+#[test]
+fn cf_variables_resolve_to_declared_resources_by_output_or_stack_name() {
+    check(
+        "
+        service: shop
+        provider:
+          runtime: nodejs20.x
+          environment:
+            QUEUE: ${cf:order-queue.Arn}
+            QUEUE_NAME: ${cf:order-queue.QueueName}
+            BY_OUTPUT: ${cf:infra.OrdersQueueArn}
+        queues:
+          order-queue: {}
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - sqs: ${cf:order-queue.Arn}
+              - sqs: { arn: '${cf:infra.OrdersQueueArn}' }
+        resources:
+          Resources:
+            OrdersQueue: { Type: AWS::SQS::Queue, Properties: { QueueName: orders } }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 12), 1024 MB, 6s
+              Node { major: 20 }
+              env BY_OUTPUT="arn:aws:sqs:*:*:orders"
+              env QUEUE="arn:aws:sqs:*:*:order-queue"
+              env QUEUE_NAME="order-queue"
+              sqs order-queue batch 10 window 0s
+              sqs orders batch 10 window 0s
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:order-queue
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:orders
+            queue orders: visibility 30s, delay 0s, retention 345600s
+            queue order-queue: visibility 30s, delay 0s, retention 345600s
+        "#]],
+    );
+}
+
+// Issue 21: REST routes answer under the stage unless the app says otherwise.
+#[test]
+fn stage_path_follows_serverless_offline_and_custom_nimbus() {
+    check(
+        "
+        service: shop
+        custom:
+          serverless-offline: { noPrependStageInUrl: true }
+        provider: { runtime: nodejs20.x }
+        functions:
+          f: { handler: f.handler, events: [{ http: GET items }] }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 6), 1024 MB, 6s
+              Node { major: 20 }
+              route Rest GET /items
+            stage path Off
+            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
+        "#]],
+    );
+    check(
+        "
+        service: shop
+        custom:
+          nimbus: { stagePath: required }
+        provider: { runtime: nodejs20.x }
+        functions:
+          f: { handler: f.handler, events: [{ http: GET items }] }
+        ",
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 6), 1024 MB, 6s
+              Node { major: 20 }
+              route Rest GET /items
+            stage path Required
+            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
+        "#]],
+    );
+    check(
+        "
+        service: shop
+        custom:
+          nimbus: { stagePath: sometimes }
+        provider: { runtime: nodejs20.x }
+        functions:
+          f: { handler: f.handler }
+        ",
+        expect![[r#"
+            serverless.yml:3:24: custom.nimbus.stagePath: expected `optional` (REST routes answer at /{stage}/path and /path), `required` (only /{stage}/path) or `off` (only /path), got "sometimes"
+        "#]],
+    );
+}
+
+// Issue 21: an event nimbus does not serve is listed on its function, so `nimbus validate`
+// can say when a function would never be invoked.
+#[test]
+fn unserved_events_are_listed_on_their_function() {
+    check(
+        "
+        service: chat
+        provider: { runtime: nodejs20.x }
+        functions:
+          connect:
+            handler: ws.connect
+            events:
+              - websocket: { route: $connect }
+              - alexaSkill: amzn1.ask.skill.x
+        ",
+        expect![[r#"
+            service chat, stage dev, region us-east-1
+            function connect: nodejs20.x ws.connect (line 5), 1024 MB, 6s
+              Node { major: 20 }
+              not served: websocket, alexaSkill
+            warning serverless.yml:7:9: functions.connect.events[0].websocket: `websocket` events are not yet served by nimbus; ignored
+            warning serverless.yml:8:9: functions.connect.events[1].alexaSkill: `alexaSkill` events are not yet served by nimbus; ignored
+        "#]],
+    );
+}
+
+// Issue 11: Lift's `queue` and `storage` constructs become a queue with a dead-letter queue
+// and a worker, and a bucket, named as Lift names them; `${construct:..}` resolves to them.
+#[test]
+fn lift_queue_and_storage_constructs_are_modelled() {
+    check(
+        "
+        service: jobs
+        provider:
+          runtime: nodejs20.x
+          environment:
+            QUEUE_URL: ${construct:jobs.queueUrl}
+            BUCKET: ${construct:uploads.bucketName}
+        constructs:
+          jobs:
+            type: queue
+            batchSize: 5
+            maxRetries: 2
+            worker:
+              handler: worker.handler
+              timeout: 10
+          uploads:
+            type: storage
+          orders:
+            type: queue
+            fifo: true
+            worker: { handler: orders.handler }
+          hook:
+            type: webhook
+            path: /hook
+        functions:
+          api: { handler: api.handler, events: [{ httpApi: POST /jobs }] }
+        ",
+        expect![[r#"
+            service jobs, stage dev, region us-east-1
+            function api: nodejs20.x api.handler (line 25), 1024 MB, 6s
+              Node { major: 20 }
+              env BUCKET="jobs-dev-uploads"
+              env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
+              route Http POST /jobs
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
+              grant s3:* on bucket:jobs-dev-uploads,bucket:jobs-dev-uploads/*
+            function jobsWorker: nodejs20.x worker.handler (line 13), 1024 MB, 10s
+              Node { major: 20 }
+              env BUCKET="jobs-dev-uploads"
+              env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
+              sqs jobs-dev-jobs batch 5 window 0s report-failures
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
+              grant s3:* on bucket:jobs-dev-uploads,bucket:jobs-dev-uploads/*
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:jobs-dev-jobs
+            function ordersWorker: nodejs20.x orders.handler (line 20), 1024 MB, 6s
+              Node { major: 20 }
+              env BUCKET="jobs-dev-uploads"
+              env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
+              sqs jobs-dev-orders.fifo batch 1 window 0s report-failures
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
+              grant s3:* on bucket:jobs-dev-uploads,bucket:jobs-dev-uploads/*
+              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:jobs-dev-orders.fifo
+            queue jobs-dev-jobs: visibility 60s, delay 0s, retention 345600s, dead letters to jobs-dev-jobs-dlq after 2 receives
+            queue jobs-dev-jobs-dlq: visibility 30s, delay 0s, retention 1209600s
+            queue jobs-dev-orders.fifo: visibility 36s, delay 0s, retention 345600s, content-based deduplication, dead letters to jobs-dev-orders-dlq.fifo after 3 receives
+            queue jobs-dev-orders-dlq.fifo: visibility 30s, delay 0s, retention 1209600s, content-based deduplication
+            buckets jobs-dev-uploads
+            warning serverless.yml:21:3: constructs.hook: Lift `webhook` constructs are not yet modelled by nimbus (it models `queue` and `storage`); ignored
+        "#]],
+    );
+    check(
+        "
+        service: jobs
+        provider:
+          runtime: nodejs20.x
+          environment:
+            A: ${construct:nope.queueUrl}
+            B: ${construct:jobs.bucketName}
+        constructs:
+          jobs: { type: queue }
+          untyped: { batchSize: 1 }
+        functions:
+          api: { handler: api.handler }
+        ",
+        expect![[r#"
+            serverless.yml:5:8: provider.environment.A: cannot resolve `${construct:nope.queueUrl}`: no construct `nope` is declared under `constructs`
+            serverless.yml:6:8: provider.environment.B: cannot resolve `${construct:jobs.bucketName}`: a queue construct has `queueUrl` and `queueArn`, not `bucketName`
+            serverless.yml:8:3: constructs.jobs: a queue construct needs a `worker`: the function that processes its messages, as in `worker: { handler: src/worker.handler }`
+            serverless.yml:9:3: constructs.untyped: construct `untyped` needs a `type`, such as `queue` or `storage`
+        "#]],
+    );
+}
+
+// Issue 11: a grant on a DynamoDB table or a Kinesis stream (which most apps that keep data
+// have) is left out with a warning, not refused, so the app still runs.
+#[test]
+fn grants_on_unmodelled_resources_are_warnings() {
+    check(
+        "
+        service: todos
+        provider:
+          runtime: nodejs20.x
+          iam:
+            role:
+              statements:
+                - Effect: Allow
+                  Action: [dynamodb:GetItem, dynamodb:PutItem]
+                  Resource:
+                    - !GetAtt TodosTable.Arn
+                    - { Ref: TodosTable }
+                    - 'arn:aws:dynamodb:${aws:region}:*:table/todos'
+                - Effect: Allow
+                  Action: [kinesis:PutRecord]
+                  Resource: { Fn::GetAtt: [Events, Arn] }
+        functions:
+          f: { handler: f.handler }
+        resources:
+          Resources:
+            TodosTable: { Type: AWS::DynamoDB::Table, Properties: { TableName: todos } }
+            Events: { Type: AWS::Kinesis::Stream, Properties: { ShardCount: 1 } }
+        ",
+        expect![[r#"
+            service todos, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 17), 1024 MB, 6s
+              Node { major: 20 }
+            warning serverless.yml:10:23: provider.iam.role.statements[0].Resource[0]: `TodosTable` is a `AWS::DynamoDB::Table` resource, which nimbus does not model; this grant leaves it out
+            warning serverless.yml:11:15: provider.iam.role.statements[0].Resource[1]: `TodosTable` is a `AWS::DynamoDB::Table` resource, which nimbus does not model; this grant leaves it out
+            warning serverless.yml:12:15: provider.iam.role.statements[0].Resource[2]: "arn:aws:dynamodb:us-east-1:*:table/todos" is not a resource nimbus models; ignored
+            warning serverless.yml:15:21: provider.iam.role.statements[1].Resource: `Events` is a `AWS::Kinesis::Stream` resource, which nimbus does not model; this grant leaves it out
+            warning serverless.yml:20:25: resources.Resources.TodosTable.Type: `AWS::DynamoDB::Table` resources are not modelled by nimbus; ignored
+            warning serverless.yml:21:21: resources.Resources.Events.Type: `AWS::Kinesis::Stream` resources are not modelled by nimbus; ignored
         "#]],
     );
 }

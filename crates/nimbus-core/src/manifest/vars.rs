@@ -1,17 +1,22 @@
 //! `${source:address, fallback}` variables, substituted in string values as they are read.
 //!
-//! The sources follow the Serverless Framework v3: `env`, `opt`, `self` and `sls:stage`.
+//! The sources follow the Serverless Framework v3: `env`, `opt`, `self`, `sls:stage` and
+//! `sls:instanceId`, `param` (stage parameters under `params:`), `file(path)` (YAML or
+//! JSON inside the app folder), `aws:region` and `aws:accountId`, and `cf:stack.Output`
+//! where the output names a resource the app declares. As in the Framework,
+//! `provider.stage` (`dev`) and `provider.region` (`us-east-1`) have their defaults before
+//! anything is resolved, so `${self:provider.stage}` resolves without a `provider.stage`.
 //! nimbus adds `secret`, the app's own secrets (`nimbus secret set`), where Serverless would
 //! use `ssm`; it is allowed only in `environment` values (see `Cx::secret_scope`).
-//! Any other source (`ssm`, `cf`, `s3`, `file(..)`, ...) needs a fallback, because
-//! nimbus has no AWS account or file system to ask. A text such as CloudFormation's
-//! `${AWS::Region}` or `${MyBucket}` is not a variable and is kept as written.
+//! Any other source (`ssm`, `s3`, ...) needs a fallback, because nimbus has no AWS
+//! account to ask. A text such as CloudFormation's `${AWS::Region}` or `${MyBucket}` is
+//! not a variable and is kept as written.
 
 use super::tree::{Entry, Node, Pos, Value};
 use super::{Cx, join_key};
 
 /// The result of looking a variable up.
-enum Lookup {
+pub(super) enum Lookup {
     Found(Node),
     /// Not available from this source; a fallback may still provide a value.
     Missing(String),
@@ -81,6 +86,22 @@ impl Cx<'_> {
                 _ => None,
             },
             Lookup::Missing(_) => Some("dev".to_owned()),
+            Lookup::Failed => None,
+        }
+    }
+
+    /// `--region`, else `provider.region`, else `us-east-1`: the value of `${aws:region}`.
+    fn region(&mut self, pos: Pos, key: &str) -> Option<String> {
+        if let Some(region) = self.vars.options.get("region") {
+            return Some(region.clone());
+        }
+        match self.lookup_self("provider.region", pos, key) {
+            Lookup::Found(node) => match node.value {
+                Value::Str(region) => Some(region),
+                Value::Null => Some(DEFAULT_REGION.to_owned()),
+                _ => None,
+            },
+            Lookup::Missing(_) => Some(DEFAULT_REGION.to_owned()),
             Lookup::Failed => None,
         }
     }
@@ -196,12 +217,42 @@ impl Cx<'_> {
         } else {
             address.to_owned()
         };
+        if let Some(rest) = address.strip_prefix("file(") {
+            return self.lookup_file(rest, pos, key);
+        }
+        if let Some(rest) = address.strip_prefix("strToBool(") {
+            let value = match rest.strip_suffix(')').map(str::trim) {
+                Some("true") => true,
+                Some("false") => false,
+                _ => {
+                    let message = format!(
+                        "`strToBool` takes `true` or `false`, got `{}`",
+                        rest.trim_end_matches(')')
+                    );
+                    self.error(pos, key, message);
+                    return Lookup::Failed;
+                }
+            };
+            return Lookup::Found(Node {
+                value: Value::Bool(value),
+                pos,
+                resolved: true,
+            });
+        }
         let Some((source, name)) = address.split_once(':') else {
             return Lookup::Missing(format!(
                 "`{address}` names no source such as `env:` or `self:`"
             ));
         };
         let (source, name) = (source.trim(), name.trim());
+        if source == "cf" || source.starts_with("cf(") {
+            return match self.cf_value(name) {
+                Some(value) => found_text(&value, pos),
+                None => Lookup::Missing(format!(
+                    "nimbus has no CloudFormation stacks; `cf:{name}` resolves only when the output (or the stack) names a queue, topic or bucket this app declares"
+                )),
+            };
+        }
         match source {
             "env" => match self.vars.env.get(name) {
                 Some(value) => found_text(value, pos),
@@ -219,16 +270,30 @@ impl Cx<'_> {
                 Some(stage) => found_text(&stage, pos),
                 None => Lookup::Failed,
             },
+            "sls" if name == "instanceId" => match &self.vars.instance_id {
+                Some(id) => found_text(id, pos),
+                None => Lookup::Missing("no instance id was given".to_owned()),
+            },
             "sls" => Lookup::Missing(format!(
-                "nimbus only resolves `${{sls:stage}}`, not `{name}`"
+                "the `sls` source has `stage` and `instanceId`, not `{name}`"
             )),
+            "aws" if name == "region" => match self.region(pos, key) {
+                Some(region) => found_text(&region, pos),
+                None => Lookup::Failed,
+            },
+            "aws" if name == "accountId" => found_text(crate::ACCOUNT_ID, pos),
+            "aws" => Lookup::Missing(format!(
+                "the `aws` source has `region` and `accountId`, not `{name}`"
+            )),
+            "param" => self.lookup_param(name, pos, key),
+            "construct" => self.lookup_construct(name, pos, key),
             "self" => self.lookup_self(name, pos, key),
             "secret" => self.lookup_secret(name, pos, key),
             "ssm" => Lookup::Missing(format!(
                 "nimbus cannot resolve `ssm` variables; keep the value as a nimbus secret (`nimbus secret set NAME`, then `${{secret:NAME}}`) or give a default: `${{{address}, 'value'}}`"
             )),
             _ => Lookup::Missing(format!(
-                "nimbus cannot resolve `{source}` variables here; give a default: `${{{address}, 'value'}}`"
+                "nimbus cannot resolve `{source}` variables; give a default: `${{{address}, 'value'}}`"
             )),
         }
     }
@@ -271,6 +336,115 @@ impl Cx<'_> {
         })
     }
 
+    /// `${param:NAME}`: the stage parameter under `params.<stage>`, else `params.default`.
+    fn lookup_param(&mut self, name: &str, pos: Pos, key: &str) -> Lookup {
+        if name.is_empty() {
+            return Lookup::Missing("`param:` needs a name, as in `${param:domain}`".to_owned());
+        }
+        let Some(stage) = self.stage(pos, key) else {
+            return Lookup::Failed;
+        };
+        for scope in [stage.as_str(), "default"] {
+            match self.lookup_self(&format!("params.{scope}.{name}"), pos, key) {
+                Lookup::Missing(_) => continue,
+                found_or_failed => return found_or_failed,
+            }
+        }
+        Lookup::Missing(format!(
+            "parameter `{name}` is set neither under `params.{stage}` nor under `params.default`"
+        ))
+    }
+
+    /// `${file(path)}` or `${file(path):a.b}`: a YAML or JSON file inside the app folder,
+    /// whole or the value at a path in it. Variables in the file resolve as the manifest's
+    /// own do; a missing file is a missing value, so a fallback applies.
+    fn lookup_file(&mut self, rest: &str, pos: Pos, key: &str) -> Lookup {
+        let Some(close) = rest.find(')') else {
+            self.error(
+                pos,
+                key,
+                "`file(` is not closed; write `${file(./config.yml):key}`",
+            );
+            return Lookup::Failed;
+        };
+        let path = rest[..close].trim().trim_matches(|c| c == '\'' || c == '"');
+        let address = match rest[close + 1..].trim() {
+            "" => None,
+            after => match after.strip_prefix(':') {
+                Some(address) => Some(address.trim()),
+                None => {
+                    let message = format!(
+                        "unexpected `{after}` after `file({path})`; write `${{file({path}):key}}`"
+                    );
+                    self.error(pos, key, message);
+                    return Lookup::Failed;
+                }
+            },
+        };
+        if [".js", ".cjs", ".mjs", ".ts"]
+            .iter()
+            .any(|ext| path.ends_with(ext))
+        {
+            let message = format!(
+                "nimbus does not run JavaScript variable files such as `{path}`; write the values as YAML or JSON and point `file(..)` at that"
+            );
+            self.error(pos, key, message);
+            return Lookup::Failed;
+        }
+        let text = match self.vars.files.as_ref().map(|files| files.read(path)) {
+            Some(Ok(Some(text))) => text,
+            Some(Ok(None)) => return Lookup::Missing(format!("file `{path}` does not exist")),
+            Some(Err(message)) => {
+                self.error(pos, key, format!("cannot read `{path}`: {message}"));
+                return Lookup::Failed;
+            }
+            None => return Lookup::Missing("no files can be read here".to_owned()),
+        };
+        let root = match super::tree::load(&text) {
+            Ok(loaded) => loaded.root,
+            Err(errors) => {
+                let first = errors.first().map_or_else(String::new, |e| {
+                    format!(" at {}:{}: {}", e.pos.line, e.pos.column, e.message)
+                });
+                self.error(
+                    pos,
+                    key,
+                    format!("`{path}` is not valid YAML or JSON{first}"),
+                );
+                return Lookup::Failed;
+            }
+        };
+        let mut node = root.unwrap_or_else(|| Node::new(Value::Null, pos));
+        for segment in address.into_iter().flat_map(|a| a.split('.')) {
+            let next = match &node.value {
+                Value::Map(entries) => entries
+                    .iter()
+                    .find(|entry| entry.key == segment)
+                    .map(|entry| entry.value.clone()),
+                Value::Seq(items) => segment
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|item_idx| items.get(item_idx))
+                    .cloned(),
+                _ => None,
+            };
+            let Some(next) = next else {
+                return Lookup::Missing(format!(
+                    "`{}` is not in `{path}`",
+                    address.unwrap_or_default()
+                ));
+            };
+            node = next;
+        }
+        // Problems inside the file's values belong to the key that used the variable.
+        reposition(&mut node, pos);
+        let node = self.read_deep(&node, key);
+        match node.value {
+            Value::Invalid => Lookup::Failed,
+            _ => Lookup::Found(node),
+        }
+    }
+
     /// `${secret:NAME}`: the secret's value, only inside an `environment` value.
     /// No message here ever holds the value.
     fn lookup_secret(&mut self, name: &str, pos: Pos, key: &str) -> Lookup {
@@ -308,7 +482,7 @@ impl Cx<'_> {
     }
 
     /// `${self:a.b.c}`: the value at that path of this document, itself resolved.
-    fn lookup_self(&mut self, path: &str, pos: Pos, key: &str) -> Lookup {
+    pub(super) fn lookup_self(&mut self, path: &str, pos: Pos, key: &str) -> Lookup {
         if path.is_empty() {
             return Lookup::Missing("`self:` needs a path such as `custom.name`".to_owned());
         }
@@ -359,7 +533,21 @@ impl Cx<'_> {
                 _ => None,
             };
             let Some(next) = next else {
-                return Lookup::Missing(format!("`{path}` is not in the manifest"));
+                // The Framework fills these in before it resolves anything.
+                return match path {
+                    "provider.stage" => found_text(
+                        self.vars.options.get("stage").map_or("dev", String::as_str),
+                        self.root.pos,
+                    ),
+                    "provider.region" => found_text(
+                        self.vars
+                            .options
+                            .get("region")
+                            .map_or(DEFAULT_REGION, String::as_str),
+                        self.root.pos,
+                    ),
+                    _ => Lookup::Missing(format!("`{path}` is not in the manifest")),
+                };
             };
             node_key = match current.value {
                 Value::Seq(_) => format!("{node_key}[{segment}]"),
@@ -381,6 +569,22 @@ impl Cx<'_> {
     }
 }
 
+/// `provider.region` when neither `--region` nor the manifest sets it, as in the Framework.
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// Moves `node` and everything inside it to `pos`.
+fn reposition(node: &mut Node, pos: Pos) {
+    node.pos = pos;
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|item| reposition(item, pos)),
+        Value::Map(entries) => entries.iter_mut().for_each(|entry| {
+            entry.key_pos = pos;
+            reposition(&mut entry.value, pos);
+        }),
+        _ => {}
+    }
+}
+
 fn found_text(text: &str, pos: Pos) -> Lookup {
     Lookup::Found(Node {
         value: Value::Str(text.to_owned()),
@@ -392,7 +596,16 @@ fn found_text(text: &str, pos: Pos) -> Lookup {
 /// Whether `body` (the text between `${` and `}`) is a variable: `source:address` where
 /// the source is a word or `word(..)`. `AWS::Region` and plain names are not.
 fn is_variable(body: &str) -> bool {
-    let Some((source, address)) = body.trim().split_once(':') else {
+    let body = body.trim();
+    // `file(./config.yml)` and `strToBool(..)` need no `:address`, and a file's path may
+    // hold variables of its own.
+    if let Some(open) = body.find('(')
+        && body[..open].chars().all(|c| c.is_ascii_alphanumeric())
+        && body.starts_with(|c: char| c.is_ascii_alphabetic())
+    {
+        return true;
+    }
+    let Some((source, address)) = body.split_once(':') else {
         return false;
     };
     let word_end = source.find('(').unwrap_or(source.len());
