@@ -105,6 +105,7 @@ impl Cx<'_> {
         let mut provider_node = None;
         let mut functions_entry = None;
         let mut service_seen = false;
+        let mut custom = None;
         let mut sections = Sections::default();
         for entry in entries {
             let key = entry.key.as_str();
@@ -117,11 +118,14 @@ impl Cx<'_> {
                 "functions" => functions_entry = Some(entry),
                 // The CLI version constraint means nothing to nimbus.
                 "frameworkVersion" => {}
-                "custom" => self.warn(
-                    entry.key_pos,
-                    key,
-                    "not modelled by nimbus except through `${self:custom...}` variables; ignored",
-                ),
+                "custom" => {
+                    custom = Some(super::resources::to_json(&entry.value));
+                    self.warn(
+                        entry.key_pos,
+                        key,
+                        "not modelled by nimbus except through `${self:custom...}` variables; ignored",
+                    );
+                }
                 "plugins" => self.warn(
                     entry.key_pos,
                     key,
@@ -181,6 +185,7 @@ impl Cx<'_> {
             functions,
             resources: std::mem::take(&mut self.app.resources),
             policies: std::mem::take(&mut provider.policies),
+            custom,
             warnings: Vec::new(),
         })
     }
