@@ -336,19 +336,38 @@ fn run_client(set: PackageSet, dir: &Path) -> Result<(), String> {
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let said = last_lines(
-        if stderr.trim().is_empty() {
-            &stdout
-        } else {
-            &stderr
-        },
-        6,
-    );
+    let said = client_message(if stderr.trim().is_empty() {
+        &stdout
+    } else {
+        &stderr
+    });
     Err(format!(
         "`{what} {}` failed ({}): {said}; run `nimbus runtimes install` when the registry is reachable",
         set.specs().join(" "),
         output.status
     ))
+}
+
+/// The lines of a package client's output that say what went wrong: npm's `code` and
+/// the error itself (not its stack trace or the pointer to its log), pip's `ERROR:`
+/// lines; else its last lines.
+fn client_message(text: &str) -> String {
+    let telling: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("npm error code")
+                || l.starts_with("npm ERR! code")
+                || l.contains("Error: ")
+                || l.starts_with("ERROR:")
+                || l.starts_with("npm error 404")
+        })
+        .take(4)
+        .collect();
+    if telling.is_empty() {
+        return last_lines(text, 6);
+    }
+    telling.join(" | ")
 }
 
 /// The last `n` non-empty lines of `text`, joined with " | ".
@@ -408,6 +427,21 @@ mod tests {
             assert_eq!(PackageSet::from_id(set.id()), Some(set));
         }
         assert_eq!(PackageSet::from_id("left-pad"), None);
+    }
+
+    #[test]
+    fn keeps_what_npm_and_pip_say_went_wrong() {
+        let npm = "npm error code ECONNREFUSED\nnpm error syscall connect\nnpm error FetchError: request to http://127.0.0.1:9/esbuild failed, reason: connect ECONNREFUSED 127.0.0.1:9\nnpm error     at ClientRequest.<anonymous> (index.js:130:14)\nnpm error A complete log of this run can be found in: /x.log\n";
+        assert_eq!(
+            client_message(npm),
+            "npm error code ECONNREFUSED | npm error FetchError: request to http://127.0.0.1:9/esbuild failed, reason: connect ECONNREFUSED 127.0.0.1:9"
+        );
+        let pip = "WARNING: Retrying...\nERROR: Could not find a version that satisfies the requirement boto3 (from versions: none)\nERROR: No matching distribution found for boto3\n";
+        assert_eq!(
+            client_message(pip),
+            "ERROR: Could not find a version that satisfies the requirement boto3 (from versions: none) | ERROR: No matching distribution found for boto3"
+        );
+        assert_eq!(client_message("a\nb\n"), "a | b");
     }
 
     #[test]

@@ -15,5 +15,7 @@ mod observe;
 mod pool;
 mod provided;
 mod runtimes;
+mod sdk;
 mod secrets;
+mod typescript;
 mod wasm;
