@@ -27,7 +27,7 @@ enum RuntimesAction {
 }
 
 /// The cache folder: `NIMBUS_SDK_CACHE`, else `$XDG_CACHE_HOME/nimbus/sdk`, else
-/// `~/.cache/nimbus/sdk`.
+/// `~/.cache/nimbus/sdk`, else (no home) `nimbus-sdk` in the temp folder.
 pub(crate) fn package_cache() -> anyhow::Result<PackageCache> {
     let from_env = |name: &str| {
         std::env::var_os(name)
@@ -40,7 +40,7 @@ pub(crate) fn package_cache() -> anyhow::Result<PackageCache> {
             Some(cache) => cache.join("nimbus").join("sdk"),
             None => from_env("HOME")
                 .map(|home| home.join(".cache").join("nimbus").join("sdk"))
-                .context("no folder for the package cache: set NIMBUS_SDK_CACHE (or HOME)")?,
+                .unwrap_or_else(|| std::env::temp_dir().join("nimbus-sdk")),
         },
     };
     Ok(PackageCache::new(root))
