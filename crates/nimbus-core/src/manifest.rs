@@ -54,6 +54,10 @@ pub struct Manifest {
     pub resources: AppResources,
     /// Authorizers, API keys, the usage plan: what the gateway enforces app-wide.
     pub policies: GatewayPolicies,
+    /// The `custom` section with its variables resolved, for the parts of it
+    /// that plugins nimbus stands in for read, such as serverless-esbuild's
+    /// `custom.esbuild`; `None` when the manifest has none.
+    pub custom: Option<serde_json::Value>,
     /// Keys nimbus read but does not model (plugins, custom, CloudFormation resources of
     /// other types, unknown events, Deny statements...), in source order.
     pub warnings: Vec<Diagnostic>,

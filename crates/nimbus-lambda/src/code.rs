@@ -32,6 +32,19 @@ pub(crate) const CLIENTS: [(&str, &str); 3] = [
 pub enum Code {
     /// `node <runtime_dir>/bootstrap.cjs`, loading the handler module from the app folder.
     Node,
+    /// A TypeScript handler (`.ts`, `.mts`, `.cts`; the path relative to the app folder)
+    /// that is not compiled yet: `compile_typescript` turns it into `NodeBuilt`.
+    TypeScript(PathBuf),
+    /// `node bootstrap.cjs` loading the file nimbus compiled from a TypeScript handler.
+    NodeBuilt {
+        /// The compiled module, in the app's `.nimbus/build`.
+        built: PathBuf,
+        /// Whether it has a source map, so stack traces name the TypeScript lines.
+        source_maps: bool,
+        /// The `node_modules` folders between the source and the app folder, where
+        /// packages left outside the output are found.
+        module_dirs: Vec<PathBuf>,
+    },
     /// `python3 <runtime_dir>/bootstrap.py`.
     Python,
     /// The function's own `bootstrap` executable.
@@ -51,11 +64,16 @@ pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeErr
     match spec.runtime {
         Runtime::Node { .. } => {
             let module = handler_module(spec)?;
-            let candidates: Vec<String> = ["js", "mjs", "cjs"]
+            // A TypeScript source wins over JavaScript of the same name, which is most
+            // likely an earlier compiler output (serverless-esbuild prefers it too).
+            let candidates: Vec<String> = ["ts", "mts", "cts", "js", "mjs", "cjs"]
                 .iter()
                 .map(|ext| format!("{module}.{ext}"))
                 .collect();
-            if candidates.iter().any(|c| app_dir.join(c).is_file()) {
+            if let Some(found) = candidates.iter().find(|c| app_dir.join(c).is_file()) {
+                if found.ends_with("ts") {
+                    return Ok(Code::TypeScript(PathBuf::from(found)));
+                }
                 return Ok(Code::Node);
             }
             Err(CodeError {

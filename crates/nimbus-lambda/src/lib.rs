@@ -6,10 +6,13 @@
 //! files it writes into the runtime folder it is given.
 
 mod code;
+mod imports;
 mod instance;
+mod packages;
 mod pool;
 mod runtime_api;
 mod spawn;
+mod typescript;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,7 +21,10 @@ use std::time::Duration;
 use nimbus_core::LogSink;
 
 pub use code::{Code, CodeError, resolve_code, runtime_version_warnings};
+pub use imports::{ImportUse, ProvidedImports, scan_imports};
+pub use packages::{AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet};
 pub use pool::LambdaExecutor;
+pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
 
 /// Settings shared by every function of an app.
 #[derive(Clone)]
@@ -39,6 +45,30 @@ pub struct LambdaConfig {
     pub init_timeout: Duration,
     /// Receives every line instances write to stdout and stderr.
     pub log_sink: Arc<dyn LogSink>,
+    /// The runtime-provided packages (AWS SDKs) functions find when they do not bring
+    /// their own.
+    pub packages: RuntimePackages,
+}
+
+/// Folders of runtime-provided packages, searched after a function's own packages, as on
+/// Lambda (where the SDK sits in the runtime's folder, after `/var/task`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimePackages {
+    /// `node_modules` folders: on `NODE_PATH` for `require`, and searched by the
+    /// bootstrap's resolve hook for `import`, which ignores `NODE_PATH`.
+    pub node: Vec<PathBuf>,
+    /// Folders on `PYTHONPATH`.
+    pub python: Vec<PathBuf>,
+}
+
+impl RuntimePackages {
+    /// No provided packages: functions find only their own and nimbus's clients.
+    pub fn none() -> RuntimePackages {
+        RuntimePackages {
+            node: Vec::new(),
+            python: Vec::new(),
+        }
+    }
 }
 
 /// Writes the shipped Node.js and Python bootstraps and service clients into

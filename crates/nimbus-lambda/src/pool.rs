@@ -2,7 +2,7 @@
 //! instances, idle scale-down, deadlines and memory limits.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -78,6 +78,15 @@ impl LambdaExecutor {
         code: Code,
         cfg: LambdaConfig,
     ) -> Result<LambdaExecutor, InvokeError> {
+        if let Code::TypeScript(source) = &code {
+            return Err(InvokeError::Platform {
+                function: spec.name.clone(),
+                source: Box::new(std::io::Error::other(format!(
+                    "{} is not compiled: compile_typescript must run first",
+                    source.display()
+                ))),
+            });
+        }
         let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
         let function_arn = format!(
             "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
@@ -415,17 +424,20 @@ impl Pool {
     fn command(&self) -> (PathBuf, Vec<String>) {
         let runtime_dir = &self.cfg.runtime_dir;
         match &self.code {
-            Code::Node => {
+            Code::Node | Code::TypeScript(_) | Code::NodeBuilt { .. } => {
                 // Lambda's Node.js runtime caps the V8 heap below the function's memory so
                 // that the heap limit, not the kernel, stops a runaway allocation.
                 let heap_mb = (u64::from(self.spec.memory_mb) * 9 / 10).max(16);
-                (
-                    crate::spawn::interpreter("node"),
-                    vec![
-                        format!("--max-old-space-size={heap_mb}"),
-                        runtime_dir.join(NODE_BOOTSTRAP_FILE).display().to_string(),
-                    ],
-                )
+                let mut args = vec![format!("--max-old-space-size={heap_mb}")];
+                if let Code::NodeBuilt {
+                    source_maps: true, ..
+                } = &self.code
+                {
+                    // Stack traces name the TypeScript file and line.
+                    args.push("--enable-source-maps".to_owned());
+                }
+                args.push(runtime_dir.join(NODE_BOOTSTRAP_FILE).display().to_string());
+                (crate::spawn::interpreter("node"), args)
             }
             Code::Python => (
                 crate::spawn::interpreter("python3"),
@@ -490,15 +502,47 @@ impl Pool {
         if let Some(execution_env) = execution_env {
             env.push(("AWS_EXECUTION_ENV".to_owned(), execution_env));
         }
-        // `require('nimbus')` and `import nimbus` find the shipped service clients here.
+        // `require('nimbus')` and `import nimbus` find the shipped service clients here,
+        // then the runtime-provided packages. Node looks in a function's own
+        // `node_modules` before `NODE_PATH`, and Python in LAMBDA_TASK_ROOT (the
+        // bootstrap puts it first on `sys.path`) before `PYTHONPATH`, so a function's own
+        // copy of a package wins, as on Lambda.
         let runtime_dir = &self.cfg.runtime_dir;
+        let mut node_fallback: Vec<&Path> = Vec::new();
+        if let Code::NodeBuilt {
+            built, module_dirs, ..
+        } = &self.code
+        {
+            env.push((
+                "NIMBUS_HANDLER_FILE".to_owned(),
+                built.display().to_string(),
+            ));
+            node_fallback.extend(module_dirs.iter().map(PathBuf::as_path));
+        }
+        node_fallback.extend(self.cfg.packages.node.iter().map(PathBuf::as_path));
+        let node_modules = runtime_dir.join("node_modules");
         env.push((
             "NODE_PATH".to_owned(),
-            runtime_dir.join("node_modules").display().to_string(),
+            join_paths(
+                std::iter::once(node_modules.as_path()).chain(node_fallback.iter().copied()),
+            ),
         ));
+        if !node_fallback.is_empty() {
+            // ES-module `import` ignores NODE_PATH; the bootstrap registers a resolve hook
+            // that falls back to these folders, only when this is set, so functions that
+            // need none pay nothing for it.
+            env.push((
+                "NIMBUS_NODE_FALLBACK".to_owned(),
+                join_paths(node_fallback.iter().copied()),
+            ));
+        }
+        let python = runtime_dir.join("python");
         env.push((
             "PYTHONPATH".to_owned(),
-            runtime_dir.join("python").display().to_string(),
+            join_paths(
+                std::iter::once(python.as_path())
+                    .chain(self.cfg.packages.python.iter().map(PathBuf::as_path)),
+            ),
         ));
         env.extend(spec.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
@@ -583,6 +627,14 @@ impl Pool {
             let _ = tokio::time::timeout(Duration::from_secs(2), state.wait_exit()).await;
         }
     }
+}
+
+/// Paths joined with `:`, as `NODE_PATH` and `PYTHONPATH` take them.
+fn join_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
+    paths
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 async fn reap(pool: std::sync::Weak<Pool>) {

@@ -76,8 +76,37 @@ pub(crate) fn interpreter(program: &'static str) -> PathBuf {
     resolved
 }
 
-/// `<program> --version`, trimmed, or `None` when the program cannot be run.
+/// Runs a tool to completion (a package client such as `npm` or `pip`, or `esbuild`) in
+/// `cwd` and returns what it printed. Unlike instances, tools see the whole environment of
+/// nimbus: package clients read their registry, proxy and certificate settings from it.
+pub(crate) fn run_tool(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+) -> std::io::Result<std::process::Output> {
+    std::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .output()
+}
+
+/// `<program> --version`, trimmed, or `None` when the program cannot be run; asked once
+/// per process.
 pub(crate) fn interpreter_version(program: &str) -> Option<String> {
+    static VERSIONS: OnceLock<Mutex<HashMap<String, Option<String>>>> = OnceLock::new();
+    let cache = VERSIONS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(version) = cache.lock().ok().and_then(|c| c.get(program).cloned()) {
+        return version;
+    }
+    let version = ask_version(program);
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(program.to_owned(), version.clone());
+    }
+    version
+}
+
+fn ask_version(program: &str) -> Option<String> {
     let output = std::process::Command::new(program)
         .arg("--version")
         .stdin(Stdio::null())

@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use nimbus_core::manifest::{self, Diagnostic, Manifest};
 use nimbus_core::services::Services;
 use nimbus_core::{FunctionSpec, LogLine, LogSink, LogStream};
-use nimbus_lambda::{Code, LambdaConfig, LambdaExecutor};
+use nimbus_lambda::{
+    Code, LambdaConfig, LambdaExecutor, PackageCache, PackageSet, RuntimePackages,
+};
 use nimbus_server::{RedactingLogSink, Redactor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
 
@@ -34,6 +36,8 @@ pub(crate) struct App {
     /// The values of the secrets the functions' environments hold, by name: executors hide
     /// them from function output.
     pub(crate) secret_values: BTreeMap<String, String>,
+    /// The runtime-provided packages (AWS SDKs) the app's code imports, from the cache.
+    pub(crate) packages: RuntimePackages,
 }
 
 /// What runs a function: a process runtime or a compiled wasm component.
@@ -45,11 +49,23 @@ pub(crate) enum FunctionCode {
 /// How many wasm instances may be alive at once across the app's functions.
 const MAX_WASM_INSTANCES: u32 = 1000;
 
-/// CLI values that feed manifest variables.
+/// CLI values that feed manifest variables, and what loading may fetch.
 #[derive(Clone)]
 pub(crate) struct LoadOptions {
     pub(crate) stage: Option<String>,
     pub(crate) region: Option<String>,
+    pub(crate) fetch: Fetch,
+}
+
+/// What loading an app fetches into the package cache when the cache lacks it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// The AWS SDKs the code imports and esbuild for TypeScript handlers: the app is
+    /// about to run.
+    Everything,
+    /// Only esbuild, which checking TypeScript handlers needs; missing SDKs are warnings
+    /// (`nimbus validate`, the client side of `nimbus deploy`).
+    ToolsOnly,
 }
 
 /// Loads the app in `dir`, printing warnings; every error is printed and makes it fail.
@@ -141,12 +157,19 @@ pub(crate) fn load_with_engine(
     for warning in nimbus_lambda::runtime_version_warnings(&manifest.functions) {
         eprintln!("warning: {warning}");
     }
+    let cache = crate::commands::runtimes::package_cache()?;
+    let packages = provide_packages(&dir, &manifest, &cache, opts.fetch)?;
+    let errors = compile_typescript(&dir, &file_name, &manifest, &cache, &mut codes)?;
+    if !errors.is_empty() {
+        return Err(report_errors(&errors));
+    }
     Ok(App {
         dir,
         manifest,
         codes,
         wasm_engine,
         secret_values: secrets.resolved(),
+        packages,
     })
 }
 
@@ -184,6 +207,121 @@ fn instance_id() -> String {
         .unwrap_or_default()
         .as_millis()
         .to_string()
+}
+
+/// Finds the AWS SDKs the app's code imports without bringing them, fetches those the
+/// cache lacks (when `fetch` says so) and prints what differs from Lambda.
+fn provide_packages(
+    dir: &Path,
+    manifest: &Manifest,
+    cache: &PackageCache,
+    fetch: Fetch,
+) -> anyhow::Result<RuntimePackages> {
+    let imports = nimbus_lambda::scan_imports(dir, &manifest.functions);
+    let mut packages = RuntimePackages::none();
+    for set in imports.sets() {
+        if !cache.is_installed(set) {
+            match fetch {
+                Fetch::Everything => fetch_set(cache, set)?,
+                Fetch::ToolsOnly => {
+                    let files: Vec<String> = imports
+                        .uses
+                        .iter()
+                        .filter(|u| u.set == Some(set))
+                        .map(|u| u.file.display().to_string())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    eprintln!(
+                        "warning: {} import{} {set}, which is not in {} yet: `nimbus up` fetches it, or run `nimbus runtimes install`",
+                        files.join(", "),
+                        if files.len() == 1 { "s" } else { "" },
+                        cache.root().display()
+                    );
+                    continue;
+                }
+            }
+        }
+        match set {
+            PackageSet::Boto3 => packages.python.push(cache.modules_dir(set)),
+            _ => packages.node.push(cache.modules_dir(set)),
+        }
+    }
+    for warning in imports.warnings(&manifest.functions, cache) {
+        eprintln!("warning: {warning}");
+    }
+    Ok(packages)
+}
+
+/// Fetches one set into the cache, saying so first: it takes seconds.
+pub(crate) fn fetch_set(cache: &PackageCache, set: PackageSet) -> anyhow::Result<()> {
+    eprintln!(
+        "nimbus: fetching {set} into {} (once; later runs use the cache)",
+        cache.dir(set).display()
+    );
+    cache.install(set)?;
+    Ok(())
+}
+
+/// Compiles the app's TypeScript handlers (fetching esbuild first if needed); a handler
+/// that fails to compile is an error at its `handler` key.
+fn compile_typescript(
+    dir: &Path,
+    file_name: &str,
+    manifest: &Manifest,
+    cache: &PackageCache,
+    codes: &mut [FunctionCode],
+) -> anyhow::Result<Vec<Diagnostic>> {
+    let has_typescript = codes
+        .iter()
+        .any(|c| matches!(c, FunctionCode::Process(Code::TypeScript(_))));
+    if !has_typescript {
+        return Ok(Vec::new());
+    }
+    // Every kind of load fetches esbuild: checking a TypeScript handler means compiling it.
+    if !cache.is_installed(PackageSet::Esbuild) {
+        fetch_set(cache, PackageSet::Esbuild)?;
+    }
+    let (opts, warnings) = nimbus_lambda::EsbuildOptions::from_custom(manifest.custom.as_ref());
+    for warning in warnings {
+        eprintln!("warning: {file_name}: {warning}");
+    }
+    // Compile only the process functions, then put their codes back in place.
+    let mut idxs = Vec::new();
+    let mut process_codes = Vec::new();
+    let mut runtimes = Vec::new();
+    for (idx, code) in codes.iter().enumerate() {
+        if let FunctionCode::Process(code) = code {
+            idxs.push(idx);
+            process_codes.push(code.clone());
+            runtimes.push(manifest.functions[idx].runtime);
+        }
+    }
+    let build_dir = dir.join(".nimbus").join("build");
+    let compile_errors = nimbus_lambda::compile_typescript(
+        dir,
+        &build_dir,
+        cache,
+        &runtimes,
+        &mut process_codes,
+        &opts,
+    );
+    for (idx, code) in idxs.iter().zip(process_codes) {
+        codes[*idx] = FunctionCode::Process(code);
+    }
+    Ok(compile_errors
+        .into_iter()
+        .map(|e| {
+            let spec = &manifest.functions[idxs[e.function_idx]];
+            Diagnostic {
+                file: file_name.to_owned(),
+                line: spec.handler_line,
+                column: 1,
+                key: format!("functions.{}.handler", spec.name),
+                message: format!("TypeScript does not compile: {}", e.message),
+            }
+        })
+        .collect())
 }
 
 /// Reads each authorizer's `jwksFile` (relative to the app folder) into the manifest, so
@@ -299,6 +437,7 @@ impl App {
             idle_timeout,
             init_timeout: Duration::from_secs(10),
             log_sink,
+            packages: self.packages.clone(),
         }
     }
 

@@ -7,6 +7,7 @@ pub(crate) mod invocations;
 pub(crate) mod invoke;
 pub(crate) mod logs;
 pub(crate) mod resources;
+pub(crate) mod runtimes;
 pub(crate) mod secret;
 pub(crate) mod server;
 pub(crate) mod top;

@@ -233,6 +233,7 @@ impl Cx<'_> {
             functions,
             resources: std::mem::take(&mut self.app.resources),
             policies: std::mem::take(&mut provider.policies),
+            custom: custom.map(|node| super::resources::to_json(&self.read_deep(node, "custom"))),
             warnings: Vec::new(),
         })
     }

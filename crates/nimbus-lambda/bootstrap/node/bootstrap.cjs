@@ -315,7 +315,67 @@ function userRequire() {
   return require('node:module').createRequire(path.join(taskRoot, '__nimbus_bootstrap__.js'));
 }
 
+// ES-module `import` ignores NODE_PATH, where nimbus puts the runtime-provided packages
+// (the AWS SDKs) for `require`. When NIMBUS_NODE_FALLBACK names folders, a resolve hook
+// tries them for bare specifiers that the normal resolution (the function's own
+// node_modules, which win) cannot find. It is registered before the first import() only:
+// module.register starts a loader thread (~40 ms on Node 20), which CommonJS handlers and
+// apps that import no provided package never pay. Node 22.15+ has the in-thread
+// module.registerHooks, which costs next to nothing.
+const FALLBACK_HOOK = `
+let parents = [];
+export function initialize(data) { parents = data.parents; }
+export async function resolve(specifier, context, next) {
+  try {
+    return await next(specifier, context);
+  } catch (e) {
+    if (!e || e.code !== 'ERR_MODULE_NOT_FOUND' || /^(\\.|\\/|[a-zA-Z][a-zA-Z0-9+.-]*:)/.test(specifier)) throw e;
+    for (const parentURL of parents) {
+      try {
+        return await next(specifier, { ...context, parentURL });
+      } catch {}
+    }
+    throw e;
+  }
+}`;
+
+let fallbackRegistered = false;
+function registerFallback() {
+  if (fallbackRegistered) return;
+  fallbackRegistered = true;
+  const dirs = env.NIMBUS_NODE_FALLBACK;
+  if (!dirs) return;
+  const { pathToFileURL } = require('node:url');
+  const parents = dirs.split(path.delimiter).filter(Boolean).map((d) => pathToFileURL(path.join(d, '__nimbus__.mjs')).href);
+  const mod = require('node:module');
+  try {
+    if (typeof mod.registerHooks === 'function') {
+      const local = /^(\.|\/|[a-zA-Z][a-zA-Z0-9+.-]*:)/;
+      mod.registerHooks({
+        resolve(specifier, context, next) {
+          try {
+            return next(specifier, context);
+          } catch (e) {
+            if (!e || e.code !== 'ERR_MODULE_NOT_FOUND' || local.test(specifier)) throw e;
+            for (const parentURL of parents) {
+              try {
+                return next(specifier, { ...context, parentURL });
+              } catch {}
+            }
+            throw e;
+          }
+        },
+      });
+    } else if (typeof mod.register === 'function') {
+      mod.register(`data:text/javascript,${encodeURIComponent(FALLBACK_HOOK)}`, { data: { parents } });
+    }
+  } catch (e) {
+    writeLine('WARN', [`nimbus: cannot register the module fallback for import(): ${e && e.message}`]);
+  }
+}
+
 async function importFile(file) {
+  registerFallback();
   try {
     return await import(require('node:url').pathToFileURL(file).href);
   } catch (e) {
@@ -368,7 +428,13 @@ async function loadHandler() {
 
   let mod;
   let found = false;
-  for (const ext of ['.js', '.mjs', '.cjs']) {
+  // A TypeScript handler runs from the file nimbus compiled it into.
+  const built = env.NIMBUS_HANDLER_FILE;
+  if (built) {
+    found = true;
+    mod = built.endsWith('.mjs') ? await importFile(built) : await requireOrImport(req, built, built);
+  }
+  for (const ext of found ? [] : ['.js', '.mjs', '.cjs']) {
     const file = abs + ext;
     let st;
     try {

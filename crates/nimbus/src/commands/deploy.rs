@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 
-use crate::app::{self, LoadOptions};
+use crate::app::{self, Fetch, LoadOptions};
 
 /// Which server, app and stage a command talks about.
 #[derive(clap::Args)]
@@ -114,6 +114,7 @@ impl DeployCommand {
             &LoadOptions {
                 stage: self.target.stage.clone(),
                 region: None,
+                fetch: Fetch::ToolsOnly,
             },
         )?;
         let service = app.manifest.service.clone();
@@ -220,6 +221,7 @@ fn load_quietly(dir: &Path, stage: Option<String>) -> anyhow::Result<app::App> {
         &LoadOptions {
             stage,
             region: None,
+            fetch: Fetch::ToolsOnly,
         },
     )
     .with_context(|| {

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use nimbus_core::services::NoServices;
 use nimbus_core::{Invocation, Outcome};
 
-use crate::app::{self, LoadOptions};
+use crate::app::{self, Fetch, LoadOptions};
 use crate::control::UpRecord;
 
 /// Invoke a function directly with an event, through the running `nimbus up` of the app
@@ -119,6 +119,7 @@ impl InvokeCommand {
             &LoadOptions {
                 stage: self.stage.clone(),
                 region: None,
+                fetch: Fetch::Everything,
             },
         )?;
         let Some(idx) = app

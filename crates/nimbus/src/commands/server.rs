@@ -33,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use self::record::{LIVE, StageRecord};
-use crate::app::{self, LoadOptions, ManifestErrors};
+use crate::app::{self, Fetch, LoadOptions, ManifestErrors};
 use crate::commands::up::Launcher;
 use crate::duration;
 
@@ -659,6 +659,7 @@ impl Host {
         let opts = LoadOptions {
             stage: Some(stage.stage.clone()),
             region: None,
+            fetch: Fetch::Everything,
         };
         let app = tokio::task::spawn_blocking(move || app::load(&dir, &opts))
             .await
@@ -816,6 +817,7 @@ async fn check_bundle(
     let opts = LoadOptions {
         stage: Some(stage.to_owned()),
         region: None,
+        fetch: Fetch::Everything,
     };
     let loaded = tokio::task::spawn_blocking(move || app::load(&dir, &opts))
         .await

@@ -16,7 +16,7 @@ use nimbus_server::{
     EventsConfig, ServedFunction, Server, ServerConfig, Shutdown, Telemetry, TelemetryConfig,
 };
 
-use crate::app::{self, LoadOptions};
+use crate::app::{self, Fetch, LoadOptions};
 use crate::banner;
 use crate::control::UpRecord;
 use crate::duration;
@@ -117,6 +117,7 @@ impl UpCommand {
         let opts = LoadOptions {
             stage: self.stage.clone(),
             region: self.region.clone(),
+            fetch: Fetch::Everything,
         };
         let app = app::load(&self.dir, &opts)?;
         let state_dir = app.state_dir();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::app::{self, LoadOptions};
+use crate::app::{self, Fetch, LoadOptions};
 
 /// Check an app's manifest and code; exits non-zero on any error.
 #[derive(clap::Args)]
@@ -30,6 +30,7 @@ impl ValidateCommand {
             &LoadOptions {
                 stage: self.stage,
                 region: self.region,
+                fetch: Fetch::ToolsOnly,
             },
         )?;
         let manifest = &app.manifest;
@@ -53,6 +54,17 @@ impl ValidateCommand {
                 manifest.warnings.len(),
                 plural(manifest.warnings.len())
             );
+        }
+        // The versions functions will get when they import a provided package.
+        let cache = crate::commands::runtimes::package_cache()?;
+        let lines = crate::commands::runtimes::cache_lines(&cache);
+        if lines.is_empty() {
+            println!("package cache {}: empty", cache.root().display());
+        } else {
+            println!("package cache {}:", cache.root().display());
+            for line in lines {
+                println!("  {line}");
+            }
         }
         let unserved: Vec<String> = manifest
             .functions

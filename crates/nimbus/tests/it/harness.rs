@@ -38,9 +38,15 @@ impl TestApp {
 
     /// Runs `nimbus <args>` to completion in this app folder.
     pub(crate) fn nimbus(&self, args: &[&str]) -> Output {
+        self.nimbus_with_env(args, &[])
+    }
+
+    /// As `nimbus`, with extra environment variables.
+    pub(crate) fn nimbus_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let output = Command::new(NIMBUS)
             .args(args)
             .current_dir(self.path())
+            .envs(env.iter().copied())
             .output()
             .expect("running nimbus");
         Output {

@@ -15,6 +15,8 @@ mod observe;
 mod pool;
 mod provided;
 mod runtimes;
+mod sdk;
 mod secrets;
 mod stage;
+mod typescript;
 mod wasm;
