@@ -20,6 +20,17 @@ const DEFAULT_MEMORY_MB: u32 = 1024;
 /// Serverless Framework.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6);
 
+/// Plugins whose work nimbus does itself: serving locally (serverless-offline and its stage
+/// path), TypeScript builds, Lift's queue and storage constructs, per-function IAM
+/// statements.
+const PLUGINS_STOOD_IN_FOR: &[&str] = &[
+    "serverless-offline",
+    "serverless-esbuild",
+    "serverless-plugin-typescript",
+    "serverless-lift",
+    "serverless-iam-roles-per-function",
+];
+
 /// The runtimes nimbus runs, by their manifest names.
 const RUNTIMES: &[(&str, Runtime)] = &[
     ("nodejs18.x", Runtime::Node { major: 18 }),
@@ -121,19 +132,10 @@ impl Cx<'_> {
                 "frameworkVersion" => {}
                 // Stage parameters, read through `${param:..}` variables.
                 "params" => {}
-                "custom" => {
-                    custom = Some(&entry.value);
-                    self.warn(
-                        entry.key_pos,
-                        key,
-                        "not modelled by nimbus except through `${self:custom...}` variables; ignored",
-                    );
-                }
-                "plugins" => self.warn(
-                    entry.key_pos,
-                    key,
-                    "Serverless plugins do not run under nimbus; ignored",
-                ),
+                // Variables and plugin settings: nimbus reads those of the plugins it stands
+                // in for; a plugin it does not is warned about under `plugins`.
+                "custom" => custom = Some(&entry.value),
+                "plugins" => self.plugins(&entry.value),
                 "resources" => sections.resources = Some(entry),
                 "constructs" => constructs = Some(entry),
                 "queues" => sections.queues = Some(entry),
@@ -236,6 +238,32 @@ impl Cx<'_> {
             custom: custom.map(|node| super::resources::to_json(&self.read_deep(node, "custom"))),
             warnings: Vec::new(),
         })
+    }
+
+    /// `plugins`: a list of names (or `{ modules: [..] }`). nimbus does what some of them do
+    /// itself; each other plugin is a warning naming it.
+    fn plugins(&mut self, node: &Node) {
+        let node = self.read(node, "plugins");
+        let (items, key) = match node.get("modules") {
+            Some(entry) => (self.read(&entry.value, "plugins.modules"), "plugins.modules"),
+            None => (node, "plugins"),
+        };
+        let Some(items) = self.sequence(&items, key, "a list of plugin names") else {
+            return;
+        };
+        for (item_idx, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{item_idx}]");
+            let item = self.read(item, &item_key);
+            let Some(name) = self.string(&item, &item_key, "a plugin name") else {
+                continue;
+            };
+            if !PLUGINS_STOOD_IN_FOR.contains(&name.as_str()) {
+                let message = format!(
+                    "the Serverless plugin `{name}` does not run under nimbus; ignored (COMPAT.md lists the plugins nimbus stands in for)"
+                );
+                self.warn(item.pos, &item_key, message);
+            }
+        }
     }
 
     fn service(&mut self, node: &Node) -> Option<String> {

@@ -537,7 +537,7 @@ fn unmodelled_top_level_keys_warn() {
     check(
         "
         service: s
-        plugins: [serverless-offline]
+        plugins: [serverless-offline, serverless-dynamodb-local]
         custom: { mem: 128 }
         resources: { Resources: {} }
         package: { individually: true }
@@ -550,8 +550,7 @@ fn unmodelled_top_level_keys_warn() {
             service s, stage dev, region us-east-1
             function f: nodejs20.x f.handler (line 9), 1024 MB, 6s
               Node { major: 20 }
-            warning serverless.yml:2:1: plugins: Serverless plugins do not run under nimbus; ignored
-            warning serverless.yml:3:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
+            warning serverless.yml:2:31: plugins[1]: the Serverless plugin `serverless-dynamodb-local` does not run under nimbus; ignored (COMPAT.md lists the plugins nimbus stands in for)
             warning serverless.yml:5:1: package: not modelled by nimbus; ignored
             warning serverless.yml:6:1: outputs: not modelled by nimbus; ignored
             warning serverless.yml:7:1: useDotenv: not modelled by nimbus; ignored
@@ -1140,7 +1139,6 @@ fn variables_resolve_from_env_opt_self_and_sls() {
               env SECOND="one"
               env SSM="local-key"
               env STAGE="prod"
-            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
         "#]],
     );
 }
@@ -1198,7 +1196,6 @@ fn a_whole_mapping_can_come_from_a_variable() {
               Python { minor: 10 }
               env A="1"
               env B="bee"
-            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
         "#]],
     );
 }
@@ -1544,7 +1541,6 @@ fn lenient_reading_leaves_block_scalars_and_quoted_text_alone() {
               env JSON="{\"a\": 1}"
               env P="/p/{id}"
               env URL="/u/{id}"
-            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
             warning serverless.yml:7:55: provider.environment.P: a `{` inside a flow mapping or list is not valid YAML and other tools reject it; nimbus read the value as a string, but quote it
         "#]],
     );
@@ -2807,7 +2803,6 @@ fn file_variables_read_yaml_and_json_inside_the_app() {
               env FALLBACK="none"
               env SECOND="b"
               env TABLE="shop-items"
-            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
         "#]],
     );
     check(
@@ -2892,7 +2887,6 @@ fn stage_path_follows_serverless_offline_and_custom_nimbus() {
               Node { major: 20 }
               route Rest GET /items
             stage path Off
-            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
         "#]],
     );
     check(
@@ -2910,7 +2904,6 @@ fn stage_path_follows_serverless_offline_and_custom_nimbus() {
               Node { major: 20 }
               route Rest GET /items
             stage path Required
-            warning serverless.yml:2:1: custom: not modelled by nimbus except through `${self:custom...}` variables; ignored
         "#]],
     );
     check(
