@@ -307,7 +307,20 @@ def _json_default(obj):
 def _seg(name, what):
     if not isinstance(name, str) or not name:
         raise TypeError("%s must be a non-empty string" % what)
-    return urllib.parse.quote(name, safe="")
+    return urllib.parse.quote(_resource_name(name), safe="")
+
+
+def _resource_name(ref):
+    """A queue, topic or bucket may be named by its ARN (arn:aws:sqs:REGION:ACCOUNT:name,
+    arn:aws:s3:::name) or an SQS queue URL (.../ACCOUNT/name), as `Ref`, `Fn::GetAtt` and
+    `${construct:..}` put them in the environment."""
+    if ref.startswith("arn:"):
+        parts = ref.split(":", 5)
+        return parts[5] if len(parts) == 6 and parts[5] else ref
+    if ref.startswith(("http://", "https://")):
+        last = ref.rstrip("/").rsplit("/", 1)[-1]
+        return last or ref
+    return ref
 
 
 def _key_path(key):

@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod dev;
 mod events;
+mod framework;
 mod gateway;
 mod hello;
 mod manifest;
