@@ -19,6 +19,25 @@ pub struct GatewayPolicies {
     pub usage_plan: UsagePlan,
     /// Whether REST (`http`) routes answer at `/{stage}/{path}`, `/{path}` or both.
     pub stage_path: StagePath,
+    /// Folders of files the gateway serves where no route matches (Lift's
+    /// `static-website` and `single-page-app` constructs), in manifest order.
+    pub static_sites: Vec<StaticSite>,
+}
+
+/// A folder the gateway serves files from: at `/{id}/...`, and the first site also at
+/// `/...` for paths no route and no other site takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticSite {
+    /// The construct's id.
+    pub id: String,
+    /// The folder, relative to the app folder as the manifest gives it; the binary makes
+    /// it absolute.
+    pub dir: String,
+    /// `single-page-app`: a path that names no file gets `index.html`, so the app's own
+    /// router handles it.
+    pub single_page: bool,
+    /// The manifest line of its `path`, for errors about the folder.
+    pub line: usize,
 }
 
 /// Where REST (`http`) routes answer. API Gateway serves a REST API at

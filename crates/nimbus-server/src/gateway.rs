@@ -2,6 +2,7 @@
 //! integrations in front of the functions.
 
 mod apigw;
+mod files;
 mod policy;
 mod routes;
 
@@ -41,6 +42,7 @@ pub(crate) struct Routing {
     routes: RouteTable,
     policies: Policies,
     stage_path: nimbus_core::policy::StagePath,
+    static_sites: files::StaticSites,
 }
 
 impl Routing {
@@ -59,6 +61,7 @@ impl Routing {
             routes,
             policies,
             stage_path: app.policies.stage_path,
+            static_sites: files::StaticSites::new(&app.policies.static_sites),
         })
     }
 }
@@ -163,6 +166,9 @@ async fn serve(
         return Ok(apigw::preflight_response(&parts.headers).map(Body::from));
     }
     let Some(matched) = matched else {
+        if let Some(res) = routing.static_sites.serve(&parts.method, path).await {
+            return Ok(res);
+        }
         return Err(ApiError::client(StatusCode::NOT_FOUND, "Not Found"));
     };
     *route_key = Some(format!("{} {}", matched.route.method, matched.route.path));

@@ -124,6 +124,7 @@ pub(crate) fn load_with_engine(
     }
     let mut manifest = manifest;
     let mut errors = read_jwks_files(&dir, &file_name, &mut manifest);
+    errors.extend(resolve_static_sites(&dir, &file_name, &mut manifest));
     let mut codes = Vec::new();
     let mut wasm_engine = engine;
     for spec in &manifest.functions {
@@ -322,6 +323,29 @@ fn compile_typescript(
             }
         })
         .collect())
+}
+
+/// Makes each static site's folder absolute; a missing folder is an error at its construct.
+fn resolve_static_sites(dir: &Path, file_name: &str, manifest: &mut Manifest) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    for site in &mut manifest.policies.static_sites {
+        let full = dir.join(&site.dir);
+        if full.is_dir() {
+            site.dir = full.display().to_string();
+        } else {
+            errors.push(Diagnostic {
+                file: file_name.to_owned(),
+                line: site.line,
+                column: 1,
+                key: format!("constructs.{}.path", site.id),
+                message: format!(
+                    "the folder {} does not exist; create it or point `path` at the site's files",
+                    full.display()
+                ),
+            });
+        }
+    }
+    errors
 }
 
 /// Reads each authorizer's `jwksFile` (relative to the app folder) into the manifest, so

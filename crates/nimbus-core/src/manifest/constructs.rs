@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::events::{EventSource, Grant, QueueSpec, Redrive, SqsEvent};
+use crate::policy::StaticSite;
 
 use super::resources::Kind;
 use super::tree::{Entry, Node, Pos, Value};
@@ -66,9 +67,16 @@ impl Cx<'_> {
                     }
                     self.declare_simple(Kind::Bucket, &name, construct.key_pos, &key);
                 }
+                Ok(Declared::Other(kind))
+                    if kind == "static-website" || kind == "single-page-app" =>
+                {
+                    if let Some(site) = self.static_site(&construct.key, &fields, &key, &kind) {
+                        self.app.static_sites.push(site);
+                    }
+                }
                 Ok(Declared::Other(kind)) => {
                     let message = format!(
-                        "Lift `{kind}` constructs are not yet modelled by nimbus (it models `queue` and `storage`); ignored"
+                        "Lift `{kind}` constructs are not yet modelled by nimbus (it models `queue`, `storage`, `static-website` and `single-page-app`); ignored"
                     );
                     self.warn(construct.key_pos, &key, message);
                 }
@@ -213,6 +221,63 @@ impl Cx<'_> {
             }),
             other => Ok(Declared::Other(other.to_owned())),
         }
+    }
+
+    /// A `static-website` or `single-page-app`: its `path` folder, served by the gateway.
+    fn static_site(
+        &mut self,
+        id: &str,
+        fields: &[Entry],
+        key: &str,
+        kind: &str,
+    ) -> Option<StaticSite> {
+        let mut dir = None;
+        let n_errors = self.errors.len();
+        for field in fields {
+            let field_key = join_key(key, &field.key);
+            match field.key.as_str() {
+                "type" => {}
+                "path" => {
+                    let value = self.read(&field.value, &field_key);
+                    match self.string(&value, &field_key, "a folder such as `public`") {
+                        Some(path)
+                            if path.starts_with('/')
+                                || path.split(['/', '\\']).any(|part| part == "..") =>
+                        {
+                            let message = format!(
+                                "the folder {path:?} must be inside the app folder, as in `path: public`"
+                            );
+                            self.error(value.pos, &field_key, message);
+                        }
+                        Some(path) => dir = Some((path, value.pos.line)),
+                        None => {}
+                    }
+                }
+                _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
+            }
+        }
+        if self.errors.len() > n_errors {
+            return None;
+        }
+        let Some(dir) = dir else {
+            let message = format!(
+                "a `{kind}` construct needs `path`: the folder of files to serve, as in `path: public`"
+            );
+            let pos = self
+                .root
+                .get("constructs")
+                .and_then(|entry| entry.value.get(id))
+                .map_or(Pos { line: 1, column: 1 }, |entry| entry.key_pos);
+            self.error(pos, key, message);
+            return None;
+        };
+        let (dir, line) = dir;
+        Some(StaticSite {
+            id: id.to_owned(),
+            dir,
+            line,
+            single_page: kind == "single-page-app",
+        })
     }
 
     fn queue_construct(

@@ -34,6 +34,8 @@ pub(super) struct App {
     pub(super) schedule_names: HashMap<String, Pos>,
     /// Destinations to check once every function's events have declared their topics.
     pub(super) pending_destinations: Vec<PendingDestination>,
+    /// Lift `static-website` and `single-page-app` constructs.
+    pub(super) static_sites: Vec<crate::policy::StaticSite>,
 }
 
 /// A destination named by a function, checked after all functions are read.

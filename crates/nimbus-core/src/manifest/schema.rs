@@ -226,6 +226,7 @@ impl Cx<'_> {
             }
             functions.push(function);
         }
+        provider.policies.static_sites = std::mem::take(&mut self.app.static_sites);
         self.finish_authorizers(&mut provider.policies);
         self.check_destinations();
         Some(Manifest {
@@ -245,7 +246,10 @@ impl Cx<'_> {
     fn plugins(&mut self, node: &Node) {
         let node = self.read(node, "plugins");
         let (items, key) = match node.get("modules") {
-            Some(entry) => (self.read(&entry.value, "plugins.modules"), "plugins.modules"),
+            Some(entry) => (
+                self.read(&entry.value, "plugins.modules"),
+                "plugins.modules",
+            ),
             None => (node, "plugins"),
         };
         let Some(items) = self.sequence(&items, key, "a list of plugin names") else {

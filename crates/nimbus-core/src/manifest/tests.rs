@@ -180,6 +180,19 @@ fn summary(manifest: &super::Manifest) -> String {
     if !resources.kv_namespaces.is_empty() {
         let _ = writeln!(out, "kv {}", resources.kv_namespaces.join(", "));
     }
+    for site in &manifest.policies.static_sites {
+        let _ = writeln!(
+            out,
+            "static site {} from {}{}",
+            site.id,
+            site.dir,
+            if site.single_page {
+                " (single page)"
+            } else {
+                ""
+            }
+        );
+    }
     if manifest.policies.stage_path != crate::policy::StagePath::default() {
         let _ = writeln!(out, "stage path {:?}", manifest.policies.stage_path);
     }
@@ -707,6 +720,7 @@ fn gateway_policies_are_read() {
                 ),
             },
             stage_path: Optional,
+            static_sites: [],
         }
     "#]].assert_eq(&format!("{}{:#?}\n", summary(&manifest), manifest.policies));
 }
@@ -2976,12 +2990,19 @@ fn lift_queue_and_storage_constructs_are_modelled() {
           hook:
             type: webhook
             path: /hook
+          landing:
+            type: static-website
+            path: public
+          app:
+            type: single-page-app
+            path: dist
+            domain: app.example.com
         functions:
           api: { handler: api.handler, events: [{ httpApi: POST /jobs }] }
         ",
         expect![[r#"
             service jobs, stage dev, region us-east-1
-            function api: nodejs20.x api.handler (line 25), 1024 MB, 6s
+            function api: nodejs20.x api.handler (line 32), 1024 MB, 6s
               Node { major: 20 }
               env BUCKET="jobs-dev-uploads"
               env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
@@ -3012,7 +3033,10 @@ fn lift_queue_and_storage_constructs_are_modelled() {
             queue jobs-dev-orders.fifo: visibility 36s, delay 0s, retention 345600s, content-based deduplication, dead letters to jobs-dev-orders-dlq.fifo after 3 receives
             queue jobs-dev-orders-dlq.fifo: visibility 30s, delay 0s, retention 1209600s, content-based deduplication
             buckets jobs-dev-uploads
-            warning serverless.yml:21:3: constructs.hook: Lift `webhook` constructs are not yet modelled by nimbus (it models `queue` and `storage`); ignored
+            static site landing from public
+            static site app from dist (single page)
+            warning serverless.yml:21:3: constructs.hook: Lift `webhook` constructs are not yet modelled by nimbus (it models `queue`, `storage`, `static-website` and `single-page-app`); ignored
+            warning serverless.yml:30:5: constructs.app.domain: not modelled by nimbus; ignored
         "#]],
     );
     check(
@@ -3026,6 +3050,8 @@ fn lift_queue_and_storage_constructs_are_modelled() {
         constructs:
           jobs: { type: queue }
           untyped: { batchSize: 1 }
+          site: { type: static-website }
+          outside: { type: static-website, path: ../secrets }
         functions:
           api: { handler: api.handler }
         ",
@@ -3034,6 +3060,8 @@ fn lift_queue_and_storage_constructs_are_modelled() {
             serverless.yml:6:8: provider.environment.B: cannot resolve `${construct:jobs.bucketName}`: a queue construct has `queueUrl` and `queueArn`, not `bucketName`
             serverless.yml:8:3: constructs.jobs: a queue construct needs a `worker`: the function that processes its messages, as in `worker: { handler: src/worker.handler }`
             serverless.yml:9:3: constructs.untyped: construct `untyped` needs a `type`, such as `queue` or `storage`
+            serverless.yml:10:3: constructs.site: a `static-website` construct needs `path`: the folder of files to serve, as in `path: public`
+            serverless.yml:11:42: constructs.outside.path: the folder "../secrets" must be inside the app folder, as in `path: public`
         "#]],
     );
 }

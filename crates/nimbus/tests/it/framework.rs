@@ -174,3 +174,90 @@ fn framework_errors_keep_their_meaning() {
     let out = app.nimbus(&["validate", "--region", "eu-west-1"]);
     assert_eq!(out.code, Some(1), "--region is accepted: {}", out.stderr);
 }
+
+// Lift's static-website and single-page-app constructs: files where no route matches.
+#[tokio::test]
+async fn static_website_and_single_page_app_constructs_serve_their_folders() {
+    let manifest = r#"
+service: site
+plugins: [serverless-lift]
+provider:
+  runtime: nodejs20.x
+constructs:
+  landing:
+    type: static-website
+    path: public
+  app:
+    type: single-page-app
+    path: dist
+functions:
+  api:
+    handler: api.handler
+    events:
+      - httpApi: GET /api/hello
+"#;
+    let app = TestApp::new(&[
+        ("serverless.yml", manifest),
+        (
+            "api.js",
+            "exports.handler = async () => ({ statusCode: 200, body: 'from the function' });\n",
+        ),
+        ("public/index.html", "<h1>landing</h1>"),
+        ("public/css/site.css", "body { color: red }"),
+        ("dist/index.html", "<div id=app></div>"),
+        ("dist/main.js", "console.log('app')"),
+        ("secret.txt", "outside the sites"),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/").await;
+    assert_eq!((res.status, res.text().as_str()), (200, "<h1>landing</h1>"));
+    assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
+    let res = server.get("/css/site.css").await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("text/css; charset=utf-8"));
+    assert_eq!(server.get("/api/hello").await.text(), "from the function");
+    assert_eq!(server.get("/nope.html").await.status, 404);
+    // The single-page app at /app: files, and its page for every other path.
+    assert_eq!(
+        server.get("/app/main.js").await.text(),
+        "console.log('app')"
+    );
+    let res = server.get("/app/orders/42").await;
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (200, "<div id=app></div>")
+    );
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/css/..%2F..%2Fsecret.txt",
+    ] {
+        let res = server.get(path).await;
+        assert!(
+            !res.text().contains("outside"),
+            "{path} leaked: {}",
+            res.text()
+        );
+    }
+    assert_eq!(
+        server.request("POST", "/", &[], Vec::new()).await.status,
+        404
+    );
+
+    let missing = TestApp::new(&[
+        ("serverless.yml", manifest),
+        (
+            "api.js",
+            "exports.handler = async () => ({ statusCode: 200 });\n",
+        ),
+        ("public/index.html", "x"),
+    ]);
+    let out = missing.nimbus(&["validate"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr
+            .contains("serverless.yml:12:1: constructs.app.path: the folder"),
+        "{}",
+        out.stderr
+    );
+}
