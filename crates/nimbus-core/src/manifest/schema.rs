@@ -22,13 +22,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Plugins whose work nimbus does itself: serving locally (serverless-offline and its stage
 /// path), TypeScript builds, Lift's queue and storage constructs, per-function IAM
-/// statements.
+/// statements, a Python function's `requirements.txt`.
 const PLUGINS_STOOD_IN_FOR: &[&str] = &[
     "serverless-offline",
     "serverless-esbuild",
     "serverless-plugin-typescript",
     "serverless-lift",
     "serverless-iam-roles-per-function",
+    "serverless-python-requirements",
 ];
 
 /// The runtimes nimbus runs, by their manifest names.
