@@ -155,6 +155,10 @@ pub(crate) fn load_with_engine(
     for warning in nimbus_lambda::runtime_version_warnings(&manifest.functions) {
         eprintln!("warning: {warning}");
     }
+    let errors = install_requirements(&dir, &file_name, &manifest, opts.fetch, &mut codes);
+    if !errors.is_empty() {
+        return Err(report_errors(&errors));
+    }
     let cache = crate::commands::runtimes::package_cache()?;
     let packages = provide_packages(&dir, &manifest, &cache, opts.fetch)?;
     let errors = compile_typescript(&dir, &file_name, &manifest, &cache, &mut codes)?;
@@ -169,6 +173,60 @@ pub(crate) fn load_with_engine(
         secret_values: secrets.resolved(),
         packages,
     })
+}
+
+/// Installs the `requirements.txt` of each Python function that has one (when `fetch`
+/// says so; else a missing install is a warning) into `.nimbus/requirements/`, keyed by
+/// the file's content, and records the folder in the function's code. A failed install
+/// is an error at the function's `handler` key.
+fn install_requirements(
+    dir: &Path,
+    file_name: &str,
+    manifest: &Manifest,
+    fetch: Fetch,
+    codes: &mut [FunctionCode],
+) -> Vec<Diagnostic> {
+    let root = dir.join(".nimbus").join("requirements");
+    let mut errors = Vec::new();
+    for (spec, code) in manifest.functions.iter().zip(codes.iter_mut()) {
+        let FunctionCode::Process(Code::Python {
+            requirements: Some(requirements),
+            dependencies,
+        }) = code
+        else {
+            continue;
+        };
+        let file = dir.join(&*requirements);
+        if let Some(installed) = nimbus_lambda::requirements_installed(&file, &root) {
+            *dependencies = Some(installed);
+            continue;
+        }
+        if fetch == Fetch::ToolsOnly {
+            eprintln!(
+                "warning: {} of {} is not installed yet: `nimbus up` installs it with pip",
+                requirements.display(),
+                spec.name
+            );
+            continue;
+        }
+        eprintln!(
+            "nimbus: installing {} for {} with pip into {} (once per content of the file)",
+            requirements.display(),
+            spec.name,
+            root.display()
+        );
+        match nimbus_lambda::install_requirements(&file, &root) {
+            Ok(installed) => *dependencies = Some(installed),
+            Err(message) => errors.push(Diagnostic {
+                file: file_name.to_owned(),
+                line: spec.handler_line,
+                column: 1,
+                key: format!("functions.{}.handler", spec.name),
+                message: format!("installing {}: {message}", requirements.display()),
+            }),
+        }
+    }
+    errors
 }
 
 /// Finds the AWS SDKs the app's code imports without bringing them, fetches those the

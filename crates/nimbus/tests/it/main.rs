@@ -14,6 +14,7 @@ mod manifest;
 mod observe;
 mod pool;
 mod provided;
+mod requirements;
 mod runtimes;
 mod sdk;
 mod secrets;
