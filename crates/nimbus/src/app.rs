@@ -160,7 +160,7 @@ pub(crate) fn load_with_engine(
         return Err(report_errors(&errors));
     }
     let cache = crate::commands::runtimes::package_cache()?;
-    let packages = provide_packages(&dir, &manifest, &cache, opts.fetch)?;
+    let packages = provide_packages(&dir, &manifest, &codes, &cache, opts.fetch)?;
     let errors = compile_typescript(&dir, &file_name, &manifest, &cache, &mut codes)?;
     if !errors.is_empty() {
         return Err(report_errors(&errors));
@@ -234,12 +234,26 @@ fn install_requirements(
 fn provide_packages(
     dir: &Path,
     manifest: &Manifest,
+    codes: &[FunctionCode],
     cache: &PackageCache,
     fetch: Fetch,
 ) -> anyhow::Result<RuntimePackages> {
     let imports = nimbus_lambda::scan_imports(dir, &manifest.functions);
+    let mut sets = imports.sets();
+    // When every Python function's requirements bring boto3, they win anyway: the cache's
+    // copy is not needed (and not fetched, which matters offline).
+    let mut python = codes.iter().filter_map(|code| match code {
+        FunctionCode::Process(Code::Python { dependencies, .. }) => Some(dependencies),
+        _ => None,
+    });
+    if python.all(|deps| {
+        deps.as_ref()
+            .is_some_and(|deps| deps.join("boto3").is_dir() && deps.join("botocore").is_dir())
+    }) {
+        sets.remove(&PackageSet::Boto3);
+    }
     let mut packages = RuntimePackages::none();
-    for set in imports.sets() {
+    for set in sets {
         if !cache.is_installed(set) {
             match fetch {
                 Fetch::Everything => fetch_set(cache, set)?,
