@@ -3,7 +3,10 @@
 //!
 //! This crate owns child processes and nothing else: it does not route HTTP, does not
 //! limit concurrency (the caller does) and keeps no state on disk beyond the bootstrap
-//! files it writes into the runtime folder it is given.
+//! files it writes into the runtime folder it is given, and the folders it is given for
+//! what it installs and compiles: the package cache (AWS SDKs, esbuild), an app's
+//! `.nimbus/build` (TypeScript output) and `.nimbus/requirements` (Python dependencies).
+//! It does not decide where those are: the binary does, from the environment.
 
 mod code;
 mod imports;
@@ -22,7 +25,10 @@ use nimbus_core::LogSink;
 
 pub use code::{Code, CodeError, resolve_code, runtime_version_warnings};
 pub use imports::{ImportUse, ProvidedImports, scan_imports};
-pub use packages::{AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet};
+pub use packages::{
+    AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet,
+    install_requirements, requirements_installed,
+};
 pub use pool::LambdaExecutor;
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
 

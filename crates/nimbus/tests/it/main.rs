@@ -16,6 +16,7 @@ mod manifest;
 mod observe;
 mod pool;
 mod provided;
+mod requirements;
 mod runtimes;
 mod sdk;
 mod secrets;
