@@ -8,15 +8,14 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http::{HeaderMap, StatusCode};
-use nimbus_core::Outcome;
+use http::HeaderMap;
 
 use crate::ServerConfig;
 use crate::api::{Api, ApiState};
 use crate::error::ApiError;
-use crate::functions::InvokeRequest;
 use crate::generation::Current;
-use crate::telemetry::{QueueDepth, Trigger};
+use crate::services;
+use crate::telemetry::QueueDepth;
 
 /// Lambda's synchronous payload limit applies to direct invocations too.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
@@ -42,96 +41,22 @@ async fn invoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    // Functions may invoke the functions they are granted (`lambda:InvokeFunction`).
-    api.authorize(
-        &headers,
-        "lambda:InvokeFunction",
-        &format!("function:{name}"),
-    )?;
-    let Some(function_idx) = api.generation.functions.index(&name) else {
-        return Err(ApiError::typed(
-            StatusCode::NOT_FOUND,
-            "ResourceNotFoundException",
-            format!("Function not found: {name}"),
-        ));
-    };
-    let payload = if body.is_empty() {
-        Bytes::from_static(b"{}")
-    } else {
-        body
-    };
-    if serde_json::from_slice::<serde_json::Value>(&payload).is_err() {
-        return Err(ApiError::client(
-            StatusCode::BAD_REQUEST,
-            "the event must be JSON",
-        ));
-    }
+    let principal = api.principal(&headers)?;
     let trace = crate::gateway::incoming_trace(&headers);
     let invocation_type = headers
         .get("x-amz-invocation-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse");
-    match invocation_type {
-        "RequestResponse" => {}
-        "Event" => {
-            let payload = String::from_utf8_lossy(&payload).into_owned();
-            let sent = api
-                .events
-                .invoke_async(&name, payload, &trace, "event")
-                .await?;
-            let body = serde_json::json!({ "messageId": sent.message_id }).to_string();
-            // Lambda's Invoke API answers an accepted `Event` invocation with 202.
-            return Ok((
-                StatusCode::ACCEPTED,
-                [(http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response());
-        }
-        "DryRun" => return Ok(StatusCode::NO_CONTENT.into_response()),
-        other => {
-            return Err(ApiError::typed(
-                StatusCode::BAD_REQUEST,
-                "InvalidParameterValueException",
-                format!(
-                    "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
-                ),
-            ));
-        }
-    }
-    let request_id = crate::telemetry::trace::new_request_id();
-    let report = api
-        .generation
-        .functions
-        .invoke_detached(
-            function_idx,
-            InvokeRequest {
-                request_id: request_id.clone(),
-                payload: payload.to_vec(),
-                trace: trace.clone(),
-                trigger: Trigger::Invoke,
-            },
-        )
-        .await?;
-    let outcome = &report.outcome;
-    let mut res = (StatusCode::OK, outcome.payload(&request_id)).into_response();
-    let headers = res.headers_mut();
-    let mut set = |name: &'static str, value: String| {
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    };
-    set("content-type", "application/json".to_owned());
-    set("x-amz-request-id", request_id);
-    set("x-amz-executed-version", "$LATEST".to_owned());
-    set("x-nimbus-outcome", outcome.label().to_owned());
-    set("x-nimbus-cold-start", report.cold_start.to_string());
-    set("x-nimbus-trace-id", trace.trace_id);
-    if !matches!(outcome, Outcome::Ok(_)) {
-        // As Lambda's Invoke API: status 200, the error in the body, flagged by this header.
-        set("x-amz-function-error", "Unhandled".to_owned());
-    }
-    Ok(res)
+    let invoked = services::invoke_function(
+        &api.generation,
+        principal,
+        &name,
+        body,
+        invocation_type,
+        &trace,
+    )
+    .await?;
+    Ok(invoked.into_response(&trace))
 }
 
 async fn list(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {

@@ -99,18 +99,6 @@ impl Api {
         }
     }
 
-    /// Resolves the bearer token and checks that its holder may do `action` on
-    /// `resource` (`function:worker`, ...). The operator's token allows everything; a
-    /// function's token what its grants allow.
-    pub(crate) fn authorize(
-        &self,
-        headers: &HeaderMap,
-        action: &str,
-        resource: &str,
-    ) -> Result<(), ApiError> {
-        self.principal(headers)?.check(action, resource)
-    }
-
     /// Checks that the bearer token is the operator's.
     pub(crate) fn authorize_operator(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         match bearer(headers) {

@@ -9,7 +9,9 @@
 //! is the operator's when the server accepts anonymous keys (`nimbus up`, like LocalStack)
 //! and is refused otherwise.
 
+mod lambda;
 mod sigv4;
+mod sns;
 mod sqs;
 
 use axum::body::Body;
@@ -33,6 +35,8 @@ pub enum AwsKeys {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
     Sqs,
+    Sns,
+    Lambda,
 }
 
 /// The access key id of the function whose control-API token is `token`: derived from it,
@@ -52,6 +56,8 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
     let auth = sigv4::Authorization::parse(header("authorization")?)?;
     match auth.service.as_str() {
         "sqs" => Some(Service::Sqs),
+        "lambda" => Some(Service::Lambda),
+        "sns" => Some(Service::Sns),
         _ => None,
     }
 }
@@ -70,6 +76,8 @@ pub(crate) async fn handle(
     };
     match service {
         Service::Sqs => sqs::handle(generation, principal, &parts, &body).await,
+        Service::Lambda => lambda::handle(generation, principal, &parts, body).await,
+        Service::Sns => sns::handle(generation, principal, &parts, &body).await,
     }
 }
 
@@ -88,6 +96,12 @@ impl Refusal {
                 &self.message,
                 "Sender",
             ),
+            Service::Sns => {
+                sns::error_response(http::StatusCode::FORBIDDEN, self.code, &self.message)
+            }
+            Service::Lambda => {
+                lambda::error_response(http::StatusCode::FORBIDDEN, self.code, &self.message)
+            }
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::{ServedFunction, ServerConfig};
 pub(crate) struct Functions {
     pub(crate) list: Vec<Function>,
     by_name: HashMap<String, usize>,
+    /// The stage, part of Lambda's `service-stage-function` names.
+    pub(crate) stage: String,
     pub(crate) telemetry: Arc<Telemetry>,
     /// Dropped with the last reference to these functions (the generation, its
     /// consumers, every detached invocation), which tells a replaced generation that
@@ -75,6 +77,7 @@ impl Functions {
         Functions {
             list,
             by_name,
+            stage: cfg.stage.clone(),
             telemetry,
             _released: released,
         }

@@ -19,6 +19,7 @@ use nimbus_store::{
 
 use crate::error::ApiError;
 use crate::events::{Events, Publish, TRACE_ATTRIBUTE};
+use crate::generation::Generation;
 use crate::telemetry::TraceContext;
 
 pub(crate) use handle::ServicesHandle;
@@ -322,6 +323,148 @@ pub(crate) async fn queue_attributes(
         })
         .await
         .map_err(|e| access.fail(e))
+}
+
+/// What an invocation through Lambda's Invoke API gave.
+pub(crate) enum Invoked {
+    /// `RequestResponse`: the function ran.
+    Sync {
+        request_id: String,
+        report: nimbus_core::InvocationReport,
+    },
+    /// `Event`: queued for asynchronous invocation.
+    Queued { message_id: String },
+    /// `DryRun`: the caller may invoke the function.
+    DryRun,
+}
+
+/// Lambda's Invoke: the function by its name, `service-stage-name` or ARN (an alias or
+/// version qualifier is ignored), the event as JSON, `RequestResponse`, `Event` or `DryRun`.
+pub(crate) async fn invoke_function(
+    generation: &Generation,
+    principal: Principal<'_>,
+    name: &str,
+    payload: bytes::Bytes,
+    invocation_type: &str,
+    trace: &TraceContext,
+) -> Result<Invoked, ApiError> {
+    let functions = &generation.functions;
+    let function_idx = function_index(functions, name);
+    let found = function_idx.map_or(name, |idx| functions.list[idx].spec.name.as_str());
+    // Functions may invoke the functions they are granted (`lambda:InvokeFunction`).
+    principal.check("lambda:InvokeFunction", &format!("function:{found}"))?;
+    let Some(function_idx) = function_idx else {
+        return Err(ApiError::typed(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFoundException",
+            format!("Function not found: {name}"),
+        ));
+    };
+    let payload = if payload.is_empty() {
+        bytes::Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
+    if serde_json::from_slice::<serde_json::Value>(&payload).is_err() {
+        return Err(ApiError::typed(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestContentException",
+            "Could not parse request body into json: the event must be JSON",
+        ));
+    }
+    match invocation_type {
+        "RequestResponse" => {}
+        "Event" => {
+            let payload = String::from_utf8_lossy(&payload).into_owned();
+            let sent = generation
+                .events
+                .invoke_async(found, payload, trace, "event")
+                .await?;
+            return Ok(Invoked::Queued {
+                message_id: sent.message_id,
+            });
+        }
+        "DryRun" => return Ok(Invoked::DryRun),
+        other => {
+            return Err(ApiError::typed(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValueException",
+                format!(
+                    "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
+                ),
+            ));
+        }
+    }
+    let request_id = crate::telemetry::trace::new_request_id();
+    let report = functions
+        .invoke_detached(
+            function_idx,
+            crate::functions::InvokeRequest {
+                request_id: request_id.clone(),
+                payload: payload.to_vec(),
+                trace: trace.clone(),
+                trigger: crate::telemetry::Trigger::Invoke,
+            },
+        )
+        .await?;
+    Ok(Invoked::Sync { request_id, report })
+}
+
+/// The function a name given to Invoke means: its own name, Lambda's
+/// `service-stage-name` (what `AWS_LAMBDA_FUNCTION_NAME` and ARNs hold), or an ARN.
+fn function_index(functions: &crate::functions::Functions, name: &str) -> Option<usize> {
+    let name = match name.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => name.split(':').next().unwrap_or(name),
+    };
+    functions.index(name).or_else(|| {
+        functions.list.iter().position(|f| {
+            name.strip_suffix(f.spec.name.as_str())
+                .and_then(|prefix| prefix.strip_suffix('-'))
+                .is_some_and(|prefix| prefix.ends_with(&format!("-{}", functions.stage)))
+        })
+    })
+}
+
+impl Invoked {
+    /// Lambda's Invoke API answer: 200 with the result (a function error in the body,
+    /// flagged by `X-Amz-Function-Error`), 202 for a queued event, 204 for a dry run.
+    pub(crate) fn into_response(self, trace: &TraceContext) -> axum::response::Response {
+        use axum::response::IntoResponse as _;
+        let (request_id, report) = match self {
+            Invoked::Queued { message_id } => {
+                let body = serde_json::json!({ "messageId": message_id }).to_string();
+                return (
+                    StatusCode::ACCEPTED,
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response();
+            }
+            Invoked::DryRun => return StatusCode::NO_CONTENT.into_response(),
+            Invoked::Sync { request_id, report } => (request_id, report),
+        };
+        let outcome = &report.outcome;
+        let mut res = (StatusCode::OK, outcome.payload(&request_id)).into_response();
+        let headers = res.headers_mut();
+        let mut set = |name: &'static str, value: String| {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        };
+        set("content-type", "application/json".to_owned());
+        set("x-amz-request-id", request_id.clone());
+        set("x-amzn-requestid", request_id);
+        set("x-amz-executed-version", "$LATEST".to_owned());
+        set("x-nimbus-outcome", outcome.label().to_owned());
+        set("x-nimbus-cold-start", report.cold_start.to_string());
+        set("x-nimbus-trace-id", trace.trace_id.clone());
+        if !matches!(outcome, nimbus_core::Outcome::Ok(_)) {
+            // As Lambda's Invoke API: status 200, the error in the body, flagged by this header.
+            set("x-amz-function-error", "Unhandled".to_owned());
+        }
+        res
+    }
 }
 
 /// Publishes to a declared topic; returns the message id.

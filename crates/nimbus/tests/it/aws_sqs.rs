@@ -179,7 +179,7 @@ async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
 
 /// The boto3 the runtime-provided SDK cache holds, for scripts run from outside nimbus:
 /// `nimbus runtimes install` fetches it once and then says where it is.
-fn boto3_path(app: &TestApp) -> String {
+pub(crate) fn boto3_path(app: &TestApp) -> String {
     let mut last = String::new();
     for _ in 0..2 {
         let out = app.nimbus(&["runtimes", "install", "boto3"]);

@@ -4,6 +4,8 @@
 mod harness;
 
 mod auth;
+mod aws_lambda;
+mod aws_sns;
 mod aws_sqs;
 mod cli;
 mod deploy;
