@@ -46,7 +46,13 @@ pub enum Code {
         module_dirs: Vec<PathBuf>,
     },
     /// `python3 <runtime_dir>/bootstrap.py`.
-    Python,
+    Python {
+        /// The function's `requirements.txt`, relative to the app folder (the nearest one
+        /// from the handler's folder up), when it has one.
+        requirements: Option<PathBuf>,
+        /// Where those requirements are installed, once they are: first on `PYTHONPATH`.
+        dependencies: Option<PathBuf>,
+    },
     /// The function's own `bootstrap` executable.
     Provided(PathBuf),
 }
@@ -88,7 +94,10 @@ pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeErr
             let module = handler_module(spec)?;
             let file = format!("{module}.py");
             if app_dir.join(&file).is_file() {
-                return Ok(Code::Python);
+                return Ok(Code::Python {
+                    requirements: nearest_requirements(app_dir, Path::new(&file)),
+                    dependencies: None,
+                });
             }
             Err(CodeError {
                 message: format!(
@@ -176,6 +185,21 @@ pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
         }
     }
     warnings
+}
+
+/// The `requirements.txt` in the folder of `file` or the nearest folder above it, up to
+/// the app folder: serverless-python-requirements reads the one at the service's root,
+/// and the one in a function's `module` folder for functions packaged individually.
+fn nearest_requirements(app_dir: &Path, file: &Path) -> Option<PathBuf> {
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        let candidate = d.join("requirements.txt");
+        if app_dir.join(&candidate).is_file() {
+            return Some(candidate);
+        }
+        dir = d.parent();
+    }
+    None
 }
 
 fn handler_module(spec: &FunctionSpec) -> Result<&str, CodeError> {

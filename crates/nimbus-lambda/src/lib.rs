@@ -22,7 +22,10 @@ use nimbus_core::LogSink;
 
 pub use code::{Code, CodeError, resolve_code, runtime_version_warnings};
 pub use imports::{ImportUse, ProvidedImports, scan_imports};
-pub use packages::{AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet};
+pub use packages::{
+    AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet,
+    install_requirements, requirements_installed,
+};
 pub use pool::LambdaExecutor;
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
 

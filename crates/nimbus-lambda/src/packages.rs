@@ -228,42 +228,102 @@ impl PackageCache {
     /// once: each installs into a temporary folder of its own and renames it into place,
     /// and a lock file makes the second wait for the first rather than fetch again.
     pub fn install(&self, set: PackageSet) -> Result<(), InstallError> {
-        let fail = |message: String| InstallError { set, message };
-        if self.is_installed(set) {
-            return Ok(());
-        }
-        let dir = self.dir(set);
-        let parent = dir
-            .parent()
-            .expect("a set's folder is inside the cache")
-            .to_path_buf();
-        std::fs::create_dir_all(&parent)
-            .map_err(|e| fail(format!("creating {}: {e}", parent.display())))?;
-        let _lock = FileLock::acquire(&parent.join(format!(".{}.lock", set.id())));
-        if self.is_installed(set) {
-            return Ok(());
-        }
-        let tmp = parent.join(format!(".{}.tmp-{}", set.id(), std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp)
-            .map_err(|e| fail(format!("creating {}: {e}", tmp.display())))?;
-        let res = run_client(set, &tmp).and_then(|()| {
-            std::fs::write(tmp.join(MARKER), set.specs().join("\n"))
-                .map_err(|e| format!("writing {}: {e}", tmp.join(MARKER).display()))?;
-            // A folder left by an install that stopped halfway has no marker; it goes.
-            if dir.exists() && !self.is_installed(set) {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            match std::fs::rename(&tmp, &dir) {
-                Ok(()) => Ok(()),
-                // Another process renamed its copy into place first: use that one.
-                Err(_) if self.is_installed(set) => Ok(()),
-                Err(e) => Err(format!("moving {} into place: {e}", dir.display())),
-            }
-        });
-        let _ = std::fs::remove_dir_all(&tmp);
-        res.map_err(fail)
+        install_atomically(&self.dir(set), &set.specs().join("\n"), |tmp| {
+            run_client(set, tmp)
+        })
+        .map_err(|message| InstallError { set, message })
     }
+}
+
+/// The Python packages a `requirements.txt` names (serverless-python-requirements'
+/// layout), installed with `pip install --target` into a folder of `root` named after
+/// the interpreter and the file's content, so functions with the same file share it and
+/// an edit installs afresh. Returns that folder, which goes first on `PYTHONPATH`.
+pub fn install_requirements(requirements: &Path, root: &Path) -> Result<PathBuf, String> {
+    let dir = requirements_dir(requirements, root)?;
+    let args = [
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--target",
+    ];
+    install_atomically(&dir, &requirements.display().to_string(), |tmp| {
+        let mut args: Vec<String> = args.map(str::to_owned).to_vec();
+        args.push(tmp.display().to_string());
+        args.push("-r".to_owned());
+        args.push(requirements.display().to_string());
+        run_pip(
+            &args,
+            tmp,
+            &format!("pip install -r {}", requirements.display()),
+        )
+    })?;
+    Ok(dir)
+}
+
+/// The folder `install_requirements` installs `requirements` into, and whether it is
+/// complete.
+pub fn requirements_installed(requirements: &Path, root: &Path) -> Option<PathBuf> {
+    let dir = requirements_dir(requirements, root).ok()?;
+    dir.join(MARKER).is_file().then_some(dir)
+}
+
+fn requirements_dir(requirements: &Path, root: &Path) -> Result<PathBuf, String> {
+    use sha2::Digest as _;
+    let text = std::fs::read(requirements)
+        .map_err(|e| format!("reading {}: {e}", requirements.display()))?;
+    let digest = sha2::Sha256::digest(&text);
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(root.join(format!("{}-{hash}", python_tag())))
+}
+
+/// Makes `dir` by running `install` into a temporary folder beside it and renaming that
+/// into place with a marker holding `marker_text`; does nothing when `dir` is complete.
+/// A lock file beside it makes a second process wait for the first.
+fn install_atomically(
+    dir: &Path,
+    marker_text: &str,
+    install: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), String> {
+    let complete = |dir: &Path| dir.join(MARKER).is_file();
+    if complete(dir) {
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .expect("an install folder has a parent")
+        .to_path_buf();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    std::fs::create_dir_all(&parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    let _lock = FileLock::acquire(&parent.join(format!(".{name}.lock")));
+    if complete(dir) {
+        return Ok(());
+    }
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let res = install(&tmp).and_then(|()| {
+        std::fs::write(tmp.join(MARKER), marker_text)
+            .map_err(|e| format!("writing {}: {e}", tmp.join(MARKER).display()))?;
+        // A folder left by an install that stopped halfway has no marker; it goes.
+        if dir.exists() && !complete(dir) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        match std::fs::rename(&tmp, dir) {
+            Ok(()) => Ok(()),
+            // Another process renamed its copy into place first: use that one.
+            Err(_) if complete(dir) => Ok(()),
+            Err(e) => Err(format!("moving {} into place: {e}", dir.display())),
+        }
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    res
 }
 
 /// The file a complete set's folder holds: the specs it was installed from.
@@ -318,15 +378,49 @@ fn run_client(set: PackageSet, dir: &Path) -> Result<(), String> {
         ),
     };
     args.extend(set.specs());
-    let output = match crate::spawn::run_tool(&program, &args, dir) {
+    let what = format!("{what} {}", set.specs().join(" "));
+    let needed = match set.client() {
+        Client::Npm => "install Node.js with npm",
+        Client::Pip => "install Python 3 with pip",
+    };
+    run_reporting(
+        &program,
+        &args,
+        dir,
+        &what,
+        needed,
+        "nimbus runtimes install",
+    )
+}
+
+/// Runs pip with `args` in `cwd`; `what` is the command as the user would type it.
+fn run_pip(args: &[String], cwd: &Path, what: &str) -> Result<(), String> {
+    let python = crate::spawn::interpreter("python3");
+    run_reporting(
+        &python,
+        args,
+        cwd,
+        what,
+        "install Python 3 with pip",
+        "nimbus up",
+    )
+}
+
+/// Runs a package client; on failure, says what it said went wrong, and that `retry` is
+/// the command to run once the registry is reachable.
+fn run_reporting(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    what: &str,
+    needed: &str,
+    retry: &str,
+) -> Result<(), String> {
+    let output = match crate::spawn::run_tool(program, args, cwd) {
         Ok(output) => output,
         Err(e) => {
-            let needed = match set.client() {
-                Client::Npm => "install Node.js with npm",
-                Client::Pip => "install Python 3 with pip",
-            };
             return Err(format!(
-                "cannot run {}: {e}; {needed}, then run `nimbus runtimes install`",
+                "cannot run {}: {e}; {needed}, then run `{retry}`",
                 program.display()
             ));
         }
@@ -342,8 +436,7 @@ fn run_client(set: PackageSet, dir: &Path) -> Result<(), String> {
         &stderr
     });
     Err(format!(
-        "`{what} {}` failed ({}): {said}; run `nimbus runtimes install` when the registry is reachable",
-        set.specs().join(" "),
+        "`{what}` failed ({}): {said}; run `{retry}` when the registry is reachable",
         output.status
     ))
 }

@@ -439,7 +439,7 @@ impl Pool {
                 args.push(runtime_dir.join(NODE_BOOTSTRAP_FILE).display().to_string());
                 (crate::spawn::interpreter("node"), args)
             }
-            Code::Python => (
+            Code::Python { .. } => (
                 crate::spawn::interpreter("python3"),
                 vec![
                     "-u".to_owned(),
@@ -536,11 +536,22 @@ impl Pool {
                 join_paths(node_fallback.iter().copied()),
             ));
         }
+        // A function's requirements come first: serverless-python-requirements puts them
+        // at the root of the function's package, /var/task on Lambda.
         let python = runtime_dir.join("python");
+        let dependencies = match &self.code {
+            Code::Python {
+                dependencies: Some(dir),
+                ..
+            } => Some(dir.as_path()),
+            _ => None,
+        };
         env.push((
             "PYTHONPATH".to_owned(),
             join_paths(
-                std::iter::once(python.as_path())
+                dependencies
+                    .into_iter()
+                    .chain(std::iter::once(python.as_path()))
                     .chain(self.cfg.packages.python.iter().map(PathBuf::as_path)),
             ),
         ));

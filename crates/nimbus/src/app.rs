@@ -158,8 +158,12 @@ pub(crate) fn load_with_engine(
     for warning in nimbus_lambda::runtime_version_warnings(&manifest.functions) {
         eprintln!("warning: {warning}");
     }
+    let errors = install_requirements(&dir, &file_name, &manifest, opts.fetch, &mut codes);
+    if !errors.is_empty() {
+        return Err(report_errors(&errors));
+    }
     let cache = crate::commands::runtimes::package_cache()?;
-    let packages = provide_packages(&dir, &manifest, &cache, opts.fetch)?;
+    let packages = provide_packages(&dir, &manifest, &codes, &cache, opts.fetch)?;
     let errors = compile_typescript(&dir, &file_name, &manifest, &cache, &mut codes)?;
     if !errors.is_empty() {
         return Err(report_errors(&errors));
@@ -210,17 +214,85 @@ fn instance_id() -> String {
         .to_string()
 }
 
+/// Installs the `requirements.txt` of each Python function that has one (when `fetch`
+/// says so; else a missing install is a warning) into `.nimbus/requirements/`, keyed by
+/// the file's content, and records the folder in the function's code. A failed install
+/// is an error at the function's `handler` key.
+fn install_requirements(
+    dir: &Path,
+    file_name: &str,
+    manifest: &Manifest,
+    fetch: Fetch,
+    codes: &mut [FunctionCode],
+) -> Vec<Diagnostic> {
+    let root = dir.join(".nimbus").join("requirements");
+    let mut errors = Vec::new();
+    for (spec, code) in manifest.functions.iter().zip(codes.iter_mut()) {
+        let FunctionCode::Process(Code::Python {
+            requirements: Some(requirements),
+            dependencies,
+        }) = code
+        else {
+            continue;
+        };
+        let file = dir.join(&*requirements);
+        if let Some(installed) = nimbus_lambda::requirements_installed(&file, &root) {
+            *dependencies = Some(installed);
+            continue;
+        }
+        if fetch == Fetch::ToolsOnly {
+            eprintln!(
+                "warning: {} of {} is not installed yet: `nimbus up` installs it with pip",
+                requirements.display(),
+                spec.name
+            );
+            continue;
+        }
+        eprintln!(
+            "nimbus: installing {} for {} with pip into {} (once per content of the file)",
+            requirements.display(),
+            spec.name,
+            root.display()
+        );
+        match nimbus_lambda::install_requirements(&file, &root) {
+            Ok(installed) => *dependencies = Some(installed),
+            Err(message) => errors.push(Diagnostic {
+                file: file_name.to_owned(),
+                line: spec.handler_line,
+                column: 1,
+                key: format!("functions.{}.handler", spec.name),
+                message: format!("installing {}: {message}", requirements.display()),
+            }),
+        }
+    }
+    errors
+}
+
 /// Finds the AWS SDKs the app's code imports without bringing them, fetches those the
 /// cache lacks (when `fetch` says so) and prints what differs from Lambda.
 fn provide_packages(
     dir: &Path,
     manifest: &Manifest,
+    codes: &[FunctionCode],
     cache: &PackageCache,
     fetch: Fetch,
 ) -> anyhow::Result<RuntimePackages> {
     let imports = nimbus_lambda::scan_imports(dir, &manifest.functions);
+    let mut sets = imports.sets();
+    // When every Python function's requirements bring boto3, they win anyway: the cache's
+    // copy is not needed (and not fetched, which matters offline).
+    let mut python = codes.iter().filter_map(|code| match code {
+        FunctionCode::Process(Code::Python { dependencies, .. }) => Some(dependencies),
+        _ => None,
+    });
+    if python.all(|deps| {
+        deps.as_ref()
+            .is_some_and(|deps| deps.join("boto3").is_dir() && deps.join("botocore").is_dir())
+    }) {
+        sets.remove(&PackageSet::Boto3);
+    }
     let mut packages = RuntimePackages::none();
-    for set in imports.sets() {
+    for set in sets {
         if !cache.is_installed(set) {
             match fetch {
                 Fetch::Everything => fetch_set(cache, set)?,

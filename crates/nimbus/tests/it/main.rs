@@ -15,6 +15,7 @@ mod manifest;
 mod observe;
 mod pool;
 mod provided;
+mod requirements;
 mod runtimes;
 mod sdk;
 mod secrets;

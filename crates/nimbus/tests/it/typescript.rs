@@ -285,4 +285,26 @@ async fn nimbus_dev_compiles_a_typescript_handler_again_when_it_changes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A syntax error is printed with file and line, and the last good version serves on.
+    std::fs::write(
+        app.path().join("hello.ts"),
+        "export const handler = async (): Promise<object> => ({ statusCode: 200, body: 'third' ;\n",
+    )
+    .expect("breaking the handler");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !server.logs().contains("reload (hello.ts) failed") {
+        assert!(
+            Instant::now() < deadline,
+            "no failed reload; stderr:\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = server.logs();
+    assert!(
+        logs.contains("functions.hello.handler: TypeScript does not compile: hello.ts:1:"),
+        "{logs}"
+    );
+    assert_eq!(server.get("/hello").await.text(), "second");
 }
