@@ -22,3 +22,4 @@ mod secrets;
 mod stage;
 mod typescript;
 mod wasm;
+mod wsgi;

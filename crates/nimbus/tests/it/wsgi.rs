@@ -1,0 +1,229 @@
+//! Python WSGI apps in serverless-wsgi's layout, without the plugin: `handler:
+//! wsgi_handler.handler` with `custom.wsgi.app` serves the app for REST (payload 1.0)
+//! and HTTP API (payload 2.0) events (issue 11, part 5).
+
+use sha2::Digest as _;
+
+use crate::harness::{Response, TestApp, TestServer};
+
+const MANIFEST: &str = "service: notes
+provider:
+  runtime: python3.12
+  timeout: 10
+plugins:
+  - serverless-wsgi
+  - serverless-python-requirements
+custom:
+  wsgi:
+    app: app.app
+functions:
+  rest:
+    handler: wsgi_handler.handler
+    events:
+      - http: ANY /
+      - http: ANY /{proxy+}
+  api:
+    handler: wsgi_handler.handler
+    events:
+      - httpApi: ANY /v2/{proxy+}
+";
+
+/// One blueprint mounted twice: at `/` for the REST function, at `/v2` for the HTTP API.
+const APP_PY: &str = r#"import hashlib
+import importlib.metadata
+
+import flask
+from flask import Blueprint, Flask, jsonify, make_response, redirect, request, url_for
+
+app = Flask(__name__)
+notes = Blueprint("notes", __name__)
+
+# A PNG signature followed by every byte value: not text in any encoding.
+LOGO = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+
+@notes.get("/notes/<note_id>")
+def get_note(note_id):
+    return jsonify(
+        id=note_id,
+        tags=request.args.getlist("tag"),
+        limit=request.args.get("limit"),
+        script_root=request.script_root,
+        url=url_for(".get_note", note_id=note_id),
+    )
+
+
+@notes.post("/notes")
+def create_note():
+    note = request.get_json()
+    res = make_response(jsonify(created=note, length=request.content_length), 201)
+    res.set_cookie("last_note", note["title"])
+    res.set_cookie("session", "s3cr3t", httponly=True)
+    return res
+
+
+@notes.get("/whoami")
+def whoami():
+    return jsonify(
+        method=request.method,
+        cookies=request.cookies,
+        client=request.headers.get("X-Client"),
+        flask=importlib.metadata.version("flask"),
+        flask_file=flask.__file__,
+    )
+
+
+@notes.get("/old-notes/<note_id>")
+def old_note(note_id):
+    return redirect(url_for(".get_note", note_id=note_id))
+
+
+@notes.get("/logo.png")
+def logo():
+    return LOGO, 200, {"Content-Type": "image/png"}
+
+
+@notes.post("/upload")
+def upload():
+    data = request.get_data()
+    return jsonify(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+app.register_blueprint(notes)
+app.register_blueprint(notes, url_prefix="/v2", name="v2")
+"#;
+
+/// The bytes `LOGO` holds in app.py.
+fn logo() -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend(0..=255u8);
+    bytes
+}
+
+fn set_cookies(res: &Response) -> Vec<String> {
+    res.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+/// The same requests through the REST function (at `prefix` "" or "/dev") and the HTTP
+/// API one (at "/v2"); `script_root` is what Flask sees as SCRIPT_NAME.
+async fn check_app(server: &TestServer, prefix: &str, script_root: &str) {
+    let res = server
+        .get(&format!("{prefix}/notes/42?tag=work&tag=home&limit=5"))
+        .await;
+    assert_eq!(res.status, 200, "{prefix}: {}", res.text());
+    let body = res.json();
+    assert_eq!(body["id"], "42", "{body}");
+    assert_eq!(body["tags"], serde_json::json!(["work", "home"]), "{body}");
+    assert_eq!(body["limit"], "5", "{body}");
+    assert_eq!(body["script_root"], script_root, "{body}");
+    // The app's own URLs lead back the way it was asked.
+    assert_eq!(body["url"], format!("{prefix}/notes/42"), "{body}");
+
+    let res = server
+        .request(
+            "POST",
+            &format!("{prefix}/notes"),
+            &[("content-type", "application/json")],
+            br#"{"title":"groceries","items":["milk","tea"]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{prefix}: {}", res.text());
+    assert_eq!(
+        res.json()["created"]["items"],
+        serde_json::json!(["milk", "tea"])
+    );
+    assert_eq!(res.json()["length"], 44);
+    let cookies = set_cookies(&res);
+    assert_eq!(cookies.len(), 2, "{prefix}: {cookies:?}");
+    assert!(cookies[0].starts_with("last_note=groceries"), "{cookies:?}");
+    assert!(
+        cookies[1].starts_with("session=s3cr3t") && cookies[1].contains("HttpOnly"),
+        "{cookies:?}"
+    );
+
+    let res = server
+        .request(
+            "GET",
+            &format!("{prefix}/whoami"),
+            &[("cookie", "theme=dark; lang=en"), ("x-client", "cli/1.0")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{prefix}: {}", res.text());
+    let body = res.json();
+    assert_eq!(
+        body["cookies"],
+        serde_json::json!({ "theme": "dark", "lang": "en" }),
+        "{body}"
+    );
+    assert_eq!(body["client"], "cli/1.0", "{body}");
+    // Flask comes from the app's requirements.txt, not from this machine's Python.
+    assert_eq!(body["flask"], "3.0.3", "{body}");
+    let flask_file = body["flask_file"].as_str().expect("a path");
+    assert!(
+        flask_file.contains("/.nimbus/requirements/"),
+        "{flask_file}"
+    );
+
+    let res = server.get(&format!("{prefix}/old-notes/7")).await;
+    assert_eq!(res.status, 302, "{prefix}: {}", res.text());
+    assert_eq!(res.header("location"), Some(&*format!("{prefix}/notes/7")));
+
+    // Flask's own 404 page, not the gateway's.
+    let res = server.get(&format!("{prefix}/no-such-page")).await;
+    assert_eq!(res.status, 404, "{prefix}: {}", res.text());
+    assert!(
+        res.header("content-type")
+            .is_some_and(|ct| ct.starts_with("text/html")),
+        "{:?}",
+        res.headers
+    );
+    assert!(res.text().contains("Not Found"), "{}", res.text());
+
+    let res = server.get(&format!("{prefix}/logo.png")).await;
+    assert_eq!(res.status, 200, "{prefix}: {}", res.text());
+    assert_eq!(res.header("content-type"), Some("image/png"));
+    assert_eq!(res.body.as_ref(), logo().as_slice());
+
+    let upload: Vec<u8> = (0..=255u8).rev().cycle().take(1000).collect();
+    let res = server
+        .request(
+            "POST",
+            &format!("{prefix}/upload"),
+            &[("content-type", "application/octet-stream")],
+            upload.clone(),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{prefix}: {}", res.text());
+    let sha = sha2::Sha256::digest(&upload);
+    let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        res.json(),
+        serde_json::json!({ "size": 1000, "sha256": hex })
+    );
+}
+
+#[tokio::test]
+async fn a_flask_app_behind_serverless_wsgi_answers_rest_and_http_api_requests() {
+    let app = TestApp::new(&[
+        ("serverless.yml", MANIFEST),
+        // Pinned below the newest Flask, which this machine's own Python may have.
+        ("requirements.txt", "Flask==3.0.3\nWerkzeug==3.0.6\n"),
+        ("app.py", APP_PY),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    // REST at /{stage}/path: Flask's SCRIPT_NAME is the stage, as serverless-wsgi sets it
+    // on API Gateway's own domain; at /path there is none.
+    check_app(&server, "/dev", "/dev").await;
+    check_app(&server, "", "").await;
+    check_app(&server, "/v2", "").await;
+    let logs = server.logs();
+    assert!(
+        !logs.contains("plugin"),
+        "serverless-wsgi is not warned about: {logs}"
+    );
+}
