@@ -227,3 +227,186 @@ async fn a_flask_app_behind_serverless_wsgi_answers_rest_and_http_api_requests()
         "serverless-wsgi is not warned about: {logs}"
     );
 }
+
+/// A WSGI app without a framework, in a folder of its own (serverless-wsgi's "alternative
+/// directory structure"), importing a neighbour module from that folder.
+const PLAIN_MANIFEST: &str = "service: plain
+provider:
+  runtime: python3.12
+functions:
+  api:
+    handler: wsgi_handler.handler
+    events:
+      - httpApi: '*'
+custom:
+  wsgi:
+    app: web/api.app
+    textMimeTypes:
+      - application/vnd.notes+json
+";
+
+const PLAIN_API_PY: &str = r#"from greetings import greet
+
+
+def app(environ, start_response):
+    # PEP 3333: PATH_INFO holds the path's bytes as latin-1.
+    path = environ["PATH_INFO"].encode("latin-1").decode("utf-8")
+    if path == "/report":
+        start_response("200 OK", [("Content-Type", "application/vnd.notes+json")])
+        return [b'{"report": true}']
+    start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+    return [greet(path).encode("utf-8")]
+"#;
+
+#[tokio::test]
+async fn a_plain_wsgi_app_in_a_folder_serves_and_its_text_types_stay_text() {
+    let app = TestApp::new(&[
+        ("serverless.yml", PLAIN_MANIFEST),
+        ("web/api.py", PLAIN_API_PY),
+        (
+            "web/greetings.py",
+            "def greet(path):\n    return 'hello ' + path.strip('/')\n",
+        ),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/caf%C3%A9").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), "hello café");
+
+    let invoke = |event: serde_json::Value| {
+        let path = app.path().to_owned();
+        let server = &server;
+        async move {
+            let res = server
+                .admin_json(
+                    &path,
+                    "POST",
+                    "/2015-03-31/functions/api/invocations",
+                    &event.to_string(),
+                )
+                .await;
+            assert_eq!(res.status, 200, "{}", res.text());
+            res.json()
+        }
+    };
+    // A type listed in textMimeTypes comes back as text, where any other
+    // `application/*` type would be base64.
+    let result = invoke(serde_json::json!({
+        "httpMethod": "GET",
+        "path": "/report",
+        "headers": { "Host": "127.0.0.1" },
+        "requestContext": { "stage": "dev" },
+    }))
+    .await;
+    assert_eq!(result["isBase64Encoded"], false, "{result}");
+    assert_eq!(result["body"], r#"{"report": true}"#, "{result}");
+    assert_eq!(
+        result["multiValueHeaders"]["Content-Type"],
+        serde_json::json!(["application/vnd.notes+json"])
+    );
+    // Warming events are answered without the app, as serverless-wsgi does.
+    let result = invoke(serde_json::json!({ "source": "serverless-plugin-warmup" })).await;
+    assert_eq!(result, serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn an_apps_own_wsgi_handler_wins_over_nimbus_adapter() {
+    let app = TestApp::new(&[
+        ("serverless.yml", PLAIN_MANIFEST),
+        ("web/api.py", PLAIN_API_PY),
+        (
+            "wsgi_handler.py",
+            "def handler(event, context):\n    return {'statusCode': 200, 'body': 'my own handler'}\n",
+        ),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/anything").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), "my own handler");
+}
+
+#[tokio::test]
+async fn a_wsgi_app_attribute_that_is_missing_fails_the_invocation_naming_it() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            &PLAIN_MANIFEST.replace("web/api.app", "web/api.application"),
+        ),
+        ("web/api.py", PLAIN_API_PY),
+        ("web/greetings.py", "def greet(path):\n    return path\n"),
+    ]);
+    // The module is there, so the app loads; only importing it can tell the attribute.
+    let out = app.nimbus(&["validate"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/x").await;
+    assert_eq!(res.status, 502, "{}", res.text());
+    // Invoked directly, the function's error says what is wrong.
+    let res = server
+        .admin_json(
+            app.path(),
+            "POST",
+            "/2015-03-31/functions/api/invocations",
+            "{}",
+        )
+        .await;
+    assert!(
+        res.header("x-amz-function-error").is_some(),
+        "{}",
+        res.text()
+    );
+    let error = res.json();
+    assert_eq!(error["errorType"], "WsgiAppError", "{error}");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("web/api.py) has no attribute 'application'")),
+        "{error}"
+    );
+    let logs = server.logs();
+    assert!(
+        logs.contains("WsgiAppError: custom.wsgi.app is 'web/api.application', but module api (")
+            && logs.contains("has no attribute 'application'"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn a_wsgi_app_module_that_is_missing_is_a_manifest_error() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            &PLAIN_MANIFEST.replace("web/api.app", "web/apj.app"),
+        ),
+        ("web/api.py", PLAIN_API_PY),
+    ]);
+    for args in [&["validate"][..], &["up", ".", "--port", "0"]] {
+        let out = app.nimbus(args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(
+                "functions.api.handler: custom.wsgi.app is \"web/apj.app\", but its module apj is not in the app folder: looked for web/apj.py and web/apj/__init__.py in "
+            ),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn the_wsgi_handler_without_custom_wsgi_app_is_a_manifest_error() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            "service: plain\nprovider:\n  runtime: python3.12\nfunctions:\n  api:\n    handler: wsgi_handler.handler\n",
+        ),
+        ("api.py", PLAIN_API_PY),
+    ]);
+    let out = app.nimbus(&["validate"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("functions.api.handler: handler wsgi_handler.handler is serverless-wsgi's, but custom.wsgi.app is not set: set it to module.attribute of your WSGI app"),
+        "{}",
+        out.stderr
+    );
+}
