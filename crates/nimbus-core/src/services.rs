@@ -403,6 +403,21 @@ impl Access {
         Access::new("sqs:PurgeQueue", format!("queue:{queue}"))
     }
 
+    /// Creating `queue` (or finding it, if it exists with the same settings).
+    pub fn queue_create(queue: &str) -> Access {
+        Access::new("sqs:CreateQueue", format!("queue:{queue}"))
+    }
+
+    /// Looking up `queue`'s URL.
+    pub fn queue_get_url(queue: &str) -> Access {
+        Access::new("sqs:GetQueueUrl", format!("queue:{queue}"))
+    }
+
+    /// Reading `queue`'s settings and message counts.
+    pub fn queue_get_attributes(queue: &str) -> Access {
+        Access::new("sqs:GetQueueAttributes", format!("queue:{queue}"))
+    }
+
     /// Publishing to `topic`.
     pub fn topic_publish(topic: &str) -> Access {
         Access::new("sns:Publish", format!("topic:{topic}"))

@@ -64,7 +64,7 @@ pub fn scan_imports(app_dir: &Path, specs: &[FunctionSpec]) -> ProvidedImports {
                 continue;
             };
             if file_type.is_dir() {
-                if !(name.starts_with('.') || name == "node_modules" || name == "__pycache__") {
+                if !is_installed_packages(&name, &path) {
                     pending.push(path);
                 }
                 continue;
@@ -189,6 +189,18 @@ impl ProvidedImports {
 enum Language {
     JavaScript,
     Python,
+}
+
+/// Whether a folder holds installed packages or tool state rather than the app's code:
+/// hidden folders (`.nimbus`, `.git`, `.venv`), `node_modules`, `__pycache__`,
+/// `site-packages`, and virtual environments (a `pyvenv.cfg` inside).
+fn is_installed_packages(name: &str, path: &Path) -> bool {
+    name.starts_with('.')
+        || matches!(
+            name,
+            "node_modules" | "__pycache__" | "site-packages" | "dist-packages"
+        )
+        || path.join("pyvenv.cfg").is_file()
 }
 
 /// The set providing `package`, if nimbus provides it.

@@ -3,7 +3,10 @@
 //!
 //! This crate owns child processes and nothing else: it does not route HTTP, does not
 //! limit concurrency (the caller does) and keeps no state on disk beyond the bootstrap
-//! files it writes into the runtime folder it is given.
+//! files it writes into the runtime folder it is given, and the folders it is given for
+//! what it installs and compiles: the package cache (AWS SDKs, esbuild), an app's
+//! `.nimbus/build` (TypeScript output) and `.nimbus/requirements` (Python dependencies).
+//! It does not decide where those are: the binary does, from the environment.
 
 mod code;
 mod imports;

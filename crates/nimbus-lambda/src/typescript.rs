@@ -455,13 +455,18 @@ impl Build<'_> {
         .map_err(|e| format!("writing {}: {e}", tmp.join(INPUTS_FILE).display()))
     }
 
-    /// The `node_modules` folders from the source's folder up to the app folder, nearest
-    /// first: the compiled file lives elsewhere, so packages left outside it are looked
-    /// up there too.
+    /// The `node_modules` folders from the source's folder up to (not including) the app
+    /// folder, nearest first: the compiled file lives in `.nimbus/build/`, from where
+    /// Node's own lookup reaches only the app folder's `node_modules`, so packages left
+    /// outside the output are looked up in these too. None for a handler whose folders
+    /// have none, so its cold start registers no resolve hook.
     fn module_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = Vec::new();
         let mut dir = self.source.parent();
         while let Some(d) = dir {
+            if d.as_os_str().is_empty() {
+                break;
+            }
             let candidate = self.app_dir.join(d).join("node_modules");
             if candidate.is_dir() {
                 dirs.push(candidate);

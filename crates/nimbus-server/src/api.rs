@@ -202,29 +202,20 @@ pub(crate) fn attributes(
 }
 
 async fn list_queues(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
-    let access = Access::queue_list();
-    api.principal(&headers)?
-        .check(access.action, &access.resource)?;
-    let queues = api
-        .events
-        .store(|store| {
-            let mut out = Vec::new();
-            for name in store.list_queues()? {
-                if name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
-                    continue;
-                }
-                let stats = store.queue_stats(&name)?;
-                out.push(json!({
-                    "name": name,
-                    "visible": stats.visible,
-                    "inFlight": stats.in_flight,
-                    "delayed": stats.delayed,
-                    "oldestAgeSeconds": stats.oldest_age.map(|age| age.as_secs_f64()),
-                }));
-            }
-            Ok(out)
+    let principal = api.principal(&headers)?;
+    let queues = services::list_queues(&api.events, principal).await?;
+    let queues: Vec<Value> = queues
+        .into_iter()
+        .map(|(name, stats)| {
+            json!({
+                "name": name,
+                "visible": stats.visible,
+                "inFlight": stats.in_flight,
+                "delayed": stats.delayed,
+                "oldestAgeSeconds": stats.oldest_age.map(|age| age.as_secs_f64()),
+            })
         })
-        .await?;
+        .collect();
     Ok(json_response(StatusCode::OK, json!({ "queues": queues })))
 }
 
@@ -412,9 +403,7 @@ async fn change_visibility(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let access = Access::queue_change_visibility(&queue);
-    api.principal(&headers)?
-        .check(access.action, &access.resource)?;
+    let principal = api.principal(&headers)?;
     let request = json_body(&body)?;
     let handle = receipt_handle(&request)?;
     let timeout = request
@@ -422,11 +411,14 @@ async fn change_visibility(
         .and_then(Value::as_f64)
         .filter(|t| (0.0..=43_200.0).contains(t))
         .ok_or_else(|| bad_request("visibilityTimeout must be 0 to 43200 seconds"))?;
-    api.events
-        .store(move |store| {
-            store.change_visibility(&queue, &handle, Duration::from_secs_f64(timeout))
-        })
-        .await?;
+    services::change_visibility(
+        &api.events,
+        principal,
+        &queue,
+        handle,
+        Duration::from_secs_f64(timeout),
+    )
+    .await?;
     Ok(json_response(StatusCode::OK, json!({})))
 }
 
@@ -435,13 +427,8 @@ async fn purge_queue(
     Path(queue): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let access = Access::queue_purge(&queue);
-    api.principal(&headers)?
-        .check(access.action, &access.resource)?;
-    let purged = api
-        .events
-        .store(move |store| store.purge_queue(&queue))
-        .await?;
+    let principal = api.principal(&headers)?;
+    let purged = services::purge_queue(&api.events, principal, &queue).await?;
     Ok(json_response(StatusCode::OK, json!({ "purged": purged })))
 }
 

@@ -35,6 +35,7 @@ const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 struct Gateway {
     current: Arc<Current>,
     stage: String,
+    aws_keys: crate::aws::AwsKeys,
 }
 
 /// The routes and policies of one generation of the app.
@@ -70,6 +71,7 @@ pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig) -> Router {
     let gateway = Arc::new(Gateway {
         current,
         stage: cfg.stage.clone(),
+        aws_keys: cfg.aws_keys,
     });
     Router::new().fallback(handle).with_state(gateway)
 }
@@ -147,6 +149,11 @@ async fn serve(
     route_key: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    if let Some(service) = crate::aws::service_of(&parts) {
+        *route_key = Some(format!("aws {service:?}"));
+        let body = read_body(&parts, body).await?;
+        return Ok(crate::aws::handle(service, generation, gateway.aws_keys, parts, body).await);
+    }
     let path = parts.uri.path();
     let routing = &generation.routing;
     let matched = routing
@@ -207,27 +214,7 @@ async fn serve(
     } else {
         policy::Admitted::default()
     };
-    let declared_len = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared_len.is_some_and(|len| len > MAX_REQUEST_BYTES) {
-        return Err(too_large());
-    }
-    let body = match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-        Err(_) => {
-            return Err(ApiError::client(
-                StatusCode::BAD_REQUEST,
-                "Bad Request: body could not be read",
-            ));
-        }
-    };
+    let body = read_body(&parts, body).await?;
     let function_idx = matched.function_idx;
     let function = &generation.functions.list[function_idx];
     let ctx = apigw::EventContext {
@@ -298,6 +285,29 @@ fn internal_server_error() -> Response {
         r#"{"message":"Internal server error"}"#,
     )
         .into_response()
+}
+
+/// The request body, up to API Gateway's and Lambda's payload limit.
+async fn read_body(parts: &http::request::Parts, body: Body) -> Result<bytes::Bytes, ApiError> {
+    let declared_len = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared_len.is_some_and(|len| len > MAX_REQUEST_BYTES) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(ApiError::client(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: body could not be read",
+        )),
+    }
 }
 
 fn too_large() -> ApiError {

@@ -10,6 +10,7 @@
 
 mod admin;
 mod api;
+mod aws;
 mod error;
 mod events;
 mod functions;
@@ -30,6 +31,7 @@ use nimbus_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use crate::aws::{AwsKeys, aws_access_key_id};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 use crate::services::ServicesHandle;
 pub use crate::telemetry::{
@@ -93,6 +95,8 @@ pub struct ServerConfig {
     pub admin_token: String,
     /// How long shutdown waits for in-flight requests before stopping instances anyway.
     pub drain_timeout: Duration,
+    /// Which keys the AWS endpoint on the gateway port accepts besides the functions'.
+    pub aws_keys: AwsKeys,
 }
 
 /// A bound, not yet running server.

@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 use nimbus_core::FunctionSpec;
+use nimbus_core::events::QueueSpec;
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
 use nimbus_store::{
-    KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, ReceivedMessage,
-    SentMessage,
+    KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
+    ReceivedMessage, SentMessage,
 };
 
 use crate::error::ApiError;
@@ -210,6 +211,115 @@ pub(crate) async fn delete_message(
     let name = queue.to_owned();
     events
         .store(move |store| store.delete_message(&name, &receipt_handle))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Changes how long a received message stays hidden.
+pub(crate) async fn change_visibility(
+    events: &Events,
+    principal: Principal<'_>,
+    queue: &str,
+    receipt_handle: String,
+    timeout: Duration,
+) -> Result<(), OpError> {
+    let access = Access::queue_change_visibility(queue);
+    principal.authorize(&access)?;
+    if timeout > nimbus_store::MAX_VISIBILITY_TIMEOUT {
+        return Err(access.fail(bad_request(
+            "the visibility timeout must be 0 to 43200 seconds",
+        )));
+    }
+    let name = queue.to_owned();
+    events
+        .store(move |store| store.change_visibility(&name, &receipt_handle, timeout))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Deletes every message of a queue; returns how many.
+pub(crate) async fn purge_queue(
+    events: &Events,
+    principal: Principal<'_>,
+    queue: &str,
+) -> Result<u64, OpError> {
+    let access = Access::queue_purge(queue);
+    principal.authorize(&access)?;
+    let name = queue.to_owned();
+    events
+        .store(move |store| store.purge_queue(&name))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// The app's queues (not nimbus's internal ones) with their message counts, by name.
+pub(crate) async fn list_queues(
+    events: &Events,
+    principal: Principal<'_>,
+) -> Result<Vec<(String, QueueStats)>, OpError> {
+    let access = Access::queue_list();
+    principal.authorize(&access)?;
+    events
+        .store(|store| {
+            let mut out = Vec::new();
+            for name in store.list_queues()? {
+                if name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+                    continue;
+                }
+                let stats = store.queue_stats(&name)?;
+                out.push((name, stats));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Creates a queue with `spec`, or finds it when one of that name exists already (SQS
+/// answers a repeated CreateQueue with the queue's URL; nimbus keeps the existing
+/// queue's settings, which the manifest owns).
+pub(crate) async fn create_queue(
+    events: &Events,
+    principal: Principal<'_>,
+    spec: QueueSpec,
+) -> Result<(), OpError> {
+    let access = Access::queue_create(&spec.name);
+    principal.authorize(&access)?;
+    if spec.name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+        return Err(access.fail(bad_request(format!(
+            "queue names starting with {} are nimbus's own",
+            crate::events::INTERNAL_QUEUE_PREFIX
+        ))));
+    }
+    events
+        .store(move |store| match store.queue(&spec.name)? {
+            Some(_) => Ok(()),
+            None => store.ensure_queue(&spec),
+        })
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// A queue's settings and message counts; `QueueDoesNotExist` when there is none.
+pub(crate) async fn queue_attributes(
+    events: &Events,
+    principal: Principal<'_>,
+    queue: &str,
+    access: Access,
+) -> Result<(QueueSpec, QueueStats), OpError> {
+    principal.authorize(&access)?;
+    let name = queue.to_owned();
+    events
+        .store(move |store| {
+            let stats = store.queue_stats(&name)?;
+            let spec =
+                store
+                    .queue(&name)?
+                    .ok_or_else(|| nimbus_store::StoreError::UnknownQueue {
+                        queue: name.clone(),
+                    })?;
+            Ok((spec, stats))
+        })
         .await
         .map_err(|e| access.fail(e))
 }

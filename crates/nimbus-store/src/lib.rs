@@ -46,7 +46,7 @@ pub use kv::{
 pub use queues::{
     DEDUPLICATION_WINDOW, MAX_DELAY, MAX_MESSAGE_BATCH, MAX_MESSAGE_BYTES, MAX_RETENTION,
     MAX_VISIBILITY_TIMEOUT, MIN_RETENTION, MessageAttribute, NewMessage, QueueStats,
-    ReceivedMessage, SentMessage,
+    ReceivedMessage, SentMessage, md5_of_attributes,
 };
 pub use schedules::ScheduleFire;
 pub use secrets::{

@@ -1276,7 +1276,7 @@ fn check_attribute(name: &str, attribute: &MessageAttribute) -> Result<(), Strin
 /// SQS's `MD5OfMessageAttributes`: the MD5 of, for each attribute sorted by name, the name, the
 /// data type, a transport byte (1 for String and Number, 2 for Binary) and the value, each string
 /// preceded by its length as a 4-byte big-endian integer (Binary values decoded from base64).
-fn md5_of_attributes(
+pub fn md5_of_attributes(
     attributes: &BTreeMap<String, MessageAttribute>,
 ) -> Result<Option<String>, String> {
     if attributes.is_empty() {

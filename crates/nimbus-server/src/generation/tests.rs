@@ -165,6 +165,7 @@ async fn reload_lets_invocations_under_way_finish_and_stops_executors_once_unuse
         max_queued: 10,
         admin_token: "admin".to_owned(),
         drain_timeout: Duration::from_secs(5),
+        aws_keys: crate::AwsKeys::FunctionsOnly,
     })
     .await
     .expect("binding");

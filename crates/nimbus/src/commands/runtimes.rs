@@ -52,14 +52,37 @@ pub(crate) fn cache_lines(cache: &PackageCache) -> Vec<String> {
         .installed()
         .into_iter()
         .map(|installed| {
-            let versions: Vec<String> = installed
-                .versions
-                .iter()
-                .map(|(name, version)| format!("{name} {version}"))
-                .collect();
-            format!("{}: {}", installed.set.id(), versions.join(", "))
+            format!(
+                "{}: {}",
+                installed.set.id(),
+                versions_text(&installed.versions)
+            )
         })
         .collect()
+}
+
+/// `name version, ...`; when more than three packages share the most common version, they
+/// are counted rather than named (the v3 SDK is a dozen packages, mostly at one version).
+fn versions_text(versions: &[(String, String)]) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, version) in versions {
+        *counts.entry(version.as_str()).or_default() += 1;
+    }
+    let common = counts
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .filter(|(_, n)| **n > 3)
+        .map(|(version, n)| (*version, *n));
+    let mut parts = Vec::new();
+    if let Some((version, n)) = common {
+        parts.push(format!("{n} packages at {version}"));
+    }
+    for (name, version) in versions {
+        if common.is_none_or(|(v, _)| v != version) {
+            parts.push(format!("{name} {version}"));
+        }
+    }
+    parts.join(", ")
 }
 
 impl RuntimesCommand {
@@ -105,4 +128,31 @@ fn print_cache(cache: &PackageCache) -> anyhow::Result<ExitCode> {
         println!("  {line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_packages_that_share_a_version() {
+        let list = |items: &[(&str, &str)]| -> Vec<(String, String)> {
+            items
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            versions_text(&list(&[("boto3", "1.44.8"), ("botocore", "1.44.8")])),
+            "boto3 1.44.8, botocore 1.44.8"
+        );
+        let v3 = list(&[
+            ("a", "3.2"),
+            ("b", "3.2"),
+            ("c", "3.1"),
+            ("d", "3.2"),
+            ("e", "3.2"),
+        ]);
+        assert_eq!(versions_text(&v3), "4 packages at 3.2, c 3.1");
+    }
 }

@@ -678,6 +678,9 @@ impl Host {
             max_queued: 100,
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
             drain_timeout: longest_timeout + Duration::from_secs(1),
+            // Requests reach a version through the host's gateway, from loopback: only the
+            // functions' own keys are let in.
+            aws_keys: nimbus_server::AwsKeys::FunctionsOnly,
         };
         let server = Server::bind(cfg.clone()).await?;
         let gateway = server.gateway_addr()?;
@@ -686,6 +689,7 @@ impl Host {
             self.idle_timeout,
             Duration::from_secs(60),
             admin,
+            gateway,
             server.services(),
             stage.telemetry.clone(),
             stage.store.clone(),

@@ -81,6 +81,8 @@ pub(crate) struct Launcher {
     async_retry_delay: Duration,
     /// The control API, which functions reach through `NIMBUS_API`.
     admin: SocketAddr,
+    /// The gateway, whose AWS endpoint functions reach through `AWS_ENDPOINT_URL`.
+    gateway: SocketAddr,
     services: Arc<dyn Services>,
     telemetry: Arc<Telemetry>,
     store: nimbus_store::Store,
@@ -161,6 +163,8 @@ impl UpCommand {
             max_queued: self.max_queued,
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
             drain_timeout: longest_timeout + Duration::from_secs(1),
+            // As LocalStack does, any key is the operator's on a local `nimbus up`.
+            aws_keys: nimbus_server::AwsKeys::AnyAsOperator,
         };
         // Bind first: functions learn the control API's address from their environment.
         let server = Server::bind(cfg.clone()).await?;
@@ -170,6 +174,7 @@ impl UpCommand {
             idle_timeout: self.idle_timeout,
             async_retry_delay: self.async_retry_delay,
             admin,
+            gateway,
             services: server.services(),
             telemetry,
             store,
@@ -235,6 +240,7 @@ impl Launcher {
         idle_timeout: Duration,
         async_retry_delay: Duration,
         admin: SocketAddr,
+        gateway: SocketAddr,
         services: Arc<dyn Services>,
         telemetry: Arc<Telemetry>,
         store: nimbus_store::Store,
@@ -243,6 +249,7 @@ impl Launcher {
             idle_timeout,
             async_retry_delay,
             admin,
+            gateway,
             services,
             telemetry,
             store,
@@ -270,6 +277,24 @@ impl Launcher {
                 .insert("NIMBUS_API".to_owned(), format!("http://{}", self.admin));
             spec.environment
                 .insert("NIMBUS_TOKEN".to_owned(), token.clone());
+            // The AWS SDKs find nimbus's endpoint and sign as this function, so its grants
+            // apply to SDK calls; an endpoint or keys the manifest sets win.
+            let endpoint = match self.gateway.ip() {
+                ip if ip.is_unspecified() => {
+                    SocketAddr::from(([127, 0, 0, 1], self.gateway.port()))
+                }
+                _ => self.gateway,
+            };
+            for (name, value) in [
+                ("AWS_ENDPOINT_URL", format!("http://{endpoint}")),
+                (
+                    "AWS_ACCESS_KEY_ID",
+                    nimbus_server::aws_access_key_id(&token),
+                ),
+                ("AWS_SECRET_ACCESS_KEY", token.clone()),
+            ] {
+                spec.environment.entry(name.to_owned()).or_insert(value);
+            }
             tokens.push(token);
         }
         let lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());

@@ -558,3 +558,32 @@ async fn a_schedule_fires_once_per_slot_while_two_versions_run() {
     let ticks = std::fs::read_to_string(&out).unwrap_or_default();
     assert_eq!(ticks.lines().count(), 1, "one fire for the slot:\n{ticks}");
 }
+
+#[tokio::test]
+async fn each_deployed_version_runs_its_own_compiled_typescript() {
+    // Versions of a stage share one state folder, so their compiled handlers must not
+    // share a build folder: after a rollback the old version's code answers again.
+    let host = Host::start();
+    let token = host.new_token();
+    let manifest = MANIFEST.replace("hello.handler", "src/hello.handler");
+    let ts = |text: &str| {
+        format!(
+            "export const handler = async (): Promise<object> => ({{ statusCode: 200, body: '{text}' as string }});\n"
+        )
+    };
+    let app = TestApp::new(&[("nimbus.yaml", &manifest), ("src/hello.ts", &ts("one"))]);
+    let url = host.url();
+    let deploy_ts = |text: &str| {
+        std::fs::write(app.path().join("src/hello.ts"), ts(text)).expect("writing the handler");
+        run(
+            &["deploy", ".", "--to", &url, "--token", &token],
+            Some(app.path()),
+        )
+    };
+    ok(&deploy_ts("one"));
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "one");
+    ok(&deploy_ts("two"));
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "two");
+    ok(&admin_command(&app, &host, &token, &["rollback"]));
+    assert_eq!(host.get("/svc/dev/hello").await.text(), "one");
+}

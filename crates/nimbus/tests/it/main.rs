@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod aws_sqs;
 mod cli;
 mod deploy;
 mod dev;

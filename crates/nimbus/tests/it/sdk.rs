@@ -378,7 +378,15 @@ fn validate_warns_about_sdk_packages_nimbus_does_not_provide() {
     let app = TestApp::new(&[
         (
             "nimbus.yaml",
-            "service: metrics\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  put:\n    handler: put.handler\n",
+            "service: metrics\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  put:\n    handler: put.handler\n  rollup:\n    handler: rollup.handler\n    runtime: python3.12\n",
+        ),
+        ("rollup.py", "def handler(event, context):\n    return 1\n"),
+        // A virtual environment in the app folder is not the app's code: the boto3 its
+        // packages import needs nothing from the cache.
+        ("venv/pyvenv.cfg", "home = /usr/bin\n"),
+        (
+            "venv/lib/python3.12/site-packages/tool/cli.py",
+            "import boto3\n",
         ),
         (
             "put.js",
@@ -403,6 +411,7 @@ fn validate_warns_about_sdk_packages_nimbus_does_not_provide() {
         out.stderr
     );
     assert!(!out.stderr.contains("fetching"), "{}", out.stderr);
+    assert!(!out.stderr.contains("boto3"), "{}", out.stderr);
     assert!(out.stdout.contains(": empty"), "{}", out.stdout);
 }
 

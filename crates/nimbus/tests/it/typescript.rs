@@ -308,3 +308,48 @@ async fn nimbus_dev_compiles_a_typescript_handler_again_when_it_changes() {
     );
     assert_eq!(server.get("/hello").await.text(), "second");
 }
+
+#[test]
+fn compiled_handlers_find_packages_in_their_own_folders_node_modules() {
+    // Without custom.esbuild packages stay outside the output, which lives in
+    // .nimbus/build/: a function folder's own node_modules must still be found, from
+    // CommonJS (NODE_PATH) and ES-module output (the resolve hook) alike.
+    let manifest = "service: mono
+provider:
+  runtime: nodejs20.x
+functions:
+  api:
+    handler: functions/api/handler.main
+  worker:
+    handler: functions/worker/handler.main
+";
+    let dep = |name: &str| {
+        (
+            format!("functions/{name}/node_modules/greeting/index.js"),
+            format!("exports.greet = (who) => `hello ${{who}} from {name}`;\n"),
+        )
+    };
+    let (api_dep, api_dep_js) = dep("api");
+    let (worker_dep, worker_dep_js) = dep("worker");
+    let app = TestApp::new(&[
+        ("nimbus.yaml", manifest),
+        (
+            "functions/api/handler.ts",
+            "import { greet } from 'greeting';\nexport const main = async (): Promise<string> => greet('ada');\n",
+        ),
+        (
+            "functions/worker/handler.mts",
+            "import { greet } from 'greeting';\nexport const main = async (): Promise<string> => greet('bob');\n",
+        ),
+        (&api_dep, &api_dep_js),
+        (&worker_dep, &worker_dep_js),
+    ]);
+    for (name, expect) in [
+        ("api", "hello ada from api"),
+        ("worker", "hello bob from worker"),
+    ] {
+        let out = app.nimbus(&["invoke", name]);
+        assert_eq!(out.code, Some(0), "{name}: {}{}", out.stdout, out.stderr);
+        assert_eq!(out.stdout.trim(), format!("\"{expect}\""), "{name}");
+    }
+}

@@ -1,0 +1,278 @@
+//! SQS through the AWS SDKs, unchanged (issue 12): functions use `@aws-sdk/client-sqs` and
+//! boto3 with no endpoint in their code, signing as themselves so their grants apply, and
+//! a boto3 script from outside reaches the same queues.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, TestServer};
+
+const MANIFEST: &str = r#"
+service: orders
+provider:
+  runtime: nodejs20.x
+  timeout: 10
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: [sqs:SendMessage, sqs:GetQueueUrl, sqs:GetQueueAttributes]
+          Resource: !GetAtt Orders.Arn
+functions:
+  node:
+    handler: node.handler
+  python:
+    handler: py.handler
+    runtime: python3.12
+  reader:
+    handler: node.reader
+    iamRoleStatements:
+      - Effect: Allow
+        Action: [sqs:ReceiveMessage, sqs:DeleteMessage, sqs:ChangeMessageVisibility]
+        Resource: arn:aws:sqs:*:*:orders
+  outsider:
+    handler: node.outsider
+resources:
+  Resources:
+    Orders:
+      Type: AWS::SQS::Queue
+      Properties: { QueueName: orders }
+    Other:
+      Type: AWS::SQS::Queue
+      Properties: { QueueName: other }
+"#;
+
+const NODE_JS: &str = r#"
+const { SQSClient, GetQueueUrlCommand, SendMessageCommand, SendMessageBatchCommand,
+  ReceiveMessageCommand, DeleteMessageCommand } = require('@aws-sdk/client-sqs');
+const sqs = new SQSClient({});
+
+exports.handler = async (event) => {
+  const { QueueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: 'orders' }));
+  const one = await sqs.send(new SendMessageCommand({
+    QueueUrl,
+    MessageBody: JSON.stringify({ id: event.id }),
+    MessageAttributes: { kind: { DataType: 'String', StringValue: 'order' } },
+  }));
+  const batch = await sqs.send(new SendMessageBatchCommand({
+    QueueUrl,
+    Entries: [{ Id: 'a', MessageBody: 'batch-a' }, { Id: 'b', MessageBody: 'batch-b' }],
+  }));
+  return { QueueUrl, messageId: one.MessageId, md5: one.MD5OfMessageBody, batch: batch.Successful.length };
+};
+
+exports.reader = async () => {
+  const { QueueUrl } = { QueueUrl: `${process.env.AWS_ENDPOINT_URL}/123456789012/orders` };
+  const bodies = [];
+  for (let i = 0; i < 5 && bodies.length < 4; i++) {
+    const res = await sqs.send(new ReceiveMessageCommand({
+      QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+      MessageAttributeNames: ['All'], MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+    }));
+    for (const m of res.Messages || []) {
+      bodies.push({ body: m.Body, kind: m.MessageAttributes?.kind?.StringValue ?? null,
+        count: m.Attributes?.ApproximateReceiveCount });
+      await sqs.send(new DeleteMessageCommand({ QueueUrl, ReceiptHandle: m.ReceiptHandle }));
+    }
+  }
+  return bodies.sort((x, y) => x.body.localeCompare(y.body));
+};
+
+exports.outsider = async () => {
+  try {
+    await sqs.send(new SendMessageCommand({
+      QueueUrl: `${process.env.AWS_ENDPOINT_URL}/123456789012/other`, MessageBody: 'x' }));
+    return { sent: true };
+  } catch (e) {
+    return { name: e.name, status: e.$metadata?.httpStatusCode, message: e.message };
+  }
+};
+"#;
+
+const PY: &str = r#"
+import os
+
+import boto3
+
+sqs = boto3.client("sqs")
+
+
+def handler(event, context):
+    url = sqs.get_queue_url(QueueName="orders")["QueueUrl"]
+    sent = sqs.send_message(QueueUrl=url, MessageBody="from-python")
+    try:
+        sqs.send_message(QueueUrl=url.replace("/orders", "/nope"), MessageBody="x")
+        missing = None
+    except sqs.exceptions.ClientError as e:
+        missing = e.response["Error"]["Code"]
+    # The function's own key with a wrong secret: the signature does not match.
+    forged = boto3.client("sqs", aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key="not-the-secret")
+    try:
+        forged.send_message(QueueUrl=url, MessageBody="forged")
+        forged_error = None
+    except forged.exceptions.ClientError as e:
+        forged_error = [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+    return {"url": url, "md5": sent["MD5OfMessageBody"], "missing": missing,
+            "forged": forged_error, "boto3": boto3.__version__}
+"#;
+
+async fn invoke(server: &TestServer, app: &TestApp, name: &str, event: Value) -> Value {
+    let res = server
+        .admin_json(
+            app.path(),
+            "POST",
+            &format!("/2015-03-31/functions/{name}/invocations"),
+            &event.to_string(),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{name}: {}", res.text());
+    assert!(
+        res.header("x-amz-function-error").is_none(),
+        "{name} failed: {}\n{}",
+        res.text(),
+        server.logs()
+    );
+    res.json()
+}
+
+#[tokio::test]
+async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
+    let app = TestApp::new(&[
+        ("serverless.yml", MANIFEST),
+        ("node.js", NODE_JS),
+        ("py.py", PY),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let sent = invoke(&server, &app, "node", json!({ "id": 7 })).await;
+    let url = format!("http://{}/123456789012/orders", server.addr);
+    assert_eq!(sent["QueueUrl"], url.as_str());
+    // The SDK checks MD5OfMessageBody itself; this is the MD5 of `{"id":7}`.
+    assert_eq!(sent["md5"], "f909686c4adf64f7a8c468b29e6e66aa");
+    assert_eq!(sent["batch"], 2);
+
+    let py = invoke(&server, &app, "python", json!({})).await;
+    assert_eq!(py["url"], url.as_str());
+    // As on AWS, a queue outside the function's grants is refused before anything else.
+    assert_eq!(py["missing"], "AccessDenied", "{py}");
+    assert_eq!(py["forged"], json!(["SignatureDoesNotMatch", 403]), "{py}");
+
+    let read = invoke(&server, &app, "reader", json!({})).await;
+    assert_eq!(
+        read,
+        json!([
+            { "body": "{\"id\":7}", "kind": "order", "count": "1" },
+            { "body": "batch-a", "kind": null, "count": "1" },
+            { "body": "batch-b", "kind": null, "count": "1" },
+            { "body": "from-python", "kind": null, "count": "1" },
+        ])
+    );
+
+    // A function without the grant is refused through its SDK, and nothing is sent.
+    let refused = invoke(&server, &app, "outsider", json!({})).await;
+    assert_eq!(refused["name"], "AccessDenied", "{refused}");
+    assert_eq!(refused["status"], 403);
+    let stats = app.nimbus(&["queue", "ls"]);
+    assert!(stats.stdout.contains("other"), "{}", stats.stdout);
+}
+
+/// The boto3 the runtime-provided SDK cache holds, for scripts run from outside nimbus:
+/// `nimbus runtimes install` fetches it once and then says where it is.
+fn boto3_path(app: &TestApp) -> String {
+    let mut last = String::new();
+    for _ in 0..2 {
+        let out = app.nimbus(&["runtimes", "install", "boto3"]);
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        if let Some(dir) = out
+            .stderr
+            .lines()
+            .filter(|line| line.contains("boto3"))
+            .find_map(|line| line.split_once(" is in ").map(|(_, rest)| rest))
+            .and_then(|rest| rest.strip_suffix(" already"))
+        {
+            return dir.to_owned();
+        }
+        last = out.stderr;
+    }
+    panic!("`nimbus runtimes install boto3` did not say where boto3 is:\n{last}");
+}
+
+const SCRIPT: &str = r#"
+import json, os, sys
+import os
+
+import boto3
+from botocore.exceptions import ClientError
+
+sqs = boto3.client("sqs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+out = {}
+url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+out["url"] = url
+out["listed"] = [u.rsplit("/", 1)[1] for u in sqs.list_queues()["QueueUrls"]]
+sqs.send_message(QueueUrl=url, MessageBody="hello", MessageAttributes={
+    "n": {"DataType": "Number", "StringValue": "42"}})
+got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
+out["body"] = got[0]["Body"]
+out["n"] = got[0]["MessageAttributes"]["n"]["StringValue"]
+sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"], VisibilityTimeout=0)
+again = sqs.receive_message(QueueUrl=url, AttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
+out["count"] = again[0]["Attributes"]["ApproximateReceiveCount"]
+sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": "x", "ReceiptHandle": again[0]["ReceiptHandle"]}])
+out["left"] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]["ApproximateNumberOfMessages"]
+for bad in [lambda: sqs.send_message(QueueUrl=url, MessageBody="x" * (256 * 1024 + 1)),
+            lambda: sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=11),
+            lambda: sqs.get_queue_url(QueueName="missing")]:
+    try:
+        bad()
+        out.setdefault("errors", []).append(None)
+    except ClientError as e:
+        out.setdefault("errors", []).append(e.response["Error"]["Code"])
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn boto3_from_outside_creates_sends_receives_and_gets_sqs_errors() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f: { handler: f.handler }\n",
+        ),
+        ("f.js", "exports.handler = async () => 1;\n"),
+    ]);
+    let boto3 = boto3_path(&app);
+    let server = TestServer::start(app.path(), &[]);
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .env("PYTHONPATH", &boto3)
+        .env("ENDPOINT", format!("http://{}", server.addr))
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    assert_eq!(
+        out["url"],
+        format!("http://{}/123456789012/jobs", server.addr)
+    );
+    assert_eq!(out["listed"], json!(["jobs"]));
+    assert_eq!(out["body"], "hello");
+    assert_eq!(out["n"], "42");
+    assert_eq!(out["count"], "2");
+    assert_eq!(out["left"], "0");
+    assert_eq!(
+        out["errors"],
+        json!([
+            "InvalidParameterValue",
+            "InvalidParameterValue",
+            "AWS.SimpleQueueService.NonExistentQueue"
+        ])
+    );
+}
