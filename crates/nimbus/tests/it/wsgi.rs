@@ -410,3 +410,41 @@ fn the_wsgi_handler_without_custom_wsgi_app_is_a_manifest_error() {
         out.stderr
     );
 }
+
+#[tokio::test]
+async fn base_path_and_strip_stage_path_set_script_name_as_serverless_wsgi_documents() {
+    let manifest = "service: paths
+provider:
+  runtime: python3.12
+custom:
+  wsgi:
+    app: paths.app
+functions:
+  stripped:
+    handler: wsgi_handler.handler
+    environment:
+      STRIP_STAGE_PATH: 'yes'
+    events:
+      - http: GET /rest/{proxy+}
+  based:
+    handler: wsgi_handler.handler
+    environment:
+      API_GATEWAY_BASE_PATH: shop
+    events:
+      - httpApi: GET /shop/{proxy+}
+";
+    let paths_py = "def app(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [('%s|%s' % (environ['SCRIPT_NAME'], environ['PATH_INFO'])).encode()]
+";
+    let app = TestApp::new(&[("serverless.yml", manifest), ("paths.py", paths_py)]);
+    let server = TestServer::start(app.path(), &[]);
+    // STRIP_STAGE_PATH: no stage in SCRIPT_NAME even when the URL carried it.
+    let res = server.get("/dev/rest/a/b").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), "|/rest/a/b");
+    // API_GATEWAY_BASE_PATH is the script name and leaves the path.
+    let res = server.get("/shop/basket").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), "/shop|/basket");
+}
