@@ -448,3 +448,89 @@ functions:
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(res.text(), "/shop|/basket");
 }
+
+const DJANGO_MANIFEST: &str = "service: shop
+provider:
+  runtime: python3.12
+  timeout: 10
+plugins:
+  - serverless-wsgi
+custom:
+  wsgi:
+    app: shop.wsgi.application
+functions:
+  site:
+    handler: wsgi_handler.handler
+    events:
+      - http: ANY /{proxy+}
+  forms:
+    handler: wsgi_handler.handler
+    events:
+      - httpApi: POST /orders
+";
+
+const DJANGO_SETTINGS: &str = r#"SECRET_KEY = "only-for-this-test"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "shop.urls"
+INSTALLED_APPS = []
+MIDDLEWARE = []
+DATABASES = {}
+USE_TZ = True
+"#;
+
+const DJANGO_URLS: &str = r#"from django.http import JsonResponse
+from django.urls import path
+
+
+def item(request, item_id):
+    return JsonResponse({"id": item_id, "path": request.path, "q": request.GET.getlist("q")})
+
+
+def order(request):
+    return JsonResponse({"name": request.POST["name"], "qty": int(request.POST["qty"])}, status=201)
+
+
+urlpatterns = [path("items/<int:item_id>", item), path("orders", order)]
+"#;
+
+#[tokio::test]
+async fn a_django_project_behind_serverless_wsgi_serves_its_urls() {
+    let app = TestApp::new(&[
+        ("serverless.yml", DJANGO_MANIFEST),
+        ("requirements.txt", "Django==4.2.16\n"),
+        ("shop/__init__.py", ""),
+        ("shop/settings.py", DJANGO_SETTINGS),
+        ("shop/urls.py", DJANGO_URLS),
+        (
+            "shop/wsgi.py",
+            "import os\n\nfrom django.core.wsgi import get_wsgi_application\n\nos.environ.setdefault(\"DJANGO_SETTINGS_MODULE\", \"shop.settings\")\napplication = get_wsgi_application()\n",
+        ),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    // Django's request.path is SCRIPT_NAME + PATH_INFO: the stage the URL carried, then the
+    // path without it.
+    let res = server.get("/dev/items/7?q=red&q=blue").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.json(),
+        serde_json::json!({ "id": 7, "path": "/dev/items/7", "q": ["red", "blue"] })
+    );
+    // A form post reaches an HTTP API function base64-encoded and Django reads it.
+    let res = server
+        .request(
+            "POST",
+            "/orders",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            b"name=green+tea&qty=3".to_vec(),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(
+        res.json(),
+        serde_json::json!({ "name": "green tea", "qty": 3 })
+    );
+    let res = server.get("/dev/nowhere").await;
+    assert_eq!(res.status, 404, "{}", res.text());
+    assert!(res.text().contains("Not Found"), "{}", res.text());
+}
