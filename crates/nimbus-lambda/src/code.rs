@@ -68,6 +68,24 @@ pub enum Code {
     Provided(PathBuf),
 }
 
+impl Code {
+    /// The interpreter a Python function runs with and installs its requirements with:
+    /// serverless-wsgi's `pythonBin` for a WSGI function that names one, else `python3`.
+    pub fn python_program(&self) -> &str {
+        match self {
+            Code::Python {
+                wsgi:
+                    Some(WsgiApp {
+                        python_bin: Some(bin),
+                        ..
+                    }),
+                ..
+            } => bin,
+            _ => "python3",
+        }
+    }
+}
+
 /// The handler of a function points at nothing that can run.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]

@@ -440,7 +440,7 @@ impl Pool {
                 (crate::spawn::interpreter("node"), args)
             }
             Code::Python { .. } => (
-                crate::spawn::interpreter("python3"),
+                crate::spawn::interpreter(self.code.python_program()),
                 vec![
                     "-u".to_owned(),
                     runtime_dir

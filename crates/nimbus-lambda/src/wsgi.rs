@@ -24,6 +24,9 @@ pub struct WsgiApp {
     /// `custom.wsgi.textMimeTypes`: response types sent as text besides `text/*` and the
     /// plugin's own list; every other type is sent base64-encoded.
     pub text_mime_types: Vec<String>,
+    /// `custom.wsgi.pythonBin`: the interpreter that installs the requirements and serves
+    /// the app (the plugin's packaging and `sls wsgi serve`); `python3` when unset.
+    pub python_bin: Option<String>,
 }
 
 impl WsgiApp {
@@ -55,13 +58,16 @@ impl WsgiApp {
                 "custom.wsgi.textMimeTypes must be a list of MIME types, got {other}; ignored"
             )),
         }
-        if let Some(bin) = wsgi.get("pythonBin").and_then(Value::as_str)
-            && bin != "python3"
-        {
-            warnings.push(format!(
-                "custom.wsgi.pythonBin ({bin}) is not followed: nimbus runs WSGI functions with python3 from PATH, as every Python function"
-            ));
-        }
+        let python_bin = match wsgi.get("pythonBin") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(bin)) if !bin.trim().is_empty() => Some(bin.trim().to_owned()),
+            Some(other) => {
+                warnings.push(format!(
+                    "custom.wsgi.pythonBin must name a Python executable, got {other}; python3 is used"
+                ));
+                None
+            }
+        };
         if wsgi.contains_key("pipArgs") {
             warnings.push(
                 "custom.wsgi.pipArgs is not followed: nimbus installs requirements.txt with plain `pip install -r`"
@@ -88,6 +94,7 @@ impl WsgiApp {
             app.map(|app| WsgiApp {
                 app,
                 text_mime_types,
+                python_bin,
             }),
             warnings,
         )
@@ -115,6 +122,15 @@ pub fn resolve_wsgi(app_dir: &Path, wsgi: Option<&WsgiApp>) -> Result<Code, Code
         });
     };
     let module_file = app_module_file(app_dir, &wsgi.app)?;
+    if let Some(bin) = &wsgi.python_bin
+        && crate::spawn::interpreter_version(bin).is_none()
+    {
+        return Err(CodeError {
+            message: format!(
+                "custom.wsgi.pythonBin is {bin:?}, which cannot be run here: install it, or remove pythonBin to use python3"
+            ),
+        });
+    }
     Ok(Code::Python {
         requirements: nearest_requirements(app_dir, &module_file),
         dependencies: None,
@@ -178,20 +194,19 @@ mod tests {
         check(
             json!({"wsgi": {"app": "api.app"}}),
             expect![[r#"
-                Some(WsgiApp { app: "api.app", text_mime_types: [] })
+                Some(WsgiApp { app: "api.app", text_mime_types: [], python_bin: None })
             "#]],
         );
         check(
             json!({"wsgi": {"app": "web/api.app", "textMimeTypes": ["Application/Custom+JSON", 3]}}),
             expect![[r#"
-                Some(WsgiApp { app: "web/api.app", text_mime_types: ["application/custom+json"] })
+                Some(WsgiApp { app: "web/api.app", text_mime_types: ["application/custom+json"], python_bin: None })
                 custom.wsgi.textMimeTypes: 3 is not a MIME type string; ignored"#]],
         );
         check(
             json!({"wsgi": {"app": "api.app", "pythonBin": "python3.11", "packRequirements": false}}),
             expect![[r#"
-                Some(WsgiApp { app: "api.app", text_mime_types: [] })
-                custom.wsgi.pythonBin (python3.11) is not followed: nimbus runs WSGI functions with python3 from PATH, as every Python function
+                Some(WsgiApp { app: "api.app", text_mime_types: [], python_bin: Some("python3.11") })
                 custom.wsgi.packRequirements: false is not followed: nimbus installs the function's requirements.txt, as serverless-python-requirements would"#]],
         );
         check(

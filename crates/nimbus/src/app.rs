@@ -239,16 +239,21 @@ fn install_requirements(
     let root = dir.join(".nimbus").join("requirements");
     let mut errors = Vec::new();
     for (spec, code) in manifest.functions.iter().zip(codes.iter_mut()) {
-        let FunctionCode::Process(Code::Python {
+        let FunctionCode::Process(code) = code else {
+            continue;
+        };
+        // pip runs with the interpreter the function runs with.
+        let python = code.python_program().to_owned();
+        let Code::Python {
             requirements: Some(requirements),
             dependencies,
             ..
-        }) = code
+        } = code
         else {
             continue;
         };
         let file = dir.join(&*requirements);
-        if let Some(installed) = nimbus_lambda::requirements_installed(&file, &root) {
+        if let Some(installed) = nimbus_lambda::requirements_installed(&file, &root, &python) {
             *dependencies = Some(installed);
             continue;
         }
@@ -266,7 +271,7 @@ fn install_requirements(
             spec.name,
             root.display()
         );
-        match nimbus_lambda::install_requirements(&file, &root) {
+        match nimbus_lambda::install_requirements(&file, &root, &python) {
             Ok(installed) => *dependencies = Some(installed),
             Err(message) => errors.push(Diagnostic {
                 file: file_name.to_owned(),

@@ -534,3 +534,43 @@ async fn a_django_project_behind_serverless_wsgi_serves_its_urls() {
     assert_eq!(res.status, 404, "{}", res.text());
     assert!(res.text().contains("Not Found"), "{}", res.text());
 }
+
+#[tokio::test]
+async fn custom_wsgi_python_bin_is_the_interpreter_that_serves_the_app() {
+    let app = TestApp::new(&[(
+        "api.py",
+        "import sys\n\n\ndef app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [sys.executable.encode()]\n",
+    )]);
+    // A link of its own to this machine's Python, so the answer tells which one ran.
+    let real = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("running python3");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_owned();
+    let bin = app.path().join("bin/app-python");
+    std::fs::create_dir_all(app.path().join("bin")).expect("mkdir");
+    std::os::unix::fs::symlink(&real, &bin).expect("linking python");
+    let manifest = format!(
+        "service: bin\nprovider:\n  runtime: python3.12\nfunctions:\n  api:\n    handler: wsgi_handler.handler\n    events:\n      - httpApi: '*'\ncustom:\n  wsgi:\n    app: api.app\n    pythonBin: {}\n",
+        bin.display()
+    );
+    std::fs::write(app.path().join("serverless.yml"), &manifest).expect("writing manifest");
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/which").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text(), bin.display().to_string());
+    drop(server);
+
+    std::fs::write(
+        app.path().join("serverless.yml"),
+        manifest.replace(&bin.display().to_string(), "python3-not-installed"),
+    )
+    .expect("writing manifest");
+    let out = app.nimbus(&["validate"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("functions.api.handler: custom.wsgi.pythonBin is \"python3-not-installed\", which cannot be run here: install it, or remove pythonBin to use python3"),
+        "{}",
+        out.stderr
+    );
+}
