@@ -5,10 +5,18 @@ use std::path::{Path, PathBuf};
 
 use nimbus_core::{FunctionSpec, Runtime};
 
+use crate::wsgi::WsgiApp;
+
 pub(crate) const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstrap.cjs");
 pub(crate) const NODE_BOOTSTRAP_FILE: &str = "bootstrap.cjs";
 pub(crate) const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
 pub(crate) const PYTHON_BOOTSTRAP_FILE: &str = "bootstrap.py";
+/// The adapter serving serverless-wsgi functions (`crate::wsgi`), alone in a folder that
+/// only their `PYTHONPATH` holds.
+pub(crate) const WSGI_ADAPTER: (&str, &str) = (
+    "wsgi/wsgi_handler.py",
+    include_str!("../bootstrap/python/wsgi_handler.py"),
+);
 
 /// The clients of nimbus's services that functions load as `require('nimbus')` and
 /// `import nimbus`, with their paths under the runtime folder.
@@ -52,9 +60,30 @@ pub enum Code {
         requirements: Option<PathBuf>,
         /// Where those requirements are installed, once they are: first on `PYTHONPATH`.
         dependencies: Option<PathBuf>,
+        /// The WSGI app nimbus's `wsgi_handler` serves, for a serverless-wsgi function
+        /// (`crate::resolve_wsgi`).
+        wsgi: Option<WsgiApp>,
     },
     /// The function's own `bootstrap` executable.
     Provided(PathBuf),
+}
+
+impl Code {
+    /// The interpreter a Python function runs with and installs its requirements with:
+    /// serverless-wsgi's `pythonBin` for a WSGI function that names one, else `python3`.
+    pub fn python_program(&self) -> &str {
+        match self {
+            Code::Python {
+                wsgi:
+                    Some(WsgiApp {
+                        python_bin: Some(bin),
+                        ..
+                    }),
+                ..
+            } => bin,
+            _ => "python3",
+        }
+    }
 }
 
 /// The handler of a function points at nothing that can run.
@@ -97,6 +126,7 @@ pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeErr
                 return Ok(Code::Python {
                     requirements: nearest_requirements(app_dir, Path::new(&file)),
                     dependencies: None,
+                    wsgi: None,
                 });
             }
             Err(CodeError {
@@ -190,7 +220,7 @@ pub fn runtime_version_warnings(specs: &[FunctionSpec]) -> Vec<String> {
 /// The `requirements.txt` in the folder of `file` or the nearest folder above it, up to
 /// the app folder: serverless-python-requirements reads the one at the service's root,
 /// and the one in a function's `module` folder for functions packaged individually.
-fn nearest_requirements(app_dir: &Path, file: &Path) -> Option<PathBuf> {
+pub(crate) fn nearest_requirements(app_dir: &Path, file: &Path) -> Option<PathBuf> {
     let mut dir = file.parent();
     while let Some(d) = dir {
         let candidate = d.join("requirements.txt");

@@ -16,6 +16,7 @@ mod pool;
 mod runtime_api;
 mod spawn;
 mod typescript;
+mod wsgi;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use packages::{
 };
 pub use pool::LambdaExecutor;
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
+pub use wsgi::{WSGI_HANDLER, WsgiApp, resolve_wsgi, uses_wsgi_adapter};
 
 /// Settings shared by every function of an app.
 #[derive(Clone)]
@@ -77,8 +79,8 @@ impl RuntimePackages {
     }
 }
 
-/// Writes the shipped Node.js and Python bootstraps and service clients into
-/// `cfg.runtime_dir`.
+/// Writes the shipped Node.js and Python bootstraps, service clients and WSGI adapter
+/// into `cfg.runtime_dir`.
 pub fn install_bootstraps(cfg: &LambdaConfig) -> std::io::Result<()> {
     std::fs::create_dir_all(&cfg.runtime_dir)?;
     let files = [
@@ -86,7 +88,8 @@ pub fn install_bootstraps(cfg: &LambdaConfig) -> std::io::Result<()> {
         (code::PYTHON_BOOTSTRAP_FILE, code::PYTHON_BOOTSTRAP),
     ]
     .into_iter()
-    .chain(code::CLIENTS);
+    .chain(code::CLIENTS)
+    .chain([code::WSGI_ADAPTER]);
     for (name, text) in files {
         let path = cfg.runtime_dir.join(name);
         if let Some(parent) = path.parent() {

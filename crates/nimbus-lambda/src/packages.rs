@@ -238,9 +238,14 @@ impl PackageCache {
 /// The Python packages a `requirements.txt` names (serverless-python-requirements'
 /// layout), installed with `pip install --target` into a folder of `root` named after
 /// the interpreter and the file's content, so functions with the same file share it and
-/// an edit installs afresh. Returns that folder, which goes first on `PYTHONPATH`.
-pub fn install_requirements(requirements: &Path, root: &Path) -> Result<PathBuf, String> {
-    let dir = requirements_dir(requirements, root)?;
+/// an edit installs afresh. `python` runs pip: the function's interpreter (`python3`, or
+/// serverless-wsgi's `pythonBin`). Returns that folder, which goes first on `PYTHONPATH`.
+pub fn install_requirements(
+    requirements: &Path,
+    root: &Path,
+    python: &str,
+) -> Result<PathBuf, String> {
+    let dir = requirements_dir(requirements, root, python)?;
     let args = [
         "-m",
         "pip",
@@ -256,6 +261,7 @@ pub fn install_requirements(requirements: &Path, root: &Path) -> Result<PathBuf,
         args.push("-r".to_owned());
         args.push(requirements.display().to_string());
         run_pip(
+            python,
             &args,
             tmp,
             &format!("pip install -r {}", requirements.display()),
@@ -266,18 +272,18 @@ pub fn install_requirements(requirements: &Path, root: &Path) -> Result<PathBuf,
 
 /// The folder `install_requirements` installs `requirements` into, and whether it is
 /// complete.
-pub fn requirements_installed(requirements: &Path, root: &Path) -> Option<PathBuf> {
-    let dir = requirements_dir(requirements, root).ok()?;
+pub fn requirements_installed(requirements: &Path, root: &Path, python: &str) -> Option<PathBuf> {
+    let dir = requirements_dir(requirements, root, python).ok()?;
     dir.join(MARKER).is_file().then_some(dir)
 }
 
-fn requirements_dir(requirements: &Path, root: &Path) -> Result<PathBuf, String> {
+fn requirements_dir(requirements: &Path, root: &Path, python: &str) -> Result<PathBuf, String> {
     use sha2::Digest as _;
     let text = std::fs::read(requirements)
         .map_err(|e| format!("reading {}: {e}", requirements.display()))?;
     let digest = sha2::Sha256::digest(&text);
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(root.join(format!("{}-{hash}", python_tag())))
+    Ok(root.join(format!("{}-{hash}", python_tag_of(python))))
 }
 
 /// Makes `dir` by running `install` into a temporary folder beside it and renaming that
@@ -331,7 +337,12 @@ const MARKER: &str = ".nimbus-packages";
 
 /// `python3.N` for the `python3` that runs functions, or `python3` when it cannot say.
 fn python_tag() -> String {
-    crate::spawn::interpreter_version("python3")
+    python_tag_of("python3")
+}
+
+/// `python3.12` for the interpreter `python` runs, or `python3` when it cannot say.
+fn python_tag_of(python: &str) -> String {
+    crate::spawn::interpreter_version(python)
         .and_then(|version| {
             let mut parts = version.trim_start_matches("Python ").split('.');
             let major = parts.next()?;
@@ -394,8 +405,8 @@ fn run_client(set: PackageSet, dir: &Path) -> Result<(), String> {
 }
 
 /// Runs pip with `args` in `cwd`; `what` is the command as the user would type it.
-fn run_pip(args: &[String], cwd: &Path, what: &str) -> Result<(), String> {
-    let python = crate::spawn::interpreter("python3");
+fn run_pip(python: &str, args: &[String], cwd: &Path, what: &str) -> Result<(), String> {
+    let python = crate::spawn::interpreter(python);
     run_reporting(
         &python,
         args,

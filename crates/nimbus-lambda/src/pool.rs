@@ -440,7 +440,7 @@ impl Pool {
                 (crate::spawn::interpreter("node"), args)
             }
             Code::Python { .. } => (
-                crate::spawn::interpreter("python3"),
+                crate::spawn::interpreter(self.code.python_program()),
                 vec![
                     "-u".to_owned(),
                     runtime_dir
@@ -539,18 +539,28 @@ impl Pool {
         // A function's requirements come first: serverless-python-requirements puts them
         // at the root of the function's package, /var/task on Lambda.
         let python = runtime_dir.join("python");
-        let dependencies = match &self.code {
+        let (dependencies, wsgi) = match &self.code {
             Code::Python {
-                dependencies: Some(dir),
-                ..
-            } => Some(dir.as_path()),
-            _ => None,
+                dependencies, wsgi, ..
+            } => (dependencies.as_deref(), wsgi.as_ref()),
+            _ => (None, None),
         };
+        // A serverless-wsgi function finds nimbus's `wsgi_handler` after the app folder
+        // (so an app's own file of that name wins) and its requirements.
+        let wsgi_dir = runtime_dir.join("wsgi");
+        if let Some(wsgi) = wsgi {
+            env.push(("NIMBUS_WSGI_APP".to_owned(), wsgi.app.clone()));
+            env.push((
+                "NIMBUS_WSGI_TEXT_MIME_TYPES".to_owned(),
+                wsgi.text_mime_types.join(","),
+            ));
+        }
         env.push((
             "PYTHONPATH".to_owned(),
             join_paths(
                 dependencies
                     .into_iter()
+                    .chain(wsgi.map(|_| wsgi_dir.as_path()))
                     .chain(std::iter::once(python.as_path()))
                     .chain(self.cfg.packages.python.iter().map(PathBuf::as_path)),
             ),

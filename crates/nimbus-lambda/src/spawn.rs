@@ -51,8 +51,8 @@ pub(crate) fn kill_group(pid: u32) {
 /// The interpreter's real executable, found once per process: `python3` and `node` on
 /// PATH are often version-manager shims (pyenv, nvm) that cost hundreds of milliseconds
 /// per start, which every cold start would pay.
-pub(crate) fn interpreter(program: &'static str) -> PathBuf {
-    static RESOLVED: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
+pub(crate) fn interpreter(program: &str) -> PathBuf {
+    static RESOLVED: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let cache = RESOLVED.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(path) = cache.lock().ok().and_then(|c| c.get(program).cloned()) {
         return path;
@@ -71,7 +71,7 @@ pub(crate) fn interpreter(program: &'static str) -> PathBuf {
         .filter(|path| path.is_file())
         .unwrap_or_else(|| PathBuf::from(program));
     if let Ok(mut cache) = cache.lock() {
-        cache.insert(program, resolved.clone());
+        cache.insert(program.to_owned(), resolved.clone());
     }
     resolved
 }

@@ -127,6 +127,10 @@ pub(crate) fn load_with_engine(
     errors.extend(resolve_static_sites(&dir, &file_name, &mut manifest));
     let mut codes = Vec::new();
     let mut wasm_engine = engine;
+    let (wsgi, warnings) = nimbus_lambda::WsgiApp::from_custom(manifest.custom.as_ref());
+    for warning in warnings {
+        eprintln!("warning: {file_name}: {warning}");
+    }
     for spec in &manifest.functions {
         if spec.runtime == nimbus_core::Runtime::Wasm {
             match load_component(&dir, spec, &mut wasm_engine) {
@@ -141,7 +145,14 @@ pub(crate) fn load_with_engine(
             }
             continue;
         }
-        match nimbus_lambda::resolve_code(&dir, spec) {
+        // serverless-wsgi's handler is a file the plugin writes at deploy time; nimbus
+        // serves the app with its own adapter unless the app has that file.
+        let res = if nimbus_lambda::uses_wsgi_adapter(&dir, spec) {
+            nimbus_lambda::resolve_wsgi(&dir, wsgi.as_ref())
+        } else {
+            nimbus_lambda::resolve_code(&dir, spec)
+        };
+        match res {
             Ok(code) => codes.push(FunctionCode::Process(code)),
             Err(e) => errors.push(Diagnostic {
                 file: file_name.clone(),
@@ -228,15 +239,21 @@ fn install_requirements(
     let root = dir.join(".nimbus").join("requirements");
     let mut errors = Vec::new();
     for (spec, code) in manifest.functions.iter().zip(codes.iter_mut()) {
-        let FunctionCode::Process(Code::Python {
+        let FunctionCode::Process(code) = code else {
+            continue;
+        };
+        // pip runs with the interpreter the function runs with.
+        let python = code.python_program().to_owned();
+        let Code::Python {
             requirements: Some(requirements),
             dependencies,
-        }) = code
+            ..
+        } = code
         else {
             continue;
         };
         let file = dir.join(&*requirements);
-        if let Some(installed) = nimbus_lambda::requirements_installed(&file, &root) {
+        if let Some(installed) = nimbus_lambda::requirements_installed(&file, &root, &python) {
             *dependencies = Some(installed);
             continue;
         }
@@ -254,7 +271,7 @@ fn install_requirements(
             spec.name,
             root.display()
         );
-        match nimbus_lambda::install_requirements(&file, &root) {
+        match nimbus_lambda::install_requirements(&file, &root, &python) {
             Ok(installed) => *dependencies = Some(installed),
             Err(message) => errors.push(Diagnostic {
                 file: file_name.to_owned(),

@@ -22,7 +22,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Plugins whose work nimbus does itself: serving locally (serverless-offline and its stage
 /// path), TypeScript builds, Lift's queue and storage constructs, per-function IAM
-/// statements, a Python function's `requirements.txt`.
+/// statements, a Python function's `requirements.txt`, WSGI apps behind serverless-wsgi's
+/// handler.
 const PLUGINS_STOOD_IN_FOR: &[&str] = &[
     "serverless-offline",
     "serverless-esbuild",
@@ -30,6 +31,7 @@ const PLUGINS_STOOD_IN_FOR: &[&str] = &[
     "serverless-lift",
     "serverless-iam-roles-per-function",
     "serverless-python-requirements",
+    "serverless-wsgi",
 ];
 
 /// The runtimes nimbus runs, by their manifest names.

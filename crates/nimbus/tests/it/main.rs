@@ -25,3 +25,4 @@ mod secrets;
 mod stage;
 mod typescript;
 mod wasm;
+mod wsgi;
