@@ -31,6 +31,9 @@ pub(crate) struct InvokeCommand {
     /// Stage, for `${opt:stage}` and `${sls:stage}`.
     #[arg(long)]
     stage: Option<String>,
+    /// Region, for `${opt:region}` and `${aws:region}`.
+    #[arg(long)]
+    region: Option<String>,
     /// Queue the event for asynchronous invocation (Lambda's `Event` type) in the
     /// running app, with its retries and destinations; prints the message id.
     #[arg(long = "async")]
@@ -118,7 +121,7 @@ impl InvokeCommand {
             &self.dir,
             &LoadOptions {
                 stage: self.stage.clone(),
-                region: None,
+                region: self.region.clone(),
                 fetch: Fetch::Everything,
             },
         )?;
