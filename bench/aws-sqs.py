@@ -5,7 +5,8 @@ Results are recorded in BENCHMARKS.md.
 
     cargo build --release -p nimbus && python3 bench/aws-sqs.py
 
-Per server, REPS rounds interleaved: N SendMessage calls, then ReceiveMessage (1 message)
+Per server, REPS rounds interleaved (boto3 for nimbus's AWS endpoint and moto; http.client
+for nimbus's services API and, for the same comparison, its AWS endpoint): N SendMessage calls, then ReceiveMessage (1 message)
 + DeleteMessage until the queue is empty; ops/s of each phase. The services API is
 driven with the same keep-alive discipline (http.client, one connection).
 Needs boto3 and moto[server] (pip). Talks only to 127.0.0.1.
@@ -109,6 +110,39 @@ def api_round(port, token):
     return send, recv
 
 
+def raw_round(port, url):
+    """SQS's JSON protocol from http.client, as the services API is driven: what the
+    endpoint costs apart from boto3's own work (signing, parsing). The operator's
+    unverified key is what `nimbus up` accepts from local tools."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    auth = ("AWS4-HMAC-SHA256 Credential=bench/20261204/us-east-1/sqs/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=0")
+
+    def call(op, body):
+        conn.request("POST", "/", body=json.dumps(body), headers={
+            "Authorization": auth, "X-Amz-Target": f"AmazonSQS.{op}",
+            "Content-Type": "application/x-amz-json-1.0", "X-Amz-Date": "20261204T000000Z"})
+        res = conn.getresponse()
+        data = res.read()
+        assert res.status == 200, (res.status, data)
+        return json.loads(data)
+
+    start = time.perf_counter()
+    for i in range(N):
+        call("SendMessage", {"QueueUrl": url, "MessageBody": f"message {i}"})
+    send = N / (time.perf_counter() - start)
+    start = time.perf_counter()
+    n = 0
+    while True:
+        got = call("ReceiveMessage", {"QueueUrl": url, "MaxNumberOfMessages": 1}).get("Messages", [])
+        if not got:
+            break
+        call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": got[0]["ReceiptHandle"]})
+        n += 1
+    recv = n / (time.perf_counter() - start)
+    return send, recv
+
+
 def main():
     app = tempfile.mkdtemp(prefix="nimbus-bench-sqs.")
     with open(os.path.join(app, "nimbus.yaml"), "w") as f:
@@ -141,11 +175,17 @@ def main():
         moto = client(f"http://127.0.0.1:{moto_port}")
         nimbus_url = nimbus.get_queue_url(QueueName="jobs")["QueueUrl"]
         moto_url = moto.create_queue(QueueName="jobs")["QueueUrl"]
-        results = {"nimbus (AWS endpoint)": [], "moto server": [], "nimbus (services API)": []}
+        results = {
+            "nimbus (AWS endpoint)": [],
+            "moto server": [],
+            "nimbus (services API)": [],
+            "nimbus (AWS, raw HTTP)": [],
+        }
         for _ in range(REPS):
             results["nimbus (AWS endpoint)"].append(sdk_round(nimbus, nimbus_url))
             results["moto server"].append(sdk_round(moto, moto_url))
             results["nimbus (services API)"].append(api_round(admin_port, up["token"]))
+            results["nimbus (AWS, raw HTTP)"].append(raw_round(nimbus_port, nimbus_url))
         print(f"N={N} messages per round, {REPS} rounds, one keep-alive client")
         print(f"{'':24} {'SendMessage/s':>24} {'Receive+Delete/s':>24}")
         for name, rounds in results.items():
