@@ -122,7 +122,7 @@ fn authenticate<'g>(
             .functions
             .list
             .iter()
-            .find(|f| aws_access_key_id(&f.token) == auth.access_key)
+            .find(|f| f.access_key_id == auth.access_key)
     });
     match (auth, function) {
         (Some(auth), Some(function)) => {

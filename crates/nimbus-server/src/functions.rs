@@ -30,6 +30,9 @@ pub(crate) struct Function {
     pub(crate) spec: FunctionSpec,
     /// The function's own control-API token.
     pub(crate) token: String,
+    /// Its AWS access key id (derived from the token once, not per request); the token is
+    /// the secret.
+    pub(crate) access_key_id: String,
     pub(crate) executor: Arc<dyn Executor>,
     redactor: Option<Arc<Redactor>>,
     limiter: Option<Limiter>,
@@ -65,6 +68,7 @@ impl Functions {
                 telemetry: telemetry.clone(),
                 spec: f.spec,
                 executor: f.executor,
+                access_key_id: crate::aws::aws_access_key_id(&f.token),
                 token: f.token,
                 redactor: f.redactor,
             })

@@ -73,6 +73,22 @@ impl Node {
         }
     }
 
+    /// The value at one segment of a dotted path: a mapping's entry, or a sequence's item
+    /// by index.
+    pub(super) fn child(&self, segment: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|entry| entry.key == segment)
+                .map(|entry| &entry.value),
+            Value::Seq(items) => segment
+                .parse::<usize>()
+                .ok()
+                .and_then(|item_idx| items.get(item_idx)),
+            _ => None,
+        }
+    }
+
     /// A short description for "expected X, got Y" messages.
     pub(super) fn describe(&self) -> String {
         match &self.value {

@@ -416,19 +416,7 @@ impl Cx<'_> {
         };
         let mut node = root.unwrap_or_else(|| Node::new(Value::Null, pos));
         for segment in address.into_iter().flat_map(|a| a.split('.')) {
-            let next = match &node.value {
-                Value::Map(entries) => entries
-                    .iter()
-                    .find(|entry| entry.key == segment)
-                    .map(|entry| entry.value.clone()),
-                Value::Seq(items) => segment
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|item_idx| items.get(item_idx))
-                    .cloned(),
-                _ => None,
-            };
-            let Some(next) = next else {
+            let Some(next) = node.child(segment).cloned() else {
                 return Lookup::Missing(format!(
                     "`{}` is not in `{path}`",
                     address.unwrap_or_default()
@@ -519,19 +507,10 @@ impl Cx<'_> {
         let mut node_key = String::new();
         for segment in path.split('.') {
             let current = self.read(&node, &node_key);
-            let next = match &current.value {
-                Value::Map(entries) => entries
-                    .iter()
-                    .find(|entry| entry.key == segment)
-                    .map(|entry| entry.value.clone()),
-                Value::Seq(items) => segment
-                    .parse::<usize>()
-                    .ok()
-                    .and_then(|item_idx| items.get(item_idx))
-                    .cloned(),
-                Value::Invalid => return Lookup::Failed,
-                _ => None,
-            };
+            if current.value == Value::Invalid {
+                return Lookup::Failed;
+            }
+            let next = current.child(segment).cloned();
             let Some(next) = next else {
                 // The Framework fills these in before it resolves anything.
                 return match path {

@@ -64,10 +64,11 @@ impl StaticSites {
             None => return None,
         };
         let bytes = tokio::fs::read(&file).await.ok()?;
+        let len = bytes.len();
         let mut res = Response::new(if method == Method::HEAD {
             Body::empty()
         } else {
-            Body::from(bytes.clone())
+            Body::from(bytes)
         });
         *res.status_mut() = StatusCode::OK;
         let headers = res.headers_mut();
@@ -75,10 +76,7 @@ impl StaticSites {
             header::CONTENT_TYPE,
             header::HeaderValue::from_static(content_type(&file)),
         );
-        headers.insert(
-            header::CONTENT_LENGTH,
-            header::HeaderValue::from(bytes.len()),
-        );
+        headers.insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
         Some(res)
     }
 }

@@ -2,9 +2,7 @@
 //! function and boto3 outside invoke functions by name, Lambda name or ARN, sync and
 //! async, with Lambda's error shapes.
 
-use std::process::Command;
-
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{TestApp, TestServer};
 
@@ -61,25 +59,6 @@ exports.handler = async (event) => {
 };
 "#;
 
-async fn invoke(server: &TestServer, app: &TestApp, name: &str) -> Value {
-    let res = server
-        .admin_json(
-            app.path(),
-            "POST",
-            &format!("/2015-03-31/functions/{name}/invocations"),
-            "{}",
-        )
-        .await;
-    assert_eq!(res.status, 200, "{name}: {}", res.text());
-    assert!(
-        res.header("x-amz-function-error").is_none(),
-        "{name} failed: {}\n{}",
-        res.text(),
-        server.logs()
-    );
-    res.json()
-}
-
 #[tokio::test]
 async fn functions_invoke_functions_through_the_lambda_sdk_within_their_grants() {
     let app = TestApp::new(&[
@@ -88,7 +67,7 @@ async fn functions_invoke_functions_through_the_lambda_sdk_within_their_grants()
         ("worker.js", WORKER_JS),
     ]);
     let server = TestServer::start(app.path(), &[]);
-    let out = invoke(&server, &app, "caller").await;
+    let out = server.invoke_ok(app.path(), "caller", &json!({})).await;
     assert_eq!(
         out,
         json!({
@@ -97,7 +76,7 @@ async fn functions_invoke_functions_through_the_lambda_sdk_within_their_grants()
             "queued": 202,
         })
     );
-    let refused = invoke(&server, &app, "stranger").await;
+    let refused = server.invoke_ok(app.path(), "stranger", &json!({})).await;
     assert_eq!(
         refused,
         json!({ "name": "AccessDeniedException", "status": 403 })
@@ -136,21 +115,7 @@ async fn boto3_invokes_lists_and_gets_lambdas_errors_from_outside() {
     ]);
     let boto3 = crate::aws_sqs::boto3_path(&app);
     let server = TestServer::start(app.path(), &[]);
-    let out = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .env("PYTHONPATH", &boto3)
-        .env("ENDPOINT", format!("http://{}", server.addr))
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("running python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out: Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    let out = crate::aws_sqs::run_boto3(&boto3, SCRIPT, &server);
     assert_eq!(out["result"], json!({ "doubled": 8 }));
     assert_eq!(out["names"], json!(["caller", "stranger", "worker"]));
     assert_eq!(out["runtime"], "nodejs20.x");

@@ -118,25 +118,6 @@ def handler(event, context):
             "forged": forged_error, "boto3": boto3.__version__}
 "#;
 
-async fn invoke(server: &TestServer, app: &TestApp, name: &str, event: Value) -> Value {
-    let res = server
-        .admin_json(
-            app.path(),
-            "POST",
-            &format!("/2015-03-31/functions/{name}/invocations"),
-            &event.to_string(),
-        )
-        .await;
-    assert_eq!(res.status, 200, "{name}: {}", res.text());
-    assert!(
-        res.header("x-amz-function-error").is_none(),
-        "{name} failed: {}\n{}",
-        res.text(),
-        server.logs()
-    );
-    res.json()
-}
-
 #[tokio::test]
 async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
     let app = TestApp::new(&[
@@ -145,20 +126,22 @@ async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
         ("py.py", PY),
     ]);
     let server = TestServer::start(app.path(), &[]);
-    let sent = invoke(&server, &app, "node", json!({ "id": 7 })).await;
+    let sent = server
+        .invoke_ok(app.path(), "node", &json!({ "id": 7 }))
+        .await;
     let url = format!("http://{}/123456789012/orders", server.addr);
     assert_eq!(sent["QueueUrl"], url.as_str());
     // The SDK checks MD5OfMessageBody itself; this is the MD5 of `{"id":7}`.
     assert_eq!(sent["md5"], "f909686c4adf64f7a8c468b29e6e66aa");
     assert_eq!(sent["batch"], 2);
 
-    let py = invoke(&server, &app, "python", json!({})).await;
+    let py = server.invoke_ok(app.path(), "python", &json!({})).await;
     assert_eq!(py["url"], url.as_str());
     // As on AWS, a queue outside the function's grants is refused before anything else.
     assert_eq!(py["missing"], "AccessDenied", "{py}");
     assert_eq!(py["forged"], json!(["SignatureDoesNotMatch", 403]), "{py}");
 
-    let read = invoke(&server, &app, "reader", json!({})).await;
+    let read = server.invoke_ok(app.path(), "reader", &json!({})).await;
     assert_eq!(
         read,
         json!([
@@ -170,11 +153,39 @@ async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
     );
 
     // A function without the grant is refused through its SDK, and nothing is sent.
-    let refused = invoke(&server, &app, "outsider", json!({})).await;
+    let refused = server.invoke_ok(app.path(), "outsider", &json!({})).await;
     assert_eq!(refused["name"], "AccessDenied", "{refused}");
     assert_eq!(refused["status"], 403);
     let stats = app.nimbus(&["queue", "ls"]);
-    assert!(stats.stdout.contains("other"), "{}", stats.stdout);
+    let stats: Value = serde_json::from_str(&stats.stdout).expect("queue ls prints JSON");
+    let other = stats["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["name"] == "other"))
+        .unwrap_or_else(|| panic!("no queue `other` in {stats}"));
+    assert_eq!(
+        other["visible"], 0,
+        "the refused send wrote nothing: {stats}"
+    );
+}
+
+/// Runs a Python `script` that prints one JSON value, with `boto3` (a folder) on its path
+/// and the server's gateway in `ENDPOINT`; no AWS config of the machine's is read.
+pub(crate) fn run_boto3(boto3: &str, script: &str, server: &TestServer) -> Value {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", boto3)
+        .env("ENDPOINT", format!("http://{}", server.addr))
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("running python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
 }
 
 /// The boto3 the runtime-provided SDK cache holds, for scripts run from outside nimbus:
@@ -243,21 +254,7 @@ async fn boto3_from_outside_creates_sends_receives_and_gets_sqs_errors() {
     ]);
     let boto3 = boto3_path(&app);
     let server = TestServer::start(app.path(), &[]);
-    let out = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .env("PYTHONPATH", &boto3)
-        .env("ENDPOINT", format!("http://{}", server.addr))
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("running python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out: Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    let out = run_boto3(&boto3, SCRIPT, &server);
     assert_eq!(
         out["url"],
         format!("http://{}/123456789012/jobs", server.addr)

@@ -192,6 +192,32 @@ impl TestServer {
         admin_request(app_dir, method, path, None, body.as_bytes().to_vec()).await
     }
 
+    /// Invokes `name` with `event` through Lambda's Invoke API and returns its result,
+    /// failing the test (with the server's log) if the function failed.
+    pub(crate) async fn invoke_ok(
+        &self,
+        app_dir: &Path,
+        name: &str,
+        event: &serde_json::Value,
+    ) -> serde_json::Value {
+        let res = self
+            .admin_json(
+                app_dir,
+                "POST",
+                &format!("/2015-03-31/functions/{name}/invocations"),
+                &event.to_string(),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{name}: {}", res.text());
+        assert!(
+            res.header("x-amz-function-error").is_none(),
+            "{name} failed: {}\n{}",
+            res.text(),
+            self.logs()
+        );
+        res.json()
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -2,7 +2,7 @@
 //! installed with pip into `.nimbus/requirements/`, once per content of the file, and
 //! first on the function's `PYTHONPATH` (issue 11, part 5).
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{TestApp, TestServer};
 
@@ -40,35 +40,17 @@ fn app() -> TestApp {
     ])
 }
 
-async fn invoke(server: &TestServer, app: &TestApp, name: &str) -> Value {
-    let res = server
-        .admin_json(
-            app.path(),
-            "POST",
-            &format!("/2015-03-31/functions/{name}/invocations"),
-            "{}",
-        )
-        .await;
-    assert_eq!(res.status, 200, "{name}: {}", res.text());
-    assert!(
-        res.header("x-amz-function-error").is_none(),
-        "{}",
-        res.text()
-    );
-    res.json()
-}
-
 #[tokio::test]
 async fn python_functions_import_their_requirements_installed_once_per_content() {
     let app = app();
     let server = TestServer::start(app.path(), &[]);
-    let daily = invoke(&server, &app, "daily").await;
+    let daily = server.invoke_ok(app.path(), "daily", &json!({})).await;
     assert_eq!(daily["version"], "1.16.0", "{daily}");
     let from = daily["from"].as_str().expect("a path");
     assert!(from.contains("/.nimbus/requirements/python3."), "{from}");
     // A function in a folder of its own uses the root's file, as the plugin does.
     assert_eq!(
-        invoke(&server, &app, "weekly").await,
+        server.invoke_ok(app.path(), "weekly", &json!({})).await,
         json!({ "version": "1.16.0" })
     );
     let logs = server.logs();
