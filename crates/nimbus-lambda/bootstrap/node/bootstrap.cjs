@@ -311,6 +311,59 @@ function syntaxError(e) {
   return err;
 }
 
+// aws-sdk v2 ignores AWS_ENDPOINT_URL (v3 and boto3 read it), so a function written for
+// Lambda, whose clients name no endpoint, would send its requests to AWS. When the variable
+// is set, each copy of `aws-sdk` (the cache's on NODE_PATH or the function's own) has its
+// global AWS.config pointed at it as soon as it is loaded: the endpoint, path-style S3
+// addressing (bucket names in the path, not the host) and SigV4 for S3's presigned URLs
+// (v2 presigns with SigV2 when it picks the endpoint itself). Options given to a client,
+// or an endpoint the function set on AWS.config, still win.
+// The hook wraps Module._load, which costs one string test per require. Requiring aws-sdk
+// up front instead would add its load time (over 100 ms) to every cold start, also of the
+// functions that never use it. ES-module `import` of aws-sdk goes through Module._load too,
+// with the file's absolute path.
+function pointAwsSdkV2At(endpoint) {
+  const Module = require('node:module');
+  const load = Module._load;
+  const inPackage = `${path.sep}node_modules${path.sep}aws-sdk${path.sep}`;
+  Module._load = function nimbusLoad(request, parent, isMain) {
+    const exports = load.apply(this, arguments);
+    if (
+      typeof request === 'string' &&
+      (request === 'aws-sdk' || request.startsWith('aws-sdk/') || request.includes(inPackage))
+    ) {
+      try {
+        configureAwsSdkV2(Module, request, parent, isMain, inPackage, endpoint);
+      } catch (e) {
+        writeLine('WARN', [`nimbus: cannot point aws-sdk at ${endpoint}: ${e && e.message}`]);
+      }
+    }
+    return exports;
+  };
+}
+
+function configureAwsSdkV2(Module, request, parent, isMain, inPackage, endpoint) {
+  let root;
+  if (path.isAbsolute(request)) {
+    root = request.slice(0, request.lastIndexOf(inPackage) + inPackage.length);
+  } else {
+    root = path.dirname(Module._resolveFilename('aws-sdk/package.json', parent, isMain));
+  }
+  // Every entry point of the package loads lib/core.js, whose exports are the AWS namespace;
+  // a file that does not (package.json) leaves the config to the next load.
+  const core = require.cache[path.join(root, 'lib', 'core.js')];
+  const config = core && core.loaded && core.exports && core.exports.config;
+  if (!config || typeof config.update !== 'function' || config.endpoint) return;
+  config.update(
+    {
+      endpoint,
+      s3ForcePathStyle: true,
+      s3: Object.assign({ signatureVersion: 'v4' }, config.s3),
+    },
+    true,
+  );
+}
+
 function userRequire() {
   return require('node:module').createRequire(path.join(taskRoot, '__nimbus_bootstrap__.js'));
 }
@@ -645,6 +698,7 @@ async function report(requestId, outcome) {
 
 async function main() {
   patchConsole();
+  if (env.AWS_ENDPOINT_URL) pointAwsSdkV2At(env.AWS_ENDPOINT_URL);
 
   let handler;
   try {
