@@ -443,6 +443,39 @@ impl Access {
         Access::new("s3:ListBucket", format!("bucket:{bucket}"))
     }
 
+    /// Listing the buckets.
+    pub fn buckets_list() -> Access {
+        Access::new("s3:ListAllMyBuckets", "bucket:*".to_owned())
+    }
+
+    /// Creating `bucket`.
+    pub fn bucket_create(bucket: &str) -> Access {
+        Access::new("s3:CreateBucket", format!("bucket:{bucket}"))
+    }
+
+    /// Deleting the (empty) `bucket` itself.
+    pub fn bucket_remove(bucket: &str) -> Access {
+        Access::new("s3:DeleteBucket", format!("bucket:{bucket}"))
+    }
+
+    /// Listing the multipart uploads in progress in `bucket`.
+    pub fn bucket_list_uploads(bucket: &str) -> Access {
+        Access::new("s3:ListBucketMultipartUploads", format!("bucket:{bucket}"))
+    }
+
+    /// Listing the parts of an upload of `key`.
+    pub fn bucket_list_parts(bucket: &str, key: &str) -> Access {
+        Access::new(
+            "s3:ListMultipartUploadParts",
+            format!("bucket:{bucket}/{key}"),
+        )
+    }
+
+    /// Aborting an upload of `key`.
+    pub fn bucket_abort_upload(bucket: &str, key: &str) -> Access {
+        Access::new("s3:AbortMultipartUpload", format!("bucket:{bucket}/{key}"))
+    }
+
     /// Reading a key of `namespace`.
     pub fn kv_get(namespace: &str) -> Access {
         Access::new("kv:Get", format!("kv:{namespace}"))

@@ -10,6 +10,8 @@
 //! and is refused otherwise.
 
 mod lambda;
+mod s3;
+mod sigv2;
 mod sigv4;
 mod sns;
 mod sqs;
@@ -34,6 +36,7 @@ pub enum AwsKeys {
 /// The AWS services the endpoint speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
+    S3,
     Sqs,
     Sns,
     Lambda,
@@ -53,8 +56,16 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
     if header("x-amz-target").is_some_and(|target| target.starts_with("AmazonSQS.")) {
         return Some(Service::Sqs);
     }
-    let auth = sigv4::Authorization::parse(header("authorization")?)?;
+    let auth = match header("authorization") {
+        Some(value) => sigv4::Authorization::parse(value)?,
+        None => match sigv4::Authorization::from_query(parts) {
+            Some(auth) => auth,
+            // Only S3 has presigned URLs of Signature Version 2.
+            None => return sigv2::QueryAuth::from_query(parts).map(|_| Service::S3),
+        },
+    };
     match auth.service.as_str() {
+        "s3" => Some(Service::S3),
         "sqs" => Some(Service::Sqs),
         "lambda" => Some(Service::Lambda),
         "sns" => Some(Service::Sns),
@@ -68,42 +79,59 @@ pub(crate) async fn handle(
     generation: &Generation,
     keys: AwsKeys,
     parts: http::request::Parts,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let principal = match authenticate(generation, keys, &parts, &body) {
-        Ok(principal) => principal,
+    let body = match read_body(service, &parts, body).await {
+        Ok(body) => body,
         Err(refusal) => return refusal.into_response(service),
     };
+    let caller = match authenticate(generation, keys, &parts, &body) {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal.into_response(service),
+    };
+    let principal = caller.principal;
     match service {
+        Service::S3 => s3::handle(generation, caller, &parts, body).await,
         Service::Sqs => sqs::handle(generation, principal, &parts, &body).await,
         Service::Lambda => lambda::handle(generation, principal, &parts, body).await,
         Service::Sns => sns::handle(generation, principal, &parts, &body).await,
     }
 }
 
-/// Why a request's credentials were refused: AWS's own error codes.
+/// Why a request was refused before reaching its service: AWS's own error codes.
 pub(crate) struct Refusal {
+    status: http::StatusCode,
     code: &'static str,
     message: String,
 }
 
 impl Refusal {
-    fn into_response(self, service: Service) -> Response {
-        match service {
-            Service::Sqs => sqs::error_response(
-                http::StatusCode::FORBIDDEN,
-                self.code,
-                &self.message,
-                "Sender",
-            ),
-            Service::Sns => {
-                sns::error_response(http::StatusCode::FORBIDDEN, self.code, &self.message)
-            }
-            Service::Lambda => {
-                lambda::error_response(http::StatusCode::FORBIDDEN, self.code, &self.message)
-            }
+    fn forbidden(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status: http::StatusCode::FORBIDDEN,
+            code,
+            message: message.into(),
         }
     }
+
+    fn into_response(self, service: Service) -> Response {
+        match service {
+            Service::S3 => s3::error_response(self.status, self.code, &self.message),
+            Service::Sqs => sqs::error_response(self.status, self.code, &self.message, "Sender"),
+            Service::Sns => sns::error_response(self.status, self.code, &self.message),
+            Service::Lambda => lambda::error_response(self.status, self.code, &self.message),
+        }
+    }
+}
+
+/// Who signed a request, and what a body signed in chunks is checked with.
+pub(crate) struct Caller<'g> {
+    pub(crate) principal: Principal<'g>,
+    /// The signature, when there is one.
+    pub(crate) auth: Option<sigv4::Authorization>,
+    /// The signing key, when the signer's secret is known (a function's) and so its chunk
+    /// signatures can be checked; `None` for an operator's unverified key.
+    pub(crate) signing_key: Option<Vec<u8>>,
 }
 
 fn authenticate<'g>(
@@ -111,12 +139,43 @@ fn authenticate<'g>(
     keys: AwsKeys,
     parts: &http::request::Parts,
     body: &[u8],
-) -> Result<Principal<'g>, Refusal> {
+) -> Result<Caller<'g>, Refusal> {
     let header = parts
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let auth = header.and_then(sigv4::Authorization::parse);
+    let auth = match header {
+        Some(header) => sigv4::Authorization::parse(header),
+        None => sigv4::Authorization::from_query(parts),
+    };
+    let content_sha256 = parts
+        .headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok());
+    // A body hash the client signed must be the body's, whoever signed it.
+    if let Some(claimed) = content_sha256
+        && claimed.len() == 64
+        && claimed.bytes().all(|b| b.is_ascii_hexdigit())
+        && !claimed.eq_ignore_ascii_case(&sigv4::body_hash(body))
+    {
+        return Err(Refusal {
+            status: http::StatusCode::BAD_REQUEST,
+            code: "XAmzContentSHA256Mismatch",
+            message: "The provided 'x-amz-content-sha256' header does not match what was computed."
+                .to_owned(),
+        });
+    }
+    if auth
+        .as_ref()
+        .is_some_and(|auth| auth.expired(std::time::SystemTime::now()))
+    {
+        return Err(Refusal::forbidden("AccessDenied", "Request has expired"));
+    }
+    if auth.is_none()
+        && let Some(query_auth) = sigv2::QueryAuth::from_query(parts)
+    {
+        return authenticate_v2(generation, keys, parts, &query_auth);
+    }
     let function = auth.as_ref().and_then(|auth| {
         generation
             .functions
@@ -126,32 +185,124 @@ fn authenticate<'g>(
     });
     match (auth, function) {
         (Some(auth), Some(function)) => {
-            let signed_hash = parts
-                .headers
-                .get("x-amz-content-sha256")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .unwrap_or_else(|| sigv4::body_hash(body));
+            let signed_hash = match (&auth.presigned, content_sha256) {
+                (Some(_), _) => "UNSIGNED-PAYLOAD".to_owned(),
+                (None, Some(claimed)) => claimed.to_owned(),
+                (None, None) => sigv4::body_hash(body),
+            };
             if auth.verify(parts, &signed_hash, &function.token) {
-                Ok(Principal::Function(&function.spec))
-            } else {
-                Err(Refusal {
-                    code: "SignatureDoesNotMatch",
-                    message: "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".to_owned(),
+                Ok(Caller {
+                    principal: Principal::Function(&function.spec),
+                    signing_key: Some(auth.signing_key(&function.token)),
+                    auth: Some(auth),
                 })
+            } else {
+                Err(Refusal::forbidden(
+                    "SignatureDoesNotMatch",
+                    "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+                ))
             }
         }
-        _ if keys == AwsKeys::AnyAsOperator => Ok(Principal::Operator),
-        (Some(auth), None) => Err(Refusal {
-            code: "InvalidClientTokenId",
-            message: format!(
+        (auth, _) if keys == AwsKeys::AnyAsOperator => Ok(Caller {
+            principal: Principal::Operator,
+            auth,
+            signing_key: None,
+        }),
+        (Some(auth), None) => Err(Refusal::forbidden(
+            "InvalidClientTokenId",
+            format!(
                 "The security token included in the request is invalid: no function has the access key {}",
                 auth.access_key
             ),
-        }),
-        (None, _) => Err(Refusal {
-            code: "MissingAuthenticationToken",
-            message: "Requests must be signed with AWS Signature Version 4".to_owned(),
+        )),
+        (None, _) => Err(Refusal::forbidden(
+            "MissingAuthenticationToken",
+            "Requests must be signed with AWS Signature Version 4",
+        )),
+    }
+}
+
+/// Checks an S3 presigned URL of Signature Version 2.
+fn authenticate_v2<'g>(
+    generation: &'g Generation,
+    keys: AwsKeys,
+    parts: &http::request::Parts,
+    query_auth: &sigv2::QueryAuth,
+) -> Result<Caller<'g>, Refusal> {
+    if query_auth.expired(std::time::SystemTime::now()) {
+        return Err(Refusal::forbidden("AccessDenied", "Request has expired"));
+    }
+    let function = generation
+        .functions
+        .list
+        .iter()
+        .find(|f| f.access_key_id == query_auth.access_key);
+    let principal = match function {
+        Some(function) if query_auth.verify(parts, &function.token) => {
+            Principal::Function(&function.spec)
+        }
+        Some(_) => {
+            return Err(Refusal::forbidden(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+            ));
+        }
+        None if keys == AwsKeys::AnyAsOperator => Principal::Operator,
+        None => {
+            return Err(Refusal::forbidden(
+                "InvalidAccessKeyId",
+                format!(
+                    "The AWS Access Key Id you provided does not exist in our records: no function has the access key {}",
+                    query_auth.access_key
+                ),
+            ));
+        }
+    };
+    Ok(Caller {
+        principal,
+        auth: None,
+        signing_key: None,
+    })
+}
+
+/// The most a request body to SQS, SNS or Lambda may hold (Lambda's 6 MB payload).
+const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
+
+/// Reads a request's body, up to its service's limit.
+async fn read_body(
+    service: Service,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<Bytes, Refusal> {
+    let (limit, too_large) = match service {
+        Service::S3 => (s3::MAX_BODY_BYTES, s3::too_large as fn(u64) -> Refusal),
+        _ => (
+            MAX_BODY_BYTES as u64,
+            (|_| Refusal {
+                status: http::StatusCode::PAYLOAD_TOO_LARGE,
+                code: "RequestEntityTooLarge",
+                message: format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            }) as fn(u64) -> Refusal,
+        ),
+    };
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(declared) = declared
+        && declared > limit
+    {
+        return Err(too_large(declared));
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit as u64 + 1)),
+        Err(_) => Err(Refusal {
+            status: http::StatusCode::BAD_REQUEST,
+            code: "IncompleteBody",
+            message: "the request body could not be read to its end".to_owned(),
         }),
     }
 }
@@ -164,6 +315,7 @@ pub(crate) fn response(status: http::StatusCode, content_type: &str, body: Vec<u
         res.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     if let Ok(value) = http::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        res.headers_mut().insert("x-amz-request-id", value.clone());
         res.headers_mut().insert("x-amzn-requestid", value);
     }
     res

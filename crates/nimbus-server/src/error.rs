@@ -99,6 +99,9 @@ impl From<nimbus_store::StoreError> for ApiError {
                 (StatusCode::BAD_REQUEST, "ReceiptHandleIsInvalid")
             }
             StoreError::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKey"),
+            StoreError::BucketNotEmpty { .. } => (StatusCode::CONFLICT, "BucketNotEmpty"),
+            StoreError::NoSuchUpload { .. } => (StatusCode::NOT_FOUND, "NoSuchUpload"),
+            StoreError::InvalidUpload { code, .. } => (StatusCode::BAD_REQUEST, *code),
             _ if e.is_not_found() => (StatusCode::NOT_FOUND, "NotFound"),
             _ if e.is_client_error() => (StatusCode::BAD_REQUEST, "InvalidParameterValue"),
             _ => {

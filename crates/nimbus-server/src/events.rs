@@ -48,10 +48,19 @@ pub(crate) struct Events {
 }
 
 /// What happens to an object.
-enum ObjectChange {
+pub(crate) enum ObjectChange {
+    /// A put (`ObjectCreated:Put`) or copy (`ObjectCreated:Copy`).
     Put {
         data: Vec<u8>,
         content_type: Option<String>,
+        /// User metadata, a JSON object.
+        metadata: Option<String>,
+        copy: bool,
+    },
+    /// Joining a multipart upload's parts (`ObjectCreated:CompleteMultipartUpload`).
+    Complete {
+        upload: String,
+        parts: Vec<(u32, String)>,
     },
     Delete,
 }
@@ -303,7 +312,13 @@ impl Events {
         content_type: Option<String>,
         trace: &TraceContext,
     ) -> Result<ObjectMeta, StoreError> {
-        self.change_object(bucket, key, ObjectChange::Put { data, content_type }, trace)
+        let change = ObjectChange::Put {
+            data,
+            content_type,
+            metadata: None,
+            copy: false,
+        };
+        self.change_object(bucket, key, change, trace)
             .await
             .map(|meta| meta.expect("a put always has metadata"))
     }
@@ -319,7 +334,9 @@ impl Events {
             .await
     }
 
-    async fn change_object(
+    /// Puts, copies, completes or deletes an object, queueing its notifications with it;
+    /// `None` for a delete of no object.
+    pub(crate) async fn change_object(
         &self,
         bucket: &str,
         key: &str,
@@ -327,7 +344,9 @@ impl Events {
         trace: &TraceContext,
     ) -> Result<Option<ObjectMeta>, StoreError> {
         let event_name = match change {
-            ObjectChange::Put { .. } => "ObjectCreated:Put",
+            ObjectChange::Put { copy: false, .. } => "ObjectCreated:Put",
+            ObjectChange::Put { copy: true, .. } => "ObjectCreated:Copy",
+            ObjectChange::Complete { .. } => "ObjectCreated:CompleteMultipartUpload",
             ObjectChange::Delete => "ObjectRemoved:Delete",
         };
         let targets = self.s3_targets(bucket, key, event_name);
@@ -341,10 +360,9 @@ impl Events {
         // The records carry the size, ETag and sequencer the store assigns, so they are
         // made inside its transaction.
         let mut events = move |meta: &ObjectMeta| -> Vec<(String, NewMessage)> {
-            let object = match event_name {
-                "ObjectCreated:Put" => Some((meta.size, meta.etag.as_str())),
-                _ => None,
-            };
+            let object = event_name
+                .starts_with("ObjectCreated:")
+                .then_some((meta.size, meta.etag.as_str()));
             let event = shapes::s3_event(
                 &region,
                 &meta.bucket,
@@ -365,15 +383,23 @@ impl Events {
         };
         let meta = self
             .store(move |store| match change {
-                ObjectChange::Put { data, content_type } => store
+                ObjectChange::Put {
+                    data,
+                    content_type,
+                    metadata,
+                    ..
+                } => store
                     .put_object_with(
                         &bucket_name,
                         &key_name,
                         &data,
                         content_type.as_deref(),
-                        None,
+                        metadata.as_deref(),
                         &mut events,
                     )
+                    .map(Some),
+                ObjectChange::Complete { upload, parts } => store
+                    .complete_upload(&upload, &bucket_name, &key_name, &parts, &mut events)
                     .map(Some),
                 ObjectChange::Delete => {
                     store.delete_object_with(&bucket_name, &key_name, &mut events)

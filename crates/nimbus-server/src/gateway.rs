@@ -151,7 +151,6 @@ async fn serve(
     let (parts, body) = req.into_parts();
     if let Some(service) = crate::aws::service_of(&parts) {
         *route_key = Some(format!("aws {service:?}"));
-        let body = read_body(&parts, body).await?;
         return Ok(crate::aws::handle(service, generation, gateway.aws_keys, parts, body).await);
     }
     let path = parts.uri.path();

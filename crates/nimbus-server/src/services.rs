@@ -18,7 +18,7 @@ use nimbus_store::{
 };
 
 use crate::error::ApiError;
-use crate::events::{Events, Publish, TRACE_ATTRIBUTE};
+use crate::events::{Events, ObjectChange, Publish, TRACE_ATTRIBUTE};
 use crate::generation::Generation;
 use crate::telemetry::TraceContext;
 
@@ -567,6 +567,185 @@ pub(crate) async fn list_objects(
         .store(move |store| {
             store.list_objects(&bucket, prefix.as_deref(), start_after.as_deref(), max_keys)
         })
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// An object's metadata; `None` when there is no such key.
+pub(crate) async fn head_object(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<ObjectMeta>, OpError> {
+    let access = Access::bucket_get(bucket, key);
+    principal.authorize(&access)?;
+    let (bucket, key) = (bucket.to_owned(), key.to_owned());
+    events
+        .store(move |store| store.head_object(&bucket, &key))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Puts (or copies) an object with its metadata, joins a multipart upload into one, or
+/// deletes one, notifying the bucket's subscribers in the same transaction; `None` for a
+/// delete of no object.
+pub(crate) async fn change_object(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+    key: &str,
+    change: ObjectChange,
+    trace: &TraceContext,
+) -> Result<Option<ObjectMeta>, OpError> {
+    let access = match change {
+        ObjectChange::Delete => Access::bucket_delete(bucket, key),
+        _ => Access::bucket_put(bucket, key),
+    };
+    principal.authorize(&access)?;
+    events
+        .change_object(bucket, key, change, trace)
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// The names of all buckets.
+pub(crate) async fn list_buckets(
+    events: &Events,
+    principal: Principal<'_>,
+) -> Result<Vec<String>, OpError> {
+    let access = Access::buckets_list();
+    principal.authorize(&access)?;
+    events
+        .store(|store| store.list_buckets())
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Whether a bucket exists (S3's HeadBucket, authorised as listing it).
+pub(crate) async fn bucket_exists(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+) -> Result<bool, OpError> {
+    let access = Access::bucket_list(bucket);
+    principal.authorize(&access)?;
+    let bucket = bucket.to_owned();
+    events
+        .store(move |store| store.bucket_exists(&bucket))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Creates a bucket at run time; `false` when it existed already.
+pub(crate) async fn create_bucket(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+) -> Result<bool, OpError> {
+    let access = Access::bucket_create(bucket);
+    principal.authorize(&access)?;
+    let bucket = bucket.to_owned();
+    events
+        .store(move |store| store.create_bucket(&bucket))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Deletes an empty bucket.
+pub(crate) async fn delete_bucket(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+) -> Result<(), OpError> {
+    let access = Access::bucket_remove(bucket);
+    principal.authorize(&access)?;
+    let bucket = bucket.to_owned();
+    events
+        .store(move |store| store.delete_bucket(&bucket))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// A step of a multipart upload other than completing it (which is `change_object`).
+pub(crate) enum UploadStep {
+    Create {
+        content_type: Option<String>,
+        metadata: Option<String>,
+    },
+    Part {
+        upload: String,
+        number: u32,
+        data: Vec<u8>,
+    },
+    ListParts {
+        upload: String,
+    },
+    Abort {
+        upload: String,
+    },
+}
+
+/// What an upload step answers.
+pub(crate) enum UploadDone {
+    /// The new upload's id, or the part's ETag.
+    Id(String),
+    Parts(Vec<nimbus_store::Part>),
+    Aborted,
+}
+
+/// Runs a step of a multipart upload of `key`.
+pub(crate) async fn upload_step(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+    key: &str,
+    step: UploadStep,
+) -> Result<UploadDone, OpError> {
+    let access = match step {
+        UploadStep::Create { .. } | UploadStep::Part { .. } => Access::bucket_put(bucket, key),
+        UploadStep::ListParts { .. } => Access::bucket_list_parts(bucket, key),
+        UploadStep::Abort { .. } => Access::bucket_abort_upload(bucket, key),
+    };
+    principal.authorize(&access)?;
+    let (bucket, key) = (bucket.to_owned(), key.to_owned());
+    events
+        .store(move |store| match step {
+            UploadStep::Create {
+                content_type,
+                metadata,
+            } => store
+                .create_upload(&bucket, &key, content_type.as_deref(), metadata.as_deref())
+                .map(UploadDone::Id),
+            UploadStep::Part {
+                upload,
+                number,
+                data,
+            } => store
+                .upload_part(&upload, &bucket, &key, number, &data)
+                .map(UploadDone::Id),
+            UploadStep::ListParts { upload } => store
+                .list_parts(&upload, &bucket, &key)
+                .map(UploadDone::Parts),
+            UploadStep::Abort { upload } => store
+                .abort_upload(&upload, &bucket, &key)
+                .map(|()| UploadDone::Aborted),
+        })
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// The multipart uploads in progress in `bucket`.
+pub(crate) async fn list_uploads(
+    events: &Events,
+    principal: Principal<'_>,
+    bucket: &str,
+) -> Result<Vec<nimbus_store::Upload>, OpError> {
+    let access = Access::bucket_list_uploads(bucket);
+    principal.authorize(&access)?;
+    let bucket = bucket.to_owned();
+    events
+        .store(move |store| store.list_uploads(&bucket))
         .await
         .map_err(|e| access.fail(e))
 }

@@ -8,6 +8,8 @@
 //! and its notification become durable in the same commit. A crash before the commit leaves an
 //! unreferenced file, which `ensure_bucket` removes at the next start.
 
+mod multipart;
+
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::durable::{self, now_us, read_err, time, write_err};
 use crate::queues::{self, NewMessage};
 use crate::{Store, StoreError};
+
+pub use multipart::{MAX_PART_NUMBER, MIN_PART_BYTES, Part, Upload};
 
 /// An object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +95,54 @@ impl Store {
         self.remove_orphan_files(name, &dir)
     }
 
+    /// Creates a bucket at run time (S3's CreateBucket); `false` when it existed already.
+    pub fn create_bucket(&self, name: &str) -> Result<bool, StoreError> {
+        check_bucket_name(name)?;
+        let existed = self
+            .read(|conn| bucket_exists(conn, name, read_err("buckets")))
+            .is_ok();
+        self.ensure_bucket(name)?;
+        Ok(!existed)
+    }
+
+    /// Whether a bucket exists.
+    pub fn bucket_exists(&self, name: &str) -> Result<bool, StoreError> {
+        check_bucket_name(name)?;
+        match self.read(|conn| bucket_exists(conn, name, read_err("buckets"))) {
+            Ok(()) => Ok(true),
+            Err(StoreError::UnknownBucket { .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Deletes an empty bucket (S3's DeleteBucket): `BucketNotEmpty` while it holds objects.
+    pub fn delete_bucket(&self, name: &str) -> Result<(), StoreError> {
+        check_bucket_name(name)?;
+        self.write("a bucket", |tx| {
+            bucket_exists(tx, name, write_err("a bucket"))?;
+            let has_objects: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM objects WHERE bucket = ?1)")
+                .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)))
+                .map_err(write_err("a bucket"))?;
+            if has_objects {
+                return Err(StoreError::BucketNotEmpty {
+                    bucket: name.to_owned(),
+                });
+            }
+            tx.prepare_cached("DELETE FROM buckets WHERE name = ?1")
+                .and_then(|mut stmt| stmt.execute([name]))
+                .map_err(write_err("a bucket"))?;
+            Ok(())
+        })?;
+        let dir = self.bucket_dir(name);
+        if let Err(err) = fs::remove_dir_all(&dir)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(bucket = name, error = %err, "removing a deleted bucket's folder");
+        }
+        Ok(())
+    }
+
     /// The names of all buckets, sorted.
     pub fn list_buckets(&self) -> Result<Vec<String>, StoreError> {
         self.read(|conn| {
@@ -134,6 +186,21 @@ impl Store {
         metadata: Option<&str>,
         events: ObjectEvents<'_>,
     ) -> Result<ObjectMeta, StoreError> {
+        self.put_object_inner(bucket, key, data, content_type, metadata, None, events)
+    }
+
+    /// `put_object_with` with the ETag given (a multipart upload's) instead of the MD5.
+    #[allow(clippy::too_many_arguments, reason = "the put's parts, each distinct")]
+    fn put_object_inner(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        content_type: Option<&str>,
+        metadata: Option<&str>,
+        etag: Option<&str>,
+        events: ObjectEvents<'_>,
+    ) -> Result<ObjectMeta, StoreError> {
         check_bucket_name(bucket)?;
         check_key(key)?;
         if let Some(metadata) = metadata {
@@ -144,7 +211,7 @@ impl Store {
         let file = durable::hex(&durable::random_id().into_bytes());
         let path = dir.join(&file);
         write_file(&dir, &path, &file, data)?;
-        let etag = durable::md5_hex(data);
+        let etag = etag.map_or_else(|| durable::md5_hex(data), str::to_owned);
         let res = self.write("an object", |tx| {
             bucket_exists(tx, bucket, write_err("an object"))?;
             let old_file: Option<String> = tx

@@ -203,6 +203,28 @@ pub enum StoreError {
         /// The name given.
         bucket: String,
     },
+    /// A bucket to delete still holds objects.
+    #[error("bucket `{bucket}` is not empty: delete its objects first")]
+    BucketNotEmpty {
+        /// The bucket.
+        bucket: String,
+    },
+    /// A multipart upload id names no upload in progress of that bucket and key.
+    #[error(
+        "The specified multipart upload does not exist: `{id}` is not an upload in progress of this key (it may have been completed or aborted)"
+    )]
+    NoSuchUpload {
+        /// The id given (cut to 100 characters).
+        id: String,
+    },
+    /// A multipart upload's parts or part number are not what S3 accepts.
+    #[error("{reason}")]
+    InvalidUpload {
+        /// S3's error code (`InvalidPart`, `InvalidPartOrder`, `EntityTooSmall`, ...).
+        code: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// An object key or a KV key or namespace breaks the key rules.
     #[error("invalid key `{key}`: {reason}")]
     InvalidKey {
@@ -316,6 +338,9 @@ impl StoreError {
                 | StoreError::InvalidValue { .. }
                 | StoreError::InvalidCursor { .. }
                 | StoreError::InvalidSecret { .. }
+                | StoreError::BucketNotEmpty { .. }
+                | StoreError::NoSuchUpload { .. }
+                | StoreError::InvalidUpload { .. }
         )
     }
 
@@ -323,7 +348,9 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            StoreError::UnknownQueue { .. } | StoreError::UnknownBucket { .. }
+            StoreError::UnknownQueue { .. }
+                | StoreError::UnknownBucket { .. }
+                | StoreError::NoSuchUpload { .. }
         )
     }
 }

@@ -35,8 +35,8 @@ use std::time::SystemTime;
 use rusqlite::Connection;
 
 pub use buckets::{
-    MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, ObjectEvents, ObjectList,
-    ObjectMeta,
+    MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, MAX_PART_NUMBER,
+    MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload,
 };
 pub use error::StoreError;
 pub use kv::{

@@ -20,6 +20,8 @@ pub(crate) struct Authorization {
     pub(crate) service: String,
     pub(crate) signed_headers: Vec<String>,
     pub(crate) signature: String,
+    /// Set when the signature came in a presigned URL's query.
+    pub(crate) presigned: Option<Presigned>,
 }
 
 /// Characters SigV4 leaves as they are: letters, digits, `-`, `.`, `_` and `~`.
@@ -63,7 +65,80 @@ impl Authorization {
                 .map(str::to_ascii_lowercase)
                 .collect(),
             signature: signature?.to_ascii_lowercase(),
+            presigned: None,
         })
+    }
+
+    /// Reads a presigned URL's query (`X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=...`);
+    /// `None` when the query is not a SigV4 one.
+    pub(crate) fn from_query(parts: &http::request::Parts) -> Option<Authorization> {
+        let query = parts.uri.query()?;
+        let mut credential = None;
+        let mut signed_headers = None;
+        let mut signature = None;
+        let mut algorithm = None;
+        let mut date = None;
+        let mut expires = None;
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            match name.as_ref() {
+                "X-Amz-Algorithm" => algorithm = Some(value.into_owned()),
+                "X-Amz-Credential" => credential = Some(value.into_owned()),
+                "X-Amz-SignedHeaders" => signed_headers = Some(value.into_owned()),
+                "X-Amz-Signature" => signature = Some(value.into_owned()),
+                "X-Amz-Date" => date = Some(value.into_owned()),
+                "X-Amz-Expires" => expires = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        if algorithm? != "AWS4-HMAC-SHA256" {
+            return None;
+        }
+        let header = format!(
+            "AWS4-HMAC-SHA256 Credential={}, SignedHeaders={}, Signature={}",
+            credential?, signed_headers?, signature?
+        );
+        let mut auth = Authorization::parse(&header)?;
+        auth.presigned = Some(Presigned {
+            amz_date: date?,
+            expires_secs: expires.and_then(|e| e.parse().ok()).unwrap_or(604_800),
+        });
+        Some(auth)
+    }
+
+    /// The `X-Amz-Date` the request was signed at (header, or the presigned URL's).
+    pub(crate) fn amz_date<'a>(&'a self, parts: &'a http::request::Parts) -> Option<&'a str> {
+        match &self.presigned {
+            Some(presigned) => Some(presigned.amz_date.as_str()),
+            None => header(parts, "x-amz-date"),
+        }
+    }
+
+    /// Whether a presigned URL has expired at `now` (never for a signed header).
+    pub(crate) fn expired(&self, now: std::time::SystemTime) -> bool {
+        let Some(presigned) = &self.presigned else {
+            return false;
+        };
+        let Some(signed_at) = parse_amz_date(&presigned.amz_date) else {
+            return true;
+        };
+        signed_at + std::time::Duration::from_secs(presigned.expires_secs) < now
+    }
+
+    /// The credential scope, `date/region/service/aws4_request`.
+    pub(crate) fn scope(&self) -> String {
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
+    }
+
+    /// The key that signs for `secret` in this credential scope.
+    pub(crate) fn signing_key(&self, secret: &str) -> Vec<u8> {
+        let mut key = hmac(format!("AWS4{secret}").as_bytes(), self.date.as_bytes());
+        for part in [self.region.as_str(), self.service.as_str(), "aws4_request"] {
+            key = hmac(&key, part.as_bytes());
+        }
+        key
     }
 
     /// Whether the request was signed with `secret`. `body_hash` is the hex SHA-256 of the
@@ -74,25 +149,86 @@ impl Authorization {
         body_hash: &str,
         secret: &str,
     ) -> bool {
-        let Some(amz_date) = header(parts, "x-amz-date") else {
+        let Some(amz_date) = self.amz_date(parts) else {
             return false;
         };
-        let canonical = canonical_request(parts, &self.signed_headers, body_hash);
-        let scope = format!(
-            "{}/{}/{}/aws4_request",
-            self.date, self.region, self.service
+        let canonical = canonical_request(
+            parts,
+            &self.signed_headers,
+            body_hash,
+            self.presigned.is_some(),
         );
         let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            "AWS4-HMAC-SHA256\n{amz_date}\n{}\n{}",
+            self.scope(),
             hex(&Sha256::digest(canonical.as_bytes()))
         );
-        let mut key = hmac(format!("AWS4{secret}").as_bytes(), self.date.as_bytes());
-        for part in [self.region.as_str(), self.service.as_str(), "aws4_request"] {
-            key = hmac(&key, part.as_bytes());
-        }
-        let expected = hex(&hmac(&key, string_to_sign.as_bytes()));
+        let expected = hex(&hmac(&self.signing_key(secret), string_to_sign.as_bytes()));
         constant_time_eq(expected.as_bytes(), self.signature.as_bytes())
     }
+}
+
+/// A presigned URL's signing time and lifetime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Presigned {
+    amz_date: String,
+    expires_secs: u64,
+}
+
+/// The signature of one chunk of an `aws-chunked` body signed with
+/// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD`: chained from the previous chunk's (the first from
+/// the request's own signature).
+pub(crate) fn chunk_signature(
+    signing_key: &[u8],
+    amz_date: &str,
+    scope: &str,
+    previous: &str,
+    chunk: &[u8],
+) -> String {
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{previous}\n{}\n{}",
+        body_hash(b""),
+        body_hash(chunk)
+    );
+    hex(&hmac(signing_key, string_to_sign.as_bytes()))
+}
+
+/// The signature of an `aws-chunked` body's trailer (`x-amz-trailer-signature`): over its
+/// `name:value\n` lines, chained from the last chunk's signature.
+pub(crate) fn trailer_signature(
+    signing_key: &[u8],
+    amz_date: &str,
+    scope: &str,
+    previous: &str,
+    trailer: &str,
+) -> String {
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256-TRAILER\n{amz_date}\n{scope}\n{previous}\n{}",
+        body_hash(trailer.as_bytes())
+    );
+    hex(&hmac(signing_key, string_to_sign.as_bytes()))
+}
+
+/// Compares two signatures in constant time.
+pub(crate) fn signatures_match(a: &str, b: &str) -> bool {
+    constant_time_eq(a.as_bytes(), b.as_bytes())
+}
+
+/// `YYYYMMDDTHHMMSSZ` as a time.
+fn parse_amz_date(text: &str) -> Option<std::time::SystemTime> {
+    let digits = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    if text.len() != 16 || text.as_bytes().get(8) != Some(&b'T') || !text.ends_with('Z') {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (hour, minute, second) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    let days = nimbus_core::time::days_from_civil(
+        year,
+        u8::try_from(month).ok()?,
+        u8::try_from(day).ok()?,
+    );
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
 /// The hex SHA-256 of `body`, for [`Authorization::verify`].
@@ -104,6 +240,7 @@ fn canonical_request(
     parts: &http::request::Parts,
     signed_headers: &[String],
     body_hash: &str,
+    presigned: bool,
 ) -> String {
     // Paths are encoded once more for every service but S3; SDKs send them encoded
     // already, so decoding first and encoding each segment gives what they signed.
@@ -122,6 +259,8 @@ fn canonical_request(
         .unwrap_or_default()
         .split('&')
         .filter(|pair| !pair.is_empty())
+        // A presigned URL signs its query without the signature itself.
+        .filter(|pair| !(presigned && pair.starts_with("X-Amz-Signature=")))
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let encode = |text: &str| {
@@ -219,7 +358,7 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let canonical = canonical_request(&parts, &signed, &body_hash);
+        let canonical = canonical_request(&parts, &signed, &body_hash, false);
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n20261204T120000Z\n20261204/us-east-1/sqs/aws4_request\n{}",
             hex(&Sha256::digest(canonical.as_bytes()))

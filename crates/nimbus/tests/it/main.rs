@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod aws_lambda;
+mod aws_s3;
 mod aws_sdk_v2;
 mod aws_sns;
 mod aws_sqs;
