@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod aws_cli;
 mod aws_lambda;
 mod aws_s3;
 mod aws_sdk_v2;
