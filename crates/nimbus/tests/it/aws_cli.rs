@@ -29,7 +29,13 @@ fn awscli() -> PathBuf {
     std::fs::create_dir_all(parent).expect("creating the test-tools cache");
     let staging = parent.join(format!("awscli-staging-{}", std::process::id()));
     let out = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(["--target", &staging.to_string_lossy(), "awscli>=1.36,<2"])
         .output()
         .expect("running pip");
