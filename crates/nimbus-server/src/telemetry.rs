@@ -194,6 +194,40 @@ impl Telemetry {
         }
     }
 
+    /// The end of an invocation's log, START to REPORT, at most `max_bytes` long (cut at a
+    /// line's start where one fits): what Lambda's Invoke answers for `LogType: Tail`.
+    /// `None` when telemetry keeps no records (`--telemetry off`).
+    pub(crate) fn log_tail(&self, request_id: &str, max_bytes: usize) -> Option<String> {
+        let store = self.store.as_ref()?;
+        store.flush();
+        let query = nimbus_store::LogQuery {
+            request_id: Some(request_id.to_owned()),
+            ..nimbus_store::LogQuery::default()
+        };
+        let page = match store.logs(&query) {
+            Ok(page) => page,
+            Err(err) => {
+                tracing::warn!(error = %err, request_id, "reading an invocation's log for its tail");
+                return None;
+            }
+        };
+        let text: String = page
+            .lines
+            .iter()
+            .map(|line| format!("{}\n", line.message))
+            .collect();
+        let mut cut = text.len().saturating_sub(max_bytes);
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let tail = &text[cut..];
+        let tail = match tail.find('\n') {
+            Some(newline) if cut > 0 && newline + 1 < tail.len() => &tail[newline + 1..],
+            _ => tail,
+        };
+        Some(tail.to_owned())
+    }
+
     /// Waits until records sent so far are on disk.
     pub fn flush(&self) {
         if let Some(store) = &self.store {

@@ -3,6 +3,8 @@
 //! same invoke operation as the control API.
 
 use axum::response::Response;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -10,6 +12,9 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::generation::Generation;
 use crate::services::{self, Principal};
+
+/// How much of an invocation's log Invoke answers with `LogType: Tail`: Lambda's last 4 KB.
+const MAX_TAIL_BYTES: usize = 4 * 1024;
 
 pub(crate) async fn handle(
     generation: &Generation,
@@ -42,9 +47,40 @@ pub(crate) async fn handle(
                 .get("x-amz-invocation-type")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("RequestResponse");
-            services::invoke_function(generation, principal, name, body, invocation_type, &trace)
-                .await
-                .map(|invoked| invoked.into_response(&trace))
+            let tail = parts
+                .headers
+                .get("x-amz-log-type")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"Tail"));
+            match services::invoke_function(
+                generation,
+                principal,
+                name,
+                body,
+                invocation_type,
+                &trace,
+            )
+            .await
+            {
+                Ok(services::Invoked::Sync { request_id, report }) if tail => {
+                    let telemetry = generation.functions.telemetry.clone();
+                    let id = request_id.clone();
+                    let log = tokio::task::spawn_blocking(move || {
+                        telemetry.log_tail(&id, MAX_TAIL_BYTES)
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    let mut res =
+                        services::Invoked::Sync { request_id, report }.into_response(&trace);
+                    if let Some(log) = log
+                        && let Ok(value) = http::HeaderValue::from_str(&BASE64.encode(log))
+                    {
+                        res.headers_mut().insert("x-amz-log-result", value);
+                    }
+                    Ok(res)
+                }
+                res => res.map(|invoked| invoked.into_response(&trace)),
+            }
         }
         (&Method::GET, []) => list_functions(generation, principal),
         (&Method::GET, [name]) => get_function(generation, principal, name),

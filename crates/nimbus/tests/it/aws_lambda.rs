@@ -54,6 +54,7 @@ exports.stranger = async () => {
 
 const WORKER_JS: &str = r#"
 exports.handler = async (event) => {
+  if (event.chatty) console.log('line %d of the worker', event.n);
   if (event.fail) throw new TypeError('bad order');
   return { doubled: event.n * 2 };
 };
@@ -94,6 +95,13 @@ out = {}
 res = lam.invoke(FunctionName="arn:aws:lambda:us-east-1:123456789012:function:worker",
                  Payload=json.dumps({"n": 4}))
 out["result"] = json.loads(res["Payload"].read())
+# LogType Tail: the end of the invocation's log, base64, as Lambda answers it.
+import base64
+tail = lam.invoke(FunctionName="worker", LogType="Tail",
+                  Payload=json.dumps({"n": 5, "chatty": True}))
+out["tail"] = base64.b64decode(tail["LogResult"]).decode()
+out["tail_id"] = tail["ResponseMetadata"]["RequestId"]
+out["no_tail"] = "LogResult" in res
 out["names"] = sorted(f["FunctionName"] for f in lam.list_functions()["Functions"])
 out["runtime"] = lam.get_function(FunctionName="worker")["Configuration"]["Runtime"]
 for bad in [lambda: lam.invoke(FunctionName="nope", Payload=b"{}"),
@@ -117,6 +125,15 @@ async fn boto3_invokes_lists_and_gets_lambdas_errors_from_outside() {
     let server = TestServer::start(app.path(), &[]);
     let out = crate::aws_sqs::run_boto3(&boto3, SCRIPT, &server);
     assert_eq!(out["result"], json!({ "doubled": 8 }));
+    let tail = out["tail"].as_str().expect("a log tail");
+    let id = out["tail_id"].as_str().expect("a request id");
+    assert!(
+        tail.starts_with(&format!("START RequestId: {id}")),
+        "{tail}"
+    );
+    assert!(tail.contains("line 5 of the worker"), "{tail}");
+    assert!(tail.contains(&format!("REPORT RequestId: {id}")), "{tail}");
+    assert_eq!(out["no_tail"], false);
     assert_eq!(out["names"], json!(["caller", "stranger", "worker"]));
     assert_eq!(out["runtime"], "nodejs20.x");
     assert_eq!(
