@@ -99,6 +99,7 @@ impl From<nimbus_store::StoreError> for ApiError {
                 (StatusCode::BAD_REQUEST, "ReceiptHandleIsInvalid")
             }
             StoreError::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKey"),
+            StoreError::MissingGroupId { .. } => (StatusCode::BAD_REQUEST, "MissingParameter"),
             StoreError::BucketNotEmpty { .. } => (StatusCode::CONFLICT, "BucketNotEmpty"),
             StoreError::NoSuchUpload { .. } => (StatusCode::NOT_FOUND, "NoSuchUpload"),
             StoreError::InvalidUpload { code, .. } => (StatusCode::BAD_REQUEST, *code),

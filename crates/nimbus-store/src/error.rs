@@ -162,6 +162,14 @@ pub enum StoreError {
         /// What is wrong and how to fix it.
         reason: String,
     },
+    /// A message to a FIFO queue has no message group id (SQS's `MissingParameter`).
+    #[error(
+        "a message to FIFO queue `{queue}` needs a message group id (MessageGroupId): messages of one group are delivered in order"
+    )]
+    MissingGroupId {
+        /// The queue it was sent to.
+        queue: String,
+    },
     /// A parameter of a call is out of its range (`max` of a receive, a visibility timeout, a list limit).
     #[error("invalid parameter: {reason}")]
     InvalidParameter {
@@ -328,6 +336,7 @@ impl StoreError {
                 | StoreError::InvalidQueue { .. }
                 | StoreError::MessageTooLarge { .. }
                 | StoreError::InvalidMessage { .. }
+                | StoreError::MissingGroupId { .. }
                 | StoreError::InvalidParameter { .. }
                 | StoreError::InvalidReceiptHandle { .. }
                 | StoreError::MessageNotInFlight { .. }

@@ -1123,10 +1123,9 @@ fn validate_message(queue: &QueueRow, msg: &NewMessage) -> Result<Option<String>
     }
     if queue.fifo {
         let Some(group_id) = &msg.group_id else {
-            return Err(invalid_message(
-                queue,
-                "a message to a FIFO queue needs a message group id",
-            ));
+            return Err(StoreError::MissingGroupId {
+                queue: queue.name.clone(),
+            });
         };
         check_fifo_id(queue, "message group id", group_id)?;
         if let Some(deduplication_id) = &msg.deduplication_id {

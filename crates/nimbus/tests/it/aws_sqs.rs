@@ -273,3 +273,82 @@ async fn boto3_from_outside_creates_sends_receives_and_gets_sqs_errors() {
         ])
     );
 }
+
+const FIFO_AND_REDRIVE: &str = r#"
+import json, os, time
+
+import boto3
+from botocore.exceptions import ClientError
+
+sqs = boto3.client("sqs", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+out = {}
+fifo = sqs.create_queue(QueueName="steps.fifo", Attributes={
+    "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+for group, body in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("a", "a1"), ("b", "b2")]:
+    sqs.send_message(QueueUrl=fifo, MessageBody=body, MessageGroupId=group)
+sqs.send_message(QueueUrl=fifo, MessageBody="explicit", MessageGroupId="c",
+                 MessageDeduplicationId="d-1")
+sqs.send_message(QueueUrl=fifo, MessageBody="explicit again", MessageGroupId="c",
+                 MessageDeduplicationId="d-1")
+# A receive hands out each group's messages in order; while they are in flight, the
+# group's later messages wait.
+first = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10).get("Messages", [])
+out["first"] = {g: [m["Body"] for m in first if m["Body"].startswith(g)] for g in "abe"}
+sqs.send_message(QueueUrl=fifo, MessageBody="a3", MessageGroupId="a")
+out["held"] = [m["Body"] for m in sqs.receive_message(QueueUrl=fifo).get("Messages", [])]
+for m in first:
+    sqs.delete_message(QueueUrl=fifo, ReceiptHandle=m["ReceiptHandle"])
+rest = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10).get("Messages", [])
+out["rest"] = [m["Body"] for m in rest]
+out["no_group"] = None
+try:
+    sqs.send_message(QueueUrl=fifo, MessageBody="x")
+except ClientError as e:
+    out["no_group"] = e.response["Error"]["Code"]
+
+dlq = sqs.create_queue(QueueName="dead")["QueueUrl"]
+dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+work = sqs.create_queue(QueueName="work", Attributes={
+    "VisibilityTimeout": "1",
+    "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})})["QueueUrl"]
+sqs.send_message(QueueUrl=work, MessageBody="poison")
+counts = []
+for _ in range(2):
+    got = sqs.receive_message(QueueUrl=work, WaitTimeSeconds=2, AttributeNames=["All"])["Messages"]
+    counts.append(got[0]["Attributes"]["ApproximateReceiveCount"])
+    sqs.change_message_visibility(QueueUrl=work, ReceiptHandle=got[0]["ReceiptHandle"],
+                                  VisibilityTimeout=0)
+out["counts"] = counts
+out["after"] = sqs.receive_message(QueueUrl=work, WaitTimeSeconds=1).get("Messages", [])
+dead = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2)["Messages"]
+out["dead"] = [m["Body"] for m in dead]
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn boto3_fifo_queues_keep_group_order_and_redrive_moves_poison_to_the_dlq() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f: { handler: f.handler }\n",
+        ),
+        ("f.js", "exports.handler = async () => 1;\n"),
+    ]);
+    let boto3 = boto3_path(&app);
+    let server = TestServer::start(app.path(), &[]);
+    let out = run_boto3(&boto3, FIFO_AND_REDRIVE, &server);
+    // Group a's duplicate `a1` is dropped by content-based deduplication, `explicit again`
+    // by its deduplication id.
+    assert_eq!(
+        out["first"],
+        json!({ "a": ["a1", "a2"], "b": ["b1", "b2"], "e": ["explicit"] }),
+        "{out}"
+    );
+    assert_eq!(out["held"], json!([]), "{out}");
+    assert_eq!(out["rest"], json!(["a3"]), "{out}");
+    assert_eq!(out["no_group"], "MissingParameter", "{out}");
+    assert_eq!(out["counts"], json!(["1", "2"]), "{out}");
+    assert_eq!(out["after"], json!([]), "{out}");
+    assert_eq!(out["dead"], json!(["poison"]), "{out}");
+}
