@@ -510,6 +510,31 @@ impl Cx<'_> {
         &self.generation.events
     }
 
+    /// Puts, copies or completes an object through the bucket operation; its metadata.
+    async fn store_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        change: ObjectChange,
+    ) -> Result<ObjectMeta, S3Error> {
+        services::change_object(
+            self.events(),
+            self.principal,
+            bucket,
+            key,
+            change,
+            &self.trace,
+        )
+        .await?
+        .ok_or_else(|| {
+            S3Error::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "the object was not stored",
+            )
+        })
+    }
+
     fn param(&self, name: &str) -> Option<&str> {
         self.query.get(name).map(String::as_str)
     }
@@ -785,22 +810,7 @@ impl Cx<'_> {
             metadata: user_metadata(self.parts),
             copy: false,
         };
-        let meta = services::change_object(
-            self.events(),
-            self.principal,
-            bucket,
-            key,
-            change,
-            &self.trace,
-        )
-        .await?
-        .ok_or_else(|| {
-            S3Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "the put stored nothing",
-            )
-        })?;
+        let meta = self.store_object(bucket, key, change).await?;
         let mut res = empty(StatusCode::OK);
         set_header(res.headers_mut(), "etag", &quoted(&meta.etag));
         if let Some((name, value)) = payload.checksum
@@ -994,22 +1004,7 @@ impl Cx<'_> {
             metadata,
             copy: true,
         };
-        let copied = services::change_object(
-            self.events(),
-            self.principal,
-            bucket,
-            key,
-            change,
-            &self.trace,
-        )
-        .await?
-        .ok_or_else(|| {
-            S3Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "the copy stored nothing",
-            )
-        })?;
+        let copied = self.store_object(bucket, key, change).await?;
         Ok(xml_response(
             "CopyObjectResult",
             &xml::CopyObjectResult {
@@ -1102,22 +1097,7 @@ impl Cx<'_> {
                 .map(|p| (p.part_number, p.etag))
                 .collect(),
         };
-        let meta = services::change_object(
-            self.events(),
-            self.principal,
-            bucket,
-            key,
-            change,
-            &self.trace,
-        )
-        .await?
-        .ok_or_else(|| {
-            S3Error::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "the upload stored nothing",
-            )
-        })?;
+        let meta = self.store_object(bucket, key, change).await?;
         Ok(xml_response(
             "CompleteMultipartUploadResult",
             &xml::CompleteMultipartUploadResult {
