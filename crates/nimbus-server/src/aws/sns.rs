@@ -24,13 +24,7 @@ pub(crate) async fn handle(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Response {
-    // Parameters come in the body of a POST, or in the query string.
-    let mut params: BTreeMap<String, String> = BTreeMap::new();
-    for source in [parts.uri.query().unwrap_or_default().as_bytes(), body] {
-        for (name, value) in form_urlencoded::parse(source) {
-            params.insert(name.into_owned(), value.into_owned());
-        }
-    }
+    let params = query_params(parts, body);
     let action = params.get("Action").cloned().unwrap_or_default();
     let cx = Cx {
         generation,
@@ -62,26 +56,55 @@ pub(crate) async fn handle(
         )),
     };
     match res {
-        Ok(result) => {
-            let request_id = uuid::Uuid::new_v4();
-            let body = format!(
-                "<{action}Response xmlns=\"{NAMESPACE}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
-            );
-            super::response(StatusCode::OK, "text/xml", body.into_bytes())
-        }
+        Ok(result) => query_response(NAMESPACE, &action, Some(&result)),
         Err(e) => error_response(e.status, e.code, &e.message),
     }
 }
 
 /// SNS's `ErrorResponse`, which the SDKs turn into their exception classes.
 pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    query_error(NAMESPACE, status, code, message)
+}
+
+/// The parameters of a query-protocol request (SNS's, and SQS's before its JSON protocol):
+/// form-encoded in the body of a POST, or in the query string.
+pub(super) fn query_params(parts: &http::request::Parts, body: &[u8]) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    for source in [parts.uri.query().unwrap_or_default().as_bytes(), body] {
+        for (name, value) in form_urlencoded::parse(source) {
+            params.insert(name.into_owned(), value.into_owned());
+        }
+    }
+    params
+}
+
+/// A query-protocol answer: `<{action}Response>` in the service's namespace, holding
+/// `<{action}Result>` (absent for actions that return nothing) and the request id.
+pub(super) fn query_response(namespace: &str, action: &str, result: Option<&str>) -> Response {
+    let request_id = uuid::Uuid::new_v4();
+    let result = result
+        .map(|result| format!("<{action}Result>{result}</{action}Result>"))
+        .unwrap_or_default();
+    let body = format!(
+        "<{action}Response xmlns=\"{namespace}\">{result}<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+    );
+    super::response(StatusCode::OK, "text/xml", body.into_bytes())
+}
+
+/// A query-protocol `ErrorResponse`, which the SDKs turn into their exception classes.
+pub(super) fn query_error(
+    namespace: &str,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response {
     let kind = if status.is_server_error() {
         "Receiver"
     } else {
         "Sender"
     };
     let body = format!(
-        "<ErrorResponse xmlns=\"{NAMESPACE}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
         xml(code),
         xml(message),
         uuid::Uuid::new_v4()
@@ -342,8 +365,10 @@ impl Cx<'_> {
     }
 }
 
-/// Text escaped for XML.
-fn xml(text: &str) -> String {
+/// Text escaped for XML. A carriage return is written as a reference because XML parsers
+/// turn a literal one into a line feed (XML 1.0, 2.11), which would change an SQS message
+/// body and fail the MD5 check the SDKs make of it.
+pub(super) fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -352,6 +377,7 @@ fn xml(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            '\r' => out.push_str("&#xD;"),
             c => out.push(c),
         }
     }

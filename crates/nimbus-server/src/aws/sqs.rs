@@ -1,10 +1,13 @@
 //! SQS's JSON protocol (`X-Amz-Target: AmazonSQS.<Operation>`,
-//! `application/x-amz-json-1.0`), which current SDKs (boto3 ≥ 1.34.x, `@aws-sdk/client-sqs`)
-//! speak, translated onto the queue operations of `services.rs`.
+//! `application/x-amz-json-1.0`), which current SDKs (boto3 ≥ 1.34.x, `@aws-sdk/client-sqs`,
+//! `aws-sdk` v2 since late 2023) speak, translated onto the queue operations of
+//! `services.rs`; `sqs/query.rs` reads the older query protocol into the same requests.
 //!
 //! Queue URLs are `http://<the Host the client used>/<account>/<queue>`, so a client sends
 //! its next request back to nimbus; any URL (or ARN) whose last segment names a queue is
 //! accepted.
+
+mod query;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -16,6 +19,7 @@ use nimbus_store::{MessageAttribute, NewMessage, ReceivedMessage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::events::TRACE_ATTRIBUTE;
 use crate::generation::Generation;
 use crate::services::{self, Principal};
 use crate::telemetry::trace::TraceContext;
@@ -31,19 +35,6 @@ pub(crate) async fn handle(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Response {
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|target| target.strip_prefix("AmazonSQS."));
-    let Some(operation) = target else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "InvalidAction",
-            "nimbus speaks SQS's JSON protocol (X-Amz-Target: AmazonSQS.<Operation>); the query protocol (Action=...) is not served yet",
-            "Sender",
-        );
-    };
     let host = parts
         .headers
         .get(http::header::HOST)
@@ -56,6 +47,16 @@ pub(crate) async fn handle(
         host,
         trace: crate::gateway::incoming_trace(&parts.headers),
     };
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|target| target.strip_prefix("AmazonSQS."));
+    let Some(operation) = target else {
+        // No target: the query protocol, which the SDKs spoke before SQS moved to JSON in
+        // late 2023 (aws-sdk v2 as Lambda's nodejs16.x ships it, older boto3).
+        return query::handle(&cx, parts, body).await;
+    };
     let res = dispatch(&cx, operation, body).await;
     match res {
         Ok(json) => super::response(StatusCode::OK, CONTENT_TYPE, json),
@@ -65,22 +66,26 @@ pub(crate) async fn handle(
 
 async fn dispatch(cx: &Cx<'_>, operation: &str, body: &[u8]) -> Result<Vec<u8>, SqsError> {
     match operation {
-        "CreateQueue" => cx.create_queue(parse(body)?).await,
-        "GetQueueUrl" => cx.get_queue_url(parse(body)?).await,
-        "ListQueues" => cx.list_queues(parse(body)?).await,
-        "SendMessage" => cx.send_message(parse(body)?).await,
-        "SendMessageBatch" => cx.send_message_batch(parse(body)?).await,
-        "ReceiveMessage" => cx.receive_message(parse(body)?).await,
-        "DeleteMessage" => cx.delete_message(parse(body)?).await,
-        "DeleteMessageBatch" => cx.delete_message_batch(parse(body)?).await,
-        "ChangeMessageVisibility" => cx.change_visibility(parse(body)?).await,
-        "PurgeQueue" => cx.purge_queue(parse(body)?).await,
-        "GetQueueAttributes" => cx.get_queue_attributes(parse(body)?).await,
-        other => Err(SqsError::new(
-            "InvalidAction",
-            format!("nimbus does not serve the SQS operation {other} yet"),
-        )),
+        "CreateQueue" => ok(&cx.create_queue(parse(body)?).await?),
+        "GetQueueUrl" => ok(&cx.get_queue_url(parse(body)?).await?),
+        "ListQueues" => ok(&cx.list_queues(parse(body)?).await?),
+        "SendMessage" => ok(&cx.send_message(parse(body)?).await?),
+        "SendMessageBatch" => ok(&cx.send_message_batch(parse(body)?).await?),
+        "ReceiveMessage" => ok(&cx.receive_message(parse(body)?).await?),
+        "DeleteMessage" => empty(cx.delete_message(parse(body)?).await?),
+        "DeleteMessageBatch" => ok(&cx.delete_message_batch(parse(body)?).await?),
+        "ChangeMessageVisibility" => empty(cx.change_visibility(parse(body)?).await?),
+        "PurgeQueue" => empty(cx.purge_queue(parse(body)?).await?),
+        "GetQueueAttributes" => ok(&cx.get_queue_attributes(parse(body)?).await?),
+        other => Err(unknown_operation(other)),
     }
+}
+
+fn unknown_operation(operation: &str) -> SqsError {
+    SqsError::new(
+        "InvalidAction",
+        format!("nimbus does not serve the SQS operation {operation} yet"),
+    )
 }
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -155,14 +160,30 @@ pub(crate) fn error_response(
         "message": message,
     });
     let mut res = super::response(status, CONTENT_TYPE, body.to_string().into_bytes());
-    let legacy = match code {
-        "QueueDoesNotExist" => "AWS.SimpleQueueService.NonExistentQueue",
-        other => other,
-    };
+    let legacy = query_code(code);
     if let Ok(value) = http::HeaderValue::from_str(&format!("{legacy};{fault}")) {
         res.headers_mut().insert("x-amzn-query-error", value);
     }
     res
+}
+
+/// The code the query protocol gives an error (its `awsQueryError` in SQS's model), which
+/// the JSON protocol repeats in `x-amzn-query-error` for SDKs that map it back.
+fn query_code(code: &str) -> &str {
+    match code {
+        "QueueDoesNotExist" => "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueNameExists" => "QueueAlreadyExists",
+        "BatchEntryIdsNotDistinct" => "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        "BatchRequestTooLong" => "AWS.SimpleQueueService.BatchRequestTooLong",
+        "EmptyBatchRequest" => "AWS.SimpleQueueService.EmptyBatchRequest",
+        "InvalidBatchEntryId" => "AWS.SimpleQueueService.InvalidBatchEntryId",
+        "TooManyEntriesInBatchRequest" => "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+        "MessageNotInflight" => "AWS.SimpleQueueService.MessageNotInflight",
+        "PurgeQueueInProgress" => "AWS.SimpleQueueService.PurgeQueueInProgress",
+        "QueueDeletedRecently" => "AWS.SimpleQueueService.QueueDeletedRecently",
+        "UnsupportedOperation" => "AWS.SimpleQueueService.UnsupportedOperation",
+        other => other,
+    }
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, SqsError> {
@@ -173,6 +194,11 @@ fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, SqsError> {
             format!("the request body is not a valid request: {e}"),
         )
     })
+}
+
+/// The JSON answer of an operation that returns nothing.
+fn empty((): ()) -> Result<Vec<u8>, SqsError> {
+    Ok(b"{}".to_vec())
 }
 
 fn ok<T: Serialize>(value: &T) -> Result<Vec<u8>, SqsError> {
@@ -190,7 +216,7 @@ struct Cx<'a> {
     trace: TraceContext,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct CreateQueue {
     queue_name: String,
@@ -198,25 +224,25 @@ struct CreateQueue {
     attributes: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct GetQueueUrl {
     queue_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ListQueues {
     queue_name_prefix: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct QueueRequest {
     queue_url: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SendMessage {
     queue_url: String,
@@ -224,7 +250,7 @@ struct SendMessage {
     message: MessageFields,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct MessageFields {
     message_body: String,
@@ -235,7 +261,7 @@ struct MessageFields {
     message_deduplication_id: Option<String>,
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct AttributeValue {
     data_type: String,
@@ -246,14 +272,14 @@ struct AttributeValue {
     binary_value: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct SendMessageBatch {
     queue_url: String,
     entries: Vec<BatchEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct BatchEntry {
     id: String,
@@ -261,7 +287,7 @@ struct BatchEntry {
     message: MessageFields,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ReceiveMessage {
     queue_url: String,
@@ -276,28 +302,28 @@ struct ReceiveMessage {
     message_attribute_names: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DeleteMessage {
     queue_url: String,
     receipt_handle: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DeleteMessageBatch {
     queue_url: String,
     entries: Vec<DeleteEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DeleteEntry {
     id: String,
     receipt_handle: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct ChangeVisibility {
     queue_url: String,
@@ -305,7 +331,7 @@ struct ChangeVisibility {
     visibility_timeout: u64,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct GetQueueAttributes {
     queue_url: String,
@@ -416,26 +442,26 @@ impl Cx<'_> {
         format!("http://{}/{}/{queue}", self.host, nimbus_core::ACCOUNT_ID)
     }
 
-    async fn create_queue(&self, req: CreateQueue) -> Result<Vec<u8>, SqsError> {
+    async fn create_queue(&self, req: CreateQueue) -> Result<QueueUrlResult, SqsError> {
         let spec = queue_spec(&req.queue_name, &req.attributes)?;
         services::create_queue(self.events(), self.principal, spec).await?;
-        ok(&QueueUrlResult {
+        Ok(QueueUrlResult {
             queue_url: self.url(&req.queue_name),
         })
     }
 
-    async fn get_queue_url(&self, req: GetQueueUrl) -> Result<Vec<u8>, SqsError> {
+    async fn get_queue_url(&self, req: GetQueueUrl) -> Result<QueueUrlResult, SqsError> {
         let access = nimbus_core::services::Access::queue_get_url(&req.queue_name);
         services::queue_attributes(self.events(), self.principal, &req.queue_name, access).await?;
-        ok(&QueueUrlResult {
+        Ok(QueueUrlResult {
             queue_url: self.url(&req.queue_name),
         })
     }
 
-    async fn list_queues(&self, req: ListQueues) -> Result<Vec<u8>, SqsError> {
+    async fn list_queues(&self, req: ListQueues) -> Result<ListQueuesResult, SqsError> {
         let queues = services::list_queues(self.events(), self.principal).await?;
         let prefix = req.queue_name_prefix.unwrap_or_default();
-        ok(&ListQueuesResult {
+        Ok(ListQueuesResult {
             queue_urls: queues
                 .iter()
                 .filter(|(name, _)| name.starts_with(&prefix))
@@ -444,13 +470,13 @@ impl Cx<'_> {
         })
     }
 
-    async fn send_message(&self, req: SendMessage) -> Result<Vec<u8>, SqsError> {
+    async fn send_message(&self, req: SendMessage) -> Result<SendMessageResult, SqsError> {
         let queue = queue_name(&req.queue_url)?;
         let (message, md5_of_attributes) = new_message(req.message)?;
         let sent =
             services::send_message(self.events(), self.principal, queue, message, &self.trace)
                 .await?;
-        ok(&SendMessageResult {
+        Ok(SendMessageResult {
             message_id: sent.message_id,
             md5_of_body: sent.md5_of_body,
             md5_of_attributes,
@@ -458,7 +484,10 @@ impl Cx<'_> {
         })
     }
 
-    async fn send_message_batch(&self, req: SendMessageBatch) -> Result<Vec<u8>, SqsError> {
+    async fn send_message_batch(
+        &self,
+        req: SendMessageBatch,
+    ) -> Result<BatchResult<BatchSuccess>, SqsError> {
         let queue = queue_name(&req.queue_url)?;
         let mut ids = Vec::new();
         let mut md5s = Vec::new();
@@ -529,10 +558,10 @@ impl Cx<'_> {
                 }
             }
         }
-        ok(&out)
+        Ok(out)
     }
 
-    async fn receive_message(&self, req: ReceiveMessage) -> Result<Vec<u8>, SqsError> {
+    async fn receive_message(&self, req: ReceiveMessage) -> Result<ReceiveResult, SqsError> {
         let queue = queue_name(&req.queue_url)?;
         let max = req.max_number_of_messages.unwrap_or(1);
         if !(1..=10).contains(&max) {
@@ -579,16 +608,19 @@ impl Cx<'_> {
                 )
             })
             .collect();
-        ok(&ReceiveResult { messages })
+        Ok(ReceiveResult { messages })
     }
 
-    async fn delete_message(&self, req: DeleteMessage) -> Result<Vec<u8>, SqsError> {
+    async fn delete_message(&self, req: DeleteMessage) -> Result<(), SqsError> {
         let queue = queue_name(&req.queue_url)?;
         services::delete_message(self.events(), self.principal, queue, req.receipt_handle).await?;
-        Ok(b"{}".to_vec())
+        Ok(())
     }
 
-    async fn delete_message_batch(&self, req: DeleteMessageBatch) -> Result<Vec<u8>, SqsError> {
+    async fn delete_message_batch(
+        &self,
+        req: DeleteMessageBatch,
+    ) -> Result<BatchResult<DeleteSuccess>, SqsError> {
         let queue = queue_name(&req.queue_url)?;
         if !(1..=10).contains(&req.entries.len()) {
             return Err(SqsError::new(
@@ -626,10 +658,10 @@ impl Cx<'_> {
                 }
             }
         }
-        ok(&out)
+        Ok(out)
     }
 
-    async fn change_visibility(&self, req: ChangeVisibility) -> Result<Vec<u8>, SqsError> {
+    async fn change_visibility(&self, req: ChangeVisibility) -> Result<(), SqsError> {
         let queue = queue_name(&req.queue_url)?;
         services::change_visibility(
             self.events(),
@@ -639,16 +671,19 @@ impl Cx<'_> {
             Duration::from_secs(req.visibility_timeout),
         )
         .await?;
-        Ok(b"{}".to_vec())
+        Ok(())
     }
 
-    async fn purge_queue(&self, req: QueueRequest) -> Result<Vec<u8>, SqsError> {
+    async fn purge_queue(&self, req: QueueRequest) -> Result<(), SqsError> {
         let queue = queue_name(&req.queue_url)?;
         services::purge_queue(self.events(), self.principal, queue).await?;
-        Ok(b"{}".to_vec())
+        Ok(())
     }
 
-    async fn get_queue_attributes(&self, req: GetQueueAttributes) -> Result<Vec<u8>, SqsError> {
+    async fn get_queue_attributes(
+        &self,
+        req: GetQueueAttributes,
+    ) -> Result<AttributesResult, SqsError> {
         let queue = queue_name(&req.queue_url)?;
         let access = nimbus_core::services::Access::queue_get_attributes(queue);
         let (spec, stats) =
@@ -715,7 +750,7 @@ impl Cx<'_> {
                 .filter(|(name, _)| wanted.contains(name))
                 .collect()
         };
-        ok(&AttributesResult { attributes })
+        Ok(AttributesResult { attributes })
     }
 }
 
@@ -872,11 +907,17 @@ fn message(
     put("MessageGroupId", m.group_id.clone());
     put("SequenceNumber", m.sequence_number.clone());
     put("MessageDeduplicationId", m.deduplication_id.clone());
-    // nimbus's own attributes (the trace) stay out of what the client sees.
+    // The trace travels as a message attribute in the store; SQS gives it as the system
+    // attribute AWSTraceHeader.
+    put(
+        "AWSTraceHeader",
+        m.attributes.get(TRACE_ATTRIBUTE).map(|a| a.value.clone()),
+    );
+    // nimbus's own attributes stay out of what the client sees.
     let user: BTreeMap<String, MessageAttribute> = m
         .attributes
         .into_iter()
-        .filter(|(name, _)| !name.starts_with("nimbus."))
+        .filter(|(name, _)| !name.starts_with("nimbus.") && name != TRACE_ATTRIBUTE)
         .collect();
     let selected: BTreeMap<String, MessageAttribute> = user
         .into_iter()
