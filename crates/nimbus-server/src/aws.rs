@@ -83,11 +83,11 @@ pub(crate) async fn handle(
 ) -> Response {
     let body = match read_body(service, &parts, body).await {
         Ok(body) => body,
-        Err(refusal) => return refusal.into_response(service),
+        Err(refusal) => return refusal.into_response(service, &parts),
     };
     let caller = match authenticate(generation, keys, &parts, &body) {
         Ok(caller) => caller,
-        Err(refusal) => return refusal.into_response(service),
+        Err(refusal) => return refusal.into_response(service, &parts),
     };
     let principal = caller.principal;
     match service {
@@ -114,10 +114,10 @@ impl Refusal {
         }
     }
 
-    fn into_response(self, service: Service) -> Response {
+    fn into_response(self, service: Service, parts: &http::request::Parts) -> Response {
         match service {
             Service::S3 => s3::error_response(self.status, self.code, &self.message),
-            Service::Sqs => sqs::error_response(self.status, self.code, &self.message, "Sender"),
+            Service::Sqs => sqs::refusal_response(parts, self.status, self.code, &self.message),
             Service::Sns => sns::error_response(self.status, self.code, &self.message),
             Service::Lambda => lambda::error_response(self.status, self.code, &self.message),
         }

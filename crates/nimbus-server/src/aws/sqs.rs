@@ -147,6 +147,22 @@ impl From<services::OpError> for SqsError {
     }
 }
 
+/// An error in the protocol the request spoke: a refusal before the request reaches SQS
+/// (a bad signature, an unknown key) must reach a query-protocol client as XML too, or its
+/// SDK sees the status but not the code.
+pub(crate) fn refusal_response(
+    parts: &http::request::Parts,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response {
+    if parts.headers.contains_key("x-amz-target") {
+        error_response(status, code, message, "Sender")
+    } else {
+        query::error_response(status, code, message)
+    }
+}
+
 /// A JSON protocol error: `__type` as the SDKs read it, and the legacy query-protocol code
 /// in `x-amzn-query-error`, which botocore maps back for code written against it.
 pub(crate) fn error_response(

@@ -190,7 +190,8 @@ function queryModel(json) {
   return model;
 }
 
-module.exports = () => new AWS.SQS({ apiConfig: queryModel(require('aws-sdk/apis/sqs-2012-11-05.min.json')) });
+module.exports = (options = {}) => new AWS.SQS({
+  ...options, apiConfig: queryModel(require('aws-sdk/apis/sqs-2012-11-05.min.json')) });
 "#;
 
 /// Every SQS operation nimbus serves, over the query protocol, with no endpoint given.
@@ -250,6 +251,10 @@ exports.handler = async () => {
     errors: [
       await failure(sqs.getQueueUrl({ QueueName: 'missing' })),
       await failure(sqs.receiveMessage({ QueueUrl, MaxNumberOfMessages: 11 })),
+      // Refused before SQS: the error still comes in the query protocol's XML.
+      await failure(require('./query-sqs')({
+        accessKeyId: process.env.AWS_ACCESS_KEY_ID, secretAccessKey: 'not-the-secret',
+      }).getQueueUrl({ QueueName: 'jobs' })),
     ],
   };
 };
@@ -373,6 +378,7 @@ async fn aws_sdk_v2_releases_before_sqs_json_reach_queues_over_the_query_protoco
         json!([
             ["AWS.SimpleQueueService.NonExistentQueue", 400],
             ["InvalidParameterValue", 400],
+            ["SignatureDoesNotMatch", 403],
         ])
     );
 }

@@ -25,6 +25,11 @@ use crate::aws::sns::{query_error, query_params, query_response, xml};
 
 const NAMESPACE: &str = "http://queue.amazonaws.com/doc/2012-11-05/";
 
+/// A query-protocol `ErrorResponse` with the error's legacy code.
+pub(super) fn error_response(status: http::StatusCode, code: &str, message: &str) -> Response {
+    query_error(NAMESPACE, status, super::query_code(code), message)
+}
+
 pub(super) async fn handle(cx: &Cx<'_>, parts: &http::request::Parts, body: &[u8]) -> Response {
     let params = Params {
         map: query_params(parts, body),
@@ -33,7 +38,7 @@ pub(super) async fn handle(cx: &Cx<'_>, parts: &http::request::Parts, body: &[u8
     let action = params.get("Action").unwrap_or_default().to_owned();
     match dispatch(cx, &action, &params).await {
         Ok(result) => query_response(NAMESPACE, &action, result.as_deref()),
-        Err(e) => query_error(NAMESPACE, e.status, super::query_code(&e.code), &e.message),
+        Err(e) => error_response(e.status, &e.code, &e.message),
     }
 }
 
