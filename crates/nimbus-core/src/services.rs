@@ -408,6 +408,16 @@ impl Access {
         Access::new("sqs:CreateQueue", format!("queue:{queue}"))
     }
 
+    /// Changing `queue`'s settings.
+    pub fn queue_set_attributes(queue: &str) -> Access {
+        Access::new("sqs:SetQueueAttributes", format!("queue:{queue}"))
+    }
+
+    /// Deleting `queue` itself.
+    pub fn queue_remove(queue: &str) -> Access {
+        Access::new("sqs:DeleteQueue", format!("queue:{queue}"))
+    }
+
     /// Looking up `queue`'s URL.
     pub fn queue_get_url(queue: &str) -> Access {
         Access::new("sqs:GetQueueUrl", format!("queue:{queue}"))

@@ -301,6 +301,48 @@ pub(crate) async fn create_queue(
         .map_err(|e| access.fail(e))
 }
 
+/// Changes an existing queue's settings (SQS's SetQueueAttributes). A queue the manifest
+/// declares takes the manifest's settings again at the next start.
+pub(crate) async fn update_queue(
+    events: &Events,
+    principal: Principal<'_>,
+    spec: QueueSpec,
+) -> Result<(), OpError> {
+    let access = Access::queue_set_attributes(&spec.name);
+    principal.authorize(&access)?;
+    events
+        .store(move |store| match store.queue(&spec.name)? {
+            Some(_) => store.ensure_queue(&spec),
+            None => Err(nimbus_store::StoreError::UnknownQueue {
+                queue: spec.name.clone(),
+            }),
+        })
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Deletes a queue made at run time with its messages. The manifest's queues stay: its
+/// consumers and subscriptions depend on them.
+pub(crate) async fn delete_queue(
+    events: &Events,
+    principal: Principal<'_>,
+    queue: &str,
+) -> Result<(), OpError> {
+    let access = Access::queue_remove(queue);
+    principal.authorize(&access)?;
+    let declared = events.resources.queues.iter().any(|q| q.name == queue);
+    if declared || queue.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+        return Err(access.fail(bad_request(format!(
+            "queue `{queue}` is declared in the app's manifest (its consumers and subscriptions use it); remove it there instead"
+        ))));
+    }
+    let name = queue.to_owned();
+    events
+        .store(move |store| store.delete_queue(&name))
+        .await
+        .map_err(|e| access.fail(e))
+}
+
 /// A queue's settings and message counts; `QueueDoesNotExist` when there is none.
 pub(crate) async fn queue_attributes(
     events: &Events,

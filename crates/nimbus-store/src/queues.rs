@@ -394,6 +394,23 @@ impl Store {
         })
     }
 
+    /// Deletes a queue with its messages and deduplication ids (SQS's DeleteQueue).
+    pub fn delete_queue(&self, queue: &str) -> Result<(), StoreError> {
+        self.write("a queue", |tx| {
+            let queue = queue_row(tx, queue, write_err("a queue"))?;
+            for sql in [
+                "DELETE FROM messages WHERE queue_id = ?1",
+                "DELETE FROM deduplication WHERE queue_id = ?1",
+                "DELETE FROM queues WHERE id = ?1",
+            ] {
+                tx.prepare_cached(sql)
+                    .and_then(|mut stmt| stmt.execute([queue.id]))
+                    .map_err(write_err("a queue"))?;
+            }
+            Ok(())
+        })
+    }
+
     /// Counts the queue's messages by state.
     pub fn queue_stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
         self.read(|conn| {

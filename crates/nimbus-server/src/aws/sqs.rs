@@ -75,6 +75,9 @@ async fn dispatch(cx: &Cx<'_>, operation: &str, body: &[u8]) -> Result<Vec<u8>, 
         "DeleteMessage" => empty(cx.delete_message(parse(body)?).await?),
         "DeleteMessageBatch" => ok(&cx.delete_message_batch(parse(body)?).await?),
         "ChangeMessageVisibility" => empty(cx.change_visibility(parse(body)?).await?),
+        "ChangeMessageVisibilityBatch" => ok(&cx.change_visibility_batch(parse(body)?).await?),
+        "SetQueueAttributes" => empty(cx.set_queue_attributes(parse(body)?).await?),
+        "DeleteQueue" => empty(cx.delete_queue(parse(body)?).await?),
         "PurgeQueue" => empty(cx.purge_queue(parse(body)?).await?),
         "GetQueueAttributes" => ok(&cx.get_queue_attributes(parse(body)?).await?),
         other => Err(unknown_operation(other)),
@@ -345,6 +348,28 @@ struct ChangeVisibility {
     queue_url: String,
     receipt_handle: String,
     visibility_timeout: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ChangeVisibilityBatch {
+    queue_url: String,
+    entries: Vec<ChangeVisibilityEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ChangeVisibilityEntry {
+    id: String,
+    receipt_handle: String,
+    visibility_timeout: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SetQueueAttributes {
+    queue_url: String,
+    attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -638,43 +663,62 @@ impl Cx<'_> {
         req: DeleteMessageBatch,
     ) -> Result<BatchResult<DeleteSuccess>, SqsError> {
         let queue = queue_name(&req.queue_url)?;
-        if !(1..=10).contains(&req.entries.len()) {
-            return Err(SqsError::new(
-                if req.entries.is_empty() {
-                    "EmptyBatchRequest"
-                } else {
-                    "TooManyEntriesInBatchRequest"
-                },
-                "a batch holds 1 to 10 entries",
-            ));
-        }
+        check_batch_size(req.entries.len())?;
         let mut out = BatchResult {
             successful: Vec::new(),
             failed: Vec::new(),
         };
         for entry in req.entries {
-            match services::delete_message(
+            let res = services::delete_message(
                 self.events(),
                 self.principal,
                 queue,
                 entry.receipt_handle,
             )
-            .await
-            {
-                Ok(()) => out.successful.push(DeleteSuccess { id: entry.id }),
-                Err(e) if e.error.error_type == Some("AccessDenied") => return Err(e.into()),
-                Err(e) => {
-                    let e = SqsError::from(e);
-                    out.failed.push(BatchFailure {
-                        id: entry.id,
-                        sender_fault: true,
-                        code: e.code,
-                        message: e.message,
-                    });
-                }
-            }
+            .await;
+            out.add(entry.id, res)?;
         }
         Ok(out)
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        req: ChangeVisibilityBatch,
+    ) -> Result<BatchResult<DeleteSuccess>, SqsError> {
+        let queue = queue_name(&req.queue_url)?;
+        check_batch_size(req.entries.len())?;
+        let mut out = BatchResult {
+            successful: Vec::new(),
+            failed: Vec::new(),
+        };
+        for entry in req.entries {
+            let res = services::change_visibility(
+                self.events(),
+                self.principal,
+                queue,
+                entry.receipt_handle,
+                Duration::from_secs(entry.visibility_timeout),
+            )
+            .await;
+            out.add(entry.id, res)?;
+        }
+        Ok(out)
+    }
+
+    async fn set_queue_attributes(&self, req: SetQueueAttributes) -> Result<(), SqsError> {
+        let queue = queue_name(&req.queue_url)?;
+        let access = nimbus_core::services::Access::queue_set_attributes(queue);
+        let (mut spec, _) =
+            services::queue_attributes(self.events(), self.principal, queue, access).await?;
+        apply_attributes(&mut spec, &req.attributes)?;
+        services::update_queue(self.events(), self.principal, spec).await?;
+        Ok(())
+    }
+
+    async fn delete_queue(&self, req: QueueRequest) -> Result<(), SqsError> {
+        let queue = queue_name(&req.queue_url)?;
+        services::delete_queue(self.events(), self.principal, queue).await?;
+        Ok(())
     }
 
     async fn change_visibility(&self, req: ChangeVisibility) -> Result<(), SqsError> {
@@ -787,6 +831,51 @@ fn queue_name(url: &str) -> Result<&str, SqsError> {
 /// A queue to create from CreateQueue's attributes.
 fn queue_spec(name: &str, attributes: &BTreeMap<String, String>) -> Result<QueueSpec, SqsError> {
     let mut spec = QueueSpec::with_defaults(name);
+    apply_attributes(&mut spec, attributes)?;
+    Ok(spec)
+}
+
+/// A batch holds 1 to 10 entries.
+fn check_batch_size(n_entries: usize) -> Result<(), SqsError> {
+    match n_entries {
+        0 => Err(SqsError::new(
+            "EmptyBatchRequest",
+            "a batch holds 1 to 10 entries",
+        )),
+        1..=10 => Ok(()),
+        _ => Err(SqsError::new(
+            "TooManyEntriesInBatchRequest",
+            "a batch holds 1 to 10 entries",
+        )),
+    }
+}
+
+impl BatchResult<DeleteSuccess> {
+    /// Records one entry's outcome; a refused grant fails the whole batch, as on SQS.
+    fn add(&mut self, id: String, res: Result<(), services::OpError>) -> Result<(), SqsError> {
+        match res {
+            Ok(()) => self.successful.push(DeleteSuccess { id }),
+            Err(e) if e.error.error_type == Some("AccessDenied") => return Err(e.into()),
+            Err(e) => {
+                let e = SqsError::from(e);
+                self.failed.push(BatchFailure {
+                    id,
+                    sender_fault: true,
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets a queue's settings from CreateQueue's or SetQueueAttributes' attributes.
+fn apply_attributes(
+    spec: &mut QueueSpec,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), SqsError> {
+    let name = spec.name.clone();
     let seconds = |value: &str, what: &str| {
         value.parse::<u64>().map(Duration::from_secs).map_err(|_| {
             SqsError::new(
@@ -852,7 +941,7 @@ fn queue_spec(name: &str, attributes: &BTreeMap<String, String>) -> Result<Queue
             }
         }
     }
-    Ok(spec)
+    Ok(())
 }
 
 /// The store's message from SendMessage's fields, and the `MD5OfMessageAttributes` of the

@@ -243,8 +243,24 @@ exports.handler = async () => {
   const before = await sqs.getQueueAttributes({ QueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }).promise();
   await sqs.purgeQueue({ QueueUrl }).promise();
   const after = await sqs.getQueueAttributes({ QueueUrl, AttributeNames: ['All'] }).promise();
+  // SetQueueAttributes, ChangeMessageVisibilityBatch and DeleteQueue.
+  await sqs.setQueueAttributes({ QueueUrl: made.QueueUrl, Attributes: { VisibilityTimeout: '9' } }).promise();
+  const set = await sqs.getQueueAttributes({ QueueUrl: made.QueueUrl, AttributeNames: ['VisibilityTimeout'] }).promise();
+  await sqs.sendMessage({ QueueUrl: made.QueueUrl, MessageBody: 'held' }).promise();
+  const held = await sqs.receiveMessage({ QueueUrl: made.QueueUrl, WaitTimeSeconds: 1 }).promise();
+  const changed = await sqs.changeMessageVisibilityBatch({ QueueUrl: made.QueueUrl, Entries: [
+    { Id: 'h', ReceiptHandle: held.Messages[0].ReceiptHandle, VisibilityTimeout: 0 },
+    { Id: 'bad', ReceiptHandle: 'nope', VisibilityTimeout: 0 },
+  ] }).promise();
+  await sqs.deleteQueue({ QueueUrl: made.QueueUrl }).promise();
+  const remaining = await sqs.listQueues({ QueueNamePrefix: 'ma' }).promise();
+  const managed = {
+    visibility: set.Attributes.VisibilityTimeout,
+    changed: [changed.Successful.map((s) => s.Id), changed.Failed.map((f) => f.Id)],
+    remaining: remaining.QueueUrls || [],
+  };
   return {
-    protocol: sqs.api.protocol, QueueUrl, made: made.QueueUrl, listed: listed.QueueUrls,
+    managed, protocol: sqs.api.protocol, QueueUrl, made: made.QueueUrl, listed: listed.QueueUrls,
     md5: sent.MD5OfMessageBody, batch: batch.Successful.map((s) => s.Id), duplicate, received,
     deleted: { ok: deleted.Successful.length, failed: deleted.Failed.map((f) => [f.Id, f.Code, f.SenderFault]) },
     before: before.Attributes, after: [after.Attributes.ApproximateNumberOfMessages, after.Attributes.QueueArn],
@@ -339,6 +355,10 @@ async fn aws_sdk_v2_releases_before_sqs_json_reach_queues_over_the_query_protoco
     let out = server.invoke_ok(app.path(), "legacy", &json!({})).await;
     let url = |queue: &str| format!("http://{}/123456789012/{queue}", server.addr);
     assert_eq!(out["protocol"], "query");
+    assert_eq!(
+        out["managed"],
+        json!({ "visibility": "9", "changed": [["h"], ["bad"]], "remaining": [] })
+    );
     assert_eq!(out["QueueUrl"], url("jobs"));
     assert_eq!(out["made"], url("made"));
     assert_eq!(out["listed"], json!([url("made")]));

@@ -323,6 +323,26 @@ out["counts"] = counts
 out["after"] = sqs.receive_message(QueueUrl=work, WaitTimeSeconds=1).get("Messages", [])
 dead = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=2)["Messages"]
 out["dead"] = [m["Body"] for m in dead]
+
+# SetQueueAttributes, ChangeMessageVisibilityBatch and DeleteQueue.
+sqs.set_queue_attributes(QueueUrl=work, Attributes={"VisibilityTimeout": "40", "DelaySeconds": "0"})
+out["visibility"] = sqs.get_queue_attributes(
+    QueueUrl=work, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"]
+sqs.send_message_batch(QueueUrl=work, Entries=[{"Id": i, "MessageBody": i} for i in "xy"])
+got = sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+changed = sqs.change_message_visibility_batch(QueueUrl=work, Entries=[
+    {"Id": "e%d" % i, "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+    for i, m in enumerate(got)] + [{"Id": "bad", "ReceiptHandle": "nope", "VisibilityTimeout": 0}])
+out["changed"] = [len(changed["Successful"]), [f["Id"] for f in changed["Failed"]]]
+out["visible_again"] = len(sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10,
+                                               WaitTimeSeconds=1)["Messages"])
+sqs.delete_queue(QueueUrl=work)
+out["deleted"] = [u.rsplit("/", 1)[1] for u in sqs.list_queues()["QueueUrls"]]
+try:
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName="declared")["QueueUrl"])
+    out["declared"] = None
+except ClientError as e:
+    out["declared"] = e.response["Error"]["Code"]
 print(json.dumps(out))
 "#;
 
@@ -331,7 +351,7 @@ async fn boto3_fifo_queues_keep_group_order_and_redrive_moves_poison_to_the_dlq(
     let app = TestApp::new(&[
         (
             "serverless.yml",
-            "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f: { handler: f.handler }\n",
+            "service: s\nprovider: { runtime: nodejs20.x }\nqueues: { declared: {} }\nfunctions:\n  f: { handler: f.handler }\n",
         ),
         ("f.js", "exports.handler = async () => 1;\n"),
     ]);
@@ -351,4 +371,13 @@ async fn boto3_fifo_queues_keep_group_order_and_redrive_moves_poison_to_the_dlq(
     assert_eq!(out["counts"], json!(["1", "2"]), "{out}");
     assert_eq!(out["after"], json!([]), "{out}");
     assert_eq!(out["dead"], json!(["poison"]), "{out}");
+    assert_eq!(out["visibility"], "40", "{out}");
+    assert_eq!(out["changed"], json!([2, ["bad"]]), "{out}");
+    assert_eq!(out["visible_again"], 2, "{out}");
+    assert_eq!(
+        out["deleted"],
+        json!(["dead", "declared", "steps.fifo"]),
+        "{out}"
+    );
+    assert_eq!(out["declared"], "InvalidParameterValue", "{out}");
 }

@@ -16,10 +16,10 @@ use axum::response::Response;
 
 use super::{
     AttributeValue, AttributesResult, BatchFailure, BatchResult, BatchSuccess, ChangeVisibility,
-    CreateQueue, Cx, DeleteEntry, DeleteMessage, DeleteMessageBatch, DeleteSuccess,
-    GetQueueAttributes, GetQueueUrl, ListQueues, ListQueuesResult, MessageFields, QueueRequest,
-    QueueUrlResult, ReceiveMessage, ReceiveResult, SendMessage, SendMessageBatch,
-    SendMessageResult, SqsError,
+    ChangeVisibilityBatch, ChangeVisibilityEntry, CreateQueue, Cx, DeleteEntry, DeleteMessage,
+    DeleteMessageBatch, DeleteSuccess, GetQueueAttributes, GetQueueUrl, ListQueues,
+    ListQueuesResult, MessageFields, QueueRequest, QueueUrlResult, ReceiveMessage, ReceiveResult,
+    SendMessage, SendMessageBatch, SendMessageResult, SetQueueAttributes, SqsError,
 };
 use crate::aws::sns::{query_error, query_params, query_response, xml};
 
@@ -69,6 +69,21 @@ async fn dispatch(
             .xml(),
         "ChangeMessageVisibility" => {
             cx.change_visibility(params.change_visibility()?).await?;
+            return Ok(None);
+        }
+        "ChangeMessageVisibilityBatch" => {
+            let result = cx
+                .change_visibility_batch(params.change_visibility_batch()?)
+                .await?;
+            ids_xml("ChangeMessageVisibilityBatchResultEntry", &result)
+        }
+        "SetQueueAttributes" => {
+            cx.set_queue_attributes(params.set_queue_attributes()?)
+                .await?;
+            return Ok(None);
+        }
+        "DeleteQueue" => {
+            cx.delete_queue(params.queue_request()?).await?;
             return Ok(None);
         }
         "PurgeQueue" => {
@@ -288,6 +303,33 @@ impl Params<'_> {
         })
     }
 
+    fn change_visibility_batch(&self) -> Result<ChangeVisibilityBatch, SqsError> {
+        let entries = self
+            .entries("ChangeMessageVisibilityBatchRequestEntry")
+            .into_iter()
+            .map(|entry| {
+                Ok(ChangeVisibilityEntry {
+                    id: self.required(&format!("{entry}Id"))?,
+                    receipt_handle: self.required(&format!("{entry}ReceiptHandle"))?,
+                    visibility_timeout: self
+                        .number(&format!("{entry}VisibilityTimeout"))?
+                        .ok_or_else(|| missing("VisibilityTimeout"))?,
+                })
+            })
+            .collect::<Result<_, SqsError>>()?;
+        Ok(ChangeVisibilityBatch {
+            queue_url: self.queue_url()?,
+            entries,
+        })
+    }
+
+    fn set_queue_attributes(&self) -> Result<SetQueueAttributes, SqsError> {
+        Ok(SetQueueAttributes {
+            queue_url: self.queue_url()?,
+            attributes: self.string_map("Attribute")?,
+        })
+    }
+
     fn get_queue_attributes(&self) -> Result<GetQueueAttributes, SqsError> {
         Ok(GetQueueAttributes {
             queue_url: self.queue_url()?,
@@ -356,17 +398,18 @@ impl QueryResult for BatchResult<BatchSuccess> {
 
 impl QueryResult for BatchResult<DeleteSuccess> {
     fn xml(&self) -> String {
-        let mut out = String::new();
-        for success in &self.successful {
-            let _ = write!(
-                out,
-                "<DeleteMessageBatchResultEntry>{}</DeleteMessageBatchResultEntry>",
-                element("Id", &success.id)
-            );
-        }
-        failures(&mut out, &self.failed);
-        out
+        ids_xml("DeleteMessageBatchResultEntry", self)
     }
+}
+
+/// A batch result whose successes are only their ids, each in an `entry` element.
+fn ids_xml(entry: &str, result: &BatchResult<DeleteSuccess>) -> String {
+    let mut out = String::new();
+    for success in &result.successful {
+        let _ = write!(out, "<{entry}>{}</{entry}>", element("Id", &success.id));
+    }
+    failures(&mut out, &result.failed);
+    out
 }
 
 impl QueryResult for ReceiveResult {
