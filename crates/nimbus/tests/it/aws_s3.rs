@@ -366,8 +366,53 @@ async fn malformed_s3_requests_get_s3_errors_and_change_nothing() {
             "{method} {path}: {out}"
         );
     }
+    // A single PUT declaring more than S3's 5 GB is refused from its headers, before any
+    // of the body is read.
+    let answer = raw_request(
+        &server,
+        "PUT /uploads/huge.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=operator/20261207/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00\r\n\
+         x-amz-content-sha256: UNSIGNED-PAYLOAD\r\nContent-Length: 5368709121\r\n\r\nstart of a huge body",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("<Code>EntityTooLarge</Code>"), "{answer}");
     let health = client("GET", "/uploads?list-type=2", "");
     assert!(health.contains("<ListBucketResult"), "{health}");
+    assert!(!health.contains("huge.bin"), "{health}");
+}
+
+/// Sends `request` as is and answers the response, read to the end of its
+/// `Content-Length`-framed body.
+pub(crate) fn raw_request(server: &TestServer, request: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(server.addr).expect("connecting");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("a read timeout");
+    stream.write_all(request.as_bytes()).expect("sending");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// What curl prints for `args`.

@@ -381,3 +381,64 @@ async fn boto3_fifo_queues_keep_group_order_and_redrive_moves_poison_to_the_dlq(
     );
     assert_eq!(out["declared"], "InvalidParameterValue", "{out}");
 }
+
+#[tokio::test]
+async fn malformed_sqs_requests_get_sqs_errors_and_the_queue_keeps_working() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            "service: s\nprovider: { runtime: nodejs20.x }\nqueues: { jobs: {} }\nfunctions:\n  f: { handler: f.handler }\n",
+        ),
+        ("f.js", "exports.handler = async () => 1;\n"),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let request = |target: &str, body: &str| {
+        crate::aws_s3::raw_request(
+            &server,
+            &format!(
+                "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: AmazonSQS.{target}\r\n\
+                 Content-Type: application/x-amz-json-1.0\r\n\
+                 Authorization: AWS4-HMAC-SHA256 Credential=operator/20261207/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+    };
+    let url = format!("http://{}/123456789012/jobs", server.addr);
+    let cases = [
+        (
+            "SendMessage",
+            "{\"QueueUrl\": ".to_owned(),
+            "InvalidParameterValue",
+        ),
+        ("SendMessage", "[1, 2]".to_owned(), "InvalidParameterValue"),
+        ("Explode", "{}".to_owned(), "InvalidAction"),
+        (
+            "SendMessage",
+            format!("{{\"QueueUrl\": \"{url}\", \"MessageBody\": 7}}"),
+            "InvalidParameterValue",
+        ),
+    ];
+    for (target, body, code) in cases {
+        let answer = request(target, &body);
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{target} {body}: {answer}"
+        );
+        assert!(
+            answer.contains(&format!("com.amazonaws.sqs#{code}")),
+            "{target} {body}: {answer}"
+        );
+    }
+    let sent = request(
+        "SendMessage",
+        &format!("{{\"QueueUrl\": \"{url}\", \"MessageBody\": \"fine\"}}"),
+    );
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
+    let stats = app.nimbus(&["queue", "ls"]);
+    let stats: Value = serde_json::from_str(&stats.stdout).expect("queue ls prints JSON");
+    assert_eq!(
+        stats["queues"][0]["visible"], 1,
+        "only the good send landed: {stats}"
+    );
+}
