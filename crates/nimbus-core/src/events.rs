@@ -19,6 +19,8 @@ pub struct AppResources {
     pub buckets: Vec<String>,
     /// KV namespace names.
     pub kv_namespaces: Vec<String>,
+    /// DynamoDB-style tables.
+    pub tables: Vec<crate::tables::TableSpec>,
 }
 
 /// A queue with SQS semantics.

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod policy;
 pub mod schedule;
 pub mod services;
+pub mod tables;
 pub mod time;
 
 /// The AWS account id in the ARNs, events and `${aws:accountId}` nimbus fills in: the one

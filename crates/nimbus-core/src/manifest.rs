@@ -31,6 +31,7 @@ mod resources;
 mod routes;
 mod schema;
 mod sources;
+mod tables;
 mod tree;
 mod vars;
 

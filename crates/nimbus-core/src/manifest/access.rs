@@ -11,7 +11,7 @@ use super::tree::{Entry, Node, Pos, Value};
 use super::{Cx, join_key};
 
 /// The resource patterns nimbus accepts as written.
-const NIMBUS_PREFIXES: &[&str] = &["queue:", "topic:", "bucket:", "kv:", "function:"];
+const NIMBUS_PREFIXES: &[&str] = &["queue:", "topic:", "bucket:", "kv:", "function:", "table:"];
 
 /// Where a destination is named: `onError` takes only queues and topics.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -230,7 +230,8 @@ impl Cx<'_> {
     }
 
     /// `arn:aws:sqs:*:*:orders` → `queue:orders`, `arn:aws:s3:::images/*` →
-    /// `bucket:images/*`, `arn:nimbus:kv:::sessions` → `kv:sessions`, and so on.
+    /// `bucket:images/*`, `arn:nimbus:kv:::sessions` → `kv:sessions`,
+    /// `arn:aws:dynamodb:*:*:table/todos` → `table:todos`, and so on.
     fn resource_pattern(&self, text: &str) -> Option<String> {
         if text == "*"
             || NIMBUS_PREFIXES
@@ -245,6 +246,11 @@ impl Cx<'_> {
             "sns" => "topic",
             "s3" => "bucket",
             "kv" => "kv",
+            // `table/todos` and `table/todos/index/*` → `table:todos`, `table:todos/index/*`.
+            "dynamodb" => {
+                let table = arn.resource.strip_prefix("table/")?;
+                return Some(format!("table:{table}"));
+            }
             "lambda" => {
                 let name = arn.resource.strip_prefix("function:")?;
                 return Some(format!("function:{}", self.function_name_of(name)));

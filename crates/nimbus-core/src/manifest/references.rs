@@ -74,6 +74,7 @@ impl Cx<'_> {
             Kind::Topic => self.app.resources.topics.iter().any(|t| t.name == name),
             Kind::Bucket => self.app.resources.buckets.contains(&name),
             Kind::Kv => true,
+            Kind::Table => self.app.resources.tables.iter().any(|t| t.name == name),
         };
         let by_logical_id = match (kind, self.app.logical_ids.get(&name)) {
             (Kind::Queue, Some(Logical::Queue(real)))
@@ -299,9 +300,9 @@ impl Cx<'_> {
             return Ok("*".to_owned());
         }
         match self.app.logical_ids.get(id) {
-            // `Ref` of a bucket is its name; of a topic its ARN; of a queue its URL, which
-            // nimbus stands in for with the ARN, so that either identifies the queue.
-            Some(Logical::Bucket(name)) => Ok(name.clone()),
+            // `Ref` of a bucket or table is its name; of a topic its ARN; of a queue its URL,
+            // which nimbus stands in for with the ARN, so that either identifies the queue.
+            Some(Logical::Bucket(name) | Logical::Table(name)) => Ok(name.clone()),
             Some(logical @ (Logical::Queue(_) | Logical::Topic(_))) => {
                 Ok(logical.arn().unwrap_or_default())
             }
@@ -330,6 +331,12 @@ impl Cx<'_> {
             (Logical::Queue(name), "QueueName") | (Logical::Topic(name), "TopicName") => {
                 Ok(name.clone())
             }
+            (Logical::Table(name), "Arn") => Ok(self.table_arn(name)),
+            // Streams are not served yet; the ARN names the table's stream as AWS does.
+            (Logical::Table(name), "StreamArn") => Ok(format!(
+                "{}/stream/1970-01-01T00:00:00.000",
+                self.table_arn(name)
+            )),
             (Logical::Other(resource_type), _) => Err(format!(
                 "`{id}` is a `{resource_type}` resource, which nimbus does not model"
             )),
@@ -337,6 +344,16 @@ impl Cx<'_> {
                 "nimbus does not model the `{other}` attribute of `{id}`; use `Arn`"
             )),
         }
+    }
+
+    /// A table's ARN, in the app's region (`*` while the provider is not read yet).
+    fn table_arn(&self, table: &str) -> String {
+        let region = if self.app.region.is_empty() {
+            "*"
+        } else {
+            &self.app.region
+        };
+        crate::tables::table_arn(region, table)
     }
 
     /// `Fn::Sub`: `${LogicalId}`, `${LogicalId.Attribute}`, `${AWS::Region}` and the

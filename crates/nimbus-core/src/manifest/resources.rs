@@ -1,5 +1,5 @@
-//! Declared resources: the `queues:`, `topics:`, `buckets:` and `kv:` sections, the
-//! CloudFormation `resources` nimbus models.
+//! Declared resources: the `queues:`, `topics:`, `buckets:`, `kv:` and `tables:` sections,
+//! the CloudFormation `resources` nimbus models (tables in `tables.rs`).
 //!
 //! A CloudFormation queue, topic or bucket without an explicit name is named after its
 //! logical id (a bucket's lower-cased), where AWS would generate a `stack-LogicalId-XYZ`
@@ -28,6 +28,8 @@ pub(super) struct App {
     /// The service name, for stripping `service-stage-` from Lambda function ARNs.
     pub(super) service: String,
     pub(super) stage: String,
+    /// The region, once the provider is read; empty before.
+    pub(super) region: String,
     /// Every key under `functions:`, valid or not, so destinations can name any of them.
     pub(super) function_names: Vec<String>,
     /// Schedule names used so far and where, since they must be unique in the app.
@@ -52,6 +54,7 @@ pub(super) struct Sections<'a> {
     pub(super) topics: Option<&'a Entry>,
     pub(super) buckets: Option<&'a Entry>,
     pub(super) kv: Option<&'a Entry>,
+    pub(super) tables: Option<&'a Entry>,
     pub(super) resources: Option<&'a Entry>,
 }
 
@@ -61,6 +64,7 @@ pub(super) enum Kind {
     Topic,
     Bucket,
     Kv,
+    Table,
 }
 
 /// What a CloudFormation logical id declares.
@@ -69,6 +73,7 @@ pub(super) enum Logical {
     Queue(String),
     Topic(String),
     Bucket(String),
+    Table(String),
     /// A resource type nimbus does not model.
     Other(String),
 }
@@ -98,6 +103,7 @@ impl Kind {
             Kind::Topic => "topic",
             Kind::Bucket => "bucket",
             Kind::Kv => "KV namespace",
+            Kind::Table => "table",
         }
     }
 }
@@ -110,6 +116,7 @@ impl Logical {
             Logical::Queue(name) => Some(format!("arn:aws:sqs:*:*:{name}")),
             Logical::Topic(name) => Some(format!("arn:aws:sns:*:*:{name}")),
             Logical::Bucket(name) => Some(format!("arn:aws:s3:::{name}")),
+            Logical::Table(name) => Some(crate::tables::table_arn("*", name)),
             Logical::Other(_) => None,
         }
     }
@@ -139,6 +146,11 @@ impl Cx<'_> {
                     self.no_options(&node, &key);
                 }
                 self.declare_simple(kind, &name, pos, &key);
+            }
+        }
+        if let Some(entry) = sections.tables {
+            for (name, node, pos, key) in self.named_items(entry) {
+                self.table_section_item(&name, node.as_ref(), pos, &key);
             }
         }
         for redrive in later.redrives {
@@ -183,6 +195,7 @@ impl Cx<'_> {
             Kind::Topic => self.app.resources.topics.iter().any(|t| t.name == name),
             Kind::Bucket => self.app.resources.buckets.iter().any(|b| b == name),
             Kind::Kv => self.app.resources.kv_namespaces.iter().any(|n| n == name),
+            Kind::Table => self.app.resources.tables.iter().any(|t| t.name == name),
         };
         if !declared {
             let hint = match kind {
@@ -192,6 +205,7 @@ impl Cx<'_> {
                 }
                 Kind::Bucket => "add it under `buckets:` or `resources`",
                 Kind::Kv => "add it under `kv:`",
+                Kind::Table => "add it under `tables:` or `resources`",
             };
             self.error(
                 pos,
@@ -304,6 +318,9 @@ impl Cx<'_> {
                 "AWS::S3::Bucket" => Logical::Bucket(
                     name("BucketName", self).unwrap_or_else(|| entry.key.to_ascii_lowercase()),
                 ),
+                "AWS::DynamoDB::Table" => {
+                    Logical::Table(name("TableName", self).unwrap_or_else(|| entry.key.clone()))
+                }
                 other => Logical::Other(other.to_owned()),
             };
             self.app
@@ -347,6 +364,7 @@ impl Cx<'_> {
                     }
                     self.declare_simple(Kind::Bucket, &name, entry.key_pos, &key);
                 }
+                Logical::Table(name) => self.cf_table(&name, &props, entry.key_pos, &props_key),
                 Logical::Other(resource_type) if resource_type == "AWS::SNS::Subscription" => {
                     self.cf_subscription(&props, entry.key_pos, &props_key, later);
                 }
@@ -931,8 +949,17 @@ impl Cx<'_> {
             match kind {
                 Kind::Bucket => self.app.resources.buckets.push(name.to_owned()),
                 Kind::Kv => self.app.resources.kv_namespaces.push(name.to_owned()),
-                Kind::Queue | Kind::Topic => {}
+                Kind::Queue | Kind::Topic | Kind::Table => {}
             }
+        }
+    }
+
+    /// Declares a table, once.
+    pub(super) fn declare_table(&mut self, spec: crate::tables::TableSpec, pos: Pos, key: &str) {
+        if self.check_name(Kind::Table, &spec.name, pos, key)
+            && self.declare(Kind::Table, &spec.name, pos, key)
+        {
+            self.app.resources.tables.push(spec);
         }
     }
 
@@ -994,6 +1021,13 @@ impl Cx<'_> {
             Kind::Kv => (
                 !name.is_empty() && name.len() <= 64 && word_chars(name),
                 "1 to 64 letters, digits, `-` and `_`",
+            ),
+            Kind::Table => (
+                (3..=255).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+                "3 to 255 letters, digits, `-`, `_` and `.`",
             ),
         };
         if !valid {

@@ -145,6 +145,7 @@ impl Cx<'_> {
                 "topics" => sections.topics = Some(entry),
                 "buckets" => sections.buckets = Some(entry),
                 "kv" => sections.kv = Some(entry),
+                "tables" => sections.tables = Some(entry),
                 _ => self.warn(entry.key_pos, key, "not modelled by nimbus; ignored"),
             }
         }
@@ -156,6 +157,20 @@ impl Cx<'_> {
             );
         }
         self.declarations(&sections);
+        // Table ARNs in the provider's environment need the region before the provider is
+        // read: a plain `provider.region` (or `--region`) gives it early.
+        self.app.region = match self.vars.options.get("region") {
+            Some(region) => region.clone(),
+            None => provider_node
+                .and_then(|node| node.get("region"))
+                .map_or(Some("us-east-1".to_owned()), |entry| {
+                    match &entry.value.value {
+                        Value::Str(region) if !region.contains("${") => Some(region.clone()),
+                        _ => None,
+                    }
+                })
+                .unwrap_or_default(),
+        };
         let mut provider = self.provider(provider_node);
         provider.policies.stage_path = self.stage_path(custom);
         self.policy_names.has_api_keys = !provider.policies.api_keys.is_empty();
@@ -172,6 +187,7 @@ impl Cx<'_> {
         };
         self.app.service = service.clone().unwrap_or_default();
         self.app.stage = stage.clone();
+        self.app.region = region.clone();
         if let Some(entry) = functions_entry {
             let node = self.read(&entry.value, "functions");
             if let Value::Map(entries) = &node.value {

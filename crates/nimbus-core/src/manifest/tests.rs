@@ -180,6 +180,42 @@ fn summary(manifest: &super::Manifest) -> String {
     if !resources.kv_namespaces.is_empty() {
         let _ = writeln!(out, "kv {}", resources.kv_namespaces.join(", "));
     }
+    for table in &resources.tables {
+        let key = |k: &crate::tables::KeyAttribute| format!("{} {}", k.name, k.kind.name());
+        let _ = write!(
+            out,
+            "table {}: hash {}",
+            table.name,
+            key(&table.partition_key)
+        );
+        if let Some(sort_key) = &table.sort_key {
+            let _ = write!(out, ", range {}", key(sort_key));
+        }
+        if let Some(ttl) = &table.ttl_attribute {
+            let _ = write!(out, ", ttl {ttl}");
+        }
+        if let Some(view) = &table.stream_view {
+            let _ = write!(out, ", stream {view}");
+        }
+        let _ = writeln!(out);
+        for (kind, indexes) in [
+            ("gsi", &table.global_indexes),
+            ("lsi", &table.local_indexes),
+        ] {
+            for index in indexes {
+                let _ = write!(
+                    out,
+                    "  {kind} {}: hash {}",
+                    index.name,
+                    key(&index.partition_key)
+                );
+                if let Some(sort_key) = &index.sort_key {
+                    let _ = write!(out, ", range {}", key(sort_key));
+                }
+                let _ = writeln!(out, ", {:?}", index.projection);
+            }
+        }
+    }
     for site in &manifest.policies.static_sites {
         let _ = writeln!(
             out,
@@ -1792,34 +1828,15 @@ fn cloudformation_queues_topics_and_buckets_are_declared() {
               Type: AWS::S3::Bucket
             Table:
               Type: AWS::DynamoDB::Table
-              Properties: { TableName: t }
+              Properties:
+                TableName: t
+                AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+                KeySchema: [{ AttributeName: id, KeyType: HASH }]
           Outputs:
             OrdersQueueArn: { Value: !GetAtt OrdersQueue.Arn }
         ",
         expect![[r#"
-            service shop, stage dev, region us-east-1
-            function worker: nodejs20.x w.handler (line 5), 1024 MB, 6s
-              Node { major: 20 }
-              sqs orders batch 5 window 0s
-              sqs JobsQueue.fifo batch 10 window 0s
-              sqs OrdersDlq batch 10 window 0s
-              sqs orders batch 10 window 0s
-              sqs orders batch 10 window 0s
-              sqs JobsQueue.fifo batch 10 window 0s
-              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:orders
-              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:JobsQueue.fifo
-              grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:OrdersDlq
-            queue orders: visibility 120s, delay 10s, retention 600s, dead letters to OrdersDlq after 4 receives
-            queue OrdersDlq: visibility 30s, delay 0s, retention 345600s
-            queue JobsQueue.fifo: visibility 30s, delay 0s, retention 345600s, content-based deduplication, dead letters to jobs-dlq.fifo after 2 receives
-            queue jobs-dlq.fifo: visibility 30s, delay 0s, retention 345600s
-            topic events
-              subscription Queue("orders")
-              subscription Http("https://example.com/hook")
-              subscription Queue("JobsQueue.fifo") filter {"kind":["audit"]} on MessageBody raw
-            buckets shop-images, uploads
-            warning serverless.yml:56:13: resources.Resources.Table.Type: `AWS::DynamoDB::Table` resources are not modelled by nimbus; ignored
-            warning serverless.yml:58:3: resources.Outputs: CloudFormation outputs are not modelled by nimbus; `${cf:..}` references resolve by logical id; ignored
+            serverless.yml:55:5: resources.Resources.Table.Properties: table name "t" is invalid; use 3 to 255 letters, digits, `-`, `_` and `.`
         "#]],
     );
 }
@@ -1865,7 +1882,7 @@ fn cloudformation_errors() {
         ",
         expect![[r#"
             serverless.yml:7:14: functions.f.events[0].sqs.Fn::GetAtt: `Missing` is not declared under `resources.Resources`
-            serverless.yml:8:14: functions.f.events[1].sqs.Fn::GetAtt: `Table` is a `AWS::DynamoDB::Table` resource, which nimbus does not model
+            serverless.yml:8:14: functions.f.events[1].sqs: expected a queue ARN such as `arn:aws:sqs:us-east-1:123456789012:orders`, got "arn:aws:dynamodb:us-east-1:123456789012:table/Table"
             serverless.yml:9:14: functions.f.events[2].sqs.Fn::GetAtt: nimbus does not model the `QueueUrl2` attribute of `Orders`; use `Arn`
             serverless.yml:10:14: functions.f.events[3].sqs.Fn::ImportValue: nimbus does not evaluate `Fn::ImportValue`; write the name or ARN, or use Ref, Fn::GetAtt, Fn::Sub or Fn::Join
             serverless.yml:11:14: functions.f.events[4].sqs: expected a queue ARN such as `arn:aws:sqs:us-east-1:123456789012:orders`, got "arn:aws:sns:us-east-1:1:topic"
@@ -1875,6 +1892,7 @@ fn cloudformation_errors() {
             serverless.yml:19:44: resources.Resources.Named.fifo.Properties.ContentBasedDeduplication: ContentBasedDeduplication needs `FifoQueue: true`
             serverless.yml:22:36: resources.Resources.Redriven.Properties.RedrivePolicy: missing `deadLetterTargetArn`
             serverless.yml:23:5: resources.Resources.NoType: missing `Type`, as in `Type: AWS::SQS::Queue`
+            serverless.yml:24:5: resources.Resources.Table.Properties: missing `KeySchema`
             serverless.yml:27:31: resources.Resources.Sub.Properties.TopicArn.Ref: `Nope` is not declared under `resources.Resources`
             serverless.yml:31:51: resources.Resources.Topic.Properties.Subscription[0].Endpoint: queue `undeclared` is not declared; add it under `queues:` or `resources`
             serverless.yml:31:117: resources.Resources.Topic.Properties.Subscription[1].Endpoint: expected an http:// URL, got "ftp://x"
@@ -2251,6 +2269,7 @@ fn iam_statements_become_grants() {
               grant kv:Get*,kv:Put on kv:sessions,kv:cache,queue:jobs
               grant lambda:InvokeFunction on function:worker
               grant sns:Publish on topic:Events
+              grant dynamodb:* on table:t
               grant kv:* on *
               grant sqs:SendMessage on queue:jobs
             function worker: nodejs20.x w.handler (line 44), 1024 MB, 6s
@@ -2261,13 +2280,13 @@ fn iam_statements_become_grants() {
               grant kv:Get*,kv:Put on kv:sessions,kv:cache,queue:jobs
               grant lambda:InvokeFunction on function:worker
               grant sns:Publish on topic:Events
+              grant dynamodb:* on table:t
               grant kv:* on *
               grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:jobs
             queue jobs: visibility 30s, delay 0s, retention 345600s
             topic Events
             buckets uploads
             warning serverless.yml:28:19: provider.iam.role.statements[5].Effect: Deny statements are not modelled by nimbus, which grants only what Allow statements list; this statement is ignored
-            warning serverless.yml:33:21: provider.iam.role.statements[6].Resource: "arn:aws:dynamodb:us-east-1:123:table/t" is not a resource nimbus models; ignored
             warning serverless.yml:34:5: provider.iam.deploymentRole: not modelled by nimbus; ignored
             warning serverless.yml:42:63: functions.api.iamRoleStatements[1].Condition: not modelled by nimbus; this statement is ignored
         "#]],
@@ -3066,8 +3085,9 @@ fn lift_queue_and_storage_constructs_are_modelled() {
     );
 }
 
-// Issue 11: a grant on a DynamoDB table or a Kinesis stream (which most apps that keep data
-// have) is left out with a warning, not refused, so the app still runs.
+// Issue 11: a grant on a Kinesis stream (which apps that keep data have) is left out with a
+// warning, not refused, so the app still runs. Issue 13: a grant on a DynamoDB table is a
+// grant on the table.
 #[test]
 fn grants_on_unmodelled_resources_are_warnings() {
     check(
@@ -3091,19 +3111,169 @@ fn grants_on_unmodelled_resources_are_warnings() {
           f: { handler: f.handler }
         resources:
           Resources:
-            TodosTable: { Type: AWS::DynamoDB::Table, Properties: { TableName: todos } }
+            TodosTable:
+              Type: AWS::DynamoDB::Table
+              Properties:
+                TableName: todos
+                AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+                KeySchema: [{ AttributeName: id, KeyType: HASH }]
             Events: { Type: AWS::Kinesis::Stream, Properties: { ShardCount: 1 } }
         ",
         expect![[r#"
             service todos, stage dev, region us-east-1
             function f: nodejs20.x f.handler (line 17), 1024 MB, 6s
               Node { major: 20 }
-            warning serverless.yml:10:23: provider.iam.role.statements[0].Resource[0]: `TodosTable` is a `AWS::DynamoDB::Table` resource, which nimbus does not model; this grant leaves it out
-            warning serverless.yml:11:15: provider.iam.role.statements[0].Resource[1]: `TodosTable` is a `AWS::DynamoDB::Table` resource, which nimbus does not model; this grant leaves it out
-            warning serverless.yml:12:15: provider.iam.role.statements[0].Resource[2]: "arn:aws:dynamodb:us-east-1:*:table/todos" is not a resource nimbus models; ignored
+              grant dynamodb:GetItem,dynamodb:PutItem on table:todos,table:todos
+            table todos: hash id S
+            warning serverless.yml:11:15: provider.iam.role.statements[0].Resource[1]: "todos" is not a resource nimbus models; ignored
             warning serverless.yml:15:21: provider.iam.role.statements[1].Resource: `Events` is a `AWS::Kinesis::Stream` resource, which nimbus does not model; this grant leaves it out
-            warning serverless.yml:20:25: resources.Resources.TodosTable.Type: `AWS::DynamoDB::Table` resources are not modelled by nimbus; ignored
-            warning serverless.yml:21:21: resources.Resources.Events.Type: `AWS::Kinesis::Stream` resources are not modelled by nimbus; ignored
+            warning serverless.yml:26:21: resources.Resources.Events.Type: `AWS::Kinesis::Stream` resources are not modelled by nimbus; ignored
+        "#]],
+    );
+}
+
+#[test]
+fn dynamodb_tables_from_resources() {
+    check(
+        "
+        service: todos
+        provider:
+          runtime: nodejs20.x
+          region: eu-west-1
+          environment:
+            TABLE: ${self:service}-${sls:stage}
+            TABLE_REF: { Ref: TodosTable }
+            TABLE_ARN: !GetAtt TodosTable.Arn
+          iam:
+            role:
+              statements:
+                - Effect: Allow
+                  Action: [dynamodb:GetItem, dynamodb:PutItem, dynamodb:Query]
+                  Resource:
+                    - !GetAtt TodosTable.Arn
+                    - !Join ['/', [!GetAtt TodosTable.Arn, index, '*']]
+                    - 'arn:aws:dynamodb:${aws:region}:*:table/other'
+        functions:
+          f: { handler: f.handler }
+        resources:
+          Resources:
+            TodosTable:
+              Type: AWS::DynamoDB::Table
+              Properties:
+                TableName: ${self:service}-${sls:stage}
+                BillingMode: PAY_PER_REQUEST
+                AttributeDefinitions:
+                  - { AttributeName: id, AttributeType: S }
+                  - { AttributeName: owner, AttributeType: S }
+                  - { AttributeName: createdAt, AttributeType: N }
+                KeySchema:
+                  - { AttributeName: id, KeyType: HASH }
+                GlobalSecondaryIndexes:
+                  - IndexName: byOwner
+                    KeySchema:
+                      - { AttributeName: owner, KeyType: HASH }
+                      - { AttributeName: createdAt, KeyType: RANGE }
+                    Projection: { ProjectionType: INCLUDE, NonKeyAttributes: [text] }
+                    ProvisionedThroughput: { ReadCapacityUnits: 1, WriteCapacityUnits: 1 }
+                TimeToLiveSpecification: { AttributeName: expiresAt, Enabled: true }
+                StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }
+                SSESpecification: { SSEEnabled: true }
+            Events:
+              Type: AWS::DynamoDB::Table
+              Properties:
+                AttributeDefinitions:
+                  - { AttributeName: pk, AttributeType: S }
+                  - { AttributeName: sk, AttributeType: B }
+                  - { AttributeName: at, AttributeType: N }
+                KeySchema:
+                  - { AttributeName: pk, KeyType: HASH }
+                  - { AttributeName: sk, KeyType: RANGE }
+                LocalSecondaryIndexes:
+                  - IndexName: byTime
+                    KeySchema:
+                      - { AttributeName: pk, KeyType: HASH }
+                      - { AttributeName: at, KeyType: RANGE }
+                    Projection: { ProjectionType: KEYS_ONLY }
+        ",
+        expect![[r#"
+            service todos, stage dev, region eu-west-1
+            function f: nodejs20.x f.handler (line 19), 1024 MB, 6s
+              Node { major: 20 }
+              env TABLE="todos-dev"
+              env TABLE_ARN="arn:aws:dynamodb:eu-west-1:123456789012:table/todos-dev"
+              env TABLE_REF="todos-dev"
+              grant dynamodb:GetItem,dynamodb:PutItem,dynamodb:Query on table:todos-dev,table:todos-dev/index/*,table:other
+            table todos-dev: hash id S, ttl expiresAt, stream NEW_AND_OLD_IMAGES
+              gsi byOwner: hash owner S, range createdAt N, Include(["text"])
+            table Events: hash pk S, range sk B
+              lsi byTime: hash pk S, range at N, KeysOnly
+            warning serverless.yml:42:9: resources.Resources.TodosTable.Properties.SSESpecification: not modelled by nimbus; ignored
+        "#]],
+    );
+}
+
+#[test]
+fn dynamodb_tables_from_the_tables_section() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f: { handler: f.handler }
+        tables:
+          todos: { partitionKey: id }
+          events:
+            partitionKey: { name: pk, type: S }
+            sortKey: { name: at, type: N }
+            ttl: expiresAt
+            indexes:
+              byKind: { partitionKey: kind, sortKey: { name: at, type: N }, projection: keys }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 4), 1024 MB, 6s
+              Node { major: 20 }
+            table todos: hash id S
+            table events: hash pk S, range at N, ttl expiresAt
+              gsi byKind: hash kind S, range at N, KeysOnly
+        "#]],
+    );
+}
+
+#[test]
+fn bad_dynamodb_tables_are_errors() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f: { handler: f.handler }
+        tables:
+          nokey: {}
+          x: { partitionKey: { name: id, type: Q } }
+        resources:
+          Resources:
+            NoSchema: { Type: AWS::DynamoDB::Table }
+            Undefined:
+              Type: AWS::DynamoDB::Table
+              Properties:
+                AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+                KeySchema: [{ AttributeName: other, KeyType: HASH }, { AttributeName: id, KeyType: SIDEWAYS }]
+            Duplicate:
+              Type: AWS::DynamoDB::Table
+              Properties:
+                TableName: nokey2
+                AttributeDefinitions: [{ AttributeName: id, AttributeType: X }]
+                KeySchema: [{ AttributeName: id, KeyType: HASH }]
+        ",
+        expect![[r#"
+            serverless.yml:6:3: tables.nokey: missing `partitionKey`, as in `partitionKey: id`
+            serverless.yml:7:40: tables.x.partitionKey.type: expected S, N or B, got "Q"
+            serverless.yml:10:5: resources.Resources.NoSchema.Properties: missing `KeySchema`
+            serverless.yml:15:21: resources.Resources.Undefined.Properties.KeySchema[0]: `other` is a key attribute but not in `AttributeDefinitions`; add `{ AttributeName: other, AttributeType: S }`
+            serverless.yml:15:62: resources.Resources.Undefined.Properties.KeySchema[1].KeyType: expected HASH or RANGE, got "SIDEWAYS"
+            serverless.yml:20:32: resources.Resources.Duplicate.Properties.AttributeDefinitions[0].AttributeType: expected S, N or B, got "X"
+            serverless.yml:21:21: resources.Resources.Duplicate.Properties.KeySchema[0]: `id` is a key attribute but not in `AttributeDefinitions`; add `{ AttributeName: id, AttributeType: S }`
         "#]],
     );
 }
