@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     durable::SCHEMA_V2,
     telemetry::SCHEMA_V3,
     secrets::SCHEMA_V4,
+    crate::topics::SCHEMA_V5,
 ];
 
 /// The schema version this build reads and writes.

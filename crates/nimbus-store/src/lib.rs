@@ -26,6 +26,7 @@ mod queues;
 mod schedules;
 mod secrets;
 mod telemetry;
+mod topics;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,7 @@ pub use telemetry::{
     InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord, SpanRecord,
     invocation_span, platform_lines, start_message,
 };
+pub use topics::TopicSubscription;
 
 use telemetry::writer::{Drops, Record, Writer};
 
