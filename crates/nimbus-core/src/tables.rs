@@ -228,6 +228,22 @@ pub trait TableStore: Send + Sync {
     fn query(&self, query: &KeyQuery) -> Result<ItemPage, TableError>;
 }
 
+impl crate::services::Access {
+    /// A DynamoDB operation on a table (`dynamodb:PutItem` on `table:todos`), or on one of
+    /// its indexes (`table:todos/index/byOwner`), as IAM names index ARNs.
+    pub fn table(
+        action: &'static str,
+        table: &str,
+        index: Option<&str>,
+    ) -> crate::services::Access {
+        let resource = match index {
+            Some(index) => format!("table:{table}/index/{index}"),
+            None => format!("table:{table}"),
+        };
+        crate::services::Access { action, resource }
+    }
+}
+
 impl ScalarType {
     /// DynamoDB's name of the type.
     pub fn name(self) -> &'static str {

@@ -18,6 +18,7 @@ use nimbus_core::events::{
     AppResources, Destination, EventSource, FilterScope, QueueSpec, S3Event, SnsEvent,
     SubscriptionEndpoint,
 };
+use nimbus_core::tables::TableStore;
 use nimbus_store::{MessageAttribute, NewMessage, ObjectMeta, SentMessage, Store, StoreError};
 use tokio::sync::Notify;
 
@@ -73,7 +74,7 @@ pub(crate) struct Publish {
 }
 
 impl Events {
-    /// Creates every declared queue and bucket (idempotently) and the internal queues.
+    /// Creates every declared queue, bucket and table (idempotently) and the internal queues.
     pub(crate) async fn start(
         functions: Arc<Functions>,
         cfg: EventsConfig,
@@ -99,6 +100,7 @@ impl Events {
         }
         let store = cfg.store.clone();
         let buckets = cfg.resources.buckets.clone();
+        let tables = cfg.resources.tables.clone();
         let to_create = queues.clone();
         blocking(&store, move |store| {
             for queue in &to_create {
@@ -106,6 +108,12 @@ impl Events {
             }
             for bucket in &buckets {
                 store.ensure_bucket(bucket)?;
+            }
+            for table in &tables {
+                TableStore::ensure_table(store, table).map_err(|e| StoreError::InvalidValue {
+                    what: "table",
+                    reason: format!("creating table {}: {e}", table.name),
+                })?;
             }
             Ok(())
         })

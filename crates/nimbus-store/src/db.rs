@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::{StoreError, durable, secrets, telemetry};
+use crate::{StoreError, durable, secrets, tables, telemetry};
 
 /// The database file inside the app's state folder.
 pub(crate) const FILE_NAME: &str = "nimbus.db";
@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     telemetry::SCHEMA_V3,
     secrets::SCHEMA_V4,
     crate::topics::SCHEMA_V5,
+    tables::SCHEMA_V6,
 ];
 
 /// The schema version this build reads and writes.

@@ -10,6 +10,9 @@
 //! (call them from `spawn_blocking`) and every mutating call has committed when it returns, so an
 //! accepted message, object or key survives a kill -9 of the process (see `durable.rs`).
 //!
+//! It keeps tables with DynamoDB's data model (`tables.rs`), as the implementation of
+//! `nimbus_core::tables::TableStore`.
+//!
 //! It keeps the app's secrets too (`secrets.rs`): encrypted in the database under a key in
 //! `secrets.key` beside it, read back only for functions' environments.
 //!
@@ -25,6 +28,7 @@ mod kv;
 mod queues;
 mod schedules;
 mod secrets;
+mod tables;
 mod telemetry;
 mod topics;
 
