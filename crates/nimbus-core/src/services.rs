@@ -433,6 +433,36 @@ impl Access {
         Access::new("sns:Publish", format!("topic:{topic}"))
     }
 
+    /// Creating `topic` at run time.
+    pub fn topic_create(topic: &str) -> Access {
+        Access::new("sns:CreateTopic", format!("topic:{topic}"))
+    }
+
+    /// Deleting a topic made at run time.
+    pub fn topic_remove(topic: &str) -> Access {
+        Access::new("sns:DeleteTopic", format!("topic:{topic}"))
+    }
+
+    /// Listing the topics.
+    pub fn topics_list() -> Access {
+        Access::new("sns:ListTopics", "topic:*".to_owned())
+    }
+
+    /// Subscribing a queue or function to `topic`.
+    pub fn topic_subscribe(topic: &str) -> Access {
+        Access::new("sns:Subscribe", format!("topic:{topic}"))
+    }
+
+    /// Removing or changing a subscription of `topic`.
+    pub fn topic_unsubscribe(topic: &str) -> Access {
+        Access::new("sns:Unsubscribe", format!("topic:{topic}"))
+    }
+
+    /// Listing the subscriptions of `topic` (`*`: of every topic).
+    pub fn topic_list_subscriptions(topic: &str) -> Access {
+        Access::new("sns:ListSubscriptionsByTopic", format!("topic:{topic}"))
+    }
+
     /// Writing the object `key` of `bucket`.
     pub fn bucket_put(bucket: &str, key: &str) -> Access {
         Access::new("s3:PutObject", format!("bucket:{bucket}/{key}"))

@@ -301,6 +301,45 @@ impl Events {
                 sends.push((queue, message));
             }
         }
+        // Subscriptions made at run time (SNS's Subscribe through the AWS endpoint).
+        let topic_name = topic.to_owned();
+        let runtime = self
+            .store(move |store| store.subscriptions(Some(&topic_name)))
+            .await?;
+        for subscription in runtime {
+            let filter_policy = subscription
+                .filter_policy
+                .as_deref()
+                .and_then(|policy| serde_json::from_str(policy).ok());
+            let scope = match subscription.filter_scope.as_str() {
+                "MessageBody" => FilterScope::MessageBody,
+                _ => FilterScope::MessageAttributes,
+            };
+            if !accepts(&filter_policy, scope) {
+                continue;
+            }
+            let subscription_arn = format!("{topic_arn}:{}", subscription.id);
+            if subscription.protocol == "lambda" {
+                let event = shapes::sns_event(&envelope, &subscription_arn);
+                sends.push((
+                    async_queue(&subscription.target),
+                    internal_message(event.to_string(), trace, "sns"),
+                ));
+                continue;
+            }
+            let mut message = if subscription.raw_message_delivery {
+                let mut message = plain_message(publish.message.clone());
+                message.attributes = publish.attributes.clone();
+                message
+            } else {
+                plain_message(envelope.to_string())
+            };
+            message.attributes.insert(
+                TRACE_ATTRIBUTE.to_owned(),
+                string_attribute(&trace.propagation_header()),
+            );
+            sends.push((subscription.target, message));
+        }
         let queues: Vec<String> = sends.iter().map(|(q, _)| q.clone()).collect();
         if !sends.is_empty() {
             self.store(move |store| store.send_many(sends)).await?;

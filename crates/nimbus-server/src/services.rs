@@ -519,15 +519,7 @@ pub(crate) async fn publish(
 ) -> Result<String, OpError> {
     let access = Access::topic_publish(topic);
     principal.authorize(&access)?;
-    if !events.resources.topics.iter().any(|t| t.name == topic) {
-        return Err(access.fail(ApiError::typed(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!(
-                "topic `{topic}` does not exist; declare it under topics: or give a function an sns event"
-            ),
-        )));
-    }
+    require_topic(events, &access, topic).await?;
     if publish.message.len() > MAX_PUBLISH_BYTES {
         return Err(access.fail(ApiError::typed(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -538,6 +530,215 @@ pub(crate) async fn publish(
     check_attributes(&access, &publish.attributes)?;
     events
         .publish(topic, publish, trace)
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// Fails with SNS's `NotFound` unless `topic` is declared in the manifest or was made at
+/// run time.
+async fn require_topic(events: &Events, access: &Access, topic: &str) -> Result<(), OpError> {
+    if events.resources.topics.iter().any(|t| t.name == topic) {
+        return Ok(());
+    }
+    let name = topic.to_owned();
+    let exists = events
+        .store(move |store| store.topic_exists(&name))
+        .await
+        .map_err(|e| access.fail(e))?;
+    if exists {
+        return Ok(());
+    }
+    Err(access.fail(ApiError::typed(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "topic `{topic}` does not exist; declare it under topics:, give a function an sns event, or create it with CreateTopic"
+        ),
+    )))
+}
+
+/// Creates a topic at run time (a declared one exists already). Names follow SNS: 1 to 256
+/// letters, digits, `-` and `_`, and `.fifo` at the end of a FIFO topic.
+pub(crate) async fn create_topic(
+    events: &Events,
+    principal: Principal<'_>,
+    topic: &str,
+) -> Result<(), OpError> {
+    let access = Access::topic_create(topic);
+    principal.authorize(&access)?;
+    let stem = topic.strip_suffix(".fifo").unwrap_or(topic);
+    if stem.is_empty()
+        || topic.len() > 256
+        || !stem
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(access.fail(bad_request(format!(
+            "invalid topic name {topic:?}: use 1 to 256 letters, digits, `-` and `_`, ending in `.fifo` for a FIFO topic"
+        ))));
+    }
+    if events.resources.topics.iter().any(|t| t.name == topic) {
+        return Ok(());
+    }
+    let name = topic.to_owned();
+    events
+        .store(move |store| store.create_topic(&name))
+        .await
+        .map(|_| ())
+        .map_err(|e| access.fail(e))
+}
+
+/// Deletes a topic made at run time with its subscriptions; the manifest's stay.
+pub(crate) async fn delete_topic(
+    events: &Events,
+    principal: Principal<'_>,
+    topic: &str,
+) -> Result<(), OpError> {
+    let access = Access::topic_remove(topic);
+    principal.authorize(&access)?;
+    if events.resources.topics.iter().any(|t| t.name == topic) {
+        return Err(access.fail(bad_request(format!(
+            "topic `{topic}` is declared in the app's manifest; remove it there instead"
+        ))));
+    }
+    let name = topic.to_owned();
+    events
+        .store(move |store| store.delete_topic(&name))
+        .await
+        .map(|_| ())
+        .map_err(|e| access.fail(e))
+}
+
+/// Every topic: the manifest's and those made at run time, sorted.
+pub(crate) async fn list_topics(
+    events: &Events,
+    principal: Principal<'_>,
+) -> Result<Vec<String>, OpError> {
+    let access = Access::topics_list();
+    principal.authorize(&access)?;
+    let mut topics = events
+        .store(|store| store.list_topics())
+        .await
+        .map_err(|e| access.fail(e))?;
+    topics.extend(events.resources.topics.iter().map(|t| t.name.clone()));
+    topics.sort();
+    topics.dedup();
+    Ok(topics)
+}
+
+/// Subscribes a queue or a function of the app to a topic; answers the subscription (an
+/// existing one when the topic already delivers to that target, as SNS answers).
+pub(crate) async fn subscribe(
+    events: &Events,
+    principal: Principal<'_>,
+    mut subscription: nimbus_store::TopicSubscription,
+) -> Result<nimbus_store::TopicSubscription, OpError> {
+    let access = Access::topic_subscribe(&subscription.topic);
+    principal.authorize(&access)?;
+    require_topic(events, &access, &subscription.topic).await?;
+    match subscription.protocol.as_str() {
+        "lambda" => {
+            let Some(idx) = function_index(&events.functions, &subscription.target) else {
+                return Err(access.fail(ApiError::typed(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!(
+                        "no function `{}` in this app to subscribe",
+                        subscription.target
+                    ),
+                )));
+            };
+            subscription.target = events.functions.list[idx].spec.name.clone();
+        }
+        "sqs" => {}
+        other => {
+            return Err(access.fail(bad_request(format!(
+                "nimbus delivers subscriptions to queues (sqs) and functions (lambda), not {other}; declare HTTP endpoints under topics.<name>.subscriptions"
+            ))));
+        }
+    }
+    let store_subscription = subscription.clone();
+    events
+        .store(move |store| {
+            if store_subscription.protocol == "sqs"
+                && store.queue(&store_subscription.target)?.is_none()
+            {
+                return Err(nimbus_store::StoreError::UnknownQueue {
+                    queue: store_subscription.target.clone(),
+                });
+            }
+            store.subscribe(&store_subscription)
+        })
+        .await
+        .map(|id| nimbus_store::TopicSubscription { id, ..subscription })
+        .map_err(|e| access.fail(e))
+}
+
+/// The run-time subscription with `id`, checked against `access_of` its topic.
+pub(crate) async fn subscription(
+    events: &Events,
+    principal: Principal<'_>,
+    id: &str,
+    access_of: fn(&str) -> Access,
+) -> Result<nimbus_store::TopicSubscription, OpError> {
+    let wanted = id.to_owned();
+    let found = events
+        .store(move |store| {
+            store
+                .subscriptions(None)
+                .map(|all| all.into_iter().find(|s| s.id == wanted))
+        })
+        .await
+        .map_err(|e| access_of("*").fail(e))?;
+    let Some(found) = found else {
+        return Err(access_of("*").fail(ApiError::typed(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no subscription `{id}`: it was removed, or it is the manifest's"),
+        )));
+    };
+    principal.authorize(&access_of(&found.topic))?;
+    Ok(found)
+}
+
+/// Removes or changes a run-time subscription (`None`: remove).
+pub(crate) async fn change_subscription(
+    events: &Events,
+    principal: Principal<'_>,
+    id: &str,
+    change: Option<nimbus_store::TopicSubscription>,
+) -> Result<(), OpError> {
+    let found = subscription(events, principal, id, Access::topic_unsubscribe).await?;
+    let access = Access::topic_unsubscribe(&found.topic);
+    events
+        .store(move |store| match change {
+            None => store.unsubscribe(&found.id).map(|_| ()),
+            Some(changed) => store.update_subscription(&nimbus_store::TopicSubscription {
+                id: found.id,
+                topic: found.topic,
+                protocol: found.protocol,
+                target: found.target,
+                ..changed
+            }),
+        })
+        .await
+        .map_err(|e| access.fail(e))
+}
+
+/// The run-time subscriptions of a topic, or of every topic for `None`.
+pub(crate) async fn list_subscriptions(
+    events: &Events,
+    principal: Principal<'_>,
+    topic: Option<&str>,
+) -> Result<Vec<nimbus_store::TopicSubscription>, OpError> {
+    let access = Access::topic_list_subscriptions(topic.unwrap_or("*"));
+    principal.authorize(&access)?;
+    if let Some(topic) = topic {
+        require_topic(events, &access, topic).await?;
+    }
+    let topic = topic.map(str::to_owned);
+    events
+        .store(move |store| store.subscriptions(topic.as_deref()))
         .await
         .map_err(|e| access.fail(e))
 }

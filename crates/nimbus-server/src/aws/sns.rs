@@ -1,13 +1,15 @@
 //! SNS's query protocol (form-encoded `Action=Publish&...`, XML answers in the
 //! `http://sns.amazonaws.com/doc/2010-03-31/` namespace), the only one SNS has, translated
-//! onto the topic operations of `services.rs`. Topics and their subscriptions come from
-//! the manifest, so CreateTopic finds a declared topic and Subscribe is not served.
+//! onto the topic operations of `services.rs`. Topics and subscriptions come from the
+//! manifest, and CreateTopic and Subscribe (to the app's queues and functions) add more at
+//! run time, which the store keeps.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::response::Response;
 use http::StatusCode;
+use nimbus_core::events::SubscriptionEndpoint;
 use nimbus_store::MessageAttribute;
 
 use crate::error::ApiError;
@@ -35,15 +37,16 @@ pub(crate) async fn handle(
     let res = match action.as_str() {
         "Publish" => cx.publish().await,
         "PublishBatch" => cx.publish_batch().await,
-        "CreateTopic" => cx.create_topic(),
-        "ListTopics" => cx.list_topics(),
-        "GetTopicAttributes" => cx.get_topic_attributes(),
-        "ListSubscriptionsByTopic" => cx.list_subscriptions(),
-        "Subscribe" | "Unsubscribe" => Err(SnsError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameter",
-            "subscriptions come from the manifest (a function's `sns` event or `topics.<name>.subscriptions`); nimbus does not change them at run time",
-        )),
+        "CreateTopic" => cx.create_topic().await,
+        "DeleteTopic" => cx.delete_topic().await,
+        "ListTopics" => cx.list_topics().await,
+        "GetTopicAttributes" => cx.get_topic_attributes().await,
+        "ListSubscriptionsByTopic" => cx.list_subscriptions(true).await,
+        "ListSubscriptions" => cx.list_subscriptions(false).await,
+        "Subscribe" => cx.subscribe().await,
+        "Unsubscribe" => cx.unsubscribe().await,
+        "GetSubscriptionAttributes" => cx.subscription_attributes().await,
+        "SetSubscriptionAttributes" => cx.set_subscription_attribute().await,
         "" => Err(SnsError::new(
             StatusCode::BAD_REQUEST,
             "MissingAction",
@@ -293,76 +296,305 @@ impl Cx<'_> {
         })
     }
 
-    fn declared(&self, topic: &str) -> Result<&nimbus_core::events::TopicSpec, SnsError> {
-        self.generation
-            .events
-            .resources
-            .topics
-            .iter()
-            .find(|t| t.name == topic)
-            .ok_or_else(|| {
-                SnsError::new(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("topic `{topic}` does not exist; declare it under topics: or give a function an sns event"),
-                )
-            })
+    fn required(&self, name: &str) -> Result<&str, SnsError> {
+        self.param(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            SnsError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameter",
+                format!("{name} is required"),
+            )
+        })
     }
 
-    fn create_topic(&self) -> Result<String, SnsError> {
-        let name = self.param("Name").unwrap_or_default();
-        self.principal
-            .check("sns:CreateTopic", &format!("topic:{name}"))?;
-        self.declared(name)?;
+    fn events(&self) -> &crate::events::Events {
+        &self.generation.events
+    }
+
+    async fn create_topic(&self) -> Result<String, SnsError> {
+        let name = self.required("Name")?;
+        services::create_topic(self.events(), self.principal, name).await?;
         Ok(format!("<TopicArn>{}</TopicArn>", xml(&self.arn(name))))
     }
 
-    fn list_topics(&self) -> Result<String, SnsError> {
-        self.principal.check("sns:ListTopics", "topic:*")?;
+    async fn delete_topic(&self) -> Result<String, SnsError> {
+        let topic = self.topic("TopicArn")?;
+        services::delete_topic(self.events(), self.principal, &topic).await?;
+        Ok(String::new())
+    }
+
+    async fn list_topics(&self) -> Result<String, SnsError> {
+        let topics = services::list_topics(self.events(), self.principal).await?;
         let mut out = String::from("<Topics>");
-        for topic in &self.generation.events.resources.topics {
+        for topic in topics {
             let _ = write!(
                 out,
                 "<member><TopicArn>{}</TopicArn></member>",
-                xml(&self.arn(&topic.name))
+                xml(&self.arn(&topic))
             );
         }
         out.push_str("</Topics>");
         Ok(out)
     }
 
-    fn get_topic_attributes(&self) -> Result<String, SnsError> {
+    async fn get_topic_attributes(&self) -> Result<String, SnsError> {
         let topic = self.topic("TopicArn")?;
-        self.principal
-            .check("sns:GetTopicAttributes", &format!("topic:{topic}"))?;
-        self.declared(&topic)?;
+        // Listing the topic's subscriptions checks that it exists.
+        let n_runtime =
+            services::list_subscriptions(self.events(), self.principal, Some(&topic)).await?;
+        let n_declared = self
+            .events()
+            .resources
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .map_or(0, |t| t.subscriptions.len());
         let arn = self.arn(&topic);
-        Ok(format!(
-            "<Attributes><entry><key>TopicArn</key><value>{}</value></entry><entry><key>DisplayName</key><value>{}</value></entry></Attributes>",
-            xml(&arn),
-            xml(&topic)
-        ))
-    }
-
-    fn list_subscriptions(&self) -> Result<String, SnsError> {
-        let topic = self.topic("TopicArn")?;
-        self.principal
-            .check("sns:ListSubscriptionsByTopic", &format!("topic:{topic}"))?;
-        let spec = self.declared(&topic)?;
-        let arn = self.arn(&topic);
-        let mut out = String::from("<Subscriptions>");
-        for (idx, subscription) in spec.subscriptions.iter().enumerate() {
+        let mut out = String::from("<Attributes>");
+        for (key, value) in [
+            ("TopicArn", arn.clone()),
+            ("DisplayName", topic.clone()),
+            ("Owner", nimbus_core::ACCOUNT_ID.to_owned()),
+            (
+                "SubscriptionsConfirmed",
+                (n_runtime.len() + n_declared).to_string(),
+            ),
+            ("SubscriptionsPending", "0".to_owned()),
+            ("FifoTopic", topic.ends_with(".fifo").to_string()),
+        ] {
             let _ = write!(
                 out,
-                "<member><TopicArn>{0}</TopicArn><SubscriptionArn>{0}:{idx}</SubscriptionArn><Endpoint>{1}</Endpoint><Owner>{2}</Owner></member>",
-                xml(&arn),
-                xml(&format!("{:?}", subscription.endpoint)),
-                nimbus_core::ACCOUNT_ID
+                "<entry><key>{key}</key><value>{}</value></entry>",
+                xml(&value)
+            );
+        }
+        out.push_str("</Attributes>");
+        Ok(out)
+    }
+
+    /// The subscriptions of `TopicArn` (`by_topic`) or of every topic: the manifest's, then
+    /// those made at run time.
+    async fn list_subscriptions(&self, by_topic: bool) -> Result<String, SnsError> {
+        let topic = if by_topic {
+            Some(self.topic("TopicArn")?)
+        } else {
+            None
+        };
+        let runtime =
+            services::list_subscriptions(self.events(), self.principal, topic.as_deref()).await?;
+        let region = &self.events().region;
+        let account = nimbus_core::ACCOUNT_ID;
+        let mut members = Vec::new();
+        for spec in &self.events().resources.topics {
+            if topic.as_ref().is_some_and(|t| *t != spec.name) {
+                continue;
+            }
+            let arn = self.arn(&spec.name);
+            for (idx, subscription) in spec.subscriptions.iter().enumerate() {
+                let (protocol, endpoint) = match &subscription.endpoint {
+                    SubscriptionEndpoint::Queue(queue) => {
+                        ("sqs", format!("arn:aws:sqs:{region}:{account}:{queue}"))
+                    }
+                    SubscriptionEndpoint::Http(url) if url.starts_with("https:") => {
+                        ("https", url.clone())
+                    }
+                    SubscriptionEndpoint::Http(url) => ("http", url.clone()),
+                };
+                members.push((arn.clone(), format!("{arn}:{idx}"), protocol, endpoint));
+            }
+        }
+        for subscription in runtime {
+            let arn = self.arn(&subscription.topic);
+            let endpoint = match subscription.protocol.as_str() {
+                "lambda" => format!(
+                    "arn:aws:lambda:{region}:{account}:function:{}",
+                    subscription.target
+                ),
+                _ => format!("arn:aws:sqs:{region}:{account}:{}", subscription.target),
+            };
+            let protocol = if subscription.protocol == "lambda" {
+                "lambda"
+            } else {
+                "sqs"
+            };
+            members.push((
+                arn.clone(),
+                format!("{arn}:{}", subscription.id),
+                protocol,
+                endpoint,
+            ));
+        }
+        let mut out = String::from("<Subscriptions>");
+        for (topic_arn, subscription_arn, protocol, endpoint) in members {
+            let _ = write!(
+                out,
+                "<member><TopicArn>{}</TopicArn><SubscriptionArn>{}</SubscriptionArn><Protocol>{protocol}</Protocol><Endpoint>{}</Endpoint><Owner>{account}</Owner></member>",
+                xml(&topic_arn),
+                xml(&subscription_arn),
+                xml(&endpoint),
             );
         }
         out.push_str("</Subscriptions>");
         Ok(out)
     }
+
+    /// `Attributes.entry.N.key` / `.value`, as the SDKs send Subscribe's attributes.
+    fn attributes(&self) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        for n in 1.. {
+            let prefix = format!("Attributes.entry.{n}.");
+            let Some(key) = self.param(&format!("{prefix}key")) else {
+                break;
+            };
+            let value = self.param(&format!("{prefix}value")).unwrap_or_default();
+            map.insert(key.to_owned(), value.to_owned());
+        }
+        map
+    }
+
+    async fn subscribe(&self) -> Result<String, SnsError> {
+        let topic = self.topic("TopicArn")?;
+        let protocol = self.required("Protocol")?.to_ascii_lowercase();
+        let endpoint = self.required("Endpoint")?;
+        // A queue by its ARN (or URL); a function by its ARN or name.
+        let target = match protocol.as_str() {
+            "sqs" => endpoint
+                .rsplit([':', '/'])
+                .next()
+                .unwrap_or(endpoint)
+                .to_owned(),
+            _ => endpoint.to_owned(),
+        };
+        let mut subscription = nimbus_store::TopicSubscription {
+            id: uuid::Uuid::new_v4().to_string(),
+            topic,
+            protocol,
+            target,
+            filter_policy: None,
+            filter_scope: "MessageAttributes".to_owned(),
+            raw_message_delivery: false,
+        };
+        for (name, value) in self.attributes() {
+            set_attribute(&mut subscription, &name, &value)?;
+        }
+        let subscription = services::subscribe(self.events(), self.principal, subscription).await?;
+        let arn = format!("{}:{}", self.arn(&subscription.topic), subscription.id);
+        Ok(format!("<SubscriptionArn>{}</SubscriptionArn>", xml(&arn)))
+    }
+
+    /// The run-time subscription `SubscriptionArn` names.
+    fn subscription_id(&self) -> Result<&str, SnsError> {
+        let arn = self.required("SubscriptionArn")?;
+        Ok(arn.rsplit(':').next().unwrap_or(arn))
+    }
+
+    async fn unsubscribe(&self) -> Result<String, SnsError> {
+        let id = self.subscription_id()?;
+        services::change_subscription(self.events(), self.principal, id, None).await?;
+        Ok(String::new())
+    }
+
+    async fn subscription_attributes(&self) -> Result<String, SnsError> {
+        let id = self.subscription_id()?;
+        let subscription = services::subscription(
+            self.events(),
+            self.principal,
+            id,
+            nimbus_core::services::Access::topic_list_subscriptions,
+        )
+        .await?;
+        let topic_arn = self.arn(&subscription.topic);
+        let mut attributes = vec![
+            (
+                "SubscriptionArn",
+                format!("{topic_arn}:{}", subscription.id),
+            ),
+            ("TopicArn", topic_arn),
+            ("Protocol", subscription.protocol.clone()),
+            ("Endpoint", subscription.target.clone()),
+            ("Owner", nimbus_core::ACCOUNT_ID.to_owned()),
+            ("PendingConfirmation", "false".to_owned()),
+            ("ConfirmationWasAuthenticated", "true".to_owned()),
+            (
+                "RawMessageDelivery",
+                subscription.raw_message_delivery.to_string(),
+            ),
+            ("FilterPolicyScope", subscription.filter_scope.clone()),
+        ];
+        if let Some(policy) = &subscription.filter_policy {
+            attributes.push(("FilterPolicy", policy.clone()));
+        }
+        let mut out = String::from("<Attributes>");
+        for (key, value) in attributes {
+            let _ = write!(
+                out,
+                "<entry><key>{key}</key><value>{}</value></entry>",
+                xml(&value)
+            );
+        }
+        out.push_str("</Attributes>");
+        Ok(out)
+    }
+
+    async fn set_subscription_attribute(&self) -> Result<String, SnsError> {
+        let id = self.subscription_id()?;
+        let name = self.required("AttributeName")?;
+        let value = self.param("AttributeValue").unwrap_or_default();
+        let mut subscription = services::subscription(
+            self.events(),
+            self.principal,
+            id,
+            nimbus_core::services::Access::topic_unsubscribe,
+        )
+        .await?;
+        set_attribute(&mut subscription, name, value)?;
+        let id = subscription.id.clone();
+        services::change_subscription(self.events(), self.principal, &id, Some(subscription))
+            .await?;
+        Ok(String::new())
+    }
+}
+
+/// Sets one of a subscription's attributes as SNS names them.
+fn set_attribute(
+    subscription: &mut nimbus_store::TopicSubscription,
+    name: &str,
+    value: &str,
+) -> Result<(), SnsError> {
+    let invalid =
+        |message: String| SnsError::new(StatusCode::BAD_REQUEST, "InvalidParameter", message);
+    match name {
+        "FilterPolicy" if value.is_empty() => subscription.filter_policy = None,
+        "FilterPolicy" => {
+            if !serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v.is_object()) {
+                return Err(invalid(format!(
+                    "Invalid parameter: FilterPolicy: {value:?} is not a JSON object"
+                )));
+            }
+            subscription.filter_policy = Some(value.to_owned());
+        }
+        "FilterPolicyScope" if value == "MessageAttributes" || value == "MessageBody" => {
+            subscription.filter_scope = value.to_owned();
+        }
+        "RawMessageDelivery" => {
+            subscription.raw_message_delivery = match value.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(invalid(format!(
+                        "Invalid parameter: RawMessageDelivery: {value:?} is not true or false"
+                    )));
+                }
+            };
+        }
+        // Accepted and without effect here: nimbus retries deliveries its own way.
+        "DeliveryPolicy" | "RedrivePolicy" | "SubscriptionRoleArn" => {}
+        other => {
+            return Err(invalid(format!(
+                "Invalid parameter: AttributeName: nimbus does not know the subscription attribute {other:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Text escaped for XML. A carriage return is written as a reference because XML parsers

@@ -141,3 +141,115 @@ async fn boto3_publishes_and_lists_topics_and_gets_sns_errors() {
         .await;
     assert!(urgent.contains("<b>&'quoted'</b>"), "{urgent}");
 }
+
+const RUNTIME_SCRIPT: &str = r#"
+import json, os
+import boto3
+from botocore.exceptions import ClientError
+
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+sns, sqs = boto3.client("sns", **kw), boto3.client("sqs", **kw)
+out = {}
+topic = sns.create_topic(Name="orders")["TopicArn"]
+inbox = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+queue_sub = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={
+    "FilterPolicy": json.dumps({"level": ["high"]}), "RawMessageDelivery": "true"},
+    ReturnSubscriptionArn=True)["SubscriptionArn"]
+again = sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn)["SubscriptionArn"]
+out["idempotent"] = again == queue_sub
+fn_sub = sns.subscribe(TopicArn=topic, Protocol="lambda",
+                       Endpoint="arn:aws:lambda:us-east-1:123456789012:function:alerts-dev-listener")["SubscriptionArn"]
+out["listed"] = sorted(s["Protocol"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"])
+out["all"] = len(sns.list_subscriptions()["Subscriptions"])
+out["topics"] = sorted(t["TopicArn"].rsplit(":", 1)[1] for t in sns.list_topics()["Topics"])
+attrs = sns.get_subscription_attributes(SubscriptionArn=queue_sub)["Attributes"]
+out["attrs"] = [attrs["RawMessageDelivery"], json.loads(attrs["FilterPolicy"])]
+for message, level in [("runtime high", "high"), ("runtime low", "low")]:
+    sns.publish(TopicArn=topic, Message=message, MessageAttributes={
+        "level": {"DataType": "String", "StringValue": level}})
+got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+out["inbox"] = [m["Body"] for m in got]
+for m in got:
+    sqs.delete_message(QueueUrl=inbox, ReceiptHandle=m["ReceiptHandle"])
+# Without the filter and raw delivery, the queue gets both, in SNS's envelope.
+sns.set_subscription_attributes(SubscriptionArn=queue_sub, AttributeName="FilterPolicy", AttributeValue="")
+sns.set_subscription_attributes(SubscriptionArn=queue_sub, AttributeName="RawMessageDelivery", AttributeValue="false")
+sns.publish(TopicArn=topic, Message="enveloped", MessageAttributes={
+    "level": {"DataType": "String", "StringValue": "low"}})
+got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+out["enveloped"] = [json.loads(m["Body"])["Message"] for m in got]
+for m in got:
+    sqs.delete_message(QueueUrl=inbox, ReceiptHandle=m["ReceiptHandle"])
+sns.unsubscribe(SubscriptionArn=queue_sub)
+sns.publish(TopicArn=topic, Message="after unsubscribe", MessageAttributes={
+    "level": {"DataType": "String", "StringValue": "high"}})
+out["after"] = sqs.receive_message(QueueUrl=inbox, WaitTimeSeconds=1).get("Messages", [])
+errors = []
+for bad in [lambda: sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="a@b.c"),
+            lambda: sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint="nope"),
+            lambda: sns.create_topic(Name="bad name!"),
+            lambda: sns.delete_topic(TopicArn=topic.replace("orders", "alerts")),
+            lambda: sns.set_subscription_attributes(SubscriptionArn=fn_sub,
+                                                    AttributeName="FilterPolicy", AttributeValue="[1]")]:
+    try:
+        bad()
+        errors.append(None)
+    except ClientError as e:
+        errors.append(e.response["Error"]["Code"])
+out["errors"] = errors
+sns.delete_topic(TopicArn=topic)
+try:
+    sns.publish(TopicArn=topic, Message="gone")
+    out["deleted"] = None
+except ClientError as e:
+    out["deleted"] = e.response["Error"]["Code"]
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn boto3_creates_topics_and_subscribes_queues_and_functions_at_run_time() {
+    let manifest = format!("{MANIFEST}kv: [seen]\n");
+    let app = TestApp::new(&[("serverless.yml", &manifest), ("fns.js", FNS_JS)]);
+    let boto3 = crate::aws_sqs::boto3_path(&app);
+    let server = TestServer::start(app.path(), &[]);
+    let out = crate::aws_sqs::run_boto3(&boto3, RUNTIME_SCRIPT, &server);
+    assert_eq!(out["idempotent"], true, "{out}");
+    assert_eq!(out["listed"], json!(["lambda", "sqs"]), "{out}");
+    // The manifest's queue subscription of `alerts` and the two made here.
+    assert_eq!(out["all"], 3, "{out}");
+    assert_eq!(out["topics"], json!(["alerts", "orders"]), "{out}");
+    assert_eq!(
+        out["attrs"],
+        json!(["true", { "level": ["high"] }]),
+        "{out}"
+    );
+    assert_eq!(out["inbox"], json!(["runtime high"]), "{out}");
+    assert_eq!(out["enveloped"], json!(["enveloped"]), "{out}");
+    assert_eq!(out["after"], json!([]), "{out}");
+    assert_eq!(
+        out["errors"],
+        json!([
+            "InvalidParameter",
+            "NotFound",
+            "InvalidParameter",
+            "InvalidParameter",
+            "InvalidParameter"
+        ]),
+        "{out}"
+    );
+    assert_eq!(out["deleted"], "NotFound", "{out}");
+    // The function subscribed at run time got every message, filter or not.
+    for (message, level) in [
+        ("runtime high", "high"),
+        ("runtime low", "low"),
+        ("enveloped", "low"),
+        ("after unsubscribe", "high"),
+    ] {
+        let seen = app
+            .nimbus_until(&["kv", "get", "seen", message], |out| out.contains("level"))
+            .await;
+        assert!(seen.contains(&format!("\"level\":\"{level}\"")), "{seen}");
+    }
+}
