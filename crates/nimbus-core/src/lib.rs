@@ -20,6 +20,18 @@ pub mod time;
 /// AWS's own documentation uses, since nimbus has no account.
 pub const ACCOUNT_ID: &str = "123456789012";
 
+/// The scheme and host of the queue URLs the manifest's `Ref` of a queue, `Fn::GetAtt
+/// [Q, QueueUrl]` and `${construct:q.queueUrl}` give. The gateway's address is known only
+/// when an app is served, so the launcher puts it in their place in each function's
+/// environment: `http://sqs.nimbus.internal/123456789012/jobs` becomes
+/// `http://127.0.0.1:3000/123456789012/jobs`, the URL the AWS endpoint answers at.
+pub const QUEUE_URL_HOST: &str = "http://sqs.nimbus.internal";
+
+/// The URL of queue `name`, with [`QUEUE_URL_HOST`] for the gateway.
+pub fn queue_url(name: &str) -> String {
+    format!("{QUEUE_URL_HOST}/{ACCOUNT_ID}/{name}")
+}
+
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
 pub use invocation::{
     BoxFuture, Executor, ExecutorStats, Fault, Invocation, InvocationReport, InvokeError, LogLine,

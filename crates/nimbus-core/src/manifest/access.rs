@@ -240,6 +240,14 @@ impl Cx<'_> {
         {
             return Some(text.to_owned());
         }
+        // `Ref` of a queue gives its URL; AWS wants the ARN here, but the URL names the
+        // queue as well.
+        if let Some(path) = text.strip_prefix(crate::QUEUE_URL_HOST) {
+            return path
+                .rsplit('/')
+                .next()
+                .map(|queue| format!("queue:{queue}"));
+        }
         let arn = parse_arn(text)?;
         let kind = match arn.service {
             "sqs" => "queue",

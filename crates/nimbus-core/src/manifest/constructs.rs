@@ -99,9 +99,8 @@ impl Cx<'_> {
             Err(message) => return Lookup::Missing(message),
         };
         let value = match (&declared, attribute) {
-            (Declared::Queue { name }, "queueUrl" | "queueArn") => {
-                format!("arn:aws:sqs:*:*:{name}")
-            }
+            (Declared::Queue { name }, "queueUrl") => crate::queue_url(name),
+            (Declared::Queue { name }, "queueArn") => format!("arn:aws:sqs:*:*:{name}"),
             (Declared::Storage { name }, "bucketName") => name.clone(),
             (Declared::Storage { name }, "bucketArn") => format!("arn:aws:s3:::{name}"),
             (Declared::Queue { .. }, _) => {

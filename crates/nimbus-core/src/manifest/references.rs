@@ -46,6 +46,11 @@ impl Cx<'_> {
         service: &str,
     ) -> Option<(String, Pos)> {
         let (text, pos) = self.reference_text(node, key, REFERENCE)?;
+        // A queue URL (`Ref` of a queue gives one) names the queue by its last segment.
+        let text = match (kind, text.strip_prefix(crate::QUEUE_URL_HOST)) {
+            (Kind::Queue, Some(path)) => path.rsplit('/').next().unwrap_or(path).to_owned(),
+            _ => text,
+        };
         let name = if text.starts_with("arn:") {
             match parse_arn(&text) {
                 Some(arn) if arn.service == service && !arn.resource.is_empty() => {
@@ -300,12 +305,10 @@ impl Cx<'_> {
             return Ok("*".to_owned());
         }
         match self.app.logical_ids.get(id) {
-            // `Ref` of a bucket or table is its name; of a topic its ARN; of a queue its URL,
-            // which nimbus stands in for with the ARN, so that either identifies the queue.
+            // `Ref` of a bucket or table is its name; of a topic its ARN; of a queue its URL.
             Some(Logical::Bucket(name) | Logical::Table(name)) => Ok(name.clone()),
-            Some(logical @ (Logical::Queue(_) | Logical::Topic(_))) => {
-                Ok(logical.arn().unwrap_or_default())
-            }
+            Some(Logical::Queue(name)) => Ok(crate::queue_url(name)),
+            Some(logical @ Logical::Topic(_)) => Ok(logical.arn().unwrap_or_default()),
             Some(Logical::Other(resource_type)) => Err(format!(
                 "`{id}` is a `{resource_type}` resource, which nimbus does not model"
             )),
@@ -325,7 +328,8 @@ impl Cx<'_> {
             }
         };
         match (logical, attribute) {
-            (Logical::Queue(_), "Arn" | "QueueUrl")
+            (Logical::Queue(name), "QueueUrl") => Ok(crate::queue_url(name)),
+            (Logical::Queue(_), "Arn")
             | (Logical::Topic(_), "TopicArn")
             | (Logical::Bucket(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
             (Logical::Queue(name), "QueueName") | (Logical::Topic(name), "TopicName") => {

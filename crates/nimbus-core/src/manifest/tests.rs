@@ -2435,7 +2435,7 @@ fn environment_values_may_reference_resources() {
               Node { major: 20 }
               env IMAGES="images"
               env JOINED="a,b"
-              env ORDERS="arn:aws:sqs:*:*:Orders"
+              env ORDERS="http://sqs.nimbus.internal/123456789012/Orders"
               env ORDERS_ARN="arn:aws:sqs:*:*:Orders"
               env REGION="*"
               env TOPIC="arn:aws:sns:*:*:Events"
@@ -3024,7 +3024,7 @@ fn lift_queue_and_storage_constructs_are_modelled() {
             function api: nodejs20.x api.handler (line 32), 1024 MB, 6s
               Node { major: 20 }
               env BUCKET="jobs-dev-uploads"
-              env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
+              env QUEUE_URL="http://sqs.nimbus.internal/123456789012/jobs-dev-jobs"
               route Http POST /jobs
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
@@ -3032,7 +3032,7 @@ fn lift_queue_and_storage_constructs_are_modelled() {
             function jobsWorker: nodejs20.x worker.handler (line 13), 1024 MB, 10s
               Node { major: 20 }
               env BUCKET="jobs-dev-uploads"
-              env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
+              env QUEUE_URL="http://sqs.nimbus.internal/123456789012/jobs-dev-jobs"
               sqs jobs-dev-jobs batch 5 window 0s report-failures
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
@@ -3041,7 +3041,7 @@ fn lift_queue_and_storage_constructs_are_modelled() {
             function ordersWorker: nodejs20.x orders.handler (line 20), 1024 MB, 6s
               Node { major: 20 }
               env BUCKET="jobs-dev-uploads"
-              env QUEUE_URL="arn:aws:sqs:*:*:jobs-dev-jobs"
+              env QUEUE_URL="http://sqs.nimbus.internal/123456789012/jobs-dev-jobs"
               sqs jobs-dev-orders.fifo batch 1 window 0s report-failures
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo

@@ -295,6 +295,14 @@ impl Launcher {
             ] {
                 spec.environment.entry(name.to_owned()).or_insert(value);
             }
+            // Queue URLs from the manifest (`Ref` of a queue, `${construct:q.queueUrl}`) lead
+            // to the AWS endpoint, as SDKs that send to the queue URL's host expect.
+            for value in spec.environment.values_mut() {
+                if value.contains(nimbus_core::QUEUE_URL_HOST) {
+                    *value =
+                        value.replace(nimbus_core::QUEUE_URL_HOST, &format!("http://{endpoint}"));
+                }
+            }
             tokens.push(token);
         }
         let lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());

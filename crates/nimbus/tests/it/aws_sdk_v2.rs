@@ -48,6 +48,12 @@ functions:
     handler: legacy.handler
     iamRoleStatements:
       - { Effect: Allow, Action: ["sqs:*"], Resource: "*" }
+  byref:
+    handler: legacy.byRef
+    environment:
+      QUEUE_URL: !Ref Jobs
+    iamRoleStatements:
+      - { Effect: Allow, Action: ["sqs:*"], Resource: !Ref Jobs }
 resources:
   Resources:
     Jobs:
@@ -199,6 +205,16 @@ const LEGACY_JS: &str = r#"
 const sqs = require('./query-sqs')();
 
 const failure = (request) => request.promise().then(() => null, (e) => [e.code, e.statusCode]);
+
+// `Ref` of a queue is its URL, which aws-sdk v2 sends to (the query protocol's client takes
+// the QueueUrl as its endpoint), so it must lead to nimbus.
+exports.byRef = async () => {
+  const QueueUrl = process.env.QUEUE_URL;
+  await sqs.sendMessage({ QueueUrl, MessageBody: 'sent by Ref' }).promise();
+  const got = await sqs.receiveMessage({ QueueUrl, WaitTimeSeconds: 1 }).promise();
+  await sqs.deleteMessage({ QueueUrl, ReceiptHandle: got.Messages[0].ReceiptHandle }).promise();
+  return { QueueUrl, body: got.Messages[0].Body };
+};
 
 exports.handler = async () => {
   const { QueueUrl } = await sqs.getQueueUrl({ QueueName: 'jobs' }).promise();
@@ -352,8 +368,11 @@ async fn aws_sdk_v2_functions_put_and_get_s3_objects_with_no_endpoint_in_their_c
 async fn aws_sdk_v2_releases_before_sqs_json_reach_queues_over_the_query_protocol() {
     let app = app();
     let server = TestServer::start(app.path(), &[]);
-    let out = server.invoke_ok(app.path(), "legacy", &json!({})).await;
     let url = |queue: &str| format!("http://{}/123456789012/{queue}", server.addr);
+    let by_ref = server.invoke_ok(app.path(), "byref", &json!({})).await;
+    assert_eq!(by_ref["QueueUrl"], url("jobs"), "{by_ref}");
+    assert_eq!(by_ref["body"], "sent by Ref", "{by_ref}");
+    let out = server.invoke_ok(app.path(), "legacy", &json!({})).await;
     assert_eq!(out["protocol"], "query");
     assert_eq!(
         out["managed"],
