@@ -15,6 +15,7 @@ mod sigv2;
 mod sigv4;
 mod sns;
 mod sqs;
+mod sts;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -40,6 +41,7 @@ pub(crate) enum Service {
     Sqs,
     Sns,
     Lambda,
+    Sts,
 }
 
 /// The access key id of the function whose control-API token is `token`: derived from it,
@@ -69,6 +71,7 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
         "sqs" => Some(Service::Sqs),
         "lambda" => Some(Service::Lambda),
         "sns" => Some(Service::Sns),
+        "sts" => Some(Service::Sts),
         _ => None,
     }
 }
@@ -95,6 +98,7 @@ pub(crate) async fn handle(
         Service::Sqs => sqs::handle(generation, principal, &parts, &body).await,
         Service::Lambda => lambda::handle(generation, principal, &parts, body).await,
         Service::Sns => sns::handle(generation, principal, &parts, &body).await,
+        Service::Sts => sts::handle(principal, &parts, &body).await,
     }
 }
 
@@ -120,6 +124,7 @@ impl Refusal {
             Service::Sqs => sqs::refusal_response(parts, self.status, self.code, &self.message),
             Service::Sns => sns::error_response(self.status, self.code, &self.message),
             Service::Lambda => lambda::error_response(self.status, self.code, &self.message),
+            Service::Sts => sts::error_response(self.status, self.code, &self.message),
         }
     }
 }

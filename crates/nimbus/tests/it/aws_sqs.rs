@@ -114,8 +114,10 @@ def handler(event, context):
         forged_error = None
     except forged.exceptions.ClientError as e:
         forged_error = [e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]]
+    identity = boto3.client("sts").get_caller_identity()
     return {"url": url, "md5": sent["MD5OfMessageBody"], "missing": missing,
-            "forged": forged_error, "boto3": boto3.__version__}
+            "forged": forged_error, "boto3": boto3.__version__,
+            "identity": [identity["Account"], identity["Arn"]]}
 "#;
 
 #[tokio::test]
@@ -140,6 +142,14 @@ async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
     // As on AWS, a queue outside the function's grants is refused before anything else.
     assert_eq!(py["missing"], "AccessDenied", "{py}");
     assert_eq!(py["forged"], json!(["SignatureDoesNotMatch", 403]), "{py}");
+    // STS's GetCallerIdentity names the function's role session and the account.
+    assert_eq!(
+        py["identity"],
+        json!([
+            "123456789012",
+            "arn:aws:sts::123456789012:assumed-role/python-role/python"
+        ])
+    );
 
     let read = server.invoke_ok(app.path(), "reader", &json!({})).await;
     assert_eq!(
@@ -221,6 +231,9 @@ sqs = boto3.client("sqs", endpoint_url=os.environ["ENDPOINT"], region_name="us-e
 out = {}
 url = sqs.create_queue(QueueName="jobs", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
 out["url"] = url
+out["account"] = boto3.client("sts", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                              aws_access_key_id="test",
+                              aws_secret_access_key="test").get_caller_identity()["Account"]
 out["listed"] = [u.rsplit("/", 1)[1] for u in sqs.list_queues()["QueueUrls"]]
 sqs.send_message(QueueUrl=url, MessageBody="hello", MessageAttributes={
     "n": {"DataType": "Number", "StringValue": "42"}})
@@ -260,6 +273,7 @@ async fn boto3_from_outside_creates_sends_receives_and_gets_sqs_errors() {
         format!("http://{}/123456789012/jobs", server.addr)
     );
     assert_eq!(out["listed"], json!(["jobs"]));
+    assert_eq!(out["account"], "123456789012");
     assert_eq!(out["body"], "hello");
     assert_eq!(out["n"], "42");
     assert_eq!(out["count"], "2");
