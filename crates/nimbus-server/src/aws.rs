@@ -9,6 +9,7 @@
 //! is the operator's when the server accepts anonymous keys (`nimbus up`, like LocalStack)
 //! and is refused otherwise.
 
+mod dynamodb;
 mod lambda;
 mod s3;
 mod sigv2;
@@ -42,6 +43,7 @@ pub(crate) enum Service {
     Sns,
     Lambda,
     Sts,
+    DynamoDb,
 }
 
 /// The access key id of the function whose control-API token is `token`: derived from it,
@@ -58,6 +60,9 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
     if header("x-amz-target").is_some_and(|target| target.starts_with("AmazonSQS.")) {
         return Some(Service::Sqs);
     }
+    if header("x-amz-target").is_some_and(|target| target.starts_with("DynamoDB_20120810.")) {
+        return Some(Service::DynamoDb);
+    }
     let auth = match header("authorization") {
         Some(value) => sigv4::Authorization::parse(value)?,
         None => match sigv4::Authorization::from_query(parts) {
@@ -72,6 +77,7 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
         "lambda" => Some(Service::Lambda),
         "sns" => Some(Service::Sns),
         "sts" => Some(Service::Sts),
+        "dynamodb" => Some(Service::DynamoDb),
         _ => None,
     }
 }
@@ -99,6 +105,7 @@ pub(crate) async fn handle(
         Service::Lambda => lambda::handle(generation, principal, &parts, body).await,
         Service::Sns => sns::handle(generation, principal, &parts, &body).await,
         Service::Sts => sts::handle(principal, &parts, &body).await,
+        Service::DynamoDb => dynamodb::handle(generation, principal, &parts, &body).await,
     }
 }
 
@@ -124,6 +131,7 @@ impl Refusal {
             Service::Sqs => sqs::refusal_response(parts, self.status, self.code, &self.message),
             Service::Sns => sns::error_response(self.status, self.code, &self.message),
             Service::Lambda => lambda::error_response(self.status, self.code, &self.message),
+            Service::DynamoDb => dynamodb::error_response(self.status, self.code, &self.message),
             Service::Sts => sts::error_response(self.status, self.code, &self.message),
         }
     }

@@ -37,6 +37,8 @@ const TRIGGER_ATTRIBUTE: &str = "nimbus.trigger";
 pub(crate) struct Events {
     pub(crate) functions: Arc<Functions>,
     pub(crate) store: Store,
+    /// Tables, through the storage-neutral trait (the store implements it).
+    pub(crate) tables: Arc<dyn TableStore>,
     pub(crate) resources: AppResources,
     pub(crate) region: String,
     pub(crate) async_retry_delay: Duration,
@@ -141,6 +143,7 @@ impl Events {
         }
         Ok(Events {
             functions,
+            tables: Arc::new(cfg.store.clone()),
             store: cfg.store,
             resources: cfg.resources,
             region: cfg.region,

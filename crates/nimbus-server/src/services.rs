@@ -4,6 +4,7 @@
 //! through them, so the two cannot drift apart.
 
 mod handle;
+pub(crate) mod tables;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

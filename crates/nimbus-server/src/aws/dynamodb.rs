@@ -1,0 +1,800 @@
+//! DynamoDB's JSON 1.0 protocol (`X-Amz-Target: DynamoDB_20120810.<Operation>`,
+//! `application/x-amz-json-1.0`), translated onto the table operations of
+//! `services/tables.rs`. Items travel as DynamoDB JSON (`AttributeValue::from_json`).
+//!
+//! Errors are `{"__type": "com.amazonaws.dynamodb.v20120810#<Code>", "message": ..}` with
+//! status 400 (500 for the platform's own failures); the SDKs read the code after `#`.
+//! No `x-amz-crc32` is sent: aws-sdk v2 checks it only when present.
+
+use std::collections::BTreeMap;
+
+use axum::response::Response;
+use http::StatusCode;
+use nimbus_core::tables::{
+    AttributeValue, IndexSpec, Item, KeyAttribute, Projection, ScalarType, TableDescription,
+    TableError, TableSpec, item_from_json, item_to_json, table_arn,
+};
+use serde_json::{Map, Value as Json, json};
+
+use crate::generation::Generation;
+use crate::services::Principal;
+use crate::services::tables::{
+    self as ops, BatchWrite, DeleteItem, GetItem, Placeholder, PutItem, Read, ReturnValues,
+    TableOpError, TransactWrite, UpdateItem,
+};
+
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+
+/// A DynamoDB error: status, code and message, and the extra fields some carry.
+pub(crate) struct DynamoError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    extra: Map<String, Json>,
+}
+
+type Res<T> = Result<T, DynamoError>;
+
+pub(crate) async fn handle(
+    generation: &Generation,
+    principal: Principal<'_>,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Response {
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|target| target.strip_prefix("DynamoDB_20120810."));
+    let res = match target {
+        Some(operation) => dispatch(generation, principal, operation, body).await,
+        None => Err(DynamoError::new(
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            "a DynamoDB request names its operation in X-Amz-Target: DynamoDB_20120810.<Operation>",
+        )),
+    };
+    match res {
+        Ok(json) => super::response(StatusCode::OK, CONTENT_TYPE, json.to_string().into_bytes()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(
+    generation: &Generation,
+    principal: Principal<'_>,
+    operation: &str,
+    body: &[u8],
+) -> Res<Json> {
+    let request: Json = serde_json::from_slice(body).map_err(|e| {
+        DynamoError::new(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            format!("the request body is not JSON: {e}"),
+        )
+    })?;
+    let Json::Object(request) = request else {
+        return Err(DynamoError::new(
+            StatusCode::BAD_REQUEST,
+            "SerializationException",
+            "the request body is not a JSON object",
+        ));
+    };
+    let events = &generation.events;
+    let region = &events.region;
+    let r = Req(&request);
+    Ok(match operation {
+        "CreateTable" => {
+            let spec = create_table_spec(&r)?;
+            let description = ops::create_table(events, principal, spec).await?;
+            json!({ "TableDescription": describe(&description, region) })
+        }
+        "DescribeTable" => {
+            let description =
+                ops::describe_table(events, principal, &r.string("TableName")?).await?;
+            json!({ "Table": describe(&description, region) })
+        }
+        "DeleteTable" => {
+            let description = ops::delete_table(events, principal, &r.string("TableName")?).await?;
+            let mut table = describe(&description, region);
+            table["TableStatus"] = json!("DELETING");
+            json!({ "TableDescription": table })
+        }
+        "ListTables" => {
+            let names = ops::list_tables(events, principal).await?;
+            let start = r.optional_string("ExclusiveStartTableName")?;
+            let limit = r.optional_usize("Limit")?.unwrap_or(100).clamp(1, 100);
+            let rest: Vec<&String> = names
+                .iter()
+                .filter(|name| start.as_ref().is_none_or(|start| *name > start))
+                .collect();
+            let page: Vec<&String> = rest.iter().take(limit).copied().collect();
+            let mut out = json!({ "TableNames": page });
+            if rest.len() > limit
+                && let Some(last) = page.last()
+            {
+                out["LastEvaluatedTableName"] = json!(last);
+            }
+            out
+        }
+        "PutItem" => {
+            let item = ops::put_item(events, principal, put_request(&r)?).await?;
+            attributes(item)
+        }
+        "GetItem" => {
+            let item = ops::get_item(events, principal, get_request(&r)?).await?;
+            match item {
+                Some(item) => json!({ "Item": item_to_json(&item) }),
+                None => json!({}),
+            }
+        }
+        "UpdateItem" => {
+            let item = ops::update_item(events, principal, update_request(&r)?).await?;
+            attributes(item)
+        }
+        "DeleteItem" => {
+            let item = ops::delete_item(events, principal, delete_request(&r)?).await?;
+            attributes(item)
+        }
+        "Query" | "Scan" => {
+            let query = operation == "Query";
+            let segment = match (
+                r.optional_usize("Segment")?,
+                r.optional_usize("TotalSegments")?,
+            ) {
+                (Some(segment), Some(total)) if segment < total && total <= 1_000_000 => {
+                    Some((segment as u32, total as u32))
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(validation(
+                        "Segment and TotalSegments go together, with Segment less than TotalSegments",
+                    ));
+                }
+            };
+            let select = r.optional_string("Select")?;
+            let read = Read {
+                table: r.string("TableName")?,
+                index: r.optional_string("IndexName")?,
+                key_condition: if query {
+                    Some(r.optional_string("KeyConditionExpression")?.ok_or_else(|| {
+                        validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+                    })?)
+                } else {
+                    None
+                },
+                filter: r.optional_string("FilterExpression")?,
+                projection: r.optional_string("ProjectionExpression")?,
+                placeholders: placeholders(&r)?,
+                forward: r.optional_bool("ScanIndexForward")?.unwrap_or(true),
+                limit: r.optional_usize("Limit")?,
+                start: r.optional_item("ExclusiveStartKey")?,
+                count_only: select.as_deref() == Some("COUNT"),
+                segment,
+            };
+            let output = ops::read(events, principal, read).await?;
+            let mut out = json!({ "Count": output.count, "ScannedCount": output.scanned_count });
+            if select.as_deref() != Some("COUNT") {
+                out["Items"] = Json::Array(output.items.iter().map(item_to_json).collect());
+            }
+            if let Some(key) = &output.last_evaluated_key {
+                out["LastEvaluatedKey"] = item_to_json(key);
+            }
+            out
+        }
+        "BatchGetItem" => {
+            let mut requests = Vec::new();
+            for (table, spec) in r.object("RequestItems")? {
+                let spec = Req(object_of(spec, "RequestItems")?);
+                let keys = spec.array("Keys")?;
+                for key in keys {
+                    requests.push(GetItem {
+                        table: table.clone(),
+                        key: item_of(key, "Keys")?,
+                        projection: spec.optional_string("ProjectionExpression")?,
+                        placeholders: placeholders(&spec)?,
+                    });
+                }
+            }
+            let found = ops::batch_get(events, principal, requests).await?;
+            let mut responses: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+            for (table, _) in r.object("RequestItems")? {
+                responses.entry(table.clone()).or_default();
+            }
+            for (table, item) in found {
+                responses
+                    .entry(table)
+                    .or_default()
+                    .push(item_to_json(&item));
+            }
+            json!({ "Responses": responses, "UnprocessedKeys": {} })
+        }
+        "BatchWriteItem" => {
+            let mut requests = Vec::new();
+            for (table, writes) in r.object("RequestItems")? {
+                let Json::Array(writes) = writes else {
+                    return Err(validation(
+                        "RequestItems maps each table to a list of writes",
+                    ));
+                };
+                for write in writes {
+                    let write = Req(object_of(write, "RequestItems")?);
+                    let request = if let Some(put) = write.0.get("PutRequest") {
+                        BatchWrite::Put(Req(object_of(put, "PutRequest")?).item("Item")?)
+                    } else if let Some(delete) = write.0.get("DeleteRequest") {
+                        BatchWrite::Delete(Req(object_of(delete, "DeleteRequest")?).item("Key")?)
+                    } else {
+                        return Err(validation(
+                            "a write request has a PutRequest or a DeleteRequest",
+                        ));
+                    };
+                    requests.push((table.clone(), request));
+                }
+            }
+            ops::batch_write(events, principal, requests).await?;
+            json!({ "UnprocessedItems": {} })
+        }
+        "TransactWriteItems" => {
+            let mut requests = Vec::new();
+            for entry in r.array("TransactItems")? {
+                let entry = object_of(entry, "TransactItems")?;
+                let (kind, body) = entry
+                    .iter()
+                    .next()
+                    .ok_or_else(|| validation("an empty transact item"))?;
+                let body = Req(object_of(body, kind)?);
+                requests.push(match kind.as_str() {
+                    "Put" => TransactWrite::Put(put_request(&body)?),
+                    "Update" => TransactWrite::Update(update_request(&body)?),
+                    "Delete" => TransactWrite::Delete(delete_request(&body)?),
+                    "ConditionCheck" => TransactWrite::Check {
+                        table: body.string("TableName")?,
+                        key: body.item("Key")?,
+                        condition: body.string("ConditionExpression")?,
+                        placeholders: placeholders(&body)?,
+                        old_on_failure: old_on_failure(&body)?,
+                    },
+                    other => return Err(validation(format!("unknown transact item {other}"))),
+                });
+            }
+            ops::transact_write(events, principal, requests).await?;
+            json!({})
+        }
+        "TransactGetItems" => {
+            let mut requests = Vec::new();
+            for entry in r.array("TransactItems")? {
+                let entry = Req(object_of(entry, "TransactItems")?);
+                let get = entry.object("Get")?;
+                requests.push(get_request(&Req(get))?);
+            }
+            let items = ops::transact_get(events, principal, requests).await?;
+            let responses: Vec<Json> = items
+                .iter()
+                .map(|item| match item {
+                    Some(item) => json!({ "Item": item_to_json(item) }),
+                    None => json!({}),
+                })
+                .collect();
+            json!({ "Responses": responses })
+        }
+        "DescribeTimeToLive" => {
+            let description =
+                ops::describe_table(events, principal, &r.string("TableName")?).await?;
+            match &description.spec.ttl_attribute {
+                Some(attribute) => {
+                    json!({ "TimeToLiveDescription": { "TimeToLiveStatus": "ENABLED", "AttributeName": attribute } })
+                }
+                None => json!({ "TimeToLiveDescription": { "TimeToLiveStatus": "DISABLED" } }),
+            }
+        }
+        other => {
+            return Err(DynamoError::new(
+                StatusCode::BAD_REQUEST,
+                "UnknownOperationException",
+                format!("nimbus does not serve the DynamoDB operation {other} yet"),
+            ));
+        }
+    })
+}
+
+/// `{"Attributes": ..}` when a write returns values, `{}` otherwise.
+fn attributes(item: Option<Item>) -> Json {
+    match item {
+        Some(item) => json!({ "Attributes": item_to_json(&item) }),
+        None => json!({}),
+    }
+}
+
+fn put_request(r: &Req<'_>) -> Res<PutItem> {
+    Ok(PutItem {
+        table: r.string("TableName")?,
+        item: r.item("Item")?,
+        condition: r.optional_string("ConditionExpression")?,
+        placeholders: placeholders(r)?,
+        return_values: return_values(r)?,
+        old_on_failure: old_on_failure(r)?,
+    })
+}
+
+fn get_request(r: &Req<'_>) -> Res<GetItem> {
+    Ok(GetItem {
+        table: r.string("TableName")?,
+        key: r.item("Key")?,
+        projection: r.optional_string("ProjectionExpression")?,
+        placeholders: placeholders(r)?,
+    })
+}
+
+fn update_request(r: &Req<'_>) -> Res<UpdateItem> {
+    Ok(UpdateItem {
+        table: r.string("TableName")?,
+        key: r.item("Key")?,
+        update: r.optional_string("UpdateExpression")?,
+        condition: r.optional_string("ConditionExpression")?,
+        placeholders: placeholders(r)?,
+        return_values: return_values(r)?,
+        old_on_failure: old_on_failure(r)?,
+    })
+}
+
+fn delete_request(r: &Req<'_>) -> Res<DeleteItem> {
+    Ok(DeleteItem {
+        table: r.string("TableName")?,
+        key: r.item("Key")?,
+        condition: r.optional_string("ConditionExpression")?,
+        placeholders: placeholders(r)?,
+        return_values: return_values(r)?,
+        old_on_failure: old_on_failure(r)?,
+    })
+}
+
+fn return_values(r: &Req<'_>) -> Res<ReturnValues> {
+    Ok(match r.optional_string("ReturnValues")?.as_deref() {
+        None | Some("NONE") => ReturnValues::None,
+        Some("ALL_OLD") => ReturnValues::AllOld,
+        Some("UPDATED_OLD") => ReturnValues::UpdatedOld,
+        Some("ALL_NEW") => ReturnValues::AllNew,
+        Some("UPDATED_NEW") => ReturnValues::UpdatedNew,
+        Some(other) => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]"
+            )));
+        }
+    })
+}
+
+fn old_on_failure(r: &Req<'_>) -> Res<bool> {
+    Ok(r.optional_string("ReturnValuesOnConditionCheckFailure")?
+        .as_deref()
+        == Some("ALL_OLD"))
+}
+
+fn placeholders(r: &Req<'_>) -> Res<Placeholder> {
+    let mut placeholder = Placeholder::default();
+    if let Some(names) = r.0.get("ExpressionAttributeNames") {
+        for (key, value) in object_of(names, "ExpressionAttributeNames")? {
+            let Json::String(name) = value else {
+                return Err(validation("ExpressionAttributeNames maps to strings"));
+            };
+            placeholder.names.insert(key.clone(), name.clone());
+        }
+    }
+    if let Some(values) = r.0.get("ExpressionAttributeValues") {
+        for (key, value) in object_of(values, "ExpressionAttributeValues")? {
+            let value = AttributeValue::from_json(value).map_err(|e| {
+                validation(format!(
+                    "ExpressionAttributeValues contains invalid value: {e} for key {key}"
+                ))
+            })?;
+            placeholder.values.insert(key.clone(), value);
+        }
+    }
+    Ok(placeholder)
+}
+
+fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
+    let name = r.string("TableName")?;
+    if !(3..=255).contains(&name.len())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{name}' at 'tableName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length 3 to 255"
+        )));
+    }
+    let mut definitions = BTreeMap::new();
+    for definition in r.array("AttributeDefinitions")? {
+        let definition = Req(object_of(definition, "AttributeDefinitions")?);
+        let kind = definition.string("AttributeType")?;
+        let kind = ScalarType::from_name(&kind).ok_or_else(|| {
+            validation(format!("Invalid AttributeType {kind}: expected S, N or B"))
+        })?;
+        definitions.insert(definition.string("AttributeName")?, kind);
+    }
+    let key_schema = |schema: &[Json]| -> Res<(KeyAttribute, Option<KeyAttribute>)> {
+        let mut partition = None;
+        let mut sort = None;
+        for element in schema {
+            let element = Req(object_of(element, "KeySchema")?);
+            let name = element.string("AttributeName")?;
+            let kind = *definitions.get(&name).ok_or_else(|| {
+                validation(format!(
+                    "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [{name}]"
+                ))
+            })?;
+            let attribute = KeyAttribute { name, kind };
+            match element.string("KeyType")?.as_str() {
+                "HASH" if partition.is_none() => partition = Some(attribute),
+                "RANGE" if sort.is_none() => sort = Some(attribute),
+                other => {
+                    return Err(validation(format!(
+                        "Invalid KeySchema: unexpected KeyType {other}"
+                    )));
+                }
+            }
+        }
+        let partition =
+            partition.ok_or_else(|| validation("Invalid KeySchema: a HASH key is required"))?;
+        Ok((partition, sort))
+    };
+    let (partition_key, sort_key) = key_schema(r.array("KeySchema")?)?;
+    let indexes = |field: &str| -> Res<Vec<IndexSpec>> {
+        let Some(list) = r.0.get(field) else {
+            return Ok(Vec::new());
+        };
+        let Json::Array(list) = list else {
+            return Err(validation(format!("{field} is a list")));
+        };
+        let mut out = Vec::new();
+        for index in list {
+            let index = Req(object_of(index, field)?);
+            let (partition_key, sort_key) = key_schema(index.array("KeySchema")?)?;
+            let projection = match index.0.get("Projection") {
+                Some(projection) => {
+                    let projection = Req(object_of(projection, "Projection")?);
+                    match projection.optional_string("ProjectionType")?.as_deref() {
+                        Some("KEYS_ONLY") => Projection::KeysOnly,
+                        Some("INCLUDE") => Projection::Include(
+                            projection
+                                .0
+                                .get("NonKeyAttributes")
+                                .and_then(Json::as_array)
+                                .map(|names| {
+                                    names
+                                        .iter()
+                                        .filter_map(|n| n.as_str().map(str::to_owned))
+                                        .collect()
+                                })
+                                .unwrap_or_default(),
+                        ),
+                        _ => Projection::All,
+                    }
+                }
+                None => Projection::All,
+            };
+            out.push(IndexSpec {
+                name: index.string("IndexName")?,
+                partition_key,
+                sort_key,
+                projection,
+            });
+        }
+        Ok(out)
+    };
+    let stream_view = match r.0.get("StreamSpecification") {
+        Some(spec) => {
+            let spec = Req(object_of(spec, "StreamSpecification")?);
+            if spec.optional_bool("StreamEnabled")?.unwrap_or(false) {
+                spec.optional_string("StreamViewType")?
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    Ok(TableSpec {
+        name,
+        partition_key,
+        sort_key,
+        global_indexes: indexes("GlobalSecondaryIndexes")?,
+        local_indexes: indexes("LocalSecondaryIndexes")?,
+        ttl_attribute: None,
+        stream_view,
+    })
+}
+
+/// DescribeTable's `Table`.
+fn describe(description: &TableDescription, region: &str) -> Json {
+    let spec = &description.spec;
+    let arn = table_arn(region, &spec.name);
+    let key_schema = |partition: &KeyAttribute, sort: Option<&KeyAttribute>| {
+        let mut schema = vec![json!({ "AttributeName": partition.name, "KeyType": "HASH" })];
+        if let Some(sort) = sort {
+            schema.push(json!({ "AttributeName": sort.name, "KeyType": "RANGE" }));
+        }
+        schema
+    };
+    let mut definitions: BTreeMap<&str, &str> = BTreeMap::new();
+    let all_keys = spec.key_attributes().chain(
+        spec.global_indexes
+            .iter()
+            .chain(&spec.local_indexes)
+            .flat_map(|index| std::iter::once(&index.partition_key).chain(index.sort_key.as_ref())),
+    );
+    for key in all_keys {
+        definitions.insert(&key.name, key.kind.name());
+    }
+    let definitions: Vec<Json> = definitions
+        .iter()
+        .map(|(name, kind)| json!({ "AttributeName": name, "AttributeType": kind }))
+        .collect();
+    let index = |index: &IndexSpec| {
+        let projection = match &index.projection {
+            Projection::All => json!({ "ProjectionType": "ALL" }),
+            Projection::KeysOnly => json!({ "ProjectionType": "KEYS_ONLY" }),
+            Projection::Include(names) => {
+                json!({ "ProjectionType": "INCLUDE", "NonKeyAttributes": names })
+            }
+        };
+        json!({
+            "IndexName": index.name,
+            "KeySchema": key_schema(&index.partition_key, index.sort_key.as_ref()),
+            "Projection": projection,
+            "IndexStatus": "ACTIVE",
+            "IndexArn": format!("{arn}/index/{}", index.name),
+            "ProvisionedThroughput": { "ReadCapacityUnits": 0, "WriteCapacityUnits": 0 },
+        })
+    };
+    let mut table = json!({
+        "TableName": spec.name,
+        "TableArn": arn,
+        "TableId": spec.name,
+        "TableStatus": "ACTIVE",
+        "KeySchema": key_schema(&spec.partition_key, spec.sort_key.as_ref()),
+        "AttributeDefinitions": definitions,
+        "CreationDateTime": description.created_at,
+        "ItemCount": description.item_count,
+        "TableSizeBytes": description.size_bytes,
+        "BillingModeSummary": { "BillingMode": "PAY_PER_REQUEST" },
+        "ProvisionedThroughput": { "ReadCapacityUnits": 0, "WriteCapacityUnits": 0, "NumberOfDecreasesToday": 0 },
+    });
+    if !spec.global_indexes.is_empty() {
+        table["GlobalSecondaryIndexes"] =
+            Json::Array(spec.global_indexes.iter().map(index).collect());
+    }
+    if !spec.local_indexes.is_empty() {
+        table["LocalSecondaryIndexes"] =
+            Json::Array(spec.local_indexes.iter().map(index).collect());
+    }
+    if let Some(view) = &spec.stream_view {
+        table["StreamSpecification"] = json!({ "StreamEnabled": true, "StreamViewType": view });
+    }
+    table
+}
+
+/// A request's fields, read with DynamoDB's validation messages.
+struct Req<'r>(&'r Map<String, Json>);
+
+impl<'r> Req<'r> {
+    fn string(&self, field: &str) -> Res<String> {
+        self.optional_string(field)?
+            .ok_or_else(|| validation(format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(field))))
+    }
+
+    fn optional_string(&self, field: &str) -> Res<Option<String>> {
+        match self.0.get(field) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(serialization(field, "a string", other)),
+        }
+    }
+
+    fn optional_bool(&self, field: &str) -> Res<Option<bool>> {
+        match self.0.get(field) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(serialization(field, "a boolean", other)),
+        }
+    }
+
+    fn optional_usize(&self, field: &str) -> Res<Option<usize>> {
+        match self.0.get(field) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::Number(n)) => match n.as_u64() {
+                Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+                None => Err(validation(format!(
+                    "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to 0",
+                    lower_first(field)
+                ))),
+            },
+            Some(other) => Err(serialization(field, "a number", other)),
+        }
+    }
+
+    fn array(&self, field: &str) -> Res<&'r [Json]> {
+        match self.0.get(field) {
+            Some(Json::Array(items)) => Ok(items),
+            None | Some(Json::Null) => Err(validation(format!(
+                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+                lower_first(field)
+            ))),
+            Some(other) => Err(serialization(field, "a list", other)),
+        }
+    }
+
+    fn object(&self, field: &str) -> Res<&'r Map<String, Json>> {
+        match self.0.get(field) {
+            Some(value) => object_of(value, field),
+            None => Err(validation(format!(
+                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+                lower_first(field)
+            ))),
+        }
+    }
+
+    fn item(&self, field: &str) -> Res<Item> {
+        match self.0.get(field) {
+            Some(value) => item_of(value, field),
+            None => Err(validation(format!(
+                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
+                lower_first(field)
+            ))),
+        }
+    }
+
+    fn optional_item(&self, field: &str) -> Res<Option<Item>> {
+        match self.0.get(field) {
+            None | Some(Json::Null) => Ok(None),
+            Some(value) => item_of(value, field).map(Some),
+        }
+    }
+}
+
+fn object_of<'j>(value: &'j Json, field: &str) -> Res<&'j Map<String, Json>> {
+    match value {
+        Json::Object(map) => Ok(map),
+        other => Err(serialization(field, "an object", other)),
+    }
+}
+
+fn item_of(value: &Json, field: &str) -> Res<Item> {
+    let map = object_of(value, field)?;
+    item_from_json(map).map_err(validation)
+}
+
+fn lower_first(field: &str) -> String {
+    let mut chars = field.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
+        None => String::new(),
+    }
+}
+
+fn serialization(field: &str, what: &str, got: &Json) -> DynamoError {
+    DynamoError::new(
+        StatusCode::BAD_REQUEST,
+        "SerializationException",
+        format!("{field} must be {what}, got {got}"),
+    )
+}
+
+fn validation(message: impl Into<String>) -> DynamoError {
+    DynamoError::new(StatusCode::BAD_REQUEST, "ValidationException", message)
+}
+
+impl DynamoError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> DynamoError {
+        DynamoError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = self.code, "{}", self.message);
+        } else {
+            tracing::debug!(code = self.code, "{}", self.message);
+        }
+        let mut body = self.extra;
+        body.insert("__type".to_owned(), json!(error_type(self.code)));
+        body.insert("message".to_owned(), json!(self.message));
+        super::response(
+            self.status,
+            CONTENT_TYPE,
+            Json::Object(body).to_string().into_bytes(),
+        )
+    }
+}
+
+/// The `__type` of an error code: validation errors come from AWS's validation layer.
+fn error_type(code: &str) -> String {
+    match code {
+        "ValidationException" => "com.amazon.coral.validate#ValidationException".to_owned(),
+        "SerializationException" => "com.amazon.coral.service#SerializationException".to_owned(),
+        "UnknownOperationException" => {
+            "com.amazon.coral.service#UnknownOperationException".to_owned()
+        }
+        other => format!("com.amazonaws.dynamodb.v20120810#{other}"),
+    }
+}
+
+/// An error refused before the request reached DynamoDB (a bad signature, an unknown key).
+pub(crate) fn error_response(status: StatusCode, code: &'static str, message: &str) -> Response {
+    // DynamoDB answers signature problems with 400, as its other client errors.
+    let status = if status.is_client_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let code = match code {
+        "AccessDenied" => "AccessDeniedException",
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
+        other => other,
+    };
+    DynamoError::new(status, code, message).into_response()
+}
+
+impl From<TableOpError> for DynamoError {
+    fn from(e: TableOpError) -> DynamoError {
+        let bad = StatusCode::BAD_REQUEST;
+        match e {
+            TableOpError::Denied(e) => DynamoError::new(
+                bad,
+                "AccessDeniedException",
+                format!(
+                    "User is not authorized to perform this action: {}",
+                    e.message
+                ),
+            ),
+            TableOpError::Table(e) => match e {
+                TableError::NotFound(_) => {
+                    DynamoError::new(bad, "ResourceNotFoundException", e.to_string())
+                }
+                TableError::InUse(_) => {
+                    DynamoError::new(bad, "ResourceInUseException", e.to_string())
+                }
+                TableError::Validation(message) => validation(message),
+                TableError::ConditionFailed(ref item) => {
+                    let mut error =
+                        DynamoError::new(bad, "ConditionalCheckFailedException", e.to_string());
+                    if let Some(item) = item {
+                        error.extra.insert("Item".to_owned(), item_to_json(item));
+                    }
+                    error
+                }
+                TableError::Cancelled(ref reasons) => {
+                    let mut error =
+                        DynamoError::new(bad, "TransactionCanceledException", e.to_string());
+                    let reasons: Vec<Json> = reasons
+                        .iter()
+                        .map(|reason| {
+                            let mut out = json!({ "Code": reason.code.unwrap_or("None") });
+                            if let Some(message) = &reason.message {
+                                out["Message"] = json!(message);
+                            }
+                            if let Some(item) = &reason.item {
+                                out["Item"] = item_to_json(item);
+                            }
+                            out
+                        })
+                        .collect();
+                    error
+                        .extra
+                        .insert("CancellationReasons".to_owned(), Json::Array(reasons));
+                    error
+                }
+                TableError::Internal(message) => DynamoError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    message,
+                ),
+            },
+        }
+    }
+}
