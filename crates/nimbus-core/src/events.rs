@@ -21,6 +21,9 @@ pub struct AppResources {
     pub kv_namespaces: Vec<String>,
     /// DynamoDB-style tables.
     pub tables: Vec<crate::tables::TableSpec>,
+    /// EventBridge buses besides `default`: `AWS::Events::EventBus` resources and the buses
+    /// `eventBridge` events name.
+    pub event_buses: Vec<String>,
 }
 
 /// A queue with SQS semantics.
@@ -101,6 +104,21 @@ pub enum EventSource {
     S3(S3Event),
     /// `schedule`: the function runs on a rate or cron schedule.
     Schedule(ScheduleEvent),
+    /// `eventBridge`: events put on a bus that match a pattern invoke the function.
+    EventBridge(EventBridgeEvent),
+}
+
+/// An `eventBridge` rule of a function.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventBridgeEvent {
+    /// The event bus's name (`default` unless given).
+    pub bus: String,
+    /// The event pattern (EventBridge's, as JSON); every event matches when absent.
+    pub pattern: Option<serde_json::Value>,
+    /// A constant event to send instead of the matched one (`input`).
+    pub input: Option<serde_json::Value>,
+    /// A JSONPath (`$.detail`, `$.detail.order`) of the part of the event to send (`inputPath`).
+    pub input_path: Option<String>,
 }
 
 /// An `sqs` event source mapping.

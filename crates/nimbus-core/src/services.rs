@@ -433,6 +433,11 @@ impl Access {
         Access::new("sns:Publish", format!("topic:{topic}"))
     }
 
+    /// Putting events on EventBridge bus `bus`.
+    pub fn bus_put(bus: &str) -> Access {
+        Access::new("events:PutEvents", format!("bus:{bus}"))
+    }
+
     /// Creating `topic` at run time.
     pub fn topic_create(topic: &str) -> Access {
         Access::new("sns:CreateTopic", format!("topic:{topic}"))

@@ -10,6 +10,7 @@
 //! and is refused otherwise.
 
 mod dynamodb;
+mod eventbridge;
 mod lambda;
 mod s3;
 mod sigv2;
@@ -43,6 +44,7 @@ pub(crate) enum Service {
     Sns,
     Lambda,
     Sts,
+    Events,
     DynamoDb,
 }
 
@@ -63,6 +65,9 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
     if header("x-amz-target").is_some_and(|target| target.starts_with("DynamoDB_20120810.")) {
         return Some(Service::DynamoDb);
     }
+    if header("x-amz-target").is_some_and(|target| target.starts_with("AWSEvents.")) {
+        return Some(Service::Events);
+    }
     let auth = match header("authorization") {
         Some(value) => sigv4::Authorization::parse(value)?,
         None => match sigv4::Authorization::from_query(parts) {
@@ -77,6 +82,7 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
         "lambda" => Some(Service::Lambda),
         "sns" => Some(Service::Sns),
         "sts" => Some(Service::Sts),
+        "events" => Some(Service::Events),
         "dynamodb" => Some(Service::DynamoDb),
         _ => None,
     }
@@ -105,6 +111,7 @@ pub(crate) async fn handle(
         Service::Lambda => lambda::handle(generation, principal, &parts, body).await,
         Service::Sns => sns::handle(generation, principal, &parts, &body).await,
         Service::Sts => sts::handle(principal, &parts, &body).await,
+        Service::Events => eventbridge::handle(generation, principal, &parts, &body).await,
         Service::DynamoDb => dynamodb::handle(generation, principal, &parts, &body).await,
     }
 }
@@ -133,6 +140,7 @@ impl Refusal {
             Service::Lambda => lambda::error_response(self.status, self.code, &self.message),
             Service::DynamoDb => dynamodb::error_response(self.status, self.code, &self.message),
             Service::Sts => sts::error_response(self.status, self.code, &self.message),
+            Service::Events => eventbridge::error_response(self.status, self.code, &self.message),
         }
     }
 }

@@ -12,11 +12,11 @@ mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nimbus_core::events::{
-    AppResources, Destination, EventSource, FilterScope, QueueSpec, S3Event, SnsEvent,
-    SubscriptionEndpoint,
+    AppResources, Destination, EventBridgeEvent, EventSource, FilterScope, QueueSpec, S3Event,
+    SnsEvent, SubscriptionEndpoint,
 };
 use nimbus_core::tables::TableStore;
 use nimbus_store::{MessageAttribute, NewMessage, ObjectMeta, SentMessage, Store, StoreError};
@@ -48,6 +48,8 @@ pub(crate) struct Events {
     sns_subscribers: HashMap<String, Vec<(usize, SnsEvent)>>,
     /// Function notifications of each bucket.
     s3_notifications: HashMap<String, Vec<(usize, S3Event)>>,
+    /// The functions' EventBridge rules.
+    event_rules: Vec<(usize, EventBridgeEvent)>,
 }
 
 /// What happens to an object.
@@ -126,6 +128,7 @@ impl Events {
             .collect();
         let mut sns_subscribers: HashMap<String, Vec<(usize, SnsEvent)>> = HashMap::new();
         let mut s3_notifications: HashMap<String, Vec<(usize, S3Event)>> = HashMap::new();
+        let mut event_rules = Vec::new();
         for (idx, function) in functions.list.iter().enumerate() {
             for event in &function.spec.events {
                 match event {
@@ -137,6 +140,7 @@ impl Events {
                         .entry(s3.bucket.clone())
                         .or_default()
                         .push((idx, s3.clone())),
+                    EventSource::EventBridge(rule) => event_rules.push((idx, rule.clone())),
                     EventSource::Sqs(_) | EventSource::Schedule(_) => {}
                 }
             }
@@ -151,6 +155,7 @@ impl Events {
             wakers,
             sns_subscribers,
             s3_notifications,
+            event_rules,
         })
     }
 
@@ -225,6 +230,73 @@ impl Events {
     ) -> Result<SentMessage, StoreError> {
         let message = internal_message(payload, trace, trigger);
         self.send(&async_queue(function), message).await
+    }
+
+    /// Whether EventBridge bus `bus` exists: `default`, or one the app declares or a rule
+    /// names.
+    pub(crate) fn has_event_bus(&self, bus: &str) -> bool {
+        bus == "default" || self.resources.event_buses.iter().any(|b| b == bus)
+    }
+
+    /// Puts events on their buses: each matching rule's function is invoked asynchronously
+    /// with the event in EventBridge's shape (or its `input` / `inputPath`), all deliveries
+    /// committed together. Answers each event's id.
+    pub(crate) async fn put_events(
+        &self,
+        entries: Vec<PutEvent>,
+        trace: &TraceContext,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::with_capacity(entries.len());
+        let mut sends = Vec::new();
+        for entry in entries {
+            let id = uuid::Uuid::new_v4().to_string();
+            let event = serde_json::json!({
+                "version": "0",
+                "id": id,
+                "detail-type": entry.detail_type,
+                "source": entry.source,
+                "account": nimbus_core::ACCOUNT_ID,
+                "time": entry.time.unwrap_or_else(|| {
+                    // EventBridge's `time` has whole seconds.
+                    let now = nimbus_core::time::rfc3339_millis(SystemTime::now());
+                    format!("{}Z", now.get(..19).unwrap_or(&now))
+                }),
+                "region": self.region,
+                "resources": entry.resources,
+                "detail": entry.detail,
+            });
+            for (idx, rule) in &self.event_rules {
+                if rule.bus != entry.bus
+                    || !rule
+                        .pattern
+                        .as_ref()
+                        .is_none_or(|pattern| filter::matches_body(pattern, &event))
+                {
+                    continue;
+                }
+                let payload = match (&rule.input, &rule.input_path) {
+                    (Some(input), _) => input.clone(),
+                    (None, Some(path)) => {
+                        json_path(&event, path).unwrap_or(serde_json::Value::Null)
+                    }
+                    (None, None) => event.clone(),
+                };
+                let function = &self.functions.list[*idx].spec.name;
+                sends.push((
+                    async_queue(function),
+                    internal_message(payload.to_string(), trace, "eventbridge"),
+                ));
+            }
+            ids.push(id);
+        }
+        let queues: Vec<String> = sends.iter().map(|(q, _)| q.clone()).collect();
+        if !sends.is_empty() {
+            self.store(move |store| store.send_many(sends)).await?;
+        }
+        for queue in &queues {
+            self.wake(queue);
+        }
+        Ok(ids)
     }
 
     /// Publishes to a topic: one durable delivery per matching subscriber, committed
@@ -537,6 +609,28 @@ fn string_attribute(value: &str) -> MessageAttribute {
 
 /// A message for an internal queue: the event, plus the request id every retry reuses
 /// (as Lambda keeps it across retries), the trace and what triggered it.
+/// An event to put on a bus (EventBridge's PutEvents entry).
+pub(crate) struct PutEvent {
+    pub(crate) bus: String,
+    pub(crate) source: String,
+    pub(crate) detail_type: String,
+    /// The detail, a JSON object.
+    pub(crate) detail: serde_json::Value,
+    pub(crate) resources: Vec<String>,
+    /// The event's time as given (RFC 3339); now when absent.
+    pub(crate) time: Option<String>,
+}
+
+/// The part of `value` a JSONPath of plain names (`$`, `$.detail`, `$.detail.order`) selects.
+fn json_path(value: &serde_json::Value, path: &str) -> Option<serde_json::Value> {
+    let rest = path.strip_prefix('$')?;
+    let mut current = value;
+    for name in rest.split('.').filter(|name| !name.is_empty()) {
+        current = current.get(name)?;
+    }
+    Some(current.clone())
+}
+
 fn internal_message(payload: String, trace: &TraceContext, trigger: &str) -> NewMessage {
     let mut message = plain_message(payload);
     message.attributes.insert(

@@ -535,6 +535,57 @@ pub(crate) async fn publish(
         .map_err(|e| access.fail(e))
 }
 
+/// Puts events on EventBridge buses (PutEvents): every entry's bus must be granted
+/// (`events:PutEvents`) or the whole call is refused, as IAM refuses it; an entry naming a
+/// bus that does not exist fails alone. Answers each entry's event id or its error.
+pub(crate) async fn put_events(
+    events: &Events,
+    principal: Principal<'_>,
+    entries: Vec<crate::events::PutEvent>,
+    trace: &TraceContext,
+) -> Result<Vec<Result<String, ApiError>>, OpError> {
+    for entry in &entries {
+        principal.authorize(&Access::bus_put(&entry.bus))?;
+    }
+    let mut results: Vec<Option<Result<String, ApiError>>> = Vec::with_capacity(entries.len());
+    let mut valid = Vec::new();
+    for entry in entries {
+        if events.has_event_bus(&entry.bus) {
+            results.push(None);
+            valid.push(entry);
+        } else {
+            results.push(Some(Err(ApiError::typed(
+                StatusCode::NOT_FOUND,
+                "ResourceNotFoundException",
+                format!(
+                    "Event bus {} does not exist; declare an AWS::Events::EventBus or name it in an eventBridge event",
+                    entry.bus
+                ),
+            ))));
+        }
+    }
+    let access = Access::bus_put("*");
+    let mut ids = events
+        .put_events(valid, trace)
+        .await
+        .map_err(|e| access.fail(e))?
+        .into_iter();
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| {
+                ids.next().ok_or_else(|| {
+                    ApiError::typed(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalException",
+                        "no event id",
+                    )
+                })
+            })
+        })
+        .collect())
+}
+
 /// Fails with SNS's `NotFound` unless `topic` is declared in the manifest or was made at
 /// run time.
 async fn require_topic(events: &Events, access: &Access, topic: &str) -> Result<(), OpError> {

@@ -84,6 +84,10 @@ fn source_text(
         EventSource::Sqs(sqs) => format!("sqs {} (batch {})", sqs.queue, sqs.batch_size),
         EventSource::Sns(sns) => format!("sns {}", sns.topic),
         EventSource::S3(s3) => format!("s3 {} ({})", s3.bucket, s3.events.join(", ")),
+        EventSource::EventBridge(rule) => match &rule.pattern {
+            Some(pattern) => format!("eventBridge {} {pattern}", rule.bus),
+            None => format!("eventBridge {}", rule.bus),
+        },
         EventSource::Schedule(schedule) if !schedule.enabled => {
             format!(
                 "schedule {} {} (disabled)",

@@ -259,6 +259,11 @@ impl Cx<'_> {
                 let table = arn.resource.strip_prefix("table/")?;
                 return Some(format!("table:{table}"));
             }
+            // `event-bus/orders` → `bus:orders`.
+            "events" => {
+                let bus = arn.resource.strip_prefix("event-bus/")?;
+                return Some(format!("bus:{bus}"));
+            }
             "lambda" => {
                 let name = arn.resource.strip_prefix("function:")?;
                 return Some(format!("function:{}", self.function_name_of(name)));

@@ -308,6 +308,7 @@ impl Cx<'_> {
             // `Ref` of a bucket or table is its name; of a topic its ARN; of a queue its URL.
             Some(Logical::Bucket(name) | Logical::Table(name)) => Ok(name.clone()),
             Some(Logical::Queue(name)) => Ok(crate::queue_url(name)),
+            Some(Logical::EventBus(name)) => Ok(name.clone()),
             Some(logical @ Logical::Topic(_)) => Ok(logical.arn().unwrap_or_default()),
             Some(Logical::Other(resource_type)) => Err(format!(
                 "`{id}` is a `{resource_type}` resource, which nimbus does not model"
@@ -336,6 +337,8 @@ impl Cx<'_> {
                 Ok(name.clone())
             }
             (Logical::Table(name), "Arn") => Ok(self.table_arn(name)),
+            (Logical::EventBus(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
+            (Logical::EventBus(name), "Name") => Ok(name.clone()),
             // Streams are not served yet; the ARN names the table's stream as AWS does.
             (Logical::Table(name), "StreamArn") => Ok(format!(
                 "{}/stream/1970-01-01T00:00:00.000",

@@ -74,6 +74,8 @@ pub(super) enum Logical {
     Topic(String),
     Bucket(String),
     Table(String),
+    /// An `AWS::Events::EventBus`, by its name.
+    EventBus(String),
     /// A resource type nimbus does not model.
     Other(String),
 }
@@ -117,6 +119,7 @@ impl Logical {
             Logical::Topic(name) => Some(format!("arn:aws:sns:*:*:{name}")),
             Logical::Bucket(name) => Some(format!("arn:aws:s3:::{name}")),
             Logical::Table(name) => Some(crate::tables::table_arn("*", name)),
+            Logical::EventBus(name) => Some(format!("arn:aws:events:*:*:event-bus/{name}")),
             Logical::Other(_) => None,
         }
     }
@@ -321,6 +324,9 @@ impl Cx<'_> {
                 "AWS::DynamoDB::Table" => {
                     Logical::Table(name("TableName", self).unwrap_or_else(|| entry.key.clone()))
                 }
+                "AWS::Events::EventBus" => {
+                    Logical::EventBus(name("Name", self).unwrap_or_else(|| entry.key.clone()))
+                }
                 other => Logical::Other(other.to_owned()),
             };
             self.app
@@ -365,6 +371,18 @@ impl Cx<'_> {
                     self.declare_simple(Kind::Bucket, &name, entry.key_pos, &key);
                 }
                 Logical::Table(name) => self.cf_table(&name, &props, entry.key_pos, &props_key),
+                Logical::EventBus(name) => {
+                    for prop in &props {
+                        if prop.key != "Name" {
+                            self.warn(
+                                prop.key_pos,
+                                &join_key(&props_key, &prop.key),
+                                "not modelled by nimbus; ignored",
+                            );
+                        }
+                    }
+                    self.declare_event_bus(&name);
+                }
                 Logical::Other(resource_type) if resource_type == "AWS::SNS::Subscription" => {
                     self.cf_subscription(&props, entry.key_pos, &props_key, later);
                 }
@@ -1231,5 +1249,14 @@ fn fifo_default(logical_id: &str, fifo: bool) -> String {
         format!("{logical_id}.fifo")
     } else {
         logical_id.to_owned()
+    }
+}
+
+impl Cx<'_> {
+    /// Declares an EventBridge bus (`default` always exists).
+    pub(super) fn declare_event_bus(&mut self, name: &str) {
+        if name != "default" && !self.app.resources.event_buses.iter().any(|b| b == name) {
+            self.app.resources.event_buses.push(name.to_owned());
+        }
     }
 }

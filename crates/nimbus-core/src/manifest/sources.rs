@@ -1,8 +1,10 @@
-//! Non-HTTP function events: `sqs`, `sns`, `s3` and `schedule`.
+//! Non-HTTP function events: `sqs`, `sns`, `s3`, `schedule` and `eventBridge`.
 
 use std::time::Duration;
 
-use crate::events::{EventSource, FilterScope, S3Event, ScheduleEvent, SnsEvent, SqsEvent};
+use crate::events::{
+    EventBridgeEvent, EventSource, FilterScope, S3Event, ScheduleEvent, SnsEvent, SqsEvent,
+};
 use crate::schedule::ScheduleExpression;
 
 use super::references::{is_cf_reference, is_intrinsic};
@@ -53,6 +55,7 @@ impl Cx<'_> {
                 .into_iter()
                 .map(EventSource::Schedule)
                 .collect(),
+            "eventBridge" => self.event_bridge(&entry.value, key, function, n_schedules),
             _ => Vec::new(),
         }
     }
@@ -428,6 +431,78 @@ impl Cx<'_> {
             });
         }
         schedules
+    }
+
+    /// `eventBridge: { eventBus, pattern, input, inputPath }`: a rule on a bus (`default`
+    /// unless named, by name, ARN, `Ref` or `Fn::GetAtt`), which the Serverless Framework
+    /// creates; `eventBridge: { schedule: rate(..) }` is a schedule.
+    fn event_bridge(
+        &mut self,
+        node: &Node,
+        key: &str,
+        function: &str,
+        n_schedules: &mut usize,
+    ) -> Vec<EventSource> {
+        let read = self.read(node, key);
+        let Some(fields) = self.mapping(
+            &read,
+            key,
+            "a mapping such as `{ eventBus: orders, pattern: { source: [shop] } }`",
+        ) else {
+            return Vec::new();
+        };
+        if let Some(schedule) = fields.iter().find(|field| field.key == "schedule") {
+            let schedule_key = join_key(key, "schedule");
+            return self
+                .schedule(&schedule.value, &schedule_key, function, n_schedules)
+                .into_iter()
+                .map(EventSource::Schedule)
+                .collect();
+        }
+        let mut event = EventBridgeEvent {
+            bus: "default".to_owned(),
+            pattern: None,
+            input: None,
+            input_path: None,
+        };
+        for field in &fields {
+            let field_key = join_key(key, &field.key);
+            match field.key.as_str() {
+                "eventBus" => {
+                    let Some((text, _)) = self.reference_text(
+                        &field.value,
+                        &field_key,
+                        "a bus name or ARN, `Ref` or `Fn::GetAtt` of an `AWS::Events::EventBus`",
+                    ) else {
+                        continue;
+                    };
+                    // `arn:aws:events:REGION:ACCOUNT:event-bus/NAME` names the bus NAME.
+                    event.bus = text
+                        .rsplit_once(":event-bus/")
+                        .map_or(text.as_str(), |(_, name)| name)
+                        .to_owned();
+                }
+                "pattern" => event.pattern = self.filter_policy(&field.value, &field_key),
+                "input" => event.input = self.schedule_input(&field.value, &field_key),
+                "inputPath" => {
+                    let value = self.read(&field.value, &field_key);
+                    event.input_path = self.string(&value, &field_key, "a path such as `$.detail`");
+                }
+                // The Framework's own settings for the rule; nothing to do with them here.
+                "name" | "description" | "enabled" | "existing" => {}
+                _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
+            }
+        }
+        if event.pattern.is_none() && !fields.iter().any(|f| f.key == "pattern") {
+            self.error(
+                read.pos,
+                key,
+                "an `eventBridge` event needs a `pattern` (or a `schedule`)",
+            );
+            return Vec::new();
+        }
+        self.declare_event_bus(&event.bus);
+        vec![EventSource::EventBridge(event)]
     }
 
     /// An event's value, except that `${cf:..}` is left for the reference to resolve.

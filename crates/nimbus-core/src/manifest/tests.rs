@@ -282,6 +282,19 @@ fn event_summary(event: &EventSource) -> String {
             }
             line
         }
+        EventSource::EventBridge(rule) => {
+            let mut line = format!("eventBridge {}", rule.bus);
+            if let Some(pattern) = &rule.pattern {
+                let _ = write!(line, " pattern {pattern}");
+            }
+            if let Some(input) = &rule.input {
+                let _ = write!(line, " input {input}");
+            }
+            if let Some(path) = &rule.input_path {
+                let _ = write!(line, " inputPath {path}");
+            }
+            line
+        }
     }
 }
 
@@ -830,7 +843,8 @@ fn event_sources_are_read_and_other_event_types_warn() {
               sns topic
               s3 bucket s3:ObjectCreated:* prefix None suffix None
               schedule f-schedule-1 rate(1 minute)
-              not served: stream, alb, websocket, eventBridge, cloudwatchLog
+              eventBridge default pattern {}
+              not served: stream, alb, websocket, cloudwatchLog
               grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:q
             queue q: visibility 30s, delay 0s, retention 345600s
             topic topic
@@ -838,7 +852,6 @@ fn event_sources_are_read_and_other_event_types_warn() {
             warning serverless.yml:12:9: functions.f.events[4].stream: `stream` events are not yet served by nimbus; ignored
             warning serverless.yml:13:9: functions.f.events[5].alb: `alb` events are not yet served by nimbus; ignored
             warning serverless.yml:14:9: functions.f.events[6].websocket: `websocket` events are not yet served by nimbus; ignored
-            warning serverless.yml:15:9: functions.f.events[7].eventBridge: `eventBridge` events are not yet served by nimbus; ignored
             warning serverless.yml:16:9: functions.f.events[8].cloudwatchLog: `cloudwatchLog` events are not yet served by nimbus; ignored
         "#]],
     );
@@ -3274,6 +3287,52 @@ fn bad_dynamodb_tables_are_errors() {
             serverless.yml:15:62: resources.Resources.Undefined.Properties.KeySchema[1].KeyType: expected HASH or RANGE, got "SIDEWAYS"
             serverless.yml:20:32: resources.Resources.Duplicate.Properties.AttributeDefinitions[0].AttributeType: expected S, N or B, got "X"
             serverless.yml:21:21: resources.Resources.Duplicate.Properties.KeySchema[0]: `id` is a key attribute but not in `AttributeDefinitions`; add `{ AttributeName: id, AttributeType: S }`
+        "#]],
+    );
+}
+
+#[test]
+fn eventbridge_rules_name_their_bus_by_name_arn_or_reference() {
+    check(
+        r#"
+        service: shop
+        provider: { runtime: nodejs20.x }
+        functions:
+          f:
+            handler: f.h
+            events:
+              - eventBridge:
+                  eventBus: !GetAtt Bus.Arn
+                  pattern: { source: [shop], detail: { total: [{ numeric: [">", 1] }] } }
+              - eventBridge: { eventBus: !Ref Bus, pattern: { source: [a] }, inputPath: $.detail }
+              - eventBridge:
+                  eventBus: arn:aws:events:us-east-1:123456789012:event-bus/other
+                  pattern: { source: [b] }
+                  input: { fixed: true }
+              - eventBridge: { pattern: { source: [{ prefix: aws. }] } }
+              - eventBridge: { schedule: rate(1 hour) }
+              - eventBridge: { eventBus: x, pattern: { source: [c] }, inputTransformer: {} }
+        resources:
+          Resources:
+            Bus: { Type: AWS::Events::EventBus, Properties: { Name: orders } }
+        "#,
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function f: nodejs20.x f.h (line 5), 1024 MB, 6s
+              Node { major: 20 }
+              eventBridge orders pattern {"detail":{"total":[{"numeric":[">",1]}]},"source":["shop"]}
+              eventBridge orders pattern {"source":["a"]} inputPath $.detail
+              eventBridge other pattern {"source":["b"]} input {"fixed":true}
+              eventBridge default pattern {"source":[{"prefix":"aws."}]}
+              schedule f-schedule-1 rate(1 hour)
+              eventBridge x pattern {"source":["c"]}
+            warning serverless.yml:17:63: functions.f.events[5].eventBridge.inputTransformer: not modelled by nimbus; ignored
+        "#]],
+    );
+    check(
+        "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f:\n    handler: f.h\n    events:\n      - eventBridge: { eventBus: x }\n",
+        expect![[r#"
+            serverless.yml:7:22: functions.f.events[0].eventBridge: an `eventBridge` event needs a `pattern` (or a `schedule`)
         "#]],
     );
 }

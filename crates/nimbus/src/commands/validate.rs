@@ -91,13 +91,14 @@ impl ValidateCommand {
 /// One line: what nimbus runs of the app, by kind.
 fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
     use nimbus_core::events::EventSource;
-    let mut counts = [0usize; 5];
+    let mut counts = [0usize; 6];
     for event in manifest.functions.iter().flat_map(|f| &f.events) {
         let idx = match event {
             EventSource::Sqs(_) => 0,
             EventSource::Sns(_) => 1,
             EventSource::S3(_) => 2,
             EventSource::Schedule(_) => 3,
+            EventSource::EventBridge(_) => 5,
         };
         counts[idx] += 1;
     }
@@ -108,6 +109,7 @@ fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
         (counts[1], "topic subscription"),
         (counts[2], "bucket notification"),
         (counts[3], "schedule"),
+        (counts[5], "EventBridge rule"),
     ] {
         if n > 0 {
             parts.push(format!("{n} {what}{}", plural(n)));

@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod aws_cli;
 mod aws_dynamodb;
+mod aws_events;
 mod aws_lambda;
 mod aws_s3;
 mod aws_sdk_v2;
