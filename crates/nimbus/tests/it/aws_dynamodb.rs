@@ -43,6 +43,9 @@ functions:
   audit:
     handler: todos/audit.audit
     events: [{ http: { path: audit, method: post } }]
+  legacy:
+    handler: todos/legacy.handler
+    events: [{ http: { path: legacy, method: post } }]
 resources:
   Resources:
     TodosDynamoDbTable:
@@ -187,6 +190,66 @@ module.exports.audit = async () => {
 };
 "#;
 
+// aws-sdk v2's DocumentClient, as Lambda's nodejs16.x functions use it (no endpoint given).
+const LEGACY_JS: &str = r#"
+const AWS = require('aws-sdk');
+const doc = new AWS.DynamoDB.DocumentClient();
+const TableName = process.env.DYNAMODB_TABLE;
+
+module.exports.handler = async () => {
+  const id = `v2-${Date.now()}`;
+  const Item = { id, text: 'from v2', checked: false, tags: doc.createSet(['b', 'a']), n: 10 };
+  await doc.put({ TableName, Item, ConditionExpression: 'attribute_not_exists(id)' }).promise();
+  const got = await doc.get({ TableName, Key: { id } }).promise();
+  const updated = await doc.update({
+    TableName, Key: { id }, ReturnValues: 'ALL_NEW',
+    UpdateExpression: 'SET n = n + :one, checked = :yes',
+    ExpressionAttributeValues: { ':one': 1, ':yes': true },
+  }).promise();
+  let conflict = null;
+  try {
+    await doc.put({ TableName, Item, ConditionExpression: 'attribute_not_exists(id)' }).promise();
+  } catch (e) {
+    conflict = e.code;
+  }
+  const scanned = await doc.scan({
+    TableName, FilterExpression: 'begins_with(id, :p)', ExpressionAttributeValues: { ':p': 'v2-' },
+  }).promise();
+  return { statusCode: 200, body: JSON.stringify({
+    text: got.Item.text, tags: got.Item.tags.values.sort(), n: updated.Attributes.n,
+    checked: updated.Attributes.checked, conflict, count: scanned.Count,
+  }) };
+};
+"#;
+
+#[tokio::test]
+async fn aws_sdk_v2_document_client_reads_and_writes_the_same_table() {
+    let app = TestApp::new(&[
+        ("serverless.yml", MANIFEST),
+        ("todos/create.js", CREATE_JS),
+        ("todos/list.js", LIST_JS),
+        ("todos/get.py", GET_PY),
+        ("todos/update.js", UPDATE_JS),
+        ("todos/delete.js", DELETE_JS),
+        ("todos/audit.js", AUDIT_JS),
+        ("todos/legacy.js", LEGACY_JS),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let (status, out) = call(&server, "POST", "/legacy", None).await;
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(
+        out,
+        json!({
+            "text": "from v2",
+            "tags": ["a", "b"],
+            "n": 11,
+            "checked": true,
+            "conflict": "ConditionalCheckFailedException",
+            "count": 1,
+        })
+    );
+}
+
 async fn call(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let res = server
@@ -207,6 +270,7 @@ async fn a_serverless_todos_app_keeps_its_items_in_a_dynamodb_table() {
         ("todos/update.js", UPDATE_JS),
         ("todos/delete.js", DELETE_JS),
         ("todos/audit.js", AUDIT_JS),
+        ("todos/legacy.js", LEGACY_JS),
     ]);
     let server = TestServer::start(app.path(), &[]);
     let (status, created) = call(&server, "POST", "/todos", Some(json!({ "text": "milk" }))).await;
