@@ -121,9 +121,15 @@ fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
         (resources.topics.len(), "topic"),
         (resources.buckets.len(), "bucket"),
         (resources.kv_namespaces.len(), "KV namespace"),
+        (resources.tables.len(), "table"),
+        (resources.event_buses.len(), "event bus"),
     ] {
         if n > 0 {
-            parts.push(format!("{n} {what}{}", plural(n)));
+            let suffix = match plural(n) {
+                "s" if what.ends_with('s') => "es",
+                suffix => suffix,
+            };
+            parts.push(format!("{n} {what}{suffix}"));
         }
     }
     parts.join(", ")
