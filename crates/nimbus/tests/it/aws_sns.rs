@@ -253,3 +253,51 @@ async fn boto3_creates_topics_and_subscribes_queues_and_functions_at_run_time() 
         assert!(seen.contains(&format!("\"level\":\"{level}\"")), "{seen}");
     }
 }
+
+const PY_PUBLISHER: &str = r#"
+import json
+
+import boto3
+
+sns = boto3.client("sns")
+lam = boto3.client("lambda")
+
+
+def handler(event, context):
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    published = sns.publish(TopicArn=topic, Message="from python", Subject="py",
+                            MessageAttributes={"level": {"DataType": "String", "StringValue": "high"}})
+    invoked = lam.invoke(FunctionName="listener", InvocationType="RequestResponse",
+                         Payload=json.dumps({"Records": [{"Sns": {"Message": "invoked directly",
+                             "Subject": "direct", "MessageAttributes": {"level": {"Value": "none"}}}}]}))
+    return {"published": bool(published["MessageId"]), "status": invoked["StatusCode"],
+            "error": invoked.get("FunctionError")}
+"#;
+
+#[tokio::test]
+async fn a_python_function_publishes_and_invokes_through_boto3() {
+    let manifest = format!(
+        "{MANIFEST}  pyPublisher:\n    handler: py_publisher.handler\n    runtime: python3.12\n    iamRoleStatements:\n      - {{ Effect: Allow, Action: [sns:CreateTopic, lambda:InvokeFunction], Resource: '*' }}\nkv: [seen]\n"
+    );
+    let app = TestApp::new(&[
+        ("serverless.yml", &manifest),
+        ("fns.js", FNS_JS),
+        ("py_publisher.py", PY_PUBLISHER),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let out = server
+        .invoke_ok(app.path(), "pyPublisher", &json!({}))
+        .await;
+    assert_eq!(
+        out,
+        json!({ "published": true, "status": 200, "error": null })
+    );
+    // The listener saw the published message through its subscription, and the direct
+    // invocation's made-up record.
+    for (message, level) in [("from python", "high"), ("invoked directly", "none")] {
+        let seen = app
+            .nimbus_until(&["kv", "get", "seen", message], |out| out.contains("level"))
+            .await;
+        assert!(seen.contains(&format!("\"level\":\"{level}\"")), "{seen}");
+    }
+}
