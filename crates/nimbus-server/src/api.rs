@@ -1,27 +1,30 @@
 //! The services API on the control port: queues, topics, buckets and KV, for users (the
 //! admin token) and for functions (their own token, limited to their grants). See
-//! docs/api.md. Handlers turn HTTP into the operations of `services.rs` and back.
+//! docs/api.md. Handlers turn HTTP into the operations of `services.rs` and back; the JSON
+//! bodies and query strings are the types of `wire`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, Uri};
 use nimbus_core::services::Access;
-use nimbus_store::{MessageAttribute, NewMessage, SentMessage};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::error::ApiError;
-use crate::events::{Events, Publish};
+use crate::events::Events;
 use crate::gateway::incoming_trace;
 use crate::generation::{Current, Generation};
 use crate::services::{self, Principal, bad_request};
+
+pub mod wire;
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -126,209 +129,201 @@ fn unauthorized() -> ApiError {
     ApiError::client(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
 }
 
-fn json_body(body: &Bytes) -> Result<Value, ApiError> {
-    if body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::typed(
-            StatusCode::BAD_REQUEST,
-            "InvalidParameterValue",
-            format!("the body must be a JSON object: {e}"),
-        )
-    })
-}
+/// A JSON request body as `T`, or a JSON answer.
+///
+/// Unlike axum's `Json`, it reads an empty body as `{}` and needs no `Content-Type` (the
+/// clients have never had to send one), and it answers a body that does not fit `T` the way
+/// every services-API error is answered: `{"message", "type"}` with 400.
+pub(crate) struct Json<T>(pub(crate) T);
 
-fn json_response(status: StatusCode, value: Value) -> Response {
-    (
-        status,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response()
-}
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Response;
 
-/// `{"k": {"dataType": "String", "value": "v"}}` or `{"k": "v"}` / `{"k": 3}`; the
-/// operations refuse reserved names.
-pub(crate) fn attributes(
-    value: Option<&Value>,
-) -> Result<BTreeMap<String, MessageAttribute>, ApiError> {
-    let mut attributes = BTreeMap::new();
-    let Some(value) = value else {
-        return Ok(attributes);
-    };
-    let Some(object) = value.as_object() else {
-        return Err(bad_request("attributes must be an object"));
-    };
-    for (name, attribute) in object {
-        let (data_type, value) = match attribute {
-            Value::String(text) => ("String".to_owned(), text.clone()),
-            Value::Number(number) => ("Number".to_owned(), number.to_string()),
-            Value::Object(typed) => {
-                let data_type = typed
-                    .get("dataType")
-                    .or_else(|| typed.get("DataType"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("String");
-                let value = typed
-                    .get("value")
-                    .or_else(|| typed.get("stringValue"))
-                    .or_else(|| typed.get("StringValue"))
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| v.to_string())
-                    })
-                    .ok_or_else(|| bad_request(format!("attribute {name:?} has no value")))?;
-                (data_type.to_owned(), value)
-            }
-            other => ("String".to_owned(), other.to_string()),
-        };
-        attributes.insert(name.clone(), MessageAttribute { data_type, value });
-    }
-    Ok(attributes)
-}
-
-async fn list_queues(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let queues = services::list_queues(&api.events, principal).await?;
-    let queues: Vec<Value> = queues
-        .into_iter()
-        .map(|(name, stats)| {
-            json!({
-                "name": name,
-                "visible": stats.visible,
-                "inFlight": stats.in_flight,
-                "delayed": stats.delayed,
-                "oldestAgeSeconds": stats.oldest_age.map(|age| age.as_secs_f64()),
-            })
-        })
-        .collect();
-    Ok(json_response(StatusCode::OK, json!({ "queues": queues })))
-}
-
-/// A message to send, from the JSON a client sent (one entry of a batch, or the whole body).
-fn new_message(request: &Value) -> Result<NewMessage, ApiError> {
-    let Some(text) = request.get("body").and_then(Value::as_str) else {
-        return Err(bad_request("`body` (a string) is required"));
-    };
-    let delay = match request.get("delaySeconds") {
-        None | Some(Value::Null) => None,
-        Some(value) => {
-            Some(Duration::from_secs(value.as_u64().ok_or_else(|| {
-                bad_request("delaySeconds must be a whole number")
-            })?))
+    async fn from_request(req: Request, state: &S) -> Result<Json<T>, Response> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let text: &[u8] = if body.is_empty() { b"{}" } else { &body };
+        match serde_json::from_slice(text) {
+            Ok(value) => Ok(Json(value)),
+            Err(e) => Err(ApiError::typed(
+                StatusCode::BAD_REQUEST,
+                "InvalidParameterValue",
+                format!("invalid JSON body: {e}"),
+            )
+            .into_response()),
         }
-    };
-    Ok(NewMessage {
-        body: text.to_owned(),
-        delay,
-        attributes: attributes(request.get("attributes"))?,
-        group_id: request
-            .get("groupId")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        deduplication_id: request
-            .get("deduplicationId")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-    })
+    }
 }
 
-fn sent_json(sent: &SentMessage) -> Value {
-    let mut value = json!({ "messageId": sent.message_id, "md5OfBody": sent.md5_of_body });
-    if let Some(sequence) = &sent.sequence_number {
-        value["sequenceNumber"] = json!(sequence);
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => (
+                StatusCode::OK,
+                [(http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+            Err(e) => ApiError::platform(format!("writing a JSON answer: {e}")).into_response(),
+        }
     }
-    value
+}
+
+/// A query string as `T`: `?a=1&b=x%20y`, each value text (see `wire::url_query`).
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Query<T>, ApiError> {
+        parse_query(&parts.uri).map(Query)
+    }
+}
+
+/// Reads a URI's query as `T`; a name given twice counts once, with its last value.
+pub(crate) fn parse_query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    let fields: serde_json::Map<String, serde_json::Value> = query(uri)
+        .into_iter()
+        .map(|(name, value)| (name, serde_json::Value::String(value)))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| bad_request(format!("invalid query string: {e}")))
+}
+
+/// The caller of a services-API request, known from its bearer token before anything else
+/// of the request is read: without a valid token the answer is 401, whatever the body.
+pub(crate) struct Caller {
+    api: Api,
+    /// The calling function, by its index in the generation's functions; `None` for the
+    /// operator.
+    function_idx: Option<usize>,
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Caller, ApiError> {
+        let api = match Api::from_request_parts(parts, state).await {
+            Ok(api) => api,
+            Err(infallible) => match infallible {},
+        };
+        let function_idx = match api.principal(&parts.headers)? {
+            Principal::Operator => None,
+            Principal::Function(spec) => Some(
+                api.generation
+                    .functions
+                    .index(&spec.name)
+                    .ok_or_else(unauthorized)?,
+            ),
+        };
+        Ok(Caller { api, function_idx })
+    }
+}
+
+impl Caller {
+    fn principal(&self) -> Principal<'_> {
+        match self.function_idx {
+            Some(idx) => Principal::Function(&self.api.generation.functions.list[idx].spec),
+            None => Principal::Operator,
+        }
+    }
+
+    fn events(&self) -> &Events {
+        &self.api.events
+    }
+}
+
+async fn list_queues(caller: Caller) -> Result<Json<wire::QueueList>, ApiError> {
+    let queues = services::list_queues(caller.events(), caller.principal()).await?;
+    Ok(Json(wire::QueueList {
+        queues: queues.into_iter().map(wire::QueueSummary::from).collect(),
+    }))
 }
 
 async fn send_message(
-    api: Api,
+    caller: Caller,
     Path(queue): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let message = new_message(&json_body(&body)?)?;
+    Json(request): Json<wire::SendMessage>,
+) -> Result<Json<wire::SentMessage>, ApiError> {
+    let message = request.into_message()?;
     // Carry the sender's trace, so the consumer's invocation joins it.
     let trace = incoming_trace(&headers);
-    let sent = services::send_message(&api.events, principal, &queue, message, &trace).await?;
-    Ok(json_response(StatusCode::OK, sent_json(&sent)))
+    let sent = services::send_message(caller.events(), caller.principal(), &queue, message, &trace)
+        .await?;
+    Ok(Json(wire::SentMessage::from(sent)))
 }
 
 /// SQS's SendMessageBatch: up to 10 entries, committed together; an entry that is invalid
 /// is reported under `failed` and the others are still sent.
 async fn send_message_batch(
-    api: Api,
+    caller: Caller,
     Path(queue): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let request = json_body(&body)?;
-    let Some(entries) = request.get("entries").and_then(Value::as_array) else {
-        return Err(bad_request(
-            "`entries` (an array of 1 to 10 {id, body, ...} objects) is required",
-        ));
-    };
-    let mut ids: Vec<String> = Vec::with_capacity(entries.len());
-    let mut messages = Vec::with_capacity(entries.len());
-    for (idx, entry) in entries.iter().enumerate() {
-        let id = entry.get("id").and_then(Value::as_str).unwrap_or_default();
-        if !services::valid_batch_entry_id(id) {
+    Json(request): Json<wire::SendMessageBatch>,
+) -> Result<Json<wire::BatchResult>, ApiError> {
+    let mut ids: Vec<String> = Vec::with_capacity(request.entries.len());
+    let mut messages = Vec::with_capacity(request.entries.len());
+    for (idx, entry) in request.entries.into_iter().enumerate() {
+        if !services::valid_batch_entry_id(&entry.id) {
             return Err(bad_request(format!(
                 "entries[{idx}].id must be 1 to 80 letters, digits, `-` or `_`"
             )));
         }
-        if ids.iter().any(|seen| seen == id) {
+        if ids.contains(&entry.id) {
             return Err(ApiError::typed(
                 StatusCode::BAD_REQUEST,
                 "BatchEntryIdsNotDistinct",
-                format!("two entries have the id `{id}`"),
+                format!("two entries have the id `{}`", entry.id),
             ));
         }
-        ids.push(id.to_owned());
-        messages.push(new_message(entry));
+        ids.push(entry.id);
+        messages.push(entry.message.into_message());
     }
     let trace = incoming_trace(&headers);
-    let results =
-        services::send_message_batch(&api.events, principal, &queue, messages, &trace).await?;
-    let (mut successful, mut failed) = (Vec::new(), Vec::new());
+    let results = services::send_message_batch(
+        caller.events(),
+        caller.principal(),
+        &queue,
+        messages,
+        &trace,
+    )
+    .await?;
+    let mut res = wire::BatchResult {
+        failed: Vec::new(),
+        successful: Vec::new(),
+    };
     for (id, result) in ids.into_iter().zip(results) {
         match result {
-            Ok(sent) => {
-                let mut value = sent_json(&sent);
-                value["id"] = json!(id);
-                successful.push(value);
-            }
-            Err(error) => failed.push(json!({
-                "id": id,
-                "code": error.error_type.unwrap_or("InternalError"),
-                "message": error.message,
-                "senderFault": error.status.is_client_error(),
-            })),
+            Ok(sent) => res.successful.push(wire::BatchSuccess {
+                id,
+                sent: wire::SentMessage::from(sent),
+            }),
+            Err(error) => res.failed.push(wire::BatchFailure {
+                code: error.error_type.unwrap_or("InternalError").to_owned(),
+                id,
+                message: error.message,
+                sender_fault: error.status.is_client_error(),
+            }),
         }
     }
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "successful": successful, "failed": failed }),
-    ))
+    Ok(Json(res))
 }
 
 async fn receive_messages(
-    api: Api,
+    caller: Caller,
     Path(queue): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let request = json_body(&body)?;
-    let max = request
-        .get("maxMessages")
-        .and_then(Value::as_u64)
-        .unwrap_or(1);
-    let visibility = match request.get("visibilityTimeout").and_then(Value::as_f64) {
+    Json(request): Json<wire::ReceiveMessages>,
+) -> Result<Json<wire::ReceivedMessages>, ApiError> {
+    let max = request.max_messages.unwrap_or(1);
+    let visibility = match request.visibility_timeout {
         Some(seconds) => Some(
             Duration::try_from_secs_f64(seconds)
                 .map_err(|_| bad_request("visibilityTimeout must be 0 to 43200 seconds"))?,
@@ -336,115 +331,70 @@ async fn receive_messages(
         None => None,
     };
     let messages =
-        services::receive_messages(&api.events, principal, &queue, max, visibility).await?;
-    let messages: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let attributes: serde_json::Map<String, Value> = m
-                .attributes
-                .iter()
-                .filter(|(k, _)| !k.starts_with("nimbus."))
-                .map(|(k, a)| (k.clone(), json!({ "dataType": a.data_type, "value": a.value })))
-                .collect();
-            json!({
-                "messageId": m.message_id,
-                "receiptHandle": m.receipt_handle,
-                "body": m.body,
-                "md5OfBody": m.md5_of_body,
-                "attributes": attributes,
-                "receiveCount": m.receive_count,
-                "sentTimestamp": m.sent_at.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
-                "groupId": m.group_id,
-                "sequenceNumber": m.sequence_number,
-            })
-        })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "messages": messages }),
-    ))
-}
-
-fn receipt_handle(request: &Value) -> Result<String, ApiError> {
-    request
-        .get("receiptHandle")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| bad_request("`receiptHandle` is required"))
+        services::receive_messages(caller.events(), caller.principal(), &queue, max, visibility)
+            .await?;
+    Ok(Json(wire::ReceivedMessages {
+        messages: messages
+            .into_iter()
+            .map(wire::ReceivedMessage::from)
+            .collect(),
+    }))
 }
 
 async fn delete_message(
-    api: Api,
+    caller: Caller,
     Path(queue): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let handle = receipt_handle(&json_body(&body)?)?;
-    services::delete_message(&api.events, principal, &queue, handle).await?;
-    Ok(json_response(StatusCode::OK, json!({})))
+    Json(request): Json<wire::DeleteMessage>,
+) -> Result<Json<wire::Empty>, ApiError> {
+    services::delete_message(
+        caller.events(),
+        caller.principal(),
+        &queue,
+        request.receipt_handle,
+    )
+    .await?;
+    Ok(Json(wire::Empty {}))
 }
 
 async fn change_visibility(
-    api: Api,
+    caller: Caller,
     Path(queue): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let request = json_body(&body)?;
-    let handle = receipt_handle(&request)?;
-    let timeout = request
-        .get("visibilityTimeout")
-        .and_then(Value::as_f64)
-        .filter(|t| (0.0..=43_200.0).contains(t))
-        .ok_or_else(|| bad_request("visibilityTimeout must be 0 to 43200 seconds"))?;
+    Json(request): Json<wire::ChangeVisibility>,
+) -> Result<Json<wire::Empty>, ApiError> {
+    let timeout = request.visibility_timeout;
+    if !(0.0..=43_200.0).contains(&timeout) {
+        return Err(bad_request("visibilityTimeout must be 0 to 43200 seconds"));
+    }
     services::change_visibility(
-        &api.events,
-        principal,
+        caller.events(),
+        caller.principal(),
         &queue,
-        handle,
+        request.receipt_handle,
         Duration::from_secs_f64(timeout),
     )
     .await?;
-    Ok(json_response(StatusCode::OK, json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 async fn purge_queue(
-    api: Api,
+    caller: Caller,
     Path(queue): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let purged = services::purge_queue(&api.events, principal, &queue).await?;
-    Ok(json_response(StatusCode::OK, json!({ "purged": purged })))
+) -> Result<Json<wire::Purged>, ApiError> {
+    let purged = services::purge_queue(caller.events(), caller.principal(), &queue).await?;
+    Ok(Json(wire::Purged { purged }))
 }
 
 async fn publish(
-    api: Api,
+    caller: Caller,
     Path(topic): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let request = json_body(&body)?;
-    let Some(message) = request.get("message").and_then(Value::as_str) else {
-        return Err(bad_request("`message` (a string) is required"));
-    };
-    let publish = Publish {
-        message: message.to_owned(),
-        subject: request
-            .get("subject")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        attributes: attributes(request.get("attributes"))?,
-    };
+    Json(request): Json<wire::Publish>,
+) -> Result<Json<wire::Published>, ApiError> {
+    let publish = request.into_publish()?;
     let trace = incoming_trace(&headers);
-    let message_id = services::publish(&api.events, principal, &topic, publish, &trace).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "messageId": message_id }),
-    ))
+    let message_id =
+        services::publish(caller.events(), caller.principal(), &topic, publish, &trace).await?;
+    Ok(Json(wire::Published { message_id }))
 }
 
 /// Decodes `a=1&b=x%20y` into pairs.
@@ -463,18 +413,6 @@ pub(crate) fn query(uri: &Uri) -> HashMap<String, String> {
             (decode(k), decode(v))
         })
         .collect()
-}
-
-/// A page size parameter: 1 to 1000, 1000 when absent (as S3 and Workers KV).
-fn page_size(params: &HashMap<String, String>, name: &str) -> Result<usize, ApiError> {
-    let n = match params.get(name) {
-        Some(text) => Some(
-            text.parse::<usize>()
-                .map_err(|_| bad_request(format!("{name} must be a whole number")))?,
-        ),
-        None => None,
-    };
-    Ok(services::page_size(n))
 }
 
 fn http_date(time: SystemTime) -> String {
@@ -537,20 +475,19 @@ fn no_such_key(bucket: &str, key: &str) -> ApiError {
 }
 
 async fn put_object(
-    api: Api,
+    caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
+) -> Result<Json<wire::ObjectWritten>, ApiError> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let trace = incoming_trace(&headers);
     let meta = services::put_object(
-        &api.events,
-        principal,
+        caller.events(),
+        caller.principal(),
         &bucket,
         &key,
         body.to_vec(),
@@ -558,35 +495,28 @@ async fn put_object(
         &trace,
     )
     .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({ "key": meta.key, "size": meta.size, "eTag": meta.etag }),
-    ))
+    Ok(Json(wire::ObjectWritten::from(&meta)))
 }
 
 async fn get_object(
-    api: Api,
+    caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    match services::get_object(&api.events, principal, &bucket, &key).await? {
+    match services::get_object(caller.events(), caller.principal(), &bucket, &key).await? {
         Some((meta, data)) => Ok(with_headers(StatusCode::OK, object_headers(&meta), data)),
         None => Err(no_such_key(&bucket, &key)),
     }
 }
 
 async fn head_object(
-    api: Api,
+    caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let access = Access::bucket_get(&bucket, &key);
-    api.principal(&headers)?
-        .check(access.action, &access.resource)?;
+    caller.principal().check(access.action, &access.resource)?;
     let (b, k) = (bucket.clone(), key.clone());
-    match api
-        .events
+    match caller
+        .events()
         .store(move |store| store.head_object(&b, &k))
         .await?
     {
@@ -600,55 +530,37 @@ async fn head_object(
 }
 
 async fn delete_object(
-    api: Api,
+    caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
+) -> Result<StatusCode, ApiError> {
     let trace = incoming_trace(&headers);
-    services::delete_object(&api.events, principal, &bucket, &key, &trace).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    services::delete_object(caller.events(), caller.principal(), &bucket, &key, &trace).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_objects(
-    api: Api,
+    caller: Caller,
     Path(bucket): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let params = query(&uri);
-    let max_keys = page_size(&params, "maxKeys")?;
-    let prefix = params.get("prefix").cloned();
-    let start_after = params.get("startAfter").cloned();
+    Query(request): Query<wire::ListObjects>,
+) -> Result<Json<wire::ObjectList>, ApiError> {
     let list = services::list_objects(
-        &api.events,
-        principal,
+        caller.events(),
+        caller.principal(),
         &bucket,
-        prefix,
-        start_after,
-        max_keys,
+        request.prefix,
+        request.start_after,
+        services::page_size(request.max_keys),
     )
     .await?;
-    let objects: Vec<Value> = list
-        .objects
-        .iter()
-        .map(|m| json!({ "key": m.key, "size": m.size, "eTag": m.etag, "lastModified": nimbus_core::time::rfc3339_millis(m.last_modified) }))
-        .collect();
-    let mut value = json!({ "objects": objects, "isTruncated": list.is_truncated });
-    if let Some(next) = list.next_start_after {
-        value["nextStartAfter"] = json!(next);
-    }
-    Ok(json_response(StatusCode::OK, value))
+    Ok(Json(wire::ObjectList::from(list)))
 }
 
 async fn kv_get(
-    api: Api,
+    caller: Caller,
     Path((namespace, key)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    match services::kv_get(&api.events, principal, &namespace, &key).await? {
+    match services::kv_get(caller.events(), caller.principal(), &namespace, &key).await? {
         Some(entry) => {
             let mut headers = vec![(
                 http::header::CONTENT_TYPE,
@@ -678,31 +590,19 @@ async fn kv_get(
 }
 
 async fn kv_put(
-    api: Api,
+    caller: Caller,
     Path((namespace, key)): Path<(String, String)>,
+    Query(request): Query<wire::KvPut>,
     headers: HeaderMap,
-    uri: Uri,
     body: Bytes,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let params = query(&uri);
-    let now = SystemTime::now();
-    let expiration = match (params.get("expirationTtl"), params.get("expiration")) {
-        (Some(ttl), _) => {
-            let ttl: f64 = ttl
-                .parse()
-                .map_err(|_| bad_request("expirationTtl must be a number of seconds"))?;
-            Some(
-                now + Duration::try_from_secs_f64(ttl)
+) -> Result<Json<wire::Empty>, ApiError> {
+    let expiration = match (request.expiration_ttl, request.expiration) {
+        (Some(ttl), _) => Some(
+            SystemTime::now()
+                + Duration::try_from_secs_f64(ttl)
                     .map_err(|_| bad_request("expirationTtl must be positive"))?,
-            )
-        }
-        (None, Some(at)) => {
-            let at: u64 = at
-                .parse()
-                .map_err(|_| bad_request("expiration must be seconds since the epoch"))?;
-            Some(UNIX_EPOCH + Duration::from_secs(at))
-        }
+        ),
+        (None, Some(at)) => Some(UNIX_EPOCH + Duration::from_secs(at)),
         (None, None) => None,
     };
     let metadata = match headers.get("x-nimbus-metadata") {
@@ -710,15 +610,15 @@ async fn kv_put(
             let text = value
                 .to_str()
                 .map_err(|_| bad_request("X-Nimbus-Metadata must be JSON text"))?;
-            serde_json::from_str::<Value>(text)
+            serde_json::from_str::<IgnoredAny>(text)
                 .map_err(|e| bad_request(format!("X-Nimbus-Metadata is not JSON: {e}")))?;
             Some(text.to_owned())
         }
         None => None,
     };
     services::kv_put(
-        &api.events,
-        principal,
+        caller.events(),
+        caller.principal(),
         &namespace,
         &key,
         body,
@@ -726,57 +626,30 @@ async fn kv_put(
         metadata,
     )
     .await?;
-    Ok(json_response(StatusCode::OK, json!({})))
+    Ok(Json(wire::Empty {}))
 }
 
 async fn kv_delete(
-    api: Api,
+    caller: Caller,
     Path((namespace, key)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    services::kv_delete(&api.events, principal, &namespace, &key).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+) -> Result<StatusCode, ApiError> {
+    services::kv_delete(caller.events(), caller.principal(), &namespace, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn kv_list(
-    api: Api,
+    caller: Caller,
     Path(namespace): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
-    let principal = api.principal(&headers)?;
-    let params = query(&uri);
-    let limit = page_size(&params, "limit")?;
-    let prefix = params.get("prefix").cloned();
-    let cursor = params.get("cursor").cloned();
-    let list = services::kv_list(&api.events, principal, &namespace, prefix, cursor, limit).await?;
-    let keys: Vec<Value> = list
-        .keys
-        .iter()
-        .map(|k| {
-            let mut key = json!({ "name": k.name });
-            if let Some(expiration) = k.expiration {
-                key["expiration"] = json!(
-                    expiration
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0)
-                );
-            }
-            if let Some(metadata) = k
-                .metadata
-                .as_deref()
-                .and_then(|m| serde_json::from_str::<Value>(m).ok())
-            {
-                key["metadata"] = metadata;
-            }
-            key
-        })
-        .collect();
-    let mut value = json!({ "keys": keys, "list_complete": list.list_complete });
-    if let Some(cursor) = list.cursor {
-        value["cursor"] = json!(cursor);
-    }
-    Ok(json_response(StatusCode::OK, value))
+    Query(request): Query<wire::ListKeys>,
+) -> Result<Json<wire::KeyList>, ApiError> {
+    let list = services::kv_list(
+        caller.events(),
+        caller.principal(),
+        &namespace,
+        request.prefix,
+        request.cursor,
+        services::page_size(request.limit),
+    )
+    .await?;
+    Ok(Json(wire::KeyList::from(list)))
 }

@@ -31,6 +31,7 @@ use nimbus_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use crate::api::wire;
 pub use crate::aws::{AwsKeys, aws_access_key_id};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 use crate::services::ServicesHandle;

@@ -1,11 +1,13 @@
 //! `nimbus queue|topic|bucket|kv`: the app's resources, through its running `nimbus up`.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use nimbus_server::wire;
 
 use crate::control::UpRecord;
 
@@ -172,10 +174,9 @@ fn call(
     let (status, _, body) =
         crate::runtime()?.block_on(record.request_with(method, path, body, headers))?;
     if !status.is_success() {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        let message = serde_json::from_slice::<wire::ErrorBody>(&body)
+            .map(|error| error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
         anyhow::bail!("{message} ({status})");
     }
     Ok(body)
@@ -200,15 +201,18 @@ fn encode(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
-fn attributes(pairs: &[String]) -> anyhow::Result<serde_json::Value> {
-    let mut map = serde_json::Map::new();
+fn attributes(pairs: &[String]) -> anyhow::Result<BTreeMap<String, wire::AttributeValue>> {
+    let mut attributes = BTreeMap::new();
     for pair in pairs {
         let (name, value) = pair
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("attribute {pair:?} must be NAME=VALUE"))?;
-        map.insert(name.to_owned(), serde_json::Value::String(value.to_owned()));
+        attributes.insert(
+            name.to_owned(),
+            wire::AttributeValue::Text(value.to_owned()),
+        );
     }
-    Ok(serde_json::Value::Object(map))
+    Ok(attributes)
 }
 
 impl QueueCommand {
@@ -223,19 +227,19 @@ impl QueueCommand {
                 deduplication_id,
                 attributes: pairs,
             } => {
-                let request = serde_json::json!({
-                    "body": body,
-                    "delaySeconds": delay_seconds,
-                    "groupId": group_id,
-                    "deduplicationId": deduplication_id,
-                    "attributes": attributes(&pairs)?,
-                });
+                let request = wire::SendMessage {
+                    body,
+                    delay_seconds,
+                    attributes: Some(attributes(&pairs)?),
+                    group_id,
+                    deduplication_id,
+                };
                 let path = format!("/v1/queues/{}/messages", encode(&queue));
                 print(&call(
                     dir,
                     http::Method::POST,
                     &path,
-                    request.to_string().into_bytes(),
+                    serde_json::to_vec(&request)?,
                     &[],
                 )?)
             }
@@ -245,26 +249,31 @@ impl QueueCommand {
                 visibility_timeout,
                 delete,
             } => {
-                let request = serde_json::json!({ "maxMessages": max, "visibilityTimeout": visibility_timeout });
+                let request = wire::ReceiveMessages {
+                    max_messages: Some(u64::from(max)),
+                    visibility_timeout,
+                };
                 let path = format!("/v1/queues/{}/receive", encode(&queue));
                 let body = call(
                     dir,
                     http::Method::POST,
                     &path,
-                    request.to_string().into_bytes(),
+                    serde_json::to_vec(&request)?,
                     &[],
                 )?;
                 if delete {
-                    let received: serde_json::Value = serde_json::from_slice(&body)?;
-                    for message in received["messages"].as_array().into_iter().flatten() {
-                        let request =
-                            serde_json::json!({ "receiptHandle": message["receiptHandle"] });
-                        let path = format!("/v1/queues/{}/delete", encode(&queue));
+                    let received: wire::ReceivedMessages =
+                        serde_json::from_slice(&body).context("reading the received messages")?;
+                    let path = format!("/v1/queues/{}/delete", encode(&queue));
+                    for message in received.messages {
+                        let request = wire::DeleteMessage {
+                            receipt_handle: message.receipt_handle,
+                        };
                         call(
                             dir,
                             http::Method::POST,
                             &path,
-                            request.to_string().into_bytes(),
+                            serde_json::to_vec(&request)?,
                             &[],
                         )?;
                     }
@@ -295,13 +304,17 @@ impl TopicCommand {
                 subject,
                 attributes: pairs,
             } => {
-                let request = serde_json::json!({ "message": message, "subject": subject, "attributes": attributes(&pairs)? });
+                let request = wire::Publish {
+                    message,
+                    subject,
+                    attributes: Some(attributes(&pairs)?),
+                };
                 let path = format!("/v1/topics/{}/publish", encode(&topic));
                 print(&call(
                     &self.dir,
                     http::Method::POST,
                     &path,
-                    request.to_string().into_bytes(),
+                    serde_json::to_vec(&request)?,
                     &[],
                 )?)
             }
@@ -340,10 +353,15 @@ impl BucketCommand {
                 Ok(ExitCode::SUCCESS)
             }
             BucketAction::Ls { bucket, prefix } => {
-                let mut path = format!("/v1/buckets/{}/objects", encode(&bucket));
-                if let Some(prefix) = prefix {
-                    path.push_str(&format!("?prefix={}", encode(&prefix)));
-                }
+                let query = wire::ListObjects {
+                    prefix,
+                    ..wire::ListObjects::default()
+                };
+                let path = format!(
+                    "/v1/buckets/{}/objects{}",
+                    encode(&bucket),
+                    wire::url_query(&query)
+                );
                 print(&call(dir, http::Method::GET, &path, Vec::new(), &[])?)
             }
             BucketAction::Rm { bucket, key } => {
@@ -370,10 +388,16 @@ impl KvCommand {
                 ttl,
                 metadata,
             } => {
-                let mut path = format!("/v1/kv/{}/keys/{}", encode(&namespace), encode(&key));
-                if let Some(ttl) = ttl {
-                    path.push_str(&format!("?expirationTtl={ttl}"));
-                }
+                let query = wire::KvPut {
+                    expiration_ttl: ttl.map(|ttl| ttl as f64),
+                    expiration: None,
+                };
+                let path = format!(
+                    "/v1/kv/{}/keys/{}{}",
+                    encode(&namespace),
+                    encode(&key),
+                    wire::url_query(&query)
+                );
                 let headers: Vec<(&str, String)> = metadata
                     .map(|m| ("x-nimbus-metadata", m))
                     .into_iter()
@@ -382,10 +406,15 @@ impl KvCommand {
                 Ok(ExitCode::SUCCESS)
             }
             KvAction::Ls { namespace, prefix } => {
-                let mut path = format!("/v1/kv/{}/keys", encode(&namespace));
-                if let Some(prefix) = prefix {
-                    path.push_str(&format!("?prefix={}", encode(&prefix)));
-                }
+                let query = wire::ListKeys {
+                    prefix,
+                    ..wire::ListKeys::default()
+                };
+                let path = format!(
+                    "/v1/kv/{}/keys{}",
+                    encode(&namespace),
+                    wire::url_query(&query)
+                );
                 print(&call(dir, http::Method::GET, &path, Vec::new(), &[])?)
             }
             KvAction::Rm { namespace, key } => {
