@@ -101,6 +101,10 @@ impl From<nimbus_store::StoreError> for ApiError {
             StoreError::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKey"),
             StoreError::MissingGroupId { .. } => (StatusCode::BAD_REQUEST, "MissingParameter"),
             StoreError::BucketNotEmpty { .. } => (StatusCode::CONFLICT, "BucketNotEmpty"),
+            StoreError::PreconditionFailed { .. } => {
+                (StatusCode::PRECONDITION_FAILED, "PreconditionFailed")
+            }
+            StoreError::NoSuchObject { .. } => (StatusCode::NOT_FOUND, "NoSuchKey"),
             StoreError::NoSuchUpload { .. } => (StatusCode::NOT_FOUND, "NoSuchUpload"),
             StoreError::InvalidUpload { code, .. } => (StatusCode::BAD_REQUEST, *code),
             _ if e.is_not_found() => (StatusCode::NOT_FOUND, "NotFound"),

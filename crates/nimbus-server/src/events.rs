@@ -19,7 +19,9 @@ use nimbus_core::events::{
     SnsEvent, SubscriptionEndpoint,
 };
 use nimbus_core::tables::TableStore;
-use nimbus_store::{MessageAttribute, NewMessage, ObjectMeta, SentMessage, Store, StoreError};
+use nimbus_store::{
+    MessageAttribute, NewMessage, ObjectMeta, SentMessage, Store, StoreError, WriteCondition,
+};
 use tokio::sync::Notify;
 
 use crate::EventsConfig;
@@ -61,13 +63,17 @@ pub(crate) enum ObjectChange {
         /// User metadata, a JSON object.
         metadata: Option<String>,
         copy: bool,
+        /// What must hold of the current object (S3's conditional writes).
+        condition: WriteCondition,
     },
     /// Joining a multipart upload's parts (`ObjectCreated:CompleteMultipartUpload`).
     Complete {
         upload: String,
         parts: Vec<(u32, String)>,
     },
-    Delete,
+    Delete {
+        condition: WriteCondition,
+    },
 }
 
 /// A message to publish to a topic.
@@ -439,6 +445,7 @@ impl Events {
             content_type,
             metadata: None,
             copy: false,
+            condition: WriteCondition::Always,
         };
         self.change_object(bucket, key, change, trace)
             .await
@@ -452,8 +459,10 @@ impl Events {
         key: &str,
         trace: &TraceContext,
     ) -> Result<Option<ObjectMeta>, StoreError> {
-        self.change_object(bucket, key, ObjectChange::Delete, trace)
-            .await
+        let change = ObjectChange::Delete {
+            condition: WriteCondition::Always,
+        };
+        self.change_object(bucket, key, change, trace).await
     }
 
     /// Puts, copies, completes or deletes an object, queueing its notifications with it;
@@ -469,7 +478,7 @@ impl Events {
             ObjectChange::Put { copy: false, .. } => "ObjectCreated:Put",
             ObjectChange::Put { copy: true, .. } => "ObjectCreated:Copy",
             ObjectChange::Complete { .. } => "ObjectCreated:CompleteMultipartUpload",
-            ObjectChange::Delete => "ObjectRemoved:Delete",
+            ObjectChange::Delete { .. } => "ObjectRemoved:Delete",
         };
         let targets = self.s3_targets(bucket, key, event_name);
         let queues: Vec<String> = targets.iter().map(|f| async_queue(f)).collect();
@@ -509,22 +518,24 @@ impl Events {
                     data,
                     content_type,
                     metadata,
+                    condition,
                     ..
                 } => store
-                    .put_object_with(
+                    .put_object_if(
                         &bucket_name,
                         &key_name,
                         &data,
                         content_type.as_deref(),
                         metadata.as_deref(),
+                        &condition,
                         &mut events,
                     )
                     .map(Some),
                 ObjectChange::Complete { upload, parts } => store
                     .complete_upload(&upload, &bucket_name, &key_name, &parts, &mut events)
                     .map(Some),
-                ObjectChange::Delete => {
-                    store.delete_object_with(&bucket_name, &key_name, &mut events)
+                ObjectChange::Delete { condition } => {
+                    store.delete_object_if(&bucket_name, &key_name, &condition, &mut events)
                 }
             })
             .await?;

@@ -894,7 +894,7 @@ pub(crate) async fn change_object(
     trace: &TraceContext,
 ) -> Result<Option<ObjectMeta>, OpError> {
     let access = match change {
-        ObjectChange::Delete => Access::bucket_delete(bucket, key),
+        ObjectChange::Delete { .. } => Access::bucket_delete(bucket, key),
         _ => Access::bucket_put(bucket, key),
     };
     principal.authorize(&access)?;

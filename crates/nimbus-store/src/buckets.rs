@@ -23,6 +23,18 @@ use crate::{Store, StoreError};
 
 pub use multipart::{MAX_PART_NUMBER, MIN_PART_BYTES, Part, Upload};
 
+/// What must hold of the current object for a put or delete to happen (S3's conditional
+/// writes: `If-None-Match: *`, `If-Match: <etag>`); checked in the write's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Whatever is there.
+    Always,
+    /// Only when there is no object under the key.
+    IfAbsent,
+    /// Only when the object's ETag is this (lowercase hex, no quotes).
+    IfEtag(String),
+}
+
 /// An object's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {
@@ -186,21 +198,52 @@ impl Store {
         metadata: Option<&str>,
         events: ObjectEvents<'_>,
     ) -> Result<ObjectMeta, StoreError> {
-        self.put_object_inner(bucket, key, data, content_type, metadata, None, events)
+        let put = Put {
+            content_type,
+            metadata,
+            etag: None,
+            condition: &WriteCondition::Always,
+        };
+        self.put_object_inner(bucket, key, data, &put, events)
     }
 
-    /// `put_object_with` with the ETag given (a multipart upload's) instead of the MD5.
+    /// `put_object_with` that happens only when `condition` holds of the current object:
+    /// `PreconditionFailed` when it does not, `NoSuchObject` for `IfEtag` of no object.
     #[allow(clippy::too_many_arguments, reason = "the put's parts, each distinct")]
-    fn put_object_inner(
+    pub fn put_object_if(
         &self,
         bucket: &str,
         key: &str,
         data: &[u8],
         content_type: Option<&str>,
         metadata: Option<&str>,
-        etag: Option<&str>,
+        condition: &WriteCondition,
         events: ObjectEvents<'_>,
     ) -> Result<ObjectMeta, StoreError> {
+        let put = Put {
+            content_type,
+            metadata,
+            etag: None,
+            condition,
+        };
+        self.put_object_inner(bucket, key, data, &put, events)
+    }
+
+    /// A put with its ETag given (a multipart upload's) or the MD5, and its condition.
+    fn put_object_inner(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        put: &Put<'_>,
+        events: ObjectEvents<'_>,
+    ) -> Result<ObjectMeta, StoreError> {
+        let Put {
+            content_type,
+            metadata,
+            etag,
+            condition,
+        } = *put;
         check_bucket_name(bucket)?;
         check_key(key)?;
         if let Some(metadata) = metadata {
@@ -214,10 +257,20 @@ impl Store {
         let etag = etag.map_or_else(|| durable::md5_hex(data), str::to_owned);
         let res = self.write("an object", |tx| {
             bucket_exists(tx, bucket, write_err("an object"))?;
-            let old_file: Option<String> = tx
-                .prepare_cached("SELECT file FROM objects WHERE bucket = ?1 AND key = ?2")
-                .and_then(|mut stmt| stmt.query_row([bucket, key], |row| row.get(0)).optional())
+            let old: Option<(String, String)> = tx
+                .prepare_cached("SELECT file, etag FROM objects WHERE bucket = ?1 AND key = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row([bucket, key], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()
+                })
                 .map_err(write_err("an object"))?;
+            check_condition(
+                condition,
+                bucket,
+                key,
+                old.as_ref().map(|(_, etag)| etag.as_str()),
+            )?;
+            let old_file = old.map(|(file, _)| file);
             let now_us = now_us();
             let sequencer = next_sequencer(tx)?;
             tx.prepare_cached(
@@ -329,12 +382,29 @@ impl Store {
         key: &str,
         events: ObjectEvents<'_>,
     ) -> Result<Option<ObjectMeta>, StoreError> {
+        self.delete_object_if(bucket, key, &WriteCondition::Always, events)
+    }
+
+    /// `delete_object_with` that happens only when `condition` holds of the object.
+    pub fn delete_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &WriteCondition,
+        events: ObjectEvents<'_>,
+    ) -> Result<Option<ObjectMeta>, StoreError> {
         check_bucket_name(bucket)?;
         check_key(key)?;
         let deleted = self.write("an object", |tx| {
             bucket_exists(tx, bucket, write_err("an object"))?;
-            let Some((mut meta, file)) = object_row(tx, bucket, key, write_err("an object"))?
-            else {
+            let row = object_row(tx, bucket, key, write_err("an object"))?;
+            check_condition(
+                condition,
+                bucket,
+                key,
+                row.as_ref().map(|(meta, _)| meta.etag.as_str()),
+            )?;
+            let Some((mut meta, file)) = row else {
                 return Ok(None);
             };
             tx.prepare_cached("DELETE FROM objects WHERE bucket = ?1 AND key = ?2")
@@ -649,3 +719,35 @@ fn check_metadata(metadata: &str) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests;
+
+/// A put's settings besides its bytes.
+struct Put<'a> {
+    content_type: Option<&'a str>,
+    metadata: Option<&'a str>,
+    /// The ETag to give the object (a multipart upload's); the MD5 when `None`.
+    etag: Option<&'a str>,
+    condition: &'a WriteCondition,
+}
+
+/// Whether `condition` holds of the object now under the key (`current`: its ETag).
+fn check_condition(
+    condition: &WriteCondition,
+    bucket: &str,
+    key: &str,
+    current: Option<&str>,
+) -> Result<(), StoreError> {
+    match (condition, current) {
+        (WriteCondition::Always, _) | (WriteCondition::IfAbsent, None) => Ok(()),
+        (WriteCondition::IfAbsent, Some(_)) => Err(StoreError::PreconditionFailed {
+            reason: format!("an object `{key}` exists in bucket `{bucket}` (If-None-Match: *)"),
+        }),
+        (WriteCondition::IfEtag(_), None) => Err(StoreError::NoSuchObject {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }),
+        (WriteCondition::IfEtag(wanted), Some(etag)) if wanted.eq_ignore_ascii_case(etag) => Ok(()),
+        (WriteCondition::IfEtag(wanted), Some(etag)) => Err(StoreError::PreconditionFailed {
+            reason: format!("the object's ETag is \"{etag}\", not \"{wanted}\" (If-Match)"),
+        }),
+    }
+}

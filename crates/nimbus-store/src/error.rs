@@ -211,6 +211,20 @@ pub enum StoreError {
         /// The name given.
         bucket: String,
     },
+    /// A conditional write whose condition does not hold (S3's 412).
+    #[error("At least one of the pre-conditions you specified did not hold: {reason}")]
+    PreconditionFailed {
+        /// Which condition, and what is there.
+        reason: String,
+    },
+    /// A conditional write of an object that does not exist.
+    #[error("The specified key does not exist: no object `{key}` in bucket `{bucket}`")]
+    NoSuchObject {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
     /// A bucket to delete still holds objects.
     #[error("bucket `{bucket}` is not empty: delete its objects first")]
     BucketNotEmpty {
@@ -348,6 +362,7 @@ impl StoreError {
                 | StoreError::InvalidCursor { .. }
                 | StoreError::InvalidSecret { .. }
                 | StoreError::BucketNotEmpty { .. }
+                | StoreError::PreconditionFailed { .. }
                 | StoreError::NoSuchUpload { .. }
                 | StoreError::InvalidUpload { .. }
         )
@@ -360,6 +375,7 @@ impl StoreError {
             StoreError::UnknownQueue { .. }
                 | StoreError::UnknownBucket { .. }
                 | StoreError::NoSuchUpload { .. }
+                | StoreError::NoSuchObject { .. }
         )
     }
 }

@@ -41,7 +41,7 @@ use rusqlite::Connection;
 
 pub use buckets::{
     MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, MAX_PART_NUMBER,
-    MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload,
+    MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload, WriteCondition,
 };
 pub use error::StoreError;
 pub use kv::{

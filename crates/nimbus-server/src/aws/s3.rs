@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64_URL;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use nimbus_core::time::rfc3339_millis;
-use nimbus_store::ObjectMeta;
+use nimbus_store::{ObjectMeta, WriteCondition};
 use percent_encoding::percent_decode_str;
 
 use super::{Caller, Refusal};
@@ -100,7 +100,8 @@ impl From<ApiError> for S3Error {
         });
         let (status, code) = match code {
             "AccessDenied" => (StatusCode::FORBIDDEN, code),
-            "NoSuchBucket" | "NoSuchUpload" => (StatusCode::NOT_FOUND, code),
+            "NoSuchBucket" | "NoSuchUpload" | "NoSuchKey" => (StatusCode::NOT_FOUND, code),
+            "PreconditionFailed" => (StatusCode::PRECONDITION_FAILED, code),
             "BucketNotEmpty" => (StatusCode::CONFLICT, code),
             "InvalidKey" => (StatusCode::BAD_REQUEST, "InvalidArgument"),
             "InvalidBucketName" => (StatusCode::BAD_REQUEST, code),
@@ -405,6 +406,19 @@ fn object_headers(headers: &mut HeaderMap, meta: &ObjectMeta) {
             continue;
         };
         headers.insert(name, value);
+    }
+}
+
+/// The condition of a conditional write: `If-None-Match: *` (only when nothing is there)
+/// or `If-Match: "etag"` (only over that object), as S3's PutObject, CopyObject and
+/// DeleteObject take them.
+fn write_condition(parts: &http::request::Parts) -> WriteCondition {
+    if header(parts, "if-none-match").is_some_and(|v| v.trim() == "*") {
+        return WriteCondition::IfAbsent;
+    }
+    match header(parts, "if-match") {
+        Some(etag) => WriteCondition::IfEtag(etag.trim().trim_matches('"').to_ascii_lowercase()),
+        None => WriteCondition::Always,
     }
 }
 
@@ -809,6 +823,7 @@ impl Cx<'_> {
             content_type: header(self.parts, "content-type").map(str::to_owned),
             metadata: user_metadata(self.parts),
             copy: false,
+            condition: write_condition(self.parts),
         };
         let meta = self.store_object(bucket, key, change).await?;
         let mut res = empty(StatusCode::OK);
@@ -903,7 +918,9 @@ impl Cx<'_> {
             self.principal,
             bucket,
             key,
-            ObjectChange::Delete,
+            ObjectChange::Delete {
+                condition: write_condition(self.parts),
+            },
             &self.trace,
         )
         .await?;
@@ -936,7 +953,9 @@ impl Cx<'_> {
                 self.principal,
                 bucket,
                 &object.key,
-                ObjectChange::Delete,
+                ObjectChange::Delete {
+                    condition: WriteCondition::Always,
+                },
                 &self.trace,
             )
             .await
@@ -1003,6 +1022,7 @@ impl Cx<'_> {
             content_type,
             metadata,
             copy: true,
+            condition: write_condition(self.parts),
         };
         let copied = self.store_object(bucket, key, change).await?;
         Ok(xml_response(

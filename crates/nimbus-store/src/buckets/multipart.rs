@@ -247,15 +247,13 @@ impl Store {
             digests.extend(unhex(&part.etag));
         }
         let etag = format!("{}-{}", durable::md5_hex(&digests), chosen.len());
-        let meta = self.put_object_inner(
-            bucket,
-            key,
-            &data,
-            upload.content_type.as_deref(),
-            upload.metadata.as_deref(),
-            Some(&etag),
-            events,
-        )?;
+        let put = super::Put {
+            content_type: upload.content_type.as_deref(),
+            metadata: upload.metadata.as_deref(),
+            etag: Some(&etag),
+            condition: &super::WriteCondition::Always,
+        };
+        let meta = self.put_object_inner(bucket, key, &data, &put, events)?;
         if let Err(err) = fs::remove_dir_all(&dir) {
             tracing::warn!(upload = id, error = %err, "removing a completed upload's folder");
         }

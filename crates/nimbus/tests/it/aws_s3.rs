@@ -228,6 +228,16 @@ out["not_modified"] = code(lambda: s3.get_object(Bucket="media", Key="a/one.txt"
                                                  IfNoneMatch=put["ETag"]))
 out["no_key"] = code(lambda: s3.get_object(Bucket="media", Key="a/none"))
 out["dotdot"] = code(lambda: s3.put_object(Bucket="media", Key="a/../../etc", Body=b"x"))
+# Conditional writes: create-only, replace-only-this-version, delete-only-this-version.
+out["conditional"] = [
+    code(lambda: s3.put_object(Bucket="media", Key="a/one.txt", Body=b"clobber", IfNoneMatch="*")),
+    code(lambda: s3.put_object(Bucket="media", Key="a/one.txt", Body=b"clobber", IfMatch='"0000"')),
+    code(lambda: s3.delete_object(Bucket="media", Key="a/one.txt", IfMatch='"0000"')),
+    code(lambda: s3.put_object(Bucket="media", Key="fresh", Body=b"new", IfNoneMatch="*")),
+    code(lambda: s3.put_object(Bucket="media", Key="never", Body=b"x", IfMatch='"0000"')),
+    code(lambda: s3.put_object(Bucket="media", Key="fresh", Body=b"newer", IfMatch=put["ETag"])),
+]
+s3.delete_object(Bucket="media", Key="fresh")
 
 for key in ["a/two.txt", "b/x/1", "b/y/2", "c"]:
     s3.put_object(Bucket="media", Key=key, Body=key.encode())
@@ -312,6 +322,17 @@ async fn boto3_from_outside_serves_objects_listings_multipart_and_presigned_urls
     assert_eq!(out["not_modified"], json!(["304", 304]));
     assert_eq!(out["no_key"], json!(["NoSuchKey", 404]));
     assert_eq!(out["dotdot"][1], 400, "{}", out["dotdot"]);
+    assert_eq!(
+        out["conditional"],
+        json!([
+            ["PreconditionFailed", 412],
+            ["PreconditionFailed", 412],
+            ["PreconditionFailed", 412],
+            null,
+            ["NoSuchKey", 404],
+            ["PreconditionFailed", 412],
+        ])
+    );
     assert_eq!(out["top"], json!([["a/", "b/"], ["c"]]));
     assert_eq!(
         out["paged"],
