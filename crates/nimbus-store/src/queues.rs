@@ -943,13 +943,12 @@ fn delete_one(
     let Some((seq, receipt)) = parse_receipt_handle(receipt_handle) else {
         return Err(invalid_receipt_handle(queue, receipt_handle));
     };
-    let n_deleted = tx
-        .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3")
+    // As SQS documents it: a handle from an earlier receive, or of a message already
+    // deleted, succeeds and deletes nothing (the message is redelivered if it is still
+    // there), so a consumer that retries a delete does not fail.
+    tx.prepare_cached("DELETE FROM messages WHERE seq = ?1 AND queue_id = ?2 AND receipt = ?3")
         .and_then(|mut stmt| stmt.execute(params![seq, queue.id, receipt]))
         .map_err(write_err("messages"))?;
-    if n_deleted == 0 {
-        return Err(invalid_receipt_handle(queue, receipt_handle));
-    }
     Ok(())
 }
 
@@ -1148,7 +1147,8 @@ fn validate_message(queue: &QueueRow, msg: &NewMessage) -> Result<Option<String>
         if let Some(deduplication_id) = &msg.deduplication_id {
             check_fifo_id(queue, "deduplication id", deduplication_id)?;
         }
-        if msg.delay.is_some() {
+        // SQS takes `DelaySeconds: 0` on a FIFO queue (it changes nothing), any other value not.
+        if msg.delay.is_some_and(|delay| !delay.is_zero()) {
             return Err(invalid_message(
                 queue,
                 "FIFO queues take no per-message delay; set the delay on the queue instead",

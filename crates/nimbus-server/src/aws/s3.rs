@@ -442,21 +442,26 @@ fn byte_range(range: &str, size: u64) -> Result<Option<(u64, u64)>, S3Error> {
     let Some((start, end)) = spec.split_once('-') else {
         return Ok(None);
     };
+    // A range that does not parse is ignored, as S3 (and RFC 9110, 14.2) ignores it: the
+    // whole object is answered.
     let (start, end) = match (start.trim(), end.trim()) {
         ("", suffix) => {
-            let n: u64 = suffix.parse().map_err(|_| unsatisfiable())?;
+            let Ok(n) = suffix.parse::<u64>() else {
+                return Ok(None);
+            };
             if n == 0 || size == 0 {
                 return Err(unsatisfiable());
             }
             (size.saturating_sub(n), size - 1)
         }
-        (start, "") => (
-            start.parse().map_err(|_| unsatisfiable())?,
-            size.saturating_sub(1),
-        ),
+        (start, "") => match start.parse() {
+            Ok(start) => (start, size.saturating_sub(1)),
+            Err(_) => return Ok(None),
+        },
         (start, end) => {
-            let start: u64 = start.parse().map_err(|_| unsatisfiable())?;
-            let end: u64 = end.parse().map_err(|_| unsatisfiable())?;
+            let (Ok(start), Ok(end)) = (start.parse::<u64>(), end.parse::<u64>()) else {
+                return Ok(None);
+            };
             if end < start {
                 return Ok(None);
             }
@@ -1299,6 +1304,10 @@ mod tests {
             Some(StatusCode::RANGE_NOT_SATISFIABLE)
         );
         assert_eq!(byte_range("items=0-1", 10).ok(), Some(None));
+        // Malformed ranges are ignored: the whole object.
+        for malformed in ["bytes=-1-", "bytes=0--1", "bytes=a-3", "bytes=-x"] {
+            assert_eq!(byte_range(malformed, 10).ok(), Some(None), "{malformed}");
+        }
     }
 
     #[test]

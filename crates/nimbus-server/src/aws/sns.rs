@@ -212,6 +212,35 @@ impl Cx<'_> {
 
     async fn publish_batch(&self) -> Result<String, SnsError> {
         let topic = self.topic("TopicArn")?;
+        // SNS refuses the whole batch when it is empty, has more than 10 entries, or uses
+        // an id twice.
+        let ids: Vec<&str> = (1..)
+            .map_while(|n| self.param(&format!("PublishBatchRequestEntries.member.{n}.Id")))
+            .collect();
+        let batch_error =
+            |code, message: &str| Err(SnsError::new(StatusCode::BAD_REQUEST, code, message));
+        if ids.is_empty() {
+            return batch_error(
+                "EmptyBatchRequest",
+                "The batch request doesn't contain any entries.",
+            );
+        }
+        if ids.len() > 10 {
+            return batch_error(
+                "TooManyEntriesInBatchRequest",
+                "The batch request contains more entries than permissible (10).",
+            );
+        }
+        if ids
+            .iter()
+            .enumerate()
+            .any(|(idx, id)| ids[..idx].contains(id))
+        {
+            return batch_error(
+                "BatchEntryIdsNotDistinct",
+                "Two or more batch entries in the request have the same Id.",
+            );
+        }
         let mut successful = String::new();
         let mut failed = String::new();
         for n in 1..=10 {

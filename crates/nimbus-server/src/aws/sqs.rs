@@ -663,7 +663,7 @@ impl Cx<'_> {
         req: DeleteMessageBatch,
     ) -> Result<BatchResult<DeleteSuccess>, SqsError> {
         let queue = queue_name(&req.queue_url)?;
-        check_batch_size(req.entries.len())?;
+        check_batch(req.entries.iter().map(|e| e.id.as_str()))?;
         let mut out = BatchResult {
             successful: Vec::new(),
             failed: Vec::new(),
@@ -686,7 +686,7 @@ impl Cx<'_> {
         req: ChangeVisibilityBatch,
     ) -> Result<BatchResult<DeleteSuccess>, SqsError> {
         let queue = queue_name(&req.queue_url)?;
-        check_batch_size(req.entries.len())?;
+        check_batch(req.entries.iter().map(|e| e.id.as_str()))?;
         let mut out = BatchResult {
             successful: Vec::new(),
             failed: Vec::new(),
@@ -835,8 +835,18 @@ fn queue_spec(name: &str, attributes: &BTreeMap<String, String>) -> Result<Queue
     Ok(spec)
 }
 
-/// A batch holds 1 to 10 entries.
-fn check_batch_size(n_entries: usize) -> Result<(), SqsError> {
+/// A batch holds 1 to 10 entries, each with an id of its own.
+fn check_batch<'a>(ids: impl ExactSizeIterator<Item = &'a str>) -> Result<(), SqsError> {
+    let n_entries = ids.len();
+    let mut seen = std::collections::HashSet::new();
+    for id in ids {
+        if !seen.insert(id) {
+            return Err(SqsError::new(
+                "BatchEntryIdsNotDistinct",
+                format!("the batch entry id {id:?} is used twice"),
+            ));
+        }
+    }
     match n_entries {
         0 => Err(SqsError::new(
             "EmptyBatchRequest",

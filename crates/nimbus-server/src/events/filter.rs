@@ -47,8 +47,15 @@ pub(crate) fn matches_body(policy: &Value, body: &Value) -> bool {
         }
         let value = body.get(key);
         match conditions {
-            // A nested object in the policy filters a nested object of the body.
-            Value::Object(_) => value.is_some_and(|nested| matches_body(conditions, nested)),
+            // A nested object in the policy filters a nested object of the body, or any
+            // object of an array there (S3 events through SNS: `Records[].eventName`).
+            Value::Object(_) => match value {
+                Some(Value::Array(items)) => {
+                    items.iter().any(|item| matches_body(conditions, item))
+                }
+                Some(nested) => matches_body(conditions, nested),
+                None => false,
+            },
             _ => matches_conditions(conditions, value),
         }
     })
@@ -227,5 +234,11 @@ mod tests {
             &json!({ "order": { "status": "paid", "total": 50 } })
         ));
         assert!(!matches_body(&policy, &json!({ "status": "paid" })));
+        // An array of objects matches when one of them does (S3 notifications through SNS).
+        let policy = json!({ "Records": { "eventName": [{ "prefix": "ObjectCreated:" }] } });
+        let event =
+            |name: &str| json!({ "Records": [{ "eventName": "x" }, { "eventName": name }] });
+        assert!(matches_body(&policy, &event("ObjectCreated:Put")));
+        assert!(!matches_body(&policy, &event("ObjectRemoved:Delete")));
     }
 }

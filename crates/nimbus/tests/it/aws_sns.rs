@@ -106,7 +106,11 @@ batch = sns.publish_batch(TopicArn=arn, PublishBatchRequestEntries=[
 out["batch"] = sorted(e["Id"] for e in batch["Successful"])
 for bad in [lambda: sns.publish(TopicArn="arn:aws:sns:us-east-1:123456789012:nope", Message="x"),
             lambda: sns.publish(TopicArn=arn, Message="x" * (256 * 1024 + 1)),
-            lambda: sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint="x")]:
+            lambda: sns.subscribe(TopicArn=arn, Protocol="sqs", Endpoint="x"),
+            lambda: sns.publish_batch(TopicArn=arn, PublishBatchRequestEntries=[
+                {"Id": "a", "Message": "1"}, {"Id": "a", "Message": "2"}]),
+            lambda: sns.publish_batch(TopicArn=arn, PublishBatchRequestEntries=[
+                {"Id": str(n), "Message": "x"} for n in range(11)])]:
     try:
         bad()
         out.setdefault("errors", []).append(None)
@@ -131,7 +135,13 @@ async fn boto3_publishes_and_lists_topics_and_gets_sns_errors() {
     assert_eq!(out["batch"], json!(["one", "two"]));
     assert_eq!(
         out["errors"],
-        json!(["NotFound", "InvalidParameter", "InvalidParameter"])
+        json!([
+            "NotFound",
+            "InvalidParameter",
+            "InvalidParameter",
+            "BatchEntryIdsNotDistinct",
+            "TooManyEntriesInBatchRequest"
+        ])
     );
     // The escaped message arrived as sent.
     let urgent = app

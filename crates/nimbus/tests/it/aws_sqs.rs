@@ -320,6 +320,21 @@ try:
     sqs.send_message(QueueUrl=fifo, MessageBody="x")
 except ClientError as e:
     out["no_group"] = e.response["Error"]["Code"]
+# DelaySeconds 0 on a FIFO queue changes nothing and is accepted, as on SQS.
+sqs.send_message(QueueUrl=fifo, MessageBody="no delay", MessageGroupId="z", DelaySeconds=0,
+                 MessageDeduplicationId="nd")
+got = sqs.receive_message(QueueUrl=fifo, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+# A delete retried with the same handle succeeds again; duplicate batch ids are refused.
+for _ in range(2):
+    sqs.delete_message(QueueUrl=fifo, ReceiptHandle=got[0]["ReceiptHandle"])
+try:
+    sqs.delete_message_batch(QueueUrl=fifo, Entries=[
+        {"Id": "same", "ReceiptHandle": got[0]["ReceiptHandle"]},
+        {"Id": "same", "ReceiptHandle": got[0]["ReceiptHandle"]}])
+    out["duplicate_ids"] = None
+except ClientError as e:
+    out["duplicate_ids"] = e.response["Error"]["Code"]
+out["no_delay"] = [m["Body"] for m in got]
 
 dlq = sqs.create_queue(QueueName="dead")["QueueUrl"]
 dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -382,6 +397,11 @@ async fn boto3_fifo_queues_keep_group_order_and_redrive_moves_poison_to_the_dlq(
     assert_eq!(out["held"], json!([]), "{out}");
     assert_eq!(out["rest"], json!(["a3"]), "{out}");
     assert_eq!(out["no_group"], "MissingParameter", "{out}");
+    assert_eq!(out["no_delay"], json!(["no delay"]), "{out}");
+    assert_eq!(
+        out["duplicate_ids"], "AWS.SimpleQueueService.BatchEntryIdsNotDistinct",
+        "{out}"
+    );
     assert_eq!(out["counts"], json!(["1", "2"]), "{out}");
     assert_eq!(out["after"], json!([]), "{out}");
     assert_eq!(out["dead"], json!(["poison"]), "{out}");
