@@ -78,7 +78,11 @@ pub(crate) enum ObjectChange {
 
 /// A message to publish to a topic.
 pub(crate) struct Publish {
+    /// The message; with `MessageStructure: json`, its `default`.
     pub(crate) message: String,
+    /// With `MessageStructure: json`, the message for each protocol that has its own
+    /// (`sqs`, `lambda`, `http`, `https`); empty otherwise.
+    pub(crate) protocol_messages: BTreeMap<String, String>,
     pub(crate) subject: Option<String>,
     pub(crate) attributes: BTreeMap<String, MessageAttribute>,
 }
@@ -316,6 +320,22 @@ impl Events {
         let message_id = uuid::Uuid::new_v4().to_string();
         let topic_arn = format!("arn:aws:sns:{}:123456789012:{topic}", self.region);
         let envelope = shapes::sns_envelope(&message_id, &topic_arn, &publish);
+        // `MessageStructure: json` gives some protocols a message of their own.
+        let message_for = |protocol: &str| {
+            publish
+                .protocol_messages
+                .get(protocol)
+                .unwrap_or(&publish.message)
+                .clone()
+        };
+        let envelope_for = |protocol: &str| match publish.protocol_messages.get(protocol) {
+            Some(message) => {
+                let mut own = envelope.clone();
+                own["Message"] = serde_json::Value::String(message.clone());
+                own
+            }
+            None => envelope.clone(),
+        };
         let body_json = serde_json::from_str::<serde_json::Value>(&publish.message).ok();
         let attributes: BTreeMap<String, filter::Attribute<'_>> = publish
             .attributes
@@ -347,7 +367,7 @@ impl Events {
             }
             let function = &self.functions.list[*idx].spec.name;
             let subscription_arn = format!("{topic_arn}:{function}");
-            let event = shapes::sns_event(&envelope, &subscription_arn);
+            let event = shapes::sns_event(&envelope_for("lambda"), &subscription_arn);
             sends.push((
                 async_queue(function),
                 internal_message(event.to_string(), trace, "sns"),
@@ -361,15 +381,22 @@ impl Events {
                 let (queue, body, attributes) = match &subscription.endpoint {
                     SubscriptionEndpoint::Queue(queue) if subscription.raw_message_delivery => (
                         queue.clone(),
-                        publish.message.clone(),
+                        message_for("sqs"),
                         publish.attributes.clone(),
                     ),
-                    SubscriptionEndpoint::Queue(queue) => {
-                        (queue.clone(), envelope.to_string(), BTreeMap::new())
-                    }
-                    SubscriptionEndpoint::Http(_) => (
+                    SubscriptionEndpoint::Queue(queue) => (
+                        queue.clone(),
+                        envelope_for("sqs").to_string(),
+                        BTreeMap::new(),
+                    ),
+                    SubscriptionEndpoint::Http(url) => (
                         http_queue(topic, idx),
-                        envelope.to_string(),
+                        envelope_for(if url.starts_with("https:") {
+                            "https"
+                        } else {
+                            "http"
+                        })
+                        .to_string(),
                         BTreeMap::new(),
                     ),
                 };
@@ -401,7 +428,7 @@ impl Events {
             }
             let subscription_arn = format!("{topic_arn}:{}", subscription.id);
             if subscription.protocol == "lambda" {
-                let event = shapes::sns_event(&envelope, &subscription_arn);
+                let event = shapes::sns_event(&envelope_for("lambda"), &subscription_arn);
                 sends.push((
                     async_queue(&subscription.target),
                     internal_message(event.to_string(), trace, "sns"),
@@ -409,11 +436,11 @@ impl Events {
                 continue;
             }
             let mut message = if subscription.raw_message_delivery {
-                let mut message = plain_message(publish.message.clone());
+                let mut message = plain_message(message_for("sqs"));
                 message.attributes = publish.attributes.clone();
                 message
             } else {
-                plain_message(envelope.to_string())
+                plain_message(envelope_for("sqs").to_string())
             };
             message.attributes.insert(
                 TRACE_ATTRIBUTE.to_owned(),
@@ -576,6 +603,7 @@ impl Events {
             Destination::Topic(topic) => {
                 let publish = Publish {
                     message: record.to_string(),
+                    protocol_messages: BTreeMap::new(),
                     subject: None,
                     attributes: BTreeMap::new(),
                 };

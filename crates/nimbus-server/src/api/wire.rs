@@ -507,6 +507,7 @@ impl Publish {
     pub(crate) fn into_publish(self) -> Result<crate::events::Publish, ApiError> {
         Ok(crate::events::Publish {
             message: self.message,
+            protocol_messages: std::collections::BTreeMap::new(),
             subject: self.subject,
             attributes: store_attributes(self.attributes)?,
         })

@@ -318,8 +318,15 @@ impl Cx<'_> {
                 },
             );
         }
+        // `MessageStructure: json`: the message is a JSON object of a message per protocol,
+        // with `default` for the others (SNS's Publish reference).
+        let (message, protocol_messages) = match self.param(&format!("{prefix}MessageStructure")) {
+            Some("json") => per_protocol(message)?,
+            _ => (message.to_owned(), BTreeMap::new()),
+        };
         Ok(Publish {
-            message: message.to_owned(),
+            message,
+            protocol_messages,
             subject: self.param(&format!("{prefix}Subject")).map(str::to_owned),
             attributes,
         })
@@ -581,6 +588,33 @@ impl Cx<'_> {
             .await?;
         Ok(String::new())
     }
+}
+
+/// A `MessageStructure: json` message: its `default` and the protocols' own.
+fn per_protocol(message: &str) -> Result<(String, BTreeMap<String, String>), SnsError> {
+    let invalid = |why: &str| {
+        SnsError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameter",
+            format!("Invalid parameter: Message Structure - {why}"),
+        )
+    };
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(message) else {
+        return Err(invalid("the message is not a JSON object"));
+    };
+    let mut messages = BTreeMap::new();
+    for (protocol, value) in fields {
+        let serde_json::Value::String(text) = value else {
+            return Err(invalid(&format!(
+                "the message for {protocol:?} is not a string"
+            )));
+        };
+        messages.insert(protocol, text);
+    }
+    let default = messages
+        .remove("default")
+        .ok_or_else(|| invalid("No default entry in JSON message body"))?;
+    Ok((default, messages))
 }
 
 /// Sets one of a subscription's attributes as SNS names them.

@@ -356,6 +356,7 @@ impl Events {
                 attributes.insert("ErrorCode".to_owned(), super::string_attribute(error));
                 let publish = super::Publish {
                     message: message.body.clone(),
+                    protocol_messages: BTreeMap::new(),
                     subject: None,
                     attributes,
                 };

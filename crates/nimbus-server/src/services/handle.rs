@@ -165,6 +165,7 @@ impl Services for ServicesHandle {
             let call = self.call(caller, Access::topic_publish(topic))?;
             let publish = Publish {
                 message: publication.message,
+                protocol_messages: std::collections::BTreeMap::new(),
                 subject: publication.subject,
                 attributes: store_attributes(publication.attributes),
             };

@@ -192,12 +192,22 @@ got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSecond
 out["enveloped"] = [json.loads(m["Body"])["Message"] for m in got]
 for m in got:
     sqs.delete_message(QueueUrl=inbox, ReceiptHandle=m["ReceiptHandle"])
+# MessageStructure json: the queue gets the `sqs` message, the function the default.
+sns.publish(TopicArn=topic, MessageStructure="json",
+            Message=json.dumps({"default": "structured default", "sqs": "for queues"}),
+            MessageAttributes={"level": {"DataType": "String", "StringValue": "low"}})
+got = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10, WaitTimeSeconds=2).get("Messages", [])
+out["structured"] = [json.loads(m["Body"])["Message"] for m in got]
+for m in got:
+    sqs.delete_message(QueueUrl=inbox, ReceiptHandle=m["ReceiptHandle"])
 sns.unsubscribe(SubscriptionArn=queue_sub)
 sns.publish(TopicArn=topic, Message="after unsubscribe", MessageAttributes={
     "level": {"DataType": "String", "StringValue": "high"}})
 out["after"] = sqs.receive_message(QueueUrl=inbox, WaitTimeSeconds=1).get("Messages", [])
 errors = []
-for bad in [lambda: sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="a@b.c"),
+for bad in [lambda: sns.publish(TopicArn=topic, MessageStructure="json",
+                                Message=json.dumps({"sqs": "no default"})),
+            lambda: sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="a@b.c"),
             lambda: sns.subscribe(TopicArn=topic, Protocol="lambda", Endpoint="nope"),
             lambda: sns.create_topic(Name="bad name!"),
             lambda: sns.delete_topic(TopicArn=topic.replace("orders", "alerts")),
@@ -237,10 +247,12 @@ async fn boto3_creates_topics_and_subscribes_queues_and_functions_at_run_time() 
     );
     assert_eq!(out["inbox"], json!(["runtime high"]), "{out}");
     assert_eq!(out["enveloped"], json!(["enveloped"]), "{out}");
+    assert_eq!(out["structured"], json!(["for queues"]), "{out}");
     assert_eq!(out["after"], json!([]), "{out}");
     assert_eq!(
         out["errors"],
         json!([
+            "InvalidParameter",
             "InvalidParameter",
             "NotFound",
             "InvalidParameter",
@@ -255,6 +267,7 @@ async fn boto3_creates_topics_and_subscribes_queues_and_functions_at_run_time() 
         ("runtime high", "high"),
         ("runtime low", "low"),
         ("enveloped", "low"),
+        ("structured default", "low"),
         ("after unsubscribe", "high"),
     ] {
         let seen = app
