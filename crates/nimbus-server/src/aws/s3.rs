@@ -1114,15 +1114,29 @@ impl Cx<'_> {
                 format!("The XML you provided was not well-formed or did not validate against our published schema: {e}"),
             )
         })?;
+        let parts: Vec<(u32, String)> = request
+            .parts
+            .into_iter()
+            .map(|p| (p.part_number, p.etag))
+            .collect();
         let change = ObjectChange::Complete {
             upload: self.upload_id()?,
-            parts: request
-                .parts
-                .into_iter()
-                .map(|p| (p.part_number, p.etag))
-                .collect(),
+            parts: parts.clone(),
         };
-        let meta = self.store_object(bucket, key, change).await?;
+        let meta = match self.store_object(bucket, key, change).await {
+            Ok(meta) => meta,
+            // S3 answers a repeated Complete of the same parts as it answered the first
+            // (SDKs retry one whose answer was lost): the object those parts made is there.
+            Err(e) if e.code == "NoSuchUpload" => {
+                let completed =
+                    services::head_object(self.events(), self.principal, bucket, key).await?;
+                match completed {
+                    Some(meta) if meta.etag == multipart_etag(&parts) => meta,
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         Ok(xml_response(
             "CompleteMultipartUploadResult",
             &xml::CompleteMultipartUploadResult {
@@ -1244,6 +1258,23 @@ const KEY_ENCODE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUME
     .remove(b'/');
 
 /// A continuation token: the key (or common prefix) to list after, opaque to clients.
+/// The ETag S3 gives an object made of `parts`: the MD5 of their MD5s, `-` and their count.
+fn multipart_etag(parts: &[(u32, String)]) -> String {
+    let mut digests = Vec::with_capacity(parts.len() * 16);
+    for (_, etag) in parts {
+        let hex = etag.trim_matches('"');
+        digests.extend(
+            (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()),
+        );
+    }
+    format!(
+        "{:x}-{}",
+        <md5::Md5 as md5::Digest>::digest(&digests),
+        parts.len()
+    )
+}
+
 fn encode_token(after: &str) -> String {
     BASE64_URL.encode(after.as_bytes())
 }

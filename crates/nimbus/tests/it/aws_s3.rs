@@ -278,6 +278,14 @@ big = s3.head_object(Bucket="media", Key="big.bin")
 out["multipart"] = [big["ContentLength"], big["ETag"].strip('"').endswith("-4"),
     hashlib.sha256(s3.get_object(Bucket="media", Key="big.bin")["Body"].read()).hexdigest()
     == hashlib.sha256(data).hexdigest()]
+# A Complete repeated (its first answer lost, say) answers the same object again.
+once = s3.create_multipart_upload(Bucket="media", Key="once")["UploadId"]
+part = s3.upload_part(Bucket="media", Key="once", UploadId=once, PartNumber=1, Body=b"only part")
+done = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+first = s3.complete_multipart_upload(Bucket="media", Key="once", UploadId=once, MultipartUpload=done)
+again = s3.complete_multipart_upload(Bucket="media", Key="once", UploadId=once, MultipartUpload=done)
+out["complete_twice"] = [first["ETag"] == again["ETag"], first["ETag"].strip('"').endswith("-1")]
+s3.delete_object(Bucket="media", Key="once")
 upload = s3.create_multipart_upload(Bucket="media", Key="abandoned")["UploadId"]
 s3.upload_part(Bucket="media", Key="abandoned", UploadId=upload, PartNumber=1, Body=b"part")
 out["parts"] = [p["Size"] for p in s3.list_parts(Bucket="media", Key="abandoned",
@@ -344,6 +352,7 @@ async fn boto3_from_outside_serves_objects_listings_multipart_and_presigned_urls
     assert_eq!(out["not_empty"], json!(["BucketNotEmpty", 409]));
     assert_eq!(out["multipart"], json!([20_000_000, true, true]));
     assert_eq!(out["parts"], json!([4]));
+    assert_eq!(out["complete_twice"], json!([true, true]));
     assert_eq!(out["aborted"], json!(["NoSuchUpload", 404]));
     assert_eq!(out["presigned_get"], json!(["0123456789", "0123456789"]));
     assert_eq!(out["presigned_put"], json!(["via url", "via url"]));
