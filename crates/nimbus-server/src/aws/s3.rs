@@ -366,17 +366,53 @@ fn quoted(etag: &str) -> String {
 
 /// User metadata from `x-amz-meta-*` headers, as the JSON object the store keeps.
 fn user_metadata(parts: &http::request::Parts) -> Option<String> {
-    let map: serde_json::Map<String, serde_json::Value> = parts
-        .headers
-        .iter()
-        .filter_map(|(name, value)| {
-            let name = name.as_str().strip_prefix("x-amz-meta-")?;
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            Some((name.to_owned(), serde_json::Value::String(value)))
-        })
-        .collect();
+    let mut map = serde_json::Map::new();
+    // `x-amz-meta-*` headers, and the same in a presigned URL's query.
+    let query = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes());
+    let from_query = query.filter_map(|(name, value)| {
+        let name = name.strip_prefix("x-amz-meta-")?.to_ascii_lowercase();
+        Some((name, value.into_owned()))
+    });
+    let from_headers = parts.headers.iter().filter_map(|(name, value)| {
+        let name = name.as_str().strip_prefix("x-amz-meta-")?.to_owned();
+        Some((name, String::from_utf8_lossy(value.as_bytes()).into_owned()))
+    });
+    for (name, value) in from_query.chain(from_headers) {
+        map.insert(name, serde_json::Value::String(value));
+    }
+    // The representation headers S3 keeps with an object and answers on GET, kept under
+    // `:name` (no user metadata name has a colon). `aws-chunked` is the upload's framing,
+    // not the object's encoding.
+    for name in STORED_HEADERS {
+        let Some(value) = header(parts, name) else {
+            continue;
+        };
+        let value = if name == "content-encoding" {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|coding| !coding.eq_ignore_ascii_case("aws-chunked") && !coding.is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            value.to_owned()
+        };
+        if !value.is_empty() {
+            map.insert(format!(":{name}"), serde_json::Value::String(value));
+        }
+    }
     (!map.is_empty()).then(|| serde_json::Value::Object(map).to_string())
 }
+
+/// The request headers S3 stores with an object and answers with it.
+const STORED_HEADERS: [&str; 6] = [
+    "content-encoding",
+    "content-disposition",
+    "cache-control",
+    "content-language",
+    "expires",
+    "x-amz-website-redirect-location",
+];
 
 /// The headers GetObject and HeadObject answer for an object.
 fn object_headers(headers: &mut HeaderMap, meta: &ObjectMeta) {
@@ -399,8 +435,12 @@ fn object_headers(headers: &mut HeaderMap, meta: &ObjectMeta) {
         .as_deref()
         .and_then(|m| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(m).ok());
     for (name, value) in metadata.into_iter().flatten() {
+        let name = match name.strip_prefix(':') {
+            Some(stored) => stored.to_owned(),
+            None => format!("x-amz-meta-{name}"),
+        };
         let (Ok(name), Some(value)) = (
-            http::HeaderName::try_from(format!("x-amz-meta-{name}")),
+            http::HeaderName::try_from(name),
             value.as_str().and_then(|v| HeaderValue::from_str(v).ok()),
         ) else {
             continue;
