@@ -40,12 +40,11 @@ pub(super) const OWNER: Owner = Owner {
 };
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct ListAllMyBucketsResult {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Owner")]
     pub(super) owner: Owner,
-    #[serde(rename = "Buckets")]
     pub(super) buckets: Buckets,
 }
 
@@ -56,24 +55,20 @@ pub(super) struct Buckets {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct BucketEntry {
-    #[serde(rename = "Name")]
     pub(super) name: String,
-    #[serde(rename = "CreationDate")]
     pub(super) creation_date: String,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct Object {
-    #[serde(rename = "Key")]
     pub(super) key: String,
-    #[serde(rename = "LastModified")]
     pub(super) last_modified: String,
     #[serde(rename = "ETag")]
     pub(super) etag: String,
-    #[serde(rename = "Size")]
     pub(super) size: u64,
-    #[serde(rename = "StorageClass")]
     pub(super) storage_class: &'static str,
     #[serde(rename = "Owner", skip_serializing_if = "Option::is_none")]
     pub(super) owner: Option<Owner>,
@@ -87,22 +82,18 @@ pub(super) struct CommonPrefix {
 
 /// ListObjectsV2's answer (`ListBucketResult` with `KeyCount` and tokens).
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct ListBucketResultV2 {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Name")]
     pub(super) name: String,
-    #[serde(rename = "Prefix")]
     pub(super) prefix: String,
     #[serde(rename = "Delimiter", skip_serializing_if = "Option::is_none")]
     pub(super) delimiter: Option<String>,
-    #[serde(rename = "MaxKeys")]
     pub(super) max_keys: usize,
     #[serde(rename = "EncodingType", skip_serializing_if = "Option::is_none")]
     pub(super) encoding_type: Option<String>,
-    #[serde(rename = "KeyCount")]
     pub(super) key_count: usize,
-    #[serde(rename = "IsTruncated")]
     pub(super) is_truncated: bool,
     #[serde(rename = "ContinuationToken", skip_serializing_if = "Option::is_none")]
     pub(super) continuation_token: Option<String>,
@@ -113,36 +104,28 @@ pub(super) struct ListBucketResultV2 {
     pub(super) next_continuation_token: Option<String>,
     #[serde(rename = "StartAfter", skip_serializing_if = "Option::is_none")]
     pub(super) start_after: Option<String>,
-    #[serde(rename = "Contents")]
     pub(super) contents: Vec<Object>,
-    #[serde(rename = "CommonPrefixes")]
     pub(super) common_prefixes: Vec<CommonPrefix>,
 }
 
 /// ListObjects' (version 1) answer.
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct ListBucketResultV1 {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Name")]
     pub(super) name: String,
-    #[serde(rename = "Prefix")]
     pub(super) prefix: String,
-    #[serde(rename = "Marker")]
     pub(super) marker: String,
     #[serde(rename = "NextMarker", skip_serializing_if = "Option::is_none")]
     pub(super) next_marker: Option<String>,
     #[serde(rename = "Delimiter", skip_serializing_if = "Option::is_none")]
     pub(super) delimiter: Option<String>,
-    #[serde(rename = "MaxKeys")]
     pub(super) max_keys: usize,
     #[serde(rename = "EncodingType", skip_serializing_if = "Option::is_none")]
     pub(super) encoding_type: Option<String>,
-    #[serde(rename = "IsTruncated")]
     pub(super) is_truncated: bool,
-    #[serde(rename = "Contents")]
     pub(super) contents: Vec<Object>,
-    #[serde(rename = "CommonPrefixes")]
     pub(super) common_prefixes: Vec<CommonPrefix>,
 }
 
@@ -157,94 +140,74 @@ pub(super) struct CopyObjectResult {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct InitiateMultipartUploadResult {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Bucket")]
     pub(super) bucket: String,
-    #[serde(rename = "Key")]
     pub(super) key: String,
-    #[serde(rename = "UploadId")]
     pub(super) upload_id: String,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct CompleteMultipartUploadResult {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Location")]
     pub(super) location: String,
-    #[serde(rename = "Bucket")]
     pub(super) bucket: String,
-    #[serde(rename = "Key")]
     pub(super) key: String,
     #[serde(rename = "ETag")]
     pub(super) etag: String,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct ListPartsResult {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Bucket")]
     pub(super) bucket: String,
-    #[serde(rename = "Key")]
     pub(super) key: String,
-    #[serde(rename = "UploadId")]
     pub(super) upload_id: String,
-    #[serde(rename = "PartNumberMarker")]
     pub(super) part_number_marker: u32,
-    #[serde(rename = "NextPartNumberMarker")]
     pub(super) next_part_number_marker: u32,
-    #[serde(rename = "MaxParts")]
     pub(super) max_parts: usize,
-    #[serde(rename = "IsTruncated")]
     pub(super) is_truncated: bool,
-    #[serde(rename = "StorageClass")]
     pub(super) storage_class: &'static str,
     #[serde(rename = "Part")]
     pub(super) parts: Vec<PartEntry>,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct PartEntry {
-    #[serde(rename = "PartNumber")]
     pub(super) part_number: u32,
-    #[serde(rename = "LastModified")]
     pub(super) last_modified: String,
     #[serde(rename = "ETag")]
     pub(super) etag: String,
-    #[serde(rename = "Size")]
     pub(super) size: u64,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct ListMultipartUploadsResult {
     #[serde(rename = "@xmlns")]
     pub(super) xmlns: &'static str,
-    #[serde(rename = "Bucket")]
     pub(super) bucket: String,
-    #[serde(rename = "KeyMarker")]
     pub(super) key_marker: String,
-    #[serde(rename = "UploadIdMarker")]
     pub(super) upload_id_marker: String,
-    #[serde(rename = "MaxUploads")]
     pub(super) max_uploads: usize,
-    #[serde(rename = "IsTruncated")]
     pub(super) is_truncated: bool,
     #[serde(rename = "Upload")]
     pub(super) uploads: Vec<UploadEntry>,
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct UploadEntry {
-    #[serde(rename = "Key")]
     pub(super) key: String,
-    #[serde(rename = "UploadId")]
     pub(super) upload_id: String,
-    #[serde(rename = "StorageClass")]
     pub(super) storage_class: &'static str,
-    #[serde(rename = "Initiated")]
     pub(super) initiated: String,
 }
 
@@ -265,12 +228,10 @@ pub(super) struct Deleted {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct DeleteError {
-    #[serde(rename = "Key")]
     pub(super) key: String,
-    #[serde(rename = "Code")]
     pub(super) code: String,
-    #[serde(rename = "Message")]
     pub(super) message: String,
 }
 
@@ -289,12 +250,10 @@ pub(super) struct VersioningConfiguration {
 }
 
 #[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub(super) struct Error<'a> {
-    #[serde(rename = "Code")]
     pub(super) code: &'a str,
-    #[serde(rename = "Message")]
     pub(super) message: &'a str,
-    #[serde(rename = "RequestId")]
     pub(super) request_id: String,
 }
 
