@@ -906,6 +906,8 @@ fn apply_attributes(
                     "the name of a FIFO queue must end in .fifo",
                 ));
             }
+            // An empty policy removes the queue's redrive, as SQS takes it.
+            "RedrivePolicy" if value.trim().is_empty() => spec.redrive = None,
             "RedrivePolicy" => {
                 let policy: serde_json::Value = serde_json::from_str(value).map_err(|e| {
                     SqsError::new(

@@ -357,6 +357,9 @@ out["dead"] = [m["Body"] for m in dead]
 sqs.set_queue_attributes(QueueUrl=work, Attributes={"VisibilityTimeout": "40", "DelaySeconds": "0"})
 out["visibility"] = sqs.get_queue_attributes(
     QueueUrl=work, AttributeNames=["VisibilityTimeout"])["Attributes"]["VisibilityTimeout"]
+sqs.set_queue_attributes(QueueUrl=work, Attributes={"RedrivePolicy": ""})
+out["redrive_removed"] = "RedrivePolicy" not in sqs.get_queue_attributes(
+    QueueUrl=work, AttributeNames=["All"])["Attributes"]
 sqs.send_message_batch(QueueUrl=work, Entries=[{"Id": i, "MessageBody": i} for i in "xy"])
 got = sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
 changed = sqs.change_message_visibility_batch(QueueUrl=work, Entries=[
@@ -406,6 +409,7 @@ async fn boto3_fifo_queues_keep_group_order_and_redrive_moves_poison_to_the_dlq(
     assert_eq!(out["after"], json!([]), "{out}");
     assert_eq!(out["dead"], json!(["poison"]), "{out}");
     assert_eq!(out["visibility"], "40", "{out}");
+    assert_eq!(out["redrive_removed"], true, "{out}");
     assert_eq!(out["changed"], json!([2, ["bad"]]), "{out}");
     assert_eq!(out["visible_again"], 2, "{out}");
     assert_eq!(
