@@ -22,6 +22,37 @@ pub struct GatewayPolicies {
     /// Folders of files the gateway serves where no route matches (Lift's
     /// `static-website` and `single-page-app` constructs), in manifest order.
     pub static_sites: Vec<StaticSite>,
+    /// Lift's `webhook` constructs: HTTP endpoints that put the request body on an
+    /// EventBridge bus.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// An HTTP endpoint whose requests become EventBridge events (Lift's `webhook`): `source`
+/// is the construct's id, `detail-type` its `eventType`, `detail` the JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// The construct's id, the events' `source`.
+    pub id: String,
+    /// `POST`, `PUT` or `PATCH`.
+    pub method: String,
+    /// The path, starting with `/`.
+    pub path: String,
+    /// The bus the events go to.
+    pub bus: String,
+    /// The events' `detail-type`.
+    pub event_type: WebhookEventType,
+    /// The function that authorizes each request (an HTTP API Lambda authorizer, payload
+    /// 2.0, simple responses); `None` for `insecure: true`.
+    pub authorizer: Option<String>,
+}
+
+/// A webhook's `eventType`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookEventType {
+    /// A fixed text (`Webhook` by default).
+    Fixed(String),
+    /// `$request.body.a.b`: the value at that path of the JSON body.
+    BodyPath(Vec<String>),
 }
 
 /// A folder the gateway serves files from: at `/{id}/...`, and the first site also at

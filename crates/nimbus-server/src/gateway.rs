@@ -5,6 +5,7 @@ mod apigw;
 mod files;
 mod policy;
 mod routes;
+mod webhooks;
 
 pub(crate) use policy::Policies;
 
@@ -44,6 +45,7 @@ pub(crate) struct Routing {
     policies: Policies,
     stage_path: nimbus_core::policy::StagePath,
     static_sites: files::StaticSites,
+    webhooks: webhooks::Webhooks,
 }
 
 impl Routing {
@@ -63,6 +65,7 @@ impl Routing {
             policies,
             stage_path: app.policies.stage_path,
             static_sites: files::StaticSites::new(&app.policies.static_sites),
+            webhooks: webhooks::Webhooks::new(&app.policies.webhooks),
         })
     }
 }
@@ -155,6 +158,20 @@ async fn serve(
     }
     let path = parts.uri.path();
     let routing = &generation.routing;
+    // A webhook's own path goes to its bus, before the app's routes (on AWS it is an API
+    // of its own).
+    if let Some(webhook) = routing.webhooks.find(&parts.method, path) {
+        *route_key = Some(format!("webhook {}", webhook.id));
+        let body = read_body(&parts, body).await?;
+        let req = webhooks::WebhookRequest {
+            parts: &parts,
+            body: &body,
+            source_ip: peer.ip().to_string(),
+            request_id: crate::telemetry::trace::new_request_id(),
+            trace,
+        };
+        return Ok(webhooks::serve(webhook, generation, req).await);
+    }
     let matched = routing
         .routes
         .select(&parts.method, path, &gateway.stage, routing.stage_path);

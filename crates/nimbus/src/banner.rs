@@ -47,6 +47,12 @@ pub(crate) fn lines(
             ));
         }
     }
+    for webhook in &manifest.policies.webhooks {
+        routes.push(format!(
+            "{:<7} http://{gateway}{} -> webhook {} (bus {})",
+            webhook.method, webhook.path, webhook.id, webhook.bus
+        ));
+    }
     let mut out = Vec::new();
     if routes.is_empty() {
         out.push("no HTTP routes".to_owned());

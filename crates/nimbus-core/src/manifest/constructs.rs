@@ -1,7 +1,9 @@
 //! Lift constructs (the serverless-lift plugin's `constructs:`) on nimbus's services: a
 //! `queue` is a queue with a dead-letter queue and a `worker` function consuming it, a
-//! `storage` is a bucket, and `${construct:id.attribute}` resolves to their names and ARNs.
-//! Other construct types are warned about.
+//! `storage` is a bucket, a `webhook` an HTTP endpoint onto an EventBridge bus behind an
+//! `authorizer` function, the static sites are folders the gateway serves, and
+//! `${construct:id.attribute}` resolves to their names and ARNs. Other construct types are
+//! warned about.
 //!
 //! As Lift does, every function of the app may send to the queues and read and write the
 //! buckets that constructs declare.
@@ -9,27 +11,36 @@
 use std::time::Duration;
 
 use crate::events::{EventSource, Grant, QueueSpec, Redrive, SqsEvent};
-use crate::policy::StaticSite;
+use crate::policy::{StaticSite, Webhook, WebhookEventType};
 
 use super::resources::Kind;
 use super::tree::{Entry, Node, Pos, Value};
 use super::vars::Lookup;
 use super::{Cx, join_key};
 
-/// A `queue` construct's worker, to be read as a function once the provider is known.
+/// A function a construct declares (a `queue`'s worker, a `webhook`'s authorizer), to be
+/// read as a function once the provider is known.
 pub(super) struct Worker {
-    /// The function's name, `<id>Worker` as Lift names it.
+    /// The function's name, `<id>Worker` or `<id>Authorizer` as Lift names it.
     pub(super) name: String,
     pub(super) node: Node,
     pub(super) pos: Pos,
-    /// The queue it consumes, and how.
-    pub(super) event: SqsEvent,
+    /// The queue a worker consumes, and how; `None` for an authorizer.
+    pub(super) event: Option<SqsEvent>,
 }
 
 /// What `constructs.<id>` declares, as far as names go.
 enum Declared {
-    Queue { name: String },
-    Storage { name: String },
+    Queue {
+        name: String,
+    },
+    Storage {
+        name: String,
+    },
+    /// A `webhook`, by the name of its bus.
+    Webhook {
+        bus: String,
+    },
     Other(String),
 }
 
@@ -67,6 +78,9 @@ impl Cx<'_> {
                     }
                     self.declare_simple(Kind::Bucket, &name, construct.key_pos, &key);
                 }
+                Ok(Declared::Webhook { bus }) => {
+                    workers.extend(self.webhook_construct(construct, &fields, bus, &key));
+                }
                 Ok(Declared::Other(kind))
                     if kind == "static-website" || kind == "single-page-app" =>
                 {
@@ -76,7 +90,7 @@ impl Cx<'_> {
                 }
                 Ok(Declared::Other(kind)) => {
                     let message = format!(
-                        "Lift `{kind}` constructs are not yet modelled by nimbus (it models `queue`, `storage`, `static-website` and `single-page-app`); ignored"
+                        "Lift `{kind}` constructs are not yet modelled by nimbus (it models `queue`, `storage`, `webhook`, `static-website` and `single-page-app`); ignored"
                     );
                     self.warn(construct.key_pos, &key, message);
                 }
@@ -103,6 +117,12 @@ impl Cx<'_> {
             (Declared::Queue { name }, "queueArn") => format!("arn:aws:sqs:*:*:{name}"),
             (Declared::Storage { name }, "bucketName") => name.clone(),
             (Declared::Storage { name }, "bucketArn") => format!("arn:aws:s3:::{name}"),
+            (Declared::Webhook { bus }, "busName") => bus.clone(),
+            (Declared::Webhook { .. }, _) => {
+                return Lookup::Missing(format!(
+                    "a webhook construct has `busName`, not `{attribute}`"
+                ));
+            }
             (Declared::Queue { .. }, _) => {
                 return Lookup::Missing(format!(
                     "a queue construct has `queueUrl` and `queueArn`, not `{attribute}`"
@@ -131,13 +151,16 @@ impl Cx<'_> {
     pub(super) fn construct_grants(&self, workers: &[Worker], buckets: &[String]) -> Vec<Grant> {
         let mut grants = Vec::new();
         for worker in workers {
+            let Some(event) = &worker.event else {
+                continue;
+            };
             grants.push(Grant {
                 actions: vec![
                     "sqs:SendMessage".to_owned(),
                     "sqs:GetQueueUrl".to_owned(),
                     "sqs:GetQueueAttributes".to_owned(),
                 ],
-                resources: vec![format!("queue:{}", worker.event.queue)],
+                resources: vec![format!("queue:{}", event.queue)],
             });
         }
         for bucket in buckets {
@@ -218,6 +241,7 @@ impl Cx<'_> {
             "storage" => Ok(Declared::Storage {
                 name: base.to_ascii_lowercase(),
             }),
+            "webhook" => Ok(Declared::Webhook { bus: base }),
             other => Ok(Declared::Other(other.to_owned())),
         }
     }
@@ -348,7 +372,7 @@ impl Cx<'_> {
             name: format!("{}Worker", construct.key),
             node,
             pos,
-            event: SqsEvent {
+            event: Some(SqsEvent {
                 queue: name,
                 batch_size,
                 maximum_batching_window: window,
@@ -356,14 +380,116 @@ impl Cx<'_> {
                 report_batch_item_failures: true,
                 maximum_concurrency,
                 enabled: true,
-            },
+            }),
         })
+    }
+
+    /// A `webhook`: an HTTP endpoint at `path` whose requests go to the construct's bus,
+    /// authorized by its `authorizer` function (`<id>Authorizer`) unless `insecure: true`;
+    /// Lift refuses both and neither.
+    fn webhook_construct(
+        &mut self,
+        construct: &Entry,
+        fields: &[Entry],
+        bus: String,
+        key: &str,
+    ) -> Option<Worker> {
+        let mut path = None;
+        let mut method = "POST".to_owned();
+        let mut event_type = WebhookEventType::Fixed("Webhook".to_owned());
+        let mut insecure = false;
+        let mut authorizer = None;
+        for field in fields {
+            let field_key = join_key(key, &field.key);
+            match field.key.as_str() {
+                "type" => {}
+                "path" => {
+                    let value = self.read(&field.value, &field_key);
+                    match self.string(&value, &field_key, "a path such as `/webhooks/stripe`") {
+                        Some(text) if text.starts_with('/') => path = Some(text),
+                        Some(text) => self.error(
+                            value.pos,
+                            &field_key,
+                            format!("a webhook path starts with `/`, as in `/{text}`"),
+                        ),
+                        None => {}
+                    }
+                }
+                "method" => {
+                    let value = self.read(&field.value, &field_key);
+                    if let Some(text) = self.string(&value, &field_key, "POST, PUT or PATCH") {
+                        let upper = text.to_ascii_uppercase();
+                        if ["POST", "PUT", "PATCH"].contains(&upper.as_str()) {
+                            method = upper;
+                        } else {
+                            let message =
+                                format!("a webhook takes POST, PUT or PATCH, not {text:?}");
+                            self.error(value.pos, &field_key, message);
+                        }
+                    }
+                }
+                "eventType" => {
+                    let value = self.read(&field.value, &field_key);
+                    if let Some(text) =
+                        self.string(&value, &field_key, "`$request.body.type` or a name")
+                    {
+                        event_type = match text.strip_prefix("$request.body.") {
+                            Some(path) => WebhookEventType::BodyPath(
+                                path.split('.').map(str::to_owned).collect(),
+                            ),
+                            None => WebhookEventType::Fixed(text),
+                        };
+                    }
+                }
+                "insecure" => insecure = self.boolean(&field.value, &field_key).unwrap_or(false),
+                "authorizer" => authorizer = Some((field.value.clone(), field.key_pos)),
+                _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
+            }
+        }
+        let Some(path) = path else {
+            // A `path` that is there but wrong has its own error already.
+            if !fields.iter().any(|field| field.key == "path") {
+                let message = "a webhook construct needs a `path`, as in `path: /webhooks/stripe`";
+                self.error(construct.key_pos, key, message);
+            }
+            return None;
+        };
+        let authorizer_name = format!("{}Authorizer", construct.key);
+        let worker = match (insecure, authorizer) {
+            (true, Some((_, pos))) => {
+                let message = "a webhook is either `insecure: true` or has an `authorizer`, not both; remove one";
+                self.error(pos, &join_key(key, "authorizer"), message);
+                return None;
+            }
+            (false, None) => {
+                let message = "a webhook needs an `authorizer` function that checks each request, as in `authorizer: { handler: src/authorizer.main }`, or `insecure: true`";
+                self.error(construct.key_pos, key, message);
+                return None;
+            }
+            (true, None) => None,
+            (false, Some((node, pos))) => Some(Worker {
+                name: authorizer_name.clone(),
+                node,
+                pos,
+                event: None,
+            }),
+        };
+        self.declare_event_bus(&bus);
+        self.app.webhooks.push(Webhook {
+            id: construct.key.clone(),
+            method,
+            path,
+            bus,
+            event_type,
+            authorizer: worker.as_ref().map(|_| authorizer_name),
+        });
+        worker
     }
 }
 
 impl Worker {
     /// The event source the worker's function gets.
-    pub(super) fn event_source(&self) -> EventSource {
-        EventSource::Sqs(self.event.clone())
+    pub(super) fn event_source(&self) -> Option<EventSource> {
+        self.event.clone().map(EventSource::Sqs)
     }
 }

@@ -38,6 +38,7 @@ pub(super) struct App {
     pub(super) pending_destinations: Vec<PendingDestination>,
     /// Lift `static-website` and `single-page-app` constructs.
     pub(super) static_sites: Vec<crate::policy::StaticSite>,
+    pub(super) webhooks: Vec<crate::policy::Webhook>,
 }
 
 /// A destination named by a function, checked after all functions are read.

@@ -230,7 +230,11 @@ impl Cx<'_> {
                 self.error(worker.pos, &entry.key, message);
                 continue;
             }
-            let event = worker.event_source();
+            // A webhook's authorizer has no event source: the gateway invokes it.
+            let Some(event) = worker.event_source() else {
+                functions.push(function);
+                continue;
+            };
             function.grants = with_event_grants(function.grants, std::slice::from_ref(&event));
             function.events.push(event);
             // Lift sets the queue's visibility timeout to six times its worker's timeout.
@@ -239,13 +243,14 @@ impl Cx<'_> {
                 .resources
                 .queues
                 .iter_mut()
-                .find(|queue| queue.name == worker.event.queue)
+                .find(|queue| worker.event.as_ref().is_some_and(|e| e.queue == queue.name))
             {
                 queue.visibility_timeout = (function.timeout * 6).min(Duration::from_secs(43_200));
             }
             functions.push(function);
         }
         provider.policies.static_sites = std::mem::take(&mut self.app.static_sites);
+        provider.policies.webhooks = std::mem::take(&mut self.app.webhooks);
         self.finish_authorizers(&mut provider.policies);
         self.check_destinations();
         Some(Manifest {

@@ -216,6 +216,18 @@ fn summary(manifest: &super::Manifest) -> String {
             }
         }
     }
+    for webhook in &manifest.policies.webhooks {
+        let _ = writeln!(
+            out,
+            "webhook {} {} {} -> bus {} type {:?} authorizer {:?}",
+            webhook.id,
+            webhook.method,
+            webhook.path,
+            webhook.bus,
+            webhook.event_type,
+            webhook.authorizer
+        );
+    }
     for site in &manifest.policies.static_sites {
         let _ = writeln!(
             out,
@@ -3022,6 +3034,13 @@ fn lift_queue_and_storage_constructs_are_modelled() {
           hook:
             type: webhook
             path: /hook
+            eventType: $request.body.kind
+            authorizer: { handler: hook.authorize }
+          open:
+            type: webhook
+            insecure: true
+            path: /open
+            method: put
           landing:
             type: static-website
             path: public
@@ -3034,7 +3053,7 @@ fn lift_queue_and_storage_constructs_are_modelled() {
         ",
         expect![[r#"
             service jobs, stage dev, region us-east-1
-            function api: nodejs20.x api.handler (line 32), 1024 MB, 6s
+            function api: nodejs20.x api.handler (line 39), 1024 MB, 6s
               Node { major: 20 }
               env BUCKET="jobs-dev-uploads"
               env QUEUE_URL="http://sqs.nimbus.internal/123456789012/jobs-dev-jobs"
@@ -3060,15 +3079,23 @@ fn lift_queue_and_storage_constructs_are_modelled() {
               grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
               grant s3:* on bucket:jobs-dev-uploads,bucket:jobs-dev-uploads/*
               grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:jobs-dev-orders.fifo
+            function hookAuthorizer: nodejs20.x hook.authorize (line 25), 1024 MB, 6s
+              Node { major: 20 }
+              env BUCKET="jobs-dev-uploads"
+              env QUEUE_URL="http://sqs.nimbus.internal/123456789012/jobs-dev-jobs"
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-jobs
+              grant sqs:SendMessage,sqs:GetQueueUrl,sqs:GetQueueAttributes on queue:jobs-dev-orders.fifo
+              grant s3:* on bucket:jobs-dev-uploads,bucket:jobs-dev-uploads/*
             queue jobs-dev-jobs: visibility 60s, delay 0s, retention 345600s, dead letters to jobs-dev-jobs-dlq after 2 receives
             queue jobs-dev-jobs-dlq: visibility 30s, delay 0s, retention 1209600s
             queue jobs-dev-orders.fifo: visibility 36s, delay 0s, retention 345600s, content-based deduplication, dead letters to jobs-dev-orders-dlq.fifo after 3 receives
             queue jobs-dev-orders-dlq.fifo: visibility 30s, delay 0s, retention 1209600s, content-based deduplication
             buckets jobs-dev-uploads
+            webhook hook POST /hook -> bus jobs-dev-hook type BodyPath(["kind"]) authorizer Some("hookAuthorizer")
+            webhook open PUT /open -> bus jobs-dev-open type Fixed("Webhook") authorizer None
             static site landing from public
             static site app from dist (single page)
-            warning serverless.yml:21:3: constructs.hook: Lift `webhook` constructs are not yet modelled by nimbus (it models `queue`, `storage`, `static-website` and `single-page-app`); ignored
-            warning serverless.yml:30:5: constructs.app.domain: not modelled by nimbus; ignored
+            warning serverless.yml:37:5: constructs.app.domain: not modelled by nimbus; ignored
         "#]],
     );
     check(
@@ -3333,6 +3360,19 @@ fn eventbridge_rules_name_their_bus_by_name_arn_or_reference() {
         "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f:\n    handler: f.h\n    events:\n      - eventBridge: { eventBus: x }\n",
         expect![[r#"
             serverless.yml:7:22: functions.f.events[0].eventBridge: an `eventBridge` event needs a `pattern` (or a `schedule`)
+        "#]],
+    );
+}
+
+#[test]
+fn lift_webhooks_need_exactly_one_of_an_authorizer_and_insecure() {
+    check(
+        "service: s\nprovider: { runtime: nodejs20.x }\nconstructs:\n  a: { type: webhook, path: /a, insecure: true, authorizer: { handler: a.h } }\n  b: { type: webhook, path: b, insecure: true, method: GET }\n  c: { type: webhook, insecure: true }\nfunctions:\n  f: { handler: f.h }\n",
+        expect![[r#"
+            serverless.yml:4:49: constructs.a.authorizer: a webhook is either `insecure: true` or has an `authorizer`, not both; remove one
+            serverless.yml:5:29: constructs.b.path: a webhook path starts with `/`, as in `/b`
+            serverless.yml:5:56: constructs.b.method: a webhook takes POST, PUT or PATCH, not "GET"
+            serverless.yml:6:3: constructs.c: a webhook construct needs a `path`, as in `path: /webhooks/stripe`
         "#]],
     );
 }

@@ -168,3 +168,119 @@ async fn eventbridge_rules_fire_on_events_put_through_the_sdks() {
         .await;
     assert!(ping.contains("Ping"), "{ping}");
 }
+
+const WEBHOOK_MANIFEST: &str = r#"
+service: hooks
+provider:
+  runtime: nodejs20.x
+kv: [seen]
+constructs:
+  stripe:
+    type: webhook
+    path: /webhooks/stripe
+    eventType: $request.body.type
+    authorizer:
+      handler: hooks.authorize
+  open:
+    type: webhook
+    insecure: true
+    path: /webhooks/open
+functions:
+  onInvoice:
+    handler: hooks.onInvoice
+    iamRoleStatements:
+      - { Effect: Allow, Action: ["kv:*"], Resource: "kv:seen" }
+    events:
+      - eventBridge:
+          eventBus: ${construct:stripe.busName}
+          pattern: { source: [stripe], detail-type: [invoice.paid] }
+  onOpen:
+    handler: hooks.onOpen
+    iamRoleStatements:
+      - { Effect: Allow, Action: ["kv:*"], Resource: "kv:seen" }
+    events:
+      - eventBridge:
+          eventBus: ${construct:open.busName}
+          pattern: { source: [open] }
+plugins: [serverless-lift]
+"#;
+
+const HOOKS_JS: &str = r#"
+const nimbus = require('nimbus');
+
+// As a Lift webhook authorizer: an HTTP API simple response, from the headers alone.
+exports.authorize = async (event) => ({
+  isAuthorized: event.headers['stripe-signature'] === 'good' && event.routeKey === 'POST /webhooks/stripe',
+});
+
+exports.onInvoice = async (event) => {
+  await nimbus.kv('seen').put(`invoice:${event.detail.id}`, `${event.source} ${event['detail-type']}`);
+};
+
+exports.onOpen = async (event) => {
+  await nimbus.kv('seen').put(`open:${event.detail.n}`, event['detail-type']);
+};
+"#;
+
+#[tokio::test]
+async fn lift_webhooks_put_authorized_requests_on_their_bus() {
+    let app = TestApp::new(&[("serverless.yml", WEBHOOK_MANIFEST), ("hooks.js", HOOKS_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    let post = |path: &'static str, signature: &'static str, body: &'static str| {
+        let server = &server;
+        async move {
+            let res = server
+                .request(
+                    "POST",
+                    path,
+                    &[
+                        ("content-type", "application/json"),
+                        ("stripe-signature", signature),
+                    ],
+                    body.as_bytes().to_vec(),
+                )
+                .await;
+            (res.status, String::from_utf8_lossy(&res.body).into_owned())
+        }
+    };
+    let (status, body) = post(
+        "/webhooks/stripe",
+        "good",
+        r#"{"type": "invoice.paid", "id": "in_1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"FailedEntryCount\":0"), "{body}");
+    let seen = app
+        .nimbus_until(&["kv", "get", "seen", "invoice:in_1"], |out| {
+            out.contains("stripe")
+        })
+        .await;
+    assert!(seen.contains("stripe invoice.paid"), "{seen}");
+
+    // The authorizer refuses a bad signature; nothing is put.
+    let (status, body) = post(
+        "/webhooks/stripe",
+        "bad",
+        r#"{"type": "invoice.paid", "id": "in_2"}"#,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post("/webhooks/stripe", "good", "not json").await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post("/webhooks/stripe", "good", r#"{"id": "no type"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("$request.body.type"), "{body}");
+
+    // An insecure webhook takes any request; its events are typed `Webhook`.
+    let (status, body) = post("/webhooks/open", "", r#"{"n": 7}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let seen = app
+        .nimbus_until(&["kv", "get", "seen", "open:7"], |out| {
+            out.contains("Webhook")
+        })
+        .await;
+    assert!(seen.contains("Webhook"), "{seen}");
+    let refused = app.nimbus(&["kv", "get", "seen", "invoice:in_2"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+}
