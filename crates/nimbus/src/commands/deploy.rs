@@ -21,6 +21,10 @@ pub(crate) struct Target {
     /// The stage (default: the manifest's, usually dev).
     #[arg(long)]
     stage: Option<String>,
+    /// The region `${opt:region}` and `provider.region` resolve to (default: the
+    /// manifest's, or us-east-1).
+    #[arg(long)]
+    region: Option<String>,
     /// The admin token (default: the NIMBUS_TOKEN environment variable).
     #[arg(long)]
     token: Option<String>,
@@ -107,13 +111,16 @@ impl DeployCommand {
             Some(text) => Some(super::server::parse_percent(text).map_err(|e| anyhow::anyhow!(e))?),
             None => None,
         };
+        if let Some(region) = &self.target.region {
+            check_region(region)?;
+        }
         let client = AdminClient::new(&self.target)?;
         // The same checks and diagnostics as `nimbus validate`, before anything is sent.
         let app = app::load(
             &self.dir,
             &LoadOptions {
                 stage: self.target.stage.clone(),
-                region: None,
+                region: self.target.region.clone(),
                 fetch: Fetch::ToolsOnly,
             },
         )?;
@@ -125,6 +132,9 @@ impl DeployCommand {
         let mut path = format!("/v1/deployments?service={service}&stage={stage}");
         if let Some(percent) = canary {
             path.push_str(&format!("&canary={percent}"));
+        }
+        if let Some(region) = &self.target.region {
+            path.push_str(&format!("&region={region}"));
         }
         let value = crate::runtime()?.block_on(client.call(http::Method::POST, &path, bundle))?;
         let number = value["deployed"].as_u64().unwrap_or(0);
@@ -203,7 +213,11 @@ impl AppTarget {
         let (service, stage) = match (&self.service, &self.target.stage) {
             (Some(service), Some(stage)) => (service.clone(), stage.clone()),
             _ => {
-                let app = load_quietly(&self.dir, self.target.stage.clone())?;
+                let app = load_quietly(
+                    &self.dir,
+                    self.target.stage.clone(),
+                    self.target.region.clone(),
+                )?;
                 (
                     self.service.clone().unwrap_or(app.manifest.service),
                     app.manifest.stage,
@@ -215,12 +229,28 @@ impl AppTarget {
 }
 
 /// Loads the app only for its service and stage names.
-fn load_quietly(dir: &Path, stage: Option<String>) -> anyhow::Result<app::App> {
+/// A region name as AWS spells them (`eu-west-1`): letters, digits and `-`.
+fn check_region(region: &str) -> anyhow::Result<()> {
+    if region.is_empty()
+        || !region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        anyhow::bail!("--region {region:?} is not a region name such as eu-west-1");
+    }
+    Ok(())
+}
+
+fn load_quietly(
+    dir: &Path,
+    stage: Option<String>,
+    region: Option<String>,
+) -> anyhow::Result<app::App> {
     app::load(
         dir,
         &LoadOptions {
             stage,
-            region: None,
+            region,
             fetch: Fetch::ToolsOnly,
         },
     )

@@ -423,7 +423,8 @@ impl Host {
                     Some(p) => Some(parse_percent(p).map_err(client_error)?),
                     None => None,
                 };
-                self.deploy(&service, &stage, canary, body).await
+                let region = query.get("region").cloned();
+                self.deploy(&service, &stage, canary, region, body).await
             }
             (&Method::GET, ["v1", "apps"]) => {
                 let stages = self.stages.lock().await;
@@ -484,6 +485,7 @@ impl Host {
         service: &str,
         stage_name: &str,
         canary: Option<u32>,
+        region: Option<String>,
         bundle: Bytes,
     ) -> Result<serde_json::Value, ApiError> {
         check_name(service).map_err(client_error)?;
@@ -509,6 +511,7 @@ impl Host {
             &stage.dir.join("state"),
             service,
             stage_name,
+            region.clone(),
             bundle,
         )
         .await;
@@ -522,7 +525,7 @@ impl Host {
             let _ = std::fs::remove_dir_all(&upload);
             return Err(platform_error(anyhow::anyhow!("storing the version: {e}")));
         }
-        let running = match self.start_version(stage, number).await {
+        let running = match self.start_version(stage, number, region.clone()).await {
             Ok(running) => running,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -536,6 +539,9 @@ impl Host {
         stage.running.insert(number, running);
         let mut record = stage.record.clone();
         record.add(number, unix_now(), canary);
+        if let Some(region) = region {
+            record.regions.insert(number, region);
+        }
         self.commit(&mut stages, &key, record)
             .map_err(platform_error)?;
         let stage = find(&stages, service, stage_name)?;
@@ -559,13 +565,16 @@ impl Host {
         for version in record.referenced() {
             let stage = stages.by_name.get_mut(&key).expect("found above");
             if !stage.running.contains_key(&version) {
-                let running = self.start_version(stage, version).await.map_err(|e| {
-                    ApiError(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        format!("version {version} did not start: {e:#}"),
-                        Vec::new(),
-                    )
-                })?;
+                let running = self
+                    .start_version(stage, version, record.regions.get(&version).cloned())
+                    .await
+                    .map_err(|e| {
+                        ApiError(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            format!("version {version} did not start: {e:#}"),
+                            Vec::new(),
+                        )
+                    })?;
                 stage.running.insert(version, running);
             }
         }
@@ -654,11 +663,16 @@ impl Host {
 
     /// Starts version `number` of `stage` as a server of its own on loopback and waits
     /// until it serves.
-    async fn start_version(&self, stage: &Stage, number: u64) -> anyhow::Result<Running> {
+    async fn start_version(
+        &self,
+        stage: &Stage,
+        number: u64,
+        region: Option<String>,
+    ) -> anyhow::Result<Running> {
         let dir = stage.dir.join("versions").join(number.to_string());
         let opts = LoadOptions {
             stage: Some(stage.stage.clone()),
-            region: None,
+            region,
             fetch: Fetch::Everything,
         };
         let app = tokio::task::spawn_blocking(move || app::load(&dir, &opts))
@@ -756,7 +770,14 @@ impl Host {
                     let record = StageRecord::read(&path)?;
                     let mut stage = self.open_stage(&service, &stage_name, record)?;
                     for version in stage.record.referenced() {
-                        match self.start_version(&stage, version).await {
+                        match self
+                            .start_version(
+                                &stage,
+                                version,
+                                stage.record.regions.get(&version).cloned(),
+                            )
+                            .await
+                        {
                             Ok(running) => {
                                 stage.running.insert(version, running);
                             }
@@ -802,6 +823,7 @@ async fn check_bundle(
     state_dir: &Path,
     service: &str,
     stage: &str,
+    region: Option<String>,
     bundle: Bytes,
 ) -> Result<(), ApiError> {
     std::fs::create_dir_all(upload)
@@ -820,7 +842,7 @@ async fn check_bundle(
     let dir = upload.to_owned();
     let opts = LoadOptions {
         stage: Some(stage.to_owned()),
-        region: None,
+        region,
         fetch: Fetch::Everything,
     };
     let loaded = tokio::task::spawn_blocking(move || app::load(&dir, &opts))

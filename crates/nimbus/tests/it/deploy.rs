@@ -412,6 +412,45 @@ async fn deploys_under_steady_traffic_fail_no_request() {
 }
 
 #[tokio::test]
+async fn deploy_region_resolves_the_versions_region_across_a_restart() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            "service: svc\nprovider:\n  runtime: nodejs20.x\n  region: ${opt:region, 'us-east-1'}\n  environment:\n    WHERE: ${aws:region}\nfunctions:\n  hello:\n    handler: hello.handler\n    events:\n      - httpApi: GET /hello\n",
+        ),
+        (
+            "hello.js",
+            "exports.handler = async () => ({ statusCode: 200, body: `${process.env.WHERE} ${process.env.AWS_REGION}` });\n",
+        ),
+    ]);
+    let url = host.url();
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["deploy", ".", "--to", &url, "--token", &token];
+        args.extend_from_slice(extra);
+        run(&args, Some(app.path()))
+    };
+    ok(&deploy(&["--region", "eu-west-1"]));
+    assert_eq!(
+        host.get("/svc/dev/hello").await.text(),
+        "eu-west-1 eu-west-1"
+    );
+    let bad = deploy(&["--region", "Not A Region"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert!(bad.stderr.contains("--region"), "{}", bad.stderr);
+    // The version keeps its region when the server starts again.
+    let state = host.stop();
+    let host = Host::start_in(state);
+    assert_eq!(
+        host.get("/svc/dev/hello").await.text(),
+        "eu-west-1 eu-west-1",
+        "{}",
+        host.logs()
+    );
+}
+
+#[tokio::test]
 async fn two_stages_of_one_app_answer_independently() {
     let host = Host::start();
     let token = host.new_token();

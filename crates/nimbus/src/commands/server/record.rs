@@ -20,6 +20,9 @@ pub(crate) struct StageRecord {
     pub(crate) aliases: BTreeMap<String, Vec<(u64, u32)>>,
     /// The versions `live` pointed at fully, oldest first, so rollback can go back.
     pub(crate) live_history: Vec<u64>,
+    /// The region each version was deployed with (`nimbus deploy --region`); a version
+    /// without one resolves `provider.region` as the manifest gives it.
+    pub(crate) regions: BTreeMap<u64, String>,
 }
 
 impl StageRecord {
@@ -28,12 +31,14 @@ impl StageRecord {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let value: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let versions = value["versions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let listed = value["versions"].as_array().cloned().unwrap_or_default();
+        let versions = listed
             .iter()
             .filter_map(|v| Some((v["version"].as_u64()?, v["created"].as_u64().unwrap_or(0))))
+            .collect();
+        let regions = listed
+            .iter()
+            .filter_map(|v| Some((v["version"].as_u64()?, v["region"].as_str()?.to_owned())))
             .collect();
         let mut aliases = BTreeMap::new();
         if let Some(map) = value["aliases"].as_object() {
@@ -64,6 +69,7 @@ impl StageRecord {
             versions,
             aliases,
             live_history,
+            regions,
         })
     }
 
@@ -90,7 +96,12 @@ impl StageRecord {
                             })
                     })
                     .collect();
-                serde_json::json!({ "version": number, "created": created, "aliases": aliases })
+                let mut version =
+                    serde_json::json!({ "version": number, "created": created, "aliases": aliases });
+                if let Some(region) = self.regions.get(number) {
+                    version["region"] = serde_json::json!(region);
+                }
+                version
             })
             .collect();
         let aliases: serde_json::Map<String, serde_json::Value> = self
