@@ -83,6 +83,10 @@ pub(crate) struct Publish {
     /// With `MessageStructure: json`, the message for each protocol that has its own
     /// (`sqs`, `lambda`, `http`, `https`); empty otherwise.
     pub(crate) protocol_messages: BTreeMap<String, String>,
+    /// A FIFO topic's message group, which its FIFO queues keep in order.
+    pub(crate) group_id: Option<String>,
+    /// A FIFO topic's deduplication id, passed on to its FIFO queues.
+    pub(crate) deduplication_id: Option<String>,
     pub(crate) subject: Option<String>,
     pub(crate) attributes: BTreeMap<String, MessageAttribute>,
 }
@@ -448,6 +452,17 @@ impl Events {
             );
             sends.push((subscription.target, message));
         }
+        // A FIFO topic's FIFO queues keep its message groups; without a deduplication id
+        // each publish is its own message (its id), unless the queue deduplicates by content.
+        for (queue, message) in &mut sends {
+            if queue.ends_with(".fifo") {
+                message.group_id = publish.group_id.clone();
+                message.deduplication_id = publish
+                    .deduplication_id
+                    .clone()
+                    .or_else(|| Some(message_id.clone()));
+            }
+        }
         let queues: Vec<String> = sends.iter().map(|(q, _)| q.clone()).collect();
         if !sends.is_empty() {
             self.store(move |store| store.send_many(sends)).await?;
@@ -604,6 +619,8 @@ impl Events {
                 let publish = Publish {
                     message: record.to_string(),
                     protocol_messages: BTreeMap::new(),
+                    group_id: None,
+                    deduplication_id: None,
                     subject: None,
                     attributes: BTreeMap::new(),
                 };

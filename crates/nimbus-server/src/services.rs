@@ -529,6 +529,18 @@ pub(crate) async fn publish(
         )));
     }
     check_attributes(&access, &publish.attributes)?;
+    // SNS's rules for FIFO topics: a message group always, a deduplication id only there.
+    let fifo = topic.ends_with(".fifo");
+    if fifo && publish.group_id.is_none() {
+        return Err(access.fail(bad_request(
+            "Invalid parameter: The MessageGroupId parameter is required for FIFO topics",
+        )));
+    }
+    if !fifo && publish.deduplication_id.is_some() {
+        return Err(access.fail(bad_request(
+            "Invalid parameter: MessageDeduplicationId Reason: The request includes MessageDeduplicationId parameter that is not valid for this topic type",
+        )));
+    }
     events
         .publish(topic, publish, trace)
         .await

@@ -508,6 +508,8 @@ impl Publish {
         Ok(crate::events::Publish {
             message: self.message,
             protocol_messages: std::collections::BTreeMap::new(),
+            group_id: None,
+            deduplication_id: None,
             subject: self.subject,
             attributes: store_attributes(self.attributes)?,
         })

@@ -324,9 +324,16 @@ impl Cx<'_> {
             Some("json") => per_protocol(message)?,
             _ => (message.to_owned(), BTreeMap::new()),
         };
+        let id = |name: &str| {
+            self.param(&format!("{prefix}{name}"))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
         Ok(Publish {
             message,
             protocol_messages,
+            group_id: id("MessageGroupId"),
+            deduplication_id: id("MessageDeduplicationId"),
             subject: self.param(&format!("{prefix}Subject")).map(str::to_owned),
             attributes,
         })

@@ -357,6 +357,8 @@ impl Events {
                 let publish = super::Publish {
                     message: message.body.clone(),
                     protocol_messages: BTreeMap::new(),
+                    group_id: None,
+                    deduplication_id: None,
                     subject: None,
                     attributes,
                 };

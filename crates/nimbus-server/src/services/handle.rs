@@ -166,6 +166,8 @@ impl Services for ServicesHandle {
             let publish = Publish {
                 message: publication.message,
                 protocol_messages: std::collections::BTreeMap::new(),
+                group_id: None,
+                deduplication_id: None,
                 subject: publication.subject,
                 attributes: store_attributes(publication.attributes),
             };

@@ -219,6 +219,27 @@ for bad in [lambda: sns.publish(TopicArn=topic, MessageStructure="json",
     except ClientError as e:
         errors.append(e.response["Error"]["Code"])
 out["errors"] = errors
+# A FIFO topic fans out to a FIFO queue with its message groups kept.
+fifo_topic = sns.create_topic(Name="ledger.fifo", Attributes={"FifoTopic": "true"})["TopicArn"]
+fifo_queue = sqs.create_queue(QueueName="ledger.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+sns.subscribe(TopicArn=fifo_topic, Protocol="sqs", Endpoint=sqs.get_queue_attributes(
+    QueueUrl=fifo_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+    Attributes={"RawMessageDelivery": "true"})
+for n in range(3):
+    sns.publish(TopicArn=fifo_topic, Message=f"entry {n}", MessageGroupId="acct-1",
+                MessageDeduplicationId=f"d{n}")
+sns.publish(TopicArn=fifo_topic, Message="entry 1 again", MessageGroupId="acct-1",
+            MessageDeduplicationId="d1")
+got = sqs.receive_message(QueueUrl=fifo_queue, MaxNumberOfMessages=10, WaitTimeSeconds=2,
+                          AttributeNames=["MessageGroupId"]).get("Messages", [])
+out["fifo"] = [[m["Body"], m["Attributes"]["MessageGroupId"]] for m in got]
+for bad in [lambda: sns.publish(TopicArn=fifo_topic, Message="no group"),
+            lambda: sns.publish(TopicArn=topic, Message="x", MessageDeduplicationId="d")]:
+    try:
+        bad()
+        out.setdefault("fifo_errors", []).append(None)
+    except ClientError as e:
+        out.setdefault("fifo_errors", []).append(e.response["Error"]["Code"])
 sns.delete_topic(TopicArn=topic)
 try:
     sns.publish(TopicArn=topic, Message="gone")
@@ -262,6 +283,20 @@ async fn boto3_creates_topics_and_subscribes_queues_and_functions_at_run_time() 
         "{out}"
     );
     assert_eq!(out["deleted"], "NotFound", "{out}");
+    assert_eq!(
+        out["fifo"],
+        json!([
+            ["entry 0", "acct-1"],
+            ["entry 1", "acct-1"],
+            ["entry 2", "acct-1"]
+        ]),
+        "{out}"
+    );
+    assert_eq!(
+        out["fifo_errors"],
+        json!(["InvalidParameter", "InvalidParameter"]),
+        "{out}"
+    );
     // The function subscribed at run time got every message, filter or not.
     for (message, level) in [
         ("runtime high", "high"),
