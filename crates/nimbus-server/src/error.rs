@@ -99,6 +99,7 @@ impl From<nimbus_store::StoreError> for ApiError {
                 (StatusCode::BAD_REQUEST, "ReceiptHandleIsInvalid")
             }
             StoreError::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKey"),
+            StoreError::InvalidBucketName { .. } => (StatusCode::BAD_REQUEST, "InvalidBucketName"),
             StoreError::MissingGroupId { .. } => (StatusCode::BAD_REQUEST, "MissingParameter"),
             StoreError::BucketNotEmpty { .. } => (StatusCode::CONFLICT, "BucketNotEmpty"),
             StoreError::PreconditionFailed { .. } => {

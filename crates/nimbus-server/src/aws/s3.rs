@@ -601,7 +601,34 @@ impl Cx<'_> {
     async fn list_buckets(&self) -> S3Result {
         let names = services::list_buckets(self.events(), self.principal).await?;
         let creation_date = rfc3339_millis(SystemTime::UNIX_EPOCH);
-        let buckets = names
+        // `prefix`, and pages of `max-buckets` (1 to 10,000) after `continuation-token` (the
+        // last name of the page before), in name order as S3 lists them.
+        let prefix = self.param("prefix").map(str::to_owned);
+        let after = match self.param("continuation-token") {
+            Some(token) => Some(decode_token(token)?),
+            None => None,
+        };
+        let max_buckets = match self.param("max-buckets") {
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => n,
+                _ => {
+                    return Err(S3Error::invalid_argument(
+                        "max-buckets must be an integer from 1 to 10000",
+                    ));
+                }
+            },
+            None => usize::MAX,
+        };
+        let mut selected: Vec<String> = names
+            .into_iter()
+            .filter(|name| prefix.as_deref().is_none_or(|p| name.starts_with(p)))
+            .filter(|name| after.as_deref().is_none_or(|a| name.as_str() > a))
+            .collect();
+        let continuation_token = (selected.len() > max_buckets).then(|| {
+            selected.truncate(max_buckets);
+            encode_token(selected.last().map_or("", String::as_str))
+        });
+        let buckets = selected
             .into_iter()
             .map(|name| xml::BucketEntry {
                 name,
@@ -614,6 +641,8 @@ impl Cx<'_> {
                 xmlns: xml::NAMESPACE,
                 owner: xml::OWNER,
                 buckets: xml::Buckets { bucket: buckets },
+                continuation_token,
+                prefix,
             },
         ))
     }

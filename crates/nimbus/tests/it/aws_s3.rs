@@ -215,6 +215,12 @@ s3.create_bucket(Bucket="media")
 out["buckets"] = [b["Name"] for b in s3.list_buckets()["Buckets"]]
 s3.head_bucket(Bucket="media")
 out["no_bucket"] = code(lambda: s3.head_bucket(Bucket="nothing-here"))
+out["bad_name"] = code(lambda: s3.create_bucket(Bucket="Not_A_Bucket"))
+first = s3.list_buckets(MaxBuckets=2)
+rest = s3.list_buckets(MaxBuckets=2, ContinuationToken=first["ContinuationToken"])
+out["bucket_pages"] = [[b["Name"] for b in first["Buckets"]], [b["Name"] for b in rest["Buckets"]],
+                       "ContinuationToken" in rest,
+                       [b["Name"] for b in s3.list_buckets(Prefix="up")["Buckets"]]]
 
 put = s3.put_object(Bucket="media", Key="a/one.txt", Body=b"0123456789",
                     ContentType="text/plain", Metadata={"k": "v"})
@@ -339,6 +345,11 @@ async fn boto3_from_outside_serves_objects_listings_multipart_and_presigned_urls
     let out = run_boto3(&boto3, SCRIPT, &server);
     assert_eq!(out["buckets"], json!(["media", "private", "uploads"]));
     assert_eq!(out["no_bucket"], json!(["404", 404]));
+    assert_eq!(out["bad_name"], json!(["InvalidBucketName", 400]));
+    assert_eq!(
+        out["bucket_pages"],
+        json!([["media", "private"], ["uploads"], false, ["uploads"]])
+    );
     assert_eq!(out["etag_is_md5"], true);
     assert_eq!(out["range"], json!(["2345", "bytes 2-5/10", 206]));
     assert_eq!(out["head"], json!([10, "text/plain", { "k": "v" }]));

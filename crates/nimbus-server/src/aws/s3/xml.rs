@@ -46,6 +46,10 @@ pub(super) struct ListAllMyBucketsResult {
     pub(super) xmlns: &'static str,
     pub(super) owner: Owner,
     pub(super) buckets: Buckets,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) continuation_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) prefix: Option<String>,
 }
 
 #[derive(Serialize)]
