@@ -253,6 +253,9 @@ struct GetQueueUrl {
 #[serde(rename_all = "PascalCase")]
 struct ListQueues {
     queue_name_prefix: Option<String>,
+    /// At most this many (1 to 1,000); with it, a `NextToken` when more remain.
+    max_results: Option<u64>,
+    next_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -390,6 +393,8 @@ struct QueueUrlResult {
 #[serde(rename_all = "PascalCase")]
 struct ListQueuesResult {
     queue_urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -502,12 +507,32 @@ impl Cx<'_> {
     async fn list_queues(&self, req: ListQueues) -> Result<ListQueuesResult, SqsError> {
         let queues = services::list_queues(self.events(), self.principal).await?;
         let prefix = req.queue_name_prefix.unwrap_or_default();
+        let max_results = match req.max_results {
+            None => usize::MAX,
+            Some(n @ 1..=1000) => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => {
+                return Err(SqsError::new(
+                    "InvalidParameterValue",
+                    format!("MaxResults must be 1 to 1000, got {n}"),
+                ));
+            }
+        };
+        // The token is the last name of the page before (queues list in name order).
+        let mut names: Vec<&str> = queues
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| name.starts_with(&prefix))
+            .filter(|name| req.next_token.as_deref().is_none_or(|after| *name > after))
+            .collect();
+        let next_token = (names.len() > max_results).then(|| {
+            names.truncate(max_results);
+            names
+                .last()
+                .map_or(String::new(), |name| (*name).to_owned())
+        });
         Ok(ListQueuesResult {
-            queue_urls: queues
-                .iter()
-                .filter(|(name, _)| name.starts_with(&prefix))
-                .map(|(name, _)| self.url(name))
-                .collect(),
+            queue_urls: names.into_iter().map(|name| self.url(name)).collect(),
+            next_token,
         })
     }
 

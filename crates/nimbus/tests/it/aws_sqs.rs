@@ -235,6 +235,14 @@ out["account"] = boto3.client("sts", endpoint_url=os.environ["ENDPOINT"], region
                               aws_access_key_id="test",
                               aws_secret_access_key="test").get_caller_identity()["Account"]
 out["listed"] = [u.rsplit("/", 1)[1] for u in sqs.list_queues()["QueueUrls"]]
+for name in ["jobs-b", "jobs-c"]:
+    sqs.create_queue(QueueName=name)
+page = sqs.list_queues(QueueNamePrefix="jobs", MaxResults=2)
+last = sqs.list_queues(QueueNamePrefix="jobs", MaxResults=2, NextToken=page["NextToken"])
+out["pages"] = [[u.rsplit("/", 1)[1] for u in page["QueueUrls"]],
+                [u.rsplit("/", 1)[1] for u in last["QueueUrls"]], "NextToken" in last]
+for name in ["jobs-b", "jobs-c"]:
+    sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])
 sqs.send_message(QueueUrl=url, MessageBody="hello", MessageAttributes={
     "n": {"DataType": "Number", "StringValue": "42"}})
 got = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
@@ -273,6 +281,7 @@ async fn boto3_from_outside_creates_sends_receives_and_gets_sqs_errors() {
         format!("http://{}/123456789012/jobs", server.addr)
     );
     assert_eq!(out["listed"], json!(["jobs"]));
+    assert_eq!(out["pages"], json!([["jobs", "jobs-b"], ["jobs-c"], false]));
     assert_eq!(out["account"], "123456789012");
     assert_eq!(out["body"], "hello");
     assert_eq!(out["n"], "42");

@@ -52,7 +52,7 @@ async fn dispatch(
     let res = match action {
         "CreateQueue" => cx.create_queue(params.create_queue()?).await?.xml(),
         "GetQueueUrl" => cx.get_queue_url(params.get_queue_url()?).await?.xml(),
-        "ListQueues" => cx.list_queues(params.list_queues()).await?.xml(),
+        "ListQueues" => cx.list_queues(params.list_queues()?).await?.xml(),
         "SendMessage" => cx.send_message(params.send_message()?).await?.xml(),
         "SendMessageBatch" => cx
             .send_message_batch(params.send_message_batch()?)
@@ -199,10 +199,12 @@ impl Params<'_> {
         })
     }
 
-    fn list_queues(&self) -> ListQueues {
-        ListQueues {
+    fn list_queues(&self) -> Result<ListQueues, SqsError> {
+        Ok(ListQueues {
             queue_name_prefix: self.string("QueueNamePrefix"),
-        }
+            max_results: self.number("MaxResults")?,
+            next_token: self.string("NextToken"),
+        })
     }
 
     fn queue_request(&self) -> Result<QueueRequest, SqsError> {
@@ -359,10 +361,15 @@ impl QueryResult for QueueUrlResult {
 
 impl QueryResult for ListQueuesResult {
     fn xml(&self) -> String {
-        self.queue_urls
+        let mut out: String = self
+            .queue_urls
             .iter()
             .map(|url| element("QueueUrl", url))
-            .collect()
+            .collect();
+        if let Some(token) = &self.next_token {
+            out.push_str(&element("NextToken", token));
+        }
+        out
     }
 }
 
