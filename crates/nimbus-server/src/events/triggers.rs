@@ -9,6 +9,10 @@ use nimbus_core::Outcome;
 use nimbus_core::events::{
     Destination, EventSource, ScheduleEvent, SqsEvent, SubscriptionEndpoint,
 };
+use nimbus_core::tables::{
+    AttributeValue, Item, ItemWrite, KeyQuery, Number, SortRange, TableError, TableStore,
+    WriteAction,
+};
 use nimbus_store::{ReceivedMessage, ScheduleFire};
 use tokio::task::JoinSet;
 
@@ -93,6 +97,36 @@ impl Events {
             if let Err(e) = res {
                 tracing::warn!("sweeping expired keys and messages: {e}");
             }
+            self.expire_table_items().await;
+        }
+    }
+
+    /// Deletes the items of tables with a TTL attribute whose expiry time has passed, as
+    /// DynamoDB's TTL does (within minutes; reads until then still see them).
+    async fn expire_table_items(&self) {
+        let expiring: Vec<(String, String)> = self
+            .resources
+            .tables
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.ttl_attribute.clone()?)))
+            .collect();
+        if expiring.is_empty() {
+            return;
+        }
+        let tables = self.tables.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let now = SystemTime::now();
+            expiring
+                .iter()
+                .map(|(table, attribute)| expire_items(&*tables, table, attribute, now))
+                .sum::<Result<usize, TableError>>()
+        })
+        .await;
+        match res {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n_deleted)) => tracing::debug!(n_deleted, "deleted items past their TTL"),
+            Ok(Err(e)) => tracing::warn!("deleting items past their TTL: {e:?}"),
+            Err(e) => tracing::warn!("deleting items past their TTL: {e}"),
         }
     }
 
@@ -558,4 +592,147 @@ async fn post_json(url: &str, body: &str) -> anyhow::Result<()> {
     let _ = res.into_body().collect().await;
     anyhow::ensure!(status.is_success(), "the subscriber answered {status}");
     Ok(())
+}
+
+/// Whether `item` expired by `now` through its TTL `attribute`: a number of seconds since
+/// the epoch that has passed. DynamoDB ignores other types, and times more than five years
+/// in the past (taken as mistakes).
+fn expired(item: &Item, attribute: &str, now: SystemTime) -> bool {
+    let Some(AttributeValue::N(at)) = item.get(attribute) else {
+        return false;
+    };
+    let Ok(now_secs) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+        return false;
+    };
+    let secs = now_secs.as_secs();
+    let (Ok(now), Ok(floor)) = (
+        Number::parse(&secs.to_string()),
+        Number::parse(&secs.saturating_sub(5 * 365 * 86_400).to_string()),
+    ) else {
+        return false;
+    };
+    *at < now && *at > floor
+}
+
+/// Deletes a table's expired items, each in a write that checks again it is expired.
+fn expire_items(
+    tables: &dyn TableStore,
+    table: &str,
+    attribute: &str,
+    now: SystemTime,
+) -> Result<usize, TableError> {
+    let spec = tables.describe_table(table)?.spec;
+    let mut n_deleted = 0;
+    let mut start_after = None;
+    loop {
+        let page = tables.query(&KeyQuery {
+            table: table.to_owned(),
+            index: None,
+            partition: None,
+            sort: SortRange::All,
+            forward: true,
+            start_after: start_after.take(),
+            limit: Some(1000),
+        })?;
+        let writes: Vec<ItemWrite> = page
+            .items
+            .iter()
+            .filter(|item| expired(item, attribute, now))
+            .filter_map(|item| spec.key_of(item).ok())
+            .map(|key| {
+                let attribute = attribute.to_owned();
+                ItemWrite {
+                    table: table.to_owned(),
+                    key,
+                    decide: Box::new(move |current: Option<&Item>| {
+                        Ok(match current {
+                            Some(item) if expired(item, &attribute, now) => WriteAction::Delete,
+                            _ => WriteAction::Keep,
+                        })
+                    }),
+                }
+            })
+            .collect();
+        for write in writes {
+            tables.write_items(vec![write])?;
+            n_deleted += 1;
+        }
+        match page.last_evaluated_key {
+            Some(key) => start_after = Some(key),
+            None => return Ok(n_deleted),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nimbus_core::tables::{KeyAttribute, ScalarType, TableSpec};
+
+    use super::*;
+
+    fn number(n: u64) -> AttributeValue {
+        AttributeValue::N(Number::parse(&n.to_string()).expect("a number"))
+    }
+
+    /// Items whose TTL attribute is in the past (but within five years) are deleted; items
+    /// in the future, without the attribute, or with it of another type stay.
+    #[test]
+    fn expired_items_are_deleted_and_the_rest_kept() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = nimbus_store::Store::open(dir.path()).expect("opening the store");
+        let spec = TableSpec {
+            name: "sessions".to_owned(),
+            partition_key: KeyAttribute {
+                name: "id".to_owned(),
+                kind: ScalarType::S,
+            },
+            sort_key: None,
+            global_indexes: Vec::new(),
+            local_indexes: Vec::new(),
+            ttl_attribute: Some("expires".to_owned()),
+            stream_view: None,
+        };
+        store.ensure_table(&spec).expect("creating the table");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let items = [
+            ("past", Some(number(1_999_999_000))),
+            ("future", Some(number(2_000_001_000))),
+            ("ancient", Some(number(100))),
+            ("none", None),
+            ("text", Some(AttributeValue::S("1".to_owned()))),
+        ];
+        let writes = items
+            .iter()
+            .map(|(id, expires)| {
+                let mut item = Item::new();
+                item.insert("id".to_owned(), AttributeValue::S((*id).to_owned()));
+                if let Some(expires) = expires {
+                    item.insert("expires".to_owned(), expires.clone());
+                }
+                let key: Item = [("id".to_owned(), AttributeValue::S((*id).to_owned()))].into();
+                ItemWrite {
+                    table: "sessions".to_owned(),
+                    key,
+                    decide: Box::new(move |_| Ok(WriteAction::Put(item))),
+                }
+            })
+            .collect();
+        store.write_items(writes).expect("writing items");
+        let n_deleted = expire_items(&store, "sessions", "expires", now).expect("expiring");
+        assert_eq!(n_deleted, 1);
+        let keys: Vec<(String, Item)> = items
+            .iter()
+            .map(|(id, _)| {
+                let key: Item = [("id".to_owned(), AttributeValue::S((*id).to_owned()))].into();
+                ("sessions".to_owned(), key)
+            })
+            .collect();
+        let left: Vec<bool> = store
+            .get_items(&keys)
+            .expect("reading")
+            .iter()
+            .map(Option::is_some)
+            .collect();
+        assert_eq!(left, [false, true, true, true, true]);
+    }
 }
