@@ -782,6 +782,7 @@ fn gateway_policies_are_read() {
             },
             stage_path: Optional,
             static_sites: [],
+            webhooks: [],
         }
     "#]].assert_eq(&format!("{}{:#?}\n", summary(&manifest), manifest.policies));
 }
