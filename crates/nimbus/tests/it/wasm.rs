@@ -671,8 +671,10 @@ async fn wasm_functions_reach_queues_topics_kv_and_buckets_through_their_imports
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The gateway records its span after it answers, which may be after the consumer's:
+    // wait for both.
     let tree = nimbus_until(&app, &["trace", &trace_id], |out| {
-        out.contains("back [internal]")
+        out.contains("back [internal]") && out.contains("POST /svc [server]")
     })
     .await;
     let lines: Vec<&str> = tree.lines().collect();
