@@ -56,17 +56,33 @@ pub fn aws_access_key_id(token: &str) -> String {
     format!("NIMBUS{hex}")
 }
 
+/// The `X-Amz-Target` prefix of each JSON-protocol service (`AmazonSQS.SendMessage`).
+const TARGET_PREFIXES: [(&str, Service); 3] = [
+    ("AmazonSQS.", Service::Sqs),
+    ("DynamoDB_20120810.", Service::DynamoDb),
+    ("AWSEvents.", Service::Events),
+];
+
+/// The operation a JSON-protocol request names in `X-Amz-Target` for `service`.
+pub(crate) fn target_operation(parts: &http::request::Parts, service: Service) -> Option<&str> {
+    let (prefix, _) = TARGET_PREFIXES.iter().find(|(_, s)| *s == service)?;
+    parts
+        .headers
+        .get("x-amz-target")?
+        .to_str()
+        .ok()?
+        .strip_prefix(prefix)
+}
+
 /// The service a request is for, when it is an AWS request at all.
 pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    if header("x-amz-target").is_some_and(|target| target.starts_with("AmazonSQS.")) {
-        return Some(Service::Sqs);
-    }
-    if header("x-amz-target").is_some_and(|target| target.starts_with("DynamoDB_20120810.")) {
-        return Some(Service::DynamoDb);
-    }
-    if header("x-amz-target").is_some_and(|target| target.starts_with("AWSEvents.")) {
-        return Some(Service::Events);
+    if let Some(target) = header("x-amz-target")
+        && let Some((_, service)) = TARGET_PREFIXES
+            .iter()
+            .find(|(prefix, _)| target.starts_with(prefix))
+    {
+        return Some(*service);
     }
     let auth = match header("authorization") {
         Some(value) => sigv4::Authorization::parse(value)?,

@@ -41,11 +41,7 @@ pub(crate) async fn handle(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Response {
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|target| target.strip_prefix("DynamoDB_20120810."));
+    let target = super::target_operation(parts, super::Service::DynamoDb);
     let res = match target {
         Some(operation) => dispatch(generation, principal, operation, body).await,
         None => Err(DynamoError::new(

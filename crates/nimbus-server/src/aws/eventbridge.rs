@@ -21,12 +21,7 @@ pub(crate) async fn handle(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Response {
-    let operation = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|target| target.strip_prefix("AWSEvents."))
-        .unwrap_or_default();
+    let operation = super::target_operation(parts, super::Service::Events).unwrap_or_default();
     let res = match operation {
         "PutEvents" => put_events(generation, principal, parts, body).await,
         other => Err(EventsError::new(

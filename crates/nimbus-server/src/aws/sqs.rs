@@ -47,11 +47,7 @@ pub(crate) async fn handle(
         host,
         trace: crate::gateway::incoming_trace(&parts.headers),
     };
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|target| target.strip_prefix("AmazonSQS."));
+    let target = super::target_operation(parts, super::Service::Sqs);
     let Some(operation) = target else {
         // No target: the query protocol, which the SDKs spoke before SQS moved to JSON in
         // late 2023 (aws-sdk v2 as Lambda's nodejs16.x ships it, older boto3).

@@ -594,24 +594,28 @@ async fn post_json(url: &str, body: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `item` expired by `now` through its TTL `attribute`: a number of seconds since
-/// the epoch that has passed. DynamoDB ignores other types, and times more than five years
-/// in the past (taken as mistakes).
-fn expired(item: &Item, attribute: &str, now: SystemTime) -> bool {
-    let Some(AttributeValue::N(at)) = item.get(attribute) else {
-        return false;
-    };
-    let Ok(now_secs) = now.duration_since(SystemTime::UNIX_EPOCH) else {
-        return false;
-    };
-    let secs = now_secs.as_secs();
-    let (Ok(now), Ok(floor)) = (
-        Number::parse(&secs.to_string()),
-        Number::parse(&secs.saturating_sub(5 * 365 * 86_400).to_string()),
-    ) else {
-        return false;
-    };
-    *at < now && *at > floor
+/// The TTL values that have expired at a moment: seconds since the epoch that have passed,
+/// but not by more than five years (DynamoDB takes older ones as mistakes and keeps the item).
+#[derive(Clone)]
+struct Expiry {
+    now: Number,
+    floor: Number,
+}
+
+impl Expiry {
+    fn at(now: SystemTime) -> Option<Expiry> {
+        let secs = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        Some(Expiry {
+            now: Number::parse(&secs.to_string()).ok()?,
+            floor: Number::parse(&secs.saturating_sub(5 * 365 * 86_400).to_string()).ok()?,
+        })
+    }
+
+    /// Whether `item` has expired through its TTL `attribute` (a number; other types never
+    /// expire).
+    fn has_expired(&self, item: &Item, attribute: &str) -> bool {
+        matches!(item.get(attribute), Some(AttributeValue::N(at)) if *at < self.now && *at > self.floor)
+    }
 }
 
 /// Deletes a table's expired items, each in a write that checks again it is expired.
@@ -621,6 +625,9 @@ fn expire_items(
     attribute: &str,
     now: SystemTime,
 ) -> Result<usize, TableError> {
+    let Some(expiry) = Expiry::at(now) else {
+        return Ok(0);
+    };
     let spec = tables.describe_table(table)?.spec;
     let mut n_deleted = 0;
     let mut start_after = None;
@@ -637,16 +644,19 @@ fn expire_items(
         let writes: Vec<ItemWrite> = page
             .items
             .iter()
-            .filter(|item| expired(item, attribute, now))
+            .filter(|item| expiry.has_expired(item, attribute))
             .filter_map(|item| spec.key_of(item).ok())
             .map(|key| {
                 let attribute = attribute.to_owned();
+                let expiry = expiry.clone();
                 ItemWrite {
                     table: table.to_owned(),
                     key,
                     decide: Box::new(move |current: Option<&Item>| {
                         Ok(match current {
-                            Some(item) if expired(item, &attribute, now) => WriteAction::Delete,
+                            Some(item) if expiry.has_expired(item, &attribute) => {
+                                WriteAction::Delete
+                            }
                             _ => WriteAction::Keep,
                         })
                     }),

@@ -224,16 +224,7 @@ module.exports.handler = async () => {
 
 #[tokio::test]
 async fn aws_sdk_v2_document_client_reads_and_writes_the_same_table() {
-    let app = TestApp::new(&[
-        ("serverless.yml", MANIFEST),
-        ("todos/create.js", CREATE_JS),
-        ("todos/list.js", LIST_JS),
-        ("todos/get.py", GET_PY),
-        ("todos/update.js", UPDATE_JS),
-        ("todos/delete.js", DELETE_JS),
-        ("todos/audit.js", AUDIT_JS),
-        ("todos/legacy.js", LEGACY_JS),
-    ]);
+    let app = todos_app();
     let server = TestServer::start(app.path(), &[]);
     let (status, out) = call(&server, "POST", "/legacy", None).await;
     assert_eq!(status, 200, "{out}");
@@ -250,6 +241,20 @@ async fn aws_sdk_v2_document_client_reads_and_writes_the_same_table() {
     );
 }
 
+/// The todos app with all its handlers.
+fn todos_app() -> TestApp {
+    TestApp::new(&[
+        ("serverless.yml", MANIFEST),
+        ("todos/create.js", CREATE_JS),
+        ("todos/list.js", LIST_JS),
+        ("todos/get.py", GET_PY),
+        ("todos/update.js", UPDATE_JS),
+        ("todos/delete.js", DELETE_JS),
+        ("todos/audit.js", AUDIT_JS),
+        ("todos/legacy.js", LEGACY_JS),
+    ])
+}
+
 async fn call(server: &TestServer, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
     let res = server
@@ -262,16 +267,7 @@ async fn call(server: &TestServer, method: &str, path: &str, body: Option<Value>
 
 #[tokio::test]
 async fn a_serverless_todos_app_keeps_its_items_in_a_dynamodb_table() {
-    let app = TestApp::new(&[
-        ("serverless.yml", MANIFEST),
-        ("todos/create.js", CREATE_JS),
-        ("todos/list.js", LIST_JS),
-        ("todos/get.py", GET_PY),
-        ("todos/update.js", UPDATE_JS),
-        ("todos/delete.js", DELETE_JS),
-        ("todos/audit.js", AUDIT_JS),
-        ("todos/legacy.js", LEGACY_JS),
-    ]);
+    let app = todos_app();
     let server = TestServer::start(app.path(), &[]);
     let (status, created) = call(&server, "POST", "/todos", Some(json!({ "text": "milk" }))).await;
     assert_eq!(status, 200, "{created}");
