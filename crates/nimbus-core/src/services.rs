@@ -448,6 +448,11 @@ impl Access {
         Access::new("sns:DeleteTopic", format!("topic:{topic}"))
     }
 
+    /// Reading `topic`'s attributes.
+    pub fn topic_get_attributes(topic: &str) -> Access {
+        Access::new("sns:GetTopicAttributes", format!("topic:{topic}"))
+    }
+
     /// Listing the topics.
     pub fn topics_list() -> Access {
         Access::new("sns:ListTopics", "topic:*".to_owned())

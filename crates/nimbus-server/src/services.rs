@@ -789,6 +789,30 @@ pub(crate) async fn change_subscription(
         .map_err(|e| access.fail(e))
 }
 
+/// How many subscriptions a topic has, the manifest's and the run-time ones (SNS's
+/// GetTopicAttributes); `NotFound` for no such topic.
+pub(crate) async fn topic_subscription_count(
+    events: &Events,
+    principal: Principal<'_>,
+    topic: &str,
+) -> Result<usize, OpError> {
+    let access = Access::topic_get_attributes(topic);
+    principal.authorize(&access)?;
+    require_topic(events, &access, topic).await?;
+    let declared = events
+        .resources
+        .topics
+        .iter()
+        .find(|t| t.name == topic)
+        .map_or(0, |t| t.subscriptions.len());
+    let name = topic.to_owned();
+    let runtime = events
+        .store(move |store| store.subscriptions(Some(&name)))
+        .await
+        .map_err(|e| access.fail(e))?;
+    Ok(declared + runtime.len())
+}
+
 /// The run-time subscriptions of a topic, or of every topic for `None`.
 pub(crate) async fn list_subscriptions(
     events: &Events,

@@ -381,26 +381,15 @@ impl Cx<'_> {
 
     async fn get_topic_attributes(&self) -> Result<String, SnsError> {
         let topic = self.topic("TopicArn")?;
-        // Listing the topic's subscriptions checks that it exists.
-        let n_runtime =
-            services::list_subscriptions(self.events(), self.principal, Some(&topic)).await?;
-        let n_declared = self
-            .events()
-            .resources
-            .topics
-            .iter()
-            .find(|t| t.name == topic)
-            .map_or(0, |t| t.subscriptions.len());
+        let n_subscriptions =
+            services::topic_subscription_count(self.events(), self.principal, &topic).await?;
         let arn = self.arn(&topic);
         let mut out = String::from("<Attributes>");
         for (key, value) in [
             ("TopicArn", arn.clone()),
             ("DisplayName", topic.clone()),
             ("Owner", nimbus_core::ACCOUNT_ID.to_owned()),
-            (
-                "SubscriptionsConfirmed",
-                (n_runtime.len() + n_declared).to_string(),
-            ),
+            ("SubscriptionsConfirmed", n_subscriptions.to_string()),
             ("SubscriptionsPending", "0".to_owned()),
             ("FifoTopic", topic.ends_with(".fifo").to_string()),
         ] {

@@ -173,6 +173,7 @@ fn_sub = sns.subscribe(TopicArn=topic, Protocol="lambda",
                        Endpoint="arn:aws:lambda:us-east-1:123456789012:function:alerts-dev-listener")["SubscriptionArn"]
 out["listed"] = sorted(s["Protocol"] for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"])
 out["all"] = len(sns.list_subscriptions()["Subscriptions"])
+out["confirmed"] = sns.get_topic_attributes(TopicArn=topic)["Attributes"]["SubscriptionsConfirmed"]
 out["topics"] = sorted(t["TopicArn"].rsplit(":", 1)[1] for t in sns.list_topics()["Topics"])
 attrs = sns.get_subscription_attributes(SubscriptionArn=queue_sub)["Attributes"]
 out["attrs"] = [attrs["RawMessageDelivery"], json.loads(attrs["FilterPolicy"])]
@@ -260,6 +261,7 @@ async fn boto3_creates_topics_and_subscribes_queues_and_functions_at_run_time() 
     assert_eq!(out["listed"], json!(["lambda", "sqs"]), "{out}");
     // The manifest's queue subscription of `alerts` and the two made here.
     assert_eq!(out["all"], 3, "{out}");
+    assert_eq!(out["confirmed"], "2", "{out}");
     assert_eq!(out["topics"], json!(["alerts", "orders"]), "{out}");
     assert_eq!(
         out["attrs"],
