@@ -21,6 +21,8 @@ pub struct AppResources {
     pub kv_namespaces: Vec<String>,
     /// DynamoDB-style tables.
     pub tables: Vec<crate::tables::TableSpec>,
+    /// Data streams (Kinesis); tables' change streams come with their tables.
+    pub streams: Vec<crate::streams::StreamSpec>,
     /// EventBridge buses besides `default`: `AWS::Events::EventBus` resources and the buses
     /// `eventBridge` events name.
     pub event_buses: Vec<String>,
@@ -106,6 +108,49 @@ pub enum EventSource {
     Schedule(ScheduleEvent),
     /// `eventBridge`: events put on a bus that match a pattern invoke the function.
     EventBridge(EventBridgeEvent),
+    /// `stream`: the function consumes a table's change stream or a data stream.
+    Stream(StreamEvent),
+}
+
+/// A `stream` event: an event source mapping over an ordered stream, with Lambda's
+/// settings for DynamoDB Streams and Kinesis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    /// The stream, by its store name (a data stream's name, or `table/NAME`).
+    pub stream: String,
+    /// Records per invocation, at most (`batchSize`).
+    pub batch_size: u32,
+    /// How long to gather records before invoking with fewer than `batch_size`.
+    pub batch_window: std::time::Duration,
+    /// Where a consumer without a checkpoint starts.
+    pub starting_position: StartingPosition,
+    /// Retries of a failing batch; `None` retries until the records expire.
+    pub maximum_retry_attempts: Option<u32>,
+    /// Records older than this are not invoked with; `None` for no limit.
+    pub maximum_record_age: Option<std::time::Duration>,
+    /// Splits a failing batch in two and retries each half (`bisectBatchOnFunctionError`).
+    pub bisect_on_error: bool,
+    /// The function reports failed records (`functionResponseType: ReportBatchItemFailures`).
+    pub report_batch_item_failures: bool,
+    /// Batches in flight per shard, records of one partition key kept in order.
+    pub parallelization_factor: u32,
+    /// Where the record of a discarded batch goes (`destinations.onFailure`).
+    pub on_failure: Option<Destination>,
+    /// Only records matching one of these EventBridge-style patterns invoke the function.
+    pub filter_patterns: Vec<serde_json::Value>,
+    /// Whether the mapping is on.
+    pub enabled: bool,
+}
+
+/// Where a stream consumer without a checkpoint starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartingPosition {
+    /// Only records written after the consumer starts.
+    Latest,
+    /// The oldest record kept.
+    TrimHorizon,
+    /// Records written at or after this time, in seconds since the Unix epoch.
+    AtTimestamp(u64),
 }
 
 /// An `eventBridge` rule of a function.

@@ -40,7 +40,8 @@ pub struct TableSpec {
     pub local_indexes: Vec<IndexSpec>,
     /// The attribute holding an item's expiry (epoch seconds), when TTL is enabled.
     pub ttl_attribute: Option<String>,
-    /// The stream view type (`NEW_AND_OLD_IMAGES`, ...), recorded; streams are not served yet.
+    /// What the table's change records hold (`StreamSpecification.StreamViewType`:
+    /// `KEYS_ONLY`, `NEW_IMAGE`, `OLD_IMAGE` or `NEW_AND_OLD_IMAGES`); `None` without a stream.
     pub stream_view: Option<String>,
 }
 
@@ -124,6 +125,18 @@ pub struct ItemWrite {
     pub key: Item,
     /// The decision, made inside the write's transaction.
     pub decide: Decide,
+    /// Who writes: the table's change record says so for deletions by TTL.
+    pub origin: WriteOrigin,
+}
+
+/// Who makes a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOrigin {
+    /// A request to the table.
+    Request,
+    /// The table's time to live: its change record names the service as the writer
+    /// (`userIdentity: { type: Service, principalId: dynamodb.amazonaws.com }`).
+    TimeToLive,
 }
 
 /// A range of a table or index to read in key order: a Query (with a partition key) or a

@@ -18,6 +18,7 @@ use nimbus_core::events::{
     AppResources, Destination, EventBridgeEvent, EventSource, FilterScope, QueueSpec, S3Event,
     SnsEvent, SubscriptionEndpoint,
 };
+use nimbus_core::streams::{StreamStore, table_stream};
 use nimbus_core::tables::TableStore;
 use nimbus_store::{
     MessageAttribute, NewMessage, ObjectMeta, SentMessage, Store, StoreError, WriteCondition,
@@ -41,6 +42,11 @@ pub(crate) struct Events {
     pub(crate) store: Store,
     /// Tables, through the storage-neutral trait (the store implements it).
     pub(crate) tables: Arc<dyn TableStore>,
+    /// Streams and their consumers' checkpoints, through the storage-neutral trait.
+    pub(crate) streams: Arc<dyn StreamStore>,
+    /// Wakes a stream's consumers when records are appended; streams created at run time
+    /// get theirs on first use.
+    stream_wakers: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
     pub(crate) resources: AppResources,
     pub(crate) region: String,
     pub(crate) async_retry_delay: Duration,
@@ -119,6 +125,7 @@ impl Events {
         let store = cfg.store.clone();
         let buckets = cfg.resources.buckets.clone();
         let tables = cfg.resources.tables.clone();
+        let streams = cfg.resources.streams.clone();
         let to_create = queues.clone();
         blocking(&store, move |store| {
             for queue in &to_create {
@@ -131,6 +138,14 @@ impl Events {
                 TableStore::ensure_table(store, table).map_err(|e| StoreError::InvalidValue {
                     what: "table",
                     reason: format!("creating table {}: {e}", table.name),
+                })?;
+            }
+            for stream in &streams {
+                StreamStore::ensure_stream(store, stream).map_err(|e| {
+                    StoreError::InvalidValue {
+                        what: "stream",
+                        reason: format!("creating stream {}: {e}", stream.name),
+                    }
                 })?;
             }
             Ok(())
@@ -155,13 +170,15 @@ impl Events {
                         .or_default()
                         .push((idx, s3.clone())),
                     EventSource::EventBridge(rule) => event_rules.push((idx, rule.clone())),
-                    EventSource::Sqs(_) | EventSource::Schedule(_) => {}
+                    EventSource::Sqs(_) | EventSource::Schedule(_) | EventSource::Stream(_) => {}
                 }
             }
         }
         Ok(Events {
             functions,
             tables: Arc::new(cfg.store.clone()),
+            streams: Arc::new(cfg.store.clone()),
+            stream_wakers: std::sync::Mutex::new(HashMap::new()),
             store: cfg.store,
             resources: cfg.resources,
             region: cfg.region,
@@ -199,6 +216,34 @@ impl Events {
     fn wake(&self, queue: &str) {
         if let Some(waker) = self.wakers.get(queue) {
             waker.notify_waiters();
+        }
+    }
+
+    /// The waker of a stream's consumers.
+    #[expect(dead_code, reason = "the stream consumers land next")]
+    pub(crate) fn stream_waker(&self, stream: &str) -> Arc<Notify> {
+        let mut wakers = self
+            .stream_wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        wakers.entry(stream.to_owned()).or_default().clone()
+    }
+
+    /// Tells a stream's consumers that records were appended.
+    pub(crate) fn stream_appended(&self, stream: &str) {
+        let wakers = self
+            .stream_wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(waker) = wakers.get(stream) {
+            waker.notify_waiters();
+        }
+    }
+
+    /// Tells the consumers of these tables' change streams that items were written.
+    pub(crate) fn tables_written<'t>(&self, tables: impl IntoIterator<Item = &'t str>) {
+        for table in tables {
+            self.stream_appended(&table_stream(table));
         }
     }
 

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     secrets::SCHEMA_V4,
     crate::topics::SCHEMA_V5,
     tables::SCHEMA_V6,
+    crate::streams::SCHEMA_V7,
 ];
 
 /// The schema version this build reads and writes.

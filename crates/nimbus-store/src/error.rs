@@ -378,4 +378,16 @@ impl StoreError {
                 | StoreError::NoSuchObject { .. }
         )
     }
+
+    /// The message with its whole chain of causes, `a: b: c`.
+    pub(crate) fn chain(&self) -> String {
+        let mut message = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        message
+    }
 }

@@ -28,6 +28,7 @@ mod kv;
 mod queues;
 mod schedules;
 mod secrets;
+mod streams;
 mod tables;
 mod telemetry;
 mod topics;

@@ -10,16 +10,18 @@
 
 use std::collections::BTreeMap;
 
+use nimbus_core::streams::{NewRecord, StreamSpec, table_stream};
 use nimbus_core::tables::{
     AttributeValue, CancelReason, IndexSpec, Item, ItemPage, ItemWrite, KeyAttribute, KeyQuery,
     MAX_ITEM_BYTES, MAX_PAGE_BYTES, MAX_PARTITION_KEY_BYTES, MAX_SORT_KEY_BYTES, Projection,
     ScalarType, SortRange, TableDescription, TableError, TableSpec, TableStore, WriteAction,
-    item_from_json, item_size, item_to_json, key_bytes,
+    WriteOrigin, item_from_json, item_size, item_to_json, key_bytes,
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Value as Json, json};
 
 use crate::durable::{now_us, read_err, write_err};
+use crate::streams;
 use crate::{Store, StoreError};
 
 /// Schema version 6: tables, their items and their index entries.
@@ -73,6 +75,9 @@ impl TableStore for Store {
             )
             .and_then(|mut stmt| stmt.execute(params![name, spec_json, now_us()]))
             .map_err(write_err("a table"))?;
+            if spec.stream_view.is_some() {
+                streams::insert_stream(tx, &StreamSpec::table(&name))?;
+            }
             Ok(())
         })
         .map_err(internal)
@@ -90,6 +95,11 @@ impl TableStore for Store {
                     )
                     .and_then(|mut stmt| stmt.execute(params![name, spec_json, now_us()]))
                     .map_err(write_err("a table"))?;
+                if n == 1 && spec.stream_view.is_some() {
+                    // A stream left by an earlier table of this name starts over.
+                    streams::delete_in(tx, &table_stream(&name))?;
+                    streams::insert_stream(tx, &StreamSpec::table(&name))?;
+                }
                 Ok(n == 1)
             })
             .map_err(internal)?;
@@ -132,6 +142,7 @@ impl TableStore for Store {
                     .and_then(|mut stmt| stmt.execute([&name]))
                     .map_err(write_err("a table"))?;
             }
+            streams::delete_in(tx, &table_stream(&name))?;
             Ok(())
         })
         .map_err(internal)?;
@@ -198,6 +209,7 @@ struct PlannedWrite {
     key: KeyBytes,
     old: Option<Item>,
     action: WriteAction,
+    origin: WriteOrigin,
 }
 
 /// Decides every write against the current items, then applies them. A refused write
@@ -258,6 +270,7 @@ fn plan_writes(tx: &Transaction<'_>, writes: Vec<ItemWrite>) -> Result<Planned, 
                     key: (pk, sk),
                     old,
                     action,
+                    origin: write.origin,
                 });
             }
             Err(e) => {
@@ -287,8 +300,15 @@ fn apply_writes(tx: &Transaction<'_>, planned: Planned) -> Result<Vec<Option<Ite
             key: (pk, sk),
             old,
             action,
+            origin,
         } = write;
         let spec = &planned.specs[&table];
+        if let Some(view) = &spec.stream_view
+            && let Some(record) = change_record(spec, view, old.as_ref(), &action, origin, &pk)?
+        {
+            streams::append_in(tx, &table_stream(&table), &[record])
+                .map_err(|e| TableError::Internal(e.to_string()))?;
+        }
         match &action {
             WriteAction::Keep => {}
             WriteAction::Put(item) => {
@@ -320,6 +340,63 @@ fn apply_writes(tx: &Transaction<'_>, planned: Planned) -> Result<Vec<Option<Ite
         olds.push(old);
     }
     Ok(olds)
+}
+
+/// The change record a write appends to its table's stream (DynamoDB Streams' `eventName`
+/// and `dynamodb` fields, images as `view` asks), or `None` when the write changes nothing:
+/// DynamoDB writes no record for a put or update that leaves the item as it was.
+fn change_record(
+    spec: &TableSpec,
+    view: &str,
+    old: Option<&Item>,
+    action: &WriteAction,
+    origin: WriteOrigin,
+    pk: &[u8],
+) -> Result<Option<NewRecord>, TableError> {
+    let (event_name, new) = match (old, action) {
+        (_, WriteAction::Keep) | (None, WriteAction::Delete) => return Ok(None),
+        (Some(old), WriteAction::Put(new)) if old == new => return Ok(None),
+        (None, WriteAction::Put(new)) => ("INSERT", Some(new)),
+        (Some(_), WriteAction::Put(new)) => ("MODIFY", Some(new)),
+        (Some(_), WriteAction::Delete) => ("REMOVE", None),
+    };
+    let Some(any) = new.or(old) else {
+        return Ok(None);
+    };
+    let keys = spec.key_of(any)?;
+    let mut size = item_size(&keys);
+    let mut record = serde_json::Map::new();
+    record.insert("eventName".to_owned(), json!(event_name));
+    record.insert("Keys".to_owned(), item_to_json(&keys));
+    if matches!(view, "NEW_IMAGE" | "NEW_AND_OLD_IMAGES")
+        && let Some(new) = new
+    {
+        size += item_size(new);
+        record.insert("NewImage".to_owned(), item_to_json(new));
+    }
+    if matches!(view, "OLD_IMAGE" | "NEW_AND_OLD_IMAGES")
+        && let Some(old) = old
+    {
+        size += item_size(old);
+        record.insert("OldImage".to_owned(), item_to_json(old));
+    }
+    record.insert("SizeBytes".to_owned(), json!(size));
+    record.insert("StreamViewType".to_owned(), json!(view));
+    if origin == WriteOrigin::TimeToLive {
+        record.insert(
+            "userIdentity".to_owned(),
+            json!({ "type": "Service", "principalId": "dynamodb.amazonaws.com" }),
+        );
+    }
+    Ok(Some(NewRecord {
+        // The partition key's bytes decide the shard, so an item's records stay in order.
+        partition_key: hex(pk),
+        data: Json::Object(record).to_string().into_bytes(),
+    }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn cancel_reason(e: &TableError) -> CancelReason {
@@ -846,14 +923,7 @@ fn not_found(table: &str) -> TableError {
 
 /// A store failure as a table error, with its whole chain of causes.
 fn internal(e: StoreError) -> TableError {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    TableError::Internal(message)
+    TableError::Internal(e.chain())
 }
 
 fn sql_read(e: rusqlite::Error) -> TableError {

@@ -89,6 +89,12 @@ fn source_text(
     match source {
         EventSource::Sqs(sqs) => format!("sqs {} (batch {})", sqs.queue, sqs.batch_size),
         EventSource::Sns(sns) => format!("sns {}", sns.topic),
+        EventSource::Stream(stream) => {
+            match nimbus_core::streams::table_of_stream(&stream.stream) {
+                Some(table) => format!("dynamodb {table} (batch {})", stream.batch_size),
+                None => format!("kinesis {} (batch {})", stream.stream, stream.batch_size),
+            }
+        }
         EventSource::S3(s3) => format!("s3 {} ({})", s3.bucket, s3.events.join(", ")),
         EventSource::EventBridge(rule) => match &rule.pattern {
             Some(pattern) => format!("eventBridge {} {pattern}", rule.bus),

@@ -11,7 +11,7 @@ use nimbus_core::events::{
 };
 use nimbus_core::tables::{
     AttributeValue, Item, ItemWrite, KeyQuery, Number, SortRange, TableError, TableStore,
-    WriteAction,
+    WriteAction, WriteOrigin,
 };
 use nimbus_store::{ReceivedMessage, ScheduleFire};
 use tokio::task::JoinSet;
@@ -98,6 +98,13 @@ impl Events {
                 tracing::warn!("sweeping expired keys and messages: {e}");
             }
             self.expire_table_items().await;
+            let streams = self.streams.clone();
+            let now_us = nimbus_core::time::unix_micros(SystemTime::now());
+            match tokio::task::spawn_blocking(move || streams.trim(now_us)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("trimming stream records past retention: {e}"),
+                Err(e) => tracing::warn!("trimming stream records past retention: {e}"),
+            }
         }
     }
 
@@ -114,6 +121,7 @@ impl Events {
             return;
         }
         let tables = self.tables.clone();
+        let names: Vec<String> = expiring.iter().map(|(table, _)| table.clone()).collect();
         let res = tokio::task::spawn_blocking(move || {
             let now = SystemTime::now();
             expiring
@@ -124,7 +132,10 @@ impl Events {
         .await;
         match res {
             Ok(Ok(0)) => {}
-            Ok(Ok(n_deleted)) => tracing::debug!(n_deleted, "deleted items past their TTL"),
+            Ok(Ok(n_deleted)) => {
+                tracing::debug!(n_deleted, "deleted items past their TTL");
+                self.tables_written(names.iter().map(String::as_str));
+            }
             Ok(Err(e)) => tracing::warn!("deleting items past their TTL: {e:?}"),
             Err(e) => tracing::warn!("deleting items past their TTL: {e}"),
         }
@@ -652,6 +663,7 @@ fn expire_items(
                 ItemWrite {
                     table: table.to_owned(),
                     key,
+                    origin: WriteOrigin::TimeToLive,
                     decide: Box::new(move |current: Option<&Item>| {
                         Ok(match current {
                             Some(item) if expiry.has_expired(item, &attribute) => {
@@ -723,6 +735,7 @@ mod tests {
                 ItemWrite {
                     table: "sessions".to_owned(),
                     key,
+                    origin: WriteOrigin::Request,
                     decide: Box::new(move |_| Ok(WriteAction::Put(item))),
                 }
             })

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use nimbus_core::services::Access;
 use nimbus_core::tables::{
     AttributeValue, Item, ItemPage, ItemWrite, KeyQuery, Projection, SortRange, TableDescription,
-    TableError, TableSpec, TableStore, WriteAction,
+    TableError, TableSpec, TableStore, WriteAction, WriteOrigin,
 };
 
 use crate::error::ApiError;
@@ -161,6 +161,15 @@ async fn run<T: Send + 'static>(
     }
 }
 
+/// Writes items (one transaction) and wakes the consumers of the tables' change streams.
+async fn write_items(events: &Events, writes: Vec<ItemWrite>) -> OpRes<Vec<Option<Item>>> {
+    let mut written: Vec<String> = writes.iter().map(|w| w.table.clone()).collect();
+    written.dedup();
+    let olds = run(events, move |tables| tables.write_items(writes)).await?;
+    events.tables_written(written.iter().map(String::as_str));
+    Ok(olds)
+}
+
 pub(crate) async fn create_table(
     events: &Events,
     principal: Principal<'_>,
@@ -244,6 +253,7 @@ fn put_write(req: PutItem) -> OpRes<ItemWrite> {
     Ok(ItemWrite {
         table: req.table,
         key,
+        origin: WriteOrigin::Request,
         decide: Box::new(move |current| {
             hold(condition.as_ref(), current, old_on_failure)?;
             Ok(WriteAction::Put(item))
@@ -266,7 +276,7 @@ pub(crate) async fn put_item(
     let description = describe(events, &req.table).await?;
     let mut write = put_write(req)?;
     write.key = description.spec.key_of(&write.key)?;
-    let mut olds = run(events, move |tables| tables.write_items(vec![write])).await?;
+    let mut olds = write_items(events, vec![write]).await?;
     let old = olds.pop().flatten();
     Ok(old.filter(|_| return_values == ReturnValues::AllOld))
 }
@@ -332,6 +342,7 @@ fn update_write(req: UpdateItem, spec: &TableSpec) -> OpRes<UpdateWrite> {
     let write = ItemWrite {
         table: req.table,
         key: req.key,
+        origin: WriteOrigin::Request,
         decide: Box::new(move |current| {
             hold(condition.as_ref(), current, old_on_failure)?;
             let mut base = current.cloned().unwrap_or_default();
@@ -363,7 +374,7 @@ pub(crate) async fn update_item(
         new_item,
         paths,
     } = update_write(req, &description.spec)?;
-    let mut olds = run(events, move |tables| tables.write_items(vec![write])).await?;
+    let mut olds = write_items(events, vec![write]).await?;
     let old = olds.pop().flatten();
     let new = new_item
         .lock()
@@ -386,6 +397,7 @@ fn delete_write(req: DeleteItem) -> OpRes<ItemWrite> {
     Ok(ItemWrite {
         table: req.table,
         key: req.key,
+        origin: WriteOrigin::Request,
         decide: Box::new(move |current| {
             hold(condition.as_ref(), current, old_on_failure)?;
             Ok(WriteAction::Delete)
@@ -406,7 +418,7 @@ pub(crate) async fn delete_item(
         );
     }
     let write = delete_write(req)?;
-    let mut olds = run(events, move |tables| tables.write_items(vec![write])).await?;
+    let mut olds = write_items(events, vec![write]).await?;
     Ok(olds
         .pop()
         .flatten()
@@ -691,16 +703,18 @@ pub(crate) async fn batch_write(
             BatchWrite::Put(item) => ItemWrite {
                 table,
                 key: spec.key_of(&item)?,
+                origin: WriteOrigin::Request,
                 decide: Box::new(move |_| Ok(WriteAction::Put(item))),
             },
             BatchWrite::Delete(key) => ItemWrite {
                 table,
                 key,
+                origin: WriteOrigin::Request,
                 decide: Box::new(|_| Ok(WriteAction::Delete)),
             },
         });
     }
-    run(events, move |tables| tables.write_items(writes)).await?;
+    write_items(events, writes).await?;
     Ok(())
 }
 
@@ -750,6 +764,7 @@ pub(crate) async fn transact_write(
                 ItemWrite {
                     table,
                     key,
+                    origin: WriteOrigin::Request,
                     decide: Box::new(move |current| {
                         hold(Some(&condition), current, old_on_failure)?;
                         Ok(WriteAction::Keep)
@@ -761,7 +776,7 @@ pub(crate) async fn transact_write(
     }
     // A single-item transaction still reports its failure as a cancellation.
     let n_writes = writes.len();
-    match run(events, move |tables| tables.write_items(writes)).await {
+    match write_items(events, writes).await {
         Err(TableOpError::Table(TableError::ConditionFailed(item))) if n_writes == 1 => Err(
             TableError::Cancelled(vec![nimbus_core::tables::CancelReason {
                 code: Some("ConditionalCheckFailed"),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nimbus_core::tables::{
     AttributeValue, IndexSpec, Item, ItemWrite, KeyAttribute, KeyQuery, Number, Projection,
-    ScalarType, SortRange, TableError, TableSpec, TableStore, WriteAction,
+    ScalarType, SortRange, TableError, TableSpec, TableStore, WriteAction, WriteOrigin,
 };
 
 use crate::Store;
@@ -60,6 +60,7 @@ fn put(store: &Store, item: Item) -> Result<Option<Item>, TableError> {
     let mut olds = store.write_items(vec![ItemWrite {
         table: "events".to_owned(),
         key,
+        origin: WriteOrigin::Request,
         decide: Box::new(move |_| Ok(WriteAction::Put(item))),
     }])?;
     Ok(olds.pop().flatten())
@@ -138,6 +139,7 @@ fn a_refused_write_writes_nothing_and_conditions_are_atomic() -> TestResult {
                 store.write_items(vec![ItemWrite {
                     table: "events".to_owned(),
                     key: key("race", "1"),
+                    origin: WriteOrigin::Request,
                     decide: Box::new(move |current| match current {
                         Some(current) => Err(TableError::ConditionFailed(Some(current.clone()))),
                         None => Ok(WriteAction::Put(item)),
@@ -160,11 +162,13 @@ fn a_refused_write_writes_nothing_and_conditions_are_atomic() -> TestResult {
         ItemWrite {
             table: "events".to_owned(),
             key: key("t", "1"),
+            origin: WriteOrigin::Request,
             decide: Box::new(|_| Ok(WriteAction::Put(key("t", "1")))),
         },
         ItemWrite {
             table: "events".to_owned(),
             key: key("t", "2"),
+            origin: WriteOrigin::Request,
             decide: Box::new(|_| Err(TableError::ConditionFailed(None))),
         },
     ]);

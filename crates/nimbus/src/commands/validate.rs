@@ -91,7 +91,7 @@ impl ValidateCommand {
 /// One line: what nimbus runs of the app, by kind.
 fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
     use nimbus_core::events::EventSource;
-    let mut counts = [0usize; 6];
+    let mut counts = [0usize; 7];
     for event in manifest.functions.iter().flat_map(|f| &f.events) {
         let idx = match event {
             EventSource::Sqs(_) => 0,
@@ -99,6 +99,7 @@ fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
             EventSource::S3(_) => 2,
             EventSource::Schedule(_) => 3,
             EventSource::EventBridge(_) => 5,
+            EventSource::Stream(_) => 6,
         };
         counts[idx] += 1;
     }
@@ -110,6 +111,7 @@ fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
         (counts[2], "bucket notification"),
         (counts[3], "schedule"),
         (counts[5], "EventBridge rule"),
+        (counts[6], "stream consumer"),
     ] {
         if n > 0 {
             parts.push(format!("{n} {what}{}", plural(n)));
@@ -122,6 +124,7 @@ fn served_summary(manifest: &nimbus_core::manifest::Manifest) -> String {
         (resources.buckets.len(), "bucket"),
         (resources.kv_namespaces.len(), "KV namespace"),
         (resources.tables.len(), "table"),
+        (resources.streams.len(), "stream"),
         (resources.event_buses.len(), "event bus"),
     ] {
         if n > 0 {
