@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod policy;
 pub mod schedule;
 pub mod services;
+pub mod streams;
 pub mod tables;
 pub mod time;
 
