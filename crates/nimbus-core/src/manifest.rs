@@ -19,12 +19,15 @@ use crate::FunctionSpec;
 use crate::events::AppResources;
 use crate::policy::GatewayPolicies;
 
+pub use self::limits::MAX_MANIFEST_BYTES;
+
 use self::tree::{Node, Pos};
 
 mod access;
 mod constructs;
 mod custom;
 mod lenient;
+mod limits;
 mod policy;
 mod references;
 mod resources;
@@ -166,6 +169,9 @@ pub fn parse(source: &str, file: &str, vars: &Variables) -> Result<Manifest, Vec
             .collect(),
         self_memo: HashMap::new(),
         self_stack: Vec::new(),
+        variable_depth: 0,
+        resolved_bytes: 0,
+        variable_limit_hit: false,
         app: resources::App::default(),
         policy_names: policy::PolicyNames::default(),
         secret_scope: None,
@@ -201,6 +207,12 @@ struct Cx<'a> {
     self_memo: HashMap<String, Option<Node>>,
     /// The `${self:..}` paths being resolved right now, to report cycles.
     self_stack: Vec<String>,
+    /// How many variables are being resolved inside each other right now.
+    variable_depth: usize,
+    /// What the variables resolved so far came to, bounded by `limits::MAX_RESOLVED_BYTES`.
+    resolved_bytes: usize,
+    /// Set once a variable limit is reported; every variable fails from then on.
+    variable_limit_hit: bool,
     /// What the app declares, for resolving references from events and grants.
     app: resources::App,
     /// The provider's authorizers, API keys and default rate limit, for routes.

@@ -3377,3 +3377,311 @@ fn lift_webhooks_need_exactly_one_of_an_authorizer_and_insecure() {
         "#]],
     );
 }
+
+// Issue 20: a manifest over a limit is refused, fast, with one error naming the key and
+// the limit; a duplicate key or a control character is an error rather than a silent drop.
+
+/// Parses `source` as given (no dedent), checks it took less than a second, and returns
+/// the errors as `check` prints them.
+fn refused(source: &str) -> String {
+    let started = std::time::Instant::now();
+    let res = parse(source, "serverless.yml", &Variables::default());
+    let elapsed = started.elapsed();
+    assert!(elapsed.as_secs_f64() < 1.0, "took {elapsed:?}");
+    match res {
+        Ok(manifest) => summary(&manifest),
+        Err(errors) => errors.iter().map(|e| format!("{e}\n")).collect(),
+    }
+}
+
+const HEAD: &str =
+    "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f:\n    handler: f.handler\n";
+
+/// A "billion laughs": ten anchors, each a list of ten aliases of the one before.
+fn anchor_bomb() -> String {
+    let mut source = format!("{HEAD}custom:\n  l0: &l0 lol\n");
+    for level in 1..10 {
+        let prev = level - 1;
+        let items = vec![format!("*l{prev}"); 10].join(", ");
+        source.push_str(&format!("  l{level}: &l{level} [{items}]\n"));
+    }
+    source
+}
+
+/// `${self:..}` values that double at each step, `n_steps` of them, used by a function.
+fn doubling_chain(n_steps: usize) -> String {
+    let mut source = format!(
+        "{HEAD}    environment:\n      BIG: ${{self:custom.a{n_steps}}}\ncustom:\n  a0: xx\n"
+    );
+    for step in 1..=n_steps {
+        let prev = step - 1;
+        source.push_str(&format!(
+            "  a{step}: ${{self:custom.a{prev}}}${{self:custom.a{prev}}}\n"
+        ));
+    }
+    source
+}
+
+#[test]
+fn an_anchor_bomb_is_refused_at_the_node_limit() {
+    expect![[r#"
+        serverless.yml:12:47: custom.l5[7]: the manifest has more than 100000 YAML nodes here, with aliases (`*name`) expanded each time they are used; a manifest may have at most 100000
+    "#]]
+    .assert_eq(&refused(&anchor_bomb()));
+}
+
+#[test]
+fn a_doubling_variable_chain_is_refused() {
+    // Forty steps reach the depth limit first; twenty-five reach the size limit.
+    expect![[r#"
+        serverless.yml:18:7: custom.a9: variables here resolve through each other more than 32 deep (at `${self:custom.a8}`); a chain of variables may be at most 32 long
+    "#]]
+    .assert_eq(&refused(&doubling_chain(40)));
+    expect![[r#"
+        serverless.yml:29:8: custom.a20: `${self:custom.a19}${self:custom.a19}` resolves to more than 1048576 bytes (1 MiB, counting 64 bytes per mapping entry or list item); a variable's value may be at most that
+    "#]]
+    .assert_eq(&refused(&doubling_chain(25)));
+}
+
+#[test]
+fn a_doubling_chain_of_lists_is_refused_at_the_value_limit() {
+    let mut source =
+        format!("{HEAD}    environment:\n      BIG: ${{self:custom.a20}}\ncustom:\n  a0: [x]\n");
+    for step in 1..=20 {
+        let prev = step - 1;
+        source.push_str(&format!(
+            "  a{step}: ['${{self:custom.a{prev}}}', '${{self:custom.a{prev}}}']\n"
+        ));
+    }
+    expect![[r#"
+        serverless.yml:7:12: functions.f.environment.BIG: expected a string, got a sequence
+        serverless.yml:23:9: custom.a14[0]: `${self:custom.a13}` resolves to more than 1048576 bytes (1 MiB, counting 64 bytes per mapping entry or list item); a variable's value may be at most that
+    "#]]
+    .assert_eq(&refused(&source));
+}
+
+#[test]
+fn many_uses_of_a_large_value_are_refused_at_the_total_limit() {
+    let big = "x".repeat(600_000);
+    let mut source = format!("{HEAD}    environment:\n");
+    for use_idx in 0..40 {
+        source.push_str(&format!("      V{use_idx}: ${{self:custom.big}}\n"));
+    }
+    source.push_str(&format!("custom:\n  big: {big}\n"));
+    expect![[r#"
+        serverless.yml:34:12: functions.f.environment.V27: the manifest's variables resolve to more than 16777216 bytes (16 MiB) in all, counting each use of a value and 64 bytes per mapping entry or list item; that is the limit
+    "#]]
+    .assert_eq(&refused(&source));
+}
+
+#[test]
+fn a_long_variable_chain_is_refused_at_the_depth_limit() {
+    let mut source =
+        format!("{HEAD}    environment:\n      A: ${{self:custom.a100}}\ncustom:\n  a0: x\n");
+    for step in 1..=100 {
+        source.push_str(&format!("  a{step}: ${{self:custom.a{}}}\n", step - 1));
+    }
+    expect![[r#"
+        serverless.yml:78:8: custom.a69: variables here resolve through each other more than 32 deep (at `${self:custom.a68}`); a chain of variables may be at most 32 long
+    "#]]
+    .assert_eq(&refused(&source));
+}
+
+#[test]
+fn deep_nesting_is_refused_at_the_depth_limit() {
+    // saphyr's scanner refuses flow collections past 255 levels before the guard sees them.
+    let source = format!(
+        "{HEAD}custom: {}{}\n",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
+    expect![[r#"
+        serverless.yml:6:264: invalid YAML: recursion limit exceeded
+    "#]]
+    .assert_eq(&refused(&source));
+    let mut source = format!("{HEAD}custom:\n");
+    for level in 0..200 {
+        source.push_str(&format!("{}- a{level}:\n", "  ".repeat(level + 1)));
+    }
+    expect![[r#"
+        serverless.yml:38:67: custom[0].a0[0].a1[0].a2[0].a3[0].a4[0].a5[0].a6[0].a7[0].a8[0].a9[0].a10[0].a11[0].a12[0].a13[0].a14[0].a15[0].a16[0].a17[0].a18[0].a19[0].a20[0].a21[0].a22[0].a23[0].a24[0].a25[0].a26[0].a27[0].a28[0].a29[0].a30[0]: mappings and lists nest more than 64 levels deep; a manifest may nest at most 64
+    "#]]
+    .assert_eq(&refused(&source));
+    let mut source = format!("{HEAD}custom:\n  a0: &a0 [x]\n");
+    for level in 1..100 {
+        source.push_str(&format!("  a{level}: &a{level} [[[*a{}]]]\n", level - 1));
+    }
+    expect![[r#"
+        serverless.yml:28:16: custom.a21[0][0][0]: this alias nests mappings and lists more than 64 levels deep; a manifest may nest at most 64
+    "#]]
+    .assert_eq(&refused(&source));
+}
+
+#[test]
+fn a_manifest_over_the_size_limit_is_refused() {
+    let source = format!("{HEAD}# {}\n", "x".repeat(super::MAX_MANIFEST_BYTES));
+    expect![[r#"
+        serverless.yml:1:1: the file is larger than 1048576 bytes (1 MiB), the most nimbus reads; CloudFormation takes templates up to 1 MB
+    "#]]
+    .assert_eq(&refused(&source));
+}
+
+#[test]
+fn duplicate_keys_are_errors_naming_both_lines() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          api:
+            handler: a.handler
+            events: [{ httpApi: GET /a }]
+          api:
+            handler: b.handler
+        x-defaults: &d { memorySize: 128 }
+        custom:
+          c: { <<: *d, <<: *d, k: 1, k: 2 }
+        ",
+        expect![[r#"
+            serverless.yml:7:3: functions.api: duplicate key `api` (also on line 4); a key may appear once in a mapping, and YAML loaders disagree on which one wins
+            serverless.yml:11:16: custom.c.<<: duplicate merge key `<<` (also on line 11); merge several mappings with one key: `<<: [*a, *b]`
+            serverless.yml:11:30: custom.c.k: duplicate key `k` (also on line 11); a key may appear once in a mapping, and YAML loaders disagree on which one wins
+        "#]],
+    );
+}
+
+#[test]
+fn control_characters_are_errors_naming_the_value() {
+    let nul_in_value = format!("{HEAD}    events: [{{ httpApi: \"GET /éééééééééé\0x\" }}]\n");
+    expect![[r#"
+        serverless.yml:6:25: functions.f.events[0].httpApi: control character U+0000 in the manifest; a manifest may hold tabs and line breaks but no other control characters (a NUL would end the YAML there)
+    "#]]
+    .assert_eq(&refused(&nul_in_value));
+    let escaped = format!("{HEAD}    environment: {{ A: \"x\\u0001\" }}\n");
+    expect![[r#"
+        serverless.yml:6:23: functions.f.environment.A: control character U+0001 in the manifest; a manifest may hold tabs and line breaks but no other control characters (a NUL would end the YAML there)
+    "#]]
+    .assert_eq(&refused(&escaped));
+    let in_comment = format!("{HEAD}# a \u{7f} comment\n");
+    expect![[r#"
+        serverless.yml:6:5: control character U+007F in the manifest; a manifest may hold tabs and line breaks but no other control characters (a NUL would end the YAML there)
+    "#]]
+    .assert_eq(&refused(&in_comment));
+    let c1 = format!("{HEAD}    description: \"a\u{9b}b\"\n");
+    expect![[r#"
+        serverless.yml:6:18: functions.f.description: control character U+009B in the manifest; a manifest may hold tabs and line breaks but no other control characters (a NUL would end the YAML there)
+    "#]].assert_eq(&refused(&c1));
+    expect![[r#"
+        service s, stage dev, region us-east-1
+        function f: nodejs20.x f.handler (line 5), 1024 MB, 6s
+          Node { major: 20 }
+    "#]]
+    .assert_eq(&refused(&format!(
+        "{HEAD}    description: \"tab\\tand\\nnewline\"\n"
+    )));
+}
+
+#[test]
+fn stream_events_consume_table_streams_and_kinesis_streams() {
+    check(
+        r#"
+        service: shop
+        provider: { name: aws, runtime: nodejs20.x }
+        functions:
+          inventory:
+            handler: inventory.handler
+            events:
+              - stream:
+                  type: dynamodb
+                  arn: { Fn::GetAtt: [OrdersTable, StreamArn] }
+                  batchSize: 100
+                  startingPosition: LATEST
+                  maximumRetryAttempts: 2
+                  bisectBatchOnFunctionError: true
+                  functionResponseType: ReportBatchItemFailures
+                  destinations: { onFailure: { Fn::GetAtt: [FailedQueue, Arn] } }
+                  filterPatterns: [{ eventName: [INSERT] }]
+          analytics:
+            handler: analytics.handler
+            events:
+              - stream: arn:aws:kinesis:us-east-1:123456789012:stream/clicks
+              - stream:
+                  type: kinesis
+                  arn: { Fn::GetAtt: [Clicks, Arn] }
+                  parallelizationFactor: 4
+                  maximumRecordAgeInSeconds: 60
+                  batchWindow: 1
+          seed:
+            handler: seed.handler
+            events:
+              - dynamodb: { stream: "${cf:shop-dev.OrdersTableStreamArn}", startingPosition: LATEST }
+        resources:
+          Resources:
+            OrdersTable:
+              Type: AWS::DynamoDB::Table
+              Properties:
+                TableName: orders
+                AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+                KeySchema: [{ AttributeName: id, KeyType: HASH }]
+                StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }
+            Clicks:
+              Type: AWS::Kinesis::Stream
+              Properties: { Name: clicks, ShardCount: 2, RetentionPeriodHours: 48 }
+            FailedQueue:
+              Type: AWS::SQS::Queue
+              Properties: { QueueName: failed }
+        "#,
+        expect![[r#"
+            service shop, stage dev, region us-east-1
+            function inventory: nodejs20.x inventory.handler (line 5), 1024 MB, 6s
+              Node { major: 20 }
+              stream table/orders batch 100 window 0s from Latest retries Some(2) max age None factor 1 bisect report-failures on failure Queue("failed") filter {"eventName":["INSERT"]}
+            function analytics: nodejs20.x analytics.handler (line 18), 1024 MB, 6s
+              Node { major: 20 }
+              stream clicks batch 10 window 0s from TrimHorizon retries None max age None factor 1
+              stream clicks batch 10 window 1s from TrimHorizon retries None max age Some(60) factor 4
+            function seed: nodejs20.x seed.handler (line 28), 1024 MB, 6s
+              Node { major: 20 }
+              stream table/orders batch 10 window 0s from Latest retries None max age None factor 1
+            queue failed: visibility 30s, delay 0s, retention 345600s
+            table orders: hash id S, stream NEW_AND_OLD_IMAGES
+            stream clicks: 2 shards, retention 48h
+            warning serverless.yml:30:9: functions.seed.events[0].dynamodb: not a Serverless Framework event; read as `stream: { type: dynamodb, arn: .. }`
+        "#]],
+    );
+}
+
+#[test]
+fn stream_events_name_what_is_wrong() {
+    check(
+        r#"
+        service: shop
+        provider: { name: aws, runtime: nodejs20.x }
+        tables:
+          plain: { partitionKey: id }
+          logged: { partitionKey: id, stream: SIDEWAYS }
+        streams:
+          clicks: { shards: 100 }
+        functions:
+          f:
+            handler: f.handler
+            events:
+              - stream: { type: dynamodb, arn: plain }
+              - stream: { type: kinesis, arn: missing }
+              - stream: { arn: arn:aws:sqs:us-east-1:1:q }
+              - stream: { type: dynamodb, arn: plain, batchSize: 0, startingPosition: AT_TIMESTAMP }
+              - stream: { batchSize: 5 }
+        "#,
+        expect![[r#"
+            serverless.yml:5:39: tables.logged.stream: expected NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or KEYS_ONLY, got "SIDEWAYS"
+            serverless.yml:7:21: streams.clicks.shards: 100 is out of range; expected 1 to 64
+            serverless.yml:12:40: functions.f.events[0].stream.arn: table `plain` has no stream; give it `StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }` (or `stream:` under `tables:`)
+            serverless.yml:13:39: functions.f.events[1].stream.arn: stream `missing` is not declared; add it under `streams:` or `resources`
+            serverless.yml:14:24: functions.f.events[2].stream.arn: expected a DynamoDB table stream or Kinesis stream ARN, got "arn:aws:sqs:us-east-1:1:q"
+            serverless.yml:15:17: functions.f.events[3].stream.startingPosition: AT_TIMESTAMP needs `startingPositionTimestamp` (seconds since the Unix epoch)
+            serverless.yml:15:40: functions.f.events[3].stream.arn: table `plain` has no stream; give it `StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }` (or `stream:` under `tables:`)
+            serverless.yml:15:58: functions.f.events[3].stream.batchSize: 0 is out of range; expected 1 to 10000
+            serverless.yml:16:17: functions.f.events[4].stream: missing `arn`; name the stream, as in `arn: { Fn::GetAtt: [TodosTable, StreamArn] }`
+        "#]],
+    );
+}

@@ -1,8 +1,9 @@
 //! The manifest as a plain tree of positioned nodes, converted from saphyr's `MarkedYaml`.
 
-use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
+use saphyr::{MarkedYaml, Scalar, YamlData};
 
 use super::lenient::{self, Rewrite};
+use super::limits::{self, ControlChar, LoadError, Refusal};
 
 /// A 1-based position in the manifest source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -106,10 +107,53 @@ impl Node {
 
 /// Parses `source` as exactly one YAML document. A source that only fails because of
 /// unquoted `{..}` inside flow collections is read leniently, with a warning per scalar.
+///
+/// Loading is bounded (`limits`): a source over a limit is refused with one problem, a
+/// duplicate key or a control character is an error.
 pub(super) fn load(source: &str) -> Result<Loaded, Vec<Problem>> {
-    match MarkedYaml::load_from_str(source) {
-        Ok(docs) => from_docs(docs, None),
-        Err(e) => {
+    if source.len() > limits::MAX_MANIFEST_BYTES {
+        return Err(vec![Problem {
+            pos: Pos { line: 1, column: 1 },
+            key: String::new(),
+            message: format!(
+                "the file is larger than {} bytes (1 MiB), the most nimbus reads; CloudFormation takes templates up to 1 MB",
+                limits::MAX_MANIFEST_BYTES
+            ),
+        }]);
+    }
+    // A control character is reported against the value holding it, so the YAML is read
+    // with each one replaced by a space, which keeps every position (saphyr counts
+    // characters) where it was.
+    let control = limits::first_control_char(source);
+    let sanitized;
+    let source = match control {
+        Some(_) => {
+            sanitized = source
+                .chars()
+                .map(|c| {
+                    if limits::is_forbidden_control(c) {
+                        ' '
+                    } else {
+                        c
+                    }
+                })
+                .collect::<String>();
+            sanitized.as_str()
+        }
+        None => source,
+    };
+    let mut duplicates = Vec::new();
+    match limits::load_documents(source, &mut duplicates) {
+        Ok(docs) => from_docs(docs, None, duplicates, control),
+        Err(LoadError::Refused(refusal)) => Err(vec![Problem {
+            pos: Pos {
+                line: refusal.marker.line(),
+                column: refusal.marker.col() + 1,
+            },
+            key: refusal.key,
+            message: refusal.message,
+        }]),
+        Err(LoadError::Scan(e)) => {
             let marker = e.marker();
             let original = Problem {
                 pos: Pos {
@@ -122,29 +166,54 @@ pub(super) fn load(source: &str) -> Result<Loaded, Vec<Problem>> {
             let Some(rewrite) = lenient::quote_glued_braces(source) else {
                 return Err(vec![original]);
             };
-            match MarkedYaml::load_from_str(&rewrite.source) {
-                Ok(docs) => from_docs(docs, Some(&rewrite)),
+            let mut duplicates = Vec::new();
+            match limits::load_documents(&rewrite.source, &mut duplicates) {
+                // The rewrite moves text within lines only, so a control character keeps
+                // its line; its value is found by line alone.
+                Ok(docs) => from_docs(docs, Some(&rewrite), duplicates, None).and_then(|loaded| {
+                    match control {
+                        Some(control) => Err(vec![control_problem(&control)]),
+                        None => Ok(loaded),
+                    }
+                }),
                 Err(_) => Err(vec![original]),
             }
         }
     }
 }
 
-fn from_docs(docs: Vec<MarkedYaml<'_>>, rewrite: Option<&Rewrite>) -> Result<Loaded, Vec<Problem>> {
+fn from_docs(
+    docs: Vec<MarkedYaml<'_>>,
+    rewrite: Option<&Rewrite>,
+    duplicates: Vec<Refusal>,
+    control: Option<ControlChar>,
+) -> Result<Loaded, Vec<Problem>> {
     let mut converter = Converter {
         rewrite,
         quoted_left: rewrite
             .map(|rewrite| rewrite.quoted.clone())
             .unwrap_or_default(),
+        control,
         errors: Vec::new(),
         warnings: Vec::new(),
     };
+    for duplicate in duplicates {
+        let pos = converter.pos_of_marker(duplicate.marker);
+        converter.errors.push(Problem {
+            pos,
+            key: duplicate.key,
+            message: duplicate.message,
+        });
+    }
     let mut docs = docs.into_iter();
     let Some(first) = docs.next() else {
-        return Ok(Loaded {
-            root: None,
-            warnings: Vec::new(),
-        });
+        return match control {
+            Some(control) => Err(vec![control_problem(&control)]),
+            None => Ok(Loaded {
+                root: None,
+                warnings: Vec::new(),
+            }),
+        };
     };
     if let Some(second) = docs.next() {
         return Err(vec![Problem {
@@ -154,6 +223,11 @@ fn from_docs(docs: Vec<MarkedYaml<'_>>, rewrite: Option<&Rewrite>) -> Result<Loa
         }]);
     }
     let root = converter.convert(&first, "");
+    // A control character outside every scalar (in a key or a comment) has no value to
+    // name; it is still an error.
+    if let Some(control) = converter.control.take() {
+        converter.errors.push(control_problem(&control));
+    }
     for (line, column) in std::mem::take(&mut converter.quoted_left) {
         converter.warnings.push(Problem {
             pos: Pos {
@@ -174,6 +248,22 @@ fn from_docs(docs: Vec<MarkedYaml<'_>>, rewrite: Option<&Rewrite>) -> Result<Loa
     }
 }
 
+/// The error for a control character outside any value.
+fn control_problem(control: &ControlChar) -> Problem {
+    Problem {
+        pos: control.pos,
+        key: String::new(),
+        message: control_message(control.c),
+    }
+}
+
+fn control_message(c: char) -> String {
+    format!(
+        "control character U+{:04X} in the manifest; a manifest may hold tabs and line breaks but no other control characters (a NUL would end the YAML there)",
+        u32::from(c)
+    )
+}
+
 const LENIENT_WARNING: &str = "a `{` inside a flow mapping or list is not valid YAML and \
     other tools reject it; nimbus read the value as a string, but quote it";
 
@@ -182,14 +272,21 @@ struct Converter<'r> {
     rewrite: Option<&'r Rewrite>,
     /// Scalars quoted by the rewrite and not yet warned about.
     quoted_left: Vec<(usize, usize)>,
+    /// A control character of the source not yet reported, reported against the scalar
+    /// holding it.
+    control: Option<ControlChar>,
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
 }
 
 impl Converter<'_> {
     fn pos_of(&self, yaml: &MarkedYaml<'_>) -> Pos {
-        let line = yaml.span.start.line();
-        let column = yaml.span.start.col();
+        self.pos_of_marker(yaml.span.start)
+    }
+
+    fn pos_of_marker(&self, marker: saphyr::Marker) -> Pos {
+        let line = marker.line();
+        let column = marker.col();
         let column = self
             .rewrite
             .map_or(column, |rewrite| rewrite.original_column(line, column));
@@ -215,7 +312,28 @@ impl Converter<'_> {
                         message: LENIENT_WARNING.to_owned(),
                     });
                 }
-                convert_scalar(scalar)
+                if let Some(control) = self.control.take_if(|control| {
+                    (yaml.span.start.index()..yaml.span.end.index()).contains(&control.char_idx)
+                }) {
+                    self.errors.push(Problem {
+                        pos,
+                        key: key.to_owned(),
+                        message: control_message(control.c),
+                    });
+                    Value::Invalid
+                } else if let Scalar::String(s) = scalar
+                    && let Some(c) = limits::control_char(s)
+                {
+                    // Written as an escape in a double-quoted string, such as "\0".
+                    self.errors.push(Problem {
+                        pos,
+                        key: key.to_owned(),
+                        message: control_message(c),
+                    });
+                    Value::Invalid
+                } else {
+                    convert_scalar(scalar)
+                }
             }
             // CloudFormation's short forms (`!Ref X`, `!GetAtt X.Arn`, `!Sub ...`) become
             // their long forms (`{ Ref: X }`, `{ Fn::GetAtt: X.Arn }`), as CloudFormation

@@ -12,6 +12,7 @@
 //! account to ask. A text such as CloudFormation's `${AWS::Region}` or `${MyBucket}` is
 //! not a variable and is kept as written.
 
+use super::limits::{MAX_RESOLVED_BYTES, MAX_VALUE_BYTES, MAX_VARIABLE_DEPTH, NODE_BYTES};
 use super::tree::{Entry, Node, Pos, Value};
 use super::{Cx, join_key};
 
@@ -123,6 +124,7 @@ impl Cx<'_> {
         };
         if let [Segment::Var(body)] = segments.as_slice() {
             return match self.lookup(body, pos, key) {
+                Lookup::Found(node) if !self.charge(weight(&node), text, pos, key) => invalid,
                 Lookup::Found(mut node) => {
                     // Problems with the value belong to the key that used the variable.
                     node.pos = pos;
@@ -143,6 +145,10 @@ impl Cx<'_> {
                 Segment::Text(text) => out.push_str(&text),
                 Segment::Var(body) => match self.lookup(&body, pos, key) {
                     Lookup::Found(node) => match &node.value {
+                        Value::Str(s) if out.len() + s.len() > MAX_VALUE_BYTES => {
+                            self.refuse_value(text, pos, key);
+                            return invalid;
+                        }
                         Value::Str(s) => out.push_str(s),
                         Value::Int(i) => out.push_str(&i.to_string()),
                         Value::Float(f) => out.push_str(&f.to_string()),
@@ -165,7 +171,7 @@ impl Cx<'_> {
                 },
             }
         }
-        if failed {
+        if failed || !self.charge(out.len(), text, pos, key) {
             invalid
         } else {
             Node {
@@ -176,8 +182,58 @@ impl Cx<'_> {
         }
     }
 
-    /// Looks up `address, fallback, fallback...`, the body of one `${..}`.
+    /// Counts `bytes` of resolved value against the limits; `false` (reported) when the
+    /// value of `template` is too large or all variables together are.
+    fn charge(&mut self, bytes: usize, template: &str, pos: Pos, key: &str) -> bool {
+        if bytes > MAX_VALUE_BYTES {
+            self.refuse_value(template, pos, key);
+            return false;
+        }
+        self.resolved_bytes = self.resolved_bytes.saturating_add(bytes);
+        if self.resolved_bytes <= MAX_RESOLVED_BYTES {
+            return true;
+        }
+        let message = format!(
+            "the manifest's variables resolve to more than {MAX_RESOLVED_BYTES} bytes (16 MiB) in all, counting each use of a value and {NODE_BYTES} bytes per mapping entry or list item; that is the limit"
+        );
+        self.error(pos, key, message);
+        self.variable_limit_hit = true;
+        false
+    }
+
+    fn refuse_value(&mut self, template: &str, pos: Pos, key: &str) {
+        let message = format!(
+            "`{}` resolves to more than {MAX_VALUE_BYTES} bytes (1 MiB, counting {NODE_BYTES} bytes per mapping entry or list item); a variable's value may be at most that",
+            shorten(template)
+        );
+        self.error(pos, key, message);
+        self.variable_limit_hit = true;
+    }
+
+    /// Looks up `address, fallback, fallback...`, the body of one `${..}`, at most
+    /// `MAX_VARIABLE_DEPTH` variables deep.
     fn lookup(&mut self, body: &str, pos: Pos, key: &str) -> Lookup {
+        // After one limit is reported, every variable fails without a word, so a hostile
+        // manifest gets one error rather than one per use.
+        if self.variable_limit_hit {
+            return Lookup::Failed;
+        }
+        if self.variable_depth >= MAX_VARIABLE_DEPTH {
+            let message = format!(
+                "variables here resolve through each other more than {MAX_VARIABLE_DEPTH} deep (at `${{{}}}`); a chain of variables may be at most {MAX_VARIABLE_DEPTH} long",
+                shorten(body),
+            );
+            self.error(pos, key, message);
+            self.variable_limit_hit = true;
+            return Lookup::Failed;
+        }
+        self.variable_depth += 1;
+        let res = self.lookup_at_depth(body, pos, key);
+        self.variable_depth -= 1;
+        res
+    }
+
+    fn lookup_at_depth(&mut self, body: &str, pos: Pos, key: &str) -> Lookup {
         let parts = split_commas(body);
         let Some((address, fallbacks)) = parts.split_first() else {
             return Lookup::Missing("empty variable".to_owned());
@@ -400,6 +456,10 @@ impl Cx<'_> {
             }
             None => return Lookup::Missing("no files can be read here".to_owned()),
         };
+        // Each use reads and parses the file again, so each counts.
+        if !self.charge(text.len(), &format!("${{file({rest}}}"), pos, key) {
+            return Lookup::Failed;
+        }
         let root = match super::tree::load(&text) {
             Ok(loaded) => loaded.root,
             Err(errors) => {
@@ -550,6 +610,44 @@ impl Cx<'_> {
 
 /// `provider.region` when neither `--region` nor the manifest sets it, as in the Framework.
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// What `node` counts for against the variable limits: its text, and `NODE_BYTES` for
+/// each node. Stops counting past `MAX_VALUE_BYTES`.
+fn weight(node: &Node) -> usize {
+    let own = match &node.value {
+        Value::Str(s) => s.len(),
+        _ => 0,
+    };
+    let mut total = NODE_BYTES + own;
+    match &node.value {
+        Value::Seq(items) => {
+            for item in items {
+                total = total.saturating_add(weight(item));
+                if total > MAX_VALUE_BYTES {
+                    break;
+                }
+            }
+        }
+        Value::Map(entries) => {
+            for entry in entries {
+                total = total.saturating_add(entry.key.len() + weight(&entry.value));
+                if total > MAX_VALUE_BYTES {
+                    break;
+                }
+            }
+        }
+        _ => {}
+    }
+    total
+}
+
+/// `text` cut to 60 characters, for messages.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((byte_idx, _)) => format!("{}...", &text[..byte_idx]),
+        None => text.to_owned(),
+    }
+}
 
 /// Moves `node` and everything inside it to `pos`.
 fn reposition(node: &mut Node, pos: Pos) {
