@@ -10,7 +10,9 @@
 //! and is refused otherwise.
 
 mod dynamodb;
+mod dynamodb_streams;
 mod eventbridge;
+mod kinesis;
 mod lambda;
 mod s3;
 mod sigv2;
@@ -46,6 +48,8 @@ pub(crate) enum Service {
     Sts,
     Events,
     DynamoDb,
+    DynamoDbStreams,
+    Kinesis,
 }
 
 /// The access key id of the function whose control-API token is `token`: derived from it,
@@ -57,10 +61,12 @@ pub fn aws_access_key_id(token: &str) -> String {
 }
 
 /// The `X-Amz-Target` prefix of each JSON-protocol service (`AmazonSQS.SendMessage`).
-const TARGET_PREFIXES: [(&str, Service); 3] = [
+const TARGET_PREFIXES: [(&str, Service); 5] = [
     ("AmazonSQS.", Service::Sqs),
     ("DynamoDB_20120810.", Service::DynamoDb),
     ("AWSEvents.", Service::Events),
+    ("Kinesis_20131202.", Service::Kinesis),
+    ("DynamoDBStreams_20120810.", Service::DynamoDbStreams),
 ];
 
 /// The operation a JSON-protocol request names in `X-Amz-Target` for `service`.
@@ -100,6 +106,7 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
         "sts" => Some(Service::Sts),
         "events" => Some(Service::Events),
         "dynamodb" => Some(Service::DynamoDb),
+        "kinesis" => Some(Service::Kinesis),
         _ => None,
     }
 }
@@ -129,6 +136,10 @@ pub(crate) async fn handle(
         Service::Sts => sts::handle(principal, &parts, &body).await,
         Service::Events => eventbridge::handle(generation, principal, &parts, &body).await,
         Service::DynamoDb => dynamodb::handle(generation, principal, &parts, &body).await,
+        Service::DynamoDbStreams => {
+            dynamodb_streams::handle(generation, principal, &parts, &body).await
+        }
+        Service::Kinesis => kinesis::handle(generation, principal, &parts, &body).await,
     }
 }
 
@@ -157,6 +168,10 @@ impl Refusal {
             Service::DynamoDb => dynamodb::error_response(self.status, self.code, &self.message),
             Service::Sts => sts::error_response(self.status, self.code, &self.message),
             Service::Events => eventbridge::error_response(self.status, self.code, &self.message),
+            Service::DynamoDbStreams => {
+                dynamodb_streams::error_response(self.status, self.code, &self.message)
+            }
+            Service::Kinesis => kinesis::error_response(self.status, self.code, &self.message),
         }
     }
 }

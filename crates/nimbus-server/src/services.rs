@@ -4,6 +4,7 @@
 //! through them, so the two cannot drift apart.
 
 mod handle;
+pub(crate) mod streams;
 pub(crate) mod tables;
 
 use std::collections::BTreeMap;

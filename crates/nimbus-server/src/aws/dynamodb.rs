@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use axum::response::Response;
 use http::StatusCode;
+use nimbus_core::streams::{stream_label, table_stream_arn};
 use nimbus_core::tables::{
     AttributeValue, IndexSpec, Item, KeyAttribute, Projection, ScalarType, TableDescription,
     TableError, TableSpec, item_from_json, item_to_json, table_arn,
@@ -83,16 +84,18 @@ async fn dispatch(
         "CreateTable" => {
             let spec = create_table_spec(&r)?;
             let description = ops::create_table(events, principal, spec).await?;
-            json!({ "TableDescription": describe(&description, region) })
+            let stream_created = stream_created(events, &description).await;
+            json!({ "TableDescription": describe(&description, region, stream_created) })
         }
         "DescribeTable" => {
             let description =
                 ops::describe_table(events, principal, &r.string("TableName")?).await?;
-            json!({ "Table": describe(&description, region) })
+            let stream_created = stream_created(events, &description).await;
+            json!({ "Table": describe(&description, region, stream_created) })
         }
         "DeleteTable" => {
             let description = ops::delete_table(events, principal, &r.string("TableName")?).await?;
-            let mut table = describe(&description, region);
+            let mut table = describe(&description, region, None);
             table["TableStatus"] = json!("DELETING");
             json!({ "TableDescription": table })
         }
@@ -500,8 +503,17 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
     })
 }
 
-/// DescribeTable's `Table`.
-fn describe(description: &TableDescription, region: &str) -> Json {
+/// When the table's change stream was created, for its label; `None` without a stream.
+async fn stream_created(
+    events: &crate::events::Events,
+    description: &TableDescription,
+) -> Option<i64> {
+    description.spec.stream_view.as_ref()?;
+    crate::services::streams::table_stream_created(events, &description.spec.name).await
+}
+
+/// DescribeTable's `Table`; `stream_created` labels the table's stream.
+fn describe(description: &TableDescription, region: &str, stream_created: Option<i64>) -> Json {
     let spec = &description.spec;
     let arn = table_arn(region, &spec.name);
     let key_schema = |partition: &KeyAttribute, sort: Option<&KeyAttribute>| {
@@ -565,6 +577,11 @@ fn describe(description: &TableDescription, region: &str) -> Json {
     }
     if let Some(view) = &spec.stream_view {
         table["StreamSpecification"] = json!({ "StreamEnabled": true, "StreamViewType": view });
+        if let Some(created_us) = stream_created {
+            let label = stream_label(created_us);
+            table["LatestStreamArn"] = json!(table_stream_arn(region, &spec.name, &label));
+            table["LatestStreamLabel"] = json!(label);
+        }
     }
     table
 }
