@@ -11,7 +11,15 @@ use super::tree::{Entry, Node, Pos, Value};
 use super::{Cx, join_key};
 
 /// The resource patterns nimbus accepts as written.
-const NIMBUS_PREFIXES: &[&str] = &["queue:", "topic:", "bucket:", "kv:", "function:", "table:"];
+const NIMBUS_PREFIXES: &[&str] = &[
+    "queue:",
+    "topic:",
+    "bucket:",
+    "kv:",
+    "function:",
+    "table:",
+    "stream:",
+];
 
 /// Where a destination is named: `onError` takes only queues and topics.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -231,7 +239,9 @@ impl Cx<'_> {
 
     /// `arn:aws:sqs:*:*:orders` → `queue:orders`, `arn:aws:s3:::images/*` →
     /// `bucket:images/*`, `arn:nimbus:kv:::sessions` → `kv:sessions`,
-    /// `arn:aws:dynamodb:*:*:table/todos` → `table:todos`, and so on.
+    /// `arn:aws:dynamodb:*:*:table/todos` → `table:todos` (its stream
+    /// `table/todos/stream/*` → `table:todos/stream/*`), `arn:aws:kinesis:*:*:stream/clicks`
+    /// → `stream:clicks`, and so on.
     fn resource_pattern(&self, text: &str) -> Option<String> {
         if text == "*"
             || NIMBUS_PREFIXES
@@ -258,6 +268,11 @@ impl Cx<'_> {
             "dynamodb" => {
                 let table = arn.resource.strip_prefix("table/")?;
                 return Some(format!("table:{table}"));
+            }
+            // `stream/clicks` → `stream:clicks`.
+            "kinesis" => {
+                let stream = arn.resource.strip_prefix("stream/")?;
+                return Some(format!("stream:{stream}"));
             }
             // `event-bus/orders` → `bus:orders`.
             "events" => {

@@ -601,6 +601,39 @@ mod tests {
     }
 
     #[test]
+    fn iam_statements_on_kinesis_and_table_stream_arns_grant_stream_operations() {
+        let manifest = r#"
+service: s
+provider: { runtime: wasm }
+functions:
+  f:
+    handler: f.wasm
+    iamRoleStatements:
+      - { Effect: Allow, Action: ["kinesis:PutRecord*", kinesis:GetRecords], Resource: "arn:aws:kinesis:*:*:stream/clicks" }
+      - { Effect: Allow, Action: ["dynamodb:GetRecords"], Resource: "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/*" }
+"#;
+        let manifest = nimbus_core::manifest::parse(manifest, "nimbus.yaml", &Default::default())
+            .expect("manifest");
+        let principal = Principal::Function(&manifest.functions[0]);
+        let allowed = |access: Access| principal.check(access.action, &access.resource).is_ok();
+        assert!(allowed(Access::stream("kinesis:PutRecords", "clicks")));
+        assert!(allowed(
+            StreamRef::Data("clicks".to_owned()).access(ReadOp::GetRecords)
+        ));
+        assert!(!allowed(Access::stream("kinesis:PutRecord", "views")));
+        assert!(!allowed(Access::stream("kinesis:DeleteStream", "clicks")));
+        assert!(allowed(
+            StreamRef::Table("orders".to_owned()).access(ReadOp::GetRecords)
+        ));
+        assert!(!allowed(
+            StreamRef::Table("orders".to_owned()).access(ReadOp::GetShardIterator)
+        ));
+        assert!(!allowed(
+            StreamRef::Table("users".to_owned()).access(ReadOp::GetRecords)
+        ));
+    }
+
+    #[test]
     fn data_and_table_streams_are_checked_on_their_own_actions() {
         let data = StreamRef::from_store_name("clicks");
         assert_eq!(data, StreamRef::Data("clicks".to_owned()));
