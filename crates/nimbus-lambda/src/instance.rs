@@ -8,8 +8,9 @@ use nimbus_core::{LogLine, LogSink, LogStream};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::runtime_api::{Dispatch, Init, RuntimeApi};
-use crate::spawn::{self, ProcessSpec};
+use crate::runtime_api::{Dispatch, Init, Peer, RuntimeApi};
+use crate::sandbox::UidLease;
+use crate::spawn::{self, Limits, ProcessSpec};
 
 /// Why an instance process ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,12 +71,23 @@ impl Instance {
         mut process: ProcessSpec<'_>,
     ) -> std::io::Result<Started> {
         let started_at = Instant::now();
+        // A uid of its own, when nimbus is root: its Runtime API then answers only
+        // sockets that uid opened, so no other instance can take its invocations.
+        let lease = process.view.sandbox.lease()?;
+        let peer = match &lease {
+            Some(lease) => Peer::Uid(lease.uid),
+            None => Peer::Any,
+        };
         let (addr, api, next_tx, init_rx, server_task) =
-            RuntimeApi::start(cfg.function_arn).await?;
+            RuntimeApi::start(cfg.function_arn, peer).await?;
         process
             .env
             .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), addr.to_string()));
-        let mut child = match spawn::spawn_instance(process) {
+        let limits = Limits {
+            memory_mb: cfg.memory_mb,
+            uid: lease.as_ref().map(|lease| lease.uid),
+        };
+        let mut child = match spawn::spawn_instance(process, &limits) {
             Ok(child) => child,
             Err(e) => {
                 server_task.abort();
@@ -121,6 +133,7 @@ impl Instance {
             state.clone(),
             u64::from(cfg.memory_mb) * 1024,
             exit_tx,
+            lease,
         ));
         let instance = Instance {
             state,
@@ -137,7 +150,7 @@ impl Instance {
                     let init = started_at.elapsed();
                     // One sample after init, so even invocations shorter than the watch
                     // interval report the memory the instance holds.
-                    if let Some((rss, hwm)) = spawn::memory_kib(instance.state.pid) {
+                    if let Some((rss, hwm)) = spawn::tree_memory_kib(instance.state.pid) {
                         instance.state.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
                     }
                     Started::Ready(instance, init)
@@ -205,6 +218,7 @@ async fn watch_process(
     state: Arc<InstanceState>,
     limit_kib: u64,
     exit_tx: watch::Sender<Option<Exit>>,
+    lease: Option<UidLease>,
 ) {
     // Memory is sampled often while an invocation runs and rarely while idle: an idle
     // runtime does not grow, and a scaled-down pool should cost nothing.
@@ -219,7 +233,7 @@ async fn watch_process(
                 if !state.busy.load(Ordering::Acquire) && !n_ticks.is_multiple_of(50) {
                     continue;
                 }
-                let Some((rss, hwm)) = spawn::memory_kib(state.pid) else { continue };
+                let Some((rss, hwm)) = spawn::tree_memory_kib(state.pid) else { continue };
                 state.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
                 if rss > limit_kib {
                     state.oom.store(true, Ordering::Release);
@@ -233,8 +247,19 @@ async fn watch_process(
         while readers.join_next().await.is_some() {}
     })
     .await;
-    // Whatever the runtime started in its group goes with it.
+    // Whatever the runtime started in its group goes with it, and with a uid of its own,
+    // whatever it started anywhere else (a process that left its group): only then is
+    // the uid free for another instance.
     spawn::kill_group(state.pid);
+    if let Some(lease) = lease {
+        let uid = lease.uid;
+        if tokio::task::spawn_blocking(move || spawn::kill_uid(uid))
+            .await
+            .is_ok()
+        {
+            lease.release();
+        }
+    }
     let exit = if state.oom.load(Ordering::Acquire) {
         Exit::OutOfMemory
     } else if state.stop_requested.load(Ordering::Acquire) {

@@ -14,6 +14,7 @@ mod instance;
 mod packages;
 mod pool;
 mod runtime_api;
+mod sandbox;
 mod spawn;
 mod typescript;
 mod wsgi;
@@ -31,6 +32,7 @@ pub use packages::{
     install_requirements, requirements_installed,
 };
 pub use pool::LambdaExecutor;
+pub use sandbox::{Sandbox, SandboxMode, SandboxSettings, UidRange};
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
 pub use wsgi::{WSGI_HANDLER, WsgiApp, resolve_wsgi, uses_wsgi_adapter};
 
@@ -56,6 +58,8 @@ pub struct LambdaConfig {
     /// The runtime-provided packages (AWS SDKs) functions find when they do not bring
     /// their own.
     pub packages: RuntimePackages,
+    /// The sandbox every instance starts in, probed once per process.
+    pub sandbox: Arc<Sandbox>,
 }
 
 /// Folders of runtime-provided packages, searched after a function's own packages, as on

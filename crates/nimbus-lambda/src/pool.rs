@@ -390,6 +390,7 @@ impl Pool {
             args,
             cwd: &self.cfg.app_dir,
             env,
+            view: crate::sandbox::View::new(&self.cfg, &self.code),
         };
         let start_cfg = StartConfig {
             id,

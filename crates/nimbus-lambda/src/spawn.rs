@@ -1,39 +1,174 @@
 //! The one place nimbus starts and signals processes.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 
-/// A process to start: program, arguments, working directory and the full environment.
+use crate::sandbox::{self, View};
+
+/// A process to start: program, arguments, working directory, the full environment, and
+/// the sandbox view it runs in.
 pub(crate) struct ProcessSpec<'a> {
     pub(crate) program: &'a Path,
     pub(crate) args: Vec<String>,
     pub(crate) cwd: &'a Path,
     pub(crate) env: Vec<(String, String)>,
+    pub(crate) view: View,
+}
+
+/// The limits of one sandboxed instance, set as rlimits before bubblewrap starts.
+pub(crate) struct Limits {
+    pub(crate) memory_mb: u32,
+    /// The instance's own uid, when it has one: only then is a process count its own.
+    pub(crate) uid: Option<u32>,
 }
 
 /// Starts an instance process in a process group of its own, so that stopping it also
-/// stops anything it started, with piped stdout/stderr and a clean environment.
-pub(crate) fn spawn_instance(spec: ProcessSpec<'_>) -> std::io::Result<tokio::process::Child> {
-    let mut cmd = tokio::process::Command::new(spec.program);
-    cmd.args(&spec.args)
-        .current_dir(spec.cwd)
-        // Functions see only the Lambda environment, never the host's secrets; PATH and
-        // LANG are kept so interpreters and custom runtimes find their tools.
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(k, _)| k == "PATH" || k == "LANG" || k == "HOME")
-                .collect::<Vec<_>>(),
-        )
-        .envs(spec.env)
+/// stops anything it started, with piped stdout/stderr and a clean environment. When the
+/// sandbox is on, the process is bubblewrap, which starts the runtime inside the view, in
+/// a session of its own (so it has no controlling terminal to type into) with rlimits.
+pub(crate) fn spawn_instance(
+    spec: ProcessSpec<'_>,
+    limits: &Limits,
+) -> std::io::Result<tokio::process::Child> {
+    let sandboxed = spec
+        .view
+        .sandbox
+        .command(&spec.view, limits.uid, spec.program, &spec.args);
+    let mut cmd = match &sandboxed {
+        Some((bwrap, args)) => {
+            let mut cmd = tokio::process::Command::new(bwrap);
+            cmd.args(args);
+            cmd
+        }
+        None => {
+            let mut cmd = tokio::process::Command::new(spec.program);
+            cmd.args(&spec.args).current_dir(spec.cwd);
+            cmd
+        }
+    };
+    // Functions see only the Lambda environment, never the host's secrets; PATH and
+    // LANG are kept so interpreters and custom runtimes find their tools.
+    cmd.env_clear().envs(
+        std::env::vars_os()
+            .filter(|(k, _)| k == "PATH" || k == "LANG" || k == "HOME")
+            .collect::<Vec<_>>(),
+    );
+    if sandboxed.is_some() {
+        // The host's home is not in the view; /tmp is the one writable folder.
+        cmd.env("HOME", "/tmp");
+    }
+    cmd.envs(spec.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
+    if sandboxed.is_some() {
+        let rlimits = rlimits(limits, spec.view.tmp_bytes());
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // setsid(2) and setrlimit(2), which are async-signal-safe, on values computed
+        // before the fork; it allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                // A session of its own is also a process group of its own (pgid = pid),
+                // so `kill_group` stops it as before.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for &(resource, limit) in &rlimits {
+                    let limit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(resource, &limit) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+    } else {
+        cmd.process_group(0);
+    }
     cmd.spawn()
+}
+
+/// The rlimits of a sandboxed instance: no core files; files no larger than its /tmp;
+/// private writable memory (RLIMIT_DATA, which counts anonymous mappings too) at twice
+/// the memory size, so a runaway allocation fails in the function while the
+/// resident-memory watch stops what stays under it; and, when the instance has a uid of
+/// its own, Lambda's 1024 processes and threads.
+fn rlimits(limits: &Limits, tmp_bytes: u64) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t)> {
+    let data = (u64::from(limits.memory_mb) * 2 * 1024 * 1024).max(256 * 1024 * 1024);
+    let mut rlimits = vec![
+        (libc::RLIMIT_CORE, 0),
+        (libc::RLIMIT_FSIZE, tmp_bytes),
+        (libc::RLIMIT_DATA, data),
+    ];
+    if limits.uid.is_some() {
+        rlimits.push((libc::RLIMIT_NPROC, sandbox::MAX_PROCESSES));
+    }
+    rlimits
+}
+
+/// Kills every process of `uid`, wherever it is: what an instance left behind in a
+/// session or group of its own. A child switches to the uid and signals everything it
+/// may signal (kill(2) with -1 spares the caller), then exits.
+pub(crate) fn kill_uid(uid: u32) {
+    let mut cmd = std::process::Command::new("/bin/true");
+    cmd.uid(uid)
+        .gid(uid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: runs in the forked child after it switched to `uid`; kill(2) and _exit(2)
+    // are async-signal-safe, and the child never returns to Rust code.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::kill(-1, libc::SIGKILL);
+            libc::_exit(0)
+        });
+    }
+    if let Ok(mut child) = cmd.spawn() {
+        let _ = child.wait();
+    }
+}
+
+/// Whether nimbus runs as root, and so may give instances uids of their own.
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The path of `program` on nimbus's PATH, if it is there.
+pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Runs the sandbox's probe command to completion; its stderr is the error.
+pub(crate) fn run_probe(program: &Path, args: &[OsString]) -> Result<(), String> {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running {}: {e}", program.display()))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("no output")
+        .to_owned())
 }
 
 /// Sends SIGKILL to the process group led by `pid`.
@@ -124,8 +259,44 @@ fn ask_version(program: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&text).trim().to_owned())
 }
 
+/// The most processes of one instance whose memory is added up; a tree this large is
+/// already at its rlimits, and reading more would cost the watch too much.
+const MAX_TREE: usize = 64;
+
+/// Resident set size and its peak, in KiB, of a process and its descendants (bubblewrap,
+/// the runtime, anything it started), from `/proc/<pid>/status` and the `children` of
+/// each.
+pub(crate) fn tree_memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let (mut rss, mut hwm) = memory_kib(pid)?;
+    let mut pending = children(pid);
+    let mut n_seen = 1;
+    while let Some(child) = pending.pop() {
+        if n_seen >= MAX_TREE {
+            break;
+        }
+        n_seen += 1;
+        if let Some((child_rss, child_hwm)) = memory_kib(child) {
+            rss += child_rss;
+            hwm += child_hwm;
+        }
+        pending.extend(children(child));
+    }
+    Some((rss, hwm))
+}
+
+/// The children of a process's main thread.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Resident set size and its peak of a process, in KiB, from `/proc/<pid>/status`.
-pub(crate) fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+fn memory_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -10,7 +10,8 @@ use nimbus_core::manifest::{self, Diagnostic, Manifest};
 use nimbus_core::services::Services;
 use nimbus_core::{FunctionSpec, LogLine, LogSink, LogStream};
 use nimbus_lambda::{
-    Code, LambdaConfig, LambdaExecutor, PackageCache, PackageSet, RuntimePackages,
+    Code, LambdaConfig, LambdaExecutor, PackageCache, PackageSet, RuntimePackages, Sandbox,
+    SandboxMode, SandboxSettings, UidRange,
 };
 use nimbus_server::{RedactingLogSink, Redactor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
@@ -551,6 +552,7 @@ impl App {
             init_timeout: Duration::from_secs(10),
             log_sink,
             packages: self.packages.clone(),
+            sandbox: sandbox(),
         }
     }
 
@@ -620,6 +622,43 @@ impl App {
             .with_context(|| format!("starting function {}", spec.name))?;
         Ok(Arc::new(executor))
     }
+}
+
+/// The sandbox of process functions, probed once per process from `NIMBUS_SANDBOX`
+/// (`auto`, the default, or `off`) and `NIMBUS_SANDBOX_UIDS` (the uids instances get when
+/// nimbus is root, `200000-265535` by default). What this machine does not let it
+/// enforce is printed once, as one warning.
+pub(crate) fn sandbox() -> Arc<Sandbox> {
+    static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| {
+            let mode = match std::env::var("NIMBUS_SANDBOX").as_deref() {
+                Ok("off") => SandboxMode::Off,
+                Ok("auto") | Err(_) => SandboxMode::Auto,
+                Ok(other) => {
+                    eprintln!(
+                        "warning: NIMBUS_SANDBOX={other} is neither auto nor off; using auto"
+                    );
+                    SandboxMode::Auto
+                }
+            };
+            let uids = match std::env::var("NIMBUS_SANDBOX_UIDS") {
+                Ok(text) => UidRange::parse(&text).unwrap_or_else(|e| {
+                    eprintln!(
+                        "warning: NIMBUS_SANDBOX_UIDS: {e}; using {}",
+                        UidRange::DEFAULT
+                    );
+                    UidRange::DEFAULT
+                }),
+                Err(_) => UidRange::DEFAULT,
+            };
+            let sandbox = Sandbox::probe(SandboxSettings { mode, uids });
+            if let Some(warning) = sandbox.warning() {
+                eprintln!("warning: {warning}");
+            }
+            sandbox
+        })
+        .clone()
 }
 
 /// Sends function output to the process log, tagged with function and request id.

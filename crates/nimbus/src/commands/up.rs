@@ -207,6 +207,7 @@ impl UpCommand {
         };
         let mut banner_lines = banner::lines(&launched.app.manifest, gateway, &mut next_fire);
         banner_lines.extend(launch.generated_keys);
+        banner_lines.push(format!("isolation: {}", crate::app::sandbox().describe()));
         print_banner(
             &launched.app.manifest.service,
             &launched.app.manifest.stage,

@@ -1,0 +1,707 @@
+//! The sandbox of process functions: what an instance sees, which user it runs as, and
+//! its limits, applied by bubblewrap before any of the function's code runs.
+//!
+//! As root (nimbus's usual way to run in containers and CI), every instance gets a uid
+//! of its own from a range (`setpriv` switches to it inside the sandbox, after
+//! bubblewrap, still root, has mounted the view), so an instance cannot signal, trace or
+//! read the environment of nimbus or of another instance, and the Runtime API can tell
+//! its instance's connections from anyone else's by the uid owning the socket.
+//! Not as root, bubblewrap puts each instance in a user and a pid namespace of its own
+//! instead: it runs under nimbus's uid, so the Runtime API cannot tell callers apart.
+//!
+//! The view (`View`) is built of read-only binds: the system's `/usr` and the few files
+//! of `/etc` programs need, the interpreter's installation, the app folder's entries
+//! except `.nimbus/` and `.git/`, and the folders nimbus prepared for the function
+//! (bootstraps, compiled TypeScript, installed requirements, the package cache); `/tmp`
+//! is a tmpfs of its own capped at the function's ephemeral storage.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::LambdaConfig;
+use crate::code::Code;
+
+/// How the operator wants process functions isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Sandbox every instance with what the machine offers, and say what it lacks.
+    Auto,
+    /// Run instances as plain child processes of nimbus, as before the sandbox existed.
+    Off,
+}
+
+/// The uids instances get when nimbus runs as root, one per live instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UidRange {
+    first: u32,
+    last: u32,
+}
+
+/// What the operator chose, before the machine is asked what it can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    pub uids: UidRange,
+}
+
+/// The sandbox in force for this process, probed once (`Sandbox::probe`) and shared by
+/// every function of every app.
+pub struct Sandbox {
+    kind: Kind,
+    uids: UidRange,
+    /// The next uid to try, so a uid given back is the last to be taken again.
+    next_uid: Mutex<u32>,
+    /// Each thing the machine does not let nimbus enforce, in a few words.
+    not_enforced: Vec<String>,
+}
+
+/// A uid lent to one instance: an exclusive lock on its file in the lock folder, which
+/// every nimbus process on the host shares, so two never hand out the same uid. The file
+/// holds a mark while the uid may have processes; `release` clears it once they are
+/// gone, and whoever takes a marked uid kills what is left first.
+pub(crate) struct UidLease {
+    pub(crate) uid: u32,
+    file: std::fs::File,
+}
+
+/// What one instance may see and use: built by the pool from its function's code.
+pub(crate) struct View {
+    pub(crate) sandbox: Arc<Sandbox>,
+    app_dir: PathBuf,
+    /// Folders and files outside the app folder's entries the instance reads.
+    read_only: Vec<PathBuf>,
+    /// The size of its `/tmp`.
+    tmp_bytes: u64,
+}
+
+enum Kind {
+    /// No sandbox; the reason says why, for `describe`.
+    Off(String),
+    /// nimbus is root: bubblewrap mounts the view, `setpriv` drops to the instance's uid.
+    Root {
+        bwrap: PathBuf,
+        setpriv: PathBuf,
+        system: Vec<SystemPath>,
+        /// The shared folder of uid lock files.
+        uid_dir: PathBuf,
+    },
+    /// nimbus is not root: a user and pid namespace per instance, under nimbus's uid.
+    User {
+        bwrap: PathBuf,
+        system: Vec<SystemPath>,
+    },
+}
+
+/// One top-level system path as the host has it: merged-/usr systems have `/bin` and
+/// `/lib` as links into `/usr`, others as folders.
+#[derive(Debug, Clone)]
+enum SystemPath {
+    Folder(PathBuf),
+    Link { path: PathBuf, target: PathBuf },
+}
+
+/// Where uid lock files live: root's, like the uids.
+const UID_LOCK_DIR: &str = "/run/nimbus/uids";
+
+/// Lambda's `ephemeralStorage` default: 512 MB of `/tmp`.
+const DEFAULT_TMP_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Lambda's limit on processes and threads of one execution environment.
+pub(crate) const MAX_PROCESSES: u64 = 1024;
+
+/// Top-level folders of the system every runtime needs, read-only.
+const SYSTEM_PATHS: [&str; 5] = ["/usr", "/bin", "/sbin", "/lib", "/lib64"];
+
+/// Files and folders of `/etc` that programs read to link, resolve names, check TLS
+/// certificates and know the time zone; nothing else of `/etc` (no `shadow`, no host
+/// configuration) is in the view.
+const ETC_PATHS: [&str; 20] = [
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "pki",
+    "resolv.conf",
+    "hosts",
+    "host.conf",
+    "nsswitch.conf",
+    "gai.conf",
+    "services",
+    "protocols",
+    "localtime",
+    "passwd",
+    "group",
+    "alternatives",
+    "mime.types",
+    "os-release",
+];
+
+impl UidRange {
+    /// 200000-265535: far above the uids distributions hand out to people and services,
+    /// and the 65536 of one subordinate range.
+    pub const DEFAULT: UidRange = UidRange {
+        first: 200_000,
+        last: 265_535,
+    };
+
+    /// Parses `FIRST-LAST` (inclusive); uid 0 and ranges of fewer than 16 uids are refused.
+    pub fn parse(text: &str) -> Result<UidRange, String> {
+        let (first, last) = text
+            .split_once('-')
+            .ok_or_else(|| format!("`{text}` is not a uid range like 200000-265535"))?;
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{s}` in `{text}` is not a uid"))
+        };
+        let (first, last) = (parse(first)?, parse(last)?);
+        if first == 0 || last < first.saturating_add(15) || last == u32::MAX {
+            return Err(format!(
+                "`{text}` must be at least 16 uids above 0, such as 200000-265535"
+            ));
+        }
+        Ok(UidRange { first, last })
+    }
+}
+
+impl std::fmt::Display for UidRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl Sandbox {
+    /// Finds out what this machine lets nimbus enforce: whether bubblewrap is installed
+    /// and can make namespaces here (it is run once), whether nimbus is root, and whether
+    /// cgroup v2 controllers are delegated.
+    pub fn probe(settings: SandboxSettings) -> Arc<Sandbox> {
+        let (kind, mut not_enforced) = match settings.mode {
+            SandboxMode::Off => (
+                Kind::Off("turned off by the operator".to_owned()),
+                vec!["the function sandbox (turned off): functions run as nimbus's user and read what it can".to_owned()],
+            ),
+            SandboxMode::Auto => probe_bubblewrap(settings.uids),
+        };
+        if !matches!(kind, Kind::Off(_)) {
+            // cgroup v2 limits are not applied yet; say so, with what the machine has.
+            not_enforced.push(match cgroup_v2_controllers() {
+                Some(controllers) if controllers.contains("memory") => {
+                    "cgroup v2 limits (memory, pids, CPU weight are delegated here but nimbus does not use them yet; rlimits and a resident-memory watch instead)".to_owned()
+                }
+                _ => "cgroup v2 limits (no delegated memory or pids controller on this machine; rlimits and a resident-memory watch instead)".to_owned(),
+            });
+        }
+        Sandbox::new(kind, settings.uids, not_enforced)
+    }
+
+    fn new(kind: Kind, uids: UidRange, not_enforced: Vec<String>) -> Arc<Sandbox> {
+        // Processes start at different places in the range, so they seldom try the
+        // same uids.
+        let offset = std::process::id() % (uids.last - uids.first + 1);
+        Arc::new(Sandbox {
+            kind,
+            uids,
+            next_uid: Mutex::new(uids.first + offset),
+            not_enforced,
+        })
+    }
+
+    /// One line saying the isolation in force, for `nimbus validate` and `nimbus up`.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Off(reason) => format!(
+                "none ({reason}): functions run as nimbus's user with the app folder as working directory"
+            ),
+            Kind::Root { .. } => format!(
+                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (512 MB), Runtime API for its own instance only; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
+                self.uids
+            ),
+            Kind::User { .. } => format!(
+                "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (512 MB); limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched"
+            ),
+        }
+    }
+
+    /// The one warning naming what this machine does not let nimbus enforce, if any.
+    pub fn warning(&self) -> Option<String> {
+        if self.not_enforced.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "function isolation: not enforced on this machine: {}",
+            self.not_enforced.join("; ")
+        ))
+    }
+
+    /// Whether instances are sandboxed at all.
+    pub fn is_enabled(&self) -> bool {
+        !matches!(self.kind, Kind::Off(_))
+    }
+
+    /// A uid for a new instance when each gets its own (nimbus is root), else `None`; an
+    /// error when every uid of the range is in use.
+    pub(crate) fn lease(&self) -> std::io::Result<Option<UidLease>> {
+        let Kind::Root { uid_dir, .. } = &self.kind else {
+            return Ok(None);
+        };
+        let mut next_uid = self
+            .next_uid
+            .lock()
+            .map_err(|_| std::io::Error::other("the uid cursor is poisoned"))?;
+        let n_uids = u64::from(self.uids.last - self.uids.first) + 1;
+        for _ in 0..n_uids {
+            let uid = *next_uid;
+            *next_uid = if uid >= self.uids.last {
+                self.uids.first
+            } else {
+                uid + 1
+            };
+            if let Some(lease) = UidLease::take(uid_dir, uid)? {
+                return Ok(Some(lease));
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "every uid of the sandbox range {} is in use by an instance",
+            self.uids
+        )))
+    }
+
+    /// The program and arguments that start `program args` inside the sandbox, or `None`
+    /// when the sandbox is off. `uid` is the instance's lease under `Kind::Root`.
+    pub(crate) fn command(
+        &self,
+        view: &View,
+        uid: Option<u32>,
+        program: &Path,
+        args: &[String],
+    ) -> Option<(PathBuf, Vec<OsString>)> {
+        command(&self.kind, view, uid, program, args)
+    }
+}
+
+/// `Sandbox::command` for a sandbox of this kind.
+fn command(
+    kind: &Kind,
+    view: &View,
+    uid: Option<u32>,
+    program: &Path,
+    args: &[String],
+) -> Option<(PathBuf, Vec<OsString>)> {
+    let (bwrap, system) = match kind {
+        Kind::Off(_) => return None,
+        Kind::Root { bwrap, system, .. } | Kind::User { bwrap, system } => (bwrap, system),
+    };
+    let mut cmd = Args::default();
+    cmd.flag("--die-with-parent");
+    cmd.flag("--unshare-ipc");
+    cmd.flag("--unshare-uts");
+    cmd.flag("--unshare-cgroup-try");
+    match kind {
+        Kind::User { .. } => {
+            // Under nimbus's own uid, only a pid namespace keeps the function from
+            // signalling or tracing nimbus and the other instances.
+            cmd.flag("--unshare-user");
+            cmd.flag("--disable-userns");
+            cmd.flag("--unshare-pid");
+            cmd.flag("--proc");
+            cmd.path("/proc");
+        }
+        _ => {
+            // A uid of its own already keeps it from other processes (signals,
+            // ptrace, /proc/PID/environ); the host's /proc keeps pids as nimbus sees
+            // them, which its logs and operators use.
+            cmd.bind("--ro-bind", Path::new("/proc"));
+        }
+    }
+    cmd.flag("--dev");
+    cmd.path("/dev");
+    for path in system {
+        match path {
+            SystemPath::Folder(path) => cmd.bind("--ro-bind", path),
+            SystemPath::Link { path, target } => {
+                cmd.flag("--symlink");
+                cmd.path(target);
+                cmd.path(path);
+            }
+        }
+    }
+    cmd.dir(Path::new("/etc"));
+    for name in ETC_PATHS {
+        cmd.bind("--ro-bind-try", &Path::new("/etc").join(name));
+    }
+    // A /tmp of its own, writable by any uid and capped like Lambda's ephemeral
+    // storage.
+    cmd.perms("1777");
+    cmd.flag("--size");
+    cmd.flag(&view.tmp_bytes.to_string());
+    cmd.flag("--tmpfs");
+    cmd.path("/tmp");
+    cmd.1.insert(PathBuf::from("/tmp"));
+    for path in interpreter_paths(program) {
+        cmd.bind("--ro-bind", &path);
+    }
+    // The app folder's own mode may keep other uids out (a 0700 temp folder); the
+    // instance sees it as a fresh 0755 folder holding its entries.
+    cmd.dir(&view.app_dir);
+    if let Ok(entries) = std::fs::read_dir(&view.app_dir) {
+        let mut names: Vec<OsString> = entries.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for name in names {
+            // The state folder holds the database, the secrets key and every other
+            // function's data; `.git` is never part of a deployment.
+            if name == ".nimbus" || name == ".git" {
+                continue;
+            }
+            cmd.bind("--ro-bind", &view.app_dir.join(name));
+        }
+    }
+    for path in &view.read_only {
+        cmd.bind("--ro-bind-try", path);
+    }
+    cmd.flag("--chdir");
+    cmd.path(&view.app_dir);
+    cmd.flag("--");
+    if let (Kind::Root { setpriv, .. }, Some(uid)) = (kind, uid) {
+        // bubblewrap runs as root to mount the view; the function never does.
+        cmd.path(setpriv);
+        for arg in [
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+            "--no-new-privs".to_owned(),
+            "--bounding-set=-all".to_owned(),
+            "--inh-caps=-all".to_owned(),
+            "--".to_owned(),
+        ] {
+            cmd.flag(&arg);
+        }
+    }
+    cmd.path(program);
+    for arg in args {
+        cmd.flag(arg);
+    }
+    Some((bwrap.clone(), cmd.0))
+}
+
+impl UidLease {
+    /// Locks `uid`'s file, unless another instance (of any nimbus process) holds it.
+    fn take(uid_dir: &Path, uid: u32) -> std::io::Result<Option<UidLease>> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(uid_dir.join(uid.to_string()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let mut mark = Vec::new();
+        file.read_to_end(&mut mark)?;
+        if !mark.is_empty() {
+            // Its last holder died before cleaning up: what it left must not share the
+            // uid with a new instance.
+            crate::spawn::kill_uid(uid);
+        }
+        file.rewind()?;
+        file.write_all(b"in use")?;
+        Ok(Some(UidLease { uid, file }))
+    }
+
+    /// Clears the mark once no process of the uid is left; dropping the lease unlocks it.
+    pub(crate) fn release(self) {
+        let _ = self.file.set_len(0);
+    }
+}
+
+impl View {
+    /// The view of an instance of a function with `code`, in the app `cfg` describes.
+    pub(crate) fn new(cfg: &LambdaConfig, code: &Code) -> View {
+        let mut read_only = vec![cfg.runtime_dir.clone()];
+        match code {
+            Code::NodeBuilt {
+                built, module_dirs, ..
+            } => {
+                if let Some(dir) = built.parent() {
+                    read_only.push(dir.to_owned());
+                }
+                read_only.extend(module_dirs.iter().cloned());
+            }
+            Code::Python {
+                dependencies: Some(dependencies),
+                ..
+            } => read_only.push(dependencies.clone()),
+            Code::Provided(bootstrap) if !bootstrap.starts_with(&cfg.app_dir) => {
+                read_only.push(bootstrap.clone());
+            }
+            _ => {}
+        }
+        read_only.extend(cfg.packages.node.iter().cloned());
+        read_only.extend(cfg.packages.python.iter().cloned());
+        View {
+            sandbox: cfg.sandbox.clone(),
+            app_dir: cfg.app_dir.clone(),
+            read_only,
+            tmp_bytes: DEFAULT_TMP_BYTES,
+        }
+    }
+
+    /// The size of the instance's `/tmp`, in bytes.
+    pub(crate) fn tmp_bytes(&self) -> u64 {
+        self.tmp_bytes
+    }
+}
+
+/// bubblewrap's command line, built flag by flag, with the folders it was told to make.
+#[derive(Default)]
+struct Args(Vec<OsString>, BTreeSet<PathBuf>);
+
+impl Args {
+    fn flag(&mut self, flag: &str) {
+        self.0.push(flag.into());
+    }
+
+    fn path(&mut self, path: impl AsRef<Path>) {
+        self.0.push(path.as_ref().as_os_str().to_owned());
+    }
+
+    /// `--ro-bind PATH PATH`: the host's path at the same place inside. Its missing
+    /// ancestors are made 0755 first: bubblewrap would make them 0700, which only root
+    /// could pass.
+    fn bind(&mut self, how: &str, path: &Path) {
+        let ancestors: Vec<PathBuf> = path
+            .ancestors()
+            .skip(1)
+            .filter(|dir| dir.parent().is_some())
+            .map(Path::to_owned)
+            .collect();
+        for dir in ancestors.into_iter().rev() {
+            self.dir(&dir);
+        }
+        self.flag(how);
+        self.path(path);
+        self.path(path);
+    }
+
+    /// `--dir PATH` with mode 0755, once per path.
+    fn dir(&mut self, path: &Path) {
+        if self.1.insert(path.to_owned()) {
+            self.perms("0755");
+            self.flag("--dir");
+            self.path(path);
+        }
+    }
+
+    /// The mode of the next folder or tmpfs bubblewrap creates.
+    fn perms(&mut self, mode: &str) {
+        self.flag("--perms");
+        self.flag(mode);
+    }
+}
+
+/// The installation an interpreter outside the system folders needs (pyenv, nvm, a
+/// virtualenv): the folder above its `bin/`, for the path as given and as resolved.
+/// A folder too close to `/` (`/root`, `/opt`) is never bound whole; only the program.
+fn interpreter_paths(program: &Path) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let resolved = std::fs::canonicalize(program).ok();
+    for program in std::iter::once(program.to_owned()).chain(resolved) {
+        if !program.is_absolute() || is_system(&program) {
+            continue;
+        }
+        let prefix = program
+            .parent()
+            .filter(|bin| bin.file_name().is_some_and(|n| n == "bin"))
+            .and_then(Path::parent)
+            .filter(|prefix| prefix.components().count() >= 4);
+        let path = prefix.map_or_else(|| program.clone(), Path::to_owned);
+        if !paths.contains(&path) {
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+fn is_system(path: &Path) -> bool {
+    SYSTEM_PATHS.iter().any(|system| path.starts_with(system))
+}
+
+/// The top-level system paths of this host, as folders or links.
+fn system_paths() -> Vec<SystemPath> {
+    SYSTEM_PATHS
+        .iter()
+        .filter_map(|path| {
+            let path = PathBuf::from(path);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).ok()?;
+                Some(SystemPath::Link { path, target })
+            } else if meta.is_dir() {
+                Some(SystemPath::Folder(path))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Which sandbox this machine allows, and what it lacks.
+fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
+    let Some(bwrap) = crate::spawn::find_program("bwrap") else {
+        return (
+            Kind::Off("bubblewrap is not installed".to_owned()),
+            vec!["the function sandbox (bubblewrap `bwrap` is not installed: apt-get install bubblewrap); functions run as nimbus's user and read what it can".to_owned()],
+        );
+    };
+    let system = system_paths();
+    let kind = if crate::spawn::is_root() {
+        match crate::spawn::find_program("setpriv") {
+            Some(setpriv) => {
+                let uid_dir = PathBuf::from(UID_LOCK_DIR);
+                if let Err(e) = create_private_dir(&uid_dir) {
+                    return (
+                        Kind::Off(format!("{} cannot be made: {e}", uid_dir.display())),
+                        vec![format!(
+                            "the function sandbox ({} for uid locks cannot be made: {e}); functions run as root",
+                            uid_dir.display()
+                        )],
+                    );
+                }
+                Kind::Root {
+                    bwrap,
+                    setpriv,
+                    system,
+                    uid_dir,
+                }
+            }
+            None => {
+                return (
+                    Kind::Off("setpriv is not installed".to_owned()),
+                    vec!["the function sandbox (util-linux `setpriv` is not installed); functions run as root".to_owned()],
+                );
+            }
+        }
+    } else {
+        Kind::User { bwrap, system }
+    };
+    let mut not_enforced = Vec::new();
+    if let Kind::User { .. } = kind {
+        not_enforced.push(
+            "a uid per instance (nimbus is not root), so an instance could reach another's Runtime API port".to_owned(),
+        );
+    }
+    // Try the real thing once: a container may forbid the namespaces bubblewrap needs.
+    let view = View {
+        sandbox: Sandbox::new(Kind::Off(String::new()), uids, Vec::new()),
+        // Not a real folder: the view holds nothing of the host but the system.
+        app_dir: PathBuf::from("/nimbus-sandbox-probe"),
+        read_only: Vec::new(),
+        tmp_bytes: 1024 * 1024,
+    };
+    let Some((program, args)) = command(
+        &kind,
+        &view,
+        Some(uids.first),
+        Path::new("/bin/sh"),
+        &["-c".to_owned(), "exit 0".to_owned()],
+    ) else {
+        return (kind, not_enforced);
+    };
+    match crate::spawn::run_probe(&program, &args) {
+        Ok(()) => (kind, not_enforced),
+        Err(detail) => (
+            Kind::Off(format!("bubblewrap cannot run here: {detail}")),
+            vec![format!(
+                "the function sandbox (bubblewrap cannot make its namespaces here: {detail}); functions run as nimbus's user and read what it can"
+            )],
+        ),
+    }
+}
+
+/// Makes `dir` and its parents, readable by root alone.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// The controllers of the cgroup v2 hierarchy, pure (`/sys/fs/cgroup`) or hybrid
+/// (`/sys/fs/cgroup/unified`), if there is one.
+fn cgroup_v2_controllers() -> Option<String> {
+    [
+        "/sys/fs/cgroup/cgroup.controllers",
+        "/sys/fs/cgroup/unified/cgroup.controllers",
+    ]
+    .iter()
+    .find_map(|path| std::fs::read_to_string(path).ok())
+    .filter(|controllers| !controllers.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_ranges_parse_and_refuse_root_and_tiny_ranges() {
+        assert_eq!(UidRange::parse("200000-265535"), Ok(UidRange::DEFAULT));
+        assert!(UidRange::parse("0-100").is_err());
+        assert!(UidRange::parse("1000-1001").is_err());
+        assert!(UidRange::parse("abc").is_err());
+        assert!(UidRange::parse("5-x").is_err());
+    }
+
+    #[test]
+    fn interpreters_outside_the_system_bring_their_installation_only() {
+        assert_eq!(
+            interpreter_paths(Path::new("/usr/bin/node-does-not-exist")),
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            interpreter_paths(Path::new("/root/.pyenv/versions/3.11.7/bin/python3-x")),
+            vec![PathBuf::from("/root/.pyenv/versions/3.11.7")]
+        );
+        // Never a whole home folder.
+        assert_eq!(
+            interpreter_paths(Path::new("/root/bin/python3-x")),
+            vec![PathBuf::from("/root/bin/python3-x")]
+        );
+    }
+
+    #[test]
+    fn a_uid_is_lent_to_one_instance_at_a_time_across_processes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sandbox = Sandbox::new(
+            Kind::Root {
+                bwrap: PathBuf::from("/usr/bin/bwrap"),
+                setpriv: PathBuf::from("/usr/bin/setpriv"),
+                system: Vec::new(),
+                uid_dir: dir.path().to_owned(),
+            },
+            UidRange {
+                first: 1000,
+                last: 1015,
+            },
+            Vec::new(),
+        );
+        let mut held: Vec<UidLease> = (0..16)
+            .filter_map(|_| sandbox.lease().ok().flatten())
+            .collect();
+        assert_eq!(held.len(), 16);
+        assert!(sandbox.lease().is_err(), "all 16 uids are in use");
+        let freed = held.remove(3);
+        let uid = freed.uid;
+        freed.release();
+        assert_eq!(
+            sandbox.lease().ok().flatten().map(|lease| lease.uid),
+            Some(uid)
+        );
+    }
+}
