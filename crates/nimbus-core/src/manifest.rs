@@ -34,6 +34,7 @@ mod resources;
 mod routes;
 mod schema;
 mod sources;
+mod streams;
 mod tables;
 mod tree;
 mod vars;

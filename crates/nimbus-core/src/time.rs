@@ -10,6 +10,16 @@ pub fn unix_micros(time: SystemTime) -> i64 {
     }
 }
 
+/// The time `us` microseconds after the Unix epoch (before it when negative).
+pub fn from_unix_micros(us: i64) -> SystemTime {
+    let magnitude = std::time::Duration::from_micros(us.unsigned_abs());
+    if us >= 0 {
+        UNIX_EPOCH + magnitude
+    } else {
+        UNIX_EPOCH - magnitude
+    }
+}
+
 /// `2024-01-31T12:34:56.789Z`: RFC 3339 in UTC with milliseconds, as Lambda logs write it.
 pub fn rfc3339_millis(time: SystemTime) -> String {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();

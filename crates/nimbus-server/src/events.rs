@@ -8,6 +8,7 @@
 
 mod filter;
 mod shapes;
+mod streams;
 mod triggers;
 
 use std::collections::{BTreeMap, HashMap};
@@ -220,7 +221,6 @@ impl Events {
     }
 
     /// The waker of a stream's consumers.
-    #[expect(dead_code, reason = "the stream consumers land next")]
     pub(crate) fn stream_waker(&self, stream: &str) -> Arc<Notify> {
         let mut wakers = self
             .stream_wakers

@@ -47,6 +47,8 @@ pub(crate) enum Trigger {
     Sns,
     S3,
     Schedule,
+    /// A stream event source mapping (DynamoDB Streams, Kinesis).
+    Stream,
 }
 
 /// The facts of one finished invocation.
@@ -289,6 +291,7 @@ impl Trigger {
             Trigger::Sns => "sns",
             Trigger::S3 => "s3",
             Trigger::Schedule => "schedule",
+            Trigger::Stream => "stream",
         }
     }
 }

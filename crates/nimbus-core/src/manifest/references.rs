@@ -80,6 +80,7 @@ impl Cx<'_> {
             Kind::Bucket => self.app.resources.buckets.contains(&name),
             Kind::Kv => true,
             Kind::Table => self.app.resources.tables.iter().any(|t| t.name == name),
+            Kind::Stream => self.app.resources.streams.iter().any(|s| s.name == name),
         };
         let by_logical_id = match (kind, self.app.logical_ids.get(&name)) {
             (Kind::Queue, Some(Logical::Queue(real)))
@@ -173,7 +174,7 @@ impl Cx<'_> {
     /// `Name` suffix is tried too; then the stack's own name, for stacks named after the
     /// one resource they hold (`${cf:order-queue.Arn}`).
     fn cf_logical(&self, stack: &str, output: &str) -> Option<&Logical> {
-        let candidates = ["", "Arn", "Url", "Name"]
+        let candidates = ["", "StreamArn", "Arn", "Url", "Name"]
             .iter()
             .filter_map(|suffix| output.strip_suffix(suffix).filter(|id| !id.is_empty()));
         candidates
@@ -306,7 +307,9 @@ impl Cx<'_> {
         }
         match self.app.logical_ids.get(id) {
             // `Ref` of a bucket or table is its name; of a topic its ARN; of a queue its URL.
-            Some(Logical::Bucket(name) | Logical::Table(name)) => Ok(name.clone()),
+            Some(Logical::Bucket(name) | Logical::Table(name) | Logical::Stream(name)) => {
+                Ok(name.clone())
+            }
             Some(Logical::Queue(name)) => Ok(crate::queue_url(name)),
             Some(Logical::EventBus(name)) => Ok(name.clone()),
             Some(logical @ Logical::Topic(_)) => Ok(logical.arn().unwrap_or_default()),
@@ -337,9 +340,10 @@ impl Cx<'_> {
                 Ok(name.clone())
             }
             (Logical::Table(name), "Arn") => Ok(self.table_arn(name)),
+            (Logical::Stream(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
             (Logical::EventBus(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
             (Logical::EventBus(name), "Name") => Ok(name.clone()),
-            // Streams are not served yet; the ARN names the table's stream as AWS does.
+            // The label is the table's creation time on AWS; nimbus accepts any label.
             (Logical::Table(name), "StreamArn") => Ok(format!(
                 "{}/stream/1970-01-01T00:00:00.000",
                 self.table_arn(name)

@@ -56,6 +56,7 @@ pub(super) struct Sections<'a> {
     pub(super) buckets: Option<&'a Entry>,
     pub(super) kv: Option<&'a Entry>,
     pub(super) tables: Option<&'a Entry>,
+    pub(super) streams: Option<&'a Entry>,
     pub(super) resources: Option<&'a Entry>,
 }
 
@@ -66,6 +67,7 @@ pub(super) enum Kind {
     Bucket,
     Kv,
     Table,
+    Stream,
 }
 
 /// What a CloudFormation logical id declares.
@@ -75,6 +77,8 @@ pub(super) enum Logical {
     Topic(String),
     Bucket(String),
     Table(String),
+    /// An `AWS::Kinesis::Stream`, by its name.
+    Stream(String),
     /// An `AWS::Events::EventBus`, by its name.
     EventBus(String),
     /// A resource type nimbus does not model.
@@ -107,6 +111,7 @@ impl Kind {
             Kind::Bucket => "bucket",
             Kind::Kv => "KV namespace",
             Kind::Table => "table",
+            Kind::Stream => "stream",
         }
     }
 }
@@ -120,6 +125,7 @@ impl Logical {
             Logical::Topic(name) => Some(format!("arn:aws:sns:*:*:{name}")),
             Logical::Bucket(name) => Some(format!("arn:aws:s3:::{name}")),
             Logical::Table(name) => Some(crate::tables::table_arn("*", name)),
+            Logical::Stream(name) => Some(crate::streams::stream_arn("*", name)),
             Logical::EventBus(name) => Some(format!("arn:aws:events:*:*:event-bus/{name}")),
             Logical::Other(_) => None,
         }
@@ -155,6 +161,11 @@ impl Cx<'_> {
         if let Some(entry) = sections.tables {
             for (name, node, pos, key) in self.named_items(entry) {
                 self.table_section_item(&name, node.as_ref(), pos, &key);
+            }
+        }
+        if let Some(entry) = sections.streams {
+            for (name, node, pos, key) in self.named_items(entry) {
+                self.stream_section_item(&name, node.as_ref(), pos, &key);
             }
         }
         for redrive in later.redrives {
@@ -200,6 +211,7 @@ impl Cx<'_> {
             Kind::Bucket => self.app.resources.buckets.iter().any(|b| b == name),
             Kind::Kv => self.app.resources.kv_namespaces.iter().any(|n| n == name),
             Kind::Table => self.app.resources.tables.iter().any(|t| t.name == name),
+            Kind::Stream => self.app.resources.streams.iter().any(|s| s.name == name),
         };
         if !declared {
             let hint = match kind {
@@ -210,6 +222,7 @@ impl Cx<'_> {
                 Kind::Bucket => "add it under `buckets:` or `resources`",
                 Kind::Kv => "add it under `kv:`",
                 Kind::Table => "add it under `tables:` or `resources`",
+                Kind::Stream => "add it under `streams:` or `resources`",
             };
             self.error(
                 pos,
@@ -325,6 +338,9 @@ impl Cx<'_> {
                 "AWS::DynamoDB::Table" => {
                     Logical::Table(name("TableName", self).unwrap_or_else(|| entry.key.clone()))
                 }
+                "AWS::Kinesis::Stream" => {
+                    Logical::Stream(name("Name", self).unwrap_or_else(|| entry.key.clone()))
+                }
                 "AWS::Events::EventBus" => {
                     Logical::EventBus(name("Name", self).unwrap_or_else(|| entry.key.clone()))
                 }
@@ -372,6 +388,7 @@ impl Cx<'_> {
                     self.declare_simple(Kind::Bucket, &name, entry.key_pos, &key);
                 }
                 Logical::Table(name) => self.cf_table(&name, &props, entry.key_pos, &props_key),
+                Logical::Stream(name) => self.cf_stream(&name, &props, entry.key_pos, &props_key),
                 Logical::EventBus(name) => {
                     for prop in &props {
                         if prop.key != "Name" {
@@ -968,7 +985,7 @@ impl Cx<'_> {
             match kind {
                 Kind::Bucket => self.app.resources.buckets.push(name.to_owned()),
                 Kind::Kv => self.app.resources.kv_namespaces.push(name.to_owned()),
-                Kind::Queue | Kind::Topic | Kind::Table => {}
+                Kind::Queue | Kind::Topic | Kind::Table | Kind::Stream => {}
             }
         }
     }
@@ -991,7 +1008,7 @@ impl Cx<'_> {
     }
 
     /// Records where `name` is declared; `false` (and an error) if it already was.
-    fn declare(&mut self, kind: Kind, name: &str, pos: Pos, key: &str) -> bool {
+    pub(super) fn declare(&mut self, kind: Kind, name: &str, pos: Pos, key: &str) -> bool {
         if let Some(first) = self.app.declared_at.get(&(kind, name.to_owned())) {
             let message = format!(
                 "{} `{name}` is already declared at line {}",
@@ -1040,6 +1057,13 @@ impl Cx<'_> {
             Kind::Kv => (
                 !name.is_empty() && name.len() <= 64 && word_chars(name),
                 "1 to 64 letters, digits, `-` and `_`",
+            ),
+            Kind::Stream => (
+                (1..=128).contains(&name.len())
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')),
+                "1 to 128 letters, digits, `-`, `_` and `.`",
             ),
             Kind::Table => (
                 (3..=255).contains(&name.len())

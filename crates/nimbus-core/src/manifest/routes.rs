@@ -102,7 +102,7 @@ impl Cx<'_> {
             let route = match entry.key.as_str() {
                 "http" => self.route(&entry.value, &event_key, ApiKind::Rest, false),
                 "httpApi" => self.route(&entry.value, &event_key, ApiKind::Http, http_api_cors),
-                "sqs" | "sns" | "s3" | "schedule" | "eventBridge" => {
+                "sqs" | "sns" | "s3" | "schedule" | "eventBridge" | "stream" | "dynamodb" => {
                     out.sources.extend(self.event_source(
                         entry,
                         &event_key,

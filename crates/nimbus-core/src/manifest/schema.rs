@@ -146,6 +146,7 @@ impl Cx<'_> {
                 "buckets" => sections.buckets = Some(entry),
                 "kv" => sections.kv = Some(entry),
                 "tables" => sections.tables = Some(entry),
+                "streams" => sections.streams = Some(entry),
                 _ => self.warn(entry.key_pos, key, "not modelled by nimbus; ignored"),
             }
         }

@@ -56,6 +56,11 @@ impl Cx<'_> {
                 .map(EventSource::Schedule)
                 .collect(),
             "eventBridge" => self.event_bridge(&entry.value, key, function, n_schedules),
+            "stream" => self.stream_event(&entry.value, key).into_iter().collect(),
+            "dynamodb" => self
+                .dynamodb_event(&entry.value, key, entry.key_pos)
+                .into_iter()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -506,7 +511,7 @@ impl Cx<'_> {
     }
 
     /// An event's value, except that `${cf:..}` is left for the reference to resolve.
-    fn read_event(&mut self, node: &Node, key: &str) -> Node {
+    pub(super) fn read_event(&mut self, node: &Node, key: &str) -> Node {
         if is_cf_reference(node) {
             node.clone()
         } else {
@@ -534,7 +539,7 @@ impl Cx<'_> {
 
 /// A mapping that is a CloudFormation intrinsic (`{ Ref: X }`, `{ Fn::GetAtt: [X, Arn] }`)
 /// rather than an event's settings.
-fn is_reference_map(entries: &[Entry]) -> bool {
+pub(super) fn is_reference_map(entries: &[Entry]) -> bool {
     matches!(entries, [entry] if is_intrinsic(&entry.key))
 }
 

@@ -1,7 +1,8 @@
 //! Tables: `AWS::DynamoDB::Table` resources and the `tables:` section.
 //!
 //! BillingMode and throughput settings mean nothing to nimbus and are accepted silently;
-//! StreamSpecification is recorded (streams are not served yet).
+//! a StreamSpecification gives the table a change stream (`streams.rs` reads the events
+//! that consume it).
 
 use crate::tables::{IndexSpec, KeyAttribute, Projection, ScalarType, TableSpec};
 
@@ -307,14 +308,31 @@ impl Cx<'_> {
     fn stream_specification(&mut self, node: &Node, key: &str) -> Option<String> {
         let pos = self.read(node, key).pos;
         let fields = self.mapping(node, key, "a mapping with `StreamViewType`")?;
-        let view = self.field_string(&fields, "StreamViewType", pos, key)?;
+        // `StreamEnabled: false` (the form DynamoDB's own API uses) turns the stream off.
+        if let Some(entry) = fields.iter().find(|e| e.key == "StreamEnabled")
+            && self.boolean(&entry.value, &join_key(key, "StreamEnabled")) == Some(false)
+        {
+            return None;
+        }
+        let entry = fields.iter().find(|e| e.key == "StreamViewType");
+        let Some(entry) = entry else {
+            self.error(pos, key, "missing `StreamViewType`");
+            return None;
+        };
+        let value = self.read(&entry.value, &join_key(key, "StreamViewType"));
+        self.stream_view(&value, &join_key(key, "StreamViewType"))
+    }
+
+    /// A StreamViewType.
+    fn stream_view(&mut self, node: &Node, key: &str) -> Option<String> {
+        let view = self.string(node, key, "a StreamViewType")?;
         match view.as_str() {
             "NEW_IMAGE" | "OLD_IMAGE" | "NEW_AND_OLD_IMAGES" | "KEYS_ONLY" => Some(view),
             other => {
                 let message = format!(
                     "expected NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or KEYS_ONLY, got {other:?}"
                 );
-                self.error(pos, &join_key(key, "StreamViewType"), message);
+                self.error(node.pos, key, message);
                 None
             }
         }
@@ -341,7 +359,8 @@ impl Cx<'_> {
         }
     }
 
-    /// `tables: { NAME: { partitionKey, sortKey, indexes, ttl } }` in nimbus.yaml; a key
+    /// `tables: { NAME: { partitionKey, sortKey, indexes, ttl, stream } }` in nimbus.yaml
+    /// (`stream` a StreamViewType such as `NEW_AND_OLD_IMAGES`); a key
     /// is a name (a string attribute) or `{ name, type: S | N | B }`.
     pub(super) fn table_section_item(
         &mut self,
@@ -365,9 +384,14 @@ impl Cx<'_> {
         let mut sort_key = None;
         let mut global_indexes = Vec::new();
         let mut ttl_attribute = None;
+        let mut stream_view = None;
         for field in &fields {
             let field_key = join_key(key, &field.key);
             match field.key.as_str() {
+                "stream" => {
+                    let value = self.read(&field.value, &field_key);
+                    stream_view = self.stream_view(&value, &field_key);
+                }
                 "partitionKey" => partition_key = self.section_key(&field.value, &field_key),
                 "sortKey" => sort_key = self.section_key(&field.value, &field_key),
                 "indexes" => {
@@ -406,7 +430,7 @@ impl Cx<'_> {
                 global_indexes,
                 local_indexes: Vec::new(),
                 ttl_attribute,
-                stream_view: None,
+                stream_view,
             },
             pos,
             key,

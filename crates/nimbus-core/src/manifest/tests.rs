@@ -216,6 +216,15 @@ fn summary(manifest: &super::Manifest) -> String {
             }
         }
     }
+    for stream in &resources.streams {
+        let _ = writeln!(
+            out,
+            "stream {}: {} shards, retention {}h",
+            stream.name,
+            stream.shards,
+            stream.retention.as_secs() / 3600
+        );
+    }
     for webhook in &manifest.policies.webhooks {
         let _ = writeln!(
             out,
@@ -304,6 +313,34 @@ fn event_summary(event: &EventSource) -> String {
             }
             if let Some(path) = &rule.input_path {
                 let _ = write!(line, " inputPath {path}");
+            }
+            line
+        }
+        EventSource::Stream(stream) => {
+            let mut line = format!(
+                "stream {} batch {} window {}s from {:?} retries {:?} max age {:?} factor {}",
+                stream.stream,
+                stream.batch_size,
+                stream.batch_window.as_secs(),
+                stream.starting_position,
+                stream.maximum_retry_attempts,
+                stream.maximum_record_age.map(|age| age.as_secs()),
+                stream.parallelization_factor,
+            );
+            if stream.bisect_on_error {
+                line.push_str(" bisect");
+            }
+            if stream.report_batch_item_failures {
+                line.push_str(" report-failures");
+            }
+            if let Some(destination) = &stream.on_failure {
+                let _ = write!(line, " on failure {destination:?}");
+            }
+            for pattern in &stream.filter_patterns {
+                let _ = write!(line, " filter {pattern}");
+            }
+            if !stream.enabled {
+                line.push_str(" disabled");
             }
             line
         }
@@ -834,6 +871,7 @@ fn event_sources_are_read_and_other_event_types_warn() {
         service: s
         provider: { runtime: python3.11 }
         queues: [q]
+        streams: [clicks]
         functions:
           f:
             handler: f.handler
@@ -842,7 +880,7 @@ fn event_sources_are_read_and_other_event_types_warn() {
               - sns: topic
               - s3: bucket
               - schedule: rate(1 minute)
-              - stream: arn:stream
+              - stream: arn:aws:kinesis:us-east-1:123456789012:stream/clicks
               - alb: { listenerArn: x, priority: 1, conditions: { path: /x } }
               - websocket: $connect
               - eventBridge: { pattern: {} }
@@ -850,22 +888,23 @@ fn event_sources_are_read_and_other_event_types_warn() {
         ",
         expect![[r#"
             service s, stage dev, region us-east-1
-            function f: python3.11 f.handler (line 6), 1024 MB, 6s
+            function f: python3.11 f.handler (line 7), 1024 MB, 6s
               Python { minor: 11 }
               sqs q batch 10 window 0s
               sns topic
               s3 bucket s3:ObjectCreated:* prefix None suffix None
               schedule f-schedule-1 rate(1 minute)
+              stream clicks batch 10 window 0s from TrimHorizon retries None max age None factor 1
               eventBridge default pattern {}
-              not served: stream, alb, websocket, cloudwatchLog
+              not served: alb, websocket, cloudwatchLog
               grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:q
             queue q: visibility 30s, delay 0s, retention 345600s
             topic topic
             buckets bucket
-            warning serverless.yml:12:9: functions.f.events[4].stream: `stream` events are not yet served by nimbus; ignored
-            warning serverless.yml:13:9: functions.f.events[5].alb: `alb` events are not yet served by nimbus; ignored
-            warning serverless.yml:14:9: functions.f.events[6].websocket: `websocket` events are not yet served by nimbus; ignored
-            warning serverless.yml:16:9: functions.f.events[8].cloudwatchLog: `cloudwatchLog` events are not yet served by nimbus; ignored
+            stream clicks: 1 shards, retention 24h
+            warning serverless.yml:14:9: functions.f.events[5].alb: `alb` events are not yet served by nimbus; ignored
+            warning serverless.yml:15:9: functions.f.events[6].websocket: `websocket` events are not yet served by nimbus; ignored
+            warning serverless.yml:17:9: functions.f.events[8].cloudwatchLog: `cloudwatchLog` events are not yet served by nimbus; ignored
         "#]],
     );
 }
@@ -3166,9 +3205,9 @@ fn grants_on_unmodelled_resources_are_warnings() {
               Node { major: 20 }
               grant dynamodb:GetItem,dynamodb:PutItem on table:todos,table:todos
             table todos: hash id S
+            stream Events: 1 shards, retention 24h
             warning serverless.yml:11:15: provider.iam.role.statements[0].Resource[1]: "todos" is not a resource nimbus models; ignored
-            warning serverless.yml:15:21: provider.iam.role.statements[1].Resource: `Events` is a `AWS::Kinesis::Stream` resource, which nimbus does not model; this grant leaves it out
-            warning serverless.yml:26:21: resources.Resources.Events.Type: `AWS::Kinesis::Stream` resources are not modelled by nimbus; ignored
+            warning serverless.yml:15:21: provider.iam.role.statements[1].Resource: "arn:aws:kinesis:*:123456789012:stream/Events" is not a resource nimbus models; ignored
         "#]],
     );
 }

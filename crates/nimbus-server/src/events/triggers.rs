@@ -53,6 +53,13 @@ impl Events {
                             ));
                         }
                     }
+                    EventSource::Stream(stream) if stream.enabled => {
+                        tasks.spawn(self.clone().consume_stream(
+                            idx,
+                            stream.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
                     EventSource::Schedule(schedule) if schedule.enabled => {
                         tasks.spawn(self.clone().run_schedule(
                             idx,
@@ -555,7 +562,7 @@ fn message_trace(message: &ReceivedMessage) -> TraceContext {
 
 /// The message ids of `{"batchItemFailures": [{"itemIdentifier": id}]}`; `None` when the
 /// response is not of that shape. An empty or null response means no failures.
-fn failed_items(response: &[u8]) -> Option<Vec<String>> {
+pub(super) fn failed_items(response: &[u8]) -> Option<Vec<String>> {
     let value: serde_json::Value = serde_json::from_slice(response).ok()?;
     if value.is_null() {
         return Some(Vec::new());
