@@ -95,7 +95,7 @@ pub(crate) fn load_with_engine(
             MANIFEST_NAMES.join(", ")
         );
     };
-    let source = std::fs::read_to_string(&manifest_path)
+    let source = read_bounded(&manifest_path)
         .with_context(|| format!("reading manifest {}", manifest_path.display()))?;
     let file_name = manifest_path
         .file_name()
@@ -211,10 +211,25 @@ impl manifest::FileSource for AppFiles {
                 self.dir.display()
             ));
         }
-        std::fs::read_to_string(&real)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        read_bounded(&real).map(Some).map_err(|e| e.to_string())
     }
+}
+
+/// The text of a manifest or variable file, read up to one byte past
+/// `manifest::MAX_MANIFEST_BYTES`: the parser refuses a longer text, so a huge file is
+/// never read whole.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let limit = u64::try_from(manifest::MAX_MANIFEST_BYTES).unwrap_or(u64::MAX);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > manifest::MAX_MANIFEST_BYTES {
+        // Cut anywhere, perhaps inside a character; the parser only looks at the length.
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// `${sls:instanceId}`: the Framework's is the time it started, in milliseconds.

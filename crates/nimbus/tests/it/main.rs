@@ -12,6 +12,7 @@ mod aws_s3;
 mod aws_sdk_v2;
 mod aws_sns;
 mod aws_sqs;
+mod bounds;
 mod cli;
 mod deploy;
 mod dev;
