@@ -29,6 +29,7 @@ mod runtimes;
 mod sdk;
 mod secrets;
 mod stage;
+mod streams;
 mod typescript;
 mod wasm;
 mod wsgi;
