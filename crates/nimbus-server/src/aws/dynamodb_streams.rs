@@ -10,8 +10,8 @@ use axum::response::Response;
 use http::StatusCode;
 use md5::Digest as _;
 use nimbus_core::streams::{
-    ReadFrom, StreamDescription, StreamError, StreamRecord, parse_sequence_number, parse_shard_id,
-    sequence_number, shard_id, stream_label, table_of_stream, table_stream_arn,
+    ReadFrom, StreamDescription, StreamError, StreamRecord, parse_sequence_number, sequence_number,
+    stream_label, table_of_stream, table_stream_arn,
 };
 use nimbus_core::tables::TableSpec;
 use serde_json::{Map, Value as Json, json};
@@ -274,6 +274,21 @@ pub(crate) fn record_json(record: &StreamRecord, region: &str) -> Option<Json> {
     Some(out)
 }
 
+/// DynamoDB Streams' shard id: longer than Kinesis's (the SDKs want 28 characters or
+/// more), `shardId-00000000000000000003-00000000`.
+fn shard_id(shard: u32) -> String {
+    format!("shardId-{shard:020}-00000000")
+}
+
+/// The shard a DynamoDB Streams shard id names.
+fn parse_shard_id(id: &str) -> Option<u32> {
+    let (digits, suffix) = id.strip_prefix("shardId-")?.split_once('-')?;
+    if suffix != "00000000" || digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// The table a stream ARN names: `arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`,
 /// any region, account and label.
 fn table_of_arn(arn: &str) -> Res<&str> {
@@ -448,6 +463,18 @@ impl From<StreamOpError> for StreamsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shard_ids_are_long_enough_for_the_sdks_and_read_back() {
+        assert_eq!(shard_id(3), "shardId-00000000000000000003-00000000");
+        assert!(shard_id(0).len() >= 28);
+        assert_eq!(parse_shard_id(&shard_id(63)), Some(63));
+        assert_eq!(parse_shard_id("shardId-000000000003"), None);
+        assert_eq!(
+            parse_shard_id("shardId-0000000000000000000x-00000000"),
+            None
+        );
+    }
 
     #[test]
     fn stream_arns_name_their_table_whatever_the_label() {

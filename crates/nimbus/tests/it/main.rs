@@ -7,6 +7,7 @@ mod auth;
 mod aws_cli;
 mod aws_dynamodb;
 mod aws_events;
+mod aws_kinesis;
 mod aws_lambda;
 mod aws_s3;
 mod aws_sdk_v2;
