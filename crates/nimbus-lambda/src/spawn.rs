@@ -96,7 +96,8 @@ pub(crate) fn spawn_instance(
     cmd.spawn()
 }
 
-/// The rlimits of a sandboxed instance: no core files; files no larger than its /tmp;
+/// The rlimits of a sandboxed instance: no core files; files no larger than its /tmp
+/// (and a little more, so a function filling /tmp sees ENOSPC rather than SIGXFSZ);
 /// private writable memory (RLIMIT_DATA, which counts anonymous mappings too) at twice
 /// the memory size, so a runaway allocation fails in the function while the
 /// resident-memory watch stops what stays under it; and, when the instance has a uid of
@@ -105,7 +106,7 @@ fn rlimits(limits: &Limits, tmp_bytes: u64) -> Vec<(libc::__rlimit_resource_t, l
     let data = (u64::from(limits.memory_mb) * 2 * 1024 * 1024).max(256 * 1024 * 1024);
     let mut rlimits = vec![
         (libc::RLIMIT_CORE, 0),
-        (libc::RLIMIT_FSIZE, tmp_bytes),
+        (libc::RLIMIT_FSIZE, tmp_bytes + 1024 * 1024),
         (libc::RLIMIT_DATA, data),
     ];
     if limits.uid.is_some() {
@@ -263,11 +264,14 @@ fn ask_version(program: &str) -> Option<String> {
 /// already at its rlimits, and reading more would cost the watch too much.
 const MAX_TREE: usize = 64;
 
-/// Resident set size and its peak, in KiB, of a process and its descendants (bubblewrap,
+/// Resident memory and its peak, in KiB, of a process and its descendants (bubblewrap,
 /// the runtime, anything it started), from `/proc/<pid>/status` and the `children` of
-/// each.
+/// each. Private memory (`RssAnon`, `RssShmem`) is added up; mapped files (binaries,
+/// libraries), which processes share, count once, as the largest process maps them, much
+/// as a cgroup charges a shared page once.
 pub(crate) fn tree_memory_kib(pid: u32) -> Option<(u64, u64)> {
-    let (mut rss, mut hwm) = memory_kib(pid)?;
+    let root = memory_kib(pid)?;
+    let (mut private, mut file, mut peak) = (root.private, root.file, root.peak);
     let mut pending = children(pid);
     let mut n_seen = 1;
     while let Some(child) = pending.pop() {
@@ -275,13 +279,14 @@ pub(crate) fn tree_memory_kib(pid: u32) -> Option<(u64, u64)> {
             break;
         }
         n_seen += 1;
-        if let Some((child_rss, child_hwm)) = memory_kib(child) {
-            rss += child_rss;
-            hwm += child_hwm;
+        if let Some(memory) = memory_kib(child) {
+            private += memory.private;
+            file = file.max(memory.file);
+            peak = peak.max(memory.peak);
         }
         pending.extend(children(child));
     }
-    Some((rss, hwm))
+    Some((private + file, peak))
 }
 
 /// The children of a process's main thread.
@@ -295,8 +300,16 @@ fn children(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Resident set size and its peak of a process, in KiB, from `/proc/<pid>/status`.
-fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+/// The resident memory of one process, in KiB.
+struct Memory {
+    private: u64,
+    file: u64,
+    peak: u64,
+}
+
+/// One process's memory from `/proc/<pid>/status`; kernels without the `Rss*` split count
+/// all of `VmRSS` as private.
+fn memory_kib(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -304,5 +317,20 @@ fn memory_kib(pid: u32) -> Option<(u64, u64)> {
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     };
-    Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
+    let rss = field("VmRSS:")?;
+    let peak = field("VmHWM:").unwrap_or(0);
+    Some(
+        match (field("RssAnon:"), field("RssFile:"), field("RssShmem:")) {
+            (Some(anon), Some(file), Some(shmem)) => Memory {
+                private: anon + shmem,
+                file,
+                peak,
+            },
+            _ => Memory {
+                private: rss,
+                file: 0,
+                peak,
+            },
+        },
+    )
 }

@@ -21,6 +21,7 @@ mod events;
 mod framework;
 mod gateway;
 mod hello;
+mod isolation;
 mod manifest;
 mod observe;
 mod pool;

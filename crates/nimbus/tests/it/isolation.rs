@@ -1,0 +1,351 @@
+//! The function sandbox seen from a hostile function: each escape it tries fails (or its
+//! instance is stopped with Lambda's error), and a healthy function of the same app keeps
+//! answering throughout (issue 14).
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::harness::{NIMBUS, TestApp, TestServer};
+
+const MANIFEST: &str = r#"
+service: hostile
+provider:
+  runtime: nodejs20.x
+  memorySize: 128
+  timeout: 10
+  environment:
+    OTHER_APP: OTHER_APP_PATH
+functions:
+  attack:
+    handler: attack.handler
+    events:
+      - httpApi: GET /attack/{what}
+  loop:
+    handler: attack.loop
+    timeout: 1
+    events:
+      - httpApi: GET /loop
+  healthy:
+    handler: healthy.handler
+    events:
+      - httpApi: GET /healthy
+"#;
+
+/// Each attack returns what it saw (`denied` with the error code, or what it got), and
+/// logs the attempt.
+const ATTACK_JS: &str = r#"
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const cp = require('child_process');
+
+const root = process.env.LAMBDA_TASK_ROOT;
+
+function attempt(fn) {
+  try {
+    const got = fn();
+    return { denied: false, got: String(got).slice(0, 80) };
+  } catch (e) {
+    return { denied: true, code: e.code || e.name, message: e.message };
+  }
+}
+
+// Every listening loopback port but our own Runtime API's, from the kernel's table.
+function loopbackPorts() {
+  const own = Number(process.env.AWS_LAMBDA_RUNTIME_API.split(':')[1]);
+  const ports = new Set();
+  for (const line of fs.readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 3 && f[3] === '0A' && f[1].startsWith('0100007F:')) {
+      const port = parseInt(f[1].split(':')[1], 16);
+      if (port !== own) ports.add(port);
+    }
+  }
+  return [...ports];
+}
+
+// Posts a response for a made-up request id: a Runtime API that lets us in answers
+// InvalidRequestID; one that refuses us closes the connection without a word.
+function tryRuntimeApi(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let data = '';
+    const done = (what) => { socket.destroy(); resolve(what); };
+    socket.setTimeout(1000, () => done('timeout'));
+    socket.on('connect', () => socket.write(
+      'POST /2018-06-01/runtime/invocation/stolen/response HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}'));
+    socket.on('data', (chunk) => {
+      data += chunk;
+      if (data.includes('\r\n\r\n')) setTimeout(() => done(data.includes('InvalidRequestID') ? 'reached' : 'other'), 50);
+    });
+    socket.on('error', () => done(data ? 'other' : 'refused'));
+    socket.on('end', () => done(data.includes('InvalidRequestID') ? 'reached' : data ? 'other' : 'refused'));
+  });
+}
+
+const attacks = {
+  secrets: () => attempt(() => fs.readFileSync(path.join(root, '.nimbus', 'secrets.key'), 'utf8')),
+  db: () => attempt(() => fs.openSync(path.join(root, '.nimbus', 'nimbus.db'), 'r+')),
+  other_app: () => attempt(() => fs.readFileSync(process.env.OTHER_APP, 'utf8')),
+  shadow: () => attempt(() => fs.readFileSync('/etc/shadow', 'utf8')),
+  code: () => attempt(() => fs.writeFileSync(path.join(root, 'attack.js'), '// replaced')),
+  signal: (q) => attempt(() => process.kill(Number(q.pid), 'SIGKILL')),
+  runtime_api: async () => {
+    const seen = {};
+    const results = await Promise.all(loopbackPorts().map(tryRuntimeApi));
+    for (const r of results) seen[r] = (seen[r] || 0) + 1;
+    return { denied: !seen.reached, seen };
+  },
+  fork: async () => {
+    let started = 0, failed = 0;
+    for (let i = 0; i < 10000; i++) {
+      try {
+        const child = cp.spawn('/bin/sleep', ['3'], { stdio: 'ignore' });
+        if (child.pid) started++; else failed++;
+        child.on('error', () => {});
+      } catch (e) {
+        failed++;
+      }
+    }
+    return { denied: started < 10000, started, failed };
+  },
+  alloc: () => attempt(() => Buffer.alloc(4 * 128 * 1024 * 1024, 1).length),
+  hog: () => { const keep = []; for (;;) keep.push(Buffer.alloc(8 * 1024 * 1024, 1)); },
+  tmp: () => {
+    const chunk = Buffer.alloc(1024 * 1024, 1);
+    const file = '/tmp/fill';
+    const fd = fs.openSync(file, 'w');
+    let written = 0;
+    try {
+      for (let i = 0; i < 2048; i++) written += fs.writeSync(fd, chunk);
+      return { denied: false, written };
+    } catch (e) {
+      return { denied: true, code: e.code, written };
+    } finally {
+      fs.closeSync(fd);
+      fs.unlinkSync(file);
+    }
+  },
+};
+
+exports.handler = async (event) => {
+  const what = event.pathParameters.what;
+  const result = await attacks[what](event.queryStringParameters || {});
+  console.log(`attack ${what}: ${JSON.stringify(result)}`);
+  return { statusCode: 200, body: JSON.stringify(result) };
+};
+
+exports.loop = async () => { for (;;) {} };
+"#;
+
+const HEALTHY_JS: &str = r#"
+exports.handler = async () => ({ statusCode: 200, body: JSON.stringify({ ok: true, uid: process.getuid() }) });
+"#;
+
+/// Why this machine cannot run the test, if it cannot: the sandbox needs bubblewrap, and
+/// the uid checks need root.
+fn skip_reason() -> Option<&'static str> {
+    let has_bwrap = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join("bwrap").is_file()));
+    if !has_bwrap {
+        return Some("bubblewrap (bwrap) is not installed");
+    }
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some(
+            "the test runs as root, as CI does: instances get uids of their own only then",
+        );
+    }
+    None
+}
+
+/// Stores a secret, so the app's `.nimbus/secrets.key` exists for the attack to aim at.
+fn set_secret(app: &TestApp) {
+    let mut child = Command::new(NIMBUS)
+        .args(["secret", "set", "API_KEY"])
+        .current_dir(app.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting nimbus secret set");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(b"s3cr3t-value")
+        .expect("writing the secret");
+    let out = child.wait_with_output().expect("nimbus secret set");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_hostile_function_fails_at_every_escape_and_a_healthy_one_keeps_answering() {
+    if let Some(reason) = skip_reason() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let other = TestApp::new(&[("private.txt", "another app's data")]);
+    let other_file = other.path().join("private.txt");
+    let manifest = MANIFEST.replace("OTHER_APP_PATH", &other_file.display().to_string());
+    let app = TestApp::new(&[
+        ("nimbus.yaml", &manifest),
+        ("attack.js", ATTACK_JS),
+        ("healthy.js", HEALTHY_JS),
+    ]);
+    set_secret(&app);
+    let state = app.path().join(".nimbus");
+    assert!(
+        state.join("secrets.key").is_file(),
+        "the key the attack aims at"
+    );
+    let server = Arc::new(TestServer::start(app.path(), &[]));
+    let mut banner = server.stdout();
+    for _ in 0..100 {
+        if banner.contains("isolation:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        banner = server.stdout();
+    }
+    assert!(
+        banner.contains("isolation: bubblewrap, a uid per instance"),
+        "{banner}"
+    );
+
+    // The healthy function's quiet latency, then a client that keeps asking it while the
+    // attacks run.
+    let healthy = server.get("/healthy").await;
+    assert_eq!(healthy.status, 200, "{}", healthy.text());
+    let healthy_uid = healthy.json()["uid"].as_u64().expect("uid");
+    assert_ne!(healthy_uid, 0, "the function does not run as root");
+    let quiet = latencies(&server, 50).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = tokio::spawn({
+        let server = server.clone();
+        let stop = stop.clone();
+        async move {
+            let mut samples = Vec::new();
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                let started = Instant::now();
+                let res = server.get("/healthy").await;
+                samples.push(started.elapsed());
+                if res.status != 200 {
+                    failures.push(format!("{} {}", res.status, res.text()));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (samples, failures)
+        }
+    });
+
+    let nimbus_pid = server.pid();
+    let denied = |what: &str, json: &serde_json::Value, code: Option<&str>| {
+        assert_eq!(json["denied"], true, "{what}: {json}");
+        if let Some(code) = code {
+            assert_eq!(json["code"], code, "{what}: {json}");
+        }
+    };
+    for (what, code) in [
+        ("secrets", "ENOENT"),
+        ("db", "ENOENT"),
+        ("other_app", "ENOENT"),
+        ("shadow", "ENOENT"),
+        ("code", "EROFS"),
+    ] {
+        let res = server.get(&format!("/attack/{what}")).await;
+        assert_eq!(res.status, 200, "{what}: {}", res.text());
+        denied(what, &res.json(), Some(code));
+    }
+    let res = server
+        .get(&format!("/attack/signal?pid={nimbus_pid}"))
+        .await;
+    denied("signal", &res.json(), Some("EPERM"));
+
+    let res = server.get("/attack/runtime_api").await;
+    let json = res.json();
+    denied("runtime_api", &json, None);
+    assert!(
+        json["seen"]["refused"].as_u64().unwrap_or(0) >= 1,
+        "the healthy instance's Runtime API refused the connection: {json}"
+    );
+
+    let res = server.get("/attack/fork").await;
+    let json = res.json();
+    denied("fork", &json, None);
+    assert!(
+        json["started"].as_u64().unwrap_or(u64::MAX) <= 1024,
+        "at most Lambda's 1024 processes: {json}"
+    );
+
+    let res = server.get("/attack/alloc").await;
+    denied("alloc", &res.json(), None);
+
+    let res = server.get("/attack/hog").await;
+    assert_eq!(res.status, 502, "{}", res.text());
+
+    let res = server.get("/attack/tmp").await;
+    let json = res.json();
+    denied("tmp", &json, Some("ENOSPC"));
+    assert!(
+        json["written"].as_u64().unwrap_or(u64::MAX) <= 512 * 1024 * 1024,
+        "/tmp holds at most 512 MB: {json}"
+    );
+
+    let res = server.get("/loop").await;
+    assert_eq!(res.status, 504, "{}", res.text());
+
+    stop.store(true, Ordering::Release);
+    let (samples, failures) = watcher.await.expect("the healthy client");
+    assert!(
+        failures.is_empty(),
+        "the healthy function failed during the attacks: {failures:?}"
+    );
+    let (quiet_p99, busy_p99) = (p99(quiet), p99(samples.clone()));
+    println!(
+        "healthy p99: quiet {quiet_p99:?}, during the attacks {busy_p99:?} ({} requests)",
+        samples.len()
+    );
+    // On two cores a fork bomb and a 512 MB write do cost the neighbour something; what
+    // must not happen is the healthy function waiting on them.
+    assert!(
+        busy_p99 <= quiet_p99 * 2 + Duration::from_millis(100),
+        "quiet p99 {quiet_p99:?}, during the attacks {busy_p99:?}"
+    );
+
+    // nimbus is still serving, and the attack function answers once more.
+    let res = server.get("/attack/shadow").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let logs = server.logs();
+    for attempt in ["attack secrets:", "attack fork:", "attack tmp:"] {
+        assert!(logs.contains(attempt), "{attempt} is in the logs:\n{logs}");
+    }
+    assert!(logs.contains("Runtime.OutOfMemory"), "{logs}");
+    assert!(logs.contains("Task timed out after 1.00 seconds"), "{logs}");
+}
+
+/// `n` sequential request times to the healthy function.
+async fn latencies(server: &TestServer, n: usize) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let res = server.get("/healthy").await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        samples.push(started.elapsed());
+    }
+    samples
+}
+
+fn p99(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    let idx = (samples.len() * 99 / 100).min(samples.len().saturating_sub(1));
+    samples.get(idx).copied().unwrap_or_default()
+}
