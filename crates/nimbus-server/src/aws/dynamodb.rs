@@ -276,6 +276,79 @@ async fn dispatch(
                 .collect();
             json!({ "Responses": responses })
         }
+        "UpdateTimeToLive" => {
+            let table = r.string("TableName")?;
+            let spec = r.0.get("TimeToLiveSpecification").ok_or_else(|| {
+                validation("1 validation error detected: Value null at 'timeToLiveSpecification' failed to satisfy constraint: Member must not be null")
+            })?;
+            let enabled = spec.get("Enabled").and_then(Json::as_bool).unwrap_or(false);
+            let attribute = spec
+                .get("AttributeName")
+                .and_then(Json::as_str)
+                .unwrap_or_default();
+            if attribute.is_empty() {
+                return Err(validation(
+                    "1 validation error detected: Value null at 'timeToLiveSpecification.attributeName' failed to satisfy constraint: Member must not be null",
+                ));
+            }
+            let update = ops::TableUpdate {
+                ttl_attribute: Some(enabled.then(|| attribute.to_owned())),
+                stream_view: None,
+            };
+            ops::update_table(
+                events,
+                principal,
+                &table,
+                "dynamodb:UpdateTimeToLive",
+                update,
+            )
+            .await?;
+            json!({ "TimeToLiveSpecification": { "Enabled": enabled, "AttributeName": attribute } })
+        }
+        "UpdateTable" => {
+            let table = r.string("TableName")?;
+            if r.0.get("GlobalSecondaryIndexUpdates").is_some()
+                || r.0.get("ReplicaUpdates").is_some()
+            {
+                return Err(validation(
+                    "nimbus does not change the indexes or replicas of an existing table; delete and create it with the indexes it needs",
+                ));
+            }
+            let stream_view = match r.0.get("StreamSpecification") {
+                None => None,
+                Some(spec) => {
+                    let enabled = spec
+                        .get("StreamEnabled")
+                        .and_then(Json::as_bool)
+                        .unwrap_or(false);
+                    let view = spec.get("StreamViewType").and_then(Json::as_str);
+                    match (enabled, view) {
+                        (false, _) => Some(None),
+                        (
+                            true,
+                            Some(
+                                view @ ("NEW_IMAGE" | "OLD_IMAGE" | "NEW_AND_OLD_IMAGES"
+                                | "KEYS_ONLY"),
+                            ),
+                        ) => Some(Some(view.to_owned())),
+                        (true, _) => {
+                            return Err(validation(
+                                "One or more parameter values were invalid: StreamViewType is required when StreamEnabled is true; use NEW_IMAGE, OLD_IMAGE, NEW_AND_OLD_IMAGES or KEYS_ONLY",
+                            ));
+                        }
+                    }
+                }
+            };
+            let update = ops::TableUpdate {
+                ttl_attribute: None,
+                stream_view,
+            };
+            let description =
+                ops::update_table(events, principal, &table, "dynamodb:UpdateTable", update)
+                    .await?;
+            let stream_created = stream_created(events, &description).await;
+            json!({ "TableDescription": describe(&description, region, stream_created) })
+        }
         "DescribeTimeToLive" => {
             let description =
                 ops::describe_table(events, principal, &r.string("TableName")?).await?;

@@ -118,30 +118,31 @@ impl Events {
     /// Deletes the items of tables with a TTL attribute whose expiry time has passed, as
     /// DynamoDB's TTL does (within minutes; reads until then still see them).
     async fn expire_table_items(&self) {
-        let expiring: Vec<(String, String)> = self
-            .resources
-            .tables
-            .iter()
-            .filter_map(|t| Some((t.name.clone(), t.ttl_attribute.clone()?)))
-            .collect();
-        if expiring.is_empty() {
-            return;
-        }
         let tables = self.tables.clone();
-        let names: Vec<String> = expiring.iter().map(|(table, _)| table.clone()).collect();
         let res = tokio::task::spawn_blocking(move || {
             let now = SystemTime::now();
-            expiring
-                .iter()
-                .map(|(table, attribute)| expire_items(&*tables, table, attribute, now))
-                .sum::<Result<usize, TableError>>()
+            // Every table with a TTL attribute: those of the manifest, and those made or
+            // changed at run time (CreateTable, UpdateTimeToLive).
+            let mut n_deleted = 0;
+            let mut expired_in = Vec::new();
+            for table in tables.list_tables()? {
+                let Some(attribute) = tables.describe_table(&table)?.spec.ttl_attribute else {
+                    continue;
+                };
+                let n = expire_items(&*tables, &table, &attribute, now)?;
+                if n > 0 {
+                    n_deleted += n;
+                    expired_in.push(table);
+                }
+            }
+            Ok::<_, TableError>((n_deleted, expired_in))
         })
         .await;
         match res {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n_deleted)) => {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((n_deleted, expired_in))) => {
                 tracing::debug!(n_deleted, "deleted items past their TTL");
-                self.tables_written(names.iter().map(String::as_str));
+                self.tables_written(expired_in.iter().map(String::as_str));
             }
             Ok(Err(e)) => tracing::warn!("deleting items past their TTL: {e:?}"),
             Err(e) => tracing::warn!("deleting items past their TTL: {e}"),

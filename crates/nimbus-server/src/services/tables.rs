@@ -179,6 +179,48 @@ pub(crate) async fn create_table(
     run(events, move |tables| tables.create_table(&spec)).await
 }
 
+/// What UpdateTable and UpdateTimeToLive change; `None` leaves a setting as it is.
+pub(crate) struct TableUpdate {
+    /// The TTL attribute (`Some(None)` turns TTL off).
+    pub(crate) ttl_attribute: Option<Option<String>>,
+    /// The stream's view type (`Some(None)` turns the stream off).
+    pub(crate) stream_view: Option<Option<String>>,
+}
+
+/// Changes a table's TTL or stream; its items and indexes stay as they are.
+pub(crate) async fn update_table(
+    events: &Events,
+    principal: Principal<'_>,
+    table: &str,
+    action: &'static str,
+    update: TableUpdate,
+) -> OpRes<TableDescription> {
+    check(principal, action, table)?;
+    let name = table.to_owned();
+    run(events, move |tables| {
+        let mut spec = tables.describe_table(&name)?.spec;
+        if let Some(ttl) = update.ttl_attribute {
+            if ttl.is_some() && spec.ttl_attribute.is_some() {
+                return Err(TableError::Validation(
+                    "TimeToLive is already enabled".to_owned(),
+                ));
+            }
+            spec.ttl_attribute = ttl;
+        }
+        if let Some(view) = update.stream_view {
+            if view.is_some() && spec.stream_view.is_some() {
+                return Err(TableError::Validation(format!(
+                    "Table already has an enabled stream: {name}"
+                )));
+            }
+            spec.stream_view = view;
+        }
+        tables.ensure_table(&spec)?;
+        tables.describe_table(&name)
+    })
+    .await
+}
+
 pub(crate) async fn describe_table(
     events: &Events,
     principal: Principal<'_>,

@@ -358,3 +358,80 @@ async fn stream_order_holds_per_key_across_a_kill_and_a_poison_record_goes_to_on
         "{out}"
     );
 }
+
+const UPDATE_SCRIPT: &str = r#"
+import json, os
+
+import boto3
+from botocore.exceptions import ClientError
+
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+client = boto3.client("dynamodb", **kw)
+client.create_table(TableName="late", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST")
+client.put_item(TableName="late", Item={"id": {"S": "before"}})
+out = {"before": "LatestStreamArn" in client.describe_table(TableName="late")["Table"]}
+table = client.update_table(TableName="late", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})["TableDescription"]
+out["arn"] = table["LatestStreamArn"].split("/stream/")[0]
+out["spec"] = table["StreamSpecification"]
+out["ttl"] = client.update_time_to_live(TableName="late", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"})["TimeToLiveSpecification"]
+out["described"] = client.describe_time_to_live(TableName="late")["TimeToLiveDescription"]
+client.put_item(TableName="late", Item={"id": {"S": "after"}})
+out["items"] = client.describe_table(TableName="late")["Table"]["ItemCount"]
+errors = {}
+for name, call in [
+    ("twice", lambda: client.update_table(TableName="late", StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"})),
+    ("no_view", lambda: client.update_table(TableName="late", StreamSpecification={"StreamEnabled": True})),
+    ("ttl_twice", lambda: client.update_time_to_live(TableName="late", TimeToLiveSpecification={"Enabled": True, "AttributeName": "other"})),
+    ("missing", lambda: client.update_table(TableName="nope", StreamSpecification={"StreamEnabled": False})),
+]:
+    try:
+        call()
+        errors[name] = None
+    except ClientError as e:
+        errors[name] = e.response["Error"]["Code"]
+out["errors"] = errors
+print(json.dumps(out))
+"#;
+
+#[tokio::test]
+async fn update_table_turns_a_stream_on_and_update_time_to_live_sets_the_ttl_attribute() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            "service: s\nprovider: { runtime: nodejs20.x }\nfunctions:\n  f: { handler: f.handler }\n",
+        ),
+        ("f.js", "exports.handler = async () => ({});\n"),
+    ]);
+    let boto3_dir = boto3_path(&app);
+    let server = TestServer::start(app.path(), &[]);
+    let out = boto3(&boto3_dir, UPDATE_SCRIPT, &server, "");
+    assert_eq!(out["before"], false, "{out}");
+    assert_eq!(
+        out["arn"],
+        "arn:aws:dynamodb:us-east-1:123456789012:table/late"
+    );
+    assert_eq!(
+        out["spec"],
+        json!({ "StreamEnabled": true, "StreamViewType": "NEW_IMAGE" })
+    );
+    assert_eq!(
+        out["ttl"],
+        json!({ "Enabled": true, "AttributeName": "expires" })
+    );
+    assert_eq!(
+        out["described"],
+        json!({ "TimeToLiveStatus": "ENABLED", "AttributeName": "expires" })
+    );
+    assert_eq!(out["items"], 2, "items are kept: {out}");
+    assert_eq!(
+        out["errors"],
+        json!({
+            "twice": "ValidationException",
+            "no_view": "ValidationException",
+            "ttl_twice": "ValidationException",
+            "missing": "ResourceNotFoundException",
+        })
+    );
+}
