@@ -143,10 +143,12 @@ impl Outcome {
                     after.as_secs_f64()
                 ),
             ),
+            // Lambda says `signal: killed` (its OOM kill); the limit is nimbus's addition,
+            // after the words tools match on.
             Outcome::OutOfMemory { limit_mb } => (
                 "Runtime.OutOfMemory",
                 format!(
-                    "RequestId: {request_id} Error: Runtime exited with error: memory limit of {limit_mb} MB exceeded"
+                    "RequestId: {request_id} Error: Runtime exited with error: signal: killed (memory limit of {limit_mb} MB exceeded)"
                 ),
             ),
             Outcome::Crashed(detail) => (

@@ -329,6 +329,10 @@ async fn a_hostile_function_fails_at_every_escape_and_a_healthy_one_keeps_answer
         assert!(logs.contains(attempt), "{attempt} is in the logs:\n{logs}");
     }
     assert!(logs.contains("Runtime.OutOfMemory"), "{logs}");
+    assert!(
+        logs.contains("Runtime exited with error: signal: killed"),
+        "Lambda's words for an OOM kill: {logs}"
+    );
     assert!(logs.contains("Task timed out after 1.00 seconds"), "{logs}");
 }
 
