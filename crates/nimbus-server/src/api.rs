@@ -1,7 +1,7 @@
-//! The services API on the control port: queues, topics, buckets and KV, for users (the
-//! admin token) and for functions (their own token, limited to their grants). See
-//! docs/api.md. Handlers turn HTTP into the operations of `services.rs` and back; the JSON
-//! bodies and query strings are the types of `wire`.
+//! The services API on the control port: queues, topics, buckets, KV, streams and tables,
+//! for users (the admin token) and for functions (their own token, limited to their
+//! grants). See docs/api.md. Handlers turn HTTP into the operations of `services.rs` and
+//! back; the JSON bodies and query strings are the types of `wire`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,6 +24,8 @@ use crate::gateway::incoming_trace;
 use crate::generation::{Current, Generation};
 use crate::services::{self, Principal, bad_request};
 
+mod streams;
+mod tables;
 pub mod wire;
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
@@ -85,6 +87,20 @@ pub(crate) fn routes(api: Arc<ApiState>) -> Router {
             "/v1/kv/{namespace}/keys/{*key}",
             get(kv_get).put(kv_put).delete(kv_delete),
         )
+        .route("/v1/streams", get(streams::list_streams))
+        .route(
+            "/v1/streams/{stream}/records",
+            get(streams::read_records).post(streams::put_records),
+        )
+        .route("/v1/tables", get(tables::list_tables))
+        .route(
+            "/v1/tables/{table}/items",
+            axum::routing::put(tables::put_item),
+        )
+        .route("/v1/tables/{table}/get", post(tables::get_item))
+        .route("/v1/tables/{table}/delete", post(tables::delete_item))
+        .route("/v1/tables/{table}/query", post(tables::query))
+        .route("/v1/tables/{table}/scan", post(tables::scan))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }

@@ -10,6 +10,8 @@ pub(crate) mod resources;
 pub(crate) mod runtimes;
 pub(crate) mod secret;
 pub(crate) mod server;
+pub(crate) mod stream;
+pub(crate) mod table;
 pub(crate) mod top;
 pub(crate) mod trace;
 pub(crate) mod up;

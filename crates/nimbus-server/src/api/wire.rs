@@ -21,6 +21,12 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::services::bad_request;
 
+mod streams;
+mod tables;
+
+pub use streams::*;
+pub use tables::*;
+
 /// An error answer of the services API (and of the control port in general).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -481,6 +481,74 @@ pub(crate) async fn get_records(
     })
 }
 
+/// Where a read of a whole stream starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StreamPosition {
+    /// The oldest records kept.
+    TrimHorizon,
+    /// After the newest record of each shard.
+    Latest,
+    /// After these sequence numbers, one per shard (what the last read gave back).
+    After(Vec<u64>),
+}
+
+/// Records of every shard of a stream, in the order they were appended.
+pub(crate) struct MergedPage {
+    pub(crate) records: Vec<StreamRecord>,
+    /// Where the next read starts: the last sequence number given per shard.
+    pub(crate) positions: Vec<u64>,
+}
+
+/// Reads up to `limit` records across all of a stream's shards from `from`, in append
+/// order (sequence numbers grow through the whole stream): what `nimbus stream tail` follows.
+pub(crate) async fn read_stream(
+    events: &Events,
+    principal: Principal<'_>,
+    stream: &StreamRef,
+    from: StreamPosition,
+    limit: usize,
+) -> OpRes<MergedPage> {
+    authorize(principal, &stream.access(ReadOp::GetRecords))?;
+    let name = stream.store_name();
+    let limit = limit.clamp(1, MAX_GET_RECORDS);
+    run(events, move |streams| {
+        let shards = streams.describe_stream(&name)?.spec.shards;
+        let mut positions = match from {
+            StreamPosition::TrimHorizon => vec![0; shards as usize],
+            StreamPosition::Latest => (0..shards)
+                .map(|shard| streams.last_seq(&name, shard))
+                .collect::<Result<Vec<u64>, StreamError>>()?,
+            StreamPosition::After(positions) if positions.len() == shards as usize => positions,
+            StreamPosition::After(positions) => {
+                return Err(StreamError::Validation(format!(
+                    "the stream has {shards} shards, and the position names {}",
+                    positions.len()
+                )));
+            }
+        };
+        let mut records = Vec::new();
+        for (shard, after) in positions.iter().enumerate() {
+            records.extend(streams.read_shard(
+                &name,
+                shard as u32,
+                ReadFrom::After(*after),
+                limit,
+            )?);
+        }
+        // Each shard's records are a prefix of what follows its position, so any prefix of
+        // the merged order is a prefix per shard too.
+        records.sort_by_key(|record| record.seq);
+        records.truncate(limit);
+        for record in &records {
+            if let Some(position) = positions.get_mut(record.shard as usize) {
+                *position = record.seq;
+            }
+        }
+        Ok(MergedPage { records, positions })
+    })
+    .await
+}
+
 fn not_found(stream: &str) -> StreamError {
     StreamError::NotFound(format!("Stream {stream}"))
 }

@@ -163,7 +163,7 @@ fn running(dir: &Path) -> anyhow::Result<UpRecord> {
 
 /// Calls the control API and returns the body of a 2xx answer; anything else becomes an
 /// error with the API's message.
-fn call(
+pub(super) fn call(
     dir: &Path,
     method: http::Method,
     path: &str,
@@ -182,7 +182,7 @@ fn call(
     Ok(body)
 }
 
-fn print(body: &[u8]) -> anyhow::Result<ExitCode> {
+pub(super) fn print(body: &[u8]) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     out.write_all(body)?;
     if !body.ends_with(b"\n") {

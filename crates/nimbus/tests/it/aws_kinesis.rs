@@ -3,7 +3,11 @@
 //! its writes; Kinesis's errors; a function's grants on a stream; and the `nimbus stream`
 //! and `nimbus table` commands on a running app.
 
-use serde_json::json;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 use crate::aws_sqs::{boto3_path, run_boto3};
 use crate::harness::{TestApp, TestServer};
@@ -408,4 +412,236 @@ async fn boto3_reads_a_tables_change_records_through_dynamodb_streams() {
         errors["iterator"],
         json!(["ValidationException", "Invalid ShardIterator"])
     );
+}
+
+const CLI_MANIFEST: &str = r#"
+service: s
+provider: { name: aws, runtime: python3.12 }
+functions:
+  f: { handler: f.handler }
+resources:
+  Resources:
+    Orders:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: orders
+        AttributeDefinitions: [{ AttributeName: id, AttributeType: S }, { AttributeName: n, AttributeType: N }]
+        KeySchema: [{ AttributeName: id, KeyType: HASH }, { AttributeName: n, KeyType: RANGE }]
+        StreamSpecification: { StreamViewType: NEW_IMAGE }
+"#;
+
+#[tokio::test]
+async fn nimbus_stream_and_table_commands_put_follow_and_query_a_running_app() {
+    let app = TestApp::new(&[
+        ("serverless.yml", CLI_MANIFEST),
+        ("f.py", "def handler(event, context):\n    return {}\n"),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    // An unsigned request is the operator's under `nimbus up`.
+    let created = server
+        .request(
+            "POST",
+            "/",
+            &[
+                ("x-amz-target", "Kinesis_20131202.CreateStream"),
+                ("content-type", "application/x-amz-json-1.1"),
+            ],
+            br#"{"StreamName":"clicks","ShardCount":2}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+
+    let put = app.nimbus(&["stream", "put", "clicks", "early", "-k", "user-0"]);
+    assert_eq!(put.code, Some(0), "{}", put.stderr);
+    // Only new records, by default: none yet.
+    let tail = app.nimbus(&["stream", "tail", "clicks", "--no-follow"]);
+    assert_eq!(
+        (tail.code, tail.stdout.as_str()),
+        (Some(0), ""),
+        "{}",
+        tail.stderr
+    );
+
+    let mut follow = Command::new(crate::harness::NIMBUS)
+        .args(["stream", "tail", "clicks", "--from-start"])
+        .current_dir(app.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nimbus stream tail");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = follow.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let put = app.nimbus(&["stream", "put", "clicks", "a", "b", "c", "-k", "user-1"]);
+    assert_eq!(put.code, Some(0), "{}", put.stderr);
+    let put: Value = serde_json::from_str(&put.stdout).expect("put prints JSON");
+    assert_eq!(put["records"].as_array().map(Vec::len), Some(3), "{put}");
+    let put = app.nimbus(&["stream", "put", "clicks", "d", "-k", "user-2"]);
+    assert_eq!(put.code, Some(0), "{}", put.stderr);
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        match lines_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => lines.push(line),
+            Err(e) => panic!("tail printed {lines:?}, then {e}"),
+        }
+    }
+    follow.kill().expect("stopping tail");
+    let _ = follow.wait();
+    let _ = reader.join();
+    assert_eq!(
+        lines,
+        [
+            "user-0\tearly",
+            "user-1\ta",
+            "user-1\tb",
+            "user-1\tc",
+            "user-2\td"
+        ]
+    );
+
+    let put = |item: &str| {
+        let out = app.nimbus(&["table", "put", "orders", item]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+    };
+    put(r#"{"id": "a", "n": 1, "qty": 3, "tags": ["x"]}"#);
+    put(r#"{"id": "a", "n": 2, "qty": 5}"#);
+    put(r#"{"id": "b", "n": 1, "qty": 3}"#);
+    let get = app.nimbus(&["table", "get", "orders", r#"{"id": "a", "n": 1}"#]);
+    assert_eq!(get.code, Some(0), "{}", get.stderr);
+    assert_eq!(
+        serde_json::from_str::<Value>(&get.stdout).ok(),
+        Some(json!({ "id": "a", "n": 1, "qty": 3, "tags": ["x"] }))
+    );
+    let query = app.nimbus(&[
+        "table",
+        "query",
+        "orders",
+        "id = :id",
+        "--values",
+        r#"{":id": "a"}"#,
+        "--desc",
+    ]);
+    assert_eq!(query.code, Some(0), "{}", query.stderr);
+    let ns: Vec<Value> = query
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("one item a line")["n"].clone())
+        .collect();
+    assert_eq!(ns, [json!(2), json!(1)]);
+    let scan = app.nimbus(&[
+        "table",
+        "scan",
+        "orders",
+        "--filter",
+        "qty = :q",
+        "--values",
+        r#"{":q": 3}"#,
+    ]);
+    assert_eq!(
+        scan.stdout.lines().count(),
+        2,
+        "{}{}",
+        scan.stdout,
+        scan.stderr
+    );
+    let rm = app.nimbus(&["table", "rm", "orders", r#"{"id": "b", "n": 1}"#]);
+    assert_eq!(rm.code, Some(0), "{}", rm.stderr);
+    let missing = app.nimbus(&["table", "get", "orders", r#"{"id": "b", "n": 1}"#]);
+    assert_eq!(missing.code, Some(1));
+    assert!(
+        missing.stderr.contains("no item in table orders"),
+        "{}",
+        missing.stderr
+    );
+    let bad = app.nimbus(&["table", "get", "orders", r#"{"id": "b"}"#]);
+    assert_eq!(bad.code, Some(1));
+    assert_eq!(
+        bad.stderr,
+        "error: The provided key element does not match the schema (400 Bad Request)\n"
+    );
+
+    let ls: Value = serde_json::from_str(&app.nimbus(&["table", "ls"]).stdout).expect("JSON");
+    assert_eq!(
+        ls,
+        json!({ "tables": [{
+            "itemCount": 2, "name": "orders", "partitionKey": "id", "sizeBytes": ls["tables"][0]["sizeBytes"],
+            "sortKey": "n", "streamViewType": "NEW_IMAGE",
+        }] })
+    );
+    let ls: Value = serde_json::from_str(&app.nimbus(&["stream", "ls"]).stdout).expect("JSON");
+    let streams: Vec<(String, String, u64)> = ls["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["kind"].as_str().unwrap_or_default().to_owned(),
+                s["shards"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            ("clicks".to_owned(), "data".to_owned(), 2),
+            ("table/orders".to_owned(), "table".to_owned(), 4)
+        ]
+    );
+
+    // The table's change records, read through the same command.
+    let changes = app.nimbus(&[
+        "stream",
+        "tail",
+        "table/orders",
+        "--from-start",
+        "--no-follow",
+    ]);
+    assert_eq!(changes.code, Some(0), "{}", changes.stderr);
+    let mut events: Vec<(String, Value)> = changes
+        .stdout
+        .lines()
+        .map(|line| {
+            let (_, data) = line.split_once('\t').expect("key and data");
+            let record: Value = serde_json::from_str(data).expect("a change record");
+            (
+                record["eventName"].as_str().unwrap_or_default().to_owned(),
+                record["Keys"].clone(),
+            )
+        })
+        .collect();
+    events.sort_by_key(|(name, keys)| format!("{keys}{name}"));
+    assert_eq!(
+        events,
+        [
+            (
+                "INSERT".to_owned(),
+                json!({ "id": { "S": "a" }, "n": { "N": "1" } })
+            ),
+            (
+                "INSERT".to_owned(),
+                json!({ "id": { "S": "a" }, "n": { "N": "2" } })
+            ),
+            (
+                "INSERT".to_owned(),
+                json!({ "id": { "S": "b" }, "n": { "N": "1" } })
+            ),
+            (
+                "REMOVE".to_owned(),
+                json!({ "id": { "S": "b" }, "n": { "N": "1" } })
+            ),
+        ]
+    );
+    let refused = app.nimbus(&["stream", "put", "table/orders", "x"]);
+    assert_eq!(refused.code, Some(1));
+    let unknown = app.nimbus(&["stream", "tail", "nope", "--no-follow"]);
+    assert_eq!(unknown.code, Some(1));
+    assert!(unknown.stderr.contains("not found"), "{}", unknown.stderr);
 }
