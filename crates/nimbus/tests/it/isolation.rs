@@ -1,6 +1,6 @@
 //! The function sandbox seen from a hostile function: each escape it tries fails (or its
 //! instance is stopped with Lambda's error), and a healthy function of the same app keeps
-//! answering throughout (issue 14).
+//! answering throughout; and wasm guests' invariants: no preopens, no sockets (issue 14).
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -334,6 +334,62 @@ async fn a_hostile_function_fails_at_every_escape_and_a_healthy_one_keeps_answer
         "Lambda's words for an OOM kill: {logs}"
     );
     assert!(logs.contains("Task timed out after 1.00 seconds"), "{logs}");
+}
+
+const WASM_MANIFEST: &str = r#"
+service: guests
+provider: { runtime: wasm }
+functions:
+  probe:
+    handler: http-behave.wasm
+    allowedOutboundHosts: ["http://127.0.0.1:1"]
+    events:
+      - httpApi: "GET /probe/{proxy+}"
+"#;
+
+// Issue 14: a wasm guest gets no preopened directory, so no path of the host (nor its
+// app folder, nor `.nimbus/`) can be opened.
+#[tokio::test]
+async fn a_wasm_guest_has_no_preopened_directory_and_reads_no_path() {
+    let guests = crate::wasm::guests();
+    let app = crate::wasm::wasm_app(WASM_MANIFEST, &[("http-behave.wasm", &guests.http_behave)]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get("/probe/files").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    expect_test::expect![[r#"
+        preopens: 0
+        /: refused (NotFound)
+        .: refused (NotFound)
+        /etc/passwd: refused (NotFound)
+        .nimbus/secrets.key: refused (NotFound)
+        nimbus.yaml: refused (NotFound)"#]]
+    .assert_eq(&res.text());
+}
+
+// Issue 14: wasi:sockets is linked (guests built for it load) but refuses everything:
+// no TCP connection even to a listening loopback port, no UDP socket, no name lookup;
+// outbound HTTP (to `allowedOutboundHosts` only) is a guest's one way out.
+#[tokio::test]
+async fn a_wasm_guest_opens_no_socket_even_to_a_listening_loopback_port() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port");
+    let port = listener.local_addr().expect("address").port();
+    let guests = crate::wasm::guests();
+    let app = crate::wasm::wasm_app(WASM_MANIFEST, &[("http-behave.wasm", &guests.http_behave)]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.get(&format!("/probe/sockets?port={port}")).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    expect_test::expect![[r#"
+        tcp: access-denied
+        udp: access-denied
+        dns: permanent-resolver-failure"#]]
+    .assert_eq(&res.text());
+    listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    assert!(
+        listener.accept().is_err(),
+        "no connection reached the listener"
+    );
 }
 
 /// `n` sequential request times to the healthy function.

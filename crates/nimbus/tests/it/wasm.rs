@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use crate::harness::{TestApp, TestServer};
 
 /// The guests the tests use, built once from source for wasm32-wasip2.
-struct Guests {
-    http_behave: PathBuf,
+pub(crate) struct Guests {
+    pub(crate) http_behave: PathBuf,
     events_behave: PathBuf,
     services_behave: PathBuf,
     events_v0_1: PathBuf,
@@ -25,7 +25,7 @@ fn repo() -> PathBuf {
 
 /// Builds the fixture workspace and the two examples into one target dir, so they
 /// share compiled dependencies.
-fn guests() -> &'static Guests {
+pub(crate) fn guests() -> &'static Guests {
     static BUILT: OnceLock<Guests> = OnceLock::new();
     BUILT.get_or_init(|| {
         let target_dir = repo().join("target/wasm-guests");
@@ -82,7 +82,7 @@ fn cargo_build_wasm(manifest: &Path, target_dir: &Path) {
 }
 
 /// An app folder holding `manifest` and copies of components at the given paths.
-fn wasm_app(manifest: &str, components: &[(&str, &Path)]) -> TestApp {
+pub(crate) fn wasm_app(manifest: &str, components: &[(&str, &Path)]) -> TestApp {
     let app = TestApp::new(&[("nimbus.yaml", manifest)]);
     for (name, source) in components {
         let dest = app.path().join(name);
