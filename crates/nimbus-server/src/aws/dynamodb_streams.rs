@@ -8,7 +8,6 @@
 
 use axum::response::Response;
 use http::StatusCode;
-use md5::Digest as _;
 use nimbus_core::streams::{
     ReadFrom, StreamDescription, StreamError, StreamRecord, parse_sequence_number, sequence_number,
     stream_label, table_of_stream, table_stream_arn,
@@ -233,7 +232,7 @@ async fn dispatch(
 /// give it (without Lambda's `eventSourceARN`): `eventID`, `eventName`, `eventVersion`
 /// 1.1, `eventSource`, `awsRegion`, `dynamodb` and, for deletions by TTL, `userIdentity`.
 /// `None` when the stored record is not a change record.
-pub(crate) fn record_json(record: &StreamRecord, region: &str) -> Option<Json> {
+fn record_json(record: &StreamRecord, region: &str) -> Option<Json> {
     let Ok(Json::Object(change)) = serde_json::from_slice::<Json>(&record.data) else {
         return None;
     };
@@ -257,11 +256,10 @@ pub(crate) fn record_json(record: &StreamRecord, region: &str) -> Option<Json> {
             dynamodb.insert(field.to_owned(), value.clone());
         }
     }
-    // A stable id per record: the same record read twice has the same id.
-    let digest = md5::Md5::digest(format!("{}\n{}", record.partition_key, record.seq));
-    let event_id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    // The same id as the record's Lambda event (`events/streams.rs`): its sequence number,
+    // unique in the stream, as 32 hex digits.
     let mut out = json!({
-        "eventID": event_id,
+        "eventID": format!("{:032x}", record.seq),
         "eventName": event_name,
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
@@ -512,10 +510,8 @@ mod tests {
             data: data.to_string().into_bytes(),
             arrival_us: 1_767_225_600_123_456,
         };
-        let mut out = record_json(&record, "eu-west-1").expect("a change record");
-        assert_eq!(out["eventID"].as_str().map(str::len), Some(32));
-        out["eventID"] = json!("ID");
-        expect_test::expect![[r#"{"awsRegion":"eu-west-1","dynamodb":{"ApproximateCreationDateTime":1767225600,"Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"},"n":{"N":"1"}},"SequenceNumber":"000000000000000000042","SizeBytes":9,"StreamViewType":"NEW_AND_OLD_IMAGES"},"eventID":"ID","eventName":"REMOVE","eventSource":"aws:dynamodb","eventVersion":"1.1","userIdentity":{"principalId":"dynamodb.amazonaws.com","type":"Service"}}"#]]
+        let out = record_json(&record, "eu-west-1").expect("a change record");
+        expect_test::expect![[r#"{"awsRegion":"eu-west-1","dynamodb":{"ApproximateCreationDateTime":1767225600,"Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"},"n":{"N":"1"}},"SequenceNumber":"000000000000000000042","SizeBytes":9,"StreamViewType":"NEW_AND_OLD_IMAGES"},"eventID":"0000000000000000000000000000002a","eventName":"REMOVE","eventSource":"aws:dynamodb","eventVersion":"1.1","userIdentity":{"principalId":"dynamodb.amazonaws.com","type":"Service"}}"#]]
             .assert_eq(&out.to_string());
         let garbage = StreamRecord {
             data: b"not json".to_vec(),
