@@ -293,9 +293,15 @@ async fn dispatch(
     })
 }
 
-/// The stream a request names, by `StreamName` or `StreamARN`.
+/// The stream a request names, by `StreamName` or `StreamARN`. A name Kinesis would not
+/// take (a table's change stream, `table/NAME`, among them) is refused as Kinesis refuses it.
 fn stream_name(r: &Req<'_>) -> Res<String> {
     if let Some(name) = r.optional_string("StreamName")? {
+        if !ops::valid_stream_name(&name) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+            )));
+        }
         return Ok(name);
     }
     match r.optional_string("StreamARN")? {

@@ -159,6 +159,7 @@ out["errors"] = {
     "oversize_batch": error(lambda: kinesis.put_records(StreamName="clicks", Records=[
         {"PartitionKey": "k", "Data": b"x"}, {"PartitionKey": "k", "Data": b"x" * (1024 * 1024 + 1)}])),
     "name": error(lambda: kinesis.create_stream(StreamName="bad name", ShardCount=1)),
+    "table_stream": error(lambda: kinesis.describe_stream(StreamName="table/orders")),
     "seq": error(lambda: kinesis.get_shard_iterator(StreamName="clicks", ShardId=shard_id,
                                                     ShardIteratorType="AT_SEQUENCE_NUMBER")),
 }
@@ -250,6 +251,7 @@ async fn boto3_puts_and_reads_kinesis_records_in_order_per_partition_key() {
     );
     assert_eq!(errors["name"][0], "ValidationException");
     assert_eq!(errors["seq"][0], "InvalidArgumentException");
+    assert_eq!(errors["table_stream"][0], "ValidationException");
     assert_eq!(out["intact"], "ACTIVE");
     assert_eq!(out["after_delete"], json!(["clicks"]));
     assert_eq!(out["deleted"], "ResourceNotFoundException");
