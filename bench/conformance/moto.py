@@ -3,6 +3,7 @@
 run). Results are recorded in COMPAT.md ("Conformance: moto's own tests against nimbus").
 
     python3 bench/conformance/moto.py                  # the default files below
+    python3 bench/conformance/moto.py --suite dynamodb --budget 900   # DynamoDB's files
     python3 bench/conformance/moto.py tests/test_sqs/test_sqs.py   # chosen files
 
 What it does, all under ~/.cache/nimbus/conformance/ (kept between runs):
@@ -10,7 +11,7 @@ What it does, all under ~/.cache/nimbus/conformance/ (kept between runs):
   ships moto's tests;
 - a venv with moto[server]==VERSION, pytest, pytest-timeout and freezegun, from PyPI;
 - a scratch app (one trivial Node function, nothing declared: the tests make their
-  buckets, queues and topics at run time), served by `NIMBUS up APP --port P` on a free
+  buckets, queues, topics and tables at run time), served by `NIMBUS up APP --port P` on a free
   loopback port;
 - pytest on each file from the sdist's root with moto's server mode:
   TEST_SERVER_MODE=true and TEST_SERVER_MODE_ENDPOINT=http://127.0.0.1:P, which make
@@ -18,16 +19,18 @@ What it does, all under ~/.cache/nimbus/conformance/ (kept between runs):
   In that mode moto POSTs /moto-api/reset when a mock starts and ends; nimbus answers 404
   and moto ignores the status, so nothing would be reset between tests. Unless --no-reset,
   a small pytest plugin does the reset through the AWS API instead (before each test:
-  every bucket emptied and deleted, every queue and topic deleted) and
+  every bucket emptied and deleted, every queue, topic and DynamoDB table deleted) and
   MOTO_CALL_RESET_API=false stops the POST. The test files are not changed;
-- a JSON and a Markdown summary in ~/.cache/nimbus/conformance/results/: per file the
+- a JSON and a Markdown summary in ~/.cache/nimbus/conformance/results/
+  (moto-VERSION.{json,md}, moto-VERSION-dynamodb.{json,md} for --suite dynamodb): per file the
   passed/failed/errors/skipped counts, and every failing test with the first line of its
   error and a cause (the AWS error code and operation, or the exception's type).
 
 nimbus is stopped by its own pid at the end, also on failure or Ctrl-C. Everything talks
 to 127.0.0.1 only (the downloads go through pip).
 Knobs: NIMBUS (binary, default target/debug/nimbus), MOTO_VERSION (default 5.2.6),
---budget SECONDS for the whole pytest part (default 600), --per-test SECONDS (60).
+--budget SECONDS for the whole pytest part (default 600), --per-test SECONDS (60),
+--suite s3-sqs-sns|dynamodb|all picks the default files (issue 12's, issue 13's or both).
 """
 
 import argparse
@@ -62,6 +65,35 @@ DEFAULT_FILES = [
     "tests/test_sns/test_publish_batch.py",
     "tests/test_sns/test_topics.py",
 ]
+
+# Issue 13: tables, items, expressions, queries and scans, batches, transactions, TTL.
+# Left out: moto's own parser unit tests (no requests), backups, global tables, PartiQL,
+# import/export, resource policies, CloudFormation and IAM.
+DYNAMODB_FILES = [
+    "tests/test_dynamodb/test_dynamodb.py",
+    "tests/test_dynamodb/test_dynamodb_create_table.py",
+    "tests/test_dynamodb/test_dynamodb_update_table.py",
+    "tests/test_dynamodb/test_dynamodb_table_without_range_key.py",
+    "tests/test_dynamodb/test_dynamodb_table_with_range_key.py",
+    "tests/test_dynamodb/test_dynamodb_query.py",
+    "tests/test_dynamodb/test_dynamodb_scan.py",
+    "tests/test_dynamodb/test_dynamodb_select.py",
+    "tests/test_dynamodb/test_dynamodb_batch_get_item.py",
+    "tests/test_dynamodb/test_dynamodb_batch_write.py",
+    "tests/test_dynamodb/test_dynamodb_transact.py",
+    "tests/test_dynamodb/test_dynamodb_condition_expressions.py",
+    "tests/test_dynamodb/test_dynamodb_update_expressions.py",
+    "tests/test_dynamodb/test_dynamodb_consumedcapacity.py",
+    "tests/test_dynamodb/exceptions/test_dynamodb_exceptions.py",
+    "tests/test_dynamodb/exceptions/test_dynamodb_transactions.py",
+    "tests/test_dynamodb/exceptions/test_key_length_exceptions.py",
+]
+
+SUITES = {
+    "s3-sqs-sns": DEFAULT_FILES,
+    "dynamodb": DYNAMODB_FILES,
+    "all": DEFAULT_FILES + DYNAMODB_FILES,
+}
 
 VENV_PACKAGES = [f"moto[server]=={VERSION}", "pytest", "pytest-timeout", "freezegun"]
 
@@ -115,6 +147,17 @@ def reset():
     sns = _client("sns")
     for topic in _quietly(sns.list_topics).get("Topics", []):
         _quietly(sns.delete_topic, TopicArn=topic["TopicArn"])
+    dynamodb = _client("dynamodb")
+    names, start = [], None
+    for _ in range(100):
+        page = _quietly(dynamodb.list_tables,
+                        **({"ExclusiveStartTableName": start} if start else {}))
+        names += page.get("TableNames", [])
+        start = page.get("LastEvaluatedTableName")
+        if not start:
+            break
+    for name in names:
+        _quietly(dynamodb.delete_table, TableName=name)
 
 
 @pytest.fixture(autouse=True)
@@ -262,13 +305,16 @@ def markdown(summary):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="*", help="test files, relative to the sdist's root")
+    ap.add_argument("--suite", choices=sorted(SUITES), default="s3-sqs-sns",
+                    help="the default files when none are named")
     ap.add_argument("--budget", type=float, default=600, help="seconds for all pytest runs")
     ap.add_argument("--per-test", type=float, default=60, help="pytest-timeout per test")
     ap.add_argument("--no-reset", action="store_true",
                     help="no reset between tests (moto's POST /moto-api/reset gets a 404)")
     ap.add_argument("--out", default=os.path.join(CACHE, "results"))
     args = ap.parse_args()
-    files = args.files or DEFAULT_FILES
+    files = args.files or SUITES[args.suite]
+    suffix = "" if args.files or args.suite == "s3-sqs-sns" else f"-{args.suite}"
 
     if not os.path.exists(NIMBUS):
         raise SystemExit(f"{NIMBUS} is missing: cargo build -p nimbus")
@@ -285,7 +331,7 @@ def main():
         f.write(RESET_PLUGIN)
     manifest = write_app(app)
     os.makedirs(args.out, exist_ok=True)
-    nimbus_log = os.path.join(args.out, f"nimbus-{VERSION}.log")
+    nimbus_log = os.path.join(args.out, f"nimbus-{VERSION}{suffix}.log")
 
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -294,7 +340,8 @@ def main():
                             capture_output=True, text=True).stdout.strip()
     built = datetime.datetime.fromtimestamp(os.path.getmtime(NIMBUS)).isoformat(timespec="seconds")
     summary = {"moto": VERSION, "date": datetime.date.today().isoformat(),
-               "reset": "none" if args.no_reset else "plugin (S3 buckets, SQS queues, SNS topics)",
+               "reset": "none" if args.no_reset else
+               "plugin (S3 buckets, SQS queues, SNS topics, DynamoDB tables)",
                "nimbus": NIMBUS, "nimbus_built": built, "head": commit,
                "manifest": manifest, "files": []}
 
@@ -373,7 +420,7 @@ def main():
     totals = {k: sum(f["counts"][k] for f in summary["files"])
               for k in ("passed", "failed", "errors", "skipped")}
     summary["totals"] = totals
-    stem = os.path.join(args.out, f"moto-{VERSION}")
+    stem = os.path.join(args.out, f"moto-{VERSION}{suffix}")
     with open(stem + ".json", "w") as f:
         json.dump(summary, f, indent=1)
     md = markdown(summary)
