@@ -16,6 +16,7 @@ mod events;
 mod functions;
 mod gateway;
 mod generation;
+mod listener;
 mod services;
 mod telemetry;
 
@@ -34,6 +35,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use crate::api::wire;
 pub use crate::aws::{AwsKeys, aws_access_key_id};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
+pub use crate::listener::{DEFAULT_HEADER_TIMEOUT, StrictHeads, http1_builder};
 use crate::services::ServicesHandle;
 pub use crate::telemetry::{
     REDACTED, RedactingLogSink, Redactor, Telemetry, TelemetryConfig, TraceContext,
@@ -98,6 +100,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Which keys the AWS endpoint on the gateway port accepts besides the functions'.
     pub aws_keys: AwsKeys,
+    /// How long a client may take to send a request's head, and a kept-alive connection
+    /// may stay idle, on both listeners (`DEFAULT_HEADER_TIMEOUT` unless configured).
+    pub header_timeout: Duration,
 }
 
 /// A bound, not yet running server.
@@ -107,6 +112,16 @@ pub struct Server {
     admin: TcpListener,
     services: Arc<ServicesHandle>,
     reloads: (ReloadTx, ReloadRx),
+}
+
+/// A server whose app and listeners have started: what `Server::start` returns once
+/// everything is up, so the caller says "listening" only then.
+pub struct Running {
+    cfg: ServerConfig,
+    generations: Generations,
+    listeners: tokio::task::JoinSet<()>,
+    reloads: ReloadRx,
+    shutdown: Shutdown,
 }
 
 /// Swaps the app a running server serves, without dropping a request. Cloneable; get it
@@ -168,31 +183,55 @@ impl Server {
     /// in-flight requests (up to the drain timeout), stops the triggers and every
     /// instance.
     pub async fn run(self, app: App, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.start(app, shutdown).await?.run().await
+    }
+
+    /// Starts `app` (its queues, consumers and policies) and both listeners; an error
+    /// here (a store that cannot be written, say) means nothing was served.
+    pub async fn start(self, app: App, shutdown: Shutdown) -> anyhow::Result<Running> {
         let Server {
             cfg,
             gateway,
             admin,
             services,
-            reloads: (reloads_tx, mut reloads),
+            reloads: (reloads_tx, reloads),
         } = self;
         // Reloads come from `Reloader`s only; once they are all gone, none comes.
         drop(reloads_tx);
-        let mut generations = Generations::start(app, &cfg).await?;
+        let generations = Generations::start(app, &cfg).await?;
         services.bind(&generations.current);
         let gateway_app = gateway::router(generations.current.clone(), &cfg);
         let admin_app = admin::router(generations.current.clone(), &cfg);
-        let mut services = tokio::task::JoinSet::new();
+        let mut listeners = tokio::task::JoinSet::new();
         for (listener, app) in [(gateway, gateway_app), (admin, admin_app)] {
-            let mut shutdown = shutdown.clone();
-            services.spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move { shutdown.wait().await })
-                .await
-            });
+            listeners.spawn(listener::serve(
+                listener,
+                app,
+                cfg.header_timeout,
+                shutdown.clone(),
+            ));
         }
+        Ok(Running {
+            cfg,
+            generations,
+            listeners,
+            reloads,
+            shutdown,
+        })
+    }
+}
+
+impl Running {
+    /// Serves until shutdown, then drains in-flight requests (up to the drain timeout),
+    /// stops the triggers and every instance.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Running {
+            cfg,
+            mut generations,
+            listeners: mut services,
+            mut reloads,
+            shutdown,
+        } = self;
         let mut shutdown_signal = shutdown.clone();
         loop {
             let event = tokio::select! {
@@ -215,8 +254,8 @@ impl Server {
         generations.stop_triggers();
         let drained = tokio::time::timeout(cfg.drain_timeout, async {
             while let Some(res) = services.join_next().await {
-                if let Ok(Err(e)) = res {
-                    tracing::warn!("server stopped with an error: {e}");
+                if let Err(e) = res {
+                    tracing::warn!("a listener stopped with an error: {e}");
                 }
             }
         })

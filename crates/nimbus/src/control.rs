@@ -12,6 +12,9 @@ use hyper_util::rt::TokioIo;
 /// Where a running app can be reached. Written as `.nimbus/up.json` (format version 1).
 pub(crate) struct UpRecord {
     pub(crate) pid: u32,
+    /// When that process started, in clock ticks after boot (`/proc/<pid>/stat`), so a
+    /// later process given the same pid is not taken for it; `None` in older records.
+    pub(crate) started: Option<u64>,
     pub(crate) gateway: SocketAddr,
     pub(crate) admin: SocketAddr,
     pub(crate) token: String,
@@ -41,6 +44,7 @@ impl UpRecord {
         let record = serde_json::json!({
             "version": 1,
             "pid": self.pid,
+            "started": self.started,
             "gateway": self.gateway.to_string(),
             "admin": self.admin.to_string(),
             "token": self.token,
@@ -62,10 +66,23 @@ impl UpRecord {
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         Some(UpRecord {
             pid: u32::try_from(value.get("pid")?.as_u64()?).ok()?,
+            started: value.get("started").and_then(serde_json::Value::as_u64),
             gateway: value.get("gateway")?.as_str()?.parse().ok()?,
             admin: value.get("admin")?.as_str()?.parse().ok()?,
             token: value.get("token")?.as_str()?.to_owned(),
         })
+    }
+
+    /// Whether the process that wrote the record still serves: it exists, is not a zombie
+    /// (a `kill -9`ed nimbus stays one until its parent reaps it) and is the same process,
+    /// not a later one given the same pid.
+    pub(crate) fn serving(&self) -> bool {
+        match process_identity(self.pid) {
+            Some(Identity { state, started }) => {
+                !matches!(state, 'Z' | 'X' | 'x') && self.started.is_none_or(|s| s == started)
+            }
+            None => false,
+        }
     }
 
     /// Invokes `function` through the running app's control API.
@@ -153,4 +170,22 @@ impl UpRecord {
         let body = res.into_body().collect().await?.to_bytes();
         Ok((status, headers, body))
     }
+}
+
+/// A process's state letter and start time, from `/proc/<pid>/stat` (proc(5)).
+pub(crate) struct Identity {
+    pub(crate) state: char,
+    pub(crate) started: u64,
+}
+
+/// The identity of process `pid`; `None` when it does not exist.
+pub(crate) fn process_identity(pid: u32) -> Option<Identity> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces and parentheses;
+    // the fields after the last `)` are plain: state is field 3, starttime field 22.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let started = fields.nth(18)?.parse().ok()?;
+    Some(Identity { state, started })
 }

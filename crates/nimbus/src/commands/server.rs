@@ -54,6 +54,10 @@ pub(crate) struct ServerCommand {
     /// Stop an instance after it has been idle this long (scale to zero).
     #[arg(long, default_value = "5m", value_parser = duration::parse)]
     idle_timeout: Duration,
+    /// Close a connection whose request head takes longer than this to arrive, or that
+    /// sits idle this long between requests.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    header_timeout: Duration,
 }
 
 #[derive(clap::Subcommand)]
@@ -187,30 +191,31 @@ impl ServerCommand {
                 state.display()
             );
         }
-        {
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "nimbus: server listening on http://{}",
-                gateway.local_addr()?
-            )?;
-            writeln!(out, "nimbus: admin API on http://{}", admin.local_addr()?)?;
-            out.flush()?;
-        }
+        let gateway_addr = gateway.local_addr()?;
+        let admin_addr = admin.local_addr()?;
         let (trigger, shutdown) = Shutdown::new();
         let mut listeners = JoinSet::new();
         listeners.spawn(accept_loop(
             gateway,
             host.clone(),
             Face::Gateway,
+            self.header_timeout,
             shutdown.clone(),
         ));
         listeners.spawn(accept_loop(
             admin,
             host.clone(),
             Face::Admin,
+            self.header_timeout,
             shutdown.clone(),
         ));
+        // Said once both listeners run and the stored versions have started.
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "nimbus: server listening on http://{gateway_addr}")?;
+            writeln!(out, "nimbus: admin API on http://{admin_addr}")?;
+            out.flush()?;
+        }
         let event = tokio::select! {
             () = super::up::wait_for_stop_signal() => Event::Shutdown,
             Some(res) = listeners.join_next() => Event::Stopped(match res {
@@ -257,7 +262,13 @@ enum Face {
     Admin,
 }
 
-async fn accept_loop(listener: TcpListener, host: Arc<Host>, face: Face, mut shutdown: Shutdown) {
+async fn accept_loop(
+    listener: TcpListener,
+    host: Arc<Host>,
+    face: Face,
+    header_timeout: Duration,
+    mut shutdown: Shutdown,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -274,7 +285,8 @@ async fn accept_loop(listener: TcpListener, host: Arc<Host>, face: Face, mut shu
                             })
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let stream = nimbus_server::StrictHeads::new(stream);
+                    let _ = nimbus_server::http1_builder(header_timeout)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -695,6 +707,8 @@ impl Host {
             // Requests reach a version through the host's gateway, from loopback: only the
             // functions' own keys are let in.
             aws_keys: nimbus_server::AwsKeys::FunctionsOnly,
+            // The host's pooled connections to a version idle out after 5 s, before this.
+            header_timeout: nimbus_server::DEFAULT_HEADER_TIMEOUT,
         };
         let server = Server::bind(cfg.clone()).await?;
         let gateway = server.gateway_addr()?;

@@ -58,6 +58,10 @@ pub(crate) struct UpCommand {
     /// Delete records, logs and spans older than this.
     #[arg(long, default_value = "7d", value_parser = duration::parse)]
     retention: Duration,
+    /// Close a connection whose request head takes longer than this to arrive, or that
+    /// sits idle this long between requests.
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
+    header_timeout: Duration,
 }
 
 /// On or off, for flags that read better as words.
@@ -124,7 +128,7 @@ impl UpCommand {
         let app = app::load(&self.dir, &opts)?;
         let state_dir = app.state_dir();
         if let Some(record) = UpRecord::read(&state_dir)
-            && process_alive(record.pid)
+            && record.serving()
         {
             anyhow::bail!(
                 "another nimbus (pid {}) is already serving {} on http://{}: stop it first",
@@ -165,6 +169,7 @@ impl UpCommand {
             drain_timeout: longest_timeout + Duration::from_secs(1),
             // As LocalStack does, any key is the operator's on a local `nimbus up`.
             aws_keys: nimbus_server::AwsKeys::AnyAsOperator,
+            header_timeout: self.header_timeout,
         };
         // Bind first: functions learn the control API's address from their environment.
         let server = Server::bind(cfg.clone()).await?;
@@ -189,8 +194,20 @@ impl UpCommand {
             )
         })?;
         let launch = launcher.launch(app, |_, _| None).await?;
+        let (trigger, shutdown) = Shutdown::new();
+        let trigger = Arc::new(trigger);
+        tokio::spawn(async move {
+            wait_for_stop_signal().await;
+            trigger.trigger();
+        });
+        let reloader = server.reloader();
+        // Everything starts (queues, consumers, both listeners) before the banner says
+        // "listening": a store that cannot be written fails here, with nothing printed.
+        let running = server.start(launch.served, shutdown).await?;
+        let pid = std::process::id();
         let record = UpRecord {
-            pid: std::process::id(),
+            pid,
+            started: crate::control::process_identity(pid).map(|identity| identity.started),
             gateway,
             admin,
             token: cfg.admin_token.clone(),
@@ -215,18 +232,12 @@ impl UpCommand {
             &banner_lines,
         )?;
 
-        let (trigger, shutdown) = Shutdown::new();
-        let trigger = Arc::new(trigger);
-        tokio::spawn(async move {
-            wait_for_stop_signal().await;
-            trigger.trigger();
-        });
         let mut watchers = tokio::task::JoinSet::new();
         if mode == Mode::Dev {
-            let session = super::dev::Session::new(opts, launcher, launched, server.reloader());
+            let session = super::dev::Session::new(opts, launcher, launched, reloader);
             watchers.spawn(session.watch());
         }
-        let res = server.run(launch.served, shutdown).await;
+        let res = running.run().await;
         watchers.abort_all();
         let _ = std::fs::remove_file(UpRecord::path(&state_dir));
         tracing::info!("stopped");
@@ -430,12 +441,4 @@ pub(crate) async fn wait_for_stop_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill(2) with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
 }

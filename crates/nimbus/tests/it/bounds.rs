@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{NIMBUS, TestApp};
+use crate::harness::{NIMBUS, TestApp, TestServer, process_running, signal};
 
 const OK_JS: &str = "exports.handler = async () => ({ statusCode: 200, body: 'ok' });\n";
 
@@ -141,4 +141,146 @@ fn a_nul_in_a_value_is_an_error_naming_the_key() {
         &run,
         &["serverless.yml:8:18: functions.api.events[0].httpApi: control character U+0000"],
     );
+}
+
+const HELLO_MANIFEST: &str = "service: hygiene\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  hello:\n    handler: ok.handler\n    events:\n      - httpApi: GET /hello\nqueues:\n  jobs: {}\n";
+
+/// Reads what the server sends on `stream` until it closes (or 5 s pass).
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> (String, Duration) {
+    use tokio::io::AsyncReadExt as _;
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_slow_header_connection_is_closed_after_the_timeout_while_others_are_served() {
+    use tokio::io::AsyncWriteExt as _;
+    let app = TestApp::new(&[("serverless.yml", HELLO_MANIFEST), ("ok.js", OK_JS)]);
+    let server = TestServer::start(app.path(), &["--header-timeout", "500ms"]);
+    let mut slow = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connecting");
+    slow.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("sending half a head");
+    // Healthy requests go on meanwhile.
+    for _ in 0..3 {
+        let res = server.get("/hello").await;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+    let (_, waited) = read_until_closed(&mut slow).await;
+    assert!(
+        waited < Duration::from_secs(3),
+        "the slow connection stayed open {waited:?}"
+    );
+    // The control API has the same deadline.
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(app.path().join(".nimbus/up.json")).expect("up.json"),
+    )
+    .expect("up.json is JSON");
+    let admin: std::net::SocketAddr = record["admin"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("admin address");
+    let mut slow = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("connecting");
+    slow.write_all(b"GET /functions HTTP/1.1\r\n")
+        .await
+        .expect("sending half a head");
+    let (_, waited) = read_until_closed(&mut slow).await;
+    assert!(waited < Duration::from_secs(3), "stayed open {waited:?}");
+}
+
+#[tokio::test]
+async fn a_bare_lf_in_a_header_is_refused_with_400() {
+    use tokio::io::AsyncWriteExt as _;
+    let app = TestApp::new(&[("serverless.yml", HELLO_MANIFEST), ("ok.js", OK_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    // hyper (httparse) takes a lone LF as a line end (RFC 9112 allows it), which made
+    // `X-A: a<LF>X-B: b` two headers.
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connecting");
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-A: a\nX-B: b\r\n\r\n")
+        .await
+        .expect("sending");
+    let (received, _) = read_until_closed(&mut stream).await;
+    assert!(received.starts_with("HTTP/1.1 400"), "{received:?}");
+    // A bare LF inside a body is data, and the next request on the connection is read.
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connecting");
+    stream
+        .write_all(b"POST /nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na\nbGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("sending");
+    let (received, _) = read_until_closed(&mut stream).await;
+    assert_eq!(
+        received.matches("HTTP/1.1 ").count(),
+        2,
+        "two answers: {received:?}"
+    );
+    assert!(received.contains("HTTP/1.1 200"), "{received:?}");
+}
+
+#[test]
+fn a_store_that_cannot_start_never_prints_listening() {
+    let app = TestApp::new(&[("serverless.yml", HELLO_MANIFEST), ("ok.js", OK_JS)]);
+    drop(TestServer::start(app.path(), &[]));
+    // A store that opens but cannot take the app's queues.
+    let db = app.path().join(".nimbus/nimbus.db");
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('DROP TABLE queues'); c.execute('CREATE TABLE queues (broken INTEGER)'); c.commit()",
+        ])
+        .arg(&db)
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = app.nimbus(&["up", ".", "--port", "0"]);
+    assert_eq!(out.code, Some(1), "stderr:\n{}", out.stderr);
+    assert!(!out.stdout.contains("listening"), "stdout:\n{}", out.stdout);
+    assert!(
+        out.stderr.contains("writing a queue to the store"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_restart_right_after_kill_9_serves_at_once() {
+    let app = TestApp::new(&[("serverless.yml", HELLO_MANIFEST), ("ok.js", OK_JS)]);
+    let first = TestServer::start(app.path(), &[]);
+    // Killed and not reaped: the pid stays a zombie while this test holds it.
+    signal(first.pid(), libc::SIGKILL);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while process_running(first.pid()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nimbus survived kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = TestServer::start(app.path(), &[]);
+    let res = second.get("/hello").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    drop(first);
 }
