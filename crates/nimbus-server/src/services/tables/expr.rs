@@ -7,6 +7,8 @@
 //! (`Invalid ConditionExpression: Syntax error; token: "=", near: "a = = b"`), which the
 //! SDKs show as a ValidationException.
 
+mod reserved;
+
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -160,7 +162,7 @@ pub(crate) fn parse_condition(
 ) -> Res<Condition> {
     let mut parser = Parser::new(text, kind, placeholders)?;
     let condition = parser.condition()?;
-    parser.end()?;
+    parser.finish()?;
     Ok(condition)
 }
 
@@ -168,7 +170,7 @@ pub(crate) fn parse_condition(
 pub(crate) fn parse_update(text: &str, placeholders: &mut Placeholders) -> Res<Update> {
     let mut parser = Parser::new(text, ExprKind::Update, placeholders)?;
     let update = parser.update()?;
-    parser.end()?;
+    parser.finish()?;
     let mut paths: Vec<&Path> = update.set.iter().map(|(p, _)| p).collect();
     paths.extend(&update.remove);
     paths.extend(update.add.iter().map(|(p, _)| p));
@@ -195,7 +197,7 @@ pub(crate) fn parse_projection(text: &str, placeholders: &mut Placeholders) -> R
     while parser.eat(&Tok::Comma) {
         paths.push(parser.path()?);
     }
-    parser.end()?;
+    parser.finish()?;
     Ok(paths)
 }
 
@@ -232,6 +234,8 @@ struct Parser<'p> {
     tokens: Vec<Token>,
     at: usize,
     placeholders: &'p mut Placeholders,
+    /// The first reserved word used as a name, refused once the syntax is known good.
+    reserved: Option<String>,
 }
 
 fn tokenize(text: &str, kind: ExprKind) -> Res<Vec<Token>> {
@@ -348,6 +352,7 @@ impl<'p> Parser<'p> {
             tokens: tokenize(text, kind)?,
             at: 0,
             placeholders,
+            reserved: None,
         })
     }
 
@@ -414,6 +419,18 @@ impl<'p> Parser<'p> {
         match self.peek() {
             Tok::Eof => Ok(()),
             _ => Err(self.error()),
+        }
+    }
+
+    /// The end of the expression, then the reserved words: DynamoDB reports a syntax error
+    /// before a reserved word, whichever comes first in the text.
+    fn finish(&self) -> Res<()> {
+        self.end()?;
+        match &self.reserved {
+            Some(word) => Err(self.invalid(format!(
+                "Attribute name is a reserved keyword; reserved keyword: {word}"
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -654,6 +671,9 @@ impl<'p> Parser<'p> {
             }
             Tok::Ident(name) => {
                 self.next();
+                if self.reserved.is_none() && reserved::is_reserved(&name) {
+                    self.reserved = Some(name.clone());
+                }
                 Ok(name)
             }
             Tok::Name(placeholder) => {

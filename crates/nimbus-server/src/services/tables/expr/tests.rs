@@ -19,7 +19,7 @@ fn item(json: &str) -> Item {
 fn sample() -> Item {
     item(
         r#"{"id":{"S":"1"},"name":{"S":"abc"},"n":{"N":"5"},"tags":{"SS":["a","b"]},
-            "list":{"L":[{"N":"1"},{"M":{"c":{"S":"x"}}}]},"m":{"M":{"a":{"M":{"b":{"N":"1"}}}}},
+            "lst":{"L":[{"N":"1"},{"M":{"c":{"S":"x"}}}]},"m":{"M":{"a":{"M":{"b":{"N":"1"}}}}},
             "flag":{"BOOL":true},"nul":{"NULL":true},"bin":{"B":"AQID"}}"#,
     )
 }
@@ -91,10 +91,10 @@ fn conditions() {
     check("attribute_exists(id)", expect!["true"]);
     check("attribute_not_exists(id)", expect!["false"]);
     check(
-        "attribute_exists(m.a.b) AND attribute_exists(list[1].c)",
+        "attribute_exists(m.a.b) AND attribute_exists(lst[1].c)",
         expect!["true"],
     );
-    check("attribute_exists(list[5])", expect!["false"]);
+    check("attribute_exists(lst[5])", expect!["false"]);
     check("attribute_type(tags, :t)", expect!["true"]);
     check(
         "attribute_type(tags, :bad)",
@@ -113,8 +113,8 @@ fn conditions() {
     check("contains(tags, :a)", expect!["true"]);
     check("contains(#n, :x)", expect!["false"]);
     check("size(#n) = :five", expect!["false"]);
-    check("size(tags) = :two AND size(list) > :one", expect!["true"]);
-    check("size(missing) = :one", expect!["false"]);
+    check("size(tags) = :two AND size(lst) > :one", expect!["true"]);
+    check("size(absent) = :one", expect!["false"]);
     check("n > :abc", expect!["false"]);
     check("flag = :true", expect!["true"]);
     check(
@@ -174,7 +174,7 @@ fn condition_errors_name_the_token() {
         expect!["Invalid ConditionExpression: The expression can not be empty;"],
     );
     check(
-        "list[x] = :one",
+        "lst[x] = :one",
         expect![[r#"Invalid ConditionExpression: Syntax error; token: "x", near: "[ x ]""#]],
     );
 }
@@ -195,13 +195,13 @@ fn updates() {
     );
     check_update("SET n = if_not_exists(n, :one)", expect!["{} removed []"]);
     check_update(
-        "SET list = list_append(list, :l)",
-        expect![[r#"{"list":{"L":[{"N":"1"},{"M":{"c":{"S":"x"}}},{"N":"9"}]}} removed []"#]],
+        "SET lst = list_append(lst, :l)",
+        expect![[r#"{"lst":{"L":[{"N":"1"},{"M":{"c":{"S":"x"}}},{"N":"9"}]}} removed []"#]],
     );
     check_update(
-        "SET m.a.c = :x, list[1].c = :abc, list[7] = :one",
+        "SET m.a.c = :x, lst[1].c = :abc, lst[7] = :one",
         expect![[
-            r#"{"list":{"L":[{"N":"1"},{"M":{"c":{"S":"abc"}}},{"N":"1"}]},"m":{"M":{"a":{"M":{"b":{"N":"1"},"c":{"S":"x"}}}}}} removed []"#
+            r#"{"lst":{"L":[{"N":"1"},{"M":{"c":{"S":"abc"}}},{"N":"1"}]},"m":{"M":{"a":{"M":{"b":{"N":"1"},"c":{"S":"x"}}}}}} removed []"#
         ]],
     );
     check_update(
@@ -209,8 +209,8 @@ fn updates() {
         expect!["The document path provided in the update expression is invalid for update"],
     );
     check_update(
-        "REMOVE flag, nul, list[0]",
-        expect![[r#"{"list":{"L":[{"M":{"c":{"S":"x"}}}]}} removed ["flag", "nul"]"#]],
+        "REMOVE flag, nul, lst[0]",
+        expect![[r#"{"lst":{"L":[{"M":{"c":{"S":"x"}}}]}} removed ["flag", "nul"]"#]],
     );
     check_update(
         "ADD n :two, tags :ss, fresh :one",
@@ -233,7 +233,7 @@ fn updates() {
         ],
     );
     check_update(
-        "SET n = missing + :one",
+        "SET n = absent + :one",
         expect!["The provided expression refers to an attribute that does not exist in the item"],
     );
     check_update(
@@ -279,14 +279,47 @@ fn projections() {
         expect![[r#"{"id":{"S":"1"},"name":{"S":"abc"}}"#]],
     );
     check_projection(
-        "m.a.b, list[1].c, missing",
-        expect![[
-            r#"{"list":{"L":[{"M":{"c":{"S":"x"}}}]},"m":{"M":{"a":{"M":{"b":{"N":"1"}}}}}}"#
-        ]],
+        "m.a.b, lst[1].c, absent",
+        expect![[r#"{"lst":{"L":[{"M":{"c":{"S":"x"}}}]},"m":{"M":{"a":{"M":{"b":{"N":"1"}}}}}}"#]],
     );
     check_projection(
         "id,",
         expect![[r#"Invalid ProjectionExpression: Syntax error; token: "<EOF>", near: ",""#]],
+    );
+}
+
+// Issue 13: DynamoDB refuses its reserved words as names, after the syntax is checked, so
+// an expression that works on nimbus works on AWS.
+#[test]
+fn reserved_words_are_refused_as_names() {
+    check(
+        "attribute_exists(Status)",
+        expect![
+            "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: Status"
+        ],
+    );
+    check(
+        "m.name = :abc AND #n = :abc",
+        expect![
+            "Invalid ConditionExpression: Attribute name is a reserved keyword; reserved keyword: name"
+        ],
+    );
+    check(
+        "name = = :abc",
+        expect![[r#"Invalid ConditionExpression: Syntax error; token: "=", near: "= = :abc""#]],
+    );
+    check("#st = :abc OR attribute_not_exists(#n)", expect!["false"]);
+    check_update(
+        "SET #n = :abc, count = :one",
+        expect![
+            "Invalid UpdateExpression: Attribute name is a reserved keyword; reserved keyword: count"
+        ],
+    );
+    check_projection(
+        "id, name",
+        expect![
+            "Invalid ProjectionExpression: Attribute name is a reserved keyword; reserved keyword: name"
+        ],
     );
 }
 
