@@ -148,7 +148,7 @@ enum KvAction {
 }
 
 /// Finds the running app of `dir` or says how to start it.
-fn running(dir: &Path) -> anyhow::Result<UpRecord> {
+pub(super) fn running(dir: &Path) -> anyhow::Result<UpRecord> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("opening app folder {}", dir.display()))?;
@@ -171,8 +171,20 @@ pub(super) fn call(
     headers: &[(&str, String)],
 ) -> anyhow::Result<Bytes> {
     let record = running(dir)?;
-    let (status, _, body) =
-        crate::runtime()?.block_on(record.request_with(method, path, body, headers))?;
+    let runtime = crate::runtime()?;
+    call_on(&runtime, &record, method, path, body, headers)
+}
+
+/// `call` on a runtime and app the caller keeps, for commands that call again and again.
+pub(super) fn call_on(
+    runtime: &tokio::runtime::Runtime,
+    record: &UpRecord,
+    method: http::Method,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> anyhow::Result<Bytes> {
+    let (status, _, body) = runtime.block_on(record.request_with(method, path, body, headers))?;
     if !status.is_success() {
         let message = serde_json::from_slice::<wire::ErrorBody>(&body)
             .map(|error| error.message)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use nimbus_server::wire;
 
-use super::resources::{call, print};
+use super::resources::{call, call_on, print, running};
 
 /// How often `tail` asks for new records.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -91,6 +91,8 @@ impl StreamCommand {
                 no_follow,
             } => {
                 let mut from = if from_start { "trim_horizon" } else { "latest" }.to_owned();
+                let record = running(dir)?;
+                let runtime = crate::runtime()?;
                 loop {
                     let query = wire::ReadStream {
                         from: Some(from.clone()),
@@ -101,7 +103,8 @@ impl StreamCommand {
                         segment(&stream),
                         wire::url_query(&query)
                     );
-                    let body = call(dir, http::Method::GET, &path, Vec::new(), &[])?;
+                    let body =
+                        call_on(&runtime, &record, http::Method::GET, &path, Vec::new(), &[])?;
                     let page: wire::StreamRecords =
                         serde_json::from_slice(&body).context("reading the stream's records")?;
                     let mut out = std::io::stdout().lock();
