@@ -19,7 +19,8 @@ What it does, all under ~/.cache/nimbus/conformance/ (kept between runs):
   In that mode moto POSTs /moto-api/reset when a mock starts and ends; nimbus answers 404
   and moto ignores the status, so nothing would be reset between tests. Unless --no-reset,
   a small pytest plugin does the reset through the AWS API instead (before each test:
-  every bucket emptied and deleted, every queue, topic and DynamoDB table deleted) and
+  every bucket emptied and deleted, every queue and topic deleted; DynamoDB tables are
+  deleted when a test module starts and, after each test, those the test made) and
   MOTO_CALL_RESET_API=false stops the POST. The test files are not changed;
 - a JSON and a Markdown summary in ~/.cache/nimbus/conformance/results/
   (moto-VERSION.{json,md}, moto-VERSION-dynamodb.{json,md} for --suite dynamodb): per file the
@@ -147,6 +148,9 @@ def reset():
     sns = _client("sns")
     for topic in _quietly(sns.list_topics).get("Topics", []):
         _quietly(sns.delete_topic, TopicArn=topic["TopicArn"])
+
+
+def _tables():
     dynamodb = _client("dynamodb")
     names, start = [], None
     for _ in range(100):
@@ -156,14 +160,31 @@ def reset():
         start = page.get("LastEvaluatedTableName")
         if not start:
             break
+    return dynamodb, names
+
+
+def _delete_tables(keep=()):
+    dynamodb, names = _tables()
     for name in names:
-        _quietly(dynamodb.delete_table, TableName=name)
+        if name not in keep:
+            _quietly(dynamodb.delete_table, TableName=name)
+
+
+# moto's DynamoDB files make tables in module- and class-scoped fixtures that their tests
+# share, so tables are deleted when a module starts (autouse fixtures come first in their
+# scope) and, after each test, those the test made.
+@pytest.fixture(autouse=True, scope="module")
+def _nimbus_reset_tables():
+    _delete_tables()
+    yield
 
 
 @pytest.fixture(autouse=True)
 def _nimbus_reset():
     reset()
+    _, before = _tables()
     yield
+    _delete_tables(keep=set(before))
 '''
 
 
