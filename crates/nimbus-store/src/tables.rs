@@ -483,10 +483,16 @@ fn attribute_bytes(
     }
     let size = value.size();
     if size > max {
-        return Err(TableError::Validation(format!(
-            "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of {max} bytes ({which} key {}, {size} bytes)",
-            attribute.name
-        )));
+        // DynamoDB's words, its missing space after "of" included.
+        return Err(TableError::Validation(if which.ends_with("sort") {
+            format!(
+                "One or more parameter values were invalid: Aggregated size of all range keys has exceeded the size limit of {max} bytes"
+            )
+        } else {
+            format!(
+                "One or more parameter values were invalid: Size of hashkey has exceeded the maximum size limit of{max} bytes"
+            )
+        }));
     }
     Ok(key_bytes(value))
 }
