@@ -225,8 +225,10 @@ pub trait TableStore: Send + Sync {
     fn ensure_table(&self, spec: &TableSpec) -> Result<(), TableError>;
     /// Creates a table; `InUse` if it exists.
     fn create_table(&self, spec: &TableSpec) -> Result<TableDescription, TableError>;
-    /// Describes a table.
+    /// Describes a table, with its item count and size.
     fn describe_table(&self, table: &str) -> Result<TableDescription, TableError>;
+    /// A table's keys and indexes: a point read, for the paths that run per request.
+    fn table_spec(&self, table: &str) -> Result<TableSpec, TableError>;
     /// Every table's name, in order.
     fn list_tables(&self) -> Result<Vec<String>, TableError>;
     /// Deletes a table and its items.
@@ -357,7 +359,14 @@ impl TableSpec {
                             index.name
                         )));
                     }
-                    check_key_value(attribute, value, "Type mismatch for Index Key")?;
+                    if matches!(value, AttributeValue::S(s) if s.is_empty())
+                        || matches!(value, AttributeValue::B(b) if b.is_empty())
+                    {
+                        return Err(TableError::Validation(format!(
+                            "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty string value. IndexName: {}, IndexKey: {}",
+                            index.name, attribute.name
+                        )));
+                    }
                 }
             }
         }
@@ -385,7 +394,7 @@ fn check_key_value(
 ) -> Result<(), TableError> {
     if !attribute.kind.matches(value) {
         return Err(TableError::Validation(format!(
-            "One or more parameter values were invalid: {mismatch} {} Expected: {} Actual: {}",
+            "One or more parameter values were invalid: {mismatch} {} expected: {} actual: {}",
             attribute.name,
             attribute.kind.name(),
             value.value_type().name()

@@ -115,6 +115,12 @@ impl TableStore for Store {
             .ok_or_else(|| not_found(table))
     }
 
+    fn table_spec(&self, table: &str) -> Result<TableSpec, TableError> {
+        self.read(|conn| Ok(load_spec(conn, table)))
+            .map_err(internal)??
+            .ok_or_else(|| not_found(table))
+    }
+
     fn list_tables(&self) -> Result<Vec<String>, TableError> {
         self.read(|conn| {
             let mut stmt = conn

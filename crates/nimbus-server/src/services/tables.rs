@@ -230,6 +230,12 @@ pub(crate) async fn describe_table(
     describe(events, table).await
 }
 
+/// A table's keys and indexes, without DescribeTable's counts (which read every item).
+async fn table_spec(events: &Events, table: &str) -> OpRes<TableSpec> {
+    let name = table.to_owned();
+    run(events, move |tables| tables.table_spec(&name)).await
+}
+
 async fn describe(events: &Events, table: &str) -> OpRes<TableDescription> {
     let name = table.to_owned();
     run(events, move |tables| tables.describe_table(&name)).await
@@ -315,9 +321,9 @@ pub(crate) async fn put_item(
             TableError::Validation("ReturnValues can only be ALL_OLD or NONE".to_owned()).into(),
         );
     }
-    let description = describe(events, &req.table).await?;
+    let spec = table_spec(events, &req.table).await?;
     let mut write = put_write(req)?;
-    write.key = description.spec.key_of(&write.key)?;
+    write.key = spec.key_of(&write.key)?;
     let mut olds = write_items(events, vec![write]).await?;
     let old = olds.pop().flatten();
     Ok(old.filter(|_| return_values == ReturnValues::AllOld))
@@ -409,13 +415,13 @@ pub(crate) async fn update_item(
     req: UpdateItem,
 ) -> OpRes<Option<Item>> {
     check(principal, "dynamodb:UpdateItem", &req.table)?;
-    let description = describe(events, &req.table).await?;
+    let spec = table_spec(events, &req.table).await?;
     let return_values = req.return_values;
     let UpdateWrite {
         write,
         new_item,
         paths,
-    } = update_write(req, &description.spec)?;
+    } = update_write(req, &spec)?;
     let mut olds = write_items(events, vec![write]).await?;
     let old = olds.pop().flatten();
     let new = new_item
@@ -482,8 +488,7 @@ pub(crate) async fn read(
         principal,
         &Access::table(action, &req.table, req.index.as_deref()),
     )?;
-    let description = describe(events, &req.table).await?;
-    let spec = description.spec;
+    let spec = table_spec(events, &req.table).await?;
     let index = match &req.index {
         Some(name) => Some(spec.index(name).cloned().ok_or_else(|| {
             TableError::Validation(format!(
@@ -737,8 +742,7 @@ pub(crate) async fn batch_write(
     for (table, request) in requests {
         check(principal, "dynamodb:BatchWriteItem", &table)?;
         if !specs.contains_key(&table) {
-            let description = describe(events, &table).await?;
-            specs.insert(table.clone(), description.spec);
+            specs.insert(table.clone(), table_spec(events, &table).await?);
         }
         let spec = &specs[&table];
         writes.push(match request {
@@ -777,14 +781,14 @@ pub(crate) async fn transact_write(
         let write = match request {
             TransactWrite::Put(req) => {
                 check(principal, "dynamodb:PutItem", &req.table)?;
-                let spec = describe(events, &req.table).await?.spec;
+                let spec = table_spec(events, &req.table).await?;
                 let mut write = put_write(req)?;
                 write.key = spec.key_of(&write.key)?;
                 write
             }
             TransactWrite::Update(req) => {
                 check(principal, "dynamodb:UpdateItem", &req.table)?;
-                let spec = describe(events, &req.table).await?.spec;
+                let spec = table_spec(events, &req.table).await?;
                 update_write(req, &spec)?.write
             }
             TransactWrite::Delete(req) => {
@@ -857,4 +861,33 @@ pub(crate) async fn transact_get(
             })
         })
         .collect())
+}
+
+/// Which kind of secondary index an index is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IndexKind {
+    /// A global secondary index; `projects_all` when its projection is ALL.
+    Global { projects_all: bool },
+    Local,
+}
+
+/// The kind of `index` of `table`, `None` when the table has no such index: for Query and
+/// Scan's checks that depend on it (no consistent reads of a global index) and their
+/// ConsumedCapacity. The caller has already read the table with its grants.
+pub(crate) async fn index_kind(
+    events: &Events,
+    table: &str,
+    index: &str,
+) -> OpRes<Option<IndexKind>> {
+    let spec = describe(events, table).await?.spec;
+    if let Some(global) = spec.global_indexes.iter().find(|i| i.name == index) {
+        return Ok(Some(IndexKind::Global {
+            projects_all: global.projection == Projection::All,
+        }));
+    }
+    Ok(spec
+        .local_indexes
+        .iter()
+        .any(|i| i.name == index)
+        .then_some(IndexKind::Local))
 }
