@@ -4,10 +4,10 @@
 //! is calling: `AWS_LAMBDA_RUNTIME_API` is only a host and port. Custom runtimes build
 //! their URLs from it, so it can carry no token either; instead, when the instance has a
 //! uid of its own, the listener serves only connections from sockets that uid opened, as
-//! the kernel records in `/proc/net/tcp`, and closes any other at once.
+//! the kernel records them (`sandbox::socket_owner`), and closes any other at once.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -118,7 +118,7 @@ async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, peer: Peer) {
             }
         };
         if let (Peer::Uid(uid), Some(local)) = (peer, local) {
-            let owner = socket_owner(remote, local);
+            let owner = crate::sandbox::socket_owner(remote, local);
             if owner != Some(uid) {
                 // Another instance (or anyone else on the host) found this port: it gets
                 // nothing, not even an HTTP error, so it learns nothing of the invocation.
@@ -307,62 +307,6 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>
     }
 }
 
-/// The uid owning the client socket of a loopback connection from `remote` to `local`,
-/// from the kernel's socket tables (`/proc/net/tcp`, and `tcp6` for an IPv6 socket
-/// connecting to an IPv4-mapped address).
-fn socket_owner(remote: SocketAddr, local: SocketAddr) -> Option<u32> {
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().find_map(|path| {
-        let table = std::fs::read_to_string(path).ok()?;
-        table
-            .lines()
-            .skip(1)
-            .find_map(|line| owner_in_line(line, remote, local))
-    })
-}
-
-/// The uid of a `/proc/net/tcp` line whose local end is `remote` and whose remote end is
-/// `local` (the client's side of the connection), if this line is that socket.
-fn owner_in_line(line: &str, remote: SocketAddr, local: SocketAddr) -> Option<u32> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let (sock_local, sock_remote, uid) = (fields.get(1)?, fields.get(2)?, fields.get(7)?);
-    if parse_proc_addr(sock_local)? != normalize(remote)
-        || parse_proc_addr(sock_remote)? != normalize(local)
-    {
-        return None;
-    }
-    uid.parse().ok()
-}
-
-fn normalize(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
-            None => addr,
-        },
-        IpAddr::V4(_) => addr,
-    }
-}
-
-/// `0100007F:1F90` (an IPv4 address as the kernel's native-endian word, then the port) or
-/// its 32-digit IPv6 form, as `/proc/net/tcp` and `tcp6` print them.
-fn parse_proc_addr(text: &str) -> Option<SocketAddr> {
-    let (addr, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |hex: &str| u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes);
-    let ip = match addr.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(word(addr)?)),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for (idx, chunk) in bytes.chunks_mut(4).enumerate() {
-                chunk.copy_from_slice(&word(addr.get(idx * 8..idx * 8 + 8)?)?);
-            }
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        }
-        _ => return None,
-    };
-    Some(normalize(SocketAddr::new(ip, port)))
-}
-
 fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
     slot.lock().ok().and_then(|mut s| s.take())
 }
@@ -378,37 +322,4 @@ fn error(status: StatusCode, error_type: &str, message: &str) -> Response<Full<B
     let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
     *res.status_mut() = status;
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proc_net_tcp_lines_name_the_owner_of_the_client_socket() {
-        let remote: SocketAddr = "127.0.0.1:41140".parse().expect("addr");
-        let local: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
-        // The client's socket (local 41140, remote 8080), owned by uid 200001.
-        let client = "   3: 0100007F:A0B4 0100007F:1F90 01 00000000:00000000 00:00000000 00000000 200001        0 1234 1 0000000000000000 20 4 30 10 -1";
-        // The server's accepted socket: the same pair the other way round, owned by root.
-        let server = "   4: 0100007F:1F90 0100007F:A0B4 01 00000000:00000000 00:00000000 00000000     0        0 1235 1 0000000000000000 20 4 30 10 -1";
-        assert_eq!(owner_in_line(client, remote, local), Some(200_001));
-        assert_eq!(owner_in_line(server, remote, local), None);
-        // An IPv6 socket connected to the IPv4-mapped loopback address.
-        let mapped = "   0: 0000000000000000FFFF00000100007F:A0B4 0000000000000000FFFF00000100007F:1F90 01 00000000:00000000 00:00000000 00000000  1000        0 99 1";
-        assert_eq!(owner_in_line(mapped, remote, local), Some(1000));
-    }
-
-    #[tokio::test]
-    async fn a_connection_is_traced_to_the_uid_that_opened_it() {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
-        let local = listener.local_addr().expect("addr");
-        let _client = tokio::net::TcpStream::connect(local)
-            .await
-            .expect("connect");
-        let (_stream, remote) = listener.accept().await.expect("accept");
-        // SAFETY: geteuid(2) has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        assert_eq!(socket_owner(remote, local), Some(uid));
-    }
 }

@@ -23,6 +23,10 @@ use std::sync::{Arc, Mutex};
 use crate::LambdaConfig;
 use crate::code::Code;
 
+mod peer;
+
+pub(crate) use peer::socket_owner;
+
 /// How the operator wants process functions isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxMode {
@@ -319,6 +323,12 @@ fn command(
     }
     cmd.flag("--dev");
     cmd.path("/dev");
+    // The instance shares nimbus's session, and so its controlling terminal when an
+    // operator runs `nimbus up` in one; /dev/tty is the one way to open it (TIOCSTI
+    // could type into the operator's shell), so it is /dev/null here.
+    cmd.flag("--dev-bind");
+    cmd.path("/dev/null");
+    cmd.path("/dev/tty");
     for path in system {
         match path {
             SystemPath::Folder(path) => cmd.bind("--ro-bind", path),

@@ -383,13 +383,9 @@ async fn a_wasm_guest_opens_no_socket_even_to_a_listening_loopback_port() {
         udp: access-denied
         dns: permanent-resolver-failure"#]]
     .assert_eq(&res.text());
-    listener
-        .set_nonblocking(true)
-        .expect("a non-blocking listener");
-    assert!(
-        listener.accept().is_err(),
-        "no connection reached the listener"
-    );
+    // (Whether anything reached the listener says nothing: the hostile function's test
+    // scans every loopback port, this one's too.)
+    drop(listener);
 }
 
 /// `n` sequential request times to the healthy function.
