@@ -465,6 +465,8 @@ pub struct Active {
 pub enum Step {
     /// Nothing: it is between two events of one [`advance`].
     Instant,
+    /// Its error was caught; it leaves for the catcher's `Next`.
+    Caught,
     /// A task's result.
     Task {
         /// `Resource`.
@@ -654,8 +656,10 @@ impl ExecutionState {
             return;
         }
         if let EventDetails::StateExited { output, .. } = &event.details {
+            // A state left through a catcher goes to the catcher's Next, whatever its own End.
+            let caught = run.active.as_ref().is_some_and(|a| a.step == Step::Caught);
             run.active = None;
-            if terminal {
+            if terminal && !caught {
                 run.output = Some(output.clone());
             }
             return;
@@ -692,7 +696,8 @@ impl ExecutionState {
                     active.attempt += 1;
                     active.step = Step::Retrying { due_us: *due_us };
                 }
-                Plan::Catch { .. } | Plan::Fail => active.step = Step::Instant,
+                Plan::Catch { .. } => active.step = Step::Caught,
+                Plan::Fail => active.step = Step::Instant,
             },
             EventDetails::TaskSucceeded { .. }
             | EventDetails::ParallelStateSucceeded

@@ -388,3 +388,366 @@ fn json_paths_select_like_asl() {
     "#]]
     .assert_eq(&out);
 }
+
+/// Each rule against `input`: `true`, `false` or the execution's error.
+fn choices(input: Value, rules: &[Value]) -> String {
+    let mut out = String::new();
+    for rule in rules {
+        let mut choice = rule.clone();
+        if let Some(object) = choice.as_object_mut() {
+            object.insert("Next".to_owned(), json!("Yes"));
+        }
+        let definition = json!({
+            "StartAt": "C",
+            "States": {
+                "C": {"Type": "Choice", "Choices": [choice], "Default": "No"},
+                "Yes": {"Type": "Pass", "Result": true, "End": true},
+                "No": {"Type": "Pass", "Result": false, "End": true}
+            }
+        });
+        let res = outcome(definition, input.clone());
+        let _ = writeln!(
+            out,
+            "{rule} => {}",
+            res.strip_prefix("ExecutionSucceeded ").unwrap_or(&res)
+        );
+    }
+    out
+}
+
+#[test]
+fn choice_operators() {
+    let input = json!({
+        "s": "order-17", "n": 10, "f": 2.5, "b": true, "nul": null,
+        "t": "2024-03-01T12:00:00Z", "t2": "2024-03-01T13:00:00+01:00", "other": "order-17", "m": 10.0
+    });
+    expect![[r#"
+        {"StringEquals":"order-17","Variable":"$.s"} => true
+        {"StringEqualsPath":"$.other","Variable":"$.s"} => true
+        {"StringLessThan":"order-2","Variable":"$.s"} => true
+        {"StringGreaterThan":"order-2","Variable":"$.s"} => false
+        {"StringLessThanEquals":"order-17","Variable":"$.s"} => true
+        {"StringGreaterThanEqualsPath":"$.other","Variable":"$.s"} => true
+        {"StringMatches":"order-*","Variable":"$.s"} => true
+        {"StringMatches":"*-1?","Variable":"$.s"} => false
+        {"StringMatches":"ord*1*7","Variable":"$.s"} => true
+        {"StringEquals":"10","Variable":"$.n"} => false
+        {"NumericEquals":10,"Variable":"$.n"} => true
+        {"NumericEqualsPath":"$.m","Variable":"$.n"} => true
+        {"NumericLessThan":3,"Variable":"$.f"} => true
+        {"NumericGreaterThan":3,"Variable":"$.f"} => false
+        {"NumericLessThanEquals":10,"Variable":"$.n"} => true
+        {"NumericGreaterThanEqualsPath":"$.f","Variable":"$.n"} => true
+        {"NumericLessThanPath":"$.f","Variable":"$.n"} => false
+        {"BooleanEquals":true,"Variable":"$.b"} => true
+        {"BooleanEqualsPath":"$.nul","Variable":"$.b"} => false
+        {"TimestampEquals":"2024-03-01T12:00:00.000Z","Variable":"$.t"} => true
+        {"TimestampEqualsPath":"$.t2","Variable":"$.t"} => true
+        {"TimestampLessThan":"2024-03-01T12:00:01Z","Variable":"$.t"} => true
+        {"TimestampGreaterThan":"2024-03-01T12:00:01Z","Variable":"$.t"} => false
+        {"TimestampLessThanEqualsPath":"$.t2","Variable":"$.t"} => true
+        {"TimestampGreaterThanEquals":"2024-03-01T11:00:00-01:00","Variable":"$.t"} => true
+        {"TimestampEquals":"2024-03-01T12:00:00Z","Variable":"$.s"} => false
+        {"IsPresent":true,"Variable":"$.s"} => true
+        {"IsPresent":false,"Variable":"$.missing"} => true
+        {"IsNull":true,"Variable":"$.nul"} => true
+        {"IsString":true,"Variable":"$.s"} => true
+        {"IsNumeric":true,"Variable":"$.f"} => true
+        {"IsBoolean":false,"Variable":"$.b"} => false
+        {"IsTimestamp":true,"Variable":"$.t"} => true
+        {"IsTimestamp":true,"Variable":"$.s"} => false
+        {"And":[{"NumericGreaterThan":5,"Variable":"$.n"},{"BooleanEquals":true,"Variable":"$.b"}]} => true
+        {"Or":[{"NumericGreaterThan":50,"Variable":"$.n"},{"StringEquals":"x","Variable":"$.s"}]} => false
+        {"Not":{"StringEquals":"x","Variable":"$.s"}} => true
+        {"StringEquals":"x","Variable":"$.missing"} => ExecutionFailed States.Runtime: An error occurred while executing the state 'C' (entered at the event id #2). Invalid path '$.missing': The choice state's condition path references an invalid value.
+        {"StringEqualsPath":"$.missing","Variable":"$.s"} => ExecutionFailed States.Runtime: An error occurred while executing the state 'C' (entered at the event id #2). Invalid path '$.missing' : No results for path: $.missing (in StringEquals)
+    "#]]
+    .assert_eq(&choices(
+        input,
+        &[
+            json!({"Variable": "$.s", "StringEquals": "order-17"}),
+            json!({"Variable": "$.s", "StringEqualsPath": "$.other"}),
+            json!({"Variable": "$.s", "StringLessThan": "order-2"}),
+            json!({"Variable": "$.s", "StringGreaterThan": "order-2"}),
+            json!({"Variable": "$.s", "StringLessThanEquals": "order-17"}),
+            json!({"Variable": "$.s", "StringGreaterThanEqualsPath": "$.other"}),
+            json!({"Variable": "$.s", "StringMatches": "order-*"}),
+            json!({"Variable": "$.s", "StringMatches": "*-1?"}),
+            json!({"Variable": "$.s", "StringMatches": "ord*1*7"}),
+            json!({"Variable": "$.n", "StringEquals": "10"}),
+            json!({"Variable": "$.n", "NumericEquals": 10}),
+            json!({"Variable": "$.n", "NumericEqualsPath": "$.m"}),
+            json!({"Variable": "$.f", "NumericLessThan": 3}),
+            json!({"Variable": "$.f", "NumericGreaterThan": 3}),
+            json!({"Variable": "$.n", "NumericLessThanEquals": 10}),
+            json!({"Variable": "$.n", "NumericGreaterThanEqualsPath": "$.f"}),
+            json!({"Variable": "$.n", "NumericLessThanPath": "$.f"}),
+            json!({"Variable": "$.b", "BooleanEquals": true}),
+            json!({"Variable": "$.b", "BooleanEqualsPath": "$.nul"}),
+            json!({"Variable": "$.t", "TimestampEquals": "2024-03-01T12:00:00.000Z"}),
+            json!({"Variable": "$.t", "TimestampEqualsPath": "$.t2"}),
+            json!({"Variable": "$.t", "TimestampLessThan": "2024-03-01T12:00:01Z"}),
+            json!({"Variable": "$.t", "TimestampGreaterThan": "2024-03-01T12:00:01Z"}),
+            json!({"Variable": "$.t", "TimestampLessThanEqualsPath": "$.t2"}),
+            json!({"Variable": "$.t", "TimestampGreaterThanEquals": "2024-03-01T11:00:00-01:00"}),
+            json!({"Variable": "$.s", "TimestampEquals": "2024-03-01T12:00:00Z"}),
+            json!({"Variable": "$.s", "IsPresent": true}),
+            json!({"Variable": "$.missing", "IsPresent": false}),
+            json!({"Variable": "$.nul", "IsNull": true}),
+            json!({"Variable": "$.s", "IsString": true}),
+            json!({"Variable": "$.f", "IsNumeric": true}),
+            json!({"Variable": "$.b", "IsBoolean": false}),
+            json!({"Variable": "$.t", "IsTimestamp": true}),
+            json!({"Variable": "$.s", "IsTimestamp": true}),
+            json!({"And": [{"Variable": "$.n", "NumericGreaterThan": 5}, {"Variable": "$.b", "BooleanEquals": true}]}),
+            json!({"Or": [{"Variable": "$.n", "NumericGreaterThan": 50}, {"Variable": "$.s", "StringEquals": "x"}]}),
+            json!({"Not": {"Variable": "$.s", "StringEquals": "x"}}),
+            json!({"Variable": "$.missing", "StringEquals": "x"}),
+            json!({"Variable": "$.s", "StringEqualsPath": "$.missing"}),
+        ],
+    ));
+}
+
+#[test]
+fn choice_without_a_match_or_default_fails_with_no_choice_matched() {
+    check_run(
+        json!({
+            "StartAt": "C",
+            "States": {
+                "C": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": 1, "Next": "D"}], "OutputPath": "$.x"},
+                "D": {"Type": "Succeed"}
+            }
+        }),
+        json!({"x": 2}),
+        &[],
+        expect![[r#"
+            ExecutionStarted
+            ChoiceStateEntered C {"x":2}
+            ExecutionFailed States.NoChoiceMatched: No Matches! (in the Choice state 'C')
+        "#]],
+    );
+}
+
+#[test]
+fn task_result_goes_through_result_selector_result_path_and_output_path() {
+    check_run(
+        json!({
+            "StartAt": "Invoke",
+            "States": {
+                "Invoke": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:states:::lambda:invoke",
+                    "InputPath": "$.order",
+                    "Parameters": {"FunctionName": "price", "Payload": {"id.$": "$.id", "exec.$": "$$.Execution.Id", "try.$": "$$.State.RetryCount"}},
+                    "ResultSelector": {"total.$": "$.Payload.total"},
+                    "ResultPath": "$.price",
+                    "OutputPath": "$.price.total",
+                    "End": true
+                }
+            }
+        }),
+        json!({"order": {"id": "o-1"}, "keep": true}),
+        &[("Invoke", r#"{"StatusCode": 200, "Payload": {"total": 99}}"#)],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered Invoke {"keep":true,"order":{"id":"o-1"}}
+            TaskScheduled {"FunctionName":"price","Payload":{"exec":"arn:aws:states:us-east-1:123456789012:execution:demo:run-1","id":"o-1","try":0}}
+            TaskSucceeded {"Payload":{"total":99},"StatusCode":200}
+            TaskStateExited Invoke 99
+            ExecutionSucceeded 99
+        "#]],
+    );
+}
+
+#[test]
+fn retry_backs_off_then_succeeds() {
+    check_run(
+        json!({
+            "StartAt": "Flaky",
+            "States": {
+                "Flaky": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:lambda:us-east-1:123456789012:function:flaky",
+                    "Retry": [
+                        {"ErrorEquals": ["Validation"], "MaxAttempts": 0},
+                        {"ErrorEquals": ["Lambda.ServiceException", "States.TaskFailed"], "IntervalSeconds": 1, "BackoffRate": 2, "MaxAttempts": 4, "MaxDelaySeconds": 3}
+                    ],
+                    "End": true
+                }
+            }
+        }),
+        json!({"try": 1}),
+        &[
+            ("Flaky", "!Lambda.ServiceException:boom"),
+            ("Flaky", "!Lambda.ServiceException:boom"),
+            ("Flaky", "!CustomError:still"),
+            ("Flaky", r#"{"ok": true}"#),
+        ],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered Flaky {"try":1}
+            TaskScheduled {"try":1}
+            TaskFailed Lambda.ServiceException: boom (retry at +1s)
+            +1s
+            TaskScheduled {"try":1}
+            TaskFailed Lambda.ServiceException: boom (retry at +3s)
+            +3s
+            TaskScheduled {"try":1}
+            TaskFailed CustomError: still (retry at +6s)
+            +6s
+            TaskScheduled {"try":1}
+            TaskSucceeded {"ok":true}
+            TaskStateExited Flaky {"ok":true}
+            ExecutionSucceeded {"ok":true}
+        "#]],
+    );
+}
+
+#[test]
+fn retries_run_out_then_catch_puts_the_error_at_its_result_path() {
+    check_run(
+        json!({
+            "StartAt": "Charge",
+            "States": {
+                "Charge": {
+                    "Type": "Task",
+                    "Resource": "arn:aws:lambda:us-east-1:123456789012:function:charge",
+                    "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 1, "JitterStrategy": "FULL"}],
+                    "Catch": [
+                        {"ErrorEquals": ["CardDeclined"], "Next": "Declined", "ResultPath": "$.error"},
+                        {"ErrorEquals": ["States.ALL"], "Next": "Broken"}
+                    ],
+                    "End": true
+                },
+                "Declined": {"Type": "Pass", "End": true},
+                "Broken": {"Type": "Fail", "Error": "Broken"}
+            }
+        }),
+        json!({"amount": 5}),
+        &[
+            ("Charge", "!CardDeclined:insufficient funds"),
+            ("Charge", "!CardDeclined:insufficient funds"),
+        ],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered Charge {"amount":5}
+            TaskScheduled {"amount":5}
+            TaskFailed CardDeclined: insufficient funds (retry at +0.610722s)
+            +0.610722s
+            TaskScheduled {"amount":5}
+            TaskFailed CardDeclined: insufficient funds (catch 0)
+            TaskStateExited Charge {"amount":5,"error":{"Cause":"insufficient funds","Error":"CardDeclined"}}
+            PassStateEntered Declined {"amount":5,"error":{"Cause":"insufficient funds","Error":"CardDeclined"}}
+            PassStateExited Declined {"amount":5,"error":{"Cause":"insufficient funds","Error":"CardDeclined"}}
+            ExecutionSucceeded {"amount":5,"error":{"Cause":"insufficient funds","Error":"CardDeclined"}}
+        "#]],
+    );
+}
+
+#[test]
+fn uncaught_task_failure_fails_the_execution_with_its_error() {
+    check_run(
+        json!({
+            "StartAt": "T",
+            "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "Retry": [{"ErrorEquals": ["Other"]}], "End": true}}
+        }),
+        json!({}),
+        &[("T", r#"!Error:{"errorMessage":"bad","errorType":"Error"}"#)],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered T {}
+            TaskScheduled {}
+            TaskFailed Error: {"errorMessage":"bad","errorType":"Error"} (fail)
+            ExecutionFailed Error: {"errorMessage":"bad","errorType":"Error"}
+        "#]],
+    );
+}
+
+#[test]
+fn task_timeout_and_heartbeat_raise_states_timeout_errors() {
+    let definition = json!({
+        "StartAt": "Slow",
+        "States": {
+            "Slow": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": "q", "MessageBody": {"token.$": "$$.Task.Token"}},
+                "TimeoutSecondsPath": "$.timeout",
+                "HeartbeatSeconds": 2,
+                "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Beat", "ResultPath": "$.e"}],
+                "End": true
+            },
+            "Beat": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "TimeoutSeconds": 5, "End": true}
+        }
+    });
+    check_run(
+        definition,
+        json!({"timeout": 10}),
+        &[("Slow", "..."), ("Beat", "...")],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered Slow {"timeout":10}
+            TaskScheduled {"MessageBody":{"token":"fa797f03-f3c8-4f80-9c5a-84b9a60bd82c"},"QueueUrl":"q"}
+            +2s
+            TaskTimedOut States.HeartbeatTimeout: The task sent no heartbeat within its HeartbeatSeconds (catch 0)
+            TaskStateExited Slow {"e":{"Cause":"The task sent no heartbeat within its HeartbeatSeconds","Error":"States.HeartbeatTimeout"},"timeout":10}
+            TaskStateEntered Beat {"e":{"Cause":"The task sent no heartbeat within its HeartbeatSeconds","Error":"States.HeartbeatTimeout"},"timeout":10}
+            TaskScheduled {"e":{"Cause":"The task sent no heartbeat within its HeartbeatSeconds","Error":"States.HeartbeatTimeout"},"timeout":10}
+            +7s
+            TaskTimedOut States.Timeout: The task did not finish within its TimeoutSeconds (fail)
+            ExecutionFailed States.Timeout: The task did not finish within its TimeoutSeconds
+        "#]],
+    );
+}
+
+#[test]
+fn wait_states_wait_for_seconds_timestamps_and_paths() {
+    check_run(
+        json!({
+            "StartAt": "W1",
+            "States": {
+                "W1": {"Type": "Wait", "Seconds": 2, "Next": "W2"},
+                "W2": {"Type": "Wait", "SecondsPath": "$.delay", "Next": "W3"},
+                "W3": {"Type": "Wait", "Timestamp": "2023-11-14T22:14:00Z", "Next": "W4"},
+                "W4": {"Type": "Wait", "TimestampPath": "$.until", "OutputPath": "$.delay", "Next": "W5"},
+                "W5": {"Type": "Wait", "TimestampPath": "$", "End": true}
+            }
+        }),
+        json!({"delay": 3, "until": "2023-11-14T22:15:00.500Z"}),
+        &[],
+        expect![[r#"
+            ExecutionStarted
+            WaitStateEntered W1 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            +2s
+            WaitStateExited W1 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            WaitStateEntered W2 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            +5s
+            WaitStateExited W2 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            WaitStateEntered W3 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            +40s
+            WaitStateExited W3 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            WaitStateEntered W4 {"delay":3,"until":"2023-11-14T22:15:00.500Z"}
+            +100.5s
+            WaitStateExited W4 3
+            WaitStateEntered W5 3
+            ExecutionFailed States.Runtime: An error occurred while executing the state 'W5' (entered at the event id #10). The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: '$'
+        "#]],
+    );
+}
+
+#[test]
+fn fail_state_takes_error_and_cause_from_paths() {
+    check_run(
+        json!({
+            "StartAt": "F",
+            "States": {"F": {"Type": "Fail", "ErrorPath": "$.code", "CausePath": "States.Format('order {} failed', $.id)"}}
+        }),
+        json!({"code": "OrderFailed", "id": 7}),
+        &[],
+        expect![[r#"
+            ExecutionStarted
+            FailStateEntered F {"code":"OrderFailed","id":7}
+            ExecutionFailed OrderFailed: order 7 failed
+        "#]],
+    );
+}
