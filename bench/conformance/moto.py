@@ -31,7 +31,8 @@ nimbus is stopped by its own pid at the end, also on failure or Ctrl-C. Everythi
 to 127.0.0.1 only (the downloads go through pip).
 Knobs: NIMBUS (binary, default target/debug/nimbus), MOTO_VERSION (default 5.2.6),
 --budget SECONDS for the whole pytest part (default 600), --per-test SECONDS (60),
---suite s3-sqs-sns|dynamodb|all picks the default files (issue 12's, issue 13's or both).
+--suite s3-sqs-sns|dynamodb|kinesis|all picks the default files (issue 12's, issue 13's
+tables or streams, or all).
 """
 
 import argparse
@@ -90,10 +91,19 @@ DYNAMODB_FILES = [
     "tests/test_dynamodb/exceptions/test_key_length_exceptions.py",
 ]
 
+# Issue 13: Kinesis data streams and DynamoDB Streams. Left out: enhanced fan-out
+# consumers, encryption, monitoring, resource policies, limits and CloudFormation.
+KINESIS_FILES = [
+    "tests/test_kinesis/test_kinesis.py",
+    "tests/test_kinesis/test_kinesis_boto3.py",
+    "tests/test_dynamodbstreams/test_dynamodbstreams.py",
+]
+
 SUITES = {
     "s3-sqs-sns": DEFAULT_FILES,
     "dynamodb": DYNAMODB_FILES,
-    "all": DEFAULT_FILES + DYNAMODB_FILES,
+    "kinesis": KINESIS_FILES,
+    "all": DEFAULT_FILES + DYNAMODB_FILES + KINESIS_FILES,
 }
 
 VENV_PACKAGES = [f"moto[server]=={VERSION}", "pytest", "pytest-timeout", "freezegun"]
@@ -148,6 +158,13 @@ def reset():
     sns = _client("sns")
     for topic in _quietly(sns.list_topics).get("Topics", []):
         _quietly(sns.delete_topic, TopicArn=topic["TopicArn"])
+    kinesis = _client("kinesis")
+    for _ in range(100):
+        streams = _quietly(kinesis.list_streams).get("StreamNames", [])
+        if not streams:
+            break
+        for name in streams:
+            _quietly(kinesis.delete_stream, StreamName=name)
 
 
 def _tables():

@@ -4,6 +4,10 @@
 //! its ARN, `table_stream_arn(region, table, label)`; any label names the table's one
 //! stream, since nimbus keeps one per table.
 //!
+//! A table stream shows one shard, which reads the store's shards merged in sequence order
+//! (the order of the writes): DynamoDB gives a small table one open shard, and readers
+//! written against that (reading `Shards[0]` only) see every record.
+//!
 //! Errors are DynamoDB's: `{"__type": "com.amazonaws.dynamodb.v20120810#<Code>", "message": ..}`.
 
 use axum::response::Response;
@@ -111,31 +115,25 @@ async fn dispatch(
             let spec = ops::table_of(events, &table)
                 .await
                 .map_err(|e| with_arn(e, &arn))?;
-            let limit = r.optional_u64("Limit")?.unwrap_or(100).clamp(1, 100) as usize;
-            let first = match r.optional_string("ExclusiveStartShardId")? {
-                Some(id) => parse_shard_id(&id)
-                    .map(|shard| shard as usize + 1)
-                    .ok_or_else(|| validation(format!("Invalid ShardId {id}")))?,
-                None => 0,
-            };
-            let n_shards = description.shard_ranges.len();
-            let shards: Vec<Json> = (first..n_shards)
-                .take(limit)
-                .map(|idx| {
+            // The one shard, unless the client asks for the shards after it.
+            let shards: Vec<Json> = match r.optional_string("ExclusiveStartShardId")? {
+                Some(id) if parse_shard_id(&id).is_some() => Vec::new(),
+                Some(id) => return Err(validation(format!("Invalid ShardId {id}"))),
+                None => {
                     let first_seq = description
                         .shard_ranges
-                        .get(idx)
-                        .copied()
+                        .iter()
                         .flatten()
-                        .map_or(0, |(low, _)| low);
-                    json!({
-                        "ShardId": shard_id(idx as u32),
+                        .map(|(low, _)| *low)
+                        .min()
+                        .unwrap_or(0);
+                    vec![json!({
+                        "ShardId": shard_id(0),
                         "SequenceNumberRange": { "StartingSequenceNumber": sequence_number(first_seq) },
-                    })
-                })
-                .collect();
-            let last_shown = first + shards.len();
-            let mut out = json!({
+                    })]
+                }
+            };
+            let out = json!({
                 "StreamArn": arn_of(region, &description),
                 "StreamLabel": stream_label(description.created_us),
                 "StreamStatus": "ENABLED",
@@ -145,20 +143,17 @@ async fn dispatch(
                 "KeySchema": key_schema(&spec),
                 "Shards": shards,
             });
-            if last_shown < n_shards && last_shown > 0 {
-                out["LastEvaluatedShardId"] = json!(shard_id(last_shown as u32 - 1));
-            }
             json!({ "StreamDescription": out })
         }
         "GetShardIterator" => {
             let arn = r.string("StreamArn")?;
             let table = table_of_arn(&arn)?.to_owned();
             let id = r.string("ShardId")?;
-            let shard = parse_shard_id(&id).ok_or_else(|| {
-                not_found(format!(
+            if parse_shard_id(&id) != Some(0) {
+                return Err(not_found(format!(
                     "Requested resource not found: Shard does not exist: {id}"
-                ))
-            })?;
+                )));
+            }
             let kind = r.string("ShardIteratorType")?;
             let sequence = || -> Res<u64> {
                 let text = r.optional_string("SequenceNumber")?.ok_or_else(|| {
@@ -183,7 +178,7 @@ async fn dispatch(
                 }
             };
             let stream = StreamRef::Table(table);
-            let iterator = ops::shard_iterator(events, principal, &stream, shard, start)
+            let iterator = ops::merged_iterator(events, principal, &stream, start)
                 .await
                 .map_err(|e| with_arn(e, &arn))?;
             json!({ "ShardIterator": iterator.encode() })
@@ -210,7 +205,7 @@ async fn dispatch(
                 Some(n) => n as usize,
                 None => MAX_GET_RECORDS as usize,
             };
-            let page = ops::get_records(events, principal, &iterator, limit).await?;
+            let page = ops::get_merged_records(events, principal, &iterator, limit).await?;
             let records: Vec<Json> = page
                 .records
                 .iter()

@@ -40,8 +40,9 @@ pub(crate) async fn handle(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Response {
+    let region = request_region(parts, &generation.events.region);
     let res = match super::target_operation(parts, super::Service::Kinesis) {
-        Some(operation) => dispatch(generation, principal, operation, body).await,
+        Some(operation) => dispatch(generation, principal, &region, operation, body).await,
         None => Err(KinesisError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -57,6 +58,7 @@ pub(crate) async fn handle(
 async fn dispatch(
     generation: &Generation,
     principal: Principal<'_>,
+    region: &str,
     operation: &str,
     body: &[u8],
 ) -> Res<Json> {
@@ -66,7 +68,6 @@ async fn dispatch(
         return Err(serialization("the request body is not a JSON object"));
     };
     let events = &generation.events;
-    let region = events.region.as_str();
     let r = Req(&request);
     Ok(match operation {
         "CreateStream" => {
@@ -144,7 +145,8 @@ async fn dispatch(
         }
         "ListStreams" => {
             let streams = ops::list_streams(events, principal).await?;
-            let limit = r.optional_u64("Limit")?.unwrap_or(100).clamp(1, 10_000) as usize;
+            // Kinesis takes a Limit up to 10,000 and answers at most 100.
+            let limit = r.optional_u64("Limit")?.unwrap_or(100).clamp(1, 100) as usize;
             let start = match r.optional_string("NextToken")? {
                 Some(token) => Some(decode_token(&token)?),
                 None => r.optional_string("ExclusiveStartStreamName")?,
@@ -176,15 +178,19 @@ async fn dispatch(
             // given with the stream's name.
             let (name, start) = match r.optional_string("NextToken")? {
                 Some(token) => {
-                    if r.0.contains_key("StreamName") {
-                        return Err(invalid_argument(
-                            "NextToken and StreamName cannot be provided together.",
-                        ));
-                    }
                     let text = decode_token(&token)?;
                     let (name, shard) = text
                         .split_once('\n')
                         .ok_or_else(|| invalid_argument("Invalid NextToken."))?;
+                    // Kinesis refuses a StreamName beside a NextToken; the same name is
+                    // taken, as other emulators take it.
+                    if r.optional_string("StreamName")?
+                        .is_some_and(|given| given != name)
+                    {
+                        return Err(invalid_argument(
+                            "NextToken and StreamName cannot be provided together.",
+                        ));
+                    }
                     (name.to_owned(), Some(shard.to_owned()))
                 }
                 None => (
@@ -293,6 +299,24 @@ async fn dispatch(
     })
 }
 
+/// The region a request's ARNs are written in: the one it was signed for, as Kinesis names
+/// streams in the caller's region, else the app's. Streams themselves are not per region.
+fn request_region(parts: &http::request::Parts, default: &str) -> String {
+    parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(super::sigv4::Authorization::parse)
+        .map(|auth| auth.region)
+        .filter(|region| {
+            !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .unwrap_or_else(|| default.to_owned())
+}
+
 /// The stream a request names, by `StreamName` or `StreamARN`. A name Kinesis would not
 /// take (a table's change stream, `table/NAME`, among them) is refused as Kinesis refuses it.
 fn stream_name(r: &Req<'_>) -> Res<String> {
@@ -381,8 +405,8 @@ fn iterator_start(r: &Req<'_>) -> Res<IteratorStart> {
             IteratorStart::At(ReadFrom::AtTime((seconds * 1e6) as i64))
         }
         other => {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{other}' at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, LATEST, TRIM_HORIZON]"
+            return Err(invalid_argument(format!(
+                "Invalid ShardIteratorType: {other}"
             )));
         }
     })

@@ -481,6 +481,67 @@ pub(crate) async fn get_records(
     })
 }
 
+/// An iterator over all of a stream's shards at once, in sequence order: what DynamoDB
+/// Streams shows as a table stream's one shard. Sequence numbers grow through the whole
+/// stream in commit order (one counter, bumped in the appending transaction), so a single
+/// number is a position in every shard, and `Latest` is after the stream's newest record.
+pub(crate) async fn merged_iterator(
+    events: &Events,
+    principal: Principal<'_>,
+    stream: &StreamRef,
+    start: IteratorStart,
+) -> OpRes<ShardIterator> {
+    authorize(principal, &stream.access(ReadOp::GetShardIterator))?;
+    let name = stream.store_name();
+    let store_name = name.clone();
+    let last = run(events, move |streams| {
+        let shards = streams.describe_stream(&store_name)?.spec.shards;
+        let mut last = 0;
+        for shard in 0..shards {
+            last = last.max(streams.last_seq(&store_name, shard)?);
+        }
+        Ok(last)
+    })
+    .await?;
+    let from = match start {
+        IteratorStart::Latest => ReadFrom::After(last),
+        IteratorStart::At(from) => from,
+    };
+    Ok(ShardIterator::new(name, 0, from))
+}
+
+/// Reads up to `limit` records of every shard at a [`merged_iterator`], in sequence order.
+pub(crate) async fn get_merged_records(
+    events: &Events,
+    principal: Principal<'_>,
+    iterator: &ShardIterator,
+    limit: usize,
+) -> OpRes<RecordPage> {
+    let stream = StreamRef::from_store_name(&iterator.stream);
+    authorize(principal, &stream.access(ReadOp::GetRecords))?;
+    let (name, from) = (iterator.stream.clone(), iterator.from);
+    let limit = limit.clamp(1, MAX_GET_RECORDS);
+    let records = run(events, move |streams| {
+        let shards = streams.describe_stream(&name)?.spec.shards;
+        let mut records = Vec::new();
+        for shard in 0..shards {
+            records.extend(streams.read_shard(&name, shard, from, limit)?);
+        }
+        records.sort_by_key(|record| record.seq);
+        records.truncate(limit);
+        Ok(records)
+    })
+    .await?;
+    let next_from = records
+        .last()
+        .map_or(from, |last| ReadFrom::After(last.seq));
+    Ok(RecordPage {
+        records,
+        next: ShardIterator::new(iterator.stream.clone(), iterator.shard, next_from),
+        millis_behind: 0,
+    })
+}
+
 /// Where a read of a whole stream starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StreamPosition {
