@@ -55,6 +55,15 @@ impl ValidateCommand {
                 plural(manifest.warnings.len())
             );
         }
+        // How process functions would be isolated on this machine (and, in the one
+        // warning, what it lacks).
+        if app
+            .codes
+            .iter()
+            .any(|code| matches!(code, app::FunctionCode::Process(_)))
+        {
+            println!("isolation: {}", app::sandbox().describe());
+        }
         // The versions functions will get when they import a provided package.
         let cache = crate::commands::runtimes::package_cache()?;
         let lines = crate::commands::runtimes::cache_lines(&cache);

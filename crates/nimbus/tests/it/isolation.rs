@@ -206,6 +206,19 @@ async fn a_hostile_function_fails_at_every_escape_and_a_healthy_one_keeps_answer
         state.join("secrets.key").is_file(),
         "the key the attack aims at"
     );
+    let validate = app.nimbus(&["validate"]);
+    assert!(
+        validate
+            .stdout
+            .contains("isolation: bubblewrap, a uid per instance"),
+        "{}",
+        validate.stdout
+    );
+    assert!(
+        validate.stderr.matches("function isolation:").count() <= 1,
+        "one warning at most: {}",
+        validate.stderr
+    );
     let server = Arc::new(TestServer::start(app.path(), &[]));
     let mut banner = server.stdout();
     for _ in 0..100 {
