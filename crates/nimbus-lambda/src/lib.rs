@@ -31,7 +31,7 @@ pub use packages::{
     AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet,
     install_requirements, requirements_installed,
 };
-pub use pool::LambdaExecutor;
+pub use pool::{InstanceLimit, LambdaExecutor};
 pub use sandbox::{Sandbox, SandboxMode, SandboxSettings, UidRange};
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
 pub use wsgi::{WSGI_HANDLER, WsgiApp, resolve_wsgi, uses_wsgi_adapter};
@@ -60,6 +60,8 @@ pub struct LambdaConfig {
     pub packages: RuntimePackages,
     /// The sandbox every instance starts in, probed once per process.
     pub sandbox: Arc<Sandbox>,
+    /// The bound on instances over every function in the process (`--max-instances`).
+    pub instance_limit: Arc<InstanceLimit>,
 }
 
 /// Folders of runtime-provided packages, searched after a function's own packages, as on

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use nimbus_core::{
@@ -47,6 +47,115 @@ struct Pool {
     /// (one waiter), and when an instance is forgotten or a start ends (all: one of them
     /// may start an instance now).
     freed: tokio::sync::Notify,
+}
+
+/// The platform-wide bound on process instances, alive plus starting, over every function
+/// of every app in the process (`--max-instances`, like Lambda's account concurrency).
+/// The pools share it through `LambdaConfig`. A pool that may not start an instance for
+/// want of room stops the least recently used idle instance of another function first,
+/// as Lambda recycles idle sandboxes; with none idle, its invocation waits for one to end.
+pub struct InstanceLimit {
+    max: usize,
+    pools: Mutex<Vec<Weak<Pool>>>,
+    /// Held while counting and reserving a start, so two pools never both take the last
+    /// room.
+    reserving: Mutex<()>,
+    /// Signalled when an instance of any pool stops or a start ends.
+    freed: tokio::sync::Notify,
+}
+
+impl InstanceLimit {
+    /// A limit of `max` instances (at least one).
+    pub fn new(max: usize) -> Arc<InstanceLimit> {
+        Arc::new(InstanceLimit {
+            max: max.max(1),
+            pools: Mutex::new(Vec::new()),
+            reserving: Mutex::new(()),
+            freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Instances alive or starting, over every pool.
+    pub fn n_instances(&self) -> usize {
+        let pools: Vec<Arc<Pool>> = match self.pools.lock() {
+            Ok(mut pools) => {
+                pools.retain(|pool| pool.strong_count() > 0);
+                pools.iter().filter_map(Weak::upgrade).collect()
+            }
+            Err(_) => return 0,
+        };
+        pools
+            .iter()
+            .map(|pool| pool.n_alive() + pool.n_starting.load(Ordering::Acquire))
+            .sum()
+    }
+
+    fn register(&self, pool: &Arc<Pool>) {
+        if let Ok(mut pools) = self.pools.lock() {
+            pools.push(Arc::downgrade(pool));
+        }
+    }
+
+    /// Reserves room for one more instance of `pool` (counted in its `n_starting` until
+    /// the start ends) if `pool_allows` it, stopping another function's least recently
+    /// used idle instance if that makes room; `false` when there is none. Every
+    /// reservation holds the one lock, so no count changes under it from another start.
+    fn reserve(&self, pool: &Pool, pool_allows: impl Fn(&Pool) -> bool) -> bool {
+        let Ok(_reserving) = self.reserving.lock() else {
+            return false;
+        };
+        if !pool_allows(pool) {
+            return false;
+        }
+        if self.n_instances() >= self.max && !self.evict_idle(pool) {
+            return false;
+        }
+        if self.n_instances() >= self.max {
+            return false;
+        }
+        pool.n_starting.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Stops the least recently used idle instance of a pool other than `except` (keeping
+    /// provisioned ones); whether one was stopped.
+    fn evict_idle(&self, except: &Pool) -> bool {
+        let pools: Vec<Arc<Pool>> = match self.pools.lock() {
+            Ok(pools) => pools.iter().filter_map(Weak::upgrade).collect(),
+            Err(_) => return false,
+        };
+        let oldest = pools
+            .iter()
+            .filter(|pool| !std::ptr::eq(Arc::as_ptr(pool), except))
+            .filter(|pool| pool.n_alive() > pool.spec.provisioned_concurrency as usize)
+            .filter_map(|pool| {
+                let idle = pool.idle.lock().ok()?;
+                // The front of the idle list is the least recently used.
+                Some((idle.first()?.last_used, pool))
+            })
+            .min_by_key(|(last_used, _)| *last_used);
+        let Some((_, pool)) = oldest else {
+            return false;
+        };
+        let evicted = pool
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut idle| (!idle.is_empty()).then(|| idle.remove(0)));
+        match evicted {
+            Some(instance) => {
+                tracing::debug!(function = %pool.spec.name, instance = instance.state.id, "stopping an idle instance to make room under --max-instances");
+                pool.forget(instance);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// The result of taking an instance for an invocation.
@@ -106,6 +215,7 @@ impl LambdaExecutor {
             shutting_down: AtomicBool::new(false),
             freed: tokio::sync::Notify::new(),
         });
+        pool.cfg.instance_limit.register(&pool);
         pool.replenish_provisioned().await?;
         let reaper = tokio::spawn(reap(Arc::downgrade(&pool)));
         Ok(LambdaExecutor { pool, reaper })
@@ -249,6 +359,8 @@ impl Pool {
         let mut starting: Option<tokio::sync::oneshot::Receiver<_>> = None;
         loop {
             let freed = self.freed.notified();
+            // Room under `--max-instances` may come from another function's instance.
+            let room = self.cfg.instance_limit.freed.notified();
             if let Some(instance) = self.take_idle() {
                 if let Some(mut started_rx) = starting {
                     // The new instance, if it is ready already, goes to the idle ones.
@@ -267,6 +379,7 @@ impl Pool {
             if starting.is_none() && self.reserve_start() {
                 starting = Some(self.clone().spawn_start());
             }
+            let waiting_for_start = starting.is_some();
             let started = async {
                 match starting.as_mut() {
                     Some(started_rx) => started_rx.await,
@@ -291,37 +404,24 @@ impl Pool {
                     };
                 }
                 () = freed => {}
+                () = room, if !waiting_for_start => {}
             }
         }
     }
 
     /// Reserves a start if one more instance may start: at most `max_starts` at once
     /// (processes starting together share the cores, so past a few per core each start
-    /// only delays the others), and under `reservedConcurrency` no more instances alive
-    /// plus starting than the limit.
+    /// only delays the others), under `reservedConcurrency` no more instances alive
+    /// plus starting than the limit, and room under the platform's `InstanceLimit`.
     fn reserve_start(&self) -> bool {
-        let limit = self.spec.reserved_concurrency.map(|n| n as usize);
-        let mut n_starting = self.n_starting.load(Ordering::Acquire);
-        loop {
-            if n_starting >= self.max_starts {
-                return false;
-            }
-            if let Some(limit) = limit {
-                let n_alive = self.all.lock().map(|all| all.len()).unwrap_or(0);
-                if n_alive + n_starting >= limit {
-                    return false;
-                }
-            }
-            match self.n_starting.compare_exchange(
-                n_starting,
-                n_starting + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(current) => n_starting = current,
-            }
-        }
+        self.cfg.instance_limit.reserve(self, |pool| {
+            let n_starting = pool.n_starting.load(Ordering::Acquire);
+            let under_reserved = pool
+                .spec
+                .reserved_concurrency
+                .is_none_or(|limit| pool.n_alive() + n_starting < limit as usize);
+            n_starting < pool.max_starts && under_reserved
+        })
     }
 
     /// Starts an on-demand instance (reserved with `reserve_start`) in a task of its own.
@@ -339,6 +439,7 @@ impl Pool {
             }
             // A start slot is free again: invocations waiting without one may start now.
             self.freed.notify_waiters();
+            self.cfg.instance_limit.freed.notify_waiters();
         });
         started_rx
     }
@@ -379,6 +480,7 @@ impl Pool {
         // One instance fewer: an invocation waiting at the `reservedConcurrency` limit may
         // start one now (all are woken: one of them may be waiting on a start already).
         self.freed.notify_waiters();
+        self.cfg.instance_limit.freed.notify_waiters();
     }
 
     async fn start_instance(&self, initialization_type: &str) -> Result<Started, InvokeError> {
@@ -574,7 +676,13 @@ impl Pool {
     async fn replenish_provisioned(&self) -> Result<(), InvokeError> {
         let wanted = self.spec.provisioned_concurrency as usize;
         while !self.shutting_down.load(Ordering::Acquire) && self.n_alive() < wanted {
-            match self.start_instance("provisioned-concurrency").await? {
+            if !self.cfg.instance_limit.reserve(self, |_| true) {
+                tracing::warn!(function = %self.spec.name, "provisionedConcurrency {wanted}: only {} instances fit under --max-instances {}", self.n_alive(), self.cfg.instance_limit.max());
+                break;
+            }
+            let started = self.start_instance("provisioned-concurrency").await;
+            self.n_starting.fetch_sub(1, Ordering::AcqRel);
+            match started? {
                 Started::Ready(instance, _) => self.release(instance, true),
                 Started::InitFailed(body) => {
                     tracing::warn!(function = %self.spec.name, "provisioned instance failed to start: {}", String::from_utf8_lossy(&body));

@@ -35,35 +35,73 @@ pub(crate) struct Function {
     pub(crate) access_key_id: String,
     pub(crate) executor: Arc<dyn Executor>,
     redactor: Option<Arc<Redactor>>,
-    limiter: Option<Limiter>,
+    /// Its `reservedConcurrency`, or the app's unreserved concurrency it shares with every
+    /// function without a reservation (as on Lambda).
+    limiter: Arc<Limiter>,
     metrics: FunctionMetrics,
     telemetry: Arc<Telemetry>,
 }
 
-/// `reservedConcurrency` as a semaphore with a short, bounded wait in front of it.
+/// A concurrency limit as a semaphore with a short, bounded wait in front of it.
 struct Limiter {
+    kind: LimitKind,
     permits: Arc<Semaphore>,
     n_waiting: AtomicUsize,
     max_waiting: usize,
     wait: Duration,
 }
 
+/// Which limit a `Limiter` enforces, for the throttle's log line.
+#[derive(Clone, Copy)]
+enum LimitKind {
+    Reserved(u32),
+    Unreserved(usize),
+}
+
 impl Functions {
+    /// The functions with their limits: each `reservedConcurrency` is set aside from the
+    /// app's `cfg.max_concurrency`, and the functions without one share the rest, Lambda's
+    /// unreserved concurrency. Fails when the reservations leave nothing for a function
+    /// that has none.
     pub(crate) fn new(
         served: Vec<ServedFunction>,
         cfg: &ServerConfig,
         telemetry: Arc<Telemetry>,
         released: oneshot::Sender<()>,
-    ) -> Functions {
+    ) -> Result<Functions, String> {
+        let n_reserved: usize = served
+            .iter()
+            .filter_map(|f| f.spec.reserved_concurrency)
+            .map(|n| n as usize)
+            .sum();
+        let n_unreserved = cfg.max_concurrency.saturating_sub(n_reserved);
+        if let Some(unreserved) = served
+            .iter()
+            .find(|f| f.spec.reserved_concurrency.is_none())
+            && n_unreserved == 0
+        {
+            return Err(format!(
+                "the functions' reservedConcurrency adds up to {n_reserved}, which leaves no concurrency for {} (it has none reserved) under the limit of {} concurrent invocations (--max-instances)",
+                unreserved.spec.name, cfg.max_concurrency
+            ));
+        }
+        let limiter = |kind: LimitKind, n_permits: usize| {
+            Arc::new(Limiter {
+                kind,
+                permits: Arc::new(Semaphore::new(n_permits)),
+                n_waiting: AtomicUsize::new(0),
+                max_waiting: cfg.max_queued,
+                wait: cfg.queue_wait,
+            })
+        };
+        let unreserved = limiter(LimitKind::Unreserved(n_unreserved), n_unreserved);
         let list: Vec<Function> = served
             .into_iter()
             .map(|f| Function {
-                limiter: f.spec.reserved_concurrency.map(|n| Limiter {
-                    permits: Arc::new(Semaphore::new(n as usize)),
-                    n_waiting: AtomicUsize::new(0),
-                    max_waiting: cfg.max_queued,
-                    wait: cfg.queue_wait,
-                }),
+                limiter: match f.spec.reserved_concurrency {
+                    Some(n) => limiter(LimitKind::Reserved(n), n as usize),
+                    None => unreserved.clone(),
+                },
                 metrics: telemetry.metrics.function(&f.spec.name),
                 telemetry: telemetry.clone(),
                 spec: f.spec,
@@ -78,13 +116,13 @@ impl Functions {
             .enumerate()
             .map(|(idx, f)| (f.spec.name.clone(), idx))
             .collect();
-        Functions {
+        Ok(Functions {
             list,
             by_name,
             stage: cfg.stage.clone(),
             telemetry,
             _released: released,
-        }
+        })
     }
 
     /// Invokes function `idx` in a task of its own, so a client that goes away mid-request
@@ -131,22 +169,20 @@ impl Function {
     /// platform failures are errors; a failing function is an `Outcome` in the report.
     pub(crate) async fn invoke(&self, req: InvokeRequest) -> Result<InvocationReport, ApiError> {
         let telemetry = &*self.telemetry;
-        let _permit = match &self.limiter {
-            Some(limiter) => match limiter.acquire().await {
-                Some(permit) => Some(permit),
-                None => {
-                    tracing::info!(function = %self.spec.name, request_id = %req.request_id, "throttled: reservedConcurrency {} reached", limiter_size(self));
-                    telemetry.throttled(
-                        &self.spec,
-                        &self.metrics,
-                        &req.request_id,
-                        req.trigger,
-                        &req.trace,
-                    );
-                    return Err(ApiError::throttled());
-                }
-            },
-            None => None,
+        let Some(_permit) = self.limiter.acquire().await else {
+            let limit = match self.limiter.kind {
+                LimitKind::Reserved(n) => format!("reservedConcurrency {n}"),
+                LimitKind::Unreserved(n) => format!("the app's unreserved concurrency {n}"),
+            };
+            tracing::info!(function = %self.spec.name, request_id = %req.request_id, "throttled: {limit} reached");
+            telemetry.throttled(
+                &self.spec,
+                &self.metrics,
+                &req.request_id,
+                req.trigger,
+                &req.trace,
+            );
+            return Err(ApiError::throttled());
         };
         let span_id = trace::new_span_id();
         let invocation = Invocation {
@@ -201,10 +237,6 @@ impl Function {
         }
         Ok(report)
     }
-}
-
-fn limiter_size(function: &Function) -> u32 {
-    function.spec.reserved_concurrency.unwrap_or(0)
 }
 
 impl Limiter {

@@ -197,12 +197,10 @@ async fn build(
         Err(e) => return Err((anyhow::anyhow!(e), executors)),
     };
     let (released_tx, released) = oneshot::channel();
-    let functions = Arc::new(Functions::new(
-        app.functions,
-        cfg,
-        app.telemetry,
-        released_tx,
-    ));
+    let functions = match Functions::new(app.functions, cfg, app.telemetry, released_tx) {
+        Ok(functions) => Arc::new(functions),
+        Err(message) => return Err((anyhow::anyhow!(message), executors)),
+    };
     let events = match Events::start(functions.clone(), app.events)
         .await
         .context("starting queues, topics, buckets and schedules")

@@ -94,6 +94,10 @@ pub struct ServerConfig {
     pub queue_wait: Duration,
     /// At most this many requests wait per function; beyond it, 429 at once.
     pub max_queued: usize,
+    /// At most this many invocations of the app run at once (Lambda's account
+    /// concurrency): each `reservedConcurrency` is set aside from it, and the functions
+    /// without one share the rest; beyond it, 429 `TooManyRequestsException`.
+    pub max_concurrency: usize,
     /// Bearer token of the control API, which listens on loopback only.
     pub admin_token: String,
     /// How long shutdown waits for in-flight requests before stopping instances anyway.

@@ -10,8 +10,8 @@ use nimbus_core::manifest::{self, Diagnostic, Manifest};
 use nimbus_core::services::Services;
 use nimbus_core::{FunctionSpec, LogLine, LogSink, LogStream};
 use nimbus_lambda::{
-    Code, LambdaConfig, LambdaExecutor, PackageCache, PackageSet, RuntimePackages, Sandbox,
-    SandboxMode, SandboxSettings, UidRange,
+    Code, InstanceLimit, LambdaConfig, LambdaExecutor, PackageCache, PackageSet, RuntimePackages,
+    Sandbox, SandboxMode, SandboxSettings, UidRange,
 };
 use nimbus_server::{RedactingLogSink, Redactor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
@@ -568,6 +568,7 @@ impl App {
             log_sink,
             packages: self.packages.clone(),
             sandbox: sandbox(),
+            instance_limit: instance_limit(None),
         }
     }
 
@@ -637,6 +638,33 @@ impl App {
             .with_context(|| format!("starting function {}", spec.name))?;
         Ok(Arc::new(executor))
     }
+}
+
+/// The bound on process instances over every function this process runs, set by the
+/// first call: `max` (`--max-instances`) when given, else what fits in memory at Lambda's
+/// default `memorySize` (see `default_max_instances`).
+pub(crate) fn instance_limit(max: Option<usize>) -> Arc<InstanceLimit> {
+    static LIMIT: OnceLock<Arc<InstanceLimit>> = OnceLock::new();
+    LIMIT
+        .get_or_init(|| InstanceLimit::new(max.unwrap_or_else(|| default_max_instances(1024))))
+        .clone()
+}
+
+/// `--max-instances` when not given: as many instances of `memory_mb` as fit in 80 % of
+/// the machine's memory (an instance is stopped when it outgrows its `memorySize`, so
+/// they cannot together exhaust it), at least 10 (most instances use far less than their
+/// `memorySize`) and at most 1,000 (Lambda's default account concurrency).
+pub(crate) fn default_max_instances(memory_mb: u32) -> usize {
+    let total_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| {
+            let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024)
+        })
+        .unwrap_or(4096);
+    let fits = total_mb * 8 / 10 / u64::from(memory_mb.max(1));
+    usize::try_from(fits).unwrap_or(usize::MAX).clamp(10, 1000)
 }
 
 /// The sandbox of process functions, probed once per process from `NIMBUS_SANDBOX`

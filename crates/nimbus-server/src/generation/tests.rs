@@ -163,6 +163,7 @@ async fn reload_lets_invocations_under_way_finish_and_stops_executors_once_unuse
         stage: "dev".to_owned(),
         queue_wait: Duration::from_millis(100),
         max_queued: 10,
+        max_concurrency: 1000,
         admin_token: "admin".to_owned(),
         drain_timeout: Duration::from_secs(5),
         aws_keys: crate::AwsKeys::FunctionsOnly,

@@ -101,7 +101,7 @@ impl Metrics {
         );
         registry.register(
             "nimbus_throttles",
-            "Invocations refused at reservedConcurrency",
+            "Invocations refused at reservedConcurrency or at the unreserved concurrency left under --max-instances",
             metrics.throttles.clone(),
         );
         registry.register(

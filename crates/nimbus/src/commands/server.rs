@@ -58,6 +58,11 @@ pub(crate) struct ServerCommand {
     /// sits idle this long between requests.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     header_timeout: Duration,
+    /// At most this many instances at once over every deployed app, and invocations at
+    /// once per app; beyond it, 429 TooManyRequestsException. Default: what fits in 80%
+    /// of memory at 1024 MB each (10 to 1000).
+    #[arg(long)]
+    max_instances: Option<usize>,
 }
 
 #[derive(clap::Subcommand)]
@@ -154,6 +159,8 @@ impl ServerCommand {
     }
 
     async fn serve(self, state: PathBuf) -> anyhow::Result<()> {
+        let max_instances = app::instance_limit(self.max_instances).max();
+        tracing::info!("at most {max_instances} instances at once (--max-instances)");
         std::fs::create_dir_all(state.join("apps"))
             .with_context(|| format!("creating the state folder {}", state.display()))?;
         let state = state
@@ -702,6 +709,7 @@ impl Host {
             stage: app.manifest.stage.clone(),
             queue_wait: Duration::from_secs(1),
             max_queued: 100,
+            max_concurrency: app::instance_limit(None).max(),
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
             drain_timeout: longest_timeout + Duration::from_secs(1),
             // Requests reach a version through the host's gateway, from loopback: only the

@@ -48,6 +48,11 @@ pub(crate) struct UpCommand {
     /// How many requests may wait per function before 429 at once.
     #[arg(long, default_value_t = 100)]
     max_queued: usize,
+    /// At most this many instances (and invocations) at once over all functions, like
+    /// Lambda's account concurrency; beyond it, 429 TooManyRequestsException. Default:
+    /// what fits in 80% of memory at the largest memorySize (10 to 1000).
+    #[arg(long)]
+    max_instances: Option<usize>,
     /// Keep invocation records, logs and spans in .nimbus/nimbus.db (off: metrics only).
     #[arg(long, value_enum, default_value = "on")]
     telemetry: Switch,
@@ -126,6 +131,12 @@ impl UpCommand {
             fetch: Fetch::Everything,
         };
         let app = app::load(&self.dir, &opts)?;
+        let largest_memory = app.manifest.functions.iter().map(|f| f.memory_mb).max();
+        let max_instances = self
+            .max_instances
+            .unwrap_or_else(|| app::default_max_instances(largest_memory.unwrap_or(1024)));
+        app::instance_limit(Some(max_instances));
+        tracing::info!("at most {max_instances} instances at once (--max-instances)");
         let state_dir = app.state_dir();
         if let Some(record) = UpRecord::read(&state_dir)
             && record.serving()
@@ -165,6 +176,7 @@ impl UpCommand {
             stage: app.manifest.stage.clone(),
             queue_wait: self.queue_wait,
             max_queued: self.max_queued,
+            max_concurrency: max_instances,
             admin_token: uuid::Uuid::new_v4().simple().to_string(),
             drain_timeout: longest_timeout + Duration::from_secs(1),
             // As LocalStack does, any key is the operator's on a local `nimbus up`.

@@ -284,3 +284,116 @@ async fn a_restart_right_after_kill_9_serves_at_once() {
     assert_eq!(res.status, 200, "{}", res.text());
     drop(first);
 }
+
+const SLOW_JS: &str = "exports.handler = async () => { await new Promise((r) => setTimeout(r, 300)); return { statusCode: 200, body: 'ok' }; };\n";
+
+/// Issue 20: 160 connections to one function without `reservedConcurrency` started 187
+/// instances; `--max-instances` bounds them, and what does not fit is throttled as Lambda
+/// throttles.
+#[tokio::test]
+async fn three_hundred_connections_at_a_cap_of_50_get_429s_and_never_more_than_50_instances() {
+    let manifest = "service: flood\nprovider:\n  runtime: nodejs20.x\n  memorySize: 128\nfunctions:\n  slow:\n    handler: slow.handler\n    events:\n      - httpApi: GET /slow\n";
+    let app = TestApp::new(&[("serverless.yml", manifest), ("slow.js", SLOW_JS)]);
+    let server = TestServer::start(app.path(), &["--max-instances", "50"]);
+    let addr = server.addr;
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let watching = watching.clone();
+        let dir = app.path().to_owned();
+        tokio::spawn(async move {
+            let mut max_instances = 0;
+            while watching.load(std::sync::atomic::Ordering::Acquire) {
+                let res = admin(&dir, "GET", "/functions", "").await;
+                for function in res.json()["functions"].as_array().into_iter().flatten() {
+                    max_instances = max_instances.max(function["instances"].as_u64().unwrap_or(0));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            max_instances
+        })
+    };
+    // Spawned all at once (collected), so all 300 are in flight together.
+    let requests: Vec<_> = (0..300)
+        .map(|_| {
+            tokio::spawn(async move {
+                crate::harness::request(addr, "GET", "/slow", &[], Vec::new()).await
+            })
+        })
+        .collect();
+    let mut n_ok = 0;
+    let mut throttled = None;
+    for request in requests {
+        let res = request.await.expect("a request task");
+        match res.status {
+            200 => n_ok += 1,
+            429 => throttled = Some(res),
+            status => panic!("unexpected {status}: {}", res.text()),
+        }
+    }
+    watching.store(false, std::sync::atomic::Ordering::Release);
+    let max_instances = watcher.await.expect("the watcher");
+    let throttled = throttled.expect("some requests are throttled");
+    assert_eq!(
+        throttled.header("x-amzn-errortype"),
+        Some("TooManyRequestsException")
+    );
+    assert_eq!(throttled.json()["message"], "Too Many Requests");
+    assert!(n_ok >= 50, "{n_ok} served");
+    assert!(max_instances <= 50, "{max_instances} instances");
+    let metrics = admin(app.path(), "GET", "/metrics", "").await.text();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("nimbus_throttles_total{function=\"slow\"}") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn lambda_invoke_is_throttled_with_too_many_requests_and_reservations_leave_room() {
+    let manifest = "service: flood\nprovider:\n  runtime: nodejs20.x\n  memorySize: 128\nfunctions:\n  slow:\n    handler: slow.handler\n";
+    let app = TestApp::new(&[("serverless.yml", manifest), ("slow.js", SLOW_JS)]);
+    let _server = TestServer::start(
+        app.path(),
+        &["--max-instances", "1", "--queue-wait", "10ms"],
+    );
+    let path = "/2015-03-31/functions/slow/invocations";
+    let (first, second) = tokio::join!(admin(app.path(), "POST", path, "{}"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        admin(app.path(), "POST", path, "{}").await
+    });
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(second.status, 429, "{}", second.text());
+    assert_eq!(second.json()["type"], "TooManyRequestsException");
+    // Reservations that leave nothing for a function without one are refused at start.
+    let manifest = "service: flood\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  slow:\n    handler: slow.handler\n    reservedConcurrency: 2\n  other:\n    handler: slow.handler\n";
+    let app = TestApp::new(&[("serverless.yml", manifest), ("slow.js", SLOW_JS)]);
+    let out = app.nimbus(&["up", ".", "--port", "0", "--max-instances", "2"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("leaves no concurrency for other"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A request to the control API of the app in `dir`, with the token from its up.json.
+async fn admin(
+    dir: &std::path::Path,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> crate::harness::Response {
+    let text = std::fs::read_to_string(dir.join(".nimbus/up.json")).expect("reading up.json");
+    let record: serde_json::Value = serde_json::from_str(&text).expect("up.json is JSON");
+    let addr: std::net::SocketAddr = record["admin"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("admin address");
+    let auth = format!("Bearer {}", record["token"].as_str().expect("token"));
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    crate::harness::request(addr, method, path, &headers, body.as_bytes().to_vec()).await
+}
