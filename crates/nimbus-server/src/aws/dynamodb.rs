@@ -6,22 +6,22 @@
 //! status 400 (500 for the platform's own failures); the SDKs read the code after `#`.
 //! No `x-amz-crc32` is sent: aws-sdk v2 checks it only when present.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::response::Response;
 use http::StatusCode;
 use nimbus_core::streams::{stream_label, table_stream_arn};
 use nimbus_core::tables::{
     AttributeValue, IndexSpec, Item, KeyAttribute, Projection, ScalarType, TableDescription,
-    TableError, TableSpec, item_from_json, item_to_json, table_arn,
+    TableError, TableSpec, item_from_json, item_size, item_to_json, table_arn,
 };
 use serde_json::{Map, Value as Json, json};
 
 use crate::generation::Generation;
 use crate::services::Principal;
 use crate::services::tables::{
-    self as ops, BatchWrite, DeleteItem, GetItem, Placeholder, PutItem, Read, ReturnValues,
-    TableOpError, TransactWrite, UpdateItem,
+    self as ops, BatchWrite, DeleteItem, GetItem, IndexKind, Placeholder, PutItem, Read,
+    ReturnValues, TableOpError, TransactWrite, UpdateItem,
 };
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -44,7 +44,9 @@ pub(crate) async fn handle(
 ) -> Response {
     let target = super::target_operation(parts, super::Service::DynamoDb);
     let res = match target {
-        Some(operation) => dispatch(generation, principal, operation, body).await,
+        Some(operation) => dispatch(generation, principal, operation, body)
+            .await
+            .map_err(|e| reword(operation, e)),
         None => Err(DynamoError::new(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -80,7 +82,9 @@ async fn dispatch(
     let events = &generation.events;
     let region = &events.region;
     let r = Req(&request);
-    Ok(match operation {
+    let capacity_mode = capacity_mode(&r)?;
+    let mut consumed = Consumed::default();
+    let mut out = match operation {
         "CreateTable" => {
             let spec = create_table_spec(&r)?;
             let description = ops::create_table(events, principal, spec).await?;
@@ -88,13 +92,12 @@ async fn dispatch(
             json!({ "TableDescription": describe(&description, region, stream_created) })
         }
         "DescribeTable" => {
-            let description =
-                ops::describe_table(events, principal, &r.string("TableName")?).await?;
+            let description = ops::describe_table(events, principal, &r.table()?).await?;
             let stream_created = stream_created(events, &description).await;
             json!({ "Table": describe(&description, region, stream_created) })
         }
         "DeleteTable" => {
-            let description = ops::delete_table(events, principal, &r.string("TableName")?).await?;
+            let description = ops::delete_table(events, principal, &r.table()?).await?;
             let mut table = describe(&description, region, None);
             table["TableStatus"] = json!("DELETING");
             json!({ "TableDescription": table })
@@ -117,11 +120,19 @@ async fn dispatch(
             out
         }
         "PutItem" => {
-            let item = ops::put_item(events, principal, put_request(&r)?).await?;
+            let request = put_request(&r)?;
+            consumed.add(&r.string("TableName")?, write_units(&request.item), None);
+            let item = ops::put_item(events, principal, request).await?;
             attributes(item)
         }
         "GetItem" => {
             let item = ops::get_item(events, principal, get_request(&r)?).await?;
+            let consistent = r.optional_bool("ConsistentRead")?.unwrap_or(false);
+            consumed.add(
+                &r.string("TableName")?,
+                read_units(item.as_ref().map_or(0, item_size), consistent),
+                None,
+            );
             match item {
                 Some(item) => json!({ "Item": item_to_json(&item) }),
                 None => json!({}),
@@ -129,10 +140,12 @@ async fn dispatch(
         }
         "UpdateItem" => {
             let item = ops::update_item(events, principal, update_request(&r)?).await?;
+            consumed.add(&r.string("TableName")?, 1.0, None);
             attributes(item)
         }
         "DeleteItem" => {
             let item = ops::delete_item(events, principal, delete_request(&r)?).await?;
+            consumed.add(&r.string("TableName")?, 1.0, None);
             attributes(item)
         }
         "Query" | "Scan" => {
@@ -151,10 +164,13 @@ async fn dispatch(
                     ));
                 }
             };
-            let select = r.optional_string("Select")?;
+            let select = select(&r)?;
+            let table = r.table()?;
+            let index = r.optional_string("IndexName")?;
+            let consistent = r.optional_bool("ConsistentRead")?.unwrap_or(false);
             let read = Read {
-                table: r.string("TableName")?,
-                index: r.optional_string("IndexName")?,
+                table: table.clone(),
+                index: index.clone(),
                 key_condition: if query {
                     Some(r.optional_string("KeyConditionExpression")?.ok_or_else(|| {
                         validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
@@ -172,6 +188,30 @@ async fn dispatch(
                 segment,
             };
             let output = ops::read(events, principal, read).await?;
+            let index_kind = match &index {
+                Some(index) => ops::index_kind(events, &table, index).await?,
+                None => None,
+            };
+            if let Some(IndexKind::Global { projects_all }) = index_kind {
+                if consistent {
+                    return Err(validation(
+                        "Consistent reads are not supported on global secondary indexes",
+                    ));
+                }
+                if select.as_deref() == Some("ALL_ATTRIBUTES") && !projects_all {
+                    return Err(validation(format!(
+                        "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
+                        index.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+            let n_bytes = output.items.iter().map(item_size).sum();
+            let index_units = index.zip(index_kind).map(|(name, kind)| (kind, name));
+            consumed.add(
+                &r.string("TableName")?,
+                read_units(n_bytes, consistent),
+                index_units,
+            );
             let mut out = json!({ "Count": output.count, "ScannedCount": output.scanned_count });
             if select.as_deref() != Some("COUNT") {
                 out["Items"] = Json::Array(output.items.iter().map(item_to_json).collect());
@@ -182,31 +222,81 @@ async fn dispatch(
             out
         }
         "BatchGetItem" => {
+            let request_items = r.object("RequestItems")?;
             let mut requests = Vec::new();
-            for (table, spec) in r.object("RequestItems")? {
+            // The caller's name for each table (a name or an ARN), which keys the answer,
+            // and the attribute names of its keys.
+            let mut given: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+            // Per table as the caller named it: keys asked for, bytes found.
+            let mut reads: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+            for (table, spec) in request_items {
+                let name = table_name(table);
                 let spec = Req(object_of(spec, "RequestItems")?);
                 let keys = spec.array("Keys")?;
+                if keys.len() > 100 {
+                    return Err(validation(format!(
+                        "1 validation error detected: Value at 'requestItems.{table}.member.keys' failed to satisfy constraint: Member must have length less than or equal to 100"
+                    )));
+                }
+                let mut seen = BTreeSet::new();
+                let mut key_names = Vec::new();
                 for key in keys {
+                    let key = item_of(key, "Keys")?;
+                    if !seen.insert(item_to_json(&key).to_string()) {
+                        return Err(validation("Provided list of item keys contains duplicates"));
+                    }
+                    key_names = key.keys().cloned().collect();
                     requests.push(GetItem {
-                        table: table.clone(),
-                        key: item_of(key, "Keys")?,
+                        table: name.clone(),
+                        key,
                         projection: spec.optional_string("ProjectionExpression")?,
                         placeholders: placeholders(&spec)?,
                     });
                 }
+                given.insert(name, (table.clone(), key_names));
+                reads.insert(table.clone(), (keys.len(), 0));
             }
             let found = ops::batch_get(events, principal, requests).await?;
             let mut responses: BTreeMap<String, Vec<Json>> = BTreeMap::new();
-            for (table, _) in r.object("RequestItems")? {
-                responses.entry(table.clone()).or_default();
+            let mut unprocessed: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+            for (caller_name, _) in given.values() {
+                responses.entry(caller_name.clone()).or_default();
             }
+            // BatchGetItem answers at most 16 MB; the keys of the items past that come
+            // back as UnprocessedKeys for the caller to ask again.
+            let mut n_bytes = 0;
             for (table, item) in found {
-                responses
-                    .entry(table)
-                    .or_default()
-                    .push(item_to_json(&item));
+                let (caller_name, key_names) = given.get(&table).cloned().unwrap_or_default();
+                n_bytes += item_size(&item);
+                if let Some(read) = reads.get_mut(&caller_name) {
+                    read.1 += item_size(&item);
+                }
+                if n_bytes > BATCH_GET_MAX_BYTES {
+                    let key: Item = item
+                        .into_iter()
+                        .filter(|(name, _)| key_names.contains(name))
+                        .collect();
+                    unprocessed
+                        .entry(caller_name)
+                        .or_default()
+                        .push(item_to_json(&key));
+                } else {
+                    responses
+                        .entry(caller_name)
+                        .or_default()
+                        .push(item_to_json(&item));
+                }
             }
-            json!({ "Responses": responses, "UnprocessedKeys": {} })
+            let unprocessed: Map<String, Json> = unprocessed
+                .into_iter()
+                .map(|(table, keys)| (table, json!({ "Keys": keys })))
+                .collect();
+            for (caller_name, (n_keys, n_bytes)) in reads {
+                // Each key is a read of its own, of at least half a unit.
+                let units = read_units(n_bytes, false).max(0.5 * n_keys as f64);
+                consumed.add(&caller_name, units, None);
+            }
+            json!({ "Responses": responses, "UnprocessedKeys": unprocessed })
         }
         "BatchWriteItem" => {
             let mut requests = Vec::new();
@@ -216,38 +306,65 @@ async fn dispatch(
                         "RequestItems maps each table to a list of writes",
                     ));
                 };
+                let name = table_name(table);
                 for write in writes {
                     let write = Req(object_of(write, "RequestItems")?);
                     let request = if let Some(put) = write.0.get("PutRequest") {
-                        BatchWrite::Put(Req(object_of(put, "PutRequest")?).item("Item")?)
+                        let item = Req(object_of(put, "PutRequest")?).item("Item")?;
+                        consumed.add(table, write_units(&item), None);
+                        BatchWrite::Put(item)
                     } else if let Some(delete) = write.0.get("DeleteRequest") {
+                        consumed.add(table, 1.0, None);
                         BatchWrite::Delete(Req(object_of(delete, "DeleteRequest")?).item("Key")?)
                     } else {
                         return Err(validation(
                             "a write request has a PutRequest or a DeleteRequest",
                         ));
                     };
-                    requests.push((table.clone(), request));
+                    requests.push((name.clone(), request));
                 }
             }
             ops::batch_write(events, principal, requests).await?;
             json!({ "UnprocessedItems": {} })
         }
         "TransactWriteItems" => {
+            let items = r.array("TransactItems")?;
+            if items.len() > 100 {
+                return Err(validation(
+                    "1 validation error detected at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to 100.",
+                ));
+            }
+            let token = r.optional_string("ClientRequestToken")?;
+            let fingerprint = Json::Object(request.clone()).to_string();
+            if let Some(token) = &token
+                && transaction_tokens::seen(token, &fingerprint)?
+            {
+                return Ok(json!({}));
+            }
             let mut requests = Vec::new();
-            for entry in r.array("TransactItems")? {
+            for entry in items {
                 let entry = object_of(entry, "TransactItems")?;
-                let (kind, body) = entry
-                    .iter()
-                    .next()
-                    .ok_or_else(|| validation("an empty transact item"))?;
+                let (kind, body) = match entry.iter().collect::<Vec<_>>().as_slice() {
+                    [(kind, body)] => (*kind, *body),
+                    _ => {
+                        return Err(validation(
+                            "TransactItems can only contain one of Check, Put, Update or Delete",
+                        ));
+                    }
+                };
                 let body = Req(object_of(body, kind)?);
+                // A transaction's writes cost twice what the same writes do alone.
+                let units = match kind.as_str() {
+                    "Put" => 2.0 * write_units(&body.item("Item")?),
+                    _ => 2.0,
+                };
+                consumed.add(&body.string("TableName")?, units, None);
                 requests.push(match kind.as_str() {
                     "Put" => TransactWrite::Put(put_request(&body)?),
                     "Update" => TransactWrite::Update(update_request(&body)?),
                     "Delete" => TransactWrite::Delete(delete_request(&body)?),
                     "ConditionCheck" => TransactWrite::Check {
-                        table: body.string("TableName")?,
+                        table: body.table()?,
                         key: body.item("Key")?,
                         condition: body.string("ConditionExpression")?,
                         placeholders: placeholders(&body)?,
@@ -256,17 +373,35 @@ async fn dispatch(
                     other => return Err(validation(format!("unknown transact item {other}"))),
                 });
             }
-            ops::transact_write(events, principal, requests).await?;
+            ops::transact_write(events, principal, requests)
+                .await
+                .map_err(|e| match DynamoError::from(e) {
+                    e if e.message == "Provided list of item keys contains duplicates" => {
+                        validation(
+                            "Transaction request cannot include multiple operations on one item",
+                        )
+                    }
+                    e => e,
+                })?;
+            if let Some(token) = token {
+                transaction_tokens::remember(token, fingerprint);
+            }
             json!({})
         }
         "TransactGetItems" => {
             let mut requests = Vec::new();
+            let mut tables = Vec::new();
             for entry in r.array("TransactItems")? {
                 let entry = Req(object_of(entry, "TransactItems")?);
-                let get = entry.object("Get")?;
-                requests.push(get_request(&Req(get))?);
+                let get = Req(entry.object("Get")?);
+                tables.push(get.string("TableName")?);
+                requests.push(get_request(&get)?);
             }
             let items = ops::transact_get(events, principal, requests).await?;
+            for (table, item) in tables.iter().zip(&items) {
+                let n_bytes = item.as_ref().map_or(0, item_size);
+                consumed.add(table, 2.0 * read_units(n_bytes, true), None);
+            }
             let responses: Vec<Json> = items
                 .iter()
                 .map(|item| match item {
@@ -277,7 +412,7 @@ async fn dispatch(
             json!({ "Responses": responses })
         }
         "UpdateTimeToLive" => {
-            let table = r.string("TableName")?;
+            let table = r.table()?;
             let spec = r.0.get("TimeToLiveSpecification").ok_or_else(|| {
                 validation("1 validation error detected: Value null at 'timeToLiveSpecification' failed to satisfy constraint: Member must not be null")
             })?;
@@ -306,7 +441,7 @@ async fn dispatch(
             json!({ "TimeToLiveSpecification": { "Enabled": enabled, "AttributeName": attribute } })
         }
         "UpdateTable" => {
-            let table = r.string("TableName")?;
+            let table = r.table()?;
             if r.0.get("GlobalSecondaryIndexUpdates").is_some()
                 || r.0.get("ReplicaUpdates").is_some()
             {
@@ -350,8 +485,7 @@ async fn dispatch(
             json!({ "TableDescription": describe(&description, region, stream_created) })
         }
         "DescribeTimeToLive" => {
-            let description =
-                ops::describe_table(events, principal, &r.string("TableName")?).await?;
+            let description = ops::describe_table(events, principal, &r.table()?).await?;
             match &description.spec.ttl_attribute {
                 Some(attribute) => {
                     json!({ "TimeToLiveDescription": { "TimeToLiveStatus": "ENABLED", "AttributeName": attribute } })
@@ -366,7 +500,238 @@ async fn dispatch(
                 format!("nimbus does not serve the DynamoDB operation {other} yet"),
             ));
         }
-    })
+    };
+    if let Some(capacity) = consumed.to_json(capacity_mode, operation) {
+        out["ConsumedCapacity"] = capacity;
+    }
+    Ok(out)
+}
+
+/// DynamoDB's wording where it differs by operation: the item operations do not name a
+/// missing table, and the single-item writes put "1 validation error detected: " before
+/// some of their messages.
+fn reword(operation: &str, mut e: DynamoError) -> DynamoError {
+    let item_operation = matches!(
+        operation,
+        "PutItem"
+            | "GetItem"
+            | "UpdateItem"
+            | "DeleteItem"
+            | "Query"
+            | "Scan"
+            | "BatchGetItem"
+            | "BatchWriteItem"
+            | "TransactWriteItems"
+            | "TransactGetItems"
+    );
+    if e.code == "ResourceNotFoundException" && item_operation {
+        e.message = "Requested resource not found".to_owned();
+    }
+    let single_write = matches!(operation, "PutItem" | "UpdateItem" | "DeleteItem");
+    if e.code == "ValidationException"
+        && single_write
+        && (e
+            .message
+            .starts_with("Value provided in ExpressionAttribute")
+            || e.message == "Invalid UpdateExpression: The expression can not be empty;")
+    {
+        e.message = format!("1 validation error detected: {}", e.message);
+    }
+    const EMPTY_KEY: &str = "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: ";
+    const EMPTY_INDEX_KEY: &str = "One or more parameter values are not valid. A value specified for a secondary index key is not supported.";
+    if let Some(key) = e.message.strip_prefix(EMPTY_KEY)
+        && operation == "PutItem"
+    {
+        e.message = format!(
+            "One or more parameter values were invalid: An AttributeValue may not contain an empty string. Key: {key}"
+        );
+    }
+    if e.message.starts_with(EMPTY_INDEX_KEY) && operation == "UpdateItem" {
+        e.message = "One or more parameter values are not valid. The update expression attempted to update a secondary index key to a value that is not supported. The AttributeValue for a key attribute cannot contain an empty string value.".to_owned();
+    }
+    e
+}
+
+/// `ReturnConsumedCapacity`: what a response says of the capacity it used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CapacityMode {
+    None,
+    Total,
+    Indexes,
+}
+
+fn capacity_mode(r: &Req<'_>) -> Res<CapacityMode> {
+    Ok(
+        match r.optional_string("ReturnConsumedCapacity")?.as_deref() {
+            None | Some("NONE") => CapacityMode::None,
+            Some("TOTAL") => CapacityMode::Total,
+            Some("INDEXES") => CapacityMode::Indexes,
+            Some(other) => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{other}' at 'returnConsumedCapacity' failed to satisfy constraint: Member must satisfy enum value set: [INDEXES, TOTAL, NONE]"
+                )));
+            }
+        },
+    )
+}
+
+/// The capacity units an operation used, per table as the caller named it. nimbus has no
+/// provisioned capacity; the units follow DynamoDB's on-demand rules (a read per 4 KB, half
+/// of one when eventually consistent; a write per 1 KB; twice either in a transaction),
+/// counting the items returned or written, so they are an estimate for reads that filter.
+#[derive(Debug, Default)]
+struct Consumed(Vec<TableUnits>);
+
+/// The units used on a table, and the index a Query or Scan read.
+#[derive(Debug)]
+struct TableUnits {
+    table: String,
+    units: f64,
+    index: Option<(IndexKind, String)>,
+}
+
+impl Consumed {
+    /// Adds units to a table, named or given by its ARN.
+    fn add(&mut self, table: &str, units: f64, index: Option<(IndexKind, String)>) {
+        let table = table_name(table);
+        match self.0.iter_mut().find(|entry| entry.table == table) {
+            Some(entry) => entry.units += units,
+            None => self.0.push(TableUnits {
+                table: table.to_owned(),
+                units,
+                index,
+            }),
+        }
+    }
+
+    /// `ConsumedCapacity`: one object for an operation on one table, a list for the batch
+    /// and transaction operations; `None` unless asked for.
+    fn to_json(&self, mode: CapacityMode, operation: &str) -> Option<Json> {
+        if mode == CapacityMode::None {
+            return None;
+        }
+        let entries: Vec<Json> = self
+            .0
+            .iter()
+            .map(
+                |TableUnits {
+                     table,
+                     units,
+                     index,
+                 }| {
+                    let mut out = json!({ "TableName": table, "CapacityUnits": units });
+                    if mode == CapacityMode::Indexes {
+                        out["Table"] = json!({ "CapacityUnits": units });
+                        if let Some((kind, name)) = index {
+                            let field = match kind {
+                                IndexKind::Global { .. } => "GlobalSecondaryIndexes",
+                                IndexKind::Local => "LocalSecondaryIndexes",
+                            };
+                            out[field] = json!({ name.as_str(): { "CapacityUnits": units } });
+                        }
+                    }
+                    out
+                },
+            )
+            .collect();
+        if operation.starts_with("Batch") || operation.starts_with("Transact") {
+            Some(Json::Array(entries))
+        } else {
+            entries.into_iter().next()
+        }
+    }
+}
+
+/// Read units for `n_bytes`: one per 4 KB (at least one), half when eventually consistent.
+fn read_units(n_bytes: usize, consistent: bool) -> f64 {
+    let units = n_bytes.div_ceil(4096).max(1) as f64;
+    if consistent { units } else { units / 2.0 }
+}
+
+/// Write units for an item: one per 1 KB, at least one.
+fn write_units(item: &Item) -> f64 {
+    item_size(item).div_ceil(1024).max(1) as f64
+}
+
+/// BatchGetItem answers at most 16 MB of items.
+const BATCH_GET_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Query and Scan's `Select`, checked against the other parameters as DynamoDB does.
+fn select(r: &Req<'_>) -> Res<Option<String>> {
+    let Some(select) = r.optional_string("Select")? else {
+        return Ok(None);
+    };
+    let projection = r.0.contains_key("ProjectionExpression");
+    let attributes_to_get = r.0.contains_key("AttributesToGet");
+    let description = match select.as_str() {
+        "SPECIFIC_ATTRIBUTES" if !projection && !attributes_to_get => {
+            return Err(validation(
+                "1 validation error detected: Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES",
+            ));
+        }
+        "SPECIFIC_ATTRIBUTES" => return Ok(Some(select)),
+        "ALL_PROJECTED_ATTRIBUTES" if !r.0.contains_key("IndexName") => {
+            return Err(validation(
+                "1 validation error detected: ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName",
+            ));
+        }
+        "ALL_ATTRIBUTES" | "ALL_PROJECTED_ATTRIBUTES" => select.as_str(),
+        "COUNT" => "only the Count",
+        other => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'select' failed to satisfy constraint: Member must satisfy enum value set: [SPECIFIC_ATTRIBUTES, COUNT, ALL_ATTRIBUTES, ALL_PROJECTED_ATTRIBUTES]"
+            )));
+        }
+    };
+    for (given, field) in [
+        (projection, "ProjectionExpression"),
+        (attributes_to_get, "AttributesToGet"),
+    ] {
+        if given {
+            return Err(validation(format!(
+                "1 validation error detected: Cannot specify the {field} when choosing to get {description}"
+            )));
+        }
+    }
+    Ok(Some(select))
+}
+
+/// TransactWriteItems' `ClientRequestToken`: for ten minutes after a transaction with a
+/// token succeeds, the same request succeeds again without writing and another request
+/// with that token fails, as DynamoDB documents. The tokens live in the process, like
+/// DynamoDB's, which forgets them after the ten minutes.
+mod transaction_tokens {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use super::{DynamoError, Res};
+
+    const KEPT_FOR: Duration = Duration::from_secs(600);
+
+    /// Each token's request (its JSON) and when it succeeded.
+    static TOKENS: Mutex<BTreeMap<String, (String, Instant)>> = Mutex::new(BTreeMap::new());
+
+    /// Whether this request already succeeded with this token; an error when the token
+    /// came with another request.
+    pub(super) fn seen(token: &str, request: &str) -> Res<bool> {
+        let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.retain(|_, (_, at)| at.elapsed() < KEPT_FOR);
+        match tokens.get(token) {
+            Some((original, _)) if original == request => Ok(true),
+            Some(_) => Err(DynamoError::new(
+                http::StatusCode::BAD_REQUEST,
+                "IdempotentParameterMismatchException",
+                "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used.",
+            )),
+            None => Ok(false),
+        }
+    }
+
+    pub(super) fn remember(token: String, request: String) {
+        let mut tokens = TOKENS.lock().unwrap_or_else(PoisonError::into_inner);
+        tokens.insert(token, (request, Instant::now()));
+    }
 }
 
 /// `{"Attributes": ..}` when a write returns values, `{}` otherwise.
@@ -379,18 +744,18 @@ fn attributes(item: Option<Item>) -> Json {
 
 fn put_request(r: &Req<'_>) -> Res<PutItem> {
     Ok(PutItem {
-        table: r.string("TableName")?,
+        table: r.table()?,
         item: r.item("Item")?,
         condition: r.optional_string("ConditionExpression")?,
         placeholders: placeholders(r)?,
-        return_values: return_values(r)?,
+        return_values: return_values(r, &OLD_ONLY)?,
         old_on_failure: old_on_failure(r)?,
     })
 }
 
 fn get_request(r: &Req<'_>) -> Res<GetItem> {
     Ok(GetItem {
-        table: r.string("TableName")?,
+        table: r.table()?,
         key: r.item("Key")?,
         projection: r.optional_string("ProjectionExpression")?,
         placeholders: placeholders(r)?,
@@ -399,40 +764,50 @@ fn get_request(r: &Req<'_>) -> Res<GetItem> {
 
 fn update_request(r: &Req<'_>) -> Res<UpdateItem> {
     Ok(UpdateItem {
-        table: r.string("TableName")?,
+        table: r.table()?,
         key: r.item("Key")?,
         update: r.optional_string("UpdateExpression")?,
         condition: r.optional_string("ConditionExpression")?,
         placeholders: placeholders(r)?,
-        return_values: return_values(r)?,
+        return_values: return_values(r, &ALL_RETURN_VALUES)?,
         old_on_failure: old_on_failure(r)?,
     })
 }
 
 fn delete_request(r: &Req<'_>) -> Res<DeleteItem> {
     Ok(DeleteItem {
-        table: r.string("TableName")?,
+        table: r.table()?,
         key: r.item("Key")?,
         condition: r.optional_string("ConditionExpression")?,
         placeholders: placeholders(r)?,
-        return_values: return_values(r)?,
+        return_values: return_values(r, &OLD_ONLY)?,
         old_on_failure: old_on_failure(r)?,
     })
 }
 
-fn return_values(r: &Req<'_>) -> Res<ReturnValues> {
-    Ok(match r.optional_string("ReturnValues")?.as_deref() {
+const OLD_ONLY: [ReturnValues; 2] = [ReturnValues::None, ReturnValues::AllOld];
+const ALL_RETURN_VALUES: [ReturnValues; 5] = [
+    ReturnValues::None,
+    ReturnValues::AllOld,
+    ReturnValues::UpdatedOld,
+    ReturnValues::AllNew,
+    ReturnValues::UpdatedNew,
+];
+
+/// `ReturnValues`, one of `allowed` (PutItem and DeleteItem take NONE or ALL_OLD alone).
+fn return_values(r: &Req<'_>, allowed: &[ReturnValues]) -> Res<ReturnValues> {
+    let return_values = match r.optional_string("ReturnValues")?.as_deref() {
         None | Some("NONE") => ReturnValues::None,
         Some("ALL_OLD") => ReturnValues::AllOld,
         Some("UPDATED_OLD") => ReturnValues::UpdatedOld,
         Some("ALL_NEW") => ReturnValues::AllNew,
         Some("UPDATED_NEW") => ReturnValues::UpdatedNew,
-        Some(other) => {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{other}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [ALL_NEW, UPDATED_OLD, ALL_OLD, NONE, UPDATED_NEW]"
-            )));
-        }
-    })
+        Some(_) => return Err(validation("Return values set to invalid value")),
+    };
+    if !allowed.contains(&return_values) {
+        return Err(validation("Return values set to invalid value"));
+    }
+    Ok(return_values)
 }
 
 fn old_on_failure(r: &Req<'_>) -> Res<bool> {
@@ -663,6 +1038,11 @@ fn describe(description: &TableDescription, region: &str, stream_created: Option
 struct Req<'r>(&'r Map<String, Json>);
 
 impl<'r> Req<'r> {
+    /// `TableName`, which may also be the table's ARN, as in DynamoDB.
+    fn table(&self) -> Res<String> {
+        Ok(table_name(&self.string("TableName")?))
+    }
+
     fn string(&self, field: &str) -> Res<String> {
         self.optional_string(field)?
             .ok_or_else(|| validation(format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(field))))
@@ -734,6 +1114,17 @@ impl<'r> Req<'r> {
             None | Some(Json::Null) => Ok(None),
             Some(value) => item_of(value, field).map(Some),
         }
+    }
+}
+
+/// A table's name from a name or a table ARN (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME`).
+fn table_name(name_or_arn: &str) -> String {
+    match name_or_arn.strip_prefix("arn:") {
+        Some(arn) => match arn.split_once(":table/") {
+            Some((_, name)) => name.to_owned(),
+            None => name_or_arn.to_owned(),
+        },
+        None => name_or_arn.to_owned(),
     }
 }
 

@@ -356,7 +356,7 @@ async fn a_serverless_todos_app_keeps_its_items_in_a_dynamodb_table() {
     );
 }
 
-const SCRIPT: &str = r#"
+const SCRIPT: &str = r##"
 import json, os, threading
 from decimal import Decimal
 
@@ -460,8 +460,34 @@ try:
 except ClientError as e:
     out["tx"] = [e.response["Error"]["Code"], [r["Code"] for r in e.response["CancellationReasons"]]]
 out["tx_written"] = "Item" in client.get_item(TableName="events", Key={"pk": {"S": "tx"}, "n": {"N": "1"}})
+
+# Issue 13, from moto's tests: a table's ARN names it; capacity is reported when asked.
+arn = client.describe_table(TableName="events")["Table"]["TableArn"]
+out["by_arn"] = client.get_item(TableName=arn, Key={"pk": {"S": "race"}, "n": {"N": "1"}},
+                                ReturnConsumedCapacity="TOTAL")["ConsumedCapacity"]
+error("reserved", lambda: table.update_item(Key={"pk": "x", "n": 1}, UpdateExpression="SET name = :v",
+                                            ExpressionAttributeValues={":v": "a"}))
+error("select", lambda: table.query(KeyConditionExpression=Key("pk").eq("page"), Select="ALL_PROJECTED_ATTRIBUTES"))
+error("gsi_consistent", lambda: table.query(IndexName="byKind", KeyConditionExpression=Key("kind").eq("odd"),
+                                            ConsistentRead=True))
+error("return_values", lambda: table.put_item(Item={"pk": "x", "n": 1}, ReturnValues="ALL_NEW"))
+error("duplicates", lambda: client.batch_get_item(
+    RequestItems={"events": {"Keys": [{"pk": {"S": "x"}, "n": {"N": "1"}}] * 2}}))
+# A transaction retried with its ClientRequestToken writes once; another request with it fails.
+def counter(by):
+    return [{"Update": {"TableName": "events", "Key": {"pk": {"S": "tok"}, "n": {"N": "1"}},
+                        "UpdateExpression": "ADD hits :by", "ExpressionAttributeValues": {":by": {"N": by}}}}]
+client.transact_write_items(TransactItems=counter("1"), ClientRequestToken="token-1")
+client.transact_write_items(TransactItems=counter("1"), ClientRequestToken="token-1")
+error("token", lambda: client.transact_write_items(TransactItems=counter("5"), ClientRequestToken="token-1"))
+out["hits"] = int(table.get_item(Key={"pk": "tok", "n": 1})["Item"]["hits"])
+# `<>` holds against a missing attribute, so a new item goes in under `#pk <> :v`.
+client.transact_write_items(TransactItems=[{"Put": {
+    "TableName": "events", "Item": {"pk": {"S": "ne"}, "n": {"N": "1"}}, "ConditionExpression": "#pk <> :v",
+    "ExpressionAttributeNames": {"#pk": "pk"}, "ExpressionAttributeValues": {":v": {"S": "ne"}}}}])
+out["ne_written"] = "Item" in table.get_item(Key={"pk": "ne", "n": 1})
 print(json.dumps(out))
-"#;
+"##;
 
 #[tokio::test]
 async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors() {
@@ -506,8 +532,14 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "type": ["ValidationException", "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: +, operand type: STRING"],
             "key": ["ValidationException", "One or more parameter values were invalid: Missing the key n in the item"],
             "oversize": ["ValidationException", "Item size has exceeded the maximum allowed size"],
-            "missing": ["ResourceNotFoundException", "Requested resource not found: Table: nope not found"],
+            "missing": ["ResourceNotFoundException", "Requested resource not found"],
             "condition": ["ConditionalCheckFailedException", "The conditional request failed"],
+            "reserved": ["ValidationException", "Invalid UpdateExpression: Attribute name is a reserved keyword; reserved keyword: name"],
+            "select": ["ValidationException", "1 validation error detected: ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName"],
+            "gsi_consistent": ["ValidationException", "Consistent reads are not supported on global secondary indexes"],
+            "return_values": ["ValidationException", "Return values set to invalid value"],
+            "duplicates": ["ValidationException", "Provided list of item keys contains duplicates"],
+            "token": ["IdempotentParameterMismatchException", "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used."],
         }),
         "{out}"
     );
@@ -521,4 +553,10 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
         ])
     );
     assert_eq!(out["tx_written"], false);
+    assert_eq!(
+        out["by_arn"],
+        json!({ "TableName": "events", "CapacityUnits": 0.5 })
+    );
+    assert_eq!(out["hits"], 1);
+    assert_eq!(out["ne_written"], true);
 }

@@ -906,7 +906,10 @@ pub(crate) fn eval(condition: &Condition, item: &Item) -> bool {
     match condition {
         Condition::Compare(left, comparator, right) => {
             let (Some(left), Some(right)) = (value(left), value(right)) else {
-                return false;
+                // A missing attribute differs from any value, so `<>` holds when just one
+                // side is missing (what a TransactWriteItems `#pk <> :v` put relies on).
+                return *comparator == Comparator::Ne
+                    && (value(left).is_some() || value(right).is_some());
             };
             match comparator {
                 Comparator::Eq => equal(&left, &right),
@@ -971,6 +974,22 @@ pub(crate) fn eval(condition: &Condition, item: &Item) -> bool {
     }
 }
 
+/// Paths in order, list indexes by number.
+fn compare_steps(a: &[Step], b: &[Step]) -> Ordering {
+    for (a, b) in a.iter().zip(b) {
+        let ordering = match (a, b) {
+            (Step::Index(a), Step::Index(b)) => a.cmp(b),
+            (Step::Attr(a), Step::Attr(b)) => a.cmp(b),
+            (Step::Attr(_), Step::Index(_)) => Ordering::Less,
+            (Step::Index(_), Step::Attr(_)) => Ordering::Greater,
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 fn update_error(message: impl std::fmt::Display) -> ExprError {
     ExprError(format!("Invalid UpdateExpression: {message}"))
 }
@@ -986,7 +1005,11 @@ pub(crate) fn apply_update(update: &Update, old: &Item) -> Res<Item> {
     for (path, value) in sets {
         assign(&mut new, path, value)?;
     }
-    for path in &update.remove {
+    // Indexes name elements of the list as it was: removing `a[0], a[1]` removes the first
+    // two, so higher indexes of a list go first.
+    let mut removals: Vec<&Path> = update.remove.iter().collect();
+    removals.sort_by(|a, b| compare_steps(&b.0, &a.0));
+    for path in removals {
         remove(&mut new, path);
     }
     for (path, value) in &update.add {

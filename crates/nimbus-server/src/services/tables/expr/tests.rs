@@ -75,6 +75,11 @@ fn check_projection(text: &str, expect: Expect) {
 fn conditions() {
     check("n = :five", expect!["true"]);
     check("n <> :five", expect!["false"]);
+    // Issue 13: a missing attribute is unequal to a value (moto's AWS-verified
+    // transaction tests put new items under `#pk <> :v`).
+    check("absent <> :five", expect!["true"]);
+    check("absent = :five", expect!["false"]);
+    check("absent <> absent2", expect!["false"]);
     check("n > :two AND n <= :five", expect!["true"]);
     check("n < :two OR #n = :abc", expect!["true"]);
     check("NOT (n = :five)", expect!["false"]);
@@ -211,6 +216,11 @@ fn updates() {
     check_update(
         "REMOVE flag, nul, lst[0]",
         expect![[r#"{"lst":{"L":[{"M":{"c":{"S":"x"}}}]}} removed ["flag", "nul"]"#]],
+    );
+    // Issue 13: indexes name the list as it was (moto's test_remove_list_index__remove_multiple_indexes).
+    check_update(
+        "REMOVE lst[0], lst[1]",
+        expect![[r#"{"lst":{"L":[]}} removed []"#]],
     );
     check_update(
         "ADD n :two, tags :ss, fresh :one",
