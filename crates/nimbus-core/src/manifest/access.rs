@@ -267,6 +267,11 @@ impl Cx<'_> {
             // `table/todos` and `table/todos/index/*` → `table:todos`, `table:todos/index/*`.
             "dynamodb" => {
                 let table = arn.resource.strip_prefix("table/")?;
+                // A table has one change stream here, which any label names (the manifest's
+                // `StreamArn` carries a made-up one).
+                if let Some((table, _label)) = table.split_once("/stream/") {
+                    return Some(format!("table:{table}/stream/*"));
+                }
                 return Some(format!("table:{table}"));
             }
             // `stream/clicks` → `stream:clicks`.

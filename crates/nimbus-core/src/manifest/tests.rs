@@ -3204,10 +3204,10 @@ fn grants_on_unmodelled_resources_are_warnings() {
             function f: nodejs20.x f.handler (line 17), 1024 MB, 6s
               Node { major: 20 }
               grant dynamodb:GetItem,dynamodb:PutItem on table:todos,table:todos
+              grant kinesis:PutRecord on stream:Events
             table todos: hash id S
             stream Events: 1 shards, retention 24h
             warning serverless.yml:11:15: provider.iam.role.statements[0].Resource[1]: "todos" is not a resource nimbus models; ignored
-            warning serverless.yml:15:21: provider.iam.role.statements[1].Resource: "arn:aws:kinesis:*:123456789012:stream/Events" is not a resource nimbus models; ignored
         "#]],
     );
 }

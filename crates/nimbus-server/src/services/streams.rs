@@ -740,6 +740,16 @@ functions:
     iamRoleStatements:
       - { Effect: Allow, Action: ["kinesis:PutRecord*", kinesis:GetRecords], Resource: "arn:aws:kinesis:*:*:stream/clicks" }
       - { Effect: Allow, Action: ["dynamodb:GetRecords"], Resource: "arn:aws:dynamodb:us-east-1:123456789012:table/orders/stream/*" }
+      - { Effect: Allow, Action: ["dynamodb:DescribeStream"], Resource: { Fn::GetAtt: [Carts, StreamArn] } }
+resources:
+  Resources:
+    Carts:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: carts
+        AttributeDefinitions: [{ AttributeName: id, AttributeType: S }]
+        KeySchema: [{ AttributeName: id, KeyType: HASH }]
+        StreamSpecification: { StreamViewType: NEW_IMAGE }
 "#;
         let manifest = nimbus_core::manifest::parse(manifest, "nimbus.yaml", &Default::default())
             .expect("manifest");
@@ -759,6 +769,13 @@ functions:
         ));
         assert!(!allowed(
             StreamRef::Table("users".to_owned()).access(ReadOp::GetRecords)
+        ));
+        // `Fn::GetAtt: [Table, StreamArn]` names the table's one stream, whatever its label.
+        assert!(allowed(
+            StreamRef::Table("carts".to_owned()).access(ReadOp::Describe)
+        ));
+        assert!(!allowed(
+            StreamRef::Table("carts".to_owned()).access(ReadOp::GetRecords)
         ));
     }
 
