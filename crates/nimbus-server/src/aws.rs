@@ -10,6 +10,8 @@
 //! and is refused otherwise.
 
 mod dynamodb;
+#[cfg(test)]
+mod fuzz;
 mod dynamodb_streams;
 mod eventbridge;
 mod kinesis;

@@ -197,6 +197,9 @@ fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

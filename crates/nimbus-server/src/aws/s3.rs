@@ -1357,6 +1357,9 @@ fn decode_token(token: &str) -> Result<String, S3Error> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -731,4 +731,6 @@ fn clf_time(time: SystemTime) -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
