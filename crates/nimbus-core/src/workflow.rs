@@ -14,6 +14,7 @@
 
 pub mod definition;
 pub mod engine;
+pub mod history;
 pub mod intrinsic;
 pub mod path;
 pub mod random;
@@ -27,6 +28,7 @@ pub use engine::{
     Command, Completion, Event, EventDetails, ExecutionInfo, ExecutionState, ExecutionStatus,
     HistoryEvent, ScopeStep, TaskId, TimerId, TimerKind, advance,
 };
+pub use history::HistoryError;
 pub use validate::validate;
 
 /// A problem with a definition, at a dotted location such as `States.Hello.Retry[0].BackoffRate`

@@ -16,6 +16,10 @@ use crate::workflow::definition::{
 };
 use crate::workflow::random::Rng;
 
+/// The errors no Retry or Catch handles: they fail the execution. A host reports a task
+/// result that is not JSON as `States.Runtime`.
+pub const TERMINAL_ERRORS: &[&str] = &["States.Runtime", "States.DataLimitExceeded"];
+
 /// What Step Functions allows in one payload: 256 KiB.
 pub const PAYLOAD_LIMIT: usize = 256 * 1024;
 
@@ -1110,6 +1114,24 @@ impl<'a> Engine<'a> {
                     return Ok(());
                 };
                 let size = output.to_string().len();
+                if size > PAYLOAD_LIMIT {
+                    // Recorded as a failure so the journal never holds the oversized result.
+                    let error = "States.DataLimitExceeded".to_owned();
+                    let cause = format!(
+                        "The state/task '{}' returned a result of {size} bytes, larger than the {PAYLOAD_LIMIT} bytes allowed",
+                        task.state
+                    );
+                    self.emit(
+                        &task.scope,
+                        EventDetails::TaskFailed {
+                            resource,
+                            error: error.clone(),
+                            cause: cause.clone(),
+                            plan: Plan::Fail,
+                        },
+                    );
+                    return Err(Fatal { error, cause });
+                }
                 self.emit(
                     &task.scope,
                     EventDetails::TaskSucceeded {
@@ -1117,21 +1139,26 @@ impl<'a> Engine<'a> {
                         output: output.clone(),
                     },
                 );
-                if size > PAYLOAD_LIMIT {
-                    return Err(Fatal {
-                        error: "States.DataLimitExceeded".to_owned(),
-                        cause: format!(
-                            "The state/task '{}' returned a result of {size} bytes, larger than the {PAYLOAD_LIMIT} bytes allowed",
-                            task.state
-                        ),
-                    });
-                }
                 self.finish_result(&task.scope, state, &active, output)
             }
             Event::TaskFailed { task, error, cause } => {
                 let Some((active, state, resource)) = self.running_task(&task) else {
                     return Ok(());
                 };
+                if TERMINAL_ERRORS.contains(&error.as_str()) {
+                    // A result the host could not use (not JSON, too large) fails the
+                    // execution, as these errors do in Step Functions: no Retry or Catch.
+                    self.emit(
+                        &task.scope,
+                        EventDetails::TaskFailed {
+                            resource,
+                            error: error.clone(),
+                            cause: cause.clone(),
+                            plan: Plan::Fail,
+                        },
+                    );
+                    return Err(Fatal { error, cause });
+                }
                 self.state_failed(
                     &task.scope,
                     state,

@@ -58,6 +58,13 @@ fn run(definition: Value, input: Value, results: &[(&str, &str)]) -> String {
             break;
         }
         let (after, events, commands) = advance(&definition, &state, now, event);
+        for e in &events {
+            let text = e.to_json().to_string();
+            let back = serde_json::from_str(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|v| HistoryEvent::from_json(&v).map_err(|e| e.to_string()));
+            assert_eq!(back.as_ref(), Ok(e), "{text} reads back");
+        }
         history.extend(events.iter().cloned());
         let folded = ExecutionState::fold(&definition, &history);
         assert_eq!(
@@ -71,7 +78,16 @@ fn run(definition: Value, input: Value, results: &[(&str, &str)]) -> String {
                 let _ = writeln!(out, "+{}s", (shown_time - T0) as f64 / 1e6);
             }
             let indent = "  ".repeat(e.scope.len());
-            let _ = writeln!(out, "{indent}{}", describe(e));
+            let mut line = describe(e);
+            if line.len() > 200 {
+                let cut = (0..=200)
+                    .rev()
+                    .find(|i| line.is_char_boundary(*i))
+                    .unwrap_or(0);
+                line.truncate(cut);
+                line.push_str("...");
+            }
+            let _ = writeln!(out, "{indent}{line}");
         }
         let mut finished = false;
         for command in commands {
@@ -730,7 +746,7 @@ fn wait_states_wait_for_seconds_timestamps_and_paths() {
             +100.5s
             WaitStateExited W4 3
             WaitStateEntered W5 3
-            ExecutionFailed States.Runtime: An error occurred while executing the state 'W5' (entered at the event id #10). The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: '$'
+            ExecutionFailed States.Runtime: An error occurred while executing the state 'W5' (entered at the event id #10). The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-tim...
         "#]],
     );
 }
@@ -750,4 +766,713 @@ fn fail_state_takes_error_and_cause_from_paths() {
             ExecutionFailed OrderFailed: order 7 failed
         "#]],
     );
+}
+
+#[test]
+fn parallel_collects_branch_outputs_in_order() {
+    check_run(
+        json!({
+            "StartAt": "Both",
+            "States": {
+                "Both": {
+                    "Type": "Parallel",
+                    "Parameters": {"id.$": "$.id"},
+                    "Branches": [
+                        {"StartAt": "Slow", "States": {"Slow": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:slow", "Next": "Done"}, "Done": {"Type": "Succeed"}}},
+                        {"StartAt": "Fast", "States": {"Fast": {"Type": "Pass", "Result": "fast", "End": true}}}
+                    ],
+                    "ResultSelector": {"slow.$": "$[0]", "fast.$": "$[1]"},
+                    "ResultPath": "$.results",
+                    "End": true
+                }
+            }
+        }),
+        json!({"id": 1}),
+        &[("Slow", r#""slow""#)],
+        expect![[r#"
+            ExecutionStarted
+            ParallelStateEntered Both {"id":1}
+            ParallelStateStarted
+              TaskStateEntered Slow {"id":1}
+              TaskScheduled {"id":1}
+              PassStateEntered Fast {"id":1}
+              PassStateExited Fast "fast"
+              TaskSucceeded "slow"
+              TaskStateExited Slow "slow"
+              SucceedStateEntered Done "slow"
+              SucceedStateExited Done "slow"
+            ParallelStateSucceeded
+            ParallelStateExited Both {"id":1,"results":{"fast":"fast","slow":"slow"}}
+            ExecutionSucceeded {"id":1,"results":{"fast":"fast","slow":"slow"}}
+        "#]],
+    );
+}
+
+#[test]
+fn a_failed_branch_fails_the_parallel_which_catches_it() {
+    check_run(
+        json!({
+            "StartAt": "Both",
+            "States": {
+                "Both": {
+                    "Type": "Parallel",
+                    "Branches": [
+                        {"StartAt": "Hang", "States": {"Hang": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:hang", "End": true}}},
+                        {"StartAt": "Boom", "States": {"Boom": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:boom", "End": true}}}
+                    ],
+                    "Retry": [{"ErrorEquals": ["Flaky"], "MaxAttempts": 1}],
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Recover"}],
+                    "End": true
+                },
+                "Recover": {"Type": "Pass", "End": true}
+            }
+        }),
+        json!({}),
+        &[
+            ("Hang", "..."),
+            ("Boom", "!Flaky:once"),
+            ("Hang", "..."),
+            ("Boom", "!Broken:twice"),
+        ],
+        expect![[r#"
+            ExecutionStarted
+            ParallelStateEntered Both {}
+            ParallelStateStarted
+              TaskStateEntered Hang {}
+              TaskScheduled {}
+              TaskStateEntered Boom {}
+              TaskScheduled {}
+              TaskFailed Flaky: once (fail)
+            ParallelStateFailed Flaky: once (retry at +1s)
+            +1s
+            ParallelStateStarted
+              TaskStateEntered Hang {}
+              TaskScheduled {}
+              TaskStateEntered Boom {}
+              TaskScheduled {}
+              TaskFailed Broken: twice (fail)
+            ParallelStateFailed Broken: twice (catch 0)
+            ParallelStateExited Both {"failure":{"Cause":"twice","Error":"Broken"}}
+            PassStateEntered Recover {"failure":{"Cause":"twice","Error":"Broken"}}
+            PassStateExited Recover {"failure":{"Cause":"twice","Error":"Broken"}}
+            ExecutionSucceeded {"failure":{"Cause":"twice","Error":"Broken"}}
+        "#]],
+    );
+}
+
+#[test]
+fn map_runs_iterations_within_max_concurrency() {
+    check_run(
+        json!({
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "ItemsPath": "$.orders",
+                    "MaxConcurrency": 2,
+                    "ItemSelector": {"order.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index", "customer.$": "$.customer"},
+                    "ItemProcessor": {
+                        "ProcessorConfig": {"Mode": "INLINE"},
+                        "StartAt": "Ship",
+                        "States": {"Ship": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:ship", "ResultPath": "$.shipped", "End": true}}
+                    },
+                    "ResultPath": "$.shipments",
+                    "OutputPath": "$.shipments",
+                    "End": true
+                }
+            }
+        }),
+        json!({"customer": "c-1", "orders": ["a", "b", "c"]}),
+        &[("Ship", "true"), ("Ship", "false"), ("Ship", "true")],
+        expect![[r#"
+            ExecutionStarted
+            MapStateEntered Each {"customer":"c-1","orders":["a","b","c"]}
+            MapStateStarted
+            MapIterationStarted 0
+            MapIterationStarted 1
+              TaskStateEntered Ship {"customer":"c-1","index":0,"order":"a"}
+              TaskScheduled {"customer":"c-1","index":0,"order":"a"}
+              TaskStateEntered Ship {"customer":"c-1","index":1,"order":"b"}
+              TaskScheduled {"customer":"c-1","index":1,"order":"b"}
+              TaskSucceeded true
+              TaskStateExited Ship {"customer":"c-1","index":0,"order":"a","shipped":true}
+            MapIterationSucceeded 0
+            MapIterationStarted 2
+              TaskStateEntered Ship {"customer":"c-1","index":2,"order":"c"}
+              TaskScheduled {"customer":"c-1","index":2,"order":"c"}
+              TaskSucceeded false
+              TaskStateExited Ship {"customer":"c-1","index":1,"order":"b","shipped":false}
+            MapIterationSucceeded 1
+              TaskSucceeded true
+              TaskStateExited Ship {"customer":"c-1","index":2,"order":"c","shipped":true}
+            MapIterationSucceeded 2
+            MapStateSucceeded
+            MapStateExited Each [{"customer":"c-1","index":0,"order":"a","shipped":true},{"customer":"c-1","index":1,"order":"b","shipped":false},{"customer":"c-1","index":2,"order":"c","shipped":true}]
+            ExecutionSucceeded [{"customer":"c-1","index":0,"order":"a","shipped":true},{"customer":"c-1","index":1,"order":"b","shipped":false},{"customer":"c-1","index":2,"order":"c","shipped":true}]
+        "#]],
+    );
+}
+
+#[test]
+fn map_tolerates_failures_up_to_its_threshold() {
+    let definition = |count: u64| {
+        json!({
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "ToleratedFailureCount": count,
+                    "Iterator": {"StartAt": "Check", "States": {
+                        "Check": {"Type": "Choice", "Choices": [{"Variable": "$", "NumericGreaterThan": 1, "Next": "Bad"}], "Default": "Good"},
+                        "Bad": {"Type": "Fail", "Error": "TooBig", "Cause": "over 1"},
+                        "Good": {"Type": "Succeed"}
+                    }},
+                    "End": true
+                }
+            }
+        })
+    };
+    expect![[r#"
+        ExecutionSucceeded [1,{"Cause":"over 1","Error":"TooBig"},0]
+        ExecutionFailed States.ExceedToleratedFailureThreshold: The number of failed items exceeded the tolerated failure threshold
+        ExecutionFailed States.Runtime: An error occurred while executing the state 'M' (entered at the event id #2). Map's ItemsPath must select an array, not a string"#]]
+    .assert_eq(&format!(
+        "{}\n{}\n{}",
+        outcome(definition(1), json!([1, 2, 0])),
+        outcome(definition(0), json!([1, 2, 0])),
+        outcome(json!({"StartAt": "M", "States": {"M": {"Type": "Map", "ItemsPath": "$.x", "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "End": true}}}), json!({"x": "no"})),
+    ));
+}
+
+#[test]
+fn map_over_nothing_and_nested_parallel_inside_map() {
+    check_run(
+        json!({
+            "StartAt": "Empty",
+            "States": {
+                "Empty": {"Type": "Map", "ItemsPath": "$.none", "ResultPath": "$.out", "ItemProcessor": {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}, "Next": "Each"},
+                "Each": {
+                    "Type": "Map",
+                    "ItemsPath": "$.items",
+                    "ItemProcessor": {"StartAt": "Fork", "States": {"Fork": {
+                        "Type": "Parallel",
+                        "Branches": [
+                            {"StartAt": "Double", "States": {"Double": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($, $)"}, "OutputPath": "$.v", "End": true}}},
+                            {"StartAt": "Same", "States": {"Same": {"Type": "Pass", "End": true}}}
+                        ],
+                        "End": true
+                    }}},
+                    "End": true
+                }
+            }
+        }),
+        json!({"none": [], "items": [1, 2]}),
+        &[],
+        expect![[r#"
+            ExecutionStarted
+            MapStateEntered Empty {"items":[1,2],"none":[]}
+            MapStateStarted
+            MapStateSucceeded
+            MapStateExited Empty {"items":[1,2],"none":[],"out":[]}
+            MapStateEntered Each {"items":[1,2],"none":[],"out":[]}
+            MapStateStarted
+            MapIterationStarted 0
+            MapIterationStarted 1
+              ParallelStateEntered Fork 1
+              ParallelStateStarted
+              ParallelStateEntered Fork 2
+              ParallelStateStarted
+                PassStateEntered Double 1
+                PassStateExited Double 2
+                PassStateEntered Same 1
+                PassStateExited Same 1
+                PassStateEntered Double 2
+                PassStateExited Double 4
+                PassStateEntered Same 2
+                PassStateExited Same 2
+              ParallelStateSucceeded
+              ParallelStateExited Fork [2,1]
+              ParallelStateSucceeded
+              ParallelStateExited Fork [4,2]
+            MapIterationSucceeded 0
+            MapIterationSucceeded 1
+            MapStateSucceeded
+            MapStateExited Each [[2,1],[4,2]]
+            ExecutionSucceeded [[2,1],[4,2]]
+        "#]],
+    );
+}
+
+#[test]
+fn validation_reports_every_structural_problem() {
+    let definition = json!({
+        "StartAt": "Start",
+        "Comment": "many mistakes",
+        "States": {
+            "Start": {"Type": "Pass", "Next": "Nowhere", "Retry": [{"ErrorEquals": ["States.ALL"]}]},
+            "Orphan": {"Type": "Succeed"},
+            "NoEnd": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f"},
+            "Both": {"Type": "Pass", "Next": "Start", "End": true},
+            "Task": {
+                "Type": "Task",
+                "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+                "TimeoutSeconds": 5,
+                "HeartbeatSeconds": 10,
+                "Retry": [
+                    {"ErrorEquals": ["States.ALL"], "BackoffRate": 0.5},
+                    {"ErrorEquals": ["States.Oops", "Custom"], "JitterStrategy": "SOME"}
+                ],
+                "Catch": [{"ErrorEquals": ["States.ALL", "Custom"], "Next": "Missing"}],
+                "End": true
+            },
+            "Choose": {"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": "1", "Next": "Start"}, {"Variable": "$.x", "Bogus": 1, "Next": "Start"}, {"Not": {"Variable": "$.x", "IsNull": true, "Next": "Start"}, "Next": "Start"}], "Default": "Gone"},
+            "Waiter": {"Type": "Wait", "Seconds": 1, "Timestamp": "2024-01-01T00:00:00Z", "End": true},
+            "Failer": {"Type": "Fail", "Error": "States.Made.Up"},
+            "Mapper": {"Type": "Map", "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "X", "States": {"X": {"Type": "Pass", "Next": "Y"}}}, "ItemReader": {}, "End": true},
+            "Fork": {"Type": "Parallel", "Branches": [{"StartAt": "In", "States": {"In": {"Type": "Pass", "Next": "Start"}}}], "End": true},
+            "Odd": {"Type": "Sleep"}
+        }
+    });
+    expect![[r#"
+        States.Both: has both Next and End
+        States.Choose.Choices[0].NumericEquals: NumericEquals takes a number
+        States.Choose.Choices[1].Bogus: unknown choice operator 'Bogus'
+        States.Choose.Choices[2].Not.Next: only top-level choice rules have Next
+        States.Mapper.ItemReader: ItemReader belongs to a distributed Map, which nimbus does not run
+        States.Mapper.ItemProcessor.ProcessorConfig.Mode: DISTRIBUTED Map is not supported; only INLINE
+        States.NoEnd: needs Next or End: true
+        States.Odd.Type: unknown state type 'Sleep'
+        States.Start.Retry: a Pass state cannot have Retry: only Task, Parallel and Map can
+        States.Task.Retry[0].BackoffRate: must be a number of at least 1.0
+        States.Task.Retry[1].JitterStrategy: must be FULL or NONE
+        States.Waiter: a Wait state needs exactly one of Seconds, Timestamp, SecondsPath and TimestampPath
+    "#]]
+    .assert_eq(&run(definition, json!({}), &[]));
+}
+
+#[test]
+fn validation_of_a_parsed_definition_finds_graph_problems() {
+    let definition = json!({
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Next": "Ghost"},
+            "Lonely": {"Type": "Pass", "End": true},
+            "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["Custom"]}], "Catch": [{"ErrorEquals": ["States.TaskFailed", "States.ALL"], "Next": "A"}], "End": true},
+            "Fork": {"Type": "Parallel", "Branches": [{"StartAt": "In", "States": {"In": {"Type": "Pass", "Next": "A"}}}], "End": true},
+            "F": {"Type": "Fail", "Error": "States.Made.Up"}
+        }
+    });
+    expect![[r#"
+        States.A.Next: no state is named 'Ghost' in this state machine
+        States.F.Error: 'States.Made.Up': error names starting with States. are reserved
+        States.Fork.Branches[0].States.In.Next: no state is named 'A' in this branch
+        States.T.Retry[0].ErrorEquals: States.ALL must be in the last Retry entry
+        States.T.Catch[0].ErrorEquals: States.ALL must be the only error name in its ErrorEquals
+        States.F: the state 'F' is not reachable from StartAt
+        States.Fork: the state 'Fork' is not reachable from StartAt
+        States.Lonely: the state 'Lonely' is not reachable from StartAt
+        States.T: the state 'T' is not reachable from StartAt
+    "#]]
+    .assert_eq(&run(definition, json!({}), &[]));
+}
+
+/// A saga in the style of AWS's travel-booking sample: reserve, charge and confirm, with each
+/// step's failure caught and compensated in reverse order.
+fn saga() -> Value {
+    let step = |resource: &str, next: &str, error_path: &str, on_error: &str| {
+        json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": resource, "Payload.$": "$"},
+            "ResultSelector": {"id.$": "$.Payload.id"},
+            "ResultPath": format!("$.results.{resource}"),
+            "Retry": [{"ErrorEquals": ["Lambda.ServiceException", "Lambda.TooManyRequestsException"], "IntervalSeconds": 2, "MaxAttempts": 2, "BackoffRate": 2}],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": error_path, "Next": on_error}],
+            "Next": next
+        })
+    };
+    let undo = |resource: &str, next: &str| {
+        json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": resource, "Payload.$": "$"},
+            "ResultPath": null,
+            "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 3}],
+            "Next": next
+        })
+    };
+    json!({
+        "Comment": "Order saga: reserve stock, charge the card, ship; undo what was done on failure",
+        "StartAt": "ReserveStock",
+        "States": {
+            "ReserveStock": step("reserve", "ChargeCard", "$.errors.reserve", "Failed"),
+            "ChargeCard": step("charge", "Ship", "$.errors.charge", "ReleaseStock"),
+            "Ship": step("ship", "Notify", "$.errors.ship", "RefundCard"),
+            "Notify": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sns:publish",
+                "Parameters": {"TopicArn": "arn:aws:sns:us-east-1:123456789012:orders", "Message.$": "States.Format('Order {} shipped', $.orderId)"},
+                "ResultPath": null,
+                "Next": "Done"
+            },
+            "Done": {"Type": "Succeed"},
+            "RefundCard": undo("refund", "ReleaseStock"),
+            "ReleaseStock": undo("release", "Failed"),
+            "Failed": {"Type": "Fail", "Error": "OrderFailed", "CausePath": "States.Format('order {} was rolled back', $.orderId)"}
+        }
+    })
+}
+
+#[test]
+fn saga_happy_path_ships_and_notifies() {
+    check_run(
+        saga(),
+        json!({"orderId": "o-7", "amount": 30}),
+        &[
+            (
+                "ReserveStock",
+                r#"{"Payload": {"id": "r-1"}, "StatusCode": 200}"#,
+            ),
+            (
+                "ChargeCard",
+                r#"{"Payload": {"id": "c-1"}, "StatusCode": 200}"#,
+            ),
+            ("Ship", r#"{"Payload": {"id": "s-1"}, "StatusCode": 200}"#),
+        ],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered ReserveStock {"amount":30,"orderId":"o-7"}
+            TaskScheduled {"FunctionName":"reserve","Payload":{"amount":30,"orderId":"o-7"}}
+            TaskSucceeded {"Payload":{"id":"r-1"},"StatusCode":200}
+            TaskStateExited ReserveStock {"amount":30,"orderId":"o-7","results":{"reserve":{"id":"r-1"}}}
+            TaskStateEntered ChargeCard {"amount":30,"orderId":"o-7","results":{"reserve":{"id":"r-1"}}}
+            TaskScheduled {"FunctionName":"charge","Payload":{"amount":30,"orderId":"o-7","results":{"reserve":{"id":"r-1"}}}}
+            TaskSucceeded {"Payload":{"id":"c-1"},"StatusCode":200}
+            TaskStateExited ChargeCard {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"}}}
+            TaskStateEntered Ship {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"}}}
+            TaskScheduled {"FunctionName":"ship","Payload":{"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"}}}}
+            TaskSucceeded {"Payload":{"id":"s-1"},"StatusCode":200}
+            TaskStateExited Ship {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"},"ship":{"id":"s-1"}}}
+            TaskStateEntered Notify {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"},"ship":{"id":"s-1"}}}
+            TaskScheduled {"Message":"Order o-7 shipped","TopicArn":"arn:aws:sns:us-east-1:123456789012:orders"}
+            TaskSucceeded {"Message":"Order o-7 shipped","TopicArn":"arn:aws:sns:us-east-1:123456789012:orders"}
+            TaskStateExited Notify {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"},"ship":{"id":"s-1"}}}
+            SucceedStateEntered Done {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"},"ship":{"id":"s-1"}}}
+            SucceedStateExited Done {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"},"ship":{"id":"s-1"}}}
+            ExecutionSucceeded {"amount":30,"orderId":"o-7","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"},"ship":{"id":"s-1"}}}
+        "#]],
+    );
+}
+
+#[test]
+fn saga_compensates_in_reverse_when_shipping_fails() {
+    check_run(
+        saga(),
+        json!({"orderId": "o-8", "amount": 30}),
+        &[
+            ("ReserveStock", r#"{"Payload": {"id": "r-1"}}"#),
+            ("ChargeCard", "!Lambda.ServiceException:throttled"),
+            ("ChargeCard", r#"{"Payload": {"id": "c-1"}}"#),
+            (
+                "Ship",
+                r#"!NoCourier:{"errorMessage":"no courier","errorType":"NoCourier"}"#,
+            ),
+        ],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered ReserveStock {"amount":30,"orderId":"o-8"}
+            TaskScheduled {"FunctionName":"reserve","Payload":{"amount":30,"orderId":"o-8"}}
+            TaskSucceeded {"Payload":{"id":"r-1"}}
+            TaskStateExited ReserveStock {"amount":30,"orderId":"o-8","results":{"reserve":{"id":"r-1"}}}
+            TaskStateEntered ChargeCard {"amount":30,"orderId":"o-8","results":{"reserve":{"id":"r-1"}}}
+            TaskScheduled {"FunctionName":"charge","Payload":{"amount":30,"orderId":"o-8","results":{"reserve":{"id":"r-1"}}}}
+            TaskFailed Lambda.ServiceException: throttled (retry at +2s)
+            +2s
+            TaskScheduled {"FunctionName":"charge","Payload":{"amount":30,"orderId":"o-8","results":{"reserve":{"id":"r-1"}}}}
+            TaskSucceeded {"Payload":{"id":"c-1"}}
+            TaskStateExited ChargeCard {"amount":30,"orderId":"o-8","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"}}}
+            TaskStateEntered Ship {"amount":30,"orderId":"o-8","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"}}}
+            TaskScheduled {"FunctionName":"ship","Payload":{"amount":30,"orderId":"o-8","results":{"charge":{"id":"c-1"},"reserve":{"id":"r-1"}}}}
+            TaskFailed NoCourier: {"errorMessage":"no courier","errorType":"NoCourier"} (catch 0)
+            TaskStateExited Ship {"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":{"charge":{"id":"c-1"},"rese...
+            TaskStateEntered RefundCard {"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":{"charge":{"id":"c-1"...
+            TaskScheduled {"FunctionName":"refund","Payload":{"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":...
+            TaskSucceeded {"FunctionName":"refund","Payload":{"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":...
+            TaskStateExited RefundCard {"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":{"charge":{"id":"c-1"}...
+            TaskStateEntered ReleaseStock {"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":{"charge":{"id":"c-...
+            TaskScheduled {"FunctionName":"release","Payload":{"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results"...
+            TaskSucceeded {"FunctionName":"release","Payload":{"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results"...
+            TaskStateExited ReleaseStock {"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":{"charge":{"id":"c-1...
+            FailStateEntered Failed {"amount":30,"errors":{"ship":{"Cause":"{\"errorMessage\":\"no courier\",\"errorType\":\"NoCourier\"}","Error":"NoCourier"}},"orderId":"o-8","results":{"charge":{"id":"c-1"},"r...
+            ExecutionFailed OrderFailed: order o-8 was rolled back
+        "#]],
+    );
+}
+
+/// A Map over an order's lines in the style of AWS's inventory samples: each line is checked
+/// and priced; a Choice routes the order by the total.
+#[test]
+fn map_over_order_lines_then_choose_by_total() {
+    check_run(
+        json!({
+            "StartAt": "PriceLines",
+            "States": {
+                "PriceLines": {
+                    "Type": "Map",
+                    "ItemsPath": "$.lines",
+                    "MaxConcurrency": 0,
+                    "ItemSelector": {"sku.$": "$$.Map.Item.Value.sku", "qty.$": "$$.Map.Item.Value.qty", "currency.$": "$.currency"},
+                    "ItemProcessor": {"StartAt": "InStock", "States": {
+                        "InStock": {"Type": "Choice", "Choices": [{"Variable": "$.qty", "NumericGreaterThan": 0, "Next": "Price"}], "Default": "Skip"},
+                        "Skip": {"Type": "Pass", "Result": 0, "End": true},
+                        "Price": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:price", "ResultSelector": {"total.$": "$.total"}, "OutputPath": "$.total", "End": true}
+                    }},
+                    "ResultPath": "$.totals",
+                    "Next": "Sum"
+                },
+                "Sum": {"Type": "Pass", "Parameters": {"orderId.$": "$.orderId", "lines.$": "States.ArrayLength($.totals)", "totals.$": "$.totals"}, "Next": "Route"},
+                "Route": {"Type": "Choice", "Choices": [
+                    {"And": [{"Variable": "$.lines", "NumericGreaterThanEquals": 3}, {"Variable": "$.totals[0]", "NumericGreaterThan": 10}], "Next": "Review"}
+                ], "Default": "Accept"},
+                "Review": {"Type": "Succeed", "Comment": "large orders get a look"},
+                "Accept": {"Type": "Succeed"}
+            }
+        }),
+        json!({"orderId": "o-1", "currency": "EUR", "lines": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 0}, {"sku": "c", "qty": 1}]}),
+        &[("Price", r#"{"total": 20}"#), ("Price", r#"{"total": 5}"#)],
+        expect![[r#"
+            ExecutionStarted
+            MapStateEntered PriceLines {"currency":"EUR","lines":[{"qty":2,"sku":"a"},{"qty":0,"sku":"b"},{"qty":1,"sku":"c"}],"orderId":"o-1"}
+            MapStateStarted
+            MapIterationStarted 0
+            MapIterationStarted 1
+            MapIterationStarted 2
+              ChoiceStateEntered InStock {"currency":"EUR","qty":2,"sku":"a"}
+              ChoiceStateExited InStock {"currency":"EUR","qty":2,"sku":"a"}
+              ChoiceStateEntered InStock {"currency":"EUR","qty":0,"sku":"b"}
+              ChoiceStateExited InStock {"currency":"EUR","qty":0,"sku":"b"}
+              ChoiceStateEntered InStock {"currency":"EUR","qty":1,"sku":"c"}
+              ChoiceStateExited InStock {"currency":"EUR","qty":1,"sku":"c"}
+              TaskStateEntered Price {"currency":"EUR","qty":2,"sku":"a"}
+              TaskScheduled {"currency":"EUR","qty":2,"sku":"a"}
+              PassStateEntered Skip {"currency":"EUR","qty":0,"sku":"b"}
+              PassStateExited Skip 0
+              TaskStateEntered Price {"currency":"EUR","qty":1,"sku":"c"}
+              TaskScheduled {"currency":"EUR","qty":1,"sku":"c"}
+            MapIterationSucceeded 1
+              TaskSucceeded {"total":20}
+              TaskStateExited Price 20
+            MapIterationSucceeded 0
+              TaskSucceeded {"total":5}
+              TaskStateExited Price 5
+            MapIterationSucceeded 2
+            MapStateSucceeded
+            MapStateExited PriceLines {"currency":"EUR","lines":[{"qty":2,"sku":"a"},{"qty":0,"sku":"b"},{"qty":1,"sku":"c"}],"orderId":"o-1","totals":[20,0,5]}
+            PassStateEntered Sum {"currency":"EUR","lines":[{"qty":2,"sku":"a"},{"qty":0,"sku":"b"},{"qty":1,"sku":"c"}],"orderId":"o-1","totals":[20,0,5]}
+            PassStateExited Sum {"lines":3,"orderId":"o-1","totals":[20,0,5]}
+            ChoiceStateEntered Route {"lines":3,"orderId":"o-1","totals":[20,0,5]}
+            ChoiceStateExited Route {"lines":3,"orderId":"o-1","totals":[20,0,5]}
+            SucceedStateEntered Review {"lines":3,"orderId":"o-1","totals":[20,0,5]}
+            SucceedStateExited Review {"lines":3,"orderId":"o-1","totals":[20,0,5]}
+            ExecutionSucceeded {"lines":3,"orderId":"o-1","totals":[20,0,5]}
+        "#]],
+    );
+}
+
+#[test]
+fn a_folded_history_resumes_where_it_stopped() {
+    let definition = check(&json!({
+        "StartAt": "Wait",
+        "States": {
+            "Wait": {"Type": "Wait", "Seconds": 10, "Next": "Work"},
+            "Work": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "Parameters": {"token.$": "$$.Task.Token"}, "HeartbeatSeconds": 60, "End": true}
+        }
+    }))
+    .expect("valid");
+    let (state, mut history, commands) = advance(
+        &definition,
+        &ExecutionState::default(),
+        T0,
+        Event::Start {
+            info: info(),
+            input: json!({"a": 1}),
+        },
+    );
+    // The host crashed here: it folds the journal and re-arms what is outstanding.
+    let rebuilt = ExecutionState::fold(&definition, &history);
+    assert_eq!(rebuilt, state);
+    assert_eq!(rebuilt.outstanding(), commands);
+    let Some(Command::StartTimer { timer, due_us }) = commands.first().cloned() else {
+        panic!("a Wait starts a timer: {commands:?}");
+    };
+    let (state, events, commands) =
+        advance(&definition, &rebuilt, due_us, Event::TimerFired { timer });
+    history.extend(events);
+    let rebuilt = ExecutionState::fold(&definition, &history);
+    assert_eq!(rebuilt, state);
+    // After a second crash the running task is dispatched again with the same key.
+    assert_eq!(rebuilt.outstanding(), commands);
+    let Some(Command::Invoke {
+        task,
+        key,
+        completion: Completion::Token(token),
+        ..
+    }) = commands.first().cloned()
+    else {
+        panic!("the task waits for its token: {commands:?}");
+    };
+    assert_eq!(rebuilt.task_by_token(&token), Some(task.clone()));
+    let (_, heartbeat_events, heartbeat) = advance(
+        &definition,
+        &rebuilt,
+        due_us + 5_000_000,
+        Event::TaskHeartbeat { task: task.clone() },
+    );
+    assert!(heartbeat_events.is_empty());
+    let (state, events, commands) = advance(
+        &definition,
+        &rebuilt,
+        due_us + 7_000_000,
+        Event::TaskSucceeded {
+            task: task.clone(),
+            output: json!("done"),
+        },
+    );
+    history.extend(events);
+    // A second SendTaskSuccess for the same token changes nothing.
+    let (_, late_events, late) = advance(
+        &definition,
+        &state,
+        due_us + 8_000_000,
+        Event::TaskSucceeded {
+            task,
+            output: json!("again"),
+        },
+    );
+    expect![[r#"
+        key arn:aws:states:us-east-1:123456789012:execution:demo:run-1/Work#0
+        heartbeat [StartTimer { timer: TimerId { scope: [], state: "Work", attempt: 0, kind: Heartbeat }, due_us: 1700000075000000 }]
+        end [Succeed { output: String("done") }]
+        late [] []
+        1 ExecutionStarted
+        2 WaitStateEntered
+        3 WaitStateExited
+        4 TaskStateEntered
+        5 TaskScheduled
+        6 TaskSucceeded
+        7 TaskStateExited
+        8 ExecutionSucceeded
+    "#]]
+    .assert_eq(&format!(
+        "key {key}\nheartbeat {heartbeat:?}\nend {commands:?}\nlate {late_events:?} {late:?}\n{}",
+        history.iter().map(|e| format!("{} {}\n", e.id, e.event_type())).collect::<String>()
+    ));
+}
+
+#[test]
+fn stop_aborts_and_cancels_running_tasks() {
+    let definition = check(&json!({
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}
+    }))
+    .expect("valid");
+    let (state, _, _) = advance(
+        &definition,
+        &ExecutionState::default(),
+        T0,
+        Event::Start {
+            info: info(),
+            input: json!({}),
+        },
+    );
+    let (state, events, commands) = advance(
+        &definition,
+        &state,
+        T0 + 1,
+        Event::Stop {
+            error: Some("Stopped".to_owned()),
+            cause: None,
+        },
+    );
+    expect![[r#"
+        Aborted
+        ExecutionAborted
+        [Cancel { task: TaskId { scope: [], state: "T", attempt: 0 } }]"#]]
+    .assert_eq(&format!(
+        "{:?}\n{}\n{commands:?}",
+        state.status,
+        events
+            .iter()
+            .map(HistoryEvent::event_type)
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+}
+
+#[test]
+fn execution_timeout_and_data_limits_end_the_execution() {
+    check_run(
+        json!({"TimeoutSeconds": 3, "StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "End": true}}}),
+        json!({}),
+        &[("T", "...")],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered T {}
+            TaskScheduled {}
+            +3s
+            ExecutionTimedOut States.Timeout: The execution ran longer than its TimeoutSeconds
+        "#]],
+    );
+    let big = "x".repeat(300 * 1024);
+    check_run(
+        json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "C"}], "End": true}, "C": {"Type": "Succeed"}}}),
+        json!({}),
+        &[("T", &format!("\"{big}\""))],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered T {}
+            TaskScheduled {}
+            TaskFailed States.DataLimitExceeded: The state/task 'T' returned a result of 307202 bytes, larger than the 262144 bytes allowed (fail)
+            ExecutionFailed States.DataLimitExceeded: The state/task 'T' returned a result of 307202 bytes, larger than the 262144 bytes allowed
+        "#]],
+    );
+    check_run(
+        json!({"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f", "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "C"}], "End": true}, "C": {"Type": "Succeed"}}}),
+        json!({}),
+        &[(
+            "T",
+            "!States.Runtime:the function returned text that is not JSON",
+        )],
+        expect![[r#"
+            ExecutionStarted
+            TaskStateEntered T {}
+            TaskScheduled {}
+            TaskFailed States.Runtime: the function returned text that is not JSON (fail)
+            ExecutionFailed States.Runtime: the function returned text that is not JSON
+        "#]],
+    );
+}
+
+#[test]
+fn history_events_read_as_get_execution_history_json() {
+    let definition = check(&json!({
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "f"}, "TimeoutSeconds": 30, "End": true}}
+    }))
+    .expect("valid");
+    let (_, events, _) = advance(
+        &definition,
+        &ExecutionState::default(),
+        T0,
+        Event::Start {
+            info: info(),
+            input: json!({"a": 1}),
+        },
+    );
+    let text: Vec<String> = events.iter().map(|e| e.to_json().to_string()).collect();
+    expect![[r#"
+        {"executionStartedEventDetails":{"input":"{\"a\":1}","inputDetails":{"truncated":false},"roleArn":"arn:aws:iam::123456789012:role/demo","stateMachineArn":"arn:aws:states:us-east-1:123456789012:stateMachine:demo"},"id":1,"nimbus":{"execution":{"executionArn":"arn:aws:states:us-east-1:123456789012:execution:demo:run-1","name":"run-1","seed":"42","stateMachineName":"demo"},"timestampUs":1700000000000000},"previousEventId":0,"timestamp":1700000000.0,"type":"ExecutionStarted"}
+        {"id":2,"nimbus":{"timestampUs":1700000000000000},"previousEventId":1,"stateEnteredEventDetails":{"input":"{\"a\":1}","inputDetails":{"truncated":false},"name":"T"},"timestamp":1700000000.0,"type":"TaskStateEntered"}
+        {"id":3,"nimbus":{"timestampUs":1700000000000000},"previousEventId":2,"taskScheduledEventDetails":{"nimbusResource":"arn:aws:states:::lambda:invoke","parameters":"{\"FunctionName\":\"f\"}","region":"us-east-1","resource":"invoke","resourceType":"lambda","timeoutInSeconds":30},"timestamp":1700000000.0,"type":"TaskScheduled"}"#]]
+    .assert_eq(&text.join("\n"));
 }
