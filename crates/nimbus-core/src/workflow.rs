@@ -18,6 +18,7 @@ pub mod history;
 pub mod intrinsic;
 pub mod path;
 pub mod random;
+pub mod resource;
 pub mod validate;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use engine::{
     HistoryEvent, ScopeStep, TaskId, TimerId, TimerKind, advance,
 };
 pub use history::HistoryError;
+pub use resource::{Pattern, Resource};
 pub use validate::validate;
 
 /// A problem with a definition, at a dotted location such as `States.Hello.Retry[0].BackoffRate`

@@ -811,10 +811,21 @@ impl ExecutionState {
     /// What the host must have in flight for this state: the invocations of running tasks
     /// and the timers. After a restart, the host folds the history and carries these out
     /// again (a task is invoked again with the same key: at least once).
-    pub fn outstanding(&self) -> Vec<Command> {
+    pub fn outstanding(&self, definition: &Definition) -> Vec<Command> {
         let mut commands = Vec::new();
         if self.status != ExecutionStatus::Running {
             return commands;
+        }
+        if let Some(seconds) = definition.timeout_seconds {
+            commands.push(Command::StartTimer {
+                timer: TimerId {
+                    scope: Vec::new(),
+                    state: String::new(),
+                    attempt: 0,
+                    kind: TimerKind::Execution,
+                },
+                due_us: self.start_us.saturating_add(secs_to_us(seconds as f64)),
+            });
         }
         let execution_arn = self
             .info
@@ -1050,9 +1061,17 @@ impl<'a> Engine<'a> {
         self.events.push(event);
     }
 
+    /// The draws of templates (`States.UUID`, `States.MathRandom`) at this point of the history.
     fn rng(&self) -> Rng {
+        self.rng_stream(Stream::Templates)
+    }
+
+    /// A separate stream per use, so a task token never equals a `States.UUID()` drawn while
+    /// evaluating the same state's Parameters.
+    fn rng_stream(&self, stream: Stream) -> Rng {
+        let seed = self.state.info.as_ref().map_or(0, |i| i.seed);
         Rng::new(
-            self.state.info.as_ref().map_or(0, |i| i.seed),
+            seed ^ (stream as u64).wrapping_mul(0xA076_1D64_78BD_642F),
             self.state.last_event_id,
         )
     }
@@ -1734,7 +1753,8 @@ impl<'a> Engine<'a> {
     ) -> Result<(), Fatal> {
         match &state.kind {
             StateKind::Task(task) => {
-                let token = task_token(&task.resource).then(|| self.rng().uuid());
+                let token =
+                    task_token(&task.resource).then(|| self.rng_stream(Stream::Tokens).uuid());
                 let ctx = self.context(scope, active, token.as_deref(), None);
                 let parameters = self.effective_input(state, active, &ctx)?;
                 let effective = self.input_path(state, active, &ctx)?;
@@ -1992,7 +2012,7 @@ impl<'a> Engine<'a> {
         kind: FailureKind,
     ) -> Result<(), Fatal> {
         let errors = state.kind.errors();
-        let mut rng = self.rng();
+        let mut rng = self.rng_stream(Stream::Jitter);
         let plan = errors.map_or(Plan::Fail, |e| {
             decide(e, active, &failure.error, self.now, &mut rng)
         });
@@ -2292,6 +2312,14 @@ impl<'a> Engine<'a> {
             }
         }
     }
+}
+
+/// The uses of random draws, each its own stream.
+#[derive(Clone, Copy)]
+enum Stream {
+    Templates = 0,
+    Tokens = 1,
+    Jitter = 2,
 }
 
 enum FailureKind {

@@ -648,8 +648,8 @@ fn retries_run_out_then_catch_puts_the_error_at_its_result_path() {
             ExecutionStarted
             TaskStateEntered Charge {"amount":5}
             TaskScheduled {"amount":5}
-            TaskFailed CardDeclined: insufficient funds (retry at +0.610722s)
-            +0.610722s
+            TaskFailed CardDeclined: insufficient funds (retry at +0.834718s)
+            +0.834718s
             TaskScheduled {"amount":5}
             TaskFailed CardDeclined: insufficient funds (catch 0)
             TaskStateExited Charge {"amount":5,"error":{"Cause":"insufficient funds","Error":"CardDeclined"}}
@@ -703,7 +703,7 @@ fn task_timeout_and_heartbeat_raise_states_timeout_errors() {
         expect![[r#"
             ExecutionStarted
             TaskStateEntered Slow {"timeout":10}
-            TaskScheduled {"MessageBody":{"token":"fa797f03-f3c8-4f80-9c5a-84b9a60bd82c"},"QueueUrl":"q"}
+            TaskScheduled {"MessageBody":{"token":"6ef58dc4-25f6-476b-a678-9aba4441e0ee"},"QueueUrl":"q"}
             +2s
             TaskTimedOut States.HeartbeatTimeout: The task sent no heartbeat within its HeartbeatSeconds (catch 0)
             TaskStateExited Slow {"e":{"Cause":"The task sent no heartbeat within its HeartbeatSeconds","Error":"States.HeartbeatTimeout"},"timeout":10}
@@ -1282,6 +1282,7 @@ fn map_over_order_lines_then_choose_by_total() {
 #[test]
 fn a_folded_history_resumes_where_it_stopped() {
     let definition = check(&json!({
+        "TimeoutSeconds": 600,
         "StartAt": "Wait",
         "States": {
             "Wait": {"Type": "Wait", "Seconds": 10, "Next": "Work"},
@@ -1301,8 +1302,11 @@ fn a_folded_history_resumes_where_it_stopped() {
     // The host crashed here: it folds the journal and re-arms what is outstanding.
     let rebuilt = ExecutionState::fold(&definition, &history);
     assert_eq!(rebuilt, state);
-    assert_eq!(rebuilt.outstanding(), commands);
-    let Some(Command::StartTimer { timer, due_us }) = commands.first().cloned() else {
+    assert_eq!(rebuilt.outstanding(&definition), commands);
+    let wait = commands
+        .iter()
+        .find(|c| matches!(c, Command::StartTimer { timer, .. } if timer.kind == TimerKind::Wait));
+    let Some(Command::StartTimer { timer, due_us }) = wait.cloned() else {
         panic!("a Wait starts a timer: {commands:?}");
     };
     let (state, events, commands) =
@@ -1311,7 +1315,11 @@ fn a_folded_history_resumes_where_it_stopped() {
     let rebuilt = ExecutionState::fold(&definition, &history);
     assert_eq!(rebuilt, state);
     // After a second crash the running task is dispatched again with the same key.
-    assert_eq!(rebuilt.outstanding(), commands);
+    let again = rebuilt.outstanding(&definition);
+    assert!(
+        commands.iter().all(|c| again.contains(c)),
+        "{again:?} re-arms {commands:?}"
+    );
     let Some(Command::Invoke {
         task,
         key,
@@ -1475,4 +1483,40 @@ fn history_events_read_as_get_execution_history_json() {
         {"id":2,"nimbus":{"timestampUs":1700000000000000},"previousEventId":1,"stateEnteredEventDetails":{"input":"{\"a\":1}","inputDetails":{"truncated":false},"name":"T"},"timestamp":1700000000.0,"type":"TaskStateEntered"}
         {"id":3,"nimbus":{"timestampUs":1700000000000000},"previousEventId":2,"taskScheduledEventDetails":{"nimbusResource":"arn:aws:states:::lambda:invoke","parameters":"{\"FunctionName\":\"f\"}","region":"us-east-1","resource":"invoke","resourceType":"lambda","timeoutInSeconds":30},"timestamp":1700000000.0,"type":"TaskScheduled"}"#]]
     .assert_eq(&text.join("\n"));
+}
+
+#[test]
+fn task_resources_are_classified_or_refused() {
+    let mut out = String::new();
+    for resource in [
+        "arn:aws:lambda:us-east-1:123456789012:function:orders-dev-reserve",
+        "arn:aws:lambda:us-east-1:123456789012:function:reserve:live",
+        "arn:aws:states:::lambda:invoke",
+        "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "arn:aws:states:::dynamodb:updateItem",
+        "arn:aws:states:::states:startExecution.sync:2",
+        "arn:aws:states:::dynamodb:putItem.sync",
+        "arn:aws:states:::aws-sdk:s3:getObject",
+        "arn:aws:states:::glue:startJobRun.sync",
+        "arn:aws:states:us-east-1:123456789012:activity:approve",
+        "hello",
+    ] {
+        let _ = writeln!(out, "{resource} => {:?}", Resource::parse(resource));
+    }
+    expect![[r#"
+        arn:aws:lambda:us-east-1:123456789012:function:orders-dev-reserve => Ok(Function { name: "orders-dev-reserve", qualifier: None })
+        arn:aws:lambda:us-east-1:123456789012:function:reserve:live => Ok(Function { name: "reserve", qualifier: Some("live") })
+        arn:aws:states:::lambda:invoke => Ok(Service { service: "lambda", action: "invoke", pattern: RequestResponse })
+        arn:aws:states:::lambda:invoke.waitForTaskToken => Ok(Service { service: "lambda", action: "invoke", pattern: WaitForTaskToken })
+        arn:aws:states:::sqs:sendMessage.waitForTaskToken => Ok(Service { service: "sqs", action: "sendMessage", pattern: WaitForTaskToken })
+        arn:aws:states:::dynamodb:updateItem => Ok(Service { service: "dynamodb", action: "updateItem", pattern: RequestResponse })
+        arn:aws:states:::states:startExecution.sync:2 => Ok(Service { service: "states", action: "startExecution", pattern: Sync2 })
+        arn:aws:states:::dynamodb:putItem.sync => Err("'arn:aws:states:::dynamodb:putItem.sync': dynamodb:putItem does not support this pattern")
+        arn:aws:states:::aws-sdk:s3:getObject => Err("'arn:aws:states:::aws-sdk:s3:getObject': AWS SDK integrations are not supported; call the service from a function")
+        arn:aws:states:::glue:startJobRun.sync => Err("'arn:aws:states:::glue:startJobRun.sync': nimbus runs the lambda:invoke, sqs:sendMessage, sns:publish, events:putEvents, dynamodb:getItem, dynamodb:putItem, dynamodb:updateItem, dynamodb:deleteItem, states:startExecution integrations only")
+        arn:aws:states:us-east-1:123456789012:activity:approve => Err("'arn:aws:states:us-east-1:123456789012:activity:approve': activities are not supported")
+        hello => Err("'hello' is neither a Lambda function ARN nor an arn:aws:states::: integration")
+    "#]]
+    .assert_eq(&out);
 }

@@ -6,6 +6,7 @@ use crate::workflow::Diagnostic;
 use crate::workflow::definition::{
     Definition, ErrorHandling, Machine, StateKind, Text, Transition,
 };
+use crate::workflow::resource::Resource;
 
 /// The error names ASL reserves (`States.*`), which `ErrorEquals` may use.
 pub const RESERVED_ERRORS: &[&str] = &[
@@ -107,10 +108,10 @@ fn machine(machine: &Machine, out: &mut Vec<Diagnostic>) {
                     "must be smaller than TimeoutSeconds",
                 ));
             }
-            if task.resource.is_empty() {
+            if let Err(message) = Resource::parse(&task.resource) {
                 out.push(Diagnostic::new(
                     &format!("{}.Resource", state.location),
-                    "must not be empty",
+                    message,
                 ));
             }
         }
