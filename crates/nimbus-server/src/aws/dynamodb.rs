@@ -168,19 +168,20 @@ async fn dispatch(
             let table = r.table()?;
             let index = r.optional_string("IndexName")?;
             let consistent = r.optional_bool("ConsistentRead")?.unwrap_or(false);
+            let expressions = expressions(&r)?;
             let read = Read {
                 table: table.clone(),
                 index: index.clone(),
                 key_condition: if query {
-                    Some(r.optional_string("KeyConditionExpression")?.ok_or_else(|| {
+                    Some(expressions.key_condition.ok_or_else(|| {
                         validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
                     })?)
                 } else {
                     None
                 },
-                filter: r.optional_string("FilterExpression")?,
-                projection: r.optional_string("ProjectionExpression")?,
-                placeholders: placeholders(&r)?,
+                filter: expressions.filter,
+                projection: expressions.projection,
+                placeholders: expressions.placeholders,
                 forward: r.optional_bool("ScanIndexForward")?.unwrap_or(true),
                 limit: r.optional_usize("Limit")?,
                 start: r.optional_item("ExclusiveStartKey")?,
@@ -240,6 +241,7 @@ async fn dispatch(
                 }
                 let mut seen = BTreeSet::new();
                 let mut key_names = Vec::new();
+                let expressions = expressions(&spec)?;
                 for key in keys {
                     let key = item_of(key, "Keys")?;
                     if !seen.insert(item_to_json(&key).to_string()) {
@@ -249,8 +251,11 @@ async fn dispatch(
                     requests.push(GetItem {
                         table: name.clone(),
                         key,
-                        projection: spec.optional_string("ProjectionExpression")?,
-                        placeholders: placeholders(&spec)?,
+                        projection: expressions.projection.clone(),
+                        placeholders: Placeholder {
+                            names: expressions.placeholders.names.clone(),
+                            values: expressions.placeholders.values.clone(),
+                        },
                     });
                 }
                 given.insert(name, (table.clone(), key_names));
@@ -743,46 +748,358 @@ fn attributes(item: Option<Item>) -> Json {
 }
 
 fn put_request(r: &Req<'_>) -> Res<PutItem> {
+    let expressions = expressions(r)?;
     Ok(PutItem {
         table: r.table()?,
         item: r.item("Item")?,
-        condition: r.optional_string("ConditionExpression")?,
-        placeholders: placeholders(r)?,
+        condition: expressions.condition,
+        placeholders: expressions.placeholders,
         return_values: return_values(r, &OLD_ONLY)?,
         old_on_failure: old_on_failure(r)?,
     })
 }
 
 fn get_request(r: &Req<'_>) -> Res<GetItem> {
+    let expressions = expressions(r)?;
     Ok(GetItem {
         table: r.table()?,
         key: r.item("Key")?,
-        projection: r.optional_string("ProjectionExpression")?,
-        placeholders: placeholders(r)?,
+        projection: expressions.projection,
+        placeholders: expressions.placeholders,
     })
 }
 
 fn update_request(r: &Req<'_>) -> Res<UpdateItem> {
+    let expressions = expressions(r)?;
     Ok(UpdateItem {
         table: r.table()?,
         key: r.item("Key")?,
-        update: r.optional_string("UpdateExpression")?,
-        condition: r.optional_string("ConditionExpression")?,
-        placeholders: placeholders(r)?,
+        update: expressions.update,
+        condition: expressions.condition,
+        placeholders: expressions.placeholders,
         return_values: return_values(r, &ALL_RETURN_VALUES)?,
         old_on_failure: old_on_failure(r)?,
     })
 }
 
 fn delete_request(r: &Req<'_>) -> Res<DeleteItem> {
+    let expressions = expressions(r)?;
     Ok(DeleteItem {
         table: r.table()?,
         key: r.item("Key")?,
-        condition: r.optional_string("ConditionExpression")?,
-        placeholders: placeholders(r)?,
+        condition: expressions.condition,
+        placeholders: expressions.placeholders,
         return_values: return_values(r, &OLD_ONLY)?,
         old_on_failure: old_on_failure(r)?,
     })
+}
+
+/// A request's expressions and their placeholders, with the legacy parameters DynamoDB
+/// still takes (AttributesToGet, Expected, AttributeUpdates, KeyConditions, QueryFilter,
+/// ScanFilter, ConditionalOperator) rewritten as expressions over placeholders of their
+/// own (`#legacy0`, `:legacy0`), so one evaluator serves both.
+struct Expressions {
+    placeholders: Placeholder,
+    projection: Option<String>,
+    condition: Option<String>,
+    update: Option<String>,
+    key_condition: Option<String>,
+    filter: Option<String>,
+}
+
+/// Each legacy parameter and the expression it stands for.
+const LEGACY_PARAMETERS: [(&str, &str); 6] = [
+    ("AttributesToGet", "ProjectionExpression"),
+    ("Expected", "ConditionExpression"),
+    ("AttributeUpdates", "UpdateExpression"),
+    ("KeyConditions", "KeyConditionExpression"),
+    ("QueryFilter", "FilterExpression"),
+    ("ScanFilter", "FilterExpression"),
+];
+
+fn expressions(r: &Req<'_>) -> Res<Expressions> {
+    let given = |field: &str| r.0.get(field).is_some_and(|v| !v.is_null());
+    let mut legacy_given: Vec<&str> = LEGACY_PARAMETERS
+        .iter()
+        .map(|(legacy, _)| *legacy)
+        .filter(|field| given(field))
+        .collect();
+    let mut expressions_given: Vec<&str> = LEGACY_PARAMETERS
+        .iter()
+        .map(|(_, expression)| *expression)
+        .filter(|field| given(field))
+        .collect();
+    legacy_given.dedup();
+    expressions_given.dedup();
+    if !legacy_given.is_empty() && !expressions_given.is_empty() {
+        return Err(validation(format!(
+            "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {{{}}} Expression parameters: {{{}}}",
+            legacy_given.join(", "),
+            expressions_given.join(", ")
+        )));
+    }
+    if expressions_given.is_empty() {
+        if given("ExpressionAttributeNames") {
+            return Err(validation(
+                "ExpressionAttributeNames can only be specified when using expressions",
+            ));
+        }
+        if given("ExpressionAttributeValues") {
+            return Err(validation(
+                "ExpressionAttributeValues can only be specified when using expressions: ConditionExpression, FilterExpression, KeyConditionExpression or UpdateExpression",
+            ));
+        }
+    }
+    let mut legacy = Legacy {
+        placeholders: placeholders(r)?,
+        n_placeholders: 0,
+    };
+    let joiner = match r.optional_string("ConditionalOperator")?.as_deref() {
+        None | Some("AND") => " AND ",
+        Some("OR") => " OR ",
+        Some(other) => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'conditionalOperator' failed to satisfy constraint: Member must satisfy enum value set: [OR, AND]"
+            )));
+        }
+    };
+    let projection = match r.0.get("AttributesToGet") {
+        Some(Json::Array(names)) => {
+            let mut paths = Vec::new();
+            for name in names {
+                let Json::String(name) = name else {
+                    return Err(serialization("AttributesToGet", "a list of strings", name));
+                };
+                paths.push(legacy.name(name));
+            }
+            Some(paths.join(", "))
+        }
+        _ => r.optional_string("ProjectionExpression")?,
+    };
+    let conditions = |legacy: &mut Legacy, field: &str, expected: bool| -> Res<Option<String>> {
+        let Some(map) = r.0.get(field).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        let mut parts = Vec::new();
+        for (attribute, spec) in object_of(map, field)? {
+            let spec = object_of(spec, field)?;
+            parts.push(format!(
+                "({})",
+                legacy.condition(attribute, spec, expected)?
+            ));
+        }
+        Ok((!parts.is_empty()).then(|| parts.join(joiner)))
+    };
+    let condition = match conditions(&mut legacy, "Expected", true)? {
+        Some(condition) => Some(condition),
+        None => r.optional_string("ConditionExpression")?,
+    };
+    let key_condition = match r.0.get("KeyConditions").filter(|v| !v.is_null()) {
+        Some(map) => {
+            let mut parts = Vec::new();
+            for (attribute, spec) in object_of(map, "KeyConditions")? {
+                let spec = object_of(spec, "KeyConditions")?;
+                parts.push(legacy.condition(attribute, spec, false)?);
+            }
+            Some(parts.join(" AND "))
+        }
+        None => r.optional_string("KeyConditionExpression")?,
+    };
+    let filter = match conditions(&mut legacy, "QueryFilter", false)? {
+        Some(filter) => Some(filter),
+        None => match conditions(&mut legacy, "ScanFilter", false)? {
+            Some(filter) => Some(filter),
+            None => r.optional_string("FilterExpression")?,
+        },
+    };
+    let update = match r.0.get("AttributeUpdates").filter(|v| !v.is_null()) {
+        Some(map) => legacy.updates(object_of(map, "AttributeUpdates")?)?,
+        None => r.optional_string("UpdateExpression")?,
+    };
+    Ok(Expressions {
+        placeholders: legacy.placeholders,
+        projection,
+        condition,
+        update,
+        key_condition,
+        filter,
+    })
+}
+
+/// Writes legacy parameters as expressions, adding the placeholders they use.
+struct Legacy {
+    placeholders: Placeholder,
+    n_placeholders: usize,
+}
+
+impl Legacy {
+    fn name(&mut self, name: &str) -> String {
+        let key = format!("#legacy{}", self.n_placeholders);
+        self.n_placeholders += 1;
+        self.placeholders.names.insert(key.clone(), name.to_owned());
+        key
+    }
+
+    fn value(&mut self, value: &Json, field: &str) -> Res<String> {
+        let value = AttributeValue::from_json(value)
+            .map_err(|e| validation(format!("{field} contains an invalid value: {e}")))?;
+        let key = format!(":legacy{}", self.n_placeholders);
+        self.n_placeholders += 1;
+        self.placeholders.values.insert(key.clone(), value);
+        Ok(key)
+    }
+
+    /// One attribute's condition: `{ComparisonOperator, AttributeValueList}`, or in
+    /// `Expected` also `{Value, Exists}`.
+    fn condition(
+        &mut self,
+        attribute: &str,
+        spec: &Map<String, Json>,
+        expected: bool,
+    ) -> Res<String> {
+        let spec = Req(spec);
+        let name = self.name(attribute);
+        let Some(operator) = spec.optional_string("ComparisonOperator")? else {
+            if !expected {
+                return Err(validation(
+                    "1 validation error detected: Value null at 'comparisonOperator' failed to satisfy constraint: Member must not be null",
+                ));
+            }
+            let exists = spec.optional_bool("Exists")?.unwrap_or(true);
+            return match (exists, spec.0.get("Value")) {
+                (true, Some(value)) => Ok(format!("{name} = {}", self.value(value, "Expected")?)),
+                (false, None) => Ok(format!("attribute_not_exists({name})")),
+                (true, None) => Err(validation(format!(
+                    "One or more parameter values were invalid: Value must be provided when Exists is true for Attribute: {attribute}"
+                ))),
+                (false, Some(_)) => Err(validation(format!(
+                    "One or more parameter values were invalid: Value cannot be used when Exists is false for Attribute: {attribute}"
+                ))),
+            };
+        };
+        let list = match spec.0.get("AttributeValueList") {
+            Some(Json::Array(list)) => list.as_slice(),
+            _ => &[],
+        };
+        let mut values = Vec::with_capacity(list.len());
+        for value in list {
+            values.push(self.value(value, "AttributeValueList")?);
+        }
+        let count = |n: usize| -> Res<()> {
+            if values.len() == n {
+                Ok(())
+            } else {
+                Err(validation(format!(
+                    "One or more parameter values were invalid: Invalid number of argument(s) for the {operator} ComparisonOperator"
+                )))
+            }
+        };
+        let comparison = |symbol: &str| format!("{name} {symbol} {}", values[0]);
+        Ok(match operator.as_str() {
+            "EQ" | "NE" | "LE" | "LT" | "GE" | "GT" => {
+                count(1)?;
+                comparison(match operator.as_str() {
+                    "EQ" => "=",
+                    "NE" => "<>",
+                    "LE" => "<=",
+                    "LT" => "<",
+                    "GE" => ">=",
+                    _ => ">",
+                })
+            }
+            "NOT_NULL" => {
+                count(0)?;
+                format!("attribute_exists({name})")
+            }
+            "NULL" => {
+                count(0)?;
+                format!("attribute_not_exists({name})")
+            }
+            "CONTAINS" => {
+                count(1)?;
+                format!("contains({name}, {})", values[0])
+            }
+            "NOT_CONTAINS" => {
+                count(1)?;
+                format!("NOT contains({name}, {})", values[0])
+            }
+            "BEGINS_WITH" => {
+                count(1)?;
+                format!("begins_with({name}, {})", values[0])
+            }
+            "BETWEEN" => {
+                count(2)?;
+                format!("{name} BETWEEN {} AND {}", values[0], values[1])
+            }
+            "IN" if !values.is_empty() => format!("{name} IN ({})", values.join(", ")),
+            "IN" => {
+                return Err(validation(
+                    "One or more parameter values were invalid: Invalid number of argument(s) for the IN ComparisonOperator",
+                ));
+            }
+            other => {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{other}' at 'comparisonOperator' failed to satisfy constraint: Member must satisfy enum value set: [IN, NULL, BETWEEN, LT, NOT_CONTAINS, EQ, GT, NOT_NULL, NE, LE, BEGINS_WITH, GE, CONTAINS]"
+                )));
+            }
+        })
+    }
+
+    /// `AttributeUpdates`: `{attribute: {Action: PUT | ADD | DELETE, Value}}` as SET,
+    /// ADD, DELETE and REMOVE clauses (ADD to a list appends, as the legacy API did).
+    fn updates(&mut self, updates: &Map<String, Json>) -> Res<Option<String>> {
+        let (mut set, mut add, mut delete, mut remove) = (vec![], vec![], vec![], vec![]);
+        for (attribute, update) in updates {
+            let update = Req(object_of(update, "AttributeUpdates")?);
+            let action = update.optional_string("Action")?;
+            let name = self.name(attribute);
+            let value = update.0.get("Value").filter(|v| !v.is_null());
+            match (action.as_deref().unwrap_or("PUT"), value) {
+                ("PUT", Some(value)) => {
+                    set.push(format!(
+                        "{name} = {}",
+                        self.value(value, "AttributeUpdates")?
+                    ));
+                }
+                ("DELETE", None) => remove.push(name),
+                ("DELETE", Some(value)) => {
+                    delete.push(format!("{name} {}", self.value(value, "AttributeUpdates")?));
+                }
+                ("ADD", Some(value)) if value.get("L").is_some() => {
+                    let empty = self.value(&json!({ "L": [] }), "AttributeUpdates")?;
+                    let value = self.value(value, "AttributeUpdates")?;
+                    set.push(format!(
+                        "{name} = list_append(if_not_exists({name}, {empty}), {value})"
+                    ));
+                }
+                ("ADD", Some(value)) => {
+                    add.push(format!("{name} {}", self.value(value, "AttributeUpdates")?));
+                }
+                (action @ ("PUT" | "ADD"), None) => {
+                    return Err(validation(format!(
+                        "One or more parameter values were invalid: Only DELETE action is allowed when no attribute value is specified; action: {action}, attribute: {attribute}"
+                    )));
+                }
+                (other, _) => {
+                    return Err(validation(format!(
+                        "1 validation error detected: Value '{other}' at 'attributeUpdates.{attribute}.member.action' failed to satisfy constraint: Member must satisfy enum value set: [ADD, PUT, DELETE]"
+                    )));
+                }
+            }
+        }
+        let mut clauses = Vec::new();
+        for (clause, actions) in [
+            ("SET", set),
+            ("ADD", add),
+            ("DELETE", delete),
+            ("REMOVE", remove),
+        ] {
+            if !actions.is_empty() {
+                clauses.push(format!("{clause} {}", actions.join(", ")));
+            }
+        }
+        Ok((!clauses.is_empty()).then(|| clauses.join(" ")))
+    }
 }
 
 const OLD_ONLY: [ReturnValues; 2] = [ReturnValues::None, ReturnValues::AllOld];
@@ -819,7 +1136,11 @@ fn old_on_failure(r: &Req<'_>) -> Res<bool> {
 fn placeholders(r: &Req<'_>) -> Res<Placeholder> {
     let mut placeholder = Placeholder::default();
     if let Some(names) = r.0.get("ExpressionAttributeNames") {
-        for (key, value) in object_of(names, "ExpressionAttributeNames")? {
+        let names = object_of(names, "ExpressionAttributeNames")?;
+        if names.is_empty() {
+            return Err(validation("ExpressionAttributeNames must not be empty"));
+        }
+        for (key, value) in names {
             let Json::String(name) = value else {
                 return Err(validation("ExpressionAttributeNames maps to strings"));
             };
@@ -827,7 +1148,11 @@ fn placeholders(r: &Req<'_>) -> Res<Placeholder> {
         }
     }
     if let Some(values) = r.0.get("ExpressionAttributeValues") {
-        for (key, value) in object_of(values, "ExpressionAttributeValues")? {
+        let values = object_of(values, "ExpressionAttributeValues")?;
+        if values.is_empty() {
+            return Err(validation("ExpressionAttributeValues must not be empty"));
+        }
+        for (key, value) in values {
             let value = AttributeValue::from_json(value).map_err(|e| {
                 validation(format!(
                     "ExpressionAttributeValues contains invalid value: {e} for key {key}"

@@ -486,6 +486,18 @@ client.transact_write_items(TransactItems=[{"Put": {
     "TableName": "events", "Item": {"pk": {"S": "ne"}, "n": {"N": "1"}}, "ConditionExpression": "#pk <> :v",
     "ExpressionAttributeNames": {"#pk": "pk"}, "ExpressionAttributeValues": {":v": {"S": "ne"}}}}])
 out["ne_written"] = "Item" in table.get_item(Key={"pk": "ne", "n": 1})
+# The legacy parameters: AttributeUpdates, Expected, KeyConditions, QueryFilter, AttributesToGet.
+legacy_key = {"pk": {"S": "legacy"}, "n": {"N": "1"}}
+client.update_item(TableName="events", Key=legacy_key, AttributeUpdates={
+    "hits": {"Action": "ADD", "Value": {"N": "2"}}, "log": {"Action": "ADD", "Value": {"L": [{"S": "x"}]}},
+    "who": {"Value": {"S": "me"}}})
+error("expected", lambda: client.put_item(TableName="events", Item=legacy_key, Expected={"pk": {"Exists": False}}))
+out["legacy"] = client.query(
+    TableName="events", KeyConditions={"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "legacy"}]}},
+    QueryFilter={"hits": {"ComparisonOperator": "GE", "AttributeValueList": [{"N": "2"}]}},
+    AttributesToGet=["who", "log"])["Items"]
+error("mixed", lambda: client.get_item(TableName="events", Key=legacy_key, ProjectionExpression="pk",
+                                       AttributesToGet=["pk"]))
 print(json.dumps(out))
 "##;
 
@@ -539,6 +551,8 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "gsi_consistent": ["ValidationException", "Consistent reads are not supported on global secondary indexes"],
             "return_values": ["ValidationException", "Return values set to invalid value"],
             "duplicates": ["ValidationException", "Provided list of item keys contains duplicates"],
+            "expected": ["ConditionalCheckFailedException", "The conditional request failed"],
+            "mixed": ["ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"],
             "token": ["IdempotentParameterMismatchException", "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used."],
         }),
         "{out}"
@@ -559,4 +573,8 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
     );
     assert_eq!(out["hits"], 1);
     assert_eq!(out["ne_written"], true);
+    assert_eq!(
+        out["legacy"],
+        json!([{ "who": { "S": "me" }, "log": { "L": [{ "S": "x" }] } }])
+    );
 }
