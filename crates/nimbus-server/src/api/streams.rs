@@ -1,6 +1,8 @@
 //! The services API's streams: list them, put records on a data stream, and read any
 //! stream's records across its shards in the order they were appended (`nimbus stream`).
 
+use std::time::Duration;
+
 use axum::extract::Path;
 use base64::Engine as _;
 use nimbus_core::streams::{NewRecord, StreamDescription, StreamKind, sequence_number, shard_id};
@@ -79,7 +81,21 @@ pub(super) async fn read_records(
     };
     let stream = StreamRef::from_store_name(&stream);
     let limit = request.limit.unwrap_or(DEFAULT_READ_LIMIT);
-    let page = ops::read_stream(caller.events(), caller.principal(), &stream, from, limit).await?;
+    let wait = match request.wait {
+        Some(seconds) => Duration::try_from_secs_f64(seconds)
+            .map_err(|_| bad_request("wait is 0 to 20 seconds"))?
+            .min(ops::MAX_READ_WAIT),
+        None => Duration::ZERO,
+    };
+    let page = ops::read_stream(
+        caller.events(),
+        caller.principal(),
+        &stream,
+        from,
+        limit,
+        wait,
+    )
+    .await?;
     Ok(Json(wire::StreamRecords {
         cursor: page
             .positions

@@ -560,18 +560,48 @@ pub(crate) struct MergedPage {
     pub(crate) positions: Vec<u64>,
 }
 
+/// The longest a read of a whole stream waits for records.
+pub(crate) const MAX_READ_WAIT: Duration = Duration::from_secs(20);
+
 /// Reads up to `limit` records across all of a stream's shards from `from`, in append
 /// order (sequence numbers grow through the whole stream): what `nimbus stream tail` follows.
+/// When there are none, waits up to `wait` (at most 20 s) for the stream's next append.
 pub(crate) async fn read_stream(
     events: &Events,
     principal: Principal<'_>,
     stream: &StreamRef,
     from: StreamPosition,
     limit: usize,
+    wait: Duration,
 ) -> OpRes<MergedPage> {
     authorize(principal, &stream.access(ReadOp::GetRecords))?;
     let name = stream.store_name();
     let limit = limit.clamp(1, MAX_GET_RECORDS);
+    // The first read also proves the stream exists before a waker is made for it.
+    let page = read_merged(events, &name, from, limit).await?;
+    if !page.records.is_empty() || wait.is_zero() {
+        return Ok(page);
+    }
+    let waker = events.stream_waker(&name);
+    let notified = waker.notified();
+    tokio::pin!(notified);
+    // Registered before reading again, so an append between that read and the wait wakes it.
+    notified.as_mut().enable();
+    let page = read_merged(events, &name, StreamPosition::After(page.positions), limit).await?;
+    if !page.records.is_empty() {
+        return Ok(page);
+    }
+    let _ = tokio::time::timeout(wait.min(MAX_READ_WAIT), notified).await;
+    read_merged(events, &name, StreamPosition::After(page.positions), limit).await
+}
+
+async fn read_merged(
+    events: &Events,
+    name: &str,
+    from: StreamPosition,
+    limit: usize,
+) -> OpRes<MergedPage> {
+    let name = name.to_owned();
     run(events, move |streams| {
         let shards = streams.describe_stream(&name)?.spec.shards;
         let mut positions = match from {

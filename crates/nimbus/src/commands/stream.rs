@@ -3,15 +3,14 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_server::wire;
 
 use super::resources::{call, call_on, print, running};
 
-/// How often `tail` asks for new records.
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How long one read of `tail` waits on the server for new records.
+const WAIT_SECONDS: f64 = 10.0;
 
 /// List streams, put records and follow them.
 #[derive(clap::Args)]
@@ -97,6 +96,7 @@ impl StreamCommand {
                     let query = wire::ReadStream {
                         from: Some(from.clone()),
                         limit: Some(1000),
+                        wait: (!no_follow).then_some(WAIT_SECONDS),
                     };
                     let path = format!(
                         "/v1/streams/{}/records{}",
@@ -119,12 +119,9 @@ impl StreamCommand {
                     }
                     out.flush()?;
                     from = page.cursor;
-                    // A full page means more are waiting: read on at once.
-                    if page.records.len() < 1000 {
-                        if no_follow {
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                        std::thread::sleep(POLL_INTERVAL);
+                    // A full page means more are waiting; otherwise the server has waited.
+                    if page.records.len() < 1000 && no_follow {
+                        return Ok(ExitCode::SUCCESS);
                     }
                 }
             }

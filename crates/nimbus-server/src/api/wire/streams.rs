@@ -66,6 +66,13 @@ pub struct ReadStream {
         skip_serializing_if = "Option::is_none"
     )]
     pub limit: Option<usize>,
+    /// Seconds to wait for records when there are none yet (at most 20); 0 when absent.
+    #[serde(
+        default,
+        deserialize_with = "from_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub wait: Option<f64>,
 }
 
 /// Records of every shard in the order they were appended, and where to read on.
