@@ -103,11 +103,20 @@ enum Kind {
 #[derive(Debug, Clone)]
 enum SystemPath {
     Folder(PathBuf),
-    Link { path: PathBuf, target: PathBuf },
+    Link {
+        path: PathBuf,
+        target: PathBuf,
+    },
+    /// A copy of `ETC_PATHS` made at start-up, bound as `/etc` in one mount.
+    Etc(PathBuf),
 }
 
 /// Where uid lock files live: root's, like the uids.
 const UID_LOCK_DIR: &str = "/run/nimbus/uids";
+
+/// Where a nimbus process running as root keeps its copy of `ETC_PATHS`, in a folder
+/// named after its pid.
+const ETC_COPY_DIR: &str = "/run/nimbus/etc";
 
 /// Lambda's `ephemeralStorage` default: 512 MB of `/tmp`.
 const DEFAULT_TMP_BYTES: u64 = 512 * 1024 * 1024;
@@ -224,9 +233,7 @@ impl Sandbox {
                 "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (512 MB), Runtime API for its own instance only; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
                 self.uids
             ),
-            Kind::User { .. } => format!(
-                "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (512 MB); limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched"
-            ),
+            Kind::User { .. } => "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (512 MB); limits: data 2x memorySize, resident memory watched".to_owned(),
         }
     }
 
@@ -329,6 +336,7 @@ fn command(
     cmd.flag("--dev-bind");
     cmd.path("/dev/null");
     cmd.path("/dev/tty");
+    let mut etc_copied = false;
     for path in system {
         match path {
             SystemPath::Folder(path) => cmd.bind("--ro-bind", path),
@@ -337,11 +345,22 @@ fn command(
                 cmd.path(target);
                 cmd.path(path);
             }
+            SystemPath::Etc(copy) => {
+                // One mount instead of one per file: each costs a few hundred
+                // microseconds of every cold start.
+                cmd.flag("--ro-bind");
+                cmd.path(copy);
+                cmd.path("/etc");
+                cmd.1.insert(PathBuf::from("/etc"));
+                etc_copied = true;
+            }
         }
     }
-    cmd.dir(Path::new("/etc"));
-    for name in ETC_PATHS {
-        cmd.bind("--ro-bind-try", &Path::new("/etc").join(name));
+    if !etc_copied {
+        cmd.dir(Path::new("/etc"));
+        for name in ETC_PATHS {
+            cmd.bind("--ro-bind-try", &Path::new("/etc").join(name));
+        }
     }
     // A /tmp of its own, writable by any uid and capped like Lambda's ephemeral
     // storage.
@@ -561,6 +580,68 @@ fn system_paths() -> Vec<SystemPath> {
         .collect()
 }
 
+/// Copies `ETC_PATHS` into `ETC_COPY_DIR/<pid>` (links inside folders kept as links,
+/// modes kept), after removing the copies of nimbus processes that are gone. A copy is
+/// as fresh as the process: a changed `resolv.conf` reaches functions at the next start.
+fn copy_etc() -> std::io::Result<PathBuf> {
+    let root = Path::new(ETC_COPY_DIR);
+    create_private_dir(root)?;
+    for entry in std::fs::read_dir(root)?.flatten() {
+        let name = entry.file_name();
+        let alive = name
+            .to_str()
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let copy = root.join(std::process::id().to_string());
+    if copy.exists() {
+        std::fs::remove_dir_all(&copy)?;
+    }
+    create_dir(&copy)?;
+    for name in ETC_PATHS {
+        let source = Path::new("/etc").join(name);
+        let Ok(meta) = std::fs::metadata(&source) else {
+            continue;
+        };
+        if meta.is_dir() {
+            copy_tree(&source, &copy.join(name), 0)?;
+        } else if meta.is_file() {
+            std::fs::copy(&source, copy.join(name))?;
+        }
+    }
+    Ok(copy)
+}
+
+/// Copies a folder of `/etc` (certificates, alternatives): files, folders and links as
+/// they are, at most a few levels deep.
+fn copy_tree(source: &Path, target: &Path, depth: usize) -> std::io::Result<()> {
+    if depth > 4 {
+        return Ok(());
+    }
+    create_dir(target)?;
+    for entry in std::fs::read_dir(source)?.flatten() {
+        let file_type = entry.file_type()?;
+        let to = target.join(entry.file_name());
+        if file_type.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &to)?;
+        } else if file_type.is_dir() {
+            copy_tree(&entry.path(), &to, depth + 1)?;
+        } else if file_type.is_file() {
+            std::fs::copy(entry.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes a folder every uid may enter and read.
+fn create_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().mode(0o755).create(dir)
+}
+
 /// Which sandbox this machine allows, and what it lacks.
 fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
     let Some(bwrap) = crate::spawn::find_program("bwrap") else {
@@ -569,8 +650,13 @@ fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
             vec!["the function sandbox (bubblewrap `bwrap` is not installed: apt-get install bubblewrap); functions run as nimbus's user and read what it can".to_owned()],
         );
     };
-    let system = system_paths();
+    let mut system = system_paths();
     let kind = if crate::spawn::is_root() {
+        // Only root's copy is safe: one in a shared temp folder could be planted by
+        // another user. Without it, /etc's files are bound one by one.
+        if let Ok(copy) = copy_etc() {
+            system.push(SystemPath::Etc(copy));
+        }
         match crate::spawn::find_program("setpriv") {
             Some(setpriv) => {
                 let uid_dir = PathBuf::from(UID_LOCK_DIR);
