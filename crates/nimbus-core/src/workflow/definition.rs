@@ -17,6 +17,9 @@ pub struct Definition {
     pub timeout_seconds: Option<u64>,
     /// `Comment`.
     pub comment: Option<String>,
+    /// Whether any Path reads the context object (`$$`): when none does, the engine does not
+    /// build it for every state.
+    pub uses_context: bool,
 }
 
 /// One set of states with a `StartAt`: the definition, a Parallel branch or a Map's processor.
@@ -450,6 +453,7 @@ pub fn parse(value: &Value) -> Result<Definition, Vec<Diagnostic>> {
             machine,
             timeout_seconds,
             comment,
+            uses_context: cx.uses_context,
         }),
         _ => Err(cx.errors),
     }
@@ -458,6 +462,7 @@ pub fn parse(value: &Value) -> Result<Definition, Vec<Diagnostic>> {
 #[derive(Default)]
 struct Cx {
     errors: Vec<Diagnostic>,
+    uses_context: bool,
 }
 
 fn join(at: &str, key: &str) -> String {
@@ -507,7 +512,10 @@ impl Cx {
 
     fn path(&mut self, location: &str, text: &str) -> Option<Path> {
         match Path::parse(text) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                self.uses_context |= p.context;
+                Some(p)
+            }
             Err(e) => {
                 self.error(location, e.to_string());
                 None
@@ -581,7 +589,10 @@ impl Cx {
     fn dynamic(&mut self, location: &str, text: &str) -> Option<Template> {
         if intrinsic::is_call(text) {
             match Call::parse(text) {
-                Ok(call) => Some(Template::Call(call)),
+                Ok(call) => {
+                    self.uses_context |= call.paths().iter().any(|p| p.context);
+                    Some(Template::Call(call))
+                }
                 Err(e) => {
                     self.error(location, e.to_string());
                     None

@@ -20,6 +20,9 @@ use crate::workflow::random::Rng;
 /// result that is not JSON as `States.Runtime`.
 pub const TERMINAL_ERRORS: &[&str] = &["States.Runtime", "States.DataLimitExceeded"];
 
+/// The most history events an execution may have, as in Step Functions.
+pub const HISTORY_LIMIT: u64 = 25_000;
+
 /// What Step Functions allows in one payload: 256 KiB.
 pub const PAYLOAD_LIMIT: usize = 256 * 1024;
 
@@ -1312,6 +1315,12 @@ impl<'a> Engine<'a> {
             if !self.running() {
                 break;
             }
+            // A loop of Pass or Choice states would otherwise never return.
+            if self.state.last_event_id >= HISTORY_LIMIT {
+                return Err(runtime(format!(
+                    "The execution reached the limit of {HISTORY_LIMIT} history events"
+                )));
+            }
             match work {
                 Work::Enter { scope, name, input } => {
                     if self
@@ -1392,6 +1401,9 @@ impl<'a> Engine<'a> {
         item: Option<(usize, &Value)>,
     ) -> Value {
         let _ = scope;
+        if !self.def.uses_context {
+            return Value::Null;
+        }
         let info = self.state.info.clone().unwrap_or(ExecutionInfo {
             execution_arn: String::new(),
             name: String::new(),

@@ -1520,3 +1520,29 @@ fn task_resources_are_classified_or_refused() {
     "#]]
     .assert_eq(&out);
 }
+
+#[test]
+fn an_endless_loop_of_states_fails_at_the_history_limit() {
+    let text = run(
+        json!({
+            "StartAt": "Spin",
+            "States": {
+                "Spin": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": "Again"},
+                "Again": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericLessThan": 0, "Next": "Out"}], "Default": "Spin"},
+                "Out": {"Type": "Succeed"}
+            }
+        }),
+        json!({"n": 0}),
+        &[],
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    expect![[r#"
+        25002 events
+        ChoiceStateExited Again {"n":6250}
+        ExecutionFailed States.Runtime: The execution reached the limit of 25000 history events"#]]
+    .assert_eq(&format!(
+        "{} events\n{}",
+        lines.len(),
+        lines[lines.len() - 2..].join("\n")
+    ));
+}
