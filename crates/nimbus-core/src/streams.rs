@@ -123,6 +123,9 @@ pub trait StreamStore: Send + Sync {
     fn list_streams(&self) -> Result<Vec<String>, StreamError>;
     /// Deletes a stream, its records and its consumers' checkpoints.
     fn delete_stream(&self, stream: &str) -> Result<(), StreamError>;
+    /// Changes how long a stream keeps its records (Kinesis's Increase and
+    /// DecreaseStreamRetentionPeriod); the next trim applies it.
+    fn set_retention(&self, stream: &str, retention: Duration) -> Result<(), StreamError>;
     /// Appends records in one transaction, in order; where each went.
     fn append(&self, stream: &str, records: &[NewRecord]) -> Result<Vec<Appended>, StreamError>;
     /// Up to `limit` records of a shard in order, from `from`.

@@ -6,6 +6,8 @@
 //! lower number commit after a higher one. A table's change records are appended by
 //! `tables.rs` inside the item write's transaction, through [`append_in`].
 
+use std::time::Duration;
+
 use md5::{Digest, Md5};
 use nimbus_core::streams::{
     Appended, MAX_SHARDS, NewRecord, ReadFrom, StreamDescription, StreamError, StreamKind,
@@ -93,6 +95,20 @@ impl StreamStore for Store {
             .write("a stream", |tx| delete_in(tx, stream))
             .map_err(internal)?;
         if !found {
+            return Err(not_found(stream));
+        }
+        Ok(())
+    }
+
+    fn set_retention(&self, stream: &str, retention: Duration) -> Result<(), StreamError> {
+        let n = self
+            .write("a stream", |tx| {
+                tx.prepare_cached("UPDATE streams SET retention_us = ?2 WHERE name = ?1")
+                    .and_then(|mut stmt| stmt.execute(params![stream, us(retention)]))
+                    .map_err(write_err("a stream"))
+            })
+            .map_err(internal)?;
+        if n == 0 {
             return Err(not_found(stream));
         }
         Ok(())

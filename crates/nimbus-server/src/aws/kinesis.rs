@@ -17,7 +17,8 @@ use serde_json::{Map, Value as Json, json};
 use crate::generation::Generation;
 use crate::services::Principal;
 use crate::services::streams::{
-    self as ops, IteratorError, IteratorStart, ReadOp, ShardIterator, StreamOpError, StreamRef,
+    self as ops, IteratorError, IteratorStart, ReadOp, RetentionChange, ShardIterator,
+    StreamOpError, StreamRef,
 };
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
@@ -115,6 +116,21 @@ async fn dispatch(
                 (None, _) => ON_DEMAND_SHARDS,
             };
             ops::create_stream(events, principal, &name, shards).await?;
+            json!({})
+        }
+        "IncreaseStreamRetentionPeriod" | "DecreaseStreamRetentionPeriod" => {
+            let name = stream_name(&r)?;
+            let hours = r.optional_u64("RetentionPeriodHours")?.ok_or_else(|| {
+                validation(
+                    "1 validation error detected: Value null at 'retentionPeriodHours' failed to satisfy constraint: Member must not be null",
+                )
+            })?;
+            let change = if operation == "IncreaseStreamRetentionPeriod" {
+                RetentionChange::Increase
+            } else {
+                RetentionChange::Decrease
+            };
+            ops::change_retention(events, principal, &name, hours, change).await?;
             json!({})
         }
         "DeleteStream" => {

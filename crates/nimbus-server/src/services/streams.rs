@@ -371,6 +371,72 @@ pub(crate) async fn table_of(events: &Events, table: &str) -> OpRes<TableSpec> {
     }
 }
 
+/// Which way a retention change may go (Kinesis has one operation for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetentionChange {
+    Increase,
+    Decrease,
+}
+
+/// Kinesis's shortest and longest retention, in hours.
+const RETENTION_HOURS: std::ops::RangeInclusive<u64> = 24..=8760;
+
+/// Sets a data stream's retention to `hours`, refusing what Kinesis refuses: less than 24 or
+/// more than 8760 hours, or a change the other way than `change`.
+pub(crate) async fn change_retention(
+    events: &Events,
+    principal: Principal<'_>,
+    name: &str,
+    hours: u64,
+    change: RetentionChange,
+) -> OpRes<()> {
+    let action = match change {
+        RetentionChange::Increase => "kinesis:IncreaseStreamRetentionPeriod",
+        RetentionChange::Decrease => "kinesis:DecreaseStreamRetentionPeriod",
+    };
+    authorize(principal, &Access::stream(action, name))?;
+    if !valid_stream_name(name) {
+        return Err(StreamOpError::Stream(not_found(name)));
+    }
+    let invalid = |message: String| Err(StreamOpError::Stream(StreamError::Validation(message)));
+    if hours < *RETENTION_HOURS.start() {
+        return invalid(format!(
+            "Minimum allowed retention period is 24 hours. Requested retention period ({hours} hours) is too short."
+        ));
+    }
+    if hours > *RETENTION_HOURS.end() {
+        return invalid(format!(
+            "Maximum allowed retention period is 8760 hours. Requested retention period ({hours} hours) is too long."
+        ));
+    }
+    let store_name = name.to_owned();
+    let current = run(events, move |streams| streams.describe_stream(&store_name))
+        .await?
+        .spec
+        .retention
+        .as_secs()
+        / 3600;
+    match change {
+        RetentionChange::Increase if hours < current => {
+            return invalid(format!(
+                "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+            ));
+        }
+        RetentionChange::Decrease if hours > current => {
+            return invalid(format!(
+                "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+            ));
+        }
+        _ => {}
+    }
+    let store_name = name.to_owned();
+    let retention = Duration::from_secs(hours * 3600);
+    run(events, move |streams| {
+        streams.set_retention(&store_name, retention)
+    })
+    .await
+}
+
 /// Appends records to a data stream in one transaction and wakes its consumers; where
 /// each went. `action` is `kinesis:PutRecord` or `kinesis:PutRecords`.
 pub(crate) async fn put_records(

@@ -164,6 +164,13 @@ out["errors"] = {
     "seq": error(lambda: kinesis.get_shard_iterator(StreamName="clicks", ShardId=shard_id,
                                                     ShardIteratorType="AT_SEQUENCE_NUMBER")),
 }
+kinesis.increase_stream_retention_period(StreamName="clicks", RetentionPeriodHours=48)
+kinesis.decrease_stream_retention_period(StreamName="clicks", RetentionPeriodHours=36)
+out["retention"] = kinesis.describe_stream_summary(StreamName="clicks")["StreamDescriptionSummary"]["RetentionPeriodHours"]
+out["retention_errors"] = [
+    error(lambda: kinesis.increase_stream_retention_period(StreamName="clicks", RetentionPeriodHours=30)),
+    error(lambda: kinesis.decrease_stream_retention_period(StreamName="clicks", RetentionPeriodHours=4)),
+]
 out["intact"] = kinesis.describe_stream(StreamName="clicks")["StreamDescription"]["StreamStatus"]
 kinesis.delete_stream(StreamName="views")
 out["after_delete"] = kinesis.list_streams()["StreamNames"]
@@ -253,6 +260,20 @@ async fn boto3_puts_and_reads_kinesis_records_in_order_per_partition_key() {
     assert_eq!(errors["name"][0], "ValidationException");
     assert_eq!(errors["seq"][0], "InvalidArgumentException");
     assert_eq!(errors["table_stream"][0], "ValidationException");
+    assert_eq!(out["retention"], 36);
+    assert_eq!(
+        out["retention_errors"],
+        json!([
+            [
+                "InvalidArgumentException",
+                "Requested retention period (30 hours) for stream clicks can not be shorter than existing retention period (36 hours). Use DecreaseRetentionPeriod API."
+            ],
+            [
+                "InvalidArgumentException",
+                "Minimum allowed retention period is 24 hours. Requested retention period (4 hours) is too short."
+            ]
+        ])
+    );
     assert_eq!(out["intact"], "ACTIVE");
     assert_eq!(out["after_delete"], json!(["clicks"]));
     assert_eq!(out["deleted"], "ResourceNotFoundException");
