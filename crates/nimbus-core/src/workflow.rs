@@ -1,6 +1,6 @@
 //! Step Functions workflows: the Amazon States Language (JSONPath dialect) as a pure engine.
 //!
-//! [`parse`] turns a definition into a [`Definition`], [`validate`] reports what `nimbus
+//! [`parse`] turns a definition into a [`Definition`], [`validate()`] reports what `nimbus
 //! validate` refuses, and [`advance`] is the deterministic step function: given the
 //! definition, the execution's state and one [`Event`] (start, a task's result, a timer), it
 //! returns the history events to append to the journal and the [`Command`]s the host carries

@@ -1546,3 +1546,33 @@ fn an_endless_loop_of_states_fails_at_the_history_limit() {
         lines[lines.len() - 2..].join("\n")
     ));
 }
+
+#[test]
+fn null_and_reference_paths_in_processing_fields() {
+    let cases = [
+        json!({"InputPath": null, "Parameters": {"got.$": "$"}}),
+        json!({"OutputPath": null}),
+        json!({"Result": "r", "ResultPath": null}),
+        json!({"Result": "r", "ResultPath": "$.deep.er.path"}),
+        json!({"Result": "r", "ResultPath": "$.list[1]"}),
+        json!({"Result": "r", "ResultPath": "$.text.inner"}),
+        json!({"Result": "r", "ResultPath": "$.list[9]"}),
+        json!({"InputPath": "$.list[0]", "OutputPath": "$.nope"}),
+    ];
+    let mut out = String::new();
+    for fields in cases {
+        let res = outcome(pass(fields.clone()), json!({"text": "t", "list": [1, 2]}));
+        let _ = writeln!(out, "{fields} => {res}");
+    }
+    expect![[r#"
+        {"InputPath":null,"Parameters":{"got.$":"$"}} => ExecutionSucceeded {"got":{}}
+        {"OutputPath":null} => ExecutionSucceeded {}
+        {"Result":"r","ResultPath":null} => ExecutionSucceeded {"list":[1,2],"text":"t"}
+        {"Result":"r","ResultPath":"$.deep.er.path"} => ExecutionSucceeded {"deep":{"er":{"path":"r"}},"list":[1,2],"text":"t"}
+        {"Result":"r","ResultPath":"$.list[1]"} => ExecutionSucceeded {"list":[1,"r"],"text":"t"}
+        {"Result":"r","ResultPath":"$.text.inner"} => ExecutionFailed States.Runtime: An error occurred while executing the state 'P' (entered at the event id #2). unable to apply ReferencePath $.text.inner to input {"list":[1,2],"text":"t"}
+        {"Result":"r","ResultPath":"$.list[9]"} => ExecutionFailed States.Runtime: An error occurred while executing the state 'P' (entered at the event id #2). unable to apply ReferencePath $.list[9] to input {"list":[1,2],"text":"t"}
+        {"InputPath":"$.list[0]","OutputPath":"$.nope"} => ExecutionFailed States.Runtime: An error occurred while executing the state 'P' (entered at the event id #2). Invalid path '$.nope' : No results for path: $.nope (in OutputPath)
+    "#]]
+    .assert_eq(&out);
+}
