@@ -1576,3 +1576,37 @@ fn null_and_reference_paths_in_processing_fields() {
     "#]]
     .assert_eq(&out);
 }
+
+#[test]
+fn a_chain_of_a_thousand_pass_states_runs_in_one_step() {
+    let mut states = serde_json::Map::new();
+    for i in 0..1000 {
+        let mut state = json!({"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}});
+        if let Some(object) = state.as_object_mut() {
+            if i == 999 {
+                object.insert("End".to_owned(), json!(true));
+            } else {
+                object.insert("Next".to_owned(), json!(format!("S{}", i + 1)));
+            }
+        }
+        states.insert(format!("S{i}"), state);
+    }
+    let definition = check(&json!({"StartAt": "S0", "States": states})).expect("valid");
+    let (state, events, commands) = advance(
+        &definition,
+        &ExecutionState::default(),
+        T0,
+        Event::Start {
+            info: info(),
+            input: json!({"n": 0}),
+        },
+    );
+    assert_eq!(events.len(), 2002);
+    assert_eq!(
+        commands,
+        vec![Command::Succeed {
+            output: json!({"n": 1000})
+        }]
+    );
+    assert_eq!(ExecutionState::fold(&definition, &events), state);
+}
