@@ -7,7 +7,9 @@ mod otlp;
 mod redact;
 pub(crate) mod trace;
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 use nimbus_core::{FunctionSpec, InvocationReport, LogLine, LogSink, LogStream, Outcome};
 use nimbus_store::{InvocationRecord, LogRecord, SpanRecord, Store};
@@ -32,9 +34,37 @@ pub struct TelemetryConfig {
 pub struct Telemetry {
     pub(crate) metrics: metrics::Metrics,
     store: Option<Store>,
+    /// What each invocation under way (or recently finished) has written, by request id.
+    outputs: Arc<Mutex<HashMap<String, Output>>>,
     otlp: Option<mpsc::Sender<SpanRecord>>,
     echo: bool,
 }
+
+/// The most of its output one invocation keeps (stored and echoed): past it, lines are
+/// counted as dropped. A function printing 1 GB costs the store and nimbus's own log this
+/// much, not a gigabyte.
+pub(crate) const MAX_OUTPUT_BYTES: usize = 4 << 20;
+
+/// The longest line kept whole; longer ones are cut here. Lambda's limit on one log event.
+pub(crate) const MAX_LINE_BYTES: usize = 256 << 10;
+
+/// The output of one invocation so far.
+struct Output {
+    n_bytes: usize,
+    n_dropped: u64,
+    /// Whether its invocation record went out; dropped lines after it are added to it.
+    recorded: bool,
+    /// Dropped lines not yet added to the record.
+    n_unsent: u64,
+    last_line: Instant,
+}
+
+/// How often dropped lines that arrive after an invocation's record are added to it, and
+/// how long after its last line a finished invocation's output is forgotten.
+const AMEND_INTERVAL: Duration = Duration::from_millis(250);
+const FORGET_AFTER: Duration = Duration::from_secs(10);
+/// Longer than any function's timeout (Lambda's longest is 15 minutes).
+const UNFINISHED_FORGET_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// What caused an invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +97,13 @@ impl Telemetry {
     /// Starts telemetry; spawns the OTLP exporter when an endpoint is set (call it inside
     /// the tokio runtime).
     pub fn new(cfg: TelemetryConfig) -> Telemetry {
+        let outputs = Arc::new(Mutex::new(HashMap::new()));
+        if let (Some(store), Ok(runtime)) = (&cfg.store, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(amend_dropped_lines(Arc::downgrade(&outputs), store.clone()));
+        }
         Telemetry {
             metrics: metrics::Metrics::new(),
+            outputs,
             store: cfg.store,
             otlp: cfg.otlp_endpoint.map(otlp::spawn_exporter),
             echo: cfg.echo_function_output,
@@ -76,6 +111,18 @@ impl Telemetry {
     }
 
     pub(crate) fn started(&self, function: &str, request_id: &str) {
+        if let Ok(mut outputs) = self.outputs.lock() {
+            outputs.insert(
+                request_id.to_owned(),
+                Output {
+                    n_bytes: 0,
+                    n_dropped: 0,
+                    recorded: false,
+                    n_unsent: 0,
+                    last_line: Instant::now(),
+                },
+            );
+        }
         // START/END/REPORT are not stored as lines: `Store::logs` makes them from the
         // invocation record. They reach the process log at debug level only.
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -91,6 +138,7 @@ impl Telemetry {
         done: Finished<'_>,
     ) {
         let report = done.report;
+        let log_lines_dropped = self.output_recorded(done.request_id);
         let duration_ms = report.duration.as_secs_f64() * 1000.0;
         // Lambda bills each invocation's duration rounded up to the millisecond.
         let billed_ms = (duration_ms.ceil() as u64).max(1);
@@ -113,6 +161,7 @@ impl Telemetry {
             error_message = Some(redacted);
         }
         let record = InvocationRecord {
+            log_lines_dropped,
             request_id: request_id.to_owned(),
             function: spec.name.clone(),
             version: "$LATEST".to_owned(),
@@ -146,6 +195,27 @@ impl Telemetry {
         self.record_invocation(record);
     }
 
+    /// The lines of `request_id`'s output dropped so far. Its output is followed further
+    /// (late drops are added to the record) when the store keeps records, else forgotten.
+    fn output_recorded(&self, request_id: &str) -> u64 {
+        let Ok(mut outputs) = self.outputs.lock() else {
+            return 0;
+        };
+        if self.store.is_none() {
+            return outputs
+                .remove(request_id)
+                .map_or(0, |output| output.n_dropped);
+        }
+        match outputs.get_mut(request_id) {
+            Some(output) => {
+                output.recorded = true;
+                output.n_unsent = 0;
+                output.n_dropped
+            }
+            None => 0,
+        }
+    }
+
     pub(crate) fn throttled(
         &self,
         spec: &FunctionSpec,
@@ -169,13 +239,14 @@ impl Telemetry {
             init_duration: None,
             outcome: "throttled".to_owned(),
             error_type: Some("TooManyRequestsException".to_owned()),
-            error_message: Some(format!(
-                "Rate Exceeded: reservedConcurrency {} reached",
-                spec.reserved_concurrency.unwrap_or(0)
-            )),
+            error_message: Some(match spec.reserved_concurrency {
+                Some(n) => format!("Rate Exceeded: reservedConcurrency {n} reached"),
+                None => "Rate Exceeded: the unreserved concurrency is in use".to_owned(),
+            }),
             trace_id: trace.trace_id.clone(),
             span_id: None,
             parent_span_id: None,
+            log_lines_dropped: 0,
         });
     }
 
@@ -246,6 +317,26 @@ impl Telemetry {
 
 impl LogSink for Telemetry {
     fn log(&self, line: LogLine<'_>) {
+        // Each invocation keeps at most `MAX_OUTPUT_BYTES` of output; the rest is counted.
+        let counted = match line.request_id {
+            Some(request_id) => self.outputs.lock().ok().and_then(|mut outputs| {
+                let output = outputs.get_mut(request_id)?;
+                output.last_line = Instant::now();
+                if output.n_bytes + line.text.len().min(MAX_LINE_BYTES) > MAX_OUTPUT_BYTES {
+                    output.n_dropped += 1;
+                    output.n_unsent += u64::from(output.recorded);
+                    return Some(false);
+                }
+                output.n_bytes += line.text.len().min(MAX_LINE_BYTES);
+                Some(true)
+            }),
+            None => None,
+        };
+        if counted == Some(false) {
+            return;
+        }
+        let text = cut_line(line.text);
+        let line = LogLine { text, ..line };
         let parsed = logs::parse_line(line.text, line.stream);
         if let Some(fields) = &parsed.fields {
             for sample in logs::emf_samples(fields) {
@@ -262,7 +353,7 @@ impl LogSink for Telemetry {
             }
         }
         if let Some(store) = &self.store {
-            store.record_log(LogRecord {
+            let kept = store.record_log(LogRecord {
                 time: SystemTime::now(),
                 function: line.function.to_owned(),
                 request_id: line.request_id.map(str::to_owned),
@@ -277,6 +368,14 @@ impl LogSink for Telemetry {
                     .fields
                     .map(|fields| serde_json::Value::Object(fields).to_string()),
             });
+            if !kept
+                && let Some(request_id) = line.request_id
+                && let Ok(mut outputs) = self.outputs.lock()
+                && let Some(output) = outputs.get_mut(request_id)
+            {
+                output.n_dropped += 1;
+                output.n_unsent += u64::from(output.recorded);
+            }
         }
     }
 }
@@ -310,4 +409,41 @@ fn error_fields(outcome: &Outcome, request_id: &str) -> (Option<String>, Option<
     };
     let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     (text("errorType"), text("errorMessage"))
+}
+
+/// `text` cut to `MAX_LINE_BYTES` at a character boundary.
+fn cut_line(text: &str) -> &str {
+    if text.len() <= MAX_LINE_BYTES {
+        return text;
+    }
+    let mut end = MAX_LINE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Adds dropped lines that arrive after an invocation's record to it, every
+/// `AMEND_INTERVAL`, and forgets finished invocations' output after `FORGET_AFTER` without
+/// a line; stops with the telemetry.
+async fn amend_dropped_lines(outputs: Weak<Mutex<HashMap<String, Output>>>, store: Store) {
+    let mut tick = tokio::time::interval(AMEND_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(outputs) = outputs.upgrade() else {
+            return;
+        };
+        let Ok(mut outputs) = outputs.lock() else {
+            return;
+        };
+        outputs.retain(|request_id, output| {
+            if output.n_unsent > 0 && store.record_dropped_lines(request_id, output.n_unsent) {
+                output.n_unsent = 0;
+            }
+            // An invocation that never finished (the server failed it) is forgotten later.
+            let idle = output.last_line.elapsed();
+            let done = (output.recorded && output.n_unsent == 0) || idle > UNFINISHED_FORGET_AFTER;
+            !(done && idle > FORGET_AFTER)
+        });
+    }
 }

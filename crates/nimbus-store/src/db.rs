@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     crate::topics::SCHEMA_V5,
     tables::SCHEMA_V6,
     crate::streams::SCHEMA_V7,
+    telemetry::SCHEMA_V8,
 ];
 
 /// The schema version this build reads and writes.

@@ -161,17 +161,34 @@ impl Store {
 
     /// Queues an invocation record; never waits on the disk (see `n_dropped`).
     pub fn record_invocation(&self, record: InvocationRecord) {
-        self.send(Record::Invocation(Box::new(record)));
+        let _ = self.send(Record::Invocation(Box::new(record)));
     }
 
-    /// Queues a log line; never waits on the disk (see `n_dropped`).
-    pub fn record_log(&self, record: LogRecord) {
-        self.send(Record::Log(Box::new(record)));
+    /// Queues a log line; never waits on the disk (see `n_dropped`). `false` when it was
+    /// dropped (the writer's queue is full).
+    pub fn record_log(&self, record: LogRecord) -> bool {
+        self.send(Record::Log(Box::new(record)))
+    }
+
+    /// Adds `n` to the dropped output lines of the recorded invocation `request_id`.
+    pub fn record_dropped_lines(&self, request_id: &str, n: u64) -> bool {
+        self.send(Record::DroppedLines(Box::new((request_id.to_owned(), n))))
+    }
+
+    /// Keeps the database within `max_bytes` from now on, deleting the oldest invocation
+    /// records, log lines and spans after each commit that leaves it larger (durable
+    /// services data is never deleted); `None` for no bound.
+    pub fn set_retention_size(&self, max_bytes: Option<u64>) {
+        if let Some(writer) = &self.inner.writer {
+            writer
+                .max_bytes
+                .store(max_bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Queues a span; never waits on the disk (see `n_dropped`).
     pub fn record_span(&self, span: SpanRecord) {
-        self.send(Record::Span(Box::new(span)));
+        let _ = self.send(Record::Span(Box::new(span)));
     }
 
     /// How many records were dropped because the writer's queue was full or storing them failed.
@@ -223,10 +240,13 @@ impl Store {
             .with(|conn| telemetry::query_spans(conn, trace_id))
     }
 
-    fn send(&self, record: Record) {
+    fn send(&self, record: Record) -> bool {
         match &self.inner.writer {
             Some(writer) => writer.send(record),
-            None => self.inner.drops.add(1, &"the store was opened read-only"),
+            None => {
+                self.inner.drops.add(1, &"the store was opened read-only");
+                false
+            }
         }
     }
 }

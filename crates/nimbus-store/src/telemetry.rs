@@ -47,6 +47,10 @@ pub struct InvocationRecord {
     pub span_id: Option<String>,
     /// The span the invocation's span is a child of (the gateway's, a sender's), if any.
     pub parent_span_id: Option<String>,
+    /// Lines of the function's output that were not kept: past the per-invocation cap, or
+    /// refused by a full writer queue. Lines that arrive after the record was written are
+    /// added to it (`Store::record_dropped_lines`).
+    pub log_lines_dropped: u64,
 }
 
 /// Which invocations `Store::invocations` returns, newest first.
@@ -215,16 +219,21 @@ ALTER TABLE invocations ADD COLUMN parent_span_id TEXT;
 DELETE FROM logs WHERE stream = 'platform';
 ";
 
+/// Schema version 8: an invocation counts the lines of its output that were not kept.
+pub(crate) const SCHEMA_V8: &str = "
+ALTER TABLE invocations ADD COLUMN log_lines_dropped INTEGER NOT NULL DEFAULT 0;
+";
+
 const INSERT_INVOCATION: &str = "INSERT INTO invocations (
     request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,
     max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id,
-    span_id, parent_span_id
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+    span_id, parent_span_id, log_lines_dropped
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
 
 /// The columns `invocation_from_row` reads, in its order.
 const INVOCATION_COLUMNS: &str = "request_id, function, version, trigger, start_us, duration_us,
     billed_ms, memory_mb, max_memory_mb, cold_start, init_duration_us, outcome, error_type,
-    error_message, trace_id, span_id, parent_span_id";
+    error_message, trace_id, span_id, parent_span_id, log_lines_dropped";
 
 const INSERT_LOG: &str = "INSERT INTO logs (
     time_us, function, request_id, level, stream, message, fields
@@ -284,8 +293,76 @@ pub(crate) fn insert_invocation(
         &record.trace_id,
         &record.span_id,
         &record.parent_span_id,
+        i64::try_from(record.log_lines_dropped).unwrap_or(i64::MAX),
     ])?;
     Ok(())
+}
+
+/// Adds `n` lines to the dropped count of the invocation `request_id`.
+pub(crate) fn add_dropped_lines(
+    conn: &Connection,
+    request_id: &str,
+    n: u64,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE invocations SET log_lines_dropped = log_lines_dropped + ?2 WHERE request_id = ?1",
+    )?;
+    stmt.execute((request_id, i64::try_from(n).unwrap_or(i64::MAX)))?;
+    Ok(())
+}
+
+/// The bytes the database's pages in use take (free pages are reused before the file grows).
+pub(crate) fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let page_count: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+    let freelist: i64 = conn.query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    Ok(u64::try_from((page_count - freelist).max(0) * page_size).unwrap_or(0))
+}
+
+/// Deletes the oldest invocation records, log lines and spans, a slice at a time, until
+/// the database uses at most `max_bytes` or no telemetry is left; returns how many rows.
+pub(crate) fn prune_to_size(conn: &Connection, max_bytes: u64) -> rusqlite::Result<u64> {
+    // Each round deletes everything older than the 2,000th oldest log line (or invocation
+    // record, once the logs are gone): the oldest records first, in bounded steps.
+    const ROUND: i64 = 2_000;
+    let mut n_deleted = 0;
+    while used_bytes(conn)? > max_bytes {
+        let cutoff: Option<i64> = conn
+            .query_row(
+                "SELECT max(t) FROM (
+                    SELECT time_us AS t FROM logs ORDER BY time_us LIMIT ?1
+                 )",
+                [ROUND],
+                |row| row.get(0),
+            )
+            .or_else(|_| Ok::<_, rusqlite::Error>(None))?;
+        let cutoff = match cutoff {
+            Some(cutoff) => cutoff,
+            None => match conn.query_row(
+                "SELECT max(t) FROM (
+                    SELECT start_us AS t FROM invocations ORDER BY start_us LIMIT ?1
+                 )",
+                [ROUND],
+                |row| row.get::<_, Option<i64>>(0),
+            )? {
+                Some(cutoff) => cutoff,
+                None => break,
+            },
+        };
+        let mut n_round = 0;
+        for sql in [
+            "DELETE FROM invocations WHERE start_us <= ?1",
+            "DELETE FROM logs WHERE time_us <= ?1",
+            "DELETE FROM spans WHERE start_us <= ?1",
+        ] {
+            n_round += conn.prepare_cached(sql)?.execute([cutoff])? as u64;
+        }
+        if n_round == 0 {
+            break;
+        }
+        n_deleted += n_round;
+    }
+    Ok(n_deleted)
 }
 
 pub(crate) fn insert_log(conn: &Connection, record: &LogRecord) -> rusqlite::Result<()> {
@@ -407,7 +484,7 @@ pub(crate) fn query_logs(conn: &Connection, query: &LogQuery) -> Result<LogPage,
     let mut rows = stmt.query(params.bind()).map_err(query_err)?;
     while let Some(row) = rows.next().map_err(query_err)? {
         let record = invocation_from_row(row).map_err(query_err)?;
-        next.invocation_id = next.invocation_id.max(row.get(17).map_err(query_err)?);
+        next.invocation_id = next.invocation_id.max(row.get(18).map_err(query_err)?);
         let [start, end, report] = platform_lines(&record);
         lines.push((start.time, 0, start));
         lines.push((end.time, 2, end));
@@ -534,10 +611,14 @@ pub fn platform_lines(record: &InvocationRecord) -> [LogRecord; 3] {
         fields: None,
     };
     let duration_ms = record.duration.as_secs_f64() * 1000.0;
-    let init = record
+    let mut init = record
         .init_duration
         .map(|d| format!("\tInit Duration: {:.2} ms", d.as_secs_f64() * 1000.0))
         .unwrap_or_default();
+    if record.log_lines_dropped > 0 {
+        // Not a field of Lambda's REPORT line: Lambda keeps every line (up to 256 KB each).
+        init.push_str(&format!("\t{} log lines dropped", record.log_lines_dropped));
+    }
     [
         line(record.start, start_message(request_id, &record.version)),
         line(end, format!("END RequestId: {request_id}")),
@@ -667,6 +748,7 @@ fn invocation_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
         trace_id: row.get(14)?,
         span_id: row.get(15)?,
         parent_span_id: row.get(16)?,
+        log_lines_dropped: u64::try_from(row.get::<_, i64>(17)?).unwrap_or(0),
     })
 }
 

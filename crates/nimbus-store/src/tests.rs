@@ -37,6 +37,7 @@ fn invocation(
         trace_id: format!("{:032x}", start_secs),
         span_id: None,
         parent_span_id: None,
+        log_lines_dropped: 0,
     }
 }
 
@@ -517,7 +518,9 @@ fn burst_of_20000_records_is_stored() -> TestResult {
         match idx % 4 {
             0 => store.record_invocation(invocation("burst", &request_id, idx, "ok")),
             1 => store.record_span(span(&format!("{idx:032x}"), "00f067aa0ba902b7", None, idx)),
-            _ => store.record_log(log("burst", Some(&request_id), idx, "a line of output")),
+            _ => {
+                let _ = store.record_log(log("burst", Some(&request_id), idx, "a line of output"));
+            }
         }
     }
     let queued = started.elapsed();

@@ -50,10 +50,15 @@ pub(crate) enum Record {
     Invocation(Box<InvocationRecord>),
     Log(Box<LogRecord>),
     Span(Box<SpanRecord>),
+    /// More dropped output lines of an invocation already recorded.
+    DroppedLines(Box<(String, u64)>),
 }
 
 /// The handle to the writer thread; dropping it commits what is queued and stops the thread.
 pub(crate) struct Writer {
+    /// The most bytes the database may use before the oldest telemetry is deleted; 0 for
+    /// no bound (`--retention-size`).
+    pub(crate) max_bytes: Arc<AtomicU64>,
     tx: Option<SyncSender<Command>>,
     thread: Option<JoinHandle<()>>,
     drops: Arc<Drops>,
@@ -92,24 +97,34 @@ impl Writer {
         }
         let (tx, rx) = sync_channel(capacity);
         let thread_drops = Arc::clone(&drops);
+        let max_bytes = Arc::new(AtomicU64::new(0));
+        let thread_max_bytes = Arc::clone(&max_bytes);
         let thread = std::thread::Builder::new()
             .name("nimbus-store-writer".to_owned())
-            .spawn(move || run(conn, rx, &thread_drops))
+            .spawn(move || run(conn, rx, &thread_drops, &thread_max_bytes))
             .map_err(|source| StoreError::SpawnWriter { source })?;
         Ok(Writer {
+            max_bytes,
             tx: Some(tx),
             thread: Some(thread),
             drops,
         })
     }
 
-    /// Queues `record` without waiting; when the queue is full the record is counted as dropped.
-    pub(crate) fn send(&self, record: Record) {
-        let Some(tx) = &self.tx else { return };
+    /// Queues `record` without waiting; when the queue is full the record is counted as
+    /// dropped and `false` returned.
+    pub(crate) fn send(&self, record: Record) -> bool {
+        let Some(tx) = &self.tx else { return false };
         match tx.try_send(Command::Record(record)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.drops.add(1, &"the writer's queue is full"),
-            Err(TrySendError::Disconnected(_)) => self.drops.add(1, &"the writer has stopped"),
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.drops.add(1, &"the writer's queue is full");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.drops.add(1, &"the writer has stopped");
+                false
+            }
         }
     }
 
@@ -184,7 +199,7 @@ impl Drops {
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Command>, drops: &Drops) {
+fn run(mut conn: Connection, rx: Receiver<Command>, drops: &Drops, max_bytes: &AtomicU64) {
     lower_priority();
     let mut batch = Vec::new();
     // `recv` fails only once every sender is gone and the queue is empty, so nothing sent is lost.
@@ -204,6 +219,10 @@ fn run(mut conn: Connection, rx: Receiver<Command>, drops: &Drops) {
             }
         }
         write_batch(&mut conn, &mut batch, drops);
+        let max_bytes = max_bytes.load(Ordering::Relaxed);
+        if max_bytes > 0 {
+            prune_to_size(&mut conn, max_bytes);
+        }
     }
     // SQLite recommends this before closing a long-lived connection: it refreshes the planner's
     // statistics where they have drifted, cheaply.
@@ -247,6 +266,9 @@ fn commit(conn: &mut Connection, records: Vec<Record>, drops: &Drops) {
                 Record::Invocation(record) => telemetry::insert_invocation(&tx, record),
                 Record::Log(record) => telemetry::insert_log(&tx, record),
                 Record::Span(span) => telemetry::insert_span(&tx, span),
+                Record::DroppedLines(dropped) => {
+                    telemetry::add_dropped_lines(&tx, &dropped.0, dropped.1)
+                }
             };
             if let Err(err) = res {
                 n_failed += 1;
@@ -263,6 +285,24 @@ fn commit(conn: &mut Connection, records: Vec<Record>, drops: &Drops) {
             n_records,
             &format_args!("committing {n_records} records: {err}"),
         ),
+    }
+}
+
+/// Keeps the database within `--retention-size`, oldest telemetry first.
+fn prune_to_size(conn: &mut Connection, max_bytes: u64) {
+    let res = (|| -> rusqlite::Result<u64> {
+        if telemetry::used_bytes(conn)? <= max_bytes {
+            return Ok(0);
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n_deleted = telemetry::prune_to_size(&tx, max_bytes)?;
+        tx.commit()?;
+        Ok(n_deleted)
+    })();
+    match res {
+        Ok(0) => {}
+        Ok(n_deleted) => tracing::debug!("retention size: deleted {n_deleted} oldest records"),
+        Err(err) => tracing::warn!(error = %err, "keeping the store within its retention size"),
     }
 }
 

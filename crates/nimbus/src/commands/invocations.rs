@@ -103,5 +103,6 @@ fn to_json(record: &InvocationRecord) -> serde_json::Value {
         "errorType": record.error_type,
         "errorMessage": record.error_message,
         "traceId": record.trace_id,
+        "logLinesDropped": record.log_lines_dropped,
     })
 }

@@ -63,6 +63,10 @@ pub(crate) struct UpCommand {
     /// Delete records, logs and spans older than this.
     #[arg(long, default_value = "7d", value_parser = duration::parse)]
     retention: Duration,
+    /// Keep .nimbus/nimbus.db within this size (KB, MB, GB: powers of 1024), deleting the
+    /// oldest records, logs and spans first.
+    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    retention_size: u64,
     /// Close a connection whose request head takes longer than this to arrive, or that
     /// sits idle this long between requests.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
@@ -153,6 +157,7 @@ impl UpCommand {
         let telemetry_store = match self.telemetry {
             Switch::On => {
                 spawn_pruner(store.clone(), self.retention);
+                store.set_retention_size(Some(self.retention_size));
                 Some(store.clone())
             }
             Switch::Off => None,
@@ -437,6 +442,32 @@ fn print_banner(
     }
     out.flush()?;
     Ok(())
+}
+
+/// A size on the command line: a number, then B, KB, MB or GB (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write it like 500MB or 2GB"))?;
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit {unit:?}: use B, KB, MB or GB"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Ctrl-C or SIGTERM.

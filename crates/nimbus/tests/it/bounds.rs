@@ -397,3 +397,84 @@ async fn admin(
     ];
     crate::harness::request(addr, method, path, &headers, body.as_bytes().to_vec()).await
 }
+
+/// Prints `mb` megabytes to stdout in lines of 1 KiB (1,024 lines a write).
+const FLOOD_JS: &str = "
+exports.handler = async (event) => {
+  const mb = Number(event.queryStringParameters.mb);
+  const chunk = ('x'.repeat(1023) + '\\n').repeat(1024);
+  for (let i = 0; i < mb; i++) process.stdout.write(chunk);
+  return { statusCode: 200, body: 'flooded' };
+};
+";
+
+/// The newest invocation record once its dropped lines reach `at_least`: a flood's
+/// lines are still being read after its record is written, and are added to it as they
+/// are dropped.
+async fn newest_record_dropping(app: &TestApp, at_least: u64) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = app
+            .nimbus_until(&["invocations", "--json"], |out| !out.is_empty())
+            .await;
+        let record: serde_json::Value = out
+            .lines()
+            .next()
+            .and_then(|line| serde_json::from_str(line).ok())
+            .expect("a JSON record");
+        if record["logLinesDropped"].as_u64().unwrap_or(0) >= at_least {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "{record}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 20: one invocation printing 200 MB grew `.nimbus/` by 168 MB and nimbus's stderr
+/// by 240 MB, and about half the lines were dropped without notice.
+#[tokio::test]
+async fn a_200_mb_stdout_flood_records_its_drops_and_the_store_stays_under_its_quota() {
+    let manifest = "service: flood\nprovider:\n  runtime: nodejs20.x\n  timeout: 60\nfunctions:\n  flood:\n    handler: flood.handler\n    events:\n      - httpApi: GET /flood\n";
+    let app = TestApp::new(&[("serverless.yml", manifest), ("flood.js", FLOOD_JS)]);
+    let server = TestServer::start(app.path(), &["--retention-size", "6MB"]);
+    let res = server.get("/flood?mb=200").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    // 204,800 lines are printed and 4 MiB of them (4,100 lines) kept.
+    let record = newest_record_dropping(&app, 200 * 1024 - 4 * 1024 - 64).await;
+    let request_id = record["requestId"]
+        .as_str()
+        .expect("a request id")
+        .to_owned();
+    let dropped = record["logLinesDropped"].as_u64().unwrap_or(0);
+    assert!(dropped <= 200 * 1024, "{dropped} dropped");
+    let logs = app
+        .nimbus_until(&["logs", "--request", &request_id], |out| {
+            out.contains("REPORT")
+        })
+        .await;
+    let report = logs
+        .lines()
+        .find(|l| l.contains("REPORT"))
+        .unwrap_or_default();
+    assert!(report.contains(" log lines dropped"), "{report}");
+    // nimbus's own log got at most the kept part too.
+    assert!(
+        server.logs().len() < 8 << 20,
+        "{} bytes of log",
+        server.logs().len()
+    );
+
+    // A second flood: the store stays within its quota, deleting the oldest lines first.
+    let res = server.get("/flood?mb=100").await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    newest_record_dropping(&app, 100 * 1024 - 4 * 1024 - 64).await;
+    let db = app.path().join(".nimbus/nimbus.db");
+    let size = std::fs::metadata(&db).map_or(0, |m| m.len());
+    assert!(size < 16 << 20, "the store is {size} bytes");
+    // Pruning follows the commit of what pushed the store past its quota.
+    let n_lines = |out: &str| out.lines().filter(|l| l.contains("xxxx")).count();
+    app.nimbus_until(&["logs", "--request", &request_id], |out| {
+        n_lines(out) < 3 * 1024
+    })
+    .await;
+}
