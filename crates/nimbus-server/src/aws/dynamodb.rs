@@ -158,9 +158,24 @@ async fn dispatch(
                     Some((segment as u32, total as u32))
                 }
                 (None, None) => None,
-                _ => {
+                (Some(_), None) => {
                     return Err(validation(
-                        "Segment and TotalSegments go together, with Segment less than TotalSegments",
+                        "The TotalSegments parameter is required but was not present in the request when Segment parameter is present",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(validation(
+                        "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+                    ));
+                }
+                (Some(_), Some(total)) if total > 1_000_000 => {
+                    return Err(validation(format!(
+                        "1 validation error detected: Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value less than or equal to 1000000"
+                    )));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(validation(
+                        "The Segment parameter is zero-based and must be less than parameter TotalSegments",
                     ));
                 }
             };
@@ -533,12 +548,18 @@ fn reword(operation: &str, mut e: DynamoError) -> DynamoError {
         e.message = "Requested resource not found".to_owned();
     }
     let single_write = matches!(operation, "PutItem" | "UpdateItem" | "DeleteItem");
+    // The update expression's checks before it runs: empty, a clause twice, paths that
+    // overlap.
+    let static_update_check = operation == "UpdateItem"
+        && (e.message == "Invalid UpdateExpression: The expression can not be empty;"
+            || e.message.starts_with("Invalid UpdateExpression: The \"")
+            || e.message
+                .starts_with("Invalid UpdateExpression: Two document paths overlap"));
     if e.code == "ValidationException"
-        && single_write
-        && (e
-            .message
-            .starts_with("Value provided in ExpressionAttribute")
-            || e.message == "Invalid UpdateExpression: The expression can not be empty;")
+        && ((single_write
+            && e.message
+                .starts_with("Value provided in ExpressionAttribute"))
+            || static_update_check)
     {
         e.message = format!("1 validation error detected: {}", e.message);
     }

@@ -502,17 +502,13 @@ pub(crate) async fn read(
         Some(index) => (&index.partition_key, index.sort_key.as_ref()),
         None => (&spec.partition_key, spec.sort_key.as_ref()),
     };
-    let (partition, sort) = match req.key_condition.as_deref() {
-        Some(text) => {
-            let condition = expr::parse_condition(text, ExprKind::KeyCondition, &mut placeholders)?;
-            let (partition, sort) = key_range(
-                &condition,
-                &partition_key.name,
-                sort_key.map(|k| k.name.as_str()),
-            )?;
-            (Some(partition), sort)
-        }
-        None => (None, SortRange::All),
+    let key_condition = match req.key_condition.as_deref() {
+        Some(text) => Some(expr::parse_condition(
+            text,
+            ExprKind::KeyCondition,
+            &mut placeholders,
+        )?),
+        None => None,
     };
     let filter = match req.filter.as_deref() {
         Some(text) => Some(expr::parse_condition(
@@ -524,6 +520,19 @@ pub(crate) async fn read(
     };
     let projection = projection(req.projection.as_deref(), &mut placeholders)?;
     placeholders.check_unused()?;
+    // Every expression parses before the key condition's meaning is checked, as DynamoDB
+    // reports an empty filter or an unused placeholder first.
+    let (partition, sort) = match &key_condition {
+        Some(condition) => {
+            let (partition, sort) = key_range(
+                condition,
+                &partition_key.name,
+                sort_key.map(|k| k.name.as_str()),
+            )?;
+            (Some(partition), sort)
+        }
+        None => (None, SortRange::All),
+    };
     if req.limit == Some(0) {
         return Err(TableError::Validation(
             "1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1".to_owned(),
@@ -629,6 +638,12 @@ fn key_range(
                     ).into()),
                 };
                 (single(path).ok_or_else(unsupported)?, range)
+            }
+            Condition::Compare(Operand::Path(_), _, Operand::Path(_)) => {
+                return Err(TableError::Validation(
+                    "Invalid KeyConditionExpression: Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition".to_owned(),
+                )
+                .into());
             }
             Condition::Between(Operand::Path(path), Operand::Value(low), Operand::Value(high)) => (
                 single(path).ok_or_else(unsupported)?,
@@ -867,7 +882,9 @@ pub(crate) async fn transact_get(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IndexKind {
     /// A global secondary index; `projects_all` when its projection is ALL.
-    Global { projects_all: bool },
+    Global {
+        projects_all: bool,
+    },
     Local,
 }
 

@@ -496,6 +496,10 @@ out["legacy"] = client.query(
     TableName="events", KeyConditions={"pk": {"ComparisonOperator": "EQ", "AttributeValueList": [{"S": "legacy"}]}},
     QueryFilter={"hits": {"ComparisonOperator": "GE", "AttributeValueList": [{"N": "2"}]}},
     AttributesToGet=["who", "log"])["Items"]
+error("segment", lambda: client.scan(TableName="events", Segment=0))
+error("key_paths", lambda: client.query(TableName="events", KeyConditionExpression="pk = n"))
+error("clauses", lambda: table.update_item(Key={"pk": "x", "n": 1}, UpdateExpression="SET a = :v SET b = :v",
+                                           ExpressionAttributeValues={":v": 1}))
 error("mixed", lambda: client.get_item(TableName="events", Key=legacy_key, ProjectionExpression="pk",
                                        AttributesToGet=["pk"]))
 print(json.dumps(out))
@@ -552,6 +556,9 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "return_values": ["ValidationException", "Return values set to invalid value"],
             "duplicates": ["ValidationException", "Provided list of item keys contains duplicates"],
             "expected": ["ConditionalCheckFailedException", "The conditional request failed"],
+            "segment": ["ValidationException", "The TotalSegments parameter is required but was not present in the request when Segment parameter is present"],
+            "key_paths": ["ValidationException", "Invalid KeyConditionExpression: Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition"],
+            "clauses": ["ValidationException", "1 validation error detected: Invalid UpdateExpression: The \"SET\" section can only be used once in an update expression;"],
             "mixed": ["ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"],
             "token": ["IdempotentParameterMismatchException", "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used."],
         }),

@@ -990,6 +990,9 @@ fn compare_steps(a: &[Step], b: &[Step]) -> Ordering {
     a.len().cmp(&b.len())
 }
 
+/// DynamoDB's message for an update whose operand has the wrong type for the item's value.
+const INCORRECT_DATA_TYPE: &str = "An operand in the update expression has an incorrect data type";
+
 fn update_error(message: impl std::fmt::Display) -> ExprError {
     ExprError(format!("Invalid UpdateExpression: {message}"))
 }
@@ -1027,6 +1030,15 @@ pub(crate) fn apply_update(update: &Update, old: &Item) -> Res<Item> {
             (Some(AttributeValue::Ss(a)), AttributeValue::Ss(b)) => AttributeValue::Ss(union(a, b)),
             (Some(AttributeValue::Ns(a)), AttributeValue::Ns(b)) => AttributeValue::Ns(union(a, b)),
             (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => AttributeValue::Bs(union(a, b)),
+            (
+                Some(_),
+                AttributeValue::N(_)
+                | AttributeValue::Ss(_)
+                | AttributeValue::Ns(_)
+                | AttributeValue::Bs(_),
+            ) => {
+                return Err(ExprError(INCORRECT_DATA_TYPE.to_owned()));
+            }
             (current, value) => {
                 let operand = match current {
                     Some(current)
@@ -1064,9 +1076,12 @@ pub(crate) fn apply_update(update: &Update, old: &Item) -> Res<Item> {
             (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => {
                 difference(a, b).map(AttributeValue::Bs)
             }
+            (Some(_), AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_)) => {
+                return Err(ExprError(INCORRECT_DATA_TYPE.to_owned()));
+            }
             (_, value) => {
                 return Err(update_error(format!(
-                    "Incorrect operand type for operator or function; operator: DELETE, operand type: {}",
+                    "Incorrect operand type for operator or function; operator or function: operator: DELETE, operand type: {}",
                     type_word(value.value_type())
                 )));
             }
@@ -1109,8 +1124,8 @@ fn set_value(value: &SetValue, item: &Item) -> Res<AttributeValue> {
                     .to_owned(),
             )
         }),
-        SetValue::Plus(a, b) | SetValue::Minus(a, b) => {
-            let (a, b) = (set_value(a, item)?, set_value(b, item)?);
+        SetValue::Plus(left, right) | SetValue::Minus(left, right) => {
+            let (a, b) = (set_value(left, item)?, set_value(right, item)?);
             let (symbol, sum) = match value {
                 SetValue::Plus(..) => ("+", true),
                 _ => ("-", false),
@@ -1122,11 +1137,16 @@ fn set_value(value: &SetValue, item: &Item) -> Res<AttributeValue> {
                         .map_err(|e| ExprError(e.to_string()))
                 }
                 _ => {
-                    let wrong = if matches!(a, AttributeValue::N(_)) {
-                        &b
+                    let (wrong, wrong_operand) = if matches!(a, AttributeValue::N(_)) {
+                        (&b, right)
                     } else {
-                        &a
+                        (&a, left)
                     };
+                    // A value placeholder's type is known from the request; an attribute's
+                    // only from the item, for which DynamoDB has a message of its own.
+                    if !matches!(**wrong_operand, SetValue::Operand(Operand::Value(_))) {
+                        return Err(ExprError(INCORRECT_DATA_TYPE.to_owned()));
+                    }
                     Err(update_error(format!(
                         "Incorrect operand type for operator or function; operator: {symbol}, operand type: {}",
                         type_word(wrong.value_type())

@@ -230,14 +230,34 @@ fn updates() {
         "DELETE tags :ss",
         expect![[r#"{"tags":{"SS":["a"]}} removed []"#]],
     );
+    // Issue 13: a value of the wrong type is refused by its type; an attribute of the wrong
+    // type, known only from the item, with DynamoDB's run-time message.
     check_update(
         "ADD #n :one",
+        expect!["An operand in the update expression has an incorrect data type"],
+    );
+    check_update(
+        "ADD n :abc",
         expect![
             "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD, operand type: STRING"
         ],
     );
     check_update(
+        "DELETE n :one",
+        expect![
+            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator or function: operator: DELETE, operand type: NUMBER"
+        ],
+    );
+    check_update(
+        "DELETE n :ss",
+        expect!["An operand in the update expression has an incorrect data type"],
+    );
+    check_update(
         "SET n = #n + :one",
+        expect!["An operand in the update expression has an incorrect data type"],
+    );
+    check_update(
+        "SET n = n + :abc",
         expect![
             "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: +, operand type: STRING"
         ],
