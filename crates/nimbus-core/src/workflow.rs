@@ -11,6 +11,35 @@
 //! This module does no IO and reads no clock: the host passes the time with each event, and
 //! randomness (retry jitter, task tokens, `States.UUID`) is drawn from the seed recorded in
 //! `ExecutionStarted`.
+//!
+//! # What the host does
+//!
+//! - Keep the journal: append each returned [`HistoryEvent`] (in order, ids contiguous from 1)
+//!   in one transaction with the work rows below; [`HistoryEvent::to_json`] is the stored form
+//!   and GetExecutionHistory's (drop its `nimbus` member when answering the API).
+//!   After a restart, [`ExecutionState::fold`] the journal and carry out
+//!   [`ExecutionState::outstanding`] again.
+//! - [`Command::Invoke`]: by [`Resource::parse`] of its `resource`, invoke the function with
+//!   `parameters` as the event (a direct function ARN), or run the integration (`lambda:invoke`
+//!   answers with the Invoke response `{ExecutedVersion, Payload, StatusCode, ...}`;
+//!   `sqs:sendMessage`, `sns:publish`, `dynamodb:*Item`, `events:putEvents`,
+//!   `states:startExecution` take `parameters` as the API request); pass `key` along as the
+//!   idempotency key; report [`Event::TaskSucceeded`] with the result, or
+//!   [`Event::TaskFailed`] with the function's `errorType` (`Lambda.Unknown` for a crash) and
+//!   its error JSON as text for the cause, or `States.Runtime` for a result that is not JSON.
+//!   [`Completion::Token`]: make the call, ignore its result, and map SendTaskSuccess /
+//!   SendTaskFailure for that token ([`ExecutionState::task_by_token`]) to the same events and
+//!   SendTaskHeartbeat to [`Event::TaskHeartbeat`]. [`Completion::Sync`]: report when the
+//!   child execution ends.
+//! - [`Command::StartTimer`]: arm or move the timer with that id and report
+//!   [`Event::TimerFired`] at `due_us` (waits, retry delays, task and heartbeat timeouts, the
+//!   execution's `TimeoutSeconds`); persist it with the journal so it survives a restart.
+//! - [`Command::Cancel`]: forget the task (stop it if possible); a late result is ignored.
+//! - [`Command::Succeed`] / [`Command::Fail`]: the execution ended; record its status, output
+//!   or error and cause (also in [`ExecutionState::status`]); StartSyncExecution answers now.
+//! - StopExecution is [`Event::Stop`]. Events that no longer apply (a stale timer, a second
+//!   result for a task) return no history and no commands, so the host may deliver at least
+//!   once.
 
 pub mod definition;
 pub mod engine;
