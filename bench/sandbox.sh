@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The cost of the function sandbox (SECURITY.md) on examples/hello: the same app served by
+# two `nimbus up`, one with NIMBUS_SANDBOX=off and one sandboxed (the default), measured
+# interleaved in the same run. Results are recorded in BENCHMARKS.md.
+#
+#   cargo build --release -p nimbus && bench/sandbox.sh
+#
+# 1. cold: first request after scale-to-zero (--idle-timeout 1s, wait 2.5 s, one curl),
+#    Node and Python, COLD_N times, alternating which server goes first.
+# 2. warm: bench/sandbox-load.js with 1 and 32 keep-alive connections for DURATION
+#    seconds, REPS times, alternating; req/s, p50, p99.
+# Needs curl, node, python3, bubblewrap. Only talks to 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NIMBUS=$(realpath "${NIMBUS:-target/release/nimbus}")
+PORT=${PORT:-18180}
+DURATION=${DURATION:-5}
+REPS=${REPS:-3}
+COLD_N=${COLD_N:-15}
+export NIMBUS_LOG=${NIMBUS_LOG:-warn}
+# The real python3 first on PATH: a pyenv shim would measure pyenv.
+PATH="$(dirname "$(python3 -c 'import sys; print(sys.executable)')"):$PATH"
+OUT=$(mktemp -d /tmp/nimbus-sandbox-bench.XXXXXX)
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+declare -A BASE
+for mode in off auto; do
+  port=$PORT; [ "$mode" = auto ] && port=$((PORT + 1))
+  cp -r examples/hello "$OUT/app-$mode"
+  rm -rf "$OUT/app-$mode/.nimbus"
+  NIMBUS_SANDBOX=$mode "$NIMBUS" up "$OUT/app-$mode" --port "$port" --idle-timeout 1s \
+    > "$OUT/$mode.out" 2> "$OUT/$mode.err" &
+  PIDS+=($!)
+  BASE[$mode]="http://127.0.0.1:$port"
+done
+for mode in off auto; do
+  for _ in $(seq 400); do curl -sf -o /dev/null "${BASE[$mode]}/hello?name=Ada" && break; sleep 0.05; done
+done
+echo "# $NIMBUS, repo at $(git rev-parse --short HEAD), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+grep -h "isolation:" "$OUT/auto.out" || { echo "the sandboxed server printed no isolation line" >&2; exit 1; }
+
+# stdin: numbers -> "median (min–max)"
+stats() { sort -g | awk '{ a[NR] = $1 } END {
+  m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+  printf "%.1f (%.1f–%.1f)", m, a[1], a[NR] }'; }
+
+cold_one() { # mode path -> ms
+  curl -s -o /dev/null -w '%{time_total}\n' "${BASE[$1]}$2" | awk '{ printf "%.2f\n", $1 * 1000 }'
+}
+for i in $(seq "$COLD_N"); do
+  sleep 2.5
+  order="off auto"; [ $((i % 2)) = 0 ] && order="auto off"
+  for mode in $order; do
+    cold_one "$mode" '/hello?name=Ada' >> "$OUT/cold-node-$mode"
+    cold_one "$mode" '/python/hello?name=Ada' >> "$OUT/cold-python-$mode"
+  done
+done
+
+for rep in $(seq "$REPS"); do
+  for conns in 1 32; do
+    order="off auto"; [ $((rep % 2)) = 0 ] && order="auto off"
+    for mode in $order; do
+      node bench/sandbox-load.js "${BASE[$mode]}/hello?name=Ada" "$conns" "$DURATION" >> "$OUT/warm-$conns-$mode"
+    done
+  done
+done
+
+echo
+echo "| cold start, ms, median (min–max) of $COLD_N | NIMBUS_SANDBOX=off | sandboxed |"
+echo "|---|---|---|"
+for rt in node python; do
+  echo "| $rt: first request after scale-to-zero | $(stats < "$OUT/cold-$rt-off") | $(stats < "$OUT/cold-$rt-auto") |"
+done
+echo
+echo "| warm, median (min–max) of $REPS | NIMBUS_SANDBOX=off | sandboxed |"
+echo "|---|---|---|"
+for conns in 1 32; do
+  for col in 1 2 3; do
+    name=$(echo "req/s p50_ms p99_ms" | cut -d' ' -f$col)
+    echo "| $conns conn: $name | $(cut -d' ' -f$col < "$OUT/warm-$conns-off" | stats) | $(cut -d' ' -f$col < "$OUT/warm-$conns-auto" | stats) |"
+  done
+done
+echo "| errors | $(awk '{ s += $4 } END { print s + 0 }' "$OUT"/warm-*-off) | $(awk '{ s += $4 } END { print s + 0 }' "$OUT"/warm-*-auto) |"
+
+# What the sandbox's start costs by itself: a live instance's own bubblewrap command line
+# (from /proc) run with /bin/true or `node -e 0` in place of the runtime.
+if command -v hyperfine >/dev/null; then
+  curl -s -o /dev/null "${BASE[auto]}/hello?name=Ada"
+  bwrap_pid=$(pgrep -x bwrap | head -1)
+  python3 - "$bwrap_pid" "$OUT" <<'PY'
+import shlex, sys
+args = open(f"/proc/{sys.argv[1]}/cmdline", "rb").read().decode().split("\0")[:-1]
+cut = len(args) - 1 - args[::-1].index("--")  # after setpriv's own "--"
+for name, payload in [("sandbox-true", ["/bin/true"]), ("sandbox-node", ["/usr/bin/node", "-e", "0"])]:
+    with open(f"{sys.argv[2]}/{name}.sh", "w") as f:
+        f.write("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in args[:cut + 1] + payload) + "\n")
+PY
+  chmod +x "$OUT"/sandbox-*.sh
+  echo
+  env -i PATH=/usr/bin:/bin hyperfine -N --warmup 5 -r 40 --export-markdown "$OUT/parts.md" \
+    /bin/true "$OUT/sandbox-true.sh" "/usr/bin/node -e 0" "$OUT/sandbox-node.sh" > /dev/null
+  sed "s|$OUT/||g" "$OUT/parts.md"
+fi
+echo
+echo "raw figures: $OUT"
