@@ -70,20 +70,43 @@ pub struct Diagnostic {
     pub location: String,
     /// What is wrong.
     pub message: String,
+    /// Whether it stops the definition from running.
+    pub severity: Severity,
+}
+
+/// How bad a [`Diagnostic`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The definition cannot run.
+    Error,
+    /// Step Functions runs it too, but it is probably a mistake.
+    Warning,
 }
 
 impl Diagnostic {
-    /// A diagnostic at `location`.
+    /// An error at `location`.
     pub fn new(location: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             location: location.to_owned(),
             message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+
+    /// A warning at `location`.
+    pub fn warning(location: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::new(location, message)
         }
     }
 }
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
         if self.location.is_empty() {
             f.write_str(&self.message)
         } else {
@@ -92,11 +115,12 @@ impl std::fmt::Display for Diagnostic {
     }
 }
 
-/// Parses and validates a definition: the definition, or every problem found.
+/// Parses and validates a definition: the definition (warnings aside: [`validate()`] lists
+/// them), or every problem found when any is an error.
 pub fn check(value: &serde_json::Value) -> Result<Definition, Vec<Diagnostic>> {
     let definition = parse(value)?;
     let diagnostics = validate(&definition);
-    if diagnostics.is_empty() {
+    if diagnostics.iter().all(|d| d.severity == Severity::Warning) {
         Ok(definition)
     } else {
         Err(diagnostics)

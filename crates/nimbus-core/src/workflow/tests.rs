@@ -1064,7 +1064,7 @@ fn validation_of_a_parsed_definition_finds_graph_problems() {
     });
     expect![[r#"
         States.A.Next: no state is named 'Ghost' in this state machine
-        States.F.Error: 'States.Made.Up': error names starting with States. are reserved
+        warning: States.F.Error: 'States.Made.Up': error names starting with States. are reserved
         States.Fork.Branches[0].States.In.Next: no state is named 'A' in this branch
         States.T.Retry[0].ErrorEquals: States.ALL must be in the last Retry entry
         States.T.Catch[0].ErrorEquals: States.ALL must be the only error name in its ErrorEquals
@@ -1609,4 +1609,52 @@ fn a_chain_of_a_thousand_pass_states_runs_in_one_step() {
         }]
     );
     assert_eq!(ExecutionState::fold(&definition, &events), state);
+}
+
+/// A first-to-finish race in the style of AWS's quorum sample: the winning branch fails with a
+/// made-up `States.` error that the Parallel catches. Step Functions runs such names, so
+/// validation only warns.
+#[test]
+fn custom_states_errors_warn_but_run() {
+    let definition = json!({
+        "StartAt": "Race",
+        "States": {
+            "Race": {
+                "Type": "Parallel",
+                "Branches": [
+                    {"StartAt": "Slow", "States": {"Slow": {"Type": "Wait", "Seconds": 30, "Next": "Late"}, "Late": {"Type": "Fail", "Error": "States.TooLate"}}},
+                    {"StartAt": "Fast", "States": {"Fast": {"Type": "Wait", "Seconds": 1, "Next": "Won"}, "Won": {"Type": "Fail", "Error": "States.Won", "Cause": "fast"}}}
+                ],
+                "Catch": [
+                    {"ErrorEquals": ["States.Won"], "ResultPath": "$.winner", "Next": "Done"},
+                    {"ErrorEquals": ["States.TooLate"], "Next": "Done"}
+                ],
+                "End": true
+            },
+            "Done": {"Type": "Succeed"}
+        }
+    });
+    let warnings: String = parse(&definition)
+        .map(|d| validate(&d).iter().map(|w| format!("{w}\n")).collect())
+        .unwrap_or_default();
+    expect![[r#"
+        warning: States.Race.Branches[0].States.Late.Error: 'States.TooLate': error names starting with States. are reserved
+        warning: States.Race.Branches[1].States.Won.Error: 'States.Won': error names starting with States. are reserved
+        warning: States.Race.Catch[0].ErrorEquals: unknown error name 'States.Won': names starting with States. are reserved
+        warning: States.Race.Catch[1].ErrorEquals: unknown error name 'States.TooLate': names starting with States. are reserved
+        ExecutionStarted
+        ParallelStateEntered Race {}
+        ParallelStateStarted
+          WaitStateEntered Slow {}
+          WaitStateEntered Fast {}
+        +1s
+          WaitStateExited Fast {}
+          FailStateEntered Won {}
+        ParallelStateFailed States.Won: fast (catch 0)
+        ParallelStateExited Race {"winner":{"Cause":"fast","Error":"States.Won"}}
+        SucceedStateEntered Done {"winner":{"Cause":"fast","Error":"States.Won"}}
+        SucceedStateExited Done {"winner":{"Cause":"fast","Error":"States.Won"}}
+        ExecutionSucceeded {"winner":{"Cause":"fast","Error":"States.Won"}}
+    "#]]
+    .assert_eq(&format!("{warnings}{}", run(definition, json!({}), &[])));
 }

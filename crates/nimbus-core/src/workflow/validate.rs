@@ -28,7 +28,8 @@ pub const RESERVED_ERRORS: &[&str] = &[
     "States.QueryEvaluationError",
 ];
 
-/// Every problem with the definition's structure; empty when it may run.
+/// Every problem with the definition's structure, warnings included; it may run when none is
+/// an error.
 pub fn validate(definition: &Definition) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     machine(&definition.machine, &mut out);
@@ -67,7 +68,9 @@ fn machine(machine: &Machine, out: &mut Vec<Diagnostic>) {
                 error: Some(Text::Fixed(error)),
                 ..
             } if error.starts_with("States.") && !RESERVED_ERRORS.contains(&error.as_str()) => {
-                out.push(Diagnostic::new(
+                // Step Functions runs such names (published samples use them), so this
+                // only warns.
+                out.push(Diagnostic::warning(
                     &format!("{}.Error", state.location),
                     format!("'{error}': error names starting with States. are reserved"),
                 ));
@@ -161,7 +164,7 @@ fn error_handling(location: &str, errors: &ErrorHandling, out: &mut Vec<Diagnost
                     ));
                 }
             } else if name.starts_with("States.") && !RESERVED_ERRORS.contains(&name.as_str()) {
-                out.push(Diagnostic::new(
+                out.push(Diagnostic::warning(
                     &at,
                     format!(
                         "unknown error name '{name}': names starting with States. are reserved"
