@@ -348,26 +348,23 @@ fn describe(conn: &Connection, stream: &str) -> Result<Option<StreamDescription>
     let Some((kind, shards, retention_us, created_us)) = row else {
         return Ok(None);
     };
-    let mut shard_ranges = vec![None; shards as usize];
+    // Two index seeks per shard rather than a GROUP BY, which would read every record of
+    // the stream (DescribeStream, ListShards and merged reads describe often).
     let mut stmt = conn
         .prepare_cached(
-            "SELECT shard, MIN(seq), MAX(seq) FROM stream_records WHERE stream = ?1 GROUP BY shard",
+            "SELECT
+                (SELECT seq FROM stream_records WHERE stream = ?1 AND shard = ?2
+                 ORDER BY seq LIMIT 1),
+                (SELECT seq FROM stream_records WHERE stream = ?1 AND shard = ?2
+                 ORDER BY seq DESC LIMIT 1)",
         )
         .map_err(read_err("stream records"))?;
-    let rows = stmt
-        .query_map([stream], |row| {
-            Ok((
-                row.get::<_, u32>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(read_err("stream records"))?;
-    for (shard, low, high) in rows {
-        if let Some(range) = shard_ranges.get_mut(shard as usize) {
-            *range = Some((low as u64, high as u64));
-        }
+    let mut shard_ranges = Vec::with_capacity(shards as usize);
+    for shard in 0..shards {
+        let (low, high): (Option<i64>, Option<i64>) = stmt
+            .query_row(params![stream, shard], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(read_err("stream records"))?;
+        shard_ranges.push(low.zip(high).map(|(low, high)| (low as u64, high as u64)));
     }
     Ok(Some(StreamDescription {
         spec: StreamSpec {
