@@ -555,12 +555,15 @@ fn reword(operation: &str, mut e: DynamoError) -> DynamoError {
             || e.message.starts_with("Invalid UpdateExpression: The \"")
             || e.message
                 .starts_with("Invalid UpdateExpression: Two document paths overlap"));
-    if e.code == "ValidationException"
-        && ((single_write
-            && e.message
-                .starts_with("Value provided in ExpressionAttribute"))
-            || static_update_check)
-    {
+    let request_check = e
+        .message
+        .starts_with("Value provided in ExpressionAttribute")
+        || e.message
+            .starts_with("ExpressionAttributeValues must not be empty")
+        || e.message
+            .starts_with("ExpressionAttributeNames must not be empty")
+        || e.message.ends_with("set  may not be empty");
+    if e.code == "ValidationException" && ((single_write && request_check) || static_update_check) {
         e.message = format!("1 validation error detected: {}", e.message);
     }
     const EMPTY_KEY: &str = "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: ";
@@ -760,11 +763,12 @@ mod transaction_tokens {
     }
 }
 
-/// `{"Attributes": ..}` when a write returns values, `{}` otherwise.
+/// `{"Attributes": ..}` when a write returns values, `{}` otherwise (also when none of
+/// the updated attributes had an old value: DynamoDB sends no empty `Attributes`).
 fn attributes(item: Option<Item>) -> Json {
     match item {
-        Some(item) => json!({ "Attributes": item_to_json(&item) }),
-        None => json!({}),
+        Some(item) if !item.is_empty() => json!({ "Attributes": item_to_json(&item) }),
+        _ => json!({}),
     }
 }
 
@@ -1175,9 +1179,14 @@ fn placeholders(r: &Req<'_>) -> Res<Placeholder> {
         }
         for (key, value) in values {
             let value = AttributeValue::from_json(value).map_err(|e| {
-                validation(format!(
-                    "ExpressionAttributeValues contains invalid value: {e} for key {key}"
-                ))
+                // An empty set is refused in DynamoDB's words for an item's empty set.
+                if e.ends_with("set  may not be empty") {
+                    validation(e)
+                } else {
+                    validation(format!(
+                        "ExpressionAttributeValues contains invalid value: {e} for key {key}"
+                    ))
+                }
             })?;
             placeholder.values.insert(key.clone(), value);
         }
@@ -1205,19 +1214,52 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
         })?;
         definitions.insert(definition.string("AttributeName")?, kind);
     }
-    let key_schema = |schema: &[Json]| -> Res<(KeyAttribute, Option<KeyAttribute>)> {
+    // DynamoDB's default billing mode is PROVISIONED, which needs a throughput.
+    let billing_mode = r.optional_string("BillingMode")?;
+    let throughput = r.0.get("ProvisionedThroughput").filter(|t| !t.is_null());
+    match (billing_mode.as_deref(), throughput) {
+        (None | Some("PROVISIONED"), None) => {
+            return Err(validation(
+                "One or more parameter values were invalid: ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED",
+            ));
+        }
+        (Some("PAY_PER_REQUEST"), Some(_)) => {
+            return Err(validation(
+                "ProvisionedThroughput cannot be specified when BillingMode is PAY_PER_REQUEST",
+            ));
+        }
+        (None | Some("PROVISIONED" | "PAY_PER_REQUEST"), _) => {}
+        (Some(other), _) => {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{other}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
+            )));
+        }
+    }
+    // `at` is where the schema sits in the request, for DynamoDB's messages.
+    let key_schema = |schema: &[Json], at: &str| -> Res<(KeyAttribute, Option<KeyAttribute>)> {
         let mut partition = None;
         let mut sort = None;
-        for element in schema {
+        for (element_idx, element) in schema.iter().enumerate() {
             let element = Req(object_of(element, "KeySchema")?);
             let name = element.string("AttributeName")?;
+            let key_type = element.string("KeyType")?;
+            if !matches!(key_type.as_str(), "HASH" | "RANGE") {
+                return Err(validation(format!(
+                    "1 validation error detected: Value '{key_type}' at '{at}keySchema.{}.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]",
+                    element_idx + 1
+                )));
+            }
             let kind = *definitions.get(&name).ok_or_else(|| {
-                validation(format!(
-                    "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [{name}]"
-                ))
+                validation(if at.is_empty() {
+                    "Invalid KeySchema: Some index key attribute have no definition".to_owned()
+                } else {
+                    format!(
+                        "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [{name}]"
+                    )
+                })
             })?;
             let attribute = KeyAttribute { name, kind };
-            match element.string("KeyType")?.as_str() {
+            match key_type.as_str() {
                 "HASH" if partition.is_none() => partition = Some(attribute),
                 "RANGE" if sort.is_none() => sort = Some(attribute),
                 other => {
@@ -1231,7 +1273,7 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
             partition.ok_or_else(|| validation("Invalid KeySchema: a HASH key is required"))?;
         Ok((partition, sort))
     };
-    let (partition_key, sort_key) = key_schema(r.array("KeySchema")?)?;
+    let (partition_key, sort_key) = key_schema(r.array("KeySchema")?, "")?;
     let indexes = |field: &str| -> Res<Vec<IndexSpec>> {
         let Some(list) = r.0.get(field) else {
             return Ok(Vec::new());
@@ -1239,10 +1281,16 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
         let Json::Array(list) = list else {
             return Err(validation(format!("{field} is a list")));
         };
+        if list.is_empty() {
+            return Err(validation(format!(
+                "One or more parameter values were invalid: List of {field} is empty"
+            )));
+        }
         let mut out = Vec::new();
-        for index in list {
+        for (index_idx, index) in list.iter().enumerate() {
             let index = Req(object_of(index, field)?);
-            let (partition_key, sort_key) = key_schema(index.array("KeySchema")?)?;
+            let at = format!("{}.{}.member.", lower_first(field), index_idx + 1);
+            let (partition_key, sort_key) = key_schema(index.array("KeySchema")?, &at)?;
             let projection = match index.0.get("Projection") {
                 Some(projection) => {
                     let projection = Req(object_of(projection, "Projection")?);
@@ -1286,7 +1334,7 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
         }
         None => None,
     };
-    Ok(TableSpec {
+    let spec = TableSpec {
         name,
         partition_key,
         sort_key,
@@ -1294,7 +1342,33 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
         local_indexes: indexes("LocalSecondaryIndexes")?,
         ttl_attribute: None,
         stream_view,
-    })
+    };
+    // Every definition is some key's: DynamoDB refuses the others.
+    let used: BTreeSet<&str> = spec
+        .key_attributes()
+        .chain(
+            spec.global_indexes
+                .iter()
+                .chain(&spec.local_indexes)
+                .flat_map(|i| std::iter::once(&i.partition_key).chain(i.sort_key.as_ref())),
+        )
+        .map(|key| key.name.as_str())
+        .collect();
+    if definitions.keys().any(|name| !used.contains(name.as_str())) {
+        let no_indexes = spec.global_indexes.is_empty() && spec.local_indexes.is_empty();
+        return Err(validation(if no_indexes {
+            "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions".to_owned()
+        } else {
+            let defined: Vec<&str> = definitions.keys().map(String::as_str).collect();
+            let used: Vec<&str> = used.into_iter().collect();
+            format!(
+                "One or more parameter values were invalid: Some AttributeDefinitions are not used. AttributeDefinitions: [{}], keys used: [{}]",
+                defined.join(", "),
+                used.join(", ")
+            )
+        }));
+    }
+    Ok(spec)
 }
 
 /// When the table's change stream was created, for its label; `None` without a stream.

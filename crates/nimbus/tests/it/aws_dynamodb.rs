@@ -500,6 +500,17 @@ error("segment", lambda: client.scan(TableName="events", Segment=0))
 error("key_paths", lambda: client.query(TableName="events", KeyConditionExpression="pk = n"))
 error("clauses", lambda: table.update_item(Key={"pk": "x", "n": 1}, UpdateExpression="SET a = :v SET b = :v",
                                            ExpressionAttributeValues={":v": 1}))
+error("billing", lambda: client.create_table(
+    TableName="nobill", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}]))
+error("definitions", lambda: client.create_table(
+    TableName="extra", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
+                                             {"AttributeName": "x", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST"))
+error("overlap", lambda: table.get_item(Key={"pk": "x", "n": 1}, ProjectionExpression="a, a"))
+out["updated_old_none"] = "Attributes" in table.update_item(
+    Key={"pk": "fresh", "n": 1}, UpdateExpression="SET a = :v", ExpressionAttributeValues={":v": 1},
+    ReturnValues="UPDATED_OLD")
 error("mixed", lambda: client.get_item(TableName="events", Key=legacy_key, ProjectionExpression="pk",
                                        AttributesToGet=["pk"]))
 print(json.dumps(out))
@@ -559,6 +570,9 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "segment": ["ValidationException", "The TotalSegments parameter is required but was not present in the request when Segment parameter is present"],
             "key_paths": ["ValidationException", "Invalid KeyConditionExpression: Invalid condition in KeyConditionExpression: Multiple attribute names used in one condition"],
             "clauses": ["ValidationException", "1 validation error detected: Invalid UpdateExpression: The \"SET\" section can only be used once in an update expression;"],
+            "billing": ["ValidationException", "One or more parameter values were invalid: ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"],
+            "definitions": ["ValidationException", "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"],
+            "overlap": ["ValidationException", "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"],
             "mixed": ["ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"],
             "token": ["IdempotentParameterMismatchException", "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used."],
         }),
@@ -580,6 +594,7 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
     );
     assert_eq!(out["hits"], 1);
     assert_eq!(out["ne_written"], true);
+    assert_eq!(out["updated_old_none"], false);
     assert_eq!(
         out["legacy"],
         json!([{ "who": { "S": "me" }, "log": { "L": [{ "S": "x" }] } }])

@@ -175,19 +175,26 @@ pub(crate) fn parse_update(text: &str, placeholders: &mut Placeholders) -> Res<U
     paths.extend(&update.remove);
     paths.extend(update.add.iter().map(|(p, _)| p));
     paths.extend(update.delete.iter().map(|(p, _)| p));
+    check_overlap(&paths, ExprKind::Update)?;
+    Ok(update)
+}
+
+/// Refuses two paths of which one is the other or inside it.
+fn check_overlap(paths: &[&Path], kind: ExprKind) -> Res<()> {
     for (idx, a) in paths.iter().enumerate() {
         for b in &paths[..idx] {
             let n = a.0.len().min(b.0.len());
             if a.0[..n] == b.0[..n] {
                 return Err(ExprError(format!(
-                    "Invalid UpdateExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [{}], path two: [{}]",
+                    "Invalid {}: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [{}], path two: [{}]",
+                    kind.name(),
                     b.describe(),
                     a.describe()
                 )));
             }
         }
     }
-    Ok(update)
+    Ok(())
 }
 
 /// Parses a projection expression: paths separated by commas.
@@ -198,6 +205,7 @@ pub(crate) fn parse_projection(text: &str, placeholders: &mut Placeholders) -> R
         paths.push(parser.path()?);
     }
     parser.finish()?;
+    check_overlap(&paths.iter().collect::<Vec<_>>(), ExprKind::Projection)?;
     Ok(paths)
 }
 

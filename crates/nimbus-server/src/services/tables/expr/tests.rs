@@ -313,6 +313,12 @@ fn projections() {
         expect![[r#"{"lst":{"L":[{"M":{"c":{"S":"x"}}}]},"m":{"M":{"a":{"M":{"b":{"N":"1"}}}}}}"#]],
     );
     check_projection(
+        "id, m.a, m.a.b",
+        expect![
+            "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [m, a], path two: [m, a, b]"
+        ],
+    );
+    check_projection(
         "id,",
         expect![[r#"Invalid ProjectionExpression: Syntax error; token: "<EOF>", near: ",""#]],
     );
