@@ -117,12 +117,16 @@ impl std::fmt::Display for Diagnostic {
 
 /// Parses and validates a definition: the definition (warnings aside: [`validate()`] lists
 /// them), or every problem found when any is an error.
+/// Parse errors come first, then what validation finds in the states that did parse.
 pub fn check(value: &serde_json::Value) -> Result<Definition, Vec<Diagnostic>> {
-    let definition = parse(value)?;
-    let diagnostics = validate(&definition);
-    if diagnostics.iter().all(|d| d.severity == Severity::Warning) {
-        Ok(definition)
-    } else {
-        Err(diagnostics)
+    let (definition, mut diagnostics) = definition::parse_partial(value);
+    if let Some(definition) = &definition {
+        diagnostics.extend(validate(definition));
+    }
+    match definition {
+        Some(definition) if diagnostics.iter().all(|d| d.severity == Severity::Warning) => {
+            Ok(definition)
+        }
+        _ => Err(diagnostics),
     }
 }

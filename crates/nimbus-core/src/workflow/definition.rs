@@ -32,6 +32,9 @@ pub struct Machine {
     /// Where this machine sits in the definition (`""`, `States.P.Branches[0]`).
     pub location: String,
     index: HashMap<String, usize>,
+    /// States that could not be parsed (only in a definition with parse errors), so that
+    /// validation does not also call them missing.
+    broken: Vec<String>,
 }
 
 /// One state.
@@ -414,13 +417,29 @@ impl Machine {
     pub fn state(&self, name: &str) -> Option<&State> {
         self.index.get(name).and_then(|&i| self.states.get(i))
     }
+
+    /// Whether a state named `name` is written, even if it could not be parsed.
+    pub fn has_state(&self, name: &str) -> bool {
+        self.index.contains_key(name) || self.broken.iter().any(|b| b == name)
+    }
 }
 
 /// Parses a definition, collecting every error rather than stopping at the first.
 pub fn parse(value: &Value) -> Result<Definition, Vec<Diagnostic>> {
+    match parse_partial(value) {
+        (Some(definition), errors) if errors.is_empty() => Ok(definition),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// The definition as far as it parses (states that do not are left out), and the errors.
+pub(crate) fn parse_partial(value: &Value) -> (Option<Definition>, Vec<Diagnostic>) {
     let mut cx = Cx::default();
     let Some(object) = value.as_object() else {
-        return Err(vec![Diagnostic::new("", "a definition is a JSON object")]);
+        return (
+            None,
+            vec![Diagnostic::new("", "a definition is a JSON object")],
+        );
     };
     cx.known(
         object,
@@ -448,15 +467,13 @@ pub fn parse(value: &Value) -> Result<Definition, Vec<Diagnostic>> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let machine = cx.machine(object, "");
-    match machine {
-        Some(machine) if cx.errors.is_empty() => Ok(Definition {
-            machine,
-            timeout_seconds,
-            comment,
-            uses_context: cx.uses_context,
-        }),
-        _ => Err(cx.errors),
-    }
+    let definition = machine.map(|machine| Definition {
+        machine,
+        timeout_seconds,
+        comment,
+        uses_context: cx.uses_context,
+    });
+    (definition, cx.errors)
 }
 
 #[derive(Default)]
@@ -625,11 +642,13 @@ impl Cx {
         }
         let states_at = join(at, "States");
         let mut states = Vec::new();
+        let mut broken = Vec::new();
         match object.get("States") {
             Some(Value::Object(members)) if !members.is_empty() => {
                 for (name, value) in members {
-                    if let Some(state) = self.state(name, value, &join(&states_at, name)) {
-                        states.push(state);
+                    match self.state(name, value, &join(&states_at, name)) {
+                        Some(state) => states.push(state),
+                        None => broken.push(name.clone()),
                     }
                 }
             }
@@ -646,6 +665,7 @@ impl Cx {
             states,
             location: at.to_owned(),
             index,
+            broken,
         })
     }
 

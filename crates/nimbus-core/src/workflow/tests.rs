@@ -1046,6 +1046,24 @@ fn validation_reports_every_structural_problem() {
         States.Task.Retry[0].BackoffRate: must be a number of at least 1.0
         States.Task.Retry[1].JitterStrategy: must be FULL or NONE
         States.Waiter: a Wait state needs exactly one of Seconds, Timestamp, SecondsPath and TimestampPath
+        States.Choose.Default: no state is named 'Gone' in this state machine
+        warning: States.Failer.Error: 'States.Made.Up': error names starting with States. are reserved
+        States.Fork.Branches[0].States.In.Next: no state is named 'Start' in this branch
+        States.Mapper.ItemProcessor.States.X.Next: no state is named 'Y' in this Map's processor
+        States.Start.Next: no state is named 'Nowhere' in this state machine
+        States.Task.Catch[0].Next: no state is named 'Missing' in this state machine
+        States.Task.Retry[0].ErrorEquals: States.ALL must be in the last Retry entry
+        warning: States.Task.Retry[1].ErrorEquals: unknown error name 'States.Oops': names starting with States. are reserved
+        States.Task.Catch[0].ErrorEquals: States.ALL must be the only error name in its ErrorEquals
+        States.Task.HeartbeatSeconds: must be smaller than TimeoutSeconds
+        States.Both: the state 'Both' is not reachable from StartAt
+        States.Choose: the state 'Choose' is not reachable from StartAt
+        States.Failer: the state 'Failer' is not reachable from StartAt
+        States.Fork: the state 'Fork' is not reachable from StartAt
+        States.Mapper: the state 'Mapper' is not reachable from StartAt
+        States.NoEnd: the state 'NoEnd' is not reachable from StartAt
+        States.Orphan: the state 'Orphan' is not reachable from StartAt
+        States.Task: the state 'Task' is not reachable from StartAt
     "#]]
     .assert_eq(&run(definition, json!({}), &[]));
 }

@@ -44,7 +44,7 @@ fn machine(machine: &Machine, out: &mut Vec<Diagnostic>) {
             format!("{}.{key}", machine.location)
         }
     };
-    if machine.state(&machine.start_at).is_none() {
+    if !machine.has_state(&machine.start_at) {
         out.push(Diagnostic::new(
             &at("StartAt"),
             format!("no state is named '{}'", machine.start_at),
@@ -89,7 +89,7 @@ fn machine(machine: &Machine, out: &mut Vec<Diagnostic>) {
             }
         }
         for (location, next) in targets {
-            if machine.state(next).is_none() {
+            if !machine.has_state(next) {
                 out.push(Diagnostic::new(
                     &location,
                     format!("no state is named '{next}' in this {}", scope_name(machine)),
