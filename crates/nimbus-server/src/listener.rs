@@ -1,5 +1,7 @@
 //! The accept loop of every HTTP listener: a header-read deadline that also closes idle
-//! kept-alive connections, request heads with a bare LF refused, graceful shutdown.
+//! kept-alive connections, request heads with a bare LF refused, graceful shutdown; and
+//! HTTP/2 without TLS for clients that speak it with prior knowledge (h2c): the AWS SDK for
+//! JavaScript v3's Kinesis client does, by default, against an `http://` endpoint.
 
 use std::io;
 use std::pin::Pin;
@@ -9,7 +11,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -31,6 +34,25 @@ pub fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Bu
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
+    builder
+}
+
+/// A connection builder for HTTP/1.1 (with [`http1_builder`]'s limits) and HTTP/2 with
+/// prior knowledge, told apart by the connection's first bytes (HTTP/2's preface).
+fn auto_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // An HTTP/2 connection that goes quiet is closed after the same time as an idle
+    // HTTP/1.1 one: pings every `header_timeout`, and no answer within it ends it.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(header_timeout)
+        .keep_alive_timeout(header_timeout)
+        .max_concurrent_streams(256);
     builder
 }
 
@@ -65,10 +87,9 @@ pub(crate) async fn serve(
                 req.extensions_mut().insert(ConnectInfo(remote));
                 router.clone().call(req)
             });
-            let builder = http1_builder(header_timeout);
+            let builder = auto_builder(header_timeout);
             let conn = builder
-                .serve_connection(TokioIo::new(StrictHeads::new(stream)), service)
-                .with_upgrades();
+                .serve_connection_with_upgrades(TokioIo::new(StrictHeads::new(stream)), service);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => return,

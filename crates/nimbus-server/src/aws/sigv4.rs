@@ -164,7 +164,12 @@ impl Authorization {
             hex(&Sha256::digest(canonical.as_bytes()))
         );
         let expected = hex(&hmac(&self.signing_key(secret), string_to_sign.as_bytes()));
-        constant_time_eq(expected.as_bytes(), self.signature.as_bytes())
+        let matches = constant_time_eq(expected.as_bytes(), self.signature.as_bytes());
+        if !matches {
+            // What S3 puts in its SignatureDoesNotMatch error, for whoever debugs a client.
+            tracing::debug!(%canonical, %string_to_sign, "SigV4 signature does not match");
+        }
+        matches
     }
 }
 
@@ -290,8 +295,9 @@ fn canonical_request(
                     .join(" ")
             })
             .collect();
-        // `host` is a header on HTTP/1.1; an HTTP/2 request carries it in the URI.
-        let values = if values.is_empty() && name == "host" {
+        // `host` is a header on HTTP/1.1; an HTTP/2 request carries it in the URI, and the
+        // JavaScript SDK v3 signs it there as the `:authority` pseudo-header.
+        let values = if values.is_empty() && (name == "host" || name == ":authority") {
             parts
                 .uri
                 .authority()

@@ -435,3 +435,156 @@ async fn update_table_turns_a_stream_on_and_update_time_to_live_sets_the_ttl_att
         })
     );
 }
+
+const KINESIS_MANIFEST: &str = r#"
+service: analytics
+provider:
+  name: aws
+  runtime: nodejs20.x
+  timeout: 10
+  environment:
+    STREAM: { Ref: ClickStream }
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: [kinesis:PutRecord]
+          Resource: { Fn::GetAtt: [ClickStream, Arn] }
+        - Effect: Allow
+          Action: [dynamodb:UpdateItem]
+          Resource: 'arn:aws:dynamodb:*:*:table/clicks'
+functions:
+  collect:
+    handler: src/collect.handler
+    events:
+      - httpApi: POST /clicks
+  count:
+    handler: src/count.handler
+    events:
+      - stream:
+          type: kinesis
+          arn: { Fn::GetAtt: [ClickStream, Arn] }
+          batchSize: 100
+          startingPosition: LATEST
+          functionResponseType: ReportBatchItemFailures
+resources:
+  Resources:
+    ClickStream:
+      Type: AWS::Kinesis::Stream
+      Properties:
+        Name: clicks-${sls:stage}
+        ShardCount: 2
+tables:
+  clicks: { partitionKey: user, sortKey: { name: n, type: N } }
+"#;
+
+const COLLECT_TS: &str = r#"
+import { KinesisClient, PutRecordCommand } from '@aws-sdk/client-kinesis';
+import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2 } from 'aws-lambda';
+
+const kinesis = new KinesisClient({});
+
+interface Click { user: string; n: number; failOnce?: boolean }
+
+export const handler = async (event: APIGatewayProxyEventV2): Promise<APIGatewayProxyResultV2> => {
+  const click: Click = JSON.parse(event.body ?? '{}');
+  const res = await kinesis.send(new PutRecordCommand({
+    StreamName: process.env.STREAM,
+    PartitionKey: click.user,
+    Data: Buffer.from(JSON.stringify(click)),
+  }));
+  return { statusCode: 202, body: JSON.stringify({ shard: res.ShardId, seq: res.SequenceNumber }) };
+};
+"#;
+
+const COUNT_TS: &str = r#"
+import { DynamoDBClient, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import type { KinesisStreamEvent, KinesisStreamBatchResponse } from 'aws-lambda';
+
+const db = new DynamoDBClient({});
+
+export const handler = async (event: KinesisStreamEvent): Promise<KinesisStreamBatchResponse> => {
+  for (const record of event.Records) {
+    const click = JSON.parse(Buffer.from(record.kinesis.data, 'base64').toString('utf8'));
+    const res = await db.send(new UpdateItemCommand({
+      TableName: 'clicks',
+      Key: { user: { S: click.user }, n: { N: String(click.n) } },
+      UpdateExpression: 'ADD times :one SET #source = :source',
+      ExpressionAttributeNames: { '#source': 'source' },
+      ExpressionAttributeValues: { ':one': { N: '1' }, ':source': { S: record.eventSource } },
+      ReturnValues: 'UPDATED_NEW',
+    }));
+    if (click.failOnce && res.Attributes?.times?.N === '1') {
+      return { batchItemFailures: [{ itemIdentifier: record.kinesis.sequenceNumber }] };
+    }
+  }
+  return { batchItemFailures: [] };
+};
+"#;
+
+const CLICKS_SCRIPT: &str = r#"
+import json, os, time
+
+import boto3
+
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+table = boto3.resource("dynamodb", **kw).Table("clicks")
+deadline = time.time() + 30
+items = []
+while time.time() < deadline:
+    items = table.scan()["Items"]
+    if len(items) >= 40:
+        break
+    time.sleep(0.2)
+time.sleep(0.5)
+items = table.scan()["Items"]
+print(json.dumps({
+    "n": len(items),
+    "sources": sorted({i["source"] for i in items}),
+    "times": sorted([i["user"], int(i["n"]), int(i["times"])] for i in items if int(i["times"]) != 1),
+}))
+"#;
+
+#[tokio::test]
+async fn a_typescript_kinesis_producer_and_consumer_run_unchanged() {
+    let app = TestApp::new(&[
+        ("serverless.yml", KINESIS_MANIFEST),
+        ("src/collect.ts", COLLECT_TS),
+        ("src/count.ts", COUNT_TS),
+    ]);
+    let boto3_dir = boto3_path(&app);
+    let server = TestServer::start(app.path(), &[]);
+    let mut shards = std::collections::BTreeSet::new();
+    for n in 0..10 {
+        for user in ["ann", "bob", "cy", "dee"] {
+            let click = json!({ "user": user, "n": n, "failOnce": user == "bob" && n == 4 });
+            let res = server
+                .request(
+                    "POST",
+                    "/clicks",
+                    &[("content-type", "application/json")],
+                    click.to_string().into_bytes(),
+                )
+                .await;
+            assert_eq!(res.status, 202, "{}\n{}", res.text(), server.logs());
+            let body = res.json();
+            shards.insert(body["shard"].as_str().unwrap_or_default().to_owned());
+            assert_eq!(body["seq"].as_str().map(str::len), Some(21), "{body}");
+        }
+    }
+    assert!(
+        shards.iter().all(|s| s.starts_with("shardId-")),
+        "{shards:?}"
+    );
+    let out = boto3(&boto3_dir, CLICKS_SCRIPT, &server, "");
+    assert_eq!(
+        out["n"],
+        40,
+        "every click counted: {out}\n{}",
+        server.logs()
+    );
+    assert_eq!(out["sources"], json!(["aws:kinesis"]));
+    // The reported record was delivered again, and nothing before it was.
+    assert_eq!(out["times"], json!([["bob", 4, 2]]), "{out}");
+}
