@@ -575,6 +575,9 @@ fn reword(operation: &str, mut e: DynamoError) -> DynamoError {
             "One or more parameter values were invalid: An AttributeValue may not contain an empty string. Key: {key}"
         );
     }
+    if e.message == "Item size has exceeded the maximum allowed size" && operation == "UpdateItem" {
+        e.message = "Item size to update has exceeded the maximum allowed size".to_owned();
+    }
     if e.message.starts_with(EMPTY_INDEX_KEY) && operation == "UpdateItem" {
         e.message = "One or more parameter values are not valid. The update expression attempted to update a secondary index key to a value that is not supported. The AttributeValue for a key attribute cannot contain an empty string value.".to_owned();
     }
@@ -1166,6 +1169,11 @@ fn placeholders(r: &Req<'_>) -> Res<Placeholder> {
             return Err(validation("ExpressionAttributeNames must not be empty"));
         }
         for (key, value) in names {
+            if !key.starts_with('#') {
+                return Err(validation(format!(
+                    "ExpressionAttributeNames contains invalid key: Syntax error; key: \"{key}\""
+                )));
+            }
             let Json::String(name) = value else {
                 return Err(validation("ExpressionAttributeNames maps to strings"));
             };
@@ -1178,6 +1186,11 @@ fn placeholders(r: &Req<'_>) -> Res<Placeholder> {
             return Err(validation("ExpressionAttributeValues must not be empty"));
         }
         for (key, value) in values {
+            if !key.starts_with(':') {
+                return Err(validation(format!(
+                    "ExpressionAttributeValues contains invalid key: Syntax error; key: \"{key}\""
+                )));
+            }
             let value = AttributeValue::from_json(value).map_err(|e| {
                 // An empty set is refused in DynamoDB's words for an item's empty set.
                 if e.ends_with("set  may not be empty") {

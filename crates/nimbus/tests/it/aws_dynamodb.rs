@@ -511,6 +511,7 @@ error("overlap", lambda: table.get_item(Key={"pk": "x", "n": 1}, ProjectionExpre
 out["updated_old_none"] = "Attributes" in table.update_item(
     Key={"pk": "fresh", "n": 1}, UpdateExpression="SET a = :v", ExpressionAttributeValues={":v": 1},
     ReturnValues="UPDATED_OLD")
+error("value_key", lambda: table.scan(FilterExpression="a = :v", ExpressionAttributeValues={":v": 1, "v2": 2}))
 error("mixed", lambda: client.get_item(TableName="events", Key=legacy_key, ProjectionExpression="pk",
                                        AttributesToGet=["pk"]))
 print(json.dumps(out))
@@ -573,6 +574,7 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "billing": ["ValidationException", "One or more parameter values were invalid: ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"],
             "definitions": ["ValidationException", "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"],
             "overlap": ["ValidationException", "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"],
+            "value_key": ["ValidationException", "ExpressionAttributeValues contains invalid key: Syntax error; key: \"v2\""],
             "mixed": ["ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"],
             "token": ["IdempotentParameterMismatchException", "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used."],
         }),
