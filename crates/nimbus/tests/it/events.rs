@@ -24,6 +24,10 @@ async fn send(server: &TestServer, app: &Path, queue: &str, body: &str) -> Respo
     .await
 }
 
+/// The functions of these tests append what they saw to a file of the test's (`$OUT`); a
+/// sandboxed function writes only its own /tmp (issue 14), so those run unsandboxed.
+const UNSANDBOXED: &[(&str, &str)] = &[("NIMBUS_SANDBOX", "off")];
+
 /// Lines of a file the functions append to, once it has at least `n` of them.
 async fn lines_when(path: &Path, n: usize) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -73,7 +77,7 @@ functions:
         out.display()
     );
     let app = TestApp::new(&[("nimbus.yaml", &manifest), ("recorder.js", RECORDER_JS)]);
-    let server = TestServer::start(app.path(), &[]);
+    let server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     let res = send(&server, app.path(), "orders", r#"{"order":1}"#).await;
     assert_eq!(res.status, 200, "{}", res.text());
     let message_id = res.json()["messageId"]
@@ -209,7 +213,7 @@ exports.handler = async (event) => {
 };
 "#;
     let app = TestApp::new(&[("nimbus.yaml", &manifest), ("worker.js", worker_js)]);
-    let server = TestServer::start(app.path(), &[]);
+    let server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     for n in 0..6 {
         assert_eq!(
             send(&server, app.path(), "jobs", &n.to_string())
@@ -262,7 +266,7 @@ exports.handler = async (event) => {
 };
 "#;
     let app = TestApp::new(&[("nimbus.yaml", &manifest), ("step.js", step_js)]);
-    let server = TestServer::start(app.path(), &[]);
+    let server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     for n in 0..10 {
         for group in ["a", "b"] {
             let request =
@@ -340,7 +344,7 @@ functions:
         out.display()
     );
     let app = TestApp::new(&[("nimbus.yaml", &manifest), ("recorder.js", RECORDER_JS)]);
-    let server = TestServer::start(app.path(), &[]);
+    let server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     for color in ["red", "blue", "green"] {
         let request = serde_json::json!({ "message": format!("{color} order"), "subject": "new", "attributes": { "color": color } }).to_string();
         let res = api(
@@ -731,7 +735,7 @@ exports.handler = async (event) => {
         ("producer.js", producer_js),
         ("worker.js", worker_js),
     ]);
-    let server = TestServer::start(app.path(), &[]);
+    let server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     let res = server.request("POST", "/jobs", &[], Vec::new()).await;
     assert_eq!(res.status, 200, "{}", res.text());
     let answer = res.json();
@@ -853,7 +857,7 @@ async fn a_schedule_missed_while_down_fires_once_at_start_up() {
             .fire_schedule("every-minute", ten_minutes_ago, ten_minutes_ago, Vec::new())
             .expect("seed schedule state");
     }
-    let _server = TestServer::start(app.path(), &[]);
+    let _server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     let lines = lines_when(&out, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
@@ -902,7 +906,7 @@ exports.handler = async (event) => {
 };
 "#;
     let app = TestApp::new(&[("nimbus.yaml", &manifest), ("work.js", work_js)]);
-    let server = TestServer::start(app.path(), &[]);
+    let server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     // Senders stop at the first refused send: only answered sends count as accepted.
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let send_all = |accepted: std::sync::Arc<std::sync::Mutex<BTreeSet<usize>>>,
@@ -954,7 +958,7 @@ exports.handler = async (event) => {
         before_restart < N,
         "killed before the end ({before_restart} processed)"
     );
-    let _server = TestServer::start(app.path(), &[]);
+    let _server = TestServer::start_with_env(app.path(), &[], UNSANDBOXED);
     // Send what was not accepted before the kill, so 10,000 are accepted in all.
     send_all(accepted.clone(), app.path().to_owned()).await;
     assert_eq!(accepted.lock().expect("lock").len(), N);
