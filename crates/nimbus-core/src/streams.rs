@@ -5,8 +5,8 @@
 //! A record's shard is fixed by its partition key (the MD5 of the key, in equal hash
 //! ranges, as Kinesis assigns it), so the records of one key keep their order. Sequence
 //! numbers grow through a whole stream, so within a shard they are increasing, and a
-//! consumer's position is one number per shard (its checkpoint). Like [`TableStore`]
-//! (crate::tables::TableStore), the calls are synchronous and each is one transaction.
+//! consumer's position is one number per shard (its checkpoint). Like
+//! [`TableStore`](crate::tables::TableStore), the calls are synchronous and each is one transaction.
 
 use std::fmt;
 use std::time::Duration;

@@ -30,6 +30,7 @@ use crate::EventsConfig;
 use crate::functions::Functions;
 use crate::telemetry::TraceContext;
 
+pub(crate) use streams::dynamodb_record;
 pub(crate) use triggers::stop_triggers;
 
 /// Message attribute carrying the X-Ray trace header, as SQS's `AWSTraceHeader`.

@@ -13,8 +13,8 @@
 use axum::response::Response;
 use http::StatusCode;
 use nimbus_core::streams::{
-    ReadFrom, StreamDescription, StreamError, StreamRecord, parse_sequence_number, sequence_number,
-    stream_label, table_of_stream, table_stream_arn,
+    ReadFrom, StreamDescription, StreamError, parse_sequence_number, sequence_number, stream_label,
+    table_of_stream, table_stream_arn,
 };
 use nimbus_core::tables::TableSpec;
 use serde_json::{Map, Value as Json, json};
@@ -209,7 +209,7 @@ async fn dispatch(
             let records: Vec<Json> = page
                 .records
                 .iter()
-                .filter_map(|record| record_json(record, region))
+                .filter_map(|record| crate::events::dynamodb_record(record, region))
                 .collect();
             json!({ "Records": records, "NextShardIterator": page.next.encode() })
         }
@@ -221,50 +221,6 @@ async fn dispatch(
             ));
         }
     })
-}
-
-/// A table's change record as DynamoDB Streams' GetRecords and Lambda's DynamoDB events
-/// give it (without Lambda's `eventSourceARN`): `eventID`, `eventName`, `eventVersion`
-/// 1.1, `eventSource`, `awsRegion`, `dynamodb` and, for deletions by TTL, `userIdentity`.
-/// `None` when the stored record is not a change record.
-fn record_json(record: &StreamRecord, region: &str) -> Option<Json> {
-    let Ok(Json::Object(change)) = serde_json::from_slice::<Json>(&record.data) else {
-        return None;
-    };
-    let event_name = change.get("eventName")?.clone();
-    let mut dynamodb = Map::new();
-    dynamodb.insert(
-        "ApproximateCreationDateTime".to_owned(),
-        json!(record.arrival_us.div_euclid(1_000_000)),
-    );
-    for field in ["Keys", "NewImage", "OldImage"] {
-        if let Some(value) = change.get(field) {
-            dynamodb.insert(field.to_owned(), value.clone());
-        }
-    }
-    dynamodb.insert(
-        "SequenceNumber".to_owned(),
-        json!(sequence_number(record.seq)),
-    );
-    for field in ["SizeBytes", "StreamViewType"] {
-        if let Some(value) = change.get(field) {
-            dynamodb.insert(field.to_owned(), value.clone());
-        }
-    }
-    // The same id as the record's Lambda event (`events/streams.rs`): its sequence number,
-    // unique in the stream, as 32 hex digits.
-    let mut out = json!({
-        "eventID": format!("{:032x}", record.seq),
-        "eventName": event_name,
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": region,
-        "dynamodb": dynamodb,
-    });
-    if let Some(identity) = change.get("userIdentity") {
-        out["userIdentity"] = identity.clone();
-    }
-    Some(out)
 }
 
 /// DynamoDB Streams' shard id: longer than Kinesis's (the SDKs want 28 characters or
@@ -456,6 +412,7 @@ impl From<StreamOpError> for StreamsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nimbus_core::streams::StreamRecord;
 
     #[test]
     fn shard_ids_are_long_enough_for_the_sdks_and_read_back() {
@@ -505,13 +462,13 @@ mod tests {
             data: data.to_string().into_bytes(),
             arrival_us: 1_767_225_600_123_456,
         };
-        let out = record_json(&record, "eu-west-1").expect("a change record");
+        let out = crate::events::dynamodb_record(&record, "eu-west-1").expect("a change record");
         expect_test::expect![[r#"{"awsRegion":"eu-west-1","dynamodb":{"ApproximateCreationDateTime":1767225600,"Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"},"n":{"N":"1"}},"SequenceNumber":"000000000000000000042","SizeBytes":9,"StreamViewType":"NEW_AND_OLD_IMAGES"},"eventID":"0000000000000000000000000000002a","eventName":"REMOVE","eventSource":"aws:dynamodb","eventVersion":"1.1","userIdentity":{"principalId":"dynamodb.amazonaws.com","type":"Service"}}"#]]
             .assert_eq(&out.to_string());
         let garbage = StreamRecord {
             data: b"not json".to_vec(),
             ..record
         };
-        assert_eq!(record_json(&garbage, "eu-west-1"), None);
+        assert_eq!(crate::events::dynamodb_record(&garbage, "eu-west-1"), None);
     }
 }

@@ -409,7 +409,7 @@ impl Events {
     /// A record as the function's event holds it.
     fn record_shape(&self, lane: &Lane, record: &StreamRecord) -> Value {
         match lane.kind {
-            StreamKind::Table => dynamodb_record(record, &self.region, &lane.arn),
+            StreamKind::Table => lambda_dynamodb_record(record, &self.region, &lane.arn),
             StreamKind::Data => kinesis_record(record, lane.shard, &self.region, &lane.arn),
         }
     }
@@ -547,13 +547,17 @@ fn lane_of(partition_key: &str, n_lanes: u32) -> u32 {
     (hash % u64::from(n_lanes)) as u32
 }
 
-/// A DynamoDB Streams record as Lambda delivers it.
-pub(crate) fn dynamodb_record(record: &StreamRecord, region: &str, arn: &str) -> Value {
-    let change: Value = serde_json::from_slice(&record.data).unwrap_or(Value::Null);
+/// A DynamoDB Streams record as the GetRecords API gives it (Lambda's event adds
+/// `eventSourceARN`); `None` for data that is not a change record.
+pub(crate) fn dynamodb_record(record: &StreamRecord, region: &str) -> Option<Value> {
+    let Ok(Value::Object(change)) = serde_json::from_slice::<Value>(&record.data) else {
+        return None;
+    };
+    let event_name = change.get("eventName")?.clone();
     let mut dynamodb = serde_json::Map::new();
     dynamodb.insert(
         "ApproximateCreationDateTime".to_owned(),
-        json!(record.arrival_us / 1_000_000),
+        json!(record.arrival_us.div_euclid(1_000_000)),
     );
     for field in ["Keys", "NewImage", "OldImage"] {
         if let Some(value) = change.get(field) {
@@ -569,18 +573,25 @@ pub(crate) fn dynamodb_record(record: &StreamRecord, region: &str, arn: &str) ->
             dynamodb.insert(field.to_owned(), value.clone());
         }
     }
+    // The event id: the record's sequence number (unique in the stream) in 32 hex digits.
     let mut shape = json!({
         "eventID": format!("{:032x}", record.seq),
-        "eventName": change.get("eventName").cloned().unwrap_or(Value::Null),
+        "eventName": event_name,
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": region,
         "dynamodb": Value::Object(dynamodb),
-        "eventSourceARN": arn,
     });
     if let Some(identity) = change.get("userIdentity") {
         shape["userIdentity"] = identity.clone();
     }
+    Some(shape)
+}
+
+/// A DynamoDB Streams record as Lambda delivers it.
+fn lambda_dynamodb_record(record: &StreamRecord, region: &str, arn: &str) -> Value {
+    let mut shape = dynamodb_record(record, region).unwrap_or_else(|| json!({}));
+    shape["eventSourceARN"] = json!(arn);
     shape
 }
 
@@ -631,7 +642,7 @@ mod tests {
             data: br#"{"eventName":"REMOVE","Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"}},"SizeBytes":4,"StreamViewType":"OLD_IMAGE","userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"}}"#.to_vec(),
             arrival_us: 1_767_225_600_123_456,
         };
-        let ddb = dynamodb_record(&record, "us-east-1", "arn:stream");
+        let ddb = lambda_dynamodb_record(&record, "us-east-1", "arn:stream");
         expect_test::expect![[r#"{"awsRegion":"us-east-1","dynamodb":{"ApproximateCreationDateTime":1767225600,"Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"}},"SequenceNumber":"000000000000000000007","SizeBytes":4,"StreamViewType":"OLD_IMAGE"},"eventID":"00000000000000000000000000000007","eventName":"REMOVE","eventSource":"aws:dynamodb","eventSourceARN":"arn:stream","eventVersion":"1.1","userIdentity":{"principalId":"dynamodb.amazonaws.com","type":"Service"}}"#]]
             .assert_eq(&ddb.to_string());
         let record = StreamRecord {
