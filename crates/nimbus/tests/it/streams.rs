@@ -12,11 +12,23 @@ use crate::harness::{TestApp, TestServer};
 
 /// Runs a boto3 script against `server` with `PHASE` set; its printed JSON.
 fn boto3(boto3: &str, script: &str, server: &TestServer, phase: &str) -> Value {
+    boto3_with(boto3, script, server, phase, &[])
+}
+
+/// As [`boto3`], with more environment variables for the script.
+fn boto3_with(
+    boto3: &str,
+    script: &str,
+    server: &TestServer,
+    phase: &str,
+    env: &[(&str, String)],
+) -> Value {
     let out = Command::new("python3")
         .args(["-c", script])
         .env("PYTHONPATH", boto3)
         .env("ENDPOINT", format!("http://{}", server.addr))
         .env("PHASE", phase)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .output()
@@ -264,8 +276,8 @@ kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
           aws_access_key_id="test", aws_secret_access_key="test")
 client = boto3.client("dynamodb", **kw)
 sqs = boto3.client("sqs", **kw)
-KEYS = 20
-PER_KEY = 50
+KEYS = int(os.environ["KEYS"])
+PER_KEY = int(os.environ["PER_KEY"])
 
 
 def write(numbers):
@@ -290,7 +302,7 @@ def count(table):
 
 phase = os.environ["PHASE"]
 if phase == "first":
-    write(range(1, 26))
+    write(range(1, PER_KEY // 2 + 1))
     client.put_item(TableName="events", Item={"k": {"S": "poison"}, "n": {"N": "0"}})
     # Wait until the consumer is well under way, then let the test kill nimbus.
     deadline = time.time() + 60
@@ -298,8 +310,8 @@ if phase == "first":
         time.sleep(0.05)
     print(json.dumps({"seen": count("seen")}))
 else:
-    write(range(26, PER_KEY + 1))
-    deadline = time.time() + 150
+    write(range(PER_KEY // 2 + 1, PER_KEY + 1))
+    deadline = time.time() + 150 + KEYS * PER_KEY / 50
     while count("seen") < KEYS * PER_KEY and time.time() < deadline:
         time.sleep(0.25)
     seen = []
@@ -313,7 +325,16 @@ else:
         start = page.get("LastEvaluatedKey")
         if not start:
             break
-    progress = client.scan(TableName="progress")["Items"]
+    progress, start = [], None
+    while True:
+        args = {"TableName": "progress"}
+        if start:
+            args["ExclusiveStartKey"] = start
+        page = client.scan(**args)
+        progress += page["Items"]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
     failed = []
     deadline = time.time() + 30
     while not failed and time.time() < deadline:
@@ -334,22 +355,38 @@ else:
 
 #[tokio::test]
 async fn stream_order_holds_per_key_across_a_kill_and_a_poison_record_goes_to_on_failure() {
+    // 1,000 records over 20 keys in CI; NIMBUS_STREAM_KEYS=100 NIMBUS_STREAM_PER_KEY=100 runs
+    // the 10,000 over 100 (about two minutes).
+    let number = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let (keys, per_key) = (
+        number("NIMBUS_STREAM_KEYS", 20),
+        number("NIMBUS_STREAM_PER_KEY", 50),
+    );
+    let total = keys * per_key;
+    let env = [("KEYS", keys.to_string()), ("PER_KEY", per_key.to_string())];
     let app = TestApp::new(&[("serverless.yml", ORDER_MANIFEST), ("track.js", TRACK_JS)]);
     let boto3_dir = boto3_path(&app);
     let server = TestServer::start(app.path(), &[]);
-    let first = boto3(&boto3_dir, ORDER_SCRIPT, &server, "first");
+    let first = boto3_with(&boto3_dir, ORDER_SCRIPT, &server, "first", &env);
     assert!(first["seen"].as_u64().unwrap_or(0) >= 100, "{first}");
     // kill -9 in the middle of consuming.
     crate::harness::signal(server.pid(), libc::SIGKILL);
     drop(server);
     let server = TestServer::start(app.path(), &[]);
-    let out = boto3(&boto3_dir, ORDER_SCRIPT, &server, "second");
-    assert_eq!(out["seen"], 1000, "no record lost: {out}");
+    let out = boto3_with(&boto3_dir, ORDER_SCRIPT, &server, "second", &env);
+    assert_eq!(out["seen"], total, "no record lost: {out}");
     assert_eq!(out["violations"], 0, "order per key kept: {out}");
-    assert_eq!(out["n_keys"], 20);
-    assert_eq!(out["last"], json!(["50"]));
-    let duplicates = out["times"].as_u64().unwrap_or(0) - 1000;
-    eprintln!("stream crash test: 1,000 records, {duplicates} delivered twice after kill -9");
+    assert_eq!(out["n_keys"], keys);
+    assert_eq!(out["last"], json!([per_key.to_string()]));
+    let duplicates = out["times"].as_u64().unwrap_or(0) - total;
+    eprintln!(
+        "stream crash test: {total} records over {keys} keys, {duplicates} delivered twice after kill -9"
+    );
     // At most the batches in flight at the kill: 50 records × 2 lanes × 4 shards.
     assert!(duplicates <= 400, "{out}");
     assert_eq!(
