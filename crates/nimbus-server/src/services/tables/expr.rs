@@ -545,8 +545,14 @@ impl<'p> Parser<'p> {
                 AttributeValue::S(_) | AttributeValue::N(_) | AttributeValue::B(_)
             )
         {
+            // DynamoDB calls BETWEEN a function here, the comparisons operators.
+            let kind = if operator == "BETWEEN" {
+                "operator or function"
+            } else {
+                "operator"
+            };
             return Err(self.invalid(format!(
-                "Incorrect operand type for operator or function; operator: {operator}, operand type: {}",
+                "Incorrect operand type for operator or function; {kind}: {operator}, operand type: {}",
                 type_word(value.value_type())
             )));
         }

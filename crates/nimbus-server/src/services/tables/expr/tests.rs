@@ -86,6 +86,12 @@ fn conditions() {
     check("not n = :five or n = :one", expect!["false"]);
     check("n BETWEEN :one AND :five", expect!["true"]);
     check(
+        "n BETWEEN :true AND :five",
+        expect![
+            "Invalid ConditionExpression: Incorrect operand type for operator or function; operator or function: BETWEEN, operand type: BOOLEAN"
+        ],
+    );
+    check(
         "n between :five and :one",
         expect![[
             r#"Invalid ConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {"N":"5"}, upper bound operand: AttributeValue: {"N":"1"}"#
