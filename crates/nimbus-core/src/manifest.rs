@@ -40,6 +40,8 @@ mod tree;
 mod vars;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 /// A parsed, validated manifest with every variable resolved.
