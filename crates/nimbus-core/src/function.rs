@@ -23,6 +23,9 @@ pub struct FunctionSpec {
     pub memory_mb: u32,
     /// Invocation deadline (`timeout`), default 6 seconds as in the Serverless Framework.
     pub timeout: Duration,
+    /// The size of a process function's `/tmp` in MB (`ephemeralStorageSize`), 512 to
+    /// 10240, default 512 as on Lambda.
+    pub ephemeral_storage_mb: u32,
     /// Provider environment merged with the function's own (the function wins).
     pub environment: BTreeMap<String, String>,
     /// The secrets (`${secret:NAME}`) whose values are in `environment`, by name, sorted.

@@ -492,7 +492,7 @@ impl Pool {
             args,
             cwd: &self.cfg.app_dir,
             env,
-            view: crate::sandbox::View::new(&self.cfg, &self.code),
+            view: crate::sandbox::View::new(&self.cfg, &self.code, &self.spec),
         };
         let start_cfg = StartConfig {
             id,

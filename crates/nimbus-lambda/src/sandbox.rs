@@ -20,6 +20,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use nimbus_core::FunctionSpec;
+
 use crate::LambdaConfig;
 use crate::code::Code;
 
@@ -117,9 +119,6 @@ const UID_LOCK_DIR: &str = "/run/nimbus/uids";
 /// Where a nimbus process running as root keeps its copy of `ETC_PATHS`, in a folder
 /// named after its pid.
 const ETC_COPY_DIR: &str = "/run/nimbus/etc";
-
-/// Lambda's `ephemeralStorage` default: 512 MB of `/tmp`.
-const DEFAULT_TMP_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Lambda's limit on processes and threads of one execution environment.
 pub(crate) const MAX_PROCESSES: u64 = 1024;
@@ -230,10 +229,10 @@ impl Sandbox {
                 "none ({reason}): functions run as nimbus's user with the app folder as working directory"
             ),
             Kind::Root { .. } => format!(
-                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (512 MB), Runtime API for its own instance only; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
+                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
                 self.uids
             ),
-            Kind::User { .. } => "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (512 MB); limits: data 2x memorySize, resident memory watched".to_owned(),
+            Kind::User { .. } => "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default); limits: data 2x memorySize, resident memory watched".to_owned(),
         }
     }
 
@@ -450,8 +449,8 @@ impl UidLease {
 }
 
 impl View {
-    /// The view of an instance of a function with `code`, in the app `cfg` describes.
-    pub(crate) fn new(cfg: &LambdaConfig, code: &Code) -> View {
+    /// The view of an instance of `spec`, whose code is `code`, in the app `cfg` describes.
+    pub(crate) fn new(cfg: &LambdaConfig, code: &Code, spec: &FunctionSpec) -> View {
         let mut read_only = vec![cfg.runtime_dir.clone()];
         match code {
             Code::NodeBuilt {
@@ -477,7 +476,7 @@ impl View {
             sandbox: cfg.sandbox.clone(),
             app_dir: cfg.app_dir.clone(),
             read_only,
-            tmp_bytes: DEFAULT_TMP_BYTES,
+            tmp_bytes: u64::from(spec.ephemeral_storage_mb) * 1024 * 1024,
         }
     }
 

@@ -19,6 +19,9 @@ const DEFAULT_MEMORY_MB: u32 = 1024;
 /// Deadline when neither the function nor the provider sets `timeout`, as in the
 /// Serverless Framework.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(6);
+/// Lambda's `/tmp` when `ephemeralStorageSize` is not set, and its bounds, in MB.
+const DEFAULT_EPHEMERAL_STORAGE_MB: u32 = 512;
+const MAX_EPHEMERAL_STORAGE_MB: u32 = 10_240;
 
 /// Plugins whose work nimbus does itself: serving locally (serverless-offline and its stage
 /// path), TypeScript builds, Lift's queue and storage constructs, per-function IAM
@@ -73,6 +76,7 @@ struct Provider {
     environment: Environment,
     memory_mb: u32,
     timeout: Duration,
+    ephemeral_storage_mb: u32,
     /// `provider.httpApi.cors`, the CORS setting of every `httpApi` route.
     http_api_cors: bool,
     /// `provider.httpApi.authorizers` and `provider.apiGateway`.
@@ -323,6 +327,7 @@ impl Cx<'_> {
             environment: Environment::default(),
             memory_mb: DEFAULT_MEMORY_MB,
             timeout: DEFAULT_TIMEOUT,
+            ephemeral_storage_mb: DEFAULT_EPHEMERAL_STORAGE_MB,
             http_api_cors: false,
             policies: GatewayPolicies::default(),
             stage: None,
@@ -367,6 +372,11 @@ impl Cx<'_> {
                 "memorySize" => {
                     if let Some(mb) = self.memory_mb(&entry.value, &key) {
                         provider.memory_mb = mb;
+                    }
+                }
+                "ephemeralStorageSize" => {
+                    if let Some(mb) = self.ephemeral_storage_mb(&entry.value, &key) {
+                        provider.ephemeral_storage_mb = mb;
                     }
                 }
                 "timeout" => {
@@ -496,6 +506,7 @@ impl Cx<'_> {
         let mut environment = provider.environment.clone();
         let mut memory_mb = provider.memory_mb;
         let mut timeout = provider.timeout;
+        let mut ephemeral_storage_mb = provider.ephemeral_storage_mb;
         let mut reserved_concurrency = None;
         let mut provisioned = None;
         let mut http_routes: Vec<HttpRoute> = Vec::new();
@@ -534,6 +545,11 @@ impl Cx<'_> {
                         .unwrap_or(memory_mb);
                 }
                 "timeout" => timeout = self.timeout(&field.value, &field_key).unwrap_or(timeout),
+                "ephemeralStorageSize" => {
+                    ephemeral_storage_mb = self
+                        .ephemeral_storage_mb(&field.value, &field_key)
+                        .unwrap_or(ephemeral_storage_mb);
+                }
                 "reservedConcurrency" => {
                     reserved_concurrency = self.reserved_concurrency(&field.value, &field_key);
                 }
@@ -628,6 +644,7 @@ impl Cx<'_> {
             runtime: runtime?,
             memory_mb,
             timeout,
+            ephemeral_storage_mb,
             secrets: environment.secret_names(),
             environment: environment.values,
             reserved_concurrency,
@@ -769,6 +786,27 @@ impl Cx<'_> {
             Ok(mb) if mb > 0 => Some(mb),
             _ => {
                 self.error(node.pos, key, format!("memorySize {mb} MB is out of range"));
+                None
+            }
+        }
+    }
+
+    /// `ephemeralStorageSize`: whole MB, 512 to 10240 as on Lambda.
+    fn ephemeral_storage_mb(&mut self, node: &Node, key: &str) -> Option<u32> {
+        let node = self.read(node, key);
+        let mb = self.whole_number(&node, key, "a whole number of MB")?;
+        match u32::try_from(mb) {
+            Ok(mb) if (DEFAULT_EPHEMERAL_STORAGE_MB..=MAX_EPHEMERAL_STORAGE_MB).contains(&mb) => {
+                Some(mb)
+            }
+            _ => {
+                self.error(
+                    node.pos,
+                    key,
+                    format!(
+                        "ephemeralStorageSize {mb} MB is out of range ({DEFAULT_EPHEMERAL_STORAGE_MB} to {MAX_EPHEMERAL_STORAGE_MB})"
+                    ),
+                );
                 None
             }
         }

@@ -3724,3 +3724,22 @@ fn stream_events_name_what_is_wrong() {
         "#]],
     );
 }
+
+// Issue 14: a process function's /tmp is its `ephemeralStorageSize`, within Lambda's
+// bounds (512 to 10240 MB).
+#[test]
+fn ephemeral_storage_size_is_refused_outside_lambdas_bounds() {
+    check(
+        "
+        service: s
+        provider: { name: aws, runtime: nodejs20.x, ephemeralStorageSize: 100 }
+        functions:
+          f: { handler: f.handler, ephemeralStorageSize: 20000 }
+          g: { handler: g.handler, ephemeralStorageSize: 1024 }
+        ",
+        expect![[r#"
+            serverless.yml:2:67: provider.ephemeralStorageSize: ephemeralStorageSize 100 MB is out of range (512 to 10240)
+            serverless.yml:4:50: functions.f.ephemeralStorageSize: ephemeralStorageSize 20000 MB is out of range (512 to 10240)
+        "#]],
+    );
+}
