@@ -1252,16 +1252,20 @@ fn create_table_spec(r: &Req<'_>) -> Res<TableSpec> {
     let key_schema = |schema: &[Json], at: &str| -> Res<(KeyAttribute, Option<KeyAttribute>)> {
         let mut partition = None;
         let mut sort = None;
+        // The request's own checks (the KeyType enum) come before the schema's meaning.
         for (element_idx, element) in schema.iter().enumerate() {
-            let element = Req(object_of(element, "KeySchema")?);
-            let name = element.string("AttributeName")?;
-            let key_type = element.string("KeyType")?;
+            let key_type = Req(object_of(element, "KeySchema")?).string("KeyType")?;
             if !matches!(key_type.as_str(), "HASH" | "RANGE") {
                 return Err(validation(format!(
                     "1 validation error detected: Value '{key_type}' at '{at}keySchema.{}.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]",
                     element_idx + 1
                 )));
             }
+        }
+        for element in schema {
+            let element = Req(object_of(element, "KeySchema")?);
+            let name = element.string("AttributeName")?;
+            let key_type = element.string("KeyType")?;
             let kind = *definitions.get(&name).ok_or_else(|| {
                 validation(if at.is_empty() {
                     "Invalid KeySchema: Some index key attribute have no definition".to_owned()

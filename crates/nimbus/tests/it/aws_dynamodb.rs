@@ -507,6 +507,10 @@ error("definitions", lambda: client.create_table(
     TableName="extra", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"},
                                              {"AttributeName": "x", "AttributeType": "S"}],
     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}], BillingMode="PAY_PER_REQUEST"))
+error("key_type", lambda: client.create_table(
+    TableName="sorted", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "nope", "KeyType": "HASH"}, {"AttributeName": "id", "KeyType": "SORT"}],
+    BillingMode="PAY_PER_REQUEST"))
 error("overlap", lambda: table.get_item(Key={"pk": "x", "n": 1}, ProjectionExpression="a, a"))
 out["updated_old_none"] = "Attributes" in table.update_item(
     Key={"pk": "fresh", "n": 1}, UpdateExpression="SET a = :v", ExpressionAttributeValues={":v": 1},
@@ -573,6 +577,7 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "clauses": ["ValidationException", "1 validation error detected: Invalid UpdateExpression: The \"SET\" section can only be used once in an update expression;"],
             "billing": ["ValidationException", "One or more parameter values were invalid: ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"],
             "definitions": ["ValidationException", "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"],
+            "key_type": ["ValidationException", "1 validation error detected: Value 'SORT' at 'keySchema.2.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]"],
             "overlap": ["ValidationException", "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"],
             "value_key": ["ValidationException", "ExpressionAttributeValues contains invalid key: Syntax error; key: \"v2\""],
             "mixed": ["ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"],
