@@ -499,31 +499,30 @@ impl Args {
         self.0.push(path.as_ref().as_os_str().to_owned());
     }
 
-    /// `--ro-bind PATH PATH`: the host's path at the same place inside. Its missing
-    /// ancestors are made 0755 first: bubblewrap would make them 0700, which only root
-    /// could pass.
+    /// `--ro-bind PATH PATH`: the host's path at the same place inside, its missing
+    /// ancestors made first (`dir`).
     fn bind(&mut self, how: &str, path: &Path) {
-        let ancestors: Vec<PathBuf> = path
-            .ancestors()
-            .skip(1)
-            .filter(|dir| dir.parent().is_some())
-            .map(Path::to_owned)
-            .collect();
-        for dir in ancestors.into_iter().rev() {
-            self.dir(&dir);
+        if let Some(parent) = path.parent() {
+            self.dir(parent);
         }
         self.flag(how);
         self.path(path);
         self.path(path);
     }
 
-    /// `--dir PATH` with mode 0755, once per path.
+    /// `--dir PATH` with mode 0755, once per path, ancestors first: bubblewrap would make
+    /// missing ancestors 0700, which only root could pass.
     fn dir(&mut self, path: &Path) {
-        if self.1.insert(path.to_owned()) {
-            self.perms("0755");
-            self.flag("--dir");
-            self.path(path);
+        if path.parent().is_none() || self.1.contains(path) {
+            return;
         }
+        if let Some(parent) = path.parent() {
+            self.dir(parent);
+        }
+        self.1.insert(path.to_owned());
+        self.perms("0755");
+        self.flag("--dir");
+        self.path(path);
     }
 
     /// The mode of the next folder or tmpfs bubblewrap creates.
@@ -768,6 +767,81 @@ mod tests {
             interpreter_paths(Path::new("/root/bin/python3-x")),
             vec![PathBuf::from("/root/bin/python3-x")]
         );
+    }
+
+    #[test]
+    fn the_command_line_binds_the_view_read_only_and_drops_to_the_instance_uid() {
+        let app = tempfile::tempdir().expect("temp dir");
+        for dir in [".nimbus/runtime", ".git", "node_modules"] {
+            std::fs::create_dir_all(app.path().join(dir)).expect("folder");
+        }
+        std::fs::write(app.path().join("handler.js"), "").expect("file");
+        let kind = Kind::Root {
+            bwrap: PathBuf::from("/usr/bin/bwrap"),
+            setpriv: PathBuf::from("/usr/bin/setpriv"),
+            system: vec![
+                SystemPath::Folder(PathBuf::from("/usr")),
+                SystemPath::Link {
+                    path: PathBuf::from("/bin"),
+                    target: PathBuf::from("usr/bin"),
+                },
+                SystemPath::Etc(PathBuf::from("/run/nimbus/etc/1")),
+            ],
+            uid_dir: PathBuf::from("/run/nimbus/uids"),
+        };
+        let view = View {
+            sandbox: Sandbox::new(Kind::Off(String::new()), UidRange::DEFAULT, Vec::new()),
+            app_dir: app.path().to_owned(),
+            read_only: vec![app.path().join(".nimbus/runtime")],
+            tmp_bytes: 512 * 1024 * 1024,
+        };
+        let (program, args) = command(
+            &kind,
+            &view,
+            Some(200_001),
+            Path::new("/usr/bin/node"),
+            &["bootstrap.cjs".to_owned()],
+        )
+        .expect("a sandbox");
+        let app_path = app.path().display().to_string();
+        let line = std::iter::once(program.into_os_string())
+            .chain(args)
+            .map(|arg| arg.to_string_lossy().replace(&app_path, "APP"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace(" --", "\n--");
+        expect_test::expect![[r#"
+            /usr/bin/bwrap
+            --die-with-parent
+            --unshare-ipc
+            --unshare-uts
+            --unshare-cgroup-try
+            --ro-bind /proc /proc
+            --dev /dev
+            --dev-bind /dev/null /dev/tty
+            --ro-bind /usr /usr
+            --symlink usr/bin /bin
+            --ro-bind /run/nimbus/etc/1 /etc
+            --perms 1777
+            --size 536870912
+            --tmpfs /tmp
+            --perms 0755
+            --dir APP
+            --ro-bind APP/handler.js APP/handler.js
+            --ro-bind APP/node_modules APP/node_modules
+            --perms 0755
+            --dir APP/.nimbus
+            --ro-bind-try APP/.nimbus/runtime APP/.nimbus/runtime
+            --chdir APP
+            -- /usr/bin/setpriv
+            --reuid=200001
+            --regid=200001
+            --clear-groups
+            --no-new-privs
+            --bounding-set=-all
+            --inh-caps=-all
+            -- /usr/bin/node bootstrap.cjs"#]]
+        .assert_eq(&line);
     }
 
     #[test]
