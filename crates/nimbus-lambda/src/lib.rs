@@ -31,7 +31,7 @@ pub use packages::{
     AWS_SDK_V3_PACKAGES, InstallError, InstalledSet, PackageCache, PackageSet,
     install_requirements, requirements_installed,
 };
-pub use pool::{InstanceLimit, LambdaExecutor};
+pub use pool::{InstanceLimit, LambdaExecutor, check_handler};
 pub use sandbox::{Sandbox, SandboxMode, SandboxSettings, UidRange};
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
 pub use wsgi::{WSGI_HANDLER, WsgiApp, resolve_wsgi, uses_wsgi_adapter};

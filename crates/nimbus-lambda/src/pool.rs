@@ -222,6 +222,63 @@ impl LambdaExecutor {
     }
 }
 
+/// Starts one instance of a function as a cold start would, which loads its handler (the
+/// module imports, and the export exists and is a function: the shipped bootstraps report
+/// `Runtime.HandlerNotFound` or the import's own error at init), then stops it. The
+/// instance runs in the sandbox functions run in, within `cfg.init_timeout`. `Err` holds
+/// the runtime's message. The module's top-level code runs, side effects and all.
+pub async fn check_handler(
+    spec: FunctionSpec,
+    code: Code,
+    cfg: LambdaConfig,
+) -> Result<(), String> {
+    let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
+    let function_arn = format!(
+        "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
+        cfg.region
+    );
+    let pool = Pool {
+        spec,
+        code,
+        cfg,
+        lambda_name,
+        function_arn,
+        idle: Mutex::new(Vec::new()),
+        all: Mutex::new(HashMap::new()),
+        next_instance_id: AtomicU64::new(1),
+        n_starting: AtomicUsize::new(0),
+        max_starts: 1,
+        shutting_down: AtomicBool::new(false),
+        freed: tokio::sync::Notify::new(),
+    };
+    let res = match pool.start_instance("on-demand").await {
+        Ok(Started::Ready(instance, _)) => {
+            pool.forget(instance);
+            Ok(())
+        }
+        Ok(Started::InitFailed(body)) => Err(init_error_message(&body)),
+        Ok(Started::Died(detail)) => Err(detail),
+        Err(e) => Err(e.to_string()),
+    };
+    pool.shutdown().await;
+    res
+}
+
+/// `errorType: errorMessage` of an init error body, or the body as text.
+fn init_error_message(body: &[u8]) -> String {
+    let text = |value: &serde_json::Value, key: &str| {
+        value.get(key).and_then(|v| v.as_str()).map(str::to_owned)
+    };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => match (text(&value, "errorType"), text(&value, "errorMessage")) {
+            (Some(kind), Some(message)) => format!("{kind}: {message}"),
+            (None, Some(message)) => message,
+            _ => String::from_utf8_lossy(body).into_owned(),
+        },
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
 impl Executor for LambdaExecutor {
     fn invoke(
         &self,

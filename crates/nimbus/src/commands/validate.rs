@@ -1,4 +1,5 @@
-//! `nimbus validate`: check a manifest and every handler without running anything.
+//! `nimbus validate`: check a manifest and every handler: its file, and (unless
+//! `--no-load`) that it loads and exports a function.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,14 @@ pub(crate) struct ValidateCommand {
     /// Region, for `${opt:region}` and `${aws:region}`.
     #[arg(long)]
     region: Option<String>,
+    /// Do not load Node.js and Python handlers to check their export (loading runs the
+    /// module's top-level code, in the functions' sandbox).
+    #[arg(long)]
+    no_load: bool,
 }
+
+/// How long one handler may take to load.
+const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The exit code when the manifest is valid but a function has events and nimbus serves
 /// none of them, so it would never be invoked (documented in README.md).
@@ -33,6 +41,15 @@ impl ValidateCommand {
                 fetch: Fetch::ToolsOnly,
             },
         )?;
+        if !self.no_load {
+            let failures = crate::runtime()?.block_on(load_handlers(&app))?;
+            if !failures.is_empty() {
+                for failure in &failures {
+                    eprintln!("error: {failure}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         let manifest = &app.manifest;
         let n_routes: usize = manifest.functions.iter().map(|f| f.http_routes.len()).sum();
         println!(
@@ -95,6 +112,53 @@ impl ValidateCommand {
         }
         Ok(ExitCode::from(EXIT_UNSERVED))
     }
+}
+
+/// Loads each Node.js and Python handler in an instance of its own, as a cold start
+/// does, and returns a diagnostic line for each that fails to import or lacks its export.
+async fn load_handlers(app: &app::App) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context as _;
+    let file_name = app::MANIFEST_NAMES
+        .iter()
+        .find(|name| app.dir.join(name).is_file())
+        .copied()
+        .unwrap_or("serverless.yml");
+    // What the handlers print while loading is not shown: a failure's message says it.
+    let mut cfg = app.lambda_config(
+        std::time::Duration::from_secs(60),
+        std::sync::Arc::new(Discard),
+    );
+    cfg.init_timeout = LOAD_TIMEOUT;
+    let mut failures = Vec::new();
+    let mut installed = false;
+    for (spec, code) in app.manifest.functions.iter().zip(&app.codes) {
+        let app::FunctionCode::Process(code) = code else {
+            continue;
+        };
+        if matches!(code, nimbus_lambda::Code::Provided(_)) {
+            continue;
+        }
+        if !installed {
+            nimbus_lambda::install_bootstraps(&cfg).context("writing runtime bootstraps")?;
+            installed = true;
+        }
+        if let Err(message) =
+            nimbus_lambda::check_handler(spec.clone(), code.clone(), cfg.clone()).await
+        {
+            failures.push(format!(
+                "{file_name}:{}:1: functions.{}.handler: {message}",
+                spec.handler_line, spec.name
+            ));
+        }
+    }
+    Ok(failures)
+}
+
+/// A log sink that keeps nothing.
+struct Discard;
+
+impl nimbus_core::LogSink for Discard {
+    fn log(&self, _line: nimbus_core::LogLine<'_>) {}
 }
 
 /// One line: what nimbus runs of the app, by kind.

@@ -478,3 +478,35 @@ async fn a_200_mb_stdout_flood_records_its_drops_and_the_store_stays_under_its_q
     })
     .await;
 }
+
+/// Issue 20: `nimbus validate` said "valid" when the handler's file existed but its export
+/// did not.
+#[test]
+fn validate_loads_each_handler_and_names_a_missing_export_or_a_failed_import() {
+    let manifest = "service: exports\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  api:\n    handler: ok.handler\n  py:\n    handler: mod.handler\n    runtime: python3.12\n  imp:\n    handler: broken.handler\n";
+    let app = TestApp::new(&[
+        ("serverless.yml", manifest),
+        ("ok.js", "exports.other = async () => ({});\n"),
+        ("mod.py", "def other(event, context):\n    return 1\n"),
+        (
+            "broken.js",
+            "require('no-such-package-anywhere');\nexports.handler = async () => ({});\n",
+        ),
+    ]);
+    let out = app.nimbus(&["validate"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    for expected in [
+        "serverless.yml:6:1: functions.api.handler: Runtime.HandlerNotFound: ok.handler is undefined or not exported",
+        "serverless.yml:8:1: functions.py.handler: Runtime.HandlerNotFound: Handler 'handler' missing on module 'mod'",
+        "serverless.yml:11:1: functions.imp.handler: Runtime.ImportModuleError: Error: Cannot find module 'no-such-package-anywhere'",
+    ] {
+        assert!(
+            out.stderr.contains(expected),
+            "{expected:?} in:\n{}",
+            out.stderr
+        );
+    }
+    // Loading runs the module's top-level code; --no-load checks files only.
+    let out = app.nimbus(&["validate", "--no-load"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}

@@ -335,8 +335,17 @@ async fn a_wsgi_app_attribute_that_is_missing_fails_the_invocation_naming_it() {
         ("web/api.py", PLAIN_API_PY),
         ("web/greetings.py", "def greet(path):\n    return path\n"),
     ]);
-    // The module is there, so the app loads; only importing it can tell the attribute.
+    // The module is there; `nimbus validate` imports it (issue 20) and names the missing
+    // attribute, and without loading (`--no-load`) it cannot tell.
     let out = app.nimbus(&["validate"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("functions.api.handler: "),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("application"), "{}", out.stderr);
+    let out = app.nimbus(&["validate", "--no-load"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let server = TestServer::start(app.path(), &[]);
     let res = server.get("/x").await;
