@@ -58,6 +58,10 @@ pub(crate) struct ServerCommand {
     /// sits idle this long between requests.
     #[arg(long, default_value = "10s", value_parser = duration::parse)]
     header_timeout: Duration,
+    /// Keep each stage's store within this size (KB, MB, GB: powers of 1024), deleting
+    /// the oldest records, logs and spans first.
+    #[arg(long, default_value = "1GB", value_parser = super::up::parse_size)]
+    retention_size: u64,
     /// At most this many instances at once over every deployed app, and invocations at
     /// once per app; beyond it, 429 TooManyRequestsException. Default: what fits in 80%
     /// of memory at 1024 MB each (10 to 1000).
@@ -94,6 +98,8 @@ const ALIAS_HEADER: &str = "x-nimbus-alias";
 struct Host {
     state: PathBuf,
     idle_timeout: Duration,
+    /// `--retention-size` of each stage's store.
+    retention_size: u64,
     /// What the gateway routes by: swapped whole on every change, read once per request.
     routes: RwLock<Arc<Routes>>,
     stages: tokio::sync::Mutex<Stages>,
@@ -179,6 +185,7 @@ impl ServerCommand {
         let host = Arc::new(Host {
             state: state.clone(),
             idle_timeout: self.idle_timeout,
+            retention_size: self.retention_size,
             routes: RwLock::new(Arc::new(Routes::new())),
             stages: tokio::sync::Mutex::new(Stages {
                 by_name: BTreeMap::new(),
@@ -664,6 +671,7 @@ impl Host {
             .with_context(|| format!("creating {}", dir.display()))?;
         let store = nimbus_store::Store::open(&state_dir)
             .with_context(|| format!("opening the store in {}", state_dir.display()))?;
+        store.set_retention_size(Some(self.retention_size));
         let telemetry = Arc::new(Telemetry::new(TelemetryConfig {
             store: Some(store.clone()),
             otlp_endpoint: None,

@@ -445,7 +445,7 @@ fn print_banner(
 }
 
 /// A size on the command line: a number, then B, KB, MB or GB (powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
