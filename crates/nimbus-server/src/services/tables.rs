@@ -674,6 +674,27 @@ fn key_range(
             .into());
         }
     }
+    // A key is never an empty string or binary, so asking for one is refused.
+    let empty_key = |value: &AttributeValue, name: &str| -> OpRes<()> {
+        let empty = match value {
+            AttributeValue::S(s) => s.is_empty(),
+            AttributeValue::B(b) => b.is_empty(),
+            _ => false,
+        };
+        if empty {
+            return Err(TableError::Validation(format!(
+                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: {name}"
+            ))
+            .into());
+        }
+        Ok(())
+    };
+    if let Some(partition) = &partition {
+        empty_key(partition, partition_key)?;
+    }
+    if let (Some(SortRange::Eq(value)), Some(sort_key)) = (&sort, sort_key) {
+        empty_key(value, sort_key)?;
+    }
     match partition {
         Some(partition) => Ok((partition, sort.unwrap_or(SortRange::All))),
         None => Err(TableError::Validation(format!(

@@ -511,6 +511,7 @@ error("key_type", lambda: client.create_table(
     TableName="sorted", AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
     KeySchema=[{"AttributeName": "nope", "KeyType": "HASH"}, {"AttributeName": "id", "KeyType": "SORT"}],
     BillingMode="PAY_PER_REQUEST"))
+error("empty_key", lambda: table.query(KeyConditionExpression=Key("pk").eq("")))
 error("overlap", lambda: table.get_item(Key={"pk": "x", "n": 1}, ProjectionExpression="a, a"))
 out["updated_old_none"] = "Attributes" in table.update_item(
     Key={"pk": "fresh", "n": 1}, UpdateExpression="SET a = :v", ExpressionAttributeValues={":v": 1},
@@ -578,6 +579,7 @@ async fn boto3_from_outside_races_pages_queries_indexes_and_gets_dynamodb_errors
             "billing": ["ValidationException", "One or more parameter values were invalid: ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED"],
             "definitions": ["ValidationException", "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"],
             "key_type": ["ValidationException", "1 validation error detected: Value 'SORT' at 'keySchema.2.member.keyType' failed to satisfy constraint: Member must satisfy enum value set: [HASH, RANGE]"],
+            "empty_key": ["ValidationException", "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty string value. Key: pk"],
             "overlap": ["ValidationException", "Invalid ProjectionExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]"],
             "value_key": ["ValidationException", "ExpressionAttributeValues contains invalid key: Syntax error; key: \"v2\""],
             "mixed": ["ValidationException", "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {AttributesToGet} Expression parameters: {ProjectionExpression}"],
