@@ -46,9 +46,11 @@ class Servers:
     which serves the AWS endpoint), admin_port and token (the services API, from
     .nimbus/up.json), moto_port."""
 
-    def __init__(self, manifest, prefix="nimbus-bench."):
+    def __init__(self, manifest, prefix="nimbus-bench.", files=None):
         self.manifest = manifest
         self.prefix = prefix
+        # More files of the app: {relative path: content}.
+        self.files = files or {}
         self.procs = []
 
     def __enter__(self):
@@ -57,6 +59,9 @@ class Servers:
             f.write(self.manifest)
         with open(os.path.join(self.app, "f.js"), "w") as f:
             f.write(FUNCTION_JS)
+        for path, content in self.files.items():
+            with open(os.path.join(self.app, path), "w") as f:
+                f.write(content)
         self.nimbus_port, self.moto_port = free_port(), free_port()
         env = dict(os.environ, NIMBUS_LOG="warn")
         try:

@@ -339,7 +339,13 @@ pub(crate) async fn get_item(
     let projection = projection(req.projection.as_deref(), &mut placeholders)?;
     placeholders.check_unused()?;
     let keys = vec![(req.table, req.key)];
-    let mut items = run(events, move |tables| tables.get_items(&keys)).await?;
+    // A point read on the calling worker, as KV's reads are (`Events::read_now`): it takes
+    // microseconds from the WAL and never waits for a writer, so the hop to the blocking
+    // pool would cost more than the read.
+    let mut items = events
+        .tables
+        .get_items(&keys)
+        .map_err(TableOpError::Table)?;
     Ok(items.pop().flatten().map(|item| match &projection {
         Some(paths) => expr::project(&item, paths),
         None => item,
