@@ -10,10 +10,10 @@
 //! and is refused otherwise.
 
 mod dynamodb;
-#[cfg(test)]
-mod fuzz;
 mod dynamodb_streams;
 mod eventbridge;
+#[cfg(test)]
+mod fuzz;
 mod kinesis;
 mod lambda;
 mod s3;
