@@ -18,6 +18,7 @@ mod cli;
 mod deploy;
 mod dev;
 mod events;
+mod express;
 mod framework;
 mod gateway;
 mod hello;
