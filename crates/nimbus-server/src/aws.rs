@@ -362,6 +362,28 @@ async fn read_body(
 }
 
 /// A response with a body and content type.
+/// How the JSON-protocol services (DynamoDB, DynamoDB Streams, Kinesis) answer a request
+/// the endpoint refused before it reached them: 400 for every client error (signature
+/// problems too), and their own names for the endpoint's signature and key errors.
+pub(crate) fn json_refusal(
+    status: http::StatusCode,
+    code: &'static str,
+) -> (http::StatusCode, &'static str) {
+    let status = if status.is_client_error() {
+        http::StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let code = match code {
+        "AccessDenied" => "AccessDeniedException",
+        "SignatureDoesNotMatch" => "InvalidSignatureException",
+        "InvalidClientTokenId" => "UnrecognizedClientException",
+        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
+        other => other,
+    };
+    (status, code)
+}
+
 pub(crate) fn response(status: http::StatusCode, content_type: &str, body: Vec<u8>) -> Response {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;

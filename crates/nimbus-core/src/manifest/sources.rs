@@ -105,18 +105,8 @@ impl Cx<'_> {
                     }
                 }
                 "functionResponseType" => {
-                    let value = self.read(value, &field_key);
-                    match self
-                        .string(&value, &field_key, "`ReportBatchItemFailures`")
-                        .as_deref()
-                    {
-                        Some("ReportBatchItemFailures") => event.report_batch_item_failures = true,
-                        Some(other) => {
-                            let message =
-                                format!("expected `ReportBatchItemFailures`, got {other:?}");
-                            self.error(value.pos, &field_key, message);
-                        }
-                        None => {}
+                    if self.function_response_type(value, &field_key) {
+                        event.report_batch_item_failures = true;
                     }
                 }
                 "maximumConcurrency" => {
@@ -508,6 +498,24 @@ impl Cx<'_> {
         }
         self.declare_event_bus(&event.bus);
         vec![EventSource::EventBridge(event)]
+    }
+
+    /// `functionResponseType`: whether it is `ReportBatchItemFailures` (anything else is an
+    /// error), for SQS and stream event source mappings alike.
+    pub(super) fn function_response_type(&mut self, node: &Node, key: &str) -> bool {
+        let value = self.read(node, key);
+        match self
+            .string(&value, key, "`ReportBatchItemFailures`")
+            .as_deref()
+        {
+            Some("ReportBatchItemFailures") => true,
+            Some(other) => {
+                let message = format!("expected `ReportBatchItemFailures`, got {other:?}");
+                self.error(value.pos, key, message);
+                false
+            }
+            None => false,
+        }
     }
 
     /// An event's value, except that `${cf:..}` is left for the reference to resolve.

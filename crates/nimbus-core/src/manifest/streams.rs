@@ -258,18 +258,8 @@ impl Cx<'_> {
                     event.bisect_on_error = self.boolean(value, &field_key).unwrap_or(false)
                 }
                 "functionResponseType" => {
-                    let value = self.read(value, &field_key);
-                    match self
-                        .string(&value, &field_key, "`ReportBatchItemFailures`")
-                        .as_deref()
-                    {
-                        Some("ReportBatchItemFailures") => event.report_batch_item_failures = true,
-                        Some(other) => {
-                            let message =
-                                format!("expected `ReportBatchItemFailures`, got {other:?}");
-                            self.error(value.pos, &field_key, message);
-                        }
-                        None => {}
+                    if self.function_response_type(value, &field_key) {
+                        event.report_batch_item_failures = true;
                     }
                 }
                 "parallelizationFactor" => {

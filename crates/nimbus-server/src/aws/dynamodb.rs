@@ -1638,19 +1638,7 @@ fn error_type(code: &str) -> String {
 
 /// An error refused before the request reached DynamoDB (a bad signature, an unknown key).
 pub(crate) fn error_response(status: StatusCode, code: &'static str, message: &str) -> Response {
-    // DynamoDB answers signature problems with 400, as its other client errors.
-    let status = if status.is_client_error() {
-        StatusCode::BAD_REQUEST
-    } else {
-        status
-    };
-    let code = match code {
-        "AccessDenied" => "AccessDeniedException",
-        "SignatureDoesNotMatch" => "InvalidSignatureException",
-        "InvalidClientTokenId" => "UnrecognizedClientException",
-        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
-        other => other,
-    };
+    let (status, code) = super::json_refusal(status, code);
     DynamoError::new(status, code, message).into_response()
 }
 

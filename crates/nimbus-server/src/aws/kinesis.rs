@@ -662,18 +662,7 @@ impl KinesisError {
 
 /// An error refused before the request reached Kinesis (a bad signature, an unknown key).
 pub(crate) fn error_response(status: StatusCode, code: &'static str, message: &str) -> Response {
-    let status = if status.is_client_error() {
-        StatusCode::BAD_REQUEST
-    } else {
-        status
-    };
-    let code = match code {
-        "AccessDenied" => "AccessDeniedException",
-        "SignatureDoesNotMatch" => "InvalidSignatureException",
-        "InvalidClientTokenId" => "UnrecognizedClientException",
-        "MissingAuthenticationToken" => "MissingAuthenticationTokenException",
-        other => other,
-    };
+    let (status, code) = super::json_refusal(status, code);
     KinesisError::new(status, code, message).into_response()
 }
 
