@@ -201,6 +201,10 @@ impl Events {
                 .iter()
                 .filter(|r| self.record_matches(&lane, r))
                 .collect();
+            let n_filtered = records.len() - matching.len();
+            if n_filtered > 0 {
+                self.stream_metric(&lane, "filtered", n_filtered, None);
+            }
             if matching.is_empty() {
                 // Filtered out: the lane moves past them, as Lambda's filtering does.
                 checkpoint = self
@@ -209,8 +213,11 @@ impl Events {
                     .unwrap_or(checkpoint);
                 continue;
             }
+            let n_matching = matching.len();
+            let last_arrival_us = records.last().map_or(0, |r| r.arrival_us);
             match self.invoke_batch(&lane, &matching).await {
                 BatchResult::Done => {
+                    self.stream_metric(&lane, "invoked", n_matching, Some(last_arrival_us));
                     checkpoint = self
                         .save_checkpoint(&lane, last_seq)
                         .await
@@ -457,8 +464,31 @@ impl Events {
         }
     }
 
+    /// Counts a batch's records in the function's stream metrics; a batch that was done
+    /// sets its iterator age from the arrival of its last record.
+    fn stream_metric(
+        &self,
+        lane: &Lane,
+        outcome: &str,
+        n_records: usize,
+        last_arrival_us: Option<i64>,
+    ) {
+        let age = last_arrival_us.map(|arrival_us| {
+            let now_us = nimbus_core::time::unix_micros(SystemTime::now());
+            now_us.saturating_sub(arrival_us).max(0) as f64 / 1e6
+        });
+        self.functions.telemetry.metrics.stream_batch(
+            &self.functions.list[lane.idx].spec.name,
+            &lane.event.stream,
+            outcome,
+            n_records,
+            age,
+        );
+    }
+
     /// Sends a discarded batch's invocation record to `onFailure` (or logs the loss).
     async fn fail_batch(&self, lane: &Lane, records: &[StreamRecord], condition: &str, n: u32) {
+        self.stream_metric(lane, "failed", records.len(), None);
         let function = &self.functions.list[lane.idx];
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;

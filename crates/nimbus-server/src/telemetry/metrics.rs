@@ -45,6 +45,8 @@ pub(crate) struct Metrics {
     custom_count: Family<Labels, Counter>,
     queue_messages: Family<Labels, Gauge>,
     queue_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    stream_records: Family<Labels, Counter>,
+    stream_iterator_age: Family<Labels, Gauge<f64, AtomicU64>>,
 }
 
 /// A queue's depth at scrape time.
@@ -86,6 +88,8 @@ impl Metrics {
             custom_count: Family::default(),
             queue_messages: Family::default(),
             queue_oldest_age: Family::default(),
+            stream_records: Family::default(),
+            stream_iterator_age: Family::default(),
             registry: Registry::default(),
         };
         // Names follow nimbus_<thing>_<unit>; the `_total` suffix is added by the encoder.
@@ -159,6 +163,16 @@ impl Metrics {
             "Age of the oldest message per queue",
             metrics.queue_oldest_age.clone(),
         );
+        registry.register(
+            "nimbus_stream_records",
+            "Stream records per function and stream by what became of them (invoked: in a batch that succeeded; filtered; failed: sent to onFailure or dropped)",
+            metrics.stream_records.clone(),
+        );
+        registry.register(
+            "nimbus_stream_iterator_age_seconds",
+            "Age of the last record of a function's last batch from a stream when it was done (Lambda's IteratorAge): how far the consumer is behind",
+            metrics.stream_iterator_age.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -228,6 +242,30 @@ impl Metrics {
         self.queue_oldest_age
             .get_or_create(&vec![("queue".to_owned(), queue.to_owned())])
             .set(depth.oldest_age_seconds);
+    }
+
+    /// Counts a stream batch's records by what became of them (`invoked`, `filtered`,
+    /// `failed`) and, for one that was done, sets the function's iterator age.
+    pub(crate) fn stream_batch(
+        &self,
+        function: &str,
+        stream: &str,
+        outcome: &str,
+        n_records: usize,
+        iterator_age: Option<f64>,
+    ) {
+        let labels = vec![
+            ("function".to_owned(), function.to_owned()),
+            ("stream".to_owned(), stream.to_owned()),
+        ];
+        let mut with_outcome = labels.clone();
+        with_outcome.push(("outcome".to_owned(), outcome.to_owned()));
+        self.stream_records
+            .get_or_create(&with_outcome)
+            .inc_by(n_records as u64);
+        if let Some(age) = iterator_age {
+            self.stream_iterator_age.get_or_create(&labels).set(age);
+        }
     }
 
     /// The text exposition, with instance gauges refreshed from the executors.

@@ -199,6 +199,34 @@ async fn table_writes_invoke_stream_functions_with_each_change_in_order() {
     assert_eq!(out["inserts"], json!([["o1", "INSERT"], ["o2", "INSERT"]]));
     let banner = server.stdout();
     assert!(banner.contains("dynamodb orders"), "{banner}");
+    let metrics = server
+        .admin(app.path(), "GET", "/metrics", None)
+        .await
+        .text();
+    let records = |function: &str, outcome: &str| {
+        crate::observe::metric(
+            &metrics,
+            "nimbus_stream_records_total",
+            &[
+                ("function", function),
+                ("stream", "table/orders"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(records("record", "invoked"), 4.0, "{metrics}");
+    assert_eq!(records("updateInventory", "invoked"), 2.0);
+    assert_eq!(records("updateInventory", "filtered"), 2.0);
+    let age = crate::observe::metric(
+        &metrics,
+        "nimbus_stream_iterator_age_seconds",
+        &[("function", "record")],
+    );
+    assert!(
+        metrics.contains("nimbus_stream_iterator_age_seconds{"),
+        "{metrics}"
+    );
+    assert!((0.0..5.0).contains(&age), "iterator age {age}");
 }
 
 const ORDER_MANIFEST: &str = r#"
