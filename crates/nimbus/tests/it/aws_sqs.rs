@@ -181,19 +181,32 @@ async fn functions_reach_queues_through_the_aws_sdks_with_their_own_grants() {
 /// Runs a Python `script` that prints one JSON value, with `boto3` (a folder) on its path
 /// and the server's gateway in `ENDPOINT`; no AWS config of the machine's is read.
 pub(crate) fn run_boto3(boto3: &str, script: &str, server: &TestServer) -> Value {
+    run_boto3_with(boto3, script, server, &[])
+}
+
+/// As [`run_boto3`], with more environment variables for the script; a failing script's
+/// output comes with nimbus's log.
+pub(crate) fn run_boto3_with(
+    boto3: &str,
+    script: &str,
+    server: &TestServer,
+    env: &[(&str, String)],
+) -> Value {
     let out = Command::new("python3")
         .args(["-c", script])
         .env("PYTHONPATH", boto3)
         .env("ENDPOINT", format!("http://{}", server.addr))
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .expect("running python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.logs()
     );
     serde_json::from_str(stdout.trim()).expect("the script prints JSON")
 }

@@ -3,11 +3,9 @@
 //! stream semantics — ordering per key across lanes, a poison record isolated by bisecting
 //! and sent to onFailure, and a kill -9 in the middle that loses nothing.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
-use crate::aws_sqs::boto3_path;
+use crate::aws_sqs::{boto3_path, run_boto3_with};
 use crate::harness::{TestApp, TestServer};
 
 /// Runs a boto3 script against `server` with `PHASE` set; its printed JSON.
@@ -23,24 +21,9 @@ fn boto3_with(
     phase: &str,
     env: &[(&str, String)],
 ) -> Value {
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .env("PYTHONPATH", boto3)
-        .env("ENDPOINT", format!("http://{}", server.addr))
-        .env("PHASE", phase)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .output()
-        .expect("running python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\nnimbus logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.logs()
-    );
-    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
+    let mut env = env.to_vec();
+    env.push(("PHASE", phase.to_owned()));
+    run_boto3_with(boto3, script, server, &env)
 }
 
 const CHANGES_MANIFEST: &str = r#"
