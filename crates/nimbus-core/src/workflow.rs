@@ -48,6 +48,7 @@ pub mod intrinsic;
 pub mod path;
 pub mod random;
 pub mod resource;
+pub mod store;
 pub mod validate;
 
 #[cfg(test)]

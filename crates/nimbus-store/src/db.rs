@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     tables::SCHEMA_V6,
     crate::streams::SCHEMA_V7,
     telemetry::SCHEMA_V8,
+    crate::workflows::SCHEMA_V9,
 ];
 
 /// The schema version this build reads and writes.

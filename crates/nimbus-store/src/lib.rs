@@ -32,6 +32,7 @@ mod streams;
 mod tables;
 mod telemetry;
 mod topics;
+mod workflows;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
