@@ -35,7 +35,10 @@ fn events(ids: std::ops::RangeInclusive<u64>) -> Vec<(u64, String)> {
 fn an_execution_is_created_once_per_name_and_machine() -> TestResult {
     let (_dir, store) = open()?;
     let first = new("orders", "run-1", 10);
-    assert_eq!(store.create_execution(&first, &events(1..=2))?, Created::New);
+    assert_eq!(
+        store.create_execution(&first, &events(1..=2))?,
+        Created::New
+    );
     let Created::Exists(existing) = store.create_execution(&first, &events(1..=2))? else {
         panic!("the second create found nothing");
     };
@@ -58,9 +61,15 @@ fn appends_continue_the_history_and_an_ending_closes_it() -> TestResult {
     store.append(&execution.arn, &events(3..=5), None)?;
     // A gap or a repeat is refused and writes nothing.
     let gap = store.append(&execution.arn, &events(7..=8), None);
-    assert!(matches!(gap, Err(WorkflowStoreError::Conflict(..))), "{gap:?}");
+    assert!(
+        matches!(gap, Err(WorkflowStoreError::Conflict(..))),
+        "{gap:?}"
+    );
     let repeat = store.append(&execution.arn, &events(5..=6), None);
-    assert!(matches!(repeat, Err(WorkflowStoreError::Conflict(..))), "{repeat:?}");
+    assert!(
+        matches!(repeat, Err(WorkflowStoreError::Conflict(..))),
+        "{repeat:?}"
+    );
     let ending = Ending {
         status: "SUCCEEDED".to_owned(),
         stop_us: 20,
@@ -76,7 +85,10 @@ fn appends_continue_the_history_and_an_ending_closes_it() -> TestResult {
     assert_eq!(record.last_event_id, 6);
     // An ended execution takes no more events.
     let late = store.append(&execution.arn, &events(7..=7), None);
-    assert!(matches!(late, Err(WorkflowStoreError::Conflict(..))), "{late:?}");
+    assert!(
+        matches!(late, Err(WorkflowStoreError::Conflict(..))),
+        "{late:?}"
+    );
     let history = store.history(&execution.arn, 0, 100, false)?;
     assert_eq!(
         history.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
@@ -107,7 +119,10 @@ fn appends_continue_the_history_and_an_ending_closes_it() -> TestResult {
         vec![4, 3]
     );
     let missing = store.append("arn:nothing", &events(1..=1), None);
-    assert!(matches!(missing, Err(WorkflowStoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(WorkflowStoreError::NotFound(_))),
+        "{missing:?}"
+    );
     Ok(())
 }
 
