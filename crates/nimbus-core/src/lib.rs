@@ -16,6 +16,7 @@ pub mod services;
 pub mod streams;
 pub mod tables;
 pub mod time;
+pub mod websocket;
 pub mod workflow;
 
 /// The AWS account id in the ARNs, events and `${aws:accountId}` nimbus fills in: the one

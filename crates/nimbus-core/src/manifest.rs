@@ -38,6 +38,7 @@ mod streams;
 mod tables;
 mod tree;
 mod vars;
+mod websocket;
 
 #[cfg(test)]
 mod fuzz;

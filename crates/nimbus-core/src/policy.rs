@@ -25,6 +25,8 @@ pub struct GatewayPolicies {
     /// Lift's `webhook` constructs: HTTP endpoints that put the request body on an
     /// EventBridge bus.
     pub webhooks: Vec<Webhook>,
+    /// The WebSocket API the `websocket` events make (no routes: none).
+    pub websocket: crate::websocket::WebSocketApi,
 }
 
 /// An HTTP endpoint whose requests become EventBridge events (Lift's `webhook`): `source`

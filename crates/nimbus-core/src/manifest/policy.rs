@@ -28,6 +28,8 @@ pub(super) struct PolicyNames {
     pub(super) has_api_keys: bool,
     /// `provider.rateLimit`, the default of every route.
     pub(super) rate_limit: Option<RateLimit>,
+    /// The routes `websocket` events declare, in manifest order.
+    pub(super) websocket_routes: Vec<super::websocket::DeclaredRoute>,
 }
 
 impl Cx<'_> {

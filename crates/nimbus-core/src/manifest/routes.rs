@@ -1,5 +1,6 @@
 //! Function events: `http` and `httpApi` become routes; `sqs`, `sns`, `s3` and `schedule`
-//! become event sources (`sources`); other event types are warned about.
+//! become event sources (`sources`); `websocket` events routes of the WebSocket API
+//! (`websocket`); other event types are warned about.
 
 use std::collections::HashMap;
 
@@ -109,6 +110,10 @@ impl Cx<'_> {
                         function,
                         &mut n_schedules,
                     ));
+                    continue;
+                }
+                "websocket" => {
+                    self.websocket_event(&entry.value, &event_key, function);
                     continue;
                 }
                 other => {

@@ -257,6 +257,11 @@ impl Cx<'_> {
         provider.policies.static_sites = std::mem::take(&mut self.app.static_sites);
         provider.policies.webhooks = std::mem::take(&mut self.app.webhooks);
         self.finish_authorizers(&mut provider.policies);
+        self.finish_websocket(
+            &mut provider.policies.websocket,
+            service.as_deref().unwrap_or_default(),
+            &stage,
+        );
         self.check_destinations();
         Some(Manifest {
             service: service?,
@@ -389,6 +394,12 @@ impl Cx<'_> {
                     let (keys, plan) = self.api_gateway(&entry.value, &key);
                     provider.policies.api_keys = keys;
                     provider.policies.usage_plan = plan;
+                }
+                "websocketsApiName"
+                | "websocketsApiRouteSelectionExpression"
+                | "websocketsDescription"
+                | "websockets" => {
+                    self.websocket_provider_key(entry, &key, &mut provider.policies.websocket);
                 }
                 // nimbus extension: the rate limit of every route without its own.
                 "rateLimit" => self.policy_names.rate_limit = self.rate_limit(&entry.value, &key),

@@ -225,6 +225,29 @@ fn summary(manifest: &super::Manifest) -> String {
             stream.retention.as_secs() / 3600
         );
     }
+    let websocket = &manifest.policies.websocket;
+    if websocket.is_served() {
+        let _ = writeln!(
+            out,
+            "websocket api {} selects by {:?}",
+            websocket.name, websocket.route_selection
+        );
+        for route in &websocket.routes {
+            let _ = write!(out, "  route {} -> {}", route.route_key, route.function);
+            if route.route_response {
+                let _ = write!(out, " with route response");
+            }
+            if let Some(authorizer) = &route.authorizer {
+                let lambda = &authorizer.lambda;
+                let _ = write!(
+                    out,
+                    " authorizer {} (function {}, identity {:?})",
+                    authorizer.name, lambda.function, lambda.identity_sources
+                );
+            }
+            let _ = writeln!(out);
+        }
+    }
     for webhook in &manifest.policies.webhooks {
         let _ = writeln!(
             out,
@@ -820,6 +843,15 @@ fn gateway_policies_are_read() {
             stage_path: Optional,
             static_sites: [],
             webhooks: [],
+            websocket: WebSocketApi {
+                name: "dev-s-websockets",
+                route_selection: BodyPath(
+                    [
+                        "action",
+                    ],
+                ),
+                routes: [],
+            },
         }
     "#]].assert_eq(&format!("{}{:#?}\n", summary(&manifest), manifest.policies));
 }
@@ -896,14 +928,15 @@ fn event_sources_are_read_and_other_event_types_warn() {
               schedule f-schedule-1 rate(1 minute)
               stream clicks batch 10 window 0s from TrimHorizon retries None max age None factor 1
               eventBridge default pattern {}
-              not served: alb, websocket, cloudwatchLog
+              not served: alb, cloudwatchLog
               grant sqs:ReceiveMessage,sqs:DeleteMessage,sqs:ChangeMessageVisibility on queue:q
             queue q: visibility 30s, delay 0s, retention 345600s
             topic topic
             buckets bucket
             stream clicks: 1 shards, retention 24h
+            websocket api dev-s-websockets selects by BodyPath(["action"])
+              route $connect -> f
             warning serverless.yml:14:9: functions.f.events[5].alb: `alb` events are not yet served by nimbus; ignored
-            warning serverless.yml:15:9: functions.f.events[6].websocket: `websocket` events are not yet served by nimbus; ignored
             warning serverless.yml:17:9: functions.f.events[8].cloudwatchLog: `cloudwatchLog` events are not yet served by nimbus; ignored
         "#]],
     );
@@ -3019,6 +3052,117 @@ fn stage_path_follows_serverless_offline_and_custom_nimbus() {
     );
 }
 
+// Issue 15: `websocket` events make the app's WebSocket API: predefined and custom
+// routes, a route response, the provider's selection expression and name, and a
+// `$connect` authorizer with the Framework's default identity source or its own.
+#[test]
+fn websocket_events_make_the_websocket_api() {
+    check(
+        "
+        service: chat
+        provider:
+          runtime: nodejs20.x
+          websocketsApiName: chat-ws
+          websocketsApiRouteSelectionExpression: $request.body.message.type
+          websocketsDescription: the chat
+        functions:
+          connect:
+            handler: ws.connect
+            events:
+              - websocket:
+                  route: $connect
+                  authorizer:
+                    name: auth
+                    identitySource:
+                      - route.request.header.Auth
+                      - route.request.querystring.token
+              - websocket: { route: $disconnect }
+          echo:
+            handler: ws.echo
+            events:
+              - websocket: $default
+              - websocket: { route: send, routeResponseSelectionExpression: $default }
+          auth:
+            handler: ws.auth
+        ",
+        expect![[r#"
+            service chat, stage dev, region us-east-1
+            function connect: nodejs20.x ws.connect (line 9), 1024 MB, 6s
+              Node { major: 20 }
+            function echo: nodejs20.x ws.echo (line 20), 1024 MB, 6s
+              Node { major: 20 }
+            function auth: nodejs20.x ws.auth (line 25), 1024 MB, 6s
+              Node { major: 20 }
+            websocket api chat-ws selects by BodyPath(["message", "type"])
+              route $connect -> connect authorizer auth (function auth, identity [Header("auth"), Query("token")])
+              route $disconnect -> connect
+              route $default -> echo
+              route send -> echo with route response
+        "#]],
+    );
+    check(
+        "
+        service: chat
+        provider: { runtime: nodejs20.x }
+        functions:
+          connect:
+            handler: ws.connect
+            events:
+              - websocket: { route: $connect, authorizer: arn:aws:lambda:us-east-1:1:function:chat-dev-auth }
+          auth:
+            handler: ws.auth
+        ",
+        expect![[r#"
+            service chat, stage dev, region us-east-1
+            function connect: nodejs20.x ws.connect (line 5), 1024 MB, 6s
+              Node { major: 20 }
+            function auth: nodejs20.x ws.auth (line 9), 1024 MB, 6s
+              Node { major: 20 }
+            websocket api dev-chat-websockets selects by BodyPath(["action"])
+              route $connect -> connect authorizer auth (function auth, identity [Header("auth")])
+        "#]],
+    );
+}
+
+#[test]
+fn websocket_events_that_api_gateway_would_refuse_are_errors() {
+    check(
+        "
+        service: chat
+        provider:
+          runtime: nodejs20.x
+          websocketsApiRouteSelectionExpression: $request.header.x
+        functions:
+          a:
+            handler: ws.a
+            events:
+              - websocket: $default
+              - websocket: $connected
+              - websocket: { route: send, authorizer: a }
+              - websocket: { route: $connect, authorizer: nobody }
+              - websocket: { route: x, routeResponseSelectionExpression: $request.body.y }
+              - websocket: { authorizer: a }
+              - websocket: [a]
+          b:
+            handler: ws.b
+            events:
+              - websocket: $default
+              - websocket: { route: $connect, authorizer: { name: a, identitySource: [stageVariables.t, route.request.body.x] } }
+        ",
+        expect![[r#"
+            serverless.yml:4:42: provider.websocketsApiRouteSelectionExpression: nimbus selects routes by a JSON body path, as in `$request.body.action`; got "$request.header.x"
+            serverless.yml:10:20: functions.a.events[1].websocket: unknown route `$connected`; the predefined routes are `$connect`, `$disconnect` and `$default`, and custom routes do not start with `$`
+            serverless.yml:11:35: functions.a.events[2].websocket.authorizer: API Gateway runs an authorizer on the `$connect` route only, not on `send`
+            serverless.yml:12:51: functions.a.events[3].websocket.authorizer: unknown function `nobody`; an authorizer is a function of this app, which nimbus invokes (declared: a, b)
+            serverless.yml:13:66: functions.a.events[4].websocket.routeResponseSelectionExpression: API Gateway takes only `$default` here for a Lambda proxy route, got "$request.body.y"
+            serverless.yml:14:20: functions.a.events[5].websocket.route: missing `route`: `$connect`, `$disconnect`, `$default` or a custom route key
+            serverless.yml:15:20: functions.a.events[6].websocket: expected a route key such as `$connect` or `{ route, routeResponseSelectionExpression, authorizer }`, got a sequence
+            serverless.yml:19:20: functions.b.events[0].websocket: duplicate websocket route `$default`: function `a` already declares it at line 9 (functions.a.events[0].websocket)
+            serverless.yml:20:78: functions.b.events[1].websocket.authorizer.identitySource: nimbus has no stage variables, so a connection would never carry "stageVariables.t"; use a header or a query string parameter
+        "#]],
+    );
+}
+
 // Issue 21: an event nimbus does not serve is listed on its function, so `nimbus validate`
 // can say when a function would never be invoked.
 #[test]
@@ -3031,15 +3175,15 @@ fn unserved_events_are_listed_on_their_function() {
           connect:
             handler: ws.connect
             events:
-              - websocket: { route: $connect }
+              - alb: { listenerArn: x, priority: 1, conditions: { path: /x } }
               - alexaSkill: amzn1.ask.skill.x
         ",
         expect![[r#"
             service chat, stage dev, region us-east-1
             function connect: nodejs20.x ws.connect (line 5), 1024 MB, 6s
               Node { major: 20 }
-              not served: websocket, alexaSkill
-            warning serverless.yml:7:9: functions.connect.events[0].websocket: `websocket` events are not yet served by nimbus; ignored
+              not served: alb, alexaSkill
+            warning serverless.yml:7:9: functions.connect.events[0].alb: `alb` events are not yet served by nimbus; ignored
             warning serverless.yml:8:9: functions.connect.events[1].alexaSkill: `alexaSkill` events are not yet served by nimbus; ignored
         "#]],
     );

@@ -94,7 +94,7 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn cloud_only_keys_are_warnings_not_errors() {
     let manifest = format!(
-        "plugins: [serverless-offline, serverless-domain-manager]\ncustom: {{ x: 1 }}\nresources:\n  Resources:\n    Cdn: {{ Type: 'AWS::CloudFront::Distribution' }}\n{HEAD}  api:\n    handler: ok.handler\n    events:\n      - websocket: {{ route: $connect }}\n      - httpApi: GET /ok\n"
+        "plugins: [serverless-offline, serverless-domain-manager]\ncustom: {{ x: 1 }}\nresources:\n  Resources:\n    Cdn: {{ Type: 'AWS::CloudFront::Distribution' }}\n{HEAD}  api:\n    handler: ok.handler\n    events:\n      - alexaSkill: amzn1.ask.skill.x\n      - httpApi: GET /ok\n"
     );
     let (code, stderr) = validate(&manifest);
     assert_eq!(code, Some(0), "{stderr}");

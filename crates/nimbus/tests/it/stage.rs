@@ -135,11 +135,11 @@ functions:
   connect:
     handler: ws.connect
     events:
-      - websocket: { route: $connect }
+      - alexaSkill: amzn1.ask.skill.x
   default:
     handler: ws.connect
     events:
-      - websocket: { route: $default }
+      - alexaSkill: amzn1.ask.skill.y
       - httpApi: GET /health
 "#;
     let app = TestApp::new(&[
@@ -152,13 +152,13 @@ functions:
     let out = app.nimbus(&["validate"]);
     assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.contains("functions.connect.events[0].websocket: `websocket` events are not yet served by nimbus; ignored"),
+        out.stderr.contains("functions.connect.events[0].alexaSkill: `alexaSkill` events are not yet served by nimbus; ignored"),
         "{}",
         out.stderr
     );
     assert!(
         out.stderr.contains(
-            "error: function `connect` has only events nimbus does not serve yet (websocket); it would never be invoked"
+            "error: function `connect` has only events nimbus does not serve yet (alexaSkill); it would never be invoked"
         ),
         "{}",
         out.stderr

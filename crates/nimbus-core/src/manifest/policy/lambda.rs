@@ -462,7 +462,12 @@ impl Cx<'_> {
     }
 
     /// The function a function name or Lambda ARN names, if it is one of this app's.
-    fn authorizer_function(&mut self, reference: &str, pos: Pos, key: &str) -> Option<String> {
+    pub(in crate::manifest) fn authorizer_function(
+        &mut self,
+        reference: &str,
+        pos: Pos,
+        key: &str,
+    ) -> Option<String> {
         let name = if reference.starts_with("arn:") {
             let deployed = parse_arn(reference)
                 .filter(|arn| arn.service == "lambda")
