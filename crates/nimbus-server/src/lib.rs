@@ -35,7 +35,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use crate::api::wire;
 pub use crate::aws::{AwsKeys, aws_access_key_id};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
-pub use crate::listener::{DEFAULT_HEADER_TIMEOUT, StrictHeads, http1_builder};
+pub use crate::listener::{
+    BODY_MIN_RATE, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    ListenerConfig, StrictHeads, http1_builder,
+};
 use crate::services::ServicesHandle;
 pub use crate::telemetry::{
     REDACTED, RedactingLogSink, Redactor, Telemetry, TelemetryConfig, TraceContext,
@@ -104,9 +107,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// Which keys the AWS endpoint on the gateway port accepts besides the functions'.
     pub aws_keys: AwsKeys,
-    /// How long a client may take to send a request's head, and a kept-alive connection
-    /// may stay idle, on both listeners (`DEFAULT_HEADER_TIMEOUT` unless configured).
-    pub header_timeout: Duration,
+    /// The connection limits and deadlines of both listeners (each has its own cap, so a
+    /// flood on the gateway leaves the control API, which functions call, reachable).
+    pub listener: ListenerConfig,
 }
 
 /// A bound, not yet running server.
@@ -211,7 +214,7 @@ impl Server {
             listeners.spawn(listener::serve(
                 listener,
                 app,
-                cfg.header_timeout,
+                cfg.listener.clone(),
                 shutdown.clone(),
             ));
         }

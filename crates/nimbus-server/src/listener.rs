@@ -1,21 +1,28 @@
-//! The accept loop of every HTTP listener: a header-read deadline that also closes idle
-//! kept-alive connections, request heads with a bare LF refused, graceful shutdown; and
-//! HTTP/2 without TLS for clients that speak it with prior knowledge (h2c): the AWS SDK for
-//! JavaScript v3's Kinesis client does, by default, against an `http://` endpoint.
+//! The accept loop of every HTTP listener and the limits that keep slow or idle clients
+//! from taking it over: a cap on open connections (idle ones make room for new ones at the
+//! cap), a header-read deadline, a body-read deadline with a minimum rate, an idle deadline
+//! for HTTP/1.1 and HTTP/2 alike, a send deadline for clients that stop reading; request
+//! heads with a bare LF refused; graceful shutdown; and HTTP/2 without TLS for clients that
+//! speak it with prior knowledge (h2c): the AWS SDK for JavaScript v3's Kinesis client
+//! does, by default, against an `http://` endpoint.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service as _;
 
 use crate::Shutdown;
@@ -27,13 +34,66 @@ use crate::Shutdown;
 /// at most this long.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a request body may take before it must keep up [`BODY_MIN_RATE`]: Apache's
+/// mod_reqtimeout gives a body 20 s, plus a second for every 500 bytes received.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most connections a listener holds open at once unless configured: each costs a file
+/// descriptor and a few KiB.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// Every byte of a request body received beyond [`DEFAULT_BODY_TIMEOUT`] earns this much
+/// more time: a body must arrive at 1 KiB/s on average, so one trickled a byte at a time is
+/// cut off, and a 6 MB upload over a slow link is not.
+pub const BODY_MIN_RATE: u64 = 1024;
+
+/// How long a write to a client may wait (a client that stops reading its response), as
+/// nginx's `send_timeout`.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// At the connection cap, a connection with no request in flight for this long is closed to
+/// make room for a new one (as nginx reuses kept-alive connections when it runs out).
+const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+
+/// The largest request head hyper buffers on HTTP/1.1 (431 beyond), and the read buffer of
+/// a connection: API Gateway takes heads of 10 KiB, nginx 32 KiB; hyper's default (400 KiB)
+/// would let 10,000 slow connections hold 4 GB.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How a listener treats its connections.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// How long a request's head may take to arrive, and a connection may sit with no
+    /// request in flight (HTTP/1.1 and HTTP/2), before it is closed.
+    pub header_timeout: Duration,
+    /// How long a request's body may take, plus a second for every [`BODY_MIN_RATE`] bytes
+    /// received; past it, reading the body fails (400) and the connection is closed.
+    pub body_timeout: Duration,
+    /// At most this many connections at once; beyond it, new connections wait in the
+    /// kernel's backlog while idle ones are closed to make room.
+    pub max_connections: usize,
+}
+
+impl ListenerConfig {
+    /// The defaults, for listeners only nimbus's own processes reach (a deployed version
+    /// behind `nimbus server`'s gateway, tests).
+    pub fn internal() -> ListenerConfig {
+        ListenerConfig {
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// An HTTP/1.1 connection builder with nimbus's limits: the header-read deadline (which
 /// needs hyper's timer to take effect at all; axum's `serve` sets none).
 pub fn http1_builder(header_timeout: Duration) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
     builder
 }
 
@@ -44,9 +104,10 @@ fn auto_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    // An HTTP/2 connection that goes quiet is closed after the same time as an idle
-    // HTTP/1.1 one: pings every `header_timeout`, and no answer within it ends it.
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    // A peer that stops answering pings is gone; one that answers but sends nothing is
+    // closed by the idle deadline of `serve_connection`.
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -61,11 +122,49 @@ fn auto_builder(header_timeout: Duration) -> auto::Builder<TokioExecutor> {
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    cfg: ListenerConfig,
     mut shutdown: Shutdown,
 ) {
+    let cfg = Arc::new(cfg);
+    let slots = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let pressure = Arc::new(Notify::new());
     let mut connections = JoinSet::new();
+    let mut warned_at: Option<Instant> = None;
     loop {
+        // A slot first: at the cap, new connections wait in the kernel's backlog, and
+        // connections with nothing in flight are asked, every second, to make room.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if warned_at.is_none_or(|at| at.elapsed() > Duration::from_secs(60)) {
+                    tracing::warn!(
+                        "{} connections open on {}, the most allowed (--max-connections): \
+                         new ones wait, idle ones are closed",
+                        cfg.max_connections,
+                        listener
+                            .local_addr()
+                            .map_or_else(|_| "a listener".to_owned(), |a| a.to_string()),
+                    );
+                    warned_at = Some(Instant::now());
+                }
+                let mut nudge = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => break slot,
+                            Err(_) => unreachable!("the semaphore is never closed"),
+                        },
+                        _ = nudge.tick() => pressure.notify_waiters(),
+                        Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                        () = shutdown.wait() => {
+                            drop(listener);
+                            while connections.join_next().await.is_some() {}
+                            return;
+                        }
+                    }
+                }
+            }
+        };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -80,26 +179,326 @@ pub(crate) async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             () = shutdown.wait() => break,
         };
-        let router = router.clone();
-        let mut shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(remote));
-                router.clone().call(req)
-            });
-            let builder = auto_builder(header_timeout);
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(StrictHeads::new(stream)), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                () = shutdown.wait() => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
-        });
+        connections.spawn(serve_connection(
+            Connection {
+                stream,
+                _slot: slot,
+                send_stall: None,
+            },
+            remote,
+            router.clone(),
+            cfg.clone(),
+            pressure.clone(),
+            shutdown.clone(),
+        ));
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection until the client closes it, it breaks a deadline, the listener
+/// needs its slot while it is idle, or shutdown.
+async fn serve_connection(
+    connection: Connection,
+    remote: std::net::SocketAddr,
+    router: Router,
+    cfg: Arc<ListenerConfig>,
+    pressure: Arc<Notify>,
+    mut shutdown: Shutdown,
+) {
+    let activity = Arc::new(Activity::new());
+    let body_timeout = cfg.body_timeout;
+    let tracked = activity.clone();
+    let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let guard = Activity::begin(&tracked);
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(ConnectInfo(remote));
+        let body = axum::body::Body::new(TimedBody::new(body, body_timeout));
+        let res = router.clone().call(http::Request::from_parts(parts, body));
+        async move {
+            let res = res.await?;
+            Ok::<_, std::convert::Infallible>(res.map(|body| {
+                axum::body::Body::new(TrackedBody {
+                    body,
+                    _guard: guard,
+                })
+            }))
+        }
+    });
+    let builder = auto_builder(cfg.header_timeout);
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(StrictHeads::new(connection)), service);
+    tokio::pin!(conn);
+    // Closes a connection with nothing in flight for `header_timeout`: a client that
+    // connects and sends nothing (hyper reads the first bytes to tell HTTP/1.1 from HTTP/2
+    // with no deadline of its own), and an HTTP/2 connection whose client answers pings but
+    // sends no request. An upgraded connection (WebSocket) has left `conn`: no deadline.
+    let idle_timeout = cfg.header_timeout;
+    let check = tokio::time::sleep(idle_timeout);
+    tokio::pin!(check);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = check.as_mut() => {
+                let now = Instant::now();
+                match activity.idle_since() {
+                    Some(since) if now >= since + idle_timeout => {
+                        if closing {
+                            // Asked to close a while ago and still idle: drop it.
+                            return;
+                        }
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        check.as_mut().reset(now + idle_timeout);
+                    }
+                    Some(since) => check.as_mut().reset(since + idle_timeout),
+                    None => check.as_mut().reset(now + idle_timeout),
+                }
+            }
+            () = pressure.notified(), if !closing => {
+                if activity
+                    .idle_since()
+                    .is_some_and(|since| since.elapsed() >= EVICTABLE_AFTER)
+                {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = shutdown.wait(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// What a connection is doing: how many requests are in flight (from a complete head to
+/// the end of its response body), and since when none is.
+struct Activity(Mutex<(usize, Instant)>);
+
+/// One request in flight on a connection.
+struct RequestGuard(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity(Mutex::new((0, Instant::now())))
+    }
+
+    fn begin(activity: &Arc<Activity>) -> RequestGuard {
+        if let Ok(mut state) = activity.0.lock() {
+            state.0 += 1;
+        }
+        RequestGuard(activity.clone())
+    }
+
+    /// Since when no request is in flight; `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        let state = self.0.lock().ok()?;
+        (state.0 == 0).then_some(state.1)
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.0.lock() {
+            state.0 = state.0.saturating_sub(1);
+            if state.0 == 0 {
+                state.1 = Instant::now();
+            }
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is dropped.
+struct TrackedBody {
+    body: axum::body::Body,
+    _guard: RequestGuard,
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body with a deadline: `body_timeout` from the end of the head, plus a second
+/// for every [`BODY_MIN_RATE`] bytes received. A client that trickles its body (the
+/// "slow POST" form of slowloris) gets an error where the handler reads it.
+struct TimedBody {
+    body: Incoming,
+    started: Instant,
+    timeout: Duration,
+    received: u64,
+    /// Armed only while the body is waited for.
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+/// The error a handler reads from a body that broke its deadline.
+#[derive(Debug)]
+struct BodyTimeout;
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body arrived too slowly")
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+impl TimedBody {
+    fn new(body: Incoming, timeout: Duration) -> TimedBody {
+        TimedBody {
+            body,
+            started: Instant::now(),
+            timeout,
+            received: 0,
+            sleep: None,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.started + self.timeout + Duration::from_secs(self.received / BODY_MIN_RATE)
+    }
+}
+
+impl hyper::body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.received += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let deadline = this.deadline();
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// An accepted connection holding its slot under the cap (for as long as the socket
+/// lives, upgraded or not), with a deadline on writes that make no progress.
+struct Connection {
+    stream: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    /// Armed while a write waits for the client to read.
+    send_stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl Connection {
+    /// Called when a write is pending: an error once it has been for `SEND_TIMEOUT`.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let stall = self
+            .send_stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(SEND_TIMEOUT)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for 60 s",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn progressed<T>(
+        &mut self,
+        res: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        match res {
+            Poll::Pending => self.stalled(cx).map(Err),
+            ready => {
+                self.send_stall = None;
+                ready
+            }
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.progressed(res, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let res = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.progressed(res, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let res = Pin::new(&mut self.stream).poll_flush(cx);
+        self.progressed(res, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// A connection's bytes on their way to hyper, with every request head checked for a bare
@@ -278,39 +677,4 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for StrictHeads<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Feeds `chunks` through the scanner; the index of the chunk refused, if one is.
-    fn refused_at(chunks: &[&[u8]]) -> Option<usize> {
-        let mut heads = StrictHeads::new(());
-        chunks.iter().position(|chunk| heads.scan(chunk).is_err())
-    }
-
-    #[test]
-    fn a_bare_lf_in_a_head_is_refused_and_one_in_a_body_is_not() {
-        assert_eq!(
-            refused_at(&[b"GET / HTTP/1.1\r\nX-A: a\nX-B: b\r\n\r\n"]),
-            Some(0)
-        );
-        assert_eq!(refused_at(&[b"GET / HTTP/1.1\n\n"]), Some(0));
-        assert_eq!(
-            refused_at(&[b"GET / HTTP/1.1\r\nX-A: a\r", b"\nHost: x\r\n\r\n"]),
-            None
-        );
-        // A body of Content-Length bytes may hold anything; the next head is checked again.
-        let body = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\na\nb\nc";
-        assert_eq!(refused_at(&[body, b"GET / HTTP/1.1\r\n\r\n"]), None);
-        assert_eq!(
-            refused_at(&[body, b"GET / HTTP/1.1\nX: y\r\n\r\n"]),
-            Some(1)
-        );
-        // After a chunked body nothing more is checked.
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n\n\r\n0\r\n\r\n";
-        assert_eq!(
-            refused_at(&[chunked, b"GET / HTTP/1.1\nX: y\r\n\r\n"]),
-            None
-        );
-        assert_eq!(refused_at(&[b"\r\nGET / HTTP/1.1\r\n\r\n"]), None);
-    }
-}
+mod tests;

@@ -7,6 +7,7 @@ mod bundle;
 mod commands;
 mod control;
 mod duration;
+mod listen;
 mod secrets;
 
 use std::process::ExitCode;

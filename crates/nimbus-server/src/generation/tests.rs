@@ -167,7 +167,7 @@ async fn reload_lets_invocations_under_way_finish_and_stops_executors_once_unuse
         admin_token: "admin".to_owned(),
         drain_timeout: Duration::from_secs(5),
         aws_keys: crate::AwsKeys::FunctionsOnly,
-        header_timeout: crate::DEFAULT_HEADER_TIMEOUT,
+        listener: crate::ListenerConfig::internal(),
     })
     .await
     .expect("binding");

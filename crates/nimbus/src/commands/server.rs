@@ -724,7 +724,7 @@ impl Host {
             // functions' own keys are let in.
             aws_keys: nimbus_server::AwsKeys::FunctionsOnly,
             // The host's pooled connections to a version idle out after 5 s, before this.
-            header_timeout: nimbus_server::DEFAULT_HEADER_TIMEOUT,
+            listener: nimbus_server::ListenerConfig::internal(),
         };
         let server = Server::bind(cfg.clone()).await?;
         let gateway = server.gateway_addr()?;

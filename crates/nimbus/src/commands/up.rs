@@ -67,10 +67,8 @@ pub(crate) struct UpCommand {
     /// oldest records, logs and spans first.
     #[arg(long, default_value = "1GB", value_parser = parse_size)]
     retention_size: u64,
-    /// Close a connection whose request head takes longer than this to arrive, or that
-    /// sits idle this long between requests.
-    #[arg(long, default_value = "10s", value_parser = duration::parse)]
-    header_timeout: Duration,
+    #[command(flatten)]
+    listener: crate::listen::ListenerArgs,
 }
 
 /// On or off, for flags that read better as words.
@@ -186,7 +184,7 @@ impl UpCommand {
             drain_timeout: longest_timeout + Duration::from_secs(1),
             // As LocalStack does, any key is the operator's on a local `nimbus up`.
             aws_keys: nimbus_server::AwsKeys::AnyAsOperator,
-            header_timeout: self.header_timeout,
+            listener: self.listener.config(),
         };
         // Bind first: functions learn the control API's address from their environment.
         let server = Server::bind(cfg.clone()).await?;

@@ -30,6 +30,7 @@ mod provided;
 mod requirements;
 mod runtimes;
 mod sdk;
+mod slow_clients;
 mod secrets;
 mod stage;
 mod streams;
