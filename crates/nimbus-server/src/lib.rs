@@ -19,6 +19,7 @@ mod generation;
 mod listener;
 mod services;
 mod telemetry;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ use crate::services::ServicesHandle;
 pub use crate::telemetry::{
     REDACTED, RedactingLogSink, Redactor, Telemetry, TelemetryConfig, TraceContext,
 };
+pub use crate::tls::{DevCertificate, Tls, dev_certificate, pem_fingerprint};
 
 /// A function and the executor that invokes it.
 pub struct ServedFunction {
@@ -116,6 +118,9 @@ pub struct ServerConfig {
 pub struct Server {
     cfg: ServerConfig,
     gateway: TcpListener,
+    /// With TLS on the gateway, the same gateway in plain HTTP on loopback: the functions'
+    /// SDKs reach the AWS endpoint there, with no certificate to trust.
+    local_gateway: Option<TcpListener>,
     admin: TcpListener,
     services: Arc<ServicesHandle>,
     reloads: (ReloadTx, ReloadRx),
@@ -150,12 +155,21 @@ impl Server {
             .await
             .with_context(|| format!("binding the gateway to {}", cfg.gateway_addr))?;
         // The control API invokes any function: it listens on loopback only.
+        let local_gateway = match cfg.listener.tls {
+            Some(_) => Some(
+                TcpListener::bind(("127.0.0.1", 0))
+                    .await
+                    .context("binding the gateway's plain twin on 127.0.0.1")?,
+            ),
+            None => None,
+        };
         let admin = TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("binding the control API on 127.0.0.1")?;
         Ok(Server {
             cfg,
             gateway,
+            local_gateway,
             admin,
             services: Arc::new(ServicesHandle::new()),
             reloads: mpsc::channel(4),
@@ -165,6 +179,15 @@ impl Server {
     /// The address the gateway listens on.
     pub fn gateway_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.gateway.local_addr()?)
+    }
+
+    /// Where processes on this machine (the functions' SDKs) reach the gateway in plain
+    /// HTTP: the gateway itself, or its loopback twin when the gateway speaks TLS.
+    pub fn local_gateway_addr(&self) -> anyhow::Result<SocketAddr> {
+        match &self.local_gateway {
+            Some(twin) => Ok(twin.local_addr()?),
+            None => self.gateway_addr(),
+        }
     }
 
     /// The address the control API listens on.
@@ -199,6 +222,7 @@ impl Server {
         let Server {
             cfg,
             gateway,
+            local_gateway,
             admin,
             services,
             reloads: (reloads_tx, reloads),
@@ -210,11 +234,23 @@ impl Server {
         let gateway_app = gateway::router(generations.current.clone(), &cfg);
         let admin_app = admin::router(generations.current.clone(), &cfg);
         let mut listeners = tokio::task::JoinSet::new();
-        for (listener, app) in [(gateway, gateway_app), (admin, admin_app)] {
+        // Only the gateway speaks TLS: the control API and the twin are for this machine.
+        let plain = ListenerConfig {
+            tls: None,
+            ..cfg.listener.clone()
+        };
+        let mut served = vec![
+            (gateway, gateway_app.clone(), cfg.listener.clone()),
+            (admin, admin_app, plain.clone()),
+        ];
+        if let Some(twin) = local_gateway {
+            served.push((twin, gateway_app, plain));
+        }
+        for (listener, app, listener_cfg) in served {
             listeners.spawn(listener::serve(
                 listener,
                 app,
-                cfg.listener.clone(),
+                listener_cfg,
                 shutdown.clone(),
             ));
         }

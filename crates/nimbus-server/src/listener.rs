@@ -26,6 +26,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service as _;
 
 use crate::Shutdown;
+use crate::tls::Tls;
 
 /// How long a client may take to send a request's head (request line and headers), and
 /// how long a kept-alive connection may sit idle between requests: hyper arms the same
@@ -72,6 +73,9 @@ pub struct ListenerConfig {
     /// At most this many connections at once; beyond it, new connections wait in the
     /// kernel's backlog while idle ones are closed to make room.
     pub max_connections: usize,
+    /// Speak TLS (HTTPS, and HTTP/2 by ALPN) rather than plain HTTP. The handshake must
+    /// end within `header_timeout`.
+    pub tls: Option<Tls>,
 }
 
 impl ListenerConfig {
@@ -82,6 +86,7 @@ impl ListenerConfig {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
@@ -180,11 +185,8 @@ pub(crate) async fn serve(
             () = shutdown.wait() => break,
         };
         connections.spawn(serve_connection(
-            Connection {
-                stream,
-                _slot: slot,
-                send_stall: None,
-            },
+            stream,
+            slot,
             remote,
             router.clone(),
             cfg.clone(),
@@ -199,13 +201,42 @@ pub(crate) async fn serve(
 /// Serves one connection until the client closes it, it breaks a deadline, the listener
 /// needs its slot while it is idle, or shutdown.
 async fn serve_connection(
-    connection: Connection,
+    stream: TcpStream,
+    slot: OwnedSemaphorePermit,
     remote: std::net::SocketAddr,
     router: Router,
     cfg: Arc<ListenerConfig>,
     pressure: Arc<Notify>,
     mut shutdown: Shutdown,
 ) {
+    let stream = match &cfg.tls {
+        None => Stream::Plain(stream),
+        Some(tls) => {
+            let handshake = tls.acceptor.accept(stream);
+            tokio::select! {
+                res = tokio::time::timeout(cfg.header_timeout, handshake) => match res {
+                    Ok(Ok(stream)) => Stream::Tls(Box::new(stream)),
+                    // Scanners and clients that do not trust the certificate: nothing to
+                    // tell the operator.
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake with {remote}: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake with {remote}: timed out");
+                        return;
+                    }
+                },
+                () = shutdown.wait() => return,
+            }
+        }
+    };
+    let over_tls = matches!(stream, Stream::Tls(_));
+    let connection = Connection {
+        stream,
+        _slot: slot,
+        send_stall: None,
+    };
     let activity = Arc::new(Activity::new());
     let body_timeout = cfg.body_timeout;
     let tracked = activity.clone();
@@ -213,6 +244,9 @@ async fn serve_connection(
         let guard = Activity::begin(&tracked);
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(ConnectInfo(remote));
+        if over_tls {
+            parts.extensions.insert(OverTls);
+        }
         let body = axum::body::Body::new(TimedBody::new(body, body_timeout));
         let res = router.clone().call(http::Request::from_parts(parts, body));
         async move {
@@ -271,6 +305,27 @@ async fn serve_connection(
             }
         }
     }
+}
+
+/// Marks a request that came over TLS.
+#[derive(Clone, Copy)]
+struct OverTls;
+
+/// The URL a client used to reach this server, without a path (`https://example.com:3000`):
+/// the scheme of its connection and the `Host` header (HTTP/1.1) or `:authority` (HTTP/2),
+/// for URLs nimbus hands back (SQS queue URLs).
+pub(crate) fn base_url(parts: &http::request::Parts) -> String {
+    let scheme = match parts.extensions.get::<OverTls>() {
+        Some(OverTls) => "https",
+        None => "http",
+    };
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("127.0.0.1");
+    format!("{scheme}://{host}")
 }
 
 /// What a connection is doing: how many requests are in flight (from a complete head to
@@ -422,7 +477,7 @@ impl hyper::body::Body for TimedBody {
 /// An accepted connection holding its slot under the cap (for as long as the socket
 /// lives, upgraded or not), with a deadline on writes that make no progress.
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     _slot: OwnedSemaphorePermit,
     /// Armed while a write waits for the client to read.
     send_stall: Option<Pin<Box<Sleep>>>,
@@ -498,6 +553,70 @@ impl AsyncWrite for Connection {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// A connection's socket, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write(cx, buf),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(stream) => stream.is_write_vectored(),
+            Stream::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_flush(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(stream) => Pin::new(stream).poll_shutdown(cx),
+            Stream::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
+        }
     }
 }
 

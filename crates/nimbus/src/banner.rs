@@ -9,10 +9,12 @@ use nimbus_core::manifest::Manifest;
 use nimbus_core::policy::StagePath;
 use nimbus_core::{ApiKind, HttpRoute};
 
-/// The banner's lines after `listening on`, each to be indented by the caller.
-/// `next_fire` says when a schedule fires next (it knows the schedule's stored anchor).
+/// The banner's lines after `listening on`, each to be indented by the caller; `scheme`
+/// is `http` or `https`. `next_fire` says when a schedule fires next (it knows the
+/// schedule's stored anchor).
 pub(crate) fn lines(
     manifest: &Manifest,
+    scheme: &str,
     gateway: SocketAddr,
     next_fire: &mut dyn FnMut(&ScheduleEvent) -> Option<SystemTime>,
 ) -> Vec<String> {
@@ -23,7 +25,7 @@ pub(crate) fn lines(
         for route in &spec.http_routes {
             let url = route_url(
                 route,
-                gateway,
+                &format!("{scheme}://{gateway}"),
                 &manifest.stage,
                 manifest.policies.stage_path,
             );
@@ -49,7 +51,7 @@ pub(crate) fn lines(
     }
     for webhook in &manifest.policies.webhooks {
         routes.push(format!(
-            "{:<7} http://{gateway}{} -> webhook {} (bus {})",
+            "{:<7} {scheme}://{gateway}{} -> webhook {} (bus {})",
             webhook.method, webhook.path, webhook.id, webhook.bus
         ));
     }
@@ -71,13 +73,13 @@ pub(crate) fn lines(
 
 /// The URL to call for `route`: a REST route under its stage unless the stage path is
 /// off (noting the other form when both answer); an HTTP API route at its own path.
-fn route_url(route: &HttpRoute, gateway: SocketAddr, stage: &str, stage_path: StagePath) -> String {
+fn route_url(route: &HttpRoute, gateway: &str, stage: &str, stage_path: StagePath) -> String {
     let path = if route.path == "*" { "/*" } else { &route.path };
     match (route.api, stage_path) {
-        (ApiKind::Http, _) | (ApiKind::Rest, StagePath::Off) => format!("http://{gateway}{path}"),
-        (ApiKind::Rest, StagePath::Required) => format!("http://{gateway}/{stage}{path}"),
+        (ApiKind::Http, _) | (ApiKind::Rest, StagePath::Off) => format!("{gateway}{path}"),
+        (ApiKind::Rest, StagePath::Required) => format!("{gateway}/{stage}{path}"),
         (ApiKind::Rest, StagePath::Optional) => {
-            format!("http://{gateway}/{stage}{path} (also {path})")
+            format!("{gateway}/{stage}{path} (also {path})")
         }
     }
 }

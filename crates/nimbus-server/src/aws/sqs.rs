@@ -35,16 +35,10 @@ pub(crate) async fn handle(
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Response {
-    let host = parts
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
     let cx = Cx {
         generation,
         principal,
-        host,
+        base_url: crate::listener::base_url(parts),
         trace: crate::gateway::incoming_trace(&parts.headers),
     };
     let target = super::target_operation(parts, super::Service::Sqs);
@@ -227,7 +221,8 @@ fn ok<T: Serialize>(value: &T) -> Result<Vec<u8>, SqsError> {
 struct Cx<'a> {
     generation: &'a Generation,
     principal: Principal<'a>,
-    host: String,
+    /// `https://host:port` as the client reached nimbus, for queue URLs.
+    base_url: String,
     trace: TraceContext,
 }
 
@@ -481,7 +476,7 @@ impl Cx<'_> {
     }
 
     fn url(&self, queue: &str) -> String {
-        format!("http://{}/{}/{queue}", self.host, nimbus_core::ACCOUNT_ID)
+        format!("{}/{}/{queue}", self.base_url, nimbus_core::ACCOUNT_ID)
     }
 
     async fn create_queue(&self, req: CreateQueue) -> Result<QueueUrlResult, SqsError> {

@@ -89,6 +89,7 @@ fn limits(timeout: Duration) -> ListenerConfig {
         header_timeout: timeout,
         body_timeout: timeout,
         max_connections: 100,
+        tls: None,
     }
 }
 

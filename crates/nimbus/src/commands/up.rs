@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,9 +30,6 @@ pub(crate) struct UpCommand {
     /// Gateway port; 0 picks a free one.
     #[arg(long, default_value_t = 3000)]
     port: u16,
-    /// Gateway address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
     /// Stage, for `${opt:stage}` and `${sls:stage}`.
     #[arg(long)]
     stage: Option<String>,
@@ -174,8 +171,9 @@ impl UpCommand {
             .map(|f| f.timeout)
             .max()
             .unwrap_or(Duration::ZERO);
+        let listener = self.listener.listener(&state_dir)?;
         let cfg = ServerConfig {
-            gateway_addr: SocketAddr::new(self.host, self.port),
+            gateway_addr: SocketAddr::new(self.listener.host, self.port),
             stage: app.manifest.stage.clone(),
             queue_wait: self.queue_wait,
             max_queued: self.max_queued,
@@ -184,7 +182,7 @@ impl UpCommand {
             drain_timeout: longest_timeout + Duration::from_secs(1),
             // As LocalStack does, any key is the operator's on a local `nimbus up`.
             aws_keys: nimbus_server::AwsKeys::AnyAsOperator,
-            listener: self.listener.config(),
+            listener: listener.config,
         };
         // Bind first: functions learn the control API's address from their environment.
         let server = Server::bind(cfg.clone()).await?;
@@ -194,7 +192,7 @@ impl UpCommand {
             idle_timeout: self.idle_timeout,
             async_retry_delay: self.async_retry_delay,
             admin,
-            gateway,
+            gateway: server.local_gateway_addr()?,
             services: server.services(),
             telemetry,
             store,
@@ -237,13 +235,20 @@ impl UpCommand {
             let next = schedule.expression.next_after(anchor.unwrap_or(now))?;
             Some(next.max(now))
         };
-        let mut banner_lines = banner::lines(&launched.app.manifest, gateway, &mut next_fire);
+        let base_url = format!("{}://{gateway}", listener.scheme);
+        let mut banner_lines = banner::lines(
+            &launched.app.manifest,
+            listener.scheme,
+            gateway,
+            &mut next_fire,
+        );
         banner_lines.extend(launch.generated_keys);
         banner_lines.push(format!("isolation: {}", crate::app::sandbox().describe()));
+        banner_lines.extend(listener.tls_line);
         print_banner(
             &launched.app.manifest.service,
             &launched.app.manifest.stage,
-            gateway,
+            &base_url,
             &banner_lines,
         )?;
 
@@ -427,14 +432,11 @@ fn spawn_pruner(store: nimbus_store::Store, retention: Duration) {
 fn print_banner(
     service: &str,
     stage: &str,
-    gateway: SocketAddr,
+    base_url: &str,
     routes: &[String],
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "nimbus: {service} ({stage}) listening on http://{gateway}"
-    )?;
+    writeln!(out, "nimbus: {service} ({stage}) listening on {base_url}")?;
     for route in routes {
         writeln!(out, "  {route}")?;
     }

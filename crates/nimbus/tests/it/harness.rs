@@ -131,7 +131,12 @@ impl TestServer {
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let url = line.split("listening on ").nth(1);
+                    let rest = url.and_then(|url| {
+                        url.strip_prefix("http://")
+                            .or_else(|| url.strip_prefix("https://"))
+                    });
+                    if let Some(rest) = rest {
                         break rest.trim().parse().expect("banner address");
                     }
                 }
