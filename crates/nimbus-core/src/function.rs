@@ -50,6 +50,8 @@ pub struct FunctionSpec {
     /// The types of the function's events that nimbus does not serve (`websocket`,
     /// `alexaSkill`, ...), in manifest order; each is also a warning.
     pub ignored_events: Vec<String>,
+    /// The bindings and limits of a `runtime: workers` function; `None` for the others.
+    pub worker: Option<crate::worker::WorkerSpec>,
 }
 
 /// A runtime named in the manifest (`nodejs20.x`, `python3.12`, `provided.al2`).
@@ -69,6 +71,10 @@ pub enum Runtime {
     Provided,
     /// `wasm`: a WebAssembly component, invoked in-process; `handler` is its `.wasm` path.
     Wasm,
+    /// `workers`: a Workers-style JavaScript module (or service-worker script) served by
+    /// one long-lived host process that takes many requests at once; `handler` is the
+    /// module's path.
+    Workers,
 }
 
 /// Which API Gateway flavour a route belongs to; it decides the event shape.
@@ -124,6 +130,7 @@ impl fmt::Display for Runtime {
             Runtime::Python { minor } => write!(f, "python3.{minor}"),
             Runtime::Provided => f.write_str("provided"),
             Runtime::Wasm => f.write_str("wasm"),
+            Runtime::Workers => f.write_str("workers"),
         }
     }
 }

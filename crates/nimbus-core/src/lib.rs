@@ -16,6 +16,7 @@ pub mod services;
 pub mod streams;
 pub mod tables;
 pub mod time;
+pub mod worker;
 pub mod websocket;
 pub mod workflow;
 

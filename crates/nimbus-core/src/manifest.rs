@@ -39,6 +39,7 @@ mod tables;
 mod tree;
 mod vars;
 mod websocket;
+pub mod wrangler;
 
 #[cfg(test)]
 mod fuzz;

@@ -11,6 +11,9 @@ pub(crate) const NODE_BOOTSTRAP: &str = include_str!("../bootstrap/node/bootstra
 pub(crate) const NODE_BOOTSTRAP_FILE: &str = "bootstrap.cjs";
 pub(crate) const PYTHON_BOOTSTRAP: &str = include_str!("../bootstrap/python/bootstrap.py");
 pub(crate) const PYTHON_BOOTSTRAP_FILE: &str = "bootstrap.py";
+/// The host of `runtime: workers` functions (`crate::workers`).
+pub(crate) const WORKERS_HOST: &str = include_str!("../bootstrap/workers/host.mjs");
+pub(crate) const WORKERS_HOST_FILE: &str = "workers/host.mjs";
 /// The adapter serving serverless-wsgi functions (`crate::wsgi`), alone in a folder that
 /// only their `PYTHONPATH` holds.
 pub(crate) const WSGI_ADAPTER: (&str, &str) = (
@@ -66,6 +69,9 @@ pub enum Code {
     },
     /// The function's own `bootstrap` executable.
     Provided(PathBuf),
+    /// A `runtime: workers` module or service-worker script (the path relative to the app
+    /// folder), served by the Workers host (`crate::workers`), not the Lambda bootstrap.
+    Worker(PathBuf),
 }
 
 impl Code {
@@ -151,6 +157,18 @@ pub fn resolve_code(app_dir: &Path, spec: &FunctionSpec) -> Result<Code, CodeErr
                     "no bootstrap executable: looked for {} and {}; build your custom runtime there and make it executable",
                     candidates[0].display(),
                     candidates[1].display()
+                ),
+            })
+        }
+        Runtime::Workers => {
+            let main = spec.handler.trim_start_matches("./");
+            if app_dir.join(main).is_file() {
+                return Ok(Code::Worker(PathBuf::from(main)));
+            }
+            Err(CodeError {
+                message: format!(
+                    "the worker's module {main} is not in {}; `main` (or `handler`) names the file that exports its handlers",
+                    app_dir.display()
                 ),
             })
         }

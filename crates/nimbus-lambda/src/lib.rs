@@ -17,6 +17,7 @@ mod runtime_api;
 mod sandbox;
 mod spawn;
 mod typescript;
+mod workers;
 mod wsgi;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ pub use packages::{
 pub use pool::{InstanceLimit, LambdaExecutor, check_handler};
 pub use sandbox::{Sandbox, SandboxMode, SandboxSettings, UidRange};
 pub use typescript::{CompileError, EsbuildOptions, compile_typescript};
+pub use workers::WorkersExecutor;
 pub use wsgi::{WSGI_HANDLER, WsgiApp, resolve_wsgi, uses_wsgi_adapter};
 
 /// Settings shared by every function of an app.
@@ -92,6 +94,7 @@ pub fn install_bootstraps(cfg: &LambdaConfig) -> std::io::Result<()> {
     let files = [
         (code::NODE_BOOTSTRAP_FILE, code::NODE_BOOTSTRAP),
         (code::PYTHON_BOOTSTRAP_FILE, code::PYTHON_BOOTSTRAP),
+        (code::WORKERS_HOST_FILE, code::WORKERS_HOST),
     ]
     .into_iter()
     .chain(code::CLIENTS)

@@ -16,7 +16,7 @@ use crate::LambdaConfig;
 use crate::code::{Code, NODE_BOOTSTRAP_FILE, PYTHON_BOOTSTRAP_FILE};
 use crate::instance::{Exit, Instance, InstanceState, StartConfig, Started};
 use crate::runtime_api::{Dispatch, Reply};
-use crate::spawn::ProcessSpec;
+use crate::spawn::{ProcessSpec, StdinMode};
 
 /// The executor of one process-runtime function.
 pub struct LambdaExecutor {
@@ -196,6 +196,15 @@ impl LambdaExecutor {
                 ))),
             });
         }
+        if let Code::Worker(main) = &code {
+            return Err(InvokeError::Platform {
+                function: spec.name.clone(),
+                source: Box::new(std::io::Error::other(format!(
+                    "{} is a worker: WorkersExecutor serves it",
+                    main.display()
+                ))),
+            });
+        }
         let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
         let function_arn = format!(
             "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
@@ -232,6 +241,9 @@ pub async fn check_handler(
     code: Code,
     cfg: LambdaConfig,
 ) -> Result<(), String> {
+    if let Code::Worker(main) = &code {
+        return crate::workers::check_worker(spec, main.clone(), cfg).await;
+    }
     let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
     let function_arn = format!(
         "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
@@ -265,7 +277,7 @@ pub async fn check_handler(
 }
 
 /// `errorType: errorMessage` of an init error body, or the body as text.
-fn init_error_message(body: &[u8]) -> String {
+pub(crate) fn init_error_message(body: &[u8]) -> String {
     let text = |value: &serde_json::Value, key: &str| {
         value.get(key).and_then(|v| v.as_str()).map(str::to_owned)
     };
@@ -550,6 +562,7 @@ impl Pool {
             cwd: &self.cfg.app_dir,
             env,
             view: crate::sandbox::View::new(&self.cfg, &self.code, &self.spec),
+            stdin: StdinMode::Null,
         };
         let start_cfg = StartConfig {
             id,
@@ -584,7 +597,7 @@ impl Pool {
     fn command(&self) -> (PathBuf, Vec<String>) {
         let runtime_dir = &self.cfg.runtime_dir;
         match &self.code {
-            Code::Node | Code::TypeScript(_) | Code::NodeBuilt { .. } => {
+            Code::Node | Code::TypeScript(_) | Code::NodeBuilt { .. } | Code::Worker(_) => {
                 // Lambda's Node.js runtime caps the V8 heap below the function's memory so
                 // that the heap limit, not the kernel, stops a runaway allocation.
                 let heap_mb = (u64::from(self.spec.memory_mb) * 9 / 10).max(16);

@@ -480,6 +480,17 @@ impl View {
         }
     }
 
+    /// The view of a Workers host: the app folder and the runtime folder (the host and
+    /// the service client), with `spec`'s `/tmp`.
+    pub(crate) fn for_worker(cfg: &LambdaConfig, spec: &FunctionSpec) -> View {
+        View {
+            sandbox: cfg.sandbox.clone(),
+            app_dir: cfg.app_dir.clone(),
+            read_only: vec![cfg.runtime_dir.clone()],
+            tmp_bytes: u64::from(spec.ephemeral_storage_mb) * 1024 * 1024,
+        }
+    }
+
     /// The size of the instance's `/tmp`, in bytes.
     pub(crate) fn tmp_bytes(&self) -> u64 {
         self.tmp_bytes

@@ -17,6 +17,15 @@ pub(crate) struct ProcessSpec<'a> {
     pub(crate) cwd: &'a Path,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) view: View,
+    pub(crate) stdin: StdinMode,
+}
+
+/// What an instance's standard input is.
+pub(crate) enum StdinMode {
+    /// Nothing: a Lambda instance takes its invocations from the Runtime API.
+    Null,
+    /// A pipe nimbus writes to: the Workers host takes its invocations from it.
+    Piped,
 }
 
 /// The limits of one sandboxed instance, set as rlimits before bubblewrap starts.
@@ -61,8 +70,12 @@ pub(crate) fn spawn_instance(
         // The host's home is not in the view; /tmp is the one writable folder.
         cmd.env("HOME", "/tmp");
     }
+    let stdin = match spec.stdin {
+        StdinMode::Null => Stdio::null(),
+        StdinMode::Piped => Stdio::piped(),
+    };
     cmd.envs(spec.env)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -279,6 +279,21 @@ async fn serve(
             r#"{"message":"Internal Server Error"}"#,
         )
             .into_response(),
+        // A worker that throws, or goes over its CPU or memory limit, answers 500 as
+        // Cloudflare's errors 1101 and 1102 do; the stack is in the function's log.
+        Outcome::Error(_) | Outcome::OutOfMemory { .. } | Outcome::Crashed(_)
+            if function.spec.runtime == Runtime::Workers =>
+        {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                match &report.outcome {
+                    Outcome::Error(_) => "Worker threw exception",
+                    _ => "Worker exceeded resource limits",
+                },
+            )
+                .into_response()
+        }
         Outcome::Error(_) | Outcome::OutOfMemory { .. } | Outcome::Crashed(_) => {
             internal_server_error()
         }

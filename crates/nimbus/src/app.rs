@@ -11,19 +11,23 @@ use nimbus_core::services::Services;
 use nimbus_core::{FunctionSpec, LogLine, LogSink, LogStream};
 use nimbus_lambda::{
     Code, InstanceLimit, LambdaConfig, LambdaExecutor, PackageCache, PackageSet, RuntimePackages,
-    Sandbox, SandboxMode, SandboxSettings, UidRange,
+    Sandbox, SandboxMode, SandboxSettings, UidRange, WorkersExecutor,
 };
 use nimbus_server::{RedactingLogSink, Redactor};
 use nimbus_wasm::{WasmComponent, WasmEngine, WasmEngineConfig, WasmExecutor};
 
 use crate::secrets::StoreSecrets;
 
-/// The manifest names nimbus looks for, in order.
-pub(crate) const MANIFEST_NAMES: [&str; 4] = [
+/// The manifest names nimbus looks for, in order: a Worker's own `wrangler.toml` (or
+/// `wrangler.json(c)`) serves when the folder has no nimbus or Serverless manifest.
+pub(crate) const MANIFEST_NAMES: [&str; 7] = [
     "nimbus.yaml",
     "nimbus.yml",
     "serverless.yml",
     "serverless.yaml",
+    "wrangler.toml",
+    "wrangler.jsonc",
+    "wrangler.json",
 ];
 
 /// A loaded, valid app.
@@ -116,7 +120,12 @@ pub(crate) fn load_with_engine(
         files: Some(Arc::new(AppFiles { dir: dir.clone() })),
         instance_id: Some(instance_id()),
     };
-    let manifest = match manifest::parse(&source, &file_name, &vars) {
+    let parsed = if manifest::wrangler::WRANGLER_FILES.contains(&file_name.as_str()) {
+        manifest::wrangler::parse(&source, &file_name, &vars)
+    } else {
+        manifest::parse(&source, &file_name, &vars)
+    };
+    let manifest = match parsed {
         Ok(manifest) => manifest,
         Err(errors) => return Err(report_errors(&errors)),
     };
@@ -610,6 +619,15 @@ impl App {
         let spec = &self.manifest.functions[idx];
         let log_sink = self.log_sink(spec, &cfg.log_sink);
         let code = match &self.codes[idx] {
+            FunctionCode::Process(Code::Worker(main)) => {
+                let cfg = LambdaConfig {
+                    log_sink,
+                    ..cfg.clone()
+                };
+                let executor = WorkersExecutor::start(spec.clone(), main.clone(), cfg)
+                    .with_context(|| format!("starting worker {}", spec.name))?;
+                return Ok(Arc::new(executor));
+            }
             FunctionCode::Process(code) => code.clone(),
             FunctionCode::Wasm(component) => {
                 let engine = self

@@ -51,6 +51,7 @@ const RUNTIMES: &[(&str, Runtime)] = &[
     ("provided.al2", Runtime::Provided),
     ("provided.al2023", Runtime::Provided),
     ("wasm", Runtime::Wasm),
+    ("workers", Runtime::Workers),
 ];
 
 /// What the manifest says about a runtime, so that a bad provider runtime is reported
@@ -522,6 +523,7 @@ impl Cx<'_> {
         let mut provisioned = None;
         let mut http_routes: Vec<HttpRoute> = Vec::new();
         let mut allowed_outbound_hosts = None;
+        let mut cpu_ms = None;
         let mut function_events = FunctionEvents::default();
         let mut async_config = AsyncConfig::default();
         // Every function gets the provider's grants; its own statements (the
@@ -587,6 +589,11 @@ impl Cx<'_> {
                     allowed_outbound_hosts =
                         Some((self.outbound_hosts(&field.value, &field_key), field.key_pos));
                 }
+                // A worker's CPU limit, as wrangler's `limits.cpu_ms`.
+                "cpuMs" => {
+                    let value = self.read(&field.value, &field_key);
+                    cpu_ms = self.whole_number(&value, &field_key, "milliseconds of CPU time");
+                }
                 // Documentation only; nothing to do with it.
                 "description" => {}
                 _ => self.warn(field.key_pos, &field_key, "not modelled by nimbus; ignored"),
@@ -648,6 +655,13 @@ impl Cx<'_> {
             return None;
         }
         let (handler, handler_line) = handler?;
+        // A worker in nimbus.yaml sees its `environment` as `vars`.
+        let worker = (runtime == Some(Runtime::Workers)).then(|| crate::worker::WorkerSpec {
+            cpu_limit: cpu_ms
+                .filter(|ms| *ms > 0)
+                .map(std::time::Duration::from_millis),
+            ..crate::worker::WorkerSpec::with_vars(&environment.values)
+        });
         Some(FunctionSpec {
             name: name.to_owned(),
             handler,
@@ -666,6 +680,7 @@ impl Cx<'_> {
             events,
             async_config,
             ignored_events,
+            worker,
         })
     }
 

@@ -37,4 +37,5 @@ mod streams;
 mod tls;
 mod typescript;
 mod wasm;
+mod workers;
 mod wsgi;

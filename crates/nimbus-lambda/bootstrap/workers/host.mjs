@@ -1,0 +1,704 @@
+// nimbus Workers host: one process per worker, the module loaded once, many invocations
+// in flight at once (as one isolate serves many requests on Cloudflare).
+//
+// nimbus writes one JSON frame a line on stdin:
+//   {"t":"invoke","id":N,"rid":"request id","event":{...}}   an API Gateway (2.0 or 1.0),
+//                                                            SQS or scheduled event
+// and reads one a line on stdout:
+//   {"t":"ready"} once the module is loaded, {"t":"init_error","error":{...}} if it failed;
+//   {"t":"res","id":N,"ok":{proxy result}} or {"t":"res","id":N,"error":{...}};
+//   {"t":"log","rid":"...","s":"out"|"err","m":"text"}       console output of a request;
+//   {"t":"tick"}                                              the event loop is not stuck.
+// Bindings call nimbus's services API (NIMBUS_API, NIMBUS_TOKEN) through the shipped client.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Buffer } from 'node:buffer';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isAbsolute, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pathToFileURL } from 'node:url';
+import { format } from 'node:util';
+import vm from 'node:vm';
+
+const require = createRequire(import.meta.url);
+const nimbus = require('nimbus');
+
+const writeOut = process.stdout.write.bind(process.stdout);
+function frame(obj) {
+  writeOut(JSON.stringify(obj) + '\n');
+}
+
+// ---------------------------------------------------------------------------
+// Console output goes to nimbus with the request it belongs to.
+
+const current = new AsyncLocalStorage();
+function log(stream, args) {
+  const store = current.getStore();
+  frame({ t: 'log', rid: store ? store.rid : null, s: stream, m: format(...args) });
+}
+for (const [name, stream] of [
+  ['log', 'out'],
+  ['info', 'out'],
+  ['debug', 'out'],
+  ['trace', 'err'],
+  ['warn', 'err'],
+  ['error', 'err'],
+]) {
+  console[name] = (...args) => log(stream, args);
+}
+process.stdout.write = (chunk) => {
+  log('out', [String(chunk).replace(/\n$/, '')]);
+  return true;
+};
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+const config = JSON.parse(process.env.NIMBUS_WORKER || '{}');
+const appDir = process.env.LAMBDA_TASK_ROOT || process.cwd();
+const mainPath = isAbsolute(process.env._HANDLER) ? process.env._HANDLER : join(appDir, process.env._HANDLER);
+
+// ---------------------------------------------------------------------------
+// Bindings
+
+function toBytes(value) {
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  if (ArrayBuffer.isView(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return null;
+}
+
+async function bodyBytes(value) {
+  const bytes = toBytes(value);
+  if (bytes) return bytes;
+  if (value && typeof value.getReader === 'function') return Buffer.from(await new Response(value).arrayBuffer());
+  if (value instanceof Blob) return Buffer.from(await value.arrayBuffer());
+  if (value === null || value === undefined) return Buffer.alloc(0);
+  throw new TypeError('the value must be a string, ArrayBuffer, ArrayBufferView, ReadableStream or Blob');
+}
+
+function kvDecode(buf, type) {
+  switch (type) {
+    case 'json':
+      return JSON.parse(buf.toString('utf8'));
+    case 'arrayBuffer':
+      return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+    case 'stream':
+      return new Response(buf).body;
+    default:
+      return buf.toString('utf8');
+  }
+}
+
+function kvType(options) {
+  const type = typeof options === 'string' ? options : (options && options.type) || 'text';
+  if (!['text', 'json', 'arrayBuffer', 'stream'].includes(type)) {
+    throw new TypeError(`Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".`);
+  }
+  return type;
+}
+
+class KVNamespace {
+  #kv;
+  constructor(namespace) {
+    this.#kv = nimbus.kv(namespace);
+  }
+  async get(key, options) {
+    const type = kvType(options);
+    const value = await this.#kv.get(key, { type: 'buffer' });
+    return value === null ? null : kvDecode(value, type);
+  }
+  async getWithMetadata(key, options) {
+    const type = kvType(options);
+    const { value, metadata } = await this.#kv.getWithMetadata(key, { type: 'buffer' });
+    return { value: value === null ? null : kvDecode(value, type), metadata: value === null ? null : metadata ?? null, cacheStatus: null };
+  }
+  async put(key, value, options = {}) {
+    // Cloudflare's own rule: a TTL shorter than a minute is refused.
+    if (options.expirationTtl !== undefined && Number(options.expirationTtl) < 60) {
+      throw new Error(`KV PUT failed: 400 Invalid expiration_ttl of ${options.expirationTtl}. Expiration TTL must be at least 60.`);
+    }
+    const bytes = await bodyBytes(value);
+    await this.#kv.put(key, bytes, {
+      expirationTtl: options.expirationTtl,
+      expiration: options.expiration,
+      metadata: options.metadata,
+    });
+  }
+  async delete(key) {
+    await this.#kv.delete(key);
+  }
+  async list(options = {}) {
+    const res = await this.#kv.list({ prefix: options.prefix, cursor: options.cursor, limit: options.limit });
+    const out = { keys: res.keys || [], list_complete: !!res.list_complete, cacheStatus: null };
+    if (res.cursor) out.cursor = res.cursor;
+    return out;
+  }
+}
+
+// Queue messages carry their content type in an attribute, so the consumer gets back
+// what the producer sent (Cloudflare's `contentType`: json by default, text, bytes, v8).
+const CONTENT_TYPE_ATTR = 'nimbus-content-type';
+
+function encodeMessage(body, contentType = 'json') {
+  switch (contentType) {
+    case 'text':
+      return String(body);
+    case 'bytes':
+      return Buffer.from(toBytes(body) || []).toString('base64');
+    case 'v8':
+      return require('node:v8').serialize(body).toString('base64');
+    case 'json':
+      return JSON.stringify(body);
+    default:
+      throw new TypeError(`Unknown content type "${contentType}"; use json, text, bytes or v8`);
+  }
+}
+
+function decodeMessage(body, contentType) {
+  switch (contentType) {
+    case 'json':
+      return JSON.parse(body);
+    case 'bytes': {
+      const buf = Buffer.from(body, 'base64');
+      return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+    }
+    case 'v8':
+      return require('node:v8').deserialize(Buffer.from(body, 'base64'));
+    default:
+      // text, or a message another client sent without a content type
+      return body;
+  }
+}
+
+class Queue {
+  #queue;
+  constructor(name) {
+    this.#queue = nimbus.queue(name);
+  }
+  async send(body, options = {}) {
+    const contentType = options.contentType || 'json';
+    await this.#queue.send(encodeMessage(body, contentType), {
+      delaySeconds: options.delaySeconds,
+      attributes: { [CONTENT_TYPE_ATTR]: contentType },
+    });
+  }
+  async sendBatch(messages, options = {}) {
+    const list = Array.from(messages);
+    for (let start = 0; start < list.length; start += 10) {
+      const res = await this.#queue.sendBatch(
+        list.slice(start, start + 10).map((m) => {
+          const contentType = m.contentType || 'json';
+          return {
+            body: encodeMessage(m.body, contentType),
+            delaySeconds: m.delaySeconds ?? options.delaySeconds,
+            attributes: { [CONTENT_TYPE_ATTR]: contentType },
+          };
+        }),
+      );
+      if (res && res.failed && res.failed.length) {
+        throw new Error(`Queue sendBatch failed: ${res.failed.map((f) => f.message).join('; ')}`);
+      }
+    }
+  }
+}
+
+class R2Object {
+  constructor(key, info) {
+    this.key = key;
+    this.size = info.size ?? 0;
+    this.etag = (info.eTag || '').replace(/"/g, '');
+    this.httpEtag = `"${this.etag}"`;
+    this.uploaded = info.lastModified ? new Date(info.lastModified) : new Date();
+    this.httpMetadata = info.contentType ? { contentType: info.contentType } : {};
+    this.customMetadata = {};
+    this.version = this.etag;
+    this.storageClass = 'Standard';
+  }
+  writeHttpMetadata(headers) {
+    if (this.httpMetadata.contentType) headers.set('content-type', this.httpMetadata.contentType);
+  }
+}
+
+class R2ObjectBody extends R2Object {
+  #bytes;
+  constructor(key, info, bytes) {
+    super(key, info);
+    this.#bytes = bytes;
+    this.bodyUsed = false;
+  }
+  get body() {
+    return new Response(this.#bytes).body;
+  }
+  async arrayBuffer() {
+    const b = this.#bytes;
+    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+  }
+  async text() {
+    return this.#bytes.toString('utf8');
+  }
+  async json() {
+    return JSON.parse(this.#bytes.toString('utf8'));
+  }
+  async blob() {
+    return new Blob([this.#bytes], { type: this.httpMetadata.contentType || '' });
+  }
+}
+
+class R2Bucket {
+  #bucket;
+  constructor(name) {
+    this.#bucket = nimbus.bucket(name);
+  }
+  async get(key) {
+    const res = await this.#bucket.get(key);
+    return res === null ? null : new R2ObjectBody(key, res, res.body);
+  }
+  async head(key) {
+    const res = await this.#bucket.head(key);
+    return res === null ? null : new R2Object(key, res);
+  }
+  async put(key, value, options = {}) {
+    const bytes = await bodyBytes(value);
+    let contentType = options.httpMetadata && options.httpMetadata.contentType;
+    if (!contentType && options.httpMetadata instanceof Headers) contentType = options.httpMetadata.get('content-type');
+    const res = await this.#bucket.put(key, bytes, { contentType: contentType || 'application/octet-stream' });
+    return new R2Object(key, { size: bytes.length, eTag: res.eTag, contentType });
+  }
+  async delete(keys) {
+    for (const key of Array.isArray(keys) ? keys : [keys]) await this.#bucket.delete(key);
+  }
+  async list(options = {}) {
+    const res = await this.#bucket.list({ prefix: options.prefix, startAfter: options.cursor || options.startAfter, maxKeys: options.limit });
+    const objects = (res.objects || []).map((o) => new R2Object(o.key, o));
+    const out = { objects, truncated: !!res.isTruncated, delimitedPrefixes: [] };
+    if (res.isTruncated) out.cursor = res.nextStartAfter || (objects.length ? objects[objects.length - 1].key : undefined);
+    return out;
+  }
+}
+
+class Fetcher {
+  #function;
+  constructor(name) {
+    this.#function = name;
+  }
+  async fetch(input, init) {
+    const request = new Request(input, init);
+    const body = request.body ? Buffer.from(await request.arrayBuffer()) : null;
+    const url = new URL(request.url);
+    const headers = {};
+    for (const [k, v] of request.headers) headers[k] = v;
+    const event = {
+      version: '2.0',
+      routeKey: '$default',
+      rawPath: url.pathname,
+      rawQueryString: url.search.slice(1),
+      headers: { host: url.host, ...headers },
+      requestContext: { http: { method: request.method, path: url.pathname, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1' } },
+      body: body ? body.toString('base64') : undefined,
+      isBase64Encoded: !!body,
+    };
+    const res = await nimbus.invoke(this.#function, event);
+    return responseFromResult(res);
+  }
+}
+
+class DurableObjectNamespace {
+  constructor(className) {
+    this.className = className;
+  }
+  #unsupported() {
+    throw new Error(`Durable Objects are not served by nimbus yet (namespace of class ${this.className})`);
+  }
+  idFromName() {
+    this.#unsupported();
+  }
+  newUniqueId() {
+    this.#unsupported();
+  }
+  idFromString() {
+    this.#unsupported();
+  }
+  get() {
+    this.#unsupported();
+  }
+}
+
+function makeEnv() {
+  const env = {};
+  for (const [name, b] of Object.entries(config.bindings || {})) {
+    switch (b.type) {
+      case 'var':
+        env[name] = b.value;
+        break;
+      case 'kv':
+        env[name] = new KVNamespace(b.namespace);
+        break;
+      case 'queue':
+        env[name] = new Queue(b.queue);
+        break;
+      case 'r2':
+        env[name] = new R2Bucket(b.bucket);
+        break;
+      case 'service':
+        env[name] = new Fetcher(b.function);
+        break;
+      case 'durable_object':
+        env[name] = new DurableObjectNamespace(b.class);
+        break;
+      default:
+        break;
+    }
+  }
+  return env;
+}
+
+function responseFromResult(res) {
+  if (!res || typeof res !== 'object' || typeof res.statusCode !== 'number') {
+    return new Response(typeof res === 'string' ? res : JSON.stringify(res), { status: 200 });
+  }
+  const headers = new Headers();
+  for (const [k, v] of Object.entries(res.headers || {})) headers.set(k, String(v));
+  for (const [k, vs] of Object.entries(res.multiValueHeaders || {})) for (const v of vs) headers.append(k, String(v));
+  for (const c of res.cookies || []) headers.append('set-cookie', c);
+  const body = res.body === undefined || res.body === null ? null : res.isBase64Encoded ? Buffer.from(res.body, 'base64') : res.body;
+  const nullBody = res.statusCode === 204 || res.statusCode === 304;
+  return new Response(nullBody ? null : body, { status: res.statusCode, headers });
+}
+
+// ---------------------------------------------------------------------------
+// The worker: module syntax (`export default { fetch, scheduled, queue }`, a Vercel Edge
+// `export default function handler(request)` or `export function GET(request)`), or a
+// service-worker script (`addEventListener('fetch', ...)`, bindings as globals).
+
+const env = makeEnv();
+const listeners = { fetch: [], scheduled: [], queue: [] };
+let worker = null;
+let syntax = null;
+
+async function load() {
+  const source = readFileSync(mainPath, 'utf8');
+  const isModule = /(^|[\s;])export\s+(default|const|function|async|class|let|var|\{)/m.test(source) || /\.mjs$|\.ts$/.test(mainPath);
+  if (!isModule) {
+    globalThis.addEventListener = (type, listener) => {
+      if (listeners[type]) listeners[type].push(listener);
+    };
+    for (const [name, value] of Object.entries(env)) globalThis[name] = value;
+    vm.runInThisContext(source, { filename: mainPath });
+    syntax = 'service-worker';
+    if (!listeners.fetch.length && !listeners.scheduled.length && !listeners.queue.length) {
+      throw Object.assign(new Error(`${process.env._HANDLER} adds no fetch, scheduled or queue listener and exports nothing`), { name: 'Runtime.HandlerNotFound' });
+    }
+    return;
+  }
+  const mod = await import(pathToFileURL(mainPath).href);
+  syntax = 'module';
+  if (typeof mod.default === 'function') {
+    // Vercel Edge: `export default async function handler(request)`.
+    worker = { fetch: (request, _env, ctx) => mod.default(request, ctx) };
+  } else if (mod.default && typeof mod.default === 'object') {
+    worker = mod.default;
+  } else {
+    const methods = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'].filter((m) => typeof mod[m] === 'function');
+    if (!methods.length) {
+      throw Object.assign(new Error(`${process.env._HANDLER} has no default export (export default { fetch(request, env, ctx) { ... } })`), { name: 'Runtime.HandlerNotFound' });
+    }
+    worker = {
+      fetch: (request, _env, ctx) => {
+        const handler = mod[request.method] || (request.method === 'HEAD' && mod.GET);
+        if (!handler) return new Response(null, { status: 405, headers: { allow: methods.join(', ') } });
+        return handler(request, ctx);
+      },
+    };
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+
+const CF_HEADERS = {
+  country: 'cf-ipcountry',
+  city: 'cf-ipcity',
+  continent: 'cf-ipcontinent',
+  latitude: 'cf-iplatitude',
+  longitude: 'cf-iplongitude',
+  region: 'cf-region',
+  regionCode: 'cf-region-code',
+  postalCode: 'cf-postal-code',
+  metroCode: 'cf-metro-code',
+  timezone: 'cf-timezone',
+  colo: 'cf-colo',
+};
+const VERCEL_HEADERS = {
+  country: 'x-vercel-ip-country',
+  city: 'x-vercel-ip-city',
+  region: 'x-vercel-ip-country-region',
+  latitude: 'x-vercel-ip-latitude',
+  longitude: 'x-vercel-ip-longitude',
+};
+
+function cfOf(headers) {
+  // Cloudflare's own values for a request it cannot place: XX, and a local colo.
+  const cf = { country: 'XX', colo: 'LCL', asn: 0, asOrganization: 'nimbus', httpProtocol: 'HTTP/1.1', clientTcpRtt: 0, ...(config.cf || {}) };
+  for (const [field, header] of Object.entries(CF_HEADERS)) {
+    const value = headers.get(header);
+    if (value !== null) cf[field] = value;
+  }
+  for (const [field, header] of Object.entries(VERCEL_HEADERS)) {
+    const value = headers.get(header);
+    if (value !== null && headers.get(CF_HEADERS[field]) === null) cf[field] = decodeURIComponent(value);
+  }
+  return cf;
+}
+
+function requestFromEvent(ev) {
+  const headers = new Headers();
+  let method;
+  let path;
+  let query;
+  if (ev.version === '2.0') {
+    method = ev.requestContext.http.method;
+    path = ev.rawPath;
+    query = ev.rawQueryString || '';
+    for (const [k, v] of Object.entries(ev.headers || {})) headers.set(k, v);
+    if (ev.cookies && ev.cookies.length) headers.set('cookie', ev.cookies.join('; '));
+  } else {
+    method = ev.httpMethod;
+    path = ev.path;
+    const qs = new URLSearchParams();
+    for (const [k, vs] of Object.entries(ev.multiValueQueryStringParameters || {})) for (const v of vs) qs.append(k, v);
+    query = qs.toString();
+    for (const [k, vs] of Object.entries(ev.multiValueHeaders || {})) for (const v of vs) headers.append(k, v);
+  }
+  const host = headers.get('host') || 'localhost';
+  const proto = headers.get('x-forwarded-proto') || 'http';
+  const url = `${proto}://${host}${path}${query ? `?${query}` : ''}`;
+  let body;
+  if (ev.body !== undefined && ev.body !== null && method !== 'GET' && method !== 'HEAD') {
+    body = ev.isBase64Encoded ? Buffer.from(ev.body, 'base64') : ev.body;
+  }
+  const request = new Request(url, { method, headers, body });
+  const cf = cfOf(headers);
+  Object.defineProperty(request, 'cf', { value: cf, enumerable: true });
+  // Vercel Edge's `request.geo` and `request.ip`.
+  Object.defineProperty(request, 'geo', {
+    value: { country: cf.country, city: cf.city, region: cf.region, latitude: cf.latitude, longitude: cf.longitude },
+  });
+  const ip = headers.get('cf-connecting-ip') || headers.get('x-real-ip') || (ev.requestContext && (ev.requestContext.http?.sourceIp || ev.requestContext.identity?.sourceIp));
+  Object.defineProperty(request, 'ip', { value: ip });
+  return request;
+}
+
+async function resultFromResponse(response, ev) {
+  if (!(response instanceof Response)) {
+    throw new TypeError(`The worker's fetch handler returned ${response === undefined ? 'undefined' : typeof response}, not a Response`);
+  }
+  const buf = Buffer.from(await response.arrayBuffer());
+  const headers = {};
+  for (const [k, v] of response.headers) if (k !== 'set-cookie') headers[k] = v;
+  const cookies = response.headers.getSetCookie();
+  const result = { statusCode: response.status, headers, body: buf.toString('base64'), isBase64Encoded: true };
+  if (cookies.length) {
+    if (ev.version === '2.0') result.cookies = cookies;
+    else result.multiValueHeaders = { 'set-cookie': cookies };
+  }
+  return result;
+}
+
+function makeContext(pending) {
+  return {
+    waitUntil(promise) {
+      pending.push(Promise.resolve(promise).catch((e) => console.error('Uncaught (in promise)', e)));
+    },
+    passThroughOnException() {},
+    props: {},
+  };
+}
+
+async function onFetch(ev) {
+  const request = requestFromEvent(ev);
+  const pending = [];
+  const ctx = makeContext(pending);
+  let response;
+  if (syntax === 'module') {
+    if (typeof worker.fetch !== 'function') throw new Error('the worker has no fetch handler');
+    response = await worker.fetch(request, env, ctx);
+  } else {
+    let responded = null;
+    const event = {
+      type: 'fetch',
+      request,
+      respondWith(r) {
+        if (responded) throw new Error('respondWith() was already called');
+        responded = Promise.resolve(r);
+      },
+      waitUntil: ctx.waitUntil,
+      passThroughOnException() {},
+    };
+    for (const listener of listeners.fetch) {
+      listener(event);
+      if (responded) break;
+    }
+    if (!responded) throw new Error('No fetch listener called respondWith()');
+    response = await responded;
+  }
+  return resultFromResponse(response, ev);
+}
+
+async function onScheduled(ev) {
+  const rule = (ev.resources && ev.resources[0]) || '';
+  const schedule = rule.slice(rule.lastIndexOf('/') + 1);
+  const cron = (config.crons || {})[schedule] || '';
+  const scheduledTime = ev.time ? Date.parse(ev.time) : Date.now();
+  const pending = [];
+  const ctx = makeContext(pending);
+  const controller = { cron, scheduledTime, type: 'scheduled', noRetry() {} };
+  if (syntax === 'module') {
+    if (typeof worker.scheduled !== 'function') throw new Error('the worker has no scheduled handler');
+    await worker.scheduled(controller, env, ctx);
+  } else {
+    const event = { ...controller, waitUntil: ctx.waitUntil };
+    for (const listener of listeners.scheduled) listener(event);
+  }
+  await Promise.all(pending);
+  return null;
+}
+
+async function onQueue(ev) {
+  const records = ev.Records;
+  const arn = records[0].eventSourceARN || '';
+  const queueName = arn.slice(arn.lastIndexOf(':') + 1);
+  const decisions = new Map(); // messageId -> 'ack' | {retry: delaySeconds}
+  let all = null;
+  const messages = records.map((r) => {
+    const attr = r.messageAttributes && r.messageAttributes[CONTENT_TYPE_ATTR];
+    let body;
+    try {
+      body = decodeMessage(r.body, attr ? attr.stringValue : undefined);
+    } catch {
+      body = r.body;
+    }
+    return {
+      id: r.messageId,
+      timestamp: new Date(Number(r.attributes && r.attributes.SentTimestamp) || Date.now()),
+      body,
+      attempts: Number(r.attributes && r.attributes.ApproximateReceiveCount) || 1,
+      ack() {
+        decisions.set(r.messageId, 'ack');
+      },
+      retry(options = {}) {
+        decisions.set(r.messageId, { retry: options.delaySeconds || 0 });
+      },
+    };
+  });
+  const batch = {
+    queue: queueName,
+    messages,
+    ackAll() {
+      all = 'ack';
+    },
+    retryAll(options = {}) {
+      all = { retry: options.delaySeconds || 0 };
+    },
+  };
+  const pending = [];
+  const ctx = makeContext(pending);
+  let failed = false;
+  try {
+    if (syntax === 'module') {
+      if (typeof worker.queue !== 'function') throw new Error('the worker has no queue handler');
+      await worker.queue(batch, env, ctx);
+    } else {
+      for (const listener of listeners.queue) await listener({ type: 'queue', batch, waitUntil: ctx.waitUntil });
+    }
+    await Promise.all(pending);
+  } catch (e) {
+    console.error(e);
+    failed = true;
+  }
+  // Cloudflare: an explicit ack or retry wins; then ackAll/retryAll; a handler that threw
+  // retries the rest of the batch, one that returned acknowledges it.
+  const queue = nimbus.queue(queueName);
+  const failures = [];
+  for (const r of records) {
+    const decision = decisions.get(r.messageId) ?? all ?? (failed ? { retry: 0 } : 'ack');
+    if (decision === 'ack') continue;
+    failures.push({ itemIdentifier: r.messageId });
+    // The message comes back after the delay asked for, not the queue's visibility timeout.
+    try {
+      await queue.changeVisibility(r.receiptHandle, decision.retry);
+    } catch (e) {
+      console.error(`retrying message ${r.messageId}:`, e);
+    }
+  }
+  return { batchItemFailures: failures };
+}
+
+function kindOf(ev) {
+  if (ev && Array.isArray(ev.Records) && ev.Records.length && ev.Records[0].eventSource === 'aws:sqs') return onQueue;
+  if (ev && (ev.version === '2.0' || typeof ev.httpMethod === 'string') && (ev.requestContext || ev.httpMethod)) return onFetch;
+  if (ev && ev['detail-type'] === 'Scheduled Event') return onScheduled;
+  return null;
+}
+
+function errorPayload(e) {
+  const err = e instanceof Error ? e : new Error(String(e));
+  return {
+    errorType: err.name || 'Error',
+    errorMessage: err.message,
+    stackTrace: (err.stack || '').split('\n').slice(1).map((l) => l.trim()),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The loop: invocations run concurrently; a tick every 20 ms while any is in flight
+// tells nimbus the event loop is not stuck (its CPU-time limit watches for them).
+
+let inFlight = 0;
+let ticker = null;
+
+async function invoke(msg) {
+  inFlight += 1;
+  if (!ticker) ticker = setInterval(() => frame({ t: 'tick' }), 20);
+  try {
+    const handler = kindOf(msg.event);
+    if (!handler) {
+      throw new Error('a worker takes HTTP requests, queue batches and scheduled events; this event is none of them');
+    }
+    const ok = await current.run({ rid: msg.rid }, () => handler(msg.event));
+    frame({ t: 'res', id: msg.id, ok });
+  } catch (e) {
+    current.run({ rid: msg.rid }, () => console.error(e instanceof Error ? e.stack : e));
+    frame({ t: 'res', id: msg.id, error: errorPayload(e) });
+  } finally {
+    inFlight -= 1;
+    if (inFlight === 0 && ticker) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+  }
+}
+
+process.on('uncaughtException', (e) => console.error('Uncaught', e));
+process.on('unhandledRejection', (e) => console.error('Uncaught (in promise)', e));
+
+try {
+  await load();
+  frame({ t: 'ready', syntax });
+} catch (e) {
+  frame({ t: 'init_error', error: errorPayload(e) });
+  process.exit(1);
+}
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+lines.on('line', (line) => {
+  if (!line) return;
+  let msg;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    return;
+  }
+  if (msg.t === 'invoke') invoke(msg);
+});
+lines.on('close', () => process.exit(0));

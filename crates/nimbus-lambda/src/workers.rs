@@ -1,0 +1,673 @@
+//! The executor of `runtime: workers` functions: one Node.js host process per worker
+//! (`bootstrap/workers/host.mjs`) loads the module once and takes many invocations at
+//! once, as one isolate serves many requests on Cloudflare.
+//!
+//! Invocations go to the host as JSON lines on its stdin and come back as JSON lines on
+//! its stdout, with the console output of each request tagged with its request id. No
+//! port is opened, so no other process can hand the host work.
+//!
+//! Limits: the host ticks every 20 ms while an invocation is in flight; when no line comes
+//! for longer than the worker's CPU limit (`limits.cpu_ms`, else its `timeout`), its event
+//! loop is stuck in one piece of code (an endless loop), and the process is killed with
+//! the invocations it held, as Cloudflare resets an isolate over its CPU limit. Memory is
+//! the V8 heap cap and the watch of resident memory Lambda instances have.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nimbus_core::{
+    BoxFuture, Executor, ExecutorStats, FunctionSpec, Invocation, InvocationReport, InvokeError,
+    LogLine, LogStream, Outcome,
+};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::sync::{oneshot, watch};
+
+use crate::LambdaConfig;
+use crate::code::WORKERS_HOST_FILE;
+use crate::sandbox::View;
+use crate::spawn::{self, Limits, ProcessSpec, StdinMode};
+
+/// The executor of one worker: its host process, started on the first invocation and
+/// stopped when idle past `LambdaConfig::idle_timeout`.
+pub struct WorkersExecutor {
+    host: Arc<Host>,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+struct Host {
+    spec: FunctionSpec,
+    /// The module, relative to the app folder.
+    main: PathBuf,
+    cfg: LambdaConfig,
+    /// `WorkerSpec::host_config`, serialized once.
+    config: String,
+    cpu_limit: Duration,
+    /// The live process, if any; held while one starts, so a burst of first requests
+    /// waits for one start.
+    process: tokio::sync::Mutex<Option<Arc<Process>>>,
+    next_process_id: AtomicU64,
+    shutting_down: AtomicBool,
+}
+
+/// One host process.
+struct Process {
+    pid: u32,
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    /// Invocations in flight, by the id their frame carries.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_invocation_id: AtomicU64,
+    /// When the host last wrote a line: a tick, an answer or a log line.
+    last_seen: Mutex<Instant>,
+    last_used: Mutex<Instant>,
+    max_rss_kib: AtomicU64,
+    /// Set before nimbus kills the process, to tell invocations why.
+    stop_reason: Mutex<Option<StopReason>>,
+    /// `Some` once the process has ended.
+    exit_rx: watch::Receiver<Option<String>>,
+}
+
+enum Reply {
+    Ok(Vec<u8>),
+    Error(Vec<u8>),
+}
+
+#[derive(Clone, Copy)]
+enum StopReason {
+    CpuLimit,
+    OutOfMemory,
+    Idle,
+    Shutdown,
+}
+
+/// What starting a host came to.
+enum Start {
+    Ready(Arc<Process>, Duration),
+    /// The module failed to load: its error payload.
+    InitFailed(Vec<u8>),
+    Died(String),
+}
+
+impl WorkersExecutor {
+    /// The executor of the worker `spec`, whose module is `main` (relative to the app
+    /// folder). Nothing starts until the first invocation.
+    pub fn start(
+        spec: FunctionSpec,
+        main: PathBuf,
+        cfg: LambdaConfig,
+    ) -> Result<WorkersExecutor, InvokeError> {
+        let host = Arc::new(Host::new(spec, main, cfg));
+        let reaper = tokio::spawn(reap(Arc::downgrade(&host)));
+        Ok(WorkersExecutor { host, reaper })
+    }
+}
+
+/// Loads the worker `spec` in a host of its own, as its first invocation would, and stops
+/// it: `Err` holds the module's own error (a failing import, no handlers exported).
+pub(crate) async fn check_worker(
+    spec: FunctionSpec,
+    main: PathBuf,
+    cfg: LambdaConfig,
+) -> Result<(), String> {
+    let host = Host::new(spec, main, cfg);
+    match host.start_process().await {
+        Ok(Start::Ready(process, _)) => {
+            process.stop(StopReason::Shutdown);
+            Ok(())
+        }
+        Ok(Start::InitFailed(body)) => Err(crate::pool::init_error_message(&body)),
+        Ok(Start::Died(detail)) => Err(detail),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Host {
+    fn new(spec: FunctionSpec, main: PathBuf, cfg: LambdaConfig) -> Host {
+        let worker = spec.worker.clone().unwrap_or_default();
+        let cpu_limit = worker.cpu_limit.unwrap_or(spec.timeout);
+        Host {
+            config: worker.host_config().to_string(),
+            cpu_limit,
+            spec,
+            main,
+            cfg,
+            process: tokio::sync::Mutex::new(None),
+            next_process_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    async fn invoke(&self, invocation: Invocation) -> Result<InvocationReport, InvokeError> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err(InvokeError::ShuttingDown {
+                function: self.spec.name.clone(),
+            });
+        }
+        let (process, init_duration) = {
+            let mut slot = self.process.lock().await;
+            match slot.as_ref() {
+                Some(process) if process.is_alive() => (process.clone(), None),
+                _ => match self.start_process().await? {
+                    Start::Ready(process, init) => {
+                        *slot = Some(process.clone());
+                        (process, Some(init))
+                    }
+                    Start::InitFailed(body) => {
+                        return Ok(report(Outcome::Error(body), true, None, Duration::ZERO, 0));
+                    }
+                    Start::Died(detail) => {
+                        return Ok(report(
+                            Outcome::Crashed(detail),
+                            true,
+                            None,
+                            Duration::ZERO,
+                            0,
+                        ));
+                    }
+                },
+            }
+        };
+        let started_at = Instant::now();
+        let outcome = self.run(&process, &invocation).await;
+        if let Ok(mut last_used) = process.last_used.lock() {
+            *last_used = Instant::now();
+        }
+        let max_memory_mb =
+            u32::try_from(process.max_rss_kib.load(Ordering::Acquire) / 1024).unwrap_or(u32::MAX);
+        Ok(report(
+            outcome,
+            init_duration.is_some(),
+            init_duration,
+            started_at.elapsed(),
+            max_memory_mb,
+        ))
+    }
+
+    /// Hands `invocation` to `process` and waits for its answer, its deadline or the
+    /// process's end.
+    async fn run(&self, process: &Arc<Process>, invocation: &Invocation) -> Outcome {
+        let id = process.next_invocation_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut pending) = process.pending.lock() {
+            if pending.is_empty() {
+                // The CPU watch counts from the hand-over, not from the last idle tick.
+                if let Ok(mut last_seen) = process.last_seen.lock() {
+                    *last_seen = Instant::now();
+                }
+            }
+            pending.insert(id, tx);
+        }
+        let line = invoke_frame(id, invocation);
+        let written = {
+            let mut stdin = process.stdin.lock().await;
+            stdin.write_all(&line).await
+        };
+        if let Err(e) = written {
+            process.forget(id);
+            return Outcome::Crashed(format!("the worker's host took no input: {e}"));
+        }
+        let deadline = tokio::time::sleep(self.spec.timeout);
+        tokio::select! {
+            reply = rx => match reply {
+                Ok(Reply::Ok(body)) => Outcome::Ok(body),
+                Ok(Reply::Error(body)) => Outcome::Error(body),
+                Err(_) => process.ended_outcome(self.cpu_limit, self.spec.memory_mb).await,
+            },
+            () = deadline => {
+                // The host goes on with the request (its event loop is not stuck, or the
+                // CPU watch would have ended it); only this answer is abandoned.
+                process.forget(id);
+                Outcome::Timeout(self.spec.timeout)
+            }
+        }
+    }
+
+    async fn start_process(&self) -> Result<Start, InvokeError> {
+        let started_at = Instant::now();
+        let program = spawn::interpreter("node");
+        // A heap cap under the memory limit, as Lambda's Node.js runtime sets, so a
+        // runaway allocation ends in V8's own error.
+        let heap_mb = (u64::from(self.spec.memory_mb) * 9 / 10).max(16);
+        let args = vec![
+            format!("--max-old-space-size={heap_mb}"),
+            self.cfg
+                .runtime_dir
+                .join(WORKERS_HOST_FILE)
+                .display()
+                .to_string(),
+        ];
+        let view = View::for_worker(&self.cfg, &self.spec);
+        let platform = |e: std::io::Error| InvokeError::Platform {
+            function: self.spec.name.clone(),
+            source: Box::new(std::io::Error::new(
+                e.kind(),
+                format!("starting the Workers host {}: {e}", program.display()),
+            )),
+        };
+        let lease = view.sandbox.lease().map_err(platform)?;
+        let limits = Limits {
+            memory_mb: self.spec.memory_mb,
+            uid: lease.as_ref().map(|lease| lease.uid),
+        };
+        let process_id = self.next_process_id.fetch_add(1, Ordering::Relaxed);
+        let spec = ProcessSpec {
+            program: &program,
+            args,
+            cwd: &self.cfg.app_dir,
+            env: self.environment(process_id),
+            view,
+            stdin: StdinMode::Piped,
+        };
+        let mut child = spawn::spawn_instance(spec, &limits).map_err(platform)?;
+        let pid = child.id().unwrap_or(0);
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            spawn::kill_group(pid);
+            return Ok(Start::Died("the host's pipes were not set up".to_owned()));
+        };
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let process = Arc::new(Process {
+            pid,
+            stdin: tokio::sync::Mutex::new(stdin),
+            pending: Mutex::new(HashMap::new()),
+            next_invocation_id: AtomicU64::new(1),
+            last_seen: Mutex::new(Instant::now()),
+            last_used: Mutex::new(Instant::now()),
+            max_rss_kib: AtomicU64::new(0),
+            stop_reason: Mutex::new(None),
+            exit_rx,
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let mut readers = tokio::task::JoinSet::new();
+        readers.spawn(read_frames(
+            stdout,
+            process.clone(),
+            self.spec.name.clone(),
+            self.cfg.log_sink.clone(),
+            ready_tx,
+        ));
+        readers.spawn(read_stderr(
+            stderr,
+            self.spec.name.clone(),
+            self.cfg.log_sink.clone(),
+        ));
+        tokio::spawn(watch_process(
+            child,
+            readers,
+            process.clone(),
+            self.cpu_limit,
+            u64::from(self.spec.memory_mb) * 1024,
+            exit_tx,
+            lease,
+        ));
+        let mut exit_rx = process.exit_rx.clone();
+        let start = tokio::select! {
+            biased;
+            ready = ready_rx => match ready {
+                Ok(Ok(())) => Start::Ready(process, started_at.elapsed()),
+                Ok(Err(body)) => Start::InitFailed(body),
+                Err(_) => Start::Died("the host ended before loading the worker".to_owned()),
+            },
+            exit = exit_rx.wait_for(Option::is_some) => {
+                let detail = exit.ok().and_then(|e| e.clone()).unwrap_or_default();
+                Start::Died(format!("the host ended ({detail}) before loading the worker"))
+            }
+            () = tokio::time::sleep(self.cfg.init_timeout) => {
+                process.stop(StopReason::Shutdown);
+                Start::Died(format!(
+                    "the worker did not load within {:.2} seconds",
+                    self.cfg.init_timeout.as_secs_f64()
+                ))
+            }
+        };
+        Ok(start)
+    }
+
+    /// The host's environment: where the worker is, its bindings, and the function's own
+    /// variables (the services API's address and token among them).
+    fn environment(&self, process_id: u64) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("_HANDLER".to_owned(), self.main.display().to_string()),
+            (
+                "LAMBDA_TASK_ROOT".to_owned(),
+                self.cfg.app_dir.display().to_string(),
+            ),
+            (
+                "NODE_PATH".to_owned(),
+                self.cfg
+                    .runtime_dir
+                    .join("node_modules")
+                    .display()
+                    .to_string(),
+            ),
+            ("NIMBUS_WORKER".to_owned(), self.config.clone()),
+            ("NIMBUS_STAGE".to_owned(), self.cfg.stage.clone()),
+            (
+                "NIMBUS_WORKER_INSTANCE".to_owned(),
+                format!("{process_id:032x}"),
+            ),
+            ("TZ".to_owned(), ":UTC".to_owned()),
+        ];
+        env.extend(
+            self.spec
+                .environment
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        env
+    }
+
+    async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let process = self.process.lock().await.take();
+        if let Some(process) = process {
+            process.stop(StopReason::Shutdown);
+            let mut exit_rx = process.exit_rx.clone();
+            let _ = exit_rx.wait_for(Option::is_some).await;
+        }
+    }
+}
+
+impl Process {
+    fn is_alive(&self) -> bool {
+        self.exit_rx.borrow().is_none()
+    }
+
+    fn stop(&self, reason: StopReason) {
+        if let Ok(mut stop_reason) = self.stop_reason.lock() {
+            stop_reason.get_or_insert(reason);
+        }
+        spawn::kill_group(self.pid);
+    }
+
+    fn forget(&self, id: u64) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(&id);
+        }
+    }
+
+    fn n_pending(&self) -> usize {
+        self.pending.lock().map_or(0, |p| p.len())
+    }
+
+    /// The outcome of an invocation whose process ended before answering it.
+    async fn ended_outcome(&self, cpu_limit: Duration, memory_mb: u32) -> Outcome {
+        let mut exit_rx = self.exit_rx.clone();
+        let detail =
+            match tokio::time::timeout(Duration::from_secs(2), exit_rx.wait_for(Option::is_some))
+                .await
+            {
+                Ok(Ok(exit)) => exit.clone().unwrap_or_default(),
+                _ => "the host stopped answering".to_owned(),
+            };
+        let reason = self.stop_reason.lock().ok().and_then(|r| *r);
+        match reason {
+            Some(StopReason::CpuLimit) => Outcome::Crashed(format!(
+                "Worker exceeded CPU time limit of {} ms",
+                cpu_limit.as_millis()
+            )),
+            Some(StopReason::OutOfMemory) => Outcome::OutOfMemory {
+                limit_mb: memory_mb,
+            },
+            Some(StopReason::Idle | StopReason::Shutdown) => {
+                Outcome::Crashed("the worker's host was stopped".to_owned())
+            }
+            None => Outcome::Crashed(detail),
+        }
+    }
+}
+
+impl Executor for WorkersExecutor {
+    fn invoke(
+        &self,
+        invocation: Invocation,
+    ) -> BoxFuture<'_, Result<InvocationReport, InvokeError>> {
+        Box::pin(self.host.invoke(invocation))
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.host.shutdown())
+    }
+
+    fn stats(&self) -> ExecutorStats {
+        let process = self.host.process.try_lock().ok().and_then(|p| p.clone());
+        match process {
+            Some(process) if process.is_alive() => ExecutorStats {
+                n_instances: 1,
+                n_busy: usize::from(process.n_pending() > 0),
+            },
+            _ => ExecutorStats::default(),
+        }
+    }
+}
+
+impl Drop for WorkersExecutor {
+    fn drop(&mut self) {
+        self.reaper.abort();
+        if let Ok(slot) = self.host.process.try_lock()
+            && let Some(process) = slot.as_ref()
+        {
+            process.stop(StopReason::Shutdown);
+        }
+    }
+}
+
+fn report(
+    outcome: Outcome,
+    cold_start: bool,
+    init_duration: Option<Duration>,
+    duration: Duration,
+    max_memory_mb: u32,
+) -> InvocationReport {
+    InvocationReport {
+        outcome,
+        cold_start,
+        init_duration,
+        duration,
+        max_memory_mb,
+    }
+}
+
+/// The invocation's frame: the event goes in as it is when it is one line of JSON (the
+/// gateway's events are), else re-serialized onto one line.
+fn invoke_frame(id: u64, invocation: &Invocation) -> Vec<u8> {
+    let head = serde_json::json!({"t": "invoke", "id": id, "rid": invocation.request_id});
+    let mut line = head.to_string().into_bytes();
+    line.pop(); // the closing brace; the event follows
+    line.extend_from_slice(b",\"event\":");
+    match serde_json::from_slice::<serde_json::Value>(&invocation.payload) {
+        Ok(_) if !invocation.payload.contains(&b'\n') => {
+            line.extend_from_slice(&invocation.payload);
+        }
+        Ok(value) => line.extend_from_slice(value.to_string().as_bytes()),
+        Err(_) => line.extend_from_slice(b"null"),
+    }
+    line.extend_from_slice(b"}\n");
+    line
+}
+
+async fn read_frames(
+    stdout: tokio::process::ChildStdout,
+    process: Arc<Process>,
+    function: String,
+    sink: Arc<dyn nimbus_core::LogSink>,
+    ready_tx: oneshot::Sender<Result<(), Vec<u8>>>,
+) {
+    let mut ready_tx = Some(ready_tx);
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(mut last_seen) = process.last_seen.lock() {
+            *last_seen = Instant::now();
+        }
+        let frame = match serde_json::from_str::<serde_json::Value>(&line) {
+            Ok(serde_json::Value::Object(frame)) => frame,
+            _ => {
+                sink.log(LogLine {
+                    function: &function,
+                    request_id: None,
+                    stream: LogStream::Stdout,
+                    text: &line,
+                });
+                continue;
+            }
+        };
+        let text_of = |key: &str| frame.get(key).and_then(|v| v.as_str());
+        match text_of("t").unwrap_or("") {
+            "tick" => {}
+            "res" => {
+                let id = frame
+                    .get("id")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                let tx = process.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                let reply = match (frame.get("ok"), frame.get("error")) {
+                    (Some(ok), _) => Reply::Ok(ok.to_string().into_bytes()),
+                    (None, Some(error)) => Reply::Error(error.to_string().into_bytes()),
+                    (None, None) => Reply::Ok(b"null".to_vec()),
+                };
+                if let Some(tx) = tx {
+                    let _ = tx.send(reply);
+                }
+            }
+            "log" => {
+                let stream = match text_of("s") {
+                    Some("err") => LogStream::Stderr,
+                    _ => LogStream::Stdout,
+                };
+                let request_id = text_of("rid");
+                for text in text_of("m").unwrap_or("").lines() {
+                    sink.log(LogLine {
+                        function: &function,
+                        request_id,
+                        stream,
+                        text,
+                    });
+                }
+            }
+            "ready" => {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            "init_error" => {
+                let body = frame
+                    .get("error")
+                    .map_or_else(|| b"{}".to_vec(), |e| e.to_string().into_bytes());
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(Err(body));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn read_stderr(
+    stderr: tokio::process::ChildStderr,
+    function: String,
+    sink: Arc<dyn nimbus_core::LogSink>,
+) {
+    let mut lines = BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        sink.log(LogLine {
+            function: &function,
+            request_id: None,
+            stream: LogStream::Stderr,
+            text: &line,
+        });
+    }
+}
+
+/// Waits for the host to end, watching its CPU (a stuck event loop) and memory meanwhile;
+/// then drops what it held in flight and frees its uid.
+async fn watch_process(
+    mut child: tokio::process::Child,
+    mut readers: tokio::task::JoinSet<()>,
+    process: Arc<Process>,
+    cpu_limit: Duration,
+    limit_kib: u64,
+    exit_tx: watch::Sender<Option<String>>,
+    lease: Option<crate::sandbox::UidLease>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut n_ticks: u64 = 0;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = tick.tick() => {
+                n_ticks += 1;
+                let busy = process.n_pending() > 0;
+                if busy {
+                    let stuck_for = process.last_seen.lock().map_or(Duration::ZERO, |t| t.elapsed());
+                    if stuck_for > cpu_limit {
+                        process.stop(StopReason::CpuLimit);
+                        continue;
+                    }
+                }
+                // Memory: every 20 ms while busy, every second while idle.
+                let sample_every = if busy { 2 } else { 100 };
+                if !n_ticks.is_multiple_of(sample_every) {
+                    continue;
+                }
+                let Some((rss, hwm)) = spawn::tree_memory_kib(process.pid) else { continue };
+                process.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
+                if rss > limit_kib {
+                    process.stop(StopReason::OutOfMemory);
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    spawn::kill_group(process.pid);
+    if let Some(lease) = lease {
+        let uid = lease.uid;
+        if tokio::task::spawn_blocking(move || spawn::kill_uid(uid))
+            .await
+            .is_ok()
+        {
+            lease.release();
+        }
+    }
+    let detail = match status {
+        Ok(status) => status.to_string(),
+        Err(e) => format!("waiting for the process failed: {e}"),
+    };
+    let _ = exit_tx.send(Some(detail));
+    // Invocations still waiting learn of the end through their dropped senders.
+    if let Ok(mut pending) = process.pending.lock() {
+        pending.clear();
+    }
+}
+
+/// Stops the host once it has been idle past the idle timeout (scale to zero).
+async fn reap(host: std::sync::Weak<Host>) {
+    let period = match host.upgrade() {
+        Some(host) => {
+            (host.cfg.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(10))
+        }
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(host) = host.upgrade() else { return };
+        let Ok(mut slot) = host.process.try_lock() else {
+            continue;
+        };
+        let idle = slot.as_ref().is_some_and(|p| {
+            p.n_pending() == 0
+                && p.last_used
+                    .lock()
+                    .is_ok_and(|t| t.elapsed() > host.cfg.idle_timeout)
+        });
+        if idle && let Some(process) = slot.take() {
+            process.stop(StopReason::Idle);
+        }
+    }
+}
