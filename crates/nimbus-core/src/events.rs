@@ -26,6 +26,8 @@ pub struct AppResources {
     /// EventBridge buses besides `default`: `AWS::Events::EventBus` resources and the buses
     /// `eventBridge` events name.
     pub event_buses: Vec<String>,
+    /// Step Functions state machines.
+    pub state_machines: Vec<crate::workflow::StateMachineSpec>,
 }
 
 /// A queue with SQS semantics.

@@ -39,6 +39,7 @@ mod tables;
 mod tree;
 mod vars;
 mod websocket;
+mod workflows;
 pub mod wrangler;
 
 #[cfg(test)]

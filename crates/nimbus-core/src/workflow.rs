@@ -45,6 +45,7 @@ pub mod definition;
 pub mod engine;
 pub mod history;
 pub mod intrinsic;
+pub mod machine;
 pub mod path;
 pub mod random;
 pub mod resource;
@@ -60,6 +61,7 @@ pub use engine::{
     HistoryEvent, ScopeStep, TaskId, TimerId, TimerKind, advance,
 };
 pub use history::HistoryError;
+pub use machine::{MachineKind, StateMachineSpec};
 pub use resource::{Pattern, Resource};
 pub use validate::validate;
 

@@ -284,6 +284,8 @@ impl Cx<'_> {
                 let bus = arn.resource.strip_prefix("event-bus/")?;
                 return Some(format!("bus:{bus}"));
             }
+            // `stateMachine:orders` and `execution:orders:*`, as written.
+            "states" => return Some(arn.resource.to_owned()),
             "lambda" => {
                 let name = arn.resource.strip_prefix("function:")?;
                 return Some(format!("function:{}", self.function_name_of(name)));

@@ -312,6 +312,9 @@ impl Cx<'_> {
             }
             Some(Logical::Queue(name)) => Ok(crate::queue_url(name)),
             Some(Logical::EventBus(name)) => Ok(name.clone()),
+            Some(Logical::StateMachine(name)) => {
+                Ok(Logical::state_machine_arn(name, &self.app.region))
+            }
             Some(logical @ Logical::Topic(_)) => Ok(logical.arn().unwrap_or_default()),
             Some(Logical::Other(resource_type)) => Err(format!(
                 "`{id}` is a `{resource_type}` resource, which nimbus does not model"
@@ -343,6 +346,10 @@ impl Cx<'_> {
             (Logical::Stream(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
             (Logical::EventBus(_), "Arn") => Ok(logical.arn().unwrap_or_default()),
             (Logical::EventBus(name), "Name") => Ok(name.clone()),
+            (Logical::StateMachine(name), "Name") => Ok(name.clone()),
+            (Logical::StateMachine(name), "Arn") => {
+                Ok(Logical::state_machine_arn(name, &self.app.region))
+            }
             // The label is the table's creation time on AWS; nimbus accepts any label.
             (Logical::Table(name), "StreamArn") => Ok(format!(
                 "{}/stream/1970-01-01T00:00:00.000",

@@ -81,6 +81,8 @@ pub(super) enum Logical {
     Stream(String),
     /// An `AWS::Events::EventBus`, by its name.
     EventBus(String),
+    /// A state machine of `stepFunctions:` or `workflows:`, by its name.
+    StateMachine(String),
     /// A resource type nimbus does not model.
     Other(String),
 }
@@ -127,6 +129,7 @@ impl Logical {
             Logical::Table(name) => Some(crate::tables::table_arn("*", name)),
             Logical::Stream(name) => Some(crate::streams::stream_arn("*", name)),
             Logical::EventBus(name) => Some(format!("arn:aws:events:*:*:event-bus/{name}")),
+            Logical::StateMachine(name) => Some(Logical::state_machine_arn(name, "")),
             Logical::Other(_) => None,
         }
     }
@@ -401,6 +404,8 @@ impl Cx<'_> {
                     }
                     self.declare_event_bus(&name);
                 }
+                // Declared by `stepFunctions:`, never by a CloudFormation resource.
+                Logical::StateMachine(_) => {}
                 Logical::Other(resource_type) if resource_type == "AWS::SNS::Subscription" => {
                     self.cf_subscription(&props, entry.key_pos, &props_key, later);
                 }

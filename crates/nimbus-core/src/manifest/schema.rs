@@ -35,6 +35,7 @@ const PLUGINS_STOOD_IN_FOR: &[&str] = &[
     "serverless-iam-roles-per-function",
     "serverless-python-requirements",
     "serverless-wsgi",
+    "serverless-step-functions",
 ];
 
 /// The runtimes nimbus runs, by their manifest names.
@@ -127,6 +128,7 @@ impl Cx<'_> {
         let mut custom = None;
         let mut constructs = None;
         let mut sections = Sections::default();
+        let mut state_machines = None;
         for entry in entries {
             let key = entry.key.as_str();
             match key {
@@ -152,6 +154,7 @@ impl Cx<'_> {
                 "kv" => sections.kv = Some(entry),
                 "tables" => sections.tables = Some(entry),
                 "streams" => sections.streams = Some(entry),
+                "stepFunctions" | "workflows" => state_machines = Some(entry),
                 _ => self.warn(entry.key_pos, key, "not modelled by nimbus; ignored"),
             }
         }
@@ -215,6 +218,12 @@ impl Cx<'_> {
         for (node, key) in &provider.iam_role_statements {
             provider_grants.extend(self.statements(node, key));
         }
+        // State machines are declared before the functions, whose environments may name
+        // them, and read after, since their definitions name the functions.
+        let pending_machines = match state_machines {
+            Some(entry) => self.state_machines(entry),
+            None => Vec::new(),
+        };
         let mut functions = self.functions(functions_entry, &provider, &provider_grants);
         for worker in workers {
             let entry = Entry {
@@ -264,6 +273,7 @@ impl Cx<'_> {
             &stage,
         );
         self.check_destinations();
+        self.finish_state_machines(pending_machines);
         Some(Manifest {
             service: service?,
             stage,
