@@ -230,14 +230,22 @@ impl Host {
         // A heap cap under the memory limit, as Lambda's Node.js runtime sets, so a
         // runaway allocation ends in V8's own error.
         let heap_mb = (u64::from(self.spec.memory_mb) * 9 / 10).max(16);
-        let args = vec![
-            format!("--max-old-space-size={heap_mb}"),
+        let mut args = vec![format!("--max-old-space-size={heap_mb}")];
+        // Workers write ES modules in `.js` files without `"type": "module"`; Node 22
+        // detects them by their syntax, Node 20 only when asked.
+        if spawn::interpreter_version("node")
+            .is_some_and(|v| v.starts_with("v20") || v.starts_with("v21"))
+        {
+            args.push("--experimental-detect-module".to_owned());
+            args.push("--disable-warning=ExperimentalWarning".to_owned());
+        }
+        args.push(
             self.cfg
                 .runtime_dir
                 .join(WORKERS_HOST_FILE)
                 .display()
                 .to_string(),
-        ];
+        );
         let view = View::for_worker(&self.cfg, &self.spec);
         let platform = |e: std::io::Error| InvokeError::Platform {
             function: self.spec.name.clone(),

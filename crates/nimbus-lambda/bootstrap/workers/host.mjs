@@ -496,6 +496,9 @@ async function resultFromResponse(response, ev) {
   const buf = Buffer.from(await response.arrayBuffer());
   const headers = {};
   for (const [k, v] of response.headers) if (k !== 'set-cookie') headers[k] = v;
+  // A worker's response without a content type has none (null keeps the gateway's
+  // API Gateway default off).
+  if (!('content-type' in headers)) headers['content-type'] = null;
   const cookies = response.headers.getSetCookie();
   const result = { statusCode: response.status, headers, body: buf.toString('base64'), isBase64Encoded: true };
   if (cookies.length) {

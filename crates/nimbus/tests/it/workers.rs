@@ -266,3 +266,399 @@ functions:
     assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
     assert_eq!(res.text(), "still here");
 }
+
+const QUEUE_WORKER: &str = r#"
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname === '/send') {
+      await env.JOBS.send({ id: 1, task: 'resize' });
+      await env.JOBS.sendBatch([{ body: { id: 2, task: 'flaky' } }, { body: 'plain text', contentType: 'text' }]);
+      return new Response('queued', { status: 202 });
+    }
+    const done = await env.RESULTS.list({ prefix: 'done:' });
+    const out = {};
+    for (const key of done.keys) out[key.name] = await env.RESULTS.get(key.name, 'json');
+    return Response.json(out);
+  },
+  async queue(batch, env) {
+    for (const msg of batch.messages) {
+      const id = typeof msg.body === 'string' ? 'text' : msg.body.id;
+      if (id === 2 && msg.attempts === 1) {
+        console.log(`retrying ${msg.id}`);
+        msg.retry();
+        continue;
+      }
+      await env.RESULTS.put(`done:${id}`, JSON.stringify({ body: msg.body, attempts: msg.attempts, queue: batch.queue }));
+      msg.ack();
+    }
+  },
+};
+"#;
+
+#[tokio::test]
+async fn queue_producer_feeds_a_consumer_worker_that_retries_one_message() {
+    let wrangler = r#"name = "jobs-worker"
+main = "worker.js"
+
+[[queues.producers]]
+binding = "JOBS"
+queue = "jobs"
+
+[[queues.consumers]]
+queue = "jobs"
+max_batch_size = 10
+max_batch_timeout = 0
+max_retries = 3
+dead_letter_queue = "jobs-dlq"
+
+[[kv_namespaces]]
+binding = "RESULTS"
+id = "results"
+"#;
+    let app = TestApp::new(&[
+        ("wrangler.toml", wrangler),
+        // An ES module in a `.js` file with no `"type": "module"`, as wrangler projects have.
+        ("worker.js", QUEUE_WORKER),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server.request("POST", "/send", &[], Vec::new()).await;
+    assert_eq!(res.status, 202, "{}\n{}", res.text(), server.logs());
+
+    let mut done = serde_json::Value::Null;
+    for _ in 0..100 {
+        done = server.get("/").await.json();
+        if done.as_object().is_some_and(|o| o.len() == 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["done:1"]["body"]["task"], "resize", "{done}");
+    assert_eq!(done["done:1"]["attempts"], 1);
+    assert_eq!(done["done:1"]["queue"], "jobs");
+    // The retried message came back at once (retry_delay 0) and was acked on its second try.
+    assert_eq!(done["done:2"]["body"]["task"], "flaky", "{done}");
+    assert_eq!(done["done:2"]["attempts"], 2);
+    assert_eq!(done["done:text"]["body"], "plain text");
+    // Nothing went to the dead-letter queue.
+    let out = app.nimbus(&["queue", "ls"]);
+    let listed: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("queue ls is JSON ({e}): {}{}", out.stdout, out.stderr));
+    let dlq = listed["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["name"] == "jobs-dlq"))
+        .unwrap_or_else(|| panic!("no jobs-dlq in {listed}"));
+    assert_eq!(dlq["visible"], 0, "{listed}");
+}
+
+/// A Vercel Edge function: a default-exported handler that takes a Request, with
+/// `request.geo` from Vercel's headers.
+const VERCEL_EDGE: &str = r#"
+export const config = { runtime: 'edge' };
+
+export default async function handler(request) {
+  const { searchParams } = new URL(request.url);
+  const name = searchParams.get('name') || 'World';
+  return new Response(JSON.stringify({ message: `Hello, ${name}!`, country: request.geo.country, city: request.geo.city }), {
+    headers: { 'content-type': 'application/json' },
+  });
+}
+"#;
+
+#[tokio::test]
+async fn vercel_edge_handler_answers_with_request_geo() {
+    let manifest = r#"service: vercel
+provider:
+  runtime: workers
+functions:
+  hello:
+    handler: api/hello.js
+    events:
+      - httpApi: 'GET /api/hello'
+"#;
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("api/hello.js", VERCEL_EDGE)]);
+    let server = TestServer::start(app.path(), &[]);
+    let res = server
+        .request(
+            "GET",
+            "/api/hello?name=Ada",
+            &[
+                ("x-vercel-ip-country", "SE"),
+                ("x-vercel-ip-city", "Malm%C3%B6"),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
+    let body = res.json();
+    assert_eq!(body["message"], "Hello, Ada!");
+    assert_eq!(body["country"], "SE");
+    assert_eq!(body["city"], "Malmö");
+}
+
+/// Web API behaviours a worker relies on, one path each; every answer is deterministic,
+/// so nimbus and workerd must give the same bytes.
+const WEB_API_WORKER: &str = r#"
+const hex = (buf) => [...new Uint8Array(buf)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+const cases = {
+  async headers() {
+    const h = new Headers({ 'Content-Type': 'text/plain' });
+    h.append('X-Multi', 'a');
+    h.append('x-multi', 'b');
+    h.set('X-Single', '1');
+    h.delete('x-single');
+    return { multi: h.get('X-MULTI'), has: h.has('content-type'), keys: [...h.keys()] };
+  },
+  async cookies() {
+    const r = new Response('c');
+    r.headers.append('Set-Cookie', 'a=1; Path=/');
+    r.headers.append('Set-Cookie', 'b=2; Path=/');
+    return { count: r.headers.getSetCookie().length };
+  },
+  async url() {
+    const u = new URL('https://user:pw@example.com:8443/a/../b/c?x=1&y=two&x=3#frag');
+    u.searchParams.append('z', 'a b');
+    return { href: u.href, host: u.host, path: u.pathname, xs: u.searchParams.getAll('x'), hash: u.hash, origin: u.origin };
+  },
+  async urlRelative() {
+    return { joined: new URL('../d?q', 'http://h/a/b/c').href, pattern: encodeURIComponent('a/b c&d') };
+  },
+  async digest() {
+    const data = new TextEncoder().encode('hello nimbus');
+    return {
+      sha256: hex(await crypto.subtle.digest('SHA-256', data)),
+      sha1: hex(await crypto.subtle.digest('SHA-1', data)),
+    };
+  },
+  async hmac() {
+    const key = await crypto.subtle.importKey('raw', new TextEncoder().encode('secret'), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
+    const sig = await crypto.subtle.sign('HMAC', key, new TextEncoder().encode('payload'));
+    const ok = await crypto.subtle.verify('HMAC', key, sig, new TextEncoder().encode('payload'));
+    return { sig: hex(sig), ok, uuidLength: crypto.randomUUID().length };
+  },
+  async streams() {
+    const source = new ReadableStream({
+      start(controller) {
+        for (const part of ['edge ', 'functions ', 'stream']) controller.enqueue(new TextEncoder().encode(part));
+        controller.close();
+      },
+    });
+    const upper = new TransformStream({
+      transform(chunk, controller) {
+        controller.enqueue(new TextEncoder().encode(new TextDecoder().decode(chunk).toUpperCase()));
+      },
+    });
+    return { text: await new Response(source.pipeThrough(upper)).text() };
+  },
+  async text() {
+    const bytes = new TextEncoder().encode('héllo ✓');
+    return { length: bytes.length, back: new TextDecoder().decode(bytes), b64: btoa('nimbus'), unb64: atob('bmltYnVz') };
+  },
+  async clone() {
+    const v = structuredClone({ when: new Date(0), set: new Set([1, 2]), map: new Map([['k', 'v']]), nested: { a: [1, 2] } });
+    return { when: v.when.toISOString(), set: [...v.set], map: [...v.map], nested: v.nested };
+  },
+  async request() {
+    const req = new Request('http://example.com/p?q=1', { method: 'POST', body: 'body!', headers: { 'x-a': '1' } });
+    const copy = req.clone();
+    return { method: req.method, text: await req.text(), copied: await copy.text(), used: req.bodyUsed, header: copy.headers.get('x-a') };
+  },
+  async errors() {
+    const out = {};
+    try { new URL('not a url'); } catch (e) { out.url = e.name; }
+    try { JSON.parse('{'); } catch (e) { out.json = e.name; }
+    try { new Response('x', { status: 99 }); } catch (e) { out.status = e.name; }
+    try { await new Response('x').json(); } catch (e) { out.body = e.name; }
+    return out;
+  },
+  async abort() {
+    const controller = new AbortController();
+    controller.abort();
+    return { aborted: controller.signal.aborted, reason: controller.signal.reason.name };
+  },
+  async formdata() {
+    const form = await new Request('http://h/', { method: 'POST', body: 'a=1&b=two+words', headers: { 'content-type': 'application/x-www-form-urlencoded' } }).formData();
+    return { a: form.get('a'), b: form.get('b') };
+  },
+};
+
+export default {
+  async fetch(request) {
+    const name = new URL(request.url).pathname.split('/').pop();
+    if (name === 'status') return new Response(null, { status: 204, headers: { 'x-kind': 'empty' } });
+    if (name === 'redirect') return Response.redirect('https://example.com/next', 301);
+    const run = cases[name];
+    if (!run) return new Response('no such case', { status: 404 });
+    return Response.json(await run());
+  },
+};
+"#;
+
+const WEB_API_CASES: &[&str] = &[
+    "headers",
+    "cookies",
+    "url",
+    "urlRelative",
+    "digest",
+    "hmac",
+    "streams",
+    "text",
+    "clone",
+    "request",
+    "errors",
+    "abort",
+    "formdata",
+    "status",
+    "redirect",
+    "missing",
+];
+
+/// workerd from the npm registry, installed once into the test-tools cache; its binary.
+fn workerd_binary() -> std::path::PathBuf {
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let dir = home.join(".cache/nimbus/test-tools/workerd-1");
+    let binary = dir.join("node_modules/@cloudflare/workerd-linux-64/bin/workerd");
+    if binary.exists() {
+        return binary;
+    }
+    let parent = dir.parent().expect("the cache folder has a parent");
+    std::fs::create_dir_all(parent).expect("creating the test-tools cache");
+    let staging = parent.join(format!("workerd-staging-{}", std::process::id()));
+    std::fs::create_dir_all(&staging).expect("creating the staging folder");
+    let out = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(&staging)
+        .arg("workerd@1.20261123.1")
+        .output()
+        .expect("running npm");
+    assert!(
+        out.status.success(),
+        "npm install workerd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if std::fs::rename(&staging, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    binary
+}
+
+/// workerd serving `worker` (an ES module) on 127.0.0.1; killed when dropped.
+struct Workerd {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Workerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts workerd on `worker`, or says why it cannot run here.
+fn start_workerd(worker: &str) -> Result<Workerd, String> {
+    let binary = workerd_binary();
+    let version = std::process::Command::new(&binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("workerd does not run here: {e}"))?;
+    if !version.status.success() {
+        return Err(format!(
+            "workerd does not run here: {}",
+            String::from_utf8_lossy(&version.stderr)
+        ));
+    }
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("worker.js"), worker).expect("writing the worker");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [ (name = "main", worker = .worker) ],
+  sockets = [ ( name = "http", address = "127.0.0.1:{port}", http = (), service = "main" ) ]
+);
+const worker :Workerd.Worker = (
+  modules = [ (name = "worker", esModule = embed "worker.js") ],
+  compatibilityDate = "2024-09-23",
+);
+"#
+    );
+    std::fs::write(dir.path().join("config.capnp"), config).expect("writing the config");
+    let child = std::process::Command::new(&binary)
+        .arg("serve")
+        .arg(dir.path().join("config.capnp"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting workerd: {e}"))?;
+    let workerd = Workerd {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err("workerd did not listen within 20 s".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(workerd)
+}
+
+/// What is compared of an answer: status, content type, Location and the body.
+fn observed(res: &crate::harness::Response) -> String {
+    format!(
+        "{} {} {} {}",
+        res.status,
+        res.header("content-type").unwrap_or("-"),
+        res.header("location").unwrap_or("-"),
+        res.text()
+    )
+}
+
+#[tokio::test]
+async fn web_api_behaviours_match_workerd() {
+    let wrangler =
+        "name = \"webapi\"\nmain = \"worker.mjs\"\ncompatibility_date = \"2024-09-23\"\n";
+    let app = TestApp::new(&[("wrangler.toml", wrangler), ("worker.mjs", WEB_API_WORKER)]);
+    let server = TestServer::start(app.path(), &[]);
+    let mut on_nimbus = Vec::new();
+    for case in WEB_API_CASES {
+        let res = server.get(&format!("/case/{case}")).await;
+        on_nimbus.push(format!("{case}: {}", observed(&res)));
+    }
+    let on_nimbus = on_nimbus.join("\n");
+    // The table itself, as nimbus answers it, so a change in either runtime shows.
+    assert!(
+        on_nimbus.contains("digest: 200 application/json"),
+        "{on_nimbus}"
+    );
+    assert!(on_nimbus.contains("status: 204"), "{on_nimbus}");
+    assert!(
+        on_nimbus.contains(r#""text":"EDGE FUNCTIONS STREAM""#),
+        "{on_nimbus}"
+    );
+
+    let workerd = match start_workerd(WEB_API_WORKER) {
+        Ok(workerd) => workerd,
+        Err(why) => {
+            eprintln!("SKIPPED the workerd side of web_api_behaviours_match_workerd: {why}");
+            return;
+        }
+    };
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], workerd.port).into();
+    let mut on_workerd = Vec::new();
+    for case in WEB_API_CASES {
+        let res =
+            crate::harness::request(addr, "GET", &format!("/case/{case}"), &[], Vec::new()).await;
+        on_workerd.push(format!("{case}: {}", observed(&res)));
+    }
+    let on_workerd = on_workerd.join("\n");
+    assert_eq!(on_nimbus, on_workerd);
+}
