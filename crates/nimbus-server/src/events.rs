@@ -6,7 +6,7 @@
 //! committed to a queue in the same transaction as what caused them, and consumed from
 //! there with SQS semantics (at least once).
 
-mod filter;
+pub(crate) mod filter;
 mod shapes;
 mod streams;
 mod triggers;

@@ -728,6 +728,9 @@ fn select(r: &Req<'_>) -> Res<Option<String>> {
     Ok(Some(select))
 }
 
+#[cfg(test)]
+mod fuzz;
+
 /// TransactWriteItems' `ClientRequestToken`: for ten minutes after a transaction with a
 /// token succeeds, the same request succeeds again without writing and another request
 /// with that token fails, as DynamoDB documents. The tokens live in the process, like

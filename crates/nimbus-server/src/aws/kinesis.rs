@@ -704,6 +704,9 @@ impl From<StreamOpError> for KinesisError {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -4,6 +4,9 @@
 //! manifest, and CreateTopic and Subscribe (to the app's queues and functions) add more at
 //! run time, which the store keeps.
 
+#[cfg(test)]
+mod fuzz;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

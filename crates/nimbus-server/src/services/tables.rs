@@ -4,7 +4,7 @@
 //! and are parsed here (`expr.rs`), so any front end (the AWS endpoint today) only
 //! translates its wire format.
 
-mod expr;
+pub(crate) mod expr;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

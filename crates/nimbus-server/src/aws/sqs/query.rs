@@ -488,6 +488,9 @@ fn failures(out: &mut String, failed: &[BatchFailure]) {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use expect_test::{Expect, expect};
 

@@ -244,7 +244,18 @@ struct Parser<'p> {
     placeholders: &'p mut Placeholders,
     /// The first reserved word used as a name, refused once the syntax is known good.
     reserved: Option<String>,
+    /// How many parentheses, NOTs and update functions the parser is inside.
+    depth: usize,
 }
+
+/// DynamoDB's limit on an expression's length: "The maximum length of any expression
+/// string is 4 KB."
+const MAX_EXPRESSION_BYTES: usize = 4 * 1024;
+
+/// The deepest nesting of parentheses, NOTs and update functions taken. DynamoDB states no
+/// limit, but 4 KB of `(` would nest 4,096 deep, and the parser (like evaluation and
+/// dropping the tree) recurses once per level: 4,096 levels overflowed a 2 MiB stack.
+const MAX_DEPTH: usize = 64;
 
 fn tokenize(text: &str, kind: ExprKind) -> Res<Vec<Token>> {
     let chars: Vec<char> = text.chars().collect();
@@ -355,12 +366,20 @@ impl<'p> Parser<'p> {
                 kind.name()
             )));
         }
+        if text.len() > MAX_EXPRESSION_BYTES {
+            return Err(ExprError(format!(
+                "Invalid {}: Expression size has exceeded the maximum allowed size; expression size: {}",
+                kind.name(),
+                text.len()
+            )));
+        }
         Ok(Parser {
             kind,
             tokens: tokenize(text, kind)?,
             at: 0,
             placeholders,
             reserved: None,
+            depth: 0,
         })
     }
 
@@ -446,6 +465,19 @@ impl<'p> Parser<'p> {
         ExprError(format!("Invalid {}: {message}", self.kind.name()))
     }
 
+    /// Parses with `parse` one level deeper, refusing past [`MAX_DEPTH`].
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> Res<T>) -> Res<T> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.invalid(format!(
+                "The expression is nested more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        self.depth += 1;
+        let res = parse(self);
+        self.depth -= 1;
+        res
+    }
+
     fn condition(&mut self) -> Res<Condition> {
         let mut left = self.and()?;
         while self.eat_keyword("OR") {
@@ -466,14 +498,14 @@ impl<'p> Parser<'p> {
 
     fn not(&mut self) -> Res<Condition> {
         if self.eat_keyword("NOT") {
-            return Ok(Condition::Not(Box::new(self.not()?)));
+            return Ok(Condition::Not(Box::new(self.nested(Self::not)?)));
         }
         self.primary()
     }
 
     fn primary(&mut self) -> Res<Condition> {
         if self.eat(&Tok::LParen) {
-            let condition = self.condition()?;
+            let condition = self.nested(Self::condition)?;
             self.expect(&Tok::RParen)?;
             return Ok(condition);
         }
@@ -782,12 +814,12 @@ impl<'p> Parser<'p> {
                 "if_not_exists" => {
                     let path = self.path()?;
                     self.expect(&Tok::Comma)?;
-                    SetValue::IfNotExists(path, Box::new(self.set_value()?))
+                    SetValue::IfNotExists(path, Box::new(self.nested(Self::set_value)?))
                 }
                 "list_append" => {
-                    let left = self.set_value()?;
+                    let left = self.nested(Self::set_value)?;
                     self.expect(&Tok::Comma)?;
-                    SetValue::ListAppend(Box::new(left), Box::new(self.set_value()?))
+                    SetValue::ListAppend(Box::new(left), Box::new(self.nested(Self::set_value)?))
                 }
                 other => {
                     return Err(self.invalid(format!("Invalid function name; function: {other}")));
@@ -1320,5 +1352,7 @@ fn place(
     }
 }
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;
