@@ -403,6 +403,12 @@ impl Access {
         Access::new("sqs:PurgeQueue", format!("queue:{queue}"))
     }
 
+    /// Moving the messages of the dead-letter queue `queue` back to their source queue
+    /// (SQS's StartMessageMoveTask).
+    pub fn queue_redrive(queue: &str) -> Access {
+        Access::new("sqs:StartMessageMoveTask", format!("queue:{queue}"))
+    }
+
     /// Creating `queue` (or finding it, if it exists with the same settings).
     pub fn queue_create(queue: &str) -> Access {
         Access::new("sqs:CreateQueue", format!("queue:{queue}"))

@@ -10,17 +10,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::HeaderMap;
 
-use crate::ServerConfig;
 use crate::api::{Api, ApiState};
 use crate::error::ApiError;
 use crate::generation::Current;
 use crate::services;
 use crate::telemetry::QueueDepth;
+use crate::{ServerConfig, Shutdown};
 
 /// Lambda's synchronous payload limit applies to direct invocations too.
 const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
-pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig) -> Router {
+pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig, shutdown: &Shutdown) -> Router {
     let state = Arc::new(ApiState {
         current,
         admin_token: cfg.admin_token.clone(),
@@ -32,7 +32,8 @@ pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(state.clone())
-        .merge(crate::api::routes(state))
+        .merge(crate::api::routes(state.clone()))
+        .merge(crate::dashboard::router(state, shutdown.clone()))
 }
 
 async fn invoke(

@@ -24,8 +24,8 @@ use crate::gateway::incoming_trace;
 use crate::generation::{Current, Generation};
 use crate::services::{self, Principal, bad_request};
 
-mod streams;
-mod tables;
+pub(crate) mod streams;
+pub(crate) mod tables;
 pub mod wire;
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
@@ -73,6 +73,7 @@ pub(crate) fn routes(api: Arc<ApiState>) -> Router {
         .route("/v1/queues/{queue}/delete", post(delete_message))
         .route("/v1/queues/{queue}/visibility", post(change_visibility))
         .route("/v1/queues/{queue}/purge", post(purge_queue))
+        .route("/v1/queues/{queue}/redrive", post(redrive_queue))
         .route("/v1/topics/{topic}/publish", post(publish))
         .route("/v1/buckets/{bucket}/objects", get(list_objects))
         .route(
@@ -398,6 +399,17 @@ async fn purge_queue(
 ) -> Result<Json<wire::Purged>, ApiError> {
     let purged = services::purge_queue(caller.events(), caller.principal(), &queue).await?;
     Ok(Json(wire::Purged { purged }))
+}
+
+async fn redrive_queue(
+    caller: Caller,
+    Path(queue): Path<String>,
+) -> Result<Json<wire::Redriven>, ApiError> {
+    let redriven = services::redrive_queue(caller.events(), caller.principal(), &queue).await?;
+    Ok(Json(wire::Redriven {
+        moved: redriven.moved,
+        source_queue: redriven.source,
+    }))
 }
 
 async fn publish(

@@ -215,7 +215,7 @@ impl Events {
         self.wakers.get(queue).cloned()
     }
 
-    fn wake(&self, queue: &str) {
+    pub(crate) fn wake(&self, queue: &str) {
         if let Some(waker) = self.wakers.get(queue) {
             waker.notify_waiters();
         }

@@ -11,6 +11,8 @@
 mod admin;
 mod api;
 mod aws;
+pub mod cost;
+mod dashboard;
 mod error;
 mod events;
 mod functions;
@@ -232,7 +234,7 @@ impl Server {
         let generations = Generations::start(app, &cfg).await?;
         services.bind(&generations.current);
         let gateway_app = gateway::router(generations.current.clone(), &cfg);
-        let admin_app = admin::router(generations.current.clone(), &cfg);
+        let admin_app = admin::router(generations.current.clone(), &cfg, &shutdown);
         let mut listeners = tokio::task::JoinSet::new();
         // Only the gateway speaks TLS: the control API and the twin are for this machine.
         let plain = ListenerConfig {

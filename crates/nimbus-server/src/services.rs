@@ -278,6 +278,90 @@ pub(crate) async fn list_queues(
         .map_err(|e| access.fail(e))
 }
 
+/// What a redrive moved: how many messages, and to which queue.
+pub(crate) struct Redriven {
+    pub(crate) moved: u64,
+    pub(crate) source: String,
+}
+
+/// Moves every message of a dead-letter queue back to the queue whose redrive policy
+/// names it, as SQS's StartMessageMoveTask does without a destination. Each message is
+/// sent to the source before it is deleted from the dead-letter queue, so a crash in
+/// between delivers it twice rather than never (SQS's move is at least once too).
+/// Messages received meanwhile by someone else stay where they are.
+pub(crate) async fn redrive_queue(
+    events: &Events,
+    principal: Principal<'_>,
+    dead_letter_queue: &str,
+) -> Result<Redriven, OpError> {
+    let access = Access::queue_redrive(dead_letter_queue);
+    principal.authorize(&access)?;
+    let dlq = dead_letter_queue.to_owned();
+    let source = events
+        .store(move |store| {
+            if store.queue(&dlq)?.is_none() {
+                return Err(nimbus_store::StoreError::UnknownQueue { queue: dlq });
+            }
+            for name in store.list_queues()? {
+                let names_it = store
+                    .queue(&name)?
+                    .and_then(|spec| spec.redrive)
+                    .is_some_and(|redrive| redrive.dead_letter_queue == dlq);
+                if names_it {
+                    return Ok(Some(name));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| access.fail(e))?;
+    let Some(source) = source else {
+        return Err(access.fail(bad_request(format!(
+            "no queue's redrive policy names `{dead_letter_queue}` as its dead-letter queue, so there is nowhere to move its messages back to"
+        ))));
+    };
+    let mut moved = 0;
+    loop {
+        let (dlq, to) = (dead_letter_queue.to_owned(), source.clone());
+        let n_moved = events
+            .store(move |store| {
+                // Invisible for long enough to move them; a failed move lets them come back.
+                let received = store.receive_messages(
+                    &dlq,
+                    nimbus_store::MAX_MESSAGE_BATCH,
+                    Some(Duration::from_secs(30)),
+                )?;
+                for message in &received {
+                    store.send_message(
+                        &to,
+                        NewMessage {
+                            body: message.body.clone(),
+                            delay: None,
+                            attributes: message.attributes.clone(),
+                            group_id: message.group_id.clone(),
+                            // A FIFO queue would drop a second message with the first's
+                            // deduplication id inside its window: the move is a new send.
+                            deduplication_id: message
+                                .group_id
+                                .as_ref()
+                                .map(|_| uuid::Uuid::new_v4().to_string()),
+                        },
+                    )?;
+                    store.delete_message(&dlq, &message.receipt_handle)?;
+                }
+                Ok(received.len() as u64)
+            })
+            .await
+            .map_err(|e| access.fail(e))?;
+        if n_moved == 0 {
+            break;
+        }
+        moved += n_moved;
+        events.wake(&source);
+    }
+    Ok(Redriven { moved, source })
+}
+
 /// Creates a queue with `spec`, or finds it when one of that name exists already (SQS
 /// answers a repeated CreateQueue with the queue's URL; nimbus keeps the existing
 /// queue's settings, which the manifest owns).

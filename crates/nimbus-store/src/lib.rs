@@ -226,6 +226,13 @@ impl Store {
             .with(|conn| telemetry::query_invocations(conn, query))
     }
 
+    /// The record of one invocation by its request id; `None` when none is kept.
+    pub fn invocation(&self, request_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+        self.inner
+            .readers
+            .with(|conn| telemetry::query_invocation(conn, request_id))
+    }
+
     /// Log lines matching `query`, oldest first: what functions wrote, and the START/END/REPORT
     /// lines of their invocations.
     pub fn logs(&self, query: &LogQuery) -> Result<LogPage, StoreError> {

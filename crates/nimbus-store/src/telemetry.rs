@@ -427,6 +427,25 @@ pub(crate) fn query_invocations(
     rows.collect::<rusqlite::Result<_>>().map_err(query_err)
 }
 
+pub(crate) fn query_invocation(
+    conn: &Connection,
+    request_id: &str,
+) -> Result<Option<InvocationRecord>, StoreError> {
+    let query_err = |source| StoreError::Query {
+        what: "invocations",
+        source,
+    };
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {INVOCATION_COLUMNS} FROM invocations WHERE request_id = ?1 ORDER BY id DESC LIMIT 1"
+        ))
+        .map_err(query_err)?;
+    let mut rows = stmt
+        .query_map([request_id], invocation_from_row)
+        .map_err(query_err)?;
+    rows.next().transpose().map_err(query_err)
+}
+
 fn invocations_sql(query: &InvocationQuery) -> (String, Params) {
     let mut sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE 1");
     let mut params = Params::default();

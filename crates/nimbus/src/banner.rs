@@ -71,6 +71,12 @@ pub(crate) fn lines(
     out
 }
 
+/// The dashboard's address on the control port, with the admin token so the link signs
+/// in (as Jupyter prints its link); the page then drops the token from the address bar.
+pub(crate) fn dashboard_line(admin: SocketAddr, admin_token: &str) -> String {
+    format!("dashboard: http://{admin}/_nimbus/login?token={admin_token}")
+}
+
 /// The URL to call for `route`: a REST route under its stage unless the stage path is
 /// off (noting the other form when both answer); an HTTP API route at its own path.
 fn route_url(route: &HttpRoute, gateway: &str, stage: &str, stage_path: StagePath) -> String {

@@ -9,23 +9,34 @@ use nimbus_core::streams::{NewRecord, StreamDescription, StreamKind, sequence_nu
 
 use super::{Caller, Json, Query, wire};
 use crate::error::ApiError;
-use crate::services::bad_request;
+use crate::events::Events;
 use crate::services::streams::{self as ops, StreamOpError, StreamPosition, StreamRef};
+use crate::services::{Principal, bad_request};
 
 /// Records a read gives when the query names no limit.
 const DEFAULT_READ_LIMIT: usize = 100;
 
 pub(super) async fn list_streams(caller: Caller) -> Result<Json<wire::StreamList>, ApiError> {
-    let mut streams = ops::list_streams(caller.events(), caller.principal()).await?;
+    stream_list(caller.events(), caller.principal())
+        .await
+        .map(Json)
+}
+
+/// Every stream the caller may list (also the dashboard's).
+pub(crate) async fn stream_list(
+    events: &Events,
+    principal: Principal<'_>,
+) -> Result<wire::StreamList, ApiError> {
+    let mut streams = ops::list_streams(events, principal).await?;
     // Tables' change streams are listed to whoever may list them.
-    match ops::list_table_streams(caller.events(), caller.principal(), None).await {
+    match ops::list_table_streams(events, principal, None).await {
         Ok(tables) => streams.extend(tables),
         Err(StreamOpError::Denied(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(Json(wire::StreamList {
+    Ok(wire::StreamList {
         streams: streams.iter().map(summary).collect(),
-    }))
+    })
 }
 
 pub(super) async fn put_records(

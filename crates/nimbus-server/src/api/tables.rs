@@ -9,24 +9,34 @@ use serde_json::Value;
 
 use super::{Caller, Json, wire};
 use crate::error::ApiError;
-use crate::services::bad_request;
+use crate::events::Events;
 use crate::services::tables::{
     self as ops, DeleteItem, GetItem, Placeholder, PutItem, Read, ReturnValues, TableOpError,
 };
+use crate::services::{Principal, bad_request};
 
 pub(super) async fn list_tables(caller: Caller) -> Result<Json<wire::TableList>, ApiError> {
-    let names = ops::list_tables(caller.events(), caller.principal())
+    table_list(caller.events(), caller.principal())
+        .await
+        .map(Json)
+}
+
+/// Every table the caller may list, with its key schema and size (also the dashboard's).
+pub(crate) async fn table_list(
+    events: &Events,
+    principal: Principal<'_>,
+) -> Result<wire::TableList, ApiError> {
+    let names = ops::list_tables(events, principal)
         .await
         .map_err(table_error)?;
     let mut tables = Vec::with_capacity(names.len());
     for name in names {
-        let description =
-            match ops::describe_table(caller.events(), caller.principal(), &name).await {
-                Ok(description) => description,
-                // Dropped between the list and the describe.
-                Err(TableOpError::Table(TableError::NotFound(_))) => continue,
-                Err(e) => return Err(table_error(e)),
-            };
+        let description = match ops::describe_table(events, principal, &name).await {
+            Ok(description) => description,
+            // Dropped between the list and the describe.
+            Err(TableOpError::Table(TableError::NotFound(_))) => continue,
+            Err(e) => return Err(table_error(e)),
+        };
         let spec = description.spec;
         tables.push(wire::TableSummary {
             item_count: description.item_count,
@@ -37,7 +47,7 @@ pub(super) async fn list_tables(caller: Caller) -> Result<Json<wire::TableList>,
             stream_view_type: spec.stream_view,
         });
     }
-    Ok(Json(wire::TableList { tables }))
+    Ok(wire::TableList { tables })
 }
 
 pub(super) async fn get_item(
@@ -128,6 +138,18 @@ async fn read(
     table: String,
     request: wire::ReadTable,
 ) -> Result<Json<wire::TableItems>, ApiError> {
+    read_items(caller.events(), caller.principal(), table, request)
+        .await
+        .map(Json)
+}
+
+/// A query or scan of `table`, items as plain JSON (also the dashboard's table browser).
+pub(crate) async fn read_items(
+    events: &Events,
+    principal: Principal<'_>,
+    table: String,
+    request: wire::ReadTable,
+) -> Result<wire::TableItems, ApiError> {
     let mut placeholders = Placeholder {
         names: request.names,
         ..Placeholder::default()
@@ -153,14 +175,14 @@ async fn read(
         count_only: false,
         segment: None,
     };
-    let output = ops::read(caller.events(), caller.principal(), read)
+    let output = ops::read(events, principal, read)
         .await
         .map_err(table_error)?;
-    Ok(Json(wire::TableItems {
+    Ok(wire::TableItems {
         count: output.count,
         items: output.items.iter().map(from_item).collect(),
         last_key: output.last_evaluated_key.as_ref().map(from_item),
-    }))
+    })
 }
 
 /// How the services API answers a failed table operation: DynamoDB's error names.

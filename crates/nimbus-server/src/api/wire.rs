@@ -227,6 +227,15 @@ pub struct Purged {
     pub purged: u64,
 }
 
+/// The answer to `POST /v1/queues/{queue}/redrive`: how many messages went back to
+/// which queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redriven {
+    pub moved: u64,
+    pub source_queue: String,
+}
+
 // Topics.
 
 /// `POST /v1/topics/{topic}/publish`.

@@ -1,14 +1,14 @@
 //! `nimbus cost`: what the recorded invocations would cost on AWS Lambda, beside an
 //! always-on server sized for the same peak.
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use nimbus_store::{InvocationQuery, InvocationRecord};
+use nimbus_server::cost::{DEFAULT_PRICES, Prices};
+use nimbus_store::InvocationQuery;
 
 use crate::duration;
 
@@ -29,34 +29,6 @@ pub(crate) struct CostCommand {
     dir: PathBuf,
 }
 
-/// Prices in US dollars.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Prices {
-    /// Lambda, x86, per million requests.
-    request_per_million: f64,
-    /// Lambda, x86, per GB-second of billed duration.
-    gb_second: f64,
-    /// An always-on VM, per GB of memory per hour (m6i.large on-demand: $0.096/h for 8 GiB).
-    always_on_gb_hour: f64,
-}
-
-const DEFAULT_PRICES: Prices = Prices {
-    request_per_million: 0.20,
-    gb_second: 0.000_016_666_7,
-    always_on_gb_hour: 0.012,
-};
-
-/// Hours in an average month, as AWS prices always-on capacity.
-const HOURS_PER_MONTH: f64 = 730.0;
-
-#[derive(Debug, Default)]
-struct Usage {
-    requests: u64,
-    gb_seconds: f64,
-    memory_mb: u32,
-    peak_concurrency: usize,
-}
-
 impl CostCommand {
     pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
         let prices = match &self.prices {
@@ -71,41 +43,14 @@ impl CostCommand {
             since: Some(now - self.since),
             limit: None,
         })?;
-        let usage = usage_by_function(&records);
-        // The bill so far covers the span from the first recorded invocation to now.
-        let observed = records
-            .iter()
-            .map(|r| r.start)
-            .min()
-            .and_then(|first| now.duration_since(first).ok())
-            .unwrap_or_default()
-            .max(Duration::from_secs(1));
-        let month = Duration::from_secs_f64(HOURS_PER_MONTH * 3600.0);
-        let scale = month.as_secs_f64() / observed.as_secs_f64();
-        let rows: Vec<serde_json::Value> = usage
-            .iter()
-            .map(|(function, u)| row(function, u, &prices, scale))
-            .collect();
-        let total = |key: &str| rows.iter().filter_map(|r| r[key].as_f64()).sum::<f64>();
-        let summary = serde_json::json!({
-            "since": crate::duration::display(self.since),
-            "observedSeconds": observed.as_secs_f64(),
-            "prices": {
-                "requestPerMillion": prices.request_per_million,
-                "gbSecond": prices.gb_second,
-                "alwaysOnGbHour": prices.always_on_gb_hour,
-            },
-            "functions": rows,
-            "total": {
-                "requests": total("requests"),
-                "gbSeconds": total("gbSeconds"),
-                "requestCost": total("requestCost"),
-                "computeCost": total("computeCost"),
-                "cost": total("cost"),
-                "monthlyServerless": total("monthlyServerless"),
-                "monthlyAlwaysOn": total("monthlyAlwaysOn"),
-            },
-        });
+        let summary = nimbus_server::cost::summary(
+            &records,
+            now,
+            &crate::duration::display(self.since),
+            &prices,
+        );
+        let rows = summary["functions"].as_array().cloned().unwrap_or_default();
+        let total = |key: &str| summary["total"][key].as_f64().unwrap_or(0.0);
         let mut out = std::io::stdout().lock();
         if self.json {
             writeln!(out, "{summary}")?;
@@ -148,62 +93,12 @@ impl CostCommand {
         writeln!(
             out,
             "\nover {:.0} s observed; per month at this rate serverless costs ${:.2}, an always-on server sized for the peak ${:.2}",
-            observed.as_secs_f64(),
+            summary["observedSeconds"].as_f64().unwrap_or(0.0),
             total("monthlyServerless"),
             total("monthlyAlwaysOn"),
         )?;
         Ok(ExitCode::SUCCESS)
     }
-}
-
-fn row(function: &str, usage: &Usage, prices: &Prices, scale: f64) -> serde_json::Value {
-    let request_cost = usage.requests as f64 * prices.request_per_million / 1_000_000.0;
-    let compute_cost = usage.gb_seconds * prices.gb_second;
-    let cost = request_cost + compute_cost;
-    // Always-on capacity must hold the peak number of concurrent instances all month.
-    let always_on_gb = usage.peak_concurrency as f64 * f64::from(usage.memory_mb) / 1024.0;
-    serde_json::json!({
-        "function": function,
-        "requests": usage.requests,
-        "gbSeconds": usage.gb_seconds,
-        "requestCost": request_cost,
-        "computeCost": compute_cost,
-        "cost": cost,
-        "memoryMb": usage.memory_mb,
-        "peakConcurrency": usage.peak_concurrency,
-        "monthlyServerless": cost * scale,
-        "monthlyAlwaysOn": always_on_gb * prices.always_on_gb_hour * HOURS_PER_MONTH,
-    })
-}
-
-/// Requests, billed GB-seconds and peak concurrency per function. Throttled
-/// invocations are not billed, as on Lambda.
-fn usage_by_function(records: &[InvocationRecord]) -> BTreeMap<String, Usage> {
-    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
-    let mut intervals: BTreeMap<String, Vec<(SystemTime, i32)>> = BTreeMap::new();
-    for record in records.iter().filter(|r| r.outcome != "throttled") {
-        let entry = usage.entry(record.function.clone()).or_default();
-        entry.requests += 1;
-        entry.gb_seconds += record.billed_ms as f64 / 1000.0 * f64::from(record.memory_mb) / 1024.0;
-        entry.memory_mb = entry.memory_mb.max(record.memory_mb);
-        let events = intervals.entry(record.function.clone()).or_default();
-        events.push((record.start, 1));
-        events.push((record.start + record.duration, -1));
-    }
-    for (function, mut events) in intervals {
-        // Ends sort before starts at the same instant: back-to-back is not overlap.
-        events.sort();
-        let mut current: i32 = 0;
-        let mut peak: i32 = 0;
-        for (_, delta) in events {
-            current += delta;
-            peak = peak.max(current);
-        }
-        if let Some(entry) = usage.get_mut(&function) {
-            entry.peak_concurrency = usize::try_from(peak).unwrap_or(0);
-        }
-    }
-    usage
 }
 
 fn read_prices(path: &PathBuf) -> anyhow::Result<Prices> {

@@ -243,6 +243,7 @@ impl UpCommand {
             &mut next_fire,
         );
         banner_lines.extend(launch.generated_keys);
+        banner_lines.push(banner::dashboard_line(admin, &cfg.admin_token));
         banner_lines.push(format!("isolation: {}", crate::app::sandbox().describe()));
         banner_lines.extend(listener.tls_line);
         print_banner(

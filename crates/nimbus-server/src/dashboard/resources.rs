@@ -1,0 +1,542 @@
+//! The service pages: queues (with a redrive action), topics, buckets and KV browsers,
+//! schedules with their next fire, tables and streams. Each reads through the operations
+//! the services API calls, as the operator.
+
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use axum::extract::Path;
+use axum::response::{IntoResponse, Redirect, Response};
+use nimbus_core::events::EventSource;
+
+use super::Dash;
+use super::html::{self, esc, seg};
+use crate::error::ApiError;
+use crate::services::{self, Principal};
+
+/// Objects, keys and items a browser page shows at most.
+const BROWSE_LIMIT: usize = 100;
+
+pub(crate) async fn queues(dash: Dash, uri: http::Uri) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let events = &dash.api.events;
+    let queues = services::list_queues(events, Principal::Operator).await?;
+    let specs = {
+        let names: Vec<String> = queues.iter().map(|(name, _)| name.clone()).collect();
+        events
+            .store(move |store| {
+                let mut specs = Vec::new();
+                for name in names {
+                    specs.push(store.queue(&name)?);
+                }
+                Ok(specs)
+            })
+            .await?
+    };
+    let mut body = String::new();
+    let query = crate::api::query(&uri);
+    if let (Some(moved), Some(to)) = (query.get("moved"), query.get("to")) {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\">Moved {} messages back to {}.</p>",
+            esc(moved),
+            esc(to)
+        );
+    }
+    body.push_str(
+        "<table class=\"queues\"><thead><tr><th>Queue</th><th>Visible</th><th>In flight</th>\
+<th>Delayed</th><th>Oldest</th><th>Dead-letter queue</th><th>Consumers</th><th></th></tr></thead><tbody>",
+    );
+    for ((name, stats), spec) in queues.iter().zip(&specs) {
+        let consumers: Vec<String> = dash
+            .api
+            .generation
+            .functions
+            .list
+            .iter()
+            .filter(|f| {
+                f.spec
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, EventSource::Sqs(sqs) if sqs.queue == *name))
+            })
+            .map(|f| {
+                format!(
+                    "<a href=\"{prefix}/functions/{}\">{}</a>",
+                    seg(&f.spec.name),
+                    esc(&f.spec.name)
+                )
+            })
+            .collect();
+        // A queue some other queue's redrive policy names is a dead-letter queue.
+        let sources: Vec<&str> = queues
+            .iter()
+            .zip(&specs)
+            .filter(|(_, s)| {
+                s.as_ref()
+                    .and_then(|s| s.redrive.as_ref())
+                    .is_some_and(|r| r.dead_letter_queue == *name)
+            })
+            .map(|((source, _), _)| source.as_str())
+            .collect();
+        let dlq = spec
+            .as_ref()
+            .and_then(|s| s.redrive.as_ref())
+            .map(|r| {
+                format!(
+                    "{} (after {} receives)",
+                    esc(&r.dead_letter_queue),
+                    r.max_receive_count
+                )
+            })
+            .unwrap_or_else(|| "-".to_owned());
+        let action = if sources.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<form method=\"post\" action=\"{prefix}/queues/{}/redrive\">\
+<button type=\"submit\" data-redrive=\"{}\">Redrive to {}</button></form>",
+                seg(name),
+                esc(name),
+                esc(&sources.join(", "))
+            )
+        };
+        let _ = write!(
+            body,
+            "<tr data-queue=\"{}\"><th scope=\"row\">{}{}</th><td class=\"visible\">{}</td>\
+<td class=\"in-flight\">{}</td><td>{}</td><td>{}</td><td>{dlq}</td><td>{}</td><td>{action}</td></tr>",
+            esc(name),
+            esc(name),
+            if sources.is_empty() {
+                ""
+            } else {
+                " <small>(DLQ)</small>"
+            },
+            stats.visible,
+            stats.in_flight,
+            stats.delayed,
+            stats.oldest_age.map_or("-".to_owned(), html::age),
+            if consumers.is_empty() {
+                "-".to_owned()
+            } else {
+                consumers.join(", ")
+            },
+        );
+    }
+    body.push_str("</tbody></table>");
+    if queues.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no queues.</p>");
+    }
+    Ok(html::page(prefix, "/queues", "Queues", &body))
+}
+
+/// Moves a dead-letter queue's messages back to their source queue, then shows the
+/// queues again with what moved.
+pub(crate) async fn redrive(dash: Dash, Path(queue): Path<String>) -> Result<Response, ApiError> {
+    let redriven = services::redrive_queue(&dash.api.events, Principal::Operator, &queue).await?;
+    Ok(Redirect::to(&format!(
+        "{}/queues?moved={}&to={}",
+        dash.prefix,
+        redriven.moved,
+        seg(&redriven.source)
+    ))
+    .into_response())
+}
+
+pub(crate) async fn topics(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let events = &dash.api.events;
+    let topics = services::list_topics(events, Principal::Operator).await?;
+    let subscriptions = services::list_subscriptions(events, Principal::Operator, None).await?;
+    let mut body =
+        String::from("<table><thead><tr><th>Topic</th><th>Subscribers</th></tr></thead><tbody>");
+    for topic in &topics {
+        let mut subscribers: Vec<String> = dash
+            .api
+            .generation
+            .functions
+            .list
+            .iter()
+            .filter(|f| {
+                f.spec
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, EventSource::Sns(sns) if sns.topic == *topic))
+            })
+            .map(|f| {
+                format!(
+                    "function <a href=\"{prefix}/functions/{}\">{}</a>",
+                    seg(&f.spec.name),
+                    esc(&f.spec.name)
+                )
+            })
+            .collect();
+        subscribers.extend(
+            subscriptions
+                .iter()
+                .filter(|s| s.topic == *topic)
+                .map(|s| format!("{} {}", esc(&s.protocol), esc(&s.target))),
+        );
+        let _ = write!(
+            body,
+            "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+            esc(topic),
+            if subscribers.is_empty() {
+                "-".to_owned()
+            } else {
+                subscribers.join("<br>")
+            }
+        );
+    }
+    body.push_str("</tbody></table>");
+    if topics.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no topics.</p>");
+    }
+    Ok(html::page(prefix, "/topics", "Topics", &body))
+}
+
+pub(crate) async fn buckets(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let buckets = services::list_buckets(&dash.api.events, Principal::Operator).await?;
+    let mut body = String::from("<ul class=\"plain\">");
+    for bucket in &buckets {
+        let _ = write!(
+            body,
+            "<li><a href=\"{prefix}/buckets/{}\">{}</a></li>",
+            seg(bucket),
+            esc(bucket)
+        );
+    }
+    body.push_str("</ul>");
+    if buckets.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no buckets.</p>");
+    }
+    Ok(html::page(prefix, "/buckets", "Buckets", &body))
+}
+
+pub(crate) async fn bucket(
+    dash: Dash,
+    Path(bucket): Path<String>,
+    uri: http::Uri,
+) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let events = &dash.api.events;
+    let buckets = services::list_buckets(events, Principal::Operator).await?;
+    if !buckets.contains(&bucket) {
+        return Ok(html::not_found(
+            prefix,
+            &format!("There is no bucket named `{bucket}`."),
+        ));
+    }
+    let query = crate::api::query(&uri);
+    let key_prefix = query.get("prefix").cloned().filter(|p| !p.is_empty());
+    let start_after = query.get("after").cloned().filter(|a| !a.is_empty());
+    let list = services::list_objects(
+        events,
+        Principal::Operator,
+        &bucket,
+        key_prefix.clone(),
+        start_after,
+        BROWSE_LIMIT,
+    )
+    .await?;
+    let base = format!("{prefix}/buckets/{}", seg(&bucket));
+    let mut body = format!(
+        "<form class=\"filters\" method=\"get\" action=\"{base}\"><label>Key prefix \
+<input name=\"prefix\" value=\"{}\"></label><button type=\"submit\">List</button></form>\
+<table><thead><tr><th>Key</th><th>Size</th><th>Type</th><th>Last modified</th><th>ETag</th></tr></thead><tbody>",
+        esc(key_prefix.as_deref().unwrap_or_default())
+    );
+    for object in &list.objects {
+        let _ = write!(
+            body,
+            "<tr><td><code>{}</code></td><td>{} B</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(&object.key),
+            object.size,
+            esc(object.content_type.as_deref().unwrap_or("-")),
+            html::time(object.last_modified),
+            esc(&object.etag)
+        );
+    }
+    body.push_str("</tbody></table>");
+    if list.objects.is_empty() {
+        body.push_str("<p class=\"empty\">No objects.</p>");
+    }
+    if let Some(next) = &list.next_start_after {
+        let _ = write!(
+            body,
+            "<p><a href=\"{base}?prefix={}&amp;after={}\">Next page</a></p>",
+            seg(key_prefix.as_deref().unwrap_or_default()),
+            seg(next)
+        );
+    }
+    Ok(html::page(
+        prefix,
+        "/buckets",
+        &format!("Bucket {bucket}"),
+        &body,
+    ))
+}
+
+pub(crate) async fn kv_namespaces(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let namespaces = &dash.api.events.resources.kv_namespaces;
+    let mut body = String::from("<ul class=\"plain\">");
+    for namespace in namespaces {
+        let _ = write!(
+            body,
+            "<li><a href=\"{prefix}/kv/{}\">{}</a></li>",
+            seg(namespace),
+            esc(namespace)
+        );
+    }
+    body.push_str("</ul>");
+    if namespaces.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no KV namespaces.</p>");
+    }
+    Ok(html::page(prefix, "/kv", "KV namespaces", &body))
+}
+
+pub(crate) async fn kv_namespace(
+    dash: Dash,
+    Path(namespace): Path<String>,
+    uri: http::Uri,
+) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let events = &dash.api.events;
+    if !events.resources.kv_namespaces.contains(&namespace) {
+        return Ok(html::not_found(
+            prefix,
+            &format!("There is no KV namespace named `{namespace}`."),
+        ));
+    }
+    let query = crate::api::query(&uri);
+    let key_prefix = query.get("prefix").cloned().filter(|p| !p.is_empty());
+    let cursor = query.get("cursor").cloned().filter(|c| !c.is_empty());
+    let list = services::kv_list(
+        events,
+        Principal::Operator,
+        &namespace,
+        key_prefix.clone(),
+        cursor,
+        BROWSE_LIMIT,
+    )
+    .await?;
+    let base = format!("{prefix}/kv/{}", seg(&namespace));
+    let mut body = format!(
+        "<form class=\"filters\" method=\"get\" action=\"{base}\"><label>Key prefix \
+<input name=\"prefix\" value=\"{}\"></label><button type=\"submit\">List</button></form>\
+<table><thead><tr><th>Key</th><th>Value</th><th>Expires</th><th>Metadata</th></tr></thead><tbody>",
+        esc(key_prefix.as_deref().unwrap_or_default())
+    );
+    for key in &list.keys {
+        let entry = services::kv_get(events, Principal::Operator, &namespace, &key.name).await?;
+        let value = entry.map_or("-".to_owned(), |entry| preview(&entry.value));
+        let _ = write!(
+            body,
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
+            esc(&key.name),
+            esc(&value),
+            key.expiration.map_or("-".to_owned(), html::time),
+            esc(key.metadata.as_deref().unwrap_or("-")),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if list.keys.is_empty() {
+        body.push_str("<p class=\"empty\">No keys.</p>");
+    }
+    if let Some(cursor) = &list.cursor {
+        let _ = write!(
+            body,
+            "<p><a href=\"{base}?prefix={}&amp;cursor={}\">Next page</a></p>",
+            seg(key_prefix.as_deref().unwrap_or_default()),
+            seg(cursor)
+        );
+    }
+    Ok(html::page(
+        prefix,
+        "/kv",
+        &format!("KV namespace {namespace}"),
+        &body,
+    ))
+}
+
+/// The start of a value as text, or its size when it is not UTF-8.
+fn preview(value: &[u8]) -> String {
+    const MAX: usize = 200;
+    match std::str::from_utf8(value) {
+        Ok(text) if text.chars().count() > MAX => {
+            format!("{}…", text.chars().take(MAX).collect::<String>())
+        }
+        Ok(text) => text.to_owned(),
+        Err(_) => format!("({} bytes of binary)", value.len()),
+    }
+}
+
+pub(crate) async fn schedules(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let mut schedules = Vec::new();
+    for function in &dash.api.generation.functions.list {
+        for source in &function.spec.events {
+            if let EventSource::Schedule(schedule) = source {
+                schedules.push((function.spec.name.clone(), schedule.clone()));
+            }
+        }
+    }
+    let names: Vec<String> = schedules.iter().map(|(_, s)| s.name.clone()).collect();
+    let now = SystemTime::now();
+    // A schedule fires next at the slot after its stored anchor, as its trigger and
+    // `nimbus up`'s banner reckon it.
+    let anchors = dash
+        .api
+        .events
+        .store(move |store| {
+            let mut anchors = Vec::new();
+            for name in names {
+                anchors.push(store.schedule_anchor(&name, now).ok());
+            }
+            Ok(anchors)
+        })
+        .await?;
+    let mut body = String::from(
+        "<table><thead><tr><th>Schedule</th><th>Expression</th><th>Function</th><th>Next fire</th></tr></thead><tbody>",
+    );
+    for ((function, schedule), anchor) in schedules.iter().zip(anchors) {
+        let next = if !schedule.enabled {
+            "disabled".to_owned()
+        } else {
+            match schedule.expression.next_after(anchor.unwrap_or(now)) {
+                Some(at) => html::time(at.max(now)),
+                None => "never again".to_owned(),
+            }
+        };
+        let _ = write!(
+            body,
+            "<tr><th scope=\"row\">{}</th><td><code>{}</code></td><td><a href=\"{prefix}/functions/{}\">{}</a></td><td>{next}</td></tr>",
+            esc(&schedule.name),
+            esc(&schedule.expression.to_string()),
+            seg(function),
+            esc(function),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if schedules.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no schedules.</p>");
+    }
+    Ok(html::page(prefix, "/schedules", "Schedules", &body))
+}
+
+pub(crate) async fn tables(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let list = crate::api::tables::table_list(&dash.api.events, Principal::Operator).await?;
+    let mut body = String::from(
+        "<table><thead><tr><th>Table</th><th>Partition key</th><th>Sort key</th><th>Items</th>\
+<th>Size</th><th>Stream</th></tr></thead><tbody>",
+    );
+    for table in &list.tables {
+        let _ = write!(
+            body,
+            "<tr><th scope=\"row\"><a href=\"{prefix}/tables/{}\">{}</a></th><td>{}</td><td>{}</td><td>{}</td><td>{} B</td><td>{}</td></tr>",
+            seg(&table.name),
+            esc(&table.name),
+            esc(&table.partition_key),
+            esc(table.sort_key.as_deref().unwrap_or("-")),
+            table.item_count,
+            table.size_bytes,
+            esc(table.stream_view_type.as_deref().unwrap_or("-")),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if list.tables.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no tables.</p>");
+    }
+    Ok(html::page(prefix, "/tables", "Tables", &body))
+}
+
+pub(crate) async fn table(dash: Dash, Path(table): Path<String>) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let events = &dash.api.events;
+    let list = crate::api::tables::table_list(events, Principal::Operator).await?;
+    if !list.tables.iter().any(|t| t.name == table) {
+        return Ok(html::not_found(
+            prefix,
+            &format!("There is no table named `{table}`."),
+        ));
+    }
+    let request = crate::wire::ReadTable {
+        key_condition: None,
+        filter: None,
+        index: None,
+        names: Default::default(),
+        values: Default::default(),
+        limit: Some(BROWSE_LIMIT),
+        start_key: None,
+        forward: None,
+    };
+    let items =
+        crate::api::tables::read_items(events, Principal::Operator, table.clone(), request).await?;
+    let mut body = format!(
+        "<p class=\"lead\">The first {} items in key order.</p><ol class=\"items\">",
+        items.items.len()
+    );
+    for item in &items.items {
+        let text = serde_json::to_string_pretty(item).unwrap_or_default();
+        let _ = write!(body, "<li><pre>{}</pre></li>", esc(&text));
+    }
+    body.push_str("</ol>");
+    Ok(html::page(
+        prefix,
+        "/tables",
+        &format!("Table {table}"),
+        &body,
+    ))
+}
+
+pub(crate) async fn streams(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let list = crate::api::streams::stream_list(&dash.api.events, Principal::Operator).await?;
+    let mut body = String::from(
+        "<table><thead><tr><th>Stream</th><th>Kind</th><th>Shards</th><th>Retention</th><th>Created</th><th>Consumers</th></tr></thead><tbody>",
+    );
+    for stream in &list.streams {
+        let consumers: Vec<String> = dash
+            .api
+            .generation
+            .functions
+            .list
+            .iter()
+            .filter(|f| {
+                f.spec
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, EventSource::Stream(s) if s.stream == stream.name))
+            })
+            .map(|f| {
+                format!(
+                    "<a href=\"{prefix}/functions/{}\">{}</a>",
+                    seg(&f.spec.name),
+                    esc(&f.spec.name)
+                )
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} h</td><td>{}</td><td>{}</td></tr>",
+            esc(&stream.name),
+            esc(&stream.kind),
+            stream.shards,
+            stream.retention_hours,
+            esc(&stream.created_at),
+            if consumers.is_empty() {
+                "-".to_owned()
+            } else {
+                consumers.join(", ")
+            },
+        );
+    }
+    body.push_str("</tbody></table>");
+    if list.streams.is_empty() {
+        body.push_str("<p class=\"empty\">This app has no streams.</p>");
+    }
+    Ok(html::page(prefix, "/streams", "Streams", &body))
+}

@@ -1,0 +1,558 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium` and `chromium-driver`),
+//! driven over WebDriver with fantoccini: what a user sees after real requests, the live
+//! log tail, a redrive, 404 pages and sign-in. Screenshots of every page go to
+//! `target/dashboard-screenshots/`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::harness::{self, TestApp, TestServer};
+
+const MANIFEST: &str = r#"
+service: shop
+provider:
+  runtime: nodejs20.x
+  memorySize: 256
+queues:
+  jobs:
+    visibilityTimeout: 1
+    deadLetterQueue: { name: jobs-dlq, maxReceiveCount: 1 }
+topics:
+  alerts: {}
+buckets: [uploads]
+kv: [sessions]
+tables:
+  orders: { partitionKey: id, stream: NEW_IMAGE }
+functions:
+  api:
+    handler: api.handler
+    events:
+      - httpApi: GET /work
+  worker:
+    handler: worker.handler
+    events:
+      - sqs: { arn: jobs, batchSize: 1 }
+      - sns: alerts
+  tick:
+    handler: worker.tick
+    events:
+      - schedule:
+          rate: rate(1 hour)
+          name: hourly
+"#;
+
+const API_JS: &str = r#"
+exports.handler = async (event) => {
+  const q = event.queryStringParameters || {};
+  console.log(`working on ${q.tag || 'plain'}`);
+  if (q.fail) {
+    console.error(`about to fail ${q.tag}`);
+    throw new Error(`asked to fail ${q.tag}`);
+  }
+  return { statusCode: 200, body: 'ok' };
+};
+"#;
+
+/// Fails the first time it sees a body (in this instance), so a message goes to the
+/// dead-letter queue once and succeeds when redriven.
+const WORKER_JS: &str = r#"
+const seen = new Set();
+exports.handler = async (event) => {
+  for (const record of event.Records || []) {
+    const body = record.body || (record.Sns && record.Sns.Message);
+    if (!seen.has(body)) {
+      seen.add(body);
+      throw new Error(`first sight of ${body}`);
+    }
+    console.log(`processed ${body}`);
+  }
+};
+exports.tick = async () => {};
+"#;
+
+/// chromedriver and a headless Chromium, for one test.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        for (program, package) in [
+            ("/usr/bin/chromium", "chromium"),
+            ("/usr/bin/chromedriver", "chromium-driver"),
+        ] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: install it with `apt-get install {package}` (.ci/run does)"
+            );
+        }
+        // chromedriver takes no port 0: take a free port and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("finding a free port")
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver");
+        let profile = tempfile::tempdir().expect("a browser profile folder");
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".to_owned(),
+            serde_json::json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new",
+                    // CI runs as root, where Chromium's own sandbox cannot start.
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("connecting to chromedriver at {url}: {e}"),
+            }
+        };
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("finding `{css}`: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("reading the text of `{css}`: {e}"))
+    }
+
+    async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("finding `{css}`: {e}"))
+            .len()
+    }
+
+    /// Waits (up to `within`) until `css` matches an element whose text contains `text`.
+    async fn wait_for_text(&self, css: &str, text: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
+                for element in elements {
+                    if element.text().await.is_ok_and(|t| t.contains(text)) {
+                        return true;
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn url(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .expect("the current URL")
+            .to_string()
+    }
+
+    /// Saves a PNG of the page as `target/dashboard-screenshots/<name>.png`.
+    async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("taking a screenshot");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("creating the screenshot folder");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("writing a screenshot");
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// `target/dashboard-screenshots`, beside the binary under test.
+fn screenshot_dir() -> PathBuf {
+    let binary = Path::new(harness::NIMBUS);
+    binary
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("target"))
+        .join("dashboard-screenshots")
+}
+
+/// The control API's address and admin token from `.nimbus/up.json`.
+fn control(app_dir: &Path) -> (SocketAddr, String) {
+    let text = std::fs::read_to_string(app_dir.join(".nimbus/up.json")).expect("up.json");
+    let record: serde_json::Value = serde_json::from_str(&text).expect("up.json is JSON");
+    let admin = record["admin"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .expect("up.json names the control API");
+    let token = record["token"].as_str().expect("up.json holds the token");
+    (admin, token.to_owned())
+}
+
+async fn wait_until_recorded(app: &TestApp, function: &str, n: usize) {
+    app.nimbus_until(&["invocations", function, "--json"], |out| {
+        out.lines().count() >= n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dashboard_shows_what_happened_in_a_real_browser() {
+    let app = TestApp::new(&[
+        ("nimbus.yaml", MANIFEST),
+        ("api.js", API_JS),
+        ("worker.js", WORKER_JS),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let (admin, token) = control(app.path());
+    let base = format!("http://{admin}/_nimbus");
+
+    // The banner prints the link that signs in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !server.stdout().contains("dashboard: ") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let link = server
+        .stdout()
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("dashboard: ").map(str::to_owned))
+        .expect("the banner prints the dashboard's link");
+    assert_eq!(link, format!("{base}/login?token={token}"));
+
+    // 20 requests, 2 of which fail.
+    for idx in 0..20 {
+        let path = if idx % 10 == 3 {
+            format!("/work?fail=1&tag=req{idx}")
+        } else {
+            format!("/work?tag=req{idx}")
+        };
+        let expected = if idx % 10 == 3 { 502 } else { 200 };
+        assert_eq!(server.get(&path).await.status, expected, "{path}");
+    }
+    wait_until_recorded(&app, "api", 20).await;
+
+    let browser = Browser::start().await;
+
+    // Without signing in, every page sends you to the sign-in page.
+    browser.goto(&format!("{base}/")).await;
+    assert!(browser.url().await.ends_with("/_nimbus/login"));
+    browser.screenshot("sign-in").await;
+    browser.goto(&link).await;
+    assert_eq!(
+        browser.url().await,
+        format!("{base}/"),
+        "signed in, token gone"
+    );
+
+    // Overview: 20 invocations and 2 errors.
+    let row = "tr[data-function=\"api\"]";
+    assert_eq!(browser.text(&format!("{row} td.invocations")).await, "20");
+    assert_eq!(browser.text(&format!("{row} td.errors")).await, "2");
+    assert_eq!(browser.text(&format!("{row} td.cold")).await, "1");
+    assert!(browser.count("figure.chart-box svg.chart").await >= 3);
+    browser.screenshot("overview").await;
+
+    // The function, then its failures only, then a failed one: log lines and trace.
+    browser
+        .client
+        .find(Locator::Css(&format!("{row} a")))
+        .await
+        .expect("the function's link")
+        .click()
+        .await
+        .expect("opening the function");
+    assert_eq!(browser.count("table.invocations tbody tr").await, 20);
+    browser.screenshot("function").await;
+    browser
+        .client
+        .find(Locator::LinkText("failures only"))
+        .await
+        .expect("the failures filter")
+        .click()
+        .await
+        .expect("filtering failures");
+    assert_eq!(browser.count("table.invocations tbody tr.failed").await, 2);
+    assert_eq!(browser.count("table.invocations tbody tr.ok").await, 0);
+    browser.screenshot("function-failures").await;
+    browser
+        .client
+        .find(Locator::Css("table.invocations tbody tr.failed td a"))
+        .await
+        .expect("a failed invocation's link")
+        .click()
+        .await
+        .expect("opening a failed invocation");
+    assert!(browser.text("dd.status").await.contains("error"));
+    let log = browser.text("ol.log").await;
+    assert!(log.contains("about to fail req13"), "{log}");
+    assert!(log.contains("START RequestId"), "{log}");
+    assert!(log.contains("REPORT RequestId"), "{log}");
+    // gateway → function.
+    let trace = browser.text("table.waterfall tbody").await;
+    assert!(trace.contains("GET /work"), "{trace}");
+    assert!(trace.contains("api"), "{trace}");
+    assert_eq!(browser.count("table.waterfall tbody tr.span").await, 2);
+    browser.screenshot("invocation").await;
+
+    // The live tail shows a new line as it is written.
+    browser.goto(&format!("{base}/logs?function=api")).await;
+    assert!(
+        browser
+            .wait_for_text("#tail-status", "Following", Duration::from_secs(10))
+            .await,
+        "the live tail connects"
+    );
+    let sent = tokio::time::Instant::now();
+    assert_eq!(server.get("/work?tag=live-line").await.status, 200);
+    assert!(
+        browser
+            .wait_for_text("#tail li", "working on live-line", Duration::from_secs(10))
+            .await,
+        "the new line reaches the live tail"
+    );
+    // The acceptance bound is 1 s; the test only reports it (no timed assertions).
+    eprintln!(
+        "live tail: the line appeared {:?} after the request was sent",
+        sent.elapsed()
+    );
+    browser.screenshot("logs").await;
+
+    // Cost: the same numbers as `nimbus cost`.
+    browser.goto(&format!("{base}/cost")).await;
+    let cli = app.nimbus(&["cost", "--json"]).stdout;
+    let cli: serde_json::Value = serde_json::from_str(&cli).expect("nimbus cost --json");
+    let requests: f64 = browser
+        .text("tfoot td.requests")
+        .await
+        .parse()
+        .expect("a number of requests");
+    assert_eq!(Some(requests), cli["total"]["requests"].as_f64());
+    browser.screenshot("cost").await;
+
+    // A message that fails once lands in the DLQ; redrive moves it back and the worker
+    // runs it.
+    let sent = server
+        .admin_json(
+            app.path(),
+            "POST",
+            "/v1/queues/jobs/messages",
+            r#"{"body": "order-7"}"#,
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(&format!("{base}/queues")).await;
+        if browser.text("tr[data-queue=\"jobs-dlq\"] td.visible").await == "1" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the message never reached the dead-letter queue"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.screenshot("queues").await;
+    browser
+        .client
+        .find(Locator::Css("button[data-redrive=\"jobs-dlq\"]"))
+        .await
+        .expect("the redrive button")
+        .click()
+        .await
+        .expect("redriving");
+    assert!(
+        browser
+            .text("p.notice")
+            .await
+            .contains("Moved 1 messages back to jobs")
+    );
+    assert_eq!(
+        browser.text("tr[data-queue=\"jobs-dlq\"] td.visible").await,
+        "0"
+    );
+    app.nimbus_until(&["logs", "worker"], |out| out.contains("processed order-7"))
+        .await;
+    browser.goto(&format!("{base}/functions/worker")).await;
+    assert_eq!(browser.count("table.invocations tbody tr.ok").await, 1);
+    assert_eq!(browser.count("table.invocations tbody tr.failed").await, 1);
+
+    // The other pages, for the screenshots, with something in them.
+    let res = harness::request(
+        admin,
+        "PUT",
+        "/v1/kv/sessions/keys/user-1",
+        &[("authorization", &format!("Bearer {token}"))],
+        br#"{"cart": 3}"#.to_vec(),
+    )
+    .await;
+    assert!(res.status < 300, "{}", res.text());
+    let res = harness::request(
+        admin,
+        "PUT",
+        "/v1/buckets/uploads/objects/reports/2026.csv",
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("content-type", "text/csv"),
+        ],
+        b"day,orders\n1,12\n".to_vec(),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = harness::request(
+        admin,
+        "PUT",
+        "/v1/tables/orders/items",
+        &[("authorization", &format!("Bearer {token}"))],
+        br#"{"item": {"id": "o-1", "total": 42}}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    for (path, name, expect) in [
+        ("/topics", "topics", "alerts"),
+        ("/buckets", "buckets", "uploads"),
+        ("/buckets/uploads", "bucket", "reports/2026.csv"),
+        ("/kv", "kv", "sessions"),
+        ("/kv/sessions", "kv-namespace", "user-1"),
+        ("/schedules", "schedules", "hourly"),
+        ("/tables", "tables", "orders"),
+        ("/tables/orders", "table", "o-1"),
+        ("/streams", "streams", "table/orders"),
+    ] {
+        browser.goto(&format!("{base}{path}")).await;
+        let page = browser.text("main").await;
+        assert!(page.contains(expect), "{path}: {page}");
+        browser.screenshot(name).await;
+    }
+
+    // Unknown ids are a 404 page, not a blank one.
+    for path in [
+        "/functions/nope",
+        "/invocations/00000000-0000-0000-0000-000000000000",
+        "/buckets/nope",
+        "/no/such/page",
+    ] {
+        browser.goto(&format!("{base}{path}")).await;
+        assert_eq!(browser.text("h1").await, "Not found", "{path}");
+        let res = harness::request(
+            admin,
+            "GET",
+            &format!("/_nimbus{path}"),
+            &[("authorization", &format!("Bearer {token}"))],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(res.status, 404, "{path}");
+    }
+    browser.screenshot("not-found").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn dashboard_answers_nothing_without_the_token() {
+    let app = TestApp::new(&[
+        ("nimbus.yaml", MANIFEST),
+        ("api.js", API_JS),
+        ("worker.js", WORKER_JS),
+    ]);
+    let _server = TestServer::start(app.path(), &[]);
+    let (admin, token) = control(app.path());
+    for path in [
+        "/",
+        "/functions/api",
+        "/logs/stream",
+        "/cost",
+        "/queues",
+        "/kv/sessions",
+    ] {
+        for headers in [
+            vec![],
+            vec![("authorization", "Bearer wrong".to_owned())],
+            vec![("cookie", format!("nimbus_dashboard_{}=wrong", admin.port()))],
+        ] {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let res = harness::request(
+                admin,
+                "GET",
+                &format!("/_nimbus{path}"),
+                &headers,
+                Vec::new(),
+            )
+            .await;
+            assert_eq!(res.status, 303, "{path} {headers:?}");
+            assert_eq!(res.header("location"), Some("/_nimbus/login"));
+        }
+    }
+    let res = harness::request(
+        admin,
+        "POST",
+        "/_nimbus/queues/jobs-dlq/redrive",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(res.status, 401, "no redrive without the token");
+    // A wrong token at the sign-in form is refused; the right one sets the cookie.
+    let form = |token: &str| format!("token={token}").into_bytes();
+    let res = harness::request(admin, "POST", "/_nimbus/login", &[], form("wrong")).await;
+    assert_eq!(res.status, 401);
+    assert!(res.header("set-cookie").is_none());
+    let res = harness::request(admin, "POST", "/_nimbus/login", &[], form(&token)).await;
+    assert_eq!(res.status, 303);
+    let cookie = res
+        .header("set-cookie")
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("name=value").to_owned();
+    let res = harness::request(admin, "GET", "/_nimbus/", &[("cookie", &pair)], Vec::new()).await;
+    assert_eq!(res.status, 200);
+    assert!(res.text().contains("Overview"));
+}
