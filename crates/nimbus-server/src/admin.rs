@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::HeaderMap;
 
-use crate::api::{Api, ApiState};
+use crate::api::{Api, ApiState, Source};
 use crate::error::ApiError;
 use crate::generation::Current;
 use crate::services;
@@ -22,9 +22,23 @@ const MAX_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig, shutdown: &Shutdown) -> Router {
     let state = Arc::new(ApiState {
-        current,
+        apps: Source::One(current),
         admin_token: cfg.admin_token.clone(),
     });
+    with_state(state.clone()).merge(crate::dashboard::router(state, shutdown.clone()))
+}
+
+/// The control API of many apps (`nimbus server`): each call is served by the app of the
+/// function whose token it carries. No operator token is accepted here.
+pub(crate) fn router_for_apps(apps: Arc<crate::apps::Apps>) -> Router {
+    with_state(Arc::new(ApiState {
+        apps: Source::Many(apps),
+        // Never disclosed: the operator of `nimbus server` uses its admin API instead.
+        admin_token: uuid::Uuid::new_v4().simple().to_string(),
+    }))
+}
+
+fn with_state(state: Arc<ApiState>) -> Router {
     Router::new()
         // The path of Lambda's Invoke API, so tools that speak it find their way.
         .route("/2015-03-31/functions/{name}/invocations", post(invoke))
@@ -32,8 +46,7 @@ pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig, shutdown: &Shutd
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_PAYLOAD_BYTES))
         .with_state(state.clone())
-        .merge(crate::api::routes(state.clone()))
-        .merge(crate::dashboard::router(state, shutdown.clone()))
+        .merge(crate::api::routes(state))
 }
 
 async fn invoke(

@@ -4,7 +4,6 @@
 //! back; the JSON bodies and query strings are the types of `wire`.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,8 +32,16 @@ const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// What every handler of the control port shares.
 pub(crate) struct ApiState {
-    pub(crate) current: Arc<Current>,
+    pub(crate) apps: Source,
     pub(crate) admin_token: String,
+}
+
+/// Where a call finds the generation it is served by.
+pub(crate) enum Source {
+    /// One app (`nimbus up`): its current generation.
+    One(Arc<Current>),
+    /// Many (`nimbus server`): the caller's token names its function, and so its app.
+    Many(Arc<crate::apps::Apps>),
 }
 
 /// The control port as one request sees it: the app generation current when it arrived
@@ -46,13 +53,18 @@ pub(crate) struct Api {
 }
 
 impl FromRequestParts<Arc<ApiState>> for Api {
-    type Rejection = Infallible;
+    type Rejection = ApiError;
 
     async fn from_request_parts(
-        _parts: &mut http::request::Parts,
+        parts: &mut http::request::Parts,
         state: &Arc<ApiState>,
-    ) -> Result<Api, Infallible> {
-        let generation = state.current.load();
+    ) -> Result<Api, ApiError> {
+        let generation = match &state.apps {
+            Source::One(current) => current.load(),
+            Source::Many(apps) => bearer(&parts.headers)
+                .and_then(|token| apps.generation_by_token(token))
+                .ok_or_else(unauthorized)?,
+        };
         Ok(Api {
             events: generation.events.clone(),
             generation,
@@ -227,10 +239,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         parts: &mut http::request::Parts,
         state: &Arc<ApiState>,
     ) -> Result<Caller, ApiError> {
-        let api = match Api::from_request_parts(parts, state).await {
-            Ok(api) => api,
-            Err(infallible) => match infallible {},
-        };
+        let api = Api::from_request_parts(parts, state).await?;
         let function_idx = match api.principal(&parts.headers)? {
             Principal::Operator => None,
             Principal::Function(spec) => Some(

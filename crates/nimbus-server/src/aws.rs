@@ -113,6 +113,39 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
     }
 }
 
+/// The access key id a request is signed with (SigV4 header or query, or an S3 presigned
+/// URL of Signature Version 2), unverified: what `nimbus server` finds the caller's app by.
+pub(crate) fn access_key(parts: &http::request::Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match header {
+        Some(header) => sigv4::Authorization::parse(header).map(|auth| auth.access_key),
+        None => sigv4::Authorization::from_query(parts)
+            .map(|auth| auth.access_key)
+            .or_else(|| sigv2::QueryAuth::from_query(parts).map(|auth| auth.access_key)),
+    }
+}
+
+/// Refuses an AWS request whose key no served function has (and no other key is taken),
+/// in its service's protocol.
+pub(crate) fn refuse_unknown_key(service: Service, parts: &http::request::Parts) -> Response {
+    let refusal = match access_key(parts) {
+        Some(key) => Refusal::forbidden(
+            "InvalidClientTokenId",
+            format!(
+                "The security token included in the request is invalid: no function has the access key {key}"
+            ),
+        ),
+        None => Refusal::forbidden(
+            "MissingAuthenticationToken",
+            "Requests must be signed with AWS Signature Version 4",
+        ),
+    };
+    refusal.into_response(service, parts)
+}
+
 /// Answers an AWS request in its service's protocol.
 pub(crate) async fn handle(
     service: Service,

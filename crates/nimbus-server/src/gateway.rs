@@ -33,10 +33,25 @@ use crate::{App, ServerConfig};
 /// API Gateway's and Lambda's limit for a synchronous request payload.
 const MAX_REQUEST_BYTES: usize = 6 * 1024 * 1024;
 
-struct Gateway {
-    current: Arc<Current>,
+/// The gateway of one app: its generations, its stage and the keys its AWS endpoint takes.
+pub(crate) struct Gateway {
+    pub(crate) current: Arc<Current>,
     stage: String,
     aws_keys: crate::aws::AwsKeys,
+}
+
+impl Gateway {
+    pub(crate) fn new(
+        current: Arc<Current>,
+        stage: String,
+        aws_keys: crate::aws::AwsKeys,
+    ) -> Gateway {
+        Gateway {
+            current,
+            stage,
+            aws_keys,
+        }
+    }
 }
 
 /// The routes and policies of one generation of the app.
@@ -71,11 +86,7 @@ impl Routing {
 }
 
 pub(crate) fn router(current: Arc<Current>, cfg: &ServerConfig) -> Router {
-    let gateway = Arc::new(Gateway {
-        current,
-        stage: cfg.stage.clone(),
-        aws_keys: cfg.aws_keys,
-    });
+    let gateway = Arc::new(Gateway::new(current, cfg.stage.clone(), cfg.aws_keys));
     Router::new().fallback(handle).with_state(gateway)
 }
 
@@ -89,7 +100,8 @@ pub(crate) fn incoming_trace(headers: &http::HeaderMap) -> TraceContext {
         .unwrap_or_else(TraceContext::new_root)
 }
 
-async fn handle(
+/// Serves one request with the generation current when it arrives, to its end.
+pub(crate) async fn handle(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,

@@ -170,6 +170,29 @@ impl Generations {
         stop_unused(executors, Vec::new()).await;
     }
 
+    /// Stops serving altogether, for a deployed version no alias points at any more: its
+    /// consumers stop, then (within its drain bound) the invocations under way finish;
+    /// returns every executor, to shut down with `stop_unused`. The caller's other
+    /// references to `current` must be gone (or go while this waits), since the
+    /// generation counts as drained only once nothing holds it.
+    pub(crate) async fn drain_all(self) -> Vec<Arc<dyn Executor>> {
+        let Generations {
+            current,
+            live,
+            mut draining,
+            draining_executors,
+            mut stopping,
+            ..
+        } = self;
+        drop(current);
+        let mut executors = live.drain().await;
+        draining.abort_all();
+        while draining.join_next().await.is_some() {}
+        executors.extend(draining_executors.into_values().flatten());
+        while stopping.join_next().await.is_some() {}
+        executors
+    }
+
     /// The executors of the current and of every draining generation.
     fn in_use(&self) -> Vec<Arc<dyn Executor>> {
         let mut in_use = self.live.executors.clone();
@@ -271,7 +294,7 @@ impl Live {
 
 /// Shuts down, one after another, those of `executors` that no live generation uses
 /// (an app may hand a reload the executors of functions it did not change).
-async fn stop_unused(executors: Vec<Arc<dyn Executor>>, in_use: Vec<Arc<dyn Executor>>) {
+pub(crate) async fn stop_unused(executors: Vec<Arc<dyn Executor>>, in_use: Vec<Arc<dyn Executor>>) {
     let mut stopped: Vec<Arc<dyn Executor>> = Vec::new();
     for executor in executors {
         let shared = in_use.iter().any(|e| Arc::ptr_eq(e, &executor));
@@ -284,4 +307,4 @@ async fn stop_unused(executors: Vec<Arc<dyn Executor>>, in_use: Vec<Arc<dyn Exec
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

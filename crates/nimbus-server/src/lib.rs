@@ -10,6 +10,7 @@
 
 mod admin;
 mod api;
+mod apps;
 mod aws;
 pub mod cost;
 mod dashboard;
@@ -36,6 +37,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::api::wire;
+pub use crate::apps::{
+    AliasTargets, Apps, AppsConfig, AppsServer, LIVE, Version, VersionConfig, VersionRef,
+    VersionSlot,
+};
 pub use crate::aws::{AwsKeys, aws_access_key_id};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 pub use crate::listener::{

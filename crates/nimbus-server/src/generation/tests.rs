@@ -16,15 +16,15 @@ use tokio::sync::Notify;
 use crate::{App, EventsConfig, ServedFunction, Server, ServerConfig, Shutdown, Telemetry};
 
 /// Answers `answer`; an event that mentions `slow` waits for `release` first.
-struct FakeExecutor {
+pub(crate) struct FakeExecutor {
     answer: &'static str,
-    release: Notify,
-    n_in_flight: AtomicUsize,
-    stopped: AtomicBool,
+    pub(crate) release: Notify,
+    pub(crate) n_in_flight: AtomicUsize,
+    pub(crate) stopped: AtomicBool,
 }
 
 impl FakeExecutor {
-    fn new(answer: &'static str) -> Arc<FakeExecutor> {
+    pub(crate) fn new(answer: &'static str) -> Arc<FakeExecutor> {
         Arc::new(FakeExecutor {
             answer,
             release: Notify::new(),
@@ -79,7 +79,7 @@ const FUNCTIONS: [(&str, &str); 2] = [
 ];
 
 /// An app of the named functions, each with its executor.
-fn app(
+pub(crate) fn app(
     store: &nimbus_store::Store,
     telemetry: &Arc<Telemetry>,
     functions: &[(&str, Arc<FakeExecutor>)],
@@ -123,7 +123,7 @@ fn app(
 }
 
 /// `GET path`, answered with status line and body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connecting");
@@ -139,7 +139,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     (status, body)
 }
 
-async fn until(what: &str, check: impl Fn() -> bool) {
+pub(crate) async fn until(what: &str, check: impl Fn() -> bool) {
     for _ in 0..500 {
         if check() {
             return;
