@@ -2,10 +2,10 @@
 //! versions of a (service, stage); aliases (`live`, and any other name) point at one
 //! version or two with weights; the gateway routes `/{service}/{stage}/...` to them.
 //!
-//! Each running version is a `nimbus_server::Server` of its own on loopback ports; the
-//! shared gateway forwards each request to the version its alias picks. Versions no
-//! alias points at any more are drained (nothing in flight through the gateway) and
-//! stopped.
+//! Every running version is a `nimbus_server::Version` in one apps table, served by one
+//! gateway, one control API and one AWS endpoint (`nimbus_server::AppsServer`); this file
+//! keeps the deploy records and the admin API. Versions no alias points at any more are
+//! drained (nothing in flight through them) and stopped.
 
 mod record;
 pub(crate) mod tokens;
@@ -15,8 +15,7 @@ use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,14 +24,15 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use nimbus_server::{Server, ServerConfig, Shutdown, ShutdownTrigger, Telemetry, TelemetryConfig};
+use hyper_util::rt::TokioIo;
+use nimbus_server::{
+    AliasTargets, Apps, AppsConfig, AppsServer, Shutdown, Telemetry, TelemetryConfig, Version,
+    VersionConfig,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use self::record::{LIVE, StageRecord};
+use self::record::StageRecord;
 use crate::app::{self, Fetch, LoadOptions, ManifestErrors};
 use crate::commands::up::Launcher;
 use crate::duration;
@@ -91,30 +91,20 @@ enum TokenAction {
 /// The largest bundle the admin API takes, compressed.
 const MAX_BUNDLE_BYTES: usize = 256 << 20;
 
-/// The header that picks an alias other than `live`.
-const ALIAS_HEADER: &str = "x-nimbus-alias";
-
 /// The running host: what the admin API changes and the gateway reads.
 struct Host {
     state: PathBuf,
     idle_timeout: Duration,
     /// `--retention-size` of each stage's store.
     retention_size: u64,
-    /// What the gateway routes by: swapped whole on every change, read once per request.
-    routes: RwLock<Arc<Routes>>,
-    stages: tokio::sync::Mutex<Stages>,
-    client: Client<HttpConnector, Incoming>,
-    rng: AtomicU64,
-}
-
-/// service → stage → alias → targets with weights.
-type Routes = HashMap<String, HashMap<String, HashMap<String, Vec<(Arc<Target>, u32)>>>>;
-
-/// A running version, as the gateway sees it. The gateway's requests hold it; once only
-/// the host does, nothing is in flight.
-struct Target {
-    version: u64,
+    /// What the gateway routes by, and every running version's functions.
+    apps: Arc<Apps>,
+    /// The gateway in plain HTTP, which functions' AWS SDKs reach through
+    /// `AWS_ENDPOINT_URL`.
     gateway: SocketAddr,
+    /// The control API, which functions reach through `NIMBUS_API`.
+    control: SocketAddr,
+    stages: tokio::sync::Mutex<Stages>,
 }
 
 struct Stages {
@@ -132,13 +122,7 @@ struct Stage {
     record: StageRecord,
     store: nimbus_store::Store,
     telemetry: Arc<Telemetry>,
-    running: BTreeMap<u64, Running>,
-}
-
-struct Running {
-    target: Arc<Target>,
-    stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: BTreeMap<u64, Version>,
 }
 
 /// An admin API failure: status, message, and the manifest's diagnostics if any.
@@ -172,31 +156,32 @@ impl ServerCommand {
         let state = state
             .canonicalize()
             .with_context(|| format!("opening {}", state.display()))?;
-        let gateway = TcpListener::bind((Ipv4Addr::LOCALHOST, self.port))
-            .await
-            .with_context(|| format!("binding the gateway to 127.0.0.1:{}", self.port))?;
+        let apps_server = AppsServer::bind(AppsConfig {
+            gateway_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
+            // Functions reach the control API from this machine only.
+            control_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            listener: nimbus_server::ListenerConfig {
+                header_timeout: self.header_timeout,
+                ..nimbus_server::ListenerConfig::internal()
+            },
+            drain_timeout: Duration::from_secs(30),
+        })
+        .await?;
         let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, self.admin_port))
             .await
             .with_context(|| format!("binding the admin API to 127.0.0.1:{}", self.admin_port))?;
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            | 1;
+        let gateway_addr = apps_server.gateway_addr()?;
         let host = Arc::new(Host {
             state: state.clone(),
             idle_timeout: self.idle_timeout,
             retention_size: self.retention_size,
-            routes: RwLock::new(Arc::new(Routes::new())),
+            apps: apps_server.apps(),
+            gateway: apps_server.local_gateway_addr()?,
+            control: apps_server.control_addr()?,
             stages: tokio::sync::Mutex::new(Stages {
                 by_name: BTreeMap::new(),
                 retiring: JoinSet::new(),
             }),
-            client: Client::builder(TokioExecutor::new())
-                // Shorter than any server's keep-alive, so a pooled connection is rarely
-                // one the version is closing.
-                .pool_idle_timeout(Duration::from_secs(5))
-                .build_http(),
-            rng: AtomicU64::new(seed),
         });
         host.restore().await;
         if tokens::read(&state).map_or(true, |t| t.is_empty()) {
@@ -205,21 +190,20 @@ impl ServerCommand {
                 state.display()
             );
         }
-        let gateway_addr = gateway.local_addr()?;
         let admin_addr = admin.local_addr()?;
         let (trigger, shutdown) = Shutdown::new();
         let mut listeners = JoinSet::new();
-        listeners.spawn(accept_loop(
-            gateway,
-            host.clone(),
-            Face::Gateway,
-            self.header_timeout,
-            shutdown.clone(),
-        ));
-        listeners.spawn(accept_loop(
+        listeners.spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                if let Err(e) = apps_server.run(shutdown).await {
+                    tracing::warn!("{e:#}");
+                }
+            }
+        });
+        listeners.spawn(admin_loop(
             admin,
             host.clone(),
-            Face::Admin,
             self.header_timeout,
             shutdown.clone(),
         ));
@@ -269,17 +253,10 @@ fn token_command(state: &Path, action: TokenAction) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Which listener a connection came to.
-#[derive(Clone, Copy)]
-enum Face {
-    Gateway,
-    Admin,
-}
-
-async fn accept_loop(
+/// Serves the admin API on `listener` until `shutdown`.
+async fn admin_loop(
     listener: TcpListener,
     host: Arc<Host>,
-    face: Face,
     header_timeout: Duration,
     mut shutdown: Shutdown,
 ) {
@@ -292,12 +269,7 @@ async fn accept_loop(
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let host = host.clone();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(match face {
-                                Face::Gateway => host.forward(req).await,
-                                Face::Admin => host.admin(req).await,
-                            })
-                        }
+                        async move { Ok::<_, std::convert::Infallible>(host.admin(req).await) }
                     });
                     let stream = nimbus_server::StrictHeads::new(stream);
                     let _ = nimbus_server::http1_builder(header_timeout)
@@ -318,86 +290,6 @@ async fn accept_loop(
 }
 
 impl Host {
-    /// The gateway: `/{service}/{stage}[@alias]/rest` goes to `/rest` of the version the
-    /// alias (or the `x-nimbus-alias` header, else `live`) picks, by weight.
-    async fn forward(&self, mut req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_owned();
-        let Some((service, stage_part, rest)) = split_route(&path) else {
-            return message(StatusCode::NOT_FOUND, "Not Found");
-        };
-        let (stage, path_alias) = match stage_part.split_once('@') {
-            Some((stage, alias)) => (stage, Some(alias)),
-            None => (stage_part, None),
-        };
-        let header_alias = req
-            .headers()
-            .get(ALIAS_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let alias = header_alias.as_deref().or(path_alias).unwrap_or(LIVE);
-        let target = {
-            let routes = match self.routes.read() {
-                Ok(routes) => routes.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
-            };
-            let Some(targets) = routes
-                .get(service)
-                .and_then(|s| s.get(stage))
-                .and_then(|s| s.get(alias))
-            else {
-                return message(StatusCode::NOT_FOUND, "Not Found");
-            };
-            self.pick(targets)
-        };
-        let Some(target) = target else {
-            return message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
-        };
-        let query = req
-            .uri()
-            .query()
-            .map(|q| format!("?{q}"))
-            .unwrap_or_default();
-        let uri = format!("http://{}{rest}{query}", target.gateway);
-        match uri.parse() {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => return message(StatusCode::BAD_REQUEST, "Bad Request"),
-        }
-        match self.client.request(req).await {
-            Ok(res) => {
-                let (mut parts, body) = res.into_parts();
-                parts
-                    .headers
-                    .insert("x-nimbus-version", http::HeaderValue::from(target.version));
-                Response::from_parts(parts, body.boxed())
-            }
-            Err(e) => {
-                tracing::warn!(version = target.version, "forwarding a request failed: {e}");
-                message(StatusCode::BAD_GATEWAY, "Bad Gateway")
-            }
-        }
-    }
-
-    /// One target by weight (xorshift64: cheap, and good enough to split traffic).
-    fn pick(&self, targets: &[(Arc<Target>, u32)]) -> Option<Arc<Target>> {
-        let total: u64 = targets.iter().map(|(_, w)| u64::from(*w)).sum();
-        if targets.len() == 1 || total == 0 {
-            return targets.first().map(|(t, _)| t.clone());
-        }
-        let mut x = self.rng.load(Ordering::Relaxed);
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.rng.store(x, Ordering::Relaxed);
-        let mut roll = x % total;
-        for (target, weight) in targets {
-            if roll < u64::from(*weight) {
-                return Some(target.clone());
-            }
-            roll -= u64::from(*weight);
-        }
-        targets.last().map(|(t, _)| t.clone())
-    }
-
     /// The admin API: every call needs a valid bearer token.
     async fn admin(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let token = req
@@ -627,39 +519,34 @@ impl Host {
             .copied()
             .filter(|v| !referenced.contains(v))
             .collect();
-        let retired: Vec<Running> = unreferenced
+        let retired: Vec<Version> = unreferenced
             .iter()
             .filter_map(|v| stage.running.remove(v))
             .collect();
         self.publish(stages);
-        for running in retired {
-            stages.retiring.spawn(retire(running));
+        for version in retired {
+            stages.retiring.spawn(version.stop());
         }
         Ok(())
     }
 
-    /// Swaps in the routes of every stage as they are now.
+    /// Routes by the aliases of every stage as they are now.
     fn publish(&self, stages: &Stages) {
-        let mut routes = Routes::new();
+        let mut aliases = Vec::new();
         for stage in stages.by_name.values() {
-            let aliases = routes
-                .entry(stage.service.clone())
-                .or_default()
-                .entry(stage.stage.clone())
-                .or_default();
             for (alias, targets) in &stage.record.aliases {
-                let targets: Vec<(Arc<Target>, u32)> = targets
-                    .iter()
-                    .filter_map(|(v, w)| Some((stage.running.get(v)?.target.clone(), *w)))
-                    .collect();
-                aliases.insert(alias.clone(), targets);
+                aliases.push(AliasTargets {
+                    service: stage.service.clone(),
+                    stage: stage.stage.clone(),
+                    alias: alias.clone(),
+                    targets: targets
+                        .iter()
+                        .filter_map(|(v, w)| Some((stage.running.get(v)?.target(), *w)))
+                        .collect(),
+                });
             }
         }
-        let previous = match self.routes.write() {
-            Ok(mut current) => std::mem::replace(&mut *current, Arc::new(routes)),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), Arc::new(routes)),
-        };
-        drop(previous);
+        self.apps.publish(aliases);
     }
 
     fn open_stage(&self, service: &str, stage: &str, record: StageRecord) -> anyhow::Result<Stage> {
@@ -688,14 +575,14 @@ impl Host {
         })
     }
 
-    /// Starts version `number` of `stage` as a server of its own on loopback and waits
-    /// until it serves.
+    /// Starts version `number` of `stage` in the apps table; requests reach it once an
+    /// alias points at it.
     async fn start_version(
         &self,
         stage: &Stage,
         number: u64,
         region: Option<String>,
-    ) -> anyhow::Result<Running> {
+    ) -> anyhow::Result<Version> {
         let dir = stage.dir.join("versions").join(number.to_string());
         let opts = LoadOptions {
             stage: Some(stage.stage.clone()),
@@ -705,77 +592,33 @@ impl Host {
         let app = tokio::task::spawn_blocking(move || app::load(&dir, &opts))
             .await
             .context("loading the version")??;
-        let longest_timeout = app
-            .manifest
-            .functions
-            .iter()
-            .map(|f| f.timeout)
-            .max()
-            .unwrap_or(Duration::ZERO);
-        let cfg = ServerConfig {
-            gateway_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        let cfg = VersionConfig {
+            number,
             stage: app.manifest.stage.clone(),
             queue_wait: Duration::from_secs(1),
             max_queued: 100,
             max_concurrency: app::instance_limit(None).max(),
-            admin_token: uuid::Uuid::new_v4().simple().to_string(),
-            drain_timeout: longest_timeout + Duration::from_secs(1),
-            // Requests reach a version through the host's gateway, from loopback: only the
-            // functions' own keys are let in.
-            aws_keys: nimbus_server::AwsKeys::FunctionsOnly,
-            // The host's pooled connections to a version idle out after 5 s, before this.
-            listener: nimbus_server::ListenerConfig::internal(),
         };
-        let server = Server::bind(cfg.clone()).await?;
-        let gateway = server.gateway_addr()?;
-        let admin = server.admin_addr()?;
+        let slot = self.apps.slot();
         let mut launcher = Launcher::new(
             self.idle_timeout,
             Duration::from_secs(60),
-            admin,
-            gateway,
-            server.services(),
+            self.control,
+            self.gateway,
+            slot.services(),
             stage.telemetry.clone(),
             stage.store.clone(),
         );
         let lambda_cfg = app.lambda_config(self.idle_timeout, stage.telemetry.clone());
         nimbus_lambda::install_bootstraps(&lambda_cfg).context("writing runtime bootstraps")?;
         let launch = launcher.launch(app, |_, _| None).await?;
-        let (stop, shutdown) = Shutdown::new();
-        let task = tokio::spawn(server.run(launch.served, shutdown));
-        let running = Running {
-            target: Arc::new(Target {
-                version: number,
-                gateway,
-            }),
-            stop,
-            task,
-        };
-        // The control API answers once the app's generation is up.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if running.task.is_finished() {
-                let res = running.task.await;
-                return Err(match res {
-                    Ok(Err(e)) => e,
-                    _ => anyhow::anyhow!("the version stopped while starting"),
-                });
-            }
-            if probe(admin, &cfg.admin_token).await {
-                tracing::info!(
-                    service = stage.service,
-                    stage = stage.stage,
-                    "version {number} serving on {gateway}"
-                );
-                return Ok(running);
-            }
-            if tokio::time::Instant::now() > deadline {
-                running.stop.trigger();
-                let _ = running.task.await;
-                anyhow::bail!("the version did not start within 30 s");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let version = self.apps.start(slot, cfg, launch.served).await?;
+        tracing::info!(
+            service = stage.service,
+            stage = stage.stage,
+            "version {number} serving"
+        );
+        Ok(version)
     }
 
     /// Opens every stage in the state folder and starts the versions its aliases use.
@@ -836,10 +679,10 @@ impl Host {
     async fn shutdown(&self) {
         let mut stages = self.stages.lock().await;
         let by_name = std::mem::take(&mut stages.by_name);
+        self.apps.publish(Vec::new());
         for stage in by_name.into_values() {
-            for running in stage.running.into_values() {
-                running.stop.trigger();
-                let _ = running.task.await;
+            for version in stage.running.into_values() {
+                stages.retiring.spawn(version.stop());
             }
         }
         while stages.retiring.join_next().await.is_some() {}
@@ -901,50 +744,6 @@ async fn check_bundle(
     Ok(())
 }
 
-/// Waits until nothing in flight holds the version, then stops it (it drains what its
-/// own server still runs).
-async fn retire(running: Running) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    while Arc::strong_count(&running.target) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::info!("version {} drained; stopping it", running.target.version);
-    running.stop.trigger();
-    match running.task.await {
-        Ok(Err(e)) => tracing::warn!(
-            "version {} stopped with an error: {e:#}",
-            running.target.version
-        ),
-        Err(e) => tracing::warn!("version {} failed: {e}", running.target.version),
-        Ok(Ok(())) => {}
-    }
-}
-
-/// Whether the control API at `admin` answers.
-async fn probe(admin: SocketAddr, token: &str) -> bool {
-    let Ok(stream) = tokio::net::TcpStream::connect(admin).await else {
-        return false;
-    };
-    let Ok((mut sender, connection)) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    else {
-        return false;
-    };
-    tokio::spawn(connection);
-    let Ok(req) = Request::builder()
-        .uri("/functions")
-        .header(http::header::HOST, admin.to_string())
-        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Full::new(Bytes::new()))
-    else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), sender.send_request(req)).await,
-        Ok(Ok(res)) if res.status().is_success()
-    )
-}
-
 fn find<'a>(stages: &'a Stages, service: &str, stage: &str) -> Result<&'a Stage, ApiError> {
     stages
         .by_name
@@ -956,17 +755,6 @@ fn find<'a>(stages: &'a Stages, service: &str, stage: &str) -> Result<&'a Stage,
                 Vec::new(),
             )
         })
-}
-
-/// `/{service}/{stage}/rest` as (service, stage, `/rest`).
-fn split_route(path: &str) -> Option<(&str, &str, &str)> {
-    let path = path.strip_prefix('/')?;
-    let (service, rest) = path.split_once('/')?;
-    let (stage, rest) = match rest.find('/') {
-        Some(idx) => (&rest[..idx], &rest[idx..]),
-        None => (rest, "/"),
-    };
-    (!service.is_empty() && !stage.is_empty()).then_some((service, stage, rest))
 }
 
 /// Service, stage and alias names become folder names: letters, digits, `-` and `_`.
@@ -1056,21 +844,6 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routes_split_into_service_stage_and_rest() {
-        assert_eq!(
-            split_route("/shop/prod/a/b"),
-            Some(("shop", "prod", "/a/b"))
-        );
-        assert_eq!(split_route("/shop/prod"), Some(("shop", "prod", "/")));
-        assert_eq!(
-            split_route("/shop/prod@staging/x"),
-            Some(("shop", "prod@staging", "/x"))
-        );
-        assert_eq!(split_route("/shop"), None);
-        assert_eq!(split_route("/shop//x"), None);
-    }
 
     #[test]
     fn percentages_and_names_are_checked() {

@@ -625,3 +625,107 @@ async fn each_deployed_version_runs_its_own_compiled_typescript() {
     ok(&admin_command(&app, &host, &token, &["rollback"]));
     assert_eq!(host.get("/svc/dev/hello").await.text(), "one");
 }
+
+const STATEFUL_MANIFEST: &str = r#"service: svc
+provider:
+  runtime: nodejs20.x
+  timeout: 20
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: [s3:PutObject, s3:GetObject]
+          Resource: [arn:aws:s3:::files/*]
+        - Effect: Allow
+          Action: ["kv:*"]
+          Resource: "kv:notes"
+buckets: [files]
+kv: [notes]
+functions:
+  note:
+    handler: note.handler
+    events:
+      - httpApi: GET /note
+"#;
+
+/// Writes (with `?write=`) and reads a note in the stage's bucket through the AWS SDK and
+/// in its KV through the `nimbus` client, neither with an endpoint in the code.
+const NOTE_JS: &str = r#"
+const { S3Client, PutObjectCommand, GetObjectCommand } = require('@aws-sdk/client-s3');
+const nimbus = require('nimbus');
+const s3 = new S3Client({});
+
+exports.handler = async (event) => {
+  const write = (event.queryStringParameters || {}).write;
+  if (write) {
+    await s3.send(new PutObjectCommand({ Bucket: 'files', Key: 'note', Body: write }));
+    await nimbus.kv('notes').put('note', write);
+  }
+  let object;
+  try {
+    const got = await s3.send(new GetObjectCommand({ Bucket: 'files', Key: 'note' }));
+    object = await got.Body.transformToString();
+  } catch (e) {
+    object = e.name;
+  }
+  const kv = await nimbus.kv('notes').get('note');
+  return { statusCode: 200, body: `${object} ${kv}` };
+};
+"#;
+
+/// A deployed function's own calls (the AWS SDK on the one shared endpoint, the `nimbus`
+/// client on the one control API) carry no stage in their path: its access key and token
+/// find its version, so each stage reaches its own bucket and KV (issue 17).
+#[tokio::test]
+async fn each_stages_functions_reach_their_own_state_through_the_shared_endpoints() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = TestApp::new(&[("nimbus.yaml", STATEFUL_MANIFEST), ("note.js", NOTE_JS)]);
+    let url = host.url();
+    for stage in ["prod", "beta"] {
+        ok(&run(
+            &[
+                "deploy", ".", "--to", &url, "--token", &token, "--stage", stage,
+            ],
+            Some(app.path()),
+        ));
+    }
+    let res = host.get("/svc/prod/note?write=p1").await;
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (200, "p1 p1"),
+        "{}",
+        host.logs()
+    );
+    assert_eq!(host.get("/svc/beta/note").await.text(), "NoSuchKey null");
+    assert_eq!(host.get("/svc/beta/note?write=b1").await.text(), "b1 b1");
+    assert_eq!(host.get("/svc/prod/note").await.text(), "p1 p1");
+    // A new version of a stage shares its state.
+    ok(&run(
+        &[
+            "deploy", ".", "--to", &url, "--token", &token, "--stage", "prod",
+        ],
+        Some(app.path()),
+    ));
+    let res = host.get("/svc/prod/note").await;
+    assert_eq!(res.header("x-nimbus-version"), Some("2"));
+    assert_eq!(res.text(), "p1 p1");
+    // From outside, a key no deployed function has is refused in S3's words.
+    let res = request(
+        host.gateway,
+        "GET",
+        "/files/note",
+        &[(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+        )],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(res.status, 403, "{}", res.text());
+    assert!(
+        res.text().contains("InvalidClientTokenId"),
+        "{}",
+        res.text()
+    );
+}
