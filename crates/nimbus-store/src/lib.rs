@@ -61,8 +61,8 @@ pub use secrets::{
     check_secret_name,
 };
 pub use telemetry::{
-    InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord, SpanRecord,
-    invocation_span, platform_lines, start_message,
+    InvocationPoint, InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord,
+    SpanRecord, invocation_span, platform_lines, start_message,
 };
 pub use topics::TopicSubscription;
 
@@ -224,6 +224,14 @@ impl Store {
         self.inner
             .readers
             .with(|conn| telemetry::query_invocations(conn, query))
+    }
+
+    /// The narrow rows of every invocation that started at or after `since`, in no order
+    /// (the dashboard's overview).
+    pub fn invocation_points(&self, since: SystemTime) -> Result<Vec<InvocationPoint>, StoreError> {
+        self.inner
+            .readers
+            .with(|conn| telemetry::query_invocation_points(conn, since))
     }
 
     /// The record of one invocation by its request id; `None` when none is kept.

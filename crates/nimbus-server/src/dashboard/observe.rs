@@ -53,14 +53,7 @@ pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
     let records = dash
         .api
         .events
-        .store(move |store| {
-            store.invocations(&InvocationQuery {
-                function: None,
-                failed_only: false,
-                since: Some(now - window),
-                limit: None,
-            })
-        })
+        .store(move |store| store.invocation_points(now - window))
         .await?;
     let mut totals: BTreeMap<&str, Totals> = BTreeMap::new();
     let mut minutes = vec![Minute::default(); OVERVIEW_MINUTES];
