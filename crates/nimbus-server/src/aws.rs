@@ -21,6 +21,7 @@ mod sigv2;
 mod sigv4;
 mod sns;
 mod sqs;
+mod stepfunctions;
 mod sts;
 
 use axum::body::Body;
@@ -52,6 +53,7 @@ pub(crate) enum Service {
     DynamoDb,
     DynamoDbStreams,
     Kinesis,
+    StepFunctions,
 }
 
 /// The access key id of the function whose control-API token is `token`: derived from it,
@@ -63,12 +65,13 @@ pub fn aws_access_key_id(token: &str) -> String {
 }
 
 /// The `X-Amz-Target` prefix of each JSON-protocol service (`AmazonSQS.SendMessage`).
-const TARGET_PREFIXES: [(&str, Service); 5] = [
+const TARGET_PREFIXES: [(&str, Service); 6] = [
     ("AmazonSQS.", Service::Sqs),
     ("DynamoDB_20120810.", Service::DynamoDb),
     ("AWSEvents.", Service::Events),
     ("Kinesis_20131202.", Service::Kinesis),
     ("DynamoDBStreams_20120810.", Service::DynamoDbStreams),
+    ("AWSStepFunctions.", Service::StepFunctions),
 ];
 
 /// The operation a JSON-protocol request names in `X-Amz-Target` for `service`.
@@ -109,6 +112,7 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
         "events" => Some(Service::Events),
         "dynamodb" => Some(Service::DynamoDb),
         "kinesis" => Some(Service::Kinesis),
+        "states" => Some(Service::StepFunctions),
         _ => None,
     }
 }
@@ -175,7 +179,20 @@ pub(crate) async fn handle(
             dynamodb_streams::handle(generation, principal, &parts, &body).await
         }
         Service::Kinesis => kinesis::handle(generation, principal, &parts, &body).await,
+        Service::StepFunctions => {
+            stepfunctions::handle(generation, principal, &parts, &body).await
+        }
     }
+}
+
+/// A DynamoDB operation with its request as JSON (Step Functions' integration).
+pub(crate) async fn dynamodb_operation(
+    generation: &Generation,
+    principal: Principal<'_>,
+    operation: &str,
+    request: &serde_json::Value,
+) -> Result<serde_json::Value, (String, String)> {
+    dynamodb::operation(generation, principal, operation, request).await
 }
 
 /// Why a request was refused before reaching its service: AWS's own error codes.
@@ -207,6 +224,9 @@ impl Refusal {
                 dynamodb_streams::error_response(self.status, self.code, &self.message)
             }
             Service::Kinesis => kinesis::error_response(self.status, self.code, &self.message),
+            Service::StepFunctions => {
+                stepfunctions::error_response(self.status, self.code, &self.message)
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::events::Events;
 use crate::functions::Functions;
+use crate::workflows::Workflows;
 use crate::{App, ServerConfig, Shutdown, ShutdownTrigger, gateway};
 
 /// One app as served: what a request needs, shared by every request that loaded it.
@@ -27,6 +28,8 @@ pub(crate) struct Generation {
     pub(crate) functions: Arc<Functions>,
     pub(crate) events: Arc<Events>,
     pub(crate) routing: gateway::Routing,
+    /// The app's workflows and their running executions, the same in every generation.
+    pub(crate) workflows: Arc<Workflows>,
 }
 
 /// The generation being served now.
@@ -70,6 +73,8 @@ pub(crate) struct Generations {
     next_id: u64,
     /// Shutdowns of executors no generation uses any more.
     stopping: JoinSet<()>,
+    /// The workflows, whose executions outlive reloads.
+    workflows: Arc<Workflows>,
 }
 
 /// A drained generation: its id and its executors.
@@ -89,7 +94,11 @@ impl Current {
 impl Generations {
     /// Starts serving `app`: builds its generation and starts its consumers.
     pub(crate) async fn start(app: App, cfg: &ServerConfig) -> anyhow::Result<Generations> {
-        let (generation, mut live) = match build(app, cfg).await {
+        let workflows = Arc::new(Workflows::new(
+            Arc::new(app.events.store.clone()),
+            app.events.region.clone(),
+        ));
+        let (generation, mut live) = match build(app, cfg, &workflows).await {
             Ok(built) => built,
             Err((e, executors)) => {
                 stop_unused(executors, Vec::new()).await;
@@ -97,13 +106,17 @@ impl Generations {
             }
         };
         live.spawn_triggers(generation.events.clone());
+        let current = Arc::new(Current(ArcSwap::from_pointee(generation)));
+        // Executions a previous run left running resume now.
+        workflows.bind(&current);
         Ok(Generations {
-            current: Arc::new(Current(ArcSwap::from_pointee(generation))),
+            current,
             live,
             draining: JoinSet::new(),
             draining_executors: HashMap::new(),
             next_id: 0,
             stopping: JoinSet::new(),
+            workflows,
         })
     }
 
@@ -111,7 +124,7 @@ impl Generations {
     /// On failure the current generation keeps serving, and the executors of `app` that
     /// it does not share are shut down.
     pub(crate) async fn reload(&mut self, app: App, cfg: &ServerConfig) -> anyhow::Result<()> {
-        let (generation, live) = match build(app, cfg).await {
+        let (generation, live) = match build(app, cfg, &self.workflows).await {
             Ok(built) => built,
             Err((e, executors)) => {
                 let in_use = self.in_use();
@@ -206,6 +219,7 @@ impl Generations {
 async fn build(
     app: App,
     cfg: &ServerConfig,
+    workflows: &Arc<Workflows>,
 ) -> Result<(Generation, Live), (anyhow::Error, Vec<Arc<dyn Executor>>)> {
     let executors: Vec<Arc<dyn Executor>> =
         app.functions.iter().map(|f| f.executor.clone()).collect();
@@ -231,11 +245,13 @@ async fn build(
         Ok(events) => Arc::new(events),
         Err(e) => return Err((e, executors)),
     };
+    workflows.set_machines(&events.resources.state_machines);
     let (stop, stop_rx) = Shutdown::new();
     let generation = Generation {
         functions,
         events,
         routing,
+        workflows: workflows.clone(),
     };
     let live = Live {
         triggers: JoinSet::new(),

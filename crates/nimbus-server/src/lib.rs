@@ -23,6 +23,7 @@ mod listener;
 mod services;
 mod telemetry;
 mod tls;
+mod workflows;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -166,6 +166,13 @@ impl Cx<'_> {
             );
         }
         self.declarations(&sections);
+        // State machines are declared before the provider and the functions, whose
+        // environments may name them, and read after, since their definitions name the
+        // functions.
+        let pending_machines = match state_machines {
+            Some(entry) => self.state_machines(entry),
+            None => Vec::new(),
+        };
         // Table ARNs in the provider's environment need the region before the provider is
         // read: a plain `provider.region` (or `--region`) gives it early.
         self.app.region = match self.vars.options.get("region") {
@@ -218,12 +225,6 @@ impl Cx<'_> {
         for (node, key) in &provider.iam_role_statements {
             provider_grants.extend(self.statements(node, key));
         }
-        // State machines are declared before the functions, whose environments may name
-        // them, and read after, since their definitions name the functions.
-        let pending_machines = match state_machines {
-            Some(entry) => self.state_machines(entry),
-            None => Vec::new(),
-        };
         let mut functions = self.functions(functions_entry, &provider, &provider_grants);
         for worker in workers {
             let entry = Entry {

@@ -59,6 +59,22 @@ pub(crate) async fn handle(
     }
 }
 
+/// One operation with its request as JSON, for Step Functions' DynamoDB integration: the
+/// response, or the error's code and message.
+pub(crate) async fn operation(
+    generation: &Generation,
+    principal: Principal<'_>,
+    operation: &str,
+    request: &Json,
+) -> Result<Json, (String, String)> {
+    dispatch(generation, principal, operation, request.to_string().as_bytes())
+        .await
+        .map_err(|e| {
+            let e = reword(operation, e);
+            (e.code.to_owned(), e.message)
+        })
+}
+
 async fn dispatch(
     generation: &Generation,
     principal: Principal<'_>,

@@ -39,4 +39,5 @@ mod tls;
 mod typescript;
 mod wasm;
 mod workers;
+mod workflows;
 mod wsgi;
