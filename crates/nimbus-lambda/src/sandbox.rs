@@ -26,6 +26,7 @@ use crate::LambdaConfig;
 use crate::code::Code;
 
 mod peer;
+pub(crate) mod seccomp;
 
 pub(crate) use peer::socket_owner;
 
@@ -206,6 +207,9 @@ impl Sandbox {
                 }
                 _ => "cgroup v2 limits (no delegated memory or pids controller on this machine; rlimits and a resident-memory watch instead)".to_owned(),
             });
+            if let Err(e) = seccomp::programs() {
+                not_enforced.push(format!("the seccomp filter ({e})"));
+            }
         }
         Sandbox::new(kind, settings.uids, not_enforced)
     }
@@ -229,10 +233,10 @@ impl Sandbox {
                 "none ({reason}): functions run as nimbus's user with the app folder as working directory"
             ),
             Kind::Root { .. } => format!(
-                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
+                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only, a seccomp filter; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
                 self.uids
             ),
-            Kind::User { .. } => "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default); limits: data 2x memorySize, resident memory watched".to_owned(),
+            Kind::User { .. } => "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), a seccomp filter; limits: data 2x memorySize, resident memory watched".to_owned(),
         }
     }
 

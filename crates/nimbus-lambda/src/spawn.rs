@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,9 +49,19 @@ pub(crate) fn spawn_instance(
         .view
         .sandbox
         .command(&spec.view, limits.uid, spec.program, &spec.args);
+    // The seccomp filters go to bubblewrap on pipes it reads before starting the runtime;
+    // their read ends stay open here until the child has them.
+    let seccomp = match (&sandboxed, sandbox::seccomp::programs()) {
+        (Some(_), Ok(programs)) => seccomp_pipes(programs)?,
+        _ => Vec::new(),
+    };
+    let seccomp_fds: Vec<RawFd> = seccomp.iter().map(AsRawFd::as_raw_fd).collect();
     let mut cmd = match &sandboxed {
         Some((bwrap, args)) => {
             let mut cmd = tokio::process::Command::new(bwrap);
+            for fd in &seccomp_fds {
+                cmd.arg("--add-seccomp-fd").arg(fd.to_string());
+            }
             cmd.args(args);
             cmd
         }
@@ -87,10 +99,17 @@ pub(crate) fn spawn_instance(
     if sandboxed.is_some() {
         let rlimits = rlimits(limits, spec.view.tmp_bytes());
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // setrlimit(2), which is async-signal-safe, on values computed before the fork;
-        // it allocates nothing.
+        // setrlimit(2) and fcntl(2), which are async-signal-safe, on values computed
+        // before the fork; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
+                // The pipes were made close-on-exec, so no other child inherits them;
+                // bubblewrap must.
+                for &fd in &seccomp_fds {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 for &(resource, limit) in &rlimits {
                     let limit = libc::rlimit {
                         rlim_cur: limit,
@@ -104,7 +123,27 @@ pub(crate) fn spawn_instance(
             });
         }
     }
-    cmd.spawn()
+    let child = cmd.spawn();
+    drop(seccomp);
+    child
+}
+
+/// A pipe per seccomp program, holding it whole (a few hundred bytes, well within a
+/// pipe's buffer), its write end closed: the read ends, close-on-exec.
+fn seccomp_pipes(programs: &sandbox::seccomp::Programs) -> std::io::Result<Vec<OwnedFd>> {
+    let mut read_ends = Vec::new();
+    for program in [&programs.refused, &programs.clone3] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array it is given.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are open descriptors that nothing else owns.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        std::fs::File::from(write).write_all(program)?;
+        read_ends.push(read);
+    }
+    Ok(read_ends)
 }
 
 /// The rlimits of a sandboxed instance: no core files; files no larger than its /tmp

@@ -31,6 +31,7 @@ mod provided;
 mod requirements;
 mod runtimes;
 mod sdk;
+mod seccomp;
 mod secrets;
 mod slow_clients;
 mod stage;
