@@ -58,11 +58,18 @@ pub enum BindingKind {
         /// The function's name in the app.
         function: String,
     },
-    /// `durable_objects.bindings`: a Durable Object namespace (not served yet).
+    /// `durable_objects.bindings`: a Durable Object namespace, whose objects live in the
+    /// worker's host and keep their storage in [`durable_object_namespace`].
     DurableObject {
         /// The class the namespace's objects are instances of.
         class: String,
     },
+}
+
+/// The KV namespace the storage of a Durable Object class lives in: each object's keys
+/// are `<id>/<key>` there, so the store behind `KvStore` (and a clustered one) holds it.
+pub fn durable_object_namespace(class: &str) -> String {
+    format!("durable-object-{class}")
 }
 
 /// A `triggers.crons` entry and the schedule nimbus runs it as.
@@ -111,9 +118,11 @@ impl WorkerSpec {
                     BindingKind::Service { function } => {
                         serde_json::json!({"type": "service", "function": function})
                     }
-                    BindingKind::DurableObject { class } => {
-                        serde_json::json!({"type": "durable_object", "class": class})
-                    }
+                    BindingKind::DurableObject { class } => serde_json::json!({
+                        "type": "durable_object",
+                        "class": class,
+                        "namespace": durable_object_namespace(class),
+                    }),
                 };
                 (b.name.clone(), value)
             })

@@ -14,6 +14,17 @@ pub(crate) const PYTHON_BOOTSTRAP_FILE: &str = "bootstrap.py";
 /// The host of `runtime: workers` functions (`crate::workers`).
 pub(crate) const WORKERS_HOST: &str = include_str!("../bootstrap/workers/host.mjs");
 pub(crate) const WORKERS_HOST_FILE: &str = "workers/host.mjs";
+/// The `cloudflare:workers` module of the Workers host and the hook that resolves it.
+pub(crate) const WORKERS_SHIMS: [(&str, &str); 2] = [
+    (
+        "workers/cloudflare-workers.mjs",
+        include_str!("../bootstrap/workers/cloudflare-workers.mjs"),
+    ),
+    (
+        "workers/resolve.mjs",
+        include_str!("../bootstrap/workers/resolve.mjs"),
+    ),
+];
 /// The adapter serving serverless-wsgi functions (`crate::wsgi`), alone in a folder that
 /// only their `PYTHONPATH` holds.
 pub(crate) const WSGI_ADAPTER: (&str, &str) = (

@@ -98,6 +98,7 @@ pub fn install_bootstraps(cfg: &LambdaConfig) -> std::io::Result<()> {
     ]
     .into_iter()
     .chain(code::CLIENTS)
+    .chain(code::WORKERS_SHIMS)
     .chain([code::WSGI_ADAPTER]);
     for (name, text) in files {
         let path = cfg.runtime_dir.join(name);

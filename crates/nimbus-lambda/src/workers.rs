@@ -65,6 +65,9 @@ struct Process {
     max_rss_kib: AtomicU64,
     /// Set before nimbus kills the process, to tell invocations why.
     stop_reason: Mutex<Option<StopReason>>,
+    /// Set once the process is being stopped or has exited: it takes no new invocation,
+    /// though its end is not published yet (`exit_rx`).
+    ending: AtomicBool,
     /// `Some` once the process has ended.
     exit_rx: watch::Receiver<Option<String>>,
 }
@@ -286,6 +289,7 @@ impl Host {
             last_used: Mutex::new(Instant::now()),
             max_rss_kib: AtomicU64::new(0),
             stop_reason: Mutex::new(None),
+            ending: AtomicBool::new(false),
             exit_rx,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -381,10 +385,11 @@ impl Host {
 
 impl Process {
     fn is_alive(&self) -> bool {
-        self.exit_rx.borrow().is_none()
+        !self.ending.load(Ordering::Acquire) && self.exit_rx.borrow().is_none()
     }
 
     fn stop(&self, reason: StopReason) {
+        self.ending.store(true, Ordering::Release);
         if let Ok(mut stop_reason) = self.stop_reason.lock() {
             stop_reason.get_or_insert(reason);
         }
@@ -605,7 +610,10 @@ async fn watch_process(
     let mut n_ticks: u64 = 0;
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status,
+            status = child.wait() => {
+                process.ending.store(true, Ordering::Release);
+                break status;
+            }
             _ = tick.tick() => {
                 n_ticks += 1;
                 let busy = process.n_pending() > 0;

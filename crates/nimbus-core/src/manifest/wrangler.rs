@@ -613,11 +613,21 @@ impl Cx<'_> {
                 let (Some(binding), Some(class)) = (binding, class) else {
                     continue;
                 };
-                self.warn(
-                    table.pos,
-                    &key,
-                    "Durable Objects are not served yet; the binding is present but its stubs fail",
-                );
+                if let Some(script) = table.get("script_name") {
+                    self.warn(
+                        script.key_pos,
+                        &format!("{key}.script_name"),
+                        "a Durable Object class of another worker is not reachable yet; the class must be exported by this worker",
+                    );
+                }
+                let namespace = crate::worker::durable_object_namespace(&class);
+                if !collected.resources.kv_namespaces.contains(&namespace) {
+                    collected.resources.kv_namespaces.push(namespace.clone());
+                }
+                collected.grants.push(Grant {
+                    actions: vec!["kv:*".to_owned()],
+                    resources: vec![format!("kv:{namespace}")],
+                });
                 self.binding(collected, binding, BindingKind::DurableObject { class });
             }
         }

@@ -303,24 +303,279 @@ class Fetcher {
   }
 }
 
-class DurableObjectNamespace {
-  constructor(className) {
+// ---------------------------------------------------------------------------
+// Durable Objects: one live instance per id in this host (the only host of the worker),
+// events delivered one at a time, storage in the nimbus KV namespace of the class with
+// keys `<id>/<key>`. An event's writes are kept aside and written (awaited) when it ends,
+// before its answer leaves; an event that throws leaves storage as the last completed
+// event left it.
+
+const v8 = require('node:v8');
+const { createHash, randomBytes } = require('node:crypto');
+
+class DurableObjectId {
+  #hex;
+  constructor(hex, name) {
+    this.#hex = hex;
+    if (name !== undefined) this.name = name;
+  }
+  toString() {
+    return this.#hex;
+  }
+  equals(other) {
+    return other instanceof DurableObjectId && other.toString() === this.#hex;
+  }
+}
+
+const liveObjects = new Map(); // `${class}/${id}` -> LiveObject
+
+class ObjectStorage {
+  #live;
+  constructor(live) {
+    this.#live = live;
+  }
+  #key(key) {
+    if (typeof key !== 'string') throw new TypeError('storage keys are strings');
+    return key;
+  }
+  async get(keys) {
+    if (Array.isArray(keys)) {
+      const out = new Map();
+      for (const key of keys) {
+        const value = await this.#live.read(this.#key(key));
+        if (value !== undefined) out.set(key, value);
+      }
+      return out;
+    }
+    return this.#live.read(this.#key(keys));
+  }
+  async put(keyOrEntries, value) {
+    if (typeof keyOrEntries === 'object' && keyOrEntries !== null) {
+      for (const [k, v] of Object.entries(keyOrEntries)) this.#live.write(this.#key(k), v);
+      return;
+    }
+    if (value === undefined) throw new TypeError('put() needs a value');
+    this.#live.write(this.#key(keyOrEntries), value);
+  }
+  async delete(keys) {
+    if (Array.isArray(keys)) {
+      let n = 0;
+      for (const key of keys) if (await this.delete(key)) n += 1;
+      return n;
+    }
+    const existed = (await this.#live.read(this.#key(keys))) !== undefined;
+    this.#live.write(keys, undefined);
+    return existed;
+  }
+  async deleteAll() {
+    for (const key of await this.#live.keys()) this.#live.write(key, undefined);
+  }
+  async list(options = {}) {
+    let keys = await this.#live.keys();
+    if (options.prefix) keys = keys.filter((k) => k.startsWith(options.prefix));
+    if (options.start !== undefined) keys = keys.filter((k) => k >= options.start);
+    if (options.startAfter !== undefined) keys = keys.filter((k) => k > options.startAfter);
+    if (options.end !== undefined) keys = keys.filter((k) => k < options.end);
+    if (options.reverse) keys.reverse();
+    if (options.limit !== undefined) keys = keys.slice(0, options.limit);
+    const out = new Map();
+    for (const key of keys) {
+      const value = await this.#live.read(key);
+      if (value !== undefined) out.set(key, value);
+    }
+    return out;
+  }
+  async transaction(closure) {
+    // Events already run one at a time and their writes land together when they end.
+    return closure(this);
+  }
+  async sync() {}
+  async getAlarm() {
+    const at = await this.#live.read('\u0000alarm');
+    return at === undefined ? null : at;
+  }
+  async setAlarm(when) {
+    const at = when instanceof Date ? when.getTime() : Number(when);
+    this.#live.write('\u0000alarm', at);
+  }
+  async deleteAlarm() {
+    this.#live.write('\u0000alarm', undefined);
+  }
+}
+
+class LiveObject {
+  constructor(binding, className, id) {
+    this.kv = nimbus.kv(binding.namespace);
     this.className = className;
+    this.id = id;
+    this.prefix = `${id.toString()}/`;
+    this.cache = new Map(); // key -> value (undefined: known absent)
+    this.pending = null; // the running event's writes: key -> value | undefined
+    this.allKeys = null; // sorted keys, once listed
+    this.chain = Promise.resolve();
+    this.alarmTimer = null;
+    const state = {
+      id,
+      storage: new ObjectStorage(this),
+      waitUntil() {},
+      blockConcurrencyWhile: (fn) => fn(),
+      acceptWebSocket() {
+        throw new Error('WebSockets on Durable Objects are not served by nimbus yet');
+      },
+      getWebSockets: () => [],
+    };
+    this.state = state;
+    const Class = workerModule && workerModule[className];
+    if (typeof Class !== 'function') {
+      throw new Error(`the worker exports no Durable Object class ${className}`);
+    }
+    this.instance = new Class(state, env);
+    // A constructor's blockConcurrencyWhile and storage reads run as the first event.
+    this.run(async () => {
+      const at = await state.storage.getAlarm();
+      if (at !== null) this.armAlarm(at);
+    }).catch(() => {});
   }
-  #unsupported() {
-    throw new Error(`Durable Objects are not served by nimbus yet (namespace of class ${this.className})`);
+  async read(key) {
+    if (this.pending && this.pending.has(key)) return this.pending.get(key);
+    if (this.cache.has(key)) return this.cache.get(key);
+    const bytes = await this.kv.get(this.prefix + key, { type: 'buffer' });
+    const value = bytes === null ? undefined : v8.deserialize(bytes);
+    this.cache.set(key, value);
+    return value;
   }
-  idFromName() {
-    this.#unsupported();
+  write(key, value) {
+    if (!this.pending) this.pending = new Map();
+    this.pending.set(key, value);
+  }
+  async keys() {
+    if (!this.allKeys) {
+      const names = [];
+      let cursor;
+      do {
+        const page = await this.kv.list({ prefix: this.prefix, cursor, limit: 1000 });
+        for (const k of page.keys || []) names.push(k.name.slice(this.prefix.length));
+        cursor = page.list_complete ? undefined : page.cursor;
+      } while (cursor);
+      this.allKeys = new Set(names.filter((k) => !k.startsWith('\u0000')));
+    }
+    const keys = new Set(this.allKeys);
+    for (const [k, v] of this.pending || []) {
+      if (k.startsWith('\u0000')) continue;
+      if (v === undefined) keys.delete(k);
+      else keys.add(k);
+    }
+    return [...keys].sort();
+  }
+  async commit() {
+    const writes = this.pending;
+    this.pending = null;
+    if (!writes) return;
+    for (const [key, value] of writes) {
+      if (value === undefined) await this.kv.delete(this.prefix + key);
+      else await this.kv.put(this.prefix + key, v8.serialize(value));
+      this.cache.set(key, value);
+      if (this.allKeys && !key.startsWith('\u0000')) {
+        if (value === undefined) this.allKeys.delete(key);
+        else this.allKeys.add(key);
+      }
+      if (key === '\u0000alarm') {
+        if (value === undefined) this.disarmAlarm();
+        else this.armAlarm(value);
+      }
+    }
+  }
+  // Runs one event after the ones before it; its writes land before it resolves.
+  run(event) {
+    const next = this.chain.then(async () => {
+      try {
+        const result = await event();
+        await this.commit();
+        return result;
+      } catch (e) {
+        this.pending = null;
+        throw e;
+      }
+    });
+    this.chain = next.catch(() => {});
+    return next;
+  }
+  disarmAlarm() {
+    if (this.alarmTimer) clearTimeout(this.alarmTimer);
+    this.alarmTimer = null;
+  }
+  armAlarm(at) {
+    this.disarmAlarm();
+    const delay = Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1));
+    this.alarmTimer = setTimeout(() => this.fireAlarm(1), delay);
+  }
+  fireAlarm(attempt) {
+    this.alarmTimer = null;
+    this.run(async () => {
+      // The alarm is cleared before the handler runs; the handler may set the next one.
+      this.write('\u0000alarm', undefined);
+      if (typeof this.instance.alarm === 'function') await this.instance.alarm({ retryCount: attempt - 1, isRetry: attempt > 1 });
+    }).catch((e) => {
+      console.error(`alarm of ${this.className} ${this.id} failed (attempt ${attempt}):`, e);
+      // Retried with backoff, as Cloudflare does, up to 6 times.
+      if (attempt < 6) this.alarmTimer = setTimeout(() => this.fireAlarm(attempt + 1), 2 ** attempt * 1000);
+    });
+  }
+}
+
+class DurableObjectNamespace {
+  #binding;
+  constructor(binding) {
+    this.#binding = binding;
+  }
+  idFromName(name) {
+    const hex = createHash('sha256').update(`${this.#binding.class}\u0000${name}`).digest('hex');
+    return new DurableObjectId(hex, String(name));
   }
   newUniqueId() {
-    this.#unsupported();
+    return new DurableObjectId(randomBytes(32).toString('hex'));
   }
-  idFromString() {
-    this.#unsupported();
+  idFromString(hex) {
+    if (!/^[0-9a-f]{64}$/.test(hex)) throw new TypeError('Invalid Durable Object ID: it must be 64 hex digits');
+    return new DurableObjectId(hex);
   }
-  get() {
-    this.#unsupported();
+  get(id) {
+    const binding = this.#binding;
+    const live = () => {
+      const key = `${binding.class}/${id.toString()}`;
+      let obj = liveObjects.get(key);
+      if (!obj) {
+        obj = new LiveObject(binding, binding.class, id);
+        liveObjects.set(key, obj);
+      }
+      return obj;
+    };
+    const stub = {
+      id,
+      name: id.name,
+      fetch: async (input, init) => {
+        const request = new Request(input, init);
+        const obj = live();
+        return obj.run(async () => {
+          if (typeof obj.instance.fetch !== 'function') throw new Error(`${binding.class} has no fetch() method`);
+          return obj.instance.fetch(request);
+        });
+      },
+    };
+    return new Proxy(stub, {
+      get(target, prop) {
+        if (prop in target || typeof prop !== 'string' || prop === 'then') return target[prop];
+        // RPC: stub.method(...args) runs the method as one event of the object.
+        return async (...args) => {
+          const obj = live();
+          return obj.run(async () => {
+            const method = obj.instance[prop];
+            if (typeof method !== 'function') throw new TypeError(`${binding.class} has no method ${prop}()`);
+            return structuredClone(await method.apply(obj.instance, args));
+          });
+        };
+      },
+    });
   }
 }
 
@@ -344,7 +599,7 @@ function makeEnv() {
         env[name] = new Fetcher(b.function);
         break;
       case 'durable_object':
-        env[name] = new DurableObjectNamespace(b.class);
+        env[name] = new DurableObjectNamespace(b);
         break;
       default:
         break;
@@ -374,6 +629,7 @@ function responseFromResult(res) {
 const env = makeEnv();
 const listeners = { fetch: [], scheduled: [], queue: [] };
 let worker = null;
+let workerModule = null;
 let syntax = null;
 
 async function load() {
@@ -391,9 +647,24 @@ async function load() {
     }
     return;
   }
+  globalThis.__nimbusWorkerEnv = env;
+  if (source.includes('cloudflare:')) {
+    // Only then: a resolve hook starts a loader thread (~40 ms on Node 20).
+    require('node:module').register('./resolve.mjs', import.meta.url);
+  }
   const mod = await import(pathToFileURL(mainPath).href);
+  workerModule = mod;
   syntax = 'module';
-  if (typeof mod.default === 'function') {
+  if (typeof mod.default === 'function' && /^class\b/.test(Function.prototype.toString.call(mod.default))) {
+    // `export default class extends WorkerEntrypoint`: an instance per request.
+    const Entrypoint = mod.default;
+    worker = {};
+    for (const name of ['fetch', 'scheduled', 'queue']) {
+      if (typeof Entrypoint.prototype[name] === 'function') {
+        worker[name] = (arg, _env, ctx) => new Entrypoint(ctx, env)[name](arg);
+      }
+    }
+  } else if (typeof mod.default === 'function') {
     // Vercel Edge: `export default async function handler(request)`.
     worker = { fetch: (request, _env, ctx) => mod.default(request, ctx) };
   } else if (mod.default && typeof mod.default === 'object') {

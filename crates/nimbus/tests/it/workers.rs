@@ -662,3 +662,132 @@ async fn web_api_behaviours_match_workerd() {
     let on_workerd = on_workerd.join("\n");
     assert_eq!(on_nimbus, on_workerd);
 }
+
+const COUNTER_WORKER: &str = r#"
+import { DurableObject } from 'cloudflare:workers';
+
+export class Counter extends DurableObject {
+  async fetch(request) {
+    const url = new URL(request.url);
+    let value = (await this.ctx.storage.get('value')) || 0;
+    if (url.pathname.endsWith('/increment')) {
+      value += 1;
+      await this.ctx.storage.put('value', value);
+    }
+    if (url.pathname.endsWith('/broken')) {
+      await this.ctx.storage.put('value', -1);
+      throw new Error('failed after a write');
+    }
+    return Response.json({ value });
+  }
+
+  async add(n) {
+    const value = ((await this.ctx.storage.get('value')) || 0) + n;
+    await this.ctx.storage.put('value', value);
+    return value;
+  }
+
+  async alarm() {
+    await this.ctx.storage.put('alarmed', true);
+  }
+
+  async arm(ms) {
+    await this.ctx.storage.setAlarm(Date.now() + ms);
+  }
+
+  async alarmed() {
+    return (await this.ctx.storage.get('alarmed')) === true;
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const [, name, action] = url.pathname.split('/');
+    const stub = env.COUNTER.get(env.COUNTER.idFromName(name));
+    if (action === 'add') return Response.json({ value: await stub.add(Number(url.searchParams.get('n'))) });
+    if (action === 'arm') {
+      await stub.arm(Number(url.searchParams.get('ms')));
+      return new Response('armed');
+    }
+    if (action === 'alarmed') return Response.json({ alarmed: await stub.alarmed() });
+    try {
+      return await stub.fetch(request);
+    } catch (e) {
+      return new Response(`object failed: ${e.message}`, { status: 500 });
+    }
+  },
+};
+"#;
+
+const COUNTER_WRANGLER: &str = r#"name = "counter"
+main = "src/index.js"
+
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+
+[[migrations]]
+tag = "v1"
+new_classes = ["Counter"]
+"#;
+
+async fn counter_value(server: &TestServer, name: &str) -> serde_json::Value {
+    let res = server.get(&format!("/{name}/get")).await;
+    assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
+    res.json()["value"].clone()
+}
+
+#[tokio::test]
+async fn a_counter_durable_object_takes_concurrent_increments_exactly_once_and_keeps_them_across_a_restart()
+ {
+    let app = TestApp::new(&[
+        ("wrangler.toml", COUNTER_WRANGLER),
+        ("src/index.js", COUNTER_WORKER),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let addr = server.addr;
+    // 1,000 increments from 32 connections at once.
+    let mut tasks = tokio::task::JoinSet::new();
+    for conn_idx in 0..32 {
+        let n_requests = 1000 / 32 + usize::from(conn_idx < 1000 % 32);
+        tasks.spawn(async move {
+            for _ in 0..n_requests {
+                let res =
+                    crate::harness::request(addr, "POST", "/room/increment", &[], Vec::new()).await;
+                assert_eq!(res.status, 200, "{}", res.text());
+            }
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.expect("an increment task");
+    }
+    assert_eq!(counter_value(&server, "room").await, 1000);
+    // Objects are separate: another name starts at zero. RPC methods run as events too.
+    assert_eq!(counter_value(&server, "other").await, 0);
+    let res = server.get("/other/add?n=5").await;
+    assert_eq!(res.json()["value"], 5, "{}", res.text());
+
+    // An event that throws after a write leaves storage as the last completed event did.
+    let res = server.get("/room/broken").await;
+    assert_eq!(res.status, 500);
+    assert_eq!(res.text(), "object failed: failed after a write");
+    assert_eq!(counter_value(&server, "room").await, 1000);
+
+    // An alarm fires and its handler's writes land.
+    assert_eq!(server.get("/room/arm?ms=100").await.text(), "armed");
+    let mut alarmed = false;
+    for _ in 0..50 {
+        alarmed = server.get("/room/alarmed").await.json()["alarmed"] == true;
+        if alarmed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(alarmed, "{}", server.logs());
+
+    drop(server);
+    let server = TestServer::start(app.path(), &[]);
+    assert_eq!(counter_value(&server, "room").await, 1000);
+    assert_eq!(counter_value(&server, "other").await, 5);
+}
