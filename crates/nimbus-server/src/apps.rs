@@ -71,6 +71,8 @@ pub struct Apps {
     /// Functions' control-API tokens and AWS access key ids → their version. Weak, so a
     /// stopping version is held only by what is in flight through it.
     callers: RwLock<HashMap<String, Weak<Served>>>,
+    /// Operators' access keys (`nimbus credentials`), when the host keeps any.
+    operator_keys: RwLock<Option<OperatorKeys>>,
     rng: AtomicU64,
 }
 
@@ -82,6 +84,21 @@ struct Served {
     number: u64,
     gateway: Arc<Gateway>,
 }
+
+/// An operator's access key of `nimbus server`, scoped to the apps of one (service, stage).
+#[derive(Clone)]
+pub struct OperatorKey {
+    /// The secret the key's signatures are made with.
+    pub secret: String,
+    /// The service whose apps the key reaches.
+    pub service: String,
+    /// The stage whose apps the key reaches.
+    pub stage: String,
+}
+
+/// Finds an operator's key by its access key id (reading wherever keys are kept, so a
+/// revocation applies at once); called off the async workers.
+pub type OperatorKeys = Arc<dyn Fn(&str) -> Option<OperatorKey> + Send + Sync>;
 
 /// A running version, for routing: cheap to clone. Requests under way hold it.
 #[derive(Clone)]
@@ -240,6 +257,7 @@ impl Apps {
         Apps {
             table: ArcSwap::from_pointee(Table::new()),
             callers: RwLock::new(HashMap::new()),
+            operator_keys: RwLock::new(None),
             rng: AtomicU64::new(seed),
         }
     }
@@ -315,6 +333,36 @@ impl Apps {
                 .insert(entry.alias, entry.targets);
         }
         self.table.store(Arc::new(table));
+    }
+
+    /// Accepts operators' access keys found by `keys` on the AWS endpoint, each for the
+    /// `live` version of its (service, stage).
+    pub fn set_operator_keys(&self, keys: OperatorKeys) {
+        *self
+            .operator_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(keys);
+    }
+
+    /// The operator's key with access key id `key`, if there is one.
+    async fn operator_key(&self, key: &str) -> Option<OperatorKey> {
+        let keys = self
+            .operator_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || keys(&key))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The version `live` of (service, stage) picks now.
+    fn live(&self, service: &str, stage: &str) -> Option<Arc<Served>> {
+        let table = self.table.load();
+        let targets = table.get(service)?.get(stage)?.get(LIVE)?;
+        self.pick(targets)
     }
 
     /// The generation of the version whose function has the control-API `token`.
@@ -431,12 +479,30 @@ async fn route(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     if let Some(service) = crate::aws::service_of(&parts) {
-        let served = crate::aws::access_key(&parts).and_then(|key| apps.caller(&key));
-        let Some(served) = served else {
+        let key = crate::aws::access_key(&parts);
+        if let Some(served) = key.as_deref().and_then(|key| apps.caller(key)) {
+            let req = Request::from_parts(parts, body);
+            return crate::gateway::handle(State(served.gateway.clone()), ConnectInfo(peer), req)
+                .await;
+        }
+        // An operator's key reaches what its (service, stage) serves under `live`.
+        let operator = match &key {
+            Some(key) => apps.operator_key(key).await,
+            None => None,
+        };
+        let Some(operator) = operator else {
             return crate::aws::refuse_unknown_key(service, &parts);
         };
-        let req = Request::from_parts(parts, body);
-        return crate::gateway::handle(State(served.gateway.clone()), ConnectInfo(peer), req).await;
+        let Some(served) = apps.live(&operator.service, &operator.stage) else {
+            let message = format!(
+                "nothing is deployed as {} ({}), which this access key is for",
+                operator.service, operator.stage
+            );
+            return crate::aws::refuse(service, &parts, "InvalidClientTokenId", message);
+        };
+        let generation = served.gateway.current.load();
+        return crate::aws::handle_as_operator(service, &generation, &operator.secret, parts, body)
+            .await;
     }
     let (served, uri) = match apps.resolve(&parts) {
         Ok(resolved) => resolved,

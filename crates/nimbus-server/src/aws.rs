@@ -158,11 +158,53 @@ pub(crate) async fn handle(
     parts: http::request::Parts,
     body: Body,
 ) -> Response {
+    handle_signed(service, generation, keys, None, parts, body).await
+}
+
+/// Answers an AWS request signed with an operator's key of `nimbus server`, scoped to
+/// `generation`'s app: the signature is checked with the key's `secret`, and the request
+/// acts as the operator (no grants apply).
+pub(crate) async fn handle_as_operator(
+    service: Service,
+    generation: &Generation,
+    secret: &str,
+    parts: http::request::Parts,
+    body: Body,
+) -> Response {
+    handle_signed(
+        service,
+        generation,
+        AwsKeys::FunctionsOnly,
+        Some(secret),
+        parts,
+        body,
+    )
+    .await
+}
+
+/// Refuses an AWS request in its service's protocol, with AWS's `code` (403).
+pub(crate) fn refuse(
+    service: Service,
+    parts: &http::request::Parts,
+    code: &'static str,
+    message: String,
+) -> Response {
+    Refusal::forbidden(code, message).into_response(service, parts)
+}
+
+async fn handle_signed(
+    service: Service,
+    generation: &Generation,
+    keys: AwsKeys,
+    operator_secret: Option<&str>,
+    parts: http::request::Parts,
+    body: Body,
+) -> Response {
     let body = match read_body(service, &parts, body).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(service, &parts),
     };
-    let caller = match authenticate(generation, keys, &parts, &body) {
+    let caller = match authenticate(generation, keys, operator_secret, &parts, &body) {
         Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(service, &parts),
     };
@@ -179,9 +221,7 @@ pub(crate) async fn handle(
             dynamodb_streams::handle(generation, principal, &parts, &body).await
         }
         Service::Kinesis => kinesis::handle(generation, principal, &parts, &body).await,
-        Service::StepFunctions => {
-            stepfunctions::handle(generation, principal, &parts, &body).await
-        }
+        Service::StepFunctions => stepfunctions::handle(generation, principal, &parts, &body).await,
     }
 }
 
@@ -244,6 +284,7 @@ pub(crate) struct Caller<'g> {
 fn authenticate<'g>(
     generation: &'g Generation,
     keys: AwsKeys,
+    operator_secret: Option<&str>,
     parts: &http::request::Parts,
     body: &[u8],
 ) -> Result<Caller<'g>, Refusal> {
@@ -282,6 +323,32 @@ fn authenticate<'g>(
         && let Some(query_auth) = sigv2::QueryAuth::from_query(parts)
     {
         return authenticate_v2(generation, keys, parts, &query_auth);
+    }
+    // An operator's key of `nimbus server`: its secret is known, so it is verified as a
+    // function's is.
+    if let Some(secret) = operator_secret {
+        let Some(auth) = auth else {
+            return Err(Refusal::forbidden(
+                "MissingAuthenticationToken",
+                "Requests must be signed with AWS Signature Version 4",
+            ));
+        };
+        let signed_hash = match (&auth.presigned, content_sha256) {
+            (Some(_), _) => "UNSIGNED-PAYLOAD".to_owned(),
+            (None, Some(claimed)) => claimed.to_owned(),
+            (None, None) => sigv4::body_hash(body),
+        };
+        if !auth.verify(parts, &signed_hash, secret) {
+            return Err(Refusal::forbidden(
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+            ));
+        }
+        return Ok(Caller {
+            principal: Principal::Operator,
+            signing_key: Some(auth.signing_key(secret)),
+            auth: Some(auth),
+        });
     }
     let function = auth.as_ref().and_then(|auth| {
         generation

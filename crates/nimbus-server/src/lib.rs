@@ -39,8 +39,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::api::wire;
 pub use crate::apps::{
-    AliasTargets, Apps, AppsConfig, AppsServer, LIVE, Version, VersionConfig, VersionRef,
-    VersionSlot,
+    AliasTargets, Apps, AppsConfig, AppsServer, LIVE, OperatorKey, OperatorKeys, Version,
+    VersionConfig, VersionRef, VersionSlot,
 };
 pub use crate::aws::{AwsKeys, aws_access_key_id};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};

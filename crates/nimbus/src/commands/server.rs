@@ -7,6 +7,7 @@
 //! keeps the deploy records and the admin API. Versions no alias points at any more are
 //! drained (nothing in flight through them) and stopped.
 
+pub(crate) mod credentials;
 mod record;
 pub(crate) mod tokens;
 
@@ -183,6 +184,10 @@ impl ServerCommand {
                 retiring: JoinSet::new(),
             }),
         });
+        let operator_dir = credentials::dir(&state);
+        host.apps.set_operator_keys(Arc::new(move |key: &str| {
+            credentials::lookup(&operator_dir, key)
+        }));
         host.restore().await;
         if tokens::read(&state).map_or(true, |t| t.is_empty()) {
             tracing::warn!(

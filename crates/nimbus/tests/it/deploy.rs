@@ -729,3 +729,147 @@ async fn each_stages_functions_reach_their_own_state_through_the_shared_endpoint
         res.text()
     );
 }
+
+/// Reads the stage's note with an operator's key from outside, writes another, and checks
+/// that a wrong secret is refused; prints what it saw as JSON.
+const OPERATOR_SCRIPT: &str = r#"
+import json, os
+import boto3
+from botocore.exceptions import ClientError
+
+def client(secret):
+    return boto3.client("s3", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                        aws_access_key_id=os.environ["KEY"], aws_secret_access_key=secret)
+
+def code(call):
+    try:
+        call()
+        return "accepted"
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+
+s3 = client(os.environ["SECRET"])
+out = {}
+try:
+    out["read"] = s3.get_object(Bucket="files", Key="note")["Body"].read().decode()
+    s3.put_object(Bucket="files", Key="note", Body=b"op")
+except ClientError as e:
+    out["read"] = e.response["Error"]["Code"]
+out["wrong_secret"] = code(lambda: client("wrong").put_object(Bucket="files", Key="note", Body=b"x"))
+print(json.dumps(out))
+"#;
+
+/// An operator's access key (`nimbus credentials create`) reaches the bucket of the
+/// (service, stage) it is for through the server's one AWS endpoint, from outside with
+/// boto3; a wrong secret, another stage and a revoked key change nothing (issue 12).
+#[tokio::test]
+async fn an_operators_access_key_reaches_its_stages_bucket_until_revoked() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = TestApp::new(&[("nimbus.yaml", STATEFUL_MANIFEST), ("note.js", NOTE_JS)]);
+    let url = host.url();
+    for stage in ["prod", "beta"] {
+        ok(&run(
+            &[
+                "deploy", ".", "--to", &url, "--token", &token, "--stage", stage,
+            ],
+            Some(app.path()),
+        ));
+    }
+    assert_eq!(host.get("/svc/prod/note?write=p1").await.text(), "p1 p1");
+    let state = host.state_arg();
+    let created = run(
+        &[
+            "credentials",
+            "create",
+            "--service",
+            "svc",
+            "--stage",
+            "prod",
+            "--state",
+            &state,
+        ],
+        None,
+    );
+    ok(&created);
+    let value = |name: &str| {
+        created
+            .stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {}", created.stdout))
+            .to_owned()
+    };
+    let (key, secret) = (value("AWS_ACCESS_KEY_ID"), value("AWS_SECRET_ACCESS_KEY"));
+    let listed = run(&["credentials", "ls", "--state", &state], None);
+    ok(&listed);
+    assert!(
+        listed.stdout.contains(&format!("{key}  svc (prod)")),
+        "{}",
+        listed.stdout
+    );
+    assert!(!listed.stdout.contains(&secret));
+    let sealed = std::fs::read(host.state.path().join("server/operator/nimbus.db"))
+        .expect("the credentials' store");
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains(&secret),
+        "secrets are stored sealed"
+    );
+
+    let boto3 = crate::aws_sqs::boto3_path(&app);
+    let script = |key: &str, secret: &str| -> serde_json::Value {
+        let out = Command::new("python3")
+            .args(["-c", OPERATOR_SCRIPT])
+            .env("PYTHONPATH", &boto3)
+            .env("ENDPOINT", format!("http://{}", host.gateway))
+            .env("KEY", key)
+            .env("SECRET", secret)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("running python3");
+        assert!(
+            out.status.success(),
+            "{}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            host.logs()
+        );
+        serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+    };
+    let seen = script(&key, &secret);
+    assert_eq!(seen["read"], "p1", "{seen}\n{}", host.logs());
+    assert_eq!(seen["wrong_secret"], "SignatureDoesNotMatch", "{seen}");
+    assert_eq!(host.get("/svc/prod/note").await.text(), "op p1");
+    assert_eq!(host.get("/svc/beta/note").await.text(), "NoSuchKey null");
+
+    ok(&run(
+        &["credentials", "revoke", &key, "--state", &state],
+        None,
+    ));
+    let seen = script(&key, &secret);
+    assert_eq!(seen["read"], "InvalidClientTokenId", "{seen}");
+    assert_eq!(host.get("/svc/prod/note").await.text(), "op p1");
+    let again = run(&["credentials", "revoke", &key, "--state", &state], None);
+    assert_eq!(again.code, Some(1));
+    assert!(
+        again.stderr.contains("nimbus credentials ls"),
+        "{}",
+        again.stderr
+    );
+    let bad = run(
+        &[
+            "credentials",
+            "create",
+            "--service",
+            "../x",
+            "--stage",
+            "prod",
+            "--state",
+            &state,
+        ],
+        None,
+    );
+    assert_eq!(bad.code, Some(1));
+    assert!(bad.stderr.contains("not a valid name"), "{}", bad.stderr);
+}
