@@ -25,6 +25,7 @@ use crate::services::{self, Principal, bad_request};
 
 pub(crate) mod streams;
 pub(crate) mod tables;
+mod workflows;
 pub mod wire;
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
@@ -105,6 +106,17 @@ pub(crate) fn routes(api: Arc<ApiState>) -> Router {
             "/v1/streams/{stream}/records",
             get(streams::read_records).post(streams::put_records),
         )
+        .route("/v1/workflows", get(workflows::list_machines))
+        .route(
+            "/v1/workflows/{machine}/executions",
+            get(workflows::list_executions).post(workflows::start_execution),
+        )
+        .route("/v1/executions/{arn}", get(workflows::describe_execution))
+        .route(
+            "/v1/executions/{arn}/history",
+            get(workflows::execution_history),
+        )
+        .route("/v1/executions/{arn}/stop", post(workflows::stop_execution))
         .route("/v1/tables", get(tables::list_tables))
         .route(
             "/v1/tables/{table}/items",

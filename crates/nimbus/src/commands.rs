@@ -16,6 +16,7 @@ pub(crate) mod top;
 pub(crate) mod trace;
 pub(crate) mod up;
 pub(crate) mod validate;
+pub(crate) mod workflow;
 
 use std::path::Path;
 

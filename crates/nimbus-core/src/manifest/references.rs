@@ -298,7 +298,7 @@ impl Cx<'_> {
         }
     }
 
-    fn ref_value(&self, id: &str) -> Result<String, String> {
+    pub(super) fn ref_value(&self, id: &str) -> Result<String, String> {
         if id == "AWS::Partition" {
             return Ok("aws".to_owned());
         }
@@ -325,7 +325,7 @@ impl Cx<'_> {
         }
     }
 
-    fn get_att(&self, id: &str, attribute: &str) -> Result<String, String> {
+    pub(super) fn get_att(&self, id: &str, attribute: &str) -> Result<String, String> {
         let logical = match self.app.logical_ids.get(id) {
             Some(logical) => logical,
             None => {

@@ -292,8 +292,8 @@ impl Cx<'_> {
         }
     }
 
-    /// What `Ref` / `Fn::GetAtt` of `id` gives inside a definition: a function's ARN, a state
-    /// machine's ARN or name, or a declared resource's ARN.
+    /// What `Ref` / `Fn::GetAtt` of `id` gives inside a definition: a function's ARN, or
+    /// what it gives anywhere else (a queue's URL, a table's name, a state machine's ARN).
     fn definition_reference(&self, id: &str, attribute: &str) -> Result<String, String> {
         let function =
             self.app.function_names.iter().find(|name| {
@@ -312,14 +312,9 @@ impl Cx<'_> {
                 self.app.stage
             ));
         }
-        match self.app.logical_ids.get(id) {
-            Some(Logical::StateMachine(name)) if attribute == "Name" => Ok(name.clone()),
-            Some(logical) => logical.arn().ok_or_else(|| {
-                format!("`{id}` is a resource nimbus does not model, so a state cannot name it")
-            }),
-            None => Err(format!(
-                "`{id}` is neither a function of this app nor a resource under `resources.Resources`"
-            )),
+        match attribute {
+            "Ref" => self.ref_value(id),
+            attribute => self.get_att(id, attribute),
         }
     }
 }
@@ -495,7 +490,7 @@ mod tests {
           empty: {}
         "#,
             expect![[r#"
-                serverless.yml:18:11: workflows.broken.definition.States.Calls.Resource: `missing` is neither a function of this app nor a resource under `resources.Resources`
+                serverless.yml:18:11: workflows.broken.definition.States.Calls.Resource: `missing` is not declared under `resources.Resources`
                 serverless.yml:20:10: workflows.empty: a state machine needs a `definition` (States Language, as YAML or a JSON string)
             "#]],
         );

@@ -130,7 +130,7 @@ impl StreamCommand {
 }
 
 /// A stream name as one path segment: `table/orders` is `table%2Forders`.
-fn segment(name: &str) -> String {
+pub(super) fn segment(name: &str) -> String {
     const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')

@@ -299,6 +299,81 @@ async fn a_saga_started_through_the_sdk_runs_and_compensates_in_reverse() {
         assert_eq!(res.json()["error"], "ExecutionAlreadyExists");
     }
 
+    // The CLI: list, start and wait, history, and a clear error for an unknown execution.
+    let ls = app.nimbus(&["workflow", "ls"]);
+    assert!(
+        ls.stdout.contains("orderSaga"),
+        "{}{}",
+        ls.stdout,
+        ls.stderr
+    );
+    let input = json!({ "orderId": "cli-1", "amount": 5, "items": ["pen"], "address": "home" });
+    let started = app.nimbus(&[
+        "workflow",
+        "start",
+        "orderSaga",
+        "--name",
+        "cli-1",
+        "--input",
+        &input.to_string(),
+        "--wait",
+    ]);
+    assert_eq!(
+        started.code,
+        Some(0),
+        "{}{}",
+        started.stdout,
+        started.stderr
+    );
+    assert!(
+        started.stdout.contains("T-cli-1"),
+        "{}{}",
+        started.stdout,
+        started.stderr
+    );
+    let history = app.nimbus(&["workflow", "history", "orderSaga:cli-1"]);
+    assert!(
+        history.stdout.contains("ExecutionSucceeded") && history.stdout.contains("Ship"),
+        "{}{}",
+        history.stdout,
+        history.stderr
+    );
+    let executions = app.nimbus(&["workflow", "ls", "orderSaga", "--status", "failed"]);
+    assert!(
+        executions.stdout.contains("declined-1"),
+        "{}{}",
+        executions.stdout,
+        executions.stderr
+    );
+    assert!(
+        !executions.stdout.contains("cli-1"),
+        "{}{}",
+        executions.stdout,
+        executions.stderr
+    );
+    let missing = app.nimbus(&["workflow", "describe", "orderSaga:nope"]);
+    assert_eq!(
+        missing.code,
+        Some(1),
+        "{}{}",
+        missing.stdout,
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("Execution Does Not Exist"),
+        "{}{}",
+        missing.stdout,
+        missing.stderr
+    );
+    let bad = app.nimbus(&["workflow", "start", "orderSaga", "--input", "{nope"]);
+    assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr.contains("the input is not JSON"),
+        "{}{}",
+        bad.stdout,
+        bad.stderr
+    );
+
     let out = run_boto3_with(&boto3, HISTORY_SCRIPT, &server, &[]);
     assert_eq!(out["machines"], json!([["orderSaga", "STANDARD"]]));
     assert_eq!(
@@ -314,9 +389,14 @@ async fn a_saga_started_through_the_sdk_runs_and_compensates_in_reverse() {
     );
     assert_eq!(
         out["executions"],
-        json!(["declined-1:FAILED", "lost-1:FAILED", "ok-1:SUCCEEDED"])
+        json!([
+            "cli-1:SUCCEEDED",
+            "declined-1:FAILED",
+            "lost-1:FAILED",
+            "ok-1:SUCCEEDED"
+        ])
     );
-    assert_eq!(out["pages"], json!([2, 1, false]));
+    assert_eq!(out["pages"], json!([2, 2, false]));
     assert_eq!(out["failed"].as_array().map(Vec::len), Some(2));
     assert_eq!(
         out["path:ok-1"],
@@ -360,4 +440,208 @@ async fn a_saga_started_through_the_sdk_runs_and_compensates_in_reverse() {
             "unknown_token": "TaskDoesNotExist",
         })
     );
+}
+
+/// The States Language's control flow through the host: a Map of 100 items at most 10 at a
+/// time, a Parallel whose failing branch is caught, a Wait, a Retry with backoff, and a
+/// `.waitForTaskToken` task that a queue consumer resumes through boto3.
+const FLOW_MANIFEST: &str = r#"
+service: flow
+plugins: [serverless-step-functions]
+provider:
+  name: aws
+  runtime: python3.12
+  timeout: 10
+functions:
+  square: { handler: flow.square }
+  broken: { handler: flow.broken }
+  flaky: { handler: flow.flaky }
+  approve:
+    handler: flow.approve
+    events: [{ sqs: { arn: { Fn::GetAtt: [ApprovalsQueue, Arn] } } }]
+    iamRoleStatements:
+      - Effect: Allow
+        Action: [states:SendTaskSuccess]
+        Resource: { Ref: Pipeline }
+resources:
+  Resources:
+    ApprovalsQueue:
+      Type: AWS::SQS::Queue
+      Properties: { QueueName: approvals }
+stepFunctions:
+  stateMachines:
+    pipeline:
+      id: Pipeline
+      definition:
+        StartAt: Fan
+        States:
+          Fan:
+            Type: Map
+            ItemsPath: $.items
+            MaxConcurrency: 10
+            ItemProcessor:
+              ProcessorConfig: { Mode: INLINE }
+              StartAt: Square
+              States:
+                Square: { Type: Task, Resource: { Fn::GetAtt: [square, Arn] }, End: true }
+            ResultPath: $.squares
+            Next: Both
+          Both:
+            Type: Parallel
+            Branches:
+              - StartAt: Fine
+                States: { Fine: { Type: Pass, Result: fine, End: true } }
+              - StartAt: Broken
+                States: { Broken: { Type: Task, Resource: { Fn::GetAtt: [broken, Arn] }, End: true } }
+            Catch: [{ ErrorEquals: [BranchBroke], ResultPath: $.parallelError, Next: Pause }]
+            Next: Pause
+          Pause: { Type: Wait, Seconds: 2, Next: Flaky }
+          Flaky:
+            Type: Task
+            Resource: { Fn::GetAtt: [flaky, Arn] }
+            Parameters: { attempt.$: $$.State.RetryCount }
+            Retry: [{ ErrorEquals: [Flake], IntervalSeconds: 1, MaxAttempts: 3, BackoffRate: 2 }]
+            ResultPath: $.flaky
+            Next: Approval
+          Approval:
+            Type: Task
+            Resource: arn:aws:states:::sqs:sendMessage.waitForTaskToken
+            Parameters:
+              QueueUrl: { Ref: ApprovalsQueue }
+              MessageBody: { token.$: $$.Task.Token, count.$: States.ArrayLength($.squares) }
+            ResultPath: $.approval
+            End: true
+"#;
+
+const FLOW_PY: &str = r#"
+import json
+import time
+
+import boto3
+
+
+class BranchBroke(Exception):
+    pass
+
+
+class Flake(Exception):
+    pass
+
+
+def square(n, context):
+    time.sleep(0.05)
+    return n * n
+
+
+def broken(event, context):
+    raise BranchBroke("this branch always breaks")
+
+
+def flaky(event, context):
+    if event["attempt"] < 2:
+        raise Flake(f"attempt {event['attempt']} flaked")
+    return {"attempt": event["attempt"]}
+
+
+sfn = boto3.client("stepfunctions")
+
+
+def approve(event, context):
+    for record in event["Records"]:
+        body = json.loads(record["body"])
+        sfn.send_task_success(taskToken=body["token"],
+                              output=json.dumps({"approved": True, "count": body["count"]}))
+"#;
+
+const FLOW_SCRIPT: &str = r#"
+import json, os, time
+
+import boto3
+
+sfn = boto3.client("stepfunctions", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+started = sfn.start_execution(stateMachineArn=machine, name="run-1",
+                              input=json.dumps({"items": list(range(100))}))
+# While it runs, the same name and input answer with the same execution.
+again = sfn.start_execution(stateMachineArn=machine, name="run-1",
+                            input=json.dumps({"items": list(range(100))}))
+out = {"idempotent": again["executionArn"] == started["executionArn"]}
+deadline = time.time() + 90
+while True:
+    described = sfn.describe_execution(executionArn=started["executionArn"])
+    if described["status"] != "RUNNING" or time.time() > deadline:
+        break
+    time.sleep(0.2)
+out["status"] = described["status"]
+out["output"] = json.loads(described.get("output", "null"))
+out["error"] = [described.get("error"), described.get("cause")]
+
+events = []
+kwargs = {}
+while True:
+    page = sfn.get_execution_history(executionArn=started["executionArn"], maxResults=200, **kwargs)
+    events += page["events"]
+    if "nextToken" not in page:
+        break
+    kwargs = {"nextToken": page["nextToken"]}
+out["n_events"] = len(events)
+
+# Map tasks in flight at once, from the history.
+running, most = 0, 0
+for e in events:
+    if e["type"] == "MapStateExited":
+        break
+    if e["type"] == "TaskScheduled":
+        running += 1
+        most = max(most, running)
+    elif e["type"] == "TaskSucceeded":
+        running -= 1
+out["map_most_in_flight"] = most
+out["map_iterations"] = sum(1 for e in events if e["type"] == "MapIterationSucceeded")
+
+entered = {e["stateEnteredEventDetails"]["name"]: e["timestamp"] for e in events if e["type"].endswith("StateEntered")}
+exited = {e["stateExitedEventDetails"]["name"]: e["timestamp"] for e in events if e["type"].endswith("StateExited")}
+out["wait_seconds"] = (exited["Pause"] - entered["Pause"]).total_seconds()
+flaky_failures = [e["timestamp"] for e in events if e["type"] == "TaskFailed"
+                  and e["taskFailedEventDetails"]["error"] == "Flake"]
+flaky_scheduled = [e["timestamp"] for e in events if e["type"] == "TaskScheduled"
+                   and "flaky" in e["taskScheduledEventDetails"]["resource"]]
+out["flaky_attempts"] = len(flaky_scheduled)
+out["retry_gaps"] = [(s - f).total_seconds() for f, s in zip(flaky_failures, flaky_scheduled[1:])]
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_parallel_wait_retry_and_task_tokens_run_as_step_functions_runs_them() {
+    let app = TestApp::new(&[("serverless.yml", FLOW_MANIFEST), ("flow.py", FLOW_PY)]);
+    let boto3 = boto3_path(&app);
+    let server = TestServer::start(app.path(), &[]);
+    let out = run_boto3_with(&boto3, FLOW_SCRIPT, &server, &[]);
+    assert_eq!(out["status"], "SUCCEEDED", "{out}\n{}", server.logs());
+    assert_eq!(out["idempotent"], true);
+    let output = &out["output"];
+    let squares: Vec<i64> = (0..100).map(|n| n * n).collect();
+    assert_eq!(output["squares"], json!(squares));
+    assert_eq!(output["parallelError"]["Error"], "BranchBroke", "{output}");
+    assert_eq!(output["flaky"], json!({ "attempt": 2 }));
+    assert_eq!(
+        output["approval"],
+        json!({ "approved": true, "count": 100 })
+    );
+    assert_eq!(out["map_iterations"], 100);
+    let most = out["map_most_in_flight"].as_u64().unwrap_or(0);
+    assert!(
+        (2..=10).contains(&most),
+        "{most} map tasks in flight at once"
+    );
+    assert!(out["wait_seconds"].as_f64().unwrap_or(0.0) >= 1.9, "{out}");
+    assert_eq!(out["flaky_attempts"], 3);
+    // IntervalSeconds 1, BackoffRate 2: the retries wait about 1 s, then 2 s.
+    let gaps: Vec<f64> = out["retry_gaps"]
+        .as_array()
+        .map(|gaps| gaps.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    assert_eq!(gaps.len(), 2, "{out}");
+    assert!(gaps[0] >= 0.9 && gaps[1] >= 1.9, "{gaps:?}");
 }
