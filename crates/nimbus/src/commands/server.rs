@@ -685,12 +685,21 @@ impl Host {
         let mut stages = self.stages.lock().await;
         let by_name = std::mem::take(&mut stages.by_name);
         self.apps.publish(Vec::new());
+        let mut telemetry = Vec::new();
         for stage in by_name.into_values() {
             for version in stage.running.into_values() {
                 stages.retiring.spawn(version.stop());
             }
+            telemetry.push(stage.telemetry);
         }
         while stages.retiring.join_next().await.is_some() {}
+        // Each stage's store writes on its own thread; wait for it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || {
+            for telemetry in telemetry {
+                telemetry.flush();
+            }
+        })
+        .await;
     }
 }
 
