@@ -43,7 +43,8 @@ run_wrk() { # name conns url
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-workerd_config() { # port -> config file in $OUT
+workerd_config() { # port -> config file in $OUT (workerd embeds files relative to it)
+  cp bench/workers-hello/worker.js "$OUT/worker.js"
   cat > "$OUT/workerd-$1.capnp" <<CAPNP
 using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
@@ -51,7 +52,7 @@ const config :Workerd.Config = (
   sockets = [ ( name = "http", address = "127.0.0.1:$1", http = (), service = "main" ) ]
 );
 const worker :Workerd.Worker = (
-  modules = [ (name = "worker", esModule = embed "$PWD/bench/workers-hello/worker.js") ],
+  modules = [ (name = "worker", esModule = embed "worker.js") ],
   compatibilityDate = "2024-09-23",
 );
 CAPNP
