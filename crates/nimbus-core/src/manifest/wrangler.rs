@@ -74,7 +74,20 @@ pub fn parse(source: &str, file: &str, vars: &Variables) -> Result<Manifest, Vec
         .get("region")
         .cloned()
         .unwrap_or_else(|| "us-east-1".to_owned());
-    let res = cx.worker(&root, stage, region);
+    let mut res = cx.worker(&root, stage, region);
+    // `.dev.vars` (dotenv lines) holds a worker's secrets for local runs, as `wrangler
+    // dev` reads it; its values win over `vars` of the same name.
+    if let (Some(manifest), Some(files)) = (res.as_mut(), vars.files.as_ref()) {
+        match files.read(".dev.vars") {
+            Ok(Some(text)) => add_dev_vars(manifest, &text),
+            Ok(None) => {}
+            Err(message) => cx.warn(
+                Pos { line: 1, column: 1 },
+                "",
+                format!(".dev.vars not read: {message}"),
+            ),
+        }
+    }
     let errors = sorted(cx.errors);
     match res {
         Some(mut manifest) if errors.is_empty() => {
@@ -739,6 +752,40 @@ impl Cx<'_> {
     }
 }
 
+/// Adds the `KEY=value` lines of a `.dev.vars` file (quotes stripped, `#` comments and
+/// blank lines skipped) to the worker's bindings as string vars.
+fn add_dev_vars(manifest: &mut Manifest, text: &str) {
+    let Some(worker) = manifest
+        .functions
+        .first_mut()
+        .and_then(|f| f.worker.as_mut())
+    else {
+        return;
+    };
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            continue;
+        };
+        let name = name.trim().trim_start_matches("export ").trim().to_owned();
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value)
+            .to_owned();
+        worker.bindings.retain(|b| b.name != name);
+        worker.bindings.push(WorkerBinding {
+            name,
+            kind: BindingKind::Var(serde_json::Value::String(value)),
+        });
+    }
+}
+
 fn add_queue(resources: &mut AppResources, queue: &str) {
     if !resources.queues.iter().any(|q| q.name == queue) {
         resources.queues.push(QueueSpec::with_defaults(queue));
@@ -1067,6 +1114,30 @@ cpu_ms = 50
                 kv KV
             "#]],
         );
+    }
+
+    #[test]
+    fn dev_vars_are_secrets_that_win_over_vars() {
+        let files: std::collections::BTreeMap<String, String> = [(
+            ".dev.vars".to_owned(),
+            "# local secrets\nAPI_KEY=\"s3cr3t\"\nGREETING='hey'\n".to_owned(),
+        )]
+        .into();
+        let vars = Variables {
+            files: Some(std::sync::Arc::new(files)),
+            ..Variables::default()
+        };
+        let manifest = parse(
+            "name = \"w\"\nmain = \"a.js\"\n[vars]\nGREETING = \"hi\"\n",
+            "wrangler.toml",
+            &vars,
+        )
+        .expect("a valid worker");
+        let worker = manifest.functions[0].worker.as_ref().expect("a worker");
+        expect![[
+            r#"{"API_KEY":{"type":"var","value":"s3cr3t"},"GREETING":{"type":"var","value":"hey"}}"#
+        ]]
+        .assert_eq(&worker.host_config()["bindings"].to_string());
     }
 
     #[test]
