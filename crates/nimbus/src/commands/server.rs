@@ -46,7 +46,7 @@ pub(crate) struct ServerCommand {
     /// The server's state folder: tokens, versions and each stage's durable state.
     #[arg(long, global = true, default_value = ".nimbus-server")]
     state: PathBuf,
-    /// Gateway port (127.0.0.1); 0 picks a free one.
+    /// Gateway port (on --host); 0 picks a free one.
     #[arg(long, default_value_t = 3000)]
     port: u16,
     /// Admin API port (127.0.0.1); 0 picks a free one.
@@ -55,10 +55,10 @@ pub(crate) struct ServerCommand {
     /// Stop an instance after it has been idle this long (scale to zero).
     #[arg(long, default_value = "5m", value_parser = duration::parse)]
     idle_timeout: Duration,
-    /// Close a connection whose request head takes longer than this to arrive, or that
-    /// sits idle this long between requests.
-    #[arg(long, default_value = "10s", value_parser = duration::parse)]
-    header_timeout: Duration,
+    /// The gateway's address, TLS, connection limits and deadlines (the admin API has the
+    /// same limits, on 127.0.0.1 without TLS).
+    #[command(flatten)]
+    listener: crate::listen::ListenerArgs,
     /// Keep each stage's store within this size (KB, MB, GB: powers of 1024), deleting
     /// the oldest records, logs and spans first.
     #[arg(long, default_value = "1GB", value_parser = super::up::parse_size)]
@@ -157,14 +157,12 @@ impl ServerCommand {
         let state = state
             .canonicalize()
             .with_context(|| format!("opening {}", state.display()))?;
+        let listener = self.listener.listener(&state)?;
         let apps_server = AppsServer::bind(AppsConfig {
-            gateway_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
+            gateway_addr: SocketAddr::new(self.listener.host, self.port),
             // Functions reach the control API from this machine only.
             control_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            listener: nimbus_server::ListenerConfig {
-                header_timeout: self.header_timeout,
-                ..nimbus_server::ListenerConfig::internal()
-            },
+            listener: listener.config.clone(),
             drain_timeout: Duration::from_secs(30),
         })
         .await?;
@@ -209,14 +207,21 @@ impl ServerCommand {
         listeners.spawn(admin_loop(
             admin,
             host.clone(),
-            self.header_timeout,
+            listener.config.header_timeout,
             shutdown.clone(),
         ));
         // Said once both listeners run and the stored versions have started.
         {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "nimbus: server listening on http://{gateway_addr}")?;
+            writeln!(
+                out,
+                "nimbus: server listening on {}://{gateway_addr}",
+                listener.scheme
+            )?;
             writeln!(out, "nimbus: admin API on http://{admin_addr}")?;
+            if let Some(line) = &listener.tls_line {
+                writeln!(out, "nimbus: {line}")?;
+            }
             out.flush()?;
         }
         let event = tokio::select! {

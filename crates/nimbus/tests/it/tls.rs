@@ -385,3 +385,118 @@ async fn tls_cert_and_key_files_serve_https_and_bad_ones_are_refused_clearly() {
         assert!(out.stderr.contains(expected), "{args:?}: {}", out.stderr);
     }
 }
+
+/// A `nimbus server` with `args`, stopped (SIGTERM) when dropped.
+struct TlsHost {
+    child: std::process::Child,
+    gateway: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    state: tempfile::TempDir,
+}
+
+impl TlsHost {
+    fn start(args: &[&str]) -> TlsHost {
+        use std::io::BufRead as _;
+        let state = tempfile::tempdir().expect("a temp dir");
+        let mut child = Command::new(crate::harness::NIMBUS)
+            .args(["server", "--port", "0", "--admin-port", "0", "--state"])
+            .arg(state.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting nimbus server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut address = |marker: &str| -> std::net::SocketAddr {
+            let line = lines
+                .next()
+                .and_then(Result::ok)
+                .expect("nimbus server printed its addresses");
+            line.split(marker)
+                .nth(1)
+                .unwrap_or_else(|| panic!("unexpected banner line {line:?}"))
+                .trim()
+                .parse()
+                .expect("an address")
+        };
+        let gateway = address("listening on https://");
+        let admin = address("admin API on http://");
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        TlsHost {
+            child,
+            gateway,
+            admin,
+            state,
+        }
+    }
+}
+
+impl Drop for TlsHost {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            crate::harness::signal(self.child.id(), libc::SIGTERM);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn nimbus_server_serves_deployed_apps_over_https_with_tls_dev() {
+    let host = TlsHost::start(&["--tls-dev"]);
+    let state = host.state.path().display().to_string();
+    let token = Command::new(crate::harness::NIMBUS)
+        .args(["server", "token", "create", "--state", &state])
+        .output()
+        .expect("making a token");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let app = tls_app();
+    let deployed = Command::new(crate::harness::NIMBUS)
+        .args([
+            "deploy",
+            ".",
+            "--to",
+            &format!("http://{}", host.admin),
+            "--token",
+            &token,
+        ])
+        .current_dir(app.path())
+        .env_remove("NIMBUS_TOKEN")
+        .output()
+        .expect("running nimbus deploy");
+    assert!(
+        deployed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&deployed.stdout),
+        String::from_utf8_lossy(&deployed.stderr)
+    );
+    let ca = host.state.path().join("tls-dev/ca.pem");
+    let script = r#"
+import json, os, ssl, urllib.request
+ctx = ssl.create_default_context(cafile=os.environ["CA"])
+def get(path):
+    with urllib.request.urlopen(os.environ["ENDPOINT"] + path, context=ctx) as res:
+        return res.read().decode()
+print(json.dumps({"hello": get("/tls/dev/hello"), "whoami": json.loads(get("/tls/dev/whoami"))}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("CA", &ca)
+        .env("ENDPOINT", format!("https://{}", host.gateway))
+        .output()
+        .expect("running python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(got["hello"], "ok");
+    // The deployed function's SDK reaches the AWS endpoint on the plain loopback twin.
+    let endpoint = got["whoami"]["endpoint"]
+        .as_str()
+        .expect("AWS_ENDPOINT_URL");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "{endpoint}");
+    assert_eq!(got["whoami"]["account"].as_str().map(str::len), Some(12));
+}
