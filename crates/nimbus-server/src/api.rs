@@ -53,6 +53,18 @@ pub(crate) struct Api {
     state: Arc<ApiState>,
 }
 
+impl Api {
+    /// The view of one generation chosen by the caller (the dashboard of `nimbus server`,
+    /// once it has checked the operator's token itself).
+    pub(crate) fn for_generation(generation: Arc<Generation>, state: Arc<ApiState>) -> Api {
+        Api {
+            events: generation.events.clone(),
+            generation,
+            state,
+        }
+    }
+}
+
 impl FromRequestParts<Arc<ApiState>> for Api {
     type Rejection = ApiError;
 

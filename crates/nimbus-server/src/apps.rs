@@ -76,6 +76,9 @@ pub struct Apps {
     rng: AtomicU64,
 }
 
+/// A (service, stage) with each alias's versions and weights, as the dashboard lists it.
+pub(crate) type StageRoutes = (String, String, Vec<(String, Vec<(u64, u32)>)>);
+
 /// service → stage → alias → versions with weights.
 type Table = HashMap<String, HashMap<String, HashMap<String, Vec<(VersionRef, u32)>>>>;
 
@@ -333,6 +336,40 @@ impl Apps {
                 .insert(entry.alias, entry.targets);
         }
         self.table.store(Arc::new(table));
+    }
+
+    /// Every (service, stage) with its aliases and their versions (number, weight), for
+    /// the dashboard; sorted by name.
+    pub(crate) fn routes(&self) -> Vec<StageRoutes> {
+        let table = self.table.load();
+        let mut out = Vec::new();
+        for (service, stages) in table.iter() {
+            for (stage, aliases) in stages {
+                let mut aliases: Vec<(String, Vec<(u64, u32)>)> = aliases
+                    .iter()
+                    .map(|(alias, targets)| {
+                        let targets = targets.iter().map(|(t, w)| (t.0.number, *w)).collect();
+                        (alias.clone(), targets)
+                    })
+                    .collect();
+                aliases.sort();
+                out.push((service.clone(), stage.clone(), aliases));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    /// The version `live` serves first (its stable one) of a (service, stage), with its
+    /// current generation, for the dashboard.
+    pub(crate) fn live_generation(
+        &self,
+        service: &str,
+        stage: &str,
+    ) -> Option<(u64, Arc<Generation>)> {
+        let table = self.table.load();
+        let (target, _) = table.get(service)?.get(stage)?.get(LIVE)?.first()?;
+        Some((target.0.number, target.0.gateway.current.load()))
     }
 
     /// Accepts operators' access keys found by `keys` on the AWS endpoint, each for the

@@ -27,10 +27,6 @@ pub(crate) use html::not_found;
 /// Where the dashboard is mounted on the control port.
 pub(crate) const PREFIX: &str = "/_nimbus";
 
-/// A proxy in front (`nimbus server`) names the prefix its users see in this header; it is
-/// believed only on requests that carry the admin token as a bearer token.
-const PREFIX_HEADER: &str = "x-nimbus-dashboard-prefix";
-
 const STYLE_CSS: &str = include_str!("dashboard/style.css");
 const DASHBOARD_JS: &str = include_str!("dashboard/dashboard.js");
 
@@ -39,6 +35,37 @@ pub(crate) struct DashboardState {
     pub(crate) api: Arc<ApiState>,
     /// Ends live tails when the server stops, so they do not hold its drain.
     pub(crate) shutdown: Shutdown,
+    /// Which tokens sign in.
+    gate: Gate,
+}
+
+/// Which tokens sign in to a dashboard.
+enum Gate {
+    /// The control API's admin token (`nimbus up`).
+    AdminToken,
+    /// Whatever the host says (`nimbus server`: its admin tokens).
+    Check(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+/// The dashboard of `nimbus server`, on its admin port at `/_nimbus`: a sign-in page for
+/// its admin tokens, the apps with their aliases and versions, and each app's pages for
+/// the version `live` serves.
+#[derive(Clone)]
+pub struct AppsDashboard {
+    router: Router,
+}
+
+/// The app a `nimbus server` dashboard request was routed to, after its token was checked.
+#[derive(Clone)]
+struct Scoped {
+    generation: Arc<crate::generation::Generation>,
+    prefix: String,
+}
+
+struct AppsState {
+    dashboard: Arc<DashboardState>,
+    apps: Arc<crate::apps::Apps>,
+    pages: Router,
 }
 
 /// A signed-in request: the control port's view (the generation current when it came)
@@ -51,7 +78,14 @@ pub(crate) struct Dash {
 
 /// The dashboard's routes, all under `PREFIX`, to be merged into the control port's.
 pub(crate) fn router(api: Arc<ApiState>, shutdown: Shutdown) -> Router {
-    let state = Arc::new(DashboardState { api, shutdown });
+    pages(Arc::new(DashboardState {
+        api,
+        shutdown,
+        gate: Gate::AdminToken,
+    }))
+}
+
+fn pages(state: Arc<DashboardState>) -> Router {
     let routes: Vec<(&str, axum::routing::MethodRouter<Arc<DashboardState>>)> = vec![
         ("", get(observe::overview)),
         ("/", get(observe::overview)),
@@ -92,40 +126,56 @@ impl FromRequestParts<Arc<DashboardState>> for Dash {
         parts: &mut http::request::Parts,
         state: &Arc<DashboardState>,
     ) -> Result<Dash, Response> {
+        // `nimbus server`'s dashboard checked the token and chose the app already.
+        if let Some(scoped) = parts.extensions.get::<Scoped>().cloned() {
+            return Ok(Dash {
+                api: Api::for_generation(scoped.generation, state.api.clone()),
+                prefix: scoped.prefix,
+                shutdown: state.shutdown.clone(),
+            });
+        }
+        if !signed_in(state, &parts.headers) {
+            return Err(refuse(&parts.method));
+        }
+        if let crate::api::Source::Many(_) = state.api.apps {
+            return Err(not_found(
+                PREFIX,
+                "Choose an app first: its pages are under /_nimbus/apps/SERVICE/STAGE/.",
+            ));
+        }
         let api = Api::from_request_parts(parts, &state.api)
             .await
             .map_err(IntoResponse::into_response)?;
-        let by_bearer = api.authorize_operator(&parts.headers).is_ok();
-        let by_cookie =
-            session_token(&parts.headers).is_some_and(|token| token_matches(&state.api, &token));
-        if !by_bearer && !by_cookie {
-            let prefix = prefix(&parts.headers, false);
-            if parts.method == http::Method::GET {
-                return Err(Redirect::to(&format!("{prefix}/login")).into_response());
-            }
-            return Err(
-                (StatusCode::UNAUTHORIZED, "sign in to the dashboard first").into_response()
-            );
-        }
         Ok(Dash {
             api,
-            prefix: prefix(&parts.headers, by_bearer),
+            prefix: PREFIX.to_owned(),
             shutdown: state.shutdown.clone(),
         })
     }
 }
 
-/// The prefix of links: `PREFIX`, or what a trusted proxy says.
-fn prefix(headers: &HeaderMap, trusted: bool) -> String {
-    let proxied = headers
-        .get(PREFIX_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| trusted && p.starts_with('/') && !p.contains(['"', '<', '>', '\'']));
-    proxied.unwrap_or(PREFIX).trim_end_matches('/').to_owned()
+/// Whether the request carries a token that signs in, as a bearer token or the cookie.
+fn signed_in(state: &DashboardState, headers: &HeaderMap) -> bool {
+    crate::api::bearer(headers).is_some_and(|token| token_matches(state, token))
+        || session_token(headers).is_some_and(|token| token_matches(state, &token))
 }
 
-fn token_matches(state: &ApiState, token: &str) -> bool {
-    crate::admin::constant_time_eq(token.as_bytes(), state.admin_token.as_bytes())
+/// The answer to a request that is not signed in: the sign-in page for a `GET`, 401
+/// for anything else.
+fn refuse(method: &http::Method) -> Response {
+    if method == http::Method::GET {
+        return Redirect::to(&format!("{PREFIX}/login")).into_response();
+    }
+    (StatusCode::UNAUTHORIZED, "sign in to the dashboard first").into_response()
+}
+
+fn token_matches(state: &DashboardState, token: &str) -> bool {
+    match &state.gate {
+        Gate::AdminToken => {
+            crate::admin::constant_time_eq(token.as_bytes(), state.api.admin_token.as_bytes())
+        }
+        Gate::Check(check) => check(token),
+    }
 }
 
 /// The cookie's name: one per port, since browsers share cookies between the ports of a
@@ -179,7 +229,7 @@ async fn sign_in(
 }
 
 fn sign_in_with(state: &DashboardState, headers: &HeaderMap, token: &str) -> Response {
-    if !token_matches(&state.api, token) {
+    if !token_matches(state, token) {
         return sign_in_form(
             StatusCode::UNAUTHORIZED,
             Some("That token is not this server's admin token."),
@@ -277,5 +327,189 @@ impl hyper::body::Body for EventStream {
         self.0
             .poll_recv(cx)
             .map(|chunk| chunk.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
+    }
+}
+
+impl AppsDashboard {
+    /// The dashboard of the apps in `apps`; `is_admin_token` says whether a token signs in.
+    pub fn new(
+        apps: Arc<crate::apps::Apps>,
+        is_admin_token: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+        shutdown: Shutdown,
+    ) -> AppsDashboard {
+        let api = Arc::new(ApiState {
+            apps: crate::api::Source::Many(apps.clone()),
+            // Never used: the gate below decides who signs in.
+            admin_token: uuid::Uuid::new_v4().simple().to_string(),
+        });
+        let dashboard = Arc::new(DashboardState {
+            api,
+            shutdown,
+            gate: Gate::Check(is_admin_token),
+        });
+        let pages = pages(dashboard.clone());
+        let state = Arc::new(AppsState {
+            dashboard,
+            apps,
+            pages: pages.clone(),
+        });
+        let router = Router::new()
+            .route(PREFIX, get(apps_index))
+            .route(&format!("{PREFIX}/"), get(apps_index))
+            .route(
+                &format!("{PREFIX}/apps/{{service}}/{{stage}}"),
+                axum::routing::any(scoped_page),
+            )
+            .route(
+                &format!("{PREFIX}/apps/{{service}}/{{stage}}/"),
+                axum::routing::any(scoped_page),
+            )
+            .route(
+                &format!("{PREFIX}/apps/{{service}}/{{stage}}/{{*rest}}"),
+                axum::routing::any(scoped_page),
+            )
+            .with_state(state)
+            // Sign-in, sign-out, assets and unknown paths.
+            .fallback_service(pages);
+        AppsDashboard { router }
+    }
+
+    /// Whether a request to `path` is the dashboard's.
+    pub fn handles(path: &str) -> bool {
+        path == PREFIX || path.starts_with(&format!("{PREFIX}/"))
+    }
+
+    /// Answers a request whose path `handles` said is the dashboard's.
+    pub async fn serve(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<DashboardBody> {
+        let res = match tower_service::Service::call(&mut self.router.clone(), req).await {
+            Ok(res) => res,
+            Err(infallible) => match infallible {},
+        };
+        res.map(|body| DashboardBody(std::sync::Mutex::new(body)))
+    }
+}
+
+/// `nimbus server`'s list of apps, each with its aliases and their versions.
+async fn apps_index(
+    axum::extract::State(state): axum::extract::State<Arc<AppsState>>,
+    headers: HeaderMap,
+    method: http::Method,
+) -> Response {
+    if !signed_in(&state.dashboard, &headers) {
+        return refuse(&method);
+    }
+    let mut body = String::from(
+        "<table class=\"apps\"><thead><tr><th>Service</th><th>Stage</th><th>Aliases → versions (weight %)</th></tr></thead><tbody>",
+    );
+    let routes = state.apps.routes();
+    for (service, stage, aliases) in &routes {
+        let aliases: Vec<String> = aliases
+            .iter()
+            .map(|(alias, targets)| {
+                let targets: Vec<String> = targets
+                    .iter()
+                    .map(|(version, weight)| format!("v{version} ({weight}%)"))
+                    .collect();
+                format!("<code>{}</code> → {}", html::esc(alias), targets.join(", "))
+            })
+            .collect();
+        body.push_str(&format!(
+            "<tr data-app=\"{}/{}\"><th scope=\"row\"><a href=\"{PREFIX}/apps/{}/{}/\">{}</a></th><td>{}</td><td>{}</td></tr>",
+            html::esc(service),
+            html::esc(stage),
+            html::seg(service),
+            html::seg(stage),
+            html::esc(service),
+            html::esc(stage),
+            aliases.join("<br>"),
+        ));
+    }
+    body.push_str("</tbody></table>");
+    if routes.is_empty() {
+        body.push_str(
+            "<p class=\"empty\">Nothing is deployed yet: <code>nimbus deploy</code>.</p>",
+        );
+    }
+    html::plain_page(PREFIX, "Apps", &body)
+}
+
+/// An app's page: checks the token, finds the version `live` serves first, and hands the
+/// request to the pages with that version's generation and the app's prefix.
+async fn scoped_page(
+    axum::extract::State(state): axum::extract::State<Arc<AppsState>>,
+    req: axum::extract::Request,
+) -> Response {
+    if !signed_in(&state.dashboard, req.headers()) {
+        return refuse(req.method());
+    }
+    let path = req.uri().path().to_owned();
+    let rest = path
+        .strip_prefix(&format!("{PREFIX}/apps/"))
+        .unwrap_or_default();
+    let mut parts = rest.splitn(3, '/');
+    let (service, stage) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let inner = parts.next().unwrap_or_default();
+    let Some((_version, generation)) = state.apps.live_generation(service, stage) else {
+        return not_found(
+            PREFIX,
+            &format!("Nothing is deployed at {service}/{stage}."),
+        );
+    };
+    let target = match req.uri().query() {
+        Some(query) => format!("{PREFIX}/{inner}?{query}"),
+        None => format!("{PREFIX}/{inner}"),
+    };
+    let Ok(uri) = target.parse::<http::Uri>() else {
+        return not_found(PREFIX, "That is not a dashboard address.");
+    };
+    // A new request rather than the same one with another URI: this route's path
+    // parameters live in its extensions, and the pages' routes have their own.
+    let (parts, body) = req.into_parts();
+    let mut req = axum::extract::Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = parts.headers;
+    req.extensions_mut().insert(Scoped {
+        generation,
+        prefix: format!("{PREFIX}/apps/{service}/{stage}"),
+    });
+    match tower_service::Service::call(&mut state.pages.clone(), req).await {
+        Ok(res) => res,
+        Err(infallible) => match infallible {},
+    }
+}
+
+/// A dashboard answer's body as hyper serves it; it never fails (the pages' bodies are
+/// buffers and the live tail's channel). The mutex makes it `Sync`, as boxed bodies must
+/// be; polling takes `&mut self`, so it is never locked.
+pub struct DashboardBody(std::sync::Mutex<axum::body::Body>);
+
+impl hyper::body::Body for DashboardBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let body = self
+            .0
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!("a dashboard answer failed: {e}");
+                Poll::Ready(None)
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

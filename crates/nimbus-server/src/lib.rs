@@ -43,6 +43,7 @@ pub use crate::apps::{
     VersionConfig, VersionRef, VersionSlot,
 };
 pub use crate::aws::{AwsKeys, aws_access_key_id};
+pub use crate::dashboard::{AppsDashboard, DashboardBody};
 use crate::generation::{Generations, Reload, ReloadRx, ReloadTx};
 pub use crate::listener::{
     BODY_MIN_RATE, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS,

@@ -88,6 +88,27 @@ pub(crate) fn page_with_status(
         .into_response()
 }
 
+/// A page without the app's navigation (`nimbus server`'s list of apps).
+pub(crate) fn plain_page(prefix: &str, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta name=\"color-scheme\" content=\"light dark\">\
+<title>{title} · nimbus</title>\
+<link rel=\"stylesheet\" href=\"{prefix}/assets/style.css\"></head>\
+<body><header><a class=\"brand\" href=\"{prefix}/\">nimbus server</a><nav></nav>\
+<form method=\"post\" action=\"{prefix}/logout\"><button>Sign out</button></form></header>\
+<main><h1>{title}</h1>\n{body}</main></body></html>\n",
+        title = esc(title),
+    );
+    (
+        StatusCode::OK,
+        [(http::header::CACHE_CONTROL, "no-store")],
+        Html(html),
+    )
+        .into_response()
+}
+
 /// The 404 page: says what was not found and where to go instead.
 pub(crate) fn not_found(prefix: &str, what: &str) -> Response {
     let body = format!(

@@ -106,6 +106,8 @@ struct Host {
     /// The control API, which functions reach through `NIMBUS_API`.
     control: SocketAddr,
     stages: tokio::sync::Mutex<Stages>,
+    /// The web dashboard at `/_nimbus` on the admin port, behind the same tokens.
+    dashboard: nimbus_server::AppsDashboard,
 }
 
 struct Stages {
@@ -170,6 +172,13 @@ impl ServerCommand {
             .await
             .with_context(|| format!("binding the admin API to 127.0.0.1:{}", self.admin_port))?;
         let gateway_addr = apps_server.gateway_addr()?;
+        let (trigger, shutdown) = Shutdown::new();
+        let tokens_state = state.clone();
+        let dashboard = nimbus_server::AppsDashboard::new(
+            apps_server.apps(),
+            Arc::new(move |token: &str| tokens::is_valid(&tokens_state, token)),
+            shutdown.clone(),
+        );
         let host = Arc::new(Host {
             state: state.clone(),
             idle_timeout: self.idle_timeout,
@@ -181,6 +190,7 @@ impl ServerCommand {
                 by_name: BTreeMap::new(),
                 retiring: JoinSet::new(),
             }),
+            dashboard,
         });
         let operator_dir = credentials::dir(&state);
         host.apps.set_operator_keys(Arc::new(move |key: &str| {
@@ -194,7 +204,6 @@ impl ServerCommand {
             );
         }
         let admin_addr = admin.local_addr()?;
-        let (trigger, shutdown) = Shutdown::new();
         let mut listeners = JoinSet::new();
         listeners.spawn({
             let shutdown = shutdown.clone();
@@ -302,6 +311,9 @@ async fn admin_loop(
 impl Host {
     /// The admin API: every call needs a valid bearer token.
     async fn admin(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        if nimbus_server::AppsDashboard::handles(req.uri().path()) {
+            return self.dashboard.serve(req).await.map(|body| body.boxed());
+        }
         let token = req
             .headers()
             .get(http::header::AUTHORIZATION)

@@ -556,3 +556,179 @@ async fn dashboard_answers_nothing_without_the_token() {
     assert_eq!(res.status, 200);
     assert!(res.text().contains("Overview"));
 }
+
+/// `nimbus server` on a temp state folder, until dropped.
+struct ServerHost {
+    child: Child,
+    admin: SocketAddr,
+    state: tempfile::TempDir,
+}
+
+impl ServerHost {
+    fn start() -> ServerHost {
+        use std::io::BufRead as _;
+        let state = tempfile::tempdir().expect("a state folder");
+        let mut child = Command::new(harness::NIMBUS)
+            .arg("server")
+            .arg("--state")
+            .arg(state.path())
+            .args(["--port", "0", "--admin-port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nimbus server");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let admin = loop {
+            let line = lines
+                .next()
+                .and_then(Result::ok)
+                .expect("nimbus server prints its admin address");
+            if let Some(rest) = line.split("admin API on http://").nth(1) {
+                break rest.trim().parse().expect("the admin address");
+            }
+        };
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        ServerHost {
+            child,
+            admin,
+            state,
+        }
+    }
+
+    fn nimbus(&self, args: &[&str], dir: &Path) -> String {
+        let out = Command::new(harness::NIMBUS)
+            .args(args)
+            .current_dir(dir)
+            .env_remove("NIMBUS_TOKEN")
+            .output()
+            .expect("running nimbus");
+        assert!(
+            out.status.success(),
+            "nimbus {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for ServerHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn nimbus_server_dashboard_answers_nothing_without_an_admin_token() {
+    let host = ServerHost::start();
+    let state = host.state.path().display().to_string();
+    let app = TestApp::new(&[
+        (
+            "nimbus.yaml",
+            "service: svc\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  api:\n    handler: api.handler\n    events:\n      - httpApi: GET /work\n",
+        ),
+        ("api.js", API_JS),
+    ]);
+    let token = host.nimbus(
+        &["server", "token", "create", "--state", &state],
+        app.path(),
+    );
+    let url = format!("http://{}", host.admin);
+    host.nimbus(
+        &["deploy", ".", "--to", &url, "--token", &token],
+        app.path(),
+    );
+    let admin = host.admin;
+    let get = |path: String, headers: Vec<(String, String)>| async move {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        harness::request(admin, "GET", &path, &headers, Vec::new()).await
+    };
+    for path in [
+        "/_nimbus/",
+        "/_nimbus/apps/svc/dev/",
+        "/_nimbus/apps/svc/dev/functions/api",
+        "/_nimbus/apps/svc/dev/logs/stream",
+        "/_nimbus/functions/api",
+    ] {
+        for headers in [
+            vec![],
+            vec![("authorization".to_owned(), "Bearer wrong".to_owned())],
+            vec![(
+                "cookie".to_owned(),
+                format!("nimbus_dashboard_{}=wrong", admin.port()),
+            )],
+        ] {
+            let res = get(path.to_owned(), headers.clone()).await;
+            assert_eq!(res.status, 303, "{path} {headers:?}");
+            assert_eq!(res.header("location"), Some("/_nimbus/login"));
+        }
+    }
+    let res = harness::request(
+        admin,
+        "POST",
+        "/_nimbus/apps/svc/dev/queues/jobs/redrive",
+        &[],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(res.status, 401);
+
+    // Signed in with an admin token: the apps, an app's pages, 404 for what is not there.
+    let bearer = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+    let res = get("/_nimbus/".to_owned(), bearer.clone()).await;
+    assert_eq!(res.status, 200);
+    assert!(
+        res.text().contains("data-app=\"svc/dev\""),
+        "{}",
+        res.text()
+    );
+    let res = get("/_nimbus/apps/svc/dev/".to_owned(), bearer.clone()).await;
+    assert_eq!(res.status, 200);
+    assert!(
+        res.text().contains("tr data-function=\"api\""),
+        "{}",
+        res.text()
+    );
+    assert!(
+        res.text()
+            .contains("href=\"/_nimbus/apps/svc/dev/functions/api\"")
+    );
+    for path in [
+        "/_nimbus/apps/svc/dev/functions/nope",
+        "/_nimbus/apps/nope/dev/",
+        "/_nimbus/functions/api",
+    ] {
+        let res = get(path.to_owned(), bearer.clone()).await;
+        assert_eq!(res.status, 404, "{path}: {}", res.text());
+    }
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{url}/_nimbus/")).await;
+    assert!(browser.url().await.ends_with("/_nimbus/login"));
+    browser
+        .client
+        .find(Locator::Id("token"))
+        .await
+        .expect("the token field")
+        .send_keys(&token)
+        .await
+        .expect("typing the token");
+    browser
+        .client
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("the sign-in button")
+        .click()
+        .await
+        .expect("signing in");
+    assert!(browser.text("main").await.contains("svc"));
+    browser.screenshot("server-apps").await;
+    browser.goto(&format!("{url}/_nimbus/apps/svc/dev/")).await;
+    assert!(browser.count("tr[data-function=\"api\"]").await == 1);
+    browser.screenshot("server-app-overview").await;
+    browser.close().await;
+}
