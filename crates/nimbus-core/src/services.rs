@@ -378,6 +378,15 @@ impl Access {
         Access::new("sqs:ListQueues", "queue:*".to_owned())
     }
 
+    /// Posting to, reading or closing a WebSocket connection (API Gateway's
+    /// `execute-api:ManageConnections`).
+    pub fn connection_manage(connection_id: &str) -> Access {
+        Access::new(
+            "execute-api:ManageConnections",
+            format!("connection:{connection_id}"),
+        )
+    }
+
     /// Sending to `queue`.
     pub fn queue_send(queue: &str) -> Access {
         Access::new("sqs:SendMessage", format!("queue:{queue}"))

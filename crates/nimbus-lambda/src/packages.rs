@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// The AWS SDK for JavaScript v3 packages nimbus provides, as Lambda's nodejs18.x and
 /// later runtimes do; an `@aws-sdk/*` package outside this list must come from the
 /// function's own `node_modules`.
-pub const AWS_SDK_V3_PACKAGES: [&str; 12] = [
+pub const AWS_SDK_V3_PACKAGES: [&str; 13] = [
     "@aws-sdk/client-s3",
     "@aws-sdk/client-sqs",
     "@aws-sdk/client-sns",
@@ -21,6 +21,7 @@ pub const AWS_SDK_V3_PACKAGES: [&str; 12] = [
     "@aws-sdk/client-ssm",
     "@aws-sdk/client-secrets-manager",
     "@aws-sdk/s3-request-presigner",
+    "@aws-sdk/client-apigatewaymanagementapi",
 ];
 
 /// The esbuild release TypeScript handlers are compiled with; pinned so that the same
@@ -179,7 +180,10 @@ impl PackageCache {
     /// Whether the set is in the cache. A set's folder appears whole, by a rename, once
     /// its install succeeded.
     pub fn is_installed(&self, set: PackageSet) -> bool {
-        self.dir(set).join(MARKER).is_file()
+        // The marker holds what was asked for: a set an older nimbus installed with fewer
+        // packages is not this one.
+        std::fs::read_to_string(self.dir(set).join(MARKER))
+            .is_ok_and(|text| text == set.specs().join("\n"))
     }
 
     /// What the cache holds, set by set.
@@ -228,6 +232,11 @@ impl PackageCache {
     /// once: each installs into a temporary folder of its own and renames it into place,
     /// and a lock file makes the second wait for the first rather than fetch again.
     pub fn install(&self, set: PackageSet) -> Result<(), InstallError> {
+        let marker = self.dir(set).join(MARKER);
+        if marker.is_file() && !self.is_installed(set) {
+            // Installed for another list of packages: installed again, and replaced.
+            let _ = std::fs::remove_file(&marker);
+        }
         install_atomically(&self.dir(set), &set.specs().join("\n"), |tmp| {
             run_client(set, tmp)
         })

@@ -23,6 +23,7 @@ use crate::gateway::incoming_trace;
 use crate::generation::{Current, Generation};
 use crate::services::{self, Principal, bad_request};
 
+mod connections;
 pub(crate) mod streams;
 pub(crate) mod tables;
 mod workflows;
@@ -112,6 +113,12 @@ pub(crate) fn routes(api: Arc<ApiState>) -> Router {
         .route(
             "/v1/kv/{namespace}/keys/{*key}",
             get(kv_get).put(kv_put).delete(kv_delete),
+        )
+        .route(
+            "/v1/connections/{id}",
+            post(connections::post_to_connection)
+                .get(connections::get_connection)
+                .delete(connections::delete_connection),
         )
         .route("/v1/streams", get(streams::list_streams))
         .route(

@@ -9,6 +9,7 @@
 //! is the operator's when the server accepts anonymous keys (`nimbus up`, like LocalStack)
 //! and is refused otherwise.
 
+mod apigw_management;
 mod dynamodb;
 mod dynamodb_streams;
 mod eventbridge;
@@ -54,6 +55,8 @@ pub(crate) enum Service {
     DynamoDbStreams,
     Kinesis,
     StepFunctions,
+    /// API Gateway's Management API: the @connections of WebSocket APIs.
+    ApiGatewayManagement,
 }
 
 /// The access key id of the function whose control-API token is `token`: derived from it,
@@ -113,6 +116,7 @@ pub(crate) fn service_of(parts: &http::request::Parts) -> Option<Service> {
         "dynamodb" => Some(Service::DynamoDb),
         "kinesis" => Some(Service::Kinesis),
         "states" => Some(Service::StepFunctions),
+        "execute-api" => Some(Service::ApiGatewayManagement),
         _ => None,
     }
 }
@@ -221,7 +225,12 @@ async fn handle_signed(
             dynamodb_streams::handle(generation, principal, &parts, &body).await
         }
         Service::Kinesis => kinesis::handle(generation, principal, &parts, &body).await,
-        Service::StepFunctions => stepfunctions::handle(generation, principal, &parts, &body).await,
+        Service::StepFunctions => {
+            stepfunctions::handle(generation, principal, &parts, &body).await
+        }
+        Service::ApiGatewayManagement => {
+            apigw_management::handle(generation, principal, &parts, body).await
+        }
     }
 }
 
@@ -266,6 +275,16 @@ impl Refusal {
             Service::Kinesis => kinesis::error_response(self.status, self.code, &self.message),
             Service::StepFunctions => {
                 stepfunctions::error_response(self.status, self.code, &self.message)
+            }
+            Service::ApiGatewayManagement => {
+                let code = match self.code {
+                    "AccessDenied"
+                    | "SignatureDoesNotMatch"
+                    | "InvalidClientTokenId"
+                    | "MissingAuthenticationToken" => "ForbiddenException",
+                    other => other,
+                };
+                apigw_management::error_response(self.status, code, &self.message)
             }
         }
     }

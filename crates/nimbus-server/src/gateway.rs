@@ -6,6 +6,7 @@ mod files;
 mod policy;
 mod routes;
 mod webhooks;
+pub(crate) mod websocket;
 
 pub(crate) use policy::Policies;
 
@@ -61,6 +62,7 @@ pub(crate) struct Routing {
     stage_path: nimbus_core::policy::StagePath,
     static_sites: files::StaticSites,
     webhooks: webhooks::Webhooks,
+    websocket: nimbus_core::websocket::WebSocketApi,
 }
 
 impl Routing {
@@ -81,6 +83,7 @@ impl Routing {
             stage_path: app.policies.stage_path,
             static_sites: files::StaticSites::new(&app.policies.static_sites),
             webhooks: webhooks::Webhooks::new(&app.policies.webhooks),
+            websocket: app.policies.websocket.clone(),
         })
     }
 }
@@ -168,8 +171,21 @@ async fn serve(
         *route_key = Some(format!("aws {service:?}"));
         return Ok(crate::aws::handle(service, generation, gateway.aws_keys, parts, body).await);
     }
-    let path = parts.uri.path();
     let routing = &generation.routing;
+    if websocket::is_upgrade(
+        &parts,
+        &routing.websocket,
+        &gateway.stage,
+        routing.stage_path,
+    ) {
+        *route_key = Some("websocket $connect".to_owned());
+        let current = gateway.current.clone();
+        let trace = trace.child_of(span_id);
+        return Ok(
+            websocket::connect(current, generation, &gateway.stage, parts, peer, &trace).await,
+        );
+    }
+    let path = parts.uri.path();
     // A webhook's own path goes to its bus, before the app's routes (on AWS it is an API
     // of its own).
     if let Some(webhook) = routing.webhooks.find(&parts.method, path) {

@@ -28,6 +28,8 @@ pub(crate) struct Generation {
     pub(crate) functions: Arc<Functions>,
     pub(crate) events: Arc<Events>,
     pub(crate) routing: gateway::Routing,
+    /// The server's live WebSocket connections, the same in every generation.
+    pub(crate) websockets: Arc<gateway::websocket::Hub>,
     /// The app's workflows and their running executions, the same in every generation.
     pub(crate) workflows: Arc<Workflows>,
 }
@@ -73,6 +75,8 @@ pub(crate) struct Generations {
     next_id: u64,
     /// Shutdowns of executors no generation uses any more.
     stopping: JoinSet<()>,
+    /// The WebSocket connections, which outlive reloads.
+    websockets: Arc<gateway::websocket::Hub>,
     /// The workflows, whose executions outlive reloads.
     workflows: Arc<Workflows>,
 }
@@ -94,11 +98,12 @@ impl Current {
 impl Generations {
     /// Starts serving `app`: builds its generation and starts its consumers.
     pub(crate) async fn start(app: App, cfg: &ServerConfig) -> anyhow::Result<Generations> {
+        let websockets = Arc::new(gateway::websocket::Hub::new());
         let workflows = Arc::new(Workflows::new(
             Arc::new(app.events.store.clone()),
             app.events.region.clone(),
         ));
-        let (generation, mut live) = match build(app, cfg, &workflows).await {
+        let (generation, mut live) = match build(app, cfg, &websockets, &workflows).await {
             Ok(built) => built,
             Err((e, executors)) => {
                 stop_unused(executors, Vec::new()).await;
@@ -116,6 +121,7 @@ impl Generations {
             draining_executors: HashMap::new(),
             next_id: 0,
             stopping: JoinSet::new(),
+            websockets,
             workflows,
         })
     }
@@ -124,7 +130,7 @@ impl Generations {
     /// On failure the current generation keeps serving, and the executors of `app` that
     /// it does not share are shut down.
     pub(crate) async fn reload(&mut self, app: App, cfg: &ServerConfig) -> anyhow::Result<()> {
-        let (generation, live) = match build(app, cfg, &self.workflows).await {
+        let (generation, live) = match build(app, cfg, &self.websockets, &self.workflows).await {
             Ok(built) => built,
             Err((e, executors)) => {
                 let in_use = self.in_use();
@@ -219,6 +225,7 @@ impl Generations {
 async fn build(
     app: App,
     cfg: &ServerConfig,
+    websockets: &Arc<gateway::websocket::Hub>,
     workflows: &Arc<Workflows>,
 ) -> Result<(Generation, Live), (anyhow::Error, Vec<Arc<dyn Executor>>)> {
     let executors: Vec<Arc<dyn Executor>> =
@@ -251,6 +258,7 @@ async fn build(
         functions,
         events,
         routing,
+        websockets: websockets.clone(),
         workflows: workflows.clone(),
     };
     let live = Live {

@@ -301,6 +301,10 @@ impl Running {
             }
         }
         tracing::info!("shutting down: draining in-flight requests");
+        // WebSocket clients are told the server is going away (1001), and `$disconnect`
+        // runs for each, while the functions are still there.
+        let websockets = generations.current.load().websockets.clone();
+        websockets.close_all(cfg.drain_timeout).await;
         // Consumers take no new message from here on, as the listeners take no new
         // connection.
         generations.stop_triggers();

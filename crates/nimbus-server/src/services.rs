@@ -3,6 +3,7 @@
 //! functions' in-process `Services` (`services/handle.rs`, for wasm guests) both go
 //! through them, so the two cannot drift apart.
 
+pub(crate) mod connections;
 mod handle;
 pub(crate) mod streams;
 pub(crate) mod tables;

@@ -79,6 +79,8 @@ pub(crate) enum Trigger {
     Schedule,
     /// A stream event source mapping (DynamoDB Streams, Kinesis).
     Stream,
+    /// A WebSocket API route (`$connect`, a message, `$disconnect`).
+    WebSocket,
 }
 
 /// The facts of one finished invocation.
@@ -391,6 +393,7 @@ impl Trigger {
             Trigger::S3 => "s3",
             Trigger::Schedule => "schedule",
             Trigger::Stream => "stream",
+            Trigger::WebSocket => "websocket",
         }
     }
 }

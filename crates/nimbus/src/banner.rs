@@ -55,6 +55,25 @@ pub(crate) fn lines(
             webhook.method, webhook.path, webhook.id, webhook.bus
         ));
     }
+    // The WebSocket API at its stage, where `serverless deploy` prints
+    // `wss://API.execute-api.REGION.amazonaws.com/{stage}`.
+    let websocket = &manifest.policies.websocket;
+    if websocket.is_served() {
+        let path = match manifest.policies.stage_path {
+            StagePath::Off => String::new(),
+            StagePath::Optional | StagePath::Required => format!("/{}", manifest.stage),
+        };
+        let websocket_routes: Vec<String> = websocket
+            .routes
+            .iter()
+            .map(|route| format!("{} -> {}", route.route_key, route.function))
+            .collect();
+        routes.push(format!(
+            "{:<7} ws://{gateway}{path} ({})",
+            "WS",
+            websocket_routes.join(", ")
+        ));
+    }
     let mut out = Vec::new();
     if routes.is_empty() {
         out.push("no HTTP routes".to_owned());

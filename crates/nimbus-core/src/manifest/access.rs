@@ -19,6 +19,7 @@ const NIMBUS_PREFIXES: &[&str] = &[
     "function:",
     "table:",
     "stream:",
+    "connection:",
 ];
 
 /// Where a destination is named: `onError` takes only queues and topics.
@@ -284,6 +285,9 @@ impl Cx<'_> {
                 let bus = arn.resource.strip_prefix("event-bus/")?;
                 return Some(format!("bus:{bus}"));
             }
+            // `API/STAGE/POST/@connections/*`: an app has one WebSocket API, so any
+            // execute-api ARN grants its connections.
+            "execute-api" => return Some("connection:*".to_owned()),
             // `stateMachine:orders` and `execution:orders:*`, as written.
             "states" => return Some(arn.resource.to_owned()),
             "lambda" => {

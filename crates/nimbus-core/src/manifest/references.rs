@@ -305,6 +305,11 @@ impl Cx<'_> {
         if id.starts_with("AWS::") {
             return Ok("*".to_owned());
         }
+        // The Serverless Framework's logical id of the app's WebSocket API, which IAM
+        // statements name for `execute-api:ManageConnections`; its id stands for any.
+        if id == "WebsocketsApi" && !self.app.logical_ids.contains_key(id) {
+            return Ok("*".to_owned());
+        }
         match self.app.logical_ids.get(id) {
             // `Ref` of a bucket or table is its name; of a topic its ARN; of a queue its URL.
             Some(Logical::Bucket(name) | Logical::Table(name) | Logical::Stream(name)) => {

@@ -3124,6 +3124,43 @@ fn websocket_events_make_the_websocket_api() {
     );
 }
 
+// Issue 15: `execute-api:ManageConnections` on the API's ARN (written out, or joined from
+// the Framework's `WebsocketsApi`) grants the app's connections.
+#[test]
+fn manage_connections_statements_grant_the_connections() {
+    check(
+        "
+        service: chat
+        provider:
+          runtime: nodejs20.x
+          iam:
+            role:
+              statements:
+                - Effect: Allow
+                  Action: execute-api:ManageConnections
+                  Resource: arn:aws:execute-api:*:*:*/@connections/*
+                - Effect: Allow
+                  Action: [execute-api:ManageConnections]
+                  Resource:
+                    Fn::Join: ['', ['arn:aws:execute-api:', { Ref: AWS::Region }, ':', { Ref: AWS::AccountId }, ':', { Ref: WebsocketsApi }, '/*']]
+        functions:
+          send:
+            handler: ws.send
+            events:
+              - websocket: $default
+        ",
+        expect![[r#"
+            service chat, stage dev, region us-east-1
+            function send: nodejs20.x ws.send (line 16), 1024 MB, 6s
+              Node { major: 20 }
+              grant execute-api:ManageConnections on connection:*
+              grant execute-api:ManageConnections on connection:*
+            websocket api dev-chat-websockets selects by BodyPath(["action"])
+              route $default -> send
+        "#]],
+    );
+}
+
 #[test]
 fn websocket_events_that_api_gateway_would_refuse_are_errors() {
     check(

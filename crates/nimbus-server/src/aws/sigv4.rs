@@ -152,11 +152,17 @@ impl Authorization {
         let Some(amz_date) = self.amz_date(parts) else {
             return false;
         };
+        let encoding = if self.service == "s3" {
+            PathEncoding::Once
+        } else {
+            PathEncoding::Twice
+        };
         let canonical = canonical_request(
             parts,
             &self.signed_headers,
             body_hash,
             self.presigned.is_some(),
+            encoding,
         );
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n{amz_date}\n{}\n{}",
@@ -241,21 +247,34 @@ pub(crate) fn body_hash(body: &[u8]) -> String {
     hex(&Sha256::digest(body))
 }
 
+/// How a canonical request's path is encoded: "each path segment must be URI-encoded
+/// twice (except for Amazon S3 which only gets URI-encoded once)" (SigV4's canonical
+/// request). SDKs send paths encoded once, so S3's is the path normalized (decoded and
+/// encoded again), and every other service's is the path as sent, encoded once more (an
+/// escaped `=` in an API Gateway connection id, `%3D`, is signed as `%253D`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathEncoding {
+    Once,
+    Twice,
+}
+
 fn canonical_request(
     parts: &http::request::Parts,
     signed_headers: &[String],
     body_hash: &str,
     presigned: bool,
+    encoding: PathEncoding,
 ) -> String {
-    // Paths are encoded once more for every service but S3; SDKs send them encoded
-    // already, so decoding first and encoding each segment gives what they signed.
     let path: Vec<String> = parts
         .uri
         .path()
         .split('/')
-        .map(|segment| {
-            let decoded = percent_decode_str(segment).decode_utf8_lossy();
-            utf8_percent_encode(&decoded, UNRESERVED).to_string()
+        .map(|segment| match encoding {
+            PathEncoding::Once => {
+                let decoded = percent_decode_str(segment).decode_utf8_lossy();
+                utf8_percent_encode(&decoded, UNRESERVED).to_string()
+            }
+            PathEncoding::Twice => utf8_percent_encode(segment, UNRESERVED).to_string(),
         })
         .collect();
     let mut query: Vec<(String, String)> = parts
@@ -364,7 +383,7 @@ mod tests {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-        let canonical = canonical_request(&parts, &signed, &body_hash, false);
+        let canonical = canonical_request(&parts, &signed, &body_hash, false, PathEncoding::Twice);
         let string_to_sign = format!(
             "AWS4-HMAC-SHA256\n20261204T120000Z\n20261204/us-east-1/sqs/aws4_request\n{}",
             hex(&Sha256::digest(canonical.as_bytes()))

@@ -700,7 +700,7 @@ fn protocol(version: http::Version) -> &'static str {
     }
 }
 
-fn epoch_millis(time: SystemTime) -> u64 {
+pub(super) fn epoch_millis(time: SystemTime) -> u64 {
     let millis = time
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -710,7 +710,7 @@ fn epoch_millis(time: SystemTime) -> u64 {
 
 /// The request time in Common Log Format, `12/Mar/2020:19:03:58 +0000`, as both
 /// payload formats write it.
-fn clf_time(time: SystemTime) -> String {
+pub(super) fn clf_time(time: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];

@@ -6,6 +6,8 @@
 
 mod lambda;
 
+pub(super) use lambda::authorize_connect;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -47,6 +47,7 @@ pub(crate) struct Metrics {
     queue_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
     stream_records: Family<Labels, Counter>,
     stream_iterator_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    websocket_connections: Gauge,
 }
 
 /// A queue's depth at scrape time.
@@ -90,6 +91,7 @@ impl Metrics {
             queue_oldest_age: Family::default(),
             stream_records: Family::default(),
             stream_iterator_age: Family::default(),
+            websocket_connections: Gauge::default(),
             registry: Registry::default(),
         };
         // Names follow nimbus_<thing>_<unit>; the `_total` suffix is added by the encoder.
@@ -173,6 +175,11 @@ impl Metrics {
             "Age of the last record of a function's last batch from a stream when it was done (Lambda's IteratorAge): how far the consumer is behind",
             metrics.stream_iterator_age.clone(),
         );
+        registry.register(
+            "nimbus_websocket_connections",
+            "Live WebSocket connections of the app's WebSocket API",
+            metrics.websocket_connections.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -197,6 +204,12 @@ impl Metrics {
             concurrent: self.concurrent.get_or_create_owned(&labels),
             billed_gb_seconds: self.billed_gb_seconds.get_or_create_owned(&labels),
         }
+    }
+
+    /// Sets the number of live WebSocket connections.
+    pub(crate) fn set_websocket_connections(&self, n_connections: usize) {
+        self.websocket_connections
+            .set(i64::try_from(n_connections).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn http_request(&self, route: &str, status: u16) {

@@ -39,6 +39,7 @@ mod streams;
 mod tls;
 mod typescript;
 mod wasm;
+mod websocket;
 mod workers;
 mod workflows;
 mod wsgi;

@@ -15,10 +15,11 @@ use nimbus_core::{ApiKind, Outcome};
 use serde_json::{Map, Value, json};
 
 use super::{Denied, Deny, PolicyRequest};
-use crate::functions::InvokeRequest;
+use crate::functions::{Functions, InvokeRequest};
 use crate::gateway::apigw::{self, EventContext};
 use crate::gateway::routes::RouteMatch;
 use crate::telemetry::Trigger;
+use crate::telemetry::trace::TraceContext;
 
 /// At most this many answers are cached; past it, expired ones go first, then those
 /// closest to expiring.
@@ -183,11 +184,25 @@ impl Authorizer {
         arn: &str,
         identity: &[String],
     ) -> Result<Answer, Denied> {
+        let event = self.event(req.matched, req.parts, req.ctx, arn, identity);
+        self.invoke_event(req.functions, req.ctx.request_id, req.trace, &event)
+            .await
+    }
+
+    /// Invokes the function with `event` and reads its answer; what `invoke` does once
+    /// the event is made (a WebSocket API's `$connect` authorizer makes its own).
+    async fn invoke_event(
+        &self,
+        functions: &Arc<Functions>,
+        request_id: &str,
+        trace: &TraceContext,
+        event: &Value,
+    ) -> Result<Answer, Denied> {
         let failed = |invocation_id: &str, Failure(why): Failure| {
             tracing::warn!(
                 authorizer = %self.name,
                 function = %self.cfg.function,
-                request_id = %req.ctx.request_id,
+                request_id = %request_id,
                 invocation_id,
                 "authorizer `{}` failed, answering 500: {why}",
                 self.name
@@ -195,20 +210,18 @@ impl Authorizer {
             Denied::AuthorizerFailed(self.api)
         };
         let invocation_id = uuid::Uuid::new_v4().to_string();
-        let Some(idx) = req.functions.index(&self.cfg.function) else {
+        let Some(idx) = functions.index(&self.cfg.function) else {
             let why = format!("no function `{}` is served", self.cfg.function);
             return Err(failed(&invocation_id, Failure(why)));
         };
-        let event = self.event(req.matched, req.parts, req.ctx, arn, identity);
-        let payload = serde_json::to_vec(&event).expect("a serde_json::Value always serializes");
-        let res = req
-            .functions
+        let payload = serde_json::to_vec(event).expect("a serde_json::Value always serializes");
+        let res = functions
             .invoke_detached(
                 idx,
                 InvokeRequest {
                     request_id: invocation_id.clone(),
                     payload,
-                    trace: req.trace.clone(),
+                    trace: trace.clone(),
                     trigger: Trigger::Http,
                 },
             )
@@ -333,6 +346,42 @@ impl Authorizer {
             }
         }
     }
+}
+
+/// Checks a WebSocket API's `$connect` with its Lambda authorizer (REQUEST type, as for
+/// REST APIs: "Control access to WebSocket APIs with AWS Lambda REQUEST authorizers"):
+/// invokes `cfg.function` with `event`, evaluates the policy it answers against
+/// `method_arn` (`.../{stage}/$connect`), and returns `requestContext.authorizer` for the
+/// connection's events. WebSocket APIs cache no answers.
+pub(crate) async fn authorize_connect(
+    functions: &Arc<Functions>,
+    name: &str,
+    cfg: &LambdaAuthorizer,
+    event: &Value,
+    method_arn: &str,
+    request_id: &str,
+    trace: &TraceContext,
+) -> Result<Value, Denied> {
+    let authorizer = Authorizer {
+        name: name.to_owned(),
+        api: ApiKind::Rest,
+        cfg: cfg.clone(),
+    };
+    let start = Instant::now();
+    let answer = authorizer
+        .invoke_event(functions, request_id, trace, event)
+        .await?;
+    let latency = start.elapsed();
+    match &answer.verdict {
+        Verdict::Policy(policy) => match policy.evaluate(method_arn) {
+            Decision::Allow => {}
+            Decision::ExplicitDeny => return Err(Denied::NotAllowed(Deny::Explicit)),
+            Decision::ImplicitDeny => return Err(Denied::NotAllowed(Deny::Implicit)),
+        },
+        Verdict::Simple(true) => {}
+        Verdict::Simple(false) => return Err(Denied::Forbidden),
+    }
+    Ok(authorizer.event_authorizer(&answer, latency))
 }
 
 impl AnswerCache {
