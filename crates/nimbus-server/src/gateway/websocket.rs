@@ -551,6 +551,9 @@ fn new_connection_id() -> String {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
