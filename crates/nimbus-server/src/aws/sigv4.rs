@@ -410,6 +410,30 @@ mod tests {
         assert_eq!(Authorization::parse("Bearer abc"), None);
     }
 
+    /// Every service but S3 signs the path as sent, encoded once more: the JavaScript SDK
+    /// v3, aws-sdk v2 and botocore all sign an API Gateway connection id's escaped `=`
+    /// as `%253D` (issue 15).
+    #[test]
+    fn paths_are_encoded_twice_except_for_s3() {
+        let parts = http::Request::post("/dev/@connections/Ab3dEf6hIj9lMn%3D")
+            .body(())
+            .expect("request")
+            .into_parts()
+            .0;
+        let path = |encoding| {
+            let canonical = canonical_request(&parts, &[], "", false, encoding);
+            canonical.lines().nth(1).unwrap_or_default().to_owned()
+        };
+        assert_eq!(
+            path(PathEncoding::Twice),
+            "/dev/%40connections/Ab3dEf6hIj9lMn%253D"
+        );
+        assert_eq!(
+            path(PathEncoding::Once),
+            "/dev/%40connections/Ab3dEf6hIj9lMn%3D"
+        );
+    }
+
     /// `get-vanilla` of AWS's SigV4 test suite.
     #[test]
     fn the_get_vanilla_vector_of_the_sigv4_test_suite_verifies() {
