@@ -169,21 +169,26 @@ impl Browser {
             .len()
     }
 
-    /// Waits (up to `within`) until `css` matches an element whose text contains `text`.
+    /// Waits (up to `within`) until `css` matches an element whose text contains `text`;
+    /// one script per check, so the check costs one round trip however many elements.
     async fn wait_for_text(&self, css: &str, text: &str, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
+        let script = "return Array.from(document.querySelectorAll(arguments[0])).some((e) => e.textContent.includes(arguments[1]));";
         loop {
-            if let Ok(elements) = self.client.find_all(Locator::Css(css)).await {
-                for element in elements {
-                    if element.text().await.is_ok_and(|t| t.contains(text)) {
-                        return true;
-                    }
-                }
+            let found = self
+                .client
+                .execute(
+                    script,
+                    vec![serde_json::json!(css), serde_json::json!(text)],
+                )
+                .await;
+            if found.is_ok_and(|v| v == serde_json::Value::Bool(true)) {
+                return true;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
