@@ -16,8 +16,8 @@ pub mod services;
 pub mod streams;
 pub mod tables;
 pub mod time;
-pub mod worker;
 pub mod websocket;
+pub mod worker;
 pub mod workflow;
 
 /// The AWS account id in the ARNs, events and `${aws:accountId}` nimbus fills in: the one

@@ -26,8 +26,8 @@ use crate::services::{self, Principal, bad_request};
 mod connections;
 pub(crate) mod streams;
 pub(crate) mod tables;
-mod workflows;
 pub mod wire;
+mod workflows;
 
 /// KV values may be up to 25 MiB, objects up to this much per request.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;

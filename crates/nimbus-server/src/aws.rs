@@ -225,9 +225,7 @@ async fn handle_signed(
             dynamodb_streams::handle(generation, principal, &parts, &body).await
         }
         Service::Kinesis => kinesis::handle(generation, principal, &parts, &body).await,
-        Service::StepFunctions => {
-            stepfunctions::handle(generation, principal, &parts, &body).await
-        }
+        Service::StepFunctions => stepfunctions::handle(generation, principal, &parts, &body).await,
         Service::ApiGatewayManagement => {
             apigw_management::handle(generation, principal, &parts, body).await
         }

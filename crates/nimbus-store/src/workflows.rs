@@ -76,7 +76,7 @@ impl WorkflowStore for Store {
                 })
                 .map_err(read_err("workflow executions"))?;
             if let Some(existing) = existing {
-                return Ok(Ok(Created::Exists(existing)));
+                return Ok(Ok(Created::Exists(Box::new(existing))));
             }
             let write = write_err("a workflow execution");
             tx.prepare_cached(

@@ -36,7 +36,7 @@ pub enum Created {
     New,
     /// An execution of that name exists already (StartExecution decides whether that is
     /// the idempotent repeat or `ExecutionAlreadyExists`).
-    Exists(ExecutionRecord),
+    Exists(Box<ExecutionRecord>),
 }
 
 /// One execution's row.

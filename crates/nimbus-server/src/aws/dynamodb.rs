@@ -67,12 +67,17 @@ pub(crate) async fn operation(
     operation: &str,
     request: &Json,
 ) -> Result<Json, (String, String)> {
-    dispatch(generation, principal, operation, request.to_string().as_bytes())
-        .await
-        .map_err(|e| {
-            let e = reword(operation, e);
-            (e.code.to_owned(), e.message)
-        })
+    dispatch(
+        generation,
+        principal,
+        operation,
+        request.to_string().as_bytes(),
+    )
+    .await
+    .map_err(|e| {
+        let e = reword(operation, e);
+        (e.code.to_owned(), e.message)
+    })
 }
 
 async fn dispatch(

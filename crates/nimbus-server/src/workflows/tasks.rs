@@ -9,6 +9,7 @@
 //! is not JSON.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use nimbus_core::Outcome;
@@ -21,6 +22,9 @@ use crate::error::ApiError;
 use crate::generation::Generation;
 use crate::services::{self, OpError, Principal};
 use crate::telemetry::TraceContext;
+
+/// The longest a throttled task waits before trying its invoke again.
+const MAX_THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What a task needs besides its resource and parameters.
 pub(super) struct TaskContext {
@@ -111,15 +115,29 @@ async fn invoke(
     invoke_api: bool,
 ) -> TaskResult {
     let payload = Bytes::from(payload.to_string());
-    let invoked = services::invoke_function(
-        generation,
-        Principal::Operator,
-        name,
-        payload,
-        "RequestResponse",
-        trace,
-    )
-    .await;
+    // A throttled invoke waits for room and tries again: the limit is this machine's
+    // (`--max-instances`, the queue's bounds), not a quota the workflow's author chose, so
+    // a burst of executions queues here like asynchronous invocations do, for as long as
+    // the task may run (a timeout or a stop cancels it).
+    let mut backoff = Duration::from_millis(20);
+    let invoked = loop {
+        let invoked = services::invoke_function(
+            generation,
+            Principal::Operator,
+            name,
+            payload.clone(),
+            "RequestResponse",
+            trace,
+        )
+        .await;
+        match invoked {
+            Err(e) if e.error_type == Some("TooManyRequestsException") => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_THROTTLE_BACKOFF);
+            }
+            invoked => break invoked,
+        }
+    };
     let report = match invoked {
         Ok(services::Invoked::Sync { report, .. }) => report,
         Ok(_) => return failed("Lambda.Unknown", "the invocation did not run"),

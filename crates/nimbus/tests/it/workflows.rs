@@ -645,3 +645,179 @@ async fn map_parallel_wait_retry_and_task_tokens_run_as_step_functions_runs_them
     assert_eq!(gaps.len(), 2, "{out}");
     assert!(gaps[0] >= 0.9 && gaps[1] >= 1.9, "{gaps:?}");
 }
+
+/// Executions that outlive nimbus: every Task records its invocation in a table, so the
+/// test counts what a kill -9 made run twice.
+const DURABLE_MANIFEST: &str = r#"
+service: durable
+provider:
+  name: aws
+  runtime: python3.12
+  timeout: 10
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: [dynamodb:PutItem]
+          Resource: arn:aws:dynamodb:*:*:table/calls
+functions:
+  first: { handler: steps.first }
+  second: { handler: steps.second }
+tables:
+  calls: { partitionKey: id }
+workflows:
+  chain:
+    definition:
+      StartAt: First
+      States:
+        First:
+          Type: Task
+          Resource: { Fn::GetAtt: [first, Arn] }
+          ResultPath: $.first
+          Retry: &retry
+            # What Workflow Studio adds to a Lambda task, plus Lambda.Unknown: on a loaded
+            # 2-core machine 40 cold starts at once can pass the 10 s init bound.
+            - ErrorEquals: [Lambda.ServiceException, Lambda.TooManyRequestsException, Lambda.Unknown]
+              IntervalSeconds: 1
+              MaxAttempts: 3
+              BackoffRate: 2
+          Next: Pause
+        Pause: { Type: Wait, Seconds: 1, Next: Second }
+        Second:
+          Type: Task
+          Resource: { Fn::GetAtt: [second, Arn] }
+          ResultPath: $.second
+          Retry: *retry
+          Next: Done
+        Done: { Type: Pass, Parameters: { n.$: $.n, total.$: 'States.MathAdd($.first.value, $.second.value)' }, End: true }
+"#;
+
+const STEPS_PY: &str = r#"
+import time
+import uuid
+
+import boto3
+
+calls = boto3.resource("dynamodb").Table("calls")
+
+
+def record(state, event):
+    calls.put_item(Item={"id": str(uuid.uuid4()), "execution": event["name"], "state": state})
+
+
+def first(event, context):
+    record("First", event)
+    time.sleep(0.2)
+    return {"value": event["n"] * 10}
+
+
+def second(event, context):
+    record("Second", event)
+    time.sleep(0.2)
+    return {"value": 1}
+"#;
+
+const DURABLE_SCRIPT: &str = r#"
+import json, os, time
+from collections import Counter
+
+import boto3
+
+kw = dict(endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+          aws_access_key_id="test", aws_secret_access_key="test")
+sfn = boto3.client("stepfunctions", **kw)
+machine = sfn.list_state_machines()["stateMachines"][0]["stateMachineArn"]
+executions = int(os.environ["EXECUTIONS"])
+out = {}
+if os.environ["PHASE"] == "start":
+    for i in range(executions):
+        sfn.start_execution(stateMachineArn=machine, name=f"e-{i}",
+                            input=json.dumps({"n": i, "name": f"e-{i}"}))
+    out["started"] = executions
+else:
+    deadline = time.time() + 180
+    while True:
+        listed = []
+        kwargs = {}
+        while True:
+            page = sfn.list_executions(stateMachineArn=machine, maxResults=1000, **kwargs)
+            listed += page["executions"]
+            if "nextToken" not in page:
+                break
+            kwargs = {"nextToken": page["nextToken"]}
+        running = [e for e in listed if e["status"] == "RUNNING"]
+        if not running or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    out["statuses"] = dict(Counter(e["status"] for e in listed))
+    wrong = []
+    for e in listed:
+        d = sfn.describe_execution(executionArn=e["executionArn"])
+        n = int(e["name"].split("-")[1])
+        if d["status"] != "SUCCEEDED" or json.loads(d["output"]) != {"n": n, "total": n * 10 + 1}:
+            wrong.append([e["name"], d["status"], d.get("output"), d.get("error"), d.get("cause")])
+    out["wrong"] = wrong[:5]
+    items = boto3.resource("dynamodb", **kw).Table("calls").scan()["Items"]
+    counts = Counter((i["execution"], i["state"]) for i in items)
+    out["missing"] = [f"e-{i}:{s}" for i in range(executions) for s in ("First", "Second")
+                      if counts[(f"e-{i}", s)] == 0][:5]
+    out["duplicates"] = sum(c - 1 for c in counts.values())
+    out["most_per_task"] = max(counts.values()) if counts else 0
+print(json.dumps(out))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_reach_their_end_across_kill_9_with_tasks_rerun_at_most_once_per_kill() {
+    // 40 executions and 4 kills by default; NIMBUS_WORKFLOW_EXECUTIONS and
+    // NIMBUS_WORKFLOW_KILLS scale it up (the issue's 200 and 20).
+    let executions: usize = std::env::var("NIMBUS_WORKFLOW_EXECUTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let kills: u64 = std::env::var("NIMBUS_WORKFLOW_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let app = TestApp::new(&[("serverless.yml", DURABLE_MANIFEST), ("steps.py", STEPS_PY)]);
+    let boto3 = boto3_path(&app);
+    let env = |phase: &str| {
+        vec![
+            ("PHASE", phase.to_owned()),
+            ("EXECUTIONS", executions.to_string()),
+        ]
+    };
+    let mut server = TestServer::start(app.path(), &[]);
+    let started = run_boto3_with(&boto3, DURABLE_SCRIPT, &server, &env("start"));
+    assert_eq!(started["started"], executions);
+    let mut seed = u64::from(std::process::id());
+    for _ in 0..kills {
+        // A pseudo-random pause of 0.3 to 1.5 s between kills, so they land in Tasks,
+        // Waits and journal writes alike.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        tokio::time::sleep(Duration::from_millis(300 + seed % 1200)).await;
+        crate::harness::signal(server.pid(), libc::SIGKILL);
+        drop(server);
+        server = TestServer::start(app.path(), &[]);
+    }
+    let out = run_boto3_with(&boto3, DURABLE_SCRIPT, &server, &env("check"));
+    assert_eq!(
+        out["statuses"],
+        json!({ "SUCCEEDED": executions }),
+        "{out}\n{}",
+        server.logs()
+    );
+    assert_eq!(out["wrong"], json!([]), "{out}");
+    assert_eq!(out["missing"], json!([]), "{out}");
+    let duplicates = out["duplicates"].as_u64().unwrap_or(u64::MAX);
+    eprintln!(
+        "workflow crash test: {executions} executions, {kills} kill -9s, {duplicates} Task invocations run twice"
+    );
+    // A kill re-runs at most the Task each execution had in flight.
+    assert!(
+        out["most_per_task"].as_u64().unwrap_or(u64::MAX) <= 1 + kills,
+        "{out}"
+    );
+    assert!(duplicates <= kills * executions as u64, "{out}");
+}
