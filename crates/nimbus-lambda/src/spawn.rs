@@ -339,6 +339,37 @@ pub(crate) fn tree_memory_kib(pid: u32) -> Option<(u64, u64)> {
     Some((private + file, peak))
 }
 
+/// The CPU time (user and system) of a process and its descendants, in milliseconds,
+/// from the `utime` and `stime` fields of each `/proc/<pid>/stat`.
+pub(crate) fn tree_cpu_ms(pid: u32) -> Option<u64> {
+    // SAFETY: sysconf(3) only reads a constant of the system.
+    let ticks_per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .ok()
+        .filter(|t| *t > 0)?;
+    let cpu_ticks = |pid: u32| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces and parentheses; the fields follow the last `)`.
+        let rest = stat.get(stat.rfind(')')? + 1..)?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `state` is field 3 of stat(5), so `utime` (14) and `stime` (15) are 11 and 12 here.
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(utime + stime)
+    };
+    let mut total = cpu_ticks(pid)?;
+    let mut pending = children(pid);
+    let mut n_seen = 1;
+    while let Some(child) = pending.pop() {
+        if n_seen >= MAX_TREE {
+            break;
+        }
+        n_seen += 1;
+        total += cpu_ticks(child).unwrap_or(0);
+        pending.extend(children(child));
+    }
+    Some(total * 1000 / ticks_per_second)
+}
+
 /// The children of a process's main thread.
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -7,9 +7,10 @@
 //! port is opened, so no other process can hand the host work.
 //!
 //! Limits: the host ticks every 20 ms while an invocation is in flight; when no line comes
-//! for longer than the worker's CPU limit (`limits.cpu_ms`, else its `timeout`), its event
-//! loop is stuck in one piece of code (an endless loop), and the process is killed with
-//! the invocations it held, as Cloudflare resets an isolate over its CPU limit. Memory is
+//! for longer than the worker's CPU limit (`limits.cpu_ms`, else its `timeout`) and the
+//! host spent that much CPU time meanwhile, its event loop is stuck in one piece of code
+//! (an endless loop), and the process is killed with the invocations it held, as
+//! Cloudflare resets an isolate over its CPU limit. Memory is
 //! the V8 heap cap and the watch of resident memory Lambda instances have.
 
 use std::collections::HashMap;
@@ -608,6 +609,10 @@ async fn watch_process(
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut n_ticks: u64 = 0;
+    // The host's CPU time when it last wrote a line, sampled at the first watch tick after
+    // it: a silence longer than the limit ends the host only if it spent the limit in CPU
+    // (an endless loop), not if a busy machine left it waiting for a core.
+    let mut progress: Option<(Instant, Option<u64>)> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => {
@@ -617,11 +622,25 @@ async fn watch_process(
             _ = tick.tick() => {
                 n_ticks += 1;
                 let busy = process.n_pending() > 0;
-                if busy {
-                    let stuck_for = process.last_seen.lock().map_or(Duration::ZERO, |t| t.elapsed());
-                    if stuck_for > cpu_limit {
-                        process.stop(StopReason::CpuLimit);
-                        continue;
+                if busy && let Ok(last_seen) = process.last_seen.lock().map(|t| *t) {
+                    let cpu_at_progress = match progress {
+                        Some((seen, Some(cpu_ms))) if seen == last_seen => cpu_ms,
+                        _ => {
+                            let cpu_ms = spawn::tree_cpu_ms(process.pid);
+                            progress = Some((last_seen, cpu_ms));
+                            cpu_ms.unwrap_or(0)
+                        }
+                    };
+                    if last_seen.elapsed() > cpu_limit {
+                        let spent = spawn::tree_cpu_ms(process.pid)
+                            .map_or(Duration::MAX, |now| {
+                                Duration::from_millis(now.saturating_sub(cpu_at_progress))
+                            });
+                        // One watch tick of slack: the sample is taken up to 10 ms late.
+                        if spent + Duration::from_millis(10) >= cpu_limit {
+                            process.stop(StopReason::CpuLimit);
+                            continue;
+                        }
                     }
                 }
                 // Memory: every 20 ms while busy, every second while idle.
