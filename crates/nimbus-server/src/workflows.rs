@@ -253,11 +253,14 @@ impl Workflows {
             parent: request.parent,
         };
         let stored = journal(&events);
+        let ending = ending_of(&state, start_us);
         let store = self.store.clone();
-        let created = tokio::task::spawn_blocking(move || store.create_execution(&new, &stored))
-            .await
-            .map_err(|e| WorkflowError::new("InternalFailure", e.to_string()))?
-            .map_err(WorkflowError::internal)?;
+        let created = tokio::task::spawn_blocking(move || {
+            store.create_execution(&new, &stored, ending.as_ref())
+        })
+        .await
+        .map_err(|e| WorkflowError::new("InternalFailure", e.to_string()))?
+        .map_err(WorkflowError::internal)?;
         if let Created::Exists(existing) = created {
             let same_input = serde_json::from_str::<Value>(&existing.input).ok()
                 == serde_json::from_str::<Value>(&request.input).ok();

@@ -61,6 +61,7 @@ impl WorkflowStore for Store {
         &self,
         new: &NewExecution,
         events: &[(u64, String)],
+        ending: Option<&Ending>,
     ) -> Result<Created, WorkflowStoreError> {
         let hash = crate::durable::hex(&Sha256::digest(new.definition.as_bytes()));
         self.write("a workflow execution", |tx| {
@@ -104,7 +105,7 @@ impl WorkflowStore for Store {
                 ])
             })
             .map_err(&write)?;
-            if let Err(e) = append_in(tx, &new.arn, events, None)? {
+            if let Err(e) = append_in(tx, &new.arn, events, ending)? {
                 return Ok(Err(e));
             }
             debug_assert_eq!(last, events.len() as u64);

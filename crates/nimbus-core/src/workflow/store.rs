@@ -118,12 +118,14 @@ pub enum WorkflowStoreError {
 
 /// Storage of executions and their histories.
 pub trait WorkflowStore: Send + Sync {
-    /// Records a new execution with its first events, unless one of that name exists for
-    /// that state machine.
+    /// Records a new execution with its first events (and its ending, when they end it:
+    /// a machine of Pass states ends in its first transition), unless one of that name
+    /// exists for that state machine.
     fn create_execution(
         &self,
         new: &NewExecution,
         events: &[(u64, String)],
+        ending: Option<&Ending>,
     ) -> Result<Created, WorkflowStoreError>;
     /// Appends events (ids continuing the stored history) and, when they end the execution,
     /// its ending, in one transaction.

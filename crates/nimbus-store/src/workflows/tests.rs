@@ -36,10 +36,10 @@ fn an_execution_is_created_once_per_name_and_machine() -> TestResult {
     let (_dir, store) = open()?;
     let first = new("orders", "run-1", 10);
     assert_eq!(
-        store.create_execution(&first, &events(1..=2))?,
+        store.create_execution(&first, &events(1..=2), None)?,
         Created::New
     );
-    let Created::Exists(existing) = store.create_execution(&first, &events(1..=2))? else {
+    let Created::Exists(existing) = store.create_execution(&first, &events(1..=2), None)? else {
         panic!("the second create found nothing");
     };
     assert_eq!(existing.status, "RUNNING");
@@ -47,7 +47,7 @@ fn an_execution_is_created_once_per_name_and_machine() -> TestResult {
     assert_eq!(existing.definition, first.definition);
     // The same name under another state machine is another execution.
     assert_eq!(
-        store.create_execution(&new("billing", "run-1", 11), &events(1..=1))?,
+        store.create_execution(&new("billing", "run-1", 11), &events(1..=1), None)?,
         Created::New
     );
     Ok(())
@@ -57,7 +57,7 @@ fn an_execution_is_created_once_per_name_and_machine() -> TestResult {
 fn appends_continue_the_history_and_an_ending_closes_it() -> TestResult {
     let (_dir, store) = open()?;
     let execution = new("orders", "run-1", 10);
-    store.create_execution(&execution, &events(1..=2))?;
+    store.create_execution(&execution, &events(1..=2), None)?;
     store.append(&execution.arn, &events(3..=5), None)?;
     // A gap or a repeat is refused and writes nothing.
     let gap = store.append(&execution.arn, &events(7..=8), None);
@@ -130,9 +130,13 @@ fn appends_continue_the_history_and_an_ending_closes_it() -> TestResult {
 fn listing_pages_newest_first_and_running_ones_survive_reopening() -> TestResult {
     let (dir, store) = open()?;
     for i in 0..5 {
-        store.create_execution(&new("orders", &format!("run-{i}"), 100 + i), &events(1..=1))?;
+        store.create_execution(
+            &new("orders", &format!("run-{i}"), 100 + i),
+            &events(1..=1),
+            None,
+        )?;
     }
-    store.create_execution(&new("billing", "run-x", 50), &events(1..=1))?;
+    store.create_execution(&new("billing", "run-x", 50), &events(1..=1), None)?;
     let done = Ending {
         status: "FAILED".to_owned(),
         stop_us: 200,

@@ -87,6 +87,15 @@ stepFunctions:
             Type: Fail
             Error: OrderFailed
             Cause: the order was compensated
+    quick:
+      type: EXPRESS
+      definition:
+        StartAt: Greet
+        States:
+          Greet:
+            Type: Pass
+            Parameters: { greeting.$: "States.Format('hello {}', $.who)" }
+            End: true
 "#;
 
 const API_JS: &str = r#"
@@ -232,6 +241,10 @@ def error(call):
     except ClientError as e:
         return e.response["Error"]["Code"]
 
+quick = [m["stateMachineArn"] for m in machines if m["name"] == "quick"][0]
+synced = sync.start_sync_execution(stateMachineArn=quick, input=json.dumps({"who": "sdk"}))
+out["sync"] = [synced["status"], json.loads(synced["output"])]
+
 out["errors"] = {
     "no_execution": error(lambda: sfn.describe_execution(executionArn=arn.replace(":stateMachine:", ":execution:") + ":nope")),
     "bad_arn": error(lambda: sfn.describe_execution(executionArn="orders")),
@@ -375,7 +388,15 @@ async fn a_saga_started_through_the_sdk_runs_and_compensates_in_reverse() {
     );
 
     let out = run_boto3_with(&boto3, HISTORY_SCRIPT, &server, &[]);
-    assert_eq!(out["machines"], json!([["orderSaga", "STANDARD"]]));
+    assert_eq!(
+        out["machines"],
+        json!([["orderSaga", "STANDARD"], ["quick", "EXPRESS"]])
+    );
+    // A machine of Pass states ends in its first transition, answered at once.
+    assert_eq!(
+        out["sync"],
+        json!(["SUCCEEDED", { "greeting": "hello sdk" }])
+    );
     assert_eq!(
         out["definition_states"],
         json!([
