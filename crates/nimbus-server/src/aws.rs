@@ -521,6 +521,31 @@ pub(crate) fn json_refusal(
     (status, code)
 }
 
+/// An error of a JSON-protocol service (DynamoDB, DynamoDB Streams, Kinesis, Step
+/// Functions): logged once (an error for a 5xx, debug otherwise) and answered as
+/// `{"__type": error_type, "message": message}` with `extra`'s members.
+pub(crate) fn json_error(
+    status: http::StatusCode,
+    content_type: &str,
+    error_type: &str,
+    message: &str,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Response {
+    if status.is_server_error() {
+        tracing::error!(code = error_type, "{message}");
+    } else {
+        tracing::debug!(code = error_type, "{message}");
+    }
+    let mut body = extra;
+    body.insert("__type".to_owned(), serde_json::json!(error_type));
+    body.insert("message".to_owned(), serde_json::json!(message));
+    response(
+        status,
+        content_type,
+        serde_json::Value::Object(body).to_string().into_bytes(),
+    )
+}
+
 pub(crate) fn response(status: http::StatusCode, content_type: &str, body: Vec<u8>) -> Response {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;

@@ -1632,24 +1632,19 @@ impl DynamoError {
     }
 
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, "{}", self.message);
-        } else {
-            tracing::debug!(code = self.code, "{}", self.message);
-        }
-        let mut body = self.extra;
-        body.insert("__type".to_owned(), json!(error_type(self.code)));
-        body.insert("message".to_owned(), json!(self.message));
-        super::response(
+        super::json_error(
             self.status,
             CONTENT_TYPE,
-            Json::Object(body).to_string().into_bytes(),
+            &error_type(self.code),
+            &self.message,
+            self.extra,
         )
     }
 }
 
-/// The `__type` of an error code: validation errors come from AWS's validation layer.
-fn error_type(code: &str) -> String {
+/// The `__type` of an error code (DynamoDB's and DynamoDB Streams'): validation errors come
+/// from AWS's validation layer.
+pub(crate) fn error_type(code: &str) -> String {
     match code {
         "ValidationException" => "com.amazon.coral.validate#ValidationException".to_owned(),
         "SerializationException" => "com.amazon.coral.service#SerializationException".to_owned(),

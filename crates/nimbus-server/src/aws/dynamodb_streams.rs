@@ -358,23 +358,13 @@ impl StreamsError {
     }
 
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, "{}", self.message);
-        } else {
-            tracing::debug!(code = self.code, "{}", self.message);
-        }
-        let error_type = match self.code {
-            "ValidationException" => "com.amazon.coral.validate#ValidationException".to_owned(),
-            "SerializationException" => {
-                "com.amazon.coral.service#SerializationException".to_owned()
-            }
-            "UnknownOperationException" => {
-                "com.amazon.coral.service#UnknownOperationException".to_owned()
-            }
-            other => format!("com.amazonaws.dynamodb.v20120810#{other}"),
-        };
-        let body = json!({ "__type": error_type, "message": self.message });
-        super::response(self.status, CONTENT_TYPE, body.to_string().into_bytes())
+        super::json_error(
+            self.status,
+            CONTENT_TYPE,
+            &super::dynamodb::error_type(self.code),
+            &self.message,
+            serde_json::Map::new(),
+        )
     }
 }
 

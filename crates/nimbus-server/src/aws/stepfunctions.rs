@@ -405,13 +405,13 @@ impl SfnError {
     }
 
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
-            tracing::error!(code = self.code, "{}", self.message);
-        } else {
-            tracing::debug!(code = self.code, "{}", self.message);
-        }
-        let body = json!({ "__type": self.code, "message": self.message });
-        super::response(self.status, CONTENT_TYPE, body.to_string().into_bytes())
+        super::json_error(
+            self.status,
+            CONTENT_TYPE,
+            self.code,
+            &self.message,
+            Map::new(),
+        )
     }
 }
 
