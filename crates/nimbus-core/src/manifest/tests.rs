@@ -1084,9 +1084,9 @@ fn all_errors_are_collected_across_functions() {
             serverless.yml:3:3: functions.no-handler.handler: function `no-handler` has no `handler`; set it to `file.export`, as in `handler: src/no-handler.handler`
             serverless.yml:5:3: functions.no-runtime.runtime: function `no-runtime` has no runtime; set `runtime` on it or under `provider`
             serverless.yml:7:3: functions.bad runtime name: function name "bad runtime name" may only contain letters, digits, `-` and `_`
-            serverless.yml:9:14: functions.bad runtime name.runtime: unknown runtime "java17"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
-            serverless.yml:10:44: functions.old-node.runtime: unknown runtime "nodejs12.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
-            serverless.yml:11:40: functions.ruby.runtime: unknown runtime "ruby3.2"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
+            serverless.yml:9:14: functions.bad runtime name.runtime: unknown runtime "java17"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm, workers
+            serverless.yml:10:44: functions.old-node.runtime: unknown runtime "nodejs12.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm, workers
+            serverless.yml:11:40: functions.ruby.runtime: unknown runtime "ruby3.2"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm, workers
             serverless.yml:12:3: functions.empty.handler: function `empty` has no `handler`; set it to `file.export`, as in `handler: src/empty.handler`
             serverless.yml:12:3: functions.empty.runtime: function `empty` has no runtime; set `runtime` on it or under `provider`
             serverless.yml:13:29: functions.empty-handler.handler: the handler is empty; set it to `file.export`
@@ -1105,7 +1105,7 @@ fn a_bad_provider_runtime_is_reported_once() {
           b: { handler: b.handler }
         ",
         expect![[r#"
-            serverless.yml:2:22: provider.runtime: unknown runtime "go1.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm
+            serverless.yml:2:22: provider.runtime: unknown runtime "go1.x"; nimbus supports nodejs18.x, nodejs20.x, nodejs22.x, python3.9, python3.10, python3.11, python3.12, python3.13, provided, provided.al2, provided.al2023, wasm, workers
         "#]],
     );
 }
