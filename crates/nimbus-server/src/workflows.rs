@@ -727,6 +727,19 @@ fn journal(events: &[HistoryEvent]) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// `execution:MACHINE:NAME`: what grants name an execution by (both APIs check it).
+pub(crate) fn execution_resource(arn: &str) -> String {
+    match machine::parse_execution_arn(arn) {
+        Some((machine, name)) => format!("execution:{machine}:{name}"),
+        None => format!("execution:{arn}"),
+    }
+}
+
+/// Epoch seconds, as Step Functions' APIs write dates.
+pub(crate) fn seconds(us: i64) -> f64 {
+    us as f64 / 1_000_000.0
+}
+
 fn does_not_exist(arn: &str) -> WorkflowError {
     WorkflowError::new(
         "ExecutionDoesNotExist",

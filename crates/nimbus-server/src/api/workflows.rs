@@ -4,13 +4,12 @@
 
 use axum::extract::Path;
 use http::StatusCode;
-use nimbus_core::workflow::machine;
 use nimbus_core::workflow::store::{ExecutionFilter, ExecutionRecord};
 use serde_json::{Value, json};
 
 use super::{Caller, Json, Query};
 use crate::error::ApiError;
-use crate::workflows::{StartRequest, WorkflowError};
+use crate::workflows::{StartRequest, WorkflowError, execution_resource, seconds};
 
 /// Executions and history events a listing gives when the query names no limit.
 const DEFAULT_LIMIT: usize = 100;
@@ -182,13 +181,6 @@ fn check(caller: &Caller, action: &str, resource: &str) -> Result<(), ApiError> 
     caller.principal().check(action, resource)
 }
 
-fn execution_resource(arn: &str) -> String {
-    match machine::parse_execution_arn(arn) {
-        Some((machine, name)) => format!("execution:{machine}:{name}"),
-        None => format!("execution:{arn}"),
-    }
-}
-
 fn api_error(e: WorkflowError) -> ApiError {
     let status = match e.code {
         "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
@@ -200,8 +192,4 @@ fn api_error(e: WorkflowError) -> ApiError {
         return ApiError::platform(e.message);
     }
     ApiError::typed(status, e.code, e.message)
-}
-
-fn seconds(us: i64) -> f64 {
-    us as f64 / 1_000_000.0
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::generation::Generation;
 use crate::services::Principal;
-use crate::workflows::{StartRequest, TokenResult, WorkflowError};
+use crate::workflows::{StartRequest, TokenResult, WorkflowError, execution_resource, seconds};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
@@ -365,19 +365,6 @@ fn describe(record: &ExecutionRecord) -> Map<String, Json> {
         out.insert("traceHeader".to_owned(), json!(trace));
     }
     out
-}
-
-/// `execution:MACHINE:NAME`, what grants name an execution by.
-fn execution_resource(arn: &str) -> String {
-    match machine::parse_execution_arn(arn) {
-        Some((machine, name)) => format!("execution:{machine}:{name}"),
-        None => format!("execution:{arn}"),
-    }
-}
-
-/// Epoch seconds, as the JSON protocols write timestamps.
-fn seconds(us: i64) -> f64 {
-    us as f64 / 1_000_000.0
 }
 
 impl From<WorkflowError> for SfnError {
