@@ -22,7 +22,7 @@ mod sigv2;
 mod sigv4;
 mod sns;
 mod sqs;
-mod stepfunctions;
+pub(crate) mod stepfunctions;
 mod sts;
 
 use axum::body::Body;

@@ -31,7 +31,7 @@ use crate::functions::Functions;
 use crate::telemetry::TraceContext;
 
 pub(crate) use streams::dynamodb_record;
-pub(crate) use triggers::stop_triggers;
+pub(crate) use triggers::{message_trace, stop_triggers};
 
 /// Message attribute carrying the X-Ray trace header, as SQS's `AWSTraceHeader`.
 pub(crate) const TRACE_ATTRIBUTE: &str = "AWSTraceHeader";
@@ -114,6 +114,14 @@ impl Events {
             spec.retention =
                 function.spec.async_config.maximum_event_age + Duration::from_secs(3600);
             queues.push(spec);
+        }
+        for machine in &cfg.resources.state_machines {
+            if !machine.schedules.is_empty() {
+                // A schedule's fires wait here until an execution is started for them.
+                let mut spec = QueueSpec::with_defaults(&start_queue(&machine.name));
+                spec.visibility_timeout = Duration::from_secs(30);
+                queues.push(spec);
+            }
         }
         for topic in &cfg.resources.topics {
             for (idx, subscription) in topic.subscriptions.iter().enumerate() {
@@ -686,6 +694,11 @@ pub(crate) use nimbus_core::events::INTERNAL_QUEUE_PREFIX;
 /// The internal queue holding a function's asynchronous events.
 pub(crate) fn async_queue(function: &str) -> String {
     format!("{INTERNAL_QUEUE_PREFIX}async--{function}")
+}
+
+/// Where a state machine's schedule fires wait for their executions.
+pub(crate) fn start_queue(machine: &str) -> String {
+    format!("{INTERNAL_QUEUE_PREFIX}sfn--{machine}")
 }
 
 fn http_queue(topic: &str, idx: usize) -> String {

@@ -63,6 +63,17 @@ pub(crate) struct Routing {
     static_sites: files::StaticSites,
     webhooks: webhooks::Webhooks,
     websocket: nimbus_core::websocket::WebSocketApi,
+    /// The `http` events of state machines. Their routes share the table with the
+    /// functions' (so the same precedence, stage path and policies apply); a match's index
+    /// past the functions is `functions.len() + ` an index here.
+    machine_routes: Vec<MachineTarget>,
+    n_functions: usize,
+}
+
+/// A route that starts an execution.
+struct MachineTarget {
+    machine: String,
+    sync: bool,
 }
 
 impl Routing {
@@ -70,14 +81,27 @@ impl Routing {
     /// policies; fails if a JWKS document does not parse.
     pub(crate) fn new(app: &App) -> Result<Routing, String> {
         let policies = Policies::new(&app.policies, &app.events.region)?;
-        let routes = RouteTable::new(
-            app.functions
-                .iter()
-                .enumerate()
-                .flat_map(|(idx, f)| f.spec.http_routes.iter().map(move |r| (idx, r.clone())))
-                .collect(),
-        );
+        let n_functions = app.functions.len();
+        let mut routes: Vec<(usize, nimbus_core::HttpRoute)> = app
+            .functions
+            .iter()
+            .enumerate()
+            .flat_map(|(idx, f)| f.spec.http_routes.iter().map(move |r| (idx, r.clone())))
+            .collect();
+        let mut machine_routes = Vec::new();
+        for machine in &app.events.resources.state_machines {
+            for event in &machine.http {
+                routes.push((n_functions + machine_routes.len(), event.route.clone()));
+                machine_routes.push(MachineTarget {
+                    machine: machine.name.clone(),
+                    sync: event.sync,
+                });
+            }
+        }
+        let routes = RouteTable::new(routes);
         Ok(Routing {
+            machine_routes,
+            n_functions,
             routes,
             policies,
             stage_path: app.policies.stage_path,
@@ -260,6 +284,20 @@ async fn serve(
     };
     let body = read_body(&parts, body).await?;
     let function_idx = matched.function_idx;
+    if let Some(target) = function_idx
+        .checked_sub(routing.n_functions)
+        .and_then(|idx| routing.machine_routes.get(idx))
+    {
+        return Ok(start_execution(
+            generation,
+            target,
+            &body,
+            request_id,
+            trace,
+            matched.route.cors,
+        )
+        .await);
+    }
     let function = &generation.functions.list[function_idx];
     let ctx = apigw::EventContext {
         authorizer: admitted.authorizer.as_ref(),
@@ -335,6 +373,55 @@ async fn serve(
         apigw::add_cors_headers(headers);
     }
     Ok(res)
+}
+
+/// An `http` event of a state machine: API Gateway's Step Functions integration as
+/// serverless-step-functions' default template sets it up. The JSON body (`{}` when empty)
+/// is the input and the request id the execution's name; the answer is StartExecution's
+/// (or StartSyncExecution's), and Step Functions' error with status 400.
+async fn start_execution(
+    generation: &Generation,
+    target: &MachineTarget,
+    body: &[u8],
+    request_id: String,
+    trace: TraceContext,
+    cors: bool,
+) -> Response {
+    let workflows = &generation.workflows;
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        "{}".to_owned()
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    let res = match workflows.machine(&target.machine) {
+        Ok(machine) => {
+            let request = crate::workflows::StartRequest {
+                name: Some(request_id.clone()),
+                input,
+                trace: Some(trace),
+                parent: None,
+            };
+            crate::aws::stepfunctions::start(workflows, &machine, request, target.sync).await
+        }
+        Err(e) => Err(e.into()),
+    };
+    let mut res = match res {
+        Ok(answer) => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            answer.to_string(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    };
+    let headers = res.headers_mut();
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        headers.insert("x-amzn-requestid", value);
+    }
+    if cors {
+        apigw::add_cors_headers(headers);
+    }
+    res
 }
 
 fn internal_server_error() -> Response {

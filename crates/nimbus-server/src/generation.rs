@@ -110,10 +110,11 @@ impl Generations {
                 return Err(e);
             }
         };
-        live.spawn_triggers(generation.events.clone());
         let current = Arc::new(Current(ArcSwap::from_pointee(generation)));
-        // Executions a previous run left running resume now.
+        // Executions a previous run left running resume now, and tasks reach the functions
+        // through `current` before any consumer or schedule can start an execution.
         workflows.bind(&current);
+        live.spawn_triggers(&current.load());
         Ok(Generations {
             current,
             live,
@@ -138,15 +139,15 @@ impl Generations {
                 return Err(e);
             }
         };
-        let events = generation.events.clone();
+        let generation = Arc::new(generation);
         let previous = std::mem::replace(&mut self.live, live);
         // The old consumers stop before the new ones start, so a schedule due right now
         // fires once.
         previous.stop.trigger();
         // From here on every request loads the new generation; those that loaded the old
         // one keep it until they end.
-        drop(self.current.0.swap(Arc::new(generation)));
-        self.live.spawn_triggers(events);
+        drop(self.current.0.swap(generation.clone()));
+        self.live.spawn_triggers(&generation);
         let id = self.next_id;
         self.next_id += 1;
         self.draining_executors
@@ -273,8 +274,18 @@ async fn build(
 }
 
 impl Live {
-    fn spawn_triggers(&mut self, events: Arc<Events>) {
-        self.triggers = events.spawn_triggers(self.stop_rx.clone());
+    /// Starts the consumers and schedules of `generation`'s functions and state machines.
+    fn spawn_triggers(&mut self, generation: &Generation) {
+        self.triggers = generation
+            .events
+            .clone()
+            .spawn_triggers(self.stop_rx.clone());
+        crate::workflows::schedules::spawn(
+            &generation.events,
+            &generation.workflows,
+            &mut self.triggers,
+            &self.stop_rx,
+        );
     }
 
     /// Waits (bounded) for the consumers, which were told to stop, and for every

@@ -14,6 +14,7 @@
 //! running keep the definition they started with (stored with them), and invoke functions
 //! through whichever generation is current when they do.
 
+pub(crate) mod schedules;
 mod tasks;
 
 use std::collections::HashMap;

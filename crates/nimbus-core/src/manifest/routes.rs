@@ -149,7 +149,7 @@ impl Cx<'_> {
 
     /// One `http` or `httpApi` event: `METHOD path`, `'*'` (httpApi only), or a mapping.
     /// Returns the route and where it was declared.
-    fn route(
+    pub(super) fn route(
         &mut self,
         node: &Node,
         key: &str,

@@ -322,7 +322,7 @@ impl Cx<'_> {
     }
 
     /// `schedule: rate(..)` or `schedule: { rate: expression or list, enabled, input, name }`.
-    fn schedule(
+    pub(super) fn schedule(
         &mut self,
         node: &Node,
         key: &str,

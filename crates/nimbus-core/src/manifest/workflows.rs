@@ -12,7 +12,9 @@
 
 use serde_json::Value as Json;
 
-use crate::workflow::machine::{MachineKind, StateMachineSpec, state_machine_arn};
+use crate::ApiKind;
+use crate::events::ScheduleEvent;
+use crate::workflow::machine::{MachineKind, MachineRoute, StateMachineSpec, state_machine_arn};
 
 use super::resources::{Logical, to_json};
 use super::tree::{Entry, Node, Pos, Value};
@@ -25,7 +27,8 @@ pub(super) struct PendingMachine {
     pub(super) logical_id: String,
     pub(super) kind: MachineKind,
     pub(super) definition: Option<Node>,
-    pub(super) pos: Pos,
+    pub(super) http: Vec<MachineRoute>,
+    pub(super) schedules: Vec<ScheduleEvent>,
 }
 
 impl Cx<'_> {
@@ -95,6 +98,7 @@ impl Cx<'_> {
         let mut id = None;
         let mut kind = MachineKind::Standard;
         let mut definition = None;
+        let mut events = None;
         for field in fields {
             let field_key = join_key(key, &field.key);
             match field.key.as_str() {
@@ -108,8 +112,7 @@ impl Cx<'_> {
                         Some("STANDARD") | None => MachineKind::Standard,
                         Some("EXPRESS") => MachineKind::Express,
                         Some(other) => {
-                            let message =
-                                format!("expected STANDARD or EXPRESS, got {other:?}");
+                            let message = format!("expected STANDARD or EXPRESS, got {other:?}");
                             self.error(field.value.pos, &field_key, message);
                             MachineKind::Standard
                         }
@@ -120,11 +123,7 @@ impl Cx<'_> {
                 // the events the plugin wires (served as warnings below).
                 "role" | "loggingConfig" | "tracingConfig" | "tags" | "alarms"
                 | "notifications" | "dependsOn" | "retain" | "useExactVersion" => {}
-                "events" => self.warn(
-                    field.key_pos,
-                    &field_key,
-                    "state machine events (http, schedule) are not served yet; start executions with StartExecution or `nimbus workflow start`",
-                ),
+                "events" => events = Some((field.value.clone(), field_key)),
                 other => self.warn(
                     field.key_pos,
                     &join_key(key, other),
@@ -166,14 +165,136 @@ impl Cx<'_> {
                 .entry(id)
                 .or_insert_with(|| Logical::StateMachine(name.clone()));
         }
+        let (http, schedules) = match events {
+            Some((node, events_key)) => self.machine_events(&node, &events_key, &name, kind),
+            None => (Vec::new(), Vec::new()),
+        };
         Some(PendingMachine {
             key: key.to_owned(),
             name,
             logical_id,
             kind,
             definition,
-            pos: entry.key_pos,
+            http,
+            schedules,
         })
+    }
+
+    /// A state machine's `events`: `http` (API Gateway's Step Functions integration) and
+    /// `schedule`, as serverless-step-functions reads them.
+    fn machine_events(
+        &mut self,
+        node: &Node,
+        key: &str,
+        machine: &str,
+        kind: MachineKind,
+    ) -> (Vec<MachineRoute>, Vec<ScheduleEvent>) {
+        let mut http = Vec::new();
+        let mut schedules = Vec::new();
+        let node = self.read(node, key);
+        let items = match node.value {
+            Value::Seq(items) => items,
+            Value::Null | Value::Invalid => return (http, schedules),
+            _ => {
+                let message = format!(
+                    "expected a list of events such as `- http: POST /orders` or `- schedule: rate(1 hour)`, got {}",
+                    node.describe()
+                );
+                self.error(node.pos, key, message);
+                return (http, schedules);
+            }
+        };
+        let mut n_schedules = 0;
+        for (idx, item) in items.iter().enumerate() {
+            let item_key = format!("{key}[{idx}]");
+            let item = self.read(item, &item_key);
+            let entry = match &item.value {
+                Value::Map(entries) if entries.len() == 1 => &entries[0],
+                Value::Invalid => continue,
+                _ => {
+                    let message = format!(
+                        "expected an event with one key naming its type, such as `- http: POST /orders`, got {}",
+                        item.describe()
+                    );
+                    self.error(item.pos, &item_key, message);
+                    continue;
+                }
+            };
+            let event_key = join_key(&item_key, &entry.key);
+            match entry.key.as_str() {
+                "http" => {
+                    if let Some(route) = self.machine_route(&entry.value, &event_key, kind) {
+                        http.push(route);
+                    }
+                }
+                "schedule" => schedules.extend(self.schedule(
+                    &entry.value,
+                    &event_key,
+                    machine,
+                    &mut n_schedules,
+                )),
+                other => {
+                    let message = format!(
+                        "`{other}` events of state machines are not served by nimbus; ignored (http and schedule are)"
+                    );
+                    self.warn(entry.key_pos, &event_key, message);
+                }
+            }
+        }
+        (http, schedules)
+    }
+
+    /// One `http` event of a state machine: a function's route fields, with the plugin's
+    /// `action` (StartExecution or StartSyncExecution) taken out first.
+    fn machine_route(&mut self, node: &Node, key: &str, kind: MachineKind) -> Option<MachineRoute> {
+        let read = self.read(node, key);
+        let mut sync = false;
+        let mut route_node = read.clone();
+        if let Value::Map(fields) = &read.value {
+            let mut kept = Vec::new();
+            for field in fields {
+                let field_key = join_key(key, &field.key);
+                match field.key.as_str() {
+                    "action" => {
+                        match self
+                            .string(&field.value, &field_key, "StartExecution or StartSyncExecution")
+                            .as_deref()
+                        {
+                            Some("StartExecution") | None => {}
+                            Some("StartSyncExecution") if kind == MachineKind::Express => {
+                                sync = true
+                            }
+                            Some("StartSyncExecution") => {
+                                self.error(
+                                    field.value.pos,
+                                    &field_key,
+                                    "StartSyncExecution needs an EXPRESS state machine; add `type: EXPRESS` or use StartExecution",
+                                );
+                                return None;
+                            }
+                            Some(other) => {
+                                let message = format!(
+                                    "expected StartExecution or StartSyncExecution, got {other:?}"
+                                );
+                                self.error(field.value.pos, &field_key, message);
+                                return None;
+                            }
+                        }
+                    }
+                    // Mapping templates: the plugin's default (the body is the input, the
+                    // request id the name) is what nimbus does.
+                    "request" | "response" => self.warn(
+                        field.key_pos,
+                        &field_key,
+                        "custom mapping templates are not modelled; the JSON body is the execution's input",
+                    ),
+                    _ => kept.push(field.clone()),
+                }
+            }
+            route_node.value = Value::Map(kept);
+        }
+        let (route, _) = self.route(&route_node, key, ApiKind::Rest, false)?;
+        Some(MachineRoute { route, sync })
     }
 
     /// Reads and checks the definitions, now that the functions are known.
@@ -228,8 +349,9 @@ impl Cx<'_> {
                 logical_id: machine.logical_id,
                 definition: json,
                 kind: machine.kind,
+                http: machine.http,
+                schedules: machine.schedules,
             });
-            let _ = machine.pos;
         }
     }
 

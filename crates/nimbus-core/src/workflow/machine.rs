@@ -15,6 +15,21 @@ pub struct StateMachineSpec {
     pub definition: Value,
     /// STANDARD or EXPRESS.
     pub kind: MachineKind,
+    /// `http` events: routes whose requests start an execution.
+    pub http: Vec<MachineRoute>,
+    /// `schedule` events: each fire starts an execution.
+    pub schedules: Vec<crate::events::ScheduleEvent>,
+}
+
+/// An `http` event of a state machine: API Gateway's Step Functions integration, as
+/// serverless-step-functions configures it. The request's JSON body is the execution's input
+/// and its request id the execution's name; the answer is the Step Functions API's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineRoute {
+    /// The route, with the same policies (CORS, authorizers, API keys) as a function's.
+    pub route: crate::HttpRoute,
+    /// `action: StartSyncExecution` (EXPRESS machines): answer with the execution's result.
+    pub sync: bool,
 }
 
 /// Step Functions' two workflow types.

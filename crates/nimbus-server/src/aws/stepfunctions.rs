@@ -8,6 +8,8 @@
 //! `states:SendTask*` on the state machine of the task's execution; `states:ListStateMachines`
 //! on `*`.
 
+use std::sync::Arc;
+
 use axum::response::Response;
 use http::StatusCode;
 use nimbus_core::workflow::machine;
@@ -16,7 +18,9 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::generation::Generation;
 use crate::services::Principal;
-use crate::workflows::{StartRequest, TokenResult, WorkflowError, execution_resource, seconds};
+use crate::workflows::{
+    Machine, StartRequest, TokenResult, WorkflowError, Workflows, execution_resource, seconds,
+};
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
@@ -49,6 +53,37 @@ pub(crate) async fn handle(
         Ok(json) => super::response(StatusCode::OK, CONTENT_TYPE, json.to_string().into_bytes()),
         Err(e) => e.into_response(),
     }
+}
+
+/// StartExecution, or StartSyncExecution when `sync`: Step Functions' answer. The AWS
+/// endpoint and the gateway's `http` events of state machines both start executions here.
+pub(crate) async fn start(
+    workflows: &Arc<Workflows>,
+    machine: &Machine,
+    request: StartRequest,
+    sync: bool,
+) -> Res<Json> {
+    if sync && machine.kind != machine::MachineKind::Express {
+        return Err(SfnError::bad(
+            "StateMachineTypeNotSupported",
+            "This operation is not supported by this type of state machine: StartSyncExecution runs EXPRESS state machines; use StartExecution",
+        ));
+    }
+    let started = workflows.start(machine, request).await?;
+    if !sync {
+        return Ok(json!({
+            "executionArn": started.arn,
+            "startDate": seconds(started.start_us),
+        }));
+    }
+    let record = workflows.wait(&started.arn).await?;
+    let mut out = describe(&record);
+    out.remove("mapRunArn");
+    out.insert(
+        "billingDetails".to_owned(),
+        json!({ "billedDurationInMilliseconds": record.stop_us.map_or(0, |stop| (stop - record.start_us).max(0) / 1000).max(100), "billedMemoryUsedInMB": 64 }),
+    );
+    Ok(Json::Object(out))
 }
 
 async fn dispatch(
@@ -91,13 +126,6 @@ async fn dispatch(
                 &format!("states:{operation}"),
                 &format!("stateMachine:{}", machine.name),
             )?;
-            let sync = operation == "StartSyncExecution";
-            if sync && machine.kind != machine::MachineKind::Express {
-                return Err(SfnError::bad(
-                    "StateMachineTypeNotSupported",
-                    "This operation is not supported by this type of state machine: StartSyncExecution runs EXPRESS state machines; use StartExecution",
-                ));
-            }
             let trace = r
                 .optional_string("traceHeader")?
                 .as_deref()
@@ -117,21 +145,13 @@ async fn dispatch(
                 trace,
                 parent: None,
             };
-            let started = workflows.start(&machine, request).await?;
-            if !sync {
-                return Ok(json!({
-                    "executionArn": started.arn,
-                    "startDate": seconds(started.start_us),
-                }));
-            }
-            let record = workflows.wait(&started.arn).await?;
-            let mut out = describe(&record);
-            out.remove("mapRunArn");
-            out.insert(
-                "billingDetails".to_owned(),
-                json!({ "billedDurationInMilliseconds": record.stop_us.map_or(0, |stop| (stop - record.start_us).max(0) / 1000).max(100), "billedMemoryUsedInMB": 64 }),
-            );
-            Ok(Json::Object(out))
+            start(
+                workflows,
+                &machine,
+                request,
+                operation == "StartSyncExecution",
+            )
+            .await
         }
         "DescribeExecution" => {
             let arn = r.execution_arn()?;
@@ -391,7 +411,7 @@ impl SfnError {
         }
     }
 
-    fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         super::json_error(
             self.status,
             CONTENT_TYPE,

@@ -62,7 +62,7 @@ impl Events {
                     }
                     EventSource::Schedule(schedule) if schedule.enabled => {
                         tasks.spawn(self.clone().run_schedule(
-                            idx,
+                            async_queue(&function.spec.name),
                             schedule.clone(),
                             shutdown.clone(),
                         ));
@@ -151,7 +151,7 @@ impl Events {
 
     /// Receives up to `max` messages, waiting (woken by sends) while the queue is empty.
     /// `None` means shutdown.
-    async fn next_batch(
+    pub(crate) async fn next_batch(
         &self,
         queue: &str,
         max: usize,
@@ -434,7 +434,7 @@ impl Events {
         }
     }
 
-    async fn delete(&self, queue: &str, message: &ReceivedMessage) {
+    pub(crate) async fn delete(&self, queue: &str, message: &ReceivedMessage) {
         let (queue, handle) = (queue.to_owned(), message.receipt_handle.clone());
         if let Err(e) = self
             .store(move |store| store.delete_message(&queue, &handle))
@@ -475,15 +475,15 @@ impl Events {
         }
     }
 
-    /// Fires a schedule at each slot; one missed while nimbus was down fires once at
-    /// start-up. The fire time and the queued invocation commit together.
-    async fn run_schedule(
+    /// Fires a schedule at each slot into `queue` (a function's asynchronous invocations,
+    /// or a state machine's starts); one missed while nimbus was down fires once at
+    /// start-up. The fire time and the queued message commit together.
+    pub(crate) async fn run_schedule(
         self: Arc<Self>,
-        idx: usize,
+        queue: String,
         schedule: ScheduleEvent,
         mut shutdown: Shutdown,
     ) {
-        let function = self.functions.list[idx].spec.name.clone();
         let name = schedule.name.clone();
         let last = {
             let name = name.clone();
@@ -519,7 +519,7 @@ impl Events {
             };
             let trace = TraceContext::new_root();
             let message = super::internal_message(event.to_string(), &trace, "schedule");
-            let sends = vec![(async_queue(&function), message)];
+            let sends = vec![(queue.clone(), message)];
             let schedule_name = name.clone();
             // Other servers on this store (a canary's versions) race for the same slot;
             // whichever claims it first fires it.
@@ -528,7 +528,7 @@ impl Events {
                 .await
             {
                 Ok(ScheduleFire::Fired) => {
-                    self.wake(&async_queue(&function));
+                    self.wake(&queue);
                     last = Some(fired_at);
                 }
                 Ok(ScheduleFire::AlreadyFired(at)) => last = Some(at.max(slot)),
@@ -553,7 +553,7 @@ pub(crate) async fn stop_triggers(mut tasks: JoinSet<()>) {
 }
 
 /// The trace a message carries (`AWSTraceHeader`), continued; else a new one.
-fn message_trace(message: &ReceivedMessage) -> TraceContext {
+pub(crate) fn message_trace(message: &ReceivedMessage) -> TraceContext {
     message
         .attributes
         .get(TRACE_ATTRIBUTE)

@@ -842,3 +842,258 @@ async fn executions_reach_their_end_across_kill_9_with_tasks_rerun_at_most_once_
     );
     assert!(duplicates <= kills * executions as u64, "{out}");
 }
+
+/// State machines started by their own events (an `http` event, StartSyncExecution over
+/// `http` for an EXPRESS machine, a `schedule`) and executions that fail on bad input the
+/// way Step Functions fails them.
+const EVENTS_MANIFEST: &str = r#"
+service: intake
+plugins: [serverless-step-functions]
+provider:
+  name: aws
+  runtime: python3.12
+  timeout: 10
+functions:
+  greet: { handler: steps.greet }
+  raw:
+    handler: bootstrap
+    runtime: provided.al2
+stepFunctions:
+  stateMachines:
+    intake:
+      events:
+        - http: { path: intake, method: post, cors: true }
+        - schedule:
+            rate: rate(1 hour)
+            name: hourly-intake
+            input: { source: schedule }
+      definition:
+        StartAt: Greet
+        States:
+          Greet: { Type: Task, Resource: { Fn::GetAtt: [greet, Arn] }, End: true }
+    quote:
+      type: EXPRESS
+      events:
+        - http: { path: quote, method: post, action: StartSyncExecution }
+      definition:
+        StartAt: Price
+        States:
+          Price: { Type: Pass, Parameters: { total.$: "States.MathAdd($.a, $.b)" }, End: true }
+    picky:
+      definition:
+        StartAt: Pick
+        States:
+          Pick: { Type: Pass, InputPath: $.missing, End: true }
+    rawResult:
+      definition:
+        StartAt: Raw
+        States:
+          Raw: { Type: Task, Resource: { Fn::GetAtt: [raw, Arn] }, End: true }
+"#;
+
+const STEPS_EVENTS_PY: &str = r#"
+def greet(event, context):
+    return {"hello": event.get("source", "http"), "input": event}
+"#;
+
+/// A custom runtime whose function answers with a body that is not JSON.
+const RAW_BOOTSTRAP: &str = r#"#!/usr/bin/env python3
+import os
+import urllib.request
+
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as res:
+        request_id = res.headers["Lambda-Runtime-Aws-Request-Id"]
+    answer = urllib.request.Request(api + request_id + "/response", data=b"<b>not json</b>", method="POST")
+    urllib.request.urlopen(answer).read()
+"#;
+
+/// Polls the control API until the execution ends; its description.
+async fn execution_end(server: &TestServer, app: &TestApp, arn: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = server
+            .admin(app.path(), "GET", &format!("/v1/executions/{arn}"), None)
+            .await;
+        assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
+        let described = res.json();
+        if described["status"] != "RUNNING" {
+            return described;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{arn} still running\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The executions of `machine`, newest first.
+async fn executions_of(server: &TestServer, app: &TestApp, machine: &str) -> Vec<Value> {
+    let res = server
+        .admin(
+            app.path(),
+            "GET",
+            &format!("/v1/workflows/{machine}/executions"),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    res.json()["executions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_functions_does() {
+    let app = TestApp::new(&[
+        ("serverless.yml", EVENTS_MANIFEST),
+        ("steps.py", STEPS_EVENTS_PY),
+        ("bootstrap", RAW_BOOTSTRAP),
+    ]);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let bootstrap = app.path().join("bootstrap");
+        std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod bootstrap");
+        // The schedule last fired two hours ago: the slot missed while "down" fires once at
+        // start-up.
+        let store = nimbus_store::Store::open(&app.path().join(".nimbus")).expect("store");
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        store
+            .fire_schedule("hourly-intake", two_hours_ago, two_hours_ago, Vec::new())
+            .expect("seed schedule state");
+    }
+    let server = TestServer::start(app.path(), &[]);
+
+    // An `http` event: the JSON body is the input, the request id the execution's name, and
+    // the answer StartExecution's.
+    let res = server
+        .request("POST", "/dev/intake", JSON, br#"{"who":"ada"}"#.to_vec())
+        .await;
+    assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
+    let started = res.json();
+    let arn = started["executionArn"]
+        .as_str()
+        .expect("an execution ARN")
+        .to_owned();
+    let request_id = res
+        .header("x-amzn-requestid")
+        .expect("a request id")
+        .to_owned();
+    assert_eq!(
+        arn,
+        format!("arn:aws:states:us-east-1:123456789012:execution:intake:{request_id}")
+    );
+    assert!(started["startDate"].as_f64().is_some(), "{started}");
+    assert_eq!(res.header("access-control-allow-origin"), Some("*"));
+    let ended = execution_end(&server, &app, &arn).await;
+    assert_eq!(ended["status"], "SUCCEEDED", "{ended}");
+    let output: Value =
+        serde_json::from_str(ended["output"].as_str().unwrap_or("null")).expect("output");
+    assert_eq!(
+        output,
+        json!({ "hello": "http", "input": { "who": "ada" } })
+    );
+
+    // A body that is not JSON: Step Functions' InvalidExecutionInput, nothing started.
+    let res = server
+        .request("POST", "/intake", JSON, b"{nope".to_vec())
+        .await;
+    assert_eq!(res.status, 400, "{}", res.text());
+    assert!(
+        res.text().contains("InvalidExecutionInput"),
+        "{}",
+        res.text()
+    );
+
+    // StartSyncExecution over `http` for an EXPRESS machine answers with the result.
+    let res = server
+        .request("POST", "/quote", JSON, br#"{"a":2,"b":3}"#.to_vec())
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let quote = res.json();
+    assert_eq!(quote["status"], "SUCCEEDED", "{quote}");
+    assert_eq!(quote["output"], r#"{"total":5}"#);
+
+    // The schedule: one execution for the missed slot, with the schedule's input.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let scheduled = loop {
+        let executions = executions_of(&server, &app, "intake").await;
+        if let Some(scheduled) = executions
+            .iter()
+            .find(|e| e["executionArn"] != arn.as_str())
+        {
+            break scheduled.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled execution\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let scheduled_arn = scheduled["executionArn"].as_str().expect("arn").to_owned();
+    let ended = execution_end(&server, &app, &scheduled_arn).await;
+    let output: Value =
+        serde_json::from_str(ended["output"].as_str().unwrap_or("null")).expect("output");
+    assert_eq!(output["hello"], "schedule", "{ended}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        executions_of(&server, &app, "intake").await.len(),
+        2,
+        "one execution from http, one from the schedule's single missed slot"
+    );
+
+    // A JSONPath that selects nothing, and a function answering with something that is not
+    // JSON: the execution fails with States.Runtime, recorded in its history.
+    for (machine, cause) in [
+        ("picky", "Invalid path '$.missing'"),
+        ("rawResult", "not JSON"),
+    ] {
+        let res = server
+            .admin_json(
+                app.path(),
+                "POST",
+                &format!("/v1/workflows/{machine}/executions"),
+                &json!({ "input": r#"{"a":1}"# }).to_string(),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let arn = res.json()["executionArn"].as_str().expect("arn").to_owned();
+        let ended = execution_end(&server, &app, &arn).await;
+        assert_eq!(ended["status"], "FAILED", "{ended}");
+        assert_eq!(ended["error"], "States.Runtime", "{ended}");
+        assert!(
+            ended["cause"].as_str().unwrap_or_default().contains(cause),
+            "{ended}"
+        );
+        let history = server
+            .admin(
+                app.path(),
+                "GET",
+                &format!("/v1/executions/{arn}/history"),
+                None,
+            )
+            .await
+            .json();
+        let last = history["events"]
+            .as_array()
+            .and_then(|events| events.last())
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(last["type"], "ExecutionFailed", "{history}");
+        assert_eq!(
+            last["executionFailedEventDetails"]["error"],
+            "States.Runtime"
+        );
+    }
+    // nimbus is still up and serving.
+    let res = server
+        .request("POST", "/quote", JSON, br#"{"a":1,"b":1}"#.to_vec())
+        .await;
+    assert_eq!(res.json()["output"], r#"{"total":2}"#);
+}
