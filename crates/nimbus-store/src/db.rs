@@ -13,7 +13,7 @@ pub(crate) const FILE_NAME: &str = "nimbus.db";
 /// Schema migrations, in order; entry `i` takes the store from version `i` to version `i + 1`.
 ///
 /// Never edit an entry once it has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     telemetry::SCHEMA_V1,
     durable::SCHEMA_V2,
     telemetry::SCHEMA_V3,
@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     crate::streams::SCHEMA_V7,
     telemetry::SCHEMA_V8,
     crate::workflows::SCHEMA_V9,
+    telemetry::SCHEMA_V10,
 ];
 
 /// The schema version this build reads and writes.

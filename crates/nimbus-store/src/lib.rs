@@ -61,7 +61,7 @@ pub use secrets::{
     check_secret_name,
 };
 pub use telemetry::{
-    InvocationPoint, InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord,
+    InvocationMinute, InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord,
     SpanRecord, invocation_span, platform_lines, start_message,
 };
 pub use topics::TopicSubscription;
@@ -226,12 +226,15 @@ impl Store {
             .with(|conn| telemetry::query_invocations(conn, query))
     }
 
-    /// The narrow rows of every invocation that started at or after `since`, in no order
-    /// (the dashboard's overview).
-    pub fn invocation_points(&self, since: SystemTime) -> Result<Vec<InvocationPoint>, StoreError> {
+    /// The per-minute rollups of the invocations in the minutes from the one holding `since`
+    /// on, in no order (the dashboard's overview).
+    pub fn invocation_minutes(
+        &self,
+        since: SystemTime,
+    ) -> Result<Vec<InvocationMinute>, StoreError> {
         self.inner
             .readers
-            .with(|conn| telemetry::query_invocation_points(conn, since))
+            .with(|conn| telemetry::query_invocation_minutes(conn, since))
     }
 
     /// The record of one invocation by its request id; `None` when none is kept.

@@ -140,15 +140,6 @@ pub(crate) fn age(duration: Duration) -> String {
     }
 }
 
-/// The nearest-rank percentile of sorted values (as `nimbus top` computes it).
-pub(crate) fn percentile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    Some(sorted[rank - 1])
-}
-
 /// One series of a chart: a label, a CSS class (which also sets its dash or hatching, so
 /// the chart reads without colour) and a value per slot (`None`: no data).
 pub(crate) struct Series<'a> {
@@ -347,13 +338,5 @@ mod tests {
             .map(nice_ceiling)
             .collect();
         assert_eq!(tops, [1.0, 1.0, 5.0, 10.0, 20.0, 50.0, 1000.0]);
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let values: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&values, 0.5), Some(50.0));
-        assert_eq!(percentile(&values, 0.99), Some(99.0));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 }

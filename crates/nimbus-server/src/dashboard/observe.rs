@@ -35,7 +35,7 @@ struct Totals {
     n_errors: u64,
     n_throttles: u64,
     n_cold: u64,
-    durations_ms: Vec<f64>,
+    durations: Histogram,
 }
 
 /// Per minute of the overview's window.
@@ -44,44 +44,82 @@ struct Minute {
     n_invocations: u64,
     n_errors: u64,
     n_cold: u64,
-    durations_ms: Vec<f64>,
+    durations: Histogram,
+}
+
+/// Durations in the store's rollup buckets: per bucket lower bound, how many and their sum.
+#[derive(Default, Clone)]
+struct Histogram(BTreeMap<Duration, (u64, Duration)>);
+
+impl Histogram {
+    fn add(&mut self, lower: Duration, n: u64, total: Duration) {
+        let bucket = self.0.entry(lower).or_default();
+        bucket.0 += n;
+        bucket.1 += total;
+    }
+
+    /// The nearest-rank percentile `q`, as the mean of the bucket it falls in, in ms.
+    fn percentile_ms(&self, q: f64) -> Option<f64> {
+        let n: u64 = self.0.values().map(|(n, _)| n).sum();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        for (n_bucket, total) in self.0.values() {
+            seen += n_bucket;
+            if seen >= rank {
+                return Some(total.as_secs_f64() * 1000.0 / (*n_bucket).max(1) as f64);
+            }
+        }
+        None
+    }
 }
 
 pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
-    let now = SystemTime::now();
-    let window = Duration::from_secs(60 * OVERVIEW_MINUTES as u64);
-    let records = dash
+    // Whole minutes: the one now is in and the 59 before it, from the store's rollups, so
+    // the page reads a few rows per function and minute however many invocations there were.
+    let now_minute = SystemTime::UNIX_EPOCH
+        + Duration::from_secs(
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs()
+                / 60
+                * 60,
+        );
+    let first_minute = now_minute - Duration::from_secs(60 * (OVERVIEW_MINUTES as u64 - 1));
+    let rollups = dash
         .api
         .events
-        .store(move |store| store.invocation_points(now - window))
+        .store(move |store| store.invocation_minutes(first_minute))
         .await?;
     let mut totals: BTreeMap<&str, Totals> = BTreeMap::new();
     let mut minutes = vec![Minute::default(); OVERVIEW_MINUTES];
-    for record in &records {
-        let total = totals.entry(record.function.as_str()).or_default();
-        let age = now.duration_since(record.start).unwrap_or_default();
-        let minute_idx = OVERVIEW_MINUTES
-            .saturating_sub(1)
-            .saturating_sub((age.as_secs() / 60) as usize);
-        let minute = &mut minutes[minute_idx];
-        total.n_invocations += 1;
-        minute.n_invocations += 1;
-        match record.outcome.as_str() {
-            "ok" => {}
-            "throttled" => total.n_throttles += 1,
-            _ => {
-                total.n_errors += 1;
-                minute.n_errors += 1;
-            }
-        }
-        if record.cold_start {
-            total.n_cold += 1;
-            minute.n_cold += 1;
-        }
-        if record.outcome != "throttled" {
-            let duration_ms = record.duration.as_secs_f64() * 1000.0;
-            total.durations_ms.push(duration_ms);
-            minute.durations_ms.push(duration_ms);
+    let mut n_invocations = 0;
+    for rollup in &rollups {
+        let minute_idx = rollup
+            .minute
+            .duration_since(first_minute)
+            .unwrap_or_default()
+            .as_secs()
+            / 60;
+        // A minute after now's (a clock set back) counts in the last one.
+        let minute = &mut minutes[(minute_idx as usize).min(OVERVIEW_MINUTES - 1)];
+        let total = totals.entry(rollup.function.as_str()).or_default();
+        n_invocations += rollup.n_invocations;
+        total.n_invocations += rollup.n_invocations;
+        total.n_errors += rollup.n_errors;
+        total.n_throttles += rollup.n_throttles;
+        total.n_cold += rollup.n_cold;
+        minute.n_invocations += rollup.n_invocations;
+        minute.n_errors += rollup.n_errors;
+        minute.n_cold += rollup.n_cold;
+        // Throttled invocations never ran: no duration.
+        if let Some(lower) = rollup.lower {
+            let n_ran = rollup.n_invocations - rollup.n_throttles.min(rollup.n_invocations);
+            total.durations.add(lower, n_ran, rollup.total_duration);
+            minute.durations.add(lower, n_ran, rollup.total_duration);
         }
     }
     let prefix = &dash.prefix;
@@ -89,7 +127,7 @@ pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
     let _ = write!(
         body,
         "<p class=\"lead\">The last hour: {} invocations, {} errors, {} cold starts.</p>",
-        records.len(),
+        n_invocations,
         totals.values().map(|t| t.n_errors).sum::<u64>(),
         totals.values().map(|t| t.n_cold).sum::<u64>()
     );
@@ -102,8 +140,7 @@ pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
     for function in &functions.list {
         let name = function.spec.name.as_str();
         let stats = function.executor.stats();
-        let mut total = totals.remove(name).unwrap_or_default();
-        total.durations_ms.sort_by(f64::total_cmp);
+        let total = totals.remove(name).unwrap_or_default();
         let routes: Vec<String> = function
             .spec
             .http_routes
@@ -111,7 +148,9 @@ pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
             .map(|route| format!("<code>{} {}</code>", route.method, esc(&route.path)))
             .collect();
         let latency = |q| {
-            html::percentile(&total.durations_ms, q)
+            total
+                .durations
+                .percentile_ms(q)
                 .map_or("-".to_owned(), |ms| format!("{ms:.2} ms"))
         };
         let _ = write!(
@@ -150,11 +189,6 @@ pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
         );
     }
     let series = |f: &dyn Fn(&Minute) -> Option<f64>| minutes.iter().map(f).collect::<Vec<_>>();
-    let percentile_of = |m: &Minute, q| {
-        let mut sorted = m.durations_ms.clone();
-        sorted.sort_by(f64::total_cmp);
-        html::percentile(&sorted, q)
-    };
     body.push_str("<div class=\"charts\">");
     body.push_str(&html::chart(
         "Invocations and errors",
@@ -191,12 +225,12 @@ pub(crate) async fn overview(dash: Dash) -> Result<Response, ApiError> {
             Series {
                 label: "p50",
                 class: "s-p50",
-                values: series(&|m| percentile_of(m, 0.50)),
+                values: series(&|m| m.durations.percentile_ms(0.50)),
             },
             Series {
                 label: "p99",
                 class: "s-p99",
-                values: series(&|m| percentile_of(m, 0.99)),
+                values: series(&|m| m.durations.percentile_ms(0.99)),
             },
         ],
     ));
@@ -729,4 +763,29 @@ an always-on server sized for the peak costs <strong>${:.2}</strong>.</p>",
         number(total, "monthlyAlwaysOn"),
     );
     Ok(html::page(prefix, "/cost", "Cost", &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Histogram;
+
+    #[test]
+    fn percentiles_are_nearest_rank_bucket_means() {
+        let mut durations = Histogram::default();
+        // 1..=100 ms, one bucket each: the percentile is the value itself (as `nimbus top`).
+        for ms in 1..=100 {
+            let d = Duration::from_millis(ms);
+            durations.add(d, 1, d);
+        }
+        assert_eq!(durations.percentile_ms(0.5), Some(50.0));
+        assert_eq!(durations.percentile_ms(0.99), Some(99.0));
+        // Two in one bucket: their mean.
+        let mut durations = Histogram::default();
+        durations.add(Duration::from_micros(990), 2, Duration::from_micros(2010));
+        let mean = durations.percentile_ms(0.5).unwrap_or_default();
+        assert!((mean - 1.005).abs() < 1e-9, "{mean}");
+        assert_eq!(Histogram::default().percentile_ms(0.5), None);
+    }
 }

@@ -1,11 +1,14 @@
 //! Query plans of the telemetry queries: each CLI command's query must use an index, not scan a table.
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use expect_test::{Expect, expect};
 use rusqlite::Connection;
 
 use crate::db;
 use crate::telemetry::{
-    InvocationQuery, LogCursor, LogQuery, invocations_sql, logs_sql, platform_sql,
+    InvocationMinute, InvocationQuery, InvocationRecord, LogCursor, LogQuery, insert_invocation,
+    invocations_sql, logs_sql, platform_sql, prune, query_invocation_minutes,
 };
 
 /// Prints SQLite's plan for `sql`, one step a line.
@@ -175,5 +178,122 @@ fn log_and_span_queries_use_indexes() -> Result<(), Box<dyn std::error::Error>> 
         ["0af7651916cd43dd8448eb211c80319c"],
         expect!["SEARCH invocations USING INDEX invocations_trace_id (trace_id=?)"],
     );
+    Ok(())
+}
+
+fn record(
+    function: &str,
+    start_s: u64,
+    duration_us: u64,
+    outcome: &str,
+    cold: bool,
+) -> InvocationRecord {
+    InvocationRecord {
+        request_id: format!("{function}-{start_s}-{duration_us}"),
+        function: function.to_owned(),
+        version: "$LATEST".to_owned(),
+        trigger: "http".to_owned(),
+        start: UNIX_EPOCH + Duration::from_secs(start_s),
+        duration: Duration::from_micros(duration_us),
+        billed_ms: duration_us.div_ceil(1000),
+        memory_mb: 128,
+        max_memory_mb: 40,
+        cold_start: cold,
+        init_duration: None,
+        outcome: outcome.to_owned(),
+        error_type: None,
+        error_message: None,
+        trace_id: "0af7651916cd43dd8448eb211c80319c".to_owned(),
+        span_id: None,
+        parent_span_id: None,
+        log_lines_dropped: 0,
+    }
+}
+
+/// The rollups as lines, sorted: minute, function, bucket, counts, summed duration.
+fn rollups(conn: &Connection, since_s: u64) -> String {
+    let mut rows: Vec<String> =
+        query_invocation_minutes(conn, UNIX_EPOCH + Duration::from_secs(since_s))
+            .unwrap_or_else(|e| panic!("reading rollups: {e}"))
+            .into_iter()
+            .map(|m: InvocationMinute| {
+                format!(
+                    "{} {} {:?} n={} err={} thr={} cold={} sum={:?}",
+                    m.minute
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs(),
+                    m.function,
+                    m.lower,
+                    m.n_invocations,
+                    m.n_errors,
+                    m.n_throttles,
+                    m.n_cold,
+                    m.total_duration
+                )
+            })
+            .collect();
+    rows.sort();
+    rows.join("\n")
+}
+
+#[test]
+fn invocation_minutes_roll_up_every_insert_and_are_pruned_by_minute()
+-> Result<(), Box<dyn std::error::Error>> {
+    let (_dir, conn) = migrated()?;
+    for record in [
+        record("api", 60, 1_000, "ok", true),
+        record("api", 61, 1_010, "ok", false),
+        record("api", 119, 2_000, "error", false),
+        record("api", 100, 0, "throttled", false),
+        record("api", 120, 7, "timeout", false),
+        record("worker", 65, 1_000, "ok", false),
+    ] {
+        insert_invocation(&conn, &record)?;
+    }
+    // 1,000 and 1,010 µs share a bucket; a throttle has none and adds no duration.
+    expect![[r#"
+        120 api Some(7µs) n=1 err=1 thr=0 cold=0 sum=7µs
+        60 api None n=1 err=0 thr=1 cold=0 sum=0ns
+        60 api Some(1.962ms) n=1 err=1 thr=0 cold=0 sum=2ms
+        60 api Some(974µs) n=2 err=0 thr=0 cold=1 sum=2.01ms
+        60 worker Some(974µs) n=1 err=0 thr=0 cold=0 sum=1ms"#]]
+    .assert_eq(&rollups(&conn, 0));
+    // Reading from a time inside a minute includes that whole minute.
+    expect!["120 api Some(7µs) n=1 err=1 thr=0 cold=0 sum=7µs"].assert_eq(&rollups(&conn, 150));
+    // A cutoff inside minute 120 deletes minute 60 only.
+    prune(&conn, UNIX_EPOCH + Duration::from_secs(150))?;
+    expect!["120 api Some(7µs) n=1 err=1 thr=0 cold=0 sum=7µs"].assert_eq(&rollups(&conn, 0));
+    check_plan(
+        &conn,
+        "SELECT * FROM invocation_minutes WHERE minute >= ?1",
+        [1],
+        expect!["SEARCH invocation_minutes USING PRIMARY KEY (minute>?)"],
+    );
+    Ok(())
+}
+
+#[test]
+fn migration_rolls_up_the_records_already_kept() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = db::file_path(dir.path());
+    {
+        // A store at schema version 9, before rollups, with two records.
+        let conn = Connection::open(&path)?;
+        conn.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at_us INTEGER NOT NULL)",
+        )?;
+        for (idx, migration) in db::MIGRATIONS[..9].iter().enumerate() {
+            conn.execute_batch(migration)?;
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?1, 0)",
+                [idx as i64 + 1],
+            )?;
+        }
+        insert_invocation(&conn, &record("api", 60, 1_000, "ok", true))?;
+        insert_invocation(&conn, &record("api", 70, 1_000, "crashed", false))?;
+    }
+    let conn = db::open_read_write(&path)?;
+    expect!["60 api Some(974µs) n=2 err=1 thr=0 cold=1 sum=2ms"].assert_eq(&rollups(&conn, 0));
     Ok(())
 }
