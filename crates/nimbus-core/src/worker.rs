@@ -59,17 +59,12 @@ pub enum BindingKind {
         function: String,
     },
     /// `durable_objects.bindings`: a Durable Object namespace, whose objects live in the
-    /// worker's host and keep their storage in [`durable_object_namespace`].
+    /// worker's host and keep their storage in a
+    /// [`DurableObjectStore`](crate::durable_objects::DurableObjectStore).
     DurableObject {
         /// The class the namespace's objects are instances of.
         class: String,
     },
-}
-
-/// The KV namespace the storage of a Durable Object class lives in: each object's keys
-/// are `<id>/<key>` there, so the store behind `KvStore` (and a clustered one) holds it.
-pub fn durable_object_namespace(class: &str) -> String {
-    format!("durable-object-{class}")
 }
 
 /// A `triggers.crons` entry and the schedule nimbus runs it as.
@@ -121,7 +116,6 @@ impl WorkerSpec {
                     BindingKind::DurableObject { class } => serde_json::json!({
                         "type": "durable_object",
                         "class": class,
-                        "namespace": durable_object_namespace(class),
                     }),
                 };
                 (b.name.clone(), value)

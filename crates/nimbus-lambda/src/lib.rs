@@ -64,6 +64,9 @@ pub struct LambdaConfig {
     pub sandbox: Arc<Sandbox>,
     /// The bound on instances over every function in the process (`--max-instances`).
     pub instance_limit: Arc<InstanceLimit>,
+    /// Where the Durable Objects of workers keep their storage and alarms; `None` where
+    /// nothing is kept (`nimbus invoke`, `nimbus validate`), and storage calls fail.
+    pub durable_objects: Option<Arc<dyn nimbus_core::durable_objects::DurableObjectStore>>,
 }
 
 /// Folders of runtime-provided packages, searched after a function's own packages, as on

@@ -13,18 +13,25 @@
 //! Cloudflare resets an isolate over its CPU limit. Memory is
 //! the V8 heap cap and the watch of resident memory Lambda instances have.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine as _;
+use nimbus_core::durable_objects::{
+    Alarm, AlarmChange, Commit, DurableObjectError, DurableObjectStore, ListOptions, ObjectName,
+    StorageWrite,
+};
+use nimbus_core::worker::BindingKind;
 use nimbus_core::{
     BoxFuture, Executor, ExecutorStats, FunctionSpec, Invocation, InvocationReport, InvokeError,
     LogLine, LogStream, Outcome,
 };
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::LambdaConfig;
 use crate::code::WORKERS_HOST_FILE;
@@ -36,6 +43,8 @@ use crate::spawn::{self, Limits, ProcessSpec, StdinMode};
 pub struct WorkersExecutor {
     host: Arc<Host>,
     reaper: tokio::task::JoinHandle<()>,
+    /// Fires the alarms of the worker's Durable Objects, if it has any.
+    alarms: Option<tokio::task::JoinHandle<()>>,
 }
 
 struct Host {
@@ -51,6 +60,17 @@ struct Host {
     process: tokio::sync::Mutex<Option<Arc<Process>>>,
     next_process_id: AtomicU64,
     shutting_down: AtomicBool,
+    /// The storage of the worker's Durable Object classes, if it has any.
+    objects: Option<Arc<Objects>>,
+}
+
+/// The Durable Objects of a worker: the classes it binds and where their storage is.
+struct Objects {
+    store: Arc<dyn DurableObjectStore>,
+    /// The classes the worker's host may touch the storage of.
+    classes: Vec<String>,
+    /// Woken when a commit sets or clears an alarm.
+    alarms_changed: Notify,
 }
 
 /// One host process.
@@ -104,7 +124,15 @@ impl WorkersExecutor {
     ) -> Result<WorkersExecutor, InvokeError> {
         let host = Arc::new(Host::new(spec, main, cfg));
         let reaper = tokio::spawn(reap(Arc::downgrade(&host)));
-        Ok(WorkersExecutor { host, reaper })
+        let alarms = host
+            .objects
+            .clone()
+            .map(|objects| tokio::spawn(fire_alarms(Arc::downgrade(&host), objects)));
+        Ok(WorkersExecutor {
+            host,
+            reaper,
+            alarms,
+        })
     }
 }
 
@@ -131,7 +159,24 @@ impl Host {
     fn new(spec: FunctionSpec, main: PathBuf, cfg: LambdaConfig) -> Host {
         let worker = spec.worker.clone().unwrap_or_default();
         let cpu_limit = worker.cpu_limit.unwrap_or(spec.timeout);
+        let classes: Vec<String> = worker
+            .bindings
+            .iter()
+            .filter_map(|b| match &b.kind {
+                BindingKind::DurableObject { class } => Some(class.clone()),
+                _ => None,
+            })
+            .collect();
+        let objects = match (&cfg.durable_objects, classes.is_empty()) {
+            (Some(store), false) => Some(Arc::new(Objects {
+                store: store.clone(),
+                classes,
+                alarms_changed: Notify::new(),
+            })),
+            _ => None,
+        };
         Host {
+            objects,
             config: worker.host_config().to_string(),
             cpu_limit,
             spec,
@@ -305,6 +350,7 @@ impl Host {
         readers.spawn(read_stderr(
             stderr,
             self.spec.name.clone(),
+            self.objects.clone(),
             self.cfg.log_sink.clone(),
         ));
         tokio::spawn(watch_process(
@@ -466,6 +512,9 @@ impl Drop for WorkersExecutor {
         {
             process.stop(StopReason::Shutdown);
         }
+        if let Some(alarms) = &self.alarms {
+            alarms.abort();
+        }
     }
 }
 
@@ -513,6 +562,7 @@ async fn read_frames(
     let mut ready_tx = Some(ready_tx);
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+    objects: Option<Arc<Objects>>,
         if let Ok(mut last_seen) = process.last_seen.lock() {
             *last_seen = Instant::now();
         }
@@ -565,6 +615,14 @@ async fn read_frames(
                 if let Some(tx) = ready_tx.take() {
                     let _ = tx.send(Ok(()));
                 }
+            }
+            "do" => {
+                // Each object's calls come one at a time; different objects' run at once.
+                tokio::spawn(storage_call(
+                    objects.clone(),
+                    process.clone(),
+                    Value::Object(frame.clone()),
+                ));
             }
             "init_error" => {
                 let body = frame
@@ -705,4 +763,261 @@ async fn reap(host: std::sync::Weak<Host>) {
             process.stop(StopReason::Idle);
         }
     }
+}
+
+/// Answers one Durable Object storage call of the host (`{"t":"do","q":N,"op":...}`) on
+/// its stdin: `{"t":"do_res","q":N,"ok":...}`, or `"error"` with a message the host
+/// throws.
+async fn storage_call(objects: Option<Arc<Objects>>, process: Arc<Process>, frame: Value) {
+    let q = frame.get("q").and_then(Value::as_u64).unwrap_or(0);
+    let res = match objects {
+        Some(objects) => {
+            let store = objects.clone();
+            match tokio::task::spawn_blocking(move || storage_op(&store, &frame)).await {
+                Ok(Ok((value, alarm_changed))) => {
+                    if alarm_changed {
+                        objects.alarms_changed.notify_one();
+                    }
+                    Ok(value)
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("Durable Object storage failed: {e}")),
+            }
+        }
+        None => Err(
+            "Durable Object storage is not available here (nimbus up and nimbus server keep it)"
+                .to_owned(),
+        ),
+    };
+    let reply = match res {
+        Ok(value) => json!({"t": "do_res", "q": q, "ok": value}),
+        Err(message) => json!({"t": "do_res", "q": q, "error": message}),
+    };
+    let mut line = reply.to_string().into_bytes();
+    line.push(b'\n');
+    let mut stdin = process.stdin.lock().await;
+    // A host that is gone has no one waiting for the answer.
+    let _ = stdin.write_all(&line).await;
+}
+
+/// Runs one storage call; its answer, and whether it changed an alarm.
+fn storage_op(objects: &Objects, frame: &Value) -> Result<(Value, bool), DurableObjectError> {
+    let invalid =
+        |what: &str| DurableObjectError::Invalid(format!("a storage call without {what}"));
+    let text = |key: &str| frame.get(key).and_then(Value::as_str);
+    let class = text("class").ok_or_else(|| invalid("a class"))?;
+    if !objects.classes.iter().any(|c| c == class) {
+        return Err(DurableObjectError::Invalid(format!(
+            "the worker binds no Durable Object class {class}"
+        )));
+    }
+    let object = ObjectName {
+        class: class.to_owned(),
+        id: text("id").ok_or_else(|| invalid("an id"))?.to_owned(),
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let store = &objects.store;
+    match text("op").unwrap_or("") {
+        "get" => {
+            let keys: Vec<String> = frame
+                .get("keys")
+                .and_then(Value::as_array)
+                .ok_or_else(|| invalid("keys"))?
+                .iter()
+                .map(|k| {
+                    k.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| invalid("string keys"))
+                })
+                .collect::<Result<_, _>>()?;
+            let values = store.get(&object, &keys)?;
+            let values = values
+                .into_iter()
+                .map(|v| v.map_or(Value::Null, |v| Value::String(b64.encode(v))))
+                .collect();
+            Ok((Value::Array(values), false))
+        }
+        "list" => {
+            let options = frame.get("options").cloned().unwrap_or(Value::Null);
+            let opt = |key: &str| options.get(key).and_then(Value::as_str).map(str::to_owned);
+            let list = ListOptions {
+                prefix: opt("prefix"),
+                start: opt("start"),
+                start_after: opt("startAfter"),
+                end: opt("end"),
+                reverse: options
+                    .get("reverse")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                limit: options
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .and_then(|n| usize::try_from(n).ok()),
+            };
+            let rows = store.list(&object, &list)?;
+            let rows = rows
+                .into_iter()
+                .map(|(k, v)| json!([k, b64.encode(v)]))
+                .collect();
+            Ok((Value::Array(rows), false))
+        }
+        "commit" => {
+            let mut commit = Commit {
+                delete_all: frame
+                    .get("deleteAll")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                ..Commit::default()
+            };
+            for write in frame
+                .get("writes")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+            {
+                let key = write
+                    .get(0)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| invalid("a key"))?;
+                commit
+                    .writes
+                    .push(match write.get(1).and_then(Value::as_str) {
+                        Some(value) => StorageWrite::Put(
+                            key.to_owned(),
+                            b64.decode(value).map_err(|_| invalid("a base64 value"))?,
+                        ),
+                        None => StorageWrite::Delete(key.to_owned()),
+                    });
+            }
+            commit.alarm = match frame.get("alarm") {
+                Some(Value::String(clear)) if clear == "clear" => AlarmChange::Clear,
+                Some(Value::Number(ms)) => AlarmChange::Set(
+                    SystemTime::UNIX_EPOCH
+                        + Duration::from_millis(ms.as_f64().unwrap_or(0.0).max(0.0) as u64),
+                ),
+                _ => AlarmChange::Keep,
+            };
+            store.commit(&object, &commit)?;
+            Ok((Value::Bool(true), commit.alarm != AlarmChange::Keep))
+        }
+        "getAlarm" => {
+            let at = store
+                .alarm(&object)?
+                .map_or(Value::Null, |alarm| json!(unix_ms(alarm.at)));
+            Ok((at, false))
+        }
+        other => Err(DurableObjectError::Invalid(format!(
+            "unknown storage call `{other}`"
+        ))),
+    }
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How many times an alarm is tried before it is dropped (Cloudflare: 6).
+const ALARM_ATTEMPTS: u32 = 6;
+/// The longest the alarm loop sleeps without looking at the store again.
+const ALARM_POLL: Duration = Duration::from_secs(60);
+
+/// Fires the alarms of the worker's Durable Objects when they are due, starting the host
+/// if it is not running: alarms live in the store, so one set before a crash fires after
+/// the restart even if the object is never used again. A failed alarm is retried with
+/// exponential backoff (2, 4, 8, ... seconds), up to [`ALARM_ATTEMPTS`] attempts.
+async fn fire_alarms(host: std::sync::Weak<Host>, objects: Arc<Objects>) {
+    let mut firing: HashSet<ObjectName> = HashSet::new();
+    let mut fired = tokio::task::JoinSet::new();
+    loop {
+        let store = objects.clone();
+        let alarms = tokio::task::spawn_blocking(move || store.store.alarms(&store.classes))
+            .await
+            .unwrap_or_else(|e| Err(DurableObjectError::Storage(e.to_string())));
+        let alarms = match alarms {
+            Ok(alarms) => alarms,
+            Err(e) => {
+                tracing::warn!("reading Durable Object alarms: {e}");
+                Vec::new()
+            }
+        };
+        let now = SystemTime::now();
+        let mut next: Option<SystemTime> = None;
+        for alarm in alarms {
+            if firing.contains(&alarm.object) {
+                continue;
+            }
+            if alarm.at > now {
+                next = Some(alarm.at);
+                break;
+            }
+            let Some(host) = host.upgrade() else { return };
+            if host.shutting_down.load(Ordering::Acquire) {
+                return;
+            }
+            firing.insert(alarm.object.clone());
+            fired.spawn(fire_alarm(host, objects.clone(), alarm));
+        }
+        let wait = next
+            .and_then(|at| at.duration_since(now).ok())
+            .unwrap_or(ALARM_POLL)
+            .min(ALARM_POLL);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = objects.alarms_changed.notified() => {}
+            Some(done) = fired.join_next(), if !fired.is_empty() => {
+                if let Ok(object) = done {
+                    firing.remove(&object);
+                }
+            }
+        }
+    }
+}
+
+/// Invokes the host with one alarm; on failure moves the alarm on to its next attempt.
+async fn fire_alarm(host: Arc<Host>, objects: Arc<Objects>, alarm: Alarm) -> ObjectName {
+    static N_ALARMS: AtomicU64 = AtomicU64::new(1);
+    let payload = json!({"nimbusAlarm": {
+        "class": alarm.object.class,
+        "id": alarm.object.id,
+        "retryCount": alarm.retry_count,
+    }});
+    let request_id = format!(
+        "alarm-{:016x}-{}",
+        unix_ms(SystemTime::now()),
+        N_ALARMS.fetch_add(1, Ordering::Relaxed)
+    );
+    let invocation = Invocation {
+        request_id,
+        payload: payload.to_string().into_bytes(),
+        trace_id: String::new(),
+    };
+    let ok = matches!(
+        host.invoke(invocation).await,
+        Ok(InvocationReport {
+            outcome: Outcome::Ok(_),
+            ..
+        })
+    );
+    drop(host);
+    if !ok {
+        let attempt = alarm.retry_count + 1;
+        let next = (attempt < ALARM_ATTEMPTS)
+            .then(|| SystemTime::now() + Duration::from_secs(1 << attempt.min(10)));
+        let object = alarm.object.clone();
+        let at = alarm.at;
+        let store = objects.clone();
+        let res =
+            tokio::task::spawn_blocking(move || store.store.retry_alarm(&object, at, next)).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!("moving a failed Durable Object alarm on: {e}");
+        }
+        if next.is_none() {
+            tracing::warn!(
+                class = alarm.object.class,
+                id = alarm.object.id,
+                "a Durable Object alarm failed {ALARM_ATTEMPTS} times and is dropped"
+            );
+        }
+    }
+    alarm.object
 }

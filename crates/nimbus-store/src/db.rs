@@ -24,6 +24,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     telemetry::SCHEMA_V8,
     crate::workflows::SCHEMA_V9,
     telemetry::SCHEMA_V10,
+    crate::durable_objects::SCHEMA,
 ];
 
 /// The schema version this build reads and writes.

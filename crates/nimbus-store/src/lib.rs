@@ -23,6 +23,7 @@
 mod buckets;
 mod db;
 mod durable;
+mod durable_objects;
 mod error;
 mod kv;
 mod queues;

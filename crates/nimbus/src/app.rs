@@ -578,6 +578,7 @@ impl App {
             packages: self.packages.clone(),
             sandbox: sandbox(),
             instance_limit: instance_limit(None),
+            durable_objects: None,
         }
     }
 

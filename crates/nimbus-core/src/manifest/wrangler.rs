@@ -633,14 +633,8 @@ impl Cx<'_> {
                         "a Durable Object class of another worker is not reachable yet; the class must be exported by this worker",
                     );
                 }
-                let namespace = crate::worker::durable_object_namespace(&class);
-                if !collected.resources.kv_namespaces.contains(&namespace) {
-                    collected.resources.kv_namespaces.push(namespace.clone());
-                }
-                collected.grants.push(Grant {
-                    actions: vec!["kv:*".to_owned()],
-                    resources: vec![format!("kv:{namespace}")],
-                });
+                // Storage goes through the host's own channel to nimbus (no grant):
+                // `nimbus_core::durable_objects`.
                 self.binding(collected, binding, BindingKind::DurableObject { class });
             }
         }

@@ -8,7 +8,10 @@
 //   {"t":"ready"} once the module is loaded, {"t":"init_error","error":{...}} if it failed;
 //   {"t":"res","id":N,"ok":{proxy result}} or {"t":"res","id":N,"error":{...}};
 //   {"t":"log","rid":"...","s":"out"|"err","m":"text"}       console output of a request;
-//   {"t":"tick"}                                              the event loop is not stuck.
+//   {"t":"tick"}                                              the event loop is not stuck;
+//   {"t":"do","q":N,"op":"get"|"list"|"commit"|"getAlarm",...} a Durable Object storage call,
+//                                          answered on stdin by {"t":"do_res","q":N,"ok"|"error"}.
+// An event {"nimbusAlarm":{"class","id","retryCount"}} fires a Durable Object's alarm.
 // Bindings call nimbus's services API (NIMBUS_API, NIMBUS_TOKEN) through the shipped client.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Buffer } from 'node:buffer';
@@ -305,13 +308,33 @@ class Fetcher {
 
 // ---------------------------------------------------------------------------
 // Durable Objects: one live instance per id in this host (the only host of the worker),
-// events delivered one at a time, storage in the nimbus KV namespace of the class with
-// keys `<id>/<key>`. An event's writes are kept aside and written (awaited) when it ends,
-// before its answer leaves; an event that throws leaves storage as the last completed
-// event left it.
+// events delivered one at a time. Storage is nimbus's Durable Object store, reached with
+// `{"t":"do"}` frames on stdout and answered by `{"t":"do_res"}` lines on stdin. Values
+// are V8-serialized when put (a later change to the object does not reach storage) and
+// deserialized on every read. An event's writes are kept aside and sent as one commit
+// when it ends, before its answer leaves: they land together or not at all, and an event
+// that throws leaves storage as the last completed event left it. Alarms live in the
+// store; nimbus fires them (starting this host if need be) as `nimbusAlarm` events.
 
 const v8 = require('node:v8');
 const { createHash, randomBytes } = require('node:crypto');
+
+const storageWaiters = new Map(); // q -> { resolve, reject }
+let nextStorageCall = 1;
+function storageCall(body) {
+  const q = nextStorageCall++;
+  return new Promise((resolve, reject) => {
+    storageWaiters.set(q, { resolve, reject });
+    frame({ t: 'do', q, ...body });
+  });
+}
+function onStorageAnswer(msg) {
+  const waiter = storageWaiters.get(msg.q);
+  if (!waiter) return;
+  storageWaiters.delete(msg.q);
+  if (msg.error !== undefined) waiter.reject(new Error(msg.error));
+  else waiter.resolve(msg.ok);
+}
 
 class DurableObjectId {
   #hex;
@@ -329,161 +352,218 @@ class DurableObjectId {
 
 const liveObjects = new Map(); // `${class}/${id}` -> LiveObject
 
+function checkKey(key) {
+  if (typeof key !== 'string') throw new TypeError('Durable Object storage keys are strings');
+  return key;
+}
+
+function inRange(key, o) {
+  if (o.prefix !== undefined && !key.startsWith(o.prefix)) return false;
+  if (o.start !== undefined && key < o.start) return false;
+  if (o.startAfter !== undefined && key <= o.startAfter) return false;
+  if (o.end !== undefined && key >= o.end) return false;
+  return true;
+}
+
 class ObjectStorage {
   #live;
   constructor(live) {
     this.#live = live;
   }
-  #key(key) {
-    if (typeof key !== 'string') throw new TypeError('storage keys are strings');
-    return key;
-  }
   async get(keys) {
     if (Array.isArray(keys)) {
+      if (keys.length > 128) throw new RangeError('get() takes at most 128 keys');
+      const values = await this.#live.readMany(keys.map(checkKey));
       const out = new Map();
-      for (const key of keys) {
-        const value = await this.#live.read(this.#key(key));
-        if (value !== undefined) out.set(key, value);
-      }
+      keys.forEach((key, i) => {
+        if (values[i] !== undefined) out.set(key, values[i]);
+      });
       return out;
     }
-    return this.#live.read(this.#key(keys));
+    return (await this.#live.readMany([checkKey(keys)]))[0];
   }
   async put(keyOrEntries, value) {
     if (typeof keyOrEntries === 'object' && keyOrEntries !== null) {
-      for (const [k, v] of Object.entries(keyOrEntries)) this.#live.write(this.#key(k), v);
+      const entries = Object.entries(keyOrEntries);
+      if (entries.length > 128) throw new RangeError('put() takes at most 128 entries');
+      for (const [k, v] of entries) this.#live.write(checkKey(k), v8.serialize(v));
       return;
     }
     if (value === undefined) throw new TypeError('put() needs a value');
-    this.#live.write(this.#key(keyOrEntries), value);
+    this.#live.write(checkKey(keyOrEntries), v8.serialize(value));
   }
   async delete(keys) {
     if (Array.isArray(keys)) {
-      let n = 0;
-      for (const key of keys) if (await this.delete(key)) n += 1;
-      return n;
+      if (keys.length > 128) throw new RangeError('delete() takes at most 128 keys');
+      const values = await this.#live.readMany(keys.map(checkKey));
+      for (const key of keys) this.#live.write(key, undefined);
+      return values.filter((v) => v !== undefined).length;
     }
-    const existed = (await this.#live.read(this.#key(keys))) !== undefined;
+    const [value] = await this.#live.readMany([checkKey(keys)]);
     this.#live.write(keys, undefined);
-    return existed;
+    return value !== undefined;
   }
   async deleteAll() {
-    for (const key of await this.#live.keys()) this.#live.write(key, undefined);
+    this.#live.deleteAll();
   }
   async list(options = {}) {
-    let keys = await this.#live.keys();
-    if (options.prefix) keys = keys.filter((k) => k.startsWith(options.prefix));
-    if (options.start !== undefined) keys = keys.filter((k) => k >= options.start);
-    if (options.startAfter !== undefined) keys = keys.filter((k) => k > options.startAfter);
-    if (options.end !== undefined) keys = keys.filter((k) => k < options.end);
-    if (options.reverse) keys.reverse();
-    if (options.limit !== undefined) keys = keys.slice(0, options.limit);
-    const out = new Map();
-    for (const key of keys) {
-      const value = await this.#live.read(key);
-      if (value !== undefined) out.set(key, value);
+    for (const k of ['prefix', 'start', 'startAfter', 'end']) {
+      if (options[k] !== undefined && typeof options[k] !== 'string') throw new TypeError(`list() option ${k} must be a string`);
     }
-    return out;
+    if (options.start !== undefined && options.startAfter !== undefined) throw new TypeError('list() takes start or startAfter, not both');
+    if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit > 0)) throw new RangeError('list() option limit must be a positive integer');
+    return this.#live.list(options);
   }
   async transaction(closure) {
-    // Events already run one at a time and their writes land together when they end.
-    return closure(this);
+    const live = this.#live;
+    const saved = live.snapshot();
+    let rolledBack = false;
+    const txn = new ObjectStorage(live);
+    txn.rollback = () => {
+      rolledBack = true;
+      live.restore(saved);
+    };
+    try {
+      const result = await closure(txn);
+      if (rolledBack) live.restore(saved);
+      return result;
+    } catch (e) {
+      live.restore(saved);
+      throw e;
+    }
   }
   async sync() {}
   async getAlarm() {
-    const at = await this.#live.read('\u0000alarm');
-    return at === undefined ? null : at;
+    return this.#live.getAlarm();
   }
   async setAlarm(when) {
     const at = when instanceof Date ? when.getTime() : Number(when);
-    this.#live.write('\u0000alarm', at);
+    if (!Number.isFinite(at)) throw new TypeError('setAlarm() takes a Date or milliseconds since the epoch');
+    this.#live.pendingAlarm = at;
   }
   async deleteAlarm() {
-    this.#live.write('\u0000alarm', undefined);
+    this.#live.pendingAlarm = null;
   }
 }
 
 class LiveObject {
-  constructor(binding, className, id) {
-    this.kv = nimbus.kv(binding.namespace);
-    this.className = className;
+  constructor(binding, id) {
+    this.className = binding.class;
     this.id = id;
-    this.prefix = `${id.toString()}/`;
-    this.cache = new Map(); // key -> value (undefined: known absent)
-    this.pending = null; // the running event's writes: key -> value | undefined
-    this.allKeys = null; // sorted keys, once listed
+    this.ref = { class: binding.class, id: id.toString() };
+    this.cache = new Map(); // key -> serialized value, or undefined when absent (committed state)
+    this.pending = null; // the running event's writes: key -> serialized value | undefined
+    this.pendingDeleteAll = false;
+    this.pendingAlarm = undefined; // undefined: unchanged; null: cleared; a number: set
+    this.alarm = undefined; // the committed alarm once known (null: none)
     this.chain = Promise.resolve();
-    this.alarmTimer = null;
     const state = {
       id,
       storage: new ObjectStorage(this),
       waitUntil() {},
+      // Events already run one at a time, so the constructor's work finishes before the
+      // first event.
       blockConcurrencyWhile: (fn) => fn(),
-      acceptWebSocket() {
-        throw new Error('WebSockets on Durable Objects are not served by nimbus yet');
-      },
-      getWebSockets: () => [],
+      acceptWebSocket: (ws, tags) => acceptWebSocket(this, ws, tags),
+      getWebSockets: (tag) => socketsOf(this, tag),
+      getTags: (ws) => tagsOf(ws),
+      setWebSocketAutoResponse() {},
     };
     this.state = state;
-    const Class = workerModule && workerModule[className];
+    const Class = workerModule && workerModule[binding.class];
     if (typeof Class !== 'function') {
-      throw new Error(`the worker exports no Durable Object class ${className}`);
+      throw new Error(`the worker exports no Durable Object class ${binding.class}`);
     }
     this.instance = new Class(state, env);
-    // A constructor's blockConcurrencyWhile and storage reads run as the first event.
-    this.run(async () => {
-      const at = await state.storage.getAlarm();
-      if (at !== null) this.armAlarm(at);
-    }).catch(() => {});
   }
-  async read(key) {
-    if (this.pending && this.pending.has(key)) return this.pending.get(key);
-    if (this.cache.has(key)) return this.cache.get(key);
-    const bytes = await this.kv.get(this.prefix + key, { type: 'buffer' });
-    const value = bytes === null ? undefined : v8.deserialize(bytes);
-    this.cache.set(key, value);
-    return value;
+  async readMany(keys) {
+    const out = new Array(keys.length);
+    const missing = [];
+    keys.forEach((key, i) => {
+      if (this.pending && this.pending.has(key)) out[i] = this.pending.get(key);
+      else if (this.pendingDeleteAll) out[i] = undefined;
+      else if (this.cache.has(key)) out[i] = this.cache.get(key);
+      else missing.push(i);
+    });
+    if (missing.length) {
+      const values = await storageCall({ op: 'get', ...this.ref, keys: missing.map((i) => keys[i]) });
+      missing.forEach((i, j) => {
+        const bytes = values[j] === null ? undefined : Buffer.from(values[j], 'base64');
+        this.cache.set(keys[i], bytes);
+        out[i] = bytes;
+      });
+    }
+    return out.map((bytes) => (bytes === undefined ? undefined : v8.deserialize(bytes)));
   }
-  write(key, value) {
+  write(key, bytes) {
     if (!this.pending) this.pending = new Map();
-    this.pending.set(key, value);
+    this.pending.set(key, bytes);
   }
-  async keys() {
-    if (!this.allKeys) {
-      const names = [];
-      let cursor;
-      do {
-        const page = await this.kv.list({ prefix: this.prefix, cursor, limit: 1000 });
-        for (const k of page.keys || []) names.push(k.name.slice(this.prefix.length));
-        cursor = page.list_complete ? undefined : page.cursor;
-      } while (cursor);
-      this.allKeys = new Set(names.filter((k) => !k.startsWith('\u0000')));
-    }
-    const keys = new Set(this.allKeys);
-    for (const [k, v] of this.pending || []) {
-      if (k.startsWith('\u0000')) continue;
-      if (v === undefined) keys.delete(k);
-      else keys.add(k);
-    }
-    return [...keys].sort();
-  }
-  async commit() {
-    const writes = this.pending;
+  deleteAll() {
     this.pending = null;
-    if (!writes) return;
-    for (const [key, value] of writes) {
-      if (value === undefined) await this.kv.delete(this.prefix + key);
-      else await this.kv.put(this.prefix + key, v8.serialize(value));
-      this.cache.set(key, value);
-      if (this.allKeys && !key.startsWith('\u0000')) {
-        if (value === undefined) this.allKeys.delete(key);
-        else this.allKeys.add(key);
-      }
-      if (key === '\u0000alarm') {
-        if (value === undefined) this.disarmAlarm();
-        else this.armAlarm(value);
-      }
+    this.pendingDeleteAll = true;
+  }
+  async list(options) {
+    const overlay = this.pending !== null && this.pending.size > 0;
+    const query = { prefix: options.prefix, start: options.start, startAfter: options.startAfter, end: options.end, reverse: !!options.reverse };
+    // With writes of this event to merge, the store's page is taken whole and cut here.
+    if (!overlay && options.limit !== undefined) query.limit = options.limit;
+    let rows = [];
+    if (!this.pendingDeleteAll) rows = await storageCall({ op: 'list', ...this.ref, options: query });
+    const entries = new Map();
+    for (const [key, b64] of rows) {
+      const bytes = Buffer.from(b64, 'base64');
+      this.cache.set(key, bytes);
+      entries.set(key, bytes);
     }
+    let keys;
+    if (overlay) {
+      for (const [key, bytes] of this.pending) {
+        if (!inRange(key, options)) continue;
+        if (bytes === undefined) entries.delete(key);
+        else entries.set(key, bytes);
+      }
+      keys = [...entries.keys()].sort();
+      if (options.reverse) keys.reverse();
+      if (options.limit !== undefined) keys = keys.slice(0, options.limit);
+    } else {
+      keys = [...entries.keys()];
+    }
+    return new Map(keys.map((key) => [key, v8.deserialize(entries.get(key))]));
+  }
+  async getAlarm() {
+    if (this.pendingAlarm !== undefined) return this.pendingAlarm;
+    if (this.alarm === undefined) this.alarm = await storageCall({ op: 'getAlarm', ...this.ref });
+    return this.alarm;
+  }
+  snapshot() {
+    return { pending: this.pending && new Map(this.pending), deleteAll: this.pendingDeleteAll, alarm: this.pendingAlarm };
+  }
+  restore(saved) {
+    this.pending = saved.pending && new Map(saved.pending);
+    this.pendingDeleteAll = saved.deleteAll;
+    this.pendingAlarm = saved.alarm;
+  }
+  discard() {
+    this.restore({ pending: null, deleteAll: false, alarm: undefined });
+  }
+  // Sends the event's writes as one commit.
+  async commit() {
+    const { pending, pendingDeleteAll: deleteAll, pendingAlarm: alarm } = this;
+    this.discard();
+    if (!pending && !deleteAll && alarm === undefined) return;
+    const writes = [...(pending || [])].map(([key, bytes]) => [key, bytes === undefined ? null : bytes.toString('base64')]);
+    try {
+      await storageCall({ op: 'commit', ...this.ref, deleteAll, writes, alarm: alarm === undefined ? null : alarm === null ? 'clear' : alarm });
+    } catch (e) {
+      // What landed is unknown only if nimbus died; read it afresh either way.
+      this.cache.clear();
+      this.alarm = undefined;
+      throw e;
+    }
+    if (deleteAll) this.cache.clear();
+    for (const [key, bytes] of pending || []) this.cache.set(key, bytes);
+    if (alarm !== undefined) this.alarm = alarm;
   }
   // Runs one event after the ones before it; its writes land before it resolves.
   run(event) {
@@ -493,34 +573,50 @@ class LiveObject {
         await this.commit();
         return result;
       } catch (e) {
-        this.pending = null;
+        this.discard();
         throw e;
       }
     });
     this.chain = next.catch(() => {});
     return next;
   }
-  disarmAlarm() {
-    if (this.alarmTimer) clearTimeout(this.alarmTimer);
-    this.alarmTimer = null;
+}
+
+function acceptWebSocket() {
+  throw new Error('WebSockets on Durable Objects are not served by nimbus yet');
+}
+function socketsOf() {
+  return [];
+}
+function tagsOf() {
+  return [];
+}
+
+function liveObject(binding, id) {
+  const key = `${binding.class}/${id.toString()}`;
+  let obj = liveObjects.get(key);
+  if (!obj) {
+    obj = new LiveObject(binding, id);
+    liveObjects.set(key, obj);
   }
-  armAlarm(at) {
-    this.disarmAlarm();
-    const delay = Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1));
-    this.alarmTimer = setTimeout(() => this.fireAlarm(1), delay);
-  }
-  fireAlarm(attempt) {
-    this.alarmTimer = null;
-    this.run(async () => {
-      // The alarm is cleared before the handler runs; the handler may set the next one.
-      this.write('\u0000alarm', undefined);
-      if (typeof this.instance.alarm === 'function') await this.instance.alarm({ retryCount: attempt - 1, isRetry: attempt > 1 });
-    }).catch((e) => {
-      console.error(`alarm of ${this.className} ${this.id} failed (attempt ${attempt}):`, e);
-      // Retried with backoff, as Cloudflare does, up to 6 times.
-      if (attempt < 6) this.alarmTimer = setTimeout(() => this.fireAlarm(attempt + 1), 2 ** attempt * 1000);
-    });
-  }
+  return obj;
+}
+
+// An alarm nimbus fires: `{"nimbusAlarm": {"class", "id", "retryCount"}}`.
+async function onAlarm(ev) {
+  const { class: className, id, retryCount } = ev.nimbusAlarm;
+  const binding = Object.values(config.bindings || {}).find((b) => b.type === 'durable_object' && b.class === className);
+  if (!binding) throw new Error(`the worker binds no Durable Object class ${className}`);
+  const obj = liveObject(binding, new DurableObjectId(id));
+  await obj.run(async () => {
+    // The alarm is cleared before the handler runs; the handler may set the next one,
+    // and a handler that throws leaves it set for nimbus to retry.
+    obj.pendingAlarm = null;
+    if (typeof obj.instance.alarm === 'function') {
+      await obj.instance.alarm({ retryCount: Number(retryCount) || 0, isRetry: Number(retryCount) > 0 });
+    }
+  });
+  return null;
 }
 
 class DurableObjectNamespace {
@@ -541,15 +637,7 @@ class DurableObjectNamespace {
   }
   get(id) {
     const binding = this.#binding;
-    const live = () => {
-      const key = `${binding.class}/${id.toString()}`;
-      let obj = liveObjects.get(key);
-      if (!obj) {
-        obj = new LiveObject(binding, binding.class, id);
-        liveObjects.set(key, obj);
-      }
-      return obj;
-    };
+    const live = () => liveObject(binding, id);
     const stub = {
       id,
       name: id.name,
@@ -912,6 +1000,7 @@ function kindOf(ev) {
   if (ev && Array.isArray(ev.Records) && ev.Records.length && ev.Records[0].eventSource === 'aws:sqs') return onQueue;
   if (ev && (ev.version === '2.0' || typeof ev.httpMethod === 'string') && (ev.requestContext || ev.httpMethod)) return onFetch;
   if (ev && ev['detail-type'] === 'Scheduled Event') return onScheduled;
+  if (ev && ev.nimbusAlarm) return onAlarm;
   return null;
 }
 
@@ -974,5 +1063,6 @@ lines.on('line', (line) => {
     return;
   }
   if (msg.t === 'invoke') invoke(msg);
+  else if (msg.t === 'do_res') onStorageAnswer(msg);
 });
 lines.on('close', () => process.exit(0));

@@ -338,7 +338,8 @@ impl Launcher {
             }
             tokens.push(token);
         }
-        let lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());
+        let mut lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());
+        lambda_cfg.durable_objects = Some(Arc::new(self.store.clone()));
         let mut executors: Vec<Arc<dyn Executor>> = Vec::new();
         let mut started: Vec<Arc<dyn Executor>> = Vec::new();
         for (idx, spec) in app.manifest.functions.iter().enumerate() {

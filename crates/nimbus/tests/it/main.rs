@@ -42,4 +42,5 @@ mod wasm;
 mod websocket;
 mod workers;
 mod workflows;
+mod workers_objects;
 mod wsgi;

@@ -1,0 +1,200 @@
+//! The storage of Durable Objects (Cloudflare's `state.storage`), behind a trait a
+//! clustered backend can implement: each object's keys and values, and its alarm.
+//!
+//! An object is named by its class and its id (64 hex digits). Values are opaque bytes
+//! (the Workers host stores V8-serialized values, as workerd does). Every event of an
+//! object ends in one [`Commit`]: all its puts, deletes and its alarm change land together
+//! or not at all, so a crash mid-commit never leaves half an event behind.
+//!
+//! In a cluster an object's owner is [`owner_of`] its id over the nodes, so every node
+//! routes a stub to the same one.
+
+use std::time::SystemTime;
+
+/// Cloudflare's longest storage key, in bytes.
+pub const MAX_KEY_BYTES: usize = 2048;
+/// Cloudflare's largest stored value, in bytes (128 KiB).
+pub const MAX_VALUE_BYTES: usize = 128 * 1024;
+/// The most keys one `get`, `put` or `delete` of Cloudflare's takes.
+pub const MAX_KEYS_PER_CALL: usize = 128;
+
+/// One object: its class and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectName {
+    /// The class the object is an instance of (`Counter`).
+    pub class: String,
+    /// Its id: 64 lowercase hex digits.
+    pub id: String,
+}
+
+/// A write of a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageWrite {
+    /// Sets `key` to the value.
+    Put(String, Vec<u8>),
+    /// Removes `key`.
+    Delete(String),
+}
+
+/// What an event changes about the object's alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AlarmChange {
+    /// The event did not touch the alarm.
+    #[default]
+    Keep,
+    /// `setAlarm`: the alarm fires at this time (a first attempt).
+    Set(SystemTime),
+    /// `deleteAlarm`, or an alarm that fired and was not set again.
+    Clear,
+}
+
+/// The storage changes of one event, applied in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Commit {
+    /// `deleteAll()`: every key goes first, before `writes`.
+    pub delete_all: bool,
+    /// Puts and deletes in the order the event made them (the last one of a key wins).
+    pub writes: Vec<StorageWrite>,
+    /// The alarm's change.
+    pub alarm: AlarmChange,
+}
+
+/// The range and order of a `list()`, as `state.storage.list` takes them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListOptions {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Only keys at or after this.
+    pub start: Option<String>,
+    /// Only keys after this.
+    pub start_after: Option<String>,
+    /// Only keys before this.
+    pub end: Option<String>,
+    /// Descending key order.
+    pub reverse: bool,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
+/// An object's alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    /// The object.
+    pub object: ObjectName,
+    /// When it fires next.
+    pub at: SystemTime,
+    /// How many failed attempts came before this one (`alarmInfo.retryCount`).
+    pub retry_count: u32,
+}
+
+/// What the store holds for one object, for listings (the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    /// The object.
+    pub object: ObjectName,
+    /// How many keys it has.
+    pub n_keys: u64,
+    /// The bytes of its keys and values.
+    pub size_bytes: u64,
+    /// When its alarm fires, if it has one.
+    pub alarm: Option<SystemTime>,
+}
+
+/// Why a storage operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurableObjectError {
+    /// A key, value or option the caller gave is not accepted.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not read or write.
+    #[error("Durable Object storage failed: {0}")]
+    Storage(String),
+}
+
+/// Durable Object storage. Calls are synchronous (SQLite underneath): call them off the
+/// async executor.
+pub trait DurableObjectStore: Send + Sync {
+    /// The values of `keys`, in order; `None` for an absent key.
+    fn get(
+        &self,
+        object: &ObjectName,
+        keys: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, DurableObjectError>;
+    /// Keys and values in key order (descending with `reverse`), within the range.
+    fn list(
+        &self,
+        object: &ObjectName,
+        options: &ListOptions,
+    ) -> Result<Vec<(String, Vec<u8>)>, DurableObjectError>;
+    /// Applies one event's changes in one transaction: all of them or none.
+    fn commit(&self, object: &ObjectName, commit: &Commit) -> Result<(), DurableObjectError>;
+    /// The object's alarm, if set.
+    fn alarm(&self, object: &ObjectName) -> Result<Option<Alarm>, DurableObjectError>;
+    /// Every alarm of objects of `classes`, soonest first.
+    fn alarms(&self, classes: &[String]) -> Result<Vec<Alarm>, DurableObjectError>;
+    /// Moves the alarm that fired at `fired_at` to `next` (a retry, with `retry_count`
+    /// one more) or clears it (`None`), unless an event changed it meanwhile.
+    fn retry_alarm(
+        &self,
+        object: &ObjectName,
+        fired_at: SystemTime,
+        next: Option<SystemTime>,
+    ) -> Result<(), DurableObjectError>;
+    /// The objects of `class` (every class with `None`) that hold keys or an alarm.
+    fn objects(&self, class: Option<&str>) -> Result<Vec<ObjectSummary>, DurableObjectError>;
+}
+
+/// The node of `n_nodes` that owns the object with id `id`: its first 16 hex digits as a
+/// number, modulo the nodes (ids are uniformly random or SHA-256 digests).
+pub fn owner_of(id: &str, n_nodes: usize) -> usize {
+    let head = id.get(..16).unwrap_or(id);
+    let value = u64::from_str_radix(head, 16).unwrap_or(0);
+    let n_nodes = u64::try_from(n_nodes.max(1)).unwrap_or(u64::MAX);
+    usize::try_from(value % n_nodes).unwrap_or(0)
+}
+
+/// Checks a storage key: a string of at most [`MAX_KEY_BYTES`].
+pub fn check_key(key: &str) -> Result<(), DurableObjectError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(DurableObjectError::Invalid(format!(
+            "Keys cannot be larger than {MAX_KEY_BYTES} bytes; this one has {} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a stored value: at most [`MAX_VALUE_BYTES`].
+pub fn check_value(key: &str, value: &[u8]) -> Result<(), DurableObjectError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(DurableObjectError::Invalid(format!(
+            "Values cannot be larger than {MAX_VALUE_BYTES} bytes; the value of `{key}` has {} bytes",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ids_owner_is_stable_and_within_the_nodes() {
+        let id = "ff00000000000003aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert_eq!(owner_of(id, 1), 0);
+        assert_eq!(owner_of(id, 4), 3);
+        assert_eq!(owner_of(id, 4), owner_of(id, 4));
+        assert_eq!(owner_of("not hex", 3), 0);
+        assert_eq!(owner_of(id, 0), 0);
+    }
+
+    #[test]
+    fn oversized_keys_and_values_are_refused_with_the_limit() {
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        let err = check_key(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert!(err.to_string().contains("2048 bytes"), "{err}");
+        let err = check_value("big", &vec![0; MAX_VALUE_BYTES + 1]).unwrap_err();
+        assert!(err.to_string().contains("`big`"), "{err}");
+    }
+}
