@@ -374,6 +374,12 @@ impl AppsDashboard {
         AppsDashboard { router }
     }
 
+    /// The dashboard's routes (under `/_nimbus`), for the admin API to serve beside its
+    /// own.
+    pub(crate) fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     /// Whether a request to `path` is the dashboard's.
     pub fn handles(path: &str) -> bool {
         path == PREFIX || path.starts_with(&format!("{PREFIX}/"))

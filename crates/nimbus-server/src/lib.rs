@@ -19,6 +19,7 @@ mod events;
 mod functions;
 mod gateway;
 mod generation;
+pub mod host;
 mod listener;
 mod services;
 mod telemetry;

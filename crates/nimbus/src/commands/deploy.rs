@@ -108,7 +108,9 @@ struct AdminClient {
 impl DeployCommand {
     pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
         let canary = match &self.canary {
-            Some(text) => Some(super::server::parse_percent(text).map_err(|e| anyhow::anyhow!(e))?),
+            Some(text) => {
+                Some(nimbus_server::host::parse_percent(text).map_err(|e| anyhow::anyhow!(e))?)
+            }
             None => None,
         };
         if let Some(region) = &self.target.region {

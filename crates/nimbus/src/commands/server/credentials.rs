@@ -50,7 +50,7 @@ impl CredentialsCommand {
         match self.action {
             CredentialsAction::Create { service, stage } => {
                 for name in [&service, &stage] {
-                    super::check_name(name).map_err(|e| anyhow::anyhow!(e))?;
+                    nimbus_server::host::check_name(name).map_err(|e| anyhow::anyhow!(e))?;
                 }
                 let secrets = Secrets::open(&dir)
                     .with_context(|| format!("opening the credentials in {}", dir.display()))?;

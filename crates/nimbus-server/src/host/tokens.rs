@@ -9,19 +9,19 @@ use sha2::{Digest as _, Sha256};
 /// One token as stored: its public id, the hex SHA-256 of the whole token, when it was
 /// made (Unix seconds).
 #[derive(Clone)]
-pub(crate) struct TokenRecord {
-    pub(crate) id: String,
-    pub(crate) sha256: String,
-    pub(crate) created: u64,
+pub struct TokenRecord {
+    pub id: String,
+    pub sha256: String,
+    pub created: u64,
 }
 
 /// Where the tokens of the server with state folder `state` are kept.
-pub(crate) fn path(state: &Path) -> PathBuf {
+pub fn path(state: &Path) -> PathBuf {
     state.join("tokens.json")
 }
 
 /// The stored tokens; none when the file does not exist yet.
-pub(crate) fn read(state: &Path) -> anyhow::Result<Vec<TokenRecord>> {
+pub fn read(state: &Path) -> anyhow::Result<Vec<TokenRecord>> {
     let path = path(state);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -45,7 +45,7 @@ pub(crate) fn read(state: &Path) -> anyhow::Result<Vec<TokenRecord>> {
 
 /// Makes a new token, stores its hash and returns the token itself (`nmb_<id>_<secret>`),
 /// which is shown once.
-pub(crate) fn create(state: &Path) -> anyhow::Result<String> {
+pub fn create(state: &Path) -> anyhow::Result<String> {
     let mut tokens = read(state)?;
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let secret = uuid::Uuid::new_v4().simple().to_string();
@@ -53,14 +53,14 @@ pub(crate) fn create(state: &Path) -> anyhow::Result<String> {
     tokens.push(TokenRecord {
         id,
         sha256: hash(&token),
-        created: crate::commands::server::unix_now(),
+        created: super::unix_now(),
     });
     write(state, &tokens)?;
     Ok(token)
 }
 
 /// Revokes the token given whole or by id; fails when none matches.
-pub(crate) fn revoke(state: &Path, token_or_id: &str) -> anyhow::Result<String> {
+pub fn revoke(state: &Path, token_or_id: &str) -> anyhow::Result<String> {
     let mut tokens = read(state)?;
     let digest = hash(token_or_id);
     let Some(idx) = tokens
@@ -76,7 +76,7 @@ pub(crate) fn revoke(state: &Path, token_or_id: &str) -> anyhow::Result<String> 
 
 /// Whether `token` is one of the stored ones. Read from the file on every call, so a
 /// revocation applies at once to a running server.
-pub(crate) fn is_valid(state: &Path, token: &str) -> bool {
+pub fn is_valid(state: &Path, token: &str) -> bool {
     let Ok(tokens) = read(state) else {
         return false;
     };
@@ -104,5 +104,5 @@ fn write(state: &Path, tokens: &[TokenRecord]) -> anyhow::Result<()> {
         .map(|t| serde_json::json!({ "id": t.id, "sha256": t.sha256, "created": t.created }))
         .collect();
     let text = serde_json::to_string_pretty(&serde_json::json!({ "version": 1, "tokens": list }))?;
-    crate::commands::server::write_atomic(&path(state), text.as_bytes())
+    super::write_atomic(&path(state), text.as_bytes())
 }

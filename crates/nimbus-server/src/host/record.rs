@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::wire::{AliasShare, StageView, Target, VersionView};
+
 /// The alias a plain request reaches.
 pub(crate) const LIVE: &str = "live";
 
@@ -29,98 +31,83 @@ impl StageRecord {
     pub(crate) fn read(path: &Path) -> anyhow::Result<StageRecord> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let value: serde_json::Value =
+        let view: StageView =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let listed = value["versions"].as_array().cloned().unwrap_or_default();
-        let versions = listed
-            .iter()
-            .filter_map(|v| Some((v["version"].as_u64()?, v["created"].as_u64().unwrap_or(0))))
-            .collect();
-        let regions = listed
-            .iter()
-            .filter_map(|v| Some((v["version"].as_u64()?, v["region"].as_str()?.to_owned())))
-            .collect();
-        let mut aliases = BTreeMap::new();
-        if let Some(map) = value["aliases"].as_object() {
-            for (name, targets) in map {
-                let targets: Vec<(u64, u32)> = targets
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|t| {
-                        Some((
-                            t["version"].as_u64()?,
-                            u32::try_from(t["weight"].as_u64()?).ok()?,
-                        ))
-                    })
-                    .collect();
-                aliases.insert(name.clone(), targets);
-            }
-        }
-        let live_history = value["liveHistory"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(serde_json::Value::as_u64)
-            .collect();
-        Ok(StageRecord {
-            versions,
-            aliases,
-            live_history,
-            regions,
-        })
+        Ok(StageRecord::from_view(view))
     }
 
     pub(crate) fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(&self.to_json())?;
+        let text = serde_json::to_string_pretty(&self.view())?;
         super::write_atomic(path, text.as_bytes())
     }
 
     /// The record as the admin API and `stage.json` show it.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        let versions: Vec<serde_json::Value> = self
+    pub(crate) fn view(&self) -> StageView {
+        let versions = self
             .versions
             .iter()
-            .map(|(number, created)| {
-                let aliases: Vec<serde_json::Value> = self
+            .map(|&(number, created)| {
+                let aliases = self
                     .aliases
                     .iter()
                     .flat_map(|(name, targets)| {
-                        targets
-                            .iter()
-                            .filter(|(v, _)| v == number)
-                            .map(move |(_, weight)| {
-                                serde_json::json!({ "alias": name, "weight": weight })
-                            })
+                        targets.iter().filter(move |(v, _)| *v == number).map(
+                            move |&(_, weight)| AliasShare {
+                                alias: name.clone(),
+                                weight,
+                            },
+                        )
                     })
                     .collect();
-                let mut version =
-                    serde_json::json!({ "version": number, "created": created, "aliases": aliases });
-                if let Some(region) = self.regions.get(number) {
-                    version["region"] = serde_json::json!(region);
+                VersionView {
+                    version: number,
+                    created,
+                    aliases,
+                    region: self.regions.get(&number).cloned(),
                 }
-                version
             })
             .collect();
-        let aliases: serde_json::Map<String, serde_json::Value> = self
+        let aliases = self
             .aliases
             .iter()
             .map(|(name, targets)| {
-                let targets: Vec<serde_json::Value> = targets
+                let targets = targets
                     .iter()
-                    .map(|(v, w)| serde_json::json!({ "version": v, "weight": w }))
+                    .map(|&(version, weight)| Target { version, weight })
                     .collect();
-                (name.clone(), serde_json::Value::Array(targets))
+                (name.clone(), targets)
             })
             .collect();
-        serde_json::json!({
-            "version": 1,
-            "versions": versions,
-            "aliases": aliases,
-            "liveHistory": self.live_history,
-        })
+        StageView {
+            format: 1,
+            versions,
+            aliases,
+            live_history: self.live_history.clone(),
+        }
+    }
+
+    fn from_view(view: StageView) -> StageRecord {
+        StageRecord {
+            versions: view
+                .versions
+                .iter()
+                .map(|v| (v.version, v.created))
+                .collect(),
+            regions: view
+                .versions
+                .iter()
+                .filter_map(|v| Some((v.version, v.region.clone()?)))
+                .collect(),
+            aliases: view
+                .aliases
+                .into_iter()
+                .map(|(name, targets)| {
+                    let targets = targets.iter().map(|t| (t.version, t.weight)).collect();
+                    (name, targets)
+                })
+                .collect(),
+            live_history: view.live_history,
+        }
     }
 
     /// The number the next version gets.
