@@ -345,12 +345,12 @@ impl Host {
             process.clone(),
             self.spec.name.clone(),
             self.cfg.log_sink.clone(),
+            self.objects.clone(),
             ready_tx,
         ));
         readers.spawn(read_stderr(
             stderr,
             self.spec.name.clone(),
-            self.objects.clone(),
             self.cfg.log_sink.clone(),
         ));
         tokio::spawn(watch_process(
@@ -557,12 +557,12 @@ async fn read_frames(
     process: Arc<Process>,
     function: String,
     sink: Arc<dyn nimbus_core::LogSink>,
+    objects: Option<Arc<Objects>>,
     ready_tx: oneshot::Sender<Result<(), Vec<u8>>>,
 ) {
     let mut ready_tx = Some(ready_tx);
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-    objects: Option<Arc<Objects>>,
         if let Ok(mut last_seen) = process.last_seen.lock() {
             *last_seen = Instant::now();
         }

@@ -41,6 +41,6 @@ mod typescript;
 mod wasm;
 mod websocket;
 mod workers;
-mod workflows;
 mod workers_objects;
+mod workflows;
 mod wsgi;
