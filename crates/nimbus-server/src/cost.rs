@@ -15,6 +15,8 @@ pub struct Prices {
     pub gb_second: f64,
     /// An always-on VM, per GB of memory per hour (m6i.large on-demand: $0.096/h for 8 GiB).
     pub always_on_gb_hour: f64,
+    /// Step Functions STANDARD workflows, per thousand state transitions.
+    pub transition_per_thousand: f64,
 }
 
 /// AWS Lambda's list prices (x86) and an m6i.large's.
@@ -22,6 +24,7 @@ pub const DEFAULT_PRICES: Prices = Prices {
     request_per_million: 0.20,
     gb_second: 0.000_016_666_7,
     always_on_gb_hour: 0.012,
+    transition_per_thousand: 0.025,
 };
 
 /// Hours in an average month, as AWS prices always-on capacity.
@@ -80,6 +83,39 @@ pub fn summary(
         "functions": rows,
         "total": totals,
     })
+}
+
+/// Adds what the workflows' state transitions cost to a [`summary`]: a `workflows` row per
+/// state machine (priced as STANDARD workflows, by transition) and their share of the totals.
+pub fn add_workflows(
+    summary: &mut serde_json::Value,
+    usage: &[nimbus_store::WorkflowUsage],
+    prices: &Prices,
+) {
+    let observed = summary["observedSeconds"].as_f64().unwrap_or(1.0).max(1.0);
+    let scale = HOURS_PER_MONTH * 3600.0 / observed;
+    let rows: Vec<serde_json::Value> = usage
+        .iter()
+        .map(|u| {
+            let cost = u.transitions as f64 * prices.transition_per_thousand / 1000.0;
+            serde_json::json!({
+                "stateMachine": nimbus_core::workflow::machine::machine_name(&u.machine_arn),
+                "executions": u.executions,
+                "transitions": u.transitions,
+                "cost": cost,
+                "monthlyServerless": cost * scale,
+            })
+        })
+        .collect();
+    let sum = |key: &str| rows.iter().filter_map(|r| r[key].as_f64()).sum::<f64>();
+    let (cost, monthly) = (sum("cost"), sum("monthlyServerless"));
+    summary["prices"]["transitionPerThousand"] = serde_json::json!(prices.transition_per_thousand);
+    summary["total"]["transitionCost"] = serde_json::json!(cost);
+    for (key, add) in [("cost", cost), ("monthlyServerless", monthly)] {
+        let before = summary["total"][key].as_f64().unwrap_or(0.0);
+        summary["total"][key] = serde_json::json!(before + add);
+    }
+    summary["workflows"] = serde_json::Value::Array(rows);
 }
 
 fn row(function: &str, usage: &Usage, prices: &Prices, scale: f64) -> serde_json::Value {

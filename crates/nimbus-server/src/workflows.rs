@@ -15,6 +15,7 @@
 //! through whichever generation is current when they do.
 
 pub(crate) mod schedules;
+mod spans;
 mod tasks;
 
 use std::collections::HashMap;
@@ -36,7 +37,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
 use crate::generation::Current;
-use crate::telemetry::TraceContext;
+use crate::telemetry::{Telemetry, TraceContext};
+use spans::ExecutionSpans;
 
 /// The workflows of one app slot.
 pub(crate) struct Workflows {
@@ -250,7 +252,7 @@ impl Workflows {
             definition: machine.text.clone(),
             input: request.input.clone(),
             start_us,
-            trace: Some(trace.propagation_header()),
+            trace: Some(spans::stored_trace(&trace, &arn)),
             parent: request.parent,
         };
         let stored = journal(&events);
@@ -276,7 +278,14 @@ impl Workflows {
                 format!("Execution Already Exists: '{}'", existing.arn),
             ));
         }
-        self.spawn(machine.definition.clone(), state, trace, commands);
+        let mut spans = ExecutionSpans::new(&arn, &machine.name, trace);
+        if let Some(telemetry) = self.telemetry() {
+            telemetry
+                .metrics
+                .workflow_execution(&machine.name, "started");
+            spans.observe(&events, Some(&telemetry));
+        }
+        self.spawn(machine.definition.clone(), state, spans, start_us, commands);
         Ok(Started { arn, start_us })
     }
 
@@ -500,9 +509,24 @@ impl Workflows {
             .as_deref()
             .and_then(TraceContext::from_xray)
             .unwrap_or_else(TraceContext::new_root);
+        let machine = machine::machine_name(&record.machine_arn);
+        let mut spans = ExecutionSpans::new(&record.arn, machine, trace);
+        spans.observe(&events, None);
         tracing::info!(execution = %record.arn, n_events = events.len(), "resuming workflow execution");
-        self.spawn(Arc::new(definition), state, trace, commands);
+        self.spawn(
+            Arc::new(definition),
+            state,
+            spans,
+            record.start_us,
+            commands,
+        );
         Ok(())
+    }
+
+    /// The telemetry of the generation being served, unless nimbus is shutting down.
+    fn telemetry(&self) -> Option<Arc<Telemetry>> {
+        let current = self.current.get()?.upgrade()?;
+        Some(current.load().functions.telemetry.clone())
     }
 
     /// Starts the actor of an execution whose state and first commands are journaled.
@@ -510,7 +534,8 @@ impl Workflows {
         self: &Arc<Self>,
         definition: Arc<Definition>,
         state: ExecutionState,
-        trace: TraceContext,
+        spans: ExecutionSpans,
+        start_us: i64,
         commands: Vec<Command>,
     ) {
         let Some(arn) = state.info.as_ref().map(|i| i.execution_arn.clone()) else {
@@ -526,7 +551,8 @@ impl Workflows {
             definition,
             state,
             arn,
-            trace,
+            spans,
+            start_us,
             tx,
             tasks: Vec::new(),
             timers: Vec::new(),
@@ -541,7 +567,8 @@ struct Actor {
     definition: Arc<Definition>,
     state: ExecutionState,
     arn: String,
-    trace: TraceContext,
+    spans: ExecutionSpans,
+    start_us: i64,
     tx: mpsc::UnboundedSender<Msg>,
     tasks: Vec<(TaskId, AbortHandle)>,
     timers: Vec<(TimerId, AbortHandle)>,
@@ -602,6 +629,8 @@ impl Actor {
                 }
             }
             self.state = state;
+            let telemetry = self.workflows.telemetry();
+            self.spans.observe(&events, telemetry.as_deref());
             if self.carry_out(commands) {
                 return self.finish();
             }
@@ -631,7 +660,7 @@ impl Actor {
                     let ctx = tasks::TaskContext {
                         workflows: self.workflows.clone(),
                         execution_arn: self.arn.clone(),
-                        trace: self.trace.clone(),
+                        trace: self.spans.task_trace(&task),
                         tx: self.tx.clone(),
                     };
                     let handle = tokio::spawn(tasks::run(
@@ -677,8 +706,14 @@ impl Actor {
         }
     }
 
-    fn finish(self) {
+    fn finish(mut self) {
         self.stop_work();
+        if let (Some(telemetry), Some(ending)) =
+            (self.workflows.telemetry(), ending_of(&self.state, now_us()))
+        {
+            self.spans
+                .finish(&telemetry, self.start_us, ending.stop_us, &ending.status);
+        }
         self.workflows.ended(&self.arn);
     }
 

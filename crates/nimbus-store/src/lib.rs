@@ -66,6 +66,7 @@ pub use telemetry::{
     SpanRecord, invocation_span, platform_lines, start_message,
 };
 pub use topics::TopicSubscription;
+pub use workflows::WorkflowUsage;
 
 use telemetry::writer::{Drops, Record, Writer};
 

@@ -297,6 +297,46 @@ fn list(conn: &Connection, filter: &ExecutionFilter) -> Result<Vec<ExecutionReco
     .map_err(read_err("workflow executions"))
 }
 
+/// What the executions of one state machine used: what `nimbus cost` prices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowUsage {
+    /// The state machine's ARN.
+    pub machine_arn: String,
+    /// Executions started in the period.
+    pub executions: u64,
+    /// States they entered: Step Functions' billed state transitions.
+    pub transitions: u64,
+}
+
+impl Store {
+    /// The executions started at or after `since_us` and the state transitions they made,
+    /// per state machine, in ARN order.
+    pub fn workflow_usage(&self, since_us: i64) -> Result<Vec<WorkflowUsage>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT e.machine_arn, COUNT(DISTINCT e.arn),
+                         COUNT(CASE WHEN json_extract(h.event, '$.type') LIKE '%StateEntered'
+                               THEN 1 END)
+                     FROM workflow_executions e
+                     LEFT JOIN workflow_history h ON h.arn = e.arn
+                     WHERE e.start_us >= ?1
+                     GROUP BY e.machine_arn ORDER BY e.machine_arn",
+                )
+                .map_err(read_err("workflow usage"))?;
+            stmt.query_map(params![since_us], |row| {
+                Ok(WorkflowUsage {
+                    machine_arn: row.get(0)?,
+                    executions: row.get::<_, i64>(1)?.max(0).unsigned_abs(),
+                    transitions: row.get::<_, i64>(2)?.max(0).unsigned_abs(),
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(read_err("workflow usage"))
+        })
+    }
+}
+
 fn record(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
         arn: row.get(0)?,

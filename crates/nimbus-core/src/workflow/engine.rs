@@ -90,7 +90,7 @@ pub enum Event {
 
 /// One level of nesting: branch `index` of Parallel `state`, or iteration `index` of Map `state`,
 /// in that state's `attempt` (its retries so far).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScopeStep {
     /// The Parallel or Map state.
     pub state: String,

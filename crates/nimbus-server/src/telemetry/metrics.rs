@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     stream_records: Family<Labels, Counter>,
     stream_iterator_age: Family<Labels, Gauge<f64, AtomicU64>>,
     websocket_connections: Gauge,
+    workflow_transitions: Family<Labels, Counter>,
+    workflow_executions: Family<Labels, Counter>,
 }
 
 /// A queue's depth at scrape time.
@@ -92,6 +94,8 @@ impl Metrics {
             stream_records: Family::default(),
             stream_iterator_age: Family::default(),
             websocket_connections: Gauge::default(),
+            workflow_transitions: Family::default(),
+            workflow_executions: Family::default(),
             registry: Registry::default(),
         };
         // Names follow nimbus_<thing>_<unit>; the `_total` suffix is added by the encoder.
@@ -99,6 +103,16 @@ impl Metrics {
             "nimbus_invocations",
             "Invocations by function and outcome",
             metrics.invocations.clone(),
+        );
+        registry.register(
+            "nimbus_workflow_transitions",
+            "State transitions of workflow executions (states entered), by state machine: what Step Functions bills STANDARD workflows by",
+            metrics.workflow_transitions.clone(),
+        );
+        registry.register(
+            "nimbus_workflow_executions",
+            "Workflow executions by state machine and status: started, then SUCCEEDED, FAILED, TIMED_OUT or ABORTED",
+            metrics.workflow_executions.clone(),
         );
         registry.register(
             "nimbus_invocation_errors",
@@ -204,6 +218,23 @@ impl Metrics {
             concurrent: self.concurrent.get_or_create_owned(&labels),
             billed_gb_seconds: self.billed_gb_seconds.get_or_create_owned(&labels),
         }
+    }
+
+    /// Counts `n` state transitions of an execution of `machine`.
+    pub(crate) fn workflow_transitions(&self, machine: &str, n: u64) {
+        self.workflow_transitions
+            .get_or_create(&vec![("state_machine".to_owned(), machine.to_owned())])
+            .inc_by(n);
+    }
+
+    /// Counts an execution of `machine` that started (`status` "started") or ended.
+    pub(crate) fn workflow_execution(&self, machine: &str, status: &str) {
+        self.workflow_executions
+            .get_or_create(&vec![
+                ("state_machine".to_owned(), machine.to_owned()),
+                ("status".to_owned(), status.to_owned()),
+            ])
+            .inc();
     }
 
     /// Sets the number of live WebSocket connections.

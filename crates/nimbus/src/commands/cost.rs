@@ -1,5 +1,5 @@
-//! `nimbus cost`: what the recorded invocations would cost on AWS Lambda, beside an
-//! always-on server sized for the same peak.
+//! `nimbus cost`: what the recorded invocations would cost on AWS Lambda (and the workflows'
+//! state transitions on Step Functions), beside an always-on server sized for the same peak.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -18,7 +18,7 @@ pub(crate) struct CostCommand {
     /// Only usage newer than this.
     #[arg(long, default_value = "30d", value_parser = duration::parse)]
     since: Duration,
-    /// A JSON price sheet: {"requestPerMillion": 0.2, "gbSecond": 0.0000166667, "alwaysOnGbHour": 0.012}.
+    /// A JSON price sheet: {"requestPerMillion": 0.2, "gbSecond": 0.0000166667, "alwaysOnGbHour": 0.012, "transitionPerThousand": 0.025}.
     #[arg(long)]
     prices: Option<PathBuf>,
     /// Machine-readable output.
@@ -43,12 +43,15 @@ impl CostCommand {
             since: Some(now - self.since),
             limit: None,
         })?;
-        let summary = nimbus_server::cost::summary(
+        let mut summary = nimbus_server::cost::summary(
             &records,
             now,
             &crate::duration::display(self.since),
             &prices,
         );
+        let since_us = nimbus_core::time::unix_micros(now - self.since);
+        let workflows = store.workflow_usage(since_us)?;
+        nimbus_server::cost::add_workflows(&mut summary, &workflows, &prices);
         let rows = summary["functions"].as_array().cloned().unwrap_or_default();
         let total = |key: &str| summary["total"][key].as_f64().unwrap_or(0.0);
         let mut out = std::io::stdout().lock();
@@ -89,6 +92,35 @@ impl CostCommand {
             let name = row["function"].as_str().unwrap_or_default();
             line(&mut out, name, row, row["peakConcurrency"].to_string())?;
         }
+        let workflows = summary["workflows"].as_array().cloned().unwrap_or_default();
+        if !workflows.is_empty() {
+            writeln!(
+                out,
+                "{:<20} {:>10} {:>12} {:>12} {:>12} {:>12} {:>6} {:>14}",
+                "STATE MACHINE",
+                "EXECUTIONS",
+                "TRANSITIONS",
+                "",
+                "",
+                "TOTAL $",
+                "",
+                "SERVERLESS $/MO"
+            )?;
+            for row in &workflows {
+                writeln!(
+                    out,
+                    "{:<20} {:>10} {:>12} {:>12} {:>12} {:>12.6} {:>6} {:>14.2}",
+                    row["stateMachine"].as_str().unwrap_or_default(),
+                    row["executions"].as_u64().unwrap_or(0),
+                    row["transitions"].as_u64().unwrap_or(0),
+                    "",
+                    "",
+                    row["cost"].as_f64().unwrap_or(0.0),
+                    "",
+                    row["monthlyServerless"].as_f64().unwrap_or(0.0),
+                )?;
+            }
+        }
         line(&mut out, "total", &summary["total"], String::new())?;
         writeln!(
             out,
@@ -118,8 +150,9 @@ fn read_prices(path: &PathBuf) -> anyhow::Result<Prices> {
             "requestPerMillion" => prices.request_per_million = price,
             "gbSecond" => prices.gb_second = price,
             "alwaysOnGbHour" => prices.always_on_gb_hour = price,
+            "transitionPerThousand" => prices.transition_per_thousand = price,
             _ => anyhow::bail!(
-                "price sheet {}: unknown key {key:?}; known keys are requestPerMillion, gbSecond, alwaysOnGbHour",
+                "price sheet {}: unknown key {key:?}; known keys are requestPerMillion, gbSecond, alwaysOnGbHour, transitionPerThousand",
                 path.display()
             ),
         }

@@ -999,6 +999,34 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
         json!({ "hello": "http", "input": { "who": "ada" } })
     );
 
+    // Its trace: the request, the execution under it, each state under the execution, and
+    // the Task's invocation under its state.
+    let trace_id = res
+        .header("x-nimbus-trace-id")
+        .expect("trace id")
+        .to_owned();
+    let tree = app
+        .nimbus_until(&["trace", &trace_id], |out| {
+            out.contains("greet [internal]")
+        })
+        .await;
+    let depth = |name: &str| {
+        tree.lines()
+            .find(|line| line.trim_start().starts_with(name))
+            .map(|line| line.len() - line.trim_start().len())
+            .unwrap_or_else(|| panic!("no span {name:?} in\n{tree}"))
+    };
+    let (request, execution, state, invocation) = (
+        depth("POST /intake [server]"),
+        depth("execution intake [internal]"),
+        depth("state Greet [internal]"),
+        depth("greet [internal]"),
+    );
+    assert!(
+        request < execution && execution < state && state < invocation,
+        "{tree}"
+    );
+
     // A body that is not JSON: Step Functions' InvalidExecutionInput, nothing started.
     let res = server
         .request("POST", "/intake", JSON, b"{nope".to_vec())
@@ -1091,9 +1119,122 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
             "States.Runtime"
         );
     }
+    // Transitions and executions in the metrics, and priced by `nimbus cost`.
+    let metrics = server
+        .admin(app.path(), "GET", "/metrics", None)
+        .await
+        .text();
+    let transitions = crate::observe::metric(
+        &metrics,
+        "nimbus_workflow_transitions_total",
+        &[("state_machine", "intake")],
+    );
+    assert_eq!(transitions, 2.0, "one Task state per execution:\n{metrics}");
+    let failed = crate::observe::metric(
+        &metrics,
+        "nimbus_workflow_executions_total",
+        &[("state_machine", "picky"), ("status", "FAILED")],
+    );
+    assert_eq!(failed, 1.0, "{metrics}");
+    let cost = app.nimbus(&["cost", "--json"]);
+    let cost: Value = serde_json::from_str(&cost.stdout).expect("cost JSON");
+    let intake = cost["workflows"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["stateMachine"] == "intake"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no intake row in {cost}"));
+    assert_eq!(intake["executions"], 2, "{cost}");
+    assert_eq!(intake["transitions"], 2, "{cost}");
+    assert!(
+        (intake["cost"].as_f64().unwrap_or(0.0) - 0.00005).abs() < 1e-9,
+        "{cost}"
+    );
+
     // nimbus is still up and serving.
     let res = server
         .request("POST", "/quote", JSON, br#"{"a":1,"b":1}"#.to_vec())
         .await;
     assert_eq!(res.json()["output"], r#"{"total":2}"#);
+}
+
+/// State machines in the shapes of the patterns AWS publishes as sample projects (written
+/// for this test, with local stand-in functions): `nimbus validate` takes them without a
+/// warning, and each case of `cases.json` ends with the status and output written there.
+#[tokio::test]
+async fn sample_shaped_state_machines_validate_and_end_as_written_down() {
+    let app = TestApp::new(&[
+        (
+            "serverless.yml",
+            include_str!("state_machines/serverless.yml"),
+        ),
+        ("standins.py", include_str!("state_machines/standins.py")),
+    ]);
+    let validate = app.nimbus(&["validate", "--no-load"]);
+    assert_eq!(
+        validate.code,
+        Some(0),
+        "{}{}",
+        validate.stdout,
+        validate.stderr
+    );
+    assert!(
+        validate
+            .stdout
+            .contains("7 functions, 0 routes, 0 warnings"),
+        "{}{}",
+        validate.stdout,
+        validate.stderr
+    );
+    let cases: Vec<Value> =
+        serde_json::from_str(include_str!("state_machines/cases.json")).expect("cases.json");
+    let server = TestServer::start(app.path(), &[]);
+    let mut started = Vec::new();
+    for (idx, case) in cases.iter().enumerate() {
+        let machine = case["machine"].as_str().expect("machine");
+        let request = json!({ "name": format!("case-{idx}"), "input": case["input"].to_string() });
+        let res = server
+            .admin_json(
+                app.path(),
+                "POST",
+                &format!("/v1/workflows/{machine}/executions"),
+                &request.to_string(),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{machine}: {}", res.text());
+        started.push(res.json()["executionArn"].as_str().expect("arn").to_owned());
+    }
+    let mut wrong = Vec::new();
+    for (case, arn) in cases.iter().zip(&started) {
+        let ended = execution_end(&server, &app, arn).await;
+        let output: Value = ended["output"]
+            .as_str()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null);
+        let cause = ended["cause"].as_str().unwrap_or_default();
+        let right = ended["status"] == case["status"]
+            && case
+                .get("output")
+                .is_none_or(|expected| output == *expected)
+            && case
+                .get("error")
+                .is_none_or(|expected| ended["error"] == *expected)
+            && case
+                .get("cause")
+                .is_none_or(|expected| ended["cause"] == *expected)
+            && case
+                .get("cause_contains")
+                .and_then(Value::as_str)
+                .is_none_or(|part| cause.contains(part));
+        if !right {
+            wrong.push(format!("{case}\n  ended as {ended}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases ended otherwise:\n{}\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n"),
+        server.logs()
+    );
 }
