@@ -9,8 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::runtime_api::{Dispatch, Init, Peer, RuntimeApi};
-use crate::sandbox::UidLease;
-use crate::spawn::{self, Limits, ProcessSpec};
+use crate::sandbox::Confinement;
+use crate::spawn::{self, ProcessSpec};
 
 /// Why an instance process ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,9 +73,12 @@ impl Instance {
         let started_at = Instant::now();
         // A uid of its own, when nimbus is root: its Runtime API then answers only
         // sockets that uid opened, so no other instance can take its invocations.
-        let lease = process.view.sandbox.lease()?;
-        let peer = match &lease {
-            Some(lease) => Peer::Uid(lease.uid),
+        let confinement = process
+            .view
+            .sandbox
+            .confine(cfg.memory_mb, process.view.tmp_bytes())?;
+        let peer = match confinement.uid() {
+            Some(uid) => Peer::Uid(uid),
             None => Peer::Any,
         };
         let (addr, api, next_tx, init_rx, server_task) =
@@ -83,14 +86,11 @@ impl Instance {
         process
             .env
             .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), addr.to_string()));
-        let limits = Limits {
-            memory_mb: cfg.memory_mb,
-            uid: lease.as_ref().map(|lease| lease.uid),
-        };
-        let mut child = match spawn::spawn_instance(process, &limits) {
+        let mut child = match spawn::spawn_instance(process, &confinement) {
             Ok(child) => child,
             Err(e) => {
                 server_task.abort();
+                tokio::spawn(confinement.end(0));
                 return Err(e);
             }
         };
@@ -133,7 +133,7 @@ impl Instance {
             state.clone(),
             u64::from(cfg.memory_mb) * 1024,
             exit_tx,
-            lease,
+            confinement,
         ));
         let instance = Instance {
             state,
@@ -218,7 +218,7 @@ async fn watch_process(
     state: Arc<InstanceState>,
     limit_kib: u64,
     exit_tx: watch::Sender<Option<Exit>>,
-    lease: Option<UidLease>,
+    confinement: Confinement,
 ) {
     // Memory is sampled often while an invocation runs and rarely while idle: an idle
     // runtime does not grow, and a scaled-down pool should cost nothing.
@@ -247,18 +247,10 @@ async fn watch_process(
         while readers.join_next().await.is_some() {}
     })
     .await;
-    // Whatever the runtime started in its group goes with it, and with a uid of its own,
-    // whatever it started anywhere else (a process that left its group): only then is
-    // the uid free for another instance.
-    spawn::kill_group(state.pid);
-    if let Some(lease) = lease {
-        let uid = lease.uid;
-        if tokio::task::spawn_blocking(move || spawn::kill_uid(uid))
-            .await
-            .is_ok()
-        {
-            lease.release();
-        }
+    // Whatever the runtime started goes with it (its group, its cgroup, its uid); the
+    // kernel's OOM killer may have been quicker than the watch.
+    if confinement.end(state.pid).await {
+        state.oom.store(true, Ordering::Release);
     }
     let exit = if state.oom.load(Ordering::Acquire) {
         Exit::OutOfMemory

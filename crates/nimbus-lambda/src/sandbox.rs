@@ -25,6 +25,7 @@ use nimbus_core::FunctionSpec;
 use crate::LambdaConfig;
 use crate::code::Code;
 
+mod cgroup;
 mod peer;
 pub(crate) mod seccomp;
 
@@ -60,17 +61,31 @@ pub struct Sandbox {
     uids: UidRange,
     /// The next uid to try, so a uid given back is the last to be taken again.
     next_uid: Mutex<u32>,
+    /// Where instances get cgroups of their own, when the machine lets nimbus make them.
+    cgroups: Option<cgroup::Cgroups>,
     /// Each thing the machine does not let nimbus enforce, in a few words.
     not_enforced: Vec<String>,
 }
 
+/// What one instance holds of the sandbox while it lives: a uid of its own (as root) and
+/// a cgroup (where the machine lets nimbus make one). Made before its process starts
+/// (`Sandbox::confine`), handed to the spawner (`spawn::spawn_instance`), and given back
+/// once the process has ended (`Confinement::end`).
+pub(crate) struct Confinement {
+    lease: Option<UidLease>,
+    cgroup: Option<cgroup::InstanceCgroup>,
+    memory_mb: u32,
+}
+
 /// A uid lent to one instance: an exclusive lock on its file in the lock folder, which
 /// every nimbus process on the host shares, so two never hand out the same uid. The file
-/// holds a mark while the uid may have processes; `release` clears it once they are
-/// gone, and whoever takes a marked uid kills what is left first.
+/// holds a mark while the uid may have processes; `release` removes it once they are
+/// gone. A file left behind (its holder died) still has the mark, and whoever takes that
+/// uid next kills what is left first.
 pub(crate) struct UidLease {
     pub(crate) uid: u32,
     file: std::fs::File,
+    path: PathBuf,
 }
 
 /// What one instance may see and use: built by the pool from its function's code.
@@ -199,19 +214,26 @@ impl Sandbox {
             ),
             SandboxMode::Auto => probe_bubblewrap(settings.uids),
         };
+        let mut cgroups = None;
         if !matches!(kind, Kind::Off(_)) {
-            // cgroup v2 limits are not applied yet; say so, with what the machine has.
-            not_enforced.push(match cgroup_v2_controllers() {
-                Some(controllers) if controllers.contains("memory") => {
-                    "cgroup v2 limits (memory, pids, CPU weight are delegated here but nimbus does not use them yet; rlimits and a resident-memory watch instead)".to_owned()
+            match cgroup::Cgroups::set_up() {
+                Ok((set_up, missing)) => {
+                    not_enforced.extend(missing);
+                    cgroups = Some(set_up);
                 }
-                _ => "cgroup v2 limits (no delegated memory or pids controller on this machine; rlimits and a resident-memory watch instead)".to_owned(),
-            });
+                Err(reason) => not_enforced.push(format!(
+                    "cgroup limits ({reason}): memory is watched by sampling and capped by RLIMIT_DATA, processes by RLIMIT_NPROC (only with a uid per instance), CPU not at all"
+                )),
+            }
             if let Err(e) = seccomp::programs() {
                 not_enforced.push(format!("the seccomp filter ({e})"));
             }
         }
-        Sandbox::new(kind, settings.uids, not_enforced)
+        let mut sandbox = Sandbox::new(kind, settings.uids, not_enforced);
+        if let Some(inner) = Arc::get_mut(&mut sandbox) {
+            inner.cgroups = cgroups;
+        }
+        sandbox
     }
 
     fn new(kind: Kind, uids: UidRange, not_enforced: Vec<String>) -> Arc<Sandbox> {
@@ -222,21 +244,37 @@ impl Sandbox {
             kind,
             uids,
             next_uid: Mutex::new(uids.first + offset),
+            cgroups: None,
             not_enforced,
         })
     }
 
     /// One line saying the isolation in force, for `nimbus validate` and `nimbus up`.
     pub fn describe(&self) -> String {
+        let limits = match (&self.cgroups, &self.kind) {
+            (Some(cgroups), _) => format!(
+                "limits ({}): memory memorySize + /tmp, {MAX_PROCESSES} processes, CPU weight by memorySize; resident memory over memorySize stopped",
+                cgroups.describe()
+            ),
+            (None, Kind::Root { .. }) => format!(
+                "limits (rlimits): {MAX_PROCESSES} processes, data 2x memorySize; resident memory over memorySize stopped"
+            ),
+            (None, _) => {
+                "limits (rlimits): data 2x memorySize; resident memory over memorySize stopped"
+                    .to_owned()
+            }
+        };
         match &self.kind {
             Kind::Off(reason) => format!(
                 "none ({reason}): functions run as nimbus's user with the app folder as working directory"
             ),
             Kind::Root { .. } => format!(
-                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only, a seccomp filter; limits: {MAX_PROCESSES} processes, data 2x memorySize, resident memory watched",
+                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only, a seccomp filter; {limits}",
                 self.uids
             ),
-            Kind::User { .. } => "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), a seccomp filter; limits: data 2x memorySize, resident memory watched".to_owned(),
+            Kind::User { .. } => format!(
+                "bubblewrap, a user and pid namespace per instance (nimbus's uid), code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), a seccomp filter; {limits}"
+            ),
         }
     }
 
@@ -256,9 +294,32 @@ impl Sandbox {
         !matches!(self.kind, Kind::Off(_))
     }
 
+    /// What a new instance of a function with `memory_mb` and a `/tmp` of `tmp_bytes`
+    /// holds while it lives: its uid and its cgroup, as this machine allows. An error
+    /// when every uid of the range is in use or the cgroup cannot be made.
+    pub(crate) fn confine(&self, memory_mb: u32, tmp_bytes: u64) -> std::io::Result<Confinement> {
+        let lease = self.lease()?;
+        let cgroup = match &self.cgroups {
+            Some(cgroups) if self.is_enabled() => Some(cgroups.create(cgroup::CgroupLimits {
+                memory_bytes: (u64::from(memory_mb) * 1024 * 1024).saturating_add(tmp_bytes),
+                // A little above RLIMIT_NPROC's, which fails a fork at its start: the
+                // kernel checks pids.max only after copying the parent's memory map,
+                // which makes each refused fork of a large runtime cost milliseconds.
+                max_processes: MAX_PROCESSES + 64,
+                memory_mb,
+            })?),
+            _ => None,
+        };
+        Ok(Confinement {
+            lease,
+            cgroup,
+            memory_mb,
+        })
+    }
+
     /// A uid for a new instance when each gets its own (nimbus is root), else `None`; an
     /// error when every uid of the range is in use.
-    pub(crate) fn lease(&self) -> std::io::Result<Option<UidLease>> {
+    fn lease(&self) -> std::io::Result<Option<UidLease>> {
         let Kind::Root { uid_dir, .. } = &self.kind else {
             return Ok(None);
         };
@@ -423,16 +484,23 @@ impl UidLease {
     /// Locks `uid`'s file, unless another instance (of any nimbus process) holds it.
     fn take(uid_dir: &Path, uid: u32) -> std::io::Result<Option<UidLease>> {
         use std::io::{Read as _, Seek as _, Write as _};
+        let path = uid_dir.join(uid.to_string());
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(uid_dir.join(uid.to_string()))?;
+            .open(&path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        // The holder before us removes the file before it unlocks it: a lock taken on a
+        // removed file (opened just before) is no lease, as someone else may lock the
+        // new file at that path.
+        if !is_same_file(&file, &path) {
+            return Ok(None);
         }
         let mut mark = Vec::new();
         file.read_to_end(&mut mark)?;
@@ -443,12 +511,96 @@ impl UidLease {
         }
         file.rewind()?;
         file.write_all(b"in use")?;
-        Ok(Some(UidLease { uid, file }))
+        Ok(Some(UidLease { uid, file, path }))
     }
 
-    /// Clears the mark once no process of the uid is left; dropping the lease unlocks it.
+    /// Removes the file, mark and all, once no process of the uid is left; dropping the
+    /// lease then unlocks it.
     pub(crate) fn release(self) {
-        let _ = self.file.set_len(0);
+        let _ = std::fs::remove_file(&self.path);
+        // Unlocked only now, once the file is gone (see `take`).
+        drop(self.file);
+    }
+}
+
+/// Whether `path` is still the file `file` was opened from.
+fn is_same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// Removes the lock files of uids no instance holds and whose processes are gone (files
+/// without a mark: older nimbus versions kept one per uid ever lent).
+fn remove_free_uid_files(uid_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(uid_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(file) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        if file.try_lock().is_ok()
+            && is_same_file(&file, &path)
+            && file.metadata().is_ok_and(|meta| meta.len() == 0)
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+impl Confinement {
+    /// The instance's own uid, when it has one.
+    pub(crate) fn uid(&self) -> Option<u32> {
+        self.lease.as_ref().map(|lease| lease.uid)
+    }
+
+    /// The function's `memorySize`.
+    pub(crate) fn memory_mb(&self) -> u32 {
+        self.memory_mb
+    }
+
+    /// Whether the kernel limits the instance's memory (its cgroup), so rlimits need not.
+    pub(crate) fn has_cgroup(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
+    /// Each `cgroup.procs` of the instance's cgroup, open for its process to enter.
+    pub(crate) fn cgroup_procs(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.cgroup
+            .as_ref()
+            .map_or_else(|| Ok(Vec::new()), cgroup::InstanceCgroup::procs_files)
+    }
+
+    /// Once the instance's process (`pid`) has ended: stops whatever it left (its process
+    /// group, its cgroup, every process of its uid), gives the uid and the cgroup back,
+    /// and says whether the kernel's OOM killer stopped it.
+    pub(crate) async fn end(self, pid: u32) -> bool {
+        crate::spawn::kill_group(pid);
+        let oom_killed = self
+            .cgroup
+            .as_ref()
+            .is_some_and(cgroup::InstanceCgroup::oom_killed);
+        let Confinement { lease, cgroup, .. } = self;
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(cgroup) = cgroup {
+                cgroup.remove();
+            }
+            // Only once nothing of the uid is left may another instance have it.
+            if let Some(lease) = lease {
+                crate::spawn::kill_uid(lease.uid);
+                lease.release();
+            }
+        })
+        .await;
+        oom_killed
     }
 }
 
@@ -682,6 +834,7 @@ fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
                         )],
                     );
                 }
+                remove_free_uid_files(&uid_dir);
                 Kind::Root {
                     bwrap,
                     setpriv,
@@ -740,18 +893,6 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-}
-
-/// The controllers of the cgroup v2 hierarchy, pure (`/sys/fs/cgroup`) or hybrid
-/// (`/sys/fs/cgroup/unified`), if there is one.
-fn cgroup_v2_controllers() -> Option<String> {
-    [
-        "/sys/fs/cgroup/cgroup.controllers",
-        "/sys/fs/cgroup/unified/cgroup.controllers",
-    ]
-    .iter()
-    .find_map(|path| std::fs::read_to_string(path).ok())
-    .filter(|controllers| !controllers.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -883,9 +1024,30 @@ mod tests {
         let freed = held.remove(3);
         let uid = freed.uid;
         freed.release();
+        assert!(
+            !dir.path().join(uid.to_string()).exists(),
+            "a released uid leaves no file"
+        );
         assert_eq!(
             sandbox.lease().ok().flatten().map(|lease| lease.uid),
             Some(uid)
+        );
+        // A lock taken on a file its holder removed meanwhile is no lease.
+        let path = dir.path().join("1000");
+        let stale = std::fs::File::open(&path).expect("uid 1000 is held");
+        let holder = held.iter().position(|lease| lease.uid == 1000);
+        drop(held.remove(holder.expect("uid 1000 is lent")));
+        std::fs::remove_file(&path).expect("removing");
+        assert!(stale.try_lock().is_ok());
+        assert!(!is_same_file(&stale, &path));
+        drop(held);
+        std::fs::write(dir.path().join("1001"), "").expect("a free uid's old file");
+        std::fs::write(dir.path().join("1002"), "in use").expect("a marked uid's file");
+        remove_free_uid_files(dir.path());
+        assert!(!dir.path().join("1001").exists());
+        assert!(
+            dir.path().join("1002").exists(),
+            "a marked uid waits for its kill"
         );
     }
 }

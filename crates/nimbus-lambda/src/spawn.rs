@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 
-use crate::sandbox::{self, View};
+use crate::sandbox::{self, Confinement, View};
 
 /// A process to start: program, arguments, working directory, the full environment, and
 /// the sandbox view it runs in.
@@ -30,25 +30,18 @@ pub(crate) enum StdinMode {
     Piped,
 }
 
-/// The limits of one sandboxed instance, set as rlimits before bubblewrap starts.
-pub(crate) struct Limits {
-    pub(crate) memory_mb: u32,
-    /// The instance's own uid, when it has one: only then is a process count its own.
-    pub(crate) uid: Option<u32>,
-}
-
 /// Starts an instance process in a process group of its own, so that stopping it also
 /// stops anything it started, with piped stdout/stderr and a clean environment. When the
 /// sandbox is on, the process is bubblewrap, which starts the runtime inside the view,
-/// with rlimits.
+/// in the instance's cgroup (entered before bubblewrap starts), with rlimits.
 pub(crate) fn spawn_instance(
     spec: ProcessSpec<'_>,
-    limits: &Limits,
+    confinement: &Confinement,
 ) -> std::io::Result<tokio::process::Child> {
-    let sandboxed = spec
-        .view
-        .sandbox
-        .command(&spec.view, limits.uid, spec.program, &spec.args);
+    let sandboxed =
+        spec.view
+            .sandbox
+            .command(&spec.view, confinement.uid(), spec.program, &spec.args);
     // The seccomp filters go to bubblewrap on pipes it reads before starting the runtime;
     // their read ends stay open here until the child has them.
     let seccomp = match (&sandboxed, sandbox::seccomp::programs()) {
@@ -97,12 +90,22 @@ pub(crate) fn spawn_instance(
     // invocation under load; the sandbox keeps the terminal out instead.
     cmd.process_group(0);
     if sandboxed.is_some() {
-        let rlimits = rlimits(limits, spec.view.tmp_bytes());
+        let rlimits = rlimits(confinement, spec.view.tmp_bytes());
+        // Open here, close-on-exec: the child writes itself into each before it execs.
+        let cgroup_procs = confinement.cgroup_procs()?;
+        let cgroup_fds: Vec<RawFd> = cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // setrlimit(2) and fcntl(2), which are async-signal-safe, on values computed
-        // before the fork; it allocates nothing.
+        // write(2), setrlimit(2) and fcntl(2), which are async-signal-safe, on values
+        // computed before the fork; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
+                // `0` is the writer itself: the child enters the instance's cgroup, and
+                // so does everything it starts.
+                for &fd in &cgroup_fds {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 // The pipes were made close-on-exec, so no other child inherits them;
                 // bubblewrap must.
                 for &fd in &seccomp_fds {
@@ -122,10 +125,11 @@ pub(crate) fn spawn_instance(
                 Ok(())
             });
         }
+        let child = cmd.spawn();
+        drop((seccomp, cgroup_procs));
+        return child;
     }
-    let child = cmd.spawn();
-    drop(seccomp);
-    child
+    cmd.spawn()
 }
 
 /// A pipe per seccomp program, holding it whole (a few hundred bytes, well within a
@@ -148,18 +152,24 @@ fn seccomp_pipes(programs: &sandbox::seccomp::Programs) -> std::io::Result<Vec<O
 
 /// The rlimits of a sandboxed instance: no core files; files no larger than its /tmp
 /// (and a little more, so a function filling /tmp sees ENOSPC rather than SIGXFSZ);
-/// private writable memory (RLIMIT_DATA, which counts anonymous mappings too) at twice
-/// the memory size, so a runaway allocation fails in the function while the
-/// resident-memory watch stops what stays under it; and, when the instance has a uid of
-/// its own, Lambda's 1024 processes and threads.
-fn rlimits(limits: &Limits, tmp_bytes: u64) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t)> {
-    let data = (u64::from(limits.memory_mb) * 2 * 1024 * 1024).max(256 * 1024 * 1024);
+/// without a cgroup, private writable memory (RLIMIT_DATA, which counts anonymous
+/// mappings too) at twice the memory size, so a runaway allocation fails in the function
+/// while the resident-memory watch stops what stays under it (with a cgroup, the kernel
+/// bounds the instance's memory and the watch stops it as Lambda does); and, when the
+/// instance has a uid of its own, Lambda's 1024 processes and threads.
+fn rlimits(
+    confinement: &Confinement,
+    tmp_bytes: u64,
+) -> Vec<(libc::__rlimit_resource_t, libc::rlim_t)> {
     let mut rlimits = vec![
         (libc::RLIMIT_CORE, 0),
         (libc::RLIMIT_FSIZE, tmp_bytes + 1024 * 1024),
-        (libc::RLIMIT_DATA, data),
     ];
-    if limits.uid.is_some() {
+    if !confinement.has_cgroup() {
+        let data = (u64::from(confinement.memory_mb()) * 2 * 1024 * 1024).max(256 * 1024 * 1024);
+        rlimits.push((libc::RLIMIT_DATA, data));
+    }
+    if confinement.uid().is_some() {
         rlimits.push((libc::RLIMIT_NPROC, sandbox::MAX_PROCESSES));
     }
     rlimits
@@ -224,9 +234,13 @@ pub(crate) fn run_probe(program: &Path, args: &[OsString]) -> Result<(), String>
 
 /// Sends SIGKILL to the process group led by `pid`.
 pub(crate) fn kill_group(pid: u32) {
+    // 0 (a child whose pid was never known) would address nimbus's own group.
     let Ok(pgid) = libc::pid_t::try_from(pid) else {
         return;
     };
+    if pgid <= 0 {
+        return;
+    }
     // SAFETY: kill(2) takes plain integers and has no memory-safety preconditions; a
     // negative pid addresses the process group created by `process_group(0)` above.
     unsafe {

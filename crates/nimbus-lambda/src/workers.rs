@@ -36,7 +36,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use crate::LambdaConfig;
 use crate::code::WORKERS_HOST_FILE;
 use crate::sandbox::View;
-use crate::spawn::{self, Limits, ProcessSpec, StdinMode};
+use crate::spawn::{self, ProcessSpec, StdinMode};
 
 /// The executor of one worker: its host process, started on the first invocation and
 /// stopped when idle past `LambdaConfig::idle_timeout`.
@@ -303,11 +303,10 @@ impl Host {
                 format!("starting the Workers host {}: {e}", program.display()),
             )),
         };
-        let lease = view.sandbox.lease().map_err(platform)?;
-        let limits = Limits {
-            memory_mb: self.spec.memory_mb,
-            uid: lease.as_ref().map(|lease| lease.uid),
-        };
+        let confinement = view
+            .sandbox
+            .confine(self.spec.memory_mb, view.tmp_bytes())
+            .map_err(platform)?;
         let process_id = self.next_process_id.fetch_add(1, Ordering::Relaxed);
         let spec = ProcessSpec {
             program: &program,
@@ -317,7 +316,13 @@ impl Host {
             view,
             stdin: StdinMode::Piped,
         };
-        let mut child = spawn::spawn_instance(spec, &limits).map_err(platform)?;
+        let mut child = match spawn::spawn_instance(spec, &confinement) {
+            Ok(child) => child,
+            Err(e) => {
+                tokio::spawn(confinement.end(0));
+                return Err(platform(e));
+            }
+        };
         let pid = child.id().unwrap_or(0);
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -360,7 +365,7 @@ impl Host {
             self.cpu_limit,
             u64::from(self.spec.memory_mb) * 1024,
             exit_tx,
-            lease,
+            confinement,
         ));
         let mut exit_rx = process.exit_rx.clone();
         let start = tokio::select! {
@@ -662,7 +667,7 @@ async fn watch_process(
     cpu_limit: Duration,
     limit_kib: u64,
     exit_tx: watch::Sender<Option<String>>,
-    lease: Option<crate::sandbox::UidLease>,
+    confinement: crate::sandbox::Confinement,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -718,15 +723,11 @@ async fn watch_process(
         while readers.join_next().await.is_some() {}
     })
     .await;
-    spawn::kill_group(process.pid);
-    if let Some(lease) = lease {
-        let uid = lease.uid;
-        if tokio::task::spawn_blocking(move || spawn::kill_uid(uid))
-            .await
-            .is_ok()
-        {
-            lease.release();
-        }
+    // The kernel's OOM killer may have been quicker than the watch.
+    if confinement.end(process.pid).await
+        && let Ok(mut stop_reason) = process.stop_reason.lock()
+    {
+        stop_reason.get_or_insert(StopReason::OutOfMemory);
     }
     let detail = match status {
         Ok(status) => status.to_string(),

@@ -97,6 +97,13 @@ const attacks = {
     return { denied: started < 10000, started, failed };
   },
   alloc: () => attempt(() => Buffer.alloc(4 * 128 * 1024 * 1024, 1).length),
+  // A grandchild whose parent exits leaves the instance's process tree (it is adopted by
+  // the host's init), out of sight of the resident-memory watch; it grows until stopped.
+  escape: () => {
+    const grow = "const k=[];setInterval(()=>k.push(Buffer.alloc(32<<20,1)),5)";
+    const out = cp.execFileSync('/bin/sh', ['-c', `${process.execPath} -e '${grow}' >/dev/null 2>&1 & echo $!`]);
+    return { denied: false, pid: Number(String(out).trim()) };
+  },
   hog: () => { const keep = []; for (;;) keep.push(Buffer.alloc(8 * 1024 * 1024, 1)); },
   tmp: () => {
     const chunk = Buffer.alloc(1024 * 1024, 1);
@@ -299,8 +306,43 @@ async fn a_hostile_function_fails_at_every_escape_and_a_healthy_one_keeps_answer
         "at most Lambda's 1024 processes: {json}"
     );
 
+    // With a cgroup, four times memorySize ends the instance with Lambda's error, as on
+    // Lambda; with rlimits only, the one allocation fails inside the function.
+    let cgroups = validate.stdout.contains("limits (cgroup");
     let res = server.get("/attack/alloc").await;
-    denied("alloc", &res.json(), None);
+    if cgroups {
+        assert_eq!(res.status, 502, "alloc: {}", res.text());
+    } else {
+        denied("alloc", &res.json(), None);
+    }
+
+    // A process that left the instance's tree is still held to the instance's memory
+    // (by its cgroup, or by RLIMIT_DATA without one): it is gone within seconds.
+    let res = server.get("/attack/escape").await;
+    let escaped = res.json()["pid"].as_u64().unwrap_or(0);
+    assert!(escaped > 0, "escape: {}", res.text());
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{escaped}"));
+    let started = Instant::now();
+    while proc_dir.exists() && started.elapsed() < Duration::from_secs(20) {
+        // A zombie (its memory gone, waiting for init to reap it) counts as stopped.
+        let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+        if state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rss_kib = std::fs::read_to_string(proc_dir.join("status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()));
+    assert!(
+        rss_kib.is_none(),
+        "the escaped process {escaped} still runs after 20 s, holding {rss_kib:?}"
+    );
 
     let res = server.get("/attack/hog").await;
     assert_eq!(res.status, 502, "{}", res.text());
@@ -338,7 +380,12 @@ async fn a_hostile_function_fails_at_every_escape_and_a_healthy_one_keeps_answer
     let res = server.get("/attack/shadow").await;
     assert_eq!(res.status, 200, "{}", res.text());
     let logs = server.logs();
-    for attempt in ["attack secrets:", "attack fork:", "attack tmp:"] {
+    for attempt in [
+        "attack secrets:",
+        "attack fork:",
+        "attack tmp:",
+        "attack escape:",
+    ] {
         assert!(logs.contains(attempt), "{attempt} is in the logs:\n{logs}");
     }
     assert!(logs.contains("Runtime.OutOfMemory"), "{logs}");
