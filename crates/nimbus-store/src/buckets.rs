@@ -1,12 +1,15 @@
-//! Buckets with S3-like objects: each object's bytes in a file of its own under
-//! `<state_dir>/buckets/<bucket>/`, its metadata in SQLite.
+//! Buckets with S3-like objects: their metadata in SQLite; the bytes of a small object (up to
+//! [`INLINE_MAX`]) in SQLite too (`object_data`), those of a larger one in a file of its own
+//! under `<state_dir>/buckets/<bucket>/`.
 //!
-//! A file is named by a random 128-bit id, never by the key, so no key can reach outside its
-//! bucket's folder whatever it contains, and an overwrite writes a new file instead of changing
-//! one a reader may have open. A put writes a temporary file, fsyncs it and renames it into place,
-//! then commits the metadata together with the object's event messages (the outbox): the object
-//! and its notification become durable in the same commit. A crash before the commit leaves an
-//! unreferenced file, which `ensure_bucket` removes at the next start.
+//! Every object gets a random 128-bit id, never derived from the key, so no key can reach
+//! outside its bucket's folder whatever it contains, and an overwrite writes new bytes instead
+//! of changing those a reader may have open. A small object's bytes are written in the same
+//! commit as its metadata and its event messages (the outbox), as durable as everything else
+//! in the store. A large one's are first written to a temporary file, fsynced and renamed into
+//! place, then the metadata and events commit: the object and its notification become durable
+//! together. A crash before the commit leaves an unreferenced file, which `ensure_bucket`
+//! removes at the next start.
 
 mod multipart;
 
@@ -22,6 +25,18 @@ use crate::queues::{self, NewMessage};
 use crate::{Store, StoreError};
 
 pub use multipart::{MAX_PART_NUMBER, MIN_PART_BYTES, Part, Upload};
+
+/// Objects up to this size keep their bytes in SQLite: a put is one commit instead of a file
+/// written, fsynced and renamed and its folder fsynced, and a get one lookup.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// Schema version 12: the bytes of small objects, by object id (`objects.file`).
+pub(crate) const SCHEMA_V12: &str = "
+CREATE TABLE object_data (
+    id TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
+";
 
 /// What must hold of the current object for a put or delete to happen (S3's conditional
 /// writes: `If-None-Match: *`, `If-Match: <etag>`); checked in the write's transaction.
@@ -253,7 +268,10 @@ impl Store {
         let dir = self.bucket_dir(bucket);
         let file = durable::hex(&durable::random_id().into_bytes());
         let path = dir.join(&file);
-        write_file(&dir, &path, &file, data)?;
+        let inline = data.len() <= INLINE_MAX;
+        if !inline {
+            write_file(&dir, &path, &file, data)?;
+        }
         let etag = etag.map_or_else(|| durable::md5_hex(data), str::to_owned);
         let res = self.write("an object", |tx| {
             bucket_exists(tx, bucket, write_err("an object"))?;
@@ -270,7 +288,15 @@ impl Store {
                 key,
                 old.as_ref().map(|(_, etag)| etag.as_str()),
             )?;
-            let old_file = old.map(|(file, _)| file);
+            let old_file = match old {
+                Some((old_file, _)) => drop_inline(tx, &old_file)?.then_some(old_file),
+                None => None,
+            };
+            if inline {
+                tx.prepare_cached("INSERT INTO object_data (id, data) VALUES (?1, ?2)")
+                    .and_then(|mut stmt| stmt.execute(params![file, data]))
+                    .map_err(write_err("an object"))?;
+            }
             let now_us = now_us();
             let sequencer = next_sequencer(tx)?;
             tx.prepare_cached(
@@ -318,7 +344,9 @@ impl Store {
                 Ok(meta)
             }
             Err(err) => {
-                remove_file(&path);
+                if !inline {
+                    remove_file(&path);
+                }
                 Err(err)
             }
         }
@@ -334,9 +362,12 @@ impl Store {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let Some((meta, file)) = self.object_row(bucket, key)? else {
+            let Some((meta, file, inline)) = self.object_with_data(bucket, key)? else {
                 return Ok(None);
             };
+            if let Some(data) = inline {
+                return Ok(Some((meta, data)));
+            }
             let path = dir.join(&file);
             match fs::read(&path) {
                 Ok(data) => return Ok(Some((meta, data))),
@@ -410,12 +441,15 @@ impl Store {
             tx.prepare_cached("DELETE FROM objects WHERE bucket = ?1 AND key = ?2")
                 .and_then(|mut stmt| stmt.execute([bucket, key]))
                 .map_err(write_err("an object"))?;
+            let file = drop_inline(tx, &file)?.then_some(file);
             meta.sequencer = format_sequencer(next_sequencer(tx)?);
             queues::insert_messages(tx, events(&meta), now_us())?;
             Ok(Some((meta, file)))
         })?;
         Ok(deleted.map(|(meta, file)| {
-            remove_file(&self.bucket_dir(bucket).join(file));
+            if let Some(file) = file {
+                remove_file(&self.bucket_dir(bucket).join(file));
+            }
             meta
         }))
     }
@@ -480,6 +514,27 @@ impl Store {
         self.read(|conn| {
             bucket_exists(conn, bucket, read_err("objects"))?;
             object_row(conn, bucket, key, read_err("objects"))
+        })
+    }
+
+    /// An object's metadata, its id, and its bytes when they are kept in SQLite.
+    fn object_with_data(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(ObjectMeta, String, Option<Vec<u8>>)>, StoreError> {
+        check_bucket_name(bucket)?;
+        check_key(key)?;
+        self.read(|conn| {
+            bucket_exists(conn, bucket, read_err("objects"))?;
+            let Some((meta, file)) = object_row(conn, bucket, key, read_err("objects"))? else {
+                return Ok(None);
+            };
+            let data = conn
+                .prepare_cached("SELECT data FROM object_data WHERE id = ?1")
+                .and_then(|mut stmt| stmt.query_row([&file], |row| row.get(0)).optional())
+                .map_err(read_err("objects"))?;
+            Ok(Some((meta, file, data)))
         })
     }
 
@@ -590,6 +645,16 @@ fn next_sequencer(tx: &Transaction<'_>) -> Result<i64, StoreError> {
 
 fn format_sequencer(sequencer: i64) -> String {
     format!("{sequencer:016X}")
+}
+
+/// Deletes the SQLite-kept bytes of the object with id `file`, if it has them; whether its
+/// bytes are in a file instead (to remove once the transaction commits).
+fn drop_inline(tx: &Transaction<'_>, file: &str) -> Result<bool, StoreError> {
+    let n_deleted = tx
+        .prepare_cached("DELETE FROM object_data WHERE id = ?1")
+        .and_then(|mut stmt| stmt.execute([file]))
+        .map_err(write_err("an object"))?;
+    Ok(n_deleted == 0)
 }
 
 /// Writes `data` to a temporary file, fsyncs it, renames it to `path` and fsyncs the folder.

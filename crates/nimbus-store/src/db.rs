@@ -25,6 +25,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     crate::workflows::SCHEMA_V9,
     telemetry::SCHEMA_V10,
     crate::durable_objects::SCHEMA,
+    crate::buckets::SCHEMA_V12,
 ];
 
 /// The schema version this build reads and writes.

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use nimbus_core::events::QueueSpec;
 
+use crate::buckets::INLINE_MAX;
 use crate::{NewMessage, ObjectMeta, Store, StoreError};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -61,10 +62,15 @@ fn put_get_head_list_delete_round_trip() -> TestResult {
     );
     assert_eq!(store.head_object("images", "cats/nobody.png")?, None);
     assert_eq!(store.get_object("images", "cats/nobody.png")?, None);
-    // The file is named by a random id, not by the key.
+    // A small object's bytes are in SQLite; a large one's file is named by a random id, not by
+    // the key.
+    assert!(files(dir.path(), "images").is_empty());
+    store.put_object("images", "cats/big.png", &[0; INLINE_MAX + 1], None, vec![])?;
     let names = files(dir.path(), "images");
     assert_eq!(names.len(), 1);
-    assert!(!names[0].contains("tom"), "{names:?}");
+    assert!(!names[0].contains("big"), "{names:?}");
+    store.delete_object("images", "cats/big.png", vec![])?;
+    assert!(files(dir.path(), "images").is_empty());
 
     let list = store.list_objects("images", None, None, 1000)?;
     assert_eq!(keys(&list.objects), ["cats/tom.png"]);
@@ -159,17 +165,60 @@ fn keys_and_bucket_names_are_checked() -> TestResult {
 #[test]
 fn overwrite_replaces_content_and_removes_the_old_file() -> TestResult {
     let (dir, store) = open()?;
-    let first = store.put_object("images", "k", b"first", None, vec![])?;
+    let large = |fill: u8| vec![fill; INLINE_MAX + 1];
+    let first = store.put_object("images", "k", &large(1), None, vec![])?;
     let first_files = files(dir.path(), "images");
-    let second = store.put_object("images", "k", b"second version", Some("text/plain"), vec![])?;
+    let second = store.put_object("images", "k", &large(2), Some("text/plain"), vec![])?;
     let second_files = files(dir.path(), "images");
     assert_eq!(second_files.len(), 1);
     assert_ne!(first_files, second_files);
     assert!(second.sequencer > first.sequencer);
-    assert_eq!(second.size, 14);
+    assert_eq!(second.size, INLINE_MAX as u64 + 1);
     let (meta, data) = store.get_object("images", "k")?.ok_or("missing")?;
-    assert_eq!(data, b"second version");
+    assert_eq!(data, large(2));
     assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
+    Ok(())
+}
+
+#[test]
+fn small_objects_live_in_sqlite_and_move_to_files_and_back_as_they_grow_and_shrink() -> TestResult {
+    let (dir, store) = open()?;
+    let small = vec![3; INLINE_MAX];
+    let large = vec![4; INLINE_MAX + 1];
+    let meta = store.put_object("images", "k", &small, None, vec![])?;
+    assert_eq!(meta.etag, crate::durable::md5_hex(&small));
+    assert!(files(dir.path(), "images").is_empty(), "no file for a small object");
+    assert_eq!(store.get_object("images", "k")?.ok_or("missing")?.1, small);
+    store.put_object("images", "k", &large, None, vec![])?;
+    assert_eq!(files(dir.path(), "images").len(), 1);
+    assert_eq!(store.get_object("images", "k")?.ok_or("missing")?.1, large);
+    store.put_object("images", "k", b"tiny", None, vec![])?;
+    assert!(files(dir.path(), "images").is_empty(), "the large one's file is gone");
+    assert_eq!(store.get_object("images", "k")?.ok_or("missing")?.1, b"tiny");
+    let n_inline = |store: &Store| -> Result<i64, StoreError> {
+        store.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM object_data", [], |row| row.get(0))
+                .map_err(crate::durable::read_err("objects"))
+        })
+    };
+    assert_eq!(n_inline(&store)?, 1, "an overwrite drops the old bytes");
+    store.delete_object("images", "k", vec![])?;
+    assert_eq!(n_inline(&store)?, 0, "a delete drops the bytes");
+    assert!(store.get_object("images", "k")?.is_none());
+    // A refused conditional put leaves nothing behind.
+    store.put_object("images", "c", b"one", None, vec![])?;
+    let refused = store.put_object_if(
+        "images",
+        "c",
+        b"two",
+        None,
+        None,
+        &crate::WriteCondition::IfAbsent,
+        &mut |_| Vec::new(),
+    );
+    assert!(refused.is_err());
+    assert_eq!(n_inline(&store)?, 1);
+    assert_eq!(store.get_object("images", "c")?.ok_or("missing")?.1, b"one");
     Ok(())
 }
 
@@ -223,14 +272,14 @@ fn put_commits_its_event_messages_with_the_object() -> TestResult {
         .put_object(
             "images",
             "c.png",
-            b"png",
+            &[1; INLINE_MAX + 1],
             None,
             vec![("no-such-queue".to_owned(), NewMessage::new("created c.png"))],
         )
         .unwrap_err();
     assert!(matches!(err, StoreError::UnknownQueue { .. }), "{err}");
     assert_eq!(store.head_object("images", "c.png")?, None);
-    assert_eq!(files(dir.path(), "images").len(), 1);
+    assert!(files(dir.path(), "images").is_empty());
     // Likewise a delete whose event fails keeps the object.
     let err = store
         .delete_object(
@@ -293,9 +342,8 @@ fn ensure_bucket_removes_files_left_by_a_crash() -> TestResult {
 
     let store = Store::open(dir.path())?;
     store.ensure_bucket("images")?;
-    let names = files(dir.path(), "images");
-    assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.contains(&"README".to_owned()));
+    // `kept` is small, so its bytes are in SQLite, not in the folder.
+    assert_eq!(files(dir.path(), "images"), ["README"]);
     let (_, data) = store.get_object("images", "kept")?.ok_or("missing")?;
     assert_eq!(data, b"kept");
     Ok(())
