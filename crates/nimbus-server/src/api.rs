@@ -24,6 +24,7 @@ use crate::generation::{Current, Generation};
 use crate::services::{self, Principal, bad_request};
 
 mod connections;
+pub(crate) mod observe;
 pub(crate) mod streams;
 pub(crate) mod tables;
 pub mod wire;
@@ -125,6 +126,10 @@ pub(crate) fn routes(api: Arc<ApiState>) -> Router {
             "/v1/streams/{stream}/records",
             get(streams::read_records).post(streams::put_records),
         )
+        .route("/v1/invocations", get(observe::list_invocations))
+        .route("/v1/invocations/{request_id}", get(observe::get_invocation))
+        .route("/v1/traces/{trace_id}", get(observe::get_trace))
+        .route("/v1/logs", get(observe::list_logs))
         .route("/v1/workflows", get(workflows::list_machines))
         .route(
             "/v1/workflows/{machine}/executions",

@@ -225,7 +225,18 @@ impl Store {
     ) -> Result<Vec<InvocationRecord>, StoreError> {
         self.inner
             .readers
-            .with(|conn| telemetry::query_invocations(conn, query))
+            .with(|conn| telemetry::query_invocations(conn, query, None))
+    }
+
+    /// As `invocations`, only those whose outcome is `outcome` (`"ok"`, `"error"`, ...).
+    pub fn invocations_with_outcome(
+        &self,
+        query: &InvocationQuery,
+        outcome: &str,
+    ) -> Result<Vec<InvocationRecord>, StoreError> {
+        self.inner
+            .readers
+            .with(|conn| telemetry::query_invocations(conn, query, Some(outcome)))
     }
 
     /// The per-minute rollups of the invocations in the minutes from the one holding `since`

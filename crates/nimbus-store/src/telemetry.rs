@@ -523,8 +523,9 @@ fn prune_minutes(conn: &Connection, cutoff_us: i64) -> rusqlite::Result<()> {
 pub(crate) fn query_invocations(
     conn: &Connection,
     query: &InvocationQuery,
+    outcome: Option<&str>,
 ) -> Result<Vec<InvocationRecord>, StoreError> {
-    let (sql, params) = invocations_sql(query);
+    let (sql, params) = invocations_sql(query, outcome);
     let query_err = |source| StoreError::Query {
         what: "invocations",
         source,
@@ -595,7 +596,7 @@ pub(crate) fn query_invocation(
     rows.next().transpose().map_err(query_err)
 }
 
-fn invocations_sql(query: &InvocationQuery) -> (String, Params) {
+fn invocations_sql(query: &InvocationQuery, outcome: Option<&str>) -> (String, Params) {
     let mut sql = format!("SELECT {INVOCATION_COLUMNS} FROM invocations WHERE 1");
     let mut params = Params::default();
     if let Some(function) = &query.function {
@@ -607,6 +608,12 @@ fn invocations_sql(query: &InvocationQuery) -> (String, Params) {
     if query.failed_only {
         // Written exactly as in the partial index's WHERE clause so SQLite can use it.
         sql.push_str(" AND outcome <> 'ok'");
+    }
+    if let Some(outcome) = outcome {
+        sql.push_str(&format!(
+            " AND outcome = ?{}",
+            params.push(outcome.to_owned())
+        ));
     }
     if let Some(since) = query.since {
         sql.push_str(&format!(

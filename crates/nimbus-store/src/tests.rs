@@ -248,6 +248,26 @@ fn invocations_filter_by_function_failure_and_since_newest_first() -> TestResult
         },
         &[],
     )?;
+    // One outcome (`GET /v1/invocations?outcome=`).
+    let with_outcome = |query: InvocationQuery, outcome: &str| -> Result<Vec<String>, StoreError> {
+        let found = store.invocations_with_outcome(&query, outcome)?;
+        Ok(request_ids(&found).into_iter().map(str::to_owned).collect())
+    };
+    assert_eq!(
+        with_outcome(InvocationQuery::default(), "ok")?,
+        ["a3", "b1", "a1"]
+    );
+    assert_eq!(with_outcome(function_a(), "timeout")?, ["a2"]);
+    assert_eq!(
+        with_outcome(
+            InvocationQuery {
+                limit: Some(1),
+                ..function_a()
+            },
+            "ok"
+        )?,
+        ["a3"]
+    );
     Ok(())
 }
 

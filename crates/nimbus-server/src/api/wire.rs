@@ -23,9 +23,11 @@ use crate::services::bad_request;
 
 mod streams;
 mod tables;
+mod telemetry;
 
 pub use streams::*;
 pub use tables::*;
+pub use telemetry::*;
 
 /// An error answer of the services API (and of the control port in general).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
-use nimbus_store::{InvocationQuery, InvocationRecord, LogQuery, LogRecord, SpanRecord};
+use nimbus_store::{InvocationRecord, LogQuery, LogRecord, SpanRecord};
 use tokio::sync::mpsc;
 
 use super::html::{self, ChartKind, Series, esc, seg};
 use super::{Dash, EventStream};
+use crate::api::observe::{InvocationDetail, InvocationFilter, Outcome};
 use crate::error::ApiError;
 
 /// The overview covers the last hour, in minutes.
@@ -259,17 +260,20 @@ pub(crate) async fn function(
     let failed_only = crate::api::query(&uri)
         .get("failed")
         .is_some_and(|v| v == "1" || v == "true");
-    let query = InvocationQuery {
-        function: Some(name.clone()),
-        failed_only,
-        since: None,
-        limit: Some(RECENT_INVOCATIONS),
-    };
-    let records = dash
-        .api
-        .events
-        .store(move |store| store.invocations(&query))
-        .await?;
+    let records = crate::api::observe::invocations(
+        &dash.api.events,
+        InvocationFilter {
+            function: Some(name.clone()),
+            outcome: if failed_only {
+                Outcome::Failed
+            } else {
+                Outcome::Any
+            },
+            since: None,
+            limit: Some(RECENT_INVOCATIONS),
+        },
+    )
+    .await?;
     let spec = &function.spec;
     let stats = function.executor.stats();
     let mut body = String::new();
@@ -369,25 +373,12 @@ pub(crate) async fn invocation(
     Path(request_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let prefix = &dash.prefix;
-    let id = request_id.clone();
-    let found = dash
-        .api
-        .events
-        .store(move |store| {
-            let Some(record) = store.invocation(&id)? else {
-                return Ok(None);
-            };
-            let lines = store.logs(&LogQuery {
-                function: None,
-                request_id: Some(id.clone()),
-                since: None,
-                after: None,
-            })?;
-            let spans = store.spans(&record.trace_id)?;
-            Ok(Some((record, lines.lines, spans)))
-        })
-        .await?;
-    let Some((record, lines, spans)) = found else {
+    let Some(InvocationDetail {
+        record,
+        lines,
+        spans,
+    }) = crate::api::observe::invocation_detail(&dash.api.events, request_id.clone()).await?
+    else {
         return Ok(html::not_found(
             prefix,
             &format!("No invocation with request id `{request_id}` is recorded."),
@@ -699,18 +690,16 @@ pub(crate) async fn cost(dash: Dash, uri: http::Uri) -> Result<Response, ApiErro
         .unwrap_or(30);
     let now = SystemTime::now();
     let since = now - Duration::from_secs(days * 86_400);
-    let records = dash
-        .api
-        .events
-        .store(move |store| {
-            store.invocations(&InvocationQuery {
-                function: None,
-                failed_only: false,
-                since: Some(since),
-                limit: None,
-            })
-        })
-        .await?;
+    let records = crate::api::observe::invocations(
+        &dash.api.events,
+        InvocationFilter {
+            function: None,
+            outcome: Outcome::Any,
+            since: Some(since),
+            limit: None,
+        },
+    )
+    .await?;
     let summary = crate::cost::summary(
         &records,
         now,

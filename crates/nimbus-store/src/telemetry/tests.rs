@@ -36,7 +36,7 @@ fn invocation_queries_use_indexes() -> Result<(), Box<dyn std::error::Error>> {
     let function = || Some("hello".to_owned());
     let since = Some(std::time::UNIX_EPOCH);
     let check = |query: InvocationQuery, expect: Expect| {
-        let (sql, params) = invocations_sql(&query);
+        let (sql, params) = invocations_sql(&query, None);
         check_plan(&conn, &sql, params.bind(), expect)
     };
     // nimbus invocations FN --since 1h

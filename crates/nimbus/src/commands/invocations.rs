@@ -86,23 +86,7 @@ impl InvocationsCommand {
     }
 }
 
-fn to_json(record: &InvocationRecord) -> serde_json::Value {
-    serde_json::json!({
-        "requestId": record.request_id,
-        "function": record.function,
-        "version": record.version,
-        "trigger": record.trigger,
-        "start": rfc3339_millis(record.start),
-        "durationMs": record.duration.as_secs_f64() * 1000.0,
-        "billedMs": record.billed_ms,
-        "memoryMb": record.memory_mb,
-        "maxMemoryUsedMb": record.max_memory_mb,
-        "coldStart": record.cold_start,
-        "initDurationMs": record.init_duration.map(|d| d.as_secs_f64() * 1000.0),
-        "outcome": record.outcome,
-        "errorType": record.error_type,
-        "errorMessage": record.error_message,
-        "traceId": record.trace_id,
-        "logLinesDropped": record.log_lines_dropped,
-    })
+/// The record as the services API's `GET /v1/invocations` gives it.
+fn to_json(record: &InvocationRecord) -> String {
+    serde_json::to_string(&nimbus_server::wire::Invocation::from(record)).unwrap_or_default()
 }

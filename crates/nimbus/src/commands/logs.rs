@@ -58,22 +58,9 @@ impl LogsCommand {
 
     fn print(&self, out: &mut impl std::io::Write, record: &LogRecord) -> anyhow::Result<()> {
         if self.json {
-            let mut value = serde_json::json!({
-                "time": rfc3339_millis(record.time),
-                "function": record.function,
-                "requestId": record.request_id,
-                "level": record.level,
-                "stream": record.stream,
-                "message": record.message,
-            });
-            if let Some(fields) = record
-                .fields
-                .as_deref()
-                .and_then(|f| serde_json::from_str::<serde_json::Value>(f).ok())
-            {
-                value["fields"] = fields;
-            }
-            writeln!(out, "{value}")?;
+            // The line as the services API's `GET /v1/logs` gives it.
+            let line = nimbus_server::wire::LogLine::from(record);
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
         } else {
             writeln!(
                 out,

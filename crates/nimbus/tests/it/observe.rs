@@ -548,3 +548,136 @@ exports.back = async (event) => {
         ) >= 0.0
     );
 }
+
+/// The services API's telemetry endpoints give what `nimbus invocations --json` and
+/// `nimbus logs --json` print, filtered as asked; bad filters and unknown ids are errors
+/// that say so, and nothing answers without the admin token.
+#[tokio::test]
+async fn invocations_logs_and_traces_are_served_as_json_by_the_services_api() {
+    let app = app();
+    let server = TestServer::start(app.path(), &[]);
+    for tag in ["a", "b", "c"] {
+        assert_eq!(server.get(&format!("/node?tag={tag}")).await.status, 200);
+    }
+    assert_eq!(server.get("/node?fail=1&tag=d").await.status, 502);
+    let cli = app
+        .nimbus_until(&["invocations", "--json"], |out| out.lines().count() >= 4)
+        .await;
+    let get = |path: String| {
+        let server = &server;
+        let dir = app.path().to_owned();
+        async move {
+            let res = server.admin(&dir, "GET", &path, None).await;
+            (res.status, res.json())
+        }
+    };
+
+    // Newest first, as the CLI lists them, field for field.
+    let (status, all) = get("/v1/invocations?function=node".to_owned()).await;
+    assert_eq!(status, 200, "{all}");
+    let listed: Vec<serde_json::Value> = cli
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(all["invocations"].as_array().expect("a list"), &listed);
+    let (_, failed) = get("/v1/invocations?outcome=failed".to_owned()).await;
+    let failed = failed["invocations"].as_array().expect("a list").clone();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["errorMessage"], "asked to fail");
+    let (_, errors) = get("/v1/invocations?outcome=error&since=600".to_owned()).await;
+    assert_eq!(errors["invocations"], serde_json::json!(failed));
+    let (_, ok) = get("/v1/invocations?outcome=ok&limit=2".to_owned()).await;
+    assert_eq!(ok["invocations"].as_array().map(Vec::len), Some(2));
+    let (_, none) = get("/v1/invocations?function=nope".to_owned()).await;
+    assert_eq!(none["invocations"], serde_json::json!([]));
+
+    // One invocation: its lines (with START/END/REPORT) and its trace.
+    let request_id = failed[0]["requestId"].as_str().expect("a request id");
+    let (status, detail) = get(format!("/v1/invocations/{request_id}")).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["invocation"], failed[0]);
+    let messages: Vec<&str> = detail["logs"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("handling d")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("REPORT RequestId")),
+        "{messages:?}"
+    );
+    let spans = detail["spans"].as_array().expect("spans");
+    assert_eq!(spans.len(), 2, "the gateway's and the function's: {detail}");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["name"] == "node" && s["status"] == "error"),
+        "{detail}"
+    );
+    let trace_id = failed[0]["traceId"].as_str().expect("a trace id");
+    let (status, trace) = get(format!("/v1/traces/{trace_id}")).await;
+    assert_eq!(status, 200, "{trace}");
+    assert_eq!(trace["spans"], detail["spans"]);
+
+    // Recent lines, as `nimbus logs --json` prints them.
+    let (status, logs) = get("/v1/logs?function=node&since=600".to_owned()).await;
+    assert_eq!(status, 200, "{logs}");
+    let lines = logs["lines"].as_array().expect("lines");
+    let cli_logs = app.nimbus(&["logs", "node", "--json", "--since", "10m"]);
+    let cli_lines: Vec<serde_json::Value> = cli_logs
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines, &cli_lines);
+    assert!(
+        lines.iter().any(|l| l["fields"]["msg"] == "structured"),
+        "{logs}"
+    );
+
+    // Bad input and unknown ids.
+    for (path, status, message) in [
+        (
+            "/v1/invocations?outcome=meh",
+            400,
+            "outcome `meh` is not one of failed, ok",
+        ),
+        (
+            "/v1/invocations?limit=0",
+            400,
+            "limit 0 is not between 1 and 1000",
+        ),
+        (
+            "/v1/invocations?since=-5",
+            400,
+            "since -5 is not a number of seconds ago",
+        ),
+        (
+            "/v1/invocations/nope",
+            404,
+            "no invocation with request id `nope`",
+        ),
+        (
+            "/v1/traces/0af7651916cd43dd8448eb211c80319c",
+            404,
+            "no span of trace",
+        ),
+    ] {
+        let (got, body) = get(path.to_owned()).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(message)),
+            "{path}: {body}"
+        );
+    }
+    let res = server
+        .admin(app.path(), "GET", "/v1/invocations", Some("wrong"))
+        .await;
+    assert_eq!(res.status, 401);
+}
