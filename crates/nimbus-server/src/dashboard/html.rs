@@ -118,6 +118,78 @@ pub(crate) fn not_found(prefix: &str, what: &str) -> Response {
     page_with_status(StatusCode::NOT_FOUND, prefix, "", "Not found", &body)
 }
 
+/// A table of rows, the shape every listing page has: headers, one row per thing, and a
+/// note in its place when there is nothing to list.
+pub(crate) struct Table {
+    html: String,
+    n_rows: usize,
+}
+
+/// One cell of a `Table` row, as HTML already escaped.
+pub(crate) enum Cell {
+    /// The row's header (`<th scope="row">`), naming the thing the row is about.
+    Head(String),
+    /// A plain cell.
+    Data(String),
+    /// A cell with a class (which tests and styles find it by).
+    Classed(&'static str, String),
+}
+
+impl Table {
+    /// A table with the class `class` (none when empty) and these column headers.
+    pub(crate) fn new(class: &str, headers: &[&str]) -> Table {
+        let mut html = if class.is_empty() {
+            String::from("<table><thead><tr>")
+        } else {
+            format!("<table class=\"{class}\"><thead><tr>")
+        };
+        for header in headers {
+            let _ = write!(html, "<th>{header}</th>");
+        }
+        html.push_str("</tr></thead><tbody>");
+        Table { html, n_rows: 0 }
+    }
+
+    /// Adds a row; `attrs` (attributes of the `<tr>`, escaped, or empty) mark it for tests
+    /// and styles.
+    pub(crate) fn row(&mut self, attrs: &str, cells: impl IntoIterator<Item = Cell>) {
+        self.n_rows += 1;
+        if attrs.is_empty() {
+            self.html.push_str("<tr>");
+        } else {
+            let _ = write!(self.html, "<tr {attrs}>");
+        }
+        for cell in cells {
+            let _ = match cell {
+                Cell::Head(html) => write!(self.html, "<th scope=\"row\">{html}</th>"),
+                Cell::Data(html) => write!(self.html, "<td>{html}</td>"),
+                Cell::Classed(class, html) => {
+                    write!(self.html, "<td class=\"{class}\">{html}</td>")
+                }
+            };
+        }
+        self.html.push_str("</tr>");
+    }
+
+    /// The table's HTML, followed by `empty` (a sentence) when it has no rows.
+    pub(crate) fn finish(mut self, empty: &str) -> String {
+        self.html.push_str("</tbody></table>");
+        if self.n_rows == 0 {
+            let _ = write!(self.html, "<p class=\"empty\">{}</p>", esc(empty));
+        }
+        self.html
+    }
+}
+
+/// A list of names or a dash when there are none.
+pub(crate) fn list_or_dash(items: &[String], separator: &str) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(separator)
+    }
+}
+
 /// Milliseconds with two decimals.
 pub(crate) fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)

@@ -10,12 +10,47 @@ use axum::response::{IntoResponse, Redirect, Response};
 use nimbus_core::events::EventSource;
 
 use super::Dash;
-use super::html::{self, esc, seg};
+use super::html::{self, Cell, Table, esc, seg};
 use crate::error::ApiError;
 use crate::services::{self, Principal};
 
 /// Objects, keys and items a browser page shows at most.
 const BROWSE_LIMIT: usize = 100;
+
+/// Links to the functions with an event source `source` accepts.
+fn functions_with(dash: &Dash, source: impl Fn(&EventSource) -> bool) -> Vec<String> {
+    dash.api
+        .generation
+        .functions
+        .list
+        .iter()
+        .filter(|f| f.spec.events.iter().any(&source))
+        .map(|f| function_link(&dash.prefix, &f.spec.name))
+        .collect()
+}
+
+fn function_link(prefix: &str, name: &str) -> String {
+    format!(
+        "<a href=\"{prefix}/functions/{}\">{}</a>",
+        seg(name),
+        esc(name)
+    )
+}
+
+/// A list of links, one per item, or a note when there are none.
+fn link_list(items: impl IntoIterator<Item = (String, String)>, empty: &str) -> String {
+    let mut body = String::from("<ul class=\"plain\">");
+    let mut n_items = 0;
+    for (href, label) in items {
+        n_items += 1;
+        let _ = write!(body, "<li><a href=\"{href}\">{}</a></li>", esc(&label));
+    }
+    body.push_str("</ul>");
+    if n_items == 0 {
+        let _ = write!(body, "<p class=\"empty\">{}</p>", esc(empty));
+    }
+    body
+}
 
 pub(crate) async fn queues(dash: Dash, uri: http::Uri) -> Result<Response, ApiError> {
     let prefix = &dash.prefix;
@@ -43,31 +78,24 @@ pub(crate) async fn queues(dash: Dash, uri: http::Uri) -> Result<Response, ApiEr
             esc(to)
         );
     }
-    body.push_str(
-        "<table class=\"queues\"><thead><tr><th>Queue</th><th>Visible</th><th>In flight</th>\
-<th>Delayed</th><th>Oldest</th><th>Dead-letter queue</th><th>Consumers</th><th></th></tr></thead><tbody>",
+    let mut table = Table::new(
+        "queues",
+        &[
+            "Queue",
+            "Visible",
+            "In flight",
+            "Delayed",
+            "Oldest",
+            "Dead-letter queue",
+            "Consumers",
+            "",
+        ],
     );
     for ((name, stats), spec) in queues.iter().zip(&specs) {
-        let consumers: Vec<String> = dash
-            .api
-            .generation
-            .functions
-            .list
-            .iter()
-            .filter(|f| {
-                f.spec
-                    .events
-                    .iter()
-                    .any(|e| matches!(e, EventSource::Sqs(sqs) if sqs.queue == *name))
-            })
-            .map(|f| {
-                format!(
-                    "<a href=\"{prefix}/functions/{}\">{}</a>",
-                    seg(&f.spec.name),
-                    esc(&f.spec.name)
-                )
-            })
-            .collect();
+        let consumers = functions_with(
+            &dash,
+            |e| matches!(e, EventSource::Sqs(sqs) if sqs.queue == *name),
+        );
         // A queue some other queue's redrive policy names is a dead-letter queue.
         let sources: Vec<&str> = queues
             .iter()
@@ -101,32 +129,29 @@ pub(crate) async fn queues(dash: Dash, uri: http::Uri) -> Result<Response, ApiEr
                 esc(&sources.join(", "))
             )
         };
-        let _ = write!(
-            body,
-            "<tr data-queue=\"{}\"><th scope=\"row\">{}{}</th><td class=\"visible\">{}</td>\
-<td class=\"in-flight\">{}</td><td>{}</td><td>{}</td><td>{dlq}</td><td>{}</td><td>{action}</td></tr>",
-            esc(name),
-            esc(name),
-            if sources.is_empty() {
-                ""
-            } else {
-                " <small>(DLQ)</small>"
-            },
-            stats.visible,
-            stats.in_flight,
-            stats.delayed,
-            stats.oldest_age.map_or("-".to_owned(), html::age),
-            if consumers.is_empty() {
-                "-".to_owned()
-            } else {
-                consumers.join(", ")
-            },
+        table.row(
+            &format!("data-queue=\"{}\"", esc(name)),
+            [
+                Cell::Head(format!(
+                    "{}{}",
+                    esc(name),
+                    if sources.is_empty() {
+                        ""
+                    } else {
+                        " <small>(DLQ)</small>"
+                    }
+                )),
+                Cell::Classed("visible", stats.visible.to_string()),
+                Cell::Classed("in-flight", stats.in_flight.to_string()),
+                Cell::Data(stats.delayed.to_string()),
+                Cell::Data(stats.oldest_age.map_or("-".to_owned(), html::age)),
+                Cell::Data(dlq),
+                Cell::Data(html::list_or_dash(&consumers, ", ")),
+                Cell::Data(action),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if queues.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no queues.</p>");
-    }
+    body.push_str(&table.finish("This app has no queues."));
     Ok(html::page(prefix, "/queues", "Queues", &body))
 }
 
@@ -148,69 +173,42 @@ pub(crate) async fn topics(dash: Dash) -> Result<Response, ApiError> {
     let events = &dash.api.events;
     let topics = services::list_topics(events, Principal::Operator).await?;
     let subscriptions = services::list_subscriptions(events, Principal::Operator, None).await?;
-    let mut body =
-        String::from("<table><thead><tr><th>Topic</th><th>Subscribers</th></tr></thead><tbody>");
+    let mut table = Table::new("", &["Topic", "Subscribers"]);
     for topic in &topics {
-        let mut subscribers: Vec<String> = dash
-            .api
-            .generation
-            .functions
-            .list
-            .iter()
-            .filter(|f| {
-                f.spec
-                    .events
-                    .iter()
-                    .any(|e| matches!(e, EventSource::Sns(sns) if sns.topic == *topic))
-            })
-            .map(|f| {
-                format!(
-                    "function <a href=\"{prefix}/functions/{}\">{}</a>",
-                    seg(&f.spec.name),
-                    esc(&f.spec.name)
-                )
-            })
-            .collect();
+        let mut subscribers: Vec<String> = functions_with(
+            &dash,
+            |e| matches!(e, EventSource::Sns(sns) if sns.topic == *topic),
+        )
+        .into_iter()
+        .map(|link| format!("function {link}"))
+        .collect();
         subscribers.extend(
             subscriptions
                 .iter()
                 .filter(|s| s.topic == *topic)
                 .map(|s| format!("{} {}", esc(&s.protocol), esc(&s.target))),
         );
-        let _ = write!(
-            body,
-            "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
-            esc(topic),
-            if subscribers.is_empty() {
-                "-".to_owned()
-            } else {
-                subscribers.join("<br>")
-            }
+        table.row(
+            "",
+            [
+                Cell::Head(esc(topic)),
+                Cell::Data(html::list_or_dash(&subscribers, "<br>")),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if topics.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no topics.</p>");
-    }
+    let body = table.finish("This app has no topics.");
     Ok(html::page(prefix, "/topics", "Topics", &body))
 }
 
 pub(crate) async fn buckets(dash: Dash) -> Result<Response, ApiError> {
     let prefix = &dash.prefix;
     let buckets = services::list_buckets(&dash.api.events, Principal::Operator).await?;
-    let mut body = String::from("<ul class=\"plain\">");
-    for bucket in &buckets {
-        let _ = write!(
-            body,
-            "<li><a href=\"{prefix}/buckets/{}\">{}</a></li>",
-            seg(bucket),
-            esc(bucket)
-        );
-    }
-    body.push_str("</ul>");
-    if buckets.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no buckets.</p>");
-    }
+    let body = link_list(
+        buckets
+            .iter()
+            .map(|b| (format!("{prefix}/buckets/{}", seg(b)), b.clone())),
+        "This app has no buckets.",
+    );
     Ok(html::page(prefix, "/buckets", "Buckets", &body))
 }
 
@@ -243,25 +241,23 @@ pub(crate) async fn bucket(
     let base = format!("{prefix}/buckets/{}", seg(&bucket));
     let mut body = format!(
         "<form class=\"filters\" method=\"get\" action=\"{base}\"><label>Key prefix \
-<input name=\"prefix\" value=\"{}\"></label><button type=\"submit\">List</button></form>\
-<table><thead><tr><th>Key</th><th>Size</th><th>Type</th><th>Last modified</th><th>ETag</th></tr></thead><tbody>",
+<input name=\"prefix\" value=\"{}\"></label><button type=\"submit\">List</button></form>",
         esc(key_prefix.as_deref().unwrap_or_default())
     );
+    let mut table = Table::new("", &["Key", "Size", "Type", "Last modified", "ETag"]);
     for object in &list.objects {
-        let _ = write!(
-            body,
-            "<tr><td><code>{}</code></td><td>{} B</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            esc(&object.key),
-            object.size,
-            esc(object.content_type.as_deref().unwrap_or("-")),
-            html::time(object.last_modified),
-            esc(&object.etag)
+        table.row(
+            "",
+            [
+                Cell::Data(format!("<code>{}</code>", esc(&object.key))),
+                Cell::Data(format!("{} B", object.size)),
+                Cell::Data(esc(object.content_type.as_deref().unwrap_or("-"))),
+                Cell::Data(html::time(object.last_modified)),
+                Cell::Data(format!("<code>{}</code>", esc(&object.etag))),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if list.objects.is_empty() {
-        body.push_str("<p class=\"empty\">No objects.</p>");
-    }
+    body.push_str(&table.finish("No objects."));
     if let Some(next) = &list.next_start_after {
         let _ = write!(
             body,
@@ -281,19 +277,12 @@ pub(crate) async fn bucket(
 pub(crate) async fn kv_namespaces(dash: Dash) -> Result<Response, ApiError> {
     let prefix = &dash.prefix;
     let namespaces = &dash.api.events.resources.kv_namespaces;
-    let mut body = String::from("<ul class=\"plain\">");
-    for namespace in namespaces {
-        let _ = write!(
-            body,
-            "<li><a href=\"{prefix}/kv/{}\">{}</a></li>",
-            seg(namespace),
-            esc(namespace)
-        );
-    }
-    body.push_str("</ul>");
-    if namespaces.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no KV namespaces.</p>");
-    }
+    let body = link_list(
+        namespaces
+            .iter()
+            .map(|n| (format!("{prefix}/kv/{}", seg(n)), n.clone())),
+        "This app has no KV namespaces.",
+    );
     Ok(html::page(prefix, "/kv", "KV namespaces", &body))
 }
 
@@ -325,26 +314,27 @@ pub(crate) async fn kv_namespace(
     let base = format!("{prefix}/kv/{}", seg(&namespace));
     let mut body = format!(
         "<form class=\"filters\" method=\"get\" action=\"{base}\"><label>Key prefix \
-<input name=\"prefix\" value=\"{}\"></label><button type=\"submit\">List</button></form>\
-<table><thead><tr><th>Key</th><th>Value</th><th>Expires</th><th>Metadata</th></tr></thead><tbody>",
+<input name=\"prefix\" value=\"{}\"></label><button type=\"submit\">List</button></form>",
         esc(key_prefix.as_deref().unwrap_or_default())
     );
+    let mut table = Table::new("", &["Key", "Value", "Expires", "Metadata"]);
     for key in &list.keys {
         let entry = services::kv_get(events, Principal::Operator, &namespace, &key.name).await?;
         let value = entry.map_or("-".to_owned(), |entry| preview(&entry.value));
-        let _ = write!(
-            body,
-            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td><code>{}</code></td></tr>",
-            esc(&key.name),
-            esc(&value),
-            key.expiration.map_or("-".to_owned(), html::time),
-            esc(key.metadata.as_deref().unwrap_or("-")),
+        table.row(
+            "",
+            [
+                Cell::Data(format!("<code>{}</code>", esc(&key.name))),
+                Cell::Data(format!("<code>{}</code>", esc(&value))),
+                Cell::Data(key.expiration.map_or("-".to_owned(), html::time)),
+                Cell::Data(format!(
+                    "<code>{}</code>",
+                    esc(key.metadata.as_deref().unwrap_or("-"))
+                )),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if list.keys.is_empty() {
-        body.push_str("<p class=\"empty\">No keys.</p>");
-    }
+    body.push_str(&table.finish("No keys."));
     if let Some(cursor) = &list.cursor {
         let _ = write!(
             body,
@@ -398,9 +388,7 @@ pub(crate) async fn schedules(dash: Dash) -> Result<Response, ApiError> {
             Ok(anchors)
         })
         .await?;
-    let mut body = String::from(
-        "<table><thead><tr><th>Schedule</th><th>Expression</th><th>Function</th><th>Next fire</th></tr></thead><tbody>",
-    );
+    let mut table = Table::new("", &["Schedule", "Expression", "Function", "Next fire"]);
     for ((function, schedule), anchor) in schedules.iter().zip(anchors) {
         let next = if !schedule.enabled {
             "disabled".to_owned()
@@ -410,46 +398,55 @@ pub(crate) async fn schedules(dash: Dash) -> Result<Response, ApiError> {
                 None => "never again".to_owned(),
             }
         };
-        let _ = write!(
-            body,
-            "<tr><th scope=\"row\">{}</th><td><code>{}</code></td><td><a href=\"{prefix}/functions/{}\">{}</a></td><td>{next}</td></tr>",
-            esc(&schedule.name),
-            esc(&schedule.expression.to_string()),
-            seg(function),
-            esc(function),
+        table.row(
+            "",
+            [
+                Cell::Head(esc(&schedule.name)),
+                Cell::Data(format!(
+                    "<code>{}</code>",
+                    esc(&schedule.expression.to_string())
+                )),
+                Cell::Data(function_link(prefix, function)),
+                Cell::Data(next),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if schedules.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no schedules.</p>");
-    }
+    let body = table.finish("This app has no schedules.");
     Ok(html::page(prefix, "/schedules", "Schedules", &body))
 }
 
 pub(crate) async fn tables(dash: Dash) -> Result<Response, ApiError> {
     let prefix = &dash.prefix;
     let list = crate::api::tables::table_list(&dash.api.events, Principal::Operator).await?;
-    let mut body = String::from(
-        "<table><thead><tr><th>Table</th><th>Partition key</th><th>Sort key</th><th>Items</th>\
-<th>Size</th><th>Stream</th></tr></thead><tbody>",
+    let mut table = Table::new(
+        "",
+        &[
+            "Table",
+            "Partition key",
+            "Sort key",
+            "Items",
+            "Size",
+            "Stream",
+        ],
     );
-    for table in &list.tables {
-        let _ = write!(
-            body,
-            "<tr><th scope=\"row\"><a href=\"{prefix}/tables/{}\">{}</a></th><td>{}</td><td>{}</td><td>{}</td><td>{} B</td><td>{}</td></tr>",
-            seg(&table.name),
-            esc(&table.name),
-            esc(&table.partition_key),
-            esc(table.sort_key.as_deref().unwrap_or("-")),
-            table.item_count,
-            table.size_bytes,
-            esc(table.stream_view_type.as_deref().unwrap_or("-")),
+    for summary in &list.tables {
+        table.row(
+            "",
+            [
+                Cell::Head(format!(
+                    "<a href=\"{prefix}/tables/{}\">{}</a>",
+                    seg(&summary.name),
+                    esc(&summary.name)
+                )),
+                Cell::Data(esc(&summary.partition_key)),
+                Cell::Data(esc(summary.sort_key.as_deref().unwrap_or("-"))),
+                Cell::Data(summary.item_count.to_string()),
+                Cell::Data(format!("{} B", summary.size_bytes)),
+                Cell::Data(esc(summary.stream_view_type.as_deref().unwrap_or("-"))),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if list.tables.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no tables.</p>");
-    }
+    let body = table.finish("This app has no tables.");
     Ok(html::page(prefix, "/tables", "Tables", &body))
 }
 
@@ -495,48 +492,34 @@ pub(crate) async fn table(dash: Dash, Path(table): Path<String>) -> Result<Respo
 pub(crate) async fn streams(dash: Dash) -> Result<Response, ApiError> {
     let prefix = &dash.prefix;
     let list = crate::api::streams::stream_list(&dash.api.events, Principal::Operator).await?;
-    let mut body = String::from(
-        "<table><thead><tr><th>Stream</th><th>Kind</th><th>Shards</th><th>Retention</th><th>Created</th><th>Consumers</th></tr></thead><tbody>",
+    let mut table = Table::new(
+        "",
+        &[
+            "Stream",
+            "Kind",
+            "Shards",
+            "Retention",
+            "Created",
+            "Consumers",
+        ],
     );
     for stream in &list.streams {
-        let consumers: Vec<String> = dash
-            .api
-            .generation
-            .functions
-            .list
-            .iter()
-            .filter(|f| {
-                f.spec
-                    .events
-                    .iter()
-                    .any(|e| matches!(e, EventSource::Stream(s) if s.stream == stream.name))
-            })
-            .map(|f| {
-                format!(
-                    "<a href=\"{prefix}/functions/{}\">{}</a>",
-                    seg(&f.spec.name),
-                    esc(&f.spec.name)
-                )
-            })
-            .collect();
-        let _ = write!(
-            body,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} h</td><td>{}</td><td>{}</td></tr>",
-            esc(&stream.name),
-            esc(&stream.kind),
-            stream.shards,
-            stream.retention_hours,
-            esc(&stream.created_at),
-            if consumers.is_empty() {
-                "-".to_owned()
-            } else {
-                consumers.join(", ")
-            },
+        let consumers = functions_with(
+            &dash,
+            |e| matches!(e, EventSource::Stream(s) if s.stream == stream.name),
+        );
+        table.row(
+            "",
+            [
+                Cell::Head(esc(&stream.name)),
+                Cell::Data(esc(&stream.kind)),
+                Cell::Data(stream.shards.to_string()),
+                Cell::Data(format!("{} h", stream.retention_hours)),
+                Cell::Data(esc(&stream.created_at)),
+                Cell::Data(html::list_or_dash(&consumers, ", ")),
+            ],
         );
     }
-    body.push_str("</tbody></table>");
-    if list.streams.is_empty() {
-        body.push_str("<p class=\"empty\">This app has no streams.</p>");
-    }
+    let body = table.finish("This app has no streams.");
     Ok(html::page(prefix, "/streams", "Streams", &body))
 }
