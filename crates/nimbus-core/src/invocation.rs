@@ -99,7 +99,36 @@ pub trait Executor: Send + Sync {
     fn stats(&self) -> ExecutorStats {
         ExecutorStats::default()
     }
+
+    /// Sends what the function writes to its WebSocket `socket_id` (one its answer
+    /// accepted: a worker's `101` with a `webSocket`) into `sink`, frames written before
+    /// this call first. `false` when the executor has no such socket; only the Workers
+    /// executor has any.
+    fn attach_socket(&self, socket_id: &str, sink: SocketSink) -> bool {
+        let _ = (socket_id, sink);
+        false
+    }
+
+    /// Forgets the WebSocket `socket_id`, whose connection has ended.
+    fn detach_socket(&self, socket_id: &str) {
+        let _ = socket_id;
+    }
 }
+
+/// A frame a function sends to a client over a WebSocket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketFrame {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// Close the connection with this code and reason.
+    Close(u16, String),
+}
+
+/// Where the frames a function sends to one WebSocket go (the gateway's connection); it
+/// must not block.
+pub type SocketSink = std::sync::Arc<dyn Fn(SocketFrame) + Send + Sync>;
 
 /// A snapshot of an executor's instances.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

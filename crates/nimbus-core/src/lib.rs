@@ -40,5 +40,5 @@ pub fn queue_url(name: &str) -> String {
 pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
 pub use invocation::{
     BoxFuture, Executor, ExecutorStats, Fault, Invocation, InvocationReport, InvokeError, LogLine,
-    LogSink, LogStream, Outcome,
+    LogSink, LogStream, Outcome, SocketFrame, SocketSink,
 };

@@ -27,7 +27,7 @@ use nimbus_core::durable_objects::{
 use nimbus_core::worker::BindingKind;
 use nimbus_core::{
     BoxFuture, Executor, ExecutorStats, FunctionSpec, Invocation, InvocationReport, InvokeError,
-    LogLine, LogStream, Outcome,
+    LogLine, LogStream, Outcome, SocketFrame, SocketSink,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
@@ -62,7 +62,22 @@ struct Host {
     shutting_down: AtomicBool,
     /// The storage of the worker's Durable Object classes, if it has any.
     objects: Option<Arc<Objects>>,
+    /// The WebSockets the worker accepted (`WebSocketPair`), by the id its host gave them.
+    sockets: Arc<Sockets>,
 }
+
+/// Where the frames a worker sends to its WebSockets go: the gateway's connection once it
+/// attached, else a short queue (frames sent before the `101` answer left).
+#[derive(Default)]
+struct Sockets(Mutex<HashMap<String, SocketSlot>>);
+
+enum SocketSlot {
+    Waiting(Vec<SocketFrame>),
+    Attached(SocketSink),
+}
+
+/// The most frames kept for a socket the gateway has not attached yet.
+const MAX_WAITING_FRAMES: usize = 1024;
 
 /// The Durable Objects of a worker: the classes it binds and where their storage is.
 struct Objects {
@@ -177,6 +192,7 @@ impl Host {
         };
         Host {
             objects,
+            sockets: Arc::new(Sockets::default()),
             config: worker.host_config().to_string(),
             cpu_limit,
             spec,
@@ -351,6 +367,7 @@ impl Host {
             self.spec.name.clone(),
             self.cfg.log_sink.clone(),
             self.objects.clone(),
+            self.sockets.clone(),
             ready_tx,
         ));
         readers.spawn(read_stderr(
@@ -497,6 +514,15 @@ impl Executor for WorkersExecutor {
         Box::pin(self.host.shutdown())
     }
 
+    fn attach_socket(&self, socket_id: &str, sink: SocketSink) -> bool {
+        self.host.sockets.attach(socket_id, sink);
+        true
+    }
+
+    fn detach_socket(&self, socket_id: &str) {
+        self.host.sockets.lock().remove(socket_id);
+    }
+
     fn stats(&self) -> ExecutorStats {
         let process = self.host.process.try_lock().ok().and_then(|p| p.clone());
         match process {
@@ -512,13 +538,13 @@ impl Executor for WorkersExecutor {
 impl Drop for WorkersExecutor {
     fn drop(&mut self) {
         self.reaper.abort();
+        if let Some(alarms) = &self.alarms {
+            alarms.abort();
+        }
         if let Ok(slot) = self.host.process.try_lock()
             && let Some(process) = slot.as_ref()
         {
             process.stop(StopReason::Shutdown);
-        }
-        if let Some(alarms) = &self.alarms {
-            alarms.abort();
         }
     }
 }
@@ -563,6 +589,7 @@ async fn read_frames(
     function: String,
     sink: Arc<dyn nimbus_core::LogSink>,
     objects: Option<Arc<Objects>>,
+    sockets: Arc<Sockets>,
     ready_tx: oneshot::Sender<Result<(), Vec<u8>>>,
 ) {
     let mut ready_tx = Some(ready_tx);
@@ -616,9 +643,11 @@ async fn read_frames(
                     });
                 }
             }
-            "ready" => {
-                if let Some(tx) = ready_tx.take() {
-                    let _ = tx.send(Ok(()));
+            "ws" => {
+                if let (Some(socket_id), Some(socket_frame)) =
+                    (text_of("sid"), socket_frame(&frame))
+                {
+                    sockets.deliver(socket_id, socket_frame);
                 }
             }
             "do" => {
@@ -628,6 +657,11 @@ async fn read_frames(
                     process.clone(),
                     Value::Object(frame.clone()),
                 ));
+            }
+            "ready" => {
+                if let Some(tx) = ready_tx.take() {
+                    let _ = tx.send(Ok(()));
+                }
             }
             "init_error" => {
                 let body = frame
@@ -640,6 +674,8 @@ async fn read_frames(
             _ => {}
         }
     }
+    // The host is gone, and with it every socket it served.
+    sockets.end_all();
 }
 
 async fn read_stderr(
@@ -754,12 +790,14 @@ async fn reap(host: std::sync::Weak<Host>) {
         let Ok(mut slot) = host.process.try_lock() else {
             continue;
         };
-        let idle = slot.as_ref().is_some_and(|p| {
-            p.n_pending() == 0
-                && p.last_used
-                    .lock()
-                    .is_ok_and(|t| t.elapsed() > host.cfg.idle_timeout)
-        });
+        // A host with live WebSockets stays: it holds their objects and listeners.
+        let idle = !host.sockets.any_attached()
+            && slot.as_ref().is_some_and(|p| {
+                p.n_pending() == 0
+                    && p.last_used
+                        .lock()
+                        .is_ok_and(|t| t.elapsed() > host.cfg.idle_timeout)
+            });
         if idle && let Some(process) = slot.take() {
             process.stop(StopReason::Idle);
         }
@@ -1021,4 +1059,86 @@ async fn fire_alarm(host: Arc<Host>, objects: Arc<Objects>, alarm: Alarm) -> Obj
         }
     }
     alarm.object
+}
+
+impl Sockets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SocketSlot>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn any_attached(&self) -> bool {
+        self.lock()
+            .values()
+            .any(|slot| matches!(slot, SocketSlot::Attached(_)))
+    }
+
+    /// Hands `sink` the socket's frames: those that waited first, then each as it comes.
+    fn attach(&self, socket_id: &str, sink: SocketSink) {
+        let mut sockets = self.lock();
+        if let Some(SocketSlot::Waiting(frames)) = sockets.remove(socket_id) {
+            for frame in frames {
+                sink(frame);
+            }
+        }
+        sockets.insert(socket_id.to_owned(), SocketSlot::Attached(sink));
+    }
+
+    fn deliver(&self, socket_id: &str, frame: SocketFrame) {
+        let mut sockets = self.lock();
+        match sockets
+            .entry(socket_id.to_owned())
+            .or_insert_with(|| SocketSlot::Waiting(Vec::new()))
+        {
+            SocketSlot::Attached(sink) => sink(frame),
+            SocketSlot::Waiting(frames) => {
+                if frames.len() < MAX_WAITING_FRAMES {
+                    frames.push(frame);
+                }
+            }
+        }
+    }
+
+    /// Closes every attached socket (1011, as Cloudflare closes a socket whose isolate
+    /// went away) and forgets them all.
+    fn end_all(&self) {
+        for (_, slot) in self.lock().drain() {
+            if let SocketSlot::Attached(sink) = slot {
+                sink(SocketFrame::Close(
+                    1011,
+                    "the worker's host stopped".to_owned(),
+                ));
+            }
+        }
+    }
+}
+
+/// The frame of a host's `{"t":"ws","sid":...,"op":"send"|"close",...}` line.
+fn socket_frame(frame: &serde_json::Map<String, Value>) -> Option<SocketFrame> {
+    match frame.get("op").and_then(Value::as_str)? {
+        "send" => {
+            if let Some(text) = frame.get("text").and_then(Value::as_str) {
+                return Some(SocketFrame::Text(text.to_owned()));
+            }
+            let b64 = frame.get("b64").and_then(Value::as_str)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .map(SocketFrame::Binary)
+        }
+        "close" => {
+            let code = frame
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(1000);
+            let reason = frame
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            Some(SocketFrame::Close(code, reason.to_owned()))
+        }
+        _ => None,
+    }
 }

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts as _, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
@@ -190,7 +190,7 @@ async fn serve(
     span_id: &str,
     route_key: &mut Option<String>,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     if let Some(service) = crate::aws::service_of(&parts) {
         *route_key = Some(format!("aws {service:?}"));
         return Ok(crate::aws::handle(service, generation, gateway.aws_keys, parts, body).await);
@@ -209,6 +209,14 @@ async fn serve(
             websocket::connect(current, generation, &gateway.stage, parts, peer, &trace).await,
         );
     }
+    // Any other upgrade may be a worker's: it answers 101 with a WebSocketPair's end.
+    let socket_upgrade = if websocket::workers::wants_upgrade(&parts) {
+        axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &())
+            .await
+            .ok()
+    } else {
+        None
+    };
     let path = parts.uri.path();
     // A webhook's own path goes to its bus, before the app's routes (on AWS it is an API
     // of its own).
@@ -322,6 +330,24 @@ async fn serve(
             },
         )
         .await?;
+    if let (Some(upgrade), Outcome::Ok(payload)) = (socket_upgrade, &report.outcome)
+        && function.spec.runtime == Runtime::Workers
+        && let Some(accepted) = websocket::workers::accepted_socket(payload)
+    {
+        let user_agent = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        return Ok(websocket::workers::accept(
+            gateway.current.clone(),
+            generation,
+            function_idx,
+            accepted,
+            upgrade,
+            peer,
+            user_agent,
+        ));
+    }
     let mut res = match &report.outcome {
         Outcome::Ok(payload) => match apigw::map_response(api, payload) {
             Ok(res) => res.map(Body::from).into_response(),

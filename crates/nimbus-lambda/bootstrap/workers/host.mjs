@@ -11,7 +11,10 @@
 //   {"t":"tick"}                                              the event loop is not stuck;
 //   {"t":"do","q":N,"op":"get"|"list"|"commit"|"getAlarm",...} a Durable Object storage call,
 //                                          answered on stdin by {"t":"do_res","q":N,"ok"|"error"}.
-// An event {"nimbusAlarm":{"class","id","retryCount"}} fires a Durable Object's alarm.
+//   {"t":"ws","sid":"...","op":"send","text"|"b64"} or {"op":"close","code","reason"}: a
+//                                          frame for a WebSocket the worker accepted.
+// An event {"nimbusAlarm":{"class","id","retryCount"}} fires a Durable Object's alarm;
+// {"nimbusSocket":{"sid","type":"message"|"close",...}} is what a WebSocket's client did.
 // Bindings call nimbus's services API (NIMBUS_API, NIMBUS_TOKEN) through the shipped client.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Buffer } from 'node:buffer';
@@ -457,6 +460,7 @@ class LiveObject {
     this.pendingAlarm = undefined; // undefined: unchanged; null: cleared; a number: set
     this.alarm = undefined; // the committed alarm once known (null: none)
     this.chain = Promise.resolve();
+    this.sockets = new Set(); // accepted WebSockets (state.acceptWebSocket)
     const state = {
       id,
       storage: new ObjectStorage(this),
@@ -565,6 +569,18 @@ class LiveObject {
     for (const [key, bytes] of pending || []) this.cache.set(key, bytes);
     if (alarm !== undefined) this.alarm = alarm;
   }
+  // A message or close of an accepted WebSocket, as an event of the object.
+  socketEvent(ws, event) {
+    const closing = event.type === 'close';
+    if (closing) this.sockets.delete(ws);
+    const handler = closing ? 'webSocketClose' : 'webSocketMessage';
+    this.run(async () => {
+      const method = this.instance[handler];
+      if (typeof method !== 'function') return;
+      if (closing) await method.call(this.instance, ws, event.code, event.reason, event.wasClean);
+      else await method.call(this.instance, ws, event.data);
+    }).catch((e) => console.error(`${handler}() of ${this.className} ${this.id} threw:`, e));
+  }
   // Runs one event after the ones before it; its writes land before it resolves.
   run(event) {
     const next = this.chain.then(async () => {
@@ -582,14 +598,171 @@ class LiveObject {
   }
 }
 
-function acceptWebSocket() {
-  throw new Error('WebSockets on Durable Objects are not served by nimbus yet');
+// ---------------------------------------------------------------------------
+// WebSockets: `new WebSocketPair()` gives a client end, returned in a 101 Response's
+// `webSocket`, and a server end the worker keeps. When the answer leaves, the server end
+// gets an id; nimbus's gateway upgrades the connection, what the client sends comes back
+// as `nimbusSocket` events, and what the server end sends goes out as {"t":"ws"} frames.
+// `state.acceptWebSocket(ws)` (the hibernation API) makes a socket's messages and close
+// events of the Durable Object (`webSocketMessage`, `webSocketClose`), delivered one at a
+// time like its other events; the object and its sockets stay in this host.
+
+const sockets = new Map(); // id -> the server end
+const [CONNECTING, OPEN, CLOSING, CLOSED] = [0, 1, 2, 3];
+
+class WorkerWebSocket extends EventTarget {
+  #peer = null;
+  #id = null;
+  #unsent = []; // frames sent before the socket had an id
+  #accepted = false;
+  #unread = []; // events that came before accept()
+  #attachment;
+  constructor() {
+    super();
+    this.readyState = OPEN;
+    this.object = null; // the Durable Object that accepted it
+    this.tags = [];
+    this.onmessage = null;
+    this.onclose = null;
+    this.onerror = null;
+  }
+  static pair() {
+    const client = new WorkerWebSocket();
+    const server = new WorkerWebSocket();
+    client.#peer = server;
+    server.#peer = client;
+    return [client, server];
+  }
+  get peer() {
+    return this.#peer;
+  }
+  get url() {
+    return null;
+  }
+  get protocol() {
+    return '';
+  }
+  get extensions() {
+    return '';
+  }
+  accept() {
+    if (this.#accepted) return;
+    this.#accepted = true;
+    const unread = this.#unread;
+    this.#unread = [];
+    for (const event of unread) this.#dispatch(event);
+  }
+  bind(id) {
+    this.#id = id;
+    sockets.set(id, this);
+    for (const f of this.#unsent) frame({ ...f, sid: id });
+    this.#unsent = [];
+  }
+  #out(f) {
+    if (this.#id) frame({ t: 'ws', sid: this.#id, ...f });
+    else this.#unsent.push({ t: 'ws', ...f });
+  }
+  send(data) {
+    if (this.readyState !== OPEN) throw new TypeError('WebSocket send() after close()');
+    if (typeof data === 'string') return this.#out({ op: 'send', text: data });
+    const bytes = toBytes(data);
+    if (!bytes) throw new TypeError('send() takes a string, an ArrayBuffer or an ArrayBufferView');
+    this.#out({ op: 'send', b64: bytes.toString('base64') });
+  }
+  close(code = 1000, reason = '') {
+    if (this.readyState >= CLOSING) return;
+    this.readyState = CLOSING;
+    this.#out({ op: 'close', code: Number(code), reason: String(reason) });
+  }
+  serializeAttachment(value) {
+    this.#attachment = v8.serialize(value);
+  }
+  deserializeAttachment() {
+    return this.#attachment === undefined ? null : v8.deserialize(this.#attachment);
+  }
+  // What the client did, from nimbus.
+  received(type, detail) {
+    let event;
+    if (type === 'message') {
+      event = new Event('message');
+      event.data = detail.data;
+    } else {
+      this.readyState = CLOSED;
+      sockets.delete(this.#id);
+      event = new Event('close');
+      Object.assign(event, { code: detail.code, reason: detail.reason, wasClean: detail.wasClean });
+    }
+    if (this.object) return this.object.socketEvent(this, event);
+    if (!this.#accepted) return void this.#unread.push(event);
+    this.#dispatch(event);
+  }
+  #dispatch(event) {
+    this.dispatchEvent(event);
+    const handler = this[`on${event.type}`];
+    if (typeof handler === 'function') handler.call(this, event);
+  }
 }
-function socketsOf() {
-  return [];
+
+globalThis.WebSocketPair = function WebSocketPair() {
+  if (!new.target) throw new TypeError("Failed to construct 'WebSocketPair': Please use the 'new' operator");
+  const [client, server] = WorkerWebSocket.pair();
+  return Object.assign(Object.create(WebSocketPair.prototype), { 0: client, 1: server });
+};
+
+// A Response may carry the client end of a pair, with status 101, which Node's
+// Response refuses (its statuses start at 200).
+const NodeResponse = globalThis.Response;
+const socketOfResponse = new WeakMap();
+globalThis.Response = new Proxy(NodeResponse, {
+  construct(target, args, newTarget) {
+    const [body, init] = args;
+    if (!init || !init.webSocket) return Reflect.construct(target, args, newTarget);
+    const { status = 101, webSocket, ...rest } = init;
+    if (!(webSocket instanceof WorkerWebSocket)) throw new TypeError('webSocket must be the client end of a WebSocketPair');
+    if (status !== 101) throw new RangeError('a Response with a webSocket has status 101');
+    const res = Reflect.construct(target, [body, { ...rest, status: 200 }], newTarget);
+    socketOfResponse.set(res, webSocket);
+    Object.defineProperty(res, 'status', { value: 101 });
+    Object.defineProperty(res, 'webSocket', { value: webSocket });
+    return res;
+  },
+});
+
+function acceptWebSocket(obj, ws, tags = []) {
+  if (!(ws instanceof WorkerWebSocket)) throw new TypeError('acceptWebSocket() takes the server end of a WebSocketPair');
+  if (ws.object) throw new Error('this WebSocket was already accepted');
+  ws.object = obj;
+  ws.tags = Array.from(tags, String);
+  ws.accept();
+  obj.sockets.add(ws);
 }
-function tagsOf() {
-  return [];
+
+function socketsOf(obj, tag) {
+  return [...obj.sockets].filter((ws) => tag === undefined || ws.tags.includes(tag));
+}
+
+function tagsOf(ws) {
+  return ws.tags.slice();
+}
+
+// A client's message or close: `{"nimbusSocket": {"sid", "type", "text" | "b64", ...}}`.
+async function onSocket(ev) {
+  const { sid, type } = ev.nimbusSocket;
+  const ws = sockets.get(sid);
+  if (!ws) throw new Error(`no WebSocket ${sid} in this host`);
+  if (type === 'message') {
+    const m = ev.nimbusSocket;
+    let data = m.text;
+    if (data === undefined) {
+      const buf = Buffer.from(m.b64 || '', 'base64');
+      data = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+    }
+    ws.received('message', { data });
+  } else {
+    const m = ev.nimbusSocket;
+    ws.received('close', { code: m.code ?? 1005, reason: m.reason || '', wasClean: !!m.wasClean });
+  }
+  return null;
 }
 
 function liveObject(binding, id) {
@@ -852,6 +1025,15 @@ async function resultFromResponse(response, ev) {
   if (!(response instanceof Response)) {
     throw new TypeError(`The worker's fetch handler returned ${response === undefined ? 'undefined' : typeof response}, not a Response`);
   }
+  const webSocket = socketOfResponse.get(response);
+  if (webSocket) {
+    // The gateway upgrades the connection and attaches it to the server end by this id.
+    const id = randomBytes(16).toString('hex');
+    webSocket.peer.bind(id);
+    const headers = {};
+    for (const [k, v] of response.headers) headers[k] = v;
+    return { statusCode: 101, headers, webSocket: id };
+  }
   const buf = Buffer.from(await response.arrayBuffer());
   const headers = {};
   for (const [k, v] of response.headers) if (k !== 'set-cookie') headers[k] = v;
@@ -1001,6 +1183,7 @@ function kindOf(ev) {
   if (ev && (ev.version === '2.0' || typeof ev.httpMethod === 'string') && (ev.requestContext || ev.httpMethod)) return onFetch;
   if (ev && ev['detail-type'] === 'Scheduled Event') return onScheduled;
   if (ev && ev.nimbusAlarm) return onAlarm;
+  if (ev && ev.nimbusSocket) return onSocket;
   return null;
 }
 

@@ -13,6 +13,7 @@
 
 mod event;
 pub(crate) mod hub;
+pub(crate) mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

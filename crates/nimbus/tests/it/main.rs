@@ -42,5 +42,6 @@ mod wasm;
 mod websocket;
 mod workers;
 mod workers_objects;
+mod workers_sockets;
 mod workflows;
 mod wsgi;

@@ -353,7 +353,7 @@ const next = (client, type) => until(client, (c) => {
 
 /// The `ws` package from the npm registry, installed once into the test-tools cache; the
 /// folder holding its `node_modules`.
-fn ws_package() -> PathBuf {
+pub(crate) fn ws_package() -> PathBuf {
     let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
     let dir = home.join(".cache/nimbus/test-tools/ws-8");
     if dir.join("node_modules/ws/package.json").exists() {

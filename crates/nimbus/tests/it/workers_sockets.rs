@@ -1,0 +1,220 @@
+//! Workers' WebSockets (issue 15): a `WebSocketPair` echoed by a plain worker, and a chat
+//! room Durable Object using the hibernation API (`state.acceptWebSocket`,
+//! `webSocketMessage`, `webSocketClose`, `getWebSockets`) broadcasting to 20 clients of
+//! the `ws` npm package.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::harness::{TestApp, TestServer};
+use crate::websocket::ws_package;
+
+const CHAT_WORKER: &str = r#"
+import { DurableObject } from 'cloudflare:workers';
+
+export class ChatRoom extends DurableObject {
+  async fetch(request) {
+    const name = new URL(request.url).searchParams.get('name');
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server, [name]);
+    server.serializeAttachment({ name });
+    server.send(JSON.stringify({ joined: name }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  async webSocketMessage(ws, message) {
+    const { name } = ws.deserializeAttachment();
+    if (message === 'who') {
+      const names = this.ctx.getWebSockets().map((s) => this.ctx.getTags(s)[0]).sort();
+      ws.send(JSON.stringify({ who: names }));
+      return;
+    }
+    const n = ((await this.ctx.storage.get('messages')) || 0) + 1;
+    await this.ctx.storage.put('messages', n);
+    for (const socket of this.ctx.getWebSockets()) socket.send(JSON.stringify({ from: name, text: message, n }));
+  }
+
+  async webSocketClose(ws, code, reason) {
+    const { name } = ws.deserializeAttachment();
+    await this.ctx.storage.put('closed', [...((await this.ctx.storage.get('closed')) || []), `${name}:${code}`]);
+    for (const socket of this.ctx.getWebSockets()) socket.send(JSON.stringify({ left: name }));
+  }
+
+  async stats() {
+    return { messages: await this.ctx.storage.get('messages'), closed: await this.ctx.storage.get('closed'), open: this.ctx.getWebSockets().length };
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    if (url.pathname === '/echo') {
+      if (request.headers.get('upgrade') !== 'websocket') return new Response('expected a WebSocket', { status: 426 });
+      const pair = new WebSocketPair();
+      const [client, server] = [pair[0], pair[1]];
+      server.accept();
+      server.addEventListener('message', (event) => {
+        if (event.data === 'bye') return server.close(4000, 'asked to');
+        const kind = typeof event.data === 'string' ? 'text' : `binary:${event.data.byteLength}`;
+        server.send(`echo ${kind} ${typeof event.data === 'string' ? event.data : ''}`.trim());
+        if (typeof event.data !== 'string') server.send(event.data);
+      });
+      return new Response(null, { status: 101, webSocket: client });
+    }
+    const room = env.ROOMS.get(env.ROOMS.idFromName('lobby'));
+    if (url.pathname === '/stats') return Response.json(await room.stats());
+    return room.fetch(request);
+  },
+};
+"#;
+
+const CHAT_WRANGLER: &str = r#"name = "chat"
+main = "src/index.js"
+
+[[durable_objects.bindings]]
+name = "ROOMS"
+class_name = "ChatRoom"
+
+[[migrations]]
+tag = "v1"
+new_classes = ["ChatRoom"]
+"#;
+
+/// Drives the clients: the echo socket, then 20 chat clients that each send one
+/// message, and prints what each saw as JSON.
+const DRIVER_JS: &str = r#"
+const WebSocket = require('ws');
+const base = process.env.WS_URL;
+const N = 20;
+
+function open(path) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(base + path);
+    const got = [];
+    const waiters = [];
+    ws.on('message', (data, binary) => {
+      got.push(binary ? { binary: [...data] } : String(data));
+      for (const w of waiters.splice(0)) w();
+    });
+    ws.on('open', () => resolve({ ws, got, until: (pred) => new Promise((res) => {
+      const check = () => (pred(got) ? res(got) : waiters.push(check));
+      check();
+    }) }));
+    ws.on('unexpected-response', (_req, res) => reject(new Error(`refused: ${res.statusCode}`)));
+    ws.on('error', reject);
+  });
+}
+
+(async () => {
+  const out = {};
+  // A plain worker echoes text and binary, and closes when asked.
+  const echo = await open('/echo');
+  echo.ws.send('hello');
+  echo.ws.send(Buffer.from([0, 1, 2, 255]));
+  await echo.until((g) => g.length >= 3);
+  const closed = new Promise((res) => echo.ws.on('close', (code, reason) => res({ code, reason: String(reason) })));
+  echo.ws.send('bye');
+  out.echo = { got: echo.got, closed: await closed };
+
+  // The chat room: 20 clients, each says one thing; everyone hears all 20.
+  const clients = [];
+  for (let i = 0; i < N; i++) clients.push(await open(`/chat?name=c${i}`));
+  for (const c of clients) await c.until((g) => g.some((m) => m.includes('joined')));
+  await Promise.all(clients.map((c, i) => c.ws.send(`hi from ${i}`)));
+  const said = (g) => g.filter((m) => typeof m === 'string' && m.includes('"text"'));
+  await Promise.all(clients.map((c) => c.until((g) => said(g).length >= N)));
+  out.heard = clients.map((c) => said(c.got).map((m) => JSON.parse(m).from).sort());
+  out.counts = clients.map((c) => said(c.got).map((m) => JSON.parse(m).n));
+  clients[0].ws.send('who');
+  await clients[0].until((g) => g.some((m) => m.includes('"who"')));
+  out.who = JSON.parse(clients[0].got.find((m) => m.includes('"who"'))).who;
+  // One leaves: the others hear it.
+  clients[N - 1].ws.close(1000, 'done');
+  await Promise.all(clients.slice(0, N - 1).map((c) => c.until((g) => g.some((m) => m.includes('"left"')))));
+  out.leftHeardBy = clients.slice(0, N - 1).filter((c) => c.got.some((m) => m.includes(`"left":"c${N - 1}"`))).length;
+  for (const c of clients.slice(0, N - 1)) c.ws.close();
+  console.log(JSON.stringify(out));
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
+"#;
+
+#[tokio::test]
+async fn a_chat_room_durable_object_broadcasts_to_20_websocket_clients() {
+    let ws = ws_package();
+    let app = TestApp::new(&[
+        ("wrangler.toml", CHAT_WRANGLER),
+        ("src/index.js", CHAT_WORKER),
+        ("driver.js", DRIVER_JS),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let out = tokio::task::spawn_blocking({
+        let app_dir = app.path().to_owned();
+        let url = format!("ws://{}", server.addr);
+        move || {
+            Command::new("node")
+                .arg(app_dir.join("driver.js"))
+                .env("NODE_PATH", ws.join("node_modules"))
+                .env("WS_URL", url)
+                .output()
+                .expect("running node")
+        }
+    })
+    .await
+    .expect("the driver task");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.logs()
+    );
+    let out: Value = serde_json::from_str(stdout.trim()).expect("the driver prints JSON");
+
+    assert_eq!(
+        out["echo"]["got"],
+        serde_json::json!(["echo text hello", "echo binary:4", {"binary": [0, 1, 2, 255]}]),
+        "{out}"
+    );
+    assert_eq!(
+        out["echo"]["closed"],
+        serde_json::json!({"code": 4000, "reason": "asked to"})
+    );
+
+    let mut everyone: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    everyone.sort();
+    for heard in out["heard"].as_array().expect("an array") {
+        assert_eq!(heard, &serde_json::json!(everyone), "{out}");
+    }
+    // The storage count went up once per message, one event at a time: every client
+    // saw the counts 1..=20 in the order they were broadcast.
+    for counts in out["counts"].as_array().expect("an array") {
+        assert_eq!(
+            counts,
+            &serde_json::json!((1..=20).collect::<Vec<_>>()),
+            "{out}"
+        );
+    }
+    assert_eq!(out["who"], serde_json::json!(everyone));
+    assert_eq!(out["leftHeardBy"], 19);
+
+    // Every close reached webSocketClose, and the object's sockets are gone.
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        stats = server.get("/stats").await.json();
+        if stats["open"] == 0 && stats["closed"].as_array().is_some_and(|c| c.len() == 20) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stats["open"], 0, "{stats}");
+    assert_eq!(stats["messages"], 20, "{stats}");
+    assert!(
+        stats["closed"]
+            .as_array()
+            .is_some_and(|c| c.contains(&Value::String("c19:1000".to_owned()))),
+        "{stats}"
+    );
+}
