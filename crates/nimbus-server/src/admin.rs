@@ -99,26 +99,21 @@ async fn list(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
 async fn metrics(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
     api.authorize_operator(&headers)?;
     let functions = &api.generation.functions;
-    let depths = api
-        .events
-        .store(|store| {
-            let mut depths = Vec::new();
-            for queue in store.list_queues()? {
-                if queue.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
-                    continue;
-                }
-                let stats = store.queue_stats(&queue)?;
-                let depth = QueueDepth {
-                    visible: stats.visible,
-                    in_flight: stats.in_flight,
-                    delayed: stats.delayed,
-                    oldest_age_seconds: stats.oldest_age.map_or(0.0, |age| age.as_secs_f64()),
-                };
-                depths.push((queue, depth));
-            }
-            Ok(depths)
-        })
-        .await?;
+    let queues = &api.events.queues;
+    let mut depths = Vec::new();
+    for queue in queues.list_queues().await? {
+        if queue.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+            continue;
+        }
+        let stats = queues.queue_stats(queue.clone()).await?;
+        let depth = QueueDepth {
+            visible: stats.visible,
+            in_flight: stats.in_flight,
+            delayed: stats.delayed,
+            oldest_age_seconds: stats.oldest_age.map_or(0.0, |age| age.as_secs_f64()),
+        };
+        depths.push((queue, depth));
+    }
     for (queue, depth) in &depths {
         functions.telemetry.metrics.set_queue(queue, depth);
     }

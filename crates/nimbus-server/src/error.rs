@@ -86,9 +86,35 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<nimbus_core::queues::QueueError> for ApiError {
+    fn from(e: nimbus_core::queues::QueueError) -> ApiError {
+        use nimbus_core::queues::QueueError;
+        let message = e.to_string();
+        let (status, error_type) = match &e {
+            QueueError::UnknownQueue { .. } => (StatusCode::NOT_FOUND, "QueueDoesNotExist"),
+            QueueError::MessageTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "MessageTooLong"),
+            QueueError::InvalidReceiptHandle { .. } => {
+                (StatusCode::BAD_REQUEST, "ReceiptHandleIsInvalid")
+            }
+            QueueError::MissingGroupId { .. } => (StatusCode::BAD_REQUEST, "MissingParameter"),
+            QueueError::InvalidQueue { .. }
+            | QueueError::InvalidMessage { .. }
+            | QueueError::InvalidParameter { .. }
+            | QueueError::MessageNotInFlight { .. } => {
+                (StatusCode::BAD_REQUEST, "InvalidParameterValue")
+            }
+            QueueError::Backend { .. } => return ApiError::platform(message),
+        };
+        ApiError::typed(status, error_type, message)
+    }
+}
+
 impl From<nimbus_store::StoreError> for ApiError {
     fn from(e: nimbus_store::StoreError) -> ApiError {
         use nimbus_store::StoreError;
+        if let StoreError::Queue(e) = e {
+            return ApiError::from(e);
+        }
         let message = e.to_string();
         let (status, error_type) = match &e {
             StoreError::UnknownQueue { .. } => (StatusCode::NOT_FOUND, "QueueDoesNotExist"),

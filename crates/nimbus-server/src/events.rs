@@ -19,6 +19,7 @@ use nimbus_core::events::{
     AppResources, Destination, EventBridgeEvent, EventSource, FilterScope, QueueSpec, S3Event,
     SnsEvent, SubscriptionEndpoint,
 };
+use nimbus_core::queues::{QueueError, QueueStore};
 use nimbus_core::streams::{StreamStore, table_stream};
 use nimbus_core::tables::TableStore;
 use nimbus_store::{
@@ -42,6 +43,8 @@ const TRIGGER_ATTRIBUTE: &str = "nimbus.trigger";
 pub(crate) struct Events {
     pub(crate) functions: Arc<Functions>,
     pub(crate) store: Store,
+    /// Queues, through the storage-neutral trait (the store implements it).
+    pub(crate) queues: Arc<dyn QueueStore>,
     /// Tables, through the storage-neutral trait (the store implements it).
     pub(crate) tables: Arc<dyn TableStore>,
     /// Streams and their consumers' checkpoints, through the storage-neutral trait.
@@ -136,11 +139,11 @@ impl Events {
         let buckets = cfg.resources.buckets.clone();
         let tables = cfg.resources.tables.clone();
         let streams = cfg.resources.streams.clone();
-        let to_create = queues.clone();
+        let queue_store: Arc<dyn QueueStore> = Arc::new(cfg.store.clone());
+        for queue in &queues {
+            queue_store.ensure_queue(queue.clone()).await?;
+        }
         blocking(&store, move |store| {
-            for queue in &to_create {
-                store.ensure_queue(queue)?;
-            }
             for bucket in &buckets {
                 store.ensure_bucket(bucket)?;
             }
@@ -186,6 +189,7 @@ impl Events {
         }
         Ok(Events {
             functions,
+            queues: queue_store,
             tables: Arc::new(cfg.store.clone()),
             streams: Arc::new(cfg.store.clone()),
             stream_wakers: std::sync::Mutex::new(HashMap::new()),
@@ -261,11 +265,8 @@ impl Events {
         &self,
         queue: &str,
         message: NewMessage,
-    ) -> Result<SentMessage, StoreError> {
-        let name = queue.to_owned();
-        let sent = self
-            .store(move |store| store.send_message(&name, message))
-            .await?;
+    ) -> Result<SentMessage, QueueError> {
+        let sent = self.queues.send_message(queue.to_owned(), message).await?;
         self.wake(queue);
         Ok(sent)
     }
@@ -276,11 +277,8 @@ impl Events {
         &self,
         queue: &str,
         messages: Vec<NewMessage>,
-    ) -> Result<Vec<Result<SentMessage, StoreError>>, StoreError> {
-        let name = queue.to_owned();
-        let results = self
-            .store(move |store| store.send_entries(&name, messages))
-            .await?;
+    ) -> Result<Vec<Result<SentMessage, QueueError>>, QueueError> {
+        let results = self.queues.send_entries(queue.to_owned(), messages).await?;
         if results.iter().any(Result::is_ok) {
             self.wake(queue);
         }
@@ -297,7 +295,7 @@ impl Events {
         trigger: &str,
     ) -> Result<SentMessage, StoreError> {
         let message = internal_message(payload, trace, trigger);
-        self.send(&async_queue(function), message).await
+        Ok(self.send(&async_queue(function), message).await?)
     }
 
     /// Whether EventBridge bus `bus` exists: `default`, or one the app declares or a rule

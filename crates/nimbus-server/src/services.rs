@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use nimbus_core::FunctionSpec;
 use nimbus_core::events::QueueSpec;
+use nimbus_core::queues::{QueueError, QueueStore};
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
 use nimbus_store::{
     KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
@@ -196,9 +197,9 @@ pub(crate) async fn receive_messages(
     if !(1..=10).contains(&max) {
         return Err(access.fail(bad_request("maxMessages must be 1 to 10")));
     }
-    let name = queue.to_owned();
     events
-        .store(move |store| store.receive_messages(&name, max as usize, visibility_timeout))
+        .queues
+        .receive_messages(queue.to_owned(), max as usize, visibility_timeout)
         .await
         .map_err(|e| access.fail(e))
 }
@@ -212,9 +213,9 @@ pub(crate) async fn delete_message(
 ) -> Result<(), OpError> {
     let access = Access::queue_delete(queue);
     principal.authorize(&access)?;
-    let name = queue.to_owned();
     events
-        .store(move |store| store.delete_message(&name, &receipt_handle))
+        .queues
+        .delete_message(queue.to_owned(), receipt_handle)
         .await
         .map_err(|e| access.fail(e))
 }
@@ -234,9 +235,9 @@ pub(crate) async fn change_visibility(
             "the visibility timeout must be 0 to 43200 seconds",
         )));
     }
-    let name = queue.to_owned();
     events
-        .store(move |store| store.change_visibility(&name, &receipt_handle, timeout))
+        .queues
+        .change_visibility(queue.to_owned(), receipt_handle, timeout)
         .await
         .map_err(|e| access.fail(e))
 }
@@ -249,9 +250,9 @@ pub(crate) async fn purge_queue(
 ) -> Result<u64, OpError> {
     let access = Access::queue_purge(queue);
     principal.authorize(&access)?;
-    let name = queue.to_owned();
     events
-        .store(move |store| store.purge_queue(&name))
+        .queues
+        .purge_queue(queue.to_owned())
         .await
         .map_err(|e| access.fail(e))
 }
@@ -263,20 +264,20 @@ pub(crate) async fn list_queues(
 ) -> Result<Vec<(String, QueueStats)>, OpError> {
     let access = Access::queue_list();
     principal.authorize(&access)?;
-    events
-        .store(|store| {
-            let mut out = Vec::new();
-            for name in store.list_queues()? {
-                if name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
-                    continue;
-                }
-                let stats = store.queue_stats(&name)?;
-                out.push((name, stats));
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| access.fail(e))
+    let queues = &events.queues;
+    let mut out = Vec::new();
+    let names = queues.list_queues().await.map_err(|e| access.fail(e))?;
+    for name in names {
+        if name.starts_with(crate::events::INTERNAL_QUEUE_PREFIX) {
+            continue;
+        }
+        let stats = queues
+            .queue_stats(name.clone())
+            .await
+            .map_err(|e| access.fail(e))?;
+        out.push((name, stats));
+    }
+    Ok(out)
 }
 
 /// What a redrive moved: how many messages, and to which queue.
@@ -297,23 +298,7 @@ pub(crate) async fn redrive_queue(
 ) -> Result<Redriven, OpError> {
     let access = Access::queue_redrive(dead_letter_queue);
     principal.authorize(&access)?;
-    let dlq = dead_letter_queue.to_owned();
-    let source = events
-        .store(move |store| {
-            if store.queue(&dlq)?.is_none() {
-                return Err(nimbus_store::StoreError::UnknownQueue { queue: dlq });
-            }
-            for name in store.list_queues()? {
-                let names_it = store
-                    .queue(&name)?
-                    .and_then(|spec| spec.redrive)
-                    .is_some_and(|redrive| redrive.dead_letter_queue == dlq);
-                if names_it {
-                    return Ok(Some(name));
-                }
-            }
-            Ok(None)
-        })
+    let source = redrive_source(&*events.queues, dead_letter_queue)
         .await
         .map_err(|e| access.fail(e))?;
     let Some(source) = source else {
@@ -323,35 +308,7 @@ pub(crate) async fn redrive_queue(
     };
     let mut moved = 0;
     loop {
-        let (dlq, to) = (dead_letter_queue.to_owned(), source.clone());
-        let n_moved = events
-            .store(move |store| {
-                // Invisible for long enough to move them; a failed move lets them come back.
-                let received = store.receive_messages(
-                    &dlq,
-                    nimbus_store::MAX_MESSAGE_BATCH,
-                    Some(Duration::from_secs(30)),
-                )?;
-                for message in &received {
-                    store.send_message(
-                        &to,
-                        NewMessage {
-                            body: message.body.clone(),
-                            delay: None,
-                            attributes: message.attributes.clone(),
-                            group_id: message.group_id.clone(),
-                            // A FIFO queue would drop a second message with the first's
-                            // deduplication id inside its window: the move is a new send.
-                            deduplication_id: message
-                                .group_id
-                                .as_ref()
-                                .map(|_| uuid::Uuid::new_v4().to_string()),
-                        },
-                    )?;
-                    store.delete_message(&dlq, &message.receipt_handle)?;
-                }
-                Ok(received.len() as u64)
-            })
+        let n_moved = move_back(&*events.queues, dead_letter_queue, &source)
             .await
             .map_err(|e| access.fail(e))?;
         if n_moved == 0 {
@@ -361,6 +318,64 @@ pub(crate) async fn redrive_queue(
         events.wake(&source);
     }
     Ok(Redriven { moved, source })
+}
+
+/// The queue whose redrive policy names `dead_letter_queue`, if any.
+async fn redrive_source(
+    queues: &dyn QueueStore,
+    dead_letter_queue: &str,
+) -> Result<Option<String>, QueueError> {
+    if queues.queue(dead_letter_queue.to_owned()).await?.is_none() {
+        return Err(QueueError::UnknownQueue {
+            queue: dead_letter_queue.to_owned(),
+        });
+    }
+    for name in queues.list_queues().await? {
+        let names_it = queues
+            .queue(name.clone())
+            .await?
+            .and_then(|spec| spec.redrive)
+            .is_some_and(|redrive| redrive.dead_letter_queue == dead_letter_queue);
+        if names_it {
+            return Ok(Some(name));
+        }
+    }
+    Ok(None)
+}
+
+/// Moves up to a batch of messages from `dlq` to `to`; returns how many.
+async fn move_back(queues: &dyn QueueStore, dlq: &str, to: &str) -> Result<u64, QueueError> {
+    // Invisible for long enough to move them; a failed move lets them come back.
+    let received = queues
+        .receive_messages(
+            dlq.to_owned(),
+            nimbus_store::MAX_MESSAGE_BATCH,
+            Some(Duration::from_secs(30)),
+        )
+        .await?;
+    for message in &received {
+        queues
+            .send_message(
+                to.to_owned(),
+                NewMessage {
+                    body: message.body.clone(),
+                    delay: None,
+                    attributes: message.attributes.clone(),
+                    group_id: message.group_id.clone(),
+                    // A FIFO queue would drop a second message with the first's
+                    // deduplication id inside its window: the move is a new send.
+                    deduplication_id: message
+                        .group_id
+                        .as_ref()
+                        .map(|_| uuid::Uuid::new_v4().to_string()),
+                },
+            )
+            .await?;
+        queues
+            .delete_message(dlq.to_owned(), message.receipt_handle.clone())
+            .await?;
+    }
+    Ok(received.len() as u64)
 }
 
 /// Creates a queue with `spec`, or finds it when one of that name exists already (SQS
@@ -379,13 +394,13 @@ pub(crate) async fn create_queue(
             crate::events::INTERNAL_QUEUE_PREFIX
         ))));
     }
-    events
-        .store(move |store| match store.queue(&spec.name)? {
-            Some(_) => Ok(()),
-            None => store.ensure_queue(&spec),
-        })
-        .await
-        .map_err(|e| access.fail(e))
+    let queues = &events.queues;
+    let res = match queues.queue(spec.name.clone()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => queues.ensure_queue(spec).await,
+        Err(e) => Err(e),
+    };
+    res.map_err(|e| access.fail(e))
 }
 
 /// Changes an existing queue's settings (SQS's SetQueueAttributes). A queue the manifest
@@ -397,15 +412,15 @@ pub(crate) async fn update_queue(
 ) -> Result<(), OpError> {
     let access = Access::queue_set_attributes(&spec.name);
     principal.authorize(&access)?;
-    events
-        .store(move |store| match store.queue(&spec.name)? {
-            Some(_) => store.ensure_queue(&spec),
-            None => Err(nimbus_store::StoreError::UnknownQueue {
-                queue: spec.name.clone(),
-            }),
-        })
-        .await
-        .map_err(|e| access.fail(e))
+    let queues = &events.queues;
+    let res = match queues.queue(spec.name.clone()).await {
+        Ok(Some(_)) => queues.ensure_queue(spec).await,
+        Ok(None) => Err(QueueError::UnknownQueue {
+            queue: spec.name.clone(),
+        }),
+        Err(e) => Err(e),
+    };
+    res.map_err(|e| access.fail(e))
 }
 
 /// Deletes a queue made at run time with its messages. The manifest's queues stay: its
@@ -423,9 +438,9 @@ pub(crate) async fn delete_queue(
             "queue `{queue}` is declared in the app's manifest (its consumers and subscriptions use it); remove it there instead"
         ))));
     }
-    let name = queue.to_owned();
     events
-        .store(move |store| store.delete_queue(&name))
+        .queues
+        .delete_queue(queue.to_owned())
         .await
         .map_err(|e| access.fail(e))
 }
@@ -438,20 +453,20 @@ pub(crate) async fn queue_attributes(
     access: Access,
 ) -> Result<(QueueSpec, QueueStats), OpError> {
     principal.authorize(&access)?;
-    let name = queue.to_owned();
-    events
-        .store(move |store| {
-            let stats = store.queue_stats(&name)?;
-            let spec =
-                store
-                    .queue(&name)?
-                    .ok_or_else(|| nimbus_store::StoreError::UnknownQueue {
-                        queue: name.clone(),
-                    })?;
-            Ok((spec, stats))
-        })
-        .await
-        .map_err(|e| access.fail(e))
+    let queues = &events.queues;
+    let res = async {
+        let stats = queues.queue_stats(queue.to_owned()).await?;
+        let spec =
+            queues
+                .queue(queue.to_owned())
+                .await?
+                .ok_or_else(|| QueueError::UnknownQueue {
+                    queue: queue.to_owned(),
+                })?;
+        Ok((spec, stats))
+    }
+    .await;
+    res.map_err(|e: QueueError| access.fail(e))
 }
 
 /// What an invocation through Lambda's Invoke API gave.

@@ -333,6 +333,9 @@ pub enum StoreError {
         key_path: PathBuf,
     },
     /// The operating system's random number generator failed.
+    /// A queue operation through the `QueueStore` seam failed (whichever backend).
+    #[error(transparent)]
+    Queue(#[from] nimbus_core::queues::QueueError),
     #[error("the operating system's random number generator failed: {reason}")]
     Random {
         /// What it reported.
@@ -344,35 +347,37 @@ impl StoreError {
     /// Whether the caller's input is at fault (bad name, size, key, handle, parameter): a 4xx,
     /// not a failure of the platform.
     pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            StoreError::UnknownQueue { .. }
-                | StoreError::InvalidQueue { .. }
-                | StoreError::MessageTooLarge { .. }
-                | StoreError::InvalidMessage { .. }
-                | StoreError::MissingGroupId { .. }
-                | StoreError::InvalidParameter { .. }
-                | StoreError::InvalidReceiptHandle { .. }
-                | StoreError::MessageNotInFlight { .. }
-                | StoreError::InvalidBucketName { .. }
-                | StoreError::UnknownBucket { .. }
-                | StoreError::InvalidKey { .. }
-                | StoreError::ValueTooLarge { .. }
-                | StoreError::InvalidValue { .. }
-                | StoreError::InvalidCursor { .. }
-                | StoreError::InvalidSecret { .. }
-                | StoreError::BucketNotEmpty { .. }
-                | StoreError::PreconditionFailed { .. }
-                | StoreError::NoSuchUpload { .. }
-                | StoreError::InvalidUpload { .. }
-        )
+        matches!(self, StoreError::Queue(e) if e.is_client())
+            || matches!(
+                self,
+                StoreError::UnknownQueue { .. }
+                    | StoreError::InvalidQueue { .. }
+                    | StoreError::MessageTooLarge { .. }
+                    | StoreError::InvalidMessage { .. }
+                    | StoreError::MissingGroupId { .. }
+                    | StoreError::InvalidParameter { .. }
+                    | StoreError::InvalidReceiptHandle { .. }
+                    | StoreError::MessageNotInFlight { .. }
+                    | StoreError::InvalidBucketName { .. }
+                    | StoreError::UnknownBucket { .. }
+                    | StoreError::InvalidKey { .. }
+                    | StoreError::ValueTooLarge { .. }
+                    | StoreError::InvalidValue { .. }
+                    | StoreError::InvalidCursor { .. }
+                    | StoreError::InvalidSecret { .. }
+                    | StoreError::BucketNotEmpty { .. }
+                    | StoreError::PreconditionFailed { .. }
+                    | StoreError::NoSuchUpload { .. }
+                    | StoreError::InvalidUpload { .. }
+            )
     }
 
     /// Whether the thing named does not exist (a 404 rather than a 400).
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            StoreError::UnknownQueue { .. }
+            StoreError::Queue(nimbus_core::queues::QueueError::UnknownQueue { .. })
+                | StoreError::UnknownQueue { .. }
                 | StoreError::UnknownBucket { .. }
                 | StoreError::NoSuchUpload { .. }
                 | StoreError::NoSuchObject { .. }

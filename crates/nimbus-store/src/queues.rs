@@ -5,100 +5,21 @@
 //! nimbus differs (sub-second visibility timeouts, retention down to one second) it says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use md5::Digest as _;
+use nimbus_core::BoxFuture;
 use nimbus_core::events::QueueSpec;
+use nimbus_core::queues::{QueueError, QueueStore};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::durable::{self, now_us, read_err, time, us, write_err};
 use crate::{Store, StoreError};
 
-/// A message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMessage {
-    /// The body: 1 to 262,144 bytes of text (with the attributes) in SQS's allowed characters.
-    pub body: String,
-    /// Standard queues only: the message's own delay (up to 15 minutes) instead of the queue's.
-    pub delay: Option<Duration>,
-    /// Up to 10 message attributes.
-    pub attributes: BTreeMap<String, MessageAttribute>,
-    /// FIFO queues only, and required there: the message group.
-    pub group_id: Option<String>,
-    /// FIFO queues only: the deduplication id; without one the queue must use content-based
-    /// deduplication.
-    pub deduplication_id: Option<String>,
-}
-
-/// A message attribute, as SQS's `MessageAttributeValue`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageAttribute {
-    /// `String`, `Number` or `Binary`, optionally followed by `.` and a custom label
-    /// (`Number.float`).
-    pub data_type: String,
-    /// The value; for `Binary` its base64 encoding.
-    pub value: String,
-}
-
-/// What `send_message` reports for each message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentMessage {
-    /// The message's id (a UUID); for a duplicate, the id of the message first sent.
-    pub message_id: String,
-    /// Lowercase hex MD5 of the body (`MD5OfMessageBody`).
-    pub md5_of_body: String,
-    /// `MD5OfMessageAttributes` as SQS computes it; `None` without attributes.
-    pub md5_of_message_attributes: Option<String>,
-    /// FIFO only: the sequence number, a decimal string that grows with every message.
-    pub sequence_number: Option<String>,
-    /// FIFO only: whether a message with the same deduplication id was accepted in the last five
-    /// minutes, in which case this one was not enqueued again.
-    pub duplicate: bool,
-}
-
-/// A received message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceivedMessage {
-    /// The message's id, the same on every receive (and after a move to a dead-letter queue).
-    pub message_id: String,
-    /// The handle to delete the message or change its visibility; new on every receive.
-    pub receipt_handle: String,
-    /// The body.
-    pub body: String,
-    /// The message attributes.
-    pub attributes: BTreeMap<String, MessageAttribute>,
-    /// Lowercase hex MD5 of the body.
-    pub md5_of_body: String,
-    /// `MD5OfMessageAttributes`; `None` without attributes.
-    pub md5_of_message_attributes: Option<String>,
-    /// How many times the message has been received, this receive included
-    /// (`ApproximateReceiveCount`).
-    pub receive_count: u32,
-    /// When the message was sent (`SentTimestamp`).
-    pub sent_at: SystemTime,
-    /// When it was first received (`ApproximateFirstReceiveTimestamp`).
-    pub first_received_at: SystemTime,
-    /// FIFO only: the message group.
-    pub group_id: Option<String>,
-    /// FIFO only: the sequence number.
-    pub sequence_number: Option<String>,
-    /// FIFO only: the deduplication id (the body's SHA-256 under content-based deduplication).
-    pub deduplication_id: Option<String>,
-}
-
-/// Approximate counts of a queue's messages, as SQS's `ApproximateNumberOfMessages*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueStats {
-    /// Messages that a receive could return now.
-    pub visible: u64,
-    /// Messages received and neither deleted nor visible again yet.
-    pub in_flight: u64,
-    /// Messages not yet visible because of a delay.
-    pub delayed: u64,
-    /// The age of the oldest message, if any.
-    pub oldest_age: Option<Duration>,
-}
+pub use nimbus_core::queues::{
+    MessageAttribute, NewMessage, QueueStats, ReceivedMessage, SentMessage,
+};
 
 /// SQS's size limit of a message: body plus attribute names, types and values.
 pub const MAX_MESSAGE_BYTES: usize = 262_144;
@@ -121,29 +42,6 @@ const MAX_ATTRIBUTES: usize = 10;
 const MAX_RECEIVE_COUNT: u32 = 1000;
 /// Visible FIFO messages read at a time while looking for message groups that are not blocked.
 const FIFO_SCAN_PAGE: i64 = 64;
-
-impl NewMessage {
-    /// A message with this body and nothing else: no delay of its own, no attributes, no group.
-    pub fn new(body: impl Into<String>) -> NewMessage {
-        NewMessage {
-            body: body.into(),
-            delay: None,
-            attributes: BTreeMap::new(),
-            group_id: None,
-            deduplication_id: None,
-        }
-    }
-}
-
-impl MessageAttribute {
-    /// A `String` attribute.
-    pub fn string(value: impl Into<String>) -> MessageAttribute {
-        MessageAttribute {
-            data_type: "String".to_owned(),
-            value: value.into(),
-        }
-    }
-}
 
 impl Store {
     /// Creates the queue, or updates its configuration to `spec`; run at every start.
@@ -472,6 +370,148 @@ pub(crate) struct QueueRow {
     retention_us: i64,
     content_based_deduplication: bool,
     redrive: Option<(String, u32)>,
+}
+
+/// The embedded queues: each operation runs on tokio's blocking pool, as SQLite calls do.
+impl QueueStore for Store {
+    fn ensure_queue(&self, spec: QueueSpec) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.off_worker(move |store| store.ensure_queue(&spec))
+    }
+
+    fn queue(&self, name: String) -> BoxFuture<'_, Result<Option<QueueSpec>, QueueError>> {
+        self.off_worker(move |store| store.queue(&name))
+    }
+
+    fn list_queues(&self) -> BoxFuture<'_, Result<Vec<String>, QueueError>> {
+        self.off_worker(Store::list_queues)
+    }
+
+    fn queue_stats(&self, name: String) -> BoxFuture<'_, Result<QueueStats, QueueError>> {
+        self.off_worker(move |store| store.queue_stats(&name))
+    }
+
+    fn send_many(
+        &self,
+        sends: Vec<(String, NewMessage)>,
+    ) -> BoxFuture<'_, Result<Vec<SentMessage>, QueueError>> {
+        self.off_worker(move |store| store.send_many(sends))
+    }
+
+    fn send_entries(
+        &self,
+        queue: String,
+        messages: Vec<NewMessage>,
+    ) -> BoxFuture<'_, Result<Vec<Result<SentMessage, QueueError>>, QueueError>> {
+        self.off_worker(move |store| {
+            let entries = store.send_entries(&queue, messages)?;
+            Ok(entries
+                .into_iter()
+                .map(|res| res.map_err(QueueError::from))
+                .collect())
+        })
+    }
+
+    fn receive_messages(
+        &self,
+        queue: String,
+        max: usize,
+        visibility_timeout: Option<Duration>,
+    ) -> BoxFuture<'_, Result<Vec<ReceivedMessage>, QueueError>> {
+        self.off_worker(move |store| store.receive_messages(&queue, max, visibility_timeout))
+    }
+
+    fn delete_message(
+        &self,
+        queue: String,
+        receipt_handle: String,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.off_worker(move |store| store.delete_message(&queue, &receipt_handle))
+    }
+
+    fn delete_batch(
+        &self,
+        queue: String,
+        receipt_handles: Vec<String>,
+    ) -> BoxFuture<'_, Result<Vec<Result<(), QueueError>>, QueueError>> {
+        self.off_worker(move |store| {
+            let results = store.delete_batch(&queue, &receipt_handles)?;
+            Ok(results
+                .into_iter()
+                .map(|res| res.map_err(QueueError::from))
+                .collect())
+        })
+    }
+
+    fn change_visibility(
+        &self,
+        queue: String,
+        receipt_handle: String,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.off_worker(move |store| store.change_visibility(&queue, &receipt_handle, timeout))
+    }
+
+    fn purge_queue(&self, queue: String) -> BoxFuture<'_, Result<u64, QueueError>> {
+        self.off_worker(move |store| store.purge_queue(&queue))
+    }
+
+    fn delete_queue(&self, queue: String) -> BoxFuture<'_, Result<(), QueueError>> {
+        self.off_worker(move |store| store.delete_queue(&queue))
+    }
+}
+
+impl Store {
+    /// Runs `op` on tokio's blocking pool (a write waits for the writer thread; a read may
+    /// wait for a pooled connection), so the async workers never block on SQLite.
+    fn off_worker<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, QueueError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || op(&store)).await {
+                Ok(res) => res.map_err(QueueError::from),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        })
+    }
+}
+
+impl From<StoreError> for QueueError {
+    fn from(e: StoreError) -> QueueError {
+        match e {
+            StoreError::UnknownQueue { queue } => QueueError::UnknownQueue { queue },
+            StoreError::InvalidQueue { queue, reason } => {
+                QueueError::InvalidQueue { queue, reason }
+            }
+            StoreError::MessageTooLarge { size, limit } => {
+                QueueError::MessageTooLarge { size, limit }
+            }
+            StoreError::InvalidMessage { queue, reason } => {
+                QueueError::InvalidMessage { queue, reason }
+            }
+            StoreError::MissingGroupId { queue } => QueueError::MissingGroupId { queue },
+            StoreError::InvalidParameter { reason } => QueueError::InvalidParameter { reason },
+            StoreError::InvalidReceiptHandle {
+                queue,
+                receipt_handle,
+            } => QueueError::InvalidReceiptHandle {
+                queue,
+                receipt_handle,
+            },
+            StoreError::MessageNotInFlight { queue } => QueueError::MessageNotInFlight { queue },
+            StoreError::Queue(e) => e,
+            other => {
+                let mut message = other.to_string();
+                let mut source = std::error::Error::source(&other);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                QueueError::Backend { message }
+            }
+        }
+    }
 }
 
 impl QueueRow {

@@ -13,7 +13,7 @@ use nimbus_core::tables::{
     AttributeValue, Item, ItemWrite, KeyQuery, Number, SortRange, TableError, TableStore,
     WriteAction, WriteOrigin,
 };
-use nimbus_store::{ReceivedMessage, ScheduleFire};
+use nimbus_store::{ReceivedMessage, ScheduleFire, StoreError};
 use tokio::task::JoinSet;
 
 use super::shapes::{self, DestinationRecord};
@@ -167,9 +167,9 @@ impl Events {
             if let Some(notified) = notified.as_mut() {
                 notified.as_mut().enable();
             }
-            let name = queue.to_owned();
             let mut batch = match self
-                .store(move |store| store.receive_messages(&name, max, None))
+                .queues
+                .receive_messages(queue.to_owned(), max, None)
                 .await
             {
                 Ok(batch) => batch,
@@ -184,10 +184,10 @@ impl Events {
                     () = tokio::time::sleep(window) => {}
                     () = shutdown.wait() => {}
                 }
-                let name = queue.to_owned();
                 let more = max - batch.len();
                 if let Ok(extra) = self
-                    .store(move |store| store.receive_messages(&name, more, None))
+                    .queues
+                    .receive_messages(queue.to_owned(), more, None)
                     .await
                 {
                     batch.extend(extra);
@@ -260,30 +260,21 @@ impl Events {
                 },
                 Err(_) => {
                     // Throttled or shutting down: give the messages back soon and back off.
-                    let handles: Vec<String> =
-                        batch.iter().map(|m| m.receipt_handle.clone()).collect();
-                    let queue = sqs.queue.clone();
-                    let _ = self
-                        .store(move |store| {
-                            for handle in &handles {
-                                let _ =
-                                    store.change_visibility(&queue, handle, Duration::from_secs(1));
-                            }
-                            Ok(())
-                        })
-                        .await;
+                    for message in &batch {
+                        let handle = message.receipt_handle.clone();
+                        let _ = self
+                            .queues
+                            .change_visibility(sqs.queue.clone(), handle, Duration::from_secs(1))
+                            .await;
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     Vec::new()
                 }
             };
-            if !to_delete.is_empty() {
-                let queue = sqs.queue.clone();
-                if let Err(e) = self
-                    .store(move |store| store.delete_batch(&queue, &to_delete))
-                    .await
-                {
-                    tracing::warn!(queue = %sqs.queue, "deleting a processed batch: {e}");
-                }
+            if !to_delete.is_empty()
+                && let Err(e) = self.queues.delete_batch(sqs.queue.clone(), to_delete).await
+            {
+                tracing::warn!(queue = %sqs.queue, "deleting a processed batch: {e}");
             }
         }
     }
@@ -422,7 +413,10 @@ impl Events {
                 dlq_message
                     .attributes
                     .insert("ErrorCode".to_owned(), super::string_attribute(error));
-                self.send(queue, dlq_message).await.map(|_| ())
+                self.send(queue, dlq_message)
+                    .await
+                    .map(|_| ())
+                    .map_err(StoreError::from)
             }
             (None, None) => {
                 tracing::warn!(function = %spec.name, "asynchronous event {} dropped after failing ({error}); set destinations.onFailure to keep it", message.message_id);
@@ -436,20 +430,14 @@ impl Events {
 
     pub(crate) async fn delete(&self, queue: &str, message: &ReceivedMessage) {
         let (queue, handle) = (queue.to_owned(), message.receipt_handle.clone());
-        if let Err(e) = self
-            .store(move |store| store.delete_message(&queue, &handle))
-            .await
-        {
+        if let Err(e) = self.queues.delete_message(queue, handle).await {
             tracing::warn!("deleting a handled message: {e}");
         }
     }
 
     async fn retry_later(&self, queue: &str, message: &ReceivedMessage, delay: Duration) {
         let (queue, handle) = (queue.to_owned(), message.receipt_handle.clone());
-        if let Err(e) = self
-            .store(move |store| store.change_visibility(&queue, &handle, delay))
-            .await
-        {
+        if let Err(e) = self.queues.change_visibility(queue, handle, delay).await {
             tracing::warn!("scheduling a retry: {e}");
         }
     }

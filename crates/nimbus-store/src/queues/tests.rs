@@ -817,3 +817,163 @@ fn attributes_survive_with_their_types() -> TestResult {
     );
     Ok(())
 }
+
+/// The `QueueStore` seam the server uses: the same semantics, errors of the same kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_seam_keeps_sqs_semantics_and_error_kinds() -> TestResult {
+    use nimbus_core::queues::{QueueError, QueueStore};
+    let (_dir, store) = open()?;
+    let queues: std::sync::Arc<dyn QueueStore> = std::sync::Arc::new(store);
+    let res = queues
+        .send_message("jobs".to_owned(), NewMessage::new("a"))
+        .await;
+    assert!(
+        matches!(res, Err(QueueError::UnknownQueue { ref queue }) if queue == "jobs"),
+        "{res:?}"
+    );
+    queues.ensure_queue(spec("jobs")).await?;
+    assert_eq!(queues.list_queues().await?, ["jobs"]);
+    assert_eq!(queues.queue("jobs".to_owned()).await?, Some(spec("jobs")));
+    assert_eq!(queues.queue("nope".to_owned()).await?, None);
+    let sent = queues
+        .send_message("jobs".to_owned(), NewMessage::new("a"))
+        .await?;
+    let entries = queues
+        .send_entries(
+            "jobs".to_owned(),
+            vec![NewMessage::new("b"), NewMessage::new("x".repeat(300_000))],
+        )
+        .await?;
+    assert!(entries[0].is_ok());
+    assert!(
+        matches!(entries[1], Err(QueueError::MessageTooLarge { .. })),
+        "{entries:?}"
+    );
+    let stats = queues.queue_stats("jobs".to_owned()).await?;
+    assert_eq!((stats.visible, stats.in_flight), (2, 0));
+
+    let received = queues
+        .receive_messages("jobs".to_owned(), 10, Some(Duration::from_secs(30)))
+        .await?;
+    assert_eq!(bodies(&received), ["a", "b"]);
+    assert_eq!(received[0].message_id, sent.message_id);
+    // A visibility of 0 makes "a" visible again, with a new handle on its next receive.
+    let handle_a = received[0].receipt_handle.clone();
+    queues
+        .change_visibility("jobs".to_owned(), handle_a, Duration::ZERO)
+        .await?;
+    let again = queues.receive_messages("jobs".to_owned(), 10, None).await?;
+    assert_eq!(bodies(&again), ["a"]);
+    assert_eq!(again[0].receive_count, 2);
+    let res = queues
+        .delete_message("jobs".to_owned(), "bogus".to_owned())
+        .await;
+    assert!(
+        matches!(res, Err(QueueError::InvalidReceiptHandle { .. })),
+        "{res:?}"
+    );
+    let deleted = queues
+        .delete_batch(
+            "jobs".to_owned(),
+            vec![
+                again[0].receipt_handle.clone(),
+                received[1].receipt_handle.clone(),
+                "bogus".to_owned(),
+            ],
+        )
+        .await?;
+    assert!(deleted[0].is_ok() && deleted[1].is_ok(), "{deleted:?}");
+    assert!(matches!(
+        deleted[2],
+        Err(QueueError::InvalidReceiptHandle { .. })
+    ));
+    assert_eq!(
+        queues.queue_stats("jobs".to_owned()).await?,
+        QueueStats {
+            visible: 0,
+            in_flight: 0,
+            delayed: 0,
+            oldest_age: None
+        }
+    );
+    queues
+        .send_many(vec![
+            ("jobs".to_owned(), NewMessage::new("c")),
+            ("jobs".to_owned(), NewMessage::new("d")),
+        ])
+        .await?;
+    assert_eq!(queues.purge_queue("jobs".to_owned()).await?, 2);
+    let res = queues.receive_messages("jobs".to_owned(), 11, None).await;
+    assert!(
+        matches!(res, Err(QueueError::InvalidParameter { .. })),
+        "{res:?}"
+    );
+    queues.delete_queue("jobs".to_owned()).await?;
+    assert!(queues.list_queues().await?.is_empty());
+    // Errors that are the store's own stay the platform's, with their causes.
+    let store_error = StoreError::from(QueueError::UnknownQueue {
+        queue: "x".to_owned(),
+    });
+    assert!(store_error.is_not_found() && store_error.is_client_error());
+    assert!(!QueueError::from(StoreError::WriterStopped).is_client());
+    Ok(())
+}
+
+/// The store-level rate of send + receive + delete in batches of 10, called directly and
+/// through the `QueueStore` seam (each call on tokio's blocking pool, as the server does):
+/// `cargo test --release -p nimbus-store -- --nocapture seam_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seam_throughput_of_batches_of_ten() -> TestResult {
+    use nimbus_core::queues::QueueStore;
+    const N_MESSAGES: usize = 10_000;
+    let body = r#"{"order":12345,"items":["a","b","c"],"note":"a body of a typical size"}"#;
+    let (_dir, store) = open()?;
+    store.ensure_queue(&spec("direct"))?;
+    store.ensure_queue(&spec("seam"))?;
+    let direct = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || -> Result<Duration, StoreError> {
+            let start = Instant::now();
+            for _ in 0..N_MESSAGES / 10 {
+                store.send_batch("direct", (0..10).map(|_| NewMessage::new(body)).collect())?;
+            }
+            loop {
+                let batch = store.receive_messages("direct", 10, None)?;
+                if batch.is_empty() {
+                    break;
+                }
+                let handles: Vec<String> = batch.into_iter().map(|m| m.receipt_handle).collect();
+                store.delete_batch("direct", &handles)?;
+            }
+            Ok(start.elapsed())
+        })
+        .await??
+    };
+    let queues: std::sync::Arc<dyn QueueStore> = std::sync::Arc::new(store);
+    let start = Instant::now();
+    for _ in 0..N_MESSAGES / 10 {
+        let messages = (0..10).map(|_| NewMessage::new(body)).collect();
+        let sent = queues.send_entries("seam".to_owned(), messages).await?;
+        assert!(sent.iter().all(Result::is_ok));
+    }
+    let mut n_received = 0;
+    loop {
+        let batch = queues.receive_messages("seam".to_owned(), 10, None).await?;
+        if batch.is_empty() {
+            break;
+        }
+        n_received += batch.len();
+        let handles = batch.into_iter().map(|m| m.receipt_handle).collect();
+        queues.delete_batch("seam".to_owned(), handles).await?;
+    }
+    let seam = start.elapsed();
+    assert_eq!(n_received, N_MESSAGES);
+    let rate = |time: Duration| N_MESSAGES as f64 / time.as_secs_f64();
+    eprintln!(
+        "queue send+receive+delete, {N_MESSAGES} messages in batches of 10: direct {:.0}/s, \
+         through the seam {:.0}/s",
+        rate(direct),
+        rate(seam)
+    );
+    Ok(())
+}
