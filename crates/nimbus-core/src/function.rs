@@ -7,6 +7,10 @@ use std::time::Duration;
 use crate::events::{AsyncConfig, EventSource, Grant};
 use crate::policy::{RateLimit, RouteAuthorizer};
 
+/// The most invocations one instance may run at once (`concurrency`), as Cloud Run's
+/// per-instance limit.
+pub const MAX_INSTANCE_CONCURRENCY: u32 = 1000;
+
 /// One function of an app: its code, runtime, limits and triggers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunctionSpec {
@@ -35,6 +39,9 @@ pub struct FunctionSpec {
     pub reserved_concurrency: Option<u32>,
     /// Instances started at boot and kept warm (`provisionedConcurrency`).
     pub provisioned_concurrency: u32,
+    /// Invocations one instance runs at once (`concurrency`, Node.js only): 1, Lambda's
+    /// semantics, unless the manifest opts in; at most `MAX_INSTANCE_CONCURRENCY`.
+    pub concurrency: u32,
     /// `http` and `httpApi` events of the function.
     pub http_routes: Vec<HttpRoute>,
     /// `allowedOutboundHosts`: the `host` or `host:port` a wasm function may send HTTP

@@ -38,7 +38,9 @@ pub fn queue_url(name: &str) -> String {
     format!("{QUEUE_URL_HOST}/{ACCOUNT_ID}/{name}")
 }
 
-pub use function::{ApiKind, FunctionSpec, HttpMethod, HttpRoute, Runtime};
+pub use function::{
+    ApiKind, FunctionSpec, HttpMethod, HttpRoute, MAX_INSTANCE_CONCURRENCY, Runtime,
+};
 pub use invocation::{
     BoxFuture, Executor, ExecutorStats, Fault, Invocation, InvocationReport, InvokeError, LogLine,
     LogSink, LogStream, Outcome, SocketFrame, SocketSink,

@@ -1,7 +1,7 @@
 //! One instance: a runtime process, its Runtime API endpoint and the task watching it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nimbus_core::{LogLine, LogSink, LogStream};
@@ -27,21 +27,19 @@ pub(crate) enum Exit {
 pub(crate) struct InstanceState {
     pub(crate) id: u64,
     pub(crate) pid: u32,
-    /// Set while an invocation is in flight; memory is watched closely only then.
-    pub(crate) busy: AtomicBool,
+    /// Invocations in flight; memory is watched closely only while there are any.
+    pub(crate) in_flight: AtomicUsize,
     pub(crate) max_rss_kib: AtomicU64,
     stop_requested: AtomicBool,
     oom: AtomicBool,
     exit_rx: watch::Receiver<Option<Exit>>,
 }
 
-/// A started instance, owned by the pool while idle and by an invocation while busy.
-/// Dropping it stops the process.
+/// A started instance, shared by the slots the pool hands to invocations (one, or the
+/// function's `concurrency`). Dropping it stops the process.
 pub(crate) struct Instance {
     pub(crate) state: Arc<InstanceState>,
-    pub(crate) api: Arc<RuntimeApi>,
     pub(crate) next_tx: mpsc::Sender<Dispatch>,
-    pub(crate) last_used: Instant,
     server_task: tokio::task::JoinHandle<()>,
 }
 
@@ -61,6 +59,8 @@ pub(crate) struct StartConfig<'a> {
     pub(crate) memory_mb: u32,
     pub(crate) init_timeout: Duration,
     pub(crate) log_sink: Arc<dyn LogSink>,
+    /// Invocations the runtime may run at once (`concurrency`).
+    pub(crate) concurrency: usize,
 }
 
 impl Instance {
@@ -82,7 +82,7 @@ impl Instance {
             None => Peer::Any,
         };
         let (addr, api, next_tx, init_rx, server_task) =
-            RuntimeApi::start(cfg.function_arn, peer).await?;
+            RuntimeApi::start(cfg.function_arn, peer, cfg.concurrency).await?;
         process
             .env
             .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), addr.to_string()));
@@ -99,7 +99,7 @@ impl Instance {
         let state = Arc::new(InstanceState {
             id: cfg.id,
             pid,
-            busy: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             max_rss_kib: AtomicU64::new(0),
             stop_requested: AtomicBool::new(false),
             oom: AtomicBool::new(false),
@@ -137,9 +137,7 @@ impl Instance {
         ));
         let instance = Instance {
             state,
-            api,
             next_tx,
-            last_used: Instant::now(),
             server_task,
         };
         let mut exit_rx = instance.state.exit_rx.clone();
@@ -189,6 +187,11 @@ impl Instance {
 }
 
 impl InstanceState {
+    /// Whether an invocation is in flight.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     /// Stops the process (and its process group).
     pub(crate) fn stop(&self) {
         if self.exit_rx.borrow().is_none() {
@@ -230,7 +233,7 @@ async fn watch_process(
             status = child.wait() => break status,
             _ = tick.tick() => {
                 n_ticks += 1;
-                if !state.busy.load(Ordering::Acquire) && !n_ticks.is_multiple_of(50) {
+                if !state.is_busy() && !n_ticks.is_multiple_of(50) {
                     continue;
                 }
                 let Some((rss, hwm)) = spawn::tree_memory_kib(state.pid) else { continue };

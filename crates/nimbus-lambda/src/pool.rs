@@ -31,15 +31,20 @@ struct Pool {
     /// `service-stage-function`, the name the function has on Lambda.
     lambda_name: String,
     function_arn: String,
-    /// Idle instances, most recently used last: reuse takes from the end, so the least
-    /// recently used ones age out first and the pool shrinks under falling load.
-    idle: Mutex<Vec<Instance>>,
+    /// Idle slots, most recently used last: reuse takes from the end, so the least
+    /// recently used instances age out first and the pool shrinks under falling load.
+    /// An instance has one slot, or `concurrency` when its runtime runs several
+    /// invocations at once; it is idle when all of its slots are here.
+    idle: Mutex<Vec<Slot>>,
     /// Every live instance, idle or busy, so shutdown can stop them all.
     all: Mutex<HashMap<u64, Arc<InstanceState>>>,
     next_instance_id: AtomicU64,
     /// Instances being started on demand, counted against `max_starts` and
     /// `reservedConcurrency`.
     n_starting: AtomicUsize,
+    /// Invocations waiting for a slot: with `concurrency` above 1, a start is begun only
+    /// while the starts under way offer fewer slots than this.
+    n_waiting: AtomicUsize,
     /// How many on-demand starts may run at once.
     max_starts: usize,
     shutting_down: AtomicBool,
@@ -135,21 +140,16 @@ impl InstanceLimit {
             .filter(|pool| pool.n_alive() > pool.spec.provisioned_concurrency as usize)
             .filter_map(|pool| {
                 let idle = pool.idle.lock().ok()?;
-                // The front of the idle list is the least recently used.
-                Some((idle.first()?.last_used, pool))
+                let (id, last_used) = fully_idle(&idle, pool.concurrency()).into_iter().next()?;
+                Some((last_used, id, pool))
             })
-            .min_by_key(|(last_used, _)| *last_used);
-        let Some((_, pool)) = oldest else {
+            .min_by_key(|(last_used, _, _)| *last_used);
+        let Some((_, id, pool)) = oldest else {
             return false;
         };
-        let evicted = pool
-            .idle
-            .lock()
-            .ok()
-            .and_then(|mut idle| (!idle.is_empty()).then(|| idle.remove(0)));
-        match evicted {
+        match pool.take_idle_instance(id) {
             Some(instance) => {
-                tracing::debug!(function = %pool.spec.name, instance = instance.state.id, "stopping an idle instance to make room under --max-instances");
+                tracing::debug!(function = %pool.spec.name, instance = id, "stopping an idle instance to make room under --max-instances");
                 pool.forget(instance);
                 true
             }
@@ -158,10 +158,36 @@ impl InstanceLimit {
     }
 }
 
-/// The result of taking an instance for an invocation.
+/// One of an instance's slots: the right to run one invocation on it. An instance has
+/// as many as its function's `concurrency` (1 unless the manifest opts in).
+struct Slot {
+    instance: Arc<Instance>,
+    last_used: Instant,
+    /// The init time of an instance started on demand, on the slot of its first
+    /// invocation, which reports the cold start.
+    fresh: Option<Duration>,
+}
+
+impl Slot {
+    fn acquired(mut self) -> Acquired {
+        match self.fresh.take() {
+            Some(init) => Acquired::Cold(self, init),
+            None => Acquired::Warm(self),
+        }
+    }
+}
+
+/// Whether an invocation looking for an idle slot is new or already counted waiting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    New,
+    Waiting,
+}
+
+/// The result of taking a slot for an invocation.
 enum Acquired {
-    Warm(Instance),
-    Cold(Instance, Duration),
+    Warm(Slot),
+    Cold(Slot, Duration),
     /// Start-up failed; this outcome goes back to the invoker.
     Failed(Outcome),
 }
@@ -220,6 +246,7 @@ impl LambdaExecutor {
             all: Mutex::new(HashMap::new()),
             next_instance_id: AtomicU64::new(1),
             n_starting: AtomicUsize::new(0),
+            n_waiting: AtomicUsize::new(0),
             max_starts: max_concurrent_starts(),
             shutting_down: AtomicBool::new(false),
             freed: tokio::sync::Notify::new(),
@@ -259,13 +286,14 @@ pub async fn check_handler(
         all: Mutex::new(HashMap::new()),
         next_instance_id: AtomicU64::new(1),
         n_starting: AtomicUsize::new(0),
+        n_waiting: AtomicUsize::new(0),
         max_starts: 1,
         shutting_down: AtomicBool::new(false),
         freed: tokio::sync::Notify::new(),
     };
     let res = match pool.start_instance("on-demand").await {
         Ok(Started::Ready(instance, _)) => {
-            pool.forget(instance);
+            pool.forget(Arc::new(instance));
             Ok(())
         }
         Ok(Started::InitFailed(body)) => Err(init_error_message(&body)),
@@ -312,10 +340,7 @@ impl Executor for LambdaExecutor {
         };
         ExecutorStats {
             n_instances: all.len(),
-            n_busy: all
-                .values()
-                .filter(|state| state.busy.load(Ordering::Acquire))
-                .count(),
+            n_busy: all.values().filter(|state| state.is_busy()).count(),
         }
     }
 }
@@ -334,9 +359,9 @@ impl Pool {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (instance, cold_start, init_duration) = match self.clone().acquire().await? {
-                Acquired::Warm(instance) => (instance, false, None),
-                Acquired::Cold(instance, init) => (instance, true, Some(init)),
+            let (slot, cold_start, init_duration) = match self.clone().acquire().await? {
+                Acquired::Warm(slot) => (slot, false, None),
+                Acquired::Cold(slot, init) => (slot, true, Some(init)),
                 Acquired::Failed(outcome) => {
                     return Ok(InvocationReport {
                         outcome,
@@ -347,13 +372,16 @@ impl Pool {
                     });
                 }
             };
-            let n_delivered = instance.api.n_delivered.load(Ordering::Acquire);
+            let delivered = Arc::new(AtomicBool::new(false));
             let started = Instant::now();
-            let (outcome, keep) = self.run_on(&instance, invocation.clone()).await;
-            let undelivered = matches!(outcome, Outcome::Crashed(_))
-                && instance.api.n_delivered.load(Ordering::Acquire) == n_delivered;
-            let max_memory_mb = (instance.state.max_rss_kib.load(Ordering::Acquire) / 1024) as u32;
-            self.release(instance, keep);
+            let (outcome, keep) = self
+                .run_on(&slot.instance, invocation.clone(), delivered.clone())
+                .await;
+            let undelivered =
+                matches!(outcome, Outcome::Crashed(_)) && !delivered.load(Ordering::Acquire);
+            let max_memory_mb =
+                (slot.instance.state.max_rss_kib.load(Ordering::Acquire) / 1024) as u32;
+            self.release(slot, keep);
             if undelivered && attempt < MAX_DELIVERY_ATTEMPTS {
                 continue;
             }
@@ -369,17 +397,34 @@ impl Pool {
 
     /// Hands `invocation` to `instance` and waits for its reply, its death or the
     /// deadline. The bool says whether the instance can serve again.
-    async fn run_on(&self, instance: &Instance, invocation: Invocation) -> (Outcome, bool) {
+    async fn run_on(
+        &self,
+        instance: &Instance,
+        invocation: Invocation,
+        delivered: Arc<AtomicBool>,
+    ) -> (Outcome, bool) {
+        instance.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let ran = self.run_dispatched(instance, invocation, delivered).await;
+        instance.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        ran
+    }
+
+    async fn run_dispatched(
+        &self,
+        instance: &Instance,
+        invocation: Invocation,
+        delivered: Arc<AtomicBool>,
+    ) -> (Outcome, bool) {
         let timeout = self.spec.timeout;
         let (reply_tx, reply_rx) = crate::instance::reply_channel();
-        instance.state.busy.store(true, Ordering::Release);
         let dispatch = Dispatch {
             invocation,
             deadline: SystemTime::now() + timeout,
             reply: reply_tx,
+            delivered,
         };
         if instance.next_tx.send(dispatch).await.is_err() {
-            return (Outcome::Crashed("instance stopped".to_owned()), false);
+            return (self.exit_outcome(Exit::Stopped), false);
         }
         let deadline = tokio::time::sleep(timeout);
         tokio::select! {
@@ -399,13 +444,28 @@ impl Pool {
     }
 
     fn exit_outcome(&self, exit: Exit) -> Outcome {
-        match exit {
-            Exit::OutOfMemory => Outcome::OutOfMemory {
-                limit_mb: self.spec.memory_mb,
-            },
-            Exit::Stopped => Outcome::Crashed("instance stopped".to_owned()),
-            Exit::Exited(detail) => Outcome::Crashed(detail),
+        let detail = match exit {
+            Exit::OutOfMemory => {
+                return Outcome::OutOfMemory {
+                    limit_mb: self.spec.memory_mb,
+                };
+            }
+            Exit::Stopped => "instance stopped".to_owned(),
+            Exit::Exited(detail) => detail,
+        };
+        // The process ran several invocations at once: its end fails all of them, and
+        // each says so (COMPAT.md, `concurrency`).
+        match self.concurrency() {
+            1 => Outcome::Crashed(detail),
+            n => Outcome::Crashed(format!(
+                "{detail} (the process runs up to {n} invocations at once; every invocation in flight in it failed)"
+            )),
         }
+    }
+
+    /// Invocations one instance runs at once.
+    fn concurrency(&self) -> usize {
+        (self.spec.concurrency as usize).max(1)
     }
 
     async fn acquire(self: Arc<Self>) -> Result<Acquired, InvokeError> {
@@ -414,31 +474,37 @@ impl Pool {
                 function: self.spec.name.clone(),
             });
         }
-        if let Some(instance) = self.take_idle() {
-            return Ok(Acquired::Warm(instance));
+        if let Some(slot) = self.take_idle(Waiter::New) {
+            return Ok(slot.acquired());
         }
-        // No warm instance: start one, and serve the invocation on whichever is ready
-        // first, the new instance or one another invocation frees meanwhile. A handler
-        // that runs for a millisecond frees its instance long before a process starts, so
-        // a burst is served by the warm instances at once instead of each request waiting
-        // for its own cold start; an instance started for a request that did not wait for
-        // it joins the idle ones. When no start may begin (`max_starts` under way, or
-        // `reservedConcurrency` reached by instances alive plus starting), the invocation
-        // waits for a freed instance or a start slot.
+        let acquired = self.clone().acquire_waiting().await;
+        if !matches!(acquired, Ok(Acquired::Warm(_) | Acquired::Cold(..))) {
+            // It leaves without a slot: it no longer counts as waiting for one.
+            if let Ok(_idle) = self.idle.lock() {
+                self.n_waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        acquired
+    }
+
+    /// Waits for a slot, counted in `n_waiting` until it has one. No idle slot: start an
+    /// instance, and serve the invocation on whichever slot is free first, one of the new
+    /// instance's or one another invocation frees meanwhile. A handler that runs for a
+    /// millisecond frees its slot long before a process starts, so a burst is served by
+    /// the warm instances at once instead of each request waiting for its own cold start.
+    /// A new instance's slots join the idle ones, its first marked fresh: whoever takes
+    /// it reports the cold start. When no start may begin (`max_starts` under way,
+    /// `reservedConcurrency` reached by instances alive plus starting, or the starts under
+    /// way already offer a slot to every invocation waiting), the invocation waits for a
+    /// freed slot or a start slot.
+    async fn acquire_waiting(self: Arc<Self>) -> Result<Acquired, InvokeError> {
         let mut starting: Option<tokio::sync::oneshot::Receiver<_>> = None;
         loop {
             let freed = self.freed.notified();
             // Room under `--max-instances` may come from another function's instance.
             let room = self.cfg.instance_limit.freed.notified();
-            if let Some(instance) = self.take_idle() {
-                if let Some(mut started_rx) = starting {
-                    // The new instance, if it is ready already, goes to the idle ones.
-                    started_rx.close();
-                    if let Ok(Ok(Started::Ready(started, _))) = started_rx.try_recv() {
-                        self.release(started, true);
-                    }
-                }
-                return Ok(Acquired::Warm(instance));
+            if let Some(slot) = self.take_idle(Waiter::Waiting) {
+                return Ok(slot.acquired());
             }
             if self.shutting_down.load(Ordering::Acquire) {
                 return Err(InvokeError::ShuttingDown {
@@ -458,19 +524,19 @@ impl Pool {
             tokio::select! {
                 biased;
                 started = started => {
+                    starting = None;
                     let Ok(started) = started else {
                         return Ok(Acquired::Failed(Outcome::Crashed(
                             "the instance start was abandoned".to_owned(),
                         )));
                     };
-                    return match started? {
-                        Started::Ready(instance, init) => Ok(Acquired::Cold(instance, init)),
+                    match started? {
+                        // Its slots are idle now; the loop takes one unless another
+                        // invocation was quicker.
+                        None => {}
                         // As on Lambda, an init error is the invocation's error.
-                        Started::InitFailed(body) => {
-                            Ok(Acquired::Failed(Outcome::Error(body.to_vec())))
-                        }
-                        Started::Died(detail) => Ok(Acquired::Failed(Outcome::Crashed(detail))),
-                    };
+                        Some(outcome) => return Ok(Acquired::Failed(outcome)),
+                    }
                 }
                 () = freed => {}
                 () = room, if !waiting_for_start => {}
@@ -480,32 +546,48 @@ impl Pool {
 
     /// Reserves a start if one more instance may start: at most `max_starts` at once
     /// (processes starting together share the cores, so past a few per core each start
-    /// only delays the others), under `reservedConcurrency` no more instances alive
-    /// plus starting than the limit, and room under the platform's `InstanceLimit`.
+    /// only delays the others), under `reservedConcurrency` no more slots alive plus
+    /// starting than the limit, no more starts than the invocations waiting need (idle
+    /// slots and the slots of the starts under way count), and room under the platform's
+    /// `InstanceLimit`.
     fn reserve_start(&self) -> bool {
         self.cfg.instance_limit.reserve(self, |pool| {
             let n_starting = pool.n_starting.load(Ordering::Acquire);
+            let concurrency = pool.concurrency();
             let under_reserved = pool
                 .spec
                 .reserved_concurrency
-                .is_none_or(|limit| pool.n_alive() + n_starting < limit as usize);
-            n_starting < pool.max_starts && under_reserved
+                .is_none_or(|limit| (pool.n_alive() + n_starting) * concurrency < limit as usize);
+            // Read under the idle lock, which every change of both is made under.
+            let needed = match pool.idle.lock() {
+                Ok(idle) => {
+                    idle.len() + n_starting * concurrency < pool.n_waiting.load(Ordering::Acquire)
+                }
+                Err(_) => false,
+            };
+            n_starting < pool.max_starts && under_reserved && needed
         })
     }
 
-    /// Starts an on-demand instance (reserved with `reserve_start`) in a task of its own.
-    /// Its result goes to the returned receiver; if that is gone (its invocation took a
-    /// freed instance), a ready instance joins the idle ones.
+    /// Starts an on-demand instance (reserved with `reserve_start`) in a task of its own;
+    /// once it is ready its slots join the idle ones (before the start stops counting),
+    /// and the returned receiver hears `None`, or the failed start's outcome.
     fn spawn_start(
         self: Arc<Self>,
-    ) -> tokio::sync::oneshot::Receiver<Result<Started, InvokeError>> {
+    ) -> tokio::sync::oneshot::Receiver<Result<Option<Outcome>, InvokeError>> {
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let started = self.start_instance("on-demand").await;
+            let started = match self.start_instance("on-demand").await {
+                Ok(Started::Ready(instance, init)) => {
+                    self.adopt(instance, Some(init));
+                    Ok(None)
+                }
+                Ok(Started::InitFailed(body)) => Ok(Some(Outcome::Error(body.to_vec()))),
+                Ok(Started::Died(detail)) => Ok(Some(Outcome::Crashed(detail))),
+                Err(e) => Err(e),
+            };
             self.n_starting.fetch_sub(1, Ordering::AcqRel);
-            if let Err(Ok(Started::Ready(instance, _))) = started_tx.send(started) {
-                self.release(instance, true);
-            }
+            let _ = started_tx.send(started);
             // A start slot is free again: invocations waiting without one may start now.
             self.freed.notify_waiters();
             self.cfg.instance_limit.freed.notify_waiters();
@@ -513,38 +595,98 @@ impl Pool {
         started_rx
     }
 
-    /// The most recently used live idle instance, if any; dead ones found on the way are
-    /// forgotten.
-    fn take_idle(&self) -> Option<Instance> {
+    /// The most recently used idle slot of a live instance, if any; dead instances found
+    /// on the way are forgotten. A `New` invocation that finds none starts waiting, and a
+    /// waiting one that finds one stops, in the same critical section, so `reserve_start`
+    /// never sees a slot counted twice.
+    fn take_idle(&self, waiter: Waiter) -> Option<Slot> {
         loop {
-            let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            match idle {
-                Some(instance) if instance.is_alive() => return Some(instance),
-                Some(dead) => self.forget(dead),
-                None => return None,
+            let Ok(mut idle) = self.idle.lock() else {
+                return None;
+            };
+            match idle.pop() {
+                Some(slot) if slot.instance.is_alive() => {
+                    if waiter == Waiter::Waiting {
+                        self.n_waiting.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    return Some(slot);
+                }
+                Some(dead) => {
+                    drop(idle);
+                    self.forget(dead.instance);
+                }
+                None => {
+                    if waiter == Waiter::New {
+                        self.n_waiting.fetch_add(1, Ordering::AcqRel);
+                    }
+                    return None;
+                }
             }
         }
     }
 
-    fn release(&self, mut instance: Instance, keep: bool) {
-        instance.state.busy.store(false, Ordering::Release);
-        if keep && instance.is_alive() && !self.shutting_down.load(Ordering::Acquire) {
-            instance.last_used = Instant::now();
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.push(instance);
+    /// Takes every idle slot of instance `id` out of the idle list; the instance, if
+    /// any slot was there.
+    fn take_idle_instance(&self, id: u64) -> Option<Arc<Instance>> {
+        let mut idle = self.idle.lock().ok()?;
+        let mut instance = None;
+        idle.retain(|slot| {
+            if slot.instance.state.id != id {
+                return true;
+            }
+            instance = Some(slot.instance.clone());
+            false
+        });
+        instance
+    }
+
+    /// A new instance's slots join the idle ones; with `init`, an on-demand start's, the
+    /// first taken is marked fresh, so its invocation reports the cold start.
+    fn adopt(&self, instance: Instance, init: Option<Duration>) {
+        let instance = Arc::new(instance);
+        for idx in (0..self.concurrency()).rev() {
+            self.push_idle(Slot {
+                instance: instance.clone(),
+                last_used: Instant::now(),
+                fresh: init.filter(|_| idx == 0),
+            });
+        }
+    }
+
+    /// Gives a slot back after an invocation: to the idle ones when `keep`, else its
+    /// instance is stopped (with whatever else runs in it).
+    fn release(&self, slot: Slot, keep: bool) {
+        if keep && slot.instance.is_alive() && !self.shutting_down.load(Ordering::Acquire) {
+            self.release_slot(slot);
+        } else {
+            self.forget(slot.instance);
+        }
+    }
+
+    fn release_slot(&self, mut slot: Slot) {
+        slot.last_used = Instant::now();
+        slot.fresh = None;
+        self.push_idle(slot);
+    }
+
+    fn push_idle(&self, slot: Slot) {
+        match self.idle.lock() {
+            Ok(mut idle) => {
+                idle.push(slot);
                 drop(idle);
                 self.freed.notify_one();
-                return;
             }
+            Err(_) => self.forget(slot.instance),
         }
-        self.forget(instance);
     }
 
-    /// Drops an instance (which stops its process) and removes it from the registry.
-    fn forget(&self, instance: Instance) {
+    /// Stops an instance and removes it from the registry; its process ends when the
+    /// last of its slots is dropped, if not already.
+    fn forget(&self, instance: Arc<Instance>) {
         if let Ok(mut all) = self.all.lock() {
             all.remove(&instance.state.id);
         }
+        instance.state.stop();
         drop(instance);
         // One instance fewer: an invocation waiting at the `reservedConcurrency` limit may
         // start one now (all are woken: one of them may be waiting on a start already).
@@ -571,6 +713,7 @@ impl Pool {
             memory_mb: self.spec.memory_mb,
             init_timeout: self.cfg.init_timeout,
             log_sink: self.cfg.log_sink.clone(),
+            concurrency: self.concurrency(),
         };
         let started =
             Instance::start(start_cfg, process)
@@ -675,6 +818,14 @@ impl Pool {
         if let Some(execution_env) = execution_env {
             env.push(("AWS_EXECUTION_ENV".to_owned(), execution_env));
         }
+        // As Lambda Managed Instances tell a runtime how many invocations to take at once
+        // (one `/next` in flight per slot); absent, as on Lambda, for one.
+        if self.concurrency() > 1 {
+            env.push((
+                "AWS_LAMBDA_MAX_CONCURRENCY".to_owned(),
+                self.concurrency().to_string(),
+            ));
+        }
         // `require('nimbus')` and `import nimbus` find the shipped service clients here,
         // then the runtime-provided packages. Node looks in a function's own
         // `node_modules` before `NODE_PATH`, and Python in LAMBDA_TASK_ROOT (the
@@ -753,7 +904,7 @@ impl Pool {
             let started = self.start_instance("provisioned-concurrency").await;
             self.n_starting.fetch_sub(1, Ordering::AcqRel);
             match started? {
-                Started::Ready(instance, _) => self.release(instance, true),
+                Started::Ready(instance, _) => self.adopt(instance, None),
                 Started::InitFailed(body) => {
                     tracing::warn!(function = %self.spec.name, "provisioned instance failed to start: {}", String::from_utf8_lossy(&body));
                     break;
@@ -775,27 +926,26 @@ impl Pool {
     fn reap_idle(&self) {
         let keep = self.spec.provisioned_concurrency as usize;
         let now = Instant::now();
-        let expired: Vec<Instance> = {
+        let expired: Vec<u64> = {
             let Ok(mut idle) = self.idle.lock() else {
                 return;
             };
-            idle.retain(|i| i.is_alive() || !self.unregister(i));
-            let n_removable = idle.len().saturating_sub(keep);
-            let mut expired = Vec::new();
-            // The front holds the least recently used instances.
-            let mut idx = 0;
-            while idx < idle.len() && expired.len() < n_removable {
-                if now.duration_since(idle[idx].last_used) >= self.cfg.idle_timeout {
-                    expired.push(idle.remove(idx));
-                } else {
-                    idx += 1;
-                }
-            }
-            expired
+            idle.retain(|slot| slot.instance.is_alive() || !self.unregister(&slot.instance));
+            let candidates = fully_idle(&idle, self.concurrency());
+            let n_removable = candidates.len().saturating_sub(keep);
+            // Least recently used first.
+            candidates
+                .into_iter()
+                .filter(|(_, last_used)| now.duration_since(*last_used) >= self.cfg.idle_timeout)
+                .take(n_removable)
+                .map(|(id, _)| id)
+                .collect()
         };
-        for instance in expired {
-            tracing::debug!(function = %self.spec.name, instance = instance.state.id, "stopping idle instance");
-            self.forget(instance);
+        for id in expired {
+            if let Some(instance) = self.take_idle_instance(id) {
+                tracing::debug!(function = %self.spec.name, instance = id, "stopping idle instance");
+                self.forget(instance);
+            }
         }
     }
 
@@ -809,7 +959,7 @@ impl Pool {
 
     async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
-        let idle: Vec<Instance> = self
+        let idle: Vec<Slot> = self
             .idle
             .lock()
             .map(|mut idle| idle.drain(..).collect())
@@ -827,6 +977,26 @@ impl Pool {
             let _ = tokio::time::timeout(Duration::from_secs(2), state.wait_exit()).await;
         }
     }
+}
+
+/// The instances whose every slot is in `idle` (no invocation in flight), with when the
+/// last of their slots came back, least recently used first.
+fn fully_idle(idle: &[Slot], concurrency: usize) -> Vec<(u64, Instant)> {
+    let mut by_instance: HashMap<u64, (usize, Instant)> = HashMap::new();
+    for slot in idle {
+        let entry = by_instance
+            .entry(slot.instance.state.id)
+            .or_insert((0, slot.last_used));
+        entry.0 += 1;
+        entry.1 = entry.1.max(slot.last_used);
+    }
+    let mut instances: Vec<(u64, Instant)> = by_instance
+        .into_iter()
+        .filter(|(_, (n_slots, _))| *n_slots >= concurrency)
+        .map(|(id, (_, last_used))| (id, last_used))
+        .collect();
+    instances.sort_by_key(|(id, last_used)| (*last_used, *id));
+    instances
 }
 
 /// Paths joined with `:`, as `NODE_PATH` and `PYTHONPATH` take them.

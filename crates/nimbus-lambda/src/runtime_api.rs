@@ -6,10 +6,11 @@
 //! uid of its own, the listener serves only connections from sockets that uid opened, as
 //! the kernel records them (`sandbox::socket_owner`), and closes any other at once.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -39,6 +40,9 @@ pub(crate) struct Dispatch {
     pub(crate) invocation: Invocation,
     pub(crate) deadline: SystemTime,
     pub(crate) reply: oneshot::Sender<Reply>,
+    /// Set when the runtime picks the invocation up, so the pool can tell whether an
+    /// instance that died had received it.
+    pub(crate) delivered: Arc<AtomicBool>,
 }
 
 /// What the runtime posted back for an invocation.
@@ -57,21 +61,22 @@ pub(crate) enum Init {
 
 pub(crate) struct RuntimeApi {
     next_rx: Mutex<mpsc::Receiver<Dispatch>>,
-    current: std::sync::Mutex<Option<(String, oneshot::Sender<Reply>)>>,
+    /// The invocations the runtime picked up and has not answered yet, by request id:
+    /// one, or up to the function's `concurrency` when its runtime runs several at once
+    /// (one `/next` per slot).
+    current: std::sync::Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     init_tx: std::sync::Mutex<Option<oneshot::Sender<Init>>>,
     function_arn: String,
-    /// How many invocations the runtime has picked up, so the pool can tell whether an
-    /// instance that died had received its invocation.
-    pub(crate) n_delivered: AtomicU64,
     last_request_id: std::sync::Mutex<Option<String>>,
 }
 
 impl RuntimeApi {
     /// Binds a loopback listener and serves the Runtime API on it until the returned
-    /// task is aborted.
+    /// task is aborted. Up to `concurrency` invocations wait to be picked up.
     pub(crate) async fn start(
         function_arn: String,
         peer: Peer,
+        concurrency: usize,
     ) -> std::io::Result<(
         SocketAddr,
         Arc<RuntimeApi>,
@@ -82,14 +87,13 @@ impl RuntimeApi {
         // The Runtime API is for the instance alone: loopback only, never a public address.
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
-        let (next_tx, next_rx) = mpsc::channel(1);
+        let (next_tx, next_rx) = mpsc::channel(concurrency.max(1));
         let (init_tx, init_rx) = oneshot::channel();
         let api = Arc::new(RuntimeApi {
             next_rx: Mutex::new(next_rx),
-            current: std::sync::Mutex::new(None),
+            current: std::sync::Mutex::new(HashMap::new()),
             init_tx: std::sync::Mutex::new(Some(init_tx)),
             function_arn,
-            n_delivered: AtomicU64::new(0),
             last_request_id: std::sync::Mutex::new(None),
         });
         let task = tokio::spawn(serve(listener, api.clone(), peer));
@@ -270,9 +274,9 @@ async fn next(api: &RuntimeApi) -> Response<Full<Bytes>> {
         last.clone_from(&Some(invocation.request_id.clone()));
     }
     if let Ok(mut current) = api.current.lock() {
-        *current = Some((invocation.request_id, dispatch.reply));
+        current.insert(invocation.request_id, dispatch.reply);
     }
-    api.n_delivered.fetch_add(1, Ordering::Release);
+    dispatch.delivered.store(true, Ordering::Release);
     res
 }
 
@@ -281,15 +285,12 @@ fn complete(api: &RuntimeApi, request_id: &str, reply: Reply) -> bool {
     let Ok(mut current) = api.current.lock() else {
         return false;
     };
-    match current.take() {
-        Some((id, tx)) if id == request_id => {
+    match current.remove(request_id) {
+        Some(tx) => {
             let _ = tx.send(reply);
             true
         }
-        other => {
-            *current = other;
-            false
-        }
+        None => false,
     }
 }
 

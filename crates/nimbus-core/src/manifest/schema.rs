@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::events::{AsyncConfig, EventSource, Grant};
 use crate::policy::GatewayPolicies;
-use crate::{FunctionSpec, HttpRoute, Runtime};
+use crate::{FunctionSpec, HttpRoute, MAX_INSTANCE_CONCURRENCY, Runtime};
 
 use super::references::is_intrinsic;
 use super::resources::Sections;
@@ -532,6 +532,7 @@ impl Cx<'_> {
         let mut ephemeral_storage_mb = provider.ephemeral_storage_mb;
         let mut reserved_concurrency = None;
         let mut provisioned = None;
+        let mut concurrency = None;
         let mut http_routes: Vec<HttpRoute> = Vec::new();
         let mut allowed_outbound_hosts = None;
         let mut cpu_ms = None;
@@ -582,6 +583,11 @@ impl Cx<'_> {
                     provisioned = self
                         .whole_number(&value, &field_key, "a whole number of instances")
                         .map(|n_instances| (n_instances, value.pos));
+                }
+                "concurrency" => {
+                    concurrency = self
+                        .instance_concurrency(&field.value, &field_key)
+                        .map(|n| (n, field.key_pos));
                 }
                 "events" => {
                     http_routes = self.events(
@@ -645,6 +651,18 @@ impl Cx<'_> {
             },
             (None, _) => 0,
         };
+        let concurrency = match (concurrency, runtime) {
+            (Some((1, _)), _) => 1,
+            (Some((n, _)), Some(Runtime::Node { .. })) => n,
+            (Some((n, pos)), Some(other)) => {
+                let message = format!(
+                    "concurrency {n} is for Node.js functions, whose handlers are async; a {other} function runs one invocation per instance (remove the key)"
+                );
+                self.error(pos, &join_key(&key, "concurrency"), message);
+                1
+            }
+            (Some(_), None) | (None, _) => 1,
+        };
         let allowed_outbound_hosts = match allowed_outbound_hosts {
             Some((_, pos)) if runtime.is_some_and(|r| r != Runtime::Wasm) => {
                 self.warn(
@@ -685,6 +703,7 @@ impl Cx<'_> {
             environment: environment.values,
             reserved_concurrency,
             provisioned_concurrency,
+            concurrency,
             http_routes,
             allowed_outbound_hosts,
             grants: with_event_grants(grants, &events),
@@ -870,6 +889,27 @@ impl Cx<'_> {
                 let message =
                     format!("timeout must be a positive number of seconds, got {seconds}");
                 self.error(node.pos, key, message);
+                None
+            }
+        }
+    }
+
+    /// `concurrency`: invocations one instance runs at once, 1 to
+    /// `MAX_INSTANCE_CONCURRENCY`.
+    fn instance_concurrency(&mut self, node: &Node, key: &str) -> Option<u32> {
+        let node = self.read(node, key);
+        let what = format!(
+            "a whole number of invocations per instance from 1 to {MAX_INSTANCE_CONCURRENCY}"
+        );
+        let n = self.whole_number(&node, key, &what)?;
+        match u32::try_from(n) {
+            Ok(n) if (1..=MAX_INSTANCE_CONCURRENCY).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    node.pos,
+                    key,
+                    format!("concurrency {n} is out of range: expected {what}"),
+                );
                 None
             }
         }

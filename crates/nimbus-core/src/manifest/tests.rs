@@ -77,6 +77,9 @@ fn summary(manifest: &super::Manifest) -> String {
                 function.reserved_concurrency, function.provisioned_concurrency
             );
         }
+        if function.concurrency != 1 {
+            let _ = writeln!(out, "  {} invocations per instance", function.concurrency);
+        }
         if !function.allowed_outbound_hosts.is_empty() {
             let _ = writeln!(
                 out,
@@ -1121,6 +1124,50 @@ fn reserved_concurrency_zero_is_an_error() {
         ",
         expect![[r#"
             serverless.yml:4:49: functions.f.reservedConcurrency: reservedConcurrency 0 would throttle every invocation; remove the key or the function
+        "#]],
+    );
+}
+
+#[test]
+fn instance_concurrency_is_a_node_functions_whole_number_in_range() {
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          zero: { handler: f.handler, concurrency: 0 }
+          negative: { handler: f.handler, concurrency: -2 }
+          fraction: { handler: f.handler, concurrency: 1.5 }
+          words: { handler: f.handler, concurrency: many }
+          huge: { handler: f.handler, concurrency: 5000 }
+          py: { handler: f.handler, runtime: python3.12, concurrency: 4 }
+          py-one: { handler: f.handler, runtime: python3.12, concurrency: 1 }
+          ok: { handler: f.handler, concurrency: '8' }
+        ",
+        expect![[r#"
+            serverless.yml:4:44: functions.zero.concurrency: concurrency 0 is out of range: expected a whole number of invocations per instance from 1 to 1000
+            serverless.yml:5:48: functions.negative.concurrency: expected a whole number of invocations per instance from 1 to 1000, got number -2
+            serverless.yml:6:48: functions.fraction.concurrency: expected a whole number of invocations per instance from 1 to 1000, got number 1.5
+            serverless.yml:7:45: functions.words.concurrency: expected a whole number of invocations per instance from 1 to 1000, got string "many"
+            serverless.yml:8:44: functions.huge.concurrency: concurrency 5000 is out of range: expected a whole number of invocations per instance from 1 to 1000
+            serverless.yml:9:50: functions.py.concurrency: concurrency 4 is for Node.js functions, whose handlers are async; a python3.12 function runs one invocation per instance (remove the key)
+        "#]],
+    );
+    check(
+        "
+        service: s
+        provider: { runtime: nodejs20.x }
+        functions:
+          f: { handler: f.handler, concurrency: 8 }
+          g: { handler: g.handler }
+        ",
+        expect![[r#"
+            service s, stage dev, region us-east-1
+            function f: nodejs20.x f.handler (line 4), 1024 MB, 6s
+              8 invocations per instance
+              Node { major: 20 }
+            function g: nodejs20.x g.handler (line 5), 1024 MB, 6s
+              Node { major: 20 }
         "#]],
     );
 }

@@ -271,6 +271,7 @@ impl Cx<'_> {
             secrets: Vec::new(),
             reserved_concurrency: None,
             provisioned_concurrency: 0,
+            concurrency: 1,
             http_routes: vec![HttpRoute {
                 api: ApiKind::Http,
                 method: HttpMethod::Any,

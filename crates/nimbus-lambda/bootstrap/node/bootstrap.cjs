@@ -44,6 +44,13 @@ let apiPort = 80;
 
 let currentRequestId; // undefined outside an invocation, like Lambda
 
+// Invocations one process runs at once: 1 as on Lambda, more when the function sets
+// `concurrency` (nimbus passes it as Lambda Managed Instances do). The runtime then keeps
+// one /next in flight per slot, and a line's request id is that of the invocation whose
+// code wrote it, followed through async continuations by AsyncLocalStorage.
+const maxConcurrency = Math.max(1, Math.floor(Number(env.AWS_LAMBDA_MAX_CONCURRENCY)) || 1);
+const requestIds = maxConcurrency > 1 ? new (require('node:async_hooks').AsyncLocalStorage)() : null;
+
 // util.format(...args) without loading node:util for the common case of string arguments.
 function formatArgs(args) {
   if (args.length === 1 && typeof args[0] === 'string') return args[0];
@@ -52,7 +59,8 @@ function formatArgs(args) {
 }
 
 function writeLine(level, args) {
-  const line = `${new Date().toISOString()}\t${currentRequestId}\t${level}\t${formatArgs(args)}\n`;
+  const requestId = requestIds === null ? currentRequestId : requestIds.getStore();
+  const line = `${new Date().toISOString()}\t${requestId}\t${level}\t${formatArgs(args)}\n`;
   try {
     process.stdout.write(line);
   } catch {
@@ -93,41 +101,117 @@ class ApiError extends Error {
   }
 }
 
-let socket = null; // the connected socket, or null
-let socketUsed = false; // whether `socket` has already carried a request
-let waiting = null; // { resolve, reject, reused } of the request in flight
-let received = []; // response bytes read so far
-let receivedLength = 0;
-let head = null; // { status, headers, length, bodyStart } once the response head is read
-
-function onSocketData(chunk) {
-  if (waiting === null) {
-    dropSocket(); // bytes nobody asked for: the connection can no longer be trusted
-    return;
+// One keep-alive connection to the Runtime API, carrying one request at a time. A runtime
+// that runs several invocations at once (AWS_LAMBDA_MAX_CONCURRENCY) has one per slot.
+class Conn {
+  constructor() {
+    this.socket = null; // the connected socket, or null
+    this.used = false; // whether `socket` has already carried a request
+    this.waiting = null; // { resolve, reject, reused } of the request in flight
+    this.received = []; // response bytes read so far
+    this.receivedLength = 0;
+    this.head = null; // { status, headers, length, bodyStart } once the response head is read
   }
-  received.push(chunk);
-  receivedLength += chunk.length;
-  if (head === null) {
-    const buf = received.length === 1 ? received[0] : Buffer.concat(received, receivedLength);
-    received = [buf];
-    const end = buf.indexOf('\r\n\r\n');
-    if (end < 0) return;
-    head = parseHead(buf.toString('latin1', 0, end));
-    if (head === null) {
-      failRequest(new ApiError('Runtime API answered without a Content-Length', 'EPROTO'));
+
+  onData(chunk) {
+    if (this.waiting === null) {
+      this.drop(); // bytes nobody asked for: the connection can no longer be trusted
       return;
     }
-    head.bodyStart = end + 4;
+    this.received.push(chunk);
+    this.receivedLength += chunk.length;
+    if (this.head === null) {
+      const buf = this.received.length === 1 ? this.received[0] : Buffer.concat(this.received, this.receivedLength);
+      this.received = [buf];
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      this.head = parseHead(buf.toString('latin1', 0, end));
+      if (this.head === null) {
+        this.fail(new ApiError('Runtime API answered without a Content-Length', 'EPROTO'));
+        return;
+      }
+      this.head.bodyStart = end + 4;
+    }
+    if (this.receivedLength < this.head.bodyStart + this.head.length) return; // body not complete yet
+    const buf = this.received.length === 1 ? this.received[0] : Buffer.concat(this.received, this.receivedLength);
+    const { status, headers, bodyStart, length } = this.head;
+    const w = this.waiting;
+    this.waiting = null;
+    this.head = null;
+    this.received = [];
+    this.receivedLength = 0;
+    w.resolve({ status, headers, body: buf.toString('utf8', bodyStart, bodyStart + length) });
   }
-  if (receivedLength < head.bodyStart + head.length) return; // body not complete yet
-  const buf = received.length === 1 ? received[0] : Buffer.concat(received, receivedLength);
-  const { status, headers, bodyStart, length } = head;
-  const w = waiting;
-  waiting = null;
-  head = null;
-  received = [];
-  receivedLength = 0;
-  w.resolve({ status, headers, body: buf.toString('utf8', bodyStart, bodyStart + length) });
+
+  fail(err) {
+    const w = this.waiting;
+    this.waiting = null;
+    this.drop();
+    if (w) {
+      err.reusedSocket = w.reused;
+      w.reject(err);
+    }
+  }
+
+  drop() {
+    if (this.socket) {
+      this.socket.removeAllListeners();
+      this.socket.on('error', () => {});
+      this.socket.destroy();
+    }
+    this.socket = null;
+    this.received = [];
+    this.receivedLength = 0;
+    this.head = null;
+  }
+
+  raw(method, urlPath, body, extraHeaders) {
+    return new Promise((resolve, reject) => {
+      if (this.waiting !== null) {
+        reject(new ApiError('a Runtime API request is already in flight', 'EBUSY'));
+        return;
+      }
+      if (this.socket === null) {
+        const socket = net.connect({ host: apiHost, port: apiPort, noDelay: true });
+        this.socket = socket;
+        this.used = false;
+        const gone = (err) => {
+          if (this.socket === socket) {
+            this.fail(new ApiError(err ? err.message : 'Runtime API closed the connection', (err && err.code) || 'ECONNRESET'));
+          }
+        };
+        socket.on('data', (chunk) => this.onData(chunk));
+        socket.on('error', gone);
+        socket.on('close', () => gone(null));
+      }
+      this.waiting = { resolve, reject, reused: this.used };
+      this.used = true;
+      let text = `${method} ${urlPath} HTTP/1.1\r\nHost: ${runtimeApi}\r\n`;
+      if (extraHeaders) for (const k in extraHeaders) text += `${k}: ${extraHeaders[k]}\r\n`;
+      if (body !== undefined) {
+        text += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+        this.socket.write(text + body);
+      } else {
+        this.socket.write(`${text}\r\n`);
+      }
+    });
+  }
+
+  async request(method, urlPath, body, extraHeaders) {
+    // A kept-alive socket may have been closed by the server while idle; retry
+    // once on a fresh socket in that case (the request never reached the server).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.raw(method, urlPath, body, extraHeaders);
+      } catch (err) {
+        const retriable =
+          err && (err.reusedSocket || attempt === 0) &&
+          (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNREFUSED');
+        if (!retriable || attempt >= 2) throw err;
+        if (err.code === 'ECONNREFUSED') await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
 }
 
 // "HTTP/1.1 200 OK\r\nname: value..." -> { status, headers (lower-case names), length }
@@ -144,86 +228,18 @@ function parseHead(text) {
   return { status, headers, length };
 }
 
-function failRequest(err) {
-  const w = waiting;
-  waiting = null;
-  dropSocket();
-  if (w) {
-    err.reusedSocket = w.reused;
-    w.reject(err);
-  }
-}
-
-function onSocketGone(err) {
-  failRequest(new ApiError(err ? err.message : 'Runtime API closed the connection', (err && err.code) || 'ECONNRESET'));
-}
-
-function dropSocket() {
-  if (socket) {
-    socket.removeAllListeners();
-    socket.on('error', () => {});
-    socket.destroy();
-  }
-  socket = null;
-  received = [];
-  receivedLength = 0;
-  head = null;
-}
-
-function rawRequest(method, urlPath, body, extraHeaders) {
-  return new Promise((resolve, reject) => {
-    if (waiting !== null) {
-      reject(new ApiError('a Runtime API request is already in flight', 'EBUSY'));
-      return;
-    }
-    if (socket === null) {
-      socket = net.connect({ host: apiHost, port: apiPort, noDelay: true });
-      socketUsed = false;
-      socket.on('data', onSocketData);
-      socket.on('error', onSocketGone);
-      socket.on('close', () => onSocketGone(null));
-    }
-    waiting = { resolve, reject, reused: socketUsed };
-    socketUsed = true;
-    let text = `${method} ${urlPath} HTTP/1.1\r\nHost: ${runtimeApi}\r\n`;
-    if (extraHeaders) for (const k in extraHeaders) text += `${k}: ${extraHeaders[k]}\r\n`;
-    if (body !== undefined) {
-      text += `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
-      socket.write(text + body);
-    } else {
-      socket.write(`${text}\r\n`);
-    }
-  });
-}
-
-async function request(method, urlPath, body, extraHeaders) {
-  // A kept-alive socket may have been closed by the server while idle; retry
-  // once on a fresh socket in that case (the request never reached the server).
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await rawRequest(method, urlPath, body, extraHeaders);
-    } catch (err) {
-      const retriable =
-        err && (err.reusedSocket || attempt === 0) &&
-        (err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNREFUSED');
-      if (!retriable || attempt >= 2) throw err;
-      if (err.code === 'ECONNREFUSED') await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
-
 const ERROR_HEADERS = { 'Lambda-Runtime-Function-Error-Type': 'Unhandled' };
 
-function postResponse(requestId, body) {
-  return request('POST', `${API_PREFIX}/invocation/${requestId}/response`, body);
+function postResponse(conn, requestId, body) {
+  return conn.request('POST', `${API_PREFIX}/invocation/${requestId}/response`, body);
 }
 
-function postInvocationError(requestId, errorBody) {
-  return request('POST', `${API_PREFIX}/invocation/${requestId}/error`, safeStringify(errorBody), ERROR_HEADERS);
+function postInvocationError(conn, requestId, errorBody) {
+  return conn.request('POST', `${API_PREFIX}/invocation/${requestId}/error`, safeStringify(errorBody), ERROR_HEADERS);
 }
 
 function postInitError(errorBody) {
-  return request('POST', `${API_PREFIX}/init/error`, safeStringify(errorBody), ERROR_HEADERS);
+  return new Conn().request('POST', `${API_PREFIX}/init/error`, safeStringify(errorBody), ERROR_HEADERS);
 }
 
 // ---------------------------------------------------------------------------
@@ -545,10 +561,14 @@ async function loadHandler() {
 // ---------------------------------------------------------------------------
 // Process-level failure handling
 
-let phase = 'init'; // 'init' | 'idle' | 'invoke'
-let activeInvocation = null; // { id, finish(kind, payload) }
+let phase = 'init'; // 'init' | 'ready'
+const inFlight = new Map(); // request id -> { id, conn, done, finish(isError, value) }
 let dying = false;
 
+// An uncaught exception or unhandled rejection ends the process, as on Lambda. With one
+// invocation per process it is that invocation's error; in a process running several at
+// once nobody can tell whose code threw, so every invocation in flight fails with the
+// same Runtime.ExitError naming the error (COMPAT.md, `concurrency`).
 async function die(err) {
   if (dying) return;
   dying = true;
@@ -557,14 +577,20 @@ async function die(err) {
     if (phase === 'init') {
       writeLine('ERROR', [`Init Error ${safeStringify(body)}`]);
       await withTimeout(postInitError(body), 2000);
-    } else if (phase === 'invoke' && activeInvocation) {
-      writeLine('ERROR', [`Uncaught Exception ${safeStringify(body)}`]);
-      const inv = activeInvocation;
-      activeInvocation = null;
-      inv.done = true;
-      await withTimeout(postInvocationError(inv.id, body), 2000);
     } else {
       writeLine('ERROR', [`Uncaught Exception ${safeStringify(body)}`]);
+      const invs = [...inFlight.values()];
+      inFlight.clear();
+      const posts = invs.map((inv) => {
+        inv.done = true;
+        const errorBody = maxConcurrency === 1 ? body : {
+          errorType: 'Runtime.ExitError',
+          errorMessage: `RequestId: ${inv.id} Error: Runtime exited with error: uncaught ${body.errorType}: ${body.errorMessage} (the process runs up to ${maxConcurrency} invocations at once; all ${invs.length} in flight failed)`,
+          stackTrace: body.stackTrace,
+        };
+        return postInvocationError(inv.conn, inv.id, errorBody);
+      });
+      await withTimeout(Promise.allSettled(posts), 2000);
     }
   } catch {
     /* ignore: exiting anyway */
@@ -602,12 +628,14 @@ function isThenable(v) {
   return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function';
 }
 
-function invoke(handler, next) {
+function invoke(handler, next, conn) {
   const h = next.headers;
   const requestId = h['lambda-runtime-aws-request-id'];
   const deadlineHeader = Number(h['lambda-runtime-deadline-ms']);
   const deadline = Number.isFinite(deadlineHeader) && deadlineHeader > 0 ? deadlineHeader : Date.now() + 900000;
 
+  // With several invocations at once this is the latest one's; context.awsRequestId
+  // and the log prefix stay each invocation's own.
   const traceId = h['lambda-runtime-trace-id'];
   if (traceId !== undefined) env._X_AMZN_TRACE_ID = traceId;
   else delete env._X_AMZN_TRACE_ID;
@@ -615,15 +643,15 @@ function invoke(handler, next) {
   currentRequestId = requestId;
 
   return new Promise((resolve) => {
-    const inv = { id: requestId, done: false };
+    const inv = { id: requestId, conn, done: false };
     const finish = (isError, value) => {
       if (inv.done) return;
       inv.done = true;
-      activeInvocation = null;
+      inFlight.delete(requestId);
       resolve({ isError, value });
     };
     inv.finish = finish;
-    activeInvocation = inv;
+    inFlight.set(requestId, inv);
 
     const callback = (err, result) => {
       if (err !== undefined && err !== null) finish(true, err);
@@ -660,7 +688,7 @@ function invoke(handler, next) {
 
     let ret;
     try {
-      ret = handler(event, context, callback);
+      ret = requestIds === null ? handler(event, context, callback) : requestIds.run(requestId, handler, event, context, callback);
     } catch (e) {
       finish(true, e);
       return;
@@ -678,11 +706,11 @@ function invoke(handler, next) {
   });
 }
 
-async function report(requestId, outcome) {
+async function report(conn, requestId, outcome) {
   if (outcome.isError) {
     const body = toErrorBody(outcome.value);
     writeLine('ERROR', [`Invoke Error \t${safeStringify(body)}`]);
-    return postInvocationError(requestId, body);
+    return postInvocationError(conn, requestId, body);
   }
   let payload;
   try {
@@ -691,9 +719,9 @@ async function report(requestId, outcome) {
   } catch (e) {
     const body = toErrorBody(e);
     writeLine('ERROR', [`Invoke Error \t${safeStringify(body)}`]);
-    return postInvocationError(requestId, body);
+    return postInvocationError(conn, requestId, body);
   }
-  return postResponse(requestId, payload);
+  return postResponse(conn, requestId, payload);
 }
 
 async function main() {
@@ -707,12 +735,17 @@ async function main() {
     await die(err);
     return;
   }
-  phase = 'idle';
+  phase = 'ready';
+  // One loop per slot, each with its connection and its own /next in flight.
+  for (let slot = 1; slot < maxConcurrency; slot++) void serve(handler, new Conn());
+  await serve(handler, new Conn());
+}
 
+async function serve(handler, conn) {
   for (;;) {
     let next;
     try {
-      next = await request('GET', `${API_PREFIX}/invocation/next`);
+      next = await conn.request('GET', `${API_PREFIX}/invocation/next`);
     } catch (err) {
       writeLine('ERROR', [`Runtime API unreachable: ${err && err.message}`]);
       process.exit(1);
@@ -722,11 +755,9 @@ async function main() {
       process.exit(1);
     }
     const requestId = next.headers['lambda-runtime-aws-request-id'];
-    phase = 'invoke';
-    const outcome = await invoke(handler, next);
-    phase = 'idle';
+    const outcome = await invoke(handler, next, conn);
     try {
-      const res = await report(requestId, outcome);
+      const res = await report(conn, requestId, outcome);
       if (res.status >= 400) {
         writeLine('ERROR', [`Runtime API rejected result for ${requestId}: ${res.status} ${res.body}`]);
       }

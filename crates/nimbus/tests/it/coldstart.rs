@@ -1,0 +1,167 @@
+//! Cold starts near zero: several invocations at once per Node.js instance
+//! (`concurrency`), pre-started runtimes and predictive pre-warming.
+
+use std::collections::BTreeMap;
+
+use crate::harness::{TestApp, TestServer, request};
+
+/// A handler that meets other invocations of its own process: `?wait=N` holds it until
+/// N invocations run in this process at once (or 8 s pass), so a test sees concurrency
+/// without timing anything; it reports its process and the most it saw at once.
+/// `?crash=1` throws an uncaught exception once the others are in, while it is still in
+/// flight; `?hold=MS` keeps an
+/// invocation in flight that long after meeting them.
+const MEET_JS: &str = r#"
+let active = 0;
+let peak = 0;
+const waiters = [];
+exports.handler = async (event, context) => {
+  const q = event.queryStringParameters || {};
+  active += 1;
+  peak = Math.max(peak, active);
+  for (const wake of waiters.splice(0)) wake();
+  const wanted = Number(q.wait || 1);
+  const until = Date.now() + 8000;
+  while (active < wanted && peak < wanted && Date.now() < until) {
+    await new Promise((resolve) => { waiters.push(resolve); setTimeout(resolve, 100); });
+  }
+  console.log(`met ${peak}`);
+  if (q.crash) {
+    setTimeout(() => { throw new Error('boom in one invocation'); }, 0);
+    await new Promise(() => {});
+  }
+  if (q.hold) await new Promise((resolve) => setTimeout(resolve, Number(q.hold)));
+  active -= 1;
+  return {
+    statusCode: 200,
+    body: JSON.stringify({ pid: process.pid, peak, requestId: context.awsRequestId }),
+  };
+};
+"#;
+
+fn app(functions: &str) -> TestApp {
+    let manifest = format!(
+        "service: coldstart\nprovider:\n  runtime: nodejs20.x\n  memorySize: 256\n  timeout: 15\nfunctions:\n{functions}"
+    );
+    TestApp::new(&[("nimbus.yaml", &manifest), ("meet.js", MEET_JS)])
+}
+
+async fn join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.expect("joining a request"));
+    }
+    outputs
+}
+
+#[tokio::test]
+async fn concurrency_8_serves_8_invocations_at_once_in_one_process() {
+    let app = app(
+        "  meet:\n    handler: meet.handler\n    concurrency: 8\n    events:\n      - httpApi: GET /meet\n",
+    );
+    let server = TestServer::start(app.path(), &[]);
+    // One instance is warm; the eight that follow fit in its slots.
+    let first = server.get("/meet").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let pid = first.json()["pid"].clone();
+    let addr = server.addr;
+    let responses =
+        join_all((0..8).map(|_| request(addr, "GET", "/meet?wait=8&hold=500", &[], Vec::new())))
+            .await;
+    for res in &responses {
+        assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
+        let body = res.json();
+        assert_eq!(body["pid"], pid, "one process served all: {body}");
+        assert_eq!(
+            body["peak"],
+            8,
+            "all eight ran in it at once: {body}\n{}",
+            server.logs()
+        );
+    }
+    let ids: std::collections::BTreeSet<String> = responses
+        .iter()
+        .map(|r| r.json()["requestId"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 8, "each had its own request id");
+    // Each line is tagged with the invocation whose code wrote it, not the latest one.
+    let records = app
+        .nimbus_until(&["logs", "meet", "--json"], |out| {
+            out.lines().filter(|l| l.contains("met 8")).count() == 8
+        })
+        .await;
+    let tagged: BTreeMap<String, usize> = records
+        .lines()
+        .filter(|l| l.contains("met 8"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["requestId"].as_str().map(str::to_owned))
+        .fold(BTreeMap::new(), |mut counts, id| {
+            *counts.entry(id).or_default() += 1;
+            counts
+        });
+    assert_eq!(tagged.len(), 8, "eight lines, eight request ids: {records}");
+}
+
+#[tokio::test]
+async fn a_crash_fails_only_the_invocations_in_its_process() {
+    let app = app(
+        "  meet:\n    handler: meet.handler\n    concurrency: 2\n    events:\n      - httpApi: GET /meet\n",
+    );
+    let server = TestServer::start(app.path(), &[]);
+    let addr = server.addr;
+    // Four invocations need two processes of two slots; one invocation crashes its
+    // process while its neighbour is still in flight.
+    let paths = [
+        "/meet?wait=2&crash=1",
+        "/meet?wait=2&hold=1500",
+        "/meet?wait=2&hold=1500",
+        "/meet?wait=2&hold=1500",
+    ];
+    let responses = join_all(
+        paths
+            .iter()
+            .map(|path| request(addr, "GET", path, &[], Vec::new())),
+    )
+    .await;
+    let ok: Vec<_> = responses.iter().filter(|r| r.status == 200).collect();
+    let failed: Vec<_> = responses.iter().filter(|r| r.status == 502).collect();
+    assert_eq!(
+        (ok.len(), failed.len()),
+        (2, 2),
+        "the crashed process's two invocations failed, the other process's two did not: {responses:?}\n{}",
+        server.logs()
+    );
+    assert_eq!(
+        ok[0].json()["pid"],
+        ok[1].json()["pid"],
+        "the survivors shared a process"
+    );
+    let records = app
+        .nimbus_until(&["invocations", "meet", "--json"], |out| {
+            out.lines().count() >= 4
+        })
+        .await;
+    let errors: Vec<serde_json::Value> = records
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["outcome"] != "ok")
+        .collect();
+    assert_eq!(errors.len(), 2, "{records}");
+    for error in &errors {
+        assert_eq!(error["errorType"], "Runtime.ExitError", "{error}");
+        let message = error["errorMessage"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("boom in one invocation")
+                && message.contains("up to 2 invocations at once"),
+            "the documented message names the error and the concurrency: {message}"
+        );
+    }
+    // The function serves on.
+    let after = server.get("/meet").await;
+    assert_eq!(after.status, 200, "{}", after.text());
+}
