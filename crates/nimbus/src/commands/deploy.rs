@@ -9,15 +9,22 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::app::{self, Fetch, LoadOptions};
 
 /// Which server, app and stage a command talks about.
 #[derive(clap::Args)]
 pub(crate) struct Target {
-    /// The server's admin API, such as http://127.0.0.1:3001.
+    /// The server's admin API, such as http://127.0.0.1:3001 (https:// when the server
+    /// has TLS).
     #[arg(long = "to")]
     to: String,
+    /// The certificate authority (PEM) an https:// server's certificate must chain to,
+    /// such as a `nimbus server --tls-dev`'s `<state>/tls-dev/ca.pem` (default: the
+    /// system's authorities).
+    #[arg(long)]
+    cacert: Option<PathBuf>,
     /// The stage (default: the manifest's, usually dev).
     #[arg(long)]
     stage: Option<String>,
@@ -103,6 +110,8 @@ enum AliasAction {
 struct AdminClient {
     authority: String,
     token: String,
+    /// For https://: the TLS client and the name the certificate must carry.
+    tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
 }
 
 impl DeployCommand {
@@ -281,19 +290,34 @@ impl AdminClient {
         let uri: http::Uri = url
             .parse()
             .with_context(|| format!("{} is not a URL", target.to))?;
-        anyhow::ensure!(
-            uri.scheme_str() == Some("http"),
-            "the server's admin API speaks http://, not {}",
-            uri.scheme_str().unwrap_or("?")
-        );
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            other => anyhow::bail!(
+                "the server's admin API speaks http:// or https://, not {}",
+                other.unwrap_or("?")
+            ),
+        };
         let authority = uri
             .authority()
             .with_context(|| format!("{} names no host", target.to))?;
+        let host = authority.host();
         let authority = match authority.port_u16() {
             Some(_) => authority.to_string(),
-            None => format!("{}:80", authority.host()),
+            None => format!("{host}:{}", if https { 443 } else { 80 }),
         };
-        Ok(AdminClient { authority, token })
+        let tls = if https {
+            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                .with_context(|| format!("{host} is not a host name for TLS"))?;
+            Some((tls_connector(target.cacert.as_deref())?, name))
+        } else {
+            None
+        };
+        Ok(AdminClient {
+            authority,
+            token,
+            tls,
+        })
     }
 
     /// One admin call; a non-2xx answer is an error carrying the server's message and
@@ -307,9 +331,24 @@ impl AdminClient {
         let stream = tokio::net::TcpStream::connect(&self.authority)
             .await
             .with_context(|| format!("connecting to the server at {}", self.authority))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
+        let mut sender = match &self.tls {
+            Some((connector, name)) => {
+                let stream = connector
+                    .connect(name.clone(), stream)
+                    .await
+                    .with_context(|| format!("TLS with the server at {}", self.authority))?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(connection);
+                sender
+            }
+            None => {
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(connection);
+                sender
+            }
+        };
         let req = http::Request::builder()
             .method(method)
             .uri(path)
@@ -338,6 +377,54 @@ impl AdminClient {
         let text = value["message"].as_str().unwrap_or("no message");
         anyhow::bail!("the server answered {status}: {text}")
     }
+}
+
+/// A TLS client trusting the authorities in `cacert` (PEM), or the system's: the file
+/// `SSL_CERT_FILE` names, or the distribution's bundle.
+fn tls_connector(cacert: Option<&Path>) -> anyhow::Result<tokio_rustls::TlsConnector> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let path = match cacert {
+        Some(path) => path.to_owned(),
+        None => std::env::var_os("SSL_CERT_FILE")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(
+                [
+                    "/etc/ssl/certs/ca-certificates.crt",
+                    "/etc/pki/tls/certs/ca-bundle.crt",
+                    "/etc/ssl/cert.pem",
+                ]
+                .map(PathBuf::from),
+            )
+            .find(|path| path.is_file())
+            .context("no certificate authorities on this machine: pass --cacert FILE")?,
+    };
+    let pem = std::fs::read(&path)
+        .with_context(|| format!("reading the certificate authority {}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.with_context(|| format!("reading a certificate of {}", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("a certificate of {} cannot be trusted", path.display()))?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        path.display()
+    );
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("TLS settings")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
 }
 
 /// `3` or `3=90,4=10` as (version, weight) targets.

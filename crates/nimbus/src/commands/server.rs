@@ -40,14 +40,17 @@ pub(crate) struct ServerCommand {
     /// Gateway port (on --host); 0 picks a free one.
     #[arg(long, default_value_t = 3000)]
     port: u16,
-    /// Admin API port (127.0.0.1); 0 picks a free one.
+    /// Admin API port (on --admin-host); 0 picks a free one.
     #[arg(long, default_value_t = 3001)]
     admin_port: u16,
+    /// The admin API's address (default: --host). It has the gateway's TLS, deadlines and
+    /// connection limits, and answers only requests with an admin token.
+    #[arg(long)]
+    admin_host: Option<std::net::IpAddr>,
     /// Stop an instance after it has been idle this long (scale to zero).
     #[arg(long, default_value = "5m", value_parser = duration::parse)]
     idle_timeout: Duration,
-    /// The gateway's address, TLS, connection limits and deadlines (the admin API has the
-    /// same limits, on 127.0.0.1 without TLS).
+    /// The gateway's address, TLS, connection limits and deadlines (the admin API's too).
     #[command(flatten)]
     listener: crate::listen::ListenerArgs,
     /// Keep each stage's store within this size (KB, MB, GB: powers of 1024), deleting
@@ -115,9 +118,20 @@ impl ServerCommand {
             drain_timeout: Duration::from_secs(30),
         })
         .await?;
-        let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, self.admin_port))
+        let admin_host = self.admin_host.unwrap_or(self.listener.host);
+        if listener.config.tls.is_none() && !admin_host.is_loopback() {
+            tracing::warn!(
+                "the admin API listens on {admin_host} without TLS: admin tokens cross the network in the clear (--tls-cert/--tls-key or --tls-dev)"
+            );
+        }
+        let admin = TcpListener::bind((admin_host, self.admin_port))
             .await
-            .with_context(|| format!("binding the admin API to 127.0.0.1:{}", self.admin_port))?;
+            .with_context(|| {
+                format!(
+                    "binding the admin API to {}",
+                    SocketAddr::new(admin_host, self.admin_port)
+                )
+            })?;
         let gateway_addr = apps_server.gateway_addr()?;
         let (trigger, shutdown) = Shutdown::new();
         let host = Host::new(
@@ -155,11 +169,8 @@ impl ServerCommand {
                 }
             }
         });
-        // The admin API has the gateway's limits, on loopback without TLS.
-        let admin_cfg = nimbus_server::ListenerConfig {
-            tls: None,
-            ..listener.config.clone()
-        };
+        // The admin API has the gateway's TLS and limits.
+        let admin_cfg = listener.config.clone();
         listeners.spawn({
             let host = host.clone();
             let shutdown = shutdown.clone();
@@ -173,7 +184,11 @@ impl ServerCommand {
                 "nimbus: server listening on {}://{gateway_addr}",
                 listener.scheme
             )?;
-            writeln!(out, "nimbus: admin API on http://{admin_addr}")?;
+            writeln!(
+                out,
+                "nimbus: admin API on {}://{admin_addr}",
+                listener.scheme
+            )?;
             if let Some(line) = &listener.tls_line {
                 writeln!(out, "nimbus: {line}")?;
             }

@@ -421,7 +421,7 @@ impl TlsHost {
                 .expect("an address")
         };
         let gateway = address("listening on https://");
-        let admin = address("admin API on http://");
+        let admin = address("admin API on https://");
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
         TlsHost {
             child,
@@ -451,14 +451,46 @@ async fn nimbus_server_serves_deployed_apps_over_https_with_tls_dev() {
         .expect("making a token");
     let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
     let app = tls_app();
+    let ca = host.state.path().join("tls-dev/ca.pem");
+    // The admin API has the gateway's TLS: curl trusting the authority gets the app
+    // list with a token and 401 without; a client that does not trust it is refused.
+    let admin = format!("https://{}", host.admin);
+    let bearer = format!("Authorization: Bearer {token}");
+    if let Some((body, version)) = curl(&ca, &format!("{admin}/v1/apps"), &["-H", &bearer]) {
+        assert!(body.starts_with('{') || body.starts_with('['), "{body}");
+        assert_eq!(version, "2", "ALPN h2 on the admin port too");
+        let no_token = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{admin}/v1/apps"))
+            .output()
+            .expect("curl");
+        assert_eq!(String::from_utf8_lossy(&no_token.stdout), "401");
+        let untrusted = Command::new("curl")
+            .args(["-sS", &format!("{admin}/v1/apps")])
+            .output()
+            .expect("curl");
+        assert!(
+            !untrusted.status.success(),
+            "curl without --cacert is refused"
+        );
+    }
+    let refused = Command::new(crate::harness::NIMBUS)
+        .args(["deploy", ".", "--to", &admin, "--token", &token])
+        .current_dir(app.path())
+        .env_remove("NIMBUS_TOKEN")
+        .env("SSL_CERT_FILE", "/nonexistent")
+        .output()
+        .expect("running nimbus deploy");
+    let refused_err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && refused_err.contains("TLS"),
+        "a deploy that does not trust the server's authority fails: {refused_err}"
+    );
+    let ca_arg = ca.display().to_string();
     let deployed = Command::new(crate::harness::NIMBUS)
         .args([
-            "deploy",
-            ".",
-            "--to",
-            &format!("http://{}", host.admin),
-            "--token",
-            &token,
+            "deploy", ".", "--to", &admin, "--cacert", &ca_arg, "--token", &token,
         ])
         .current_dir(app.path())
         .env_remove("NIMBUS_TOKEN")
@@ -470,7 +502,6 @@ async fn nimbus_server_serves_deployed_apps_over_https_with_tls_dev() {
         String::from_utf8_lossy(&deployed.stdout),
         String::from_utf8_lossy(&deployed.stderr)
     );
-    let ca = host.state.path().join("tls-dev/ca.pem");
     let script = r#"
 import json, os, ssl, urllib.request
 ctx = ssl.create_default_context(cafile=os.environ["CA"])
