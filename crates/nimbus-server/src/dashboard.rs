@@ -5,8 +5,10 @@
 mod html;
 mod observe;
 mod resources;
+mod workflows;
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -105,6 +107,9 @@ fn pages(state: Arc<DashboardState>) -> Router {
         ("/tables", get(resources::tables)),
         ("/tables/{table}", get(resources::table)),
         ("/streams", get(resources::streams)),
+        ("/workflows", get(workflows::machines)),
+        ("/workflows/{name}", get(workflows::machine)),
+        ("/executions/{arn}", get(workflows::execution)),
         ("/login", get(sign_in_page).post(sign_in)),
         ("/logout", post(sign_out)),
         ("/assets/style.css", get(style)),
@@ -156,8 +161,19 @@ impl FromRequestParts<Arc<DashboardState>> for Dash {
 
 /// Whether the request carries a token that signs in, as a bearer token or the cookie.
 fn signed_in(state: &DashboardState, headers: &HeaderMap) -> bool {
-    crate::api::bearer(headers).is_some_and(|token| token_matches(state, token))
-        || session_token(headers).is_some_and(|token| token_matches(state, &token))
+    session_allows(headers, &|token| token_matches(state, token))
+}
+
+/// Whether the request's bearer token or dashboard cookie is one `is_valid` accepts (the
+/// deploys page's buttons, served by `nimbus server`'s host).
+pub(crate) fn session_allows(headers: &HeaderMap, is_valid: &dyn Fn(&str) -> bool) -> bool {
+    crate::api::bearer(headers).is_some_and(is_valid)
+        || session_token(headers).is_some_and(|token| is_valid(&token))
+}
+
+/// Text percent-encoded for a query string value.
+pub(crate) fn query_value(text: &str) -> String {
+    html::seg(text)
 }
 
 /// The answer to a request that is not signed in: the sign-in page for a `GET`, 401
@@ -403,15 +419,47 @@ async fn apps_index(
     axum::extract::State(state): axum::extract::State<Arc<AppsState>>,
     headers: HeaderMap,
     method: http::Method,
+    uri: http::Uri,
 ) -> Response {
     if !signed_in(&state.dashboard, &headers) {
         return refuse(&method);
     }
-    let mut body = String::from(
-        "<table class=\"apps\"><thead><tr><th>Service</th><th>Stage</th><th>Aliases → versions (weight %)</th></tr></thead><tbody>",
+    let mut body = String::new();
+    let query = crate::api::query(&uri);
+    if let Some(done) = query.get("done") {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\">{}.</p>",
+            html::esc(done)
+        );
+    }
+    if let Some(error) = query.get("error") {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"alert\">{}</p>",
+            html::esc(error)
+        );
+    }
+    body.push_str(
+        "<table class=\"apps\"><thead><tr><th>Service</th><th>Stage</th><th>Aliases → versions (weight %)</th><th>Deploys</th></tr></thead><tbody>",
     );
     let routes = state.apps.routes();
     for (service, stage, aliases) in &routes {
+        let base = format!("{PREFIX}/apps/{}/{}", html::seg(service), html::seg(stage));
+        // Promote moves `live` fully to its canary, so it is offered only with one.
+        let has_canary = aliases
+            .iter()
+            .any(|(alias, targets)| alias == "live" && targets.len() > 1);
+        let promote = if has_canary {
+            format!(
+                "<form method=\"post\" action=\"{base}/promote\"><button type=\"submit\" data-promote>Promote canary</button></form>"
+            )
+        } else {
+            String::new()
+        };
+        let actions = format!(
+            "{promote}<form method=\"post\" action=\"{base}/rollback\"><button type=\"submit\" data-rollback>Roll back</button></form>"
+        );
         let aliases: Vec<String> = aliases
             .iter()
             .map(|(alias, targets)| {
@@ -423,11 +471,9 @@ async fn apps_index(
             })
             .collect();
         body.push_str(&format!(
-            "<tr data-app=\"{}/{}\"><th scope=\"row\"><a href=\"{PREFIX}/apps/{}/{}/\">{}</a></th><td>{}</td><td>{}</td></tr>",
+            "<tr data-app=\"{}/{}\"><th scope=\"row\"><a href=\"{base}/\">{}</a></th><td>{}</td><td class=\"aliases\">{}</td><td class=\"actions\">{actions}</td></tr>",
             html::esc(service),
             html::esc(stage),
-            html::seg(service),
-            html::seg(stage),
             html::esc(service),
             html::esc(stage),
             aliases.join("<br>"),

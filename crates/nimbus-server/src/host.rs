@@ -183,6 +183,22 @@ impl Host {
             .with_state(self.clone());
         // The dashboard signs in with the same tokens through its own pages.
         Router::new()
+            // The deploys page's buttons: the dashboard's session, then `change` as the
+            // admin API's promote and rollback.
+            .route(
+                "/_nimbus/apps/{service}/{stage}/promote",
+                post(|host, app, headers| {
+                    dashboard_change(host, app, headers, "promoted", StageRecord::promote)
+                })
+                .fallback(dashboard),
+            )
+            .route(
+                "/_nimbus/apps/{service}/{stage}/rollback",
+                post(|host, app, headers| {
+                    dashboard_change(host, app, headers, "rolled back", StageRecord::rollback)
+                })
+                .fallback(dashboard),
+            )
             .route("/_nimbus", any(dashboard))
             .route("/_nimbus/", any(dashboard))
             .route("/_nimbus/{*rest}", any(dashboard))
@@ -597,6 +613,34 @@ async fn dashboard(State(host): State<Arc<Host>>, req: Request) -> Response {
         Ok(res) => res,
         Err(infallible) => match infallible {},
     }
+}
+
+/// A deploys-page button: signed in to the dashboard, the alias move, then the apps page
+/// again saying what happened.
+async fn dashboard_change(
+    State(host): State<Arc<Host>>,
+    axum::extract::Path((service, stage)): axum::extract::Path<(String, String)>,
+    headers: http::HeaderMap,
+    done: &str,
+    apply: impl FnOnce(&mut StageRecord) -> anyhow::Result<u64>,
+) -> Response {
+    let state = host.cfg.state.clone();
+    let signed_in = tokio::task::spawn_blocking(move || {
+        crate::dashboard::session_allows(&headers, &|token| tokens::is_valid(&state, token))
+    })
+    .await
+    .unwrap_or(false);
+    if !signed_in {
+        return (StatusCode::UNAUTHORIZED, "sign in to the dashboard first").into_response();
+    }
+    let note = match host.change(&service, &stage, apply).await {
+        Ok(_) => format!(
+            "done={}",
+            crate::dashboard::query_value(&format!("{service}/{stage} {done}"))
+        ),
+        Err(e) => format!("error={}", crate::dashboard::query_value(&e.body.message)),
+    };
+    axum::response::Redirect::to(&format!("/_nimbus/?{note}")).into_response()
 }
 
 async fn deploy(

@@ -18,6 +18,7 @@ const NAV: &[(&str, &str)] = &[
     ("/schedules", "Schedules"),
     ("/tables", "Tables"),
     ("/streams", "Streams"),
+    ("/workflows", "Workflows"),
 ];
 
 /// Text made safe for HTML content and attribute values.

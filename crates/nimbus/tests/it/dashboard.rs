@@ -161,6 +161,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("reading the text of `{css}`: {e}"))
     }
 
+    async fn click(&self, css: &str) {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("finding `{css}`: {e}"))
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking `{css}`: {e}"));
+    }
+
     async fn count(&self, css: &str) -> usize {
         self.client
             .find_all(Locator::Css(css))
@@ -235,6 +245,23 @@ fn control(app_dir: &Path) -> (SocketAddr, String) {
         .expect("up.json names the control API");
     let token = record["token"].as_str().expect("up.json holds the token");
     (admin, token.to_owned())
+}
+
+/// Each dashboard path is the "Not found" page in the browser and a 404 to a request.
+async fn assert_not_found(browser: &Browser, admin: SocketAddr, token: &str, paths: &[&str]) {
+    for path in paths {
+        browser.goto(&format!("http://{admin}/_nimbus{path}")).await;
+        assert_eq!(browser.text("h1").await, "Not found", "{path}");
+        let res = harness::request(
+            admin,
+            "GET",
+            &format!("/_nimbus{path}"),
+            &[("authorization", &format!("Bearer {token}"))],
+            Vec::new(),
+        )
+        .await;
+        assert_eq!(res.status, 404, "{path}");
+    }
 }
 
 async fn wait_until_recorded(app: &TestApp, function: &str, n: usize) {
@@ -474,25 +501,176 @@ async fn dashboard_shows_what_happened_in_a_real_browser() {
     }
 
     // Unknown ids are a 404 page, not a blank one.
-    for path in [
-        "/functions/nope",
-        "/invocations/00000000-0000-0000-0000-000000000000",
-        "/buckets/nope",
-        "/no/such/page",
-    ] {
-        browser.goto(&format!("{base}{path}")).await;
-        assert_eq!(browser.text("h1").await, "Not found", "{path}");
-        let res = harness::request(
-            admin,
-            "GET",
-            &format!("/_nimbus{path}"),
-            &[("authorization", &format!("Bearer {token}"))],
-            Vec::new(),
-        )
-        .await;
-        assert_eq!(res.status, 404, "{path}");
-    }
+    assert_not_found(
+        &browser,
+        admin,
+        &token,
+        &[
+            "/functions/nope",
+            "/invocations/00000000-0000-0000-0000-000000000000",
+            "/buckets/nope",
+            "/no/such/page",
+        ],
+    )
+    .await;
     browser.screenshot("not-found").await;
+    browser.close().await;
+}
+
+const WORKFLOW_MANIFEST: &str = r#"
+service: orders
+provider:
+  runtime: nodejs20.x
+functions:
+  ship: { handler: ship.handler }
+workflows:
+  fulfil:
+    definition:
+      StartAt: Check
+      States:
+        Check:
+          Type: Choice
+          Choices:
+            - { Variable: $.order, NumericEquals: 0, Next: NoOrder }
+          Default: Ship
+        Ship:
+          Type: Task
+          Resource: { Fn::GetAtt: [ship, Arn] }
+          ResultPath: $.shipped
+          Next: Pause
+        Pause: { Type: Wait, Seconds: 1, Next: Done }
+        Done: { Type: Pass, End: true }
+        NoOrder: { Type: Fail, Error: NoOrder, Cause: there is no order 0 }
+"#;
+
+const SHIP_JS: &str = r#"
+exports.handler = async (event) => `shipped ${event.order}`;
+"#;
+
+/// Loads `url` again until `css` has an element whose text contains `text`.
+async fn reload_until(browser: &Browser, url: &str, css: &str, text: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        browser.goto(url).await;
+        if browser.wait_for_text(css, text, Duration::ZERO).await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url}: no `{text}` in `{css}`: {}",
+            browser.text("main").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn dashboard_shows_workflow_executions_and_their_history() {
+    let app = TestApp::new(&[("nimbus.yaml", WORKFLOW_MANIFEST), ("ship.js", SHIP_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    let (admin, token) = control(app.path());
+    let base = format!("http://{admin}/_nimbus");
+    for (name, order) in [("order-7", "7"), ("order-0", "0")] {
+        let out = app.nimbus(&[
+            "workflow",
+            "start",
+            "fulfil",
+            "--name",
+            name,
+            "--input",
+            &format!("{{\"order\": {order}}}"),
+        ]);
+        assert!(
+            out.code == Some(0),
+            "starting {name}: {}\n{}",
+            out.stderr,
+            server.logs()
+        );
+    }
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/login?token={token}")).await;
+
+    // The machines, then one machine's executions with their status.
+    browser.goto(&format!("{base}/workflows")).await;
+    let row = "tr[data-machine=\"fulfil\"]";
+    assert_eq!(
+        browser.text(&format!("{row} td:nth-of-type(1)")).await,
+        "STANDARD"
+    );
+    assert_eq!(browser.text(&format!("{row} td:nth-of-type(2)")).await, "5");
+    browser.screenshot("workflows").await;
+    let machine = format!("{base}/workflows/fulfil");
+    // order-0 fails at once; order-7 waits a second before it succeeds.
+    reload_until(
+        &browser,
+        &machine,
+        "tr[data-execution=\"order-0\"] td.status",
+        "FAILED",
+    )
+    .await;
+    reload_until(
+        &browser,
+        &machine,
+        "tr[data-execution=\"order-7\"] td.status",
+        "SUCCEEDED",
+    )
+    .await;
+    assert_eq!(browser.count("table.executions tbody tr").await, 2);
+    browser.screenshot("workflow").await;
+    browser.goto(&format!("{machine}?status=FAILED")).await;
+    assert_eq!(browser.count("table.executions tbody tr").await, 1);
+    assert_eq!(browser.count("tr[data-execution=\"order-0\"]").await, 1);
+    browser.goto(&format!("{base}/workflows")).await;
+    assert_eq!(browser.text(&format!("{row} td.succeeded")).await, "1");
+    assert_eq!(browser.text(&format!("{row} td.failed")).await, "1");
+
+    // An execution: its output, its states on a time line and every history event.
+    browser.goto(&machine).await;
+    browser.click("tr[data-execution=\"order-7\"] a").await;
+    assert!(browser.text("pre.output").await.contains("shipped 7"));
+    let states = browser.text("table.states tbody").await;
+    for state in ["Check", "Ship", "Pause", "Done"] {
+        assert!(states.contains(state), "{states}");
+    }
+    for kind in [
+        "ExecutionStarted",
+        "TaskScheduled",
+        "TaskSucceeded",
+        "WaitStateExited",
+        "ExecutionSucceeded",
+    ] {
+        assert_eq!(
+            browser
+                .count(&format!("table.history tr[data-type=\"{kind}\"]"))
+                .await,
+            1,
+            "{kind}"
+        );
+    }
+    browser.screenshot("execution").await;
+    // The failed one names its error.
+    browser.goto(&format!("{machine}?status=FAILED")).await;
+    browser.click("tr[data-execution=\"order-0\"] a").await;
+    assert!(browser.text("dl.facts").await.contains("NoOrder"));
+    assert_eq!(
+        browser
+            .count("table.history tr.failed[data-type=\"ExecutionFailed\"]")
+            .await,
+        1
+    );
+
+    // Unknown machines and executions are a 404 page.
+    assert_not_found(
+        &browser,
+        admin,
+        &token,
+        &[
+            "/workflows/nope",
+            "/executions/arn:aws:states:us-east-1:000000000000:execution:fulfil:nope",
+        ],
+    )
+    .await;
     browser.close().await;
 }
 
@@ -681,6 +859,14 @@ async fn nimbus_server_dashboard_answers_nothing_without_an_admin_token() {
     )
     .await;
     assert_eq!(res.status, 401);
+    for action in ["promote", "rollback"] {
+        let path = format!("/_nimbus/apps/svc/dev/{action}");
+        let cookie = format!("nimbus_dashboard_{}=wrong", admin.port());
+        for headers in [vec![], vec![("cookie", cookie.as_str())]] {
+            let res = harness::request(admin, "POST", &path, &headers, Vec::new()).await;
+            assert_eq!(res.status, 401, "{path}");
+        }
+    }
 
     // Signed in with an admin token: the apps, an app's pages, 404 for what is not there.
     let bearer = vec![("authorization".to_owned(), format!("Bearer {token}"))];
@@ -735,5 +921,47 @@ async fn nimbus_server_dashboard_answers_nothing_without_an_admin_token() {
     browser.goto(&format!("{url}/_nimbus/apps/svc/dev/")).await;
     assert!(browser.count("tr[data-function=\"api\"]").await == 1);
     browser.screenshot("server-app-overview").await;
+
+    // Deploys: a canary, promoted from the page, then rolled back.
+    host.nimbus(
+        &[
+            "deploy", ".", "--to", &url, "--token", &token, "--canary", "50%",
+        ],
+        app.path(),
+    );
+    browser.goto(&format!("{url}/_nimbus/")).await;
+    let aliases = "tr[data-app=\"svc/dev\"] td.aliases";
+    let text = browser.text(aliases).await;
+    assert!(
+        text.contains("v1 (50%)") && text.contains("v2 (50%)"),
+        "{text}"
+    );
+    browser.screenshot("server-deploys").await;
+    browser
+        .click("tr[data-app=\"svc/dev\"] button[data-promote]")
+        .await;
+    // The form posts, then the apps page comes back saying what happened.
+    assert!(
+        browser
+            .wait_for_text("p.notice", "svc/dev promoted", Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(browser.text(aliases).await, "live → v2 (100%)");
+    assert_eq!(
+        browser
+            .count("tr[data-app=\"svc/dev\"] button[data-promote]")
+            .await,
+        0,
+        "no canary left to promote"
+    );
+    browser
+        .click("tr[data-app=\"svc/dev\"] button[data-rollback]")
+        .await;
+    assert!(
+        browser
+            .wait_for_text("p.notice", "svc/dev rolled back", Duration::from_secs(10))
+            .await
+    );
+    assert_eq!(browser.text(aliases).await, "live → v1 (100%)");
     browser.close().await;
 }
