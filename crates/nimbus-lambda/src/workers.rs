@@ -131,7 +131,7 @@ enum Start {
 
 impl WorkersExecutor {
     /// The executor of the worker `spec`, whose module is `main` (relative to the app
-    /// folder). Nothing starts until the first invocation.
+    /// folder). Nothing starts until the first invocation or [`WorkersExecutor::prestart`].
     pub fn start(
         spec: FunctionSpec,
         main: PathBuf,
@@ -148,6 +148,20 @@ impl WorkersExecutor {
             reaper,
             alarms,
         })
+    }
+}
+
+impl WorkersExecutor {
+    /// Starts the worker's host now, so the first request after a deploy finds the module
+    /// loaded; a module that fails to load is reported by that first request instead.
+    pub async fn prestart(&self) {
+        let mut slot = self.host.process.lock().await;
+        if slot.as_ref().is_some_and(|p| p.is_alive()) {
+            return;
+        }
+        if let Ok(Start::Ready(process, _)) = self.host.start_process().await {
+            *slot = Some(process);
+        }
     }
 }
 
@@ -598,6 +612,14 @@ async fn read_frames(
         if let Ok(mut last_seen) = process.last_seen.lock() {
             *last_seen = Instant::now();
         }
+        // An answer's payload goes on as the host wrote it, without a parse.
+        if let Some((id, reply)) = answer_of(&line) {
+            let tx = process.pending.lock().ok().and_then(|mut p| p.remove(&id));
+            if let Some(tx) = tx {
+                let _ = tx.send(reply);
+            }
+            continue;
+        }
         let frame = match serde_json::from_str::<serde_json::Value>(&line) {
             Ok(serde_json::Value::Object(frame)) => frame,
             _ => {
@@ -802,6 +824,28 @@ async fn reap(host: std::sync::Weak<Host>) {
             process.stop(StopReason::Idle);
         }
     }
+}
+
+/// An answer line as the host writes it, `{"t":"res","id":N,"ok":PAYLOAD}` (or `"error"`):
+/// its id and payload, cut out of the line.
+fn answer_of(line: &str) -> Option<(u64, Reply)> {
+    let rest = line.strip_prefix(r#"{"t":"res","id":"#)?;
+    let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+    let id = rest[..digits].parse().ok()?;
+    let rest = &rest[digits..];
+    let (payload, ok) = match rest.strip_prefix(r#","ok":"#) {
+        Some(payload) => (payload, true),
+        None => (rest.strip_prefix(r#","error":"#)?, false),
+    };
+    let payload = payload.strip_suffix('}')?.as_bytes().to_vec();
+    Some((
+        id,
+        if ok {
+            Reply::Ok(payload)
+        } else {
+            Reply::Error(payload)
+        },
+    ))
 }
 
 /// Answers one Durable Object storage call of the host (`{"t":"do","q":N,"op":...}`) on
@@ -1140,5 +1184,21 @@ fn socket_frame(frame: &serde_json::Map<String, Value>) -> Option<SocketFrame> {
             Some(SocketFrame::Close(code, reason.to_owned()))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_cut_out_of_their_line_and_other_lines_are_not_answers() {
+        let ok = answer_of(r#"{"t":"res","id":42,"ok":{"statusCode":200,"body":"}"}}"#);
+        assert!(matches!(ok, Some((42, Reply::Ok(p))) if p == br#"{"statusCode":200,"body":"}"}"#));
+        let error = answer_of(r#"{"t":"res","id":7,"error":{"errorType":"Error"}}"#);
+        assert!(matches!(error, Some((7, Reply::Error(p))) if p == br#"{"errorType":"Error"}"#));
+        assert!(answer_of(r#"{"t":"res","id":7}"#).is_none());
+        assert!(answer_of(r#"{"t":"log","rid":null,"s":"out","m":"x"}"#).is_none());
+        assert!(answer_of(r#"{"t":"res","id":,"ok":1}"#).is_none());
     }
 }

@@ -627,6 +627,7 @@ impl App {
                 };
                 let executor = WorkersExecutor::start(spec.clone(), main.clone(), cfg)
                     .with_context(|| format!("starting worker {}", spec.name))?;
+                executor.prestart().await;
                 return Ok(Arc::new(executor));
             }
             FunctionCode::Process(code) => code.clone(),
