@@ -7,7 +7,9 @@
 #
 # 1. warm: wrk -t1 -c1 and -c32, -d$DURATION --latency, interleaved, REPS times; medians.
 # 2. first request: nimbus after scale-to-zero (--idle-timeout 1s, wait 2.5 s, one curl,
-#    which starts the host and loads the module); workerd from process start to first answer.
+#    which starts the host and loads the module); nimbus after deploy (a fresh `nimbus up`
+#    has printed its banner; the host was started with the worker); workerd from process
+#    start to first answer.
 # 3. idle memory: RSS of nimbus's worker host process and of workerd after the runs.
 # Needs wrk, curl, node, npm (workerd is installed once into ~/.cache/nimbus/test-tools).
 # Only talks to 127.0.0.1. Knobs: NIMBUS, PORT (first of 3), DURATION, REPS, COLD_N.
@@ -81,6 +83,17 @@ for _ in $(seq "$COLD_N"); do
   curl -s -o /dev/null -w '%{time_total}\n' "${URL[nimbus-workers]}" >> "$OUT/cold-nimbus.txt"
 done
 echo "first request after scale-to-zero, nimbus-workers: median $(awk '{ print $1 * 1000 }' "$OUT/cold-nimbus.txt" | median) ms of $COLD_N"
+
+# ---- 2c. nimbus: first request after deploy (once `nimbus up` printed its banner) ---------
+APP2=$(mktemp -d /tmp/nimbus-workers-app.XXXXXX)
+cp bench/workers-hello/* "$APP2/"
+for _ in $(seq "$COLD_N"); do
+  "$NIMBUS" up "$APP2" --port $((PORT + 3)) >"$OUT/deploy.out" 2>>"$OUT/deploy.log" & p=$!
+  until grep -q "listening on" "$OUT/deploy.out" 2>/dev/null; do sleep 0.005; done
+  curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$((PORT + 3))/hello?name=Ada" >> "$OUT/deploy-nimbus.txt"
+  kill "$p"; wait "$p" 2>/dev/null || true
+done
+echo "first request after deploy, nimbus-workers: median $(awk '{ print $1 * 1000 }' "$OUT/deploy-nimbus.txt" | median) ms of $COLD_N"
 
 # ---- 1. warm -----------------------------------------------------------------------------
 for s in "${SERVERS[@]}"; do wait_up "${URL[$s]}"; wrk -t1 -c32 -d2s "${URL[$s]}" >/dev/null; done
