@@ -17,6 +17,7 @@ mod eventbridge;
 mod fuzz;
 mod kinesis;
 mod lambda;
+mod members;
 mod s3;
 mod sigv2;
 mod sigv4;

@@ -28,7 +28,7 @@ pub use multipart::{MAX_PART_NUMBER, MIN_PART_BYTES, Part, Upload};
 
 /// Objects up to this size keep their bytes in SQLite: a put is one commit instead of a file
 /// written, fsynced and renamed and its folder fsynced, and a get one lookup.
-pub const INLINE_MAX: usize = 64 * 1024;
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
 
 /// Schema version 12: the bytes of small objects, by object id (`objects.file`).
 pub(crate) const SCHEMA_V12: &str = "
@@ -522,7 +522,7 @@ impl Store {
         &self,
         bucket: &str,
         key: &str,
-    ) -> Result<Option<(ObjectMeta, String, Option<Vec<u8>>)>, StoreError> {
+    ) -> Result<Option<ObjectWithData>, StoreError> {
         check_bucket_name(bucket)?;
         check_key(key)?;
         self.read(|conn| {
@@ -656,6 +656,9 @@ fn drop_inline(tx: &Transaction<'_>, file: &str) -> Result<bool, StoreError> {
         .map_err(write_err("an object"))?;
     Ok(n_deleted == 0)
 }
+
+/// An object's metadata, its id, and its bytes when SQLite keeps them.
+type ObjectWithData = (ObjectMeta, String, Option<Vec<u8>>);
 
 /// Writes `data` to a temporary file, fsyncs it, renames it to `path` and fsyncs the folder.
 fn write_file(dir: &Path, path: &Path, file: &str, data: &[u8]) -> Result<(), StoreError> {

@@ -17,6 +17,7 @@ use nimbus_core::tables::{
 };
 use serde_json::{Map, Value as Json, json};
 
+use super::members::{MemberError, MemberReader, lower_first, missing};
 use crate::generation::Generation;
 use crate::services::Principal;
 use crate::services::tables::{
@@ -454,9 +455,9 @@ async fn dispatch(
         }
         "UpdateTimeToLive" => {
             let table = r.table()?;
-            let spec = r.0.get("TimeToLiveSpecification").ok_or_else(|| {
-                validation("1 validation error detected: Value null at 'timeToLiveSpecification' failed to satisfy constraint: Member must not be null")
-            })?;
+            let spec =
+                r.0.get("TimeToLiveSpecification")
+                    .ok_or_else(|| missing("TimeToLiveSpecification"))?;
             let enabled = spec.get("Enabled").and_then(Json::as_bool).unwrap_or(false);
             let attribute = spec
                 .get("AttributeName")
@@ -1013,9 +1014,7 @@ impl Legacy {
         let name = self.name(attribute);
         let Some(operator) = spec.optional_string("ComparisonOperator")? else {
             if !expected {
-                return Err(validation(
-                    "1 validation error detected: Value null at 'comparisonOperator' failed to satisfy constraint: Member must not be null",
-                ));
+                return Err(missing("ComparisonOperator").into());
             }
             let exists = spec.optional_bool("Exists")?.unwrap_or(true);
             return match (exists, spec.0.get("Value")) {
@@ -1498,75 +1497,43 @@ fn describe(description: &TableDescription, region: &str, stream_created: Option
 /// A request's fields, read with DynamoDB's validation messages.
 struct Req<'r>(&'r Map<String, Json>);
 
+impl<'r> MemberReader<'r> for Req<'r> {
+    type Error = DynamoError;
+    fn members(&self) -> &'r Map<String, Json> {
+        self.0
+    }
+}
+
+impl From<MemberError> for DynamoError {
+    fn from(e: MemberError) -> DynamoError {
+        DynamoError::new(StatusCode::BAD_REQUEST, e.code, e.message)
+    }
+}
+
 impl<'r> Req<'r> {
+    /// A whole number (at least 0), if given.
+    fn optional_usize(&self, field: &str) -> Res<Option<usize>> {
+        Ok(self
+            .optional_whole(field, 0)?
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+    }
+
     /// `TableName`, which may also be the table's ARN, as in DynamoDB.
     fn table(&self) -> Res<String> {
         Ok(table_name(&self.string("TableName")?))
     }
 
-    fn string(&self, field: &str) -> Res<String> {
-        self.optional_string(field)?
-            .ok_or_else(|| validation(format!("1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null", lower_first(field))))
-    }
-
-    fn optional_string(&self, field: &str) -> Res<Option<String>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(serialization(field, "a string", other)),
-        }
-    }
-
-    fn optional_bool(&self, field: &str) -> Res<Option<bool>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(serialization(field, "a boolean", other)),
-        }
-    }
-
-    fn optional_usize(&self, field: &str) -> Res<Option<usize>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Number(n)) => match n.as_u64() {
-                Some(n) => Ok(Some(usize::try_from(n).unwrap_or(usize::MAX))),
-                None => Err(validation(format!(
-                    "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to 0",
-                    lower_first(field)
-                ))),
-            },
-            Some(other) => Err(serialization(field, "a number", other)),
-        }
-    }
-
-    fn array(&self, field: &str) -> Res<&'r [Json]> {
-        match self.0.get(field) {
-            Some(Json::Array(items)) => Ok(items),
-            None | Some(Json::Null) => Err(validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(field)
-            ))),
-            Some(other) => Err(serialization(field, "a list", other)),
-        }
-    }
-
     fn object(&self, field: &str) -> Res<&'r Map<String, Json>> {
         match self.0.get(field) {
             Some(value) => object_of(value, field),
-            None => Err(validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(field)
-            ))),
+            None => Err(missing(field).into()),
         }
     }
 
     fn item(&self, field: &str) -> Res<Item> {
         match self.0.get(field) {
             Some(value) => item_of(value, field),
-            None => Err(validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(field)
-            ))),
+            None => Err(missing(field).into()),
         }
     }
 
@@ -1599,14 +1566,6 @@ fn object_of<'j>(value: &'j Json, field: &str) -> Res<&'j Map<String, Json>> {
 fn item_of(value: &Json, field: &str) -> Res<Item> {
     let map = object_of(value, field)?;
     item_from_json(map).map_err(validation)
-}
-
-fn lower_first(field: &str) -> String {
-    let mut chars = field.chars();
-    match chars.next() {
-        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
-        None => String::new(),
-    }
 }
 
 fn serialization(field: &str, what: &str, got: &Json) -> DynamoError {

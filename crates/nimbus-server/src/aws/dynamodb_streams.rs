@@ -19,6 +19,7 @@ use nimbus_core::streams::{
 use nimbus_core::tables::TableSpec;
 use serde_json::{Map, Value as Json, json};
 
+use super::members::{MemberError, MemberReader};
 use crate::generation::Generation;
 use crate::services::Principal;
 use crate::services::streams::{
@@ -77,7 +78,7 @@ async fn dispatch(
         "ListStreams" => {
             let table = r.optional_string("TableName")?;
             let streams = ops::list_table_streams(events, principal, table.as_deref()).await?;
-            let limit = r.optional_u64("Limit")?.unwrap_or(100).clamp(1, 100) as usize;
+            let limit = r.optional_whole("Limit", 1)?.unwrap_or(100).clamp(1, 100) as usize;
             let start = r
                 .optional_string("ExclusiveStartStreamArn")?
                 .map(|arn| table_of_arn(&arn).map(str::to_owned))
@@ -196,7 +197,7 @@ async fn dispatch(
             if table_of_stream(&iterator.stream).is_none() {
                 return Err(validation("Invalid ShardIterator"));
             }
-            let limit = match r.optional_u64("Limit")? {
+            let limit = match r.optional_whole("Limit", 1)? {
                 Some(n) if n == 0 || n > MAX_GET_RECORDS => {
                     return Err(validation(format!(
                         "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {MAX_GET_RECORDS}"
@@ -294,41 +295,16 @@ fn with_arn(e: StreamOpError, arn: &str) -> StreamOpError {
 /// A request's fields, read with DynamoDB's validation messages.
 struct Req<'r>(&'r Map<String, Json>);
 
-impl Req<'_> {
-    fn string(&self, field: &str) -> Res<String> {
-        self.optional_string(field)?.ok_or_else(|| {
-            let mut chars = field.chars();
-            let lower = match chars.next() {
-                Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
-                None => String::new(),
-            };
-            validation(format!(
-                "1 validation error detected: Value null at '{lower}' failed to satisfy constraint: Member must not be null"
-            ))
-        })
+impl<'r> MemberReader<'r> for Req<'r> {
+    type Error = StreamsError;
+    fn members(&self) -> &'r Map<String, Json> {
+        self.0
     }
+}
 
-    fn optional_string(&self, field: &str) -> Res<Option<String>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(serialization(format!(
-                "{field} must be a string, got {other}"
-            ))),
-        }
-    }
-
-    fn optional_u64(&self, field: &str) -> Res<Option<u64>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Number(n)) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| validation(format!("{field} must be a positive whole number"))),
-            Some(other) => Err(serialization(format!(
-                "{field} must be a number, got {other}"
-            ))),
-        }
+impl From<MemberError> for StreamsError {
+    fn from(e: MemberError) -> StreamsError {
+        StreamsError::new(StatusCode::BAD_REQUEST, e.code, e.message)
     }
 }
 

@@ -14,6 +14,7 @@ use nimbus_core::streams::{
 };
 use serde_json::{Map, Value as Json, json};
 
+use super::members::{MemberError, MemberReader, missing};
 use crate::generation::Generation;
 use crate::services::Principal;
 use crate::services::streams::{
@@ -88,7 +89,7 @@ async fn dispatch(
                 }
                 None => false,
             };
-            let shards = match (r.optional_u64("ShardCount")?, on_demand) {
+            let shards = match (r.optional_whole("ShardCount", 1)?, on_demand) {
                 (Some(_), true) => {
                     return Err(invalid_argument(
                         "ShardCount is not supported for streams in ON_DEMAND mode",
@@ -120,11 +121,9 @@ async fn dispatch(
         }
         "IncreaseStreamRetentionPeriod" | "DecreaseStreamRetentionPeriod" => {
             let name = stream_name(&r)?;
-            let hours = r.optional_u64("RetentionPeriodHours")?.ok_or_else(|| {
-                validation(
-                    "1 validation error detected: Value null at 'retentionPeriodHours' failed to satisfy constraint: Member must not be null",
-                )
-            })?;
+            let hours = r
+                .optional_whole("RetentionPeriodHours", 1)?
+                .ok_or_else(|| missing("RetentionPeriodHours"))?;
             let change = if operation == "IncreaseStreamRetentionPeriod" {
                 RetentionChange::Increase
             } else {
@@ -143,7 +142,10 @@ async fn dispatch(
             let stream = StreamRef::Data(name);
             let description = ops::describe(events, principal, &stream, ReadOp::Describe).await?;
             let start = r.optional_string("ExclusiveStartShardId")?;
-            let limit = r.optional_u64("Limit")?.unwrap_or(100).clamp(1, 10_000) as usize;
+            let limit = r
+                .optional_whole("Limit", 1)?
+                .unwrap_or(100)
+                .clamp(1, 10_000) as usize;
             let (shards, more) = shard_page(&description, start.as_deref(), limit)?;
             let mut out = summary(&description, region);
             out.remove("OpenShardCount");
@@ -162,7 +164,7 @@ async fn dispatch(
         "ListStreams" => {
             let streams = ops::list_streams(events, principal).await?;
             // Kinesis takes a Limit up to 10,000 and answers at most 100.
-            let limit = r.optional_u64("Limit")?.unwrap_or(100).clamp(1, 100) as usize;
+            let limit = r.optional_whole("Limit", 1)?.unwrap_or(100).clamp(1, 100) as usize;
             let start = match r.optional_string("NextToken")? {
                 Some(token) => Some(decode_token(&token)?),
                 None => r.optional_string("ExclusiveStartStreamName")?,
@@ -217,7 +219,7 @@ async fn dispatch(
             let stream = StreamRef::Data(name.clone());
             let description = ops::describe(events, principal, &stream, ReadOp::ListShards).await?;
             let limit = r
-                .optional_u64("MaxResults")?
+                .optional_whole("MaxResults", 1)?
                 .unwrap_or(1000)
                 .clamp(1, 10_000) as usize;
             let (shards, more) = shard_page(&description, start.as_deref(), limit)?;
@@ -283,7 +285,7 @@ async fn dispatch(
             if !ops::valid_stream_name(&iterator.stream) {
                 return Err(invalid_argument("Invalid ShardIterator."));
             }
-            let limit = match r.optional_u64("Limit")? {
+            let limit = match r.optional_whole("Limit", 1)? {
                 Some(n) if n == 0 || n > ops::MAX_GET_RECORDS as u64 => {
                     return Err(validation(format!(
                         "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {}",
@@ -542,39 +544,20 @@ fn decode_token(token: &str) -> Res<String> {
 /// A request's fields, read with Kinesis's validation messages.
 struct Req<'r>(&'r Map<String, Json>);
 
-impl<'r> Req<'r> {
-    fn string(&self, field: &str) -> Res<String> {
-        self.optional_string(field)?.ok_or_else(|| {
-            validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(field)
-            ))
-        })
+impl<'r> MemberReader<'r> for Req<'r> {
+    type Error = KinesisError;
+    fn members(&self) -> &'r Map<String, Json> {
+        self.0
     }
+}
 
-    fn optional_string(&self, field: &str) -> Res<Option<String>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(serialization(format!(
-                "{field} must be a string, got {other}"
-            ))),
-        }
+impl From<MemberError> for KinesisError {
+    fn from(e: MemberError) -> KinesisError {
+        KinesisError::new(StatusCode::BAD_REQUEST, e.code, e.message)
     }
+}
 
-    fn optional_u64(&self, field: &str) -> Res<Option<u64>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-                validation(format!(
-                    "1 validation error detected: Value '{n}' at '{}' failed to satisfy constraint: Member must have value greater than or equal to 1",
-                    lower_first(field)
-                ))
-            }),
-            Some(other) => Err(serialization(format!("{field} must be a number, got {other}"))),
-        }
-    }
-
+impl Req<'_> {
     fn optional_f64(&self, field: &str) -> Res<Option<f64>> {
         match self.0.get(field) {
             None | Some(Json::Null) => Ok(None),
@@ -588,19 +571,6 @@ impl<'r> Req<'r> {
             ))),
         }
     }
-
-    fn array(&self, field: &str) -> Res<&'r [Json]> {
-        match self.0.get(field) {
-            Some(Json::Array(items)) => Ok(items),
-            None | Some(Json::Null) => Err(validation(format!(
-                "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-                lower_first(field)
-            ))),
-            Some(other) => Err(serialization(format!(
-                "{field} must be a list, got {other}"
-            ))),
-        }
-    }
 }
 
 fn object_of<'j>(value: &'j Json, field: &str) -> Res<&'j Map<String, Json>> {
@@ -609,14 +579,6 @@ fn object_of<'j>(value: &'j Json, field: &str) -> Res<&'j Map<String, Json>> {
         other => Err(serialization(format!(
             "{field} must be an object, got {other}"
         ))),
-    }
-}
-
-fn lower_first(field: &str) -> String {
-    let mut chars = field.chars();
-    match chars.next() {
-        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
-        None => String::new(),
     }
 }
 

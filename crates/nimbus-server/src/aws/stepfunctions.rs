@@ -16,6 +16,7 @@ use nimbus_core::workflow::machine;
 use nimbus_core::workflow::store::{ExecutionFilter, ExecutionRecord};
 use serde_json::{Map, Value as Json, json};
 
+use super::members::{MemberError, MemberReader};
 use crate::generation::Generation;
 use crate::services::Principal;
 use crate::workflows::{
@@ -437,38 +438,20 @@ pub(crate) fn error_response(status: StatusCode, code: &'static str, message: &s
 /// The request's members.
 struct Req<'j>(&'j Map<String, Json>);
 
+impl<'j> MemberReader<'j> for Req<'j> {
+    type Error = SfnError;
+    fn members(&self) -> &'j Map<String, Json> {
+        self.0
+    }
+}
+
+impl From<MemberError> for SfnError {
+    fn from(e: MemberError) -> SfnError {
+        SfnError::bad(e.code, e.message)
+    }
+}
+
 impl Req<'_> {
-    fn string(&self, field: &str) -> Res<String> {
-        self.optional_string(field)?.ok_or_else(|| {
-            SfnError::bad(
-                "ValidationException",
-                format!("1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"),
-            )
-        })
-    }
-
-    fn optional_string(&self, field: &str) -> Res<Option<String>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(SfnError::bad(
-                "SerializationException",
-                format!("{field} must be a string, got {other}"),
-            )),
-        }
-    }
-
-    fn optional_bool(&self, field: &str) -> Res<Option<bool>> {
-        match self.0.get(field) {
-            None | Some(Json::Null) => Ok(None),
-            Some(Json::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(SfnError::bad(
-                "SerializationException",
-                format!("{field} must be a boolean, got {other}"),
-            )),
-        }
-    }
-
     fn page_size(&self) -> Res<usize> {
         match self.0.get("maxResults") {
             None | Some(Json::Null) => Ok(DEFAULT_PAGE),

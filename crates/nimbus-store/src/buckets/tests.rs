@@ -187,14 +187,23 @@ fn small_objects_live_in_sqlite_and_move_to_files_and_back_as_they_grow_and_shri
     let large = vec![4; INLINE_MAX + 1];
     let meta = store.put_object("images", "k", &small, None, vec![])?;
     assert_eq!(meta.etag, crate::durable::md5_hex(&small));
-    assert!(files(dir.path(), "images").is_empty(), "no file for a small object");
+    assert!(
+        files(dir.path(), "images").is_empty(),
+        "no file for a small object"
+    );
     assert_eq!(store.get_object("images", "k")?.ok_or("missing")?.1, small);
     store.put_object("images", "k", &large, None, vec![])?;
     assert_eq!(files(dir.path(), "images").len(), 1);
     assert_eq!(store.get_object("images", "k")?.ok_or("missing")?.1, large);
     store.put_object("images", "k", b"tiny", None, vec![])?;
-    assert!(files(dir.path(), "images").is_empty(), "the large one's file is gone");
-    assert_eq!(store.get_object("images", "k")?.ok_or("missing")?.1, b"tiny");
+    assert!(
+        files(dir.path(), "images").is_empty(),
+        "the large one's file is gone"
+    );
+    assert_eq!(
+        store.get_object("images", "k")?.ok_or("missing")?.1,
+        b"tiny"
+    );
     let n_inline = |store: &Store| -> Result<i64, StoreError> {
         store.read(|conn| {
             conn.query_row("SELECT COUNT(*) FROM object_data", [], |row| row.get(0))

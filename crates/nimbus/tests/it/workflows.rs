@@ -858,6 +858,15 @@ functions:
   raw:
     handler: bootstrap
     runtime: provided.al2
+  legacy:
+    handler: legacy.handler
+    runtime: nodejs20.x
+    environment:
+      INTAKE_ARN: { Ref: IntakeStepFunctionsStateMachine }
+    iamRoleStatements:
+      - Effect: Allow
+        Action: [states:StartExecution, states:DescribeExecution]
+        Resource: '*'
 stepFunctions:
   stateMachines:
     intake:
@@ -894,6 +903,25 @@ stepFunctions:
 const STEPS_EVENTS_PY: &str = r#"
 def greet(event, context):
     return {"hello": event.get("source", "http"), "input": event}
+"#;
+
+/// aws-sdk v2, as Lambda's older Node runtimes provide it, with no endpoint configured:
+/// starts an execution and waits for its output.
+const LEGACY_JS: &str = r#"
+const AWS = require('aws-sdk');
+const sfn = new AWS.StepFunctions();
+exports.handler = async (event) => {
+  const { executionArn } = await sfn.startExecution({
+    stateMachineArn: process.env.INTAKE_ARN,
+    name: event.name,
+    input: JSON.stringify({ who: 'sdk v2' }),
+  }).promise();
+  for (;;) {
+    const run = await sfn.describeExecution({ executionArn }).promise();
+    if (run.status !== 'RUNNING') return { status: run.status, output: JSON.parse(run.output) };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+};
 "#;
 
 /// A custom runtime whose function answers with a body that is not JSON.
@@ -953,6 +981,7 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
         ("serverless.yml", EVENTS_MANIFEST),
         ("steps.py", STEPS_EVENTS_PY),
         ("bootstrap", RAW_BOOTSTRAP),
+        ("legacy.js", LEGACY_JS),
     ]);
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -1027,6 +1056,15 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
         "{tree}"
     );
 
+    // aws-sdk v2 in a function, with no endpoint in its code.
+    let legacy = server
+        .invoke_ok(app.path(), "legacy", &json!({ "name": "from-v2" }))
+        .await;
+    assert_eq!(
+        legacy,
+        json!({ "status": "SUCCEEDED", "output": { "hello": "http", "input": { "who": "sdk v2" } } })
+    );
+
     // A body that is not JSON: Step Functions' InvalidExecutionInput, nothing started.
     let res = server
         .request("POST", "/intake", JSON, b"{nope".to_vec())
@@ -1053,7 +1091,7 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
         let executions = executions_of(&server, &app, "intake").await;
         if let Some(scheduled) = executions
             .iter()
-            .find(|e| e["executionArn"] != arn.as_str())
+            .find(|e| e["executionArn"] != arn.as_str() && e["name"] != "from-v2")
         {
             break scheduled.clone();
         }
@@ -1072,8 +1110,8 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         executions_of(&server, &app, "intake").await.len(),
-        2,
-        "one execution from http, one from the schedule's single missed slot"
+        3,
+        "one execution from http, one from aws-sdk v2, one from the schedule's single missed slot"
     );
 
     // A JSONPath that selects nothing, and a function answering with something that is not
@@ -1129,7 +1167,7 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
         "nimbus_workflow_transitions_total",
         &[("state_machine", "intake")],
     );
-    assert_eq!(transitions, 2.0, "one Task state per execution:\n{metrics}");
+    assert_eq!(transitions, 3.0, "one Task state per execution:\n{metrics}");
     let failed = crate::observe::metric(
         &metrics,
         "nimbus_workflow_executions_total",
@@ -1143,10 +1181,10 @@ async fn http_and_schedule_events_start_executions_and_bad_input_fails_as_step_f
         .and_then(|rows| rows.iter().find(|r| r["stateMachine"] == "intake"))
         .cloned()
         .unwrap_or_else(|| panic!("no intake row in {cost}"));
-    assert_eq!(intake["executions"], 2, "{cost}");
-    assert_eq!(intake["transitions"], 2, "{cost}");
+    assert_eq!(intake["executions"], 3, "{cost}");
+    assert_eq!(intake["transitions"], 3, "{cost}");
     assert!(
-        (intake["cost"].as_f64().unwrap_or(0.0) - 0.00005).abs() < 1e-9,
+        (intake["cost"].as_f64().unwrap_or(0.0) - 0.000075).abs() < 1e-9,
         "{cost}"
     );
 

@@ -10,6 +10,7 @@ use super::{
     Req, decode_token, iterator_start, name_of_arn, new_record, parse_iterator, shard_of,
     stream_name,
 };
+use crate::aws::members::MemberReader as _;
 
 const DICTIONARY: &[&[u8]] = &[
     br#""ShardIteratorType":"AFTER_SEQUENCE_NUMBER""#,
