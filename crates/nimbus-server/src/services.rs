@@ -17,7 +17,7 @@ use nimbus_core::events::QueueSpec;
 use nimbus_core::queues::{QueueError, QueueStore};
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
 use nimbus_store::{
-    KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
+    InlineGet, KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
     ReceivedMessage, SentMessage,
 };
 
@@ -959,6 +959,14 @@ pub(crate) async fn get_object(
 ) -> Result<Option<(ObjectMeta, Vec<u8>)>, OpError> {
     let access = Access::bucket_get(bucket, key);
     principal.authorize(&access)?;
+    // A small object is a point read from SQLite, done here rather than on the blocking
+    // pool (as KV reads are); a large one's file is read there.
+    match events.read_now(|store| store.get_inline_object(bucket, key)) {
+        Ok(InlineGet::Found(meta, data)) => return Ok(Some((meta, data))),
+        Ok(InlineGet::Missing) => return Ok(None),
+        Ok(InlineGet::InFile) => {}
+        Err(e) => return Err(access.fail(e)),
+    }
     let (bucket, key) = (bucket.to_owned(), key.to_owned());
     events
         .store(move |store| store.get_object(&bucket, &key))

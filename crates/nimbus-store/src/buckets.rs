@@ -38,6 +38,17 @@ CREATE TABLE object_data (
 );
 ";
 
+/// What [`Store::get_inline_object`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InlineGet {
+    /// The object, its bytes read from SQLite.
+    Found(ObjectMeta, Vec<u8>),
+    /// No object under the key.
+    Missing,
+    /// The object's bytes are in a file: read it with [`Store::get_object`].
+    InFile,
+}
+
 /// What must hold of the current object for a put or delete to happen (S3's conditional
 /// writes: `If-None-Match: *`, `If-Match: <etag>`); checked in the write's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,6 +398,18 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// A point read of an object whose bytes SQLite keeps, without touching the file system,
+    /// so a caller may run it where a blocking read would not be welcome:
+    /// [`InlineGet::InFile`] when the object's bytes are in a file ([`Store::get_object`]
+    /// reads those).
+    pub fn get_inline_object(&self, bucket: &str, key: &str) -> Result<InlineGet, StoreError> {
+        Ok(match self.object_with_data(bucket, key)? {
+            None => InlineGet::Missing,
+            Some((meta, _, Some(data))) => InlineGet::Found(meta, data),
+            Some((_, _, None)) => InlineGet::InFile,
+        })
     }
 
     /// An object's metadata; `None` if there is no such key.

@@ -43,7 +43,7 @@ use std::time::SystemTime;
 use rusqlite::Connection;
 
 pub use buckets::{
-    MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, MAX_PART_NUMBER,
+    InlineGet, MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, MAX_PART_NUMBER,
     MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload, WriteCondition,
 };
 pub use error::StoreError;

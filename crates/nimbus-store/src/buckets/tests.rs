@@ -211,6 +211,21 @@ fn small_objects_live_in_sqlite_and_move_to_files_and_back_as_they_grow_and_shri
         })
     };
     assert_eq!(n_inline(&store)?, 1, "an overwrite drops the old bytes");
+    // The point read that never touches a file: found, missing, or in a file.
+    assert!(matches!(
+        store.get_inline_object("images", "k")?,
+        crate::InlineGet::Found(_, data) if data == b"tiny"
+    ));
+    assert_eq!(
+        store.get_inline_object("images", "nope")?,
+        crate::InlineGet::Missing
+    );
+    store.put_object("images", "big", &large, None, vec![])?;
+    assert_eq!(
+        store.get_inline_object("images", "big")?,
+        crate::InlineGet::InFile
+    );
+    store.delete_object("images", "big", vec![])?;
     store.delete_object("images", "k", vec![])?;
     assert_eq!(n_inline(&store)?, 0, "a delete drops the bytes");
     assert!(store.get_object("images", "k")?.is_none());
