@@ -90,10 +90,15 @@ echo "| errors | $(awk '{ s += $4 } END { print s + 0 }' "$OUT"/warm-*-off) | $(
 # (from /proc) run with /bin/true or `node -e 0` in place of the runtime.
 if command -v hyperfine >/dev/null; then
   curl -s -o /dev/null "${BASE[auto]}/hello?name=Ada"
-  bwrap_pid=$(pgrep -x bwrap | head -1)
+  # The sandboxed server's own instance (other nimbus processes may run on this machine).
+  bwrap_pid=$(pgrep -x -P "${PIDS[1]}" bwrap | head -1)
   python3 - "$bwrap_pid" "$OUT" <<'PY'
 import shlex, sys
 args = open(f"/proc/{sys.argv[1]}/cmdline", "rb").read().decode().split("\0")[:-1]
+# The seccomp filters came on descriptors of nimbus's; the parts measure the rest.
+while "--add-seccomp-fd" in args:
+    at = args.index("--add-seccomp-fd")
+    del args[at:at + 2]
 cut = len(args) - 1 - args[::-1].index("--")  # after setpriv's own "--"
 for name, payload in [("sandbox-true", ["/bin/true"]), ("sandbox-node", ["/usr/bin/node", "-e", "0"])]:
     with open(f"{sys.argv[2]}/{name}.sh", "w") as f:
