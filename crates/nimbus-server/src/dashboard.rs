@@ -107,6 +107,11 @@ fn pages(state: Arc<DashboardState>) -> Router {
         ("/tables", get(resources::tables)),
         ("/tables/{table}", get(resources::table)),
         ("/streams", get(resources::streams)),
+        ("/durable-objects", get(resources::durable_objects)),
+        (
+            "/durable-objects/{class}/{id}",
+            get(resources::durable_object),
+        ),
         ("/workflows", get(workflows::machines)),
         ("/workflows/{name}", get(workflows::machine)),
         ("/executions/{arn}", get(workflows::execution)),

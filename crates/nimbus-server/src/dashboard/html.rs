@@ -19,6 +19,7 @@ const NAV: &[(&str, &str)] = &[
     ("/tables", "Tables"),
     ("/streams", "Streams"),
     ("/workflows", "Workflows"),
+    ("/durable-objects", "Durable Objects"),
 ];
 
 /// Text made safe for HTML content and attribute values.

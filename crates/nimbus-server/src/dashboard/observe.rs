@@ -700,12 +700,20 @@ pub(crate) async fn cost(dash: Dash, uri: http::Uri) -> Result<Response, ApiErro
         },
     )
     .await?;
-    let summary = crate::cost::summary(
+    let mut summary = crate::cost::summary(
         &records,
         now,
         &format!("{days}d"),
         &crate::cost::DEFAULT_PRICES,
     );
+    // State transitions, as `nimbus cost` adds them.
+    let since_us = nimbus_core::time::unix_micros(since);
+    let workflows = dash
+        .api
+        .events
+        .store(move |store| store.workflow_usage(since_us))
+        .await?;
+    crate::cost::add_workflows(&mut summary, &workflows, &crate::cost::DEFAULT_PRICES);
     let number = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(0.0);
     let mut body = format!(
         "<p class=\"lead\">What the invocations of the last {days} days would cost on AWS Lambda \
@@ -751,6 +759,38 @@ an always-on server sized for the peak costs <strong>${:.2}</strong>.</p>",
         number(total, "monthlyServerless"),
         number(total, "monthlyAlwaysOn"),
     );
+    let empty = Vec::new();
+    let machines = summary["workflows"].as_array().unwrap_or(&empty);
+    if !machines.is_empty() {
+        let mut table = html::Table::new(
+            "workflow-cost",
+            &[
+                "State machine",
+                "Executions",
+                "Transitions",
+                "Total $",
+                "Serverless $/month",
+            ],
+        );
+        for row in machines {
+            table.row(
+                "",
+                [
+                    html::Cell::Head(esc(row["stateMachine"].as_str().unwrap_or_default())),
+                    html::Cell::Data(number(row, "executions").to_string()),
+                    html::Cell::Data(number(row, "transitions").to_string()),
+                    html::Cell::Data(format!("{:.6}", number(row, "cost"))),
+                    html::Cell::Data(format!("{:.2}", number(row, "monthlyServerless"))),
+                ],
+            );
+        }
+        let _ = write!(
+            body,
+            "<h2>Workflows</h2><p class=\"hint\">State transitions at Step Functions' STANDARD \
+price; included in the totals above.</p>{}",
+            table.finish("")
+        );
+    }
     Ok(html::page(prefix, "/cost", "Cost", &body))
 }
 

@@ -1,5 +1,5 @@
 //! The service pages: queues (with a redrive action), topics, buckets and KV browsers,
-//! schedules with their next fire, tables and streams. Each reads through the operations
+//! schedules with their next fire, tables, streams and Durable Objects' storage. Each reads through the operations
 //! the services API calls, as the operator.
 
 use std::fmt::Write as _;
@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
+use nimbus_core::durable_objects::{DurableObjectStore as _, ListOptions, ObjectName};
 use nimbus_core::events::EventSource;
 
 use super::Dash;
@@ -522,4 +523,205 @@ pub(crate) async fn streams(dash: Dash) -> Result<Response, ApiError> {
     }
     let body = table.finish("This app has no streams.");
     Ok(html::page(prefix, "/streams", "Streams", &body))
+}
+
+/// The Durable Objects that hold storage or an alarm, as the store lists them.
+pub(crate) async fn durable_objects(dash: Dash) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let objects = dash
+        .api
+        .events
+        .store(|store| Ok(store.objects(None)))
+        .await?
+        .map_err(|e| ApiError::platform(e.to_string()))?;
+    let mut table = Table::new("objects", &["Class", "Object id", "Keys", "Size", "Alarm"]);
+    for summary in &objects {
+        let object = &summary.object;
+        table.row(
+            &format!("data-object=\"{}\"", esc(&object.id)),
+            [
+                Cell::Head(esc(&object.class)),
+                Cell::Data(format!(
+                    "<a href=\"{prefix}/durable-objects/{}/{}\"><code>{}</code></a>",
+                    seg(&object.class),
+                    seg(&object.id),
+                    esc(&object.id)
+                )),
+                Cell::Classed("keys", summary.n_keys.to_string()),
+                Cell::Data(format!("{} B", summary.size_bytes)),
+                Cell::Data(summary.alarm.map_or("-".to_owned(), html::time)),
+            ],
+        );
+    }
+    let body = table.finish("No Durable Object holds storage or an alarm.");
+    Ok(html::page(
+        prefix,
+        "/durable-objects",
+        "Durable Objects",
+        &body,
+    ))
+}
+
+/// One Durable Object's storage: its first keys in order, their values, and its alarm.
+pub(crate) async fn durable_object(
+    dash: Dash,
+    Path((class, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let prefix = &dash.prefix;
+    let object = ObjectName {
+        class: class.clone(),
+        id: id.clone(),
+    };
+    let found = dash
+        .api
+        .events
+        .store(move |store| {
+            let read = || {
+                let listed = store.list(
+                    &object,
+                    &ListOptions {
+                        limit: Some(BROWSE_LIMIT),
+                        ..ListOptions::default()
+                    },
+                )?;
+                let alarm = store.alarm(&object)?;
+                Ok::<_, nimbus_core::durable_objects::DurableObjectError>((listed, alarm))
+            };
+            Ok(read())
+        })
+        .await?
+        .map_err(|e| ApiError::platform(e.to_string()))?;
+    let (entries, alarm) = found;
+    if entries.is_empty() && alarm.is_none() {
+        return Ok(html::not_found(
+            prefix,
+            &format!("No Durable Object {class} `{id}` holds storage or an alarm."),
+        ));
+    }
+    let mut body = format!(
+        "<dl class=\"facts\"><dt>Class</dt><dd>{}</dd><dt>Id</dt><dd><code>{}</code></dd>\
+<dt>Alarm</dt><dd>{}</dd></dl>",
+        esc(&class),
+        esc(&id),
+        alarm.map_or("-".to_owned(), |a| format!(
+            "{} (retry {})",
+            html::time(a.at),
+            a.retry_count
+        )),
+    );
+    let mut table = Table::new("storage", &["Key", "Value", "Size"]);
+    for (key, value) in &entries {
+        table.row(
+            &format!("data-key=\"{}\"", esc(key)),
+            [
+                Cell::Data(format!("<code>{}</code>", esc(key))),
+                Cell::Classed("value", format!("<code>{}</code>", esc(&v8_preview(value)))),
+                Cell::Data(format!("{} B", value.len())),
+            ],
+        );
+    }
+    let _ = write!(
+        body,
+        "<h2>Storage</h2><p class=\"hint\">The first {BROWSE_LIMIT} keys in order; values as \
+V8 serialized them (strings, numbers, booleans and null shown, others by size).</p>{}",
+        table.finish("No keys.")
+    );
+    Ok(html::page(
+        prefix,
+        "/durable-objects",
+        &format!("Durable Object {class}"),
+        &body,
+    ))
+}
+
+/// A value V8 serialized (`v8.serialize`, as Durable Object storage keeps them) as text
+/// when it is a primitive: V8's value serializer writes a 0xFF version header, then a
+/// tag (`"` one-byte string, `c` two-byte string, `I` zigzag int32, `N` double, `T`, `F`,
+/// `0` null, `_` undefined). Anything else is shown by its kind only.
+fn v8_preview(bytes: &[u8]) -> String {
+    fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *bytes.get(*at)?;
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let decoded = (|| {
+        let mut at = 0;
+        // Header(s): 0xFF then the version; skip padding V8 may write.
+        while bytes.get(at) == Some(&0xFF) {
+            at += 1;
+            varint(bytes, &mut at)?;
+        }
+        while bytes.get(at) == Some(&0x00) {
+            at += 1;
+        }
+        let tag = *bytes.get(at)?;
+        at += 1;
+        Some(match tag {
+            b'"' => {
+                let n = usize::try_from(varint(bytes, &mut at)?).ok()?;
+                let text: String = bytes
+                    .get(at..at + n)?
+                    .iter()
+                    .map(|&b| char::from(b))
+                    .collect();
+                serde_json::to_string(&text).ok()?
+            }
+            b'c' => {
+                let n = usize::try_from(varint(bytes, &mut at)?).ok()?;
+                let units: Vec<u16> = bytes
+                    .get(at..at + n)?
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                serde_json::to_string(&String::from_utf16_lossy(&units)).ok()?
+            }
+            b'I' => {
+                let zigzag = varint(bytes, &mut at)?;
+                ((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)).to_string()
+            }
+            b'N' => f64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?).to_string(),
+            b'T' => "true".to_owned(),
+            b'F' => "false".to_owned(),
+            b'0' => "null".to_owned(),
+            b'_' => "undefined".to_owned(),
+            b'o' => "(an object)".to_owned(),
+            b'A' | b'a' => "(an array)".to_owned(),
+            b';' => "(a Map)".to_owned(),
+            b'\'' => "(a Set)".to_owned(),
+            b'D' => "(a Date)".to_owned(),
+            _ => return None,
+        })
+    })();
+    decoded.unwrap_or_else(|| format!("({} bytes)", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v8_preview;
+
+    #[test]
+    fn v8_values_preview_as_primitives() {
+        // What Node's v8.serialize writes (version 15) for 'x', 'é✓', 7, -3, 1.5, true, null, {}.
+        let cases: [(&[u8], &str); 8] = [
+            (&[0xFF, 0x0F, 0x22, 0x01, 0x78], "\"x\""),
+            (&[0xFF, 0x0F, 0x63, 0x04, 0xE9, 0x00, 0x13, 0x27], "\"é✓\""),
+            (&[0xFF, 0x0F, 0x49, 0x0E], "7"),
+            (&[0xFF, 0x0F, 0x49, 0x05], "-3"),
+            (&[0xFF, 0x0F, 0x4E, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F], "1.5"),
+            (&[0xFF, 0x0F, 0x54], "true"),
+            (&[0xFF, 0x0F, 0x30], "null"),
+            (&[0xFF, 0x0F, 0x6F, 0x7B, 0x00], "(an object)"),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(v8_preview(bytes), expected, "{bytes:?}");
+        }
+        assert_eq!(v8_preview(&[0xFF]), "(1 bytes)");
+    }
 }

@@ -660,6 +660,16 @@ async fn dashboard_shows_workflow_executions_and_their_history() {
         1
     );
 
+    // The cost page adds the state transitions, as `nimbus cost` does.
+    browser.goto(&format!("{base}/cost")).await;
+    assert_eq!(browser.text("table.workflow-cost tbody th").await, "fulfil");
+    assert_eq!(
+        browser
+            .text("table.workflow-cost tbody td:nth-of-type(1)")
+            .await,
+        "2"
+    );
+
     // Unknown machines and executions are a 404 page.
     assert_not_found(
         &browser,
@@ -671,6 +681,68 @@ async fn dashboard_shows_workflow_executions_and_their_history() {
         ],
     )
     .await;
+    browser.close().await;
+}
+
+const COUNTER_WORKER: &str = r#"
+import { DurableObject } from 'cloudflare:workers';
+
+export class Counter extends DurableObject {
+  async fetch() {
+    const s = this.ctx.storage;
+    const count = ((await s.get('count')) || 0) + 1;
+    await s.put({ count, name: 'first', nested: { a: 1 } });
+    return new Response(String(count));
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    return env.COUNTER.get(env.COUNTER.idFromName('one')).fetch(request);
+  },
+};
+"#;
+
+const COUNTER_WRANGLER: &str = r#"name = "counter"
+main = "src/index.js"
+
+[[durable_objects.bindings]]
+name = "COUNTER"
+class_name = "Counter"
+
+[[migrations]]
+tag = "v1"
+new_classes = ["Counter"]
+"#;
+
+#[tokio::test]
+async fn dashboard_shows_durable_objects_and_their_storage() {
+    let app = TestApp::new(&[
+        ("wrangler.toml", COUNTER_WRANGLER),
+        ("src/index.js", COUNTER_WORKER),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    let (admin, token) = control(app.path());
+    let base = format!("http://{admin}/_nimbus");
+    for expected in ["1", "2"] {
+        let res = server.get("/").await;
+        assert_eq!(res.text(), expected, "{}", server.logs());
+    }
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("{base}/login?token={token}")).await;
+    browser.goto(&format!("{base}/durable-objects")).await;
+    assert_eq!(browser.count("table.objects tbody tr").await, 1);
+    assert_eq!(browser.text("table.objects tbody th").await, "Counter");
+    assert_eq!(browser.text("table.objects td.keys").await, "3");
+    browser.screenshot("durable-objects").await;
+    browser.click("table.objects tbody a").await;
+    let value = |key: &str| format!("table.storage tr[data-key=\"{key}\"] td.value");
+    assert_eq!(browser.text(&value("count")).await, "2");
+    assert_eq!(browser.text(&value("name")).await, "\"first\"");
+    assert_eq!(browser.text(&value("nested")).await, "(an object)");
+    browser.screenshot("durable-object").await;
+    assert_not_found(&browser, admin, &token, &["/durable-objects/Counter/nope"]).await;
     browser.close().await;
 }
 
