@@ -75,10 +75,12 @@ impl Session {
         }
     }
 
-    /// Watches the app folder and reloads after each burst of changes, until aborted.
-    pub(crate) async fn watch(mut self) {
+    /// Starts watching the app folder: before the banner says the server is ready, so an
+    /// edit made right after it is not missed. `None` (after a warning) when the folder
+    /// cannot be watched; the app is then served without reloads.
+    pub(crate) fn start(self) -> Option<Watching> {
         let dir = self.launched.app.dir.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let mut watcher = match notify::recommended_watcher(move |res| {
             let _ = tx.send(res);
         }) {
@@ -88,7 +90,7 @@ impl Session {
                     "warning: cannot watch {}: {e}; serving without reloads",
                     dir.display()
                 );
-                return;
+                return None;
             }
         };
         if let Err(e) = watch_folder(&mut watcher, &dir) {
@@ -96,8 +98,32 @@ impl Session {
                 "warning: cannot watch {}: {e}; serving without reloads",
                 dir.display()
             );
-            return;
+            return None;
         }
+        Some(Watching {
+            session: self,
+            watcher,
+            rx,
+        })
+    }
+}
+
+/// A session whose folder is watched.
+pub(crate) struct Watching {
+    session: Session,
+    watcher: notify::RecommendedWatcher,
+    rx: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+}
+
+impl Watching {
+    /// Reloads after each burst of changes, until aborted.
+    pub(crate) async fn run(self) {
+        let Watching {
+            session: mut this,
+            mut watcher,
+            mut rx,
+        } = self;
+        let dir = this.launched.app.dir.clone();
         let own_output = own_output(&dir);
         let mut pending: BTreeSet<PathBuf> = BTreeSet::new();
         let mut settle = SETTLE;
@@ -152,12 +178,14 @@ impl Session {
                     due = None;
                     settle = SETTLE;
                     let changed = std::mem::take(&mut pending);
-                    self.reload(changed).await;
+                    this.reload(changed).await;
                 }
             }
         }
     }
+}
 
+impl Session {
     /// Loads the app again and hands it to the server; functions whose spec and code did
     /// not change keep their executor (and warm instances). Prints one line saying what
     /// changed, or the errors and that the previous version keeps serving.

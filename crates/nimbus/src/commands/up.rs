@@ -246,17 +246,21 @@ impl UpCommand {
         banner_lines.push(banner::dashboard_line(admin, &cfg.admin_token));
         banner_lines.push(format!("isolation: {}", crate::app::sandbox().describe()));
         banner_lines.extend(listener.tls_line);
-        print_banner(
-            &launched.app.manifest.service,
-            &launched.app.manifest.stage,
-            &base_url,
-            &banner_lines,
-        )?;
+        let (service, stage) = (
+            launched.app.manifest.service.clone(),
+            launched.app.manifest.stage.clone(),
+        );
+        // `nimbus dev` watches the folder before the banner says it is ready, so an edit
+        // made right after it is seen.
+        let watching = match mode {
+            Mode::Dev => super::dev::Session::new(opts, launcher, launched, reloader).start(),
+            Mode::Up => None,
+        };
+        print_banner(&service, &stage, &base_url, &banner_lines)?;
 
         let mut watchers = tokio::task::JoinSet::new();
-        if mode == Mode::Dev {
-            let session = super::dev::Session::new(opts, launcher, launched, reloader);
-            watchers.spawn(session.watch());
+        if let Some(watching) = watching {
+            watchers.spawn(watching.run());
         }
         let res = running.run().await;
         watchers.abort_all();
