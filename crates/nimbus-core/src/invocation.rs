@@ -43,6 +43,9 @@ pub struct InvocationReport {
     pub outcome: Outcome,
     /// Whether a new instance had to be started for it.
     pub cold_start: bool,
+    /// Whether that instance was a pre-started runtime process, handed to the function
+    /// with its bootstrap loaded, so the cold start only loaded the handler.
+    pub prestarted: bool,
     /// Time to start the instance, for cold starts.
     pub init_duration: Option<Duration>,
     /// Time spent in the function, from hand-over to response.

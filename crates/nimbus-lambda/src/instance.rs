@@ -40,6 +40,8 @@ pub(crate) struct InstanceState {
 pub(crate) struct Instance {
     pub(crate) state: Arc<InstanceState>,
     pub(crate) next_tx: mpsc::Sender<Dispatch>,
+    /// Whether it was a pre-started process handed to its function (`Spare::assign`).
+    pub(crate) prestarted: bool,
     server_task: tokio::task::JoinHandle<()>,
 }
 
@@ -63,14 +65,70 @@ pub(crate) struct StartConfig<'a> {
     pub(crate) concurrency: usize,
 }
 
+/// A pre-started runtime process: it has loaded its bootstrap and waits, in the Runtime
+/// API, for the function it is handed to (`assign`), before any function's code runs.
+pub(crate) struct Spare {
+    instance: Instance,
+    api: Arc<RuntimeApi>,
+    init_rx: oneshot::Receiver<Init>,
+    assign_tx: oneshot::Sender<bytes::Bytes>,
+}
+
+/// A process-wide id per instance: pools and the spares they adopt share the numbering.
+pub(crate) fn next_instance_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl Instance {
     /// Starts a process with `process` (its env completed with `AWS_LAMBDA_RUNTIME_API`)
     /// and waits until it asks for its first invocation.
     pub(crate) async fn start(
         cfg: StartConfig<'_>,
-        mut process: ProcessSpec<'_>,
+        process: ProcessSpec<'_>,
     ) -> std::io::Result<Started> {
         let started_at = Instant::now();
+        let init_timeout = cfg.init_timeout;
+        let (instance, _api, init_rx, _) = Instance::spawn(cfg, process, false).await?;
+        Ok(instance.until_init(init_rx, started_at, init_timeout).await)
+    }
+
+    /// Starts a pre-started process: the bootstrap (told by `NIMBUS_PRESTART` in
+    /// `process`'s environment) loads and asks which function it serves; `None` when it
+    /// ended or hung before that.
+    pub(crate) async fn start_spare(
+        cfg: StartConfig<'_>,
+        process: ProcessSpec<'_>,
+    ) -> std::io::Result<Option<Spare>> {
+        let init_timeout = cfg.init_timeout;
+        let (instance, api, init_rx, assignment) = Instance::spawn(cfg, process, true).await?;
+        let Some((asked_rx, assign_tx)) = assignment else {
+            return Ok(None);
+        };
+        let mut exit_rx = instance.state.exit_rx.clone();
+        let asked = tokio::select! {
+            asked = asked_rx => asked.is_ok(),
+            _ = exit_rx.wait_for(Option::is_some) => false,
+            () = tokio::time::sleep(init_timeout) => false,
+        };
+        Ok(asked.then_some(Spare {
+            instance,
+            api,
+            init_rx,
+            assign_tx,
+        }))
+    }
+
+    async fn spawn(
+        cfg: StartConfig<'_>,
+        mut process: ProcessSpec<'_>,
+        spare: bool,
+    ) -> std::io::Result<(
+        Instance,
+        Arc<RuntimeApi>,
+        oneshot::Receiver<Init>,
+        Option<(oneshot::Receiver<()>, oneshot::Sender<bytes::Bytes>)>,
+    )> {
         // A uid of its own, when nimbus is root: its Runtime API then answers only
         // sockets that uid opened, so no other instance can take its invocations.
         let confinement = process
@@ -81,8 +139,14 @@ impl Instance {
             Some(uid) => Peer::Uid(uid),
             None => Peer::Any,
         };
+        let api_function_arn = cfg.function_arn.clone();
         let (addr, api, next_tx, init_rx, server_task) =
             RuntimeApi::start(cfg.function_arn, peer, cfg.concurrency).await?;
+        api.set_function(cfg.function, &api_function_arn);
+        let assignment = match spare {
+            true => Some(api.expect_assignment().await),
+            false => None,
+        };
         process
             .env
             .push(("AWS_LAMBDA_RUNTIME_API".to_owned(), addr.to_string()));
@@ -119,7 +183,6 @@ impl Instance {
         for (pipe, stream) in streams {
             let Some(pipe) = pipe else { continue };
             let output = Output {
-                function: cfg.function.to_owned(),
                 stream,
                 state: state.clone(),
                 api: api.clone(),
@@ -138,10 +201,23 @@ impl Instance {
         let instance = Instance {
             state,
             next_tx,
+            prestarted: false,
             server_task,
         };
+        Ok((instance, api, init_rx, assignment))
+    }
+
+    /// Waits until the runtime asks for its first invocation, reports an init error, ends
+    /// or runs out of `init_timeout`.
+    async fn until_init(
+        self,
+        init_rx: oneshot::Receiver<Init>,
+        started_at: Instant,
+        init_timeout: Duration,
+    ) -> Started {
+        let instance = self;
         let mut exit_rx = instance.state.exit_rx.clone();
-        let started = tokio::select! {
+        tokio::select! {
             biased;
             init = init_rx => match init {
                 Ok(Init::Ready) => {
@@ -164,12 +240,11 @@ impl Instance {
                 };
                 Started::Died(format!("{detail} before asking for an invocation"))
             }
-            () = tokio::time::sleep(cfg.init_timeout) => Started::Died(format!(
+            () = tokio::time::sleep(init_timeout) => Started::Died(format!(
                 "init did not finish within {:.2} seconds",
-                cfg.init_timeout.as_secs_f64()
+                init_timeout.as_secs_f64()
             )),
-        };
-        Ok(started)
+        }
     }
 
     /// Waits until the process has ended and says why.
@@ -183,6 +258,44 @@ impl Instance {
 
     pub(crate) fn is_alive(&self) -> bool {
         self.state.exit_rx.borrow().is_none()
+    }
+}
+
+impl Spare {
+    /// Hands the process to a function: it takes on `env` (the function's whole
+    /// environment), then loads the handler as a cold start would; the result is that
+    /// start's, with the time from hand-over as its init.
+    pub(crate) async fn assign(
+        self,
+        function: &str,
+        function_arn: &str,
+        env: &[(String, String)],
+        init_timeout: Duration,
+    ) -> Started {
+        let started_at = Instant::now();
+        self.api.set_function(function, function_arn);
+        let env: serde_json::Map<String, serde_json::Value> = env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let body = serde_json::json!({ "environment": env }).to_string();
+        if self.assign_tx.send(bytes::Bytes::from(body)).is_err() {
+            return Started::Died("the pre-started process stopped waiting".to_owned());
+        }
+        let mut instance = self.instance;
+        instance.prestarted = true;
+        instance
+            .until_init(self.init_rx, started_at, init_timeout)
+            .await
+    }
+
+    /// The instance id it was started with.
+    pub(crate) fn id(&self) -> u64 {
+        self.instance.state.id
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.instance.is_alive()
     }
 }
 
@@ -279,7 +392,6 @@ fn describe(status: std::process::ExitStatus) -> String {
 
 /// One output stream of an instance and where its lines go.
 struct Output {
-    function: String,
     stream: LogStream,
     state: Arc<InstanceState>,
     api: Arc<RuntimeApi>,
@@ -301,7 +413,7 @@ async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, output: Output
             .map(str::to_owned)
             .or_else(|| output.api.last_request_id());
         output.sink.log(LogLine {
-            function: &output.function,
+            function: &output.api.function_name(),
             request_id: request_id.as_deref(),
             stream: output.stream,
             text: &line,

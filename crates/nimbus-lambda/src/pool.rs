@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +14,7 @@ use nimbus_core::{
 
 use crate::LambdaConfig;
 use crate::code::{Code, NODE_BOOTSTRAP_FILE, PYTHON_BOOTSTRAP_FILE};
-use crate::instance::{Exit, Instance, InstanceState, StartConfig, Started};
+use crate::instance::{Exit, Instance, InstanceState, Spare, StartConfig, Started};
 use crate::runtime_api::{Dispatch, Reply};
 use crate::spawn::{ProcessSpec, StdinMode};
 
@@ -38,7 +38,6 @@ struct Pool {
     idle: Mutex<Vec<Slot>>,
     /// Every live instance, idle or busy, so shutdown can stop them all.
     all: Mutex<HashMap<u64, Arc<InstanceState>>>,
-    next_instance_id: AtomicU64,
     /// Instances being started on demand, counted against `max_starts` and
     /// `reservedConcurrency`.
     n_starting: AtomicUsize,
@@ -67,7 +66,24 @@ pub struct InstanceLimit {
     reserving: Mutex<()>,
     /// Signalled when an instance of any pool stops or a start ends.
     freed: tokio::sync::Notify,
+    /// Pre-started runtime processes by shape (`Pool::spare_shape`): started only while
+    /// they fit under the limit beside the instances, and the first stopped when a start
+    /// needs their room, so they never hold an invocation back.
+    spares: Mutex<HashMap<String, Spares>>,
 }
+
+/// The pre-started processes of one shape, and how many are being started.
+#[derive(Default)]
+struct Spares {
+    ready: Vec<Spare>,
+    n_starting: usize,
+    /// Signalled when a start ends.
+    ended: Arc<tokio::sync::Notify>,
+}
+
+/// Pre-started processes kept ready per shape: a cold start takes one and another starts
+/// behind it.
+const SPARES_PER_SHAPE: usize = 1;
 
 impl InstanceLimit {
     /// A limit of `max` instances (at least one).
@@ -77,7 +93,91 @@ impl InstanceLimit {
             pools: Mutex::new(Vec::new()),
             reserving: Mutex::new(()),
             freed: tokio::sync::Notify::new(),
+            spares: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn n_spares(&self) -> usize {
+        self.spares
+            .lock()
+            .map(|spares| spares.values().map(|s| s.ready.len() + s.n_starting).sum())
+            .unwrap_or(0)
+    }
+
+    /// Counts a spare of `shape` as starting if one is wanted and fits; whether it does.
+    fn begin_spare(&self, shape: &str) -> bool {
+        let Ok(_reserving) = self.reserving.lock() else {
+            return false;
+        };
+        if self.n_instances() + self.n_spares() >= self.max {
+            return false;
+        }
+        let Ok(mut spares) = self.spares.lock() else {
+            return false;
+        };
+        let entry = spares.entry(shape.to_owned()).or_default();
+        entry.ready.retain(Spare::is_alive);
+        if entry.ready.len() + entry.n_starting >= SPARES_PER_SHAPE {
+            return false;
+        }
+        entry.n_starting += 1;
+        true
+    }
+
+    /// Ends a spare's start: it joins the ready ones, or (`None`) failed.
+    fn end_spare(&self, shape: &str, spare: Option<Spare>) {
+        if let Ok(mut spares) = self.spares.lock() {
+            let entry = spares.entry(shape.to_owned()).or_default();
+            entry.n_starting = entry.n_starting.saturating_sub(1);
+            entry.ready.extend(spare);
+            entry.ended.notify_waiters();
+        }
+        self.freed.notify_waiters();
+    }
+
+    /// A live pre-started process of `shape`: a ready one, or the one being started (it
+    /// is further along than a process started now would be).
+    async fn take_spare(&self, shape: &str) -> Option<Spare> {
+        for _ in 0..2 {
+            let ended = {
+                let mut spares = self.spares.lock().ok()?;
+                let entry = spares.get_mut(shape)?;
+                while let Some(spare) = entry.ready.pop() {
+                    if spare.is_alive() {
+                        return Some(spare);
+                    }
+                }
+                if entry.n_starting == 0 {
+                    return None;
+                }
+                entry.ended.clone()
+            };
+            let ended = ended.notified();
+            // Bounded, in case the start ends between the check and the wait.
+            let _ = tokio::time::timeout(Duration::from_secs(2), ended).await;
+        }
+        None
+    }
+
+    /// Stops the ready spares of `shape` (its last function shut down), or one of any
+    /// shape to make room; whether any was stopped.
+    fn drop_spares(&self, shape: Option<&str>) -> bool {
+        let Ok(mut spares) = self.spares.lock() else {
+            return false;
+        };
+        let dropped: Vec<Spare> = match shape {
+            Some(shape) => spares
+                .get_mut(shape)
+                .map(|entry| entry.ready.drain(..).collect())
+                .unwrap_or_default(),
+            None => spares
+                .values_mut()
+                .find_map(|entry| entry.ready.pop())
+                .into_iter()
+                .collect(),
+        };
+        drop(spares);
+        !dropped.is_empty()
     }
 
     /// The limit.
@@ -124,6 +224,11 @@ impl InstanceLimit {
             return false;
         }
         pool.n_starting.fetch_add(1, Ordering::AcqRel);
+        // A spare that no longer fits beside the instances makes room (one being started
+        // stays: the start may take it).
+        if self.n_instances() + self.n_spares() > self.max {
+            self.drop_spares(None);
+        }
         true
     }
 
@@ -244,7 +349,6 @@ impl LambdaExecutor {
             function_arn,
             idle: Mutex::new(Vec::new()),
             all: Mutex::new(HashMap::new()),
-            next_instance_id: AtomicU64::new(1),
             n_starting: AtomicUsize::new(0),
             n_waiting: AtomicUsize::new(0),
             max_starts: max_concurrent_starts(),
@@ -253,6 +357,7 @@ impl LambdaExecutor {
         });
         pool.cfg.instance_limit.register(&pool);
         pool.replenish_provisioned().await?;
+        pool.clone().start_spare();
         let reaper = tokio::spawn(reap(Arc::downgrade(&pool)));
         Ok(LambdaExecutor { pool, reaper })
     }
@@ -284,7 +389,6 @@ pub async fn check_handler(
         function_arn,
         idle: Mutex::new(Vec::new()),
         all: Mutex::new(HashMap::new()),
-        next_instance_id: AtomicU64::new(1),
         n_starting: AtomicUsize::new(0),
         n_waiting: AtomicUsize::new(0),
         max_starts: 1,
@@ -366,6 +470,7 @@ impl Pool {
                     return Ok(InvocationReport {
                         outcome,
                         cold_start: true,
+                        prestarted: false,
                         init_duration: None,
                         duration: Duration::ZERO,
                         max_memory_mb: 0,
@@ -381,6 +486,7 @@ impl Pool {
                 matches!(outcome, Outcome::Crashed(_)) && !delivered.load(Ordering::Acquire);
             let max_memory_mb =
                 (slot.instance.state.max_rss_kib.load(Ordering::Acquire) / 1024) as u32;
+            let prestarted = cold_start && slot.instance.prestarted;
             self.release(slot, keep);
             if undelivered && attempt < MAX_DELIVERY_ATTEMPTS {
                 continue;
@@ -388,6 +494,7 @@ impl Pool {
             return Ok(InvocationReport {
                 outcome,
                 cold_start,
+                prestarted,
                 init_duration,
                 duration: started.elapsed(),
                 max_memory_mb,
@@ -577,7 +684,10 @@ impl Pool {
     ) -> tokio::sync::oneshot::Receiver<Result<Option<Outcome>, InvokeError>> {
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let started = match self.start_instance("on-demand").await {
+            let started = self.start_instance("on-demand").await;
+            // A spare was taken (or none was ready): have one ready for the next start.
+            self.clone().start_spare();
+            let started = match started {
                 Ok(Started::Ready(instance, init)) => {
                     self.adopt(instance, Some(init));
                     Ok(None)
@@ -695,7 +805,24 @@ impl Pool {
     }
 
     async fn start_instance(&self, initialization_type: &str) -> Result<Started, InvokeError> {
-        let id = self.next_instance_id.fetch_add(1, Ordering::Relaxed);
+        if initialization_type == "on-demand"
+            && let Some(shape) = self.spare_shape()
+            && let Some(spare) = self.cfg.instance_limit.take_spare(&shape).await
+        {
+            let id = spare.id();
+            let env = self.environment(id, initialization_type);
+            let started = spare
+                .assign(
+                    &self.spec.name,
+                    &self.function_arn,
+                    &env,
+                    self.cfg.init_timeout,
+                )
+                .await;
+            self.register_started(id, &started);
+            return Ok(started);
+        }
+        let id = crate::instance::next_instance_id();
         let (program, args) = self.command();
         let env = self.environment(id, initialization_type);
         let process = ProcessSpec {
@@ -725,7 +852,12 @@ impl Pool {
                         format!("starting {}: {e}", program.display()),
                     )),
                 })?;
-        if let Started::Ready(instance, _) = &started {
+        self.register_started(id, &started);
+        Ok(started)
+    }
+
+    fn register_started(&self, id: u64, started: &Started) {
+        if let Started::Ready(instance, _) = started {
             if let Ok(mut all) = self.all.lock() {
                 all.insert(id, instance.state.clone());
             }
@@ -734,7 +866,87 @@ impl Pool {
                 instance.state.stop();
             }
         }
-        Ok(started)
+    }
+
+    /// What a pre-started process for this function must share with it, as text: the
+    /// command (interpreter, heap limit), the sandbox view (the app folder, the code's own
+    /// folders, `/tmp`'s size), the memory watched and the slots. `None` when its runtime
+    /// cannot be pre-started (a custom `bootstrap`) or its environment holds variables the
+    /// interpreter reads only as it starts (`NODE_OPTIONS`, `PYTHON*` but `PYTHONPATH`,
+    /// `LD_*`...), which a process started before them would miss.
+    fn spare_shape(&self) -> Option<String> {
+        if !matches!(
+            self.code,
+            Code::Node | Code::NodeBuilt { .. } | Code::Python { .. }
+        ) {
+            return None;
+        }
+        let read_at_start = |key: &str| {
+            (key.starts_with("NODE_") && key != "NODE_PATH")
+                || key.starts_with("UV_")
+                || (key.starts_with("PYTHON") && key != "PYTHONPATH")
+                || key.starts_with("LD_")
+                || key.starts_with("MALLOC")
+        };
+        if self.spec.environment.keys().any(|key| read_at_start(key)) {
+            return None;
+        }
+        let (program, args) = self.command();
+        Some(format!(
+            "{program:?} {args:?} {:?} {:?} {} {} {}",
+            self.cfg.app_dir,
+            self.code,
+            self.spec.ephemeral_storage_mb,
+            self.spec.memory_mb,
+            self.concurrency()
+        ))
+    }
+
+    /// Starts a pre-started process of this function's shape in a task of its own, if one
+    /// is wanted and fits under `--max-instances`: its bootstrap loads and waits for a
+    /// function, in the sandbox the function would run in, with only the environment no
+    /// function owns.
+    fn start_spare(self: Arc<Self>) {
+        let Some(shape) = self.spare_shape() else {
+            return;
+        };
+        if self.shutting_down.load(Ordering::Acquire)
+            || !self.cfg.instance_limit.begin_spare(&shape)
+        {
+            return;
+        }
+        tokio::spawn(async move {
+            let id = crate::instance::next_instance_id();
+            let (program, args) = self.command();
+            let process = ProcessSpec {
+                program: &program,
+                args,
+                cwd: &self.cfg.app_dir,
+                env: vec![
+                    ("NIMBUS_PRESTART".to_owned(), "1".to_owned()),
+                    ("TZ".to_owned(), ":UTC".to_owned()),
+                ],
+                view: crate::sandbox::View::new(&self.cfg, &self.code, &self.spec),
+                stdin: StdinMode::Null,
+            };
+            let start_cfg = StartConfig {
+                id,
+                function: "",
+                function_arn: String::new(),
+                memory_mb: self.spec.memory_mb,
+                init_timeout: self.cfg.init_timeout,
+                log_sink: self.cfg.log_sink.clone(),
+                concurrency: self.concurrency(),
+            };
+            let spare = match Instance::start_spare(start_cfg, process).await {
+                Ok(spare) => spare,
+                Err(e) => {
+                    tracing::debug!(function = %self.spec.name, "pre-starting a runtime: {e}");
+                    None
+                }
+            };
+            self.cfg.instance_limit.end_spare(&shape, spare);
+        });
     }
 
     fn command(&self) -> (PathBuf, Vec<String>) {
@@ -959,6 +1171,9 @@ impl Pool {
 
     async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        if let Some(shape) = self.spare_shape() {
+            self.cfg.instance_limit.drop_spares(Some(&shape));
+        }
         let idle: Vec<Slot> = self
             .idle
             .lock()

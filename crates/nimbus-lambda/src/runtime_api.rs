@@ -66,7 +66,13 @@ pub(crate) struct RuntimeApi {
     /// (one `/next` per slot).
     current: std::sync::Mutex<HashMap<String, oneshot::Sender<Reply>>>,
     init_tx: std::sync::Mutex<Option<oneshot::Sender<Init>>>,
-    function_arn: String,
+    /// The function's ARN and name: given at start, or when a pre-started process is
+    /// handed to a function (`assign`).
+    function: std::sync::Mutex<(String, String)>,
+    /// A pre-started process's hand-over: told when its bootstrap asks which function it
+    /// serves (`GET /runtime/nimbus/assignment`), then the answer it waits for.
+    asked_tx: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+    assignment_rx: Mutex<Option<oneshot::Receiver<Bytes>>>,
     last_request_id: std::sync::Mutex<Option<String>>,
 }
 
@@ -93,7 +99,9 @@ impl RuntimeApi {
             next_rx: Mutex::new(next_rx),
             current: std::sync::Mutex::new(HashMap::new()),
             init_tx: std::sync::Mutex::new(Some(init_tx)),
-            function_arn,
+            function: std::sync::Mutex::new((function_arn, String::new())),
+            asked_tx: std::sync::Mutex::new(None),
+            assignment_rx: Mutex::new(None),
             last_request_id: std::sync::Mutex::new(None),
         });
         let task = tokio::spawn(serve(listener, api.clone(), peer));
@@ -102,6 +110,36 @@ impl RuntimeApi {
 }
 
 impl RuntimeApi {
+    /// Makes this the endpoint of a pre-started process: the returned receiver hears when
+    /// its bootstrap has loaded and asks for its function, and the sender answers it with
+    /// the assignment (JSON: the environment to take on).
+    pub(crate) async fn expect_assignment(
+        &self,
+    ) -> (oneshot::Receiver<()>, oneshot::Sender<Bytes>) {
+        let (asked_tx, asked_rx) = oneshot::channel();
+        let (assign_tx, assign_rx) = oneshot::channel();
+        if let Ok(mut slot) = self.asked_tx.lock() {
+            *slot = Some(asked_tx);
+        }
+        *self.assignment_rx.lock().await = Some(assign_rx);
+        (asked_rx, assign_tx)
+    }
+
+    /// Names the function the instance serves, in `/next` headers and log lines.
+    pub(crate) fn set_function(&self, name: &str, function_arn: &str) {
+        if let Ok(mut function) = self.function.lock() {
+            *function = (function_arn.to_owned(), name.to_owned());
+        }
+    }
+
+    /// The function's name, for log lines.
+    pub(crate) fn function_name(&self) -> String {
+        self.function
+            .lock()
+            .map(|f| f.1.clone())
+            .unwrap_or_default()
+    }
+
     /// The request id of the invocation the runtime picked up last, if any. Output read
     /// after the runtime answered still belongs to it, as in a Lambda log stream.
     pub(crate) fn last_request_id(&self) -> Option<String> {
@@ -162,6 +200,7 @@ async fn handle(api: &RuntimeApi, req: Request<Incoming>) -> Response<Full<Bytes
     let rest = rest.to_owned();
     match (req.method(), rest.as_str()) {
         (&Method::GET, "invocation/next") => next(api).await,
+        (&Method::GET, "nimbus/assignment") => assignment(api).await,
         (&Method::POST, "init/error") => {
             let body = match read_body(req).await {
                 Ok(body) => body,
@@ -252,12 +291,13 @@ async fn next(api: &RuntimeApi) -> Response<Full<Bytes>> {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let invocation = dispatch.invocation;
+    let function_arn = api.function.lock().map(|f| f.0.clone()).unwrap_or_default();
     let res = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
         .header("lambda-runtime-aws-request-id", &invocation.request_id)
         .header("lambda-runtime-deadline-ms", deadline_ms.to_string())
-        .header("lambda-runtime-invoked-function-arn", &api.function_arn)
+        .header("lambda-runtime-invoked-function-arn", function_arn)
         .header("lambda-runtime-trace-id", &invocation.trace_id)
         .body(Full::new(Bytes::from(invocation.payload)));
     let res = match res {
@@ -278,6 +318,32 @@ async fn next(api: &RuntimeApi) -> Response<Full<Bytes>> {
     }
     dispatch.delivered.store(true, Ordering::Release);
     res
+}
+
+/// A pre-started process's bootstrap waits here for the function it is handed to; the
+/// body is the environment it takes on before loading the handler.
+async fn assignment(api: &RuntimeApi) -> Response<Full<Bytes>> {
+    let Some(assignment_rx) = api.assignment_rx.lock().await.take() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "UnknownPath",
+            "this process was started for its function",
+        );
+    };
+    if let Some(tx) = take(&api.asked_tx) {
+        let _ = tx.send(());
+    }
+    match assignment_rx.await {
+        Ok(body) => {
+            let mut res = Response::new(Full::new(body));
+            res.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        Err(_) => error(StatusCode::GONE, "InstanceStopping", "instance is stopping"),
+    }
 }
 
 /// Hands the runtime's reply to the waiting invocation; false when the id is unknown.

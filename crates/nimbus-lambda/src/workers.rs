@@ -573,6 +573,7 @@ fn report(
     InvocationReport {
         outcome,
         cold_start,
+        prestarted: false,
         init_duration,
         duration,
         max_memory_mb,

@@ -602,6 +602,7 @@ impl Invoked {
         set("x-amz-executed-version", "$LATEST".to_owned());
         set("x-nimbus-outcome", outcome.label().to_owned());
         set("x-nimbus-cold-start", report.cold_start.to_string());
+        set("x-nimbus-prestarted", report.prestarted.to_string());
         set("x-nimbus-trace-id", trace.trace_id.clone());
         if !matches!(outcome, nimbus_core::Outcome::Ok(_)) {
             // As Lambda's Invoke API: status 200, the error in the body, flagged by this header.

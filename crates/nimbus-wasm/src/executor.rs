@@ -231,6 +231,7 @@ impl Shared {
         InvocationReport {
             outcome,
             cold_start: init.is_some(),
+            prestarted: false,
             init_duration: init,
             duration: started.elapsed(),
             max_memory_mb,

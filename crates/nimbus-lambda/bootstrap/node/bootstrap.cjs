@@ -25,8 +25,10 @@ const API_PREFIX = '/2018-06-01/runtime';
 
 const env = process.env;
 const runtimeApi = env.AWS_LAMBDA_RUNTIME_API || '127.0.0.1:9001';
-const taskRoot = env.LAMBDA_TASK_ROOT || process.cwd();
-const handlerString = env._HANDLER || '';
+// The function's settings: read at start, or once a pre-started process is handed to its
+// function (`configure`).
+let taskRoot;
+let handlerString;
 
 let apiHost = runtimeApi;
 let apiPort = 80;
@@ -48,8 +50,8 @@ let currentRequestId; // undefined outside an invocation, like Lambda
 // `concurrency` (nimbus passes it as Lambda Managed Instances do). The runtime then keeps
 // one /next in flight per slot, and a line's request id is that of the invocation whose
 // code wrote it, followed through async continuations by AsyncLocalStorage.
-const maxConcurrency = Math.max(1, Math.floor(Number(env.AWS_LAMBDA_MAX_CONCURRENCY)) || 1);
-const requestIds = maxConcurrency > 1 ? new (require('node:async_hooks').AsyncLocalStorage)() : null;
+let maxConcurrency = 1;
+let requestIds = null;
 
 // util.format(...args) without loading node:util for the common case of string arguments.
 function formatArgs(args) {
@@ -609,11 +611,41 @@ process.on('unhandledRejection', (reason) => void die(reason));
 // ---------------------------------------------------------------------------
 // Invocation
 
-const functionName = env.AWS_LAMBDA_FUNCTION_NAME;
-const functionVersion = env.AWS_LAMBDA_FUNCTION_VERSION;
-const memoryLimitInMB = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
-const logGroupName = env.AWS_LAMBDA_LOG_GROUP_NAME;
-const logStreamName = env.AWS_LAMBDA_LOG_STREAM_NAME;
+let functionName;
+let functionVersion;
+let memoryLimitInMB;
+let logGroupName;
+let logStreamName;
+
+function configure() {
+  taskRoot = env.LAMBDA_TASK_ROOT || process.cwd();
+  handlerString = env._HANDLER || '';
+  maxConcurrency = Math.max(1, Math.floor(Number(env.AWS_LAMBDA_MAX_CONCURRENCY)) || 1);
+  requestIds = maxConcurrency > 1 ? new (require('node:async_hooks').AsyncLocalStorage)() : null;
+  functionName = env.AWS_LAMBDA_FUNCTION_NAME;
+  functionVersion = env.AWS_LAMBDA_FUNCTION_VERSION;
+  memoryLimitInMB = env.AWS_LAMBDA_FUNCTION_MEMORY_SIZE;
+  logGroupName = env.AWS_LAMBDA_LOG_GROUP_NAME;
+  logStreamName = env.AWS_LAMBDA_LOG_STREAM_NAME;
+}
+
+// A pre-started process (NIMBUS_PRESTART) has loaded this file before any function was
+// known, in the sandbox its function will run in. It asks the Runtime API which function
+// it serves, takes on that function's whole environment (nothing of its own is kept),
+// reads NODE_PATH again, and only then loads the handler, as a cold start would.
+async function awaitAssignment() {
+  const conn = new Conn();
+  const res = await conn.request('GET', `${API_PREFIX}/nimbus/assignment`);
+  conn.drop();
+  if (res.status !== 200) throw new Error(`Runtime API /nimbus/assignment returned ${res.status}: ${res.body}`);
+  const { environment } = JSON.parse(res.body);
+  // PATH, LANG and HOME are the ones nimbus gives every instance, and the Runtime API is
+  // this process's own.
+  const keep = ['PATH', 'LANG', 'HOME', 'AWS_LAMBDA_RUNTIME_API'];
+  for (const key of Object.keys(env)) if (!keep.includes(key)) delete env[key];
+  Object.assign(env, environment);
+  require('node:module')._initPaths();
+}
 
 function parseJsonHeader(v) {
   if (v === undefined) return undefined;
@@ -725,6 +757,15 @@ async function report(conn, requestId, outcome) {
 }
 
 async function main() {
+  if (env.NIMBUS_PRESTART) {
+    try {
+      await awaitAssignment();
+    } catch (err) {
+      process.stderr.write(`nimbus: a pre-started runtime was not handed a function: ${err && err.message}\n`);
+      process.exit(1);
+    }
+  }
+  configure();
   patchConsole();
   if (env.AWS_ENDPOINT_URL) pointAwsSdkV2At(env.AWS_ENDPOINT_URL);
 

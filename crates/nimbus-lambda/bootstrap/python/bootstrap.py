@@ -318,14 +318,41 @@ def _json_header(value):
     return data if isinstance(data, dict) else None
 
 
-_FUNCTION_NAME = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-_FUNCTION_VERSION = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
-_LOG_GROUP = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
-_LOG_STREAM = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
-try:
-    _MEMORY_MB = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
-except ValueError:
-    _MEMORY_MB = 128
+_FUNCTION_NAME = _FUNCTION_VERSION = _LOG_GROUP = _LOG_STREAM = None
+_MEMORY_MB = 128
+
+
+def configure():
+    """Reads the function's settings: at start, or once a pre-started process has been
+    handed to its function."""
+    global _FUNCTION_NAME, _FUNCTION_VERSION, _LOG_GROUP, _LOG_STREAM, _MEMORY_MB
+    _FUNCTION_NAME = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    _FUNCTION_VERSION = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    _LOG_GROUP = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+    _LOG_STREAM = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+    try:
+        _MEMORY_MB = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+    except ValueError:
+        _MEMORY_MB = 128
+
+
+def await_assignment(client):
+    """A pre-started process (NIMBUS_PRESTART) has loaded this file before any function
+    was known, in the sandbox its function will run in: it asks the Runtime API which
+    function it serves, takes on that function's whole environment (PATH, LANG and HOME
+    are the ones nimbus gives every instance, and the Runtime API is its own), puts PYTHONPATH's folders on sys.path as
+    the interpreter would have at start, and only then loads the handler."""
+    status, _headers, body = client.request("GET", "/2018-06-01/runtime/nimbus/assignment")
+    if status != 200:
+        raise RuntimeError("Runtime API /nimbus/assignment returned %s" % status)
+    environment = json.loads(body)["environment"]
+    for key in list(os.environ):
+        if key not in ("PATH", "LANG", "HOME", "AWS_LAMBDA_RUNTIME_API"):
+            del os.environ[key]
+    os.environ.update(environment)
+    time.tzset()
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[1:1] = [p for p in extra if p not in sys.path]
 
 
 class LambdaContext:
@@ -474,6 +501,13 @@ def handle_one(client, request_handler, status, headers, body):
 
 def main():
     client = RuntimeClient(os.environ.get("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
+    if os.environ.get("NIMBUS_PRESTART"):
+        try:
+            await_assignment(client)
+        except Exception as e:
+            sys.stderr.write("nimbus: a pre-started runtime was not handed a function: %s\n" % e)
+            sys.exit(1)
+    configure()
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # Running as a script put the bootstrap's own folder at sys.path[0]; user
     # code should see LAMBDA_TASK_ROOT there instead.

@@ -54,6 +54,7 @@ impl Executor for FakeExecutor {
             Ok(InvocationReport {
                 outcome: Outcome::Ok(body.to_string().into_bytes()),
                 cold_start: false,
+                prestarted: false,
                 init_duration: None,
                 duration: Duration::ZERO,
                 max_memory_mb: 0,

@@ -165,3 +165,157 @@ async fn a_crash_fails_only_the_invocations_in_its_process() {
     let after = server.get("/meet").await;
     assert_eq!(after.status, 200, "{}", after.text());
 }
+
+const HELLO_JS: &str = r#"
+exports.handler = async (event, context) => ({
+  pid: process.pid,
+  greeting: process.env.GREETING,
+  name: context.functionName,
+  initType: process.env.AWS_LAMBDA_INITIALIZATION_TYPE,
+  prestart: process.env.NIMBUS_PRESTART || null,
+  cwd: process.cwd(),
+});
+"#;
+
+const HELLO_PY: &str = r#"
+import os
+
+def handler(event, context):
+    return {
+        "pid": os.getpid(),
+        "greeting": os.environ.get("GREETING"),
+        "name": context.function_name,
+        "prestart": os.environ.get("NIMBUS_PRESTART"),
+        "cwd": os.getcwd(),
+    }
+"#;
+
+/// The pids of the server's descendants whose environment holds `NIMBUS_PRESTART`:
+/// the pre-started runtimes waiting for a function.
+fn spares_of(server_pid: u32) -> Vec<u32> {
+    let mut parents: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut pending = vec![server_pid];
+    while let Some(pid) = pending.pop() {
+        for &child in parents.get(&pid).into_iter().flatten() {
+            let environ = std::fs::read(format!("/proc/{child}/environ")).unwrap_or_default();
+            if environ
+                .split(|b| *b == 0)
+                .any(|var| var == b"NIMBUS_PRESTART=1")
+            {
+                found.push(child);
+            }
+            pending.push(child);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_first_request_is_answered_by_a_pre_started_runtime() {
+    let manifest = "service: prestart\nprovider:\n  runtime: nodejs20.x\n  memorySize: 256\n  environment:\n    GREETING: hi\nfunctions:\n  hello:\n    handler: hello.handler\n  hello-py:\n    handler: hello_py.handler\n    runtime: python3.12\n";
+    let app = TestApp::new(&[
+        ("nimbus.yaml", manifest),
+        ("hello.js", HELLO_JS),
+        ("hello_py.py", HELLO_PY),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    // One pre-started runtime per shape (here: a Node.js and a Python one) loads while
+    // the app starts; wait until both wait for a function.
+    let mut spares = Vec::new();
+    for _ in 0..200 {
+        spares = spares_of(server.pid());
+        if spares.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        spares.len() >= 2,
+        "pre-started runtimes: {spares:?}\n{}",
+        server.logs()
+    );
+    for (function, expected_name) in [
+        ("hello", "prestart-dev-hello"),
+        ("hello-py", "prestart-dev-hello-py"),
+    ] {
+        let res = server
+            .admin_json(
+                app.path(),
+                "POST",
+                &format!("/2015-03-31/functions/{function}/invocations"),
+                "{}",
+            )
+            .await;
+        assert_eq!(res.status, 200, "{function}: {}", res.text());
+        assert_eq!(
+            res.header("x-nimbus-cold-start"),
+            Some("true"),
+            "{function}"
+        );
+        assert_eq!(
+            res.header("x-nimbus-prestarted"),
+            Some("true"),
+            "{function}'s first request was served by a pre-started runtime\n{}",
+            server.logs()
+        );
+        let body = res.json();
+        // The process took on the function's environment, none of its own.
+        assert_eq!(body["greeting"], "hi", "{function}: {body}");
+        assert_eq!(body["name"], expected_name, "{function}: {body}");
+        assert_eq!(
+            body["prestart"],
+            serde_json::Value::Null,
+            "{function}: {body}"
+        );
+        assert_eq!(
+            std::path::Path::new(body["cwd"].as_str().unwrap_or_default()),
+            app.path()
+                .canonicalize()
+                .unwrap_or_else(|_| app.path().to_owned()),
+            "{function}: {body}"
+        );
+        let pid = body["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+        assert!(
+            pid.is_some_and(|pid| spares.contains(&pid)),
+            "{function} ran in one of the pre-started processes {spares:?}: {body}"
+        );
+        let again = server
+            .admin_json(
+                app.path(),
+                "POST",
+                &format!("/2015-03-31/functions/{function}/invocations"),
+                "{}",
+            )
+            .await;
+        assert_eq!(
+            again.header("x-nimbus-cold-start"),
+            Some("false"),
+            "{function}"
+        );
+        assert_eq!(
+            again.header("x-nimbus-prestarted"),
+            Some("false"),
+            "{function}"
+        );
+    }
+}
