@@ -11,6 +11,7 @@
 #    has printed its banner; the host was started with the worker); workerd from process
 #    start to first answer.
 # 3. idle memory: RSS of nimbus's worker host process and of workerd after the runs.
+# 4. a Durable Object counter (bench/workers-counter): req/s and p50/p99 of increments.
 # Needs wrk, curl, node, npm (workerd is installed once into ~/.cache/nimbus/test-tools).
 # Only talks to 127.0.0.1. Knobs: NIMBUS, PORT (first of 3), DURATION, REPS, COLD_N.
 set -euo pipefail
@@ -89,9 +90,10 @@ APP2=$(mktemp -d /tmp/nimbus-workers-app.XXXXXX)
 cp bench/workers-hello/* "$APP2/"
 for _ in $(seq "$COLD_N"); do
   "$NIMBUS" up "$APP2" --port $((PORT + 3)) >"$OUT/deploy.out" 2>>"$OUT/deploy.log" & p=$!
-  until grep -q "listening on" "$OUT/deploy.out" 2>/dev/null; do sleep 0.005; done
+  for _ in $(seq 2000); do grep -q "listening on" "$OUT/deploy.out" 2>/dev/null && break; sleep 0.005; done
   curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$((PORT + 3))/hello?name=Ada" >> "$OUT/deploy-nimbus.txt"
   kill "$p"; wait "$p" 2>/dev/null || true
+  sleep 0.5 # its host and state file go before the next one starts
 done
 echo "first request after deploy, nimbus-workers: median $(awk '{ print $1 * 1000 }' "$OUT/deploy-nimbus.txt" | median) ms of $COLD_N"
 
@@ -111,6 +113,14 @@ for c in 1 32; do
     echo "$s c=$c req/s=$rps p50=${p50}ms p99=${p99}ms"
   done
 done
+
+# ---- 4. Durable Object increment round trip (one committed write per request) -------------
+COUNTER=$(mktemp -d /tmp/nimbus-workers-counter.XXXXXX)
+cp bench/workers-counter/* "$COUNTER/"
+"$NIMBUS" up "$COUNTER" --port $((PORT + 4)) 2>"$OUT/nimbus-counter.log" & PIDS+=($!)
+wait_up "http://127.0.0.1:$((PORT + 4))/"
+for c in 1 32; do run_wrk nimbus-durable-object-increment "$c" "http://127.0.0.1:$((PORT + 4))/"; done
+echo "counter after the runs: $(curl -s "http://127.0.0.1:$((PORT + 4))/") (one more than the requests answered)"
 
 # ---- 3. idle memory ----------------------------------------------------------------------
 sleep 0.5
