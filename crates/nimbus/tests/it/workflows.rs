@@ -170,20 +170,30 @@ async fn place(server: &TestServer, order: Value) -> String {
 
 /// Polls the execution through the HTTP function until it ends.
 async fn finished(server: &TestServer, arn: &str) -> Value {
+    until_ended(server, arn, || {
+        server.request(
+            "POST",
+            "/orders/status",
+            JSON,
+            json!({ "executionArn": arn }).to_string().into_bytes(),
+        )
+    })
+    .await
+}
+
+/// Asks `describe` for the execution (60 s at most) until it is no longer RUNNING.
+async fn until_ended<F, Fut>(server: &TestServer, arn: &str, describe: F) -> Value
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = crate::harness::Response>,
+{
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let res = server
-            .request(
-                "POST",
-                "/orders/status",
-                JSON,
-                json!({ "executionArn": arn }).to_string().into_bytes(),
-            )
-            .await;
+        let res = describe().await;
         assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
-        let status = res.json();
-        if status["status"] != "RUNNING" {
-            return status;
+        let described = res.json();
+        if described["status"] != "RUNNING" {
+            return described;
         }
         assert!(
             Instant::now() < deadline,
@@ -939,23 +949,8 @@ while True:
 
 /// Polls the control API until the execution ends; its description.
 async fn execution_end(server: &TestServer, app: &TestApp, arn: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let res = server
-            .admin(app.path(), "GET", &format!("/v1/executions/{arn}"), None)
-            .await;
-        assert_eq!(res.status, 200, "{}\n{}", res.text(), server.logs());
-        let described = res.json();
-        if described["status"] != "RUNNING" {
-            return described;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{arn} still running\n{}",
-            server.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let path = format!("/v1/executions/{arn}");
+    until_ended(server, arn, || server.admin(app.path(), "GET", &path, None)).await
 }
 
 /// The executions of `machine`, newest first.
