@@ -12,6 +12,7 @@ pub mod function;
 pub mod invocation;
 pub mod manifest;
 pub mod policy;
+pub mod prewarm;
 pub mod queues;
 pub mod schedule;
 pub mod services;
