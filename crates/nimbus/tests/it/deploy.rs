@@ -873,3 +873,147 @@ async fn an_operators_access_key_reaches_its_stages_bucket_until_revoked() {
     assert_eq!(bad.code, Some(1));
     assert!(bad.stderr.contains("not a valid name"), "{}", bad.stderr);
 }
+
+const SOCKETS_MANIFEST: &str = "service: svc
+provider:
+  runtime: nodejs20.x
+  memorySize: 128
+  timeout: 5
+  websocketsApiRouteSelectionExpression: $request.body.action
+  iam:
+    role:
+      statements:
+        - Effect: Allow
+          Action: execute-api:ManageConnections
+          Resource: arn:aws:execute-api:*:*:*/@connections/*
+functions:
+  connect:
+    handler: ws.connect
+    events:
+      - websocket: $connect
+  echo:
+    handler: ws.echo
+    events:
+      - websocket: { route: $default, routeResponseSelectionExpression: $default }
+  post:
+    handler: ws.post
+    events:
+      - websocket: { route: post }
+";
+
+/// `$connect` refuses `?reject`; `$default` answers with a route response naming the
+/// version; `post` answers through the @connections API with the SDK the runtime provides.
+fn sockets_js(version: &str) -> String {
+    format!(
+        r#"
+const {{ ApiGatewayManagementApiClient, PostToConnectionCommand }} = require('@aws-sdk/client-apigatewaymanagementapi');
+exports.connect = async (event) => ({{ statusCode: (event.queryStringParameters || {{}}).reject ? 403 : 200 }});
+exports.echo = async (event) => ({{ statusCode: 200, body: '{version} ' + event.body }});
+exports.post = async (event) => {{
+  const ctx = event.requestContext;
+  const api = new ApiGatewayManagementApiClient({{ endpoint: 'http://' + ctx.domainName + '/' + ctx.stage }});
+  await api.send(new PostToConnectionCommand({{ ConnectionId: ctx.connectionId, Data: '{version} posted' }}));
+  return {{ statusCode: 200 }};
+}};
+"#
+    )
+}
+
+/// One client with the `ws` package: a refused upgrade, then a connection that sends
+/// `hello` and `{{"action":"post"}}`; prints what it saw as JSON.
+const SOCKETS_DRIVER_JS: &str = r#"
+const WebSocket = require('ws');
+const url = process.env.WS_URL;
+function open(query) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url + query);
+    const messages = [];
+    ws.on('unexpected-response', (req, res) => resolve({ refused: res.statusCode }));
+    ws.on('error', (e) => resolve({ error: String(e) }));
+    ws.on('message', (data) => messages.push(data.toString()));
+    ws.on('open', () => resolve({ ws, messages }));
+  });
+}
+const until = (c, n) => new Promise((resolve, reject) => {
+  const started = Date.now();
+  const tick = () => {
+    if (c.messages.length >= n) return resolve();
+    if (Date.now() - started > 20000) return reject(new Error('timed out; got ' + JSON.stringify(c.messages)));
+    setTimeout(tick, 10);
+  };
+  tick();
+});
+(async () => {
+  const out = { refused: await open('?reject=1') };
+  const c = await open('');
+  if (!c.ws) throw new Error('no connection: ' + JSON.stringify(c));
+  c.ws.send('hello');
+  await until(c, 1);
+  c.ws.send(JSON.stringify({ action: 'post' }));
+  await until(c, 2);
+  out.messages = c.messages;
+  c.ws.close(1000);
+  console.log(JSON.stringify(out));
+  process.exit(0);
+})().catch((e) => { console.error(e.stack || String(e)); process.exit(1); });
+"#;
+
+/// Runs the sockets driver against `ws://{gateway}{path}`; its JSON.
+fn drive_sockets(app: &TestApp, host: &Host, path: &str) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(app.path().join("driver.js"))
+        .env(
+            "NODE_PATH",
+            crate::websocket::ws_package().join("node_modules"),
+        )
+        .env("WS_URL", format!("ws://{}{path}", host.gateway))
+        .output()
+        .expect("running node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        host.logs()
+    );
+    serde_json::from_str(stdout.trim()).expect("the driver prints JSON")
+}
+
+/// A deployed version serves its WebSocket API on the server's gateway at
+/// `ws://HOST/{service}/{stage}`, @connections included, and a new deploy's connections
+/// reach the new version (issue 15).
+#[tokio::test]
+async fn deployed_versions_serve_their_websocket_apis() {
+    let host = Host::start();
+    let token = host.new_token();
+    let app = TestApp::new(&[
+        ("nimbus.yaml", SOCKETS_MANIFEST),
+        ("ws.js", &sockets_js("v1")),
+        ("driver.js", SOCKETS_DRIVER_JS),
+    ]);
+    let url = host.url();
+    let deploy = || {
+        run(
+            &["deploy", ".", "--to", &url, "--token", &token],
+            Some(app.path()),
+        )
+    };
+    ok(&deploy());
+    let out = drive_sockets(&app, &host, "/svc/dev");
+    assert_eq!(out["refused"]["refused"], 403, "{out}");
+    assert_eq!(
+        out["messages"],
+        serde_json::json!(["v1 hello", "v1 posted"]),
+        "{out}\n{}",
+        host.logs()
+    );
+
+    std::fs::write(app.path().join("ws.js"), sockets_js("v2")).expect("writing the handler");
+    ok(&deploy());
+    let out = drive_sockets(&app, &host, "/svc/dev");
+    assert_eq!(
+        out["messages"],
+        serde_json::json!(["v2 hello", "v2 posted"]),
+        "{out}"
+    );
+}
