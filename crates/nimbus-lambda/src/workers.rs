@@ -580,20 +580,30 @@ fn report(
     }
 }
 
-/// The invocation's frame: the event goes in as it is when it is one line of JSON (the
-/// gateway's events are), else re-serialized onto one line.
+/// The invocation's frame, `{"id":N,"event":EVENT,"t":"invoke","id":N,"rid":"..."}`. The
+/// event goes in as it is, unparsed, when it is on one line (the gateway's events are);
+/// the host answers one that is not JSON by the id in front of it. The fields nimbus
+/// sets come again after the event, and the last of a repeated key is the one JSON.parse
+/// keeps, so an event cannot stand in for another invocation's id.
 fn invoke_frame(id: u64, invocation: &Invocation) -> Vec<u8> {
-    let head = serde_json::json!({"t": "invoke", "id": id, "rid": invocation.request_id});
-    let mut line = head.to_string().into_bytes();
-    line.pop(); // the closing brace; the event follows
-    line.extend_from_slice(b",\"event\":");
-    match serde_json::from_slice::<serde_json::Value>(&invocation.payload) {
-        Ok(_) if !invocation.payload.contains(&b'\n') => {
-            line.extend_from_slice(&invocation.payload);
+    let mut line = Vec::with_capacity(invocation.payload.len() + 96);
+    line.extend_from_slice(format!("{{\"id\":{id},\"event\":").as_bytes());
+    if invocation.payload.contains(&b'\n') {
+        match serde_json::from_slice::<Value>(&invocation.payload) {
+            Ok(value) => line.extend_from_slice(value.to_string().as_bytes()),
+            Err(_) => line.extend_from_slice(b"null"),
         }
-        Ok(value) => line.extend_from_slice(value.to_string().as_bytes()),
-        Err(_) => line.extend_from_slice(b"null"),
+    } else if invocation.payload.is_empty() {
+        line.extend_from_slice(b"null");
+    } else {
+        line.extend_from_slice(&invocation.payload);
     }
+    line.extend_from_slice(format!(",\"t\":\"invoke\",\"id\":{id},\"rid\":").as_bytes());
+    line.extend_from_slice(
+        Value::from(invocation.request_id.as_str())
+            .to_string()
+            .as_bytes(),
+    );
     line.extend_from_slice(b"}\n");
     line
 }
@@ -1191,6 +1201,30 @@ fn socket_frame(frame: &serde_json::Map<String, Value>) -> Option<SocketFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_goes_into_its_frame_unparsed_and_cannot_override_the_id() {
+        let frame = |payload: &str| {
+            let invocation = Invocation {
+                request_id: "r\"1".to_owned(),
+                payload: payload.as_bytes().to_vec(),
+                trace_id: String::new(),
+            };
+            String::from_utf8(invoke_frame(7, &invocation)).expect("frames are UTF-8")
+        };
+        assert_eq!(
+            frame(r#"{"a":1}"#),
+            "{\"id\":7,\"event\":{\"a\":1},\"t\":\"invoke\",\"id\":7,\"rid\":\"r\\\"1\"}\n"
+        );
+        assert_eq!(
+            frame("{\n\"a\": 1\n}"),
+            "{\"id\":7,\"event\":{\"a\":1},\"t\":\"invoke\",\"id\":7,\"rid\":\"r\\\"1\"}\n"
+        );
+        assert!(frame("not json\n").starts_with("{\"id\":7,\"event\":null,"));
+        assert!(frame("").starts_with("{\"id\":7,\"event\":null,"));
+        // Whatever the event says, the id nimbus set comes last.
+        assert!(frame(r#"1,"id":9"#).ends_with(",\"t\":\"invoke\",\"id\":7,\"rid\":\"r\\\"1\"}\n"));
+    }
 
     #[test]
     fn answers_are_cut_out_of_their_line_and_other_lines_are_not_answers() {

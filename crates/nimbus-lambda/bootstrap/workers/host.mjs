@@ -2,8 +2,8 @@
 // in flight at once (as one isolate serves many requests on Cloudflare).
 //
 // nimbus writes one JSON frame a line on stdin:
-//   {"t":"invoke","id":N,"rid":"request id","event":{...}}   an API Gateway (2.0 or 1.0),
-//                                                            SQS or scheduled event
+//   {"id":N,"event":{...},"t":"invoke","id":N,"rid":"request id"}  an API Gateway (2.0
+//                                                   or 1.0), SQS or scheduled event
 // and reads one a line on stdout:
 //   {"t":"ready"} once the module is loaded, {"t":"init_error","error":{...}} if it failed;
 //   {"t":"res","id":N,"ok":{proxy result}} or {"t":"res","id":N,"error":{...}};
@@ -21,7 +21,6 @@ import { Buffer } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isAbsolute, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 import { format } from 'node:util';
 import vm from 'node:vm';
@@ -29,9 +28,24 @@ import vm from 'node:vm';
 const require = createRequire(import.meta.url);
 const nimbus = require('nimbus');
 
+// Frames are written in one piece per turn of the event loop: answers that finish
+// together (many requests in flight) cost one write, not one each. Log lines and the
+// frames before an exit go at once, so nothing is lost if the process then dies.
 const writeOut = process.stdout.write.bind(process.stdout);
+let unwritten = '';
+function flushFrames() {
+  if (!unwritten) return;
+  const text = unwritten;
+  unwritten = '';
+  writeOut(text);
+}
 function frame(obj) {
-  writeOut(JSON.stringify(obj) + '\n');
+  if (!unwritten) setImmediate(flushFrames);
+  unwritten += JSON.stringify(obj) + '\n';
+}
+function frameNow(obj) {
+  unwritten += JSON.stringify(obj) + '\n';
+  flushFrames();
 }
 
 // ---------------------------------------------------------------------------
@@ -40,7 +54,7 @@ function frame(obj) {
 const current = new AsyncLocalStorage();
 function log(stream, args) {
   const store = current.getStore();
-  frame({ t: 'log', rid: store ? store.rid : null, s: stream, m: format(...args) });
+  frameNow({ t: 'log', rid: store ? store.rid : null, s: stream, m: format(...args) });
 }
 for (const [name, stream] of [
   ['log', 'out'],
@@ -711,12 +725,38 @@ globalThis.WebSocketPair = function WebSocketPair() {
 
 // A Response may carry the client end of a pair, with status 101, which Node's
 // Response refuses (its statuses start at 200).
+//
+// A Response made from a string or bytes keeps them as they are and builds no stream
+// (a web stream costs more than the rest of a hello-world request): the body methods
+// answer from them, the answer to nimbus carries them, and a stream is made only if
+// the worker asks for `body` (or blob/formData).
 const NodeResponse = globalThis.Response;
 const socketOfResponse = new WeakMap();
-globalThis.Response = new Proxy(NodeResponse, {
+const deferredBodies = new WeakMap(); // Response -> { source: string | Buffer, used, real }
+const NULL_BODY_STATUSES = [101, 103, 204, 205, 304];
+
+function deferredBodyOf(body, init) {
+  if (init !== undefined && (init === null || typeof init !== 'object')) return null;
+  if (init && NULL_BODY_STATUSES.includes(init.status)) return null;
+  // Strings are encoded as UTF-8 and read back without a BOM: those the round trip would
+  // change take the stream path.
+  if (typeof body === 'string') return body.isWellFormed() && body.charCodeAt(0) !== 0xfeff ? body : null;
+  if (body instanceof ArrayBuffer) return Buffer.from(body.slice(0));
+  if (ArrayBuffer.isView(body)) return Buffer.from(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
+  return null;
+}
+
+const ResponseProxy = new Proxy(NodeResponse, {
   construct(target, args, newTarget) {
     const [body, init] = args;
-    if (!init || !init.webSocket) return Reflect.construct(target, args, newTarget);
+    if (!init || !init.webSocket) {
+      const source = newTarget === ResponseProxy ? deferredBodyOf(body, init) : null;
+      if (source === null) return Reflect.construct(target, args, newTarget);
+      const res = Reflect.construct(target, [null, init], newTarget);
+      if (typeof source === 'string' && !res.headers.has('content-type')) res.headers.set('content-type', 'text/plain;charset=UTF-8');
+      deferredBodies.set(res, { source, used: false, real: null });
+      return res;
+    }
     const { status = 101, webSocket, ...rest } = init;
     if (!(webSocket instanceof WorkerWebSocket)) throw new TypeError('webSocket must be the client end of a WebSocketPair');
     if (status !== 101) throw new RangeError('a Response with a webSocket has status 101');
@@ -727,6 +767,98 @@ globalThis.Response = new Proxy(NodeResponse, {
     return res;
   },
 });
+globalThis.Response = ResponseProxy;
+
+// The stream-backed Response a deferred body turns into when the worker needs one.
+function realBody(d) {
+  if (!d.real) {
+    d.real = new NodeResponse(d.source);
+    // Read already: the stream is disturbed, as it would have been.
+    if (d.used) d.real.arrayBuffer().catch(() => {});
+  }
+  return d.real;
+}
+
+function unusable() {
+  return Promise.reject(new TypeError('Body is unusable: Body has already been read'));
+}
+
+function readDeferred(d) {
+  d.used = true;
+  return typeof d.source === 'string' ? Buffer.from(d.source, 'utf8') : d.source;
+}
+
+{
+  const proto = NodeResponse.prototype;
+  const own = (name) => Object.getOwnPropertyDescriptor(proto, name);
+  const bodyGetter = own('body').get;
+  const bodyUsedGetter = own('bodyUsed').get;
+  Object.defineProperty(proto, 'body', {
+    ...own('body'),
+    get() {
+      const d = deferredBodies.get(this);
+      return d ? realBody(d).body : bodyGetter.call(this);
+    },
+  });
+  Object.defineProperty(proto, 'bodyUsed', {
+    ...own('bodyUsed'),
+    get() {
+      const d = deferredBodies.get(this);
+      if (!d) return bodyUsedGetter.call(this);
+      return d.real ? d.real.bodyUsed : d.used;
+    },
+  });
+  const fast = {
+    text: (d) => (typeof d.source === 'string' ? ((d.used = true), d.source) : readDeferred(d).toString('utf8')),
+    json: (d) => JSON.parse(typeof d.source === 'string' ? ((d.used = true), d.source) : readDeferred(d).toString('utf8')),
+    arrayBuffer: (d) => {
+      const bytes = readDeferred(d);
+      return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    },
+    bytes: (d) => new Uint8Array(readDeferred(d)),
+  };
+  for (const name of ['text', 'json', 'arrayBuffer', 'bytes', 'blob', 'formData']) {
+    const original = proto[name];
+    if (typeof original !== 'function') continue;
+    const quick = fast[name];
+    Object.defineProperty(proto, name, {
+      ...own(name),
+      value: {
+        [name]() {
+          const d = deferredBodies.get(this);
+          if (!d) return original.call(this);
+          if (d.real || !quick) return original.call(realBody(d));
+          if (d.used) return unusable();
+          try {
+            return Promise.resolve(quick(d));
+          } catch (e) {
+            return Promise.reject(e);
+          }
+        },
+      }[name],
+    });
+  }
+  const clone = proto.clone;
+  Object.defineProperty(proto, 'clone', {
+    ...own('clone'),
+    value: function clone_() {
+      const d = deferredBodies.get(this);
+      if (!d || d.real) return d ? cloneReal(this, d) : clone.call(this);
+      if (d.used) throw new TypeError('Response.clone: Body has already been consumed.');
+      const copy = Reflect.construct(NodeResponse, [null, { status: this.status, statusText: this.statusText, headers: this.headers }], ResponseProxy);
+      deferredBodies.set(copy, { source: d.source, used: false, real: null });
+      return copy;
+    },
+  });
+  Object.defineProperty(proto.clone, 'name', { value: 'clone' });
+  function cloneReal(res, d) {
+    if (d.real.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.');
+    const copy = Reflect.construct(NodeResponse, [null, { status: res.status, statusText: res.statusText, headers: res.headers }], ResponseProxy);
+    const realCopy = d.real.clone();
+    deferredBodies.set(copy, { source: d.source, used: false, real: realCopy });
+    return copy;
+  }
+}
 
 function acceptWebSocket(obj, ws, tags = []) {
   if (!(ws instanceof WorkerWebSocket)) throw new TypeError('acceptWebSocket() takes the server end of a WebSocketPair');
@@ -969,55 +1101,88 @@ const VERCEL_HEADERS = {
   longitude: 'x-vercel-ip-longitude',
 };
 
+const CF_FIELDS = Object.entries(CF_HEADERS);
+const VERCEL_FIELDS = Object.entries(VERCEL_HEADERS);
+// Cloudflare's own values for a request it cannot place: XX, and a local colo.
+const CF_DEFAULTS = { country: 'XX', colo: 'LCL', asn: 0, asOrganization: 'nimbus', httpProtocol: 'HTTP/1.1', clientTcpRtt: 0, ...(config.cf || {}) };
+
 function cfOf(headers) {
-  // Cloudflare's own values for a request it cannot place: XX, and a local colo.
-  const cf = { country: 'XX', colo: 'LCL', asn: 0, asOrganization: 'nimbus', httpProtocol: 'HTTP/1.1', clientTcpRtt: 0, ...(config.cf || {}) };
-  for (const [field, header] of Object.entries(CF_HEADERS)) {
+  const cf = { ...CF_DEFAULTS };
+  for (const [field, header] of CF_FIELDS) {
     const value = headers.get(header);
     if (value !== null) cf[field] = value;
   }
-  for (const [field, header] of Object.entries(VERCEL_HEADERS)) {
+  for (const [field, header] of VERCEL_FIELDS) {
     const value = headers.get(header);
     if (value !== null && headers.get(CF_HEADERS[field]) === null) cf[field] = decodeURIComponent(value);
   }
   return cf;
 }
 
+// `request.cf`, `request.geo` and `request.ip` are worked out when first read: most
+// workers read none of them.
+function lazyValue(target, name, make, enumerable) {
+  Object.defineProperty(target, name, {
+    configurable: true,
+    enumerable,
+    get() {
+      const value = make();
+      Object.defineProperty(target, name, { value, enumerable, configurable: true });
+      return value;
+    },
+  });
+}
+
 function requestFromEvent(ev) {
-  const headers = new Headers();
   let method;
   let path;
   let query;
+  let headers;
   if (ev.version === '2.0') {
     method = ev.requestContext.http.method;
     path = ev.rawPath;
     query = ev.rawQueryString || '';
-    for (const [k, v] of Object.entries(ev.headers || {})) headers.set(k, v);
-    if (ev.cookies && ev.cookies.length) headers.set('cookie', ev.cookies.join('; '));
+    // The gateway's names are lower case, one value each: a record the Request copies once.
+    headers = ev.headers || {};
+    if (ev.cookies && ev.cookies.length) headers = { ...headers, cookie: ev.cookies.join('; ') };
   } else {
     method = ev.httpMethod;
     path = ev.path;
     const qs = new URLSearchParams();
     for (const [k, vs] of Object.entries(ev.multiValueQueryStringParameters || {})) for (const v of vs) qs.append(k, v);
     query = qs.toString();
+    headers = new Headers();
     for (const [k, vs] of Object.entries(ev.multiValueHeaders || {})) for (const v of vs) headers.append(k, v);
   }
-  const host = headers.get('host') || 'localhost';
-  const proto = headers.get('x-forwarded-proto') || 'http';
+  const host = (headers instanceof Headers ? headers.get('host') : headers.host) || 'localhost';
+  const proto = (headers instanceof Headers ? headers.get('x-forwarded-proto') : headers['x-forwarded-proto']) || 'http';
   const url = `${proto}://${host}${path}${query ? `?${query}` : ''}`;
   let body;
   if (ev.body !== undefined && ev.body !== null && method !== 'GET' && method !== 'HEAD') {
     body = ev.isBase64Encoded ? Buffer.from(ev.body, 'base64') : ev.body;
   }
   const request = new Request(url, { method, headers, body });
-  const cf = cfOf(headers);
-  Object.defineProperty(request, 'cf', { value: cf, enumerable: true });
+  const cf = () => cfOf(request.headers);
+  lazyValue(request, 'cf', cf, true);
   // Vercel Edge's `request.geo` and `request.ip`.
-  Object.defineProperty(request, 'geo', {
-    value: { country: cf.country, city: cf.city, region: cf.region, latitude: cf.latitude, longitude: cf.longitude },
-  });
-  const ip = headers.get('cf-connecting-ip') || headers.get('x-real-ip') || (ev.requestContext && (ev.requestContext.http?.sourceIp || ev.requestContext.identity?.sourceIp));
-  Object.defineProperty(request, 'ip', { value: ip });
+  lazyValue(
+    request,
+    'geo',
+    () => {
+      const { country, city, region, latitude, longitude } = request.cf;
+      return { country, city, region, latitude, longitude };
+    },
+    false,
+  );
+  lazyValue(
+    request,
+    'ip',
+    () =>
+      request.headers.get('cf-connecting-ip') ||
+      request.headers.get('x-real-ip') ||
+      (ev.requestContext && (ev.requestContext.http?.sourceIp || ev.requestContext.identity?.sourceIp)),
+    false,
+  );
   return request;
 }
 
@@ -1034,14 +1199,22 @@ async function resultFromResponse(response, ev) {
     for (const [k, v] of response.headers) headers[k] = v;
     return { statusCode: 101, headers, webSocket: id };
   }
-  const buf = Buffer.from(await response.arrayBuffer());
   const headers = {};
   for (const [k, v] of response.headers) if (k !== 'set-cookie') headers[k] = v;
   // A worker's response without a content type has none (null keeps the gateway's
   // API Gateway default off).
   if (!('content-type' in headers)) headers['content-type'] = null;
   const cookies = response.headers.getSetCookie();
-  const result = { statusCode: response.status, headers, body: buf.toString('base64'), isBase64Encoded: true };
+  // A body made from a string goes as text; any other as base64.
+  const d = deferredBodies.get(response);
+  let result;
+  if (d && !d.real && !d.used && typeof d.source === 'string') {
+    d.used = true;
+    result = { statusCode: response.status, headers, body: d.source, isBase64Encoded: false };
+  } else {
+    const buf = Buffer.from(await response.arrayBuffer());
+    result = { statusCode: response.status, headers, body: buf.toString('base64'), isBase64Encoded: true };
+  }
   if (cookies.length) {
     if (ev.version === '2.0') result.cookies = cookies;
     else result.multiValueHeaders = { 'set-cookie': cookies };
@@ -1198,14 +1371,22 @@ function errorPayload(e) {
 
 // ---------------------------------------------------------------------------
 // The loop: invocations run concurrently; a tick every 20 ms while any is in flight
-// tells nimbus the event loop is not stuck (its CPU-time limit watches for them).
+// tells nimbus the event loop is not stuck (its CPU-time limit watches for them). The
+// ticker outlives a burst by one period, so back-to-back requests do not set up and
+// clear a timer each.
 
 let inFlight = 0;
 let ticker = null;
 
+function tick() {
+  if (inFlight > 0) return frame({ t: 'tick' });
+  clearInterval(ticker);
+  ticker = null;
+}
+
 async function invoke(msg) {
   inFlight += 1;
-  if (!ticker) ticker = setInterval(() => frame({ t: 'tick' }), 20);
+  if (!ticker) ticker = setInterval(tick, 20);
   try {
     const handler = kindOf(msg.event);
     if (!handler) {
@@ -1218,10 +1399,6 @@ async function invoke(msg) {
     frame({ t: 'res', id: msg.id, error: errorPayload(e) });
   } finally {
     inFlight -= 1;
-    if (inFlight === 0 && ticker) {
-      clearInterval(ticker);
-      ticker = null;
-    }
   }
 }
 
@@ -1232,20 +1409,38 @@ try {
   await load();
   frame({ t: 'ready', syntax });
 } catch (e) {
-  frame({ t: 'init_error', error: errorPayload(e) });
+  frameNow({ t: 'init_error', error: errorPayload(e) });
   process.exit(1);
 }
 
-const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
-lines.on('line', (line) => {
-  if (!line) return;
+function onLine(line) {
   let msg;
   try {
     msg = JSON.parse(line);
   } catch {
+    // An invocation whose event is not JSON is answered by the id its line starts with.
+    const id = /^\{"id":(\d+),"event":/.exec(line);
+    if (id) frame({ t: 'res', id: Number(id[1]), error: errorPayload(new TypeError('the event is not JSON')) });
     return;
   }
   if (msg.t === 'invoke') invoke(msg);
   else if (msg.t === 'do_res') onStorageAnswer(msg);
+}
+
+// Lines are cut out of stdin's chunks here (readline's interface costs more per line).
+let unread = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (chunk) => {
+  unread += chunk;
+  let start = 0;
+  let end;
+  while ((end = unread.indexOf('\n', start)) >= 0) {
+    if (end > start) onLine(unread.slice(start, end));
+    start = end + 1;
+  }
+  unread = start === unread.length ? '' : unread.slice(start);
 });
-lines.on('close', () => process.exit(0));
+process.stdin.on('end', () => {
+  flushFrames();
+  process.exit(0);
+});
