@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use nimbus_store::InvocationRecord;
+use nimbus_store::{InvocationRecord, WorkflowUsage};
 
 /// Prices in US dollars.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -38,20 +38,23 @@ struct Usage {
     peak_concurrency: usize,
 }
 
-/// The cost of `records` (those since `since`, described as `since_text`) at `prices`, as
-/// the JSON `nimbus cost --json` prints: per function and in total, with the month at this
-/// rate serverless and always-on.
+/// The cost of `records` and of the state transitions in `workflows` (those since `since`,
+/// described as `since_text`) at `prices`, as the JSON `nimbus cost --json` prints: per
+/// function, per state machine and in total, with the month at this rate serverless and
+/// always-on.
 pub fn summary(
     records: &[InvocationRecord],
+    workflows: &[WorkflowUsage],
     now: SystemTime,
     since_text: &str,
     prices: &Prices,
 ) -> serde_json::Value {
     let usage = usage_by_function(records);
-    // The bill so far covers the span from the first recorded invocation to now.
+    // The bill so far covers the span from the first recorded invocation or execution to now.
     let observed = records
         .iter()
         .map(|r| r.start)
+        .chain(workflows.iter().map(|w| w.first_start))
         .min()
         .and_then(|first| now.duration_since(first).ok())
         .unwrap_or_default()
@@ -72,7 +75,7 @@ pub fn summary(
         "monthlyServerless": total("monthlyServerless"),
         "monthlyAlwaysOn": total("monthlyAlwaysOn"),
     });
-    serde_json::json!({
+    let mut summary = serde_json::json!({
         "since": since_text,
         "observedSeconds": observed.as_secs_f64(),
         "prices": {
@@ -82,18 +85,19 @@ pub fn summary(
         },
         "functions": rows,
         "total": totals,
-    })
+    });
+    add_workflows(&mut summary, workflows, prices, scale);
+    summary
 }
 
-/// Adds what the workflows' state transitions cost to a [`summary`]: a `workflows` row per
+/// Adds what the workflows' state transitions cost to a summary: a `workflows` row per
 /// state machine (priced as STANDARD workflows, by transition) and their share of the totals.
-pub fn add_workflows(
+fn add_workflows(
     summary: &mut serde_json::Value,
-    usage: &[nimbus_store::WorkflowUsage],
+    usage: &[WorkflowUsage],
     prices: &Prices,
+    scale: f64,
 ) {
-    let observed = summary["observedSeconds"].as_f64().unwrap_or(1.0).max(1.0);
-    let scale = HOURS_PER_MONTH * 3600.0 / observed;
     let rows: Vec<serde_json::Value> = usage
         .iter()
         .map(|u| {
@@ -166,4 +170,34 @@ fn usage_by_function(records: &[InvocationRecord]) -> BTreeMap<String, Usage> {
         }
     }
     usage
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine(transitions: u64, first_start: SystemTime) -> WorkflowUsage {
+        WorkflowUsage {
+            machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:reshape".to_owned(),
+            executions: 1,
+            transitions,
+            first_start,
+        }
+    }
+
+    /// An app of Pass-only state machines records no invocation; its month is projected
+    /// from the executions' own window, not from a one-second floor.
+    #[test]
+    fn workflows_alone_project_the_month_from_their_first_execution() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hour_ago = now - Duration::from_secs(3600);
+        let summary = summary(&[], &[machine(4000, hour_ago)], now, "1h", &DEFAULT_PRICES);
+        assert_eq!(summary["observedSeconds"], 3600.0);
+        let cost = summary["total"]["cost"].as_f64().unwrap_or_default();
+        let monthly = summary["total"]["monthlyServerless"]
+            .as_f64()
+            .unwrap_or_default();
+        assert!((cost - 0.1).abs() < 1e-12, "{summary}");
+        assert!((monthly - 0.1 * HOURS_PER_MONTH).abs() < 1e-9, "{summary}");
+    }
 }

@@ -14,7 +14,7 @@ use nimbus_core::workflow::store::{
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use sha2::{Digest, Sha256};
 
-use crate::durable::{read_err, write_err};
+use crate::durable::{read_err, time, write_err};
 use crate::{Store, StoreError};
 
 /// Schema version 9: workflow executions, their histories and definitions.
@@ -306,6 +306,8 @@ pub struct WorkflowUsage {
     pub executions: u64,
     /// States they entered: Step Functions' billed state transitions.
     pub transitions: u64,
+    /// When the first of those executions started.
+    pub first_start: std::time::SystemTime,
 }
 
 impl Store {
@@ -317,7 +319,8 @@ impl Store {
                 .prepare_cached(
                     "SELECT e.machine_arn, COUNT(DISTINCT e.arn),
                          COUNT(CASE WHEN json_extract(h.event, '$.type') LIKE '%StateEntered'
-                               THEN 1 END)
+                               THEN 1 END),
+                         MIN(e.start_us)
                      FROM workflow_executions e
                      LEFT JOIN workflow_history h ON h.arn = e.arn
                      WHERE e.start_us >= ?1
@@ -329,6 +332,7 @@ impl Store {
                     machine_arn: row.get(0)?,
                     executions: row.get::<_, i64>(1)?.max(0).unsigned_abs(),
                     transitions: row.get::<_, i64>(2)?.max(0).unsigned_abs(),
+                    first_start: time(row.get(3)?),
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -700,20 +700,20 @@ pub(crate) async fn cost(dash: Dash, uri: http::Uri) -> Result<Response, ApiErro
         },
     )
     .await?;
-    let mut summary = crate::cost::summary(
-        &records,
-        now,
-        &format!("{days}d"),
-        &crate::cost::DEFAULT_PRICES,
-    );
-    // State transitions, as `nimbus cost` adds them.
+    // State transitions, as `nimbus cost` counts them.
     let since_us = nimbus_core::time::unix_micros(since);
     let workflows = dash
         .api
         .events
         .store(move |store| store.workflow_usage(since_us))
         .await?;
-    crate::cost::add_workflows(&mut summary, &workflows, &crate::cost::DEFAULT_PRICES);
+    let summary = crate::cost::summary(
+        &records,
+        &workflows,
+        now,
+        &format!("{days}d"),
+        &crate::cost::DEFAULT_PRICES,
+    );
     let number = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(0.0);
     let mut body = format!(
         "<p class=\"lead\">What the invocations of the last {days} days would cost on AWS Lambda \

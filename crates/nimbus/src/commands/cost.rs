@@ -43,15 +43,15 @@ impl CostCommand {
             since: Some(now - self.since),
             limit: None,
         })?;
-        let mut summary = nimbus_server::cost::summary(
+        let since_us = nimbus_core::time::unix_micros(now - self.since);
+        let workflows = store.workflow_usage(since_us)?;
+        let summary = nimbus_server::cost::summary(
             &records,
+            &workflows,
             now,
             &crate::duration::display(self.since),
             &prices,
         );
-        let since_us = nimbus_core::time::unix_micros(now - self.since);
-        let workflows = store.workflow_usage(since_us)?;
-        nimbus_server::cost::add_workflows(&mut summary, &workflows, &prices);
         let rows = summary["functions"].as_array().cloned().unwrap_or_default();
         let total = |key: &str| summary["total"][key].as_f64().unwrap_or(0.0);
         let mut out = std::io::stdout().lock();
