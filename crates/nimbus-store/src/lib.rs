@@ -51,6 +51,10 @@ pub use kv::{
     KvEntry, KvKey, KvList, MAX_KV_KEY_BYTES, MAX_KV_LIST_LIMIT, MAX_KV_METADATA_BYTES,
     MAX_KV_VALUE_BYTES, MIN_KV_EXPIRATION_AHEAD,
 };
+/// SQS's rules for other backends of `QueueStore` (cluster mode's), so all refuse alike.
+pub use queues::{
+    CheckedMessage, check_message, check_queue_spec, check_visibility, decode_message_attributes,
+};
 pub use queues::{
     DEDUPLICATION_WINDOW, MAX_DELAY, MAX_MESSAGE_BATCH, MAX_MESSAGE_BYTES, MAX_RETENTION,
     MAX_VISIBILITY_TIMEOUT, MIN_RETENTION, MessageAttribute, NewMessage, QueueStats,

@@ -1239,6 +1239,76 @@ fn validate_message(queue: &QueueRow, msg: &NewMessage) -> Result<Option<String>
     md5_of_attributes(&msg.attributes).map_err(|reason| invalid_message(queue, reason))
 }
 
+/// A message checked for its queue by [`check_message`]: what a [`QueueStore`] other than
+/// the embedded store keeps with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedMessage {
+    /// Lowercase hex MD5 of the body.
+    pub md5_of_body: String,
+    /// `MD5OfMessageAttributes`; `None` without attributes.
+    pub md5_of_message_attributes: Option<String>,
+    /// FIFO only: the deduplication id, given or (content-based) the body's SHA-256.
+    pub deduplication_id: Option<String>,
+    /// The attributes as the store keeps them (a JSON object of `name: [type, value]`).
+    pub encoded_attributes: Option<String>,
+}
+
+/// Checks a queue declaration against SQS's rules, as [`Store::ensure_queue`] does; for
+/// the other backends of [`QueueStore`], so every backend refuses the same declarations.
+pub fn check_queue_spec(spec: &QueueSpec) -> Result<(), QueueError> {
+    validate_queue_spec(spec).map_err(QueueError::from)
+}
+
+/// Checks a visibility timeout against SQS's limit (12 hours).
+pub fn check_visibility(timeout: Duration) -> Result<(), QueueError> {
+    check_visibility_timeout(timeout).map_err(QueueError::from)
+}
+
+/// Checks a message for the queue `spec` declares against SQS's rules, as a send to the
+/// store does, with the same errors.
+pub fn check_message(spec: &QueueSpec, msg: &NewMessage) -> Result<CheckedMessage, QueueError> {
+    let queue = QueueRow {
+        id: 0,
+        name: spec.name.clone(),
+        fifo: spec.is_fifo(),
+        visibility_timeout: spec.visibility_timeout,
+        delay_us: us(spec.delay),
+        retention_us: us(spec.retention),
+        content_based_deduplication: spec.content_based_deduplication,
+        redrive: None,
+    };
+    let md5_of_message_attributes = validate_message(&queue, msg)?;
+    let deduplication_id = if queue.fifo {
+        match &msg.deduplication_id {
+            Some(id) => Some(id.clone()),
+            None if queue.content_based_deduplication => {
+                Some(durable::sha256_hex(msg.body.as_bytes()))
+            }
+            None => {
+                return Err(invalid_message(
+                    &queue,
+                    "a FIFO queue without content-based deduplication needs a deduplication id: \
+                     give one, or set ContentBasedDeduplication on the queue",
+                )
+                .into());
+            }
+        }
+    } else {
+        None
+    };
+    Ok(CheckedMessage {
+        md5_of_body: durable::md5_hex(msg.body.as_bytes()),
+        md5_of_message_attributes,
+        deduplication_id,
+        encoded_attributes: encode_attributes(&msg.attributes),
+    })
+}
+
+/// Reads attributes kept as [`CheckedMessage::encoded_attributes`].
+pub fn decode_message_attributes(text: Option<&str>) -> BTreeMap<String, MessageAttribute> {
+    decode_attributes(text)
+}
+
 /// SQS allows `#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF`;
 /// Rust strings already exclude surrogates.
 fn allowed_char(c: char) -> bool {

@@ -1,0 +1,149 @@
+//! Cluster mode's shared engine: nimbus's queues on NATS JetStream (issue 17).
+//!
+//! This crate is the only one that knows `async-nats`. The server sees it through
+//! `nimbus_core::queues::QueueStore`, so the embedded path never links a client or waits on
+//! a network. It is not a second store: deploy records, telemetry, KV, buckets and schedules
+//! stay in each node's embedded store for now (docs/design/006-cluster-on-jetstream.md).
+
+mod queues;
+
+use std::time::Duration;
+
+pub use queues::NatsQueues;
+
+/// How long a node waits for NATS at start before it gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one JetStream API call or publish may take before it fails as unavailable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to the NATS servers of a cluster, shared by every app a node serves.
+#[derive(Clone)]
+pub struct Cluster {
+    url: String,
+    client: async_nats::Client,
+    jetstream: async_nats::jetstream::Context,
+}
+
+/// Why a node could not join its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The URL is not a NATS URL.
+    #[error(
+        "--cluster `{url}` is not a NATS URL: give nats://HOST:PORT (several joined by commas)"
+    )]
+    BadUrl {
+        /// As given.
+        url: String,
+    },
+    /// No server answered.
+    #[error(
+        "cannot reach NATS at {url}: {reason}; start nats-server with JetStream (`nats-server -js`) there, or fix --cluster"
+    )]
+    Unreachable {
+        /// As given.
+        url: String,
+        /// The client's reason.
+        reason: String,
+    },
+    /// A server answered without JetStream.
+    #[error(
+        "NATS at {url} answered but has no JetStream: {reason}; start nats-server with `-js` (and a store dir, `-sd DIR`)"
+    )]
+    NoJetStream {
+        /// As given.
+        url: String,
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+impl Cluster {
+    /// Connects to the NATS servers at `url` (`nats://HOST:PORT`, several joined by commas)
+    /// and checks that JetStream answers; a lost connection is retried in the background.
+    pub async fn connect(url: &str) -> Result<Cluster, ClusterError> {
+        let addrs: Vec<async_nats::ServerAddr> = url
+            .split(',')
+            .map(|part| part.trim().parse())
+            .collect::<Result<_, _>>()
+            .map_err(|_| ClusterError::BadUrl {
+                url: url.to_owned(),
+            })?;
+        if addrs.is_empty() {
+            return Err(ClusterError::BadUrl {
+                url: url.to_owned(),
+            });
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name("nimbus")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(REQUEST_TIMEOUT))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("lost the connection to NATS; reconnecting")
+                    }
+                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                    other => tracing::debug!("NATS: {other}"),
+                }
+            })
+            .connect(addrs)
+            .await
+            .map_err(|e| ClusterError::Unreachable {
+                url: url.to_owned(),
+                reason: error_chain(&e),
+            })?;
+        let jetstream = async_nats::jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        // JetStream's account info answers only where JetStream is on. (Read as JSON:
+        // async-nats's `Account` type expects fields nats-server 2.9 does not send.)
+        let no_jetstream = |reason: String| ClusterError::NoJetStream {
+            url: url.to_owned(),
+            reason,
+        };
+        let info = client
+            .request("$JS.API.INFO", bytes::Bytes::new())
+            .await
+            .map_err(|e| no_jetstream(error_chain(&e)))?;
+        let info: serde_json::Value = serde_json::from_slice(&info.payload)
+            .map_err(|e| no_jetstream(format!("its account info is not JSON: {e}")))?;
+        if let Some(error) = info.get("error") {
+            return Err(no_jetstream(
+                error["description"]
+                    .as_str()
+                    .unwrap_or("an error")
+                    .to_owned(),
+            ));
+        }
+        Ok(Cluster {
+            url: url.to_owned(),
+            client,
+            jetstream,
+        })
+    }
+
+    /// The URL the node was given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The queues of one app (its `namespace`, e.g. service and stage), which every node
+    /// serving that app shares.
+    pub fn queues(&self, namespace: &str) -> NatsQueues {
+        NatsQueues::new(self.client.clone(), self.jetstream.clone(), namespace)
+    }
+}
+
+/// An error and its causes, joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message.push_str(&format!(": {cause_text}"));
+        }
+        source = cause.source();
+    }
+    message
+}

@@ -1,0 +1,358 @@
+//! The JetStream queues against a real nats-server (Debian's `nats-server`; .ci/run installs
+//! it): the SQS semantics the embedded store's tests check, through `QueueStore`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nimbus_core::events::{QueueSpec, Redrive};
+use nimbus_core::queues::{NewMessage, QueueError, QueueStore};
+
+use crate::Cluster;
+
+/// A nats-server with JetStream on a random loopback port, killed on drop.
+struct NatsServer {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let binary = ["nats-server", "/usr/sbin/nats-server"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("--version").output().is_ok())
+            .expect(
+                "nats-server is not installed: the cluster tests need it \
+                 (`apt-get install nats-server`; .ci/run installs it)",
+            );
+        let child = Command::new(binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
+            .arg(dir.path().join("js"))
+            .arg("--ports_file_dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting nats-server");
+        let url = wait_for_port(dir.path(), child.id());
+        NatsServer {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nats-server writes its client URL to `nats-server_<pid>.ports` once it listens.
+fn wait_for_port(dir: &Path, pid: u32) -> String {
+    let file = dir.join(format!("nats-server_{pid}.ports"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = ports["nats"][0].as_str()
+        {
+            return url.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nats-server did not start in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn message(body: &str) -> NewMessage {
+    NewMessage {
+        body: body.to_owned(),
+        delay: None,
+        attributes: Default::default(),
+        group_id: None,
+        deduplication_id: None,
+    }
+}
+
+fn spec(name: &str, visibility: Duration) -> QueueSpec {
+    let mut spec = QueueSpec::with_defaults(name);
+    spec.visibility_timeout = visibility;
+    spec
+}
+
+#[tokio::test]
+async fn two_nodes_share_a_queue_with_sqs_semantics() {
+    let nats = NatsServer::start();
+    let a = Cluster::connect(&nats.url).await.expect("node a connects");
+    let b = Cluster::connect(&nats.url).await.expect("node b connects");
+    let (qa, qb) = (a.queues("shop-dev"), b.queues("shop-dev"));
+    qa.ensure_queue(spec("orders", Duration::from_secs(1)))
+        .await
+        .expect("queue");
+
+    // Sent through a, received through b, deleted through a with b's handle.
+    let sent = qa
+        .send_message("orders".to_owned(), message("one"))
+        .await
+        .expect("send");
+    assert_eq!(sent.md5_of_body, "f97c5d29941bfb1b2fdab0874906ab82");
+    let got = qb
+        .receive_messages("orders".to_owned(), 10, None)
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message_id, sent.message_id);
+    assert_eq!((got[0].body.as_str(), got[0].receive_count), ("one", 1));
+    assert!(
+        qa.receive_messages("orders".to_owned(), 10, None)
+            .await
+            .expect("receive")
+            .is_empty(),
+        "a message in flight is not received again"
+    );
+    qa.delete_message("orders".to_owned(), got[0].receipt_handle.clone())
+        .await
+        .expect("delete through the other node");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        qb.receive_messages("orders".to_owned(), 10, None)
+            .await
+            .expect("receive")
+            .is_empty(),
+        "a deleted message does not come back"
+    );
+
+    // Not deleted: visible again after the visibility timeout, with its receive count.
+    qa.send_message("orders".to_owned(), message("two"))
+        .await
+        .expect("send");
+    let first = qb
+        .receive_messages("orders".to_owned(), 1, None)
+        .await
+        .expect("receive");
+    assert_eq!(first.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let again = qa
+        .receive_messages("orders".to_owned(), 1, None)
+        .await
+        .expect("receive");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].message_id.as_str(), again[0].receive_count),
+        (first[0].message_id.as_str(), 2)
+    );
+    // A visibility change to 0 makes it receivable at once.
+    qa.change_visibility(
+        "orders".to_owned(),
+        again[0].receipt_handle.clone(),
+        Duration::ZERO,
+    )
+    .await
+    .expect("change visibility");
+    let third = poll(&qb, "orders", 1).await;
+    assert_eq!(third[0].receive_count, 3);
+    let stats = qa.queue_stats("orders".to_owned()).await.expect("stats");
+    assert_eq!((stats.visible, stats.in_flight), (0, 1));
+
+    // Handles of other queues and made-up ones are refused; an unknown queue is named.
+    let bad = qa
+        .delete_message("orders".to_owned(), "$JS.ACK.other.x.1.1.1.1.1".to_owned())
+        .await;
+    assert!(
+        matches!(bad, Err(QueueError::InvalidReceiptHandle { .. })),
+        "{bad:?}"
+    );
+    let unknown = qa.send_message("nope".to_owned(), message("x")).await;
+    assert!(
+        matches!(unknown, Err(QueueError::UnknownQueue { ref queue }) if queue == "nope"),
+        "{unknown:?}"
+    );
+    // A queue another node made is known from its stream.
+    assert_eq!(
+        b.queues("shop-dev").list_queues().await.expect("list"),
+        vec!["orders".to_owned()]
+    );
+    assert!(
+        a.queues("other-app")
+            .list_queues()
+            .await
+            .expect("list")
+            .is_empty(),
+        "apps do not see each other's queues"
+    );
+    assert_eq!(qa.purge_queue("orders".to_owned()).await.expect("purge"), 1);
+    qa.delete_queue("orders".to_owned()).await.expect("delete");
+    assert!(
+        b.queues("shop-dev")
+            .queue("orders".to_owned())
+            .await
+            .expect("queue")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn redrive_delay_fifo_deduplication_and_checks() {
+    let nats = NatsServer::start();
+    let cluster = Cluster::connect(&nats.url).await.expect("connects");
+    let queues = cluster.queues("app");
+    queues
+        .ensure_queue(spec("dead", Duration::from_secs(30)))
+        .await
+        .expect("dlq");
+    let mut work = spec("work", Duration::from_millis(300));
+    work.redrive = Some(Redrive {
+        dead_letter_queue: "dead".to_owned(),
+        max_receive_count: 2,
+    });
+    queues.ensure_queue(work).await.expect("queue");
+    let sent = queues
+        .send_message("work".to_owned(), message("poison"))
+        .await
+        .expect("send");
+    for receive in 1..=2 {
+        let got = poll(&queues, "work", 1).await;
+        assert_eq!(got[0].receive_count, receive);
+    }
+    // The third receive moves it instead.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        queues
+            .receive_messages("work".to_owned(), 10, None)
+            .await
+            .expect("receive")
+            .is_empty()
+    );
+    let dead = poll(&queues, "dead", 10).await;
+    assert_eq!(
+        (dead[0].message_id.as_str(), dead[0].body.as_str()),
+        (sent.message_id.as_str(), "poison")
+    );
+
+    // A delayed message is held back until its time.
+    let mut delayed = message("later");
+    delayed.delay = Some(Duration::from_secs(1));
+    let started = Instant::now();
+    queues
+        .send_message("work".to_owned(), delayed)
+        .await
+        .expect("send");
+    assert!(
+        queues
+            .receive_messages("work".to_owned(), 10, None)
+            .await
+            .expect("receive")
+            .is_empty()
+    );
+    let got = poll(&queues, "work", 1).await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!((got[0].body.as_str(), got[0].receive_count), ("later", 1));
+
+    // FIFO: deduplicated by id (answering the first message's id), in order.
+    queues
+        .ensure_queue(spec("jobs.fifo", Duration::from_secs(30)))
+        .await
+        .expect("fifo");
+    let fifo = |body: &str, dedup: &str| {
+        let mut m = message(body);
+        m.group_id = Some("g".to_owned());
+        m.deduplication_id = Some(dedup.to_owned());
+        m
+    };
+    let first = queues
+        .send_message("jobs.fifo".to_owned(), fifo("a", "1"))
+        .await
+        .expect("send");
+    let repeat = queues
+        .send_message("jobs.fifo".to_owned(), fifo("a again", "1"))
+        .await
+        .expect("send");
+    assert!(repeat.duplicate);
+    assert_eq!(repeat.message_id, first.message_id);
+    queues
+        .send_message("jobs.fifo".to_owned(), fifo("b", "2"))
+        .await
+        .expect("send");
+    let one = poll(&queues, "jobs.fifo", 10).await;
+    assert_eq!(
+        one.len(),
+        1,
+        "one message of a FIFO queue in flight at a time"
+    );
+    assert_eq!(one[0].body, "a");
+    assert_eq!(one[0].group_id.as_deref(), Some("g"));
+    queues
+        .delete_message("jobs.fifo".to_owned(), one[0].receipt_handle.clone())
+        .await
+        .expect("delete");
+    let two = poll(&queues, "jobs.fifo", 10).await;
+    assert_eq!(two[0].body, "b");
+    assert!(two[0].sequence_number > one[0].sequence_number);
+
+    // The embedded store's checks, with its errors.
+    let missing_group = queues
+        .send_message("jobs.fifo".to_owned(), message("x"))
+        .await;
+    assert!(
+        matches!(missing_group, Err(QueueError::MissingGroupId { .. })),
+        "{missing_group:?}"
+    );
+    let bad = queues.ensure_queue(spec("bad name!", Duration::ZERO)).await;
+    assert!(
+        matches!(bad, Err(QueueError::InvalidQueue { .. })),
+        "{bad:?}"
+    );
+    let empty = queues.send_message("work".to_owned(), message("")).await;
+    assert!(
+        matches!(empty, Err(QueueError::InvalidMessage { .. })),
+        "{empty:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_url_is_one_clear_error() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let err = Cluster::connect(&url).await.err().expect("no NATS there");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("cannot reach NATS at {url}")),
+        "{text}"
+    );
+    let bad = Cluster::connect("http://[").await.err().expect("not a URL");
+    assert!(bad.to_string().contains("is not a NATS URL"), "{bad}");
+}
+
+/// Receives until something comes (within 5 s).
+async fn poll(
+    queues: &dyn QueueStore,
+    queue: &str,
+    max: usize,
+) -> Vec<nimbus_core::queues::ReceivedMessage> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = queues
+            .receive_messages(queue.to_owned(), max, None)
+            .await
+            .expect("receive");
+        if !got.is_empty() {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing received from {queue} in 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
