@@ -100,6 +100,50 @@ pub struct ObjectSummary {
     pub alarm: Option<SystemTime>,
 }
 
+/// A value of the SQL storage API (`state.storage.sql`): SQLite's five types.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// INTEGER.
+    Integer(i64),
+    /// REAL.
+    Real(f64),
+    /// TEXT.
+    Text(String),
+    /// BLOB.
+    Blob(Vec<u8>),
+}
+
+/// What one `sql.exec` gave: its rows, and how many rows it read and wrote.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SqlResult {
+    /// The result's column names (none for a statement that returns no rows).
+    pub columns: Vec<String>,
+    /// The rows, each with one value per column.
+    pub rows: Vec<Vec<SqlValue>>,
+    /// Rows the statement read: those it returned and those full scans stepped over.
+    pub rows_read: u64,
+    /// Rows it inserted, updated or deleted.
+    pub rows_written: u64,
+}
+
+/// An object's SQL database as one host holds it (Cloudflare's SQLite-backed storage):
+/// statements run in a transaction that [`SqlSession::commit`] ends, once per event, so an
+/// event's SQL lands whole or, dropped or rolled back, not at all.
+pub trait SqlSession: Send {
+    /// Runs `query` with `bindings` for its `?` parameters, in the open transaction
+    /// (begun by the first statement after a commit).
+    fn exec(&mut self, query: &str, bindings: &[SqlValue])
+    -> Result<SqlResult, DurableObjectError>;
+    /// Commits what ran since the last commit.
+    fn commit(&mut self) -> Result<(), DurableObjectError>;
+    /// Drops what ran since the last commit.
+    fn rollback(&mut self) -> Result<(), DurableObjectError>;
+    /// The database's size in bytes (`sql.databaseSize`).
+    fn database_size(&mut self) -> Result<u64, DurableObjectError>;
+}
+
 /// Why a storage operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurableObjectError {
@@ -142,6 +186,13 @@ pub trait DurableObjectStore: Send + Sync {
     ) -> Result<(), DurableObjectError>;
     /// The objects of `class` (every class with `None`) that hold keys or an alarm.
     fn objects(&self, class: Option<&str>) -> Result<Vec<ObjectSummary>, DurableObjectError>;
+    /// Opens the object's SQL database, a namespace of its own (created when first used).
+    fn sql_session(&self, object: &ObjectName) -> Result<Box<dyn SqlSession>, DurableObjectError> {
+        Err(DurableObjectError::Invalid(format!(
+            "this store keeps no SQL databases for Durable Objects ({})",
+            object.class
+        )))
+    }
 }
 
 /// The node of `n_nodes` that owns the object with id `id`: its first 16 hex digits as a

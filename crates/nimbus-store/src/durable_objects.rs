@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use nimbus_core::durable_objects::{
     Alarm, AlarmChange, Commit, DurableObjectError, DurableObjectStore, ListOptions, ObjectName,
-    ObjectSummary, StorageWrite, check_key, check_value,
+    ObjectSummary, SqlResult, SqlSession, SqlValue, StorageWrite, check_key, check_value,
 };
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -309,10 +309,183 @@ impl DurableObjectStore for Store {
         })
         .map_err(storage)
     }
+
+    fn sql_session(&self, object: &ObjectName) -> Result<Box<dyn SqlSession>, DurableObjectError> {
+        let valid_class = !object.class.is_empty()
+            && object
+                .class
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        let valid_id = object.id.len() == 64
+            && object
+                .id
+                .chars()
+                .all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+        if !valid_class || !valid_id {
+            return Err(DurableObjectError::Invalid(format!(
+                "no Durable Object {}/{}: a class is a JavaScript name and an id 64 hex digits",
+                object.class, object.id
+            )));
+        }
+        let dir = self
+            .inner
+            .state_dir
+            .join("durable-objects")
+            .join(&object.class);
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            DurableObjectError::Storage(format!(
+                "{what} the SQL database of {}/{}: {e}",
+                object.class, object.id
+            ))
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| failed("creating the folder of", &e))?;
+        let conn = rusqlite::Connection::open(dir.join(format!("{}.sqlite", object.id)))
+            .map_err(|e| failed("opening", &e))?;
+        // The same durability as the store's own database (durable.rs); a user's SQL
+        // reaches no other file: ATTACH (and VACUUM INTO, which attaches) is refused, and
+        // the defensive mode keeps the schema from being written directly.
+        let setup = || -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+            conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+            Ok(())
+        };
+        setup().map_err(|e| failed("setting up", &e))?;
+        Ok(Box::new(ObjectDatabase { conn }))
+    }
 }
 
 fn storage(e: StoreError) -> DurableObjectError {
     DurableObjectError::Storage(e.to_string())
+}
+
+/// One object's SQL database, `durable-objects/<class>/<id>.sqlite` in the state folder:
+/// a namespace of its own, so its tables are the object's alone.
+struct ObjectDatabase {
+    conn: rusqlite::Connection,
+}
+
+/// Statements that would end the event's transaction, which Cloudflare refuses in
+/// `sql.exec` too (`state.storage.transaction()` is the way).
+const TRANSACTION_WORDS: [&str; 6] = ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"];
+
+impl SqlSession for ObjectDatabase {
+    fn exec(
+        &mut self,
+        query: &str,
+        bindings: &[SqlValue],
+    ) -> Result<SqlResult, DurableObjectError> {
+        let sql_err =
+            |e: rusqlite::Error| DurableObjectError::Invalid(format!("{e}: SQLITE_ERROR"));
+        for statement in query.split(';') {
+            let word: String = statement
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_alphabetic)
+                .collect::<String>()
+                .to_ascii_uppercase();
+            if TRANSACTION_WORDS.contains(&word.as_str()) {
+                return Err(DurableObjectError::Invalid(format!(
+                    "{word} is not allowed in sql.exec(): use state.storage.transaction() or \
+                     transactionSync(); each event's SQL is one transaction already"
+                )));
+            }
+        }
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN").map_err(sql_err)?;
+        }
+        let changes_before = self.conn.total_changes();
+        let mut stmt = match self.conn.prepare(query) {
+            Ok(stmt) => stmt,
+            // rusqlite refuses a script, or fails on its second statement when that needs
+            // what the first makes.
+            Err(_)
+                if bindings.is_empty() && query.trim_end().trim_end_matches(';').contains(';') =>
+            {
+                // A script (a schema, say): run whole; like Cloudflare, it answers with the
+                // rows of none but its last statement, and a script's last is seldom a query.
+                self.conn.execute_batch(query).map_err(sql_err)?;
+                return Ok(SqlResult {
+                    rows_written: self.conn.total_changes() - changes_before,
+                    ..SqlResult::default()
+                });
+            }
+            Err(e) => return Err(sql_err(e)),
+        };
+        if stmt.parameter_count() != bindings.len() {
+            return Err(DurableObjectError::Invalid(format!(
+                "Wrong number of parameter bindings for SQL query: it takes {}, {} were given",
+                stmt.parameter_count(),
+                bindings.len()
+            )));
+        }
+        let columns: Vec<String> = stmt.column_names().map(str::to_owned).collect();
+        let args = bindings.iter().map(|value| match value {
+            SqlValue::Null => Value::Null,
+            SqlValue::Integer(n) => Value::Integer(*n),
+            SqlValue::Real(x) => Value::Real(*x),
+            SqlValue::Text(text) => Value::Text(text.clone()),
+            SqlValue::Blob(bytes) => Value::Blob(bytes.clone()),
+        });
+        let mut rows = stmt.query(params_from_iter(args)).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            let mut values = Vec::with_capacity(columns.len());
+            for idx in 0..columns.len() {
+                use rusqlite::types::ValueRef;
+                values.push(match row.get_ref(idx).map_err(sql_err)? {
+                    ValueRef::Null => SqlValue::Null,
+                    ValueRef::Integer(n) => SqlValue::Integer(n),
+                    ValueRef::Real(x) => SqlValue::Real(x),
+                    ValueRef::Text(text) => {
+                        SqlValue::Text(String::from_utf8_lossy(text).into_owned())
+                    }
+                    ValueRef::Blob(bytes) => SqlValue::Blob(bytes.to_vec()),
+                });
+            }
+            out.push(values);
+        }
+        drop(rows);
+        let scanned = stmt.get_status(rusqlite::StatementStatus::FullscanStep);
+        let n_rows = u64::try_from(out.len()).unwrap_or(u64::MAX);
+        drop(stmt);
+        Ok(SqlResult {
+            columns,
+            rows: out,
+            rows_read: n_rows + u64::try_from(scanned).unwrap_or(0),
+            rows_written: self.conn.total_changes() - changes_before,
+        })
+    }
+
+    fn commit(&mut self) -> Result<(), DurableObjectError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| DurableObjectError::Storage(format!("committing SQL: {e}")))
+    }
+
+    fn rollback(&mut self) -> Result<(), DurableObjectError> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("ROLLBACK")
+            .map_err(|e| DurableObjectError::Storage(format!("rolling SQL back: {e}")))
+    }
+
+    fn database_size(&mut self) -> Result<u64, DurableObjectError> {
+        let pages = |pragma: &str| -> Result<u64, DurableObjectError> {
+            self.conn
+                .query_row(&format!("PRAGMA {pragma}"), [], |row| row.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| DurableObjectError::Storage(format!("reading {pragma}: {e}")))
+        };
+        Ok(pages("page_count")? * pages("page_size")?)
+    }
 }
 
 #[cfg(test)]
@@ -467,5 +640,99 @@ mod tests {
         let summaries = store.objects(Some("Counter")).expect("listed");
         assert_eq!(summaries.len(), 2);
         assert_eq!(summaries[0].alarm, Some(now + Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn each_object_has_its_own_sql_database_committed_or_rolled_back_per_event() {
+        let (_dir, store) = store();
+        let a = object(&"a".repeat(64));
+        let b = object(&"b".repeat(64));
+        let mut sql = store.sql_session(&a).expect("a session");
+        let created = sql
+            .exec(
+                "CREATE TABLE people (name TEXT, age INTEGER, photo BLOB); \
+                 CREATE INDEX people_by_age ON people (age)",
+                &[],
+            )
+            .expect("a script");
+        assert!(created.columns.is_empty());
+        let inserted = sql
+            .exec(
+                "INSERT INTO people VALUES (?, ?, ?), (?, ?, NULL)",
+                &[
+                    SqlValue::Text("Ada".to_owned()),
+                    SqlValue::Integer(36),
+                    SqlValue::Blob(vec![1, 2]),
+                    SqlValue::Text("Alan".to_owned()),
+                    SqlValue::Real(41.5),
+                ],
+            )
+            .expect("an insert");
+        assert_eq!(inserted.rows_written, 2);
+        sql.commit().expect("a commit");
+
+        sql.exec("DELETE FROM people", &[]).expect("a delete");
+        sql.rollback().expect("a rollback");
+        let rows = sql
+            .exec("SELECT name, age, photo FROM people ORDER BY name", &[])
+            .expect("a select");
+        assert_eq!(rows.columns, ["name", "age", "photo"]);
+        assert_eq!(
+            rows.rows,
+            [
+                vec![
+                    SqlValue::Text("Ada".to_owned()),
+                    SqlValue::Integer(36),
+                    SqlValue::Blob(vec![1, 2])
+                ],
+                vec![
+                    SqlValue::Text("Alan".to_owned()),
+                    SqlValue::Real(41.5),
+                    SqlValue::Null
+                ],
+            ]
+        );
+        assert!(rows.rows_read >= 2, "{rows:?}");
+        assert_eq!(rows.rows_written, 0);
+        assert!(sql.database_size().expect("a size") > 0);
+        sql.commit().expect("a commit");
+        // An uncommitted statement is gone with its session.
+        sql.exec("INSERT INTO people (name) VALUES ('lost')", &[])
+            .expect("an insert");
+        drop(sql);
+
+        let mut again = store.sql_session(&a).expect("a session");
+        let count = again
+            .exec("SELECT count(*) AS n FROM people", &[])
+            .expect("a count");
+        assert_eq!(count.rows, [vec![SqlValue::Integer(2)]]);
+        // Another object has none of these tables.
+        let mut other = store.sql_session(&b).expect("a session");
+        let err = other.exec("SELECT * FROM people", &[]).unwrap_err();
+        assert!(err.to_string().contains("no such table: people"), "{err}");
+
+        // Nothing reaches another file, the transaction is the event's, bindings match.
+        let err = again
+            .exec("ATTACH DATABASE '/tmp/elsewhere.db' AS x", &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("too many attached"), "{err}");
+        // VACUUM INTO would attach its file too; inside the event's transaction it cannot run.
+        let err = again.exec("VACUUM INTO '/tmp/copy.db'", &[]).unwrap_err();
+        assert!(err.to_string().contains("VACUUM"), "{err}");
+        let err = again.exec("  commit", &[]).unwrap_err();
+        assert!(err.to_string().contains("COMMIT is not allowed"), "{err}");
+        let err = again
+            .exec("SELECT ?", &[SqlValue::Null, SqlValue::Null])
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Wrong number of parameter bindings"),
+            "{err}"
+        );
+        let err = store
+            .sql_session(&object("../../etc"))
+            .err()
+            .expect("a bad id is refused");
+        assert!(err.to_string().contains("64 hex digits"), "{err}");
     }
 }
