@@ -10,6 +10,7 @@ pub mod durable_objects;
 pub mod events;
 pub mod function;
 pub mod invocation;
+pub mod kv;
 pub mod manifest;
 pub mod policy;
 pub mod prewarm;

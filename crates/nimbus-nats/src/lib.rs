@@ -5,10 +5,12 @@
 //! a network. It is not a second store: deploy records, telemetry, KV, buckets and schedules
 //! stay in each node's embedded store for now (docs/design/006-cluster-on-jetstream.md).
 
+mod kv;
 mod queues;
 
 use std::time::Duration;
 
+pub use kv::NatsKv;
 pub use queues::NatsQueues;
 
 /// How long a node waits for NATS at start before it gives up.
@@ -131,6 +133,13 @@ impl Cluster {
     /// serving that app shares.
     pub fn queues(&self, namespace: &str) -> NatsQueues {
         NatsQueues::new(self.client.clone(), self.jetstream.clone(), namespace)
+    }
+
+    /// The KV namespaces of one app (its `namespace`, as for [`Cluster::queues`]), which
+    /// every node serving that app shares.
+    pub fn kv(&self, namespace: &str) -> NatsKv {
+        let max_payload = self.client.max_payload();
+        NatsKv::new(self.jetstream.clone(), namespace, max_payload)
     }
 }
 

@@ -708,7 +708,7 @@ fn unavailable(what: &str, e: &dyn std::error::Error) -> QueueError {
 
 /// A name as a stream-name and subject token: letters, digits and `_` (and `-` when
 /// `dash`) kept, any other byte as `=XX`.
-fn escape(name: &str, dash: bool) -> String {
+pub(crate) fn escape(name: &str, dash: bool) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || b == b'_' || (dash && b == b'-') {
@@ -720,7 +720,7 @@ fn escape(name: &str, dash: bool) -> String {
     out
 }
 
-fn unescape(token: &str) -> Option<String> {
+pub(crate) fn unescape(token: &str) -> Option<String> {
     let mut out = Vec::with_capacity(token.len());
     let mut bytes = token.bytes();
     while let Some(b) = bytes.next() {
@@ -793,4 +793,4 @@ fn md5_hex(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -689,16 +689,12 @@ async fn kv_put(
         }
         None => None,
     };
-    services::kv_put(
-        caller.events(),
-        caller.principal(),
-        &namespace,
-        &key,
-        body,
+    let put = nimbus_core::kv::KvPut {
+        value: body.into(),
         expiration,
         metadata,
-    )
-    .await?;
+    };
+    services::kv_put(caller.events(), caller.principal(), &namespace, &key, put).await?;
     Ok(Json(wire::Empty {}))
 }
 
@@ -715,14 +711,11 @@ async fn kv_list(
     Path(namespace): Path<String>,
     Query(request): Query<wire::ListKeys>,
 ) -> Result<Json<wire::KeyList>, ApiError> {
-    let list = services::kv_list(
-        caller.events(),
-        caller.principal(),
-        &namespace,
-        request.prefix,
-        request.cursor,
-        services::page_size(request.limit),
-    )
-    .await?;
+    let query = nimbus_core::kv::KvListQuery {
+        prefix: request.prefix,
+        cursor: request.cursor,
+        limit: services::page_size(request.limit),
+    };
+    let list = services::kv_list(caller.events(), caller.principal(), &namespace, query).await?;
     Ok(Json(wire::KeyList::from(list)))
 }

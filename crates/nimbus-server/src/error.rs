@@ -109,10 +109,30 @@ impl From<nimbus_core::queues::QueueError> for ApiError {
     }
 }
 
+impl From<nimbus_core::kv::KvError> for ApiError {
+    fn from(e: nimbus_core::kv::KvError) -> ApiError {
+        use nimbus_core::kv::KvError;
+        let message = e.to_string();
+        let (status, error_type) = match &e {
+            KvError::InvalidKey { .. } => (StatusCode::BAD_REQUEST, "InvalidKey"),
+            KvError::ValueTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "ValueTooLarge"),
+            KvError::InvalidValue { .. } | KvError::InvalidCursor { .. } => {
+                (StatusCode::BAD_REQUEST, "InvalidParameterValue")
+            }
+            KvError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            KvError::Backend { .. } => return ApiError::platform(message),
+        };
+        ApiError::typed(status, error_type, message)
+    }
+}
+
 impl From<nimbus_store::StoreError> for ApiError {
     fn from(e: nimbus_store::StoreError) -> ApiError {
         use nimbus_store::StoreError;
         if let StoreError::Queue(e) = e {
+            return ApiError::from(e);
+        }
+        if let StoreError::Kv(e) = e {
             return ApiError::from(e);
         }
         let message = e.to_string();

@@ -45,6 +45,8 @@ pub(crate) struct Events {
     pub(crate) store: Store,
     /// Queues, through the storage-neutral trait (the store implements it).
     pub(crate) queues: Arc<dyn QueueStore>,
+    /// The KV namespaces, on the embedded store or the cluster's.
+    pub(crate) kv: Arc<dyn nimbus_core::kv::KvStore>,
     /// Tables, through the storage-neutral trait (the store implements it).
     pub(crate) tables: Arc<dyn TableStore>,
     /// Streams and their consumers' checkpoints, through the storage-neutral trait.
@@ -190,6 +192,7 @@ impl Events {
         Ok(Events {
             functions,
             queues: queue_store,
+            kv: Arc::new(cfg.store.clone()),
             tables: Arc::new(cfg.store.clone()),
             streams: Arc::new(cfg.store.clone()),
             stream_wakers: std::sync::Mutex::new(HashMap::new()),

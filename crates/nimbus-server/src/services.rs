@@ -9,15 +9,16 @@ pub(crate) mod streams;
 pub(crate) mod tables;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http::StatusCode;
 use nimbus_core::FunctionSpec;
 use nimbus_core::events::QueueSpec;
+use nimbus_core::kv::{KvListQuery, KvPage, KvPut, KvValue};
 use nimbus_core::queues::{QueueError, QueueStore};
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
 use nimbus_store::{
-    InlineGet, KvEntry, KvList, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
+    InlineGet, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
     ReceivedMessage, SentMessage,
 };
 
@@ -1197,11 +1198,13 @@ pub(crate) async fn kv_get(
     principal: Principal<'_>,
     namespace: &str,
     key: &str,
-) -> Result<Option<KvEntry>, OpError> {
+) -> Result<Option<KvValue>, OpError> {
     let access = Access::kv_get(namespace);
     principal.authorize(&access)?;
     events
-        .read_now(|store| store.kv_read(namespace, key))
+        .kv
+        .get(namespace.to_owned(), key.to_owned())
+        .await
         .map_err(|e| access.fail(e))
 }
 
@@ -1211,23 +1214,13 @@ pub(crate) async fn kv_put(
     principal: Principal<'_>,
     namespace: &str,
     key: &str,
-    value: impl AsRef<[u8]> + Send + 'static,
-    expiration: Option<SystemTime>,
-    metadata: Option<String>,
+    put: KvPut,
 ) -> Result<(), OpError> {
     let access = Access::kv_put(namespace);
     principal.authorize(&access)?;
-    let (namespace, key) = (namespace.to_owned(), key.to_owned());
     events
-        .store(move |store| {
-            store.kv_put(
-                &namespace,
-                &key,
-                value.as_ref(),
-                expiration,
-                metadata.as_deref(),
-            )
-        })
+        .kv
+        .put(namespace.to_owned(), key.to_owned(), put)
         .await
         .map_err(|e| access.fail(e))
 }
@@ -1241,9 +1234,9 @@ pub(crate) async fn kv_delete(
 ) -> Result<(), OpError> {
     let access = Access::kv_delete(namespace);
     principal.authorize(&access)?;
-    let (namespace, key) = (namespace.to_owned(), key.to_owned());
     events
-        .store(move |store| store.kv_delete(&namespace, &key))
+        .kv
+        .delete(namespace.to_owned(), key.to_owned())
         .await
         .map(|_| ())
         .map_err(|e| access.fail(e))
@@ -1254,15 +1247,13 @@ pub(crate) async fn kv_list(
     events: &Events,
     principal: Principal<'_>,
     namespace: &str,
-    prefix: Option<String>,
-    cursor: Option<String>,
-    limit: usize,
-) -> Result<KvList, OpError> {
+    query: KvListQuery,
+) -> Result<KvPage, OpError> {
     let access = Access::kv_list(namespace);
     principal.authorize(&access)?;
-    let namespace = namespace.to_owned();
     events
-        .store(move |store| store.kv_list(&namespace, prefix.as_deref(), cursor.as_deref(), limit))
+        .kv
+        .list(namespace.to_owned(), query)
         .await
         .map_err(|e| access.fail(e))
 }

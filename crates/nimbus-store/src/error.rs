@@ -336,6 +336,9 @@ pub enum StoreError {
     /// A queue operation through the `QueueStore` seam failed (whichever backend).
     #[error(transparent)]
     Queue(#[from] nimbus_core::queues::QueueError),
+    /// A KV call was refused or failed (whichever backend).
+    #[error(transparent)]
+    Kv(#[from] nimbus_core::kv::KvError),
     #[error("the operating system's random number generator failed: {reason}")]
     Random {
         /// What it reported.
@@ -348,6 +351,7 @@ impl StoreError {
     /// not a failure of the platform.
     pub fn is_client_error(&self) -> bool {
         matches!(self, StoreError::Queue(e) if e.is_client())
+            || matches!(self, StoreError::Kv(e) if e.is_client_error())
             || matches!(
                 self,
                 StoreError::UnknownQueue { .. }
@@ -395,4 +399,15 @@ impl StoreError {
         }
         message
     }
+}
+
+/// An error and its causes, joined with `: `.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
 }

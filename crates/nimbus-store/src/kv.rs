@@ -1,104 +1,33 @@
-//! KV namespaces like Cloudflare Workers KV: get, put with expiration and metadata, delete, and
-//! list by prefix in key order with cursor paging.
+//! KV namespaces like Cloudflare Workers KV (the rules are `nimbus_core::kv`'s): get, put
+//! with expiration and metadata, delete, and list by prefix in key order with cursor paging.
 //!
-//! Limits follow Workers KV: keys of 1 to 512 bytes (not `.` or `..`), values up to 25 MiB,
-//! metadata (JSON) up to 1024 bytes, at most 1000 keys a list. One rule is relaxed: Workers KV
-//! wants an expiration at least 60 seconds ahead; nimbus takes anything at least 1 second ahead so
-//! tests and local development can watch keys expire. An expired key reads as absent at once and
-//! its row is deleted lazily (by the get that finds it, or `kv_sweep_expired`).
+//! An expired key reads as absent at once and its row is deleted lazily (by the get that
+//! finds it, or `kv_sweep_expired`).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
+use nimbus_core::BoxFuture;
+use nimbus_core::kv::{
+    self, KvError, KvKeyInfo, KvListQuery, KvPage, KvPut, KvStore, KvValue, check_key,
+    check_namespace,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::durable::{self, now_us, read_err, time, write_err};
 use crate::{Store, StoreError};
 
-/// A stored value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvEntry {
-    /// The value.
-    pub value: Vec<u8>,
-    /// When the key expires, if it does.
-    pub expiration: Option<SystemTime>,
-    /// Its metadata, a JSON text.
-    pub metadata: Option<String>,
-}
-
-/// One key of a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvKey {
-    /// The key.
-    pub name: String,
-    /// When it expires, if it does.
-    pub expiration: Option<SystemTime>,
-    /// Its metadata, a JSON text.
-    pub metadata: Option<String>,
-}
-
-/// One page of `kv_list`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvList {
-    /// Keys in lexicographic (UTF-8 byte) order.
-    pub keys: Vec<KvKey>,
-    /// Whether this is the last page.
-    pub list_complete: bool,
-    /// When not complete, the cursor of the next page.
-    pub cursor: Option<String>,
-}
-
-/// Workers KV's longest key, in bytes.
-pub const MAX_KV_KEY_BYTES: usize = 512;
-/// Workers KV's largest value, in bytes.
-pub const MAX_KV_VALUE_BYTES: usize = 25 * 1024 * 1024;
-/// Workers KV's largest metadata, in bytes (of its JSON).
-pub const MAX_KV_METADATA_BYTES: usize = 1024;
-/// Workers KV's most keys a list returns, and the default.
-pub const MAX_KV_LIST_LIMIT: usize = 1000;
-/// The soonest an expiration may be (Workers KV: 60 seconds; see the module documentation).
-pub const MIN_KV_EXPIRATION_AHEAD: Duration = Duration::from_secs(1);
-/// The longest namespace name, in bytes.
-const MAX_NAMESPACE_BYTES: usize = 512;
-
 impl Store {
     /// Writes a value, replacing any; it has committed when this returns.
-    pub fn kv_put(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &[u8],
-        expiration: Option<SystemTime>,
-        metadata: Option<&str>,
-    ) -> Result<(), StoreError> {
+    pub fn kv_put(&self, ns: &str, key: &str, put: &KvPut) -> Result<(), StoreError> {
         check_namespace(ns)?;
         check_key(key)?;
-        if value.len() > MAX_KV_VALUE_BYTES {
-            return Err(StoreError::ValueTooLarge {
-                what: "KV value",
-                size: value.len(),
-                limit: MAX_KV_VALUE_BYTES,
-            });
-        }
-        if let Some(metadata) = metadata {
-            check_metadata(metadata)?;
-        }
-        let now_us = now_us();
-        let expiration_us = match expiration {
-            Some(expiration) => {
-                let expiration_us = durable::unix_us(expiration);
-                if expiration_us < now_us.saturating_add(durable::us(MIN_KV_EXPIRATION_AHEAD)) {
-                    return Err(StoreError::InvalidValue {
-                        what: "KV expiration",
-                        reason: format!(
-                            "an expiration is at least {} s in the future",
-                            MIN_KV_EXPIRATION_AHEAD.as_secs()
-                        ),
-                    });
-                }
-                Some(expiration_us)
-            }
-            None => None,
-        };
+        kv::check_put(put, SystemTime::now())?;
+        let KvPut {
+            value,
+            expiration,
+            metadata,
+        } = put;
+        let expiration_us = expiration.map(durable::unix_us);
         self.write("a KV entry", |tx| {
             tx.prepare_cached(
                 "INSERT INTO kv (namespace, key, value, expiration_us, metadata)
@@ -114,7 +43,7 @@ impl Store {
     }
 
     /// Reads a value; an expired key is `None`.
-    pub fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>, StoreError> {
+    pub fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvValue>, StoreError> {
         check_namespace(ns)?;
         check_key(key)?;
         let now_us = now_us();
@@ -131,7 +60,7 @@ impl Store {
 
     /// Reads a value without writing: an expired key is `None` and its row is left to
     /// `kv_sweep_expired`. Never waits for a writer, so it may run on an async worker.
-    pub fn kv_read(&self, ns: &str, key: &str) -> Result<Option<KvEntry>, StoreError> {
+    pub fn kv_read(&self, ns: &str, key: &str) -> Result<Option<KvValue>, StoreError> {
         check_namespace(ns)?;
         check_key(key)?;
         let now_us = now_us();
@@ -155,27 +84,16 @@ impl Store {
         })
     }
 
-    /// Up to `limit` keys (0: the default of 1000; at most 1000) starting with `prefix`, after the
-    /// key `cursor` stands for, in key order; expired keys are left out.
-    pub fn kv_list(
-        &self,
-        ns: &str,
-        prefix: Option<&str>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<KvList, StoreError> {
+    /// One page of keys starting with the query's prefix, after the key its cursor stands
+    /// for, in key order; expired keys are left out.
+    pub fn kv_list(&self, ns: &str, query: &KvListQuery) -> Result<KvPage, StoreError> {
         check_namespace(ns)?;
-        if limit > MAX_KV_LIST_LIMIT {
-            return Err(StoreError::InvalidParameter {
-                reason: format!("a KV list returns at most {MAX_KV_LIST_LIMIT} keys, not {limit}"),
-            });
-        }
-        let limit = if limit == 0 { MAX_KV_LIST_LIMIT } else { limit };
-        let after = match cursor {
-            Some(cursor) => decode_cursor(cursor)?,
+        let limit = kv::list_limit(query.limit)?;
+        let after = match &query.cursor {
+            Some(cursor) => kv::decode_cursor(cursor)?,
             None => String::new(),
         };
-        let prefix = prefix.unwrap_or("");
+        let prefix = query.prefix.as_deref().unwrap_or("");
         let now_us = now_us();
         self.read(|conn| {
             let mut stmt = conn
@@ -203,7 +121,7 @@ impl Store {
                     list_complete = false;
                     break;
                 }
-                keys.push(KvKey {
+                keys.push(KvKeyInfo {
                     name,
                     expiration: expiration_us.map(time),
                     metadata: row.get(2).map_err(read_err("KV keys"))?,
@@ -212,9 +130,10 @@ impl Store {
             let cursor = if list_complete {
                 None
             } else {
-                keys.last().map(|key: &KvKey| encode_cursor(&key.name))
+                keys.last()
+                    .map(|key: &KvKeyInfo| kv::encode_cursor(&key.name))
             };
-            Ok(KvList {
+            Ok(KvPage {
                 keys,
                 list_complete,
                 cursor,
@@ -253,7 +172,7 @@ fn kv_row(
     conn: &Connection,
     ns: &str,
     key: &str,
-) -> Result<Option<(KvEntry, Option<i64>)>, StoreError> {
+) -> Result<Option<(KvValue, Option<i64>)>, StoreError> {
     conn.prepare_cached(
         "SELECT value, expiration_us, metadata FROM kv WHERE namespace = ?1 AND key = ?2",
     )
@@ -261,7 +180,7 @@ fn kv_row(
         stmt.query_row([ns, key], |row| {
             let expiration_us: Option<i64> = row.get(1)?;
             Ok((
-                KvEntry {
+                KvValue {
                     value: row.get(0)?,
                     expiration: expiration_us.map(time),
                     metadata: row.get(2)?,
@@ -274,58 +193,63 @@ fn kv_row(
     .map_err(read_err("KV entries"))
 }
 
-/// A cursor: the hex of the last key listed. Opaque to callers; they pass it back unchanged.
-fn encode_cursor(key: &str) -> String {
-    durable::hex(key.as_bytes())
+/// The embedded KV namespaces: reads are point reads on the calling worker (WAL readers
+/// never wait for a writer), writes and lists run on tokio's blocking pool.
+impl KvStore for Store {
+    fn get(
+        &self,
+        namespace: String,
+        key: String,
+    ) -> BoxFuture<'_, Result<Option<KvValue>, KvError>> {
+        Box::pin(async move { self.kv_read(&namespace, &key).map_err(KvError::from) })
+    }
+
+    fn put(
+        &self,
+        namespace: String,
+        key: String,
+        put: KvPut,
+    ) -> BoxFuture<'_, Result<(), KvError>> {
+        self.kv_off_worker(move |store| store.kv_put(&namespace, &key, &put))
+    }
+
+    fn delete(&self, namespace: String, key: String) -> BoxFuture<'_, Result<bool, KvError>> {
+        self.kv_off_worker(move |store| store.kv_delete(&namespace, &key))
+    }
+
+    fn list(
+        &self,
+        namespace: String,
+        query: KvListQuery,
+    ) -> BoxFuture<'_, Result<KvPage, KvError>> {
+        self.kv_off_worker(move |store| store.kv_list(&namespace, &query))
+    }
 }
 
-fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    durable::unhex(cursor)
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| StoreError::InvalidCursor {
-            cursor: durable::cut(cursor, 100),
+impl Store {
+    fn kv_off_worker<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> BoxFuture<'_, Result<T, KvError>> {
+        let store = self.clone();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || op(&store)).await {
+                Ok(res) => res.map_err(KvError::from),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
         })
+    }
 }
 
-fn check_namespace(ns: &str) -> Result<(), StoreError> {
-    if ns.is_empty() || ns.len() > MAX_NAMESPACE_BYTES || ns.contains('\0') {
-        return Err(StoreError::InvalidKey {
-            key: durable::cut(ns, 200),
-            reason: "a KV namespace name is 1 to 512 bytes without NUL",
-        });
+impl From<StoreError> for KvError {
+    fn from(e: StoreError) -> KvError {
+        match e {
+            StoreError::Kv(e) => e,
+            other => KvError::Backend {
+                message: crate::error::chain(&other),
+            },
+        }
     }
-    Ok(())
-}
-
-fn check_key(key: &str) -> Result<(), StoreError> {
-    let invalid = |reason| StoreError::InvalidKey {
-        key: durable::cut(key, 200),
-        reason,
-    };
-    if key.is_empty() || key.len() > MAX_KV_KEY_BYTES {
-        return Err(invalid("a KV key is 1 to 512 bytes long"));
-    }
-    if key == "." || key == ".." {
-        return Err(invalid("a KV key cannot be `.` or `..`"));
-    }
-    Ok(())
-}
-
-fn check_metadata(metadata: &str) -> Result<(), StoreError> {
-    if metadata.len() > MAX_KV_METADATA_BYTES {
-        return Err(StoreError::ValueTooLarge {
-            what: "KV metadata",
-            size: metadata.len(),
-            limit: MAX_KV_METADATA_BYTES,
-        });
-    }
-    if serde_json::from_str::<serde_json::Value>(metadata).is_err() {
-        return Err(StoreError::InvalidValue {
-            what: "KV metadata",
-            reason: "metadata is JSON text".to_owned(),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -47,10 +47,6 @@ pub use buckets::{
     MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload, WriteCondition,
 };
 pub use error::StoreError;
-pub use kv::{
-    KvEntry, KvKey, KvList, MAX_KV_KEY_BYTES, MAX_KV_LIST_LIMIT, MAX_KV_METADATA_BYTES,
-    MAX_KV_VALUE_BYTES, MIN_KV_EXPIRATION_AHEAD,
-};
 /// SQS's rules for other backends of `QueueStore` (cluster mode's), so all refuse alike.
 pub use queues::{
     CheckedMessage, check_message, check_queue_spec, check_visibility, decode_message_attributes,

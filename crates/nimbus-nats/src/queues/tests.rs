@@ -11,14 +11,14 @@ use nimbus_core::queues::{NewMessage, QueueError, QueueStore};
 use crate::Cluster;
 
 /// A nats-server with JetStream on a random loopback port, killed on drop.
-struct NatsServer {
+pub(crate) struct NatsServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     _dir: tempfile::TempDir,
 }
 
 impl NatsServer {
-    fn start() -> NatsServer {
+    pub(crate) fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("a temp dir");
         let binary = ["nats-server", "/usr/sbin/nats-server"]
             .into_iter()

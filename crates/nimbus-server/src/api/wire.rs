@@ -477,8 +477,8 @@ impl From<nimbus_store::ObjectList> for ObjectList {
     }
 }
 
-impl From<nimbus_store::KvKey> for KeySummary {
-    fn from(key: nimbus_store::KvKey) -> KeySummary {
+impl From<nimbus_core::kv::KvKeyInfo> for KeySummary {
+    fn from(key: nimbus_core::kv::KvKeyInfo) -> KeySummary {
         KeySummary {
             expiration: key.expiration.map(|expiration| {
                 expiration
@@ -496,8 +496,8 @@ impl From<nimbus_store::KvKey> for KeySummary {
     }
 }
 
-impl From<nimbus_store::KvList> for KeyList {
-    fn from(list: nimbus_store::KvList) -> KeyList {
+impl From<nimbus_core::kv::KvPage> for KeyList {
+    fn from(list: nimbus_core::kv::KvPage) -> KeyList {
         KeyList {
             cursor: list.cursor,
             keys: list.keys.into_iter().map(KeySummary::from).collect(),
@@ -861,14 +861,14 @@ mod tests {
     #[test]
     fn kv_answers_and_queries_keep_their_shape() {
         check_answer(
-            KeyList::from(nimbus_store::KvList {
+            KeyList::from(nimbus_core::kv::KvPage {
                 keys: vec![
-                    nimbus_store::KvKey {
+                    nimbus_core::kv::KvKeyInfo {
                         name: "a".to_owned(),
                         expiration: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
                         metadata: Some(r#"{"v":1}"#.to_owned()),
                     },
-                    nimbus_store::KvKey {
+                    nimbus_core::kv::KvKeyInfo {
                         name: "b".to_owned(),
                         expiration: None,
                         metadata: None,

@@ -303,15 +303,12 @@ pub(crate) async fn kv_namespace(
     let query = crate::api::query(&uri);
     let key_prefix = query.get("prefix").cloned().filter(|p| !p.is_empty());
     let cursor = query.get("cursor").cloned().filter(|c| !c.is_empty());
-    let list = services::kv_list(
-        events,
-        Principal::Operator,
-        &namespace,
-        key_prefix.clone(),
+    let query = nimbus_core::kv::KvListQuery {
+        prefix: key_prefix.clone(),
         cursor,
-        BROWSE_LIMIT,
-    )
-    .await?;
+        limit: BROWSE_LIMIT,
+    };
+    let list = services::kv_list(events, Principal::Operator, &namespace, query).await?;
     let base = format!("{prefix}/kv/{}", seg(&namespace));
     let mut body = format!(
         "<form class=\"filters\" method=\"get\" action=\"{base}\"><label>Key prefix \

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use nimbus_core::BoxFuture;
 use nimbus_core::services::{
-    Access, Attribute, KvExpiration, KvKeyInfo, KvPage, KvPutOptions, KvQuery, KvValue, Object,
+    Access, Attribute, KvExpiration, KvPage, KvPutOptions, KvQuery, KvValue, Object,
     ObjectInfo, ObjectPage, ObjectQuery, OutgoingMessage, Publication, ReceivedMessage,
     SentMessage, ServiceCaller, ServiceError, ServiceErrorKind, Services,
 };
@@ -261,12 +261,7 @@ impl Services for ServicesHandle {
     ) -> BoxFuture<'a, Result<Option<KvValue>, ServiceError>> {
         Box::pin(async move {
             let call = self.call(caller, Access::kv_get(namespace))?;
-            let entry = super::kv_get(&call.events, call.principal(), namespace, key).await?;
-            Ok(entry.map(|entry| KvValue {
-                value: entry.value,
-                metadata: entry.metadata,
-                expiration: entry.expiration,
-            }))
+            Ok(super::kv_get(&call.events, call.principal(), namespace, key).await?)
         })
     }
 
@@ -294,16 +289,12 @@ impl Services for ServicesHandle {
                 }
             };
             let call = self.call(caller, access)?;
-            super::kv_put(
-                &call.events,
-                call.principal(),
-                namespace,
-                key,
+            let put = nimbus_core::kv::KvPut {
                 value,
                 expiration,
-                options.metadata,
-            )
-            .await?;
+                metadata: options.metadata,
+            };
+            super::kv_put(&call.events, call.principal(), namespace, key, put).await?;
             Ok(())
         })
     }
@@ -329,28 +320,12 @@ impl Services for ServicesHandle {
     ) -> BoxFuture<'a, Result<KvPage, ServiceError>> {
         Box::pin(async move {
             let call = self.call(caller, Access::kv_list(namespace))?;
-            let list = super::kv_list(
-                &call.events,
-                call.principal(),
-                namespace,
-                query.prefix,
-                query.cursor,
-                super::page_size(query.limit.map(|n| n as usize)),
-            )
-            .await?;
-            Ok(KvPage {
-                keys: list
-                    .keys
-                    .into_iter()
-                    .map(|k| KvKeyInfo {
-                        name: k.name,
-                        expiration: k.expiration,
-                        metadata: k.metadata,
-                    })
-                    .collect(),
-                list_complete: list.list_complete,
-                cursor: list.cursor,
-            })
+            let query = nimbus_core::kv::KvListQuery {
+                prefix: query.prefix,
+                cursor: query.cursor,
+                limit: super::page_size(query.limit.map(|n| n as usize)),
+            };
+            Ok(super::kv_list(&call.events, call.principal(), namespace, query).await?)
         })
     }
 }

@@ -3,7 +3,9 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{KvList, Store, StoreError};
+use nimbus_core::kv::{KvError, KvListQuery, KvPage, KvPut};
+
+use crate::{Store, StoreError};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -13,14 +15,54 @@ fn open() -> Result<(tempfile::TempDir, Store), Box<dyn std::error::Error>> {
     Ok((dir, store))
 }
 
-fn names(list: &KvList) -> Vec<&str> {
+fn names(list: &KvPage) -> Vec<&str> {
     list.keys.iter().map(|key| key.name.as_str()).collect()
+}
+
+/// `Store::kv_put` with the value, expiration and metadata given apart.
+fn put(
+    store: &Store,
+    ns: &str,
+    key: &str,
+    value: &[u8],
+    expiration: Option<SystemTime>,
+    metadata: Option<&str>,
+) -> Result<(), StoreError> {
+    let put = KvPut {
+        value: value.to_vec(),
+        expiration,
+        metadata: metadata.map(str::to_owned),
+    };
+    store.kv_put(ns, key, &put)
+}
+
+/// `Store::kv_list` with the query given apart.
+fn list(
+    store: &Store,
+    ns: &str,
+    prefix: Option<&str>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<KvPage, StoreError> {
+    let query = KvListQuery {
+        prefix: prefix.map(str::to_owned),
+        cursor: cursor.map(str::to_owned),
+        limit,
+    };
+    store.kv_list(ns, &query)
 }
 
 #[test]
 fn put_get_delete_round_trip() -> TestResult {
     let (_dir, store) = open()?;
-    store.kv_put("sessions", "user:1", b"alice", None, Some(r#"{"v":1}"#))?;
+    put(
+        &store,
+        "sessions",
+        "user:1",
+        b"alice",
+        None,
+        Some(r#"{"v":1}"#),
+    )?;
     let entry = store.kv_get("sessions", "user:1")?.ok_or("missing")?;
     assert_eq!(entry.value, b"alice");
     assert_eq!(entry.metadata.as_deref(), Some(r#"{"v":1}"#));
@@ -28,19 +70,19 @@ fn put_get_delete_round_trip() -> TestResult {
     // Namespaces are separate.
     assert_eq!(store.kv_get("other", "user:1")?, None);
     // Overwrite replaces value and metadata.
-    store.kv_put("sessions", "user:1", b"bob", None, None)?;
+    put(&store, "sessions", "user:1", b"bob", None, None)?;
     let entry = store.kv_get("sessions", "user:1")?.ok_or("missing")?;
     assert_eq!(
         (entry.value.as_slice(), entry.metadata),
         (&b"bob"[..], None)
     );
     // Binary values and empty values are fine.
-    store.kv_put("sessions", "bin", &[0, 255, 1], None, None)?;
+    put(&store, "sessions", "bin", &[0, 255, 1], None, None)?;
     assert_eq!(
         store.kv_get("sessions", "bin")?.ok_or("missing")?.value,
         [0, 255, 1]
     );
-    store.kv_put("sessions", "empty", b"", None, None)?;
+    put(&store, "sessions", "empty", b"", None, None)?;
     assert_eq!(
         store.kv_get("sessions", "empty")?.ok_or("missing")?.value,
         b""
@@ -56,21 +98,22 @@ fn put_get_delete_round_trip() -> TestResult {
 fn expired_keys_read_as_absent() -> TestResult {
     let (_dir, store) = open()?;
     let expiration = SystemTime::now() + Duration::from_millis(1100);
-    store.kv_put("cache", "soon", b"v", Some(expiration), None)?;
-    store.kv_put(
+    put(&store, "cache", "soon", b"v", Some(expiration), None)?;
+    put(
+        &store,
         "cache",
         "later",
         b"v",
         Some(SystemTime::now() + Duration::from_secs(3600)),
         None,
     )?;
-    store.kv_put("cache", "forever", b"v", None, None)?;
+    put(&store, "cache", "forever", b"v", None, None)?;
     let entry = store.kv_get("cache", "soon")?.ok_or("missing")?;
     // Stored with microsecond precision.
     let stored = entry.expiration.ok_or("no expiration")?;
     assert!(expiration.duration_since(stored)? < Duration::from_micros(1));
     assert_eq!(
-        names(&store.kv_list("cache", None, None, 0)?),
+        names(&list(&store, "cache", None, None, 0)?),
         ["forever", "later", "soon"]
     );
     sleep(Duration::from_millis(1200));
@@ -82,21 +125,21 @@ fn expired_keys_read_as_absent() -> TestResult {
     );
     assert_eq!(store.kv_get("cache", "soon")?, None);
     assert_eq!(
-        names(&store.kv_list("cache", None, None, 0)?),
+        names(&list(&store, "cache", None, None, 0)?),
         ["forever", "later"]
     );
     // The get removed the row already; a sweep finds nothing more.
     assert_eq!(store.kv_sweep_expired()?, 0);
 
-    let err = store
-        .kv_put(
-            "cache",
-            "k",
-            b"v",
-            Some(SystemTime::now() + Duration::from_millis(500)),
-            None,
-        )
-        .unwrap_err();
+    let err = put(
+        &store,
+        "cache",
+        "k",
+        b"v",
+        Some(SystemTime::now() + Duration::from_millis(500)),
+        None,
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("at least 1 s in the future"),
         "{err}"
@@ -109,12 +152,19 @@ fn sweep_removes_expired_keys() -> TestResult {
     let (_dir, store) = open()?;
     for idx in 0..3 {
         let expiration = SystemTime::now() + Duration::from_millis(1050);
-        store.kv_put("cache", &format!("k{idx}"), b"v", Some(expiration), None)?;
+        put(
+            &store,
+            "cache",
+            &format!("k{idx}"),
+            b"v",
+            Some(expiration),
+            None,
+        )?;
     }
-    store.kv_put("cache", "kept", b"v", None, None)?;
+    put(&store, "cache", "kept", b"v", None, None)?;
     sleep(Duration::from_millis(1100));
     assert_eq!(store.kv_sweep_expired()?, 3);
-    assert_eq!(names(&store.kv_list("cache", None, None, 0)?), ["kept"]);
+    assert_eq!(names(&list(&store, "cache", None, None, 0)?), ["kept"]);
     Ok(())
 }
 
@@ -122,31 +172,32 @@ fn sweep_removes_expired_keys() -> TestResult {
 fn list_pages_with_cursor_and_prefix() -> TestResult {
     let (_dir, store) = open()?;
     for key in ["user:3", "user:1", "user:2", "admin:1", "userx", "user:10"] {
-        store.kv_put("ns", key, b"v", None, Some(r#"{"k":true}"#))?;
+        put(&store, "ns", key, b"v", None, Some(r#"{"k":true}"#))?;
     }
-    store.kv_put("other", "user:0", b"v", None, None)?;
-    let page = store.kv_list("ns", Some("user:"), None, 2)?;
+    put(&store, "other", "user:0", b"v", None, None)?;
+    let page = list(&store, "ns", Some("user:"), None, 2)?;
     assert_eq!(names(&page), ["user:1", "user:10"]);
     assert!(!page.list_complete);
     assert_eq!(page.keys[0].metadata.as_deref(), Some(r#"{"k":true}"#));
     let cursor = page.cursor.ok_or("no cursor")?;
-    let page = store.kv_list("ns", Some("user:"), Some(&cursor), 2)?;
+    let page = list(&store, "ns", Some("user:"), Some(&cursor), 2)?;
     assert_eq!(names(&page), ["user:2", "user:3"]);
     assert!(page.list_complete);
     assert_eq!(page.cursor, None);
 
-    let all = store.kv_list("ns", None, None, 1000)?;
+    let all = list(&store, "ns", None, None, 1000)?;
     assert_eq!(
         names(&all),
         ["admin:1", "user:1", "user:10", "user:2", "user:3", "userx"]
     );
     assert!(all.list_complete);
 
-    let err = store
-        .kv_list("ns", None, Some("not a cursor"), 10)
-        .unwrap_err();
-    assert!(matches!(err, StoreError::InvalidCursor { .. }), "{err}");
-    let err = store.kv_list("ns", None, None, 1001).unwrap_err();
+    let err = list(&store, "ns", None, Some("not a cursor"), 10).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Kv(KvError::InvalidCursor { .. })),
+        "{err}"
+    );
+    let err = list(&store, "ns", None, None, 1001).unwrap_err();
     assert!(err.to_string().contains("at most 1000 keys"), "{err}");
     Ok(())
 }
@@ -162,37 +213,51 @@ fn limits_follow_workers_kv() -> TestResult {
             "`{err}` lacks `{expected}`"
         );
     };
-    check(store.kv_put("ns", "", b"v", None, None), "1 to 512 bytes");
+    check(put(&store, "ns", "", b"v", None, None), "1 to 512 bytes");
     check(
-        store.kv_put("ns", &"k".repeat(513), b"v", None, None),
+        put(&store, "ns", &"k".repeat(513), b"v", None, None),
         "1 to 512 bytes",
     );
     check(
-        store.kv_put("ns", ".", b"v", None, None),
+        put(&store, "ns", ".", b"v", None, None),
         "cannot be `.` or `..`",
     );
     check(
-        store.kv_put("ns", "..", b"v", None, None),
+        put(&store, "ns", "..", b"v", None, None),
         "cannot be `.` or `..`",
     );
-    check(store.kv_put("", "k", b"v", None, None), "namespace");
+    check(put(&store, "", "k", b"v", None, None), "namespace");
     check(
-        store.kv_put("ns", "k", &vec![0; 25 * 1024 * 1024 + 1], None, None),
+        put(
+            &store,
+            "ns",
+            "k",
+            &vec![0; 25 * 1024 * 1024 + 1],
+            None,
+            None,
+        ),
         "KV value of 26214401 bytes is over the limit of 26214400 bytes",
     );
     let big_metadata = format!("\"{}\"", "m".repeat(1023));
     check(
-        store.kv_put("ns", "k", b"v", None, Some(&big_metadata)),
+        put(&store, "ns", "k", b"v", None, Some(&big_metadata)),
         "KV metadata of 1025 bytes",
     );
     check(
-        store.kv_put("ns", "k", b"v", None, Some("{not json")),
+        put(&store, "ns", "k", b"v", None, Some("{not json")),
         "metadata is JSON",
     );
-    store
-        .kv_put("ns", &"k".repeat(512), b"v", None, Some(&big_metadata[1..]))
-        .expect_err("1024 bytes that are not JSON");
-    store.kv_put(
+    put(
+        &store,
+        "ns",
+        &"k".repeat(512),
+        b"v",
+        None,
+        Some(&big_metadata[1..]),
+    )
+    .expect_err("1024 bytes that are not JSON");
+    put(
+        &store,
         "ns",
         &"k".repeat(512),
         b"v",
@@ -209,7 +274,7 @@ fn limits_follow_workers_kv() -> TestResult {
 #[test]
 fn reopened_store_keeps_keys() -> TestResult {
     let dir = tempfile::tempdir()?;
-    Store::open(dir.path())?.kv_put("ns", "k", b"kept", None, None)?;
+    put(&Store::open(dir.path())?, "ns", "k", b"kept", None, None)?;
     let store = Store::open(dir.path())?;
     assert_eq!(store.kv_get("ns", "k")?.ok_or("missing")?.value, b"kept");
     Ok(())
@@ -223,7 +288,7 @@ fn throughput_of_gets_and_puts() -> TestResult {
     let value = vec![b'v'; 100];
     let start = Instant::now();
     for idx in 0..N_KEYS {
-        store.kv_put("bench", &format!("key:{idx}"), &value, None, None)?;
+        put(&store, "bench", &format!("key:{idx}"), &value, None, None)?;
     }
     let put_time = start.elapsed();
     let keys: Vec<String> = (0..N_KEYS).map(|idx| format!("key:{idx}")).collect();
