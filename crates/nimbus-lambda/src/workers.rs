@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use nimbus_core::durable_objects::{
     Alarm, AlarmChange, Commit, DurableObjectError, DurableObjectStore, ListOptions, ObjectName,
-    StorageWrite,
+    SqlSession, SqlValue, StorageWrite,
 };
 use nimbus_core::worker::BindingKind;
 use nimbus_core::{
@@ -106,7 +106,13 @@ struct Process {
     ending: AtomicBool,
     /// `Some` once the process has ended.
     exit_rx: watch::Receiver<Option<String>>,
+    /// The SQL databases of the objects this host used, each with the transaction of
+    /// the running event open; they roll back when the process goes.
+    sql: Arc<SqlSessions>,
 }
+
+/// Open SQL databases of Durable Objects, by object.
+type SqlSessions = Mutex<HashMap<ObjectName, Box<dyn SqlSession>>>;
 
 enum Reply {
     Ok(Vec<u8>),
@@ -204,10 +210,17 @@ impl Host {
             })),
             _ => None,
         };
+        let mut config = worker.host_config();
+        if let Some(fields) = config.as_object_mut() {
+            fields.insert(
+                "objectIdleMs".to_owned(),
+                json!(object_idle_timeout(cfg.idle_timeout).as_millis()),
+            );
+        }
         Host {
             objects,
             sockets: Arc::new(Sockets::default()),
-            config: worker.host_config().to_string(),
+            config: config.to_string(),
             cpu_limit,
             spec,
             main,
@@ -372,6 +385,7 @@ impl Host {
             stop_reason: Mutex::new(None),
             ending: AtomicBool::new(false),
             exit_rx,
+            sql: Arc::new(Mutex::new(HashMap::new())),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let mut readers = tokio::task::JoinSet::new();
@@ -683,7 +697,7 @@ async fn read_frames(
                     sockets.deliver(socket_id, socket_frame);
                 }
             }
-            "do" => {
+            "do" | "sql" => {
                 // Each object's calls come one at a time; different objects' run at once.
                 tokio::spawn(storage_call(
                     objects.clone(),
@@ -837,6 +851,13 @@ async fn reap(host: std::sync::Weak<Host>) {
     }
 }
 
+/// How long a Durable Object may go without an event before its host evicts it (its
+/// accepted WebSockets stay open): Cloudflare's 10 seconds, or half the worker's idle
+/// timeout when that is shorter, so an object is rebuilt before its host would stop.
+fn object_idle_timeout(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(10))
+}
+
 /// An answer line as the host writes it, `{"t":"res","id":N,"ok":PAYLOAD}` (or `"error"`):
 /// its id and payload, cut out of the line.
 fn answer_of(line: &str) -> Option<(u64, Reply)> {
@@ -861,13 +882,20 @@ fn answer_of(line: &str) -> Option<(u64, Reply)> {
 
 /// Answers one Durable Object storage call of the host (`{"t":"do","q":N,"op":...}`) on
 /// its stdin: `{"t":"do_res","q":N,"ok":...}`, or `"error"` with a message the host
-/// throws.
+/// throws. A SQL call (`{"t":"sql",...}`, answered by `"sql_res"`) is one the host waits
+/// for with its event loop stopped, as `sql.exec` is synchronous.
 async fn storage_call(objects: Option<Arc<Objects>>, process: Arc<Process>, frame: Value) {
     let q = frame.get("q").and_then(Value::as_u64).unwrap_or(0);
+    let answer = if frame.get("t").and_then(Value::as_str) == Some("sql") {
+        "sql_res"
+    } else {
+        "do_res"
+    };
     let res = match objects {
         Some(objects) => {
             let store = objects.clone();
-            match tokio::task::spawn_blocking(move || storage_op(&store, &frame)).await {
+            let sessions = process.sql.clone();
+            match tokio::task::spawn_blocking(move || storage_op(&store, &sessions, &frame)).await {
                 Ok(Ok((value, alarm_changed))) => {
                     if alarm_changed {
                         objects.alarms_changed.notify_one();
@@ -884,8 +912,8 @@ async fn storage_call(objects: Option<Arc<Objects>>, process: Arc<Process>, fram
         ),
     };
     let reply = match res {
-        Ok(value) => json!({"t": "do_res", "q": q, "ok": value}),
-        Err(message) => json!({"t": "do_res", "q": q, "error": message}),
+        Ok(value) => json!({"t": answer, "q": q, "ok": value}),
+        Err(message) => json!({"t": answer, "q": q, "error": message}),
     };
     let mut line = reply.to_string().into_bytes();
     line.push(b'\n');
@@ -895,7 +923,11 @@ async fn storage_call(objects: Option<Arc<Objects>>, process: Arc<Process>, fram
 }
 
 /// Runs one storage call; its answer, and whether it changed an alarm.
-fn storage_op(objects: &Objects, frame: &Value) -> Result<(Value, bool), DurableObjectError> {
+fn storage_op(
+    objects: &Objects,
+    sessions: &SqlSessions,
+    frame: &Value,
+) -> Result<(Value, bool), DurableObjectError> {
     let invalid =
         |what: &str| DurableObjectError::Invalid(format!("a storage call without {what}"));
     let text = |key: &str| frame.get(key).and_then(Value::as_str);
@@ -956,6 +988,10 @@ fn storage_op(objects: &Objects, frame: &Value) -> Result<(Value, bool), Durable
             Ok((Value::Array(rows), false))
         }
         "commit" => {
+            // The event's SQL lands first, then its keys and alarm: two commits.
+            if frame.get("sql").and_then(Value::as_bool) == Some(true) {
+                sql_session(sessions, store, &object, |sql| sql.commit())?;
+            }
             let mut commit = Commit {
                 delete_all: frame
                     .get("deleteAll")
@@ -993,6 +1029,43 @@ fn storage_op(objects: &Objects, frame: &Value) -> Result<(Value, bool), Durable
             store.commit(&object, &commit)?;
             Ok((Value::Bool(true), commit.alarm != AlarmChange::Keep))
         }
+        "sql.exec" => {
+            let query = text("query").ok_or_else(|| invalid("a query"))?;
+            let bindings = frame
+                .get("bindings")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .map(sql_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            let res = sql_session(sessions, store, &object, |sql| sql.exec(query, &bindings))?;
+            let rows: Vec<Value> = res
+                .rows
+                .iter()
+                .map(|row| Value::Array(row.iter().map(sql_json).collect()))
+                .collect();
+            Ok((
+                json!({
+                    "columns": res.columns,
+                    "rows": rows,
+                    "rowsRead": res.rows_read,
+                    "rowsWritten": res.rows_written,
+                }),
+                false,
+            ))
+        }
+        "sql.size" => {
+            let size = sql_session(sessions, store, &object, |sql| sql.database_size())?;
+            Ok((json!(size), false))
+        }
+        "sql.commit" => {
+            sql_session(sessions, store, &object, |sql| sql.commit())?;
+            Ok((Value::Bool(true), false))
+        }
+        "sql.rollback" => {
+            sql_session(sessions, store, &object, |sql| sql.rollback())?;
+            Ok((Value::Bool(true), false))
+        }
         "getAlarm" => {
             let at = store
                 .alarm(&object)?
@@ -1002,6 +1075,71 @@ fn storage_op(objects: &Objects, frame: &Value) -> Result<(Value, bool), Durable
         other => Err(DurableObjectError::Invalid(format!(
             "unknown storage call `{other}`"
         ))),
+    }
+}
+
+/// Runs `op` on the object's SQL database, opening it first if this host has not yet.
+fn sql_session<T>(
+    sessions: &SqlSessions,
+    store: &Arc<dyn DurableObjectStore>,
+    object: &ObjectName,
+    op: impl FnOnce(&mut dyn SqlSession) -> Result<T, DurableObjectError>,
+) -> Result<T, DurableObjectError> {
+    let mut sessions = sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let session = match sessions.entry(object.clone()) {
+        std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+        std::collections::hash_map::Entry::Vacant(entry) => {
+            entry.insert(store.sql_session(object)?)
+        }
+    };
+    op(session.as_mut())
+}
+
+/// A binding of `sql.exec` as the host sends it: null, a number, a string, or
+/// `{"b64": ...}` for bytes.
+fn sql_value(value: &Value) -> Result<SqlValue, DurableObjectError> {
+    Ok(match value {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(n) => SqlValue::Integer(n),
+            None => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(text) => SqlValue::Text(text.clone()),
+        Value::Object(fields) => match fields.get("b64").and_then(Value::as_str) {
+            Some(b64) => SqlValue::Blob(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| {
+                        DurableObjectError::Invalid("a binding's bytes are not base64".to_owned())
+                    })?,
+            ),
+            None => {
+                return Err(DurableObjectError::Invalid(
+                    "a SQL binding is null, a number, a string, a boolean or bytes".to_owned(),
+                ));
+            }
+        },
+        Value::Array(_) => {
+            return Err(DurableObjectError::Invalid(
+                "a SQL binding is null, a number, a string, a boolean or bytes".to_owned(),
+            ));
+        }
+    })
+}
+
+/// A SQL value as the host reads it back (bytes as `{"b64": ...}`).
+fn sql_json(value: &SqlValue) -> Value {
+    match value {
+        SqlValue::Null => Value::Null,
+        SqlValue::Integer(n) => json!(n),
+        SqlValue::Real(x) => json!(x),
+        SqlValue::Text(text) => Value::String(text.clone()),
+        SqlValue::Blob(bytes) => {
+            json!({"b64": base64::engine::general_purpose::STANDARD.encode(bytes)})
+        }
     }
 }
 

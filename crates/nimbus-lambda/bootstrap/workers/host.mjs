@@ -369,6 +369,46 @@ class DurableObjectId {
 
 const liveObjects = new Map(); // `${class}/${id}` -> LiveObject
 
+// Eviction: an object no event has run in for `objectIdleMs` (nimbus sets it: 10 s, as
+// Cloudflare hibernates an idle object, or less under a short idle timeout) is dropped
+// from memory. The WebSockets it accepted with `state.acceptWebSocket` stay open here,
+// with their tags and attachments; the next event (a message, a close, a request, an
+// alarm) builds the object again (its constructor runs) and `getWebSockets()` finds
+// them. An object holding a socket it accepted itself (`ws.accept()`) is not evicted:
+// only its own listeners know what to do with it.
+const OBJECT_IDLE_MS = Number(config.objectIdleMs) > 0 ? Number(config.objectIdleMs) : 10_000;
+const hibernatedSockets = new Map(); // `${class}/${id}` -> Set of sockets of an evicted object
+const autoResponses = new Map(); // `${class}/${id}` -> WebSocketRequestResponsePair
+
+globalThis.WebSocketRequestResponsePair = class WebSocketRequestResponsePair {
+  #request;
+  #response;
+  constructor(request, response) {
+    if (typeof request !== 'string' || typeof response !== 'string') {
+      throw new TypeError('WebSocketRequestResponsePair takes a request and a response string');
+    }
+    this.#request = request;
+    this.#response = response;
+  }
+  get request() {
+    return this.#request;
+  }
+  get response() {
+    return this.#response;
+  }
+};
+
+function evictIdleObjects() {
+  const now = Date.now();
+  for (const [key, obj] of liveObjects) {
+    if (obj.running > 0 || obj.pinned > 0 || now - obj.lastActive < OBJECT_IDLE_MS) continue;
+    liveObjects.delete(key);
+    for (const ws of obj.sockets) ws.object = null;
+    if (obj.sockets.size) hibernatedSockets.set(key, obj.sockets);
+  }
+}
+setInterval(evictIdleObjects, Math.min(1000, Math.max(10, OBJECT_IDLE_MS / 4))).unref();
+
 function checkKey(key) {
   if (typeof key !== 'string') throw new TypeError('Durable Object storage keys are strings');
   return key;
@@ -450,6 +490,9 @@ class ObjectStorage {
     }
   }
   async sync() {}
+  get sql() {
+    return this.#live.sqlStorage;
+  }
   async getAlarm() {
     return this.#live.getAlarm();
   }
@@ -463,8 +506,102 @@ class ObjectStorage {
   }
 }
 
+// The SQLite-backed storage API (`state.storage.sql`): the object's own SQL database in
+// nimbus's store, one transaction per event (committed with the event's other writes,
+// rolled back if it throws). `exec` is synchronous, as on Cloudflare: the call is a
+// `{"t":"sql"}` frame whose answer this thread waits for with its event loop stopped.
+
+function sqlBinding(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError('a SQL binding must be a finite number');
+    return value;
+  }
+  if (typeof value === 'string' || typeof value === 'boolean') return value;
+  if (typeof value === 'bigint') {
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
+      throw new RangeError('a bigint SQL binding must be a safe integer');
+    }
+    return Number(value);
+  }
+  const bytes = toBytes(value);
+  if (bytes) return { b64: bytes.toString('base64') };
+  throw new TypeError(`a SQL binding is a string, number, boolean, null or bytes; got ${typeof value}`);
+}
+
+function sqlResult(value) {
+  if (value === null || typeof value !== 'object') return value;
+  const buf = Buffer.from(value.b64, 'base64');
+  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+}
+
+class SqlStorageCursor {
+  #columns;
+  #rows;
+  #at = 0;
+  constructor(res) {
+    this.#columns = res.columns;
+    this.#rows = res.rows;
+    this.rowsRead = res.rowsRead;
+    this.rowsWritten = res.rowsWritten;
+  }
+  get columnNames() {
+    return this.#columns.slice();
+  }
+  #nextRaw() {
+    if (this.#at >= this.#rows.length) return { done: true, value: undefined };
+    return { done: false, value: this.#rows[this.#at++].map(sqlResult) };
+  }
+  next() {
+    const { done, value } = this.#nextRaw();
+    if (done) return { done, value };
+    const row = {};
+    this.#columns.forEach((column, i) => {
+      row[column] = value[i];
+    });
+    return { done: false, value: row };
+  }
+  [Symbol.iterator]() {
+    return this;
+  }
+  toArray() {
+    return [...this];
+  }
+  one() {
+    const rows = this.toArray();
+    if (rows.length === 0) throw new Error('Expected exactly one result from SQL query, but got no results.');
+    if (rows.length > 1) throw new Error('Expected exactly one result from SQL query, but got multiple results.');
+    return rows[0];
+  }
+  raw() {
+    const rows = {
+      next: () => this.#nextRaw(),
+      [Symbol.iterator]: () => rows,
+      toArray: () => [...rows],
+      columnNames: this.columnNames,
+    };
+    return rows;
+  }
+}
+
+class SqlStorage {
+  #live;
+  constructor(live) {
+    this.#live = live;
+  }
+  exec(query, ...bindings) {
+    if (typeof query !== 'string') throw new TypeError('sql.exec() takes the query as a string');
+    const res = this.#live.sqlCall({ op: 'sql.exec', query, bindings: bindings.map(sqlBinding) });
+    return new SqlStorageCursor(res);
+  }
+  get databaseSize() {
+    return this.#live.sqlCall({ op: 'sql.size' });
+  }
+}
+
 class LiveObject {
   constructor(binding, id) {
+    this.binding = binding;
     this.className = binding.class;
     this.id = id;
     this.ref = { class: binding.class, id: id.toString() };
@@ -474,7 +611,18 @@ class LiveObject {
     this.pendingAlarm = undefined; // undefined: unchanged; null: cleared; a number: set
     this.alarm = undefined; // the committed alarm once known (null: none)
     this.chain = Promise.resolve();
-    this.sockets = new Set(); // accepted WebSockets (state.acceptWebSocket)
+    this.sqlDirty = false; // SQL ran since the last commit
+    this.sqlStorage = new SqlStorage(this);
+    this.running = 0; // events started and not yet ended
+    this.lastActive = Date.now();
+    this.pinned = 0; // open sockets the object accepted itself, which keep it in memory
+    // Accepted WebSockets (state.acceptWebSocket): those of this object before it was
+    // evicted, if it was.
+    const key = `${binding.class}/${id.toString()}`;
+    this.key = key;
+    this.sockets = hibernatedSockets.get(key) || new Set();
+    hibernatedSockets.delete(key);
+    for (const ws of this.sockets) ws.object = this;
     const state = {
       id,
       storage: new ObjectStorage(this),
@@ -485,14 +633,28 @@ class LiveObject {
       acceptWebSocket: (ws, tags) => acceptWebSocket(this, ws, tags),
       getWebSockets: (tag) => socketsOf(this, tag),
       getTags: (ws) => tagsOf(ws),
-      setWebSocketAutoResponse() {},
+      // Answered here without running (or waking) the object, as Cloudflare's edge does.
+      setWebSocketAutoResponse: (pair) => {
+        if (pair !== undefined && !(pair instanceof WebSocketRequestResponsePair)) {
+          throw new TypeError('setWebSocketAutoResponse() takes a WebSocketRequestResponsePair');
+        }
+        if (pair === undefined) autoResponses.delete(key);
+        else autoResponses.set(key, pair);
+      },
+      getWebSocketAutoResponse: () => autoResponses.get(key) ?? null,
+      getWebSocketAutoResponseTimestamp: (ws) => (ws instanceof WorkerWebSocket && ws.autoResponseAt) || null,
     };
     this.state = state;
     const Class = workerModule && workerModule[binding.class];
     if (typeof Class !== 'function') {
       throw new Error(`the worker exports no Durable Object class ${binding.class}`);
     }
-    this.instance = new Class(state, env);
+    this.instance = inObject(this, () => new Class(state, env));
+    // What the constructor did in SQL (its CREATE TABLE IF NOT EXISTS) lands now.
+    if (this.sqlDirty) {
+      this.sqlDirty = false;
+      syncStorageCall({ op: 'sql.commit', ...this.ref });
+    }
   }
   async readMany(keys) {
     const out = new Array(keys.length);
@@ -562,17 +724,28 @@ class LiveObject {
     this.pendingDeleteAll = saved.deleteAll;
     this.pendingAlarm = saved.alarm;
   }
+  // Drops the event's writes, its SQL statements among them.
   discard() {
     this.restore({ pending: null, deleteAll: false, alarm: undefined });
+    if (this.sqlDirty) {
+      this.sqlDirty = false;
+      syncStorageCall({ op: 'sql.rollback', ...this.ref });
+    }
   }
-  // Sends the event's writes as one commit.
+  // Runs one SQL call, in the transaction of the running event.
+  sqlCall(body) {
+    this.sqlDirty = true;
+    return syncStorageCall({ ...body, ...this.ref });
+  }
+  // Sends the event's writes as one commit (its SQL committed first).
   async commit() {
-    const { pending, pendingDeleteAll: deleteAll, pendingAlarm: alarm } = this;
-    this.discard();
-    if (!pending && !deleteAll && alarm === undefined) return;
+    const { pending, pendingDeleteAll: deleteAll, pendingAlarm: alarm, sqlDirty: sql } = this;
+    this.restore({ pending: null, deleteAll: false, alarm: undefined });
+    this.sqlDirty = false;
+    if (!pending && !deleteAll && alarm === undefined && !sql) return;
     const writes = [...(pending || [])].map(([key, bytes]) => [key, bytes === undefined ? null : bytes.toString('base64')]);
     try {
-      await storageCall({ op: 'commit', ...this.ref, deleteAll, writes, alarm: alarm === undefined ? null : alarm === null ? 'clear' : alarm });
+      await storageCall({ op: 'commit', ...this.ref, sql, deleteAll, writes, alarm: alarm === undefined ? null : alarm === null ? 'clear' : alarm });
     } catch (e) {
       // What landed is unknown only if nimbus died; read it afresh either way.
       this.cache.clear();
@@ -597,19 +770,29 @@ class LiveObject {
   }
   // Runs one event after the ones before it; its writes land before it resolves.
   run(event) {
+    this.running += 1;
     const next = this.chain.then(async () => {
       try {
-        const result = await event();
+        const result = await inObject(this, event);
         await this.commit();
         return result;
       } catch (e) {
         this.discard();
         throw e;
+      } finally {
+        this.running -= 1;
+        this.lastActive = Date.now();
       }
     });
     this.chain = next.catch(() => {});
     return next;
   }
+}
+
+// Runs `fn` as code of `obj`: a socket it accepts itself is then known to be its.
+function inObject(obj, fn) {
+  const store = current.getStore();
+  return current.run({ rid: store ? store.rid : null, object: obj }, fn);
 }
 
 // ---------------------------------------------------------------------------
@@ -634,7 +817,9 @@ class WorkerWebSocket extends EventTarget {
   constructor() {
     super();
     this.readyState = OPEN;
-    this.object = null; // the Durable Object that accepted it
+    this.object = null; // the live Durable Object that accepted it
+    this.home = null; // which object accepted it: { binding, id, key }, kept while it is evicted
+    this.autoResponseAt = null; // when the object's automatic response last answered it
     this.tags = [];
     this.onmessage = null;
     this.onclose = null;
@@ -662,6 +847,12 @@ class WorkerWebSocket extends EventTarget {
   accept() {
     if (this.#accepted) return;
     this.#accepted = true;
+    // Accepted by a Durable Object's own code, not the hibernation API: the object stays.
+    const store = current.getStore();
+    if (store && store.object && !this.home) {
+      this.pinnedObject = store.object;
+      store.object.pinned += 1;
+    }
     const unread = this.#unread;
     this.#unread = [];
     for (const event of unread) this.#dispatch(event);
@@ -703,10 +894,21 @@ class WorkerWebSocket extends EventTarget {
     } else {
       this.readyState = CLOSED;
       sockets.delete(this.#id);
+      if (this.pinnedObject) {
+        this.pinnedObject.pinned -= 1;
+        this.pinnedObject = null;
+      }
       event = new Event('close');
       Object.assign(event, { code: detail.code, reason: detail.reason, wasClean: detail.wasClean });
     }
-    if (this.object) return this.object.socketEvent(this, event);
+    // A message the object set an automatic response for is answered here; any other
+    // message, or a close, of a socket of an evicted object wakes it.
+    const auto = this.home && type === 'message' && autoResponses.get(this.home.key);
+    if (auto && event.data === auto.request) {
+      this.autoResponseAt = new Date();
+      return this.send(auto.response);
+    }
+    if (this.home) return (this.object || liveObject(this.home.binding, this.home.id)).socketEvent(this, event);
     if (!this.#accepted) return void this.#unread.push(event);
     this.#dispatch(event);
   }
@@ -862,8 +1064,9 @@ function readDeferred(d) {
 
 function acceptWebSocket(obj, ws, tags = []) {
   if (!(ws instanceof WorkerWebSocket)) throw new TypeError('acceptWebSocket() takes the server end of a WebSocketPair');
-  if (ws.object) throw new Error('this WebSocket was already accepted');
+  if (ws.home) throw new Error('this WebSocket was already accepted');
   ws.object = obj;
+  ws.home = { binding: obj.binding, id: obj.id, key: obj.key };
   ws.tags = Array.from(tags, String);
   ws.accept();
   obj.sockets.add(ws);
@@ -1428,18 +1631,70 @@ function onLine(line) {
 }
 
 // Lines are cut out of stdin's chunks here (readline's interface costs more per line).
-let unread = '';
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (chunk) => {
-  unread += chunk;
+// A SQL call waits for its answer by reading stdin itself (a blocking read of the same
+// pipe); lines that come meanwhile wait in `queuedLines` and go first after.
+let partialLine = null;
+const queuedLines = [];
+function linesOf(chunk) {
+  const buf = partialLine ? Buffer.concat([partialLine, chunk]) : chunk;
+  const lines = [];
   let start = 0;
   let end;
-  while ((end = unread.indexOf('\n', start)) >= 0) {
-    if (end > start) onLine(unread.slice(start, end));
+  while ((end = buf.indexOf(10, start)) >= 0) {
+    if (end > start) lines.push(buf.toString('utf8', start, end));
     start = end + 1;
   }
-  unread = start === unread.length ? '' : unread.slice(start);
+  partialLine = start < buf.length ? buf.subarray(start) : null;
+  return lines;
+}
+function drainQueuedLines() {
+  while (queuedLines.length) onLine(queuedLines.shift());
+}
+process.stdin.on('data', (chunk) => {
+  drainQueuedLines();
+  for (const line of linesOf(chunk)) onLine(line);
 });
+
+let blockingStdin = null;
+const waitCell = new Int32Array(new SharedArrayBuffer(4));
+function readStdinSync() {
+  // A second open of the pipe blocks in read(2); stdin itself is non-blocking (libuv's).
+  if (blockingStdin === null) {
+    try {
+      blockingStdin = require('node:fs').openSync('/proc/self/fd/0', 'r');
+    } catch {
+      blockingStdin = 0;
+    }
+  }
+  const buf = Buffer.allocUnsafe(65536);
+  for (let tries = 0; ; tries++) {
+    try {
+      const n = require('node:fs').readSync(blockingStdin, buf, 0, buf.length, null);
+      if (n === 0) process.exit(0);
+      return buf.subarray(0, n);
+    } catch (e) {
+      if (e.code !== 'EAGAIN') throw e;
+      if (tries > 100) Atomics.wait(waitCell, 0, 0, 0.05);
+    }
+  }
+}
+
+function syncStorageCall(body) {
+  const q = nextStorageCall++;
+  frameNow({ t: 'sql', q, ...body });
+  for (;;) {
+    for (let i = 0; i < queuedLines.length; i++) {
+      if (!queuedLines[i].includes('"sql_res"')) continue;
+      const msg = JSON.parse(queuedLines[i]);
+      if (msg.t !== 'sql_res' || msg.q !== q) continue;
+      queuedLines.splice(i, 1);
+      if (queuedLines.length) setImmediate(drainQueuedLines);
+      if (msg.error !== undefined) throw new Error(msg.error);
+      return msg.ok;
+    }
+    queuedLines.push(...linesOf(readStdinSync()));
+  }
+}
 process.stdin.on('end', () => {
   flushFrames();
   process.exit(0);

@@ -1,6 +1,6 @@
 //! Durable Objects on nimbus's store (issue 15): one commit per event, `transaction()`,
 //! `deleteAll()`, `list()` ranges, and alarms that fire after a kill -9 of nimbus without
-//! the object being used again.
+//! the object being used again; the SQLite-backed storage API (`sql.exec`).
 
 use std::time::Duration;
 
@@ -228,4 +228,142 @@ async fn an_alarm_set_before_a_kill_9_fires_after_the_restart_without_the_object
     assert_eq!(res.status, 200);
     let listed = json(&server, "/room/list").await;
     assert_eq!(listed["alarmed"], 1, "{listed}");
+}
+
+/// An object using the SQLite-backed storage API: a table made in its constructor, rows
+/// with bindings and blobs, cursors, and what `sql.exec` refuses.
+const SQL_WORKER: &str = r#"
+import { DurableObject } from 'cloudflare:workers';
+
+export class Notes extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec('CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL, data BLOB)');
+  }
+
+  async fetch(request) {
+    const url = new URL(request.url);
+    const sql = this.sql;
+    switch (url.pathname.split('/')[2]) {
+      case 'add': {
+        const cursor = sql.exec('INSERT INTO notes (body, data) VALUES (?, ?)', url.searchParams.get('body'), new Uint8Array([1, 2, 3]));
+        return Response.json({ rowsWritten: cursor.rowsWritten });
+      }
+      case 'add-then-throw':
+        sql.exec('INSERT INTO notes (body) VALUES (?)', 'never');
+        await this.ctx.storage.put('never', true);
+        throw new Error('thrown after a write');
+      case 'list': {
+        const cursor = sql.exec('SELECT id, body, data FROM notes ORDER BY id');
+        const rows = cursor.toArray().map((r) => ({ id: r.id, body: r.body, data: r.data && [...new Uint8Array(r.data)] }));
+        return Response.json({
+          rows,
+          columns: cursor.columnNames,
+          readAll: cursor.rowsRead >= rows.length,
+          sized: sql.databaseSize > 0,
+          kv: (await this.ctx.storage.get('never')) ?? null,
+        });
+      }
+      case 'raw':
+        return Response.json(sql.exec('SELECT count(*), max(id) FROM notes').raw().toArray());
+      case 'one': {
+        const out = { one: sql.exec('SELECT body FROM notes WHERE id = ?', 1).one() };
+        try { sql.exec('SELECT body FROM notes').one(); } catch (e) { out.many = e.message; }
+        try { sql.exec('SELECT body FROM notes WHERE id = 0').one(); } catch (e) { out.none = e.message; }
+        return Response.json(out);
+      }
+      case 'bad': {
+        const out = {};
+        for (const [name, query, ...bindings] of [
+          ['missing', 'SELECT * FROM missing'],
+          ['begin', 'BEGIN TRANSACTION'],
+          ['attach', "ATTACH DATABASE '/tmp/elsewhere.db' AS elsewhere"],
+          ['bindings', 'SELECT ?', 1, 2],
+          ['binding', 'SELECT ?', {}],
+        ]) {
+          try { sql.exec(query, ...bindings); out[name] = 'no error'; } catch (e) { out[name] = e.message; }
+        }
+        return Response.json(out);
+      }
+      default:
+        return new Response('not found', { status: 404 });
+    }
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const name = new URL(request.url).pathname.split('/')[1];
+    return env.NOTES.get(env.NOTES.idFromName(name)).fetch(request);
+  },
+};
+"#;
+
+const SQL_WRANGLER: &str = r#"name = "sql-notes"
+main = "src/index.js"
+
+[[durable_objects.bindings]]
+name = "NOTES"
+class_name = "Notes"
+
+[[migrations]]
+tag = "v1"
+new_sqlite_classes = ["Notes"]
+"#;
+
+#[tokio::test]
+async fn durable_object_sql_storage_keeps_each_objects_tables_and_commits_per_event() {
+    let app = TestApp::new(&[
+        ("wrangler.toml", SQL_WRANGLER),
+        ("src/index.js", SQL_WORKER),
+    ]);
+    let server = TestServer::start(app.path(), &[]);
+    assert_eq!(
+        json(&server, "/a/add?body=first").await,
+        serde_json::json!({"rowsWritten": 1})
+    );
+    json(&server, "/a/add?body=second").await;
+    // A throw after a SQL write and a put lands neither.
+    let res = server.get("/a/add-then-throw").await;
+    assert_eq!(res.status, 500, "{}", res.text());
+    let listed = serde_json::json!({
+        "rows": [
+            {"id": 1, "body": "first", "data": [1, 2, 3]},
+            {"id": 2, "body": "second", "data": [1, 2, 3]},
+        ],
+        "columns": ["id", "body", "data"],
+        "readAll": true,
+        "sized": true,
+        "kv": null,
+    });
+    assert_eq!(json(&server, "/a/list").await, listed);
+    assert_eq!(json(&server, "/a/raw").await, serde_json::json!([[2, 2]]));
+    assert_eq!(
+        json(&server, "/a/one").await,
+        serde_json::json!({
+            "one": {"body": "first"},
+            "many": "Expected exactly one result from SQL query, but got multiple results.",
+            "none": "Expected exactly one result from SQL query, but got no results.",
+        })
+    );
+    let bad = json(&server, "/a/bad").await;
+    let says = |name: &str, what: &str| {
+        assert!(
+            bad[name].as_str().is_some_and(|m| m.contains(what)),
+            "{name}: {bad}"
+        );
+    };
+    says("missing", "no such table: missing");
+    says("begin", "BEGIN is not allowed in sql.exec()");
+    says("attach", "too many attached databases");
+    says("bindings", "Wrong number of parameter bindings");
+    says("binding", "a SQL binding is");
+    // Another object has its own database: its constructor's table, empty.
+    let other = json(&server, "/b/list").await;
+    assert_eq!(other["rows"], serde_json::json!([]), "{other}");
+    // And everything committed survives a restart.
+    drop(server);
+    let server = TestServer::start(app.path(), &[]);
+    assert_eq!(json(&server, "/a/list").await, listed);
 }

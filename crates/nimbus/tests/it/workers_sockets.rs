@@ -1,7 +1,7 @@
 //! Workers' WebSockets (issue 15): a `WebSocketPair` echoed by a plain worker, and a chat
 //! room Durable Object using the hibernation API (`state.acceptWebSocket`,
 //! `webSocketMessage`, `webSocketClose`, `getWebSockets`) broadcasting to 20 clients of
-//! the `ws` npm package.
+//! the `ws` npm package; an idle object evicted and rebuilt with its sockets.
 
 use std::process::Command;
 
@@ -217,4 +217,192 @@ async fn a_chat_room_durable_object_broadcasts_to_20_websocket_clients() {
             .is_some_and(|c| c.contains(&Value::String("c19:1000".to_owned()))),
         "{stats}"
     );
+}
+
+const HIBERNATING_WORKER: &str = r#"
+import { DurableObject } from 'cloudflare:workers';
+
+let constructed = 0;
+
+export class Room extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    constructed += 1;
+    this.memory = null;
+    // What a woken object knows of its sockets comes from their attachments.
+    this.restored = ctx.getWebSockets().map((ws) => ws.deserializeAttachment().name).sort();
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair('ping', 'pong'));
+  }
+
+  async fetch(request) {
+    const name = new URL(request.url).searchParams.get('name');
+    const [client, server] = Object.values(new WebSocketPair());
+    this.ctx.acceptWebSocket(server, [`tag-${name}`]);
+    server.serializeAttachment({ name, joinedIn: constructed });
+    this.memory = 'kept in memory';
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  async webSocketMessage(ws, message) {
+    ws.send(JSON.stringify({
+      said: message,
+      constructed,
+      memory: this.memory,
+      me: ws.deserializeAttachment(),
+      tags: this.ctx.getTags(ws),
+      open: this.ctx.getWebSockets().length,
+      restored: this.restored,
+      autoResponded: this.ctx.getWebSocketAutoResponseTimestamp(ws) instanceof Date,
+    }));
+  }
+
+  async webSocketClose(ws, code) {
+    const { name } = ws.deserializeAttachment();
+    await this.ctx.storage.put(`closed:${name}`, `${name}:${code}:constructed ${constructed}`);
+  }
+
+  async closed() {
+    return (await this.ctx.storage.get('closed:a')) ?? null;
+  }
+}
+
+export default {
+  async fetch(request, env) {
+    const room = env.ROOMS.get(env.ROOMS.idFromName('quiet'));
+    if (new URL(request.url).pathname === '/closed') return Response.json(await room.closed());
+    return room.fetch(request);
+  },
+};
+"#;
+
+const HIBERNATING_WRANGLER: &str = r#"name = "quiet"
+main = "src/index.js"
+
+[[durable_objects.bindings]]
+name = "ROOMS"
+class_name = "Room"
+
+[[migrations]]
+tag = "v1"
+new_classes = ["Room"]
+"#;
+
+/// Two clients join; `a` speaks at once, `b` after the object was evicted; `b` pings
+/// after it was evicted again (answered without waking it), and `a` leaves after that;
+/// prints what each heard as JSON.
+const HIBERNATING_DRIVER_JS: &str = r#"
+const WebSocket = require('ws');
+const base = process.env.WS_URL;
+const idle = Number(process.env.IDLE_MS);
+
+function open(path) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(base + path);
+    const got = [];
+    const waiters = [];
+    ws.on('message', (data) => {
+      got.push(String(data).startsWith('{') ? JSON.parse(String(data)) : String(data));
+      for (const w of waiters.splice(0)) w();
+    });
+    const next = () => new Promise((res) => {
+      const n = got.length;
+      const check = () => (got.length > n ? res(got[n]) : waiters.push(check));
+      waiters.push(check);
+    });
+    ws.on('open', () => resolve({ ws, ask: (text) => { const p = next(); ws.send(text); return p; } }));
+    ws.on('unexpected-response', (_req, res) => reject(new Error(`refused: ${res.statusCode}`)));
+    ws.on('error', reject);
+  });
+}
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+
+(async () => {
+  const a = await open('/room?name=a');
+  const b = await open('/room?name=b');
+  const out = { awake: await a.ask('first') };
+  await sleep(idle * 3);
+  out.woken = await b.ask('second');
+  out.again = await a.ask('third');
+  await sleep(idle * 3);
+  out.pong = await b.ask('ping');
+  await sleep(idle * 3);
+  a.ws.close(1000);
+  await new Promise((res) => a.ws.on('close', res));
+  // The close reaches the object as an event of its own; b asks until it was.
+  for (let i = 0; i < 40; i++) {
+    out.afterClose = await b.ask('fourth');
+    if (out.afterClose.open === 1) break;
+    await sleep(25);
+  }
+  b.ws.close();
+  console.log(JSON.stringify(out));
+})().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
+"#;
+
+#[tokio::test]
+async fn an_idle_durable_object_is_evicted_and_rebuilt_with_its_websockets_and_attachments() {
+    let ws = ws_package();
+    let app = TestApp::new(&[
+        ("wrangler.toml", HIBERNATING_WRANGLER),
+        ("src/index.js", HIBERNATING_WORKER),
+        ("driver.js", HIBERNATING_DRIVER_JS),
+    ]);
+    // Objects are evicted after half the idle timeout: 300 ms here. The host itself
+    // stays while it has sockets.
+    let server = TestServer::start(app.path(), &["--idle-timeout", "600ms"]);
+    let out = tokio::task::spawn_blocking({
+        let app_dir = app.path().to_owned();
+        let url = format!("ws://{}", server.addr);
+        move || {
+            Command::new("node")
+                .arg(app_dir.join("driver.js"))
+                .env("NODE_PATH", ws.join("node_modules"))
+                .env("WS_URL", url)
+                .env("IDLE_MS", "300")
+                .output()
+                .expect("running node")
+        }
+    })
+    .await
+    .expect("the driver task");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.logs()
+    );
+    let out: Value = serde_json::from_str(stdout.trim()).expect("the driver prints JSON");
+
+    // Before eviction: the instance that accepted both sockets, with its memory.
+    assert_eq!(
+        out["awake"],
+        serde_json::json!({"said": "first", "constructed": 1, "memory": "kept in memory",
+            "me": {"name": "a", "joinedIn": 1}, "tags": ["tag-a"], "open": 2, "restored": [],
+            "autoResponded": false}),
+        "{out}"
+    );
+    // After: a new instance (the constructor ran again, the memory is gone) finds both
+    // sockets, their tags and their attachments.
+    assert_eq!(
+        out["woken"],
+        serde_json::json!({"said": "second", "constructed": 2, "memory": null,
+            "me": {"name": "b", "joinedIn": 1}, "tags": ["tag-b"], "open": 2,
+            "restored": ["a", "b"], "autoResponded": false}),
+        "{out}"
+    );
+    assert_eq!(out["again"]["constructed"], 2, "{out}");
+    assert_eq!(out["again"]["me"]["name"], "a", "{out}");
+    // The automatic response answered without building the object (had it, the close
+    // below would find a fourth instance); the object sees when it answered.
+    assert_eq!(out["pong"], "pong", "{out}");
+    // A close wakes an evicted object too; the socket is gone from it after.
+    assert_eq!(out["afterClose"]["open"], 1, "{out}");
+    assert_eq!(out["afterClose"]["constructed"], 3, "{out}");
+    assert_eq!(out["afterClose"]["autoResponded"], true, "{out}");
+    let closed: Value = server.get("/closed").await.json();
+    assert_eq!(closed, "a:1000:constructed 3", "{out}");
 }
