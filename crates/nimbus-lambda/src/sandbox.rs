@@ -423,7 +423,16 @@ fn command(
     if !etc_copied {
         cmd.dir(Path::new("/etc"));
         for name in ETC_PATHS {
-            cmd.bind("--ro-bind-try", &Path::new("/etc").join(name));
+            let path = Path::new("/etc").join(name);
+            // As in the copy (`copy_etc`): a link into the system's folders stays a link.
+            match std::fs::read_link(&path) {
+                Ok(target) if is_system(&in_etc(&target)) => {
+                    cmd.flag("--symlink");
+                    cmd.path(&target);
+                    cmd.path(&path);
+                }
+                _ => cmd.bind("--ro-bind-try", &path),
+            }
         }
     }
     // A /tmp of its own, writable by any uid and capped like Lambda's ephemeral
@@ -572,7 +581,8 @@ impl Confinement {
         self.cgroup.is_some()
     }
 
-    /// Each `cgroup.procs` of the instance's cgroup, open for its process to enter.
+    /// The instance's cgroup's files its process enters through (one per hierarchy), open
+    /// for writing.
     pub(crate) fn cgroup_procs(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
         self.cgroup
             .as_ref()
@@ -766,8 +776,25 @@ fn copy_etc() -> std::io::Result<PathBuf> {
         std::fs::remove_dir_all(&copy)?;
     }
     create_dir(&copy)?;
+    copy_etc_entries(Path::new("/etc"), &copy)?;
+    Ok(copy)
+}
+
+/// Copies the `ETC_PATHS` entries of `etc` into the folder `copy`, which the view binds
+/// as `/etc`.
+fn copy_etc_entries(etc: &Path, copy: &Path) -> std::io::Result<()> {
     for name in ETC_PATHS {
-        let source = Path::new("/etc").join(name);
+        let source = etc.join(name);
+        // A link into the system's folders stays a link, which the view resolves as the
+        // host does: programs read the time zone's name from where `localtime` points
+        // (Node's ICU, given a plain file, compares it with every file of
+        // /usr/share/zoneinfo instead: ~1,400 opens, 9 ms of a cold start).
+        if let Ok(target) = std::fs::read_link(&source)
+            && is_system(&in_etc(&target))
+        {
+            std::os::unix::fs::symlink(&target, copy.join(name))?;
+            continue;
+        }
         let Ok(meta) = std::fs::metadata(&source) else {
             continue;
         };
@@ -777,7 +804,24 @@ fn copy_etc() -> std::io::Result<PathBuf> {
             std::fs::copy(&source, copy.join(name))?;
         }
     }
-    Ok(copy)
+    Ok(())
+}
+
+/// Where a link in `/etc` with this target points, `..` folded away (`/etc` itself is no
+/// link, so folding by the text is exact).
+fn in_etc(target: &Path) -> PathBuf {
+    let mut path = PathBuf::from("/etc");
+    for part in target.components() {
+        match part {
+            std::path::Component::RootDir => path = PathBuf::from("/"),
+            std::path::Component::ParentDir => {
+                path.pop();
+            }
+            std::path::Component::Normal(name) => path.push(name),
+            std::path::Component::CurDir | std::path::Component::Prefix(_) => {}
+        }
+    }
+    path
 }
 
 /// Copies a folder of `/etc` (certificates, alternatives): files, folders and links as
@@ -998,6 +1042,47 @@ mod tests {
             --inh-caps=-all
             -- /usr/bin/node bootstrap.cjs"#]]
         .assert_eq(&line);
+    }
+
+    #[test]
+    fn the_etc_copy_keeps_links_into_the_system_folders_and_copies_the_rest() {
+        let host = tempfile::tempdir().expect("a temp folder");
+        let etc = host.path().join("etc");
+        std::fs::create_dir(&etc).expect("etc");
+        let link = |target: &str, name: &str| {
+            std::os::unix::fs::symlink(target, etc.join(name)).expect("a link");
+        };
+        link("/usr/share/zoneinfo/Etc/UTC", "localtime");
+        link("../usr/lib/os-release", "os-release");
+        std::fs::write(host.path().join("hosts"), "127.0.0.1 localhost\n").expect("hosts");
+        link(&host.path().join("hosts").display().to_string(), "hosts");
+        std::fs::write(etc.join("passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+        let copy = host.path().join("copy");
+        create_dir(&copy).expect("the copy's folder");
+        copy_etc_entries(&etc, &copy).expect("copying");
+
+        let read_link = |name: &str| std::fs::read_link(copy.join(name)).ok();
+        assert_eq!(
+            read_link("localtime"),
+            Some(PathBuf::from("/usr/share/zoneinfo/Etc/UTC")),
+            "the time zone's name stays readable from the link"
+        );
+        assert_eq!(
+            read_link("os-release"),
+            Some(PathBuf::from("../usr/lib/os-release")),
+            "a relative link into /usr stays as it is"
+        );
+        assert_eq!(
+            in_etc(Path::new("../../../usr/x/../y")),
+            PathBuf::from("/usr/y")
+        );
+        assert_eq!(read_link("hosts"), None);
+        assert_eq!(
+            std::fs::read_to_string(copy.join("hosts")).ok().as_deref(),
+            Some("127.0.0.1 localhost\n"),
+            "a link out of the system's folders is copied as the file it points to"
+        );
+        assert!(copy.join("passwd").is_file());
     }
 
     #[test]
