@@ -53,6 +53,8 @@ pub mod store;
 pub mod validate;
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
 
 pub use definition::{Definition, StateType, parse, parse_timestamp};

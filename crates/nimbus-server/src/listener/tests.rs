@@ -293,3 +293,24 @@ async fn an_upgraded_connection_has_no_idle_deadline_and_keeps_its_slot() {
         Some("HTTP/1.1 200 OK")
     );
 }
+
+// Issue 14: a head over 64 KiB is refused with 431 (API Gateway's header limits are
+// smaller still), and the listener serves the next connection as before.
+#[tokio::test]
+async fn a_head_over_64_kib_gets_431_and_the_next_request_is_served() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = listen(limits(Duration::from_secs(5))).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connecting");
+    let filler = "a".repeat(70 * 1024);
+    let head = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
+    // The server may answer and close before it has read the whole head.
+    let _ = stream.write_all(head.as_bytes()).await;
+    let res = read_until_closed(&mut stream).await;
+    let status = String::from_utf8_lossy(&res)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(status, "HTTP/1.1 431 Request Header Fields Too Large");
+    assert_eq!(get_status(server.addr).await, "HTTP/1.1 200 OK");
+}
