@@ -181,11 +181,23 @@ impl NatsQueues {
                     .await
                     .map_err(|e| unavailable("looking up a queue's stream", &e))?
             }
-            Err(e) if stream_missing(e.kind()) => self
-                .jetstream
-                .create_stream(config)
-                .await
-                .map_err(|e| unavailable("creating a queue's stream", &e))?,
+            // Nodes starting together race to create it; the loser updates what the
+            // winner made.
+            Err(e) if stream_missing(e.kind()) => {
+                match self.jetstream.create_stream(config.clone()).await {
+                    Ok(stream) => stream,
+                    Err(create) => {
+                        self.jetstream
+                            .update_stream(config)
+                            .await
+                            .map_err(|_| unavailable("creating a queue's stream", &create))?;
+                        self.jetstream
+                            .get_stream(&stream_name)
+                            .await
+                            .map_err(|e| unavailable("looking up a queue's stream", &e))?
+                    }
+                }
+            }
             Err(e) => return Err(unavailable("looking up a queue's stream", &e)),
         };
         let consumer_config = pull::Config {

@@ -28,6 +28,7 @@ use nimbus_store::{
 use tokio::sync::Notify;
 
 use crate::EventsConfig;
+use crate::Queues;
 use crate::functions::Functions;
 use crate::telemetry::TraceContext;
 
@@ -45,6 +46,9 @@ pub(crate) struct Events {
     pub(crate) store: Store,
     /// Queues, through the storage-neutral trait (the store implements it).
     pub(crate) queues: Arc<dyn QueueStore>,
+    /// Whether `queues` is outside the store (cluster mode), so what the store commits
+    /// cannot carry queue messages in its transaction.
+    shared_queues: bool,
     /// The KV namespaces, on the embedded store or the cluster's.
     pub(crate) kv: Arc<dyn nimbus_core::kv::KvStore>,
     /// Tables, through the storage-neutral trait (the store implements it).
@@ -141,7 +145,10 @@ impl Events {
         let buckets = cfg.resources.buckets.clone();
         let tables = cfg.resources.tables.clone();
         let streams = cfg.resources.streams.clone();
-        let queue_store: Arc<dyn QueueStore> = Arc::new(cfg.store.clone());
+        let (queue_store, shared_queues): (Arc<dyn QueueStore>, bool) = match &cfg.queues {
+            Queues::Embedded => (Arc::new(cfg.store.clone()), false),
+            Queues::Shared(queues) => (queues.clone(), true),
+        };
         for queue in &queues {
             queue_store.ensure_queue(queue.clone()).await?;
         }
@@ -192,6 +199,7 @@ impl Events {
         Ok(Events {
             functions,
             queues: queue_store,
+            shared_queues,
             kv: Arc::new(cfg.store.clone()),
             tables: Arc::new(cfg.store.clone()),
             streams: Arc::new(cfg.store.clone()),
@@ -360,7 +368,7 @@ impl Events {
         }
         let queues: Vec<String> = sends.iter().map(|(q, _)| q.clone()).collect();
         if !sends.is_empty() {
-            self.store(move |store| store.send_many(sends)).await?;
+            self.queues.send_many(sends).await?;
         }
         for queue in &queues {
             self.wake(queue);
@@ -520,7 +528,7 @@ impl Events {
         }
         let queues: Vec<String> = sends.iter().map(|(q, _)| q.clone()).collect();
         if !sends.is_empty() {
-            self.store(move |store| store.send_many(sends)).await?;
+            self.queues.send_many(sends).await?;
         }
         for queue in &queues {
             self.wake(queue);
@@ -587,7 +595,7 @@ impl Events {
         );
         // The records carry the size, ETag and sequencer the store assigns, so they are
         // made inside its transaction.
-        let mut events = move |meta: &ObjectMeta| -> Vec<(String, NewMessage)> {
+        let records = move |meta: &ObjectMeta| -> Vec<(String, NewMessage)> {
             let object = event_name
                 .starts_with("ObjectCreated:")
                 .then_some((meta.size, meta.etag.as_str()));
@@ -608,6 +616,23 @@ impl Events {
                     )
                 })
                 .collect()
+        };
+        // With the queues outside the store (cluster mode) the records are sent after the
+        // commit; if that fails the caller sees the error and a retried put sends them
+        // (at least once).
+        let shared_queues = self.shared_queues;
+        let after_commit: Arc<std::sync::Mutex<Vec<(String, NewMessage)>>> = Arc::default();
+        let stash = after_commit.clone();
+        let mut events = move |meta: &ObjectMeta| -> Vec<(String, NewMessage)> {
+            let sends = records(meta);
+            if !shared_queues {
+                return sends;
+            }
+            stash
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(sends);
+            Vec::new()
         };
         let meta = self
             .store(move |store| match change {
@@ -636,6 +661,14 @@ impl Events {
                 }
             })
             .await?;
+        let sends = std::mem::take(
+            &mut *after_commit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !sends.is_empty() {
+            self.queues.send_many(sends).await?;
+        }
         for queue in &queues {
             self.wake(queue);
         }

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_core::events::AppResources;
+use nimbus_core::queues::QueueStore;
 use nimbus_core::services::Services;
 use nimbus_core::{Executor, FunctionSpec};
 use nimbus_store::Store;
@@ -88,6 +89,8 @@ pub struct App {
 pub struct EventsConfig {
     /// The durable store of messages, objects, keys and schedule state.
     pub store: Store,
+    /// Where the queues live.
+    pub queues: Queues,
     /// Declared queues, topics, buckets and KV namespaces.
     pub resources: AppResources,
     /// `AWS_REGION`, as it appears in ARNs of events.
@@ -95,6 +98,17 @@ pub struct EventsConfig {
     /// The delay before the first retry of a failed asynchronous invocation, doubling
     /// after (Lambda waits about a minute, then two).
     pub async_retry_delay: Duration,
+}
+
+/// Where an app's queues live.
+pub enum Queues {
+    /// In `EventsConfig::store`: a topic's fan-out, an object's notifications and a
+    /// schedule's fire commit in the same transaction as what caused them.
+    Embedded,
+    /// In a cluster's shared engine (`nimbus_nats::NatsQueues`), which every node serving
+    /// the app consumes from. What the store commits (an object and its notifications, a
+    /// schedule's claim and its fire) is sent there right after the commit.
+    Shared(Arc<dyn QueueStore>),
 }
 
 /// Validated settings of a server.

@@ -507,8 +507,16 @@ impl Events {
             };
             let trace = TraceContext::new_root();
             let message = super::internal_message(event.to_string(), &trace, "schedule");
-            let sends = vec![(queue.clone(), message)];
+            let mut sends = vec![(queue.clone(), message)];
             let schedule_name = name.clone();
+            // With the queues outside the store (cluster mode) the claim commits alone and
+            // the fire is sent after it. FIXME(issue 17): the claim is this node's, so each
+            // node fires the slot once; the claim belongs on the cluster's engine.
+            let after_claim = if self.shared_queues {
+                std::mem::take(&mut sends)
+            } else {
+                Vec::new()
+            };
             // Other servers on this store (a canary's versions) race for the same slot;
             // whichever claims it first fires it.
             match self
@@ -516,6 +524,11 @@ impl Events {
                 .await
             {
                 Ok(ScheduleFire::Fired) => {
+                    if !after_claim.is_empty()
+                        && let Err(e) = self.queues.send_many(after_claim).await
+                    {
+                        tracing::warn!(schedule = %name, "sending a fire: {e}");
+                    }
                     self.wake(&queue);
                     last = Some(fired_at);
                 }

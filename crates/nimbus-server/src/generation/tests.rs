@@ -115,6 +115,7 @@ pub(crate) fn app(
         telemetry: telemetry.clone(),
         events: EventsConfig {
             store: store.clone(),
+            queues: crate::Queues::Embedded,
             resources: manifest.resources.clone(),
             region: "us-east-1".to_owned(),
             async_retry_delay: Duration::from_secs(1),

@@ -62,6 +62,11 @@ pub(crate) struct ServerCommand {
     /// of memory at 1024 MB each (10 to 1000).
     #[arg(long)]
     max_instances: Option<usize>,
+    /// Cluster mode: keep every app's queues in NATS JetStream at this URL
+    /// (nats://HOST:PORT, several joined by commas), shared with every nimbus server or
+    /// `nimbus up` given the same URL that serves the same (service, stage).
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
 }
 
 #[derive(clap::Subcommand)]
@@ -102,6 +107,11 @@ impl ServerCommand {
     }
 
     async fn serve(self, state: PathBuf) -> anyhow::Result<()> {
+        // Before anything starts: an unreachable cluster is one error naming its URL.
+        let cluster = match &self.cluster {
+            Some(url) => Some(nimbus_nats::Cluster::connect(url).await?),
+            None => None,
+        };
         let max_instances = app::instance_limit(self.max_instances).max();
         tracing::info!("at most {max_instances} instances at once (--max-instances)");
         std::fs::create_dir_all(state.join("apps"))
@@ -143,6 +153,7 @@ impl ServerCommand {
             &apps_server,
             Arc::new(AppLoader {
                 idle_timeout: self.idle_timeout,
+                cluster,
             }),
             shutdown.clone(),
         )?;
@@ -236,6 +247,8 @@ fn token_command(state: &Path, action: TokenAction) -> anyhow::Result<ExitCode> 
 /// Loads deployed versions as `nimbus up` loads an app.
 struct AppLoader {
     idle_timeout: Duration,
+    /// Cluster mode's connection (`--cluster`), shared by every app's queues.
+    cluster: Option<nimbus_nats::Cluster>,
 }
 
 impl VersionLoader for AppLoader {
@@ -261,6 +274,7 @@ impl VersionLoader for AppLoader {
 
     fn launch(&self, req: LaunchRequest) -> BoxFuture<'static, anyhow::Result<App>> {
         let idle_timeout = self.idle_timeout;
+        let cluster = self.cluster.clone();
         Box::pin(async move {
             let dir = req.dir.clone();
             let opts = load_options(&req.target);
@@ -277,7 +291,8 @@ impl VersionLoader for AppLoader {
                 req.services,
                 req.telemetry,
                 req.store,
-            );
+            )
+            .with_cluster(cluster);
             Ok(launcher.launch(app, |_, _| None).await?.served)
         })
     }

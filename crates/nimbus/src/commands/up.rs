@@ -13,7 +13,8 @@ use nimbus_core::events::ScheduleEvent;
 use nimbus_core::services::Services;
 use nimbus_core::{Executor, FunctionSpec};
 use nimbus_server::{
-    EventsConfig, ServedFunction, Server, ServerConfig, Shutdown, Telemetry, TelemetryConfig,
+    EventsConfig, Queues, ServedFunction, Server, ServerConfig, Shutdown, Telemetry,
+    TelemetryConfig,
 };
 
 use crate::app::{self, Fetch, LoadOptions};
@@ -64,6 +65,11 @@ pub(crate) struct UpCommand {
     /// oldest records, logs and spans first.
     #[arg(long, default_value = "1GB", value_parser = parse_size)]
     retention_size: u64,
+    /// Cluster mode: keep the app's queues in NATS JetStream at this URL
+    /// (nats://HOST:PORT, several joined by commas), so every nimbus started with the same
+    /// URL and app shares them and consumes them together.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
     #[command(flatten)]
     listener: crate::listen::ListenerArgs,
 }
@@ -94,6 +100,8 @@ pub(crate) struct Launcher {
     services: Arc<dyn Services>,
     telemetry: Arc<Telemetry>,
     store: nimbus_store::Store,
+    /// Cluster mode's connection (`--cluster`): queues live there instead of in `store`.
+    cluster: Option<nimbus_nats::Cluster>,
     /// Each function's control-API token, by function name: a reload keeps it, so the
     /// instances of a replaced version stay authorized while they finish.
     tokens: HashMap<String, String>,
@@ -137,6 +145,11 @@ impl UpCommand {
         app::instance_limit(Some(max_instances));
         tracing::info!("at most {max_instances} instances at once (--max-instances)");
         let state_dir = app.state_dir();
+        // Before anything starts: an unreachable cluster is one error naming its URL.
+        let cluster = match &self.cluster {
+            Some(url) => Some(nimbus_nats::Cluster::connect(url).await?),
+            None => None,
+        };
         if let Some(record) = UpRecord::read(&state_dir)
             && record.serving()
         {
@@ -196,6 +209,7 @@ impl UpCommand {
             services: server.services(),
             telemetry,
             store,
+            cluster,
             tokens: HashMap::new(),
             api_keys: HashMap::new(),
         };
@@ -290,9 +304,28 @@ impl Launcher {
             services,
             telemetry,
             store,
+            cluster: None,
             tokens: HashMap::new(),
             api_keys: HashMap::new(),
         }
+    }
+
+    /// Where the app's queues live: in cluster mode, every node serving the same service
+    /// and stage shares them.
+    fn queues(&self, app: &app::App) -> Queues {
+        match &self.cluster {
+            None => Queues::Embedded,
+            Some(cluster) => {
+                let namespace = format!("{}-{}", app.manifest.service, app.manifest.stage);
+                Queues::Shared(Arc::new(cluster.queues(&namespace)))
+            }
+        }
+    }
+
+    /// Puts the app's queues on the cluster's engine (`nimbus server --cluster`).
+    pub(crate) fn with_cluster(mut self, cluster: Option<nimbus_nats::Cluster>) -> Launcher {
+        self.cluster = cluster;
+        self
     }
 
     /// Starts an executor for each function of `app`, except where `keep` hands over a
@@ -399,6 +432,7 @@ impl Launcher {
             telemetry: self.telemetry.clone(),
             events: EventsConfig {
                 store: self.store.clone(),
+                queues: self.queues(&app),
                 resources: app.manifest.resources.clone(),
                 region: app.manifest.region.clone(),
                 async_retry_delay: self.async_retry_delay,

@@ -15,6 +15,7 @@ mod aws_sns;
 mod aws_sqs;
 mod bounds;
 mod cli;
+mod cluster;
 mod coldstart;
 mod dashboard;
 mod deploy;
