@@ -970,6 +970,21 @@ const ResponseProxy = new Proxy(NodeResponse, {
   },
 });
 globalThis.Response = ResponseProxy;
+// `Response.json(data, init)` takes the same path: its body is the string it serializes.
+{
+  const nodeJson = NodeResponse.json;
+  Object.defineProperty(NodeResponse, 'json', {
+    configurable: true,
+    writable: true,
+    value: function json(data, init = undefined) {
+      const text = JSON.stringify(data);
+      if (typeof text !== 'string' || (init !== undefined && (init === null || typeof init !== 'object'))) return nodeJson.call(this, data, init);
+      const headers = new Headers(init && init.headers);
+      if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+      return new ResponseProxy(text, { status: init && init.status, statusText: init && init.statusText, headers });
+    },
+  });
+}
 
 // The stream-backed Response a deferred body turns into when the worker needs one.
 function realBody(d) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nimbus_core::services::NoServices;
+use nimbus_core::worker::BindingKind;
 use nimbus_core::{Invocation, Outcome};
 
 use crate::app::{self, Fetch, LoadOptions};
@@ -143,7 +144,24 @@ impl InvokeCommand {
                 names.join(", ")
             );
         };
-        let cfg = app.lambda_config(Duration::from_secs(60), Arc::new(app::TracingLogSink));
+        let mut cfg = app.lambda_config(Duration::from_secs(60), Arc::new(app::TracingLogSink));
+        // A worker's Durable Objects keep their storage in the app's store, as under
+        // `nimbus up` (whose running server would have taken this invocation instead).
+        let binds_objects = app.manifest.functions[idx]
+            .worker
+            .as_ref()
+            .is_some_and(|worker| {
+                worker
+                    .bindings
+                    .iter()
+                    .any(|b| matches!(b.kind, BindingKind::DurableObject { .. }))
+            });
+        if binds_objects {
+            let store = nimbus_store::Store::open(&app.state_dir()).with_context(|| {
+                format!("opening the app's store in {}", app.state_dir().display())
+            })?;
+            cfg.durable_objects = Some(Arc::new(store));
+        }
         nimbus_lambda::install_bootstraps(&cfg).with_context(|| {
             format!(
                 "writing runtime bootstraps to {}",

@@ -367,3 +367,35 @@ async fn durable_object_sql_storage_keeps_each_objects_tables_and_commits_per_ev
     let server = TestServer::start(app.path(), &[]);
     assert_eq!(json(&server, "/a/list").await, listed);
 }
+
+/// `nimbus invoke` without a running server keeps a Durable Object's storage in the app's
+/// store too, where the next `nimbus up` finds it.
+#[tokio::test]
+async fn nimbus_invoke_reaches_durable_object_storage_in_the_apps_store() {
+    let app = TestApp::new(&[
+        ("wrangler.toml", SQL_WRANGLER),
+        ("src/index.js", SQL_WORKER),
+    ]);
+    let event = serde_json::json!({
+        "version": "2.0",
+        "rawPath": "/a/add",
+        "rawQueryString": "body=from-invoke",
+        "headers": {"host": "localhost"},
+        "requestContext": {"http": {"method": "GET", "path": "/a/add"}},
+    })
+    .to_string();
+    let out = app.nimbus(&["invoke", "sql-notes", "--data", &event]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
+    let answer: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    assert_eq!(answer["body"], r#"{"rowsWritten":1}"#, "{answer}");
+    assert_eq!(answer["isBase64Encoded"], false, "{answer}");
+
+    let server = TestServer::start(app.path(), &[]);
+    let listed = json(&server, "/a/list").await;
+    assert_eq!(
+        listed["rows"],
+        serde_json::json!([{"id": 1, "body": "from-invoke", "data": [1, 2, 3]}]),
+        "{listed}"
+    );
+}
