@@ -6,6 +6,7 @@
 //! environment. Callers hand it text and values; it hands back validated types.
 #![warn(missing_docs)]
 
+pub mod deploys;
 pub mod durable_objects;
 pub mod events;
 pub mod function;

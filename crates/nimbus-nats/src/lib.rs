@@ -5,11 +5,13 @@
 //! a network. It is not a second store: deploy records, telemetry, KV, buckets and schedules
 //! stay in each node's embedded store for now (docs/design/006-cluster-on-jetstream.md).
 
+mod deploys;
 mod kv;
 mod queues;
 
 use std::time::Duration;
 
+pub use deploys::NatsDeploys;
 pub use kv::NatsKv;
 pub use queues::NatsQueues;
 
@@ -133,6 +135,11 @@ impl Cluster {
     /// serving that app shares.
     pub fn queues(&self, namespace: &str) -> NatsQueues {
         NatsQueues::new(self.client.clone(), self.jetstream.clone(), namespace)
+    }
+
+    /// The deploys every `nimbus server --cluster` node shares.
+    pub fn deploys(&self) -> NatsDeploys {
+        NatsDeploys::new(self.jetstream.clone(), self.client.max_payload())
     }
 
     /// The KV namespaces of one app (its `namespace`, as for [`Cluster::queues`]), which

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
 use http::StatusCode;
 use nimbus_core::BoxFuture;
+use nimbus_core::deploys::{DeployShare, ShareError, SharedRecord};
 use nimbus_core::services::Services;
 use nimbus_store::Store;
 use tokio::net::TcpListener;
@@ -109,6 +110,8 @@ pub struct Host {
     stages: tokio::sync::Mutex<Stages>,
     /// The web dashboard at `/_nimbus` on the admin port, behind the same tokens.
     dashboard: Router,
+    /// In cluster mode, where the nodes share their deploys.
+    share: Option<Arc<dyn DeployShare>>,
 }
 
 struct Stages {
@@ -124,6 +127,8 @@ struct Stage {
     stage: String,
     dir: PathBuf,
     record: StageRecord,
+    /// In cluster mode, the shared record's revision `record` is (`None`: none read yet).
+    revision: Option<u64>,
     store: Store,
     telemetry: Arc<Telemetry>,
     running: BTreeMap<u64, Version>,
@@ -161,7 +166,150 @@ impl Host {
                 retiring: JoinSet::new(),
             }),
             dashboard: dashboard.router(),
+            share: None,
         }))
+    }
+
+    /// A host whose deploys every node of a cluster shares (call [`Host::follow`] after
+    /// `restore`).
+    pub fn new_shared(
+        cfg: HostConfig,
+        server: &AppsServer,
+        loader: Arc<dyn VersionLoader>,
+        shutdown: Shutdown,
+        share: Arc<dyn DeployShare>,
+    ) -> anyhow::Result<Arc<Host>> {
+        let mut host = Host::new(cfg, server, loader, shutdown)?;
+        Arc::get_mut(&mut host)
+            .expect("the host was just made")
+            .share = Some(share);
+        Ok(host)
+    }
+
+    /// In cluster mode, applies every stage record the nodes share, now and as they
+    /// change, until `shutdown`: versions this node lacks are fetched, checked and started,
+    /// and the routes follow the aliases, so a deploy through any node reaches this one.
+    pub async fn follow(self: &Arc<Self>, mut shutdown: Shutdown) -> anyhow::Result<()> {
+        let Some(share) = &self.share else {
+            return Ok(());
+        };
+        let (tx, mut records) = tokio::sync::mpsc::unbounded_channel();
+        share
+            .follow(Box::new(move |record| tx.send(record).is_ok()))
+            .await?;
+        loop {
+            let shared = tokio::select! {
+                () = shutdown.wait() => return Ok(()),
+                shared = records.recv() => shared,
+            };
+            let Some(shared) = shared else {
+                anyhow::bail!("the cluster's deploy records stopped");
+            };
+            let (service, stage) = (shared.service.clone(), shared.stage.clone());
+            if let Err(e) = self.apply_shared(shared).await {
+                tracing::warn!(service, stage, "applying a deploy from the cluster: {e:#}");
+            }
+        }
+    }
+
+    /// Makes this node serve a stage as a shared record has it.
+    async fn apply_shared(&self, shared: SharedRecord) -> anyhow::Result<()> {
+        let view: StageView = serde_json::from_slice(&shared.record)
+            .context("the shared stage record is not JSON nimbus reads")?;
+        let record = StageRecord::from_view(view);
+        let (service, stage_name) = (shared.service.as_str(), shared.stage.as_str());
+        check_name(service).map_err(anyhow::Error::msg)?;
+        check_name(stage_name).map_err(anyhow::Error::msg)?;
+        let mut stages = self.stages.lock().await;
+        let key = (service.to_owned(), stage_name.to_owned());
+        if !stages.by_name.contains_key(&key) {
+            let stage = self.open_stage(service, stage_name, StageRecord::default())?;
+            stages.by_name.insert(key.clone(), stage);
+        }
+        let stage = stages
+            .by_name
+            .get_mut(&key)
+            .expect("inserted above when missing");
+        if stage.revision.is_some_and(|seen| seen >= shared.revision) {
+            return Ok(());
+        }
+        for version in record.referenced() {
+            if stage.running.contains_key(&version) {
+                continue;
+            }
+            let dir = stage.dir.join("versions").join(version.to_string());
+            if !dir.is_dir() {
+                self.fetch_version(stage, version, &record).await?;
+            }
+            let region = record.regions.get(&version).cloned();
+            let running = self.start_version(stage, version, region).await?;
+            stage.running.insert(version, running);
+        }
+        stage.revision = Some(shared.revision);
+        self.commit(&mut stages, &key, record)?;
+        tracing::info!(
+            service,
+            stage = stage_name,
+            "applied the cluster's deploy record (revision {})",
+            shared.revision
+        );
+        Ok(())
+    }
+
+    /// Fetches version `version`'s bundle from the cluster, checks it and stores it as the
+    /// version's folder.
+    async fn fetch_version(
+        &self,
+        stage: &Stage,
+        version: u64,
+        record: &StageRecord,
+    ) -> anyhow::Result<()> {
+        let share = self.share.as_ref().context("not in cluster mode")?;
+        let bundle = share
+            .get_bundle(stage.service.clone(), stage.stage.clone(), version)
+            .await?;
+        let upload = stage
+            .dir
+            .join("versions")
+            .join(format!(".upload-{}", uuid::Uuid::new_v4().simple()));
+        let target = LoadTarget {
+            stage: stage.stage.clone(),
+            region: record.regions.get(&version).cloned(),
+        };
+        let state_dir = stage.dir.join("state");
+        if let Err(e) = self
+            .check_bundle(&upload, &state_dir, &stage.service, &target, bundle.into())
+            .await
+        {
+            let _ = std::fs::remove_dir_all(&upload);
+            anyhow::bail!("version {version}'s bundle: {}", e.body.message);
+        }
+        let dir = stage.dir.join("versions").join(version.to_string());
+        std::fs::rename(&upload, &dir).with_context(|| format!("storing version {version}"))
+    }
+
+    /// In cluster mode, stores `record` as the stage's shared record if no other node
+    /// changed it since this node read it; the new revision (`None` on a lone server).
+    async fn share_record(
+        &self,
+        stage: &Stage,
+        record: &StageRecord,
+    ) -> Result<Option<u64>, AdminError> {
+        let Some(share) = &self.share else {
+            return Ok(None);
+        };
+        let json = serde_json::to_vec(&record.view())
+            .map_err(|e| AdminError::platform(anyhow::anyhow!("encoding the record: {e}")))?;
+        share
+            .put_record(
+                stage.service.clone(),
+                stage.stage.clone(),
+                json,
+                stage.revision,
+            )
+            .await
+            .map(Some)
+            .map_err(share_error)
     }
 
     /// The admin API: every call but the dashboard's pages needs a valid bearer token.
@@ -321,7 +469,13 @@ impl Host {
             region: region.clone(),
         };
         let res = self
-            .check_bundle(&upload, &stage.dir.join("state"), service, &target, bundle)
+            .check_bundle(
+                &upload,
+                &stage.dir.join("state"),
+                service,
+                &target,
+                bundle.clone(),
+            )
             .await;
         if let Err(e) = res {
             let _ = std::fs::remove_dir_all(&upload);
@@ -345,12 +499,37 @@ impl Host {
                 ));
             }
         };
-        stage.running.insert(number, running);
         let mut record = stage.record.clone();
         record.add(number, unix_now(), canary);
         if let Some(region) = region {
             record.regions.insert(number, region);
         }
+        // In cluster mode the other nodes learn of the version from the shared record, so
+        // its bundle is stored first; a record another node changed meanwhile refuses it.
+        if let Some(share) = &self.share {
+            let shared = async {
+                share
+                    .put_bundle(
+                        service.to_owned(),
+                        stage_name.to_owned(),
+                        number,
+                        bundle.to_vec(),
+                    )
+                    .await
+                    .map_err(share_error)?;
+                self.share_record(stage, &record).await
+            }
+            .await;
+            match shared {
+                Ok(revision) => stage.revision = revision,
+                Err(e) => {
+                    running.stop().await;
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
+        }
+        stage.running.insert(number, running);
         self.commit(&mut stages, &key, record)
             .map_err(AdminError::platform)?;
         let stage = find(&stages, service, stage_name)?;
@@ -434,6 +613,10 @@ impl Host {
                 stage.running.insert(version, running);
             }
         }
+        let shared = stages.by_name.get_mut(&key).expect("found above");
+        if let Some(revision) = self.share_record(shared, &record).await? {
+            shared.revision = Some(revision);
+        }
         self.commit(&mut stages, &key, record)
             .map_err(AdminError::platform)?;
         Ok(find(&stages, service, stage)?.record.view())
@@ -507,6 +690,7 @@ impl Host {
             stage: stage.to_owned(),
             dir,
             record,
+            revision: None,
             store,
             telemetry,
             running: BTreeMap::new(),
@@ -587,6 +771,18 @@ impl IntoResponse for AdminError {
 
 /// Lets a call through only with a bearer token of `tokens.json`, read on each call so a
 /// revocation applies at once.
+/// A failure to share a deploy: a conflict is the caller's to retry (409), anything else the
+/// cluster's (503), and in either case nothing changed.
+fn share_error(e: ShareError) -> AdminError {
+    match e {
+        ShareError::Conflict => AdminError::new(StatusCode::CONFLICT, e.to_string()),
+        ShareError::Unavailable(message) => AdminError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the cluster did not take the deploy, so nothing changed: {message}"),
+        ),
+    }
+}
+
 async fn authorize(State(host): State<Arc<Host>>, req: Request, next: Next) -> Response {
     let token = req
         .headers()

@@ -86,7 +86,7 @@ impl StageRecord {
         }
     }
 
-    fn from_view(view: StageView) -> StageRecord {
+    pub(crate) fn from_view(view: StageView) -> StageRecord {
         StageRecord {
             versions: view
                 .versions
