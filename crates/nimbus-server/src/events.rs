@@ -200,7 +200,10 @@ impl Events {
             functions,
             queues: queue_store,
             shared_queues,
-            kv: Arc::new(cfg.store.clone()),
+            kv: match cfg.kv {
+                Some(kv) => kv,
+                None => Arc::new(cfg.store.clone()),
+            },
             tables: Arc::new(cfg.store.clone()),
             streams: Arc::new(cfg.store.clone()),
             stream_wakers: std::sync::Mutex::new(HashMap::new()),

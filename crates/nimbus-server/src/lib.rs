@@ -91,6 +91,9 @@ pub struct EventsConfig {
     pub store: Store,
     /// Where the queues live.
     pub queues: Queues,
+    /// Where the KV namespaces live: `None` in `store`; in cluster mode, the engine every
+    /// node serving the app shares (`nimbus_nats::NatsKv`).
+    pub kv: Option<Arc<dyn nimbus_core::kv::KvStore>>,
     /// Declared queues, topics, buckets and KV namespaces.
     pub resources: AppResources,
     /// `AWS_REGION`, as it appears in ARNs of events.

@@ -116,6 +116,7 @@ pub(crate) fn app(
         events: EventsConfig {
             store: store.clone(),
             queues: crate::Queues::Embedded,
+            kv: None,
             resources: manifest.resources.clone(),
             region: "us-east-1".to_owned(),
             async_retry_delay: Duration::from_secs(1),

@@ -144,19 +144,26 @@ impl ServerCommand {
             })?;
         let gateway_addr = apps_server.gateway_addr()?;
         let (trigger, shutdown) = Shutdown::new();
-        let host = Host::new(
-            HostConfig {
-                state: state.clone(),
-                retention_size: self.retention_size,
-                max_concurrency: app::instance_limit(None).max(),
-            },
-            &apps_server,
-            Arc::new(AppLoader {
-                idle_timeout: self.idle_timeout,
-                cluster,
-            }),
-            shutdown.clone(),
-        )?;
+        let host_cfg = HostConfig {
+            state: state.clone(),
+            retention_size: self.retention_size,
+            max_concurrency: app::instance_limit(None).max(),
+        };
+        let loader = Arc::new(AppLoader {
+            idle_timeout: self.idle_timeout,
+            cluster: cluster.clone(),
+        });
+        // In cluster mode a deploy through any node reaches every node.
+        let host = match &cluster {
+            Some(cluster) => Host::new_shared(
+                host_cfg,
+                &apps_server,
+                loader,
+                shutdown.clone(),
+                Arc::new(cluster.deploys()),
+            )?,
+            None => Host::new(host_cfg, &apps_server, loader, shutdown.clone())?,
+        };
         let operator_dir = credentials::dir(&state);
         apps_server
             .apps()
@@ -164,6 +171,14 @@ impl ServerCommand {
                 credentials::lookup(&operator_dir, key)
             }));
         host.restore().await;
+        if cluster.is_some() {
+            let (host, shutdown) = (host.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) = host.follow(shutdown).await {
+                    tracing::error!("following the cluster's deploys: {e:#}");
+                }
+            });
+        }
         if tokens::read(&state).map_or(true, |t| t.is_empty()) {
             tracing::warn!(
                 "no admin token yet: `nimbus server token create --state {}` makes one",

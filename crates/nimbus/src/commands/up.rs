@@ -322,6 +322,13 @@ impl Launcher {
         }
     }
 
+    /// Where the app's KV namespaces live: in cluster mode, shared as its queues are.
+    fn kv(&self, app: &app::App) -> Option<Arc<dyn nimbus_core::kv::KvStore>> {
+        let cluster = self.cluster.as_ref()?;
+        let namespace = format!("{}-{}", app.manifest.service, app.manifest.stage);
+        Some(Arc::new(cluster.kv(&namespace)))
+    }
+
     /// Puts the app's queues on the cluster's engine (`nimbus server --cluster`).
     pub(crate) fn with_cluster(mut self, cluster: Option<nimbus_nats::Cluster>) -> Launcher {
         self.cluster = cluster;
@@ -433,6 +440,7 @@ impl Launcher {
             events: EventsConfig {
                 store: self.store.clone(),
                 queues: self.queues(&app),
+                kv: self.kv(&app),
                 resources: app.manifest.resources.clone(),
                 region: app.manifest.region.clone(),
                 async_retry_delay: self.async_retry_delay,

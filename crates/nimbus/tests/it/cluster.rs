@@ -12,14 +12,14 @@ use crate::harness::{TestApp, TestServer};
 
 /// A nats-server with JetStream (file storage in a temp dir) on a random loopback port,
 /// killed on drop.
-struct NatsServer {
+pub(crate) struct NatsServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     _dir: tempfile::TempDir,
 }
 
 impl NatsServer {
-    fn start() -> NatsServer {
+    pub(crate) fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("a temp dir");
         let binary = ["nats-server", "/usr/sbin/nats-server"]
             .into_iter()

@@ -12,21 +12,30 @@ use std::time::{Duration, Instant};
 use crate::harness::{NIMBUS, Output, Response, TestApp, request, signal};
 
 /// A running `nimbus server` on a fresh state folder. Dropping it stops the process.
-struct Host {
+pub(crate) struct Host {
     child: Child,
-    gateway: SocketAddr,
+    pub(crate) gateway: SocketAddr,
     admin: SocketAddr,
     state: tempfile::TempDir,
     stderr_path: PathBuf,
 }
 
 impl Host {
-    fn start() -> Host {
-        Host::start_in(tempfile::tempdir().expect("creating a temp dir"))
+    pub(crate) fn start() -> Host {
+        Host::start_with(&[])
+    }
+
+    /// Starts a server on a fresh state folder with `extra` flags (`--cluster URL`).
+    pub(crate) fn start_with(extra: &[&str]) -> Host {
+        Host::start_in_with(tempfile::tempdir().expect("creating a temp dir"), extra)
     }
 
     /// Starts a server on the state folder `state/server`.
     fn start_in(state: tempfile::TempDir) -> Host {
+        Host::start_in_with(state, &[])
+    }
+
+    fn start_in_with(state: tempfile::TempDir, extra: &[&str]) -> Host {
         let stderr_path = state.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("creating stderr log");
         let mut child = Command::new(NIMBUS)
@@ -34,6 +43,7 @@ impl Host {
             .arg("--state")
             .arg(state.path().join("server"))
             .args(["--port", "0", "--admin-port", "0", "--idle-timeout", "30s"])
+            .args(extra)
             .env("NIMBUS_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -81,17 +91,17 @@ impl Host {
         run(&all, None)
     }
 
-    fn new_token(&self) -> String {
+    pub(crate) fn new_token(&self) -> String {
         let out = self.token(&["create"]);
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         out.stdout.trim().to_owned()
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.admin)
     }
 
-    async fn get(&self, path: &str) -> Response {
+    pub(crate) async fn get(&self, path: &str) -> Response {
         request(self.gateway, "GET", path, &[], Vec::new()).await
     }
 
@@ -104,7 +114,7 @@ impl Host {
         request(self.admin, method, path, &headers, b"{}".to_vec()).await
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 }
@@ -156,7 +166,7 @@ fn run(args: &[&str], dir: Option<&std::path::Path>) -> Output {
 }
 
 /// An app `svc` whose one function answers `text` on GET /hello.
-fn app(text: &str) -> TestApp {
+pub(crate) fn app(text: &str) -> TestApp {
     TestApp::new(&[("nimbus.yaml", MANIFEST), ("hello.js", &hello_js(text))])
 }
 
@@ -177,7 +187,13 @@ fn hello_js(text: &str) -> String {
 }
 
 /// Writes a new handler answering `text`, then deploys with `extra` flags.
-fn deploy(app: &TestApp, host: &Host, token: &str, text: &str, extra: &[&str]) -> Output {
+pub(crate) fn deploy(
+    app: &TestApp,
+    host: &Host,
+    token: &str,
+    text: &str,
+    extra: &[&str],
+) -> Output {
     std::fs::write(app.path().join("hello.js"), hello_js(text)).expect("writing the handler");
     let url = host.url();
     let mut args = vec!["deploy", ".", "--to", &url, "--token", token];
@@ -185,7 +201,7 @@ fn deploy(app: &TestApp, host: &Host, token: &str, text: &str, extra: &[&str]) -
     run(&args, Some(app.path()))
 }
 
-fn ok(out: &Output) {
+pub(crate) fn ok(out: &Output) {
     assert_eq!(
         out.code,
         Some(0),
@@ -196,7 +212,7 @@ fn ok(out: &Output) {
 }
 
 /// `nimbus <command> --to URL --token T` run in the app folder.
-fn admin_command(app: &TestApp, host: &Host, token: &str, command: &[&str]) -> Output {
+pub(crate) fn admin_command(app: &TestApp, host: &Host, token: &str, command: &[&str]) -> Output {
     let url = host.url();
     let mut args = command.to_vec();
     args.extend_from_slice(&["--to", &url, "--token", token]);

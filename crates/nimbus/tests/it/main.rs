@@ -16,6 +16,7 @@ mod aws_sqs;
 mod bounds;
 mod cli;
 mod cluster;
+mod cluster_deploys;
 mod coldstart;
 mod dashboard;
 mod deploy;
