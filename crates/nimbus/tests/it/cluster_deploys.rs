@@ -33,7 +33,7 @@ async fn until_answers(host: &Host, text: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_deploy_through_one_server_is_served_by_another_and_so_is_a_rollback() {
+async fn deploys_canaries_rollbacks_and_promotes_through_one_server_reach_the_others() {
     let nats = NatsServer::start();
     let cluster = ["--cluster", nats.url.as_str()];
     let (a, b) = (Host::start_with(&cluster), Host::start_with(&cluster));
@@ -55,9 +55,22 @@ async fn a_deploy_through_one_server_is_served_by_another_and_so_is_a_rollback()
     ok(&admin_command(&app, &b, &token_b, &["rollback"]));
     assert_eq!(until_answers(&a, "v1").await, "1");
 
+    // A canary deployed through node a splits node b's answers too.
+    ok(&deploy(&app, &a, &token_a, "v3", &["--canary", "50%"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let res = b.get("/svc/dev/hello").await;
+        assert_eq!(res.status, 200, "{}", b.logs());
+        seen.insert(res.text());
+        assert!(Instant::now() < deadline, "node b answered only {seen:?}");
+    }
+    assert_eq!(seen, ["v1".to_owned(), "v3".to_owned()].into());
+
     // A third node joining later catches up from the shared records.
     let c = Host::start_with(&cluster);
-    assert_eq!(until_answers(&c, "v1").await, "1");
+    ok(&admin_command(&app, &b, &token_b, &["promote"]));
+    assert_eq!(until_answers(&c, "v3").await, "3");
 }
 
 #[tokio::test]
