@@ -12,6 +12,9 @@ mod secrets;
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser as _;
 
 /// Serverless on your own machine: run a Serverless Framework app's functions on HTTP
