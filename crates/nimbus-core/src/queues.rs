@@ -166,6 +166,13 @@ pub enum QueueError {
         /// The queue.
         queue: String,
     },
+    /// The backend cannot be reached now (a cluster's engine is down or out of reach):
+    /// nothing was written, and the same call can be retried shortly.
+    #[error("the queues are unavailable for now ({message}); retry shortly")]
+    Unavailable {
+        /// What could not be reached, as the backend says it.
+        message: String,
+    },
     /// The backend failed: the platform's fault, not the caller's.
     #[error("{message}")]
     Backend {
@@ -246,7 +253,10 @@ pub trait QueueStore: Send + Sync {
 impl QueueError {
     /// Whether the caller is at fault (a 4xx), rather than the backend.
     pub fn is_client(&self) -> bool {
-        !matches!(self, QueueError::Backend { .. })
+        !matches!(
+            self,
+            QueueError::Backend { .. } | QueueError::Unavailable { .. }
+        )
     }
 }
 

@@ -3,7 +3,7 @@
 //! This crate is the only one that knows `async-nats`. The server sees it through
 //! `nimbus_core::queues::QueueStore`, so the embedded path never links a client or waits on
 //! a network. It is not a second store: deploy records, telemetry, KV, buckets and schedules
-//! stay in each node's embedded store for now (docs/design/006-cluster-on-jetstream.md).
+//! stay in each node's embedded store for now (docs/design/005-cluster-beyond-one-rack.md).
 
 mod deploys;
 mod kv;

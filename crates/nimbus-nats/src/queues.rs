@@ -1,7 +1,7 @@
 //! Queues with SQS semantics on JetStream: a work-queue stream per queue and one durable pull
 //! consumer that every node shares, so nodes are competing consumers of each message.
 //!
-//! The mapping (docs/design/006-cluster-on-jetstream.md): a send is a publish (FIFO
+//! The mapping (docs/design/005-cluster-beyond-one-rack.md): a send is a publish (FIFO
 //! deduplication through `Nats-Msg-Id` in the stream's five-minute window), a receive is a
 //! fetch, the visibility timeout is the consumer's AckWait, a delete is an acknowledgement
 //! and a visibility change a Nak with that delay, both sent to the message's ack subject,
@@ -226,6 +226,7 @@ impl NatsQueues {
         &self,
         sends: Vec<(String, NewMessage)>,
     ) -> Result<Vec<Result<SentMessage, QueueError>>, QueueError> {
+        connected(&self.client)?;
         // Every message is checked before any is published, so a refused one sends nothing.
         let mut checked = Vec::with_capacity(sends.len());
         for (queue, message) in sends {
@@ -321,6 +322,7 @@ impl NatsQueues {
         if let Some(timeout) = visibility_timeout {
             check_visibility(timeout)?;
         }
+        connected(&self.client)?;
         let handle = self.handle(&queue).await?;
         // One message of a FIFO queue is in flight at a time. A fetch that got fewer than
         // it asked for, because the consumer is at its limit in flight, would otherwise wait
@@ -486,6 +488,7 @@ impl NatsQueues {
         receipt_handle: String,
         kind: AckKind,
     ) -> Result<(), QueueError> {
+        connected(&self.client)?;
         let handle = self.handle(queue).await?;
         let prefix = format!("$JS.ACK.{}.{CONSUMER}.", handle.stream);
         // Only an ack subject of this queue's consumer: a handle is client input, and must
@@ -711,10 +714,35 @@ fn stream_missing(kind: GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
-/// A failure of NATS: the platform's, and retryable.
+/// A failure of NATS: `Unavailable` (retry shortly) when the server did not answer in
+/// time or is not there, `Backend` when it answered with an error. async-nats reports
+/// these through a different error type per call, so they are told apart by their text.
 fn unavailable(what: &str, e: &dyn std::error::Error) -> QueueError {
-    QueueError::Backend {
-        message: format!("{what} through NATS JetStream: {}", error_chain(e)),
+    let message = format!("{what} through NATS JetStream: {}", error_chain(e));
+    let lower = message.to_ascii_lowercase();
+    if [
+        "timed out",
+        "no responders",
+        "disconnected",
+        "connection",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|sign| lower.contains(sign))
+    {
+        return QueueError::Unavailable { message };
+    }
+    QueueError::Backend { message }
+}
+
+/// Fails at once while the client is not connected, so a send writes nothing half-way
+/// (async-nats would buffer it until it reconnects, or until the ack's timeout).
+fn connected(client: &async_nats::Client) -> Result<(), QueueError> {
+    match client.connection_state() {
+        async_nats::connection::State::Connected => Ok(()),
+        state => Err(QueueError::Unavailable {
+            message: format!("NATS is {state}; nimbus reconnects by itself"),
+        }),
     }
 }
 

@@ -82,6 +82,11 @@ impl IntoResponse for ApiError {
                 http::HeaderValue::from_static(error_type),
             );
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // What is unavailable (a cluster's engine) is expected back: say when to retry
+            // (RFC 9110 §10.2.3).
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+        }
         res
     }
 }
@@ -102,6 +107,10 @@ impl From<nimbus_core::queues::QueueError> for ApiError {
             | QueueError::InvalidParameter { .. }
             | QueueError::MessageNotInFlight { .. } => {
                 (StatusCode::BAD_REQUEST, "InvalidParameterValue")
+            }
+            // A cluster's engine out of reach: nothing was written; retry (Retry-After).
+            QueueError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
             }
             QueueError::Backend { .. } => return ApiError::platform(message),
         };

@@ -105,7 +105,12 @@ impl SqsError {
         } else {
             "Sender"
         };
-        error_response(self.status, &self.code, &self.message, fault)
+        let mut res = error_response(self.status, &self.code, &self.message, fault);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+        }
+        res
     }
 }
 
@@ -119,6 +124,8 @@ impl From<ApiError> for SqsError {
         // SQS answers every client error with 400, AccessDenied with 403.
         let status = match code {
             "AccessDenied" => StatusCode::FORBIDDEN,
+            // The SDKs retry a 503 ServiceUnavailable (a cluster's engine out of reach).
+            "ServiceUnavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ if e.status.is_server_error() => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         };

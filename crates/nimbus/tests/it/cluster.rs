@@ -10,61 +10,82 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{TestApp, TestServer};
 
-/// A nats-server with JetStream (file storage in a temp dir) on a random loopback port,
-/// killed on drop.
+/// A nats-server with JetStream (file storage in a temp dir) on a loopback port, killed
+/// on drop.
 pub(crate) struct NatsServer {
     child: Child,
     pub(crate) url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl NatsServer {
+    /// Starts one on a random port.
     pub(crate) fn start() -> NatsServer {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let binary = ["nats-server", "/usr/sbin/nats-server"]
-            .into_iter()
-            .find(|b| Command::new(b).arg("--version").output().is_ok())
-            .expect(
-                "nats-server is not installed: cluster mode's tests need it \
-                 (`apt-get install nats-server`; .ci/run installs it)",
-            );
-        let child = Command::new(binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-sd"])
-            .arg(dir.path().join("js"))
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting nats-server");
-        // It writes its client URL to nats-server_<pid>.ports once it listens.
-        let ports = dir.path().join(format!("nats-server_{}.ports", child.id()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let url = loop {
-            if let Ok(text) = std::fs::read_to_string(&ports)
-                && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(url) = ports["nats"][0].as_str()
-            {
-                break url.to_owned();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not start in 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        NatsServer {
-            child,
-            url,
-            _dir: dir,
-        }
+        let (child, url) = spawn_nats(dir.path(), "-1");
+        NatsServer { child, url, dir }
+    }
+
+    /// kill -9, keeping its store.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same store.
+    fn restart(&mut self) {
+        let port = self.url.rsplit(':').next().expect("a port").to_owned();
+        let (child, url) = spawn_nats(self.dir.path(), &port);
+        self.child = child;
+        assert_eq!(url, self.url);
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+    }
+}
+
+/// Starts nats-server with JetStream, its store in `dir`, on `port` (`-1`: a random one),
+/// and returns it with its client URL.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is returned to a NatsServer, which kills and waits for it on drop"
+)]
+fn spawn_nats(dir: &Path, port: &str) -> (Child, String) {
+    let binary = ["nats-server", "/usr/sbin/nats-server"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .expect(
+            "nats-server is not installed: cluster mode's tests need it \
+             (`apt-get install nats-server`; .ci/run installs it)",
+        );
+    let mut child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", port, "-sd"])
+        .arg(dir.join("js"))
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nats-server");
+    // It writes its client URL to nats-server_<pid>.ports once it listens.
+    let ports = dir.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ports)
+            && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = ports["nats"][0].as_str()
+        {
+            return (child, url.to_owned());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nats-server did not start in 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -268,4 +289,116 @@ async fn nats_unreachable_at_start_is_one_error_naming_the_url() {
     let bad = app.nimbus(&["up", ".", "--port", "0", "--cluster", "http://["]);
     assert_eq!(bad.code, Some(1));
     assert!(bad.stderr.contains("is not a NATS URL"), "{}", bad.stderr);
+}
+
+/// NATS killed mid-run: HTTP functions keep answering, queue sends answer 503 with
+/// Retry-After and are not accepted; NATS restarted on its store: the node reconnects, and
+/// every message accepted before and after is processed.
+#[tokio::test]
+async fn nats_lost_mid_run_answers_503_and_a_restart_loses_nothing() {
+    let mut nats = NatsServer::start();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("out.txt");
+    let manifest = format!(
+        r#"
+service: shop
+provider:
+  runtime: nodejs20.x
+  environment: {{ OUT: "{}" }}
+queues:
+  bulk: {{ visibilityTimeout: 5 }}
+functions:
+  work:
+    handler: work.handler
+    events:
+      - sqs: {{ arn: bulk, batchSize: 10 }}
+  hello:
+    handler: hello.handler
+    events:
+      - httpApi: GET /hello
+"#,
+        out.display()
+    );
+    let work_js = r#"
+const fs = require('fs');
+exports.handler = async (event) => {
+  fs.appendFileSync(process.env.OUT, event.Records.map((r) => r.body + '\n').join(''));
+};
+"#;
+    let hello_js = "exports.handler = async () => ({ statusCode: 200, body: 'hello' });";
+    let app = TestApp::new(&[
+        ("nimbus.yaml", &manifest),
+        ("work.js", work_js),
+        ("hello.js", hello_js),
+    ]);
+    let node = TestServer::start_with_env(app.path(), &["--cluster", &nats.url], UNSANDBOXED);
+    let (admin, auth) = control(app.path());
+    let send = |body: String| {
+        let auth = auth.clone();
+        async move {
+            let body = serde_json::json!({ "body": body }).to_string();
+            crate::harness::request(
+                admin,
+                "POST",
+                "/v1/queues/bulk/messages",
+                &[("authorization", &auth)],
+                body.into_bytes(),
+            )
+            .await
+        }
+    };
+    for i in 0..20 {
+        let res = send(format!("before{i}")).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+    }
+
+    nats.kill();
+    assert_eq!(node.get("/hello").await.status, 200, "HTTP keeps answering");
+    let started = Instant::now();
+    let refused = send("during".to_owned()).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.text().contains("unavailable"), "{}", refused.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a send while NATS is down fails soon, not after {:?}",
+        started.elapsed()
+    );
+
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0;
+    while i < 20 {
+        let res = send(format!("after{i}")).await;
+        if res.status == 200 {
+            i += 1;
+            continue;
+        }
+        assert_eq!(res.status, 503, "{}", res.text());
+        assert!(
+            Instant::now() < deadline,
+            "the node did not reconnect to NATS in 30 s:\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let seen: BTreeSet<&str> = text.lines().collect();
+        let missing: Vec<String> = (0..20)
+            .flat_map(|i| [format!("before{i}"), format!("after{i}")])
+            .filter(|body| !seen.contains(body.as_str()))
+            .collect();
+        if missing.is_empty() {
+            assert!(!seen.contains("during"), "a refused send was not accepted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not processed after NATS came back: {missing:?}\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
