@@ -6,8 +6,8 @@
 //! object ends in one [`Commit`]: all its puts, deletes and its alarm change land together
 //! or not at all, so a crash mid-commit never leaves half an event behind.
 //!
-//! In a cluster an object's owner is [`owner_of`] its id over the nodes, so every node
-//! routes a stub to the same one.
+//! In a cluster an object's owner is [`owner_of`] its id among the live nodes, so every
+//! node routes a stub to the same one, and a node's loss moves only the objects it owned.
 
 use std::time::SystemTime;
 
@@ -195,13 +195,22 @@ pub trait DurableObjectStore: Send + Sync {
     }
 }
 
-/// The node of `n_nodes` that owns the object with id `id`: its first 16 hex digits as a
-/// number, modulo the nodes (ids are uniformly random or SHA-256 digests).
-pub fn owner_of(id: &str, n_nodes: usize) -> usize {
-    let head = id.get(..16).unwrap_or(id);
-    let value = u64::from_str_radix(head, 16).unwrap_or(0);
-    let n_nodes = u64::try_from(n_nodes.max(1)).unwrap_or(u64::MAX);
-    usize::try_from(value % n_nodes).unwrap_or(0)
+/// The node of `nodes` (by name) that owns the object with id `id`, by rendezvous
+/// hashing: the node whose SHA-256 of (node, id) is highest. Every node computes the same
+/// owner from the same list, and when a node leaves only the objects it owned move (a
+/// modulo would move most of them; docs/design/005). `None` when there is no node.
+pub fn owner_of<'a>(id: &str, nodes: &'a [String]) -> Option<&'a str> {
+    use sha2::Digest as _;
+    nodes
+        .iter()
+        .max_by_key(|node| {
+            let mut hash = sha2::Sha256::new();
+            hash.update(node.as_bytes());
+            hash.update([0]);
+            hash.update(id.as_bytes());
+            <[u8; 32]>::from(hash.finalize())
+        })
+        .map(String::as_str)
 }
 
 /// Checks a storage key: a string of at most [`MAX_KEY_BYTES`].
@@ -231,13 +240,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_ids_owner_is_stable_and_within_the_nodes() {
-        let id = "ff00000000000003aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        assert_eq!(owner_of(id, 1), 0);
-        assert_eq!(owner_of(id, 4), 3);
-        assert_eq!(owner_of(id, 4), owner_of(id, 4));
-        assert_eq!(owner_of("not hex", 3), 0);
-        assert_eq!(owner_of(id, 0), 0);
+    fn owners_spread_over_the_nodes_and_a_nodes_loss_moves_only_its_objects() {
+        let nodes: Vec<String> = ["a", "b", "c", "d"].map(str::to_owned).to_vec();
+        let ids: Vec<String> = (0..4000u32).map(|i| format!("{i:064x}")).collect();
+        let owners: Vec<&str> = ids
+            .iter()
+            .map(|id| owner_of(id, &nodes).expect("an owner"))
+            .collect();
+        for node in &nodes {
+            let n = owners.iter().filter(|o| **o == node.as_str()).count();
+            assert!((800..1200).contains(&n), "{node} owns {n} of 4000");
+        }
+        let without_c: Vec<String> = ["a", "b", "d"].map(str::to_owned).to_vec();
+        for (id, before) in ids.iter().zip(&owners) {
+            let after = owner_of(id, &without_c).expect("an owner");
+            if *before != "c" {
+                assert_eq!(after, *before, "{id} moved though its owner stayed");
+            }
+        }
+        assert_eq!(owner_of(&ids[0], &[]), None);
     }
 
     #[test]
