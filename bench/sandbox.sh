@@ -6,7 +6,11 @@
 #   cargo build --release -p nimbus && bench/sandbox.sh
 #
 # 1. cold: first request after scale-to-zero (--idle-timeout 1s, wait 2.5 s, one curl),
-#    Node and Python, COLD_N times, alternating which server goes first.
+#    COLD_N times, alternating which server goes first, for four functions: examples/hello's
+#    Node and Python functions (answered by a pre-started runtime, whose sandbox was set up
+#    before the request) and twins of them that cannot be pre-started (their environment
+#    sets a variable the interpreter reads as it starts), so the request pays the whole
+#    spawn of a fresh process in its sandbox: spawn-to-first-response.
 # 2. warm: bench/sandbox-load.js with 1 and 32 keep-alive connections for DURATION
 #    seconds, REPS times, alternating; req/s, p50, p99.
 # Needs curl, node, python3, bubblewrap. Only talks to 127.0.0.1.
@@ -27,12 +31,34 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# Cold starts are what this measures: no keep-alive learned from the bench's own rhythm.
+KEEP_ALIVE=()
+"$NIMBUS" up --help | grep -q -- '--keep-alive' && KEEP_ALIVE=(--keep-alive fixed)
 declare -A BASE
 for mode in off auto; do
   port=$PORT; [ "$mode" = auto ] && port=$((PORT + 1))
-  cp -r examples/hello "$OUT/app-$mode"
-  rm -rf "$OUT/app-$mode/.nimbus"
-  NIMBUS_SANDBOX=$mode "$NIMBUS" up "$OUT/app-$mode" --port "$port" --idle-timeout 1s \
+  mkdir -p "$OUT/app-$mode"
+  cp examples/hello/handler.js examples/hello/handler.py "$OUT/app-$mode"/
+  cat > "$OUT/app-$mode/nimbus.yaml" <<'YAML'
+service: hello
+provider: { runtime: nodejs20.x, memorySize: 256, timeout: 10 }
+functions:
+  hello: { handler: handler.handler, events: [ { httpApi: GET /hello } ] }
+  hello-python:
+    handler: handler.handler
+    runtime: python3.12
+    events: [ { httpApi: GET /python/hello } ]
+  hello-fresh:
+    handler: handler.handler
+    environment: { NODE_OPTIONS: "" }
+    events: [ { httpApi: GET /fresh/hello } ]
+  hello-python-fresh:
+    handler: handler.handler
+    runtime: python3.12
+    environment: { PYTHONDONTWRITEBYTECODE: "1" }
+    events: [ { httpApi: GET /fresh/python/hello } ]
+YAML
+  NIMBUS_SANDBOX=$mode "$NIMBUS" up "$OUT/app-$mode" --port "$port" --idle-timeout 1s "${KEEP_ALIVE[@]}" \
     > "$OUT/$mode.out" 2> "$OUT/$mode.err" &
   PIDS+=($!)
   BASE[$mode]="http://127.0.0.1:$port"
@@ -55,6 +81,9 @@ for i in $(seq "$COLD_N"); do
   sleep 2.5
   order="off auto"; [ $((i % 2)) = 0 ] && order="auto off"
   for mode in $order; do
+    # The fresh ones first: a pre-started runtime handed out starts another behind it.
+    cold_one "$mode" '/fresh/hello?name=Ada' >> "$OUT/cold-node-fresh-$mode"
+    cold_one "$mode" '/fresh/python/hello?name=Ada' >> "$OUT/cold-python-fresh-$mode"
     cold_one "$mode" '/hello?name=Ada' >> "$OUT/cold-node-$mode"
     cold_one "$mode" '/python/hello?name=Ada' >> "$OUT/cold-python-$mode"
   done
@@ -72,8 +101,12 @@ done
 echo
 echo "| cold start, ms, median (min–max) of $COLD_N | NIMBUS_SANDBOX=off | sandboxed |"
 echo "|---|---|---|"
-for rt in node python; do
-  echo "| $rt: first request after scale-to-zero | $(stats < "$OUT/cold-$rt-off") | $(stats < "$OUT/cold-$rt-auto") |"
+for rt in node-fresh python-fresh node python; do
+  case $rt in
+    *-fresh) what="${rt%-fresh}: a fresh process, spawn to first response" ;;
+    *) what="$rt: a pre-started runtime" ;;
+  esac
+  echo "| $what | $(stats < "$OUT/cold-$rt-off") | $(stats < "$OUT/cold-$rt-auto") |"
 done
 echo
 echo "| warm, median (min–max) of $REPS | NIMBUS_SANDBOX=off | sandboxed |"
