@@ -3,8 +3,9 @@
 # quiet and while the hostile function runs every attack of tests/it/isolation.rs (read
 # secrets.key, open nimbus.db, read /etc/shadow, write its code, signal nimbus, fork
 # 10,000 processes, allocate 4x memorySize, escape the process tree and grow, allocate
-# until stopped, fill /tmp, loop past its timeout). The peer is the same function's quiet
-# latency, measured in the same run. Results are recorded in BENCHMARKS.md.
+# until stopped, fill /tmp, loop past its timeout) and writes 1 GiB to stdout. The peer
+# is the same function's quiet latency, measured in the same run. Results are recorded in
+# BENCHMARKS.md.
 #
 #   cargo build --release -p nimbus && bench/hostile.sh
 #
@@ -77,7 +78,7 @@ PY
 }
 
 attacks() {
-  for what in secrets db other_app shadow code "signal?pid=$NIMBUS_PID" fork alloc escape hog tmp; do
+  for what in secrets db other_app shadow code "signal?pid=$NIMBUS_PID" fork alloc escape hog tmp stdout; do
     curl -s -o /dev/null -w "attack ${what%%\?*} %{http_code} %{time_total}\n" "$BASE/attack/$what"
   done
   curl -s -o /dev/null -w "attack loop %{http_code} %{time_total}\n" "$BASE/loop"

@@ -68,6 +68,18 @@ const attacks = {
     return { denied: false, pid: Number(String(out).trim()) };
   },
   hog: () => { const keep = []; for (;;) keep.push(Buffer.alloc(8 * 1024 * 1024, 1)); },
+  // 1 GiB to stdout in lines of 1 KiB, waiting when the pipe is full (bench/hostile.sh
+  // only: the E2E of the per-invocation cap is tests/it/bounds.rs's 200 MB flood).
+  stdout: async () => {
+    const line = 'x'.repeat(1023) + '\n';
+    const chunk = line.repeat(1024);
+    let written = 0;
+    for (let i = 0; i < 1024; i++) {
+      if (!process.stdout.write(chunk)) await new Promise((r) => process.stdout.once('drain', r));
+      written += chunk.length;
+    }
+    return { denied: false, written };
+  },
   tmp: () => {
     const chunk = Buffer.alloc(1024 * 1024, 1);
     const file = '/tmp/fill';
