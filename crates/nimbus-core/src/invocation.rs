@@ -103,6 +103,26 @@ pub trait Executor: Send + Sync {
         ExecutorStats::default()
     }
 
+    /// Why each instance is warm now, for `nimbus top`; empty for executors whose
+    /// instances start in microseconds (Wasm).
+    fn warm_reasons(&self) -> crate::prewarm::WarmCounts {
+        crate::prewarm::WarmCounts::default()
+    }
+
+    /// How long starting an instance takes now, so a caller that knows an invocation is
+    /// coming (a schedule about to fire) can ask for a warm one that long ahead; zero when
+    /// starting costs nothing worth hiding.
+    fn warm_lead(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    /// Starts an instance ahead of an invocation the caller expects (`reason`), unless one
+    /// is idle already, and keeps it at least `hold` unless the pre-warm memory budget
+    /// says otherwise. Returns at once; the start runs in the background.
+    fn prewarm(&self, reason: crate::prewarm::WarmReason, hold: std::time::Duration) {
+        let _ = (reason, hold);
+    }
+
     /// Sends what the function writes to its WebSocket `socket_id` (one its answer
     /// accepted: a worker's `101` with a `webSocket`) into `sink`, frames written before
     /// this call first. `false` when the executor has no such socket; only the Workers

@@ -41,18 +41,26 @@ pub struct HybridSettings {
     /// The coefficient of variation of the bin counts below which the histogram is too
     /// flat to predict from (the paper's representativeness check).
     pub min_cv: f64,
+    /// The percentile of idle times the pre-warm window ends at (the paper: 5th).
+    pub head: f64,
+    /// The percentile of idle times the keep-alive window ends at (the paper: 99th).
+    pub tail: f64,
 }
 
 impl HybridSettings {
-    /// The paper's settings (one-minute bins over four hours), with `fallback` for
-    /// functions it cannot predict.
+    /// The paper's settings (one-minute bins over four hours, the 5th and 99th
+    /// percentiles), with `fallback` for functions it cannot predict; the trust
+    /// thresholds (50 idle times, a coefficient of variation of 3) are the ones the trace
+    /// replay (bench/prewarm.sh) found to cut cold starts without adding idle time.
     pub fn with_fallback(fallback: Duration) -> HybridSettings {
         HybridSettings {
             bin: Duration::from_secs(60),
             n_bins: 240,
             fallback,
-            min_samples: 8,
-            min_cv: 2.0,
+            min_samples: 50,
+            min_cv: 3.0,
+            head: 0.05,
+            tail: 0.99,
         }
     }
 
@@ -62,16 +70,15 @@ impl HybridSettings {
     }
 }
 
-/// The pre-warm window starts at the head percentile of the idle times, less the margin.
-const HEAD_PERCENTILE: f64 = 0.05;
-/// The keep-alive window ends at the tail percentile, plus the margin.
-const TAIL_PERCENTILE: f64 = 0.99;
+/// The margin the windows get: the pre-warm window 10 % shorter, the keep-alive window
+/// 10 % longer.
 const MARGIN: f64 = 0.10;
 /// Long idle times remembered for the out-of-bounds forecast.
 const N_RECENT_OUT_OF_BOUNDS: usize = 32;
 /// Out-of-bounds idle times are predicted when they are at least this share of all.
 const OUT_OF_BOUNDS_SHARE: f64 = 0.5;
-/// The window around a forecast long idle time: from 15 % before it to 15 % after.
+/// The window around a forecast long idle time: from 15 % before it to 15 % after; the
+/// recent long idle times must spread no wider than that to be forecast.
 const FORECAST_MARGIN: f64 = 0.15;
 
 /// Why an instance is warm, for `nimbus top` and the metrics.
@@ -136,6 +143,30 @@ impl WarmReason {
     }
 }
 
+/// How many of a function's instances are warm for each reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WarmCounts([u32; 8]);
+
+impl WarmCounts {
+    /// Counts one more instance warm for `reason`.
+    pub fn add(&mut self, reason: WarmReason) {
+        self.0[reason as usize] += 1;
+    }
+
+    /// Instances warm for `reason`.
+    pub fn get(&self, reason: WarmReason) -> u32 {
+        self.0[reason as usize]
+    }
+
+    /// The reasons with at least one instance, in `WarmReason::ALL` order.
+    pub fn iter(&self) -> impl Iterator<Item = (WarmReason, u32)> + '_ {
+        WarmReason::ALL
+            .into_iter()
+            .map(|reason| (reason, self.get(reason)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
 /// What the history of a function predicts for it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Windows {
@@ -177,6 +208,10 @@ pub struct IdleInstance {
     pub held_until: Option<Duration>,
     /// The reason of the hold.
     pub held_for: WarmReason,
+    /// Whether it is the function's most recently used idle instance, the one its next
+    /// invocation takes. The histogram predicts when the function next needs *an*
+    /// instance: it rules this one; the others (a scale-out's) get the fixed keep-alive.
+    pub is_newest: bool,
 }
 
 /// A decision to start an instance ahead of an invocation.
@@ -204,6 +239,9 @@ pub struct History {
     last_end: Option<Duration>,
     /// The `last_end` a histogram pre-warm was already started for.
     prewarmed_for: Option<Duration>,
+    /// `windows` as last computed; cleared by each new idle time (a history answers for
+    /// one policy).
+    windows: std::cell::Cell<Option<Windows>>,
 }
 
 impl History {
@@ -219,6 +257,7 @@ impl History {
             in_flight: 0,
             last_end: None,
             prewarmed_for: None,
+            windows: std::cell::Cell::new(None),
         }
     }
 
@@ -264,6 +303,7 @@ impl History {
     }
 
     fn record_idle(&mut self, idle: Duration) {
+        self.windows.set(None);
         self.n_samples = self.n_samples.saturating_add(1);
         let idx = (idle.as_nanos() / self.bin.as_nanos()) as usize;
         match self.bins.get_mut(idx) {
@@ -286,8 +326,18 @@ impl History {
         }
     }
 
-    /// What the history predicts under `policy`.
+    /// What the history predicts under `policy` (the same policy every call: the answer
+    /// is kept until the next idle time).
     pub fn windows(&self, policy: &Policy) -> Windows {
+        if let Some(windows) = self.windows.get() {
+            return windows;
+        }
+        let windows = self.compute_windows(policy);
+        self.windows.set(Some(windows));
+        windows
+    }
+
+    fn compute_windows(&self, policy: &Policy) -> Windows {
         let settings = match policy {
             Policy::Fixed(keep_alive) => {
                 return Windows::Fixed {
@@ -308,6 +358,13 @@ impl History {
             let mut recent: Vec<Duration> = self.recent_out_of_bounds.iter().copied().collect();
             recent.sort();
             let median = recent[recent.len() / 2];
+            // Only long idle times that repeat are worth a forecast: with their middle
+            // half spread wider than `FORECAST_MARGIN` around the median, a window that
+            // narrow would mostly miss and hold an instance for nothing.
+            let spread = recent[recent.len() * 3 / 4].saturating_sub(recent[recent.len() / 4]);
+            if recent.len() < 3 || spread > median.mul_f64(FORECAST_MARGIN) {
+                return fallback(Unpredicted::Irregular);
+            }
             return Windows::Predicted {
                 prewarm: median.mul_f64(1.0 - FORECAST_MARGIN),
                 keep_alive: median.mul_f64(2.0 * FORECAST_MARGIN),
@@ -317,8 +374,8 @@ impl History {
         if in_range == 0 || bin_counts_cv(&self.bins) < settings.min_cv {
             return fallback(Unpredicted::Irregular);
         }
-        let head = percentile_bin(&self.bins, in_range, HEAD_PERCENTILE);
-        let tail = percentile_bin(&self.bins, in_range, TAIL_PERCENTILE);
+        let head = percentile_bin(&self.bins, in_range, settings.head);
+        let tail = percentile_bin(&self.bins, in_range, settings.tail);
         // The head bin's lower edge and the tail bin's upper edge: an idle time in either
         // bin is then inside the window.
         let prewarm = (self.bin * head as u32).mul_f64(1.0 - MARGIN);
@@ -334,7 +391,10 @@ impl History {
     /// pre-warm window, the instance that served the last invocation stops at once
     /// (another starts when the window ends); otherwise an instance stays the keep-alive
     /// after its own last use. A pre-warm window no longer than `lead` (the time a start
-    /// takes) is not worth a stop and a start: the instance stays through it.
+    /// takes) is not worth a stop and a start: the instance stays through it. Only the
+    /// newest idle instance of a function with nothing in flight follows the prediction;
+    /// the others stay the fixed keep-alive (the fallback), as a scale-out's extra
+    /// instances say nothing about when the function is next invoked.
     pub fn stop_at(
         &self,
         policy: &Policy,
@@ -344,9 +404,17 @@ impl History {
         if let Some(until) = instance.held_until {
             return (until, instance.held_for);
         }
+        let fallback = match policy {
+            Policy::Fixed(keep_alive) => *keep_alive,
+            Policy::Hybrid(settings) => settings.fallback,
+        };
+        let predicted = instance.is_newest && self.idle_since().is_some();
         match self.windows(policy) {
             Windows::Fixed { keep_alive, .. } => {
                 (instance.last_used + keep_alive, WarmReason::KeepAlive)
+            }
+            Windows::Predicted { .. } if !predicted => {
+                (instance.last_used + fallback, WarmReason::KeepAlive)
             }
             Windows::Predicted {
                 prewarm,

@@ -51,8 +51,12 @@ pub struct LambdaConfig {
     pub stage: String,
     /// `AWS_REGION` given to functions.
     pub region: String,
-    /// An idle instance is stopped after this long (scale to zero).
+    /// An idle instance is stopped after this long (scale to zero) under the fixed
+    /// policy, and when the hybrid policy cannot predict its function or the pre-warm
+    /// budget is used up.
     pub idle_timeout: Duration,
+    /// How long idle instances stay warm and when they are pre-warmed.
+    pub keep_alive: nimbus_core::prewarm::Policy,
     /// The longest an instance may take to start before its first invocation.
     pub init_timeout: Duration,
     /// Receives every line instances write to stdout and stderr.

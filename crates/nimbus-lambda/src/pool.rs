@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use nimbus_core::prewarm::{History, IdleInstance, WarmCounts, WarmReason};
 use nimbus_core::{
     BoxFuture, Executor, ExecutorStats, FunctionSpec, Invocation, InvocationReport, InvokeError,
     Outcome, Runtime,
@@ -51,6 +52,18 @@ struct Pool {
     /// (one waiter), and when an instance is forgotten or a start ends (all: one of them
     /// may start an instance now).
     freed: tokio::sync::Notify,
+    /// The idle-time history the keep-alive policy (`LambdaConfig::keep_alive`) reads,
+    /// on a clock counted from `origin`.
+    history: Mutex<History>,
+    origin: Instant,
+    /// Signalled when an invocation ends: the reaper looks again (the policy may stop the
+    /// instance now, or plan a pre-warm).
+    replan: tokio::sync::Notify,
+    /// About how long a start takes here (microseconds): a recent high, decaying.
+    init_estimate_us: AtomicU64,
+    /// Memory of this pool's instances warm on a prediction, counted against the
+    /// pre-warm budget.
+    predicted_mb: AtomicU64,
 }
 
 /// The platform-wide bound on process instances, alive plus starting, over every function
@@ -70,6 +83,9 @@ pub struct InstanceLimit {
     /// they fit under the limit beside the instances, and the first stopped when a start
     /// needs their room, so they never hold an invocation back.
     spares: Mutex<HashMap<String, Spares>>,
+    /// Memory the instances warm on a prediction (pre-warmed, or kept past the fixed
+    /// keep-alive) may hold over every pool (`--prewarm-budget`).
+    prewarm_budget_mb: AtomicU64,
 }
 
 /// The pre-started processes of one shape, and how many are being started.
@@ -94,7 +110,31 @@ impl InstanceLimit {
             reserving: Mutex::new(()),
             freed: tokio::sync::Notify::new(),
             spares: Mutex::new(HashMap::new()),
+            prewarm_budget_mb: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Bounds the memory of instances warm on a prediction (`--prewarm-budget`); past
+    /// it, instances get the fixed keep-alive and nothing is pre-warmed.
+    pub fn set_prewarm_budget_mb(&self, budget_mb: u64) {
+        self.prewarm_budget_mb.store(budget_mb, Ordering::Release);
+    }
+
+    /// The memory of instances warm on a prediction in pools other than `except`.
+    fn predicted_mb_except(&self, except: &Pool) -> u64 {
+        let pools: Vec<Arc<Pool>> = match self.pools.lock() {
+            Ok(pools) => pools.iter().filter_map(Weak::upgrade).collect(),
+            Err(_) => return 0,
+        };
+        pools
+            .iter()
+            .filter(|pool| !std::ptr::eq(Arc::as_ptr(pool), except))
+            .map(|pool| pool.predicted_mb.load(Ordering::Acquire))
+            .sum()
+    }
+
+    fn prewarm_budget_mb(&self) -> u64 {
+        self.prewarm_budget_mb.load(Ordering::Acquire)
     }
 
     fn n_spares(&self) -> usize {
@@ -245,8 +285,8 @@ impl InstanceLimit {
             .filter(|pool| pool.n_alive() > pool.spec.provisioned_concurrency as usize)
             .filter_map(|pool| {
                 let idle = pool.idle.lock().ok()?;
-                let (id, last_used) = fully_idle(&idle, pool.concurrency()).into_iter().next()?;
-                Some((last_used, id, pool))
+                let instance = fully_idle(&idle, pool.concurrency()).into_iter().next()?;
+                Some((instance.last_used, instance.id, pool))
             })
             .min_by_key(|(last_used, _, _)| *last_used);
         let Some((_, id, pool)) = oldest else {
@@ -271,6 +311,8 @@ struct Slot {
     /// The init time of an instance started on demand, on the slot of its first
     /// invocation, which reports the cold start.
     fresh: Option<Duration>,
+    /// A pre-warmed instance nothing has used yet: kept until then, and why.
+    held: Option<(Instant, WarmReason)>,
 }
 
 impl Slot {
@@ -295,6 +337,26 @@ enum Acquired {
     Cold(Slot, Duration),
     /// Start-up failed; this outcome goes back to the invoker.
     Failed(Outcome),
+}
+
+/// How long the instance of a function only schedules invoke stays after a run under the
+/// hybrid policy: the scheduler pre-warms one before each fire.
+const SCHEDULED_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// The start time `lead` assumes before the pool has seen a start.
+const INITIAL_INIT_ESTIMATE: Duration = Duration::from_millis(200);
+
+/// An invocation in flight, for the keep-alive policy's history: its end is recorded
+/// when this drops.
+struct InFlight<'a>(&'a Pool);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut history) = self.0.history.lock() {
+            history.on_end(self.0.clock(Instant::now()));
+        }
+        self.0.replan.notify_one();
+    }
 }
 
 /// On-demand starts one function may run at once: two per core. A burst from zero on
@@ -336,25 +398,7 @@ impl LambdaExecutor {
                 ))),
             });
         }
-        let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
-        let function_arn = format!(
-            "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
-            cfg.region
-        );
-        let pool = Arc::new(Pool {
-            spec,
-            code,
-            cfg,
-            lambda_name,
-            function_arn,
-            idle: Mutex::new(Vec::new()),
-            all: Mutex::new(HashMap::new()),
-            n_starting: AtomicUsize::new(0),
-            n_waiting: AtomicUsize::new(0),
-            max_starts: max_concurrent_starts(),
-            shutting_down: AtomicBool::new(false),
-            freed: tokio::sync::Notify::new(),
-        });
+        let pool = Arc::new(Pool::new(spec, code, cfg, max_concurrent_starts()));
         pool.cfg.instance_limit.register(&pool);
         pool.replenish_provisioned().await?;
         pool.clone().start_spare();
@@ -376,25 +420,7 @@ pub async fn check_handler(
     if let Code::Worker(main) = &code {
         return crate::workers::check_worker(spec, main.clone(), cfg).await;
     }
-    let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
-    let function_arn = format!(
-        "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
-        cfg.region
-    );
-    let pool = Pool {
-        spec,
-        code,
-        cfg,
-        lambda_name,
-        function_arn,
-        idle: Mutex::new(Vec::new()),
-        all: Mutex::new(HashMap::new()),
-        n_starting: AtomicUsize::new(0),
-        n_waiting: AtomicUsize::new(0),
-        max_starts: 1,
-        shutting_down: AtomicBool::new(false),
-        freed: tokio::sync::Notify::new(),
-    };
+    let pool = Pool::new(spec, code, cfg, 1);
     let res = match pool.start_instance("on-demand").await {
         Ok(Started::Ready(instance, _)) => {
             pool.forget(Arc::new(instance));
@@ -447,6 +473,20 @@ impl Executor for LambdaExecutor {
             n_busy: all.values().filter(|state| state.is_busy()).count(),
         }
     }
+
+    fn warm_reasons(&self) -> WarmCounts {
+        self.pool.warm_reasons()
+    }
+
+    fn warm_lead(&self) -> Duration {
+        self.pool.lead()
+    }
+
+    fn prewarm(&self, reason: WarmReason, hold: Duration) {
+        self.pool
+            .clone()
+            .hold_or_prewarm(reason, Instant::now() + hold);
+    }
 }
 
 impl Drop for LambdaExecutor {
@@ -456,7 +496,82 @@ impl Drop for LambdaExecutor {
 }
 
 impl Pool {
+    fn new(spec: FunctionSpec, code: Code, cfg: LambdaConfig, max_starts: usize) -> Pool {
+        let lambda_name = format!("{}-{}-{}", cfg.service, cfg.stage, spec.name);
+        let function_arn = format!(
+            "arn:aws:lambda:{}:123456789012:function:{lambda_name}",
+            cfg.region
+        );
+        let history = History::for_policy(&cfg.keep_alive);
+        Pool {
+            spec,
+            code,
+            cfg,
+            lambda_name,
+            function_arn,
+            idle: Mutex::new(Vec::new()),
+            all: Mutex::new(HashMap::new()),
+            n_starting: AtomicUsize::new(0),
+            n_waiting: AtomicUsize::new(0),
+            max_starts,
+            shutting_down: AtomicBool::new(false),
+            freed: tokio::sync::Notify::new(),
+            history: Mutex::new(history),
+            origin: Instant::now(),
+            replan: tokio::sync::Notify::new(),
+            init_estimate_us: AtomicU64::new(INITIAL_INIT_ESTIMATE.as_micros() as u64),
+            predicted_mb: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether only schedules invoke this function (no HTTP route, no other event) and the
+    /// keep-alive policy predicts: then the scheduler pre-warms it before each fire and
+    /// its instance need not stay long after a run.
+    fn schedule_only(&self) -> bool {
+        matches!(self.cfg.keep_alive, nimbus_core::prewarm::Policy::Hybrid(_))
+            && self.spec.http_routes.is_empty()
+            && !self.spec.events.is_empty()
+            && self.spec.events.iter().all(
+                |event| matches!(event, nimbus_core::events::EventSource::Schedule(s) if s.enabled),
+            )
+    }
+
+    /// `at` on the policy's clock.
+    fn clock(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.origin)
+    }
+
+    /// How long before a predicted invocation an instance is started: twice the recent
+    /// start time, within bounds, so a slow start is still ready.
+    fn lead(&self) -> Duration {
+        (Duration::from_micros(self.init_estimate_us.load(Ordering::Acquire)) * 2)
+            .clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
+    /// Counts a start's time into the estimate `lead` reads: a longer start sets it, a
+    /// shorter one pulls it down slowly.
+    fn note_init(&self, init: Duration) {
+        let init_us = init.as_micros() as u64;
+        let _ =
+            self.init_estimate_us
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |estimate| {
+                    Some(init_us.max(estimate - estimate / 8 + init_us / 8))
+                });
+    }
+
     async fn invoke(
+        self: Arc<Self>,
+        invocation: Invocation,
+    ) -> Result<InvocationReport, InvokeError> {
+        if let Ok(mut history) = self.history.lock() {
+            history.on_start(self.clock(Instant::now()));
+        }
+        // Ends the invocation in the history however it ends, cancelled included.
+        let _in_flight = InFlight(&self);
+        self.clone().invoke_attempts(invocation).await
+    }
+
+    async fn invoke_attempts(
         self: Arc<Self>,
         invocation: Invocation,
     ) -> Result<InvocationReport, InvokeError> {
@@ -689,7 +804,8 @@ impl Pool {
             self.clone().start_spare();
             let started = match started {
                 Ok(Started::Ready(instance, init)) => {
-                    self.adopt(instance, Some(init));
+                    self.note_init(init);
+                    self.adopt(instance, Some(init), None);
                     Ok(None)
                 }
                 Ok(Started::InitFailed(body)) => Ok(Some(Outcome::Error(body.to_vec()))),
@@ -751,14 +867,21 @@ impl Pool {
     }
 
     /// A new instance's slots join the idle ones; with `init`, an on-demand start's, the
-    /// first taken is marked fresh, so its invocation reports the cold start.
-    fn adopt(&self, instance: Instance, init: Option<Duration>) {
+    /// first taken is marked fresh, so its invocation reports the cold start. A
+    /// pre-warmed one is `held` until then, for that reason.
+    fn adopt(
+        &self,
+        instance: Instance,
+        init: Option<Duration>,
+        held: Option<(Instant, WarmReason)>,
+    ) {
         let instance = Arc::new(instance);
         for idx in (0..self.concurrency()).rev() {
             self.push_idle(Slot {
                 instance: instance.clone(),
                 last_used: Instant::now(),
                 fresh: init.filter(|_| idx == 0),
+                held,
             });
         }
     }
@@ -776,6 +899,7 @@ impl Pool {
     fn release_slot(&self, mut slot: Slot) {
         slot.last_used = Instant::now();
         slot.fresh = None;
+        slot.held = None;
         self.push_idle(slot);
     }
 
@@ -1116,7 +1240,10 @@ impl Pool {
             let started = self.start_instance("provisioned-concurrency").await;
             self.n_starting.fetch_sub(1, Ordering::AcqRel);
             match started? {
-                Started::Ready(instance, _) => self.adopt(instance, None),
+                Started::Ready(instance, init) => {
+                    self.note_init(init);
+                    self.adopt(instance, None, None);
+                }
                 Started::InitFailed(body) => {
                     tracing::warn!(function = %self.spec.name, "provisioned instance failed to start: {}", String::from_utf8_lossy(&body));
                     break;
@@ -1134,24 +1261,20 @@ impl Pool {
         self.all.lock().map(|all| all.len()).unwrap_or(0)
     }
 
-    /// Stops idle instances unused for the idle timeout, keeping the provisioned ones.
-    fn reap_idle(&self) {
-        let keep = self.spec.provisioned_concurrency as usize;
+    /// Stops the idle instances the keep-alive policy no longer wants, keeping the
+    /// provisioned ones, then starts the pre-warm the policy asks for now, if any.
+    fn reap_idle(self: &Arc<Self>) {
         let now = Instant::now();
-        let expired: Vec<u64> = {
-            let Ok(mut idle) = self.idle.lock() else {
-                return;
-            };
-            idle.retain(|slot| slot.instance.is_alive() || !self.unregister(&slot.instance));
-            let candidates = fully_idle(&idle, self.concurrency());
-            let n_removable = candidates.len().saturating_sub(keep);
-            // Least recently used first.
-            candidates
-                .into_iter()
-                .filter(|(_, last_used)| now.duration_since(*last_used) >= self.cfg.idle_timeout)
-                .take(n_removable)
-                .map(|(id, _)| id)
-                .collect()
+        let expired: Vec<u64> = match self.idle.lock() {
+            Ok(mut idle) => {
+                idle.retain(|slot| slot.instance.is_alive() || !self.unregister(&slot.instance));
+                self.plan_idle(&idle, now)
+                    .into_iter()
+                    .filter(|(_, stop_at, _)| *stop_at <= now)
+                    .map(|(id, _, _)| id)
+                    .collect()
+            }
+            Err(_) => return,
         };
         for id in expired {
             if let Some(instance) = self.take_idle_instance(id) {
@@ -1159,6 +1282,164 @@ impl Pool {
                 self.forget(instance);
             }
         }
+        let prewarm = match self.history.lock() {
+            Ok(mut history) => {
+                history.take_prewarm(&self.cfg.keep_alive, self.clock(now), self.lead())
+            }
+            Err(_) => None,
+        };
+        if let Some(prewarm) = prewarm {
+            let until = self.origin + prewarm.until;
+            self.clone().prewarm_instance(prewarm.reason, until);
+        }
+    }
+
+    /// Each fully idle instance, when the policy stops it and why it is warm until then,
+    /// least recently used first. The most recently used `provisionedConcurrency` stay.
+    /// Instances warm on a prediction count against the pre-warm budget, in this order;
+    /// those past it get the fixed keep-alive. Updates this pool's count for the budget.
+    fn plan_idle(&self, idle: &[Slot], now: Instant) -> Vec<(u64, Instant, WarmReason)> {
+        let candidates = fully_idle(idle, self.concurrency());
+        let n_removable = candidates
+            .len()
+            .saturating_sub(self.spec.provisioned_concurrency as usize);
+        let lead = self.lead();
+        let budget = self.cfg.instance_limit.prewarm_budget_mb();
+        let mut predicted_mb = self.cfg.instance_limit.predicted_mb_except(self);
+        let mut own_mb = 0;
+        let memory_mb = u64::from(self.spec.memory_mb);
+        let history = match self.history.lock() {
+            Ok(history) => history,
+            Err(_) => return Vec::new(),
+        };
+        let mut plan = Vec::with_capacity(candidates.len());
+        let n_candidates = candidates.len();
+        for (idx, candidate) in candidates.into_iter().enumerate() {
+            if idx >= n_removable {
+                plan.push((
+                    candidate.id,
+                    now + Duration::from_secs(86_400),
+                    WarmReason::Provisioned,
+                ));
+                continue;
+            }
+            let idle = IdleInstance {
+                last_used: self.clock(candidate.last_used),
+                held_until: candidate.held.map(|(until, _)| self.clock(until)),
+                held_for: candidate.held.map_or(WarmReason::KeepAlive, |(_, why)| why),
+                is_newest: idx + 1 == n_candidates,
+            };
+            let (mut stop_at, mut reason) = match (self.schedule_only(), candidate.held) {
+                // Its next invocation is the next fire, which is pre-warmed.
+                (true, None) => (idle.last_used + SCHEDULED_KEEP_ALIVE, WarmReason::KeepAlive),
+                _ => history.stop_at(&self.cfg.keep_alive, idle, lead),
+            };
+            if reason.is_predicted() {
+                if predicted_mb.saturating_add(memory_mb) <= budget {
+                    predicted_mb += memory_mb;
+                    own_mb += memory_mb;
+                } else {
+                    stop_at = idle.last_used + self.cfg.idle_timeout;
+                    reason = WarmReason::KeepAlive;
+                }
+            }
+            plan.push((candidate.id, self.origin + stop_at, reason));
+        }
+        self.predicted_mb.store(own_mb, Ordering::Release);
+        plan
+    }
+
+    /// Starts an instance ahead of an invocation, kept until `until` unless it serves
+    /// one first: in the background, within `--max-instances`, `reservedConcurrency`, the
+    /// starts a pool may run at once and the pre-warm budget. Whether it began.
+    fn prewarm_instance(self: Arc<Self>, reason: WarmReason, until: Instant) -> bool {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return false;
+        }
+        let memory_mb = u64::from(self.spec.memory_mb);
+        let limit = &self.cfg.instance_limit;
+        if limit.predicted_mb_except(&self) + self.predicted_mb.load(Ordering::Acquire) + memory_mb
+            > limit.prewarm_budget_mb()
+        {
+            tracing::debug!(function = %self.spec.name, reason = reason.label(), "not pre-warming: --prewarm-budget is used up");
+            return false;
+        }
+        let reserved = limit.reserve(&self, |pool| {
+            let n_starting = pool.n_starting.load(Ordering::Acquire);
+            n_starting < pool.max_starts
+                && pool.spec.reserved_concurrency.is_none_or(|max| {
+                    (pool.n_alive() + n_starting) * pool.concurrency() < max as usize
+                })
+        });
+        if !reserved {
+            return false;
+        }
+        self.predicted_mb.fetch_add(memory_mb, Ordering::AcqRel);
+        tracing::debug!(function = %self.spec.name, reason = reason.label(), "pre-warming an instance");
+        tokio::spawn(async move {
+            let started = self.start_instance("on-demand").await;
+            self.clone().start_spare();
+            match started {
+                Ok(Started::Ready(instance, init)) => {
+                    self.note_init(init);
+                    self.adopt(instance, None, Some((until, reason)));
+                }
+                Ok(Started::InitFailed(body)) => {
+                    tracing::warn!(function = %self.spec.name, "pre-warmed instance failed to start: {}", init_error_message(&body));
+                }
+                Ok(Started::Died(detail)) => {
+                    tracing::warn!(function = %self.spec.name, "pre-warmed instance failed to start: {detail}");
+                }
+                Err(e) => {
+                    tracing::warn!(function = %self.spec.name, "pre-warming an instance: {e}");
+                }
+            }
+            self.n_starting.fetch_sub(1, Ordering::AcqRel);
+            self.freed.notify_waiters();
+            self.cfg.instance_limit.freed.notify_waiters();
+        });
+        true
+    }
+
+    /// Keeps an idle instance warm until `until` for `reason` (the most recently used,
+    /// whose hold is extended), or starts one; for callers that know an invocation is
+    /// coming.
+    fn hold_or_prewarm(self: Arc<Self>, reason: WarmReason, until: Instant) {
+        let held = match self.idle.lock() {
+            Ok(mut idle) => match fully_idle(&idle, self.concurrency()).last() {
+                Some(newest) => {
+                    let id = newest.id;
+                    for slot in idle.iter_mut().filter(|slot| slot.instance.state.id == id) {
+                        let keep = slot.held.map_or(until, |(held, _)| held.max(until));
+                        slot.held = Some((keep, reason));
+                    }
+                    true
+                }
+                None => false,
+            },
+            Err(_) => return,
+        };
+        if !held && self.n_starting.load(Ordering::Acquire) == 0 {
+            self.prewarm_instance(reason, until);
+        }
+    }
+
+    /// Why each instance is warm now.
+    fn warm_reasons(&self) -> WarmCounts {
+        let mut counts = WarmCounts::default();
+        let now = Instant::now();
+        let Ok(idle) = self.idle.lock() else {
+            return counts;
+        };
+        let plan = self.plan_idle(&idle, now);
+        drop(idle);
+        for (_, _, reason) in &plan {
+            counts.add(*reason);
+        }
+        for _ in plan.len()..self.n_alive() {
+            counts.add(WarmReason::Busy);
+        }
+        counts
     }
 
     /// Removes a dead instance from the registry; returns true (for `retain`).
@@ -1194,23 +1475,41 @@ impl Pool {
     }
 }
 
-/// The instances whose every slot is in `idle` (no invocation in flight), with when the
-/// last of their slots came back, least recently used first.
-fn fully_idle(idle: &[Slot], concurrency: usize) -> Vec<(u64, Instant)> {
-    let mut by_instance: HashMap<u64, (usize, Instant)> = HashMap::new();
+/// A fully idle instance, as `fully_idle` finds it.
+struct IdleEntry {
+    id: u64,
+    /// When the last of its slots came back.
+    last_used: Instant,
+    /// Its pre-warm hold, if it has served nothing since.
+    held: Option<(Instant, WarmReason)>,
+}
+
+/// The instances whose every slot is in `idle` (no invocation in flight), least recently
+/// used first.
+fn fully_idle(idle: &[Slot], concurrency: usize) -> Vec<IdleEntry> {
+    let mut by_instance: HashMap<u64, (usize, IdleEntry)> = HashMap::new();
     for slot in idle {
-        let entry = by_instance
-            .entry(slot.instance.state.id)
-            .or_insert((0, slot.last_used));
+        let id = slot.instance.state.id;
+        let entry = by_instance.entry(id).or_insert((
+            0,
+            IdleEntry {
+                id,
+                last_used: slot.last_used,
+                held: slot.held,
+            },
+        ));
         entry.0 += 1;
-        entry.1 = entry.1.max(slot.last_used);
+        entry.1.last_used = entry.1.last_used.max(slot.last_used);
+        if slot.held.is_none() {
+            entry.1.held = None;
+        }
     }
-    let mut instances: Vec<(u64, Instant)> = by_instance
-        .into_iter()
-        .filter(|(_, (n_slots, _))| *n_slots >= concurrency)
-        .map(|(id, (_, last_used))| (id, last_used))
+    let mut instances: Vec<IdleEntry> = by_instance
+        .into_values()
+        .filter(|(n_slots, _)| *n_slots >= concurrency)
+        .map(|(_, entry)| entry)
         .collect();
-    instances.sort_by_key(|(id, last_used)| (*last_used, *id));
+    instances.sort_by_key(|entry| (entry.last_used, entry.id));
     instances
 }
 
@@ -1222,6 +1521,9 @@ fn join_paths<'a>(paths: impl Iterator<Item = &'a Path>) -> String {
         .join(":")
 }
 
+/// The reaper of one pool: looks at its idle instances every quarter of the idle timeout
+/// (50 ms to 10 s), when an invocation ends and when a planned pre-warm is due, and keeps
+/// the provisioned instances started.
 async fn reap(pool: std::sync::Weak<Pool>) {
     let period = match pool.upgrade() {
         Some(pool) => {
@@ -1229,10 +1531,24 @@ async fn reap(pool: std::sync::Weak<Pool>) {
         }
         None => return,
     };
-    let mut tick = tokio::time::interval(period);
     loop {
-        tick.tick().await;
-        let Some(pool) = pool.upgrade() else { return };
+        let Some(strong) = pool.upgrade() else { return };
+        let next_prewarm = strong
+            .history
+            .lock()
+            .ok()
+            .and_then(|history| history.next_prewarm(&strong.cfg.keep_alive, strong.lead()))
+            .map(|prewarm| strong.origin + prewarm.at);
+        let wake = next_prewarm.map_or(Instant::now() + period, |at| {
+            at.min(Instant::now() + period)
+        });
+        // The executor aborts this task when it is dropped or shut down, so holding the
+        // pool while waiting keeps nothing alive past it.
+        tokio::select! {
+            () = tokio::time::sleep_until(wake.into()) => {}
+            () = strong.replan.notified() => {}
+        }
+        let pool = strong;
         pool.reap_idle();
         if let Err(e) = pool.replenish_provisioned().await {
             tracing::warn!(function = %pool.spec.name, "keeping provisioned instances warm: {e}");

@@ -82,12 +82,20 @@ async fn list(api: Api, headers: HeaderMap) -> Result<Response, ApiError> {
         .iter()
         .map(|f| {
             let stats = f.executor.stats();
+            // Why each instance is warm (`nimbus top`'s WHY), by reason.
+            let warm: serde_json::Map<String, serde_json::Value> = f
+                .executor
+                .warm_reasons()
+                .iter()
+                .map(|(reason, n)| (reason.label().to_owned(), n.into()))
+                .collect();
             serde_json::json!({
                 "name": f.spec.name,
                 "runtime": f.spec.runtime.to_string(),
                 "memoryMb": f.spec.memory_mb,
                 "instances": stats.n_instances,
                 "busy": stats.n_busy,
+                "warm": warm,
             })
         })
         .collect();

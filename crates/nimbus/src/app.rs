@@ -573,6 +573,7 @@ impl App {
             stage: self.manifest.stage.clone(),
             region: self.manifest.region.clone(),
             idle_timeout,
+            keep_alive: nimbus_core::prewarm::Policy::Fixed(idle_timeout),
             init_timeout: Duration::from_secs(10),
             log_sink,
             packages: self.packages.clone(),

@@ -25,6 +25,8 @@ pub(crate) struct FunctionStatus {
     pub(crate) name: String,
     pub(crate) instances: u64,
     pub(crate) busy: u64,
+    /// Why its instances are warm: reason label and count.
+    pub(crate) warm: Vec<(String, u64)>,
 }
 
 /// The answer of a direct invocation.
@@ -117,6 +119,14 @@ impl UpRecord {
                 name: f["name"].as_str().unwrap_or_default().to_owned(),
                 instances: f["instances"].as_u64().unwrap_or(0),
                 busy: f["busy"].as_u64().unwrap_or(0),
+                warm: f["warm"]
+                    .as_object()
+                    .map(|warm| {
+                        warm.iter()
+                            .map(|(reason, n)| (reason.clone(), n.as_u64().unwrap_or(0)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
             .collect())
     }

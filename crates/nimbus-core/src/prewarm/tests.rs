@@ -5,8 +5,12 @@ use super::*;
 const MIN: Duration = Duration::from_secs(60);
 const LEAD: Duration = Duration::from_secs(1);
 
+/// The paper's policy, trusting a histogram after 8 idle times.
 fn hybrid() -> Policy {
-    Policy::Hybrid(HybridSettings::with_fallback(10 * MIN))
+    Policy::Hybrid(HybridSettings {
+        min_samples: 8,
+        ..HybridSettings::with_fallback(10 * MIN)
+    })
 }
 
 /// A fake clock driving one function's history: invocations of `duration` starting at
@@ -35,6 +39,7 @@ fn idle(last_used: Duration) -> IdleInstance {
         last_used,
         held_until: None,
         held_for: WarmReason::KeepAlive,
+        is_newest: true,
     }
 }
 
@@ -103,6 +108,7 @@ fn a_periodic_function_is_stopped_after_each_invocation_and_pre_warmed_before_th
         last_used: planned.at + LEAD,
         held_until: Some(planned.until),
         held_for: WarmReason::Histogram,
+        is_newest: true,
     };
     assert_eq!(
         history.stop_at(&policy, prewarmed, LEAD),
@@ -147,6 +153,7 @@ fn a_pre_warm_window_no_longer_than_a_start_keeps_the_instance() {
     let policy = Policy::Hybrid(HybridSettings {
         bin: Duration::from_millis(100),
         n_bins: 240,
+        min_samples: 8,
         ..HybridSettings::with_fallback(MIN)
     });
     // Every 550 ms, 50 ms long: idle times of 500 ms, bin 5: a pre-warm window of 450 ms.
@@ -243,4 +250,38 @@ fn full_bins_halve_and_keep_their_shape() {
     history.record_idle(Duration::from_millis(500));
     assert!(history.bins[1] < u16::MAX && history.bins[1] > 30_000);
     assert_eq!(history.bins[0], 1);
+}
+
+#[test]
+fn long_idle_times_that_do_not_repeat_are_not_forecast() {
+    let hours = [5u64, 9, 6, 14, 7, 11, 5, 8, 20, 6];
+    let mut starts = vec![Duration::ZERO];
+    for h in hours {
+        let last = *starts.last().expect("one");
+        starts.push(last + Duration::from_secs(3600 * h));
+    }
+    let history = history_of(&starts, Duration::from_secs(1));
+    assert_eq!(
+        history.windows(&hybrid()),
+        Windows::Fixed {
+            keep_alive: 10 * MIN,
+            why: Unpredicted::Irregular
+        }
+    );
+}
+
+#[test]
+fn a_scale_outs_extra_instances_keep_the_fixed_keep_alive() {
+    let policy = hybrid();
+    let starts: Vec<Duration> = (0..50).map(|i| Duration::from_secs(10 * i)).collect();
+    let history = history_of(&starts, Duration::from_millis(100));
+    let last = Duration::from_secs(400);
+    let extra = IdleInstance {
+        is_newest: false,
+        ..idle(last)
+    };
+    assert_eq!(
+        history.stop_at(&policy, extra, LEAD),
+        (last + 10 * MIN, WarmReason::KeepAlive)
+    );
 }

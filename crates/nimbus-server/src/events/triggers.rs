@@ -28,6 +28,12 @@ use crate::telemetry::{TraceContext, Trigger};
 /// expired visibility timeouts become receivable without a send to announce them.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
+/// A schedule's function is pre-warmed this long before the fire, on top of the time its
+/// executor says a start takes, and held this long after it: the fire's invocation goes
+/// through the function's asynchronous queue first.
+const SCHEDULE_PREWARM_MARGIN: Duration = Duration::from_secs(1);
+const SCHEDULE_PREWARM_GRACE: Duration = Duration::from_secs(10);
+
 impl Events {
     /// Starts every consumer; they stop at `shutdown`.
     pub(crate) fn spawn_triggers(self: Arc<Self>, shutdown: Shutdown) -> JoinSet<()> {
@@ -64,6 +70,7 @@ impl Events {
                         tasks.spawn(self.clone().run_schedule(
                             async_queue(&function.spec.name),
                             schedule.clone(),
+                            Some(function.executor.clone()),
                             shutdown.clone(),
                         ));
                     }
@@ -465,11 +472,14 @@ impl Events {
 
     /// Fires a schedule at each slot into `queue` (a function's asynchronous invocations,
     /// or a state machine's starts); one missed while nimbus was down fires once at
-    /// start-up. The fire time and the queued message commit together.
+    /// start-up. The fire time and the queued message commit together. The function of
+    /// `warm`, when given, is pre-warmed just before each fire (the time its executor
+    /// says a start takes, plus a margin), so the fire finds a warm instance.
     pub(crate) async fn run_schedule(
         self: Arc<Self>,
         queue: String,
         schedule: ScheduleEvent,
+        warm: Option<Arc<dyn nimbus_core::Executor>>,
         mut shutdown: Shutdown,
     ) {
         let name = schedule.name.clone();
@@ -495,7 +505,23 @@ impl Events {
                 tracing::warn!(schedule = %name, "the schedule never fires again");
                 return;
             };
-            let wait = slot.duration_since(SystemTime::now()).unwrap_or_default();
+            let mut wait = slot.duration_since(SystemTime::now()).unwrap_or_default();
+            if let Some(executor) = &warm
+                && let lead = executor.warm_lead()
+                && !lead.is_zero()
+                && wait > lead + SCHEDULE_PREWARM_MARGIN
+            {
+                let ahead = lead + SCHEDULE_PREWARM_MARGIN;
+                tokio::select! {
+                    () = tokio::time::sleep(wait - ahead) => {}
+                    () = shutdown.wait() => return,
+                }
+                executor.prewarm(
+                    nimbus_core::prewarm::WarmReason::Schedule,
+                    ahead + SCHEDULE_PREWARM_GRACE,
+                );
+                wait = slot.duration_since(SystemTime::now()).unwrap_or_default();
+            }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.wait() => return,

@@ -30,6 +30,7 @@ pub(crate) fn spawn(
             tasks.spawn(events.clone().run_schedule(
                 queue.clone(),
                 schedule.clone(),
+                None,
                 shutdown.clone(),
             ));
         }

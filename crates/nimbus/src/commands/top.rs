@@ -39,6 +39,8 @@ struct Row {
     gb_seconds: f64,
     n_requests: u64,
     instances: Option<(u64, u64)>,
+    /// Why its instances are warm, as `nimbus top` prints it.
+    why: String,
 }
 
 impl TopCommand {
@@ -108,6 +110,12 @@ impl TopCommand {
             for function in functions {
                 let row = rows.entry(function.name).or_default();
                 row.instances = Some((function.instances, function.busy));
+                row.why = function
+                    .warm
+                    .iter()
+                    .map(|(reason, n)| format!("{n} {reason}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
             }
         }
         let mut frame = String::new();
@@ -119,7 +127,7 @@ impl TopCommand {
         let _ = writeln!(frame, "nimbus top — {} — {status}", self.dir.display());
         let _ = writeln!(
             frame,
-            "{:<20} {:>8} {:>9} {:>9} {:>7} {:>9} {:>6} {:>6} {:>12}",
+            "{:<20} {:>8} {:>9} {:>9} {:>7} {:>9} {:>6} {:>6} {:>12}  WHY",
             "FUNCTION",
             "REQ/S",
             "P50 MS",
@@ -143,7 +151,7 @@ impl TopCommand {
                 row.n_requests as f64 * 0.20 / 1_000_000.0 + row.gb_seconds * 0.000_016_666_7;
             let _ = writeln!(
                 frame,
-                "{:<20} {:>8.1} {:>9} {:>9} {:>7} {:>9} {:>6} {:>6} {:>12.6}",
+                "{:<20} {:>8.1} {:>9} {:>9} {:>7} {:>9} {:>6} {:>6} {:>12.6}  {}",
                 name,
                 row.n_recent as f64 / RATE_WINDOW.as_secs_f64(),
                 percentile(&row.durations_ms, 0.50),
@@ -153,6 +161,7 @@ impl TopCommand {
                 warm,
                 busy,
                 cost,
+                row.why,
             );
         }
         Ok(frame)

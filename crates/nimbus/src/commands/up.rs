@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use nimbus_core::events::ScheduleEvent;
+use nimbus_core::prewarm::{HybridSettings, Policy};
 use nimbus_core::services::Services;
 use nimbus_core::{Executor, FunctionSpec};
 use nimbus_server::{
@@ -71,7 +72,88 @@ pub(crate) struct UpCommand {
     #[arg(long, value_name = "URL")]
     cluster: Option<String>,
     #[command(flatten)]
+    prewarm: PrewarmArgs,
+    #[command(flatten)]
     listener: crate::listen::ListenerArgs,
+}
+
+/// How idle instances are kept warm and pre-warmed.
+#[derive(clap::Args)]
+pub(crate) struct PrewarmArgs {
+    /// How long idle instances stay: `hybrid` learns each function's idle times (stops an
+    /// instance after an invocation and starts one just before the next predicted one,
+    /// as Azure Functions' hybrid histogram policy does; --idle-timeout until it can
+    /// predict), `fixed` keeps every instance --idle-timeout.
+    #[arg(long, value_enum, default_value = "hybrid")]
+    keep_alive: KeepAlive,
+    /// Memory (memorySize, KB, MB, GB: powers of 1024) the instances warm on a prediction
+    /// may hold over all functions: pre-warmed (by the histogram, before a schedule) or
+    /// kept past --idle-timeout. Past it, instances get the fixed keep-alive.
+    #[arg(long, default_value = "1GB", value_parser = parse_size)]
+    prewarm_budget: u64,
+    /// The width of one bin of the idle-time histograms (240 bins); shorter bins predict
+    /// shorter idle times (for tests and trace replays in compressed time).
+    #[arg(long, default_value = "1m", value_parser = duration::parse)]
+    prewarm_bin: Duration,
+    /// Idle times a function needs before `hybrid` trusts its histogram.
+    #[arg(long, default_value_t = 50)]
+    prewarm_min_samples: u32,
+}
+
+/// The `--keep-alive` policies.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum KeepAlive {
+    Hybrid,
+    Fixed,
+}
+
+impl PrewarmArgs {
+    fn policy(&self, idle_timeout: Duration) -> Policy {
+        match self.keep_alive {
+            KeepAlive::Fixed => Policy::Fixed(idle_timeout),
+            KeepAlive::Hybrid => Policy::Hybrid(HybridSettings {
+                bin: self.prewarm_bin.max(Duration::from_millis(10)),
+                min_samples: self.prewarm_min_samples.max(1),
+                ..HybridSettings::with_fallback(idle_timeout)
+            }),
+        }
+    }
+
+    fn budget_mb(&self) -> u64 {
+        self.prewarm_budget / (1024 * 1024)
+    }
+}
+
+/// Warns about the process functions that never fit in the pre-warm budget: they are
+/// served as under the fixed keep-alive. Not an error: the app runs the same, colder.
+fn warn_about_prewarm_budget(app: &app::App, budget_mb: u64, keep_alive: KeepAlive) {
+    let process_functions = app.manifest.functions.iter().filter(|spec| {
+        matches!(
+            spec.runtime,
+            nimbus_core::Runtime::Node { .. }
+                | nimbus_core::Runtime::Python { .. }
+                | nimbus_core::Runtime::Provided
+        )
+    });
+    for spec in process_functions {
+        let scheduled = spec.events.iter().any(
+            |event| matches!(event, nimbus_core::events::EventSource::Schedule(s) if s.enabled),
+        );
+        let predicts = keep_alive == KeepAlive::Hybrid;
+        if u64::from(spec.memory_mb) > budget_mb && (predicts || scheduled) {
+            tracing::warn!(
+                "--prewarm-budget {budget_mb} MB is smaller than function {}'s memorySize {} MB: it is never pre-warmed{} nor kept warm past --idle-timeout; raise --prewarm-budget to at least {} MB",
+                spec.name,
+                spec.memory_mb,
+                if scheduled {
+                    " (not even before its schedule)"
+                } else {
+                    ""
+                },
+                spec.memory_mb
+            );
+        }
+    }
 }
 
 /// On or off, for flags that read better as words.
@@ -92,6 +174,8 @@ pub(crate) enum Mode {
 /// what must stay the same from one reload to the next.
 pub(crate) struct Launcher {
     idle_timeout: Duration,
+    /// The keep-alive policy of process functions (`--keep-alive`).
+    keep_alive: Policy,
     async_retry_delay: Duration,
     /// The control API, which functions reach through `NIMBUS_API`.
     admin: SocketAddr,
@@ -142,8 +226,9 @@ impl UpCommand {
         let max_instances = self
             .max_instances
             .unwrap_or_else(|| app::default_max_instances(largest_memory.unwrap_or(1024)));
-        app::instance_limit(Some(max_instances));
+        app::instance_limit(Some(max_instances)).set_prewarm_budget_mb(self.prewarm.budget_mb());
         tracing::info!("at most {max_instances} instances at once (--max-instances)");
+        warn_about_prewarm_budget(&app, self.prewarm.budget_mb(), self.prewarm.keep_alive);
         let state_dir = app.state_dir();
         // Before anything starts: an unreachable cluster is one error naming its URL.
         let cluster = match &self.cluster {
@@ -209,6 +294,7 @@ impl UpCommand {
             services: server.services(),
             telemetry,
             store,
+            keep_alive: self.prewarm.policy(self.idle_timeout),
             cluster,
             tokens: HashMap::new(),
             api_keys: HashMap::new(),
@@ -304,6 +390,7 @@ impl Launcher {
             services,
             telemetry,
             store,
+            keep_alive: Policy::Fixed(idle_timeout),
             cluster: None,
             tokens: HashMap::new(),
             api_keys: HashMap::new(),
@@ -385,6 +472,7 @@ impl Launcher {
         let mut lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());
         lambda_cfg.durable_objects = Some(Arc::new(self.store.clone()));
         let mut executors: Vec<Arc<dyn Executor>> = Vec::new();
+        lambda_cfg.keep_alive = self.keep_alive.clone();
         let mut started: Vec<Arc<dyn Executor>> = Vec::new();
         for (idx, spec) in app.manifest.functions.iter().enumerate() {
             if let Some(executor) = keep(idx, spec) {

@@ -319,3 +319,227 @@ async fn a_first_request_is_answered_by_a_pre_started_runtime() {
         );
     }
 }
+
+/// A handler that says which process answered and how many invocations it ran; with
+/// `OUT` set it also appends that as a line to the file (for schedule fires).
+const WHO_JS: &str = r#"
+const fs = require('fs');
+let n = 0;
+exports.handler = async () => {
+  n += 1;
+  const seen = { pid: process.pid, n, initType: process.env.AWS_LAMBDA_INITIALIZATION_TYPE };
+  if (process.env.OUT) fs.appendFileSync(process.env.OUT, JSON.stringify(seen) + '\n');
+  return seen;
+};
+"#;
+
+/// Invokes `function` through the Invoke API: (cold start header, answer).
+async fn invoke_who(
+    server: &TestServer,
+    app: &TestApp,
+    function: &str,
+) -> (Option<String>, serde_json::Value) {
+    let res = server
+        .admin_json(
+            app.path(),
+            "POST",
+            &format!("/2015-03-31/functions/{function}/invocations"),
+            "{}",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{function}: {}", res.text());
+    (
+        res.header("x-nimbus-cold-start").map(str::to_owned),
+        res.json(),
+    )
+}
+
+/// Why `function`'s instances are warm, from the control API (`nimbus top`'s source).
+async fn warm_reasons(server: &TestServer, app: &TestApp, function: &str) -> serde_json::Value {
+    let res = server.admin(app.path(), "GET", "/functions", None).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    let functions = res.json()["functions"].clone();
+    functions
+        .as_array()
+        .and_then(|list| list.iter().find(|f| f["name"] == function))
+        .map(|f| f["warm"].clone())
+        .unwrap_or_default()
+}
+
+/// The hybrid histogram policy, in compressed time (100 ms bins): a function invoked
+/// every 2 s learns its idle time, after which each instance stops right after its
+/// invocation and a new one is pre-warmed before the next, which then finds it warm.
+#[tokio::test]
+async fn a_function_invoked_on_a_rhythm_is_pre_warmed_before_each_invocation() {
+    let app = TestApp::new(&[
+        (
+            "nimbus.yaml",
+            "service: rhythm\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  beat:\n    handler: who.handler\n",
+        ),
+        ("who.js", WHO_JS),
+    ]);
+    let server = TestServer::start(
+        app.path(),
+        &[
+            "--prewarm-bin",
+            "100ms",
+            "--prewarm-min-samples",
+            "8",
+            "--idle-timeout",
+            "60s",
+        ],
+    );
+    let period = std::time::Duration::from_secs(2);
+    // Eight idle times teach the histogram (until then: the fixed keep-alive, one warm
+    // instance answering them all).
+    for _ in 0..9 {
+        invoke_who(&server, &app, "beat").await;
+        tokio::time::sleep(period).await;
+    }
+    let mut last_pid = None;
+    for round in 0..4 {
+        let (cold, seen) = invoke_who(&server, &app, "beat").await;
+        let ended = tokio::time::Instant::now();
+        if round > 0 {
+            assert_eq!(
+                cold.as_deref(),
+                Some("false"),
+                "round {round}: the pre-warmed instance answered without a cold start: {seen}\n{}",
+                server.logs()
+            );
+            assert_eq!(
+                seen["n"], 1,
+                "round {round}: a new instance, started ahead of the invocation: {seen}"
+            );
+            assert_ne!(Some(&seen["pid"]), last_pid.as_ref());
+        }
+        last_pid = Some(seen["pid"].clone());
+        if round == 2 {
+            // Between invocations the instance is stopped, then one is pre-warmed (by
+            // about 1.7 s): the control API and `nimbus top` say why it is warm.
+            tokio::time::sleep_until(ended + std::time::Duration::from_millis(1700)).await;
+            let mut warm = warm_reasons(&server, &app, "beat").await;
+            while warm["pre-warmed-histogram"] != 1
+                && tokio::time::Instant::now() < ended + std::time::Duration::from_millis(2100)
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                warm = warm_reasons(&server, &app, "beat").await;
+            }
+            assert_eq!(warm["pre-warmed-histogram"], 1, "{warm}\n{}", server.logs());
+            let top = app.nimbus(&["top", "--once"]);
+            let stdout = top.stdout.clone();
+            assert!(stdout.contains("1 pre-warmed-histogram"), "{stdout}");
+        }
+        tokio::time::sleep_until(ended + period).await;
+    }
+}
+
+/// A function on a schedule is pre-warmed just before each fire: the fire's invocation
+/// is no cold start. The schedule (rate(1 minute)) last fired 55 s ago, so it fires about
+/// 5 s after start-up.
+#[tokio::test]
+async fn a_scheduled_function_is_warm_when_its_schedule_fires() {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let out = out_dir.path().join("ticks.jsonl");
+    let manifest = format!(
+        "service: ticking\nprovider:\n  runtime: nodejs20.x\n  environment: {{ OUT: \"{}\" }}\nfunctions:\n  tick:\n    handler: who.handler\n    events:\n      - schedule:\n          rate: rate(1 minute)\n          name: tick-every-minute\n",
+        out.display()
+    );
+    let app = TestApp::new(&[("nimbus.yaml", &manifest), ("who.js", WHO_JS)]);
+    {
+        let store = nimbus_store::Store::open(&app.path().join(".nimbus")).expect("store");
+        let fired = std::time::SystemTime::now() - std::time::Duration::from_secs(55);
+        store
+            .fire_schedule("tick-every-minute", fired, fired, Vec::new())
+            .expect("seed schedule state");
+    }
+    // Unsandboxed: the handler writes outside the app folder.
+    let server = TestServer::start_with_env(
+        app.path(),
+        &["--idle-timeout", "200ms"],
+        &[("NIMBUS_SANDBOX", "off")],
+    );
+    // Before the fire: one instance is warm for the schedule, none ran yet.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let warm = warm_reasons(&server, &app, "tick").await;
+        if warm["pre-warmed-schedule"] == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline && !out.exists(),
+            "no instance was pre-warmed before the fire: {warm}\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let top = app.nimbus(&["top", "--once"]);
+    let stdout = top.stdout.clone();
+    assert!(stdout.contains("1 pre-warmed-schedule"), "{stdout}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !out.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedule never fired\n{}",
+            server.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seen: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&out)
+            .expect("read")
+            .lines()
+            .next()
+            .unwrap_or_default(),
+    )
+    .expect("json");
+    assert_eq!(
+        seen["n"], 1,
+        "the fire ran on the pre-warmed instance: {seen}"
+    );
+    // The invocation record says the fire was no cold start.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = app.nimbus(&["invocations", "tick", "--json"]);
+        let text = listed.stdout.clone();
+        if let Some(line) = text.lines().next() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("json");
+            assert_eq!(record["coldStart"], false, "{record}\n{}", server.logs());
+            assert_eq!(
+                record["initDurationMs"],
+                serde_json::Value::Null,
+                "{record}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no invocation record"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A pre-warm budget smaller than a function is a warning at start-up, not an error:
+/// the function is served as under the fixed keep-alive.
+#[tokio::test]
+async fn a_prewarm_budget_too_small_is_a_warning_and_nimbus_still_serves() {
+    let app = TestApp::new(&[
+        (
+            "nimbus.yaml",
+            "service: tight\nprovider:\n  runtime: nodejs20.x\n  memorySize: 256\nfunctions:\n  tick:\n    handler: who.handler\n    events:\n      - schedule: rate(1 hour)\n",
+        ),
+        ("who.js", WHO_JS),
+    ]);
+    let server = TestServer::start(app.path(), &["--prewarm-budget", "64MB"]);
+    let (cold, seen) = invoke_who(&server, &app, "tick").await;
+    assert_eq!(cold.as_deref(), Some("true"), "{seen}");
+    assert_eq!(seen["n"], 1);
+    let logs = server.logs();
+    assert!(
+        logs.contains("--prewarm-budget 64 MB is smaller than function tick's memorySize 256 MB")
+            && logs.contains("not even before its schedule")
+            && logs.contains("raise --prewarm-budget to at least 256 MB"),
+        "{logs}"
+    );
+}
