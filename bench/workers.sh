@@ -125,7 +125,7 @@ echo "counter after the runs: $(curl -s "http://127.0.0.1:$((PORT + 4))/") (one 
 # ---- 3. idle memory ----------------------------------------------------------------------
 sleep 0.5
 # The host is node, a child of nimbus or of the sandbox's bwrap under it.
-host_pid=$(pgrep -x node -P "$NIMBUS_PID" || pgrep -x node -P "$(pgrep -x bwrap -P "$NIMBUS_PID" | head -1)" || true)
+host_pid=$(pgrep -x node -P "$NIMBUS_PID" || pgrep -x node -P "$(pgrep -x bwrap -P "$NIMBUS_PID" | head -1)" 2>/dev/null || true)
 rss() { awk '/VmRSS/ { print $2 / 1024 " MB" }' "/proc/$1/status" 2>/dev/null || echo "?"; }
 echo "idle RSS: nimbus worker host $( [ -n "$host_pid" ] && rss "$host_pid" || echo '(stopped)'), nimbus itself $(rss "$NIMBUS_PID"), workerd $(rss "$WORKERD_PID")"
 

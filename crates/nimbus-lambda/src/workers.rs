@@ -1062,6 +1062,14 @@ fn storage_op(
             sql_session(sessions, store, &object, |sql| sql.commit())?;
             Ok((Value::Bool(true), false))
         }
+        "sql.close" => {
+            // An evicted object's database; what it had not committed rolls back.
+            sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&object);
+            Ok((Value::Bool(true), false))
+        }
         "sql.rollback" => {
             sql_session(sessions, store, &object, |sql| sql.rollback())?;
             Ok((Value::Bool(true), false))

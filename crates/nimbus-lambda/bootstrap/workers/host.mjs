@@ -403,6 +403,8 @@ function evictIdleObjects() {
   for (const [key, obj] of liveObjects) {
     if (obj.running > 0 || obj.pinned > 0 || now - obj.lastActive < OBJECT_IDLE_MS) continue;
     liveObjects.delete(key);
+    // Its SQL database is closed in nimbus too (nothing is uncommitted between events).
+    if (obj.sqlUsed) syncStorageCall({ op: 'sql.close', ...obj.ref });
     for (const ws of obj.sockets) ws.object = null;
     if (obj.sockets.size) hibernatedSockets.set(key, obj.sockets);
   }
@@ -612,6 +614,7 @@ class LiveObject {
     this.alarm = undefined; // the committed alarm once known (null: none)
     this.chain = Promise.resolve();
     this.sqlDirty = false; // SQL ran since the last commit
+    this.sqlUsed = false; // its SQL database is open in nimbus
     this.sqlStorage = new SqlStorage(this);
     this.running = 0; // events started and not yet ended
     this.lastActive = Date.now();
@@ -735,6 +738,7 @@ class LiveObject {
   // Runs one SQL call, in the transaction of the running event.
   sqlCall(body) {
     this.sqlDirty = true;
+    this.sqlUsed = true;
     return syncStorageCall({ ...body, ...this.ref });
   }
   // Sends the event's writes as one commit (its SQL committed first).

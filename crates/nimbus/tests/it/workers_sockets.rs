@@ -244,8 +244,13 @@ export class Room extends DurableObject {
   }
 
   async webSocketMessage(ws, message) {
+    // SQL goes on where it was after an eviction (its database closed and opened again).
+    const sql = this.ctx.storage.sql;
+    sql.exec('CREATE TABLE IF NOT EXISTS said (message TEXT)');
+    sql.exec('INSERT INTO said VALUES (?)', message);
     ws.send(JSON.stringify({
       said: message,
+      nSaid: sql.exec('SELECT count(*) AS n FROM said').one().n,
       constructed,
       memory: this.memory,
       me: ws.deserializeAttachment(),
@@ -380,7 +385,7 @@ async fn an_idle_durable_object_is_evicted_and_rebuilt_with_its_websockets_and_a
     // Before eviction: the instance that accepted both sockets, with its memory.
     assert_eq!(
         out["awake"],
-        serde_json::json!({"said": "first", "constructed": 1, "memory": "kept in memory",
+        serde_json::json!({"said": "first", "nSaid": 1, "constructed": 1, "memory": "kept in memory",
             "me": {"name": "a", "joinedIn": 1}, "tags": ["tag-a"], "open": 2, "restored": [],
             "autoResponded": false}),
         "{out}"
@@ -389,12 +394,13 @@ async fn an_idle_durable_object_is_evicted_and_rebuilt_with_its_websockets_and_a
     // sockets, their tags and their attachments.
     assert_eq!(
         out["woken"],
-        serde_json::json!({"said": "second", "constructed": 2, "memory": null,
+        serde_json::json!({"said": "second", "nSaid": 2, "constructed": 2, "memory": null,
             "me": {"name": "b", "joinedIn": 1}, "tags": ["tag-b"], "open": 2,
             "restored": ["a", "b"], "autoResponded": false}),
         "{out}"
     );
     assert_eq!(out["again"]["constructed"], 2, "{out}");
+    assert_eq!(out["again"]["nSaid"], 3, "{out}");
     assert_eq!(out["again"]["me"]["name"], "a", "{out}");
     // The automatic response answered without building the object (had it, the close
     // below would find a fourth instance); the object sees when it answered.
