@@ -8,12 +8,14 @@
 mod deploys;
 mod kv;
 mod queues;
+mod telemetry;
 
 use std::time::Duration;
 
 pub use deploys::NatsDeploys;
 pub use kv::NatsKv;
 pub use queues::NatsQueues;
+pub use telemetry::NatsTelemetry;
 
 /// How long a node waits for NATS at start before it gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,6 +137,22 @@ impl Cluster {
     /// serving that app shares.
     pub fn queues(&self, namespace: &str) -> NatsQueues {
         NatsQueues::new(self.client.clone(), self.jetstream.clone(), namespace)
+    }
+
+    /// Shares `store`'s telemetry with every node serving the app `namespace` (as for
+    /// [`Cluster::queues`]), and stores theirs in it from now on.
+    pub async fn share_telemetry(&self, namespace: &str, store: nimbus_store::Store) {
+        match NatsTelemetry::start(
+            self.client.clone(),
+            self.jetstream.clone(),
+            namespace,
+            store.clone(),
+        )
+        .await
+        {
+            Ok(share) => store.share_telemetry(std::sync::Arc::new(share)),
+            Err(e) => tracing::warn!("telemetry stays on this node: {e}"),
+        }
     }
 
     /// The deploys every `nimbus server --cluster` node shares.

@@ -63,7 +63,7 @@ pub use secrets::{
 };
 pub use telemetry::{
     InvocationMinute, InvocationQuery, InvocationRecord, LogCursor, LogPage, LogQuery, LogRecord,
-    SpanRecord, invocation_span, platform_lines, start_message,
+    SharedTelemetry, SpanRecord, TelemetryShare, invocation_span, platform_lines, start_message,
 };
 pub use topics::TopicSubscription;
 pub use workflows::WorkflowUsage;
@@ -89,6 +89,8 @@ struct Inner {
     services: Option<durable::Services>,
     readers: Readers,
     drops: Arc<Drops>,
+    /// In cluster mode, where the telemetry this store records also goes.
+    share: std::sync::OnceLock<Arc<dyn TelemetryShare>>,
 }
 
 /// Read-only connections, so concurrent queries do not queue behind one another.
@@ -135,6 +137,7 @@ impl Store {
                 writer: Some(writer),
                 services: Some(services),
                 drops,
+                share: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -153,6 +156,7 @@ impl Store {
                 writer: None,
                 services: None,
                 drops: Arc::new(Drops::new()),
+                share: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -164,18 +168,49 @@ impl Store {
 
     /// Queues an invocation record; never waits on the disk (see `n_dropped`).
     pub fn record_invocation(&self, record: InvocationRecord) {
+        if let Some(share) = self.inner.share.get() {
+            share.publish(SharedTelemetry::Invocation(record.clone()));
+        }
         let _ = self.send(Record::Invocation(Box::new(record)));
     }
 
     /// Queues a log line; never waits on the disk (see `n_dropped`). `false` when it was
     /// dropped (the writer's queue is full).
     pub fn record_log(&self, record: LogRecord) -> bool {
+        if let Some(share) = self.inner.share.get() {
+            share.publish(SharedTelemetry::Log(record.clone()));
+        }
         self.send(Record::Log(Box::new(record)))
     }
 
     /// Adds `n` to the dropped output lines of the recorded invocation `request_id`.
     pub fn record_dropped_lines(&self, request_id: &str, n: u64) -> bool {
+        if let Some(share) = self.inner.share.get() {
+            share.publish(SharedTelemetry::DroppedLines {
+                request_id: request_id.to_owned(),
+                n,
+            });
+        }
         self.send(Record::DroppedLines(Box::new((request_id.to_owned(), n))))
+    }
+
+    /// From now on, also hands every telemetry record this store records to `share` (cluster
+    /// mode); a second call changes nothing.
+    pub fn share_telemetry(&self, share: Arc<dyn TelemetryShare>) {
+        let _ = self.inner.share.set(share);
+    }
+
+    /// Stores a record another node shared (without sharing it again); `false` when it was
+    /// dropped, as for a record of this node's.
+    pub fn ingest(&self, record: SharedTelemetry) -> bool {
+        self.send(match record {
+            SharedTelemetry::Invocation(record) => Record::Invocation(Box::new(record)),
+            SharedTelemetry::Log(record) => Record::Log(Box::new(record)),
+            SharedTelemetry::Span(span) => Record::Span(Box::new(span)),
+            SharedTelemetry::DroppedLines { request_id, n } => {
+                Record::DroppedLines(Box::new((request_id, n)))
+            }
+        })
     }
 
     /// Keeps the database within `max_bytes` from now on, deleting the oldest invocation
@@ -191,6 +226,9 @@ impl Store {
 
     /// Queues a span; never waits on the disk (see `n_dropped`).
     pub fn record_span(&self, span: SpanRecord) {
+        if let Some(share) = self.inner.share.get() {
+            share.publish(SharedTelemetry::Span(span.clone()));
+        }
         let _ = self.send(Record::Span(Box::new(span)));
     }
 

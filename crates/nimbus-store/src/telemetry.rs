@@ -1,6 +1,9 @@
 //! Observability records (invocations, log lines, spans): their tables, inserts and queries.
 
 pub(crate) mod writer;
+mod share;
+
+pub use share::{SharedTelemetry, TelemetryShare};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +13,7 @@ use rusqlite::{Connection, Row, ToSql};
 use crate::StoreError;
 
 /// One invocation of a function, as `nimbus invocations` and `nimbus cost` see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InvocationRecord {
     /// The request id given to the function (`context.awsRequestId`).
     pub request_id: String,
@@ -92,7 +95,7 @@ pub struct InvocationMinute {
 }
 
 /// One line of function or platform output.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogRecord {
     /// When the line was written.
     pub time: SystemTime,
@@ -143,7 +146,7 @@ pub struct LogQuery {
 }
 
 /// One span of a trace.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SpanRecord {
     /// The W3C trace id: 32 hex digits.
     pub trace_id: String,

@@ -255,6 +255,12 @@ impl UpCommand {
             }
             Switch::Off => None,
         };
+        // In cluster mode every node's invocations and logs are every node's to show.
+        if let (Some(cluster), Some(store)) = (&cluster, &telemetry_store) {
+            cluster
+                .share_telemetry(&cluster_namespace(&app), store.clone())
+                .await;
+        }
         let telemetry = Arc::new(Telemetry::new(TelemetryConfig {
             store: telemetry_store,
             otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -402,18 +408,14 @@ impl Launcher {
     fn queues(&self, app: &app::App) -> Queues {
         match &self.cluster {
             None => Queues::Embedded,
-            Some(cluster) => {
-                let namespace = format!("{}-{}", app.manifest.service, app.manifest.stage);
-                Queues::Shared(Arc::new(cluster.queues(&namespace)))
-            }
+            Some(cluster) => Queues::Shared(Arc::new(cluster.queues(&cluster_namespace(app)))),
         }
     }
 
     /// Where the app's KV namespaces live: in cluster mode, shared as its queues are.
     fn kv(&self, app: &app::App) -> Option<Arc<dyn nimbus_core::kv::KvStore>> {
         let cluster = self.cluster.as_ref()?;
-        let namespace = format!("{}-{}", app.manifest.service, app.manifest.stage);
-        Some(Arc::new(cluster.kv(&namespace)))
+        Some(Arc::new(cluster.kv(&cluster_namespace(app))))
     }
 
     /// Puts the app's queues on the cluster's engine (`nimbus server --cluster`).
@@ -541,6 +543,12 @@ impl Launcher {
             generated_keys,
         })
     }
+}
+
+/// What names an app in a cluster's engine: its service and stage, which every node serving
+/// it shares.
+fn cluster_namespace(app: &app::App) -> String {
+    format!("{}-{}", app.manifest.service, app.manifest.stage)
 }
 
 /// Applies the retention limit now and every ten minutes.

@@ -114,3 +114,31 @@ async fn kv_written_through_one_node_is_read_listed_and_deleted_through_another(
     assert_eq!(gone.code, Some(1), "{}", gone.stdout);
     assert!(gone.stderr.contains("no key"), "{}", gone.stderr);
 }
+
+#[tokio::test]
+async fn invocations_and_logs_of_one_node_are_shown_by_another() {
+    let nats = NatsServer::start();
+    let manifest = "service: shop\nprovider:\n  runtime: nodejs20.x\nfunctions:\n  hello:\n    handler: hello.handler\n    events:\n      - httpApi: GET /hello\n";
+    let handler = "exports.handler = async (event) => { console.log('served ' + event.queryStringParameters.n); return { statusCode: 200, body: 'hi' }; };\n";
+    let files = [("nimbus.yaml", manifest), ("hello.js", handler)];
+    let (app_a, app_b) = (TestApp::new(&files), TestApp::new(&files));
+    let cluster = ["--cluster", nats.url.as_str()];
+    let a = TestServer::start(app_a.path(), &cluster);
+    let _b = TestServer::start(app_b.path(), &cluster);
+
+    let res = a.get("/hello?n=cluster-42").await;
+    assert_eq!(res.status, 200, "{}", a.logs());
+    let invocations = app_b
+        .nimbus_until(&["invocations", "--json"], |out| out.contains("\"hello\""))
+        .await;
+    let record: serde_json::Value = invocations
+        .lines()
+        .find_map(|line| serde_json::from_str(line).ok())
+        .expect("an invocation record on node b");
+    assert_eq!(record["function"], "hello", "{record}");
+    assert_eq!(record["outcome"], "ok", "{record}");
+    let logs = app_b
+        .nimbus_until(&["logs", "hello"], |out| out.contains("served cluster-42"))
+        .await;
+    assert!(logs.contains("REPORT"), "{logs}");
+}
