@@ -412,3 +412,51 @@ async fn an_idle_durable_object_is_evicted_and_rebuilt_with_its_websockets_and_a
     let closed: Value = server.get("/closed").await.json();
     assert_eq!(closed, "a:1000:constructed 3", "{out}");
 }
+
+/// A worker deployed to `nimbus server` serves its WebSockets on the server's gateway at
+/// `ws://HOST/{name}/{stage}/...`: the echo socket and the chat room of 20 clients.
+#[tokio::test]
+async fn a_deployed_worker_serves_its_websockets_on_nimbus_server() {
+    let ws = ws_package();
+    let host = crate::deploy::Host::start();
+    let token = host.new_token();
+    let app = TestApp::new(&[
+        ("wrangler.toml", CHAT_WRANGLER),
+        ("src/index.js", CHAT_WORKER),
+        ("driver.js", DRIVER_JS),
+    ]);
+    crate::deploy::ok(&app.nimbus(&["deploy", ".", "--to", &host.url(), "--token", &token]));
+    let out = tokio::task::spawn_blocking({
+        let app_dir = app.path().to_owned();
+        let url = format!("ws://{}/chat/dev", host.gateway);
+        move || {
+            Command::new("node")
+                .arg(app_dir.join("driver.js"))
+                .env("NODE_PATH", ws.join("node_modules"))
+                .env("WS_URL", url)
+                .output()
+                .expect("running node")
+        }
+    })
+    .await
+    .expect("the driver task");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        host.logs()
+    );
+    let out: Value = serde_json::from_str(stdout.trim()).expect("the driver prints JSON");
+    assert_eq!(
+        out["echo"]["closed"],
+        serde_json::json!({"code": 4000, "reason": "asked to"}),
+        "{out}"
+    );
+    let mut everyone: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    everyone.sort();
+    for heard in out["heard"].as_array().expect("an array") {
+        assert_eq!(heard, &serde_json::json!(everyone), "{out}");
+    }
+    assert_eq!(out["leftHeardBy"], 19, "{out}");
+}
