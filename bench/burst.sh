@@ -26,7 +26,7 @@ exports.handler = async () => {
 };
 JS
 fi
-"$NIMBUS" up "$APP" --port "$PORT" --idle-timeout 1s >/dev/null 2>"$APP/nimbus.log" & PID=$!
+"$NIMBUS" up "$APP" --port "$PORT" --idle-timeout 1s --keep-alive fixed >/dev/null 2>"$APP/nimbus.log" & PID=$!
 trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT
 for _ in $(seq 200); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/hello" && break; sleep 0.05; done
 

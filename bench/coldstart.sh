@@ -6,7 +6,7 @@
 #
 # 1. cold: examples/hello copied into a temp folder with a twin Node function that cannot
 #    be pre-started (its environment sets NODE_OPTIONS, which node reads only as it
-#    starts); nimbus up --idle-timeout 1s; per iteration: a fresh bare-node.js process
+#    starts); nimbus up --idle-timeout 1s --keep-alive fixed; per iteration: a fresh bare-node.js process
 #    from spawn to first response, wait 2.5 s (every instance gone), then the first
 #    request to the Node function (served by a pre-started runtime), to its twin (a fresh
 #    process) and to the Python function (pre-started). COLD_N iterations; p50 and p99.
@@ -94,7 +94,7 @@ app_copy "$OUT/cold" '  hello:
 '
 C=http://127.0.0.1:$PORT
 curl_t() { curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$1"; }
-"$NIMBUS" up "$OUT/cold" --port "$PORT" --idle-timeout 1s 2>"$OUT/nimbus-cold.log" & NIMBUS_PID=$!; PIDS+=($!)
+"$NIMBUS" up "$OUT/cold" --port "$PORT" --idle-timeout 1s --keep-alive fixed 2>"$OUT/nimbus-cold.log" & NIMBUS_PID=$!; PIDS+=($!)
 wait_up "$C$Q"
 for _ in $(seq "$COLD_N"); do
   node_first >>"$OUT/node-first.txt"

@@ -120,7 +120,7 @@ PY
 echo
 CURL=(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "http://127.0.0.1:$((PORT + 2))$Q")
 CURL_PY=(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "http://127.0.0.1:$((PORT + 2))/python$Q")
-"$NIMBUS" up examples/hello --port $((PORT + 2)) --idle-timeout 1s 2>"$OUT/nimbus-cold.log" & NIMBUS_PID=$!; PIDS+=($!)
+"$NIMBUS" up examples/hello --port $((PORT + 2)) --idle-timeout 1s --keep-alive fixed 2>"$OUT/nimbus-cold.log" & NIMBUS_PID=$!; PIDS+=($!)
 wait_up "http://127.0.0.1:$((PORT + 2))$Q"
 for _ in $(seq "$COLD_N"); do # nimbus and bare node interleaved, as the load here drifts
   node_first >>"$OUT/node-first.txt"

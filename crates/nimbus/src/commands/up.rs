@@ -92,9 +92,10 @@ pub(crate) struct PrewarmArgs {
     #[arg(long, default_value = "1GB", value_parser = parse_size)]
     prewarm_budget: u64,
     /// The width of one bin of the idle-time histograms (240 bins); shorter bins predict
-    /// shorter idle times (for tests and trace replays in compressed time).
-    #[arg(long, default_value = "1m", value_parser = duration::parse)]
-    prewarm_bin: Duration,
+    /// shorter idle times (for tests and trace replays in compressed time). Default: a
+    /// fifth of --idle-timeout, at most 1m (the paper's bin at the default 5m).
+    #[arg(long, value_parser = duration::parse)]
+    prewarm_bin: Option<Duration>,
     /// Idle times a function needs before `hybrid` trusts its histogram.
     #[arg(long, default_value_t = 50)]
     prewarm_min_samples: u32,
@@ -112,7 +113,10 @@ impl PrewarmArgs {
         match self.keep_alive {
             KeepAlive::Fixed => Policy::Fixed(idle_timeout),
             KeepAlive::Hybrid => Policy::Hybrid(HybridSettings {
-                bin: self.prewarm_bin.max(Duration::from_millis(10)),
+                bin: self
+                    .prewarm_bin
+                    .unwrap_or((idle_timeout / 5).min(Duration::from_secs(60)))
+                    .max(Duration::from_millis(10)),
                 min_samples: self.prewarm_min_samples.max(1),
                 ..HybridSettings::with_fallback(idle_timeout)
             }),
@@ -294,13 +298,13 @@ impl UpCommand {
         let admin = server.admin_addr()?;
         let mut launcher = Launcher {
             idle_timeout: self.idle_timeout,
+            keep_alive: self.prewarm.policy(self.idle_timeout),
             async_retry_delay: self.async_retry_delay,
             admin,
             gateway: server.local_gateway_addr()?,
             services: server.services(),
             telemetry,
             store,
-            keep_alive: self.prewarm.policy(self.idle_timeout),
             cluster,
             tokens: HashMap::new(),
             api_keys: HashMap::new(),
@@ -390,13 +394,13 @@ impl Launcher {
     ) -> Launcher {
         Launcher {
             idle_timeout,
+            keep_alive: Policy::Fixed(idle_timeout),
             async_retry_delay,
             admin,
             gateway,
             services,
             telemetry,
             store,
-            keep_alive: Policy::Fixed(idle_timeout),
             cluster: None,
             tokens: HashMap::new(),
             api_keys: HashMap::new(),
@@ -472,9 +476,9 @@ impl Launcher {
             tokens.push(token);
         }
         let mut lambda_cfg = app.lambda_config(self.idle_timeout, self.telemetry.clone());
+        lambda_cfg.keep_alive = self.keep_alive.clone();
         lambda_cfg.durable_objects = Some(Arc::new(self.store.clone()));
         let mut executors: Vec<Arc<dyn Executor>> = Vec::new();
-        lambda_cfg.keep_alive = self.keep_alive.clone();
         let mut started: Vec<Arc<dyn Executor>> = Vec::new();
         for (idx, spec) in app.manifest.functions.iter().enumerate() {
             if let Some(executor) = keep(idx, spec) {
