@@ -273,14 +273,6 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// A list cursor was not one this store handed out.
-    #[error(
-        "invalid list cursor `{cursor}`: pass the cursor of the previous page unchanged, or none to start over"
-    )]
-    InvalidCursor {
-        /// The cursor given.
-        cursor: String,
-    },
     /// A secret's name or value breaks the rules; the value itself is never in the message.
     #[error("invalid secret `{name}`: {reason}")]
     InvalidSecret {
@@ -367,7 +359,6 @@ impl StoreError {
                     | StoreError::InvalidKey { .. }
                     | StoreError::ValueTooLarge { .. }
                     | StoreError::InvalidValue { .. }
-                    | StoreError::InvalidCursor { .. }
                     | StoreError::InvalidSecret { .. }
                     | StoreError::BucketNotEmpty { .. }
                     | StoreError::PreconditionFailed { .. }

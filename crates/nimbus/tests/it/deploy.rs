@@ -977,23 +977,14 @@ const until = (c, n) => new Promise((resolve, reject) => {
 
 /// Runs the sockets driver against `ws://{gateway}{path}`; its JSON.
 fn drive_sockets(app: &TestApp, host: &Host, path: &str) -> serde_json::Value {
-    let out = Command::new("node")
-        .arg(app.path().join("driver.js"))
+    let mut node = Command::new("node");
+    node.arg(app.path().join("driver.js"))
         .env(
             "NODE_PATH",
             crate::websocket::ws_package().join("node_modules"),
         )
-        .env("WS_URL", format!("ws://{}{path}", host.gateway))
-        .output()
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\nnimbus logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        host.logs()
-    );
-    serde_json::from_str(stdout.trim()).expect("the driver prints JSON")
+        .env("WS_URL", format!("ws://{}{path}", host.gateway));
+    crate::harness::json_output(&mut node, || host.logs())
 }
 
 /// A deployed version serves its WebSocket API on the server's gateway at

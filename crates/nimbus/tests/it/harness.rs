@@ -305,6 +305,20 @@ async fn admin_request(
     request(addr, method, path, &headers, body).await
 }
 
+/// Runs `command` (a script printing one JSON value) to its end and parses what it printed;
+/// a failure panics with its output and the server's `logs`.
+pub(crate) fn json_output(command: &mut Command, logs: impl Fn() -> String) -> serde_json::Value {
+    let out = command.output().expect("running the script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
+}
+
 pub(crate) fn signal(pid: u32, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits");
     // SAFETY: kill(2) on a pid this test started.

@@ -33,19 +33,10 @@ fn tls_app() -> TestApp {
 
 /// Runs a Node.js script with `env`; what it printed, as JSON.
 fn run_node(script: &str, env: &[(&str, String)], server: &TestServer) -> Value {
-    let out = Command::new("node")
-        .args(["-e", script])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("running node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\nnimbus logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.logs()
-    );
-    serde_json::from_str(stdout.trim()).expect("the script prints JSON")
+    let mut node = Command::new("node");
+    node.args(["-e", script])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    crate::harness::json_output(&mut node, || server.logs())
 }
 
 /// Runs a Python script with `env`; what it printed, as JSON.
