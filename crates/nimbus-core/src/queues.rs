@@ -210,6 +210,19 @@ pub trait QueueStore: Send + Sync {
             })
         })
     }
+    /// Sends one message at most once per `key` over every node sharing the queues (a
+    /// schedule's slot): another send with the same key within five minutes is not
+    /// enqueued again. The embedded store serves one node, whose callers claim the key in
+    /// their own commit, so by default this is `send_message`.
+    fn send_once(
+        &self,
+        queue: String,
+        message: NewMessage,
+        key: String,
+    ) -> BoxFuture<'_, Result<SentMessage, QueueError>> {
+        let _ = key;
+        self.send_message(queue, message)
+    }
     /// Sends up to 10 messages to one queue, each accepted or refused on its own
     /// (SendMessageBatch); `Err` only when none could be tried.
     fn send_entries(

@@ -222,9 +222,12 @@ impl NatsQueues {
         Ok(())
     }
 
+    /// Publishes `sends`; with `once`, each under that JetStream deduplication id (one
+    /// message per key in the stream's five-minute window, over every node).
     async fn send(
         &self,
         sends: Vec<(String, NewMessage)>,
+        once: Option<&str>,
     ) -> Result<Vec<Result<SentMessage, QueueError>>, QueueError> {
         connected(&self.client)?;
         // Every message is checked before any is published, so a refused one sends nothing.
@@ -256,6 +259,8 @@ impl NatsQueues {
             if let Some(deduplication_id) = &checked.deduplication_id {
                 headers.insert(DEDUPLICATION_ID, deduplication_id.as_str());
                 headers.insert(NATS_MSG_ID, deduplication_id.as_str());
+            } else if let Some(key) = once {
+                headers.insert(NATS_MSG_ID, key);
             }
             let delay = message.delay.unwrap_or(handle.spec.delay);
             if !delay.is_zero() {
@@ -617,7 +622,23 @@ impl QueueStore for NatsQueues {
             if let Some(e) = checks.into_iter().find_map(Result::err) {
                 return Err(e);
             }
-            self.send(sends).await?.into_iter().collect()
+            self.send(sends, None).await?.into_iter().collect()
+        })
+    }
+
+    fn send_once(
+        &self,
+        queue: String,
+        message: NewMessage,
+        key: String,
+    ) -> BoxFuture<'_, Result<SentMessage, QueueError>> {
+        Box::pin(async move {
+            let mut sent = self.send(vec![(queue, message)], Some(&key)).await?;
+            sent.pop().unwrap_or_else(|| {
+                Err(QueueError::Backend {
+                    message: "the queue answered no result for the message sent".to_owned(),
+                })
+            })
         })
     }
 
@@ -636,7 +657,7 @@ impl QueueStore for NatsQueues {
                 });
             }
             let sends = messages.into_iter().map(|m| (queue.clone(), m)).collect();
-            self.send(sends).await
+            self.send(sends, None).await
         })
     }
 

@@ -317,6 +317,40 @@ async fn redrive_delay_fifo_deduplication_and_checks() {
     );
 }
 
+/// A schedule's slot fired by every node is enqueued once: the slot's key is JetStream's
+/// deduplication id.
+#[tokio::test]
+async fn a_slot_sent_once_by_each_of_three_nodes_is_enqueued_once() {
+    let nats = NatsServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let cluster = Cluster::connect(&nats.url).await.expect("connects");
+        nodes.push(cluster.queues("app"));
+    }
+    nodes[0]
+        .ensure_queue(spec("fires", Duration::from_secs(30)))
+        .await
+        .expect("queue");
+    for slot in ["schedule:tick:60000000", "schedule:tick:120000000"] {
+        let mut ids = Vec::new();
+        for node in &nodes {
+            let sent = node
+                .send_once("fires".to_owned(), message(slot), slot.to_owned())
+                .await
+                .expect("send");
+            ids.push((sent.message_id, sent.duplicate));
+        }
+        assert!(!ids[0].1 && ids[1].1 && ids[2].1, "{ids:?}");
+        assert!(ids.iter().all(|(id, _)| *id == ids[0].0), "{ids:?}");
+    }
+    let got = poll(&nodes[1], "fires", 10).await;
+    let bodies: Vec<&str> = got.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        ["schedule:tick:60000000", "schedule:tick:120000000"]
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_url_is_one_clear_error() {
     // A port that was free a moment ago: nothing listens there.

@@ -483,7 +483,11 @@ impl Events {
         mut shutdown: Shutdown,
     ) {
         let name = schedule.name.clone();
-        let last = {
+        // In cluster mode every node must agree on the slots: a rate counts from the Unix
+        // epoch rather than from this node's first start.
+        let last = if self.shared_queues {
+            Ok(shared_anchor(&schedule.expression, SystemTime::now()))
+        } else {
             let name = name.clone();
             self.store(move |store| store.schedule_anchor(&name, SystemTime::now()))
                 .await
@@ -535,10 +539,10 @@ impl Events {
             let message = super::internal_message(event.to_string(), &trace, "schedule");
             let mut sends = vec![(queue.clone(), message)];
             let schedule_name = name.clone();
-            // With the queues outside the store (cluster mode) the claim commits alone and
-            // the fire is sent after it. FIXME(issue 17): the claim is this node's, so each
-            // node fires the slot once; the claim belongs on the cluster's engine.
-            let after_claim = if self.shared_queues {
+            // With the queues outside the store (cluster mode) the claim commits alone (it is
+            // this node's) and the fire is sent after it under the slot's key, which the
+            // cluster's engine takes once from all the nodes firing that slot.
+            let mut after_claim = if self.shared_queues {
                 std::mem::take(&mut sends)
             } else {
                 Vec::new()
@@ -550,13 +554,16 @@ impl Events {
                 .await
             {
                 Ok(ScheduleFire::Fired) => {
-                    if !after_claim.is_empty()
-                        && let Err(e) = self.queues.send_many(after_claim).await
-                    {
-                        tracing::warn!(schedule = %name, "sending a fire: {e}");
+                    if let Some((target, message)) = after_claim.pop() {
+                        let key =
+                            format!("schedule:{name}:{}", nimbus_core::time::unix_micros(slot));
+                        if let Err(e) = self.queues.send_once(target, message, key).await {
+                            tracing::warn!(schedule = %name, "sending a fire: {e}");
+                        }
                     }
                     self.wake(&queue);
-                    last = Some(fired_at);
+                    // Shared slots stay on the grid every node computes.
+                    last = Some(if self.shared_queues { slot } else { fired_at });
                 }
                 Ok(ScheduleFire::AlreadyFired(at)) => last = Some(at.max(slot)),
                 Err(e) => {
@@ -565,6 +572,28 @@ impl Events {
                 }
             }
         }
+    }
+}
+
+/// Where a schedule's slots start in cluster mode, the same on every node: a rate's slots
+/// are multiples of its period since the Unix epoch (the last one at or before `now`); a
+/// cron's slots are wall-clock minutes already.
+fn shared_anchor(
+    expression: &nimbus_core::schedule::ScheduleExpression,
+    now: SystemTime,
+) -> SystemTime {
+    match expression {
+        nimbus_core::schedule::ScheduleExpression::Rate(every) if !every.is_zero() => {
+            let since_epoch = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let periods = since_epoch.as_micros() / every.as_micros().max(1);
+            let offset = u64::try_from(periods.saturating_mul(every.as_micros()))
+                .map(Duration::from_micros)
+                .unwrap_or(since_epoch);
+            std::time::UNIX_EPOCH + offset
+        }
+        _ => now,
     }
 }
 
@@ -792,5 +821,25 @@ mod tests {
             .map(Option::is_some)
             .collect();
         assert_eq!(left, [false, true, true, true, true]);
+    }
+
+    /// In cluster mode every node computes the same rate slots, whenever it started: the
+    /// grid of the period since the Unix epoch (issue 17).
+    #[test]
+    fn shared_rate_slots_are_the_same_on_every_node() {
+        use nimbus_core::schedule::ScheduleExpression;
+        let every = ScheduleExpression::Rate(Duration::from_secs(300));
+        let epoch = SystemTime::UNIX_EPOCH;
+        let a = shared_anchor(&every, epoch + Duration::from_secs(999_999_917));
+        let b = shared_anchor(&every, epoch + Duration::from_secs(1_000_000_199));
+        assert_eq!(a, b);
+        assert_eq!(a, epoch + Duration::from_secs(999_999_900));
+        assert_eq!(
+            every.next_after(a),
+            Some(epoch + Duration::from_secs(1_000_000_200))
+        );
+        let now = epoch + Duration::from_secs(1_000_000_017);
+        let cron = ScheduleExpression::parse("cron(* * * * ? *)").expect("a cron");
+        assert_eq!(shared_anchor(&cron, now), now);
     }
 }
