@@ -765,7 +765,13 @@ impl AdminError {
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
-        json(self.status, &self.body)
+        let mut res = json(self.status, &self.body);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The cluster's engine is expected back: say when to retry.
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1));
+        }
+        res
     }
 }
 
