@@ -142,6 +142,8 @@ pub trait SqlSession: Send {
     fn rollback(&mut self) -> Result<(), DurableObjectError>;
     /// The database's size in bytes (`sql.databaseSize`).
     fn database_size(&mut self) -> Result<u64, DurableObjectError>;
+    /// Drops every table and view, in the open transaction (`deleteAll()`).
+    fn delete_all(&mut self) -> Result<(), DurableObjectError>;
 }
 
 /// Why a storage operation failed.
@@ -186,6 +188,11 @@ pub trait DurableObjectStore: Send + Sync {
     ) -> Result<(), DurableObjectError>;
     /// The objects of `class` (every class with `None`) that hold keys or an alarm.
     fn objects(&self, class: Option<&str>) -> Result<Vec<ObjectSummary>, DurableObjectError>;
+    /// Whether the object has a SQL database (it ran SQL once).
+    fn has_sql(&self, object: &ObjectName) -> bool {
+        let _ = object;
+        false
+    }
     /// Opens the object's SQL database, a namespace of its own (created when first used).
     fn sql_session(&self, object: &ObjectName) -> Result<Box<dyn SqlSession>, DurableObjectError> {
         Err(DurableObjectError::Invalid(format!(

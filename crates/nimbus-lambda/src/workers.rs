@@ -990,7 +990,7 @@ fn storage_op(
         "commit" => {
             // The event's SQL lands first, then its keys and alarm: two commits.
             if frame.get("sql").and_then(Value::as_bool) == Some(true) {
-                sql_session(sessions, store, &object, |sql| sql.commit())?;
+                open_sql_session(sessions, &object, |sql| sql.commit())?;
             }
             let mut commit = Commit {
                 delete_all: frame
@@ -1071,7 +1071,18 @@ fn storage_op(
             Ok((Value::Bool(true), false))
         }
         "sql.rollback" => {
-            sql_session(sessions, store, &object, |sql| sql.rollback())?;
+            open_sql_session(sessions, &object, |sql| sql.rollback())?;
+            Ok((Value::Bool(true), false))
+        }
+        "sql.deleteAll" => {
+            // An object that never ran SQL gets no database for it.
+            let open = sessions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains_key(&object);
+            if open || store.has_sql(&object) {
+                sql_session(sessions, store, &object, |sql| sql.delete_all())?;
+            }
             Ok((Value::Bool(true), false))
         }
         "getAlarm" => {
@@ -1103,6 +1114,22 @@ fn sql_session<T>(
         }
     };
     op(session.as_mut())
+}
+
+/// Runs `op` on the object's SQL database if this host has it open (a commit or rollback
+/// of an object that ran no SQL here has nothing to do).
+fn open_sql_session(
+    sessions: &SqlSessions,
+    object: &ObjectName,
+    op: impl FnOnce(&mut dyn SqlSession) -> Result<(), DurableObjectError>,
+) -> Result<(), DurableObjectError> {
+    let mut sessions = sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match sessions.get_mut(object) {
+        Some(session) => op(session.as_mut()),
+        None => Ok(()),
+    }
 }
 
 /// A binding of `sql.exec` as the host sends it: null, a number, a string, or

@@ -310,28 +310,21 @@ impl DurableObjectStore for Store {
         .map_err(storage)
     }
 
+    fn has_sql(&self, object: &ObjectName) -> bool {
+        sql_path(&self.inner.state_dir, object).is_some_and(|path| path.exists())
+    }
+
     fn sql_session(&self, object: &ObjectName) -> Result<Box<dyn SqlSession>, DurableObjectError> {
-        let valid_class = !object.class.is_empty()
-            && object
-                .class
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
-        let valid_id = object.id.len() == 64
-            && object
-                .id
-                .chars()
-                .all(|c| matches!(c, '0'..='9' | 'a'..='f'));
-        if !valid_class || !valid_id {
+        let Some(path) = sql_path(&self.inner.state_dir, object) else {
             return Err(DurableObjectError::Invalid(format!(
                 "no Durable Object {}/{}: a class is a JavaScript name and an id 64 hex digits",
                 object.class, object.id
             )));
-        }
-        let dir = self
-            .inner
-            .state_dir
-            .join("durable-objects")
-            .join(&object.class);
+        };
+        let dir = path
+            .parent()
+            .expect("an object's database is in its class's folder")
+            .to_owned();
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             DurableObjectError::Storage(format!(
                 "{what} the SQL database of {}/{}: {e}",
@@ -339,8 +332,7 @@ impl DurableObjectStore for Store {
             ))
         };
         std::fs::create_dir_all(&dir).map_err(|e| failed("creating the folder of", &e))?;
-        let conn = rusqlite::Connection::open(dir.join(format!("{}.sqlite", object.id)))
-            .map_err(|e| failed("opening", &e))?;
+        let conn = rusqlite::Connection::open(&path).map_err(|e| failed("opening", &e))?;
         // The same durability as the store's own database (durable.rs); a user's SQL
         // reaches no other file: ATTACH (and VACUUM INTO, which attaches) is refused, and
         // the defensive mode keeps the schema from being written directly.
@@ -359,6 +351,26 @@ impl DurableObjectStore for Store {
 
 fn storage(e: StoreError) -> DurableObjectError {
     DurableObjectError::Storage(e.to_string())
+}
+
+/// Where the object's SQL database is, if its name is one a file can have.
+fn sql_path(state_dir: &std::path::Path, object: &ObjectName) -> Option<std::path::PathBuf> {
+    let valid_class = !object.class.is_empty()
+        && object
+            .class
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    let valid_id = object.id.len() == 64
+        && object
+            .id
+            .chars()
+            .all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+    (valid_class && valid_id).then(|| {
+        state_dir
+            .join("durable-objects")
+            .join(&object.class)
+            .join(format!("{}.sqlite", object.id))
+    })
 }
 
 /// One object's SQL database, `durable-objects/<class>/<id>.sqlite` in the state folder:
@@ -475,6 +487,38 @@ impl SqlSession for ObjectDatabase {
         self.conn
             .execute_batch("ROLLBACK")
             .map_err(|e| DurableObjectError::Storage(format!("rolling SQL back: {e}")))
+    }
+
+    fn delete_all(&mut self) -> Result<(), DurableObjectError> {
+        let failed = |e: rusqlite::Error| DurableObjectError::Storage(format!("deleting SQL: {e}"));
+        if self.conn.is_autocommit() {
+            self.conn.execute_batch("BEGIN").map_err(failed)?;
+        }
+        // Views first: a table a view reads can then go too.
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT type, name FROM sqlite_master
+                 WHERE type IN ('view', 'table') AND name NOT LIKE 'sqlite!_%' ESCAPE '!'
+                 ORDER BY type = 'table'",
+            )
+            .map_err(failed)?;
+        let names = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })
+            .map_err(failed)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        drop(stmt);
+        for (kind, name) in names {
+            let kind = if kind == "view" { "VIEW" } else { "TABLE" };
+            let quoted = name.replace('"', "\"\"");
+            self.conn
+                .execute_batch(&format!("DROP {kind} IF EXISTS \"{quoted}\""))
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 
     fn database_size(&mut self) -> Result<u64, DurableObjectError> {
@@ -729,6 +773,18 @@ mod tests {
                 .contains("Wrong number of parameter bindings"),
             "{err}"
         );
+        // deleteAll drops every table and view, in the event's transaction.
+        again
+            .exec("CREATE VIEW names AS SELECT name FROM people", &[])
+            .expect("a view");
+        again.commit().expect("a commit");
+        again.delete_all().expect("a delete_all");
+        let err = again.exec("SELECT * FROM people", &[]).unwrap_err();
+        assert!(err.to_string().contains("no such table"), "{err}");
+        again.rollback().expect("a rollback");
+        assert!(again.exec("SELECT * FROM names", &[]).is_ok());
+        assert!(store.has_sql(&a));
+        assert!(!store.has_sql(&object(&"c".repeat(64))));
         let err = store
             .sql_session(&object("../../etc"))
             .err()

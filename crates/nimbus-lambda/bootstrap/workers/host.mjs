@@ -685,6 +685,8 @@ class LiveObject {
   deleteAll() {
     this.pending = null;
     this.pendingDeleteAll = true;
+    // The SQL tables go too, in the event's transaction (SQL after this builds anew).
+    this.sqlCall({ op: 'sql.deleteAll' });
   }
   async list(options) {
     const overlay = this.pending !== null && this.pending.size > 0;

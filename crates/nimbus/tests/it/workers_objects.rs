@@ -267,6 +267,15 @@ export class Notes extends DurableObject {
       }
       case 'raw':
         return Response.json(sql.exec('SELECT count(*), max(id) FROM notes').raw().toArray());
+      case 'wipe':
+      case 'wipe-then-throw':
+        // deleteAll() drops the tables too; SQL after it builds anew.
+        await this.ctx.storage.deleteAll();
+        sql.exec('CREATE TABLE fresh (x)');
+        if (url.pathname.endsWith('throw')) throw new Error('thrown after deleteAll');
+        return Response.json(null);
+      case 'tables':
+        return Response.json(sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name));
       case 'one': {
         const out = { one: sql.exec('SELECT body FROM notes WHERE id = ?', 1).one() };
         try { sql.exec('SELECT body FROM notes').one(); } catch (e) { out.many = e.message; }
@@ -362,6 +371,19 @@ async fn durable_object_sql_storage_keeps_each_objects_tables_and_commits_per_ev
     // Another object has its own database: its constructor's table, empty.
     let other = json(&server, "/b/list").await;
     assert_eq!(other["rows"], serde_json::json!([]), "{other}");
+    // deleteAll() drops an object's tables with its keys, or, if the event throws, neither.
+    json(&server, "/c/add?body=x").await;
+    let res = server.get("/c/wipe-then-throw").await;
+    assert_eq!(res.status, 500, "{}", res.text());
+    assert_eq!(
+        json(&server, "/c/tables").await,
+        serde_json::json!(["notes"])
+    );
+    json(&server, "/c/wipe").await;
+    assert_eq!(
+        json(&server, "/c/tables").await,
+        serde_json::json!(["fresh"])
+    );
     // And everything committed survives a restart.
     drop(server);
     let server = TestServer::start(app.path(), &[]);
