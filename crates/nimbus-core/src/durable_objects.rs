@@ -144,6 +144,20 @@ pub trait SqlSession: Send {
     fn database_size(&mut self) -> Result<u64, DurableObjectError>;
     /// Drops every table and view, in the open transaction (`deleteAll()`).
     fn delete_all(&mut self) -> Result<(), DurableObjectError>;
+    /// Opens, releases or rolls back to the savepoint of a `transaction()` nested `depth`
+    /// deep in the open transaction.
+    fn savepoint(&mut self, step: SavepointStep, depth: u32) -> Result<(), DurableObjectError>;
+}
+
+/// What [`SqlSession::savepoint`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavepointStep {
+    /// Starts the savepoint (and the event's transaction, if none is open).
+    Open,
+    /// Keeps what ran since it opened.
+    Release,
+    /// Undoes what ran since it opened, and ends it.
+    RollBack,
 }
 
 /// Why a storage operation failed.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine as _;
 use nimbus_core::durable_objects::{
     Alarm, AlarmChange, Commit, DurableObjectError, DurableObjectStore, ListOptions, ObjectName,
-    SqlSession, SqlValue, StorageWrite,
+    SavepointStep, SqlSession, SqlValue, StorageWrite,
 };
 use nimbus_core::worker::BindingKind;
 use nimbus_core::{
@@ -1072,6 +1072,21 @@ fn storage_op(
         }
         "sql.rollback" => {
             open_sql_session(sessions, &object, |sql| sql.rollback())?;
+            Ok((Value::Bool(true), false))
+        }
+        "sql.savepoint" => {
+            let depth = frame
+                .get("depth")
+                .and_then(Value::as_u64)
+                .and_then(|d| u32::try_from(d).ok())
+                .ok_or_else(|| invalid("a depth"))?;
+            let step = match text("step") {
+                Some("open") => SavepointStep::Open,
+                Some("release") => SavepointStep::Release,
+                Some("rollback") => SavepointStep::RollBack,
+                _ => return Err(invalid("a savepoint step")),
+            };
+            sql_session(sessions, store, &object, |sql| sql.savepoint(step, depth))?;
             Ok((Value::Bool(true), false))
         }
         "sql.deleteAll" => {

@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use nimbus_core::durable_objects::{
     Alarm, AlarmChange, Commit, DurableObjectError, DurableObjectStore, ListOptions, ObjectName,
-    ObjectSummary, SqlResult, SqlSession, SqlValue, StorageWrite, check_key, check_value,
+    ObjectSummary, SavepointStep, SqlResult, SqlSession, SqlValue, StorageWrite, check_key,
+    check_value,
 };
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
@@ -521,6 +522,23 @@ impl SqlSession for ObjectDatabase {
         Ok(())
     }
 
+    fn savepoint(&mut self, step: SavepointStep, depth: u32) -> Result<(), DurableObjectError> {
+        let failed = |e: rusqlite::Error| DurableObjectError::Storage(format!("a savepoint: {e}"));
+        let sql = match step {
+            SavepointStep::Open => {
+                if self.conn.is_autocommit() {
+                    self.conn.execute_batch("BEGIN").map_err(failed)?;
+                }
+                format!("SAVEPOINT nimbus_{depth}")
+            }
+            SavepointStep::Release => format!("RELEASE nimbus_{depth}"),
+            SavepointStep::RollBack => {
+                format!("ROLLBACK TO nimbus_{depth}; RELEASE nimbus_{depth}")
+            }
+        };
+        self.conn.execute_batch(&sql).map_err(failed)
+    }
+
     fn database_size(&mut self) -> Result<u64, DurableObjectError> {
         let pages = |pragma: &str| -> Result<u64, DurableObjectError> {
             self.conn
@@ -773,6 +791,19 @@ mod tests {
                 .contains("Wrong number of parameter bindings"),
             "{err}"
         );
+        // A transaction() inside the event is a savepoint.
+        again
+            .savepoint(SavepointStep::Open, 0)
+            .expect("a savepoint");
+        again.exec("DELETE FROM people", &[]).expect("a delete");
+        again
+            .savepoint(SavepointStep::RollBack, 0)
+            .expect("a rollback to it");
+        let count = again
+            .exec("SELECT count(*) FROM people", &[])
+            .expect("a count");
+        assert_eq!(count.rows, [vec![SqlValue::Integer(2)]]);
+        again.commit().expect("a commit");
         // deleteAll drops every table and view, in the event's transaction.
         again
             .exec("CREATE VIEW names AS SELECT name FROM people", &[])

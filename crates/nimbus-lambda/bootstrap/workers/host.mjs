@@ -473,6 +473,8 @@ class ObjectStorage {
     if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit > 0)) throw new RangeError('list() option limit must be a positive integer');
     return this.#live.list(options);
   }
+  // The closure's writes, its SQL among them (a savepoint, opened at its first
+  // statement), land with the event, or go if it throws or calls `txn.rollback()`.
   async transaction(closure) {
     const live = this.#live;
     const saved = live.snapshot();
@@ -482,12 +484,30 @@ class ObjectStorage {
       rolledBack = true;
       live.restore(saved);
     };
+    live.beginSqlScope();
     try {
       const result = await closure(txn);
       if (rolledBack) live.restore(saved);
+      live.endSqlScope(!rolledBack);
       return result;
     } catch (e) {
       live.restore(saved);
+      live.endSqlScope(false);
+      throw e;
+    }
+  }
+  // As `transaction`, for a synchronous callback (Cloudflare's SQLite-backed objects).
+  transactionSync(callback) {
+    const live = this.#live;
+    const saved = live.snapshot();
+    live.beginSqlScope();
+    try {
+      const result = callback();
+      live.endSqlScope(true);
+      return result;
+    } catch (e) {
+      live.restore(saved);
+      live.endSqlScope(false);
       throw e;
     }
   }
@@ -615,6 +635,7 @@ class LiveObject {
     this.chain = Promise.resolve();
     this.sqlDirty = false; // SQL ran since the last commit
     this.sqlUsed = false; // its SQL database is open in nimbus
+    this.sqlScopes = []; // the transaction() calls running, innermost last
     this.sqlStorage = new SqlStorage(this);
     this.running = 0; // events started and not yet ended
     this.lastActive = Date.now();
@@ -737,10 +758,24 @@ class LiveObject {
       syncStorageCall({ op: 'sql.rollback', ...this.ref });
     }
   }
+  // A transaction() inside the event: a savepoint, opened when SQL first runs in it.
+  beginSqlScope() {
+    this.sqlScopes.push({ opened: false });
+  }
+  endSqlScope(keep) {
+    const depth = this.sqlScopes.length - 1;
+    const scope = this.sqlScopes.pop();
+    if (scope && scope.opened) syncStorageCall({ op: 'sql.savepoint', step: keep ? 'release' : 'rollback', depth, ...this.ref });
+  }
   // Runs one SQL call, in the transaction of the running event.
   sqlCall(body) {
     this.sqlDirty = true;
     this.sqlUsed = true;
+    this.sqlScopes.forEach((scope, depth) => {
+      if (scope.opened) return;
+      scope.opened = true;
+      syncStorageCall({ op: 'sql.savepoint', step: 'open', depth, ...this.ref });
+    });
     return syncStorageCall({ ...body, ...this.ref });
   }
   // Sends the event's writes as one commit (its SQL committed first).

@@ -274,6 +274,17 @@ export class Notes extends DurableObject {
         sql.exec('CREATE TABLE fresh (x)');
         if (url.pathname.endsWith('throw')) throw new Error('thrown after deleteAll');
         return Response.json(null);
+      case 'txn': {
+        // transaction() and transactionSync() roll their SQL back with their keys.
+        const storage = this.ctx.storage;
+        const add = (body) => sql.exec('INSERT INTO notes (body) VALUES (?)', body);
+        await storage.transaction(async () => add('kept'));
+        try { await storage.transaction(async () => { add('undone'); throw new Error('undo'); }); } catch {}
+        await storage.transaction(async (txn) => { add('rolled back'); txn.rollback(); });
+        try { storage.transactionSync(() => { add('sync undone'); throw new Error('undo'); }); } catch {}
+        const sync = storage.transactionSync(() => add('sync kept').rowsWritten);
+        return Response.json({ sync, bodies: sql.exec('SELECT body FROM notes ORDER BY id').toArray().map((r) => r.body) });
+      }
       case 'tables':
         return Response.json(sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").toArray().map((r) => r.name));
       case 'one': {
@@ -371,6 +382,10 @@ async fn durable_object_sql_storage_keeps_each_objects_tables_and_commits_per_ev
     // Another object has its own database: its constructor's table, empty.
     let other = json(&server, "/b/list").await;
     assert_eq!(other["rows"], serde_json::json!([]), "{other}");
+    assert_eq!(
+        json(&server, "/d/txn").await,
+        serde_json::json!({"sync": 1, "bodies": ["kept", "sync kept"]})
+    );
     // deleteAll() drops an object's tables with its keys, or, if the event throws, neither.
     json(&server, "/c/add?body=x").await;
     let res = server.get("/c/wipe-then-throw").await;
