@@ -18,8 +18,8 @@ use nimbus_core::kv::{KvListQuery, KvPage, KvPut, KvValue};
 use nimbus_core::queues::{QueueError, QueueStore};
 use nimbus_core::services::{Access, ServiceError, ServiceErrorKind};
 use nimbus_store::{
-    InlineGet, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats,
-    ReceivedMessage, SentMessage,
+    InlineGet, MessageAttribute, NewMessage, ObjectList, ObjectMeta, QueueStats, ReceivedMessage,
+    SentMessage,
 };
 
 use crate::error::ApiError;

@@ -1,7 +1,7 @@
 //! Observability records (invocations, log lines, spans): their tables, inserts and queries.
 
-pub(crate) mod writer;
 mod share;
+pub(crate) mod writer;
 
 pub use share::{SharedTelemetry, TelemetryShare};
 

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use nimbus_core::BoxFuture;
 use nimbus_core::services::{
-    Access, Attribute, KvExpiration, KvPage, KvPutOptions, KvQuery, KvValue, Object,
-    ObjectInfo, ObjectPage, ObjectQuery, OutgoingMessage, Publication, ReceivedMessage,
-    SentMessage, ServiceCaller, ServiceError, ServiceErrorKind, Services,
+    Access, Attribute, KvExpiration, KvPage, KvPutOptions, KvQuery, KvValue, Object, ObjectInfo,
+    ObjectPage, ObjectQuery, OutgoingMessage, Publication, ReceivedMessage, SentMessage,
+    ServiceCaller, ServiceError, ServiceErrorKind, Services,
 };
 use nimbus_store::{MessageAttribute, NewMessage, ObjectMeta};
 
