@@ -452,7 +452,8 @@ impl History {
         }
     }
 
-    /// The pre-warm due at `now`, marked as taken: the caller starts the instance.
+    /// The pre-warm due at `now`, marked as taken: the caller starts the instance. One
+    /// whose window has passed is marked taken too, and `None`.
     pub fn take_prewarm(
         &mut self,
         policy: &Policy,
@@ -460,11 +461,12 @@ impl History {
         lead: Duration,
     ) -> Option<Prewarm> {
         let prewarm = self.next_prewarm(policy, lead)?;
-        if now < prewarm.at || now >= prewarm.until {
+        if now < prewarm.at {
             return None;
         }
         self.prewarmed_for = self.last_end;
-        Some(prewarm)
+        // A window already over (the caller looked late) is dropped, not retried.
+        (now < prewarm.until).then_some(prewarm)
     }
 }
 

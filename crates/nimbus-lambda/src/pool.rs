@@ -56,8 +56,8 @@ struct Pool {
     /// on a clock counted from `origin`.
     history: Mutex<History>,
     origin: Instant,
-    /// Signalled when an invocation ends: the reaper looks again (the policy may stop the
-    /// instance now, or plan a pre-warm).
+    /// Signalled when an invocation ends and the policy now stops the instance and plans a
+    /// pre-warm: the reaper looks at once.
     replan: tokio::sync::Notify,
     /// About how long a start takes here (microseconds): a recent high, decaying.
     init_estimate_us: AtomicU64,
@@ -352,10 +352,22 @@ struct InFlight<'a>(&'a Pool);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if let Ok(mut history) = self.0.history.lock() {
-            history.on_end(self.0.clock(Instant::now()));
+        let pool = self.0;
+        // The reaper is woken only when the end changes its plan at once (the instance stops
+        // now and one is pre-warmed later); otherwise its periodic look is enough, and a
+        // busy function does not wake it per invocation.
+        let replan = match pool.history.lock() {
+            Ok(mut history) => {
+                history.on_end(pool.clock(Instant::now()));
+                history
+                    .next_prewarm(&pool.cfg.keep_alive, pool.lead())
+                    .is_some()
+            }
+            Err(_) => false,
+        };
+        if replan {
+            pool.replan.notify_one();
         }
-        self.0.replan.notify_one();
     }
 }
 

@@ -285,3 +285,16 @@ fn a_scale_outs_extra_instances_keep_the_fixed_keep_alive() {
         (last + 10 * MIN, WarmReason::KeepAlive)
     );
 }
+
+#[test]
+fn a_pre_warm_looked_at_after_its_window_is_dropped() {
+    let policy = hybrid();
+    let mut history = periodic(20 * MIN, 72);
+    let planned = history.next_prewarm(&policy, LEAD).expect("a pre-warm");
+    assert_eq!(history.take_prewarm(&policy, planned.until, LEAD), None);
+    assert_eq!(
+        history.next_prewarm(&policy, LEAD),
+        None,
+        "not planned again"
+    );
+}
