@@ -676,16 +676,21 @@ pub(crate) fn instance_limit(max: Option<usize>) -> Arc<InstanceLimit> {
 /// they cannot together exhaust it), at least 10 (most instances use far less than their
 /// `memorySize`) and at most 1,000 (Lambda's default account concurrency).
 pub(crate) fn default_max_instances(memory_mb: u32) -> usize {
-    let total_mb = std::fs::read_to_string("/proc/meminfo")
+    let total_mb = machine_memory_mb();
+    let fits = total_mb * 8 / 10 / u64::from(memory_mb.max(1));
+    usize::try_from(fits).unwrap_or(usize::MAX).clamp(10, 1000)
+}
+
+/// The machine's memory in MB (`MemTotal`), 4096 where it cannot be read.
+pub(crate) fn machine_memory_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|meminfo| {
             let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
             let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
             Some(kib / 1024)
         })
-        .unwrap_or(4096);
-    let fits = total_mb * 8 / 10 / u64::from(memory_mb.max(1));
-    usize::try_from(fits).unwrap_or(usize::MAX).clamp(10, 1000)
+        .unwrap_or(4096)
 }
 
 /// The sandbox of process functions, probed once per process from `NIMBUS_SANDBOX`

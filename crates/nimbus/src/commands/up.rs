@@ -88,9 +88,10 @@ pub(crate) struct PrewarmArgs {
     keep_alive: KeepAlive,
     /// Memory (memorySize, KB, MB, GB: powers of 1024) the instances warm on a prediction
     /// may hold over all functions: pre-warmed (by the histogram, before a schedule) or
-    /// kept past --idle-timeout. Past it, instances get the fixed keep-alive.
-    #[arg(long, default_value = "1GB", value_parser = parse_size)]
-    prewarm_budget: u64,
+    /// kept past --idle-timeout. Past it, instances get the fixed keep-alive. Default: a
+    /// quarter of the machine's memory, at least 1GB.
+    #[arg(long, value_parser = parse_size)]
+    prewarm_budget: Option<u64>,
     /// The width of one bin of the idle-time histograms (240 bins); shorter bins predict
     /// shorter idle times (for tests and trace replays in compressed time). Default: a
     /// fifth of --idle-timeout, at most 1m (the paper's bin at the default 5m).
@@ -124,7 +125,10 @@ impl PrewarmArgs {
     }
 
     fn budget_mb(&self) -> u64 {
-        self.prewarm_budget / (1024 * 1024)
+        match self.prewarm_budget {
+            Some(bytes) => bytes / (1024 * 1024),
+            None => (app::machine_memory_mb() / 4).max(1024),
+        }
     }
 }
 
