@@ -1106,7 +1106,9 @@ mod tests {
             .collect();
         assert_eq!(held.len(), 16);
         assert!(sandbox.lease().is_err(), "all 16 uids are in use");
-        let freed = held.remove(3);
+        // Free uid 1015 (leases go out in any order; uid 1000 stays held for the check below).
+        let freed_at = held.iter().position(|lease| lease.uid == 1015);
+        let freed = held.remove(freed_at.expect("uid 1015 is lent"));
         let uid = freed.uid;
         freed.release();
         assert!(
