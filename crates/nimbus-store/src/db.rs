@@ -26,6 +26,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     telemetry::SCHEMA_V10,
     crate::durable_objects::SCHEMA,
     crate::buckets::SCHEMA_V12,
+    telemetry::SCHEMA_V13,
 ];
 
 /// The schema version this build reads and writes.

@@ -255,8 +255,8 @@ ALTER TABLE invocations ADD COLUMN log_lines_dropped INTEGER NOT NULL DEFAULT 0;
 /// Schema version 10: per-minute rollups of the invocation records, so the dashboard's
 /// overview reads a few rows per function and minute instead of every record of the hour.
 ///
-/// A trigger keeps them, so every insert (the writer's, a benchmark's seeding) counts, in
-/// the insert's own transaction; `duration_buckets` holds bucket lower bounds about 4%
+/// A trigger kept them in the insert's own transaction until version 13 (the writer's
+/// `Rollup` since, which also writes them with the records); `duration_buckets` holds bucket lower bounds about 4%
 /// apart (1 µs apart below 25 µs) up to about 12 days. Pruning deletes the minutes wholly
 /// before its cutoff, so only the one minute a cutoff falls in can count a pruned record.
 pub(crate) const SCHEMA_V10: &str = "
@@ -323,8 +323,99 @@ FROM (
 GROUP BY minute, function, lower_us;
 ";
 
+/// Schema version 13: the rollups are added up in memory by the writer, one upsert per
+/// minute, function and bucket of each batch it commits (`Rollup`), instead of by a trigger
+/// per inserted record, which cost about as much as the record itself. They are written
+/// in the records' own transaction, so the two still agree after a crash.
+pub(crate) const SCHEMA_V13: &str = "
+DROP TRIGGER invocations_rollup;
+";
+
 /// A minute's number in `invocation_minutes`.
 const MINUTE_US: i64 = 60_000_000;
+
+/// The lower bounds of the duration buckets, as the `duration_buckets` table holds them:
+/// from 0, each the larger of one more and 1.04 times the last (SQLite's `CAST(us * 1.04
+/// AS INTEGER)` truncates a double, as `as` does), up to the first at or past 2^40 µs.
+static DURATION_BUCKETS: std::sync::LazyLock<Vec<i64>> = std::sync::LazyLock::new(|| {
+    let mut bounds = vec![0_i64];
+    let mut us = 0_i64;
+    while us < 1_099_511_627_776 {
+        us = (us + 1).max((us as f64 * 1.04) as i64);
+        bounds.push(us);
+    }
+    bounds
+});
+
+/// The rollups of a batch of invocation records, summed in memory until the batch's commit.
+#[derive(Default)]
+pub(crate) struct Rollup {
+    minutes: std::collections::HashMap<(i64, String, i64), MinuteSums>,
+}
+
+#[derive(Default)]
+struct MinuteSums {
+    n: i64,
+    n_errors: i64,
+    n_throttles: i64,
+    n_cold: i64,
+    sum_us: i64,
+}
+
+impl Rollup {
+    /// Counts `record` in its minute, function and duration bucket (`-1` for a throttle).
+    pub(crate) fn add(&mut self, record: &InvocationRecord) {
+        let throttled = record.outcome == "throttled";
+        let duration_us = micros(record.duration);
+        let lower_us = if throttled {
+            -1
+        } else {
+            let idx = DURATION_BUCKETS.partition_point(|&lower| lower <= duration_us);
+            DURATION_BUCKETS[idx.saturating_sub(1)]
+        };
+        // Integer division truncates toward zero in SQL and in Rust alike.
+        let minute = unix_micros(record.start) / MINUTE_US;
+        let sums = self
+            .minutes
+            .entry((minute, record.function.clone(), lower_us))
+            .or_default();
+        sums.n += 1;
+        sums.n_errors += i64::from(!throttled && record.outcome != "ok");
+        sums.n_throttles += i64::from(throttled);
+        sums.n_cold += i64::from(record.cold_start);
+        if !throttled {
+            sums.sum_us = sums.sum_us.saturating_add(duration_us);
+        }
+    }
+
+    /// Adds the sums to `invocation_minutes` and starts again from nothing.
+    pub(crate) fn write(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare_cached(
+            "INSERT INTO invocation_minutes
+                (minute, function, lower_us, n, n_errors, n_throttles, n_cold, sum_us)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            ON CONFLICT (minute, function, lower_us) DO UPDATE SET
+                n = n + excluded.n,
+                n_errors = n_errors + excluded.n_errors,
+                n_throttles = n_throttles + excluded.n_throttles,
+                n_cold = n_cold + excluded.n_cold,
+                sum_us = sum_us + excluded.sum_us",
+        )?;
+        for ((minute, function, lower_us), sums) in self.minutes.drain() {
+            stmt.execute(rusqlite::params![
+                minute,
+                function,
+                lower_us,
+                sums.n,
+                sums.n_errors,
+                sums.n_throttles,
+                sums.n_cold,
+                sums.sum_us,
+            ])?;
+        }
+        Ok(())
+    }
+}
 
 const INSERT_INVOCATION: &str = "INSERT INTO invocations (
     request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,

@@ -7,8 +7,9 @@ use rusqlite::Connection;
 
 use crate::db;
 use crate::telemetry::{
-    InvocationMinute, InvocationQuery, InvocationRecord, LogCursor, LogQuery, insert_invocation,
-    invocations_sql, logs_sql, platform_sql, prune, query_invocation_minutes,
+    DURATION_BUCKETS, InvocationMinute, InvocationQuery, InvocationRecord, LogCursor, LogQuery,
+    Rollup, insert_invocation, invocations_sql, logs_sql, platform_sql, prune,
+    query_invocation_minutes,
 };
 
 /// Prints SQLite's plan for `sql`, one step a line.
@@ -238,19 +239,27 @@ fn rollups(conn: &Connection, since_s: u64) -> String {
 }
 
 #[test]
-fn invocation_minutes_roll_up_every_insert_and_are_pruned_by_minute()
+fn invocation_minutes_roll_up_every_record_and_are_pruned_by_minute()
 -> Result<(), Box<dyn std::error::Error>> {
-    let (_dir, conn) = migrated()?;
-    for record in [
+    let dir = tempfile::tempdir()?;
+    let store = crate::Store::open(dir.path())?;
+    let records = [
         record("api", 60, 1_000, "ok", true),
         record("api", 61, 1_010, "ok", false),
         record("api", 119, 2_000, "error", false),
         record("api", 100, 0, "throttled", false),
         record("api", 120, 7, "timeout", false),
         record("worker", 65, 1_000, "ok", false),
-    ] {
-        insert_invocation(&conn, &record)?;
+    ];
+    // Two batches, as two commits of the writer: the second adds to the first's rows.
+    let (first, second) = records.split_at(2);
+    for batch in [first, second] {
+        for record in batch {
+            store.record_invocation(record.clone());
+        }
+        store.flush();
     }
+    let conn = db::open_read_write(&db::file_path(dir.path()))?;
     // 1,000 and 1,010 µs share a bucket; a throttle has none and adds no duration.
     expect![[r#"
         120 api Some(7µs) n=1 err=1 thr=0 cold=0 sum=7µs
@@ -270,6 +279,50 @@ fn invocation_minutes_roll_up_every_insert_and_are_pruned_by_minute()
         [1],
         expect!["SEARCH invocation_minutes USING PRIMARY KEY (minute>?)"],
     );
+    Ok(())
+}
+
+/// The writer's buckets are the table's, so its rollups match those the migration made.
+#[test]
+fn in_memory_duration_buckets_are_the_tables() -> Result<(), Box<dyn std::error::Error>> {
+    let (_dir, conn) = migrated()?;
+    let mut stmt = conn.prepare("SELECT lower_us FROM duration_buckets ORDER BY lower_us")?;
+    let table: Vec<i64> = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    assert_eq!(table.len(), DURATION_BUCKETS.len());
+    assert!(table == *DURATION_BUCKETS, "the buckets differ");
+    // A record of every duration near a bucket edge rolls up into the bucket the SQL of
+    // schema version 10 picks for it.
+    let mut rollup = Rollup::default();
+    let mut expected = Vec::new();
+    for (idx, &lower) in table.iter().enumerate().step_by(7) {
+        for duration_us in [lower, lower + 1, (lower - 1).max(0)] {
+            let picked: i64 = conn.query_row(
+                "SELECT lower_us FROM duration_buckets WHERE lower_us <= ?1
+                 ORDER BY lower_us DESC LIMIT 1",
+                [duration_us],
+                |row| row.get(0),
+            )?;
+            let mut record = record("api", idx as u64 * 60, 0, "ok", false);
+            record.duration = Duration::from_micros(duration_us as u64);
+            rollup.add(&record);
+            expected.push((idx as i64, picked, duration_us));
+        }
+    }
+    rollup.write(&conn)?;
+    let mut stmt = conn.prepare(
+        "SELECT minute, lower_us, sum_us FROM invocation_minutes ORDER BY minute, lower_us",
+    )?;
+    let got: Vec<(i64, i64, i64)> = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut want: std::collections::BTreeMap<(i64, i64), i64> = std::collections::BTreeMap::new();
+    for (minute, lower, duration_us) in expected {
+        *want.entry((minute, lower)).or_default() += duration_us;
+    }
+    let want: Vec<(i64, i64, i64)> = want.into_iter().map(|((m, l), s)| (m, l, s)).collect();
+    assert_eq!(got, want);
     Ok(())
 }
 

@@ -261,9 +261,12 @@ fn commit(conn: &mut Connection, records: Vec<Record>, drops: &Drops) {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut n_failed = 0;
         let mut last_err = None;
+        let mut rollup = telemetry::Rollup::default();
         for record in &records {
             let res = match record {
-                Record::Invocation(record) => telemetry::insert_invocation(&tx, record),
+                Record::Invocation(record) => {
+                    telemetry::insert_invocation(&tx, record).map(|()| rollup.add(record))
+                }
                 Record::Log(record) => telemetry::insert_log(&tx, record),
                 Record::Span(span) => telemetry::insert_span(&tx, span),
                 Record::DroppedLines(dropped) => {
@@ -275,6 +278,9 @@ fn commit(conn: &mut Connection, records: Vec<Record>, drops: &Drops) {
                 last_err = Some(err);
             }
         }
+        // The batch's rollups in its own transaction: if they cannot be written, neither
+        // are its records, so the two never disagree.
+        rollup.write(&tx)?;
         tx.commit()?;
         Ok((n_failed, last_err))
     })();
