@@ -13,7 +13,7 @@
 #    spawn of a fresh process in its sandbox: spawn-to-first-response.
 # 2. warm: bench/sandbox-load.js with 1 and 32 keep-alive connections for DURATION
 #    seconds, REPS times, alternating; req/s, p50, p99.
-# Needs curl, node, python3, bubblewrap. Only talks to 127.0.0.1.
+# Needs curl, node, python3 (and bubblewrap when not root). Only talks to 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -120,11 +120,19 @@ done
 echo "| errors | $(awk '{ s += $4 } END { print s + 0 }' "$OUT"/warm-*-off) | $(awk '{ s += $4 } END { print s + 0 }' "$OUT"/warm-*-auto) |"
 
 # What the sandbox's start costs by itself: a live instance's own bubblewrap command line
-# (from /proc) run with /bin/true or `node -e 0` in place of the runtime.
+# (from /proc) run with /bin/true or `node -e 0` in place of the runtime. As root nimbus
+# sets the sandbox up itself, with no command line to replay: bench/sandbox-parts.sh
+# times its system calls and bubblewrap's parts.
+bwrap_pid=""
 if command -v hyperfine >/dev/null; then
   curl -s -o /dev/null "${BASE[auto]}/hello?name=Ada"
   # The sandboxed server's own instance (other nimbus processes may run on this machine).
-  bwrap_pid=$(pgrep -x -P "${PIDS[1]}" bwrap | head -1)
+  bwrap_pid=$(pgrep -x -P "${PIDS[1]}" bwrap | head -1 || true)
+fi
+if [ -z "$bwrap_pid" ]; then
+  echo
+  echo "(no bubblewrap process: the sandbox is set up by nimbus's forked child; see bench/sandbox-parts.sh)"
+else
   python3 - "$bwrap_pid" "$OUT" <<'PY'
 import shlex, sys
 args = open(f"/proc/{sys.argv[1]}/cmdline", "rb").read().decode().split("\0")[:-1]

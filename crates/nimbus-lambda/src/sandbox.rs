@@ -1,11 +1,12 @@
 //! The sandbox of process functions: what an instance sees, which user it runs as, and
-//! its limits, applied by bubblewrap before any of the function's code runs.
+//! its limits, applied before any of the function's code runs.
 //!
 //! As root (nimbus's usual way to run in containers and CI), every instance gets a uid
-//! of its own from a range (`setpriv` switches to it inside the sandbox, after
-//! bubblewrap, still root, has mounted the view), so an instance cannot signal, trace or
-//! read the environment of nimbus or of another instance, and the Runtime API can tell
-//! its instance's connections from anyone else's by the uid owning the socket.
+//! of its own from a range, so an instance cannot signal, trace or read the environment
+//! of nimbus or of another instance, and the Runtime API can tell its instance's
+//! connections from anyone else's by the uid owning the socket. The forked child mounts
+//! the view in namespaces of its own and switches to that uid itself (`setup`), so the
+//! runtime is the one program a cold start runs.
 //! Not as root, bubblewrap puts each instance in a user and a pid namespace of its own
 //! instead: it runs under nimbus's uid, so the Runtime API cannot tell callers apart.
 //!
@@ -28,8 +29,11 @@ use crate::code::Code;
 mod cgroup;
 mod peer;
 pub(crate) mod seccomp;
+mod setup;
 
 pub(crate) use peer::socket_owner;
+use setup::Mount;
+pub(crate) use setup::Setup;
 
 /// How the operator wants process functions isolated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +105,10 @@ pub(crate) struct View {
 enum Kind {
     /// No sandbox; the reason says why, for `describe`.
     Off(String),
-    /// nimbus is root: bubblewrap mounts the view, `setpriv` drops to the instance's uid.
+    /// nimbus is root: the forked child mounts the view under `root` and drops to the
+    /// instance's uid itself (`setup`).
     Root {
-        bwrap: PathBuf,
-        setpriv: PathBuf,
+        root: PathBuf,
         system: Vec<SystemPath>,
         /// The shared folder of uid lock files.
         uid_dir: PathBuf,
@@ -212,7 +216,7 @@ impl Sandbox {
                 Kind::Off("turned off by the operator".to_owned()),
                 vec!["the function sandbox (turned off): functions run as nimbus's user and read what it can".to_owned()],
             ),
-            SandboxMode::Auto => probe_bubblewrap(settings.uids),
+            SandboxMode::Auto => probe_namespaces(settings.uids),
         };
         let mut cgroups = None;
         if !matches!(kind, Kind::Off(_)) {
@@ -269,7 +273,7 @@ impl Sandbox {
                 "none ({reason}): functions run as nimbus's user with the app folder as working directory"
             ),
             Kind::Root { .. } => format!(
-                "bubblewrap, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only, a seccomp filter; {limits}",
+                "namespaces, a uid per instance from {}, code read-only, no .nimbus/, a private /tmp (ephemeralStorageSize, 512 MB by default), Runtime API for its own instance only, a seccomp filter; {limits}",
                 self.uids
             ),
             Kind::User { .. } => format!(
@@ -345,17 +349,28 @@ impl Sandbox {
         )))
     }
 
-    /// The program and arguments that start `program args` inside the sandbox, or `None`
-    /// when the sandbox is off. `uid` is the instance's lease under `Kind::Root`.
+    /// How `program args` starts inside the sandbox, or `None` when the sandbox is off.
+    /// `uid` is the instance's lease under `Kind::Root`.
     pub(crate) fn command(
         &self,
         view: &View,
         uid: Option<u32>,
         program: &Path,
         args: &[String],
-    ) -> Option<(PathBuf, Vec<OsString>)> {
+    ) -> std::io::Result<Option<Start>> {
         command(&self.kind, view, uid, program, args)
     }
+}
+
+/// How an instance's process starts in its sandbox.
+pub(crate) enum Start {
+    /// bubblewrap (`program`) with these arguments, which starts the runtime in the view.
+    Bubblewrap {
+        program: PathBuf,
+        args: Vec<OsString>,
+    },
+    /// The runtime itself, its sandbox set up by the forked child before exec.
+    Direct(Setup),
 }
 
 /// `Sandbox::command` for a sandbox of this kind.
@@ -365,33 +380,49 @@ fn command(
     uid: Option<u32>,
     program: &Path,
     args: &[String],
-) -> Option<(PathBuf, Vec<OsString>)> {
-    let (bwrap, system) = match kind {
-        Kind::Off(_) => return None,
-        Kind::Root { bwrap, system, .. } | Kind::User { bwrap, system } => (bwrap, system),
-    };
+) -> std::io::Result<Option<Start>> {
+    match (kind, uid) {
+        (Kind::Off(_), _) => Ok(None),
+        (Kind::Root { system, root, .. }, Some(uid)) => {
+            let mut mounts = vec![Mount::HostProc, Mount::Dev];
+            mounts.extend(view_mounts(system, view, program));
+            let filters = match seccomp::programs() {
+                Ok(programs) => vec![programs.refused.as_slice(), programs.clone3.as_slice()],
+                Err(_) => Vec::new(),
+            };
+            let setup = Setup::new(root, &mounts, &view.app_dir, uid, filters)?;
+            Ok(Some(Start::Direct(setup)))
+        }
+        (Kind::Root { .. }, None) => Err(std::io::Error::other(
+            "a sandboxed instance of a root nimbus has no uid of its own",
+        )),
+        (Kind::User { bwrap, system }, _) => Ok(Some(Start::Bubblewrap {
+            program: bwrap.clone(),
+            args: bubblewrap_args(system, view, program, args),
+        })),
+    }
+}
+
+/// bubblewrap's command line for an instance of a nimbus that is not root: a user and pid
+/// namespace of its own, then the view.
+fn bubblewrap_args(
+    system: &[SystemPath],
+    view: &View,
+    program: &Path,
+    args: &[String],
+) -> Vec<OsString> {
     let mut cmd = Args::default();
     cmd.flag("--die-with-parent");
     cmd.flag("--unshare-ipc");
     cmd.flag("--unshare-uts");
     cmd.flag("--unshare-cgroup-try");
-    match kind {
-        Kind::User { .. } => {
-            // Under nimbus's own uid, only a pid namespace keeps the function from
-            // signalling or tracing nimbus and the other instances.
-            cmd.flag("--unshare-user");
-            cmd.flag("--disable-userns");
-            cmd.flag("--unshare-pid");
-            cmd.flag("--proc");
-            cmd.path("/proc");
-        }
-        _ => {
-            // A uid of its own already keeps it from other processes (signals,
-            // ptrace, /proc/PID/environ); the host's /proc keeps pids as nimbus sees
-            // them, which its logs and operators use.
-            cmd.bind("--ro-bind", Path::new("/proc"));
-        }
-    }
+    // Under nimbus's own uid, only a pid namespace keeps the function from signalling or
+    // tracing nimbus and the other instances.
+    cmd.flag("--unshare-user");
+    cmd.flag("--disable-userns");
+    cmd.flag("--unshare-pid");
+    cmd.flag("--proc");
+    cmd.path("/proc");
     cmd.flag("--dev");
     cmd.path("/dev");
     // The instance shares nimbus's session, and so its controlling terminal when an
@@ -400,55 +431,110 @@ fn command(
     cmd.flag("--dev-bind");
     cmd.path("/dev/null");
     cmd.path("/dev/tty");
+    for mount in view_mounts(system, view, program) {
+        match mount {
+            Mount::Dir(path) => cmd.dir(&path),
+            Mount::ReadOnly {
+                source,
+                target,
+                required,
+            } => {
+                if let Some(parent) = target.parent() {
+                    cmd.dir(parent);
+                }
+                cmd.flag(if required {
+                    "--ro-bind"
+                } else {
+                    "--ro-bind-try"
+                });
+                cmd.path(&source);
+                cmd.path(&target);
+                if source != target {
+                    // The /etc copy: a folder of its own, not to be made again.
+                    cmd.1.insert(target);
+                }
+            }
+            Mount::Symlink { target, link } => {
+                cmd.flag("--symlink");
+                cmd.path(&target);
+                cmd.path(&link);
+            }
+            Mount::Tmpfs { path, mode, size } => {
+                cmd.perms(&format!("{mode:04o}"));
+                cmd.flag("--size");
+                cmd.flag(&size.to_string());
+                cmd.flag("--tmpfs");
+                cmd.path(&path);
+                cmd.1.insert(path);
+            }
+            Mount::Dev | Mount::HostProc => {}
+        }
+    }
+    cmd.flag("--chdir");
+    cmd.path(&view.app_dir);
+    cmd.flag("--");
+    cmd.path(program);
+    for arg in args {
+        cmd.flag(arg);
+    }
+    cmd.0
+}
+
+/// What an instance sees besides `/proc` and `/dev`, in mount order: the system's
+/// folders, `/etc`'s few files, its `/tmp`, the interpreter's installation, the app
+/// folder's entries but `.nimbus/` and `.git/`, and the folders nimbus prepared for it.
+fn view_mounts(system: &[SystemPath], view: &View, program: &Path) -> Vec<Mount> {
+    let mut mounts = Vec::new();
+    let read_only = |path: &Path, required: bool| Mount::ReadOnly {
+        source: path.to_owned(),
+        target: path.to_owned(),
+        required,
+    };
     let mut etc_copied = false;
     for path in system {
         match path {
-            SystemPath::Folder(path) => cmd.bind("--ro-bind", path),
-            SystemPath::Link { path, target } => {
-                cmd.flag("--symlink");
-                cmd.path(target);
-                cmd.path(path);
-            }
+            SystemPath::Folder(path) => mounts.push(read_only(path, true)),
+            SystemPath::Link { path, target } => mounts.push(Mount::Symlink {
+                target: target.clone(),
+                link: path.clone(),
+            }),
             SystemPath::Etc(copy) => {
                 // One mount instead of one per file: each costs a few hundred
                 // microseconds of every cold start.
-                cmd.flag("--ro-bind");
-                cmd.path(copy);
-                cmd.path("/etc");
-                cmd.1.insert(PathBuf::from("/etc"));
+                mounts.push(Mount::ReadOnly {
+                    source: copy.clone(),
+                    target: PathBuf::from("/etc"),
+                    required: true,
+                });
                 etc_copied = true;
             }
         }
     }
     if !etc_copied {
-        cmd.dir(Path::new("/etc"));
+        mounts.push(Mount::Dir(PathBuf::from("/etc")));
         for name in ETC_PATHS {
             let path = Path::new("/etc").join(name);
             // As in the copy (`copy_etc`): a link into the system's folders stays a link.
             match std::fs::read_link(&path) {
                 Ok(target) if is_system(&in_etc(&target)) => {
-                    cmd.flag("--symlink");
-                    cmd.path(&target);
-                    cmd.path(&path);
+                    mounts.push(Mount::Symlink { target, link: path })
                 }
-                _ => cmd.bind("--ro-bind-try", &path),
+                _ => mounts.push(read_only(&path, false)),
             }
         }
     }
-    // A /tmp of its own, writable by any uid and capped like Lambda's ephemeral
-    // storage.
-    cmd.perms("1777");
-    cmd.flag("--size");
-    cmd.flag(&view.tmp_bytes.to_string());
-    cmd.flag("--tmpfs");
-    cmd.path("/tmp");
-    cmd.1.insert(PathBuf::from("/tmp"));
+    // A /tmp of its own, writable by any uid and capped like Lambda's ephemeral storage.
+    mounts.push(Mount::Tmpfs {
+        path: PathBuf::from("/tmp"),
+        mode: 0o1777,
+        size: view.tmp_bytes,
+    });
     for path in interpreter_paths(program) {
-        cmd.bind("--ro-bind", &path);
+        mounts.push(read_only(&path, true));
     }
     // The app folder's own mode may keep other uids out (a 0700 temp folder); the
     // instance sees it as a fresh 0755 folder holding its entries.
-    cmd.dir(&view.app_dir);
+    mounts.push(Mount::Dir(view.app_dir.clone()));
     if let Ok(entries) = std::fs::read_dir(&view.app_dir) {
         let mut names: Vec<OsString> = entries.flatten().map(|e| e.file_name()).collect();
         names.sort();
@@ -458,35 +544,13 @@ fn command(
             if name == ".nimbus" || name == ".git" {
                 continue;
             }
-            cmd.bind("--ro-bind", &view.app_dir.join(name));
+            mounts.push(read_only(&view.app_dir.join(name), true));
         }
     }
     for path in &view.read_only {
-        cmd.bind("--ro-bind-try", path);
+        mounts.push(read_only(path, false));
     }
-    cmd.flag("--chdir");
-    cmd.path(&view.app_dir);
-    cmd.flag("--");
-    if let (Kind::Root { setpriv, .. }, Some(uid)) = (kind, uid) {
-        // bubblewrap runs as root to mount the view; the function never does.
-        cmd.path(setpriv);
-        for arg in [
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".to_owned(),
-            "--no-new-privs".to_owned(),
-            "--bounding-set=-all".to_owned(),
-            "--inh-caps=-all".to_owned(),
-            "--".to_owned(),
-        ] {
-            cmd.flag(&arg);
-        }
-    }
-    cmd.path(program);
-    for arg in args {
-        cmd.flag(arg);
-    }
-    Some((bwrap.clone(), cmd.0))
+    mounts
 }
 
 impl UidLease {
@@ -676,17 +740,6 @@ impl Args {
         self.0.push(path.as_ref().as_os_str().to_owned());
     }
 
-    /// `--ro-bind PATH PATH`: the host's path at the same place inside, its missing
-    /// ancestors made first (`dir`).
-    fn bind(&mut self, how: &str, path: &Path) {
-        if let Some(parent) = path.parent() {
-            self.dir(parent);
-        }
-        self.flag(how);
-        self.path(path);
-        self.path(path);
-    }
-
     /// `--dir PATH` with mode 0755, once per path, ancestors first: bubblewrap would make
     /// missing ancestors 0700, which only root could pass.
     fn dir(&mut self, path: &Path) {
@@ -852,13 +905,7 @@ fn create_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Which sandbox this machine allows, and what it lacks.
-fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
-    let Some(bwrap) = crate::spawn::find_program("bwrap") else {
-        return (
-            Kind::Off("bubblewrap is not installed".to_owned()),
-            vec!["the function sandbox (bubblewrap `bwrap` is not installed: apt-get install bubblewrap); functions run as nimbus's user and read what it can".to_owned()],
-        );
-    };
+fn probe_namespaces(uids: UidRange) -> (Kind, Vec<String>) {
     let mut system = system_paths();
     let kind = if crate::spawn::is_root() {
         // Only root's copy is safe: one in a shared temp folder could be planted by
@@ -866,34 +913,32 @@ fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
         if let Ok(copy) = copy_etc() {
             system.push(SystemPath::Etc(copy));
         }
-        match crate::spawn::find_program("setpriv") {
-            Some(setpriv) => {
-                let uid_dir = PathBuf::from(UID_LOCK_DIR);
-                if let Err(e) = create_private_dir(&uid_dir) {
-                    return (
-                        Kind::Off(format!("{} cannot be made: {e}", uid_dir.display())),
-                        vec![format!(
-                            "the function sandbox ({} for uid locks cannot be made: {e}); functions run as root",
-                            uid_dir.display()
-                        )],
-                    );
-                }
-                remove_free_uid_files(&uid_dir);
-                Kind::Root {
-                    bwrap,
-                    setpriv,
-                    system,
-                    uid_dir,
-                }
-            }
-            None => {
+        let uid_dir = PathBuf::from(UID_LOCK_DIR);
+        let root = PathBuf::from(setup::ROOT_DIR);
+        for dir in [&uid_dir, &root] {
+            if let Err(e) = create_private_dir(dir) {
                 return (
-                    Kind::Off("setpriv is not installed".to_owned()),
-                    vec!["the function sandbox (util-linux `setpriv` is not installed); functions run as root".to_owned()],
+                    Kind::Off(format!("{} cannot be made: {e}", dir.display())),
+                    vec![format!(
+                        "the function sandbox ({} cannot be made: {e}); functions run as root",
+                        dir.display()
+                    )],
                 );
             }
         }
+        remove_free_uid_files(&uid_dir);
+        Kind::Root {
+            root,
+            system,
+            uid_dir,
+        }
     } else {
+        let Some(bwrap) = crate::spawn::find_program("bwrap") else {
+            return (
+                Kind::Off("bubblewrap is not installed".to_owned()),
+                vec!["the function sandbox (bubblewrap `bwrap` is not installed: apt-get install bubblewrap; or run nimbus as root); functions run as nimbus's user and read what it can".to_owned()],
+            );
+        };
         Kind::User { bwrap, system }
     };
     let mut not_enforced = Vec::new();
@@ -902,7 +947,7 @@ fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
             "a uid per instance (nimbus is not root), so an instance could reach another's Runtime API port".to_owned(),
         );
     }
-    // Try the real thing once: a container may forbid the namespaces bubblewrap needs.
+    // Try the real thing once: a container may forbid the namespaces the sandbox needs.
     let view = View {
         sandbox: Sandbox::new(Kind::Off(String::new()), uids, Vec::new()),
         // Not a real folder: the view holds nothing of the host but the system.
@@ -910,21 +955,19 @@ fn probe_bubblewrap(uids: UidRange) -> (Kind, Vec<String>) {
         read_only: Vec::new(),
         tmp_bytes: 1024 * 1024,
     };
-    let Some((program, args)) = command(
-        &kind,
-        &view,
-        Some(uids.first),
-        Path::new("/bin/sh"),
-        &["-c".to_owned(), "exit 0".to_owned()],
-    ) else {
-        return (kind, not_enforced);
+    let program = Path::new("/bin/sh");
+    let args = ["-c".to_owned(), "exit 0".to_owned()];
+    let probed = match command(&kind, &view, Some(uids.first), program, &args) {
+        Ok(Some(start)) => crate::spawn::run_probe(start, program, &args),
+        Ok(None) => return (kind, not_enforced),
+        Err(e) => Err(e.to_string()),
     };
-    match crate::spawn::run_probe(&program, &args) {
+    match probed {
         Ok(()) => (kind, not_enforced),
         Err(detail) => (
-            Kind::Off(format!("bubblewrap cannot run here: {detail}")),
+            Kind::Off(format!("the sandbox cannot be set up here: {detail}")),
             vec![format!(
-                "the function sandbox (bubblewrap cannot make its namespaces here: {detail}); functions run as nimbus's user and read what it can"
+                "the function sandbox (its namespaces cannot be made here: {detail}); functions run as nimbus's user and read what it can"
             )],
         ),
     }
@@ -969,40 +1012,79 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_command_line_binds_the_view_read_only_and_drops_to_the_instance_uid() {
+    /// An app folder with a handler, dependencies, a state folder and a `.git`.
+    fn sample_app() -> tempfile::TempDir {
         let app = tempfile::tempdir().expect("temp dir");
         for dir in [".nimbus/runtime", ".git", "node_modules"] {
             std::fs::create_dir_all(app.path().join(dir)).expect("folder");
         }
-        std::fs::write(app.path().join("handler.js"), "").expect("file");
-        let kind = Kind::Root {
+        std::fs::write(app.path().join("handler.js"), "exports.handler = 1;\n").expect("file");
+        std::fs::write(app.path().join(".nimbus/secrets.key"), "secret").expect("file");
+        app
+    }
+
+    fn sample_view(app: &Path) -> View {
+        View {
+            sandbox: Sandbox::new(Kind::Off(String::new()), UidRange::DEFAULT, Vec::new()),
+            app_dir: app.to_owned(),
+            read_only: vec![app.join(".nimbus/runtime")],
+            tmp_bytes: 512 * 1024 * 1024,
+        }
+    }
+
+    #[test]
+    fn the_view_binds_the_system_and_the_app_entries_read_only_and_leaves_out_the_state() {
+        let app = sample_app();
+        let system = vec![
+            SystemPath::Folder(PathBuf::from("/usr")),
+            SystemPath::Link {
+                path: PathBuf::from("/bin"),
+                target: PathBuf::from("usr/bin"),
+            },
+            SystemPath::Etc(PathBuf::from("/run/nimbus/etc/1")),
+        ];
+        let view = sample_view(app.path());
+        let mounts = view_mounts(&system, &view, Path::new("/usr/bin/node"));
+        let app_path = app.path().display().to_string();
+        let listing = mounts
+            .iter()
+            .map(|mount| format!("{mount:?}").replace(&app_path, "APP"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        expect_test::expect![[r#"
+            ReadOnly { source: "/usr", target: "/usr", required: true }
+            Symlink { target: "usr/bin", link: "/bin" }
+            ReadOnly { source: "/run/nimbus/etc/1", target: "/etc", required: true }
+            Tmpfs { path: "/tmp", mode: 1023, size: 536870912 }
+            Dir("APP")
+            ReadOnly { source: "APP/handler.js", target: "APP/handler.js", required: true }
+            ReadOnly { source: "APP/node_modules", target: "APP/node_modules", required: true }
+            ReadOnly { source: "APP/.nimbus/runtime", target: "APP/.nimbus/runtime", required: false }"#]].assert_eq(&listing);
+    }
+
+    #[test]
+    fn not_as_root_bubblewrap_gets_the_view_in_a_user_and_pid_namespace() {
+        let app = sample_app();
+        let kind = Kind::User {
             bwrap: PathBuf::from("/usr/bin/bwrap"),
-            setpriv: PathBuf::from("/usr/bin/setpriv"),
             system: vec![
                 SystemPath::Folder(PathBuf::from("/usr")),
                 SystemPath::Link {
                     path: PathBuf::from("/bin"),
                     target: PathBuf::from("usr/bin"),
                 },
-                SystemPath::Etc(PathBuf::from("/run/nimbus/etc/1")),
             ],
-            uid_dir: PathBuf::from("/run/nimbus/uids"),
         };
-        let view = View {
-            sandbox: Sandbox::new(Kind::Off(String::new()), UidRange::DEFAULT, Vec::new()),
-            app_dir: app.path().to_owned(),
-            read_only: vec![app.path().join(".nimbus/runtime")],
-            tmp_bytes: 512 * 1024 * 1024,
-        };
-        let (program, args) = command(
+        let view = sample_view(app.path());
+        let Ok(Some(Start::Bubblewrap { program, args })) = command(
             &kind,
             &view,
-            Some(200_001),
+            None,
             Path::new("/usr/bin/node"),
             &["bootstrap.cjs".to_owned()],
-        )
-        .expect("a sandbox");
+        ) else {
+            panic!("bubblewrap for a nimbus that is not root");
+        };
         let app_path = app.path().display().to_string();
         let line = std::iter::once(program.into_os_string())
             .chain(args)
@@ -1016,12 +1098,36 @@ mod tests {
             --unshare-ipc
             --unshare-uts
             --unshare-cgroup-try
-            --ro-bind /proc /proc
+            --unshare-user
+            --disable-userns
+            --unshare-pid
+            --proc /proc
             --dev /dev
             --dev-bind /dev/null /dev/tty
             --ro-bind /usr /usr
             --symlink usr/bin /bin
-            --ro-bind /run/nimbus/etc/1 /etc
+            --perms 0755
+            --dir /etc
+            --ro-bind-try /etc/ld.so.cache /etc/ld.so.cache
+            --ro-bind-try /etc/ld.so.conf /etc/ld.so.conf
+            --ro-bind-try /etc/ld.so.conf.d /etc/ld.so.conf.d
+            --ro-bind-try /etc/ssl /etc/ssl
+            --ro-bind-try /etc/ca-certificates /etc/ca-certificates
+            --ro-bind-try /etc/ca-certificates.conf /etc/ca-certificates.conf
+            --ro-bind-try /etc/pki /etc/pki
+            --ro-bind-try /etc/resolv.conf /etc/resolv.conf
+            --ro-bind-try /etc/hosts /etc/hosts
+            --ro-bind-try /etc/host.conf /etc/host.conf
+            --ro-bind-try /etc/nsswitch.conf /etc/nsswitch.conf
+            --ro-bind-try /etc/gai.conf /etc/gai.conf
+            --ro-bind-try /etc/services /etc/services
+            --ro-bind-try /etc/protocols /etc/protocols
+            --symlink /usr/share/zoneinfo/Etc/UTC /etc/localtime
+            --ro-bind-try /etc/passwd /etc/passwd
+            --ro-bind-try /etc/group /etc/group
+            --ro-bind-try /etc/alternatives /etc/alternatives
+            --ro-bind-try /etc/mime.types /etc/mime.types
+            --symlink ../usr/lib/os-release /etc/os-release
             --perms 1777
             --size 536870912
             --tmpfs /tmp
@@ -1033,15 +1139,55 @@ mod tests {
             --dir APP/.nimbus
             --ro-bind-try APP/.nimbus/runtime APP/.nimbus/runtime
             --chdir APP
-            -- /usr/bin/setpriv
-            --reuid=200001
-            --regid=200001
-            --clear-groups
-            --no-new-privs
-            --bounding-set=-all
-            --inh-caps=-all
             -- /usr/bin/node bootstrap.cjs"#]]
         .assert_eq(&line);
+    }
+
+    #[test]
+    fn as_root_the_child_mounts_the_view_and_runs_as_the_instance_uid() {
+        if !crate::spawn::is_root() {
+            eprintln!("skipped: the sandbox's own set-up needs root");
+            return;
+        }
+        let app = sample_app();
+        let root = tempfile::tempdir().expect("a mount point");
+        let kind = Kind::Root {
+            root: root.path().to_owned(),
+            system: system_paths(),
+            uid_dir: PathBuf::from(UID_LOCK_DIR),
+        };
+        let view = sample_view(app.path());
+        let script = "id -u; id -G; cat handler.js; ls -A; cat /etc/shadow .nimbus/secrets.key; \
+            touch handler2.js; echo written > /tmp/t && cat /tmp/t; ls /dev/tty /dev/null; \
+            test -w /usr || echo usr-read-only";
+        let args = ["-c".to_owned(), script.to_owned()];
+        let start = command(&kind, &view, Some(265_000), Path::new("/bin/sh"), &args)
+            .expect("a plan")
+            .expect("a sandbox");
+        let output =
+            crate::spawn::run_sandboxed(start, Path::new("/bin/sh"), &args).expect("running");
+        let text = format!(
+            "{}---\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        expect_test::expect![[r#"
+            265000
+            265000
+            exports.handler = 1;
+            .nimbus
+            handler.js
+            node_modules
+            written
+            /dev/null
+            /dev/tty
+            usr-read-only
+            ---
+            cat: /etc/shadow: No such file or directory
+            cat: .nimbus/secrets.key: No such file or directory
+            touch: cannot touch 'handler2.js': Permission denied
+        "#]]
+        .assert_eq(&text);
     }
 
     #[test]
@@ -1090,8 +1236,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let sandbox = Sandbox::new(
             Kind::Root {
-                bwrap: PathBuf::from("/usr/bin/bwrap"),
-                setpriv: PathBuf::from("/usr/bin/setpriv"),
+                root: PathBuf::from(setup::ROOT_DIR),
                 system: Vec::new(),
                 uid_dir: dir.path().to_owned(),
             },

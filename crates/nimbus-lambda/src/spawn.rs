@@ -1,7 +1,6 @@
 //! The one place nimbus starts and signals processes.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt as _;
@@ -9,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
 
-use crate::sandbox::{self, Confinement, View};
+use crate::sandbox::{self, Confinement, Setup, Start, View};
 
 /// A process to start: program, arguments, working directory, the full environment, and
 /// the sandbox view it runs in.
@@ -32,8 +31,9 @@ pub(crate) enum StdinMode {
 
 /// Starts an instance process in a process group of its own, so that stopping it also
 /// stops anything it started, with piped stdout/stderr and a clean environment. When the
-/// sandbox is on, the process is bubblewrap, which starts the runtime inside the view,
-/// in the instance's cgroup (entered before bubblewrap starts), with rlimits.
+/// sandbox is on, the forked child enters the instance's cgroup and sets its rlimits,
+/// then either sets up the sandbox itself and execs the runtime (as root) or execs
+/// bubblewrap, which starts the runtime inside the view.
 pub(crate) fn spawn_instance(
     spec: ProcessSpec<'_>,
     confinement: &Confinement,
@@ -41,27 +41,34 @@ pub(crate) fn spawn_instance(
     let sandboxed =
         spec.view
             .sandbox
-            .command(&spec.view, confinement.uid(), spec.program, &spec.args);
+            .command(&spec.view, confinement.uid(), spec.program, &spec.args)?;
+    let is_sandboxed = sandboxed.is_some();
     // The seccomp filters go to bubblewrap on pipes it reads before starting the runtime;
     // their read ends stay open here until the child has them.
     let seccomp = match (&sandboxed, sandbox::seccomp::programs()) {
-        (Some(_), Ok(programs)) => seccomp_pipes(programs)?,
+        (Some(Start::Bubblewrap { .. }), Ok(programs)) => seccomp_pipes(programs)?,
         _ => Vec::new(),
     };
     let seccomp_fds: Vec<RawFd> = seccomp.iter().map(AsRawFd::as_raw_fd).collect();
-    let mut cmd = match &sandboxed {
-        Some((bwrap, args)) => {
-            let mut cmd = tokio::process::Command::new(bwrap);
+    let (mut cmd, setup) = match sandboxed {
+        Some(Start::Bubblewrap { program, args }) => {
+            let mut cmd = tokio::process::Command::new(program);
             for fd in &seccomp_fds {
                 cmd.arg("--add-seccomp-fd").arg(fd.to_string());
             }
             cmd.args(args);
-            cmd
+            (cmd, None)
+        }
+        Some(Start::Direct(setup)) => {
+            // The child chdirs into the view's app folder itself, once it is `/`.
+            let mut cmd = tokio::process::Command::new(spec.program);
+            cmd.args(&spec.args);
+            (cmd, Some(setup))
         }
         None => {
             let mut cmd = tokio::process::Command::new(spec.program);
             cmd.args(&spec.args).current_dir(spec.cwd);
-            cmd
+            (cmd, None)
         }
     };
     // Functions see only the Lambda environment, never the host's secrets; PATH and
@@ -71,7 +78,7 @@ pub(crate) fn spawn_instance(
             .filter(|(k, _)| k == "PATH" || k == "LANG" || k == "HOME")
             .collect::<Vec<_>>(),
     );
-    if sandboxed.is_some() {
+    if is_sandboxed {
         // The host's home is not in the view; /tmp is the one writable folder.
         cmd.env("HOME", "/tmp");
     }
@@ -89,14 +96,15 @@ pub(crate) fn spawn_instance(
     // separate desktop session, which (measured) triples the tail latency of a warm
     // invocation under load; the sandbox keeps the terminal out instead.
     cmd.process_group(0);
-    if sandboxed.is_some() {
+    if is_sandboxed {
         let rlimits = rlimits(confinement, spec.view.tmp_bytes());
         // Open here, close-on-exec: the child writes itself into each before it execs.
         let cgroup_procs = confinement.cgroup_procs()?;
         let cgroup_fds: Vec<RawFd> = cgroup_procs.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // write(2), setrlimit(2) and fcntl(2), which are async-signal-safe, on values
-        // computed before the fork; it allocates nothing.
+        // write(2), setrlimit(2), fcntl(2) and the system calls of `Setup::apply`, which
+        // are async-signal-safe, on values computed before the fork; it allocates
+        // nothing.
         unsafe {
             cmd.pre_exec(move || {
                 // `0` is the writer itself: the child enters the instance's cgroup, and
@@ -122,10 +130,18 @@ pub(crate) fn spawn_instance(
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                Ok(())
+                match &setup {
+                    Some(setup) => setup.apply(),
+                    None => Ok(()),
+                }
             });
         }
-        let child = cmd.spawn();
+        let child = cmd.spawn().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("starting the instance in its sandbox: {e}"),
+            )
+        });
         drop((seccomp, cgroup_procs));
         return child;
     }
@@ -212,13 +228,10 @@ pub(crate) fn find_program(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Runs the sandbox's probe command to completion; its stderr is the error.
-pub(crate) fn run_probe(program: &Path, args: &[OsString]) -> Result<(), String> {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
+/// Runs `program args` once in the sandbox `start` describes, to completion; its stderr
+/// is the error.
+pub(crate) fn run_probe(start: Start, program: &Path, args: &[String]) -> Result<(), String> {
+    let output = run_sandboxed(start, program, args)
         .map_err(|e| format!("running {}: {e}", program.display()))?;
     if output.status.success() {
         return Ok(());
@@ -230,6 +243,41 @@ pub(crate) fn run_probe(program: &Path, args: &[OsString]) -> Result<(), String>
         .last()
         .unwrap_or("no output")
         .to_owned())
+}
+
+/// Runs `program args` in the sandbox `start` describes, without limits, and returns what
+/// it printed.
+pub(crate) fn run_sandboxed(
+    start: Start,
+    program: &Path,
+    args: &[String],
+) -> std::io::Result<std::process::Output> {
+    let mut cmd = match start {
+        Start::Bubblewrap { program, args } => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args);
+            cmd
+        }
+        Start::Direct(setup) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(args);
+            // SAFETY: as in `spawn_instance`: only the system calls of `Setup::apply`.
+            unsafe {
+                cmd.pre_exec(move || setup_apply(&setup));
+            }
+            cmd
+        }
+    };
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .output()
+}
+
+/// `Setup::apply`, for a forked child.
+fn setup_apply(setup: &Setup) -> std::io::Result<()> {
+    // SAFETY: called only between fork and exec (`pre_exec` closures).
+    unsafe { setup.apply() }
 }
 
 /// Sends SIGKILL to the process group led by `pid`.

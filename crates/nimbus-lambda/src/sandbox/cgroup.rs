@@ -9,7 +9,7 @@
 //! needs the cgroup to hold nimbus alone (a systemd unit with `Delegate=yes`, a container
 //! whose first process is nimbus). Hosts with the controllers in cgroup v1 hierarchies
 //! (older distributions, many container hosts) get the same limits there, as root.
-//! A process enters its cgroup before bubblewrap starts: the forked child writes `0`
+//! A process enters its cgroup before its sandbox is set up: the forked child writes `0`
 //! (itself) into the cgroup, on descriptors opened before the fork. On cgroup v1 it writes
 //! to `tasks`, which moves the one thread it has (a forked child has one) and so the whole
 //! process: a write to `cgroup.procs` takes the kernel's threadgroup lock for writing,
@@ -171,7 +171,7 @@ impl Cgroups {
 impl InstanceCgroup {
     /// Each hierarchy's file a process enters the cgroup through, open for writing: a
     /// single-threaded process that writes `0` to each enters the cgroup (the spawner's
-    /// child does, before it starts bubblewrap). `tasks` on cgroup v1 (see the module's
+    /// child does, before it sets up the sandbox). `tasks` on cgroup v1 (see the module's
     /// notes), `cgroup.procs` on v2, where only threaded cgroups take single threads.
     pub(crate) fn procs_files(&self) -> std::io::Result<Vec<OwnedFd>> {
         let entry = match self.layout {

@@ -1,6 +1,6 @@
-//! The seccomp filters every sandboxed instance runs under (bubblewrap installs them just
-//! before it starts the runtime): system calls no function needs, which widen what a kernel
-//! flaw exposes to it, fail with EPERM.
+//! The seccomp filters every sandboxed instance runs under (installed just before the
+//! runtime starts, by the forked child itself or by bubblewrap): system calls no function
+//! needs, which widen what a kernel flaw exposes to it, fail with EPERM.
 //!
 //! Refused: tracing and reading other processes' memory, mounts, kernel keyrings, modules
 //! and `kexec`, BPF, perf events, `userfaultfd`, io_uring, new namespaces (`unshare`,
@@ -17,8 +17,8 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-/// The compiled programs, as bubblewrap reads them from a file descriptor: raw
-/// `struct sock_filter` arrays.
+/// The compiled programs, as prctl(2) and bubblewrap take them: raw `struct sock_filter`
+/// arrays.
 pub(crate) struct Programs {
     /// The refused system calls, with EPERM.
     pub(crate) refused: Vec<u8>,
