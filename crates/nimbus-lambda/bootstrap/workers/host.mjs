@@ -1392,6 +1392,112 @@ function lazyValue(target, name, make, enumerable) {
   });
 }
 
+// The `Request` a fetch handler gets is built from its event lazily. undici's constructor
+// costs ~20 µs, half of it the request's AbortSignal, while most handlers read only the
+// url, method and headers: an `IncomingRequest` answers those itself and builds the real
+// request (taking over its internal slots, so every native getter and method works on
+// it) the first time anything else is used: its body, signal, clone(), or passing it to
+// fetch() or a Durable Object. It is a `Request` to the worker (prototype, instanceof,
+// toString). Where the slots are not found (another undici), requests are built whole.
+const NodeRequest = globalThis.Request;
+const NodeHeaders = globalThis.Headers;
+const REQUEST_SLOTS = (() => {
+  try {
+    return Object.getOwnPropertySymbols(new NodeRequest('http://localhost/'));
+  } catch {
+    return [];
+  }
+})();
+const LAZY_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
+const incoming = new WeakMap(); // IncomingRequest -> { url, method, init, body, headers, real }
+const linkedHeaders = new WeakMap(); // IncomingHeaders -> the real request's Headers
+
+// The headers an IncomingRequest hands out: once its real request exists, changes to them
+// reach that request's too (which fetch() and the body's content type read).
+class IncomingHeaders extends NodeHeaders {}
+for (const name of ['append', 'delete', 'set']) {
+  const own = NodeHeaders.prototype[name];
+  Object.defineProperty(IncomingHeaders.prototype, name, {
+    configurable: true,
+    writable: true,
+    value: {
+      [name](...args) {
+        const res = own.apply(this, args);
+        const linked = linkedHeaders.get(this);
+        if (linked) own.apply(linked, args);
+        return res;
+      },
+    }[name],
+  });
+}
+Object.defineProperty(IncomingHeaders.prototype, 'constructor', { configurable: true, writable: true, value: NodeHeaders });
+
+function IncomingRequest() {}
+IncomingRequest.prototype = Object.create(NodeRequest.prototype);
+Object.defineProperties(IncomingRequest.prototype, {
+  url: {
+    configurable: true,
+    get() {
+      const d = incoming.get(this);
+      return d ? d.url : Reflect.get(NodeRequest.prototype, 'url', this);
+    },
+  },
+  method: {
+    configurable: true,
+    get() {
+      const d = incoming.get(this);
+      return d ? d.method : Reflect.get(NodeRequest.prototype, 'method', this);
+    },
+  },
+  headers: {
+    configurable: true,
+    get() {
+      const d = incoming.get(this);
+      if (!d) return Reflect.get(NodeRequest.prototype, 'headers', this);
+      if (!d.headers) {
+        if (d.real) return d.real.headers;
+        d.headers = new IncomingHeaders(d.init);
+      }
+      return d.headers;
+    },
+  },
+});
+for (const slot of REQUEST_SLOTS) {
+  Object.defineProperty(IncomingRequest.prototype, slot, {
+    configurable: true,
+    get() {
+      realRequest(this);
+      return this[slot];
+    },
+    set(value) {
+      realRequest(this);
+      this[slot] = value;
+    },
+  });
+}
+
+function realRequest(req) {
+  const d = incoming.get(req);
+  if (d.real) return;
+  const init = { method: d.method, headers: d.headers || d.init };
+  if (d.body !== undefined) init.body = d.body;
+  const real = new NodeRequest(d.url, init);
+  d.real = real;
+  d.body = undefined;
+  for (const slot of REQUEST_SLOTS) {
+    Object.defineProperty(req, slot, { configurable: true, writable: true, enumerable: false, value: real[slot] });
+  }
+  if (d.headers) linkedHeaders.set(d.headers, real.headers);
+}
+
+function newRequest(url, method, headers, body) {
+  if (!REQUEST_SLOTS.length || !LAZY_METHODS.has(method)) return new NodeRequest(url, { method, headers, body });
+  const req = new IncomingRequest();
+  // The url as the real request would hold it (parsed and serialized).
+  incoming.set(req, { url: new URL(url).href, method, init: headers, body, headers: null, real: null });
+  return req;
+}
+
 function requestFromEvent(ev) {
   let method;
   let path;
@@ -1420,7 +1526,7 @@ function requestFromEvent(ev) {
   if (ev.body !== undefined && ev.body !== null && method !== 'GET' && method !== 'HEAD') {
     body = ev.isBase64Encoded ? Buffer.from(ev.body, 'base64') : ev.body;
   }
-  const request = new Request(url, { method, headers, body });
+  const request = newRequest(url, method, headers, body);
   const cf = () => cfOf(request.headers);
   lazyValue(request, 'cf', cf, true);
   // Vercel Edge's `request.geo` and `request.ip`.

@@ -142,6 +142,25 @@ export default {
     if (url.pathname === '/throw') {
       throw new Error('kaboom from the worker');
     }
+    if (url.pathname === '/incoming') {
+      // Headers changed before and after the request is built whole (its signal read)
+      // are the request's own: a clone has them, and the body is still there.
+      const headers = request.headers;
+      headers.set('x-before', '1');
+      const aborted = request.signal.aborted;
+      headers.set('x-after', '2');
+      const copy = request.clone();
+      return Response.json({
+        aborted,
+        before: copy.headers.get('x-before'),
+        after: copy.headers.get('x-after'),
+        test: copy.headers.get('x-test'),
+        same: request.headers === headers,
+        text: await request.text(),
+        copied: await copy.text(),
+        used: request.bodyUsed,
+      });
+    }
     return Response.json({ vars: env.GREETING, config: env.CONFIG, path: url.pathname, query: url.searchParams.get('q') });
   },
 };
@@ -188,6 +207,18 @@ id = "abc"
     assert_eq!(res.status, 201);
     assert_eq!(res.text(), "POST payload");
     assert_eq!(res.header("x-echo"), Some("yes"));
+
+    let res = server
+        .request("POST", "/incoming", &[("x-test", "yes")], b"payload".to_vec())
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(
+        res.json(),
+        serde_json::json!({
+            "aborted": false, "before": "1", "after": "2", "test": "yes", "same": true,
+            "text": "payload", "copied": "payload", "used": true,
+        })
+    );
 
     let res = server.get("/throw").await;
     assert_eq!(res.status, 500);
@@ -477,6 +508,26 @@ const cases = {
     controller.abort();
     return { aborted: controller.signal.aborted, reason: controller.signal.reason.name };
   },
+  async incoming(request) {
+    // The request the worker was handed, not one it built.
+    const url = new URL(request.url);
+    const copy = new Request(request, { method: 'POST', body: 'copied' });
+    const cloned = request.clone();
+    return {
+      path: url.pathname,
+      search: url.search,
+      method: request.method,
+      isRequest: request instanceof Request,
+      constructor: request.constructor === Request,
+      headers: request.headers instanceof Headers && request.headers === request.headers,
+      aborted: request.signal.aborted,
+      body: request.body,
+      text: await request.text(),
+      used: request.bodyUsed,
+      copy: { method: copy.method, path: new URL(copy.url).pathname, text: await copy.text() },
+      cloned: { method: cloned.method, search: new URL(cloned.url).search },
+    };
+  },
   async formdata() {
     const form = await new Request('http://h/', { method: 'POST', body: 'a=1&b=two+words', headers: { 'content-type': 'application/x-www-form-urlencoded' } }).formData();
     return { a: form.get('a'), b: form.get('b') };
@@ -490,7 +541,7 @@ export default {
     if (name === 'redirect') return Response.redirect('https://example.com/next', 301);
     const run = cases[name];
     if (!run) return new Response('no such case', { status: 404 });
-    return Response.json(await run());
+    return Response.json(await run(request));
   },
 };
 "#;
@@ -509,6 +560,7 @@ const WEB_API_CASES: &[&str] = &[
     "errors",
     "abort",
     "formdata",
+    "incoming",
     "status",
     "redirect",
     "missing",
