@@ -111,6 +111,10 @@ impl Instance {
             _ = exit_rx.wait_for(Option::is_some) => false,
             () = tokio::time::sleep(init_timeout) => false,
         };
+        if asked {
+            // Its runtime has loaded: most of what the instance will hold.
+            instance.state.sample_memory();
+        }
         Ok(asked.then_some(Spare {
             instance,
             api,
@@ -223,9 +227,10 @@ impl Instance {
                 Ok(Init::Ready) => {
                     let init = started_at.elapsed();
                     // One sample after init, so even invocations shorter than the watch
-                    // interval report the memory the instance holds.
-                    if let Some((rss, hwm)) = spawn::tree_memory_kib(instance.state.pid) {
-                        instance.state.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
+                    // interval report the memory the instance holds. A pre-started process
+                    // was sampled while it waited, off the cold start's path.
+                    if instance.state.max_rss_kib.load(Ordering::Acquire) == 0 {
+                        instance.state.sample_memory();
                     }
                     Started::Ready(instance, init)
                 }
@@ -303,6 +308,13 @@ impl InstanceState {
     /// Whether an invocation is in flight.
     pub(crate) fn is_busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Adds a sample of the process tree's memory to `max_rss_kib`.
+    fn sample_memory(&self) {
+        if let Some((rss, hwm)) = spawn::tree_memory_kib(self.pid) {
+            self.max_rss_kib.fetch_max(rss.max(hwm), Ordering::AcqRel);
+        }
     }
 
     /// Stops the process (and its process group).

@@ -231,13 +231,19 @@ function parseHead(text) {
 }
 
 const ERROR_HEADERS = { 'Lambda-Runtime-Function-Error-Type': 'Unhandled' };
+// nimbus's own extension of the Runtime API: a result posted with this header is answered
+// with the slot's next invocation, as GET /next would answer it, so an invocation costs one
+// request instead of two. Any other answer (202 from a server without it, an error) is
+// followed by a plain GET /next.
+const NEXT_HEADERS = { 'Nimbus-Next': '1' };
+const ERROR_NEXT_HEADERS = Object.assign({ 'Nimbus-Next': '1' }, ERROR_HEADERS);
 
 function postResponse(conn, requestId, body) {
-  return conn.request('POST', `${API_PREFIX}/invocation/${requestId}/response`, body);
+  return conn.request('POST', `${API_PREFIX}/invocation/${requestId}/response`, body, NEXT_HEADERS);
 }
 
-function postInvocationError(conn, requestId, errorBody) {
-  return conn.request('POST', `${API_PREFIX}/invocation/${requestId}/error`, safeStringify(errorBody), ERROR_HEADERS);
+function postInvocationError(conn, requestId, errorBody, headers = ERROR_HEADERS) {
+  return conn.request('POST', `${API_PREFIX}/invocation/${requestId}/error`, safeStringify(errorBody), headers);
 }
 
 function postInitError(errorBody) {
@@ -636,15 +642,39 @@ function configure() {
 async function awaitAssignment() {
   const conn = new Conn();
   const res = await conn.request('GET', `${API_PREFIX}/nimbus/assignment`);
-  conn.drop();
   if (res.status !== 200) throw new Error(`Runtime API /nimbus/assignment returned ${res.status}: ${res.body}`);
   const { environment } = JSON.parse(res.body);
   // PATH, LANG and HOME are the ones nimbus gives every instance, and the Runtime API is
-  // this process's own.
+  // this process's own. A variable whose value stays is not touched: setting or deleting
+  // TZ makes V8 detect the time zone again, and the first Date after that pays for it.
   const keep = ['PATH', 'LANG', 'HOME', 'AWS_LAMBDA_RUNTIME_API'];
-  for (const key of Object.keys(env)) if (!keep.includes(key)) delete env[key];
-  Object.assign(env, environment);
+  for (const key of Object.keys(env)) {
+    if (!keep.includes(key) && !Object.prototype.hasOwnProperty.call(environment, key)) delete env[key];
+  }
+  for (const key of Object.keys(environment)) {
+    if (env[key] !== environment[key]) env[key] = environment[key];
+  }
   require('node:module')._initPaths();
+  // The connection serves the first slot's /next: no second connect on the cold path.
+  return conn;
+}
+
+// What every cold start pays whatever its function, done by a pre-started process while it
+// waits for one: the time zone is detected (TZ=:UTC, which the function's environment
+// keeps), and the CommonJS loader compiles a first module (its first compile loads parts of
+// Node's loader lazily) and computes its paths.
+function warmUp() {
+  new Date().getTimezoneOffset();
+  try {
+    const Module = require('node:module');
+    const mod = new Module(path.join(__dirname, '__nimbus_warm_up__.js'), null);
+    mod.filename = mod.id;
+    mod.paths = [];
+    mod._compile('module.exports = 0;', mod.filename);
+    Module._initPaths();
+  } catch {
+    /* an internal API gone in a later Node: the first require pays for it, no more */
+  }
 }
 
 function parseJsonHeader(v) {
@@ -742,7 +772,7 @@ async function report(conn, requestId, outcome) {
   if (outcome.isError) {
     const body = toErrorBody(outcome.value);
     writeLine('ERROR', [`Invoke Error \t${safeStringify(body)}`]);
-    return postInvocationError(conn, requestId, body);
+    return postInvocationError(conn, requestId, body, ERROR_NEXT_HEADERS);
   }
   let payload;
   try {
@@ -751,22 +781,24 @@ async function report(conn, requestId, outcome) {
   } catch (e) {
     const body = toErrorBody(e);
     writeLine('ERROR', [`Invoke Error \t${safeStringify(body)}`]);
-    return postInvocationError(conn, requestId, body);
+    return postInvocationError(conn, requestId, body, ERROR_NEXT_HEADERS);
   }
   return postResponse(conn, requestId, payload);
 }
 
 async function main() {
+  patchConsole();
+  let conn = new Conn();
   if (env.NIMBUS_PRESTART) {
+    warmUp();
     try {
-      await awaitAssignment();
+      conn = await awaitAssignment();
     } catch (err) {
       process.stderr.write(`nimbus: a pre-started runtime was not handed a function: ${err && err.message}\n`);
       process.exit(1);
     }
   }
   configure();
-  patchConsole();
   if (env.AWS_ENDPOINT_URL) pointAwsSdkV2At(env.AWS_ENDPOINT_URL);
 
   let handler;
@@ -779,17 +811,19 @@ async function main() {
   phase = 'ready';
   // One loop per slot, each with its connection and its own /next in flight.
   for (let slot = 1; slot < maxConcurrency; slot++) void serve(handler, new Conn());
-  await serve(handler, new Conn());
+  await serve(handler, conn);
 }
 
 async function serve(handler, conn) {
+  let next = null; // the answer to the last result, when it brought the next invocation
   for (;;) {
-    let next;
-    try {
-      next = await conn.request('GET', `${API_PREFIX}/invocation/next`);
-    } catch (err) {
-      writeLine('ERROR', [`Runtime API unreachable: ${err && err.message}`]);
-      process.exit(1);
+    if (next === null) {
+      try {
+        next = await conn.request('GET', `${API_PREFIX}/invocation/next`);
+      } catch (err) {
+        writeLine('ERROR', [`Runtime API unreachable: ${err && err.message}`]);
+        process.exit(1);
+      }
     }
     if (next.status !== 200) {
       writeLine('ERROR', [`Runtime API /next returned ${next.status}: ${next.body}`]);
@@ -797,9 +831,12 @@ async function serve(handler, conn) {
     }
     const requestId = next.headers['lambda-runtime-aws-request-id'];
     const outcome = await invoke(handler, next, conn);
+    next = null;
     try {
       const res = await report(conn, requestId, outcome);
-      if (res.status >= 400) {
+      if (res.status === 200 || res.status === 410) {
+        next = res; // the next invocation, or the instance is stopping
+      } else if (res.status >= 400) {
         writeLine('ERROR', [`Runtime API rejected result for ${requestId}: ${res.status} ${res.body}`]);
       }
     } catch (err) {

@@ -22,6 +22,12 @@ ERROR_HEADERS = {
     "Lambda-Runtime-Function-Error-Type": "Unhandled",
 }
 JSON_HEADERS = {"Content-Type": "application/json"}
+# nimbus's extension of the Runtime API: a result posted with this header is answered with
+# the next invocation, as GET /next would answer it, so an invocation costs one request
+# instead of two. Any other answer (202 from a server without it, an error) is followed by
+# a plain GET /next.
+NEXT_JSON_HEADERS = dict(JSON_HEADERS, **{"Nimbus-Next": "1"})
+NEXT_ERROR_HEADERS = dict(ERROR_HEADERS, **{"Nimbus-Next": "1"})
 
 
 # ---------------------------------------------------------------------------
@@ -141,7 +147,7 @@ class RuntimeClient:
 
     def post_response(self, request_id, body):
         return self.request(
-            "POST", API_PREFIX + "/invocation/" + request_id + "/response", body, JSON_HEADERS
+            "POST", API_PREFIX + "/invocation/" + request_id + "/response", body, NEXT_JSON_HEADERS
         )
 
     def post_error(self, request_id, error):
@@ -149,7 +155,7 @@ class RuntimeClient:
             "POST",
             API_PREFIX + "/invocation/" + request_id + "/error",
             to_json_bytes_safe(error),
-            ERROR_HEADERS,
+            NEXT_ERROR_HEADERS,
         )
 
     def post_init_error(self, error):
@@ -445,6 +451,8 @@ def load_handler(handler):
 
 
 def handle_one(client, request_handler, status, headers, body):
+    """Invokes the handler with one invocation and posts its result; returns the Runtime
+    API's answer to the post (the next invocation, with nimbus's Nimbus-Next)."""
     global _current_request_id
     request_id = headers.get("lambda-runtime-aws-request-id") or ""
     _current_request_id = request_id
@@ -473,30 +481,23 @@ def handle_one(client, request_handler, status, headers, body):
     except ValueError as e:
         error = make_error("Unable to unmarshal input: %s" % e, "Runtime.UnmarshalError", [], request_id)
         log_error(error)
-        client.post_error(request_id, error)
-        return
+        return client.post_error(request_id, error)
 
     try:
         result = request_handler(event, context)
     except Exception as e:
         error = error_from_exception(e, request_id, skip_frames=1)
         log_error(error)
-        client.post_error(request_id, error)
-        return
+        return client.post_error(request_id, error)
 
     try:
         payload = to_json_bytes(result)
     except Exception as e:
         error = make_error("Unable to marshal response: %s" % e, "Runtime.MarshalError", [], request_id)
         log_error(error)
-        client.post_error(request_id, error)
-        return
+        return client.post_error(request_id, error)
 
-    st, _, rbody = client.post_response(request_id, payload)
-    if st >= 400:
-        sys.stdout.write(
-            "[ERROR] Runtime API rejected response for %s: %s %s\n" % (request_id, st, rbody[:500].decode("utf-8", "replace"))
-        )
+    return client.post_response(request_id, payload)
 
 
 def main():
@@ -534,20 +535,31 @@ def main():
             pass
         sys.exit(1)
 
+    answer = None  # the answer to the last result, when it brought the next invocation
     while True:
-        try:
-            status, headers, body = client.next()
-        except Exception as e:
-            sys.stdout.write("[ERROR] Runtime API unreachable: %s\n" % e)
-            sys.exit(1)
+        if answer is None:
+            try:
+                answer = client.next()
+            except Exception as e:
+                sys.stdout.write("[ERROR] Runtime API unreachable: %s\n" % e)
+                sys.exit(1)
+        status, headers, body = answer
         if status != 200:
             sys.stdout.write("[ERROR] Runtime API /next returned %s\n" % status)
             sys.exit(1)
         try:
-            handle_one(client, request_handler, status, headers, body)
+            answer = handle_one(client, request_handler, status, headers, body)
         except OSError as e:
             sys.stdout.write("[ERROR] Runtime API unreachable: %s\n" % e)
             sys.exit(1)
+        st, _, rbody = answer
+        if st not in (200, 410):
+            if st >= 400:
+                sys.stdout.write(
+                    "[ERROR] Runtime API rejected the result of %s: %s %s\n"
+                    % (headers.get("lambda-runtime-aws-request-id"), st, rbody[:500].decode("utf-8", "replace"))
+                )
+            answer = None
 
 
 if __name__ == "__main__":
