@@ -557,7 +557,7 @@ pub(crate) async fn invoke_function(
 
 /// The function a name given to Invoke means: its own name, Lambda's
 /// `service-stage-name` (what `AWS_LAMBDA_FUNCTION_NAME` and ARNs hold), or an ARN.
-fn function_index(functions: &crate::functions::Functions, name: &str) -> Option<usize> {
+pub(crate) fn function_index(functions: &crate::functions::Functions, name: &str) -> Option<usize> {
     let name = match name.split_once(":function:") {
         Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
         None => name.split(':').next().unwrap_or(name),

@@ -648,8 +648,9 @@ impl Actor {
                     resource,
                     parameters,
                     completion,
-                    timeout_seconds: _,
+                    timeout_seconds,
                 } => {
+                    self.prewarm_next(&task, timeout_seconds);
                     if let Completion::Token(token) = &completion {
                         self.workflows
                             .tokens
@@ -696,6 +697,31 @@ impl Actor {
             }
         }
         ended
+    }
+
+    /// Workflow-aware pre-warming (issue 18): while a Task runs, the function of the Task
+    /// after it (`Machine::next_function`) is started unless it has an idle instance, so
+    /// the next step does not wait for a cold start. It is held for the running Task's
+    /// timeout, at most a minute, within the pre-warm budget like any pre-warm. Only for
+    /// the top level's states: a Parallel branch's or a Map's run side by side.
+    fn prewarm_next(&self, task: &TaskId, timeout_seconds: Option<u64>) {
+        if !task.scope.is_empty() {
+            return;
+        }
+        let Some(name) = self.definition.machine.next_function(&task.state) else {
+            return;
+        };
+        let Some(current) = self.workflows.current.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        let generation = current.load();
+        let Some(idx) = crate::services::function_index(&generation.functions, &name) else {
+            return;
+        };
+        let hold = std::time::Duration::from_secs(timeout_seconds.unwrap_or(60).min(60));
+        generation.functions.list[idx]
+            .executor
+            .prewarm(nimbus_core::prewarm::WarmReason::Workflow, hold);
     }
 
     /// Stops the tasks and timers in flight.

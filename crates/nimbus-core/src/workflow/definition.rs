@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::workflow::Diagnostic;
 use crate::workflow::intrinsic::{self, Call};
 use crate::workflow::path::Path;
+use crate::workflow::resource::Resource;
 
 /// A state machine definition: the top-level states plus the execution's `TimeoutSeconds`.
 #[derive(Debug, Clone)]
@@ -418,9 +419,57 @@ impl Machine {
         self.index.get(name).and_then(|&i| self.states.get(i))
     }
 
+    /// The function the next Task after state `from` invokes, when the way there is sure:
+    /// `from`'s `Next`, through Pass states, to a Task whose resource names a function (or
+    /// `lambda:invoke` with a literal `FunctionName`). `None` past a Choice, Wait, Parallel
+    /// or Map, or when that Task calls a service. What workflow-aware pre-warming starts
+    /// while `from` runs.
+    pub fn next_function(&self, from: &str) -> Option<String> {
+        let mut state = self.state(from)?;
+        // Each state at most once: Pass states may form a loop.
+        for _ in 0..self.states.len() {
+            let Transition::Next(next) = &state.transition else {
+                return None;
+            };
+            state = self.state(next)?;
+            match &state.kind {
+                StateKind::Pass { .. } => continue,
+                StateKind::Task(task) => return task_function(task, &state.io),
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Whether a state named `name` is written, even if it could not be parsed.
     pub fn has_state(&self, name: &str) -> bool {
         self.index.contains_key(name) || self.broken.iter().any(|b| b == name)
+    }
+}
+
+/// The function a Task invokes: its resource's, or `lambda:invoke`'s literal `FunctionName`
+/// (a name or an ARN, with an optional qualifier).
+fn task_function(task: &Task, io: &Io) -> Option<String> {
+    match Resource::parse(&task.resource).ok()? {
+        Resource::Function { name, .. } => Some(name),
+        Resource::Service {
+            service, action, ..
+        } if service == "lambda" && action == "invoke" => {
+            let Some(Template::Object(members)) = &io.parameters else {
+                return None;
+            };
+            let (_, name) = members.iter().find(|(key, _)| key == "FunctionName")?;
+            let Template::Literal(Value::String(name)) = name else {
+                return None;
+            };
+            // `FunctionName` takes a name, `name:qualifier` or a function ARN.
+            let name = match name.strip_prefix("arn:") {
+                Some(_) => name.split(':').nth(6)?,
+                None => name.split(':').next()?,
+            };
+            Some(name.to_owned())
+        }
+        Resource::Service { .. } => None,
     }
 }
 

@@ -1676,3 +1676,62 @@ fn custom_states_errors_warn_but_run() {
     "#]]
     .assert_eq(&format!("{warnings}{}", run(definition, json!({}), &[])));
 }
+
+#[test]
+fn next_function_follows_next_through_pass_states_to_a_task() {
+    let arn = |name: &str| format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
+    // Parsed, not validated: the Pass loop is not reachable from StartAt.
+    let definition = parse(&json!({
+        "StartAt": "A",
+        "States": {
+            "A": { "Type": "Task", "Resource": arn("first"), "Next": "Shape" },
+            "Shape": { "Type": "Pass", "Next": "B" },
+            "B": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": { "FunctionName": "second:live", "Payload.$": "$" },
+                "Next": "C"
+            },
+            "C": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": { "FunctionName": arn("third"), "Payload.$": "$" },
+                "Next": "D"
+            },
+            "D": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke",
+                "Parameters": { "FunctionName.$": "$.name" },
+                "Next": "E"
+            },
+            "E": { "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage",
+                "Parameters": { "QueueUrl": "q", "MessageBody": "m" }, "Next": "F" },
+            "F": { "Type": "Wait", "Seconds": 1, "Next": "G" },
+            "G": { "Type": "Task", "Resource": arn("last"), "End": true },
+            "Loop": { "Type": "Pass", "Next": "Loop2" },
+            "Loop2": { "Type": "Pass", "Next": "Loop" }
+        }
+    }))
+    .expect("a valid definition");
+    let next = |from: &str| definition.machine.next_function(from);
+    assert_eq!(
+        next("A").as_deref(),
+        Some("second"),
+        "through the Pass state, lambda:invoke's name without its qualifier"
+    );
+    assert_eq!(
+        next("B").as_deref(),
+        Some("third"),
+        "lambda:invoke's FunctionName as an ARN"
+    );
+    assert_eq!(
+        next("C"),
+        None,
+        "FunctionName from a Path is not known before the state runs"
+    );
+    assert_eq!(next("D"), None, "a service integration invokes no function");
+    assert_eq!(next("E"), None, "a Wait comes first");
+    assert_eq!(next("G"), None, "the end");
+    assert_eq!(next("Loop"), None, "a loop of Pass states");
+    assert_eq!(next("Nowhere"), None);
+}

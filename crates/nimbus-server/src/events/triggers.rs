@@ -33,6 +33,9 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 /// through the function's asynchronous queue first.
 const SCHEDULE_PREWARM_MARGIN: Duration = Duration::from_secs(1);
 const SCHEDULE_PREWARM_GRACE: Duration = Duration::from_secs(10);
+/// How long past its batching window an instance started for a waiting batch is kept, so
+/// the batch's invocation (after a slow receive, say) still finds it.
+const BACKLOG_PREWARM_GRACE: Duration = Duration::from_secs(5);
 
 impl Events {
     /// Starts every consumer; they stop at `shutdown`.
@@ -157,12 +160,15 @@ impl Events {
     }
 
     /// Receives up to `max` messages, waiting (woken by sends) while the queue is empty.
-    /// `None` means shutdown.
+    /// `None` means shutdown. While a batch waits for its `window` to fill, `warm` (the
+    /// consumer's function) is asked for an instance, so the batch's invocation finds one
+    /// (backlog-aware pre-warming, issue 18).
     pub(crate) async fn next_batch(
         &self,
         queue: &str,
         max: usize,
         window: Duration,
+        warm: Option<&dyn nimbus_core::Executor>,
         shutdown: &mut Shutdown,
     ) -> Option<Vec<ReceivedMessage>> {
         let waker = self.waker(queue);
@@ -186,7 +192,14 @@ impl Events {
                 }
             };
             if !batch.is_empty() && batch.len() < max && !window.is_zero() {
-                // maximumBatchingWindow: give the batch a moment to fill.
+                // maximumBatchingWindow: give the batch a moment to fill, and its function
+                // that moment to start an instance for it.
+                if let Some(executor) = warm {
+                    executor.prewarm(
+                        nimbus_core::prewarm::WarmReason::Backlog,
+                        window + BACKLOG_PREWARM_GRACE,
+                    );
+                }
                 tokio::select! {
                     () = tokio::time::sleep(window) => {}
                     () = shutdown.wait() => {}
@@ -226,6 +239,7 @@ impl Events {
                     &sqs.queue,
                     sqs.batch_size as usize,
                     sqs.maximum_batching_window,
+                    Some(&*function.executor),
                     &mut shutdown,
                 )
                 .await
@@ -299,7 +313,7 @@ impl Events {
         );
         loop {
             let Some(batch) = self
-                .next_batch(&queue, 1, Duration::ZERO, &mut shutdown)
+                .next_batch(&queue, 1, Duration::ZERO, None, &mut shutdown)
                 .await
             else {
                 return;
@@ -454,7 +468,7 @@ impl Events {
     async fn deliver_http(self: Arc<Self>, queue: String, url: String, mut shutdown: Shutdown) {
         loop {
             let Some(batch) = self
-                .next_batch(&queue, 10, Duration::ZERO, &mut shutdown)
+                .next_batch(&queue, 10, Duration::ZERO, None, &mut shutdown)
                 .await
             else {
                 return;

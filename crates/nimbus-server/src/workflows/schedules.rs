@@ -54,7 +54,7 @@ async fn start_fired(
 ) {
     loop {
         let Some(batch) = events
-            .next_batch(&queue, 1, Duration::ZERO, &mut shutdown)
+            .next_batch(&queue, 1, Duration::ZERO, None, &mut shutdown)
             .await
         else {
             return;

@@ -543,3 +543,125 @@ async fn a_prewarm_budget_too_small_is_a_warning_and_nimbus_still_serves() {
         "{logs}"
     );
 }
+
+/// A handler that takes `SLOW_MS` (from its environment) to answer, then says which
+/// process answered and how many invocations that process has served.
+const STEP_JS: &str = r#"
+let n = 0;
+exports.handler = async (event) => {
+  n += 1;
+  await new Promise((resolve) => setTimeout(resolve, Number(process.env.SLOW_MS || 0)));
+  return { ...event, [process.env.STEP]: { pid: process.pid, n } };
+};
+"#;
+
+/// Workflow-aware pre-warming (issue 18): while a workflow's first Task runs, the function
+/// of the Task after it is started, so the second step finds it warm — `nimbus top` says
+/// why it is warm, and its invocation is no cold start.
+#[tokio::test]
+async fn the_next_task_of_a_running_workflow_is_pre_warmed() {
+    let manifest = r#"
+service: pipeline
+plugins: [serverless-step-functions]
+provider:
+  runtime: nodejs20.x
+  memorySize: 256
+functions:
+  extract:
+    handler: step.handler
+    environment: { STEP: extract, SLOW_MS: "2500" }
+  load:
+    handler: step.handler
+    environment: { STEP: load }
+stepFunctions:
+  stateMachines:
+    etl:
+      definition:
+        StartAt: Extract
+        States:
+          Extract:
+            Type: Task
+            Resource: { Fn::GetAtt: [extract, Arn] }
+            Next: Tidy
+          Tidy:
+            Type: Pass
+            Next: Load
+          Load:
+            Type: Task
+            Resource: arn:aws:states:::lambda:invoke
+            Parameters:
+              FunctionName: { Ref: LoadLambdaFunction }
+              Payload.$: $
+            OutputPath: $.Payload
+            End: true
+"#;
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("step.js", STEP_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    let started = app.nimbus(&["workflow", "start", "etl", "--name", "run-1"]);
+    assert_eq!(
+        started.code,
+        Some(0),
+        "{}{}",
+        started.stdout,
+        started.stderr
+    );
+    // While Extract runs (2.5 s), Load gets an instance warm for the workflow.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut warm = warm_reasons(&server, &app, "load").await;
+    while warm["pre-warmed-workflow"] != 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        warm = warm_reasons(&server, &app, "load").await;
+    }
+    assert_eq!(warm["pre-warmed-workflow"], 1, "{warm}\n{}", server.logs());
+    let top = app.nimbus(&["top", "--once"]);
+    assert!(
+        top.stdout.contains("1 pre-warmed-workflow"),
+        "{}",
+        top.stdout
+    );
+    // Load's invocation, after Extract's, took the warm instance: no cold start.
+    let listed = app
+        .nimbus_until(&["invocations", "load", "--json"], |out| !out.is_empty())
+        .await;
+    let record: serde_json::Value =
+        serde_json::from_str(listed.lines().next().unwrap_or_default()).expect("json");
+    assert_eq!(record["coldStart"], false, "{record}\n{}", server.logs());
+    let extract = app.nimbus(&["invocations", "extract", "--json"]);
+    let record: serde_json::Value =
+        serde_json::from_str(extract.stdout.lines().next().unwrap_or_default()).expect("json");
+    assert_eq!(
+        record["coldStart"], true,
+        "nothing warmed the first step: {record}"
+    );
+}
+
+/// Backlog-aware pre-warming (issue 18): a batch of queue messages waiting for its
+/// `maximumBatchingWindow` to fill has an instance of its function started meanwhile, so
+/// the batch's invocation is no cold start; `nimbus top` says why the instance is warm.
+#[tokio::test]
+async fn a_batch_waiting_for_its_window_finds_its_function_warm() {
+    let manifest = "service: drain\nprovider:\n  runtime: nodejs20.x\n  memorySize: 256\nqueues:\n  jobs: {}\nfunctions:\n  worker:\n    handler: step.handler\n    environment: { STEP: worker }\n    events:\n      - sqs: { arn: jobs, batchSize: 10, maximumBatchingWindow: 3 }\n";
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("step.js", STEP_JS)]);
+    let server = TestServer::start(app.path(), &[]);
+    let sent = app.nimbus(&["queue", "send", "jobs", "one job"]);
+    assert_eq!(sent.code, Some(0), "{}{}", sent.stdout, sent.stderr);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut warm = warm_reasons(&server, &app, "worker").await;
+    while warm["pre-warmed-backlog"] != 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        warm = warm_reasons(&server, &app, "worker").await;
+    }
+    assert_eq!(warm["pre-warmed-backlog"], 1, "{warm}\n{}", server.logs());
+    let top = app.nimbus(&["top", "--once"]);
+    assert!(
+        top.stdout.contains("1 pre-warmed-backlog"),
+        "{}",
+        top.stdout
+    );
+    let listed = app
+        .nimbus_until(&["invocations", "worker", "--json"], |out| !out.is_empty())
+        .await;
+    let record: serde_json::Value =
+        serde_json::from_str(listed.lines().next().unwrap_or_default()).expect("json");
+    assert_eq!(record["coldStart"], false, "{record}\n{}", server.logs());
+}
