@@ -439,12 +439,16 @@ async fn amend_dropped_lines(outputs: Weak<Mutex<HashMap<String, Output>>>, stor
         let Ok(mut outputs) = outputs.lock() else {
             return;
         };
+        // One clock read per sweep: the map holds every invocation of the last
+        // `FORGET_AFTER` (tens of thousands under load), and a read per entry was most of
+        // the sweep's cost.
+        let now = Instant::now();
         outputs.retain(|request_id, output| {
             if output.n_unsent > 0 && store.record_dropped_lines(request_id, output.n_unsent) {
                 output.n_unsent = 0;
             }
             // An invocation that never finished (the server failed it) is forgotten later.
-            let idle = output.last_line.elapsed();
+            let idle = now.saturating_duration_since(output.last_line);
             let done = (output.recorded && output.n_unsent == 0) || idle > UNFINISHED_FORGET_AFTER;
             !(done && idle > FORGET_AFTER)
         });

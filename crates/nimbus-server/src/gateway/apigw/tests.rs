@@ -70,8 +70,14 @@ fn check_event_bytes(route: &str, request: &str, extra_body: &[u8], expect: Expe
         authorizer: None,
         api_key: None,
     };
-    let event = build_event(&m, &parts, &body, &ctx);
-    let event: serde_json::Value = serde_json::from_slice(&event).expect("event is JSON");
+    let bytes = build_event(&m, &parts, &body, &ctx);
+    let event: serde_json::Value = serde_json::from_slice(&bytes).expect("event is JSON");
+    // The event is written in the key order a `Value` keeps (a function reading its
+    // bytes sees what it saw when the event was built as a `Value`).
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        serde_json::to_string(&event).expect("JSON")
+    );
     let pretty = serde_json::to_string_pretty(&event).expect("pretty JSON");
     expect.assert_eq(&pretty);
 }
