@@ -28,7 +28,7 @@ pub use multipart::{MAX_PART_NUMBER, MIN_PART_BYTES, Part, Upload};
 
 /// Objects up to this size keep their bytes in SQLite: a put is one commit instead of a file
 /// written, fsynced and renamed and its folder fsynced, and a get one lookup.
-pub(crate) const INLINE_MAX: usize = 64 * 1024;
+pub const INLINE_MAX: usize = 64 * 1024;
 
 /// Schema version 12: the bytes of small objects, by object id (`objects.file`).
 pub(crate) const SCHEMA_V12: &str = "

@@ -36,7 +36,7 @@ pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 ///
 /// In WAL mode readers never wait for the writer; this covers two writers (a second `nimbus up`, a prune
 /// from the CLI) and the brief exclusive locks of a checkpoint or of the first open.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens `path` for reading and writing, creating it, and brings the schema up to date.
 pub(crate) fn open_read_write(path: &Path) -> Result<Connection, StoreError> {

@@ -11,7 +11,8 @@
 //! cap throughput at the disk's flush rate, far below the 5,000 messages/s target.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime};
 
 use md5::Digest as _;
@@ -23,7 +24,15 @@ use crate::{Store, StoreError, db, telemetry};
 /// telemetry writer thread's, so a message is never queued behind a backlog of log lines.
 pub(crate) struct Services {
     conn: Mutex<Connection>,
+    /// Commits since the telemetry writer was last asked to checkpoint.
+    commits: AtomicU32,
 }
+
+/// The services connection never checkpoints itself (a checkpoint copies the WAL into the
+/// database and syncs it, milliseconds a request would wait for); after this many commits it
+/// asks the telemetry writer's thread to run a passive checkpoint, which never blocks writers.
+/// A small put adds 4–5 WAL pages, so this is about SQLite's default of 1,000 pages.
+const COMMITS_PER_CHECKPOINT: u32 = 256;
 
 /// Each connection keeps this many prepared statements, enough for every statement of the
 /// services (the default of 16 would evict some on every receive/delete cycle).
@@ -130,9 +139,23 @@ impl Services {
     pub(crate) fn open(path: &Path) -> Result<Services, StoreError> {
         let conn = db::open_read_write(path)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Services {
             conn: Mutex::new(conn),
+            commits: AtomicU32::new(0),
         })
+    }
+
+    /// Counts a commit, and every `COMMITS_PER_CHECKPOINT` asks for a checkpoint.
+    fn committed(&self, store: &Store) {
+        let n = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(COMMITS_PER_CHECKPOINT) {
+            store.checkpoint_soon();
+        }
     }
 }
 
@@ -150,13 +173,42 @@ impl Store {
         };
         // A panic inside `f` drops the transaction, which rolls it back, so the connection is
         // fine to use after poisoning.
-        let mut conn = services.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(write_err(what))?;
-        let res = f(&tx)?;
-        tx.commit().map_err(write_err(what))?;
-        Ok(res)
+        let mut conn = if self.nowait {
+            match services.conn.try_lock() {
+                Ok(conn) => conn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return Err(StoreError::WouldWait),
+            }
+        } else {
+            services.conn.lock().unwrap_or_else(PoisonError::into_inner)
+        };
+        let res = if self.nowait {
+            // SQLite's write lock may be held by the telemetry writer's batch: give up at
+            // once rather than wait on an async worker (busy_timeout 0 fails `BEGIN` with
+            // SQLITE_BUSY, before `f` runs).
+            let _ = conn.busy_timeout(Duration::ZERO);
+            let res = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+                {
+                    Err(StoreError::WouldWait)
+                }
+                Err(e) => Err(write_err(what)(e)),
+                Ok(tx) => commit_with(tx, what, f),
+            };
+            let _ = conn.busy_timeout(db::BUSY_TIMEOUT);
+            res
+        } else {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(write_err(what))?;
+            commit_with(tx, what, f)
+        };
+        drop(conn);
+        if res.is_ok() {
+            services.committed(self);
+        }
+        res
     }
 
     /// Runs `f` on a read connection; it sees everything committed before it started.
@@ -166,6 +218,17 @@ impl Store {
     ) -> Result<T, StoreError> {
         self.inner.readers.with(f)
     }
+}
+
+/// Runs `f` in `tx` and commits; an `Err` rolls back (dropping `tx`).
+fn commit_with<T>(
+    tx: Transaction<'_>,
+    what: &'static str,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let res = f(&tx)?;
+    tx.commit().map_err(write_err(what))?;
+    Ok(res)
 }
 
 /// Maps an SQLite error of a write to `StoreError::Write`.

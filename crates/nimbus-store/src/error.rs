@@ -102,6 +102,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A write through `Store::without_waiting` found the services connection or SQLite's
+    /// write lock taken; nothing was changed, and the write may be retried where waiting is fine.
+    #[error("the store's writer is busy; retry where the call may wait")]
+    WouldWait,
     /// A write was asked of a store opened with `Store::open_read_only`.
     #[error("the store was opened read-only")]
     ReadOnly,

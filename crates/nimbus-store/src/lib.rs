@@ -43,8 +43,9 @@ use std::time::SystemTime;
 use rusqlite::Connection;
 
 pub use buckets::{
-    InlineGet, MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES, MAX_PART_NUMBER,
-    MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload, WriteCondition,
+    INLINE_MAX, InlineGet, MAX_LIST_OBJECTS, MAX_OBJECT_KEY_BYTES, MAX_OBJECT_METADATA_BYTES,
+    MAX_PART_NUMBER, MIN_PART_BYTES, ObjectEvents, ObjectList, ObjectMeta, Part, Upload,
+    WriteCondition,
 };
 pub use error::StoreError;
 /// SQS's rules for other backends of `QueueStore` (cluster mode's), so all refuse alike.
@@ -77,6 +78,9 @@ use telemetry::writer::{Drops, Record, Writer};
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+    /// A handle from `Store::without_waiting`: its writes fail with `StoreError::WouldWait`
+    /// rather than wait for the services connection.
+    nowait: bool,
 }
 
 struct Inner {
@@ -139,6 +143,7 @@ impl Store {
                 drops,
                 share: std::sync::OnceLock::new(),
             }),
+            nowait: false,
         })
     }
 
@@ -158,7 +163,20 @@ impl Store {
                 drops: Arc::new(Drops::new()),
                 share: std::sync::OnceLock::new(),
             }),
+            nowait: false,
         })
+    }
+
+    /// A handle to this store whose durable-service writes never wait: where the services
+    /// connection or SQLite's write lock is taken (by another write, the telemetry writer's
+    /// batch or a checkpoint), a write fails with `StoreError::WouldWait` before changing
+    /// anything. Callers on an async worker try a small write with it and, on `WouldWait`,
+    /// run the same write on the blocking pool.
+    pub fn without_waiting(&self) -> Store {
+        Store {
+            inner: Arc::clone(&self.inner),
+            nowait: true,
+        }
     }
 
     /// The database file.
@@ -211,6 +229,13 @@ impl Store {
                 Record::DroppedLines(Box::new((request_id, n)))
             }
         })
+    }
+
+    /// Asks the writer thread for a passive checkpoint of the WAL, without waiting.
+    pub(crate) fn checkpoint_soon(&self) {
+        if let Some(writer) = &self.inner.writer {
+            writer.checkpoint_soon();
+        }
     }
 
     /// Keeps the database within `max_bytes` from now on, deleting the oldest invocation

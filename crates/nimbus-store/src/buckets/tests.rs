@@ -396,3 +396,55 @@ fn reopened_store_keeps_objects() -> TestResult {
     assert!(next.sequencer > meta.sequencer);
     Ok(())
 }
+
+#[test]
+fn a_put_without_waiting_refuses_while_the_writer_is_busy_and_changes_nothing() -> TestResult {
+    let (_dir, store) = open()?;
+    let quick = store.without_waiting();
+    // Free: the put commits like any other.
+    quick.put_object("images", "a.txt", b"first", None, vec![])?;
+    assert_eq!(
+        store.get_object("images", "a.txt")?.map(|o| o.1),
+        Some(b"first".to_vec())
+    );
+
+    // Busy: another write holds the services connection.
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = store.clone();
+    let busy = std::thread::spawn(move || {
+        holder.write("a test's hold", |_tx| {
+            let _ = entered_tx.send(());
+            let _ = release_rx.recv();
+            Ok(())
+        })
+    });
+    entered_rx.recv()?;
+    let res = quick.put_object("images", "a.txt", b"second", None, vec![]);
+    assert!(matches!(res, Err(StoreError::WouldWait)), "{res:?}");
+    release_tx.send(())?;
+    busy.join().expect("the holding write")?;
+    assert_eq!(
+        store.get_object("images", "a.txt")?.map(|o| o.1),
+        Some(b"first".to_vec())
+    );
+
+    // Busy in SQLite: another connection holds the write lock.
+    let other = rusqlite::Connection::open(store.path())?;
+    other.execute_batch("BEGIN IMMEDIATE")?;
+    let res = quick.put_object("images", "b.txt", b"x", None, vec![]);
+    assert!(matches!(res, Err(StoreError::WouldWait)), "{res:?}");
+    other.execute_batch("ROLLBACK")?;
+    // The waiting handle is unaffected, and the quick one works again.
+    store.put_object("images", "b.txt", b"waited", None, vec![])?;
+    quick.put_object("images", "c.txt", b"quick", None, vec![])?;
+    assert_eq!(
+        store.get_object("images", "b.txt")?.map(|o| o.1),
+        Some(b"waited".to_vec())
+    );
+    assert_eq!(
+        store.get_object("images", "c.txt")?.map(|o| o.1),
+        Some(b"quick".to_vec())
+    );
+    Ok(())
+}

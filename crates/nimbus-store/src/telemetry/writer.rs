@@ -38,6 +38,8 @@ pub(crate) enum Command {
     Record(Record),
     /// Answer once everything queued before this is committed.
     Flush(SyncSender<()>),
+    /// Run a passive checkpoint for the services connection, which never checkpoints itself.
+    Checkpoint,
     /// Delete records that started before `cutoff`, after committing everything queued before this.
     Prune {
         cutoff: SystemTime,
@@ -125,6 +127,14 @@ impl Writer {
                 self.drops.add(1, &"the writer has stopped");
                 false
             }
+        }
+    }
+
+    /// Asks for a passive checkpoint without waiting; skipped when the queue is full (the
+    /// next request, or the writer's own automatic checkpoint, covers it).
+    pub(crate) fn checkpoint_soon(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(Command::Checkpoint);
         }
     }
 
@@ -234,10 +244,12 @@ fn run(mut conn: Connection, rx: Receiver<Command>, drops: &Drops, max_bytes: &A
 fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, drops: &Drops) {
     let mut records = Vec::with_capacity(batch.len());
     let mut flushes = Vec::new();
+    let mut checkpoint = false;
     for command in batch.drain(..) {
         match command {
             Command::Record(record) => records.push(record),
             Command::Flush(reply) => flushes.push(reply),
+            Command::Checkpoint => checkpoint = true,
             Command::Prune { cutoff, reply } => {
                 commit(conn, std::mem::take(&mut records), drops);
                 // The caller may have given up waiting; the prune stands either way.
@@ -248,6 +260,13 @@ fn write_batch(conn: &mut Connection, batch: &mut Vec<Command>, drops: &Drops) {
     commit(conn, records, drops);
     for reply in flushes {
         let _ = reply.send(());
+    }
+    if checkpoint {
+        // PASSIVE copies what it can without waiting for readers or blocking writers; the
+        // rest goes at the next one.
+        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %err, "checkpointing the services' writes");
+        }
     }
 }
 
