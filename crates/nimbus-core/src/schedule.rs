@@ -5,6 +5,10 @@
 //! fields, `minutes hours day-of-month month day-of-week year`, with `1` = Sunday, and
 //! exactly one of day-of-month and day-of-week is `?`. `L`, `W` and `#` follow Quartz,
 //! which EventBridge's cron is modelled on.
+//!
+//! One nimbus extension: `rate(N second(s))`. EventBridge's shortest rate is one minute;
+//! seconds let a cluster's schedule show one fire per slot in a test of half a minute, and
+//! the manifest warns that AWS would reject them.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +18,7 @@ use crate::time::{civil_from_days, days_from_civil};
 /// A parsed schedule expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScheduleExpression {
-    /// `rate(N unit)`: every N minutes, hours or days.
+    /// `rate(N unit)`: every N seconds (nimbus's extension), minutes, hours or days.
     Rate(Duration),
     /// `cron(minutes hours day-of-month month day-of-week year)`.
     Cron(Cron),
@@ -307,8 +311,11 @@ impl fmt::Display for ScheduleExpression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ScheduleExpression::Rate(every) => {
-                let minutes = every.as_secs() / 60;
-                let (n, unit) = if minutes % 1440 == 0 {
+                let secs = every.as_secs();
+                let minutes = secs / 60;
+                let (n, unit) = if secs % 60 != 0 {
+                    (secs, "second")
+                } else if minutes % 1440 == 0 {
                     (minutes / 1440, "day")
                 } else if minutes % 60 == 0 {
                     (minutes / 60, "hour")
@@ -339,12 +346,13 @@ fn parse_rate(body: &str) -> Result<Duration, String> {
         }
     };
     let (singular, unit_secs) = match *unit {
+        "second" | "seconds" => ("second", 1),
         "minute" | "minutes" => ("minute", 60),
         "hour" | "hours" => ("hour", 3600),
         "day" | "days" => ("day", 86_400),
         _ => {
             return Err(format!(
-                "`rate({body})`: unknown unit `{unit}`; use minute(s), hour(s) or day(s)"
+                "`rate({body})`: unknown unit `{unit}`; use minute(s), hour(s) or day(s) (or second(s), nimbus's extension)"
             ));
         }
     };

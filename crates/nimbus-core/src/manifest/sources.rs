@@ -393,6 +393,14 @@ impl Cx<'_> {
                     continue;
                 }
             };
+            if let ScheduleExpression::Rate(every) = &expression
+                && every.as_secs() < 60
+            {
+                let message = format!(
+                    "`{text}` fires more often than EventBridge allows (its shortest rate is 1 minute): nimbus runs it, AWS would reject it"
+                );
+                self.warn(node.pos, expression_key, message);
+            }
             *n_schedules += 1;
             let (schedule_name, pos, name_key) = match &name {
                 Some((name, pos, name_key)) if expression_idx == 0 => {

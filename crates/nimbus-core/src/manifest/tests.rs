@@ -2251,6 +2251,7 @@ fn schedule_events() {
             handler: t.handler
             events:
               - schedule: rate(2 days)
+              - schedule: rate(1 second)
         ",
         expect![[r#"
             service s, stage dev, region us-east-1
@@ -2264,6 +2265,8 @@ fn schedule_events() {
             function tock: nodejs20.x t.handler (line 17), 1024 MB, 6s
               Node { major: 20 }
               schedule tock-schedule-1 rate(2 days)
+              schedule tock-schedule-2 rate(1 second)
+            warning serverless.yml:20:19: functions.tock.events[1].schedule: `rate(1 second)` fires more often than EventBridge allows (its shortest rate is 1 minute): nimbus runs it, AWS would reject it
         "#]],
     );
 }

@@ -76,6 +76,8 @@ fn rates_count_from_the_previous_fire_time() {
             "rate(1 hour)",
             "rate(2 days)",
             " rate( 10 minutes ) ",
+            "rate(1 second)",
+            "rate(90 seconds)",
         ],
         expect![[r#"
             rate(1 minute)                   2024-02-27 10:18:30 Tue | 2024-02-27 10:19:30 Tue | 2024-02-27 10:20:30 Tue
@@ -83,6 +85,8 @@ fn rates_count_from_the_previous_fire_time() {
             rate(1 hour)                     2024-02-27 11:17:30 Tue | 2024-02-27 12:17:30 Tue | 2024-02-27 13:17:30 Tue
             rate(2 days)                     2024-02-29 10:17:30 Thu | 2024-03-02 10:17:30 Sat | 2024-03-04 10:17:30 Mon
              rate( 10 minutes )              2024-02-27 10:27:30 Tue | 2024-02-27 10:37:30 Tue | 2024-02-27 10:47:30 Tue
+            rate(1 second)                   2024-02-27 10:17:31 Tue | 2024-02-27 10:17:32 Tue | 2024-02-27 10:17:33 Tue
+            rate(90 seconds)                 2024-02-27 10:19 Tue | 2024-02-27 10:20:30 Tue | 2024-02-27 10:22 Tue
         "#]],
     );
 }
@@ -94,6 +98,9 @@ fn rates_display_as_written() {
         "rate(90 minutes)",
         "rate(3 hours)",
         "rate(1 day)",
+        "rate(1 second)",
+        "rate(45 seconds)",
+        "rate(120 seconds)",
     ]
     .iter()
     .filter_map(|text| ScheduleExpression::parse(text).ok())
@@ -105,7 +112,10 @@ fn rates_display_as_written() {
             "rate(1 minute)",
             "rate(90 minutes)",
             "rate(3 hours)",
-            "rate(1 day)"
+            "rate(1 day)",
+            "rate(1 second)",
+            "rate(45 seconds)",
+            "rate(2 minutes)"
         ]
     );
 }
@@ -217,6 +227,8 @@ fn malformed_expressions_are_explained() {
             "rate(-1 minutes)",
             "rate(1 minutes)",
             "rate(5 minute)",
+            "rate(0 seconds)",
+            "rate(1 seconds)",
             "rate(2 weeks)",
             "rate(1.5 hours)",
             "rate(99999999999 days)",
@@ -256,7 +268,9 @@ fn malformed_expressions_are_explained() {
             rate(-1 minutes)                 error: `rate(-1 minutes)`: the value must be a whole number of at least 1; write `rate(1 minute)`, `rate(5 minutes)`, `rate(1 hour)` or `rate(2 days)`
             rate(1 minutes)                  error: `rate(1 minutes)`: EventBridge wants a singular unit for 1 and a plural one otherwise; write `rate(1 minute)`
             rate(5 minute)                   error: `rate(5 minute)`: EventBridge wants a singular unit for 1 and a plural one otherwise; write `rate(5 minutes)`
-            rate(2 weeks)                    error: `rate(2 weeks)`: unknown unit `weeks`; use minute(s), hour(s) or day(s)
+            rate(0 seconds)                  error: `rate(0 seconds)`: the value must be a whole number of at least 1; write `rate(1 minute)`, `rate(5 minutes)`, `rate(1 hour)` or `rate(2 days)`
+            rate(1 seconds)                  error: `rate(1 seconds)`: EventBridge wants a singular unit for 1 and a plural one otherwise; write `rate(1 second)`
+            rate(2 weeks)                    error: `rate(2 weeks)`: unknown unit `weeks`; use minute(s), hour(s) or day(s) (or second(s), nimbus's extension)
             rate(1.5 hours)                  error: `rate(1.5 hours)`: the value must be a whole number of at least 1; write `rate(1 minute)`, `rate(5 minutes)`, `rate(1 hour)` or `rate(2 days)`
             rate(99999999999 days)           error: `rate(99999999999 days)` is too long; at most 100 years
             cron(0 12 * * *)                 error: `cron(0 12 * * *)` has 5 fields; an EventBridge cron has 6: minutes hours day-of-month month day-of-week year, as in `cron(0 12 * * ? *)`

@@ -545,9 +545,12 @@ impl Events {
                 () = shutdown.wait() => return,
             }
             let fired_at = SystemTime::now();
+            // In cluster mode the event's time is its slot's, the same whichever node's
+            // fire is the one taken.
+            let event_time = if self.shared_queues { slot } else { fired_at };
             let event = match &schedule.input {
                 Some(input) => input.clone(),
-                None => shapes::scheduled_event(&self.region, &name, fired_at),
+                None => shapes::scheduled_event(&self.region, &name, event_time),
             };
             let trace = TraceContext::new_root();
             let message = super::internal_message(event.to_string(), &trace, "schedule");

@@ -403,3 +403,122 @@ exports.handler = async (event) => {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The issue's schedule acceptance: a per-second schedule (`rate(1 second)`, nimbus's
+/// extension below EventBridge's minute) on three nodes fires each slot exactly once over
+/// 30 slots. Every node fires every slot; JetStream takes the first of the three sends
+/// under the slot's key, so one node's function is invoked per slot.
+#[tokio::test]
+async fn a_per_second_schedule_on_three_nodes_fires_each_slot_once() {
+    const N_SLOTS: usize = 30;
+    let nats = NatsServer::start();
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let outs: Vec<PathBuf> = (0..3)
+        .map(|i| out_dir.path().join(format!("node{i}.txt")))
+        .collect();
+    let apps: Vec<TestApp> = outs
+        .iter()
+        .map(|out| {
+            let manifest = format!(
+                r#"
+service: clock
+provider:
+  runtime: nodejs20.x
+  environment: {{ OUT: "{}" }}
+functions:
+  tick:
+    handler: tick.handler
+    events:
+      - schedule: rate(1 second)
+"#,
+                out.display()
+            );
+            let tick_js = r#"
+const fs = require('fs');
+exports.handler = async (event) => { fs.appendFileSync(process.env.OUT, event.time + '\n'); };
+"#;
+            TestApp::new(&[("nimbus.yaml", &manifest), ("tick.js", tick_js)])
+        })
+        .collect();
+    let cluster = ["--cluster", nats.url.as_str()];
+    let nodes: Vec<TestServer> = apps
+        .iter()
+        .map(|app| TestServer::start_with_env(app.path(), &cluster, UNSANDBOXED))
+        .collect();
+    // The manifest's warning: AWS would not take this schedule.
+    let warned = nodes[0].logs().contains("shortest rate is 1 minute")
+        || nodes[0].stdout().contains("shortest rate is 1 minute");
+    assert!(warned, "{}{}", nodes[0].stdout(), nodes[0].logs());
+
+    // Slots are whole seconds (rate slots count from the Unix epoch); the ones that count
+    // start once all three nodes serve, plus a second.
+    let first = unix_secs() + 2;
+    let last = first + N_SLOTS as u64 - 1;
+    let deadline = Instant::now() + Duration::from_secs(N_SLOTS as u64 + 60);
+    loop {
+        let fired: BTreeMap<u64, Vec<usize>> = fired_slots(&outs);
+        let slots: BTreeMap<u64, &Vec<usize>> = fired
+            .iter()
+            .filter(|(s, _)| (first..=last).contains(*s))
+            .map(|(s, n)| (*s, n))
+            .collect();
+        if slots.len() == N_SLOTS {
+            let twice: Vec<_> = fired.iter().filter(|(_, by)| by.len() > 1).collect();
+            assert!(
+                twice.is_empty(),
+                "slots fired more than once (slot: nodes): {twice:?}"
+            );
+            let mut per_node = [0usize; 3];
+            for node_idx in slots.values().flat_map(|by| by.iter()) {
+                per_node[*node_idx] += 1;
+            }
+            eprintln!("schedule: {N_SLOTS} slots fired once each, by node {per_node:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {} s, slots {first}..={last} fired: {slots:?}; node A's log:\n{}",
+            N_SLOTS + 60,
+            nodes[0].logs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(nodes);
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+/// Which node's function was invoked for each slot (Unix seconds, read from the scheduled
+/// event's `time`, `2026-12-08T01:02:03Z`).
+fn fired_slots(outs: &[PathBuf]) -> BTreeMap<u64, Vec<usize>> {
+    let mut fired: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (node_idx, lines) in processed(outs).iter().enumerate() {
+        for line in lines {
+            let secs = parse_utc(line).unwrap_or_else(|| panic!("not an event time: {line:?}"));
+            fired.entry(secs).or_default().push(node_idx);
+        }
+    }
+    fired
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` as Unix seconds.
+fn parse_utc(text: &str) -> Option<u64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut date = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (date.next()??, date.next()??, date.next()??);
+    let mut time = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (time.next()??, time.next()??, time.next()??);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
