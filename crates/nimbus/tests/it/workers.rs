@@ -209,7 +209,12 @@ id = "abc"
     assert_eq!(res.header("x-echo"), Some("yes"));
 
     let res = server
-        .request("POST", "/incoming", &[("x-test", "yes")], b"payload".to_vec())
+        .request(
+            "POST",
+            "/incoming",
+            &[("x-test", "yes")],
+            b"payload".to_vec(),
+        )
         .await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(
