@@ -27,6 +27,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     crate::durable_objects::SCHEMA,
     crate::buckets::SCHEMA_V12,
     telemetry::SCHEMA_V13,
+    telemetry::SCHEMA_V14,
 ];
 
 /// The schema version this build reads and writes.

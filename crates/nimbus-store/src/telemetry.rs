@@ -35,6 +35,10 @@ pub struct InvocationRecord {
     pub max_memory_mb: u32,
     /// Whether this invocation started a new instance.
     pub cold_start: bool,
+    /// Whether that cold start was served by a pre-started runtime process (handed the
+    /// function's environment) rather than a process spawned for it.
+    #[serde(default)]
+    pub prestarted: bool,
     /// How long the instance took to initialise, for cold starts.
     pub init_duration: Option<Duration>,
     /// `"ok"`, `"error"`, `"timeout"`, `"throttled"`, `"out-of-memory"` or `"crashed"`.
@@ -331,6 +335,12 @@ pub(crate) const SCHEMA_V13: &str = "
 DROP TRIGGER invocations_rollup;
 ";
 
+/// Schema version 14: an invocation says whether its cold start was served by a pre-started
+/// runtime process (issue 18).
+pub(crate) const SCHEMA_V14: &str = "
+ALTER TABLE invocations ADD COLUMN prestarted INTEGER NOT NULL DEFAULT 0;
+";
+
 /// A minute's number in `invocation_minutes`.
 const MINUTE_US: i64 = 60_000_000;
 
@@ -420,13 +430,13 @@ impl Rollup {
 const INSERT_INVOCATION: &str = "INSERT INTO invocations (
     request_id, function, version, trigger, start_us, duration_us, billed_ms, memory_mb,
     max_memory_mb, cold_start, init_duration_us, outcome, error_type, error_message, trace_id,
-    span_id, parent_span_id, log_lines_dropped
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    span_id, parent_span_id, log_lines_dropped, prestarted
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
 /// The columns `invocation_from_row` reads, in its order.
 const INVOCATION_COLUMNS: &str = "request_id, function, version, trigger, start_us, duration_us,
     billed_ms, memory_mb, max_memory_mb, cold_start, init_duration_us, outcome, error_type,
-    error_message, trace_id, span_id, parent_span_id, log_lines_dropped";
+    error_message, trace_id, span_id, parent_span_id, log_lines_dropped, prestarted";
 
 const INSERT_LOG: &str = "INSERT INTO logs (
     time_us, function, request_id, level, stream, message, fields
@@ -487,6 +497,7 @@ pub(crate) fn insert_invocation(
         &record.span_id,
         &record.parent_span_id,
         i64::try_from(record.log_lines_dropped).unwrap_or(i64::MAX),
+        record.prestarted,
     ])?;
     Ok(())
 }
@@ -753,7 +764,7 @@ pub(crate) fn query_logs(conn: &Connection, query: &LogQuery) -> Result<LogPage,
     let mut rows = stmt.query(params.bind()).map_err(query_err)?;
     while let Some(row) = rows.next().map_err(query_err)? {
         let record = invocation_from_row(row).map_err(query_err)?;
-        next.invocation_id = next.invocation_id.max(row.get(18).map_err(query_err)?);
+        next.invocation_id = next.invocation_id.max(row.get(19).map_err(query_err)?);
         let [start, end, report] = platform_lines(&record);
         lines.push((start.time, 0, start));
         lines.push((end.time, 2, end));
@@ -1018,6 +1029,7 @@ fn invocation_from_row(row: &Row<'_>) -> rusqlite::Result<InvocationRecord> {
         span_id: row.get(15)?,
         parent_span_id: row.get(16)?,
         log_lines_dropped: u64::try_from(row.get::<_, i64>(17)?).unwrap_or(0),
+        prestarted: row.get(18)?,
     })
 }
 

@@ -30,6 +30,7 @@ fn invocation(
         memory_mb: 128,
         max_memory_mb: 41,
         cold_start: false,
+        prestarted: false,
         init_duration: None,
         outcome: outcome.to_owned(),
         error_type: None,
@@ -100,6 +101,7 @@ fn invocation_round_trips_every_field() -> TestResult {
     let store = Store::open(dir.path())?;
     let record = InvocationRecord {
         cold_start: true,
+        prestarted: false,
         init_duration: Some(Duration::from_micros(250_001)),
         outcome: "error".to_owned(),
         error_type: Some("TypeError".to_owned()),

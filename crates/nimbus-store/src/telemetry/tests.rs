@@ -8,8 +8,7 @@ use rusqlite::Connection;
 use crate::db;
 use crate::telemetry::{
     DURATION_BUCKETS, InvocationMinute, InvocationQuery, InvocationRecord, LogCursor, LogQuery,
-    Rollup, insert_invocation, invocations_sql, logs_sql, platform_sql, prune,
-    query_invocation_minutes,
+    Rollup, invocations_sql, logs_sql, platform_sql, prune, query_invocation_minutes,
 };
 
 /// Prints SQLite's plan for `sql`, one step a line.
@@ -200,6 +199,7 @@ fn record(
         memory_mb: 128,
         max_memory_mb: 40,
         cold_start: cold,
+        prestarted: false,
         init_duration: None,
         outcome: outcome.to_owned(),
         error_type: None,
@@ -343,8 +343,29 @@ fn migration_rolls_up_the_records_already_kept() -> Result<(), Box<dyn std::erro
                 [idx as i64 + 1],
             )?;
         }
-        insert_invocation(&conn, &record("api", 60, 1_000, "ok", true))?;
-        insert_invocation(&conn, &record("api", 70, 1_000, "crashed", false))?;
+        // The columns of schema version 9 (`prestarted` came with 14).
+        for (at_s, outcome, cold) in [(60, "ok", true), (70, "crashed", false)] {
+            let r = record("api", at_s, 1_000, outcome, cold);
+            conn.execute(
+                "INSERT INTO invocations (request_id, function, version, trigger, start_us,
+                    duration_us, billed_ms, memory_mb, max_memory_mb, cold_start, outcome,
+                    trace_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                rusqlite::params![
+                    r.request_id,
+                    r.function,
+                    r.version,
+                    r.trigger,
+                    super::unix_micros(r.start),
+                    super::micros(r.duration),
+                    r.billed_ms as i64,
+                    r.memory_mb,
+                    r.max_memory_mb,
+                    r.cold_start,
+                    r.outcome,
+                    r.trace_id,
+                ],
+            )?;
+        }
     }
     let conn = db::open_read_write(&path)?;
     expect!["60 api Some(974µs) n=2 err=1 thr=0 cold=1 sum=2ms"].assert_eq(&rollups(&conn, 0));

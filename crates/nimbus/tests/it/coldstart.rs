@@ -317,6 +317,25 @@ async fn a_first_request_is_answered_by_a_pre_started_runtime() {
             Some("false"),
             "{function}"
         );
+        // The invocation records keep it too (issue 18, part 4): oldest last.
+        let listed = app
+            .nimbus_until(&["invocations", function, "--json"], |out| {
+                out.lines().count() == 2
+            })
+            .await;
+        let records: Vec<serde_json::Value> = listed
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("json"))
+            .collect();
+        assert_eq!(
+            (
+                records[1]["coldStart"].clone(),
+                records[1]["prestarted"].clone()
+            ),
+            (serde_json::json!(true), serde_json::json!(true)),
+            "{function}: {listed}"
+        );
+        assert_eq!(records[0]["prestarted"], false, "{function}: {listed}");
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Trace {
 pub struct Invocation {
     pub billed_ms: u64,
     pub cold_start: bool,
+    /// Whether the cold start was served by a pre-started runtime process.
+    #[serde(default)]
+    pub prestarted: bool,
     pub duration_ms: f64,
     pub error_message: Option<String>,
     pub error_type: Option<String>,
@@ -141,6 +144,7 @@ impl From<&InvocationRecord> for Invocation {
         Invocation {
             billed_ms: record.billed_ms,
             cold_start: record.cold_start,
+            prestarted: record.prestarted,
             duration_ms: record.duration.as_secs_f64() * 1000.0,
             error_message: record.error_message.clone(),
             error_type: record.error_type.clone(),
