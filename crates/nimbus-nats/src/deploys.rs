@@ -35,13 +35,20 @@ const MAX_CHUNK: usize = 512 * 1024;
 pub struct NatsDeploys {
     jetstream: jetstream::Context,
     max_payload: usize,
+    /// Copies of each stream JetStream keeps.
+    replicas: usize,
 }
 
 impl NatsDeploys {
-    pub(crate) fn new(jetstream: jetstream::Context, max_payload: usize) -> NatsDeploys {
+    pub(crate) fn new(
+        jetstream: jetstream::Context,
+        max_payload: usize,
+        replicas: usize,
+    ) -> NatsDeploys {
         NatsDeploys {
             jetstream,
             max_payload,
+            replicas,
         }
     }
 
@@ -65,7 +72,7 @@ impl NatsDeploys {
             subjects: vec![format!("{subjects}.>")],
             max_messages_per_subject: per_subject,
             storage: StorageType::File,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         };
         self.jetstream

@@ -40,15 +40,23 @@ pub struct NatsKv {
     stream: OnceCell<stream::Stream>,
     /// The largest message the NATS server takes, in bytes.
     max_payload: usize,
+    /// Copies of the stream JetStream keeps.
+    replicas: usize,
 }
 
 impl NatsKv {
-    pub(crate) fn new(jetstream: jetstream::Context, app: &str, max_payload: usize) -> NatsKv {
+    pub(crate) fn new(
+        jetstream: jetstream::Context,
+        app: &str,
+        max_payload: usize,
+        replicas: usize,
+    ) -> NatsKv {
         NatsKv {
             jetstream,
             app: escape(app, false),
             stream: OnceCell::new(),
             max_payload,
+            replicas,
         }
     }
 
@@ -88,7 +96,7 @@ impl NatsKv {
                     subjects: vec![format!("nimbus.{}.kv.>", self.app)],
                     max_messages_per_subject: 1,
                     storage: StorageType::File,
-                    num_replicas: 1,
+                    num_replicas: self.replicas,
                     ..Default::default()
                 };
                 // Another node may create it at the same moment; either stream will do.

@@ -1,9 +1,10 @@
-//! Cluster mode's shared engine: nimbus's queues on NATS JetStream (issue 17).
+//! Cluster mode's shared engine on NATS JetStream (issue 17): queues, KV, deploys and
+//! telemetry that every node serving an app shares.
 //!
-//! This crate is the only one that knows `async-nats`. The server sees it through
-//! `nimbus_core::queues::QueueStore`, so the embedded path never links a client or waits on
-//! a network. It is not a second store: deploy records, telemetry, KV, buckets and schedules
-//! stay in each node's embedded store for now (docs/design/005-cluster-beyond-one-rack.md).
+//! This crate is the only one that knows `async-nats`. The server sees it through seams of
+//! nimbus-core (`QueueStore`, `KvStore`, `DeployShare`), so the embedded path never links a
+//! client or waits on a network. It is not a second store: buckets, workflow journals and
+//! the rest stay in each node's embedded store (docs/design/005-cluster-beyond-one-rack.md).
 
 mod deploys;
 mod kv;
@@ -21,6 +22,9 @@ pub use telemetry::NatsTelemetry;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one JetStream API call or publish may take before it fails as unavailable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most copies of a stream JetStream keeps: 3 survives the loss of one server (and two
+/// of five), as NATS advises for production.
+const MAX_REPLICAS: usize = 3;
 
 /// A connection to the NATS servers of a cluster, shared by every app a node serves.
 #[derive(Clone)]
@@ -28,6 +32,9 @@ pub struct Cluster {
     url: String,
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
+    /// Copies of each stream nimbus makes: as many as the NATS cluster has servers, up to
+    /// [`MAX_REPLICAS`].
+    replicas: usize,
 }
 
 /// Why a node could not join its cluster.
@@ -121,11 +128,22 @@ impl Cluster {
                     .to_owned(),
             ));
         }
+        let replicas = replicas_for(&client.server_info());
+        tracing::info!(
+            replicas,
+            "streams in NATS JetStream are kept in {replicas} copies"
+        );
         Ok(Cluster {
             url: url.to_owned(),
             client,
             jetstream,
+            replicas,
         })
+    }
+
+    /// Copies of each stream nimbus makes.
+    pub fn replicas(&self) -> usize {
+        self.replicas
     }
 
     /// The URL the node was given.
@@ -136,7 +154,12 @@ impl Cluster {
     /// The queues of one app (its `namespace`, e.g. service and stage), which every node
     /// serving that app shares.
     pub fn queues(&self, namespace: &str) -> NatsQueues {
-        NatsQueues::new(self.client.clone(), self.jetstream.clone(), namespace)
+        NatsQueues::new(
+            self.client.clone(),
+            self.jetstream.clone(),
+            namespace,
+            self.replicas,
+        )
     }
 
     /// Shares `store`'s telemetry with every node serving the app `namespace` (as for
@@ -147,6 +170,7 @@ impl Cluster {
             self.jetstream.clone(),
             namespace,
             store.clone(),
+            self.replicas,
         )
         .await
         {
@@ -157,15 +181,33 @@ impl Cluster {
 
     /// The deploys every `nimbus server --cluster` node shares.
     pub fn deploys(&self) -> NatsDeploys {
-        NatsDeploys::new(self.jetstream.clone(), self.client.max_payload())
+        NatsDeploys::new(
+            self.jetstream.clone(),
+            self.client.max_payload(),
+            self.replicas,
+        )
     }
 
     /// The KV namespaces of one app (its `namespace`, as for [`Cluster::queues`]), which
     /// every node serving that app shares.
     pub fn kv(&self, namespace: &str) -> NatsKv {
         let max_payload = self.client.max_payload();
-        NatsKv::new(self.jetstream.clone(), namespace, max_payload)
+        NatsKv::new(
+            self.jetstream.clone(),
+            namespace,
+            max_payload,
+            self.replicas,
+        )
     }
+}
+
+/// How many copies of a stream to keep: one per server of the NATS cluster the client
+/// was told of (the server's own URL and the others it gossips), up to [`MAX_REPLICAS`].
+fn replicas_for(info: &async_nats::ServerInfo) -> usize {
+    let mut urls: Vec<&str> = info.connect_urls.iter().map(String::as_str).collect();
+    urls.sort_unstable();
+    urls.dedup();
+    urls.len().clamp(1, MAX_REPLICAS)
 }
 
 /// An error and its causes, joined.

@@ -62,6 +62,8 @@ pub struct NatsQueues {
     /// Queues this node has used: the declaration (read from the stream's description)
     /// and the consumer.
     handles: Mutex<HashMap<String, Arc<Handle>>>,
+    /// Copies of each queue's stream (and consumer) JetStream keeps.
+    replicas: usize,
 }
 
 struct Handle {
@@ -76,12 +78,14 @@ impl NatsQueues {
         client: async_nats::Client,
         jetstream: jetstream::Context,
         namespace: &str,
+        replicas: usize,
     ) -> NatsQueues {
         NatsQueues {
             client,
             jetstream,
             namespace: escape(namespace, false),
             handles: Mutex::new(HashMap::new()),
+            replicas,
         }
     }
 
@@ -167,7 +171,7 @@ impl NatsQueues {
             storage: StorageType::File,
             max_age: spec.retention,
             duplicate_window: DEDUPLICATION_WINDOW,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             ..Default::default()
         };
         let stream = match self.jetstream.get_stream(&stream_name).await {
@@ -486,7 +490,8 @@ impl NatsQueues {
         Ok(true)
     }
 
-    /// Sends `kind` to a receipt handle's ack subject and waits for the server's answer.
+    /// Sends `kind` to a receipt handle's ack subject and waits for the server's answer:
+    /// for a visibility change, which must be in force when the call returns.
     async fn acknowledge(
         &self,
         queue: &str,
@@ -495,25 +500,45 @@ impl NatsQueues {
     ) -> Result<(), QueueError> {
         connected(&self.client)?;
         let handle = self.handle(queue).await?;
-        let prefix = format!("$JS.ACK.{}.{CONSUMER}.", handle.stream);
-        // Only an ack subject of this queue's consumer: a handle is client input, and must
-        // not publish anywhere else.
-        if !receipt_handle.starts_with(&prefix)
-            || receipt_handle.len() > 512
-            || receipt_handle
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b == b'*' || b == b'>')
-        {
-            return Err(QueueError::InvalidReceiptHandle {
-                queue: queue.to_owned(),
-                receipt_handle,
-            });
-        }
+        check_receipt_handle(&handle, receipt_handle.as_str())?;
         self.client
             .request(receipt_handle, kind.into())
             .await
             .map_err(|e| unavailable("acknowledging a message", &e))?;
         Ok(())
+    }
+
+    /// Deletes messages: one `+ACK` published to each receipt handle's ack subject, then
+    /// one flush for them all. The server does not answer a plain ack, so a batch costs
+    /// no round trip per message (the double ack's reply would, and it buys nothing here:
+    /// an ack the server never applies makes the message visible again after its
+    /// visibility timeout, the at-least-once SQS promises anyway).
+    async fn ack_all(
+        &self,
+        queue: &str,
+        receipt_handles: Vec<String>,
+    ) -> Result<Vec<Result<(), QueueError>>, QueueError> {
+        connected(&self.client)?;
+        let handle = self.handle(queue).await?;
+        let mut results = Vec::with_capacity(receipt_handles.len());
+        for receipt_handle in receipt_handles {
+            if let Err(e) = check_receipt_handle(&handle, &receipt_handle) {
+                results.push(Err(e));
+                continue;
+            }
+            self.client
+                .publish(receipt_handle, AckKind::Ack.into())
+                .await
+                .map_err(|e| unavailable("acknowledging a message", &e))?;
+            results.push(Ok(()));
+        }
+        match tokio::time::timeout(crate::REQUEST_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => Ok(results),
+            Ok(Err(e)) => Err(unavailable("acknowledging messages", &e)),
+            Err(_) => Err(QueueError::Unavailable {
+                message: "acknowledging messages through NATS JetStream: timed out".to_owned(),
+            }),
+        }
     }
 
     async fn stats(&self, queue: String) -> Result<QueueStats, QueueError> {
@@ -675,7 +700,10 @@ impl QueueStore for NatsQueues {
         queue: String,
         receipt_handle: String,
     ) -> BoxFuture<'_, Result<(), QueueError>> {
-        Box::pin(async move { self.acknowledge(&queue, receipt_handle, AckKind::Ack).await })
+        Box::pin(async move {
+            let mut results = self.ack_all(&queue, vec![receipt_handle]).await?;
+            results.pop().unwrap_or(Ok(()))
+        })
     }
 
     fn delete_batch(
@@ -684,20 +712,7 @@ impl QueueStore for NatsQueues {
         receipt_handles: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<Result<(), QueueError>>, QueueError>> {
         Box::pin(async move {
-            let acks = receipt_handles
-                .into_iter()
-                .map(|handle| self.acknowledge(&queue, handle, AckKind::Ack));
-            let results = futures_util::future::join_all(acks).await;
-            // Only a handle's own fault is per entry; an unreachable NATS fails the call.
-            if let Some(Err(QueueError::Backend { message })) = results
-                .iter()
-                .find(|r| matches!(r, Err(QueueError::Backend { .. })))
-            {
-                return Err(QueueError::Backend {
-                    message: message.clone(),
-                });
-            }
-            Ok(results)
+            self.ack_all(&queue, receipt_handles).await
         })
     }
 
@@ -733,6 +748,24 @@ async fn nak(message: &jetstream::Message, delay: Option<Duration>) -> Result<()
 
 fn stream_missing(kind: GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Only an ack subject of this queue's consumer: a receipt handle is client input, and
+/// must not publish anywhere else.
+fn check_receipt_handle(handle: &Handle, receipt_handle: &str) -> Result<(), QueueError> {
+    let prefix = format!("$JS.ACK.{}.{CONSUMER}.", handle.stream);
+    if !receipt_handle.starts_with(&prefix)
+        || receipt_handle.len() > 512
+        || receipt_handle
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b == b'*' || b == b'>')
+    {
+        return Err(QueueError::InvalidReceiptHandle {
+            queue: handle.spec.name.clone(),
+            receipt_handle: receipt_handle.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A failure of NATS: `Unavailable` (retry shortly) when the server did not answer in

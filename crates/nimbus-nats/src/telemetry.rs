@@ -42,6 +42,7 @@ impl NatsTelemetry {
         jetstream: jetstream::Context,
         app: &str,
         store: Store,
+        replicas: usize,
     ) -> Result<NatsTelemetry, String> {
         let app = escape(app, false);
         let subject = format!("nimbus.{app}.telemetry");
@@ -52,7 +53,7 @@ impl NatsTelemetry {
             max_bytes: MAX_BYTES,
             discard: DiscardPolicy::Old,
             storage: StorageType::File,
-            num_replicas: 1,
+            num_replicas: replicas,
             ..Default::default()
         };
         let failed = |what: &str, e: &dyn std::error::Error| {

@@ -391,3 +391,123 @@ async fn poll(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The queue path's own rate, without a function or HTTP in the way: concurrent senders
+/// (batches of 10, as SendMessageBatch) and consumers (receive 10, delete the batch, as an
+/// SQS event source mapping), through JetStream and through the embedded store in the same
+/// run. Prints msg/s for sends, for send+consume together, and for consumers draining a
+/// backlog: `cargo test --release -p nimbus-nats -- --nocapture queue_path_throughput`
+/// (N_MESSAGES=… to change the count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_path_throughput() {
+    let n_messages: usize = std::env::var("N_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4_000);
+    let nats = NatsServer::start();
+    let cluster = Cluster::connect(&nats.url).await.expect("connects");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let store = nimbus_store::Store::open(dir.path()).expect("a store");
+    let backends: [(&str, std::sync::Arc<dyn QueueStore>); 2] = [
+        ("embedded", std::sync::Arc::new(store)),
+        ("jetstream", std::sync::Arc::new(cluster.queues("bench"))),
+    ];
+    for (name, queues) in backends {
+        for (queue, mode) in [("live", Mode::Live), ("backlog", Mode::Backlog)] {
+            queues
+                .ensure_queue(spec(queue, Duration::from_secs(30)))
+                .await
+                .expect("queue");
+            let rates = queue_rates(queues.clone(), queue, n_messages, mode).await;
+            eprintln!(
+                "{name:9} {queue:7}: {n_messages} messages, 16 senders of batches of 10, \
+                 4 consumers of 10: sends {:.0} msg/s, {} {:.0} msg/s",
+                rates.0,
+                if mode == Mode::Live {
+                    "send+consume"
+                } else {
+                    "backlog drain"
+                },
+                rates.1
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Consumers run while the senders send; the clock stops when all are consumed.
+    Live,
+    /// Consumers start once everything is sent.
+    Backlog,
+}
+
+/// (send rate, consume rate) in msg/s.
+async fn queue_rates(
+    queues: std::sync::Arc<dyn QueueStore>,
+    queue: &str,
+    n_messages: usize,
+    mode: Mode,
+) -> (f64, f64) {
+    const N_SENDERS: usize = 16;
+    const N_CONSUMERS: usize = 4;
+    let body = r#"{"order":12345,"items":["a","b","c"],"note":"a body of a typical size"}"#;
+    let consumed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let consumers = |queues: std::sync::Arc<dyn QueueStore>| {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..N_CONSUMERS {
+            let (queues, consumed, queue) = (queues.clone(), consumed.clone(), queue.to_owned());
+            tasks.spawn(async move {
+                while consumed.load(std::sync::atomic::Ordering::Relaxed) < n_messages {
+                    let batch = queues
+                        .receive_messages(queue.clone(), 10, None)
+                        .await
+                        .expect("receive");
+                    if batch.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    consumed.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+                    let handles = batch.into_iter().map(|m| m.receipt_handle).collect();
+                    let res = queues
+                        .delete_batch(queue.clone(), handles)
+                        .await
+                        .expect("delete");
+                    assert!(res.iter().all(Result::is_ok), "{res:?}");
+                }
+            });
+        }
+        tasks
+    };
+    let start = Instant::now();
+    let mut consuming = (mode == Mode::Live).then(|| consumers(queues.clone()));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender_idx in 0..N_SENDERS {
+        let (queues, queue) = (queues.clone(), queue.to_owned());
+        senders.spawn(async move {
+            let mut batch_idx = sender_idx;
+            while batch_idx * 10 < n_messages {
+                let messages = (0..10).map(|_| message(body)).collect();
+                let sent = queues
+                    .send_entries(queue.clone(), messages)
+                    .await
+                    .expect("send");
+                assert!(sent.iter().all(Result::is_ok));
+                batch_idx += N_SENDERS;
+            }
+        });
+    }
+    senders.join_all().await;
+    let sent_in = start.elapsed();
+    let consume_start = match mode {
+        Mode::Live => start,
+        Mode::Backlog => {
+            consuming = Some(consumers(queues.clone()));
+            Instant::now()
+        }
+    };
+    consuming.expect("consumers started").join_all().await;
+    let consumed_in = consume_start.elapsed();
+    let rate = |time: Duration| n_messages as f64 / time.as_secs_f64();
+    (rate(sent_in), rate(consumed_in))
+}

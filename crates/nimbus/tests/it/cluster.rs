@@ -522,3 +522,259 @@ fn parse_utc(text: &str) -> Option<u64> {
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
+
+/// Three nats-servers in one NATS cluster (JetStream on each, file storage), on loopback
+/// ports; each killed on drop.
+struct NatsCluster {
+    servers: Vec<Option<Child>>,
+    /// Client URLs, in server order.
+    urls: Vec<String>,
+    /// Monitoring addresses (`/healthz`, `/connz`, `/jsz`), in server order.
+    monitors: Vec<SocketAddr>,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    async fn start() -> NatsCluster {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port()
+        };
+        let route_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let monitors: Vec<SocketAddr> = (0..3)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        let binary = ["nats-server", "/usr/sbin/nats-server"]
+            .into_iter()
+            .find(|b| Command::new(b).arg("--version").output().is_ok())
+            .expect("nats-server is not installed (`apt-get install nats-server`)");
+        let mut servers = Vec::new();
+        let mut urls = Vec::new();
+        for idx in 0..3 {
+            let server_dir = dir.path().join(format!("n{idx}"));
+            std::fs::create_dir_all(&server_dir).expect("a server dir");
+            let routes: Vec<String> = (0..3)
+                .filter(|other| *other != idx)
+                .map(|other| format!("nats://127.0.0.1:{}", route_ports[other]))
+                .collect();
+            let child = Command::new(binary)
+                .args(["-js", "-a", "127.0.0.1", "-p", "-1", "-n"])
+                .arg(format!("n{idx}"))
+                .arg("-sd")
+                .arg(server_dir.join("js"))
+                .arg("--ports_file_dir")
+                .arg(&server_dir)
+                .args(["--cluster_name", "nimbus-test", "--cluster"])
+                .arg(format!("nats://127.0.0.1:{}", route_ports[idx]))
+                .arg("--routes")
+                .arg(routes.join(","))
+                .arg("-m")
+                .arg(monitors[idx].port().to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting nats-server");
+            let ports = server_dir.join(format!("nats-server_{}.ports", child.id()));
+            servers.push(Some(child));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&ports)
+                    && let Ok(ports) = serde_json::from_str::<serde_json::Value>(&text)
+                    && let Some(url) = ports["nats"][0].as_str()
+                {
+                    urls.push(url.to_owned());
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nats-server n{idx} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let cluster = NatsCluster {
+            servers,
+            urls,
+            monitors,
+            _dir: dir,
+        };
+        // JetStream answers once the servers have elected a meta leader.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for idx in 0..3 {
+            while cluster
+                .monitor(idx, "/healthz")
+                .await
+                .map(|(status, _)| status)
+                != Some(200)
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the NATS cluster's JetStream is not healthy after 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        cluster
+    }
+
+    /// A GET of server `idx`'s monitoring endpoint: status and JSON, `None` while it does
+    /// not listen.
+    async fn monitor(&self, idx: usize, path: &str) -> Option<(u16, serde_json::Value)> {
+        tokio::net::TcpStream::connect(self.monitors[idx])
+            .await
+            .ok()?;
+        let res = crate::harness::request(self.monitors[idx], "GET", path, &[], Vec::new()).await;
+        Some((
+            res.status,
+            serde_json::from_str(&res.text()).unwrap_or_default(),
+        ))
+    }
+
+    fn kill(&mut self, idx: usize) {
+        if let Some(mut child) = self.servers[idx].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for idx in 0..self.servers.len() {
+            self.kill(idx);
+        }
+    }
+}
+
+/// The NATS-loss test on a 3-server NATS cluster: nimbus keeps each stream in 3
+/// copies, so killing (-9) the server most nimbus connections use, mid-run, loses no
+/// accepted message; the nodes move to the servers left.
+#[tokio::test]
+async fn killing_one_nats_server_of_three_loses_no_accepted_message() {
+    const N: usize = 600;
+    let mut nats = NatsCluster::start().await;
+    let url = nats.urls.join(",");
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let outs: Vec<PathBuf> = (0..2)
+        .map(|i| out_dir.path().join(format!("node{i}.txt")))
+        .collect();
+    let apps: Vec<TestApp> = outs.iter().map(|out| node_app(out)).collect();
+    let nodes: Vec<TestServer> = apps
+        .iter()
+        .map(|app| TestServer::start_with_env(app.path(), &["--cluster", &url], UNSANDBOXED))
+        .collect();
+
+    // Senders through both nodes; a send refused while NATS moves (503) is retried, and
+    // only answered sends count as accepted.
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..4 {
+        let (admin, auth) = control(apps[sender % 2].path());
+        let accepted = accepted.clone();
+        senders.spawn(async move {
+            for i in (sender..N).step_by(4) {
+                let body = serde_json::json!({ "body": format!("m{i}") }).to_string();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let res = crate::harness::request(
+                        admin,
+                        "POST",
+                        "/v1/queues/bulk/messages",
+                        &[("authorization", &auth)],
+                        body.clone().into_bytes(),
+                    )
+                    .await;
+                    if res.status == 200 {
+                        accepted.lock().expect("lock").insert(i);
+                        break;
+                    }
+                    assert_eq!(res.status, 503, "send m{i}: {}", res.text());
+                    assert!(
+                        Instant::now() < deadline,
+                        "m{i} refused for 60 s: {}",
+                        res.text()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+    }
+
+    // The queue's stream has 3 copies.
+    let jsz = nats
+        .monitor(0, "/jsz?accounts=true&streams=true&config=true")
+        .await
+        .expect("n0 answers")
+        .1;
+    let replicas: Vec<u64> = jsz["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|account| account["stream_detail"].as_array().into_iter().flatten())
+        .filter(|stream| {
+            stream["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-q-bulk"))
+        })
+        .filter_map(|stream| stream["config"]["num_replicas"].as_u64())
+        .collect();
+    assert_eq!(replicas, [3], "{jsz}");
+
+    // Once a third is processed, kill -9 the server with the most client connections.
+    let started = Instant::now();
+    while processed(&outs).iter().map(Vec::len).sum::<usize>() < N / 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "only {:?} processed in 120 s; node A's log:\n{}",
+            processed(&outs).iter().map(Vec::len).collect::<Vec<_>>(),
+            nodes[0].logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut busiest = (0, 0);
+    for idx in 0..3 {
+        let connz = nats.monitor(idx, "/connz").await.expect("answers").1;
+        let n_connections = connz["num_connections"].as_u64().unwrap_or(0);
+        if n_connections > busiest.1 {
+            busiest = (idx, n_connections);
+        }
+    }
+    nats.kill(busiest.0);
+    let killed_at = processed(&outs).iter().map(Vec::len).sum::<usize>();
+    while let Some(res) = senders.join_next().await {
+        res.expect("a sender failed");
+    }
+    assert_eq!(accepted.lock().expect("lock").len(), N);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let seen = processed(&outs);
+        let unique: BTreeSet<&str> = seen.iter().flatten().map(String::as_str).collect();
+        if unique.len() == N {
+            let total: usize = seen.iter().map(Vec::len).sum();
+            eprintln!(
+                "NATS loss: {N} messages, NATS server n{} ({} connections) killed -9 after {killed_at}, {} duplicates, {:.1} s",
+                busiest.0,
+                busiest.1,
+                total - N,
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        let missing: Vec<usize> = (0..N)
+            .filter(|i| !unique.contains(format!("m{i}").as_str()))
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "{} accepted messages not processed after a NATS server's loss: {:?}; node A's log:\n{}",
+            missing.len(),
+            &missing[..missing.len().min(20)],
+            nodes[0].logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
