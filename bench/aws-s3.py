@@ -11,7 +11,9 @@ moto): N PutObject of new keys, then N GetObject of those keys; ops/s of each ph
 object is the same 4 KiB of random bytes; each row and round writes keys of its own, so
 every put creates an object. One connection per client, kept alive (moto's server answers
 `Connection: close`, so its clients reconnect for every call). Servers are started and
-stopped by bench/awsbench.py.
+stopped by bench/awsbench.py. A second table gives, for the http.client rows, the server's
+own CPU time per call (user + system, from /proc), which the load of a shared machine moves
+far less than calls per second.
 Needs boto3 and moto[server] (pip). Talks only to 127.0.0.1.
 Knobs: NIMBUS (binary), N (objects per round), REPS.
 """
@@ -22,7 +24,7 @@ import http.client
 import os
 import zlib
 
-from awsbench import Servers, client, print_table, timed, unverified_auth
+from awsbench import Servers, client, cpu_seconds, print_table, timed, unverified_auth
 
 N = int(os.environ.get("N", "1000"))
 REPS = int(os.environ.get("REPS", "3"))
@@ -54,8 +56,13 @@ def sdk_round(s3, row, rep):
     return timed(N, put), timed(N, get)
 
 
-def http_round(port, path, put_headers, get_headers):
-    """PUT then GET path(i) on one http.client connection."""
+# {row name: [per round, (server CPU microseconds per put, per get)]}, filled by http_round.
+CPU = {}
+
+
+def http_round(port, path, put_headers, get_headers, pid, row):
+    """PUT then GET path(i) on one http.client connection; records the server's CPU per call
+    (process `pid`) under `row` in CPU."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
 
     def call(method, path, headers, body=None):
@@ -72,19 +79,26 @@ def http_round(port, path, put_headers, get_headers):
         data = call("GET", path(i), get_headers)
         assert data == BODY, len(data)
 
+    def cpu_timed(op):
+        before = cpu_seconds(pid)
+        rate = timed(N, op)
+        return rate, (cpu_seconds(pid) - before) / N * 1e6
+
     try:
-        return timed(N, put), timed(N, get)
+        (put_rate, put_cpu), (get_rate, get_cpu) = cpu_timed(put), cpu_timed(get)
+        CPU.setdefault(row, []).append((put_cpu, get_cpu))
+        return put_rate, get_rate
     finally:
         conn.close()
 
 
-def api_round(port, token, rep):
+def api_round(port, token, rep, pid):
     headers = {"Authorization": f"Bearer {token}"}
     return http_round(port, lambda i: f"/v1/buckets/{BUCKET}/objects/{key('api', rep, i)}",
-                      headers, headers)
+                      headers, headers, pid, "nimbus (services API)")
 
 
-def raw_round(port, row, rep):
+def raw_round(port, row, rep, pid, name):
     """S3's REST protocol from http.client, as the services API is driven: what the
     endpoint costs apart from boto3's own work (signing, checksums, parsing). The headers
     are boto3's for the same calls (a payload hash and a CRC32 the server checks, computed
@@ -102,7 +116,8 @@ def raw_round(port, row, rep):
         "X-Amz-Content-SHA256": hashlib.sha256(b"").hexdigest(),
         "x-amz-checksum-mode": "ENABLED",
     }
-    return http_round(port, lambda i: f"/{BUCKET}/{key(row, rep, i)}", put_headers, get_headers)
+    return http_round(port, lambda i: f"/{BUCKET}/{key(row, rep, i)}", put_headers, get_headers,
+                      pid, name)
 
 
 def main():
@@ -120,11 +135,17 @@ def main():
         for rep in range(REPS):
             results["nimbus (AWS endpoint)"].append(sdk_round(nimbus, "sdk", rep))
             results["moto server"].append(sdk_round(moto, "sdk", rep))
-            results["nimbus (services API)"].append(api_round(servers.admin_port, servers.token, rep))
-            results["nimbus (AWS, raw HTTP)"].append(raw_round(servers.nimbus_port, "raw", rep))
-            results["moto server (raw HTTP)"].append(raw_round(servers.moto_port, "raw", rep))
+            results["nimbus (services API)"].append(
+                api_round(servers.admin_port, servers.token, rep, servers.nimbus_pid))
+            results["nimbus (AWS, raw HTTP)"].append(raw_round(
+                servers.nimbus_port, "raw", rep, servers.nimbus_pid, "nimbus (AWS, raw HTTP)"))
+            results["moto server (raw HTTP)"].append(raw_round(
+                servers.moto_port, "raw", rep, servers.moto_pid, "moto server (raw HTTP)"))
         print_table(f"N={N} objects of {SIZE} bytes per round, {REPS} rounds, one keep-alive client",
                     ["PutObject/s", "GetObject/s"], results)
+        print()
+        print_table("Server CPU time per call, microseconds (http.client rows)",
+                    ["PutObject", "GetObject"], CPU)
 
 
 if __name__ == "__main__":

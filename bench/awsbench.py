@@ -53,6 +53,14 @@ class Servers:
         self.files = files or {}
         self.procs = []
 
+    @property
+    def nimbus_pid(self):
+        return self.procs[0].pid
+
+    @property
+    def moto_pid(self):
+        return self.procs[1].pid
+
     def __enter__(self):
         self.app = tempfile.mkdtemp(prefix=self.prefix)
         with open(os.path.join(self.app, "nimbus.yaml"), "w") as f:
@@ -124,6 +132,14 @@ def unverified_auth(service):
                           "aws4_request, SignedHeaders=host;x-amz-date, Signature=0"),
         "X-Amz-Date": "20261204T000000Z",
     }
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process `pid` has used so far, in seconds (/proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        # Fields after the command name (which may hold spaces), from its closing paren.
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed(n, op):

@@ -9,7 +9,7 @@
 #
 #   cargo build --release -p nimbus && bench/hostile.sh
 #
-# Needs root (a uid per instance), bubblewrap, curl, node, python3. The attacks are only
+# Needs root (a uid per instance), curl, node, python3. The attacks are only
 # safe sandboxed: there is no NIMBUS_SANDBOX=off run. Only talks to 127.0.0.1.
 # Knobs: NIMBUS (binary), PORT, REPS (rounds of all the attacks), QUIET_N (quiet requests).
 set -euo pipefail
@@ -71,17 +71,21 @@ with open(out, "w") as f:
             conn.close()
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             status = 0
-        f.write(f"{(time.perf_counter() - t0) * 1000:.3f} {status}\n")
+        f.write(f"{(time.perf_counter() - t0) * 1000:.3f} {status} {time.time():.3f}\n")
         f.flush()
         time.sleep(0.02)
 PY
 }
 
+# Each attack's line: name, status, seconds, and its start and end (Unix time), so each
+# healthy request can be put beside the attack it overlapped.
 attacks() {
-  for what in secrets db other_app shadow code "signal?pid=$NIMBUS_PID" fork alloc escape hog tmp stdout; do
-    curl -s -o /dev/null -w "attack ${what%%\?*} %{http_code} %{time_total}\n" "$BASE/attack/$what"
+  for what in secrets db other_app shadow code "signal?pid=$NIMBUS_PID" fork alloc escape hog tmp stdout loop; do
+    path="/attack/$what"; [ "$what" = loop ] && path=/loop
+    start=$(date +%s.%N)
+    curl -s -o /dev/null -w "attack ${what%%\?*} %{http_code} %{time_total}" "$BASE$path"
+    echo " $start $(date +%s.%N)"
   done
-  curl -s -o /dev/null -w "attack loop %{http_code} %{time_total}\n" "$BASE/loop"
 }
 
 # stdin: numbers -> "p50 / p99 / max"
@@ -115,6 +119,26 @@ for rep in $(seq "$REPS"); do
 done
 echo "| all rounds, quiet | $(cat "$OUT"/quiet-* | wc -l) | $(cat "$OUT"/quiet-* | awk '$2 != 200' | wc -l) | $(cat "$OUT"/quiet-* | cut -d' ' -f1 | pcts) |"
 echo "| all rounds, beside the attacks | $(cat "$OUT"/busy-* | wc -l) | $(cat "$OUT"/busy-* | awk '$2 != 200' | wc -l) | $(cat "$OUT"/busy-* | cut -d' ' -f1 | pcts) |"
+echo
+echo "| healthy GET /healthy beside each attack, all rounds, ms | requests | p50 / p99 / max |"
+echo "|---|---|---|"
+python3 - "$OUT" <<'PY'
+import glob, sys
+out = sys.argv[1]
+attacks = [line.split() for line in open(f"{out}/attacks.txt")]
+samples = [line.split() for f in glob.glob(f"{out}/busy-*") for line in open(f)]
+def pcts(xs):
+    xs = sorted(xs)
+    at = lambda q: xs[min(len(xs) - 1, max(0, int(len(xs) * q + 0.999) - 1))]
+    return f"{at(0.5):.2f} / {at(0.99):.2f} / {xs[-1]:.2f}" if xs else "-"
+names = list(dict.fromkeys(a[1] for a in attacks))
+for name in names:
+    spans = [(float(a[4]), float(a[5])) for a in attacks if a[1] == name]
+    # A request overlaps the attack when it ended inside the span (its start is end - latency).
+    lat = [float(s[0]) for s in samples
+           if any(start <= float(s[2]) and float(s[2]) - float(s[0]) / 1000 <= end for start, end in spans)]
+    print(f"| {name} | {len(lat)} | {pcts(lat)} |")
+PY
 echo
 echo "attacks (status and seconds, per round):"
 awk '{ s[$2] = s[$2] " " $3 "/" $4 } END { for (k in s) print "  " k ":" s[k] }' "$OUT/attacks.txt" | sort

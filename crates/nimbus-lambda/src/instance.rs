@@ -410,27 +410,89 @@ struct Output {
     sink: Arc<dyn LogSink>,
 }
 
+/// An instance's output is read this much at a time: a function flooding its stdout
+/// costs nimbus a read and a wake-up per 64 KiB, not per 8 KiB (a tokio `BufReader`'s).
+const OUTPUT_READ_BYTES: usize = 64 << 10;
+
+/// The longest line passed on whole: Lambda's limit on one log event. A longer one (or
+/// output that never ends a line) goes on in pieces this long, so nimbus never holds more
+/// of an instance's output than this.
+const MAX_LINE_BYTES: usize = 256 << 10;
+
 /// Forwards each output line of an instance to the log sink, tagged with the invocation
 /// in flight, and flags V8 heap exhaustion.
 async fn forward_lines(stream: impl tokio::io::AsyncRead + Unpin, output: Output) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        // Node aborts with this message when `--max-old-space-size` is exhausted: the
-        // same memory limit, reached by the heap before the resident-size watch saw it.
-        if line.contains("JavaScript heap out of memory") || line.contains("Reached heap limit") {
-            output.state.oom.store(true, Ordering::Release);
+    read_lines(stream, |line| forward_line(line, &output)).await;
+}
+
+/// Calls `each` with every line of `stream` (without its `\n`), lines longer than
+/// `MAX_LINE_BYTES` in pieces.
+async fn read_lines(stream: impl tokio::io::AsyncRead + Unpin, mut each: impl FnMut(&[u8])) {
+    let mut reader = BufReader::with_capacity(OUTPUT_READ_BYTES, stream);
+    let mut line = Vec::new();
+    // Whether the last line was cut at `MAX_LINE_BYTES`: a newline right after it ends
+    // that line, not an empty one.
+    let mut cut = false;
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) if !buf.is_empty() => buf,
+            _ => break,
+        };
+        let window = &buf[..buf.len().min(MAX_LINE_BYTES - line.len())];
+        match find_newline(window) {
+            Some(end) => {
+                line.extend_from_slice(&window[..end]);
+                reader.consume(end + 1);
+                if std::mem::take(&mut cut) && line.is_empty() {
+                    continue;
+                }
+            }
+            None => {
+                let n_read = window.len();
+                line.extend_from_slice(window);
+                reader.consume(n_read);
+                if line.len() < MAX_LINE_BYTES {
+                    continue;
+                }
+                cut = true;
+            }
         }
-        // Lambda's runtimes put the request id in their log prefix; trust it over timing.
-        let request_id = prefixed_request_id(&line)
-            .map(str::to_owned)
-            .or_else(|| output.api.last_request_id());
-        output.sink.log(LogLine {
-            function: &output.api.function_name(),
-            request_id: request_id.as_deref(),
-            stream: output.stream,
-            text: &line,
-        });
+        each(&line);
+        line.clear();
     }
+    if !line.is_empty() {
+        each(&line);
+    }
+}
+
+/// Where the first `\n` of `bytes` is: the C library's `memchr`, which reads a word or a
+/// vector at a time (a byte loop costs a flood of output about as much again).
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    // SAFETY: memchr(3) reads at most `bytes.len()` bytes from the start of the slice.
+    let found = unsafe { libc::memchr(bytes.as_ptr().cast(), i32::from(b'\n'), bytes.len()) };
+    (!found.is_null()).then(|| found as usize - bytes.as_ptr() as usize)
+}
+
+/// Passes one line of output (without its `\n`) to the log sink.
+fn forward_line(line: &[u8], output: &Output) {
+    let line = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+    // Node aborts with this message (on stderr) when `--max-old-space-size` is exhausted:
+    // the same memory limit, reached by the heap before the resident-size watch saw it.
+    if output.stream == LogStream::Stderr
+        && (line.contains("JavaScript heap out of memory") || line.contains("Reached heap limit"))
+    {
+        output.state.oom.store(true, Ordering::Release);
+    }
+    // Lambda's runtimes put the request id in their log prefix; trust it over timing.
+    let request_id = prefixed_request_id(&line)
+        .map(str::to_owned)
+        .or_else(|| output.api.last_request_id());
+    output.sink.log(LogLine {
+        function: &output.api.function_name(),
+        request_id: request_id.as_deref(),
+        stream: output.stream,
+        text: &line,
+    });
 }
 
 /// The request id in a Node.js (`time\tid\tLEVEL\tmsg`) or Python logging
@@ -453,4 +515,39 @@ pub(crate) fn reply_channel() -> (
     oneshot::Receiver<crate::runtime_api::Reply>,
 ) {
     oneshot::channel()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines `read_lines` finds in `output`, as (length, first byte) pairs.
+    fn lines_of(output: &[u8]) -> Vec<(usize, u8)> {
+        let mut lines = Vec::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(read_lines(output, |line| {
+            lines.push((line.len(), line.first().copied().unwrap_or(b'-')));
+        }));
+        lines
+    }
+
+    #[test]
+    fn output_is_split_at_newlines_and_long_lines_are_passed_on_in_pieces() {
+        assert_eq!(
+            lines_of(b"a\nbb\r\n\nccc"),
+            vec![(1, b'a'), (3, b'b'), (0, b'-'), (3, b'c')]
+        );
+        // A line of exactly the limit, then its newline: one line, not an extra empty one.
+        let mut exact = vec![b'x'; MAX_LINE_BYTES];
+        exact.extend_from_slice(b"\ny\n");
+        assert_eq!(lines_of(&exact), vec![(MAX_LINE_BYTES, b'x'), (1, b'y')]);
+        // Output that never ends a line is held at most `MAX_LINE_BYTES` at a time.
+        let endless = vec![b'z'; MAX_LINE_BYTES * 2 + 5];
+        assert_eq!(
+            lines_of(&endless),
+            vec![(MAX_LINE_BYTES, b'z'), (MAX_LINE_BYTES, b'z'), (5, b'z')]
+        );
+    }
 }

@@ -438,6 +438,26 @@ async fn newest_record_dropping(app: &TestApp, at_least: u64) -> serde_json::Val
     }
 }
 
+/// Issue 14: one byte of stdout that was not UTF-8 ended nimbus's reading of the
+/// instance's output, closing the pipe: the function's next print failed (BrokenPipeError)
+/// and the invocation with it (502), and so did every later one.
+#[tokio::test]
+async fn output_that_is_not_utf8_is_logged_and_the_function_keeps_printing() {
+    let manifest = "service: bytes\nprovider:\n  runtime: python3.12\nfunctions:\n  bytes:\n    handler: handler.handler\n    events:\n      - httpApi: GET /bytes\n";
+    let handler = "import sys\n\ndef handler(event, context):\n    sys.stdout.buffer.write(b'bad \\xff byte\\n')\n    sys.stdout.flush()\n    for i in range(20):\n        print('after', i)\n    sys.stdout.flush()\n    return {'statusCode': 200, 'body': 'printed'}\n";
+    let app = TestApp::new(&[("nimbus.yaml", manifest), ("handler.py", handler)]);
+    let server = TestServer::start(app.path(), &[]);
+    for _ in 0..2 {
+        let res = server.get("/bytes").await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.text(), "printed");
+    }
+    let logs = app
+        .nimbus_until(&["logs"], |out| out.contains("after 19"))
+        .await;
+    assert!(logs.contains("bad \u{fffd} byte"), "{logs}");
+}
+
 /// Issue 20: one invocation printing 200 MB grew `.nimbus/` by 168 MB and nimbus's stderr
 /// by 240 MB, and about half the lines were dropped without notice.
 #[tokio::test]
