@@ -275,12 +275,14 @@ impl Store {
         if let Some(metadata) = metadata {
             check_metadata(metadata)?;
         }
-        self.read(|conn| bucket_exists(conn, bucket, read_err("buckets")))?;
         let dir = self.bucket_dir(bucket);
         let file = durable::hex(&durable::random_id().into_bytes());
         let path = dir.join(&file);
         let inline = data.len() <= INLINE_MAX;
         if !inline {
+            // Refuse before writing the file; a small object's bucket is checked only in
+            // the transaction below (one read less per put).
+            self.read(|conn| bucket_exists(conn, bucket, read_err("buckets")))?;
             write_file(&dir, &path, &file, data)?;
         }
         let etag = etag.map_or_else(|| durable::md5_hex(data), str::to_owned);
