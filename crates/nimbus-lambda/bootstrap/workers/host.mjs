@@ -1409,7 +1409,7 @@ const REQUEST_SLOTS = (() => {
   }
 })();
 const LAZY_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
-const incoming = new WeakMap(); // IncomingRequest -> { url, method, init, body, headers, real }
+const incoming = new WeakMap(); // IncomingRequest -> { url, method, init, body, headers, real, sourceIp, cf, geo }
 const linkedHeaders = new WeakMap(); // IncomingHeaders -> the real request's Headers
 
 // The headers an IncomingRequest hands out: once its real request exists, changes to them
@@ -1461,6 +1461,28 @@ Object.defineProperties(IncomingRequest.prototype, {
       return d.headers;
     },
   },
+  // Worked out when first read: most workers read none of them.
+  cf: {
+    configurable: true,
+    get() {
+      const d = incoming.get(this);
+      return d && (d.cf ??= cfOf(this.headers));
+    },
+  },
+  geo: {
+    configurable: true,
+    get() {
+      const d = incoming.get(this);
+      return d && (d.geo ??= geoOf(this.cf));
+    },
+  },
+  ip: {
+    configurable: true,
+    get() {
+      const d = incoming.get(this);
+      return d && ipOf(this.headers, d.sourceIp);
+    },
+  },
 });
 for (const slot of REQUEST_SLOTS) {
   Object.defineProperty(IncomingRequest.prototype, slot, {
@@ -1490,11 +1512,11 @@ function realRequest(req) {
   if (d.headers) linkedHeaders.set(d.headers, real.headers);
 }
 
-function newRequest(url, method, headers, body) {
+function newRequest(url, method, headers, body, sourceIp) {
   if (!REQUEST_SLOTS.length || !LAZY_METHODS.has(method)) return new NodeRequest(url, { method, headers, body });
   const req = new IncomingRequest();
   // The url as the real request would hold it (parsed and serialized).
-  incoming.set(req, { url: new URL(url).href, method, init: headers, body, headers: null, real: null });
+  incoming.set(req, { url: new URL(url).href, method, init: headers, body, headers: null, real: null, sourceIp, cf: null, geo: null });
   return req;
 }
 
@@ -1526,29 +1548,23 @@ function requestFromEvent(ev) {
   if (ev.body !== undefined && ev.body !== null && method !== 'GET' && method !== 'HEAD') {
     body = ev.isBase64Encoded ? Buffer.from(ev.body, 'base64') : ev.body;
   }
-  const request = newRequest(url, method, headers, body);
-  const cf = () => cfOf(request.headers);
-  lazyValue(request, 'cf', cf, true);
-  // Vercel Edge's `request.geo` and `request.ip`.
-  lazyValue(
-    request,
-    'geo',
-    () => {
-      const { country, city, region, latitude, longitude } = request.cf;
-      return { country, city, region, latitude, longitude };
-    },
-    false,
-  );
-  lazyValue(
-    request,
-    'ip',
-    () =>
-      request.headers.get('cf-connecting-ip') ||
-      request.headers.get('x-real-ip') ||
-      (ev.requestContext && (ev.requestContext.http?.sourceIp || ev.requestContext.identity?.sourceIp)),
-    false,
-  );
+  const sourceIp = ev.requestContext && (ev.requestContext.http?.sourceIp || ev.requestContext.identity?.sourceIp);
+  const request = newRequest(url, method, headers, body, sourceIp);
+  // An IncomingRequest has `cf`, `geo` and `ip` on its prototype, as workerd's Request has.
+  if (incoming.has(request)) return request;
+  lazyValue(request, 'cf', () => cfOf(request.headers), false);
+  lazyValue(request, 'geo', () => geoOf(request.cf), false);
+  lazyValue(request, 'ip', () => ipOf(request.headers, sourceIp), false);
   return request;
+}
+
+// Vercel Edge's `request.geo` and `request.ip`.
+function geoOf(cf) {
+  const { country, city, region, latitude, longitude } = cf;
+  return { country, city, region, latitude, longitude };
+}
+function ipOf(headers, sourceIp) {
+  return headers.get('cf-connecting-ip') || headers.get('x-real-ip') || sourceIp;
 }
 
 async function resultFromResponse(response, ev) {

@@ -524,6 +524,8 @@ const cases = {
       method: request.method,
       isRequest: request instanceof Request,
       constructor: request.constructor === Request,
+      keys: Object.keys(request),
+      cf: typeof request.cf === 'object' && !Object.prototype.hasOwnProperty.call(request, 'cf'),
       headers: request.headers instanceof Headers && request.headers === request.headers,
       aborted: request.signal.aborted,
       body: request.body,
