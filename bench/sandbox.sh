@@ -140,7 +140,7 @@ args = open(f"/proc/{sys.argv[1]}/cmdline", "rb").read().decode().split("\0")[:-
 while "--add-seccomp-fd" in args:
     at = args.index("--add-seccomp-fd")
     del args[at:at + 2]
-cut = len(args) - 1 - args[::-1].index("--")  # after setpriv's own "--"
+cut = len(args) - 1 - args[::-1].index("--")  # after the last "--", before the runtime
 for name, payload in [("sandbox-true", ["/bin/true"]), ("sandbox-node", ["/usr/bin/node", "-e", "0"])]:
     with open(f"{sys.argv[2]}/{name}.sh", "w") as f:
         f.write("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in args[:cut + 1] + payload) + "\n")
