@@ -711,9 +711,7 @@ impl QueueStore for NatsQueues {
         queue: String,
         receipt_handles: Vec<String>,
     ) -> BoxFuture<'_, Result<Vec<Result<(), QueueError>>, QueueError>> {
-        Box::pin(async move {
-            self.ack_all(&queue, receipt_handles).await
-        })
+        Box::pin(async move { self.ack_all(&queue, receipt_handles).await })
     }
 
     fn change_visibility(
