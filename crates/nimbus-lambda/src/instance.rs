@@ -439,7 +439,7 @@ async fn read_lines(stream: impl tokio::io::AsyncRead + Unpin, mut each: impl Fn
             _ => break,
         };
         let window = &buf[..buf.len().min(MAX_LINE_BYTES - line.len())];
-        match find_newline(window) {
+        match memchr::memchr(b'\n', window) {
             Some(end) => {
                 line.extend_from_slice(&window[..end]);
                 reader.consume(end + 1);
@@ -463,14 +463,6 @@ async fn read_lines(stream: impl tokio::io::AsyncRead + Unpin, mut each: impl Fn
     if !line.is_empty() {
         each(&line);
     }
-}
-
-/// Where the first `\n` of `bytes` is: the C library's `memchr`, which reads a word or a
-/// vector at a time (a byte loop costs a flood of output about as much again).
-fn find_newline(bytes: &[u8]) -> Option<usize> {
-    // SAFETY: memchr(3) reads at most `bytes.len()` bytes from the start of the slice.
-    let found = unsafe { libc::memchr(bytes.as_ptr().cast(), i32::from(b'\n'), bytes.len()) };
-    (!found.is_null()).then(|| found as usize - bytes.as_ptr() as usize)
 }
 
 /// Passes one line of output (without its `\n`) to the log sink.
