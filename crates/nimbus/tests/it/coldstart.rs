@@ -385,6 +385,24 @@ async fn warm_reasons(server: &TestServer, app: &TestApp, function: &str) -> ser
         .unwrap_or_default()
 }
 
+/// Waits (up to 10 s) until `function` has one instance warm for `reason`, then checks
+/// that `nimbus top` says so too.
+async fn assert_warmed_for(server: &TestServer, app: &TestApp, function: &str, reason: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut warm = warm_reasons(server, app, function).await;
+    while warm[reason] != 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        warm = warm_reasons(server, app, function).await;
+    }
+    assert_eq!(warm[reason], 1, "{warm}\n{}", server.logs());
+    let top = app.nimbus(&["top", "--once"]);
+    assert!(
+        top.stdout.contains(&format!("1 {reason}")),
+        "{}",
+        top.stdout
+    );
+}
+
 /// The hybrid histogram policy, in compressed time (100 ms bins): a function invoked
 /// every 2 s learns its idle time, after which each instance stops right after its
 /// invocation and a new one is pre-warmed before the next, which then finds it warm.
@@ -625,19 +643,7 @@ stepFunctions:
         started.stderr
     );
     // While Extract runs (2.5 s), Load gets an instance warm for the workflow.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut warm = warm_reasons(&server, &app, "load").await;
-    while warm["pre-warmed-workflow"] != 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        warm = warm_reasons(&server, &app, "load").await;
-    }
-    assert_eq!(warm["pre-warmed-workflow"], 1, "{warm}\n{}", server.logs());
-    let top = app.nimbus(&["top", "--once"]);
-    assert!(
-        top.stdout.contains("1 pre-warmed-workflow"),
-        "{}",
-        top.stdout
-    );
+    assert_warmed_for(&server, &app, "load", "pre-warmed-workflow").await;
     // Load's invocation, after Extract's, took the warm instance: no cold start.
     let listed = app
         .nimbus_until(&["invocations", "load", "--json"], |out| !out.is_empty())
@@ -664,19 +670,7 @@ async fn a_batch_waiting_for_its_window_finds_its_function_warm() {
     let server = TestServer::start(app.path(), &[]);
     let sent = app.nimbus(&["queue", "send", "jobs", "one job"]);
     assert_eq!(sent.code, Some(0), "{}{}", sent.stdout, sent.stderr);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut warm = warm_reasons(&server, &app, "worker").await;
-    while warm["pre-warmed-backlog"] != 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        warm = warm_reasons(&server, &app, "worker").await;
-    }
-    assert_eq!(warm["pre-warmed-backlog"], 1, "{warm}\n{}", server.logs());
-    let top = app.nimbus(&["top", "--once"]);
-    assert!(
-        top.stdout.contains("1 pre-warmed-backlog"),
-        "{}",
-        top.stdout
-    );
+    assert_warmed_for(&server, &app, "worker", "pre-warmed-backlog").await;
     let listed = app
         .nimbus_until(&["invocations", "worker", "--json"], |out| !out.is_empty())
         .await;
