@@ -150,28 +150,10 @@ async fn a_chat_room_durable_object_broadcasts_to_20_websocket_clients() {
         ("driver.js", DRIVER_JS),
     ]);
     let server = TestServer::start(app.path(), &[]);
-    let out = tokio::task::spawn_blocking({
-        let app_dir = app.path().to_owned();
-        let url = format!("ws://{}", server.addr);
-        move || {
-            Command::new("node")
-                .arg(app_dir.join("driver.js"))
-                .env("NODE_PATH", ws.join("node_modules"))
-                .env("WS_URL", url)
-                .output()
-                .expect("running node")
-        }
-    })
-    .await
-    .expect("the driver task");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\nnimbus logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+    let out = run_driver(&app, ws, format!("ws://{}", server.addr), &[], || {
         server.logs()
-    );
-    let out: Value = serde_json::from_str(stdout.trim()).expect("the driver prints JSON");
+    })
+    .await;
 
     assert_eq!(
         out["echo"]["got"],
@@ -358,29 +340,14 @@ async fn an_idle_durable_object_is_evicted_and_rebuilt_with_its_websockets_and_a
     // Objects are evicted after half the idle timeout: 300 ms here. The host itself
     // stays while it has sockets.
     let server = TestServer::start(app.path(), &["--idle-timeout", "600ms"]);
-    let out = tokio::task::spawn_blocking({
-        let app_dir = app.path().to_owned();
-        let url = format!("ws://{}", server.addr);
-        move || {
-            Command::new("node")
-                .arg(app_dir.join("driver.js"))
-                .env("NODE_PATH", ws.join("node_modules"))
-                .env("WS_URL", url)
-                .env("IDLE_MS", "300")
-                .output()
-                .expect("running node")
-        }
-    })
-    .await
-    .expect("the driver task");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\nnimbus logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        server.logs()
-    );
-    let out: Value = serde_json::from_str(stdout.trim()).expect("the driver prints JSON");
+    let out = run_driver(
+        &app,
+        ws,
+        format!("ws://{}", server.addr),
+        &[("IDLE_MS", "300")],
+        || server.logs(),
+    )
+    .await;
 
     // Before eviction: the instance that accepted both sockets, with its memory.
     assert_eq!(
@@ -426,28 +393,14 @@ async fn a_deployed_worker_serves_its_websockets_on_nimbus_server() {
         ("driver.js", DRIVER_JS),
     ]);
     crate::deploy::ok(&app.nimbus(&["deploy", ".", "--to", &host.url(), "--token", &token]));
-    let out = tokio::task::spawn_blocking({
-        let app_dir = app.path().to_owned();
-        let url = format!("ws://{}/chat/dev", host.gateway);
-        move || {
-            Command::new("node")
-                .arg(app_dir.join("driver.js"))
-                .env("NODE_PATH", ws.join("node_modules"))
-                .env("WS_URL", url)
-                .output()
-                .expect("running node")
-        }
-    })
-    .await
-    .expect("the driver task");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}\nnimbus logs:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        host.logs()
-    );
-    let out: Value = serde_json::from_str(stdout.trim()).expect("the driver prints JSON");
+    let out = run_driver(
+        &app,
+        ws,
+        format!("ws://{}/chat/dev", host.gateway),
+        &[],
+        || host.logs(),
+    )
+    .await;
     assert_eq!(
         out["echo"]["closed"],
         serde_json::json!({"code": 4000, "reason": "asked to"}),
@@ -459,4 +412,33 @@ async fn a_deployed_worker_serves_its_websockets_on_nimbus_server() {
         assert_eq!(heard, &serde_json::json!(everyone), "{out}");
     }
     assert_eq!(out["leftHeardBy"], 19, "{out}");
+}
+
+/// Runs the app's `driver.js` with Node (the `ws` package on its path) against `url`, with
+/// `env` besides; its stdout parsed as JSON. A failing driver fails the test with its
+/// output and `logs()`.
+async fn run_driver(
+    app: &TestApp,
+    ws: std::path::PathBuf,
+    url: String,
+    env: &[(&str, &str)],
+    logs: impl FnOnce() -> String,
+) -> Value {
+    let mut command = Command::new("node");
+    command
+        .arg(app.path().join("driver.js"))
+        .env("NODE_PATH", ws.join("node_modules"))
+        .env("WS_URL", url)
+        .envs(env.iter().copied());
+    let out = tokio::task::spawn_blocking(move || command.output().expect("running node"))
+        .await
+        .expect("the driver task");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}\nnimbus logs:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    serde_json::from_str(stdout.trim()).expect("the driver prints JSON")
 }
